@@ -1,0 +1,138 @@
+# kmilter - S/MIME gateway milter.  One plain GNU Makefile, no autotools.
+
+VERSION    = 0.1.0
+
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(PREFIX)/etc
+MANDIR     ?= $(PREFIX)/share/man
+INSTALL    ?= install
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS     ?= -O2 -g
+
+PKG_CFLAGS   := $(shell $(PKG_CONFIG) --cflags openssl hiredis libconfig 2>/dev/null)
+PKG_LIBS     := $(shell $(PKG_CONFIG) --libs openssl hiredis libconfig 2>/dev/null)
+MILTER_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags milter 2>/dev/null)
+MILTER_LIBS   ?= $(shell $(PKG_CONFIG) --libs milter 2>/dev/null || echo -lmilter)
+
+WARNINGS = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+	   -Wwrite-strings -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARNINGS += -Werror
+endif
+
+# SANITIZE=1 builds everything (daemon, tools, tests) with ASan+UBSan.
+ifeq ($(SANITIZE),1)
+SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BUILD     = build-asan
+else
+BUILD     = build
+endif
+
+REAL_CFLAGS = -std=c11 -D_GNU_SOURCE -DKMILTER_VERSION='"$(VERSION)"' \
+	      -Imilter -Ikeyclient -Iconf $(WARNINGS) $(SAN_FLAGS) \
+	      $(PKG_CFLAGS) $(MILTER_CFLAGS) $(CFLAGS) -MMD -MP
+REAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+LIBS = $(PKG_LIBS) $(MILTER_LIBS) -lpthread
+
+# Every .c in the three source directories goes into the internal library,
+# except the programs' main files.
+MAINS    = milter/main.c keyclient/kmctl.c
+LIB_SRCS = $(filter-out $(MAINS), $(wildcard milter/*.c keyclient/*.c conf/*.c))
+LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS = $(wildcard tests/tools/*.c)
+TOOL_BINS = $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+
+KMILTER = $(BUILD)/kmilter
+KMCTL   = $(BUILD)/kmctl
+
+.PHONY: all test check check-asan unit bench fuzz demo deps install uninstall clean tools
+
+all: $(KMILTER) $(KMCTL) milter/kmilter keyclient/kmctl
+
+# Convenience links so the programs are where the docs say they are.
+milter/kmilter: $(KMILTER)
+	ln -sf ../$(KMILTER) $@
+keyclient/kmctl: $(KMCTL)
+	ln -sf ../$(KMCTL) $@
+
+$(BUILD)/libkm.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(KMILTER): $(BUILD)/milter/main.o $(BUILD)/libkm.a
+	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(KMCTL): $(BUILD)/keyclient/kmctl.o $(BUILD)/libkm.a
+	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/libkm.a
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -Itests/unit $(REAL_LDFLAGS) -o $@ $< $(BUILD)/libkm.a $(LIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libkm.a
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) $(REAL_LDFLAGS) -o $@ $< $(BUILD)/libkm.a $(LIBS)
+
+tools: $(TOOL_BINS)
+unit: $(UNIT_BINS)
+
+deps:
+	@tests/install-deps
+
+# Everything: unit, milter protocol and end-to-end tests through the lab.
+test: deps
+	$(MAKE) all unit tools
+	tests/run --build $(BUILD) all
+
+# Quick loop: unit and milter protocol tests only.
+check: all unit tools
+	tests/run --build $(BUILD) check
+
+check-asan:
+	$(MAKE) SANITIZE=1 all unit tools
+	tests/run --build build-asan check
+
+bench: deps
+	$(MAKE) all tools
+	tests/bench/run --build $(BUILD)
+
+fuzz: deps
+	tests/fuzz/run
+
+demo: deps
+	$(MAKE) all
+	tests/demo
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/kmilter \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0755 $(KMILTER) $(DESTDIR)$(SBINDIR)/kmilter
+	$(INSTALL) -m 0755 $(KMCTL) $(DESTDIR)$(SBINDIR)/kmctl
+	$(INSTALL) -m 0640 conf/kmilter.conf $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf.sample
+	[ -e $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf ] || \
+		$(INSTALL) -m 0640 conf/kmilter.conf $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf
+	$(INSTALL) -m 0644 conf/kmilter.conf.5 $(DESTDIR)$(MANDIR)/man5/kmilter.conf.5
+	for m in milter/kmilter.8 keyclient/kmctl.8 keyclient/kmilter-hook.8; do \
+		[ ! -f $$m ] || $(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/kmilter $(DESTDIR)$(SBINDIR)/kmctl \
+		$(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf.sample \
+		$(DESTDIR)$(MANDIR)/man5/kmilter.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/kmilter.8 $(DESTDIR)$(MANDIR)/man8/kmctl.8 \
+		$(DESTDIR)$(MANDIR)/man8/kmilter-hook.8
+
+clean:
+	rm -rf build build-asan milter/kmilter keyclient/kmctl
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/milter/main.d $(BUILD)/keyclient/kmctl.d
