@@ -1,0 +1,265 @@
+#ifndef KMILTER_KEYCLIENT_KMIP_H
+#define KMILTER_KEYCLIENT_KMIP_H
+/*
+ * NAME
+ *	kmip - KMIP 1.2 client operations over one TLS connection, and a pool
+ * SUMMARY
+ *	kmip_conn_new(), kmip_conn_free(), kmip_discover_versions(),
+ *	kmip_register(), kmip_locate(), kmip_get(), kmip_get_attributes(),
+ *	kmip_activate(), kmip_revoke(), kmip_destroy(),
+ *	kmip_uid_list_free(), kmip_pool_new(), kmip_pool_get(),
+ *	kmip_pool_put(), kmip_pool_free(), kmip_object_type_name(),
+ *	kmip_state_name()
+ * DESCRIPTION
+ *	A struct kmip_conn is one TLS connection (client certificate
+ *	authentication, peer chain and host name/IP always verified) to one
+ *	KMIP server.  Every operation sends one request with one batch item
+ *	(protocol version 1.2) and reads one response: an 8-byte TTLV header,
+ *	a length bounded by KMIP_MAX_RESPONSE (1 MiB; more is refused), then
+ *	the body, decoded strictly by ttlv.c.
+ *
+ *	Reconnection: before a request on a connection that has been idle,
+ *	the connection is checked; if the server closed it, it is reopened.
+ *	If the connection breaks (EOF/reset) while an idempotent operation
+ *	(Discover Versions, Locate, Get, Get Attributes) is in flight, the
+ *	client reconnects once and resends.  Register, Activate, Revoke and
+ *	Destroy are never resent after the request went out.
+ *
+ *	Object naming is kmilter's convention, decided by the key model
+ *	(keystore/kmctl); this layer passes names through unchanged.  Names
+ *	are exact-match, case-sensitive strings on the server.
+ *
+ *	Time-outs: connect_timeout_ms bounds TCP connect + TLS handshake,
+ *	io_timeout_ms bounds each wait for the socket to become readable or
+ *	writable during a request.  0 or less means 5000 ms.
+ * OWNERSHIP
+ *	kmip_conn_new() and kmip_pool_new() copy everything in the opts (the
+ *	caller's strings may be freed afterwards).  Caller frees with
+ *	kmip_conn_free() / kmip_pool_free(); both accept NULL and return NULL.
+ *	kmip_locate() returns a struct kmip_uid_list that the caller frees
+ *	with kmip_uid_list_free().
+ *	kmip_get() returns *data allocated with secmem_alloc() for EVERY object
+ *	type (certificates included): the caller frees it with
+ *	secmem_free(*data, *len), which wipes it.  This matters for
+ *	SecretData and PrivateKey objects, whose bytes are secret.
+ *	kmip_get_attributes() fills a caller-owned struct; nothing to free.
+ *	kmip_pool_get() lends a connection; give it back with kmip_pool_put()
+ *	(never kmip_conn_free() it).
+ * ERRORS
+ *	Every operation returns enum km_status and, unless KM_OK, writes one
+ *	line into errstr (if errstr != NULL), of the form
+ *	  "server NAME: Operation: RESULT_REASON: server message"
+ *	for an error the server reported, or
+ *	  "server NAME: Operation: what went wrong"
+ *	otherwise.  Never any key bytes.
+ *	  KM_OK        success.
+ *	  KM_PERMFAIL  the server answered with an error (Item Not Found,
+ *	               Permission Denied, Invalid Field, ...), or TLS peer
+ *	               verification failed (bad CA, wrong host name), or the
+ *	               client key/certificate cannot be loaded or the key file
+ *	               is group/world readable.
+ *	  KM_TEMPFAIL  network error, connection refused, EOF/reset (after the
+ *	               one retry where allowed), time-out, pool exhausted, or
+ *	               the server answered Operation Failed (a server-side
+ *	               transient error).
+ *	  KM_PROTO     the server sent garbage: bad TTLV, response too large,
+ *	               missing fields, wrong operation echoed.  The connection
+ *	               is closed (reopened on the next call).
+ *	  KM_NOMEM     allocation failed.
+ *	kmip_conn_new() returns NULL on failure (errstr says why); it
+ *	connects at once, so an unreachable server fails here.
+ * THREADS
+ *	A struct kmip_conn is used by one thread at a time.  A struct
+ *	kmip_pool is thread-safe: many threads may kmip_pool_get() and
+ *	kmip_pool_put() concurrently; each then owns its connection until
+ *	it puts it back.  kmip_object_type_name()/kmip_state_name() return
+ *	static strings and are thread-safe.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "status.h"
+
+#define KMIP_MAX_RESPONSE	(1024 * 1024)	/* bytes, header included */
+#define KMIP_UID_MAX		128		/* with the NUL */
+#define KMIP_NAME_MAX		256		/* with the NUL */
+
+struct kmip_server_opts {
+	const char *name;		/* for messages, e.g. "km1" */
+	const char *host;		/* IP literal or DNS name; checked
+					   against the server certificate */
+	int port;			/* e.g. 5696 */
+	const char *ca_file;		/* PEM CA bundle that signs the server */
+	const char *cert_file;		/* PEM client certificate (EKU
+					   clientAuth; its CN is the owner) */
+	const char *key_file;		/* PEM client key, mode 0600 or stricter */
+	int connect_timeout_ms;
+	int io_timeout_ms;
+};
+
+/* KMIP Object Type enumeration values. */
+enum kmip_object_type {
+	KMIP_OBJ_NONE = 0,		/* "any" in kmip_locate() */
+	KMIP_OBJ_CERTIFICATE = 1,
+	KMIP_OBJ_SYMMETRIC_KEY = 2,
+	KMIP_OBJ_PUBLIC_KEY = 3,
+	KMIP_OBJ_PRIVATE_KEY = 4,
+	KMIP_OBJ_SPLIT_KEY = 5,
+	KMIP_OBJ_TEMPLATE = 6,
+	KMIP_OBJ_SECRET_DATA = 7,
+	KMIP_OBJ_OPAQUE = 8
+};
+
+/* KMIP State enumeration values. */
+enum kmip_state {
+	KMIP_STATE_NONE = 0,		/* "any" in kmip_locate(); "absent" */
+	KMIP_STATE_PRE_ACTIVE = 1,
+	KMIP_STATE_ACTIVE = 2,
+	KMIP_STATE_DEACTIVATED = 3,
+	KMIP_STATE_COMPROMISED = 4,
+	KMIP_STATE_DESTROYED = 5,
+	KMIP_STATE_DESTROYED_COMPROMISED = 6
+};
+
+/* KMIP Revocation Reason Code values that kmilter uses. */
+enum kmip_revoke_reason {
+	KMIP_REVOKE_KEY_COMPROMISE = 2,
+	KMIP_REVOKE_CESSATION_OF_OPERATION = 6
+};
+
+/* KMIP Cryptographic Usage Mask bits. */
+#define KMIP_USAGE_SIGN		0x00000001u
+#define KMIP_USAGE_VERIFY	0x00000002u
+#define KMIP_USAGE_ENCRYPT	0x00000004u
+#define KMIP_USAGE_DECRYPT	0x00000008u
+#define KMIP_USAGE_WRAP_KEY	0x00000010u
+#define KMIP_USAGE_UNWRAP_KEY	0x00000020u
+#define KMIP_USAGE_EXPORT	0x00000040u
+
+/* KMIP Secret Data Type values. */
+#define KMIP_SECRET_PASSWORD	1
+#define KMIP_SECRET_SEED	2
+
+/* KMIP Cryptographic Algorithm values (for private keys). */
+#define KMIP_ALG_RSA		4
+#define KMIP_ALG_EC		6	/* ECDSA in KMIP 1.x */
+
+struct kmip_register_req {
+	enum kmip_object_type type;	/* CERTIFICATE (X.509 DER),
+					   SECRET_DATA (opaque bytes, format
+					   OPAQUE), PRIVATE_KEY (PKCS#8 DER,
+					   format PKCS_8) */
+	const unsigned char *data;	/* the object's bytes (borrowed) */
+	size_t len;
+	const char *name;		/* required: one Name,
+					   UNINTERPRETED_TEXT_STRING, < 256 */
+	const char *group;		/* optional Object Group, or NULL */
+	uint32_t usage_mask;		/* Cryptographic Usage Mask; 0 = not sent */
+	int secret_type;		/* SECRET_DATA only: KMIP_SECRET_*;
+					   0 = KMIP_SECRET_SEED */
+	int alg;			/* PRIVATE_KEY only: KMIP_ALG_*, and */
+	int bits;			/* key length in bits; 0/0 = read them
+					   from the (unencrypted) PKCS#8 DER */
+};
+
+struct kmip_locate_req {		/* all criteria are ANDed */
+	const char *name;		/* exact Name, or NULL */
+	enum kmip_object_type type;	/* or KMIP_OBJ_NONE */
+	enum kmip_state state;		/* or KMIP_STATE_NONE */
+	const char *group;		/* Object Group, or NULL */
+	int max_items;			/* Maximum Items; 0 = not sent */
+};
+
+struct kmip_uid_list {
+	size_t count;
+	char **uids;			/* count NUL-terminated strings */
+};
+
+struct kmip_attrs {
+	enum kmip_object_type type;	/* KMIP_OBJ_NONE if not returned */
+	enum kmip_state state;		/* KMIP_STATE_NONE if not returned */
+	char name[KMIP_NAME_MAX];	/* first Name value, "" if none */
+	char group[KMIP_NAME_MAX];	/* first Object Group, "" if none */
+	uint32_t usage_mask;
+	int has_usage_mask;
+	time_t initial_date;		/* 0 if not returned */
+	time_t activation_date;		/* 0 if not returned (PyKMIP never
+					   returns it) */
+};
+
+struct kmip_version {
+	int major, minor;
+};
+
+struct kmip_conn;
+struct kmip_pool;
+
+/* Connections. */
+struct kmip_conn *kmip_conn_new(const struct kmip_server_opts *,
+    char *errstr, size_t errlen);
+struct kmip_conn *kmip_conn_free(struct kmip_conn *);
+const char *kmip_conn_name(const struct kmip_conn *);
+/* How many TLS connections this conn has opened so far (1 + reconnects). */
+unsigned long kmip_conn_connects(const struct kmip_conn *);
+
+/* Operations.  See ERRORS above for every return value. */
+
+/* Discover Versions: up to max versions the server supports, best first. */
+enum km_status kmip_discover_versions(struct kmip_conn *,
+    struct kmip_version *out, size_t max, size_t *nout,
+    char *errstr, size_t errlen);
+
+/* Register: on KM_OK uid (KMIP_UID_MAX bytes) holds the new object's id.
+ * The new object is PRE_ACTIVE; call kmip_activate() to make it ACTIVE. */
+enum km_status kmip_register(struct kmip_conn *,
+    const struct kmip_register_req *, char uid[KMIP_UID_MAX],
+    char *errstr, size_t errlen);
+
+/* Locate: on KM_OK *out is a list (maybe count 0: nothing matches or the
+ * caller may not see it); caller frees with kmip_uid_list_free(). */
+enum km_status kmip_locate(struct kmip_conn *, const struct kmip_locate_req *,
+    struct kmip_uid_list **out, char *errstr, size_t errlen);
+struct kmip_uid_list *kmip_uid_list_free(struct kmip_uid_list *);
+
+/* Get: on KM_OK *type is the object type and *data/*len its bytes: the
+ * X.509 DER of a Certificate, the PKCS#8 DER of a PrivateKey, the key
+ * material of a SecretData/SymmetricKey.  *data is from secmem_alloc():
+ * caller frees with secmem_free(*data, *len).  NOTE: PyKMIP returns the
+ * bytes of a COMPROMISED object too; check the State attribute. */
+enum km_status kmip_get(struct kmip_conn *, const char *uid,
+    enum kmip_object_type *type, unsigned char **data, size_t *len,
+    char *errstr, size_t errlen);
+
+/* Get Attributes: asks for State, Name, Object Type, Initial Date,
+ * Activation Date, Object Group and Cryptographic Usage Mask. */
+enum km_status kmip_get_attributes(struct kmip_conn *, const char *uid,
+    struct kmip_attrs *out, char *errstr, size_t errlen);
+
+enum km_status kmip_activate(struct kmip_conn *, const char *uid,
+    char *errstr, size_t errlen);
+/* Revoke: KEY_COMPROMISE also sends Compromise Occurrence Date = now. */
+enum km_status kmip_revoke(struct kmip_conn *, const char *uid,
+    enum kmip_revoke_reason, const char *message,
+    char *errstr, size_t errlen);
+enum km_status kmip_destroy(struct kmip_conn *, const char *uid,
+    char *errstr, size_t errlen);
+
+/* Pool of warm connections to one server (shares one SSL_CTX).
+ * kmip_pool_new() loads the TLS material but does not connect.
+ * kmip_pool_get() returns an idle connection, or opens a new one if fewer
+ * than max exist, or waits up to io_timeout_ms for one to be put back
+ * (then KM_TEMPFAIL "pool exhausted").  kmip_pool_put(pool, NULL) is a
+ * no-op; a connection that broke (KM_PROTO/KM_TEMPFAIL) is closed there
+ * rather than kept. */
+struct kmip_pool *kmip_pool_new(const struct kmip_server_opts *, int max,
+    char *errstr, size_t errlen);
+struct kmip_pool *kmip_pool_free(struct kmip_pool *);
+enum km_status kmip_pool_get(struct kmip_pool *, struct kmip_conn **out,
+    char *errstr, size_t errlen);
+void kmip_pool_put(struct kmip_pool *, struct kmip_conn *);
+
+const char *kmip_object_type_name(enum kmip_object_type);
+const char *kmip_state_name(enum kmip_state);
+
+#endif
