@@ -222,7 +222,7 @@ enum km_status kmip_locate(struct kmip_conn *, const struct kmip_locate_req *,
     struct kmip_uid_list **out, char *errstr, size_t errlen);
 struct kmip_uid_list *kmip_uid_list_free(struct kmip_uid_list *);
 
-/* Get: on KM_OK *type is the object type and *data/*len its bytes: the
+/* Get: on KM_OK *type is the object type and *data, *len its bytes: the
  * X.509 DER of a Certificate, the PKCS#8 DER of a PrivateKey, the key
  * material of a SecretData/SymmetricKey.  *data is from secmem_alloc():
  * caller frees with secmem_free(*data, *len).  NOTE: PyKMIP returns the
