@@ -1,0 +1,189 @@
+#ifndef KMILTER_MILTER_SMIME_H
+#define KMILTER_MILTER_SMIME_H
+/*
+ * NAME
+ *	smime - S/MIME sign, encrypt, decrypt and verify with OpenSSL 3 CMS
+ * SUMMARY
+ *	smime_sign(), smime_encrypt(), smime_decrypt(),
+ *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
+ *	smime_envelope_match(), smime_envelope_decrypt(),
+ *	smime_envelope_free(), smime_verify()
+ * DESCRIPTION
+ *	No libmilter here: bytes in, a MIME entity out, so that the module can
+ *	be unit-tested and fuzzed.
+ *
+ *	Entities.  An "entity" is a MIME entity: its header block (the
+ *	Content-* headers), an empty line, and its body.  Inputs that are
+ *	S/MIME objects are given as (ctype, body, len): ctype is the value of
+ *	the Content-Type header and body the body alone, which is what the
+ *	milter holds for a whole message; pass ctype NULL when body is a full
+ *	entity (headers included), e.g. one unwrapped by smime_decrypt(); a
+ *	NULL ctype with a body that starts with a DER SEQUENCE (0x30) is read
+ *	as raw DER CMS.
+ *
+ *	Line ends.  Everything is signed and encrypted with CRLF line ends:
+ *	an input entity with bare LF is converted to CRLF first (otherwise it
+ *	is used byte for byte).  Everything written is CRLF: the header lines,
+ *	the multipart/signed delimiters, base64 in lines of 76 characters.
+ *	The milter hands these CRLF bodies to the MTA as they are.
+ *
+ *	Output.  sign and encrypt write a complete entity to the caller's BIO
+ *	(a memory BIO or a file BIO for big messages): Content-Type (and
+ *	Content-Transfer-Encoding, Content-Disposition, Content-Description
+ *	for the CMS part), an empty line, the body.  No MIME-Version header:
+ *	the top-level message keeps its own.  Use mime_entity_split() to
+ *	separate the headers from the body.  The CMS is streamed to the BIO
+ *	(BER, indefinite lengths) through a CRLF base64 filter, so a big
+ *	message costs the input plus the output, no DER copy.
+ *
+ *	smime_sign(): detached gives multipart/signed;
+ *	protocol="application/pkcs7-signature"; micalg=sha-256 whose first
+ *	part is the input entity unchanged, second part smime.p7s; opaque
+ *	gives application/pkcs7-mime; smime-type=signed-data; name=smime.p7m.
+ *	The SignerInfo has signing time and SMIMECapabilities; the signer
+ *	certificate and the chain certificates are included.
+ *
+ *	smime_encrypt(): one EnvelopedData (AuthEnvelopedData for AES-GCM)
+ *	for all recipients; RSA recipients get key transport (PKCS#1 v1.5 or
+ *	OAEP with SHA-256), EC recipients key agreement (ECDH, OpenSSL's
+ *	default KDF).  Output application/pkcs7-mime;
+ *	smime-type=enveloped-data (or authEnveloped-data); name=smime.p7m.
+ *
+ *	smime_envelope_open() parses an enveloped message once; then
+ *	smime_envelope_match() tells whether a certificate matches one of its
+ *	RecipientInfos (issuer+serial or subjectKeyIdentifier, ktri or kari)
+ *	without decrypting, and smime_envelope_decrypt() tries the candidate
+ *	(cert, key) pairs whose certificate matches, in order, and writes the
+ *	inner entity to out.  smime_decrypt() does open+decrypt+free.
+ *
+ *	smime_verify() checks a multipart/signed entity or opaque signed-data:
+ *	the signature (digest and signature value), then the signer's chain
+ *	against the trust store with purpose smimesign at the current time,
+ *	and compares the signer's e-mail addresses (subject emailAddress and
+ *	rfc822Name SANs) with the From address.  The signed content (part 0
+ *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
+ *	is written to content_out if it is not NULL, even when the signature
+ *	is bad (the caller decides what to deliver).
+ * OWNERSHIP
+ *	X509, EVP_PKEY and X509_STORE arguments are borrowed: the caller keeps
+ *	ownership, they must stay valid during the call, and the functions
+ *	only read them (OpenSSL up-references what it keeps inside a CMS,
+ *	released before return).  Output BIOs are the caller's and are not
+ *	freed or closed; on failure the BIO may hold a partial output: discard
+ *	it.  A struct smime_envelope is the caller's: free it with
+ *	smime_envelope_free(), which accepts NULL and returns NULL; strings
+ *	from smime_envelope_rid() live as long as the envelope.  A
+ *	struct smime_verify_result is filled in place (fixed arrays).
+ *	Decrypted plaintext in temporary buffers is wiped before it is freed.
+ * ERRORS
+ *	KM_OK; KM_PROTO malformed input (MIME or CMS; errstr says which);
+ *	KM_PERMFAIL the operation is impossible with what was given (no
+ *	matching recipient, decryption failed, unusable key or certificate,
+ *	unsupported algorithm); KM_NOMEM.  smime_verify() returns KM_OK when
+ *	the signature could be checked at all: the verdict is in the result.
+ *	Every failure writes a reason to errstr (may be NULL) and drains the
+ *	OpenSSL error queue into it (first error) and into the log at debug
+ *	level 1, so that no stale error is left for the next message.
+ * THREADS
+ *	Thread-safe: no static state; OpenSSL 3 objects given by the caller
+ *	may be shared by threads since they are only read.
+ */
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "status.h"
+
+enum smime_digest {
+	SMIME_SHA256 = 0,
+	SMIME_SHA384,
+	SMIME_SHA512
+};
+
+enum smime_sign_mode {
+	SMIME_DETACHED = 0,	/* multipart/signed */
+	SMIME_OPAQUE		/* application/pkcs7-mime; smime-type=signed-data */
+};
+
+enum smime_cipher {
+	SMIME_AES256_CBC = 0,	/* default */
+	SMIME_AES128_CBC,
+	SMIME_AES256_GCM	/* AuthEnvelopedData */
+};
+
+enum smime_padding {
+	SMIME_PAD_PKCS1 = 0,	/* default; what gpgsm and NSS 3.87 read */
+	SMIME_PAD_OAEP		/* RSAES-OAEP with SHA-256 */
+};
+
+/* A candidate for decryption: both borrowed. */
+struct smime_keypair {
+	X509		*cert;
+	EVP_PKEY	*key;
+};
+
+struct smime_envelope;
+
+struct smime_verify_result {
+	int	 opaque;		/* 1 signed-data, 0 multipart/signed */
+	int	 sig_ok;		/* digest and signature value correct */
+	int	 chain_ok;		/* signer chains to the trust store, smimesign */
+	int	 from_match;		/* signer address == From address */
+	int	 nsigners;		/* SignerInfos in the message */
+	char	 chain_error[128];	/* X509 verify error text when !chain_ok */
+	char	 subject[256];		/* signer subject, RFC 2253 */
+	char	 email[256];		/* first signer e-mail address */
+	char	 fingerprint[65];	/* SHA-256 of signer certificate, hex */
+	time_t	 signing_time;		/* 0 when absent */
+	char	 digest[16];		/* "sha256", ... */
+};
+
+/* smime_sign - sign an entity: multipart/signed or opaque signed-data */
+enum km_status	 smime_sign(const char *entity, size_t len, X509 *cert,
+		    EVP_PKEY *key, STACK_OF(X509) *chain,
+		    enum smime_digest digest, enum smime_sign_mode mode,
+		    BIO *out, char *errstr, size_t errlen);
+
+/* smime_encrypt - encrypt an entity to every certificate in rcpts */
+enum km_status	 smime_encrypt(const char *entity, size_t len,
+		    X509 *const *rcpts, size_t nrcpts,
+		    enum smime_cipher cipher, enum smime_padding padding,
+		    BIO *out, char *errstr, size_t errlen);
+
+/* smime_decrypt - decrypt with the first candidate that matches */
+enum km_status	 smime_decrypt(const char *ctype, const char *body,
+		    size_t len, const struct smime_keypair *cands,
+		    size_t ncands, BIO *out, int *matched, char *errstr,
+		    size_t errlen);
+
+enum km_status	 smime_envelope_open(const char *ctype, const char *body,
+		    size_t len, struct smime_envelope **out, char *errstr,
+		    size_t errlen);
+size_t		 smime_envelope_count(const struct smime_envelope *);
+/* "issuer=<RFC 2253 DN>;serial=<hex>" or "ski=<hex>", with a "kari:"
+   prefix for key agreement; NULL when i is out of range */
+const char	*smime_envelope_rid(const struct smime_envelope *, size_t i);
+/* 1 when the certificate matches one of the RecipientInfos, else 0 */
+int		 smime_envelope_match(const struct smime_envelope *, X509 *);
+/* *matched = index of the candidate that decrypted, or -1 when none
+   matched a RecipientInfo (KM_PERMFAIL "no matching recipient"); a
+   matching candidate whose key fails gives KM_PERMFAIL "decryption
+   failed" with *matched = its index */
+enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
+		    const struct smime_keypair *cands, size_t ncands,
+		    BIO *out, int *matched, char *errstr, size_t errlen);
+int		 smime_envelope_is_auth(const struct smime_envelope *);
+struct smime_envelope *smime_envelope_free(struct smime_envelope *);
+
+/* smime_verify - check a signed entity; from may be NULL or
+   "Name <addr>" or a bare addr-spec */
+enum km_status	 smime_verify(const char *ctype, const char *body,
+		    size_t len, X509_STORE *store, const char *from,
+		    struct smime_verify_result *res, BIO *content_out,
+		    char *errstr, size_t errlen);
+
+#endif
