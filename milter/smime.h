@@ -99,20 +99,20 @@
 #include "status.h"
 
 enum smime_digest {
-	SMIME_SHA256 = 0,
-	SMIME_SHA384,
-	SMIME_SHA512
+	SMIME_MD_SHA256 = 0,
+	SMIME_MD_SHA384,
+	SMIME_MD_SHA512
 };
 
 enum smime_sign_mode {
-	SMIME_DETACHED = 0,	/* multipart/signed */
-	SMIME_OPAQUE		/* application/pkcs7-mime; smime-type=signed-data */
+	SMIME_MODE_DETACHED = 0,	/* multipart/signed */
+	SMIME_MODE_OPAQUE		/* application/pkcs7-mime; smime-type=signed-data */
 };
 
 enum smime_cipher {
-	SMIME_AES256_CBC = 0,	/* default */
-	SMIME_AES128_CBC,
-	SMIME_AES256_GCM	/* AuthEnvelopedData */
+	SMIME_CIPHER_AES256_CBC = 0,	/* default */
+	SMIME_CIPHER_AES128_CBC,
+	SMIME_CIPHER_AES256_GCM	/* AuthEnvelopedData */
 };
 
 enum smime_padding {
