@@ -1,0 +1,400 @@
+/*
+ * test_seal.c - unit tests for keyclient/seal.c: sealing, tamper
+ * detection, keyed names and the seal key file checks.
+ */
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "seal.h"
+#include "secmem.h"
+
+static const unsigned char ikm1[SEAL_KEY_LEN] = "0123456789abcdef0123456789abcde";
+static const unsigned char ikm2[SEAL_KEY_LEN] = "fedcba9876543210fedcba987654321";
+static const unsigned char payload[] = "-----BEGIN CERTIFICATE-----\nMIIB...";
+
+#define NOW	1700000000
+#define NAME	"km:0000000000000000000000000000000000000000000000000000000000000001"
+
+/* sealed - seal payload under NAME with key material ikm, expiry NOW+60 */
+static unsigned char *
+sealed(const unsigned char *ikm, const char *name, size_t *len)
+{
+	struct seal_key *k = seal_key_from_bytes(ikm, SEAL_KEY_LEN, NULL, 0);
+	unsigned char *out = NULL;
+
+	if (k == NULL)
+		return NULL;
+	if (seal_seal(k, name, payload, sizeof(payload), NOW + 60, 0, &out,
+	    len, NULL, 0) != KM_OK)
+		out = NULL;
+	seal_key_free(k);
+	return out;
+}
+
+/* try_open - open buf with ikm1 under name; returns the status */
+static enum km_status
+try_open(const char *name, const unsigned char *buf, size_t len, char *err,
+    size_t errlen)
+{
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	unsigned char *out = NULL;
+	size_t outlen = 0;
+	enum km_status st;
+
+	st = seal_open(k, name, buf, len, NOW, &out, &outlen, NULL, NULL,
+	    err, errlen);
+	if (st != KM_OK && out != NULL)
+		st = KM_NOMEM;		/* a failure must not return data */
+	secmem_free(out, outlen);
+	seal_key_free(k);
+	return st;
+}
+
+TEST(round_trip)
+{
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	unsigned char *buf = NULL, *out = NULL;
+	size_t len = 0, outlen = 0;
+	unsigned flags = 99;
+	int64_t exp = 0;
+
+	CHECK(k != NULL);
+	CHECK_EQ_INT(seal_seal(k, NAME, payload, sizeof(payload), NOW + 60,
+	    0, &buf, &len, NULL, 0), KM_OK);
+	CHECK_EQ_INT(len, sizeof(payload) + SEAL_OVERHEAD);
+	CHECK_EQ_INT(buf[0], SEAL_VERSION);
+	/* the payload must not appear in clear */
+	CHECK(memmem(buf, len, "BEGIN", 5) == NULL);
+	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, &flags,
+	    &exp, NULL, 0), KM_OK);
+	CHECK_EQ_INT(outlen, sizeof(payload));
+	CHECK(memcmp(out, payload, outlen) == 0);
+	CHECK_EQ_INT(flags, 0);
+	CHECK_EQ_INT(exp, NOW + 60);
+	secmem_free(out, outlen);
+	free(buf);
+	seal_key_free(k);
+}
+
+TEST(nonce_differs)
+{
+	size_t l1, l2;
+	unsigned char *a = sealed(ikm1, NAME, &l1), *b = sealed(ikm1, NAME, &l2);
+
+	CHECK(a != NULL && b != NULL);
+	CHECK_EQ_INT(l1, l2);
+	CHECK(memcmp(a + 1, b + 1, SEAL_NONCE_LEN) != 0);
+	CHECK(memcmp(a, b, l1) != 0);
+	free(a);
+	free(b);
+}
+
+TEST(negative_empty_payload)
+{
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	unsigned char *buf = NULL, *out = NULL;
+	size_t len = 0, outlen = 99;
+	unsigned flags = 0;
+
+	CHECK(k != NULL);
+	CHECK_EQ_INT(seal_seal(k, NAME, NULL, 0, NOW + 5, SEAL_NEGATIVE,
+	    &buf, &len, NULL, 0), KM_OK);
+	CHECK_EQ_INT(len, SEAL_OVERHEAD);
+	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, &flags,
+	    NULL, NULL, 0), KM_OK);
+	CHECK(out != NULL);
+	CHECK_EQ_INT(outlen, 0);
+	CHECK_EQ_INT(flags, SEAL_NEGATIVE);
+	secmem_free(out, outlen);
+	free(buf);
+	seal_key_free(k);
+}
+
+TEST(expired)
+{
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	unsigned char *buf = NULL, *out = NULL;
+	size_t len = 0, outlen = 0;
+	char err[128] = "";
+
+	CHECK(k != NULL);
+	CHECK_EQ_INT(seal_seal(k, NAME, payload, 4, NOW, 0, &buf, &len, NULL,
+	    0), KM_OK);
+	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, NULL,
+	    NULL, err, sizeof(err)), KM_PERMFAIL);
+	CHECK(out == NULL);
+	CHECK_EQ_STR(err, "expired");
+	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW - 1, &out, &outlen,
+	    NULL, NULL, NULL, 0), KM_OK);
+	secmem_free(out, outlen);
+	free(buf);
+	seal_key_free(k);
+}
+
+TEST(tamper_every_byte)
+{
+	size_t len, i;
+	unsigned char *buf = sealed(ikm1, NAME, &len);
+	char err[128];
+
+	CHECK(buf != NULL);
+	CHECK_EQ_INT(try_open(NAME, buf, len, NULL, 0), KM_OK);
+	/* Flip one bit in each byte in turn: version, nonce, ciphertext
+	 * (including the expiry) and tag must all be covered. */
+	for (i = 0; i < len; i++) {
+		buf[i] ^= 0x01;
+		err[0] = '\0';
+		CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
+		CHECK(err[0] != '\0');
+		buf[i] ^= 0x01;
+	}
+	CHECK_EQ_INT(try_open(NAME, buf, len, NULL, 0), KM_OK);
+	free(buf);
+}
+
+TEST(truncated)
+{
+	size_t len, i;
+	unsigned char *buf = sealed(ikm1, NAME, &len);
+	char err[128];
+
+	CHECK(buf != NULL);
+	for (i = 0; i < len; i++) {
+		err[0] = '\0';
+		CHECK_EQ_INT(try_open(NAME, buf, i, err, sizeof(err)), KM_PROTO);
+		CHECK(err[0] != '\0');
+	}
+	CHECK(strstr(err, "authentication") != NULL);	/* len-1: tag check */
+	CHECK_EQ_INT(try_open(NAME, buf, 10, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "truncated") != NULL);
+	CHECK_EQ_INT(try_open(NAME, buf, 0, err, sizeof(err)), KM_PROTO);
+	/* extended by a byte is also refused */
+	{
+		unsigned char *longer = malloc(len + 1);
+
+		CHECK(longer != NULL);
+		memcpy(longer, buf, len);
+		longer[len] = 0;
+		CHECK_EQ_INT(try_open(NAME, longer, len + 1, NULL, 0), KM_PROTO);
+		free(longer);
+	}
+	free(buf);
+}
+
+TEST(bad_version)
+{
+	size_t len;
+	unsigned char *buf = sealed(ikm1, NAME, &len);
+	char err[128] = "";
+
+	CHECK(buf != NULL);
+	buf[0] = 2;
+	CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "version") != NULL);
+	free(buf);
+}
+
+TEST(wrong_name)
+{
+	size_t len;
+	unsigned char *buf = sealed(ikm1, NAME, &len);
+	char err[128] = "";
+
+	CHECK(buf != NULL);
+	CHECK_EQ_INT(try_open("km:other", buf, len, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "authentication failed") != NULL);
+	free(buf);
+}
+
+TEST(wrong_key)
+{
+	size_t len;
+	unsigned char *buf = sealed(ikm2, NAME, &len);
+	char err[128] = "";
+
+	CHECK(buf != NULL);
+	CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "authentication failed") != NULL);
+	free(buf);
+}
+
+TEST(names)
+{
+	struct seal_key *k1 = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k2 = seal_key_from_bytes(ikm2, SEAL_KEY_LEN, NULL, 0);
+	char a[SEAL_NAME_MAX], b[SEAL_NAME_MAX], h[SEAL_HASH_HEXLEN + 1];
+	char longaddr[SEAL_ADDR_MAX + 2];
+
+	CHECK(k1 != NULL && k2 != NULL);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "Alice@Example.ORG", a), KM_OK);
+	CHECK_EQ_INT(strlen(a), 3 + SEAL_HASH_HEXLEN);
+	CHECK(strncmp(a, "km:", 3) == 0);
+	CHECK(strstr(a, "alice") == NULL);
+	/* case-insensitive */
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "alice@example.org", b), KM_OK);
+	CHECK_EQ_STR(a, b);
+	/* kind and key separate the names */
+	CHECK_EQ_INT(seal_entry_name(k1, "enckey", "alice@example.org", b), KM_OK);
+	CHECK(strcmp(a, b) != 0);
+	CHECK_EQ_INT(seal_entry_name(k2, "cert", "alice@example.org", b), KM_OK);
+	CHECK(strcmp(a, b) != 0);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "bob@example.org", b), KM_OK);
+	CHECK(strcmp(a, b) != 0);
+	/* the address hash is the same for any case, differs from names */
+	CHECK_EQ_INT(seal_name_hash(k1, "ALICE@example.org", h), KM_OK);
+	CHECK_EQ_INT(strlen(h), SEAL_HASH_HEXLEN);
+	CHECK(strcmp(h, a + 3) != 0);
+	CHECK_EQ_INT(seal_name_hash(k1, "alice@example.org", b), KM_OK);
+	CHECK_EQ_STR(h, b);
+	/* "kind\0addr" framing: ("ce", "rt...") must not collide */
+	CHECK_EQ_INT(seal_entry_name(k1, "ce", "rtalice@example.org", b), KM_OK);
+	CHECK(strcmp(a, b) != 0);
+	/* malformed input */
+	CHECK_EQ_INT(seal_entry_name(k1, "", "a@b", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "Cert", "a@b", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "ce rt", "a@b", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, NULL, "a@b", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", NULL, b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "a b@c", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "a\nb@c", b), KM_PROTO);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", b),
+	    KM_OK);
+	memset(longaddr, 'a', sizeof(longaddr) - 1);
+	longaddr[sizeof(longaddr) - 1] = '\0';
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", longaddr, b), KM_PROTO);
+	CHECK_EQ_INT(seal_name_hash(NULL, "a@b", h), KM_PROTO);
+	seal_key_free(k1);
+	seal_key_free(k2);
+}
+
+TEST(bad_key_bytes)
+{
+	char err[128] = "";
+
+	CHECK(seal_key_from_bytes(ikm1, 31, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "32 bytes") != NULL);
+	CHECK(seal_key_from_bytes(NULL, 32, NULL, 0) == NULL);
+	CHECK(seal_key_free(NULL) == NULL);
+}
+
+/* tmpdir - a fresh directory for key files */
+static char *
+tmpdir(char *buf, size_t len)
+{
+	snprintf(buf, len, "/tmp/test_seal.XXXXXX");
+	return mkdtemp(buf);
+}
+
+TEST(key_file)
+{
+	char dir[64], path[128], err[256] = "";
+	struct seal_key *k1, *k2;
+	char n1[SEAL_NAME_MAX], n2[SEAL_NAME_MAX];
+	struct stat sb;
+	int fd;
+
+	CHECK(tmpdir(dir, sizeof(dir)) != NULL);
+	snprintf(path, sizeof(path), "%s/seal.key", dir);
+	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_OK);
+	CHECK(stat(path, &sb) == 0);
+	CHECK_EQ_INT(sb.st_mode & 07777, 0600);
+	CHECK_EQ_INT(sb.st_size, SEAL_KEY_LEN);
+	/* never overwrite an existing key */
+	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "exists") != NULL);
+	k1 = seal_key_load(path, err, sizeof(err));
+	CHECK(k1 != NULL);
+	k2 = seal_key_load(path, err, sizeof(err));
+	CHECK(k2 != NULL);
+	CHECK_EQ_INT(seal_entry_name(k1, "cert", "a@b", n1), KM_OK);
+	CHECK_EQ_INT(seal_entry_name(k2, "cert", "a@b", n2), KM_OK);
+	CHECK_EQ_STR(n1, n2);
+	seal_key_free(k2);
+	/* mode 0400 is fine, 0640 and 0604 are not */
+	CHECK(chmod(path, 0400) == 0);
+	k2 = seal_key_load(path, err, sizeof(err));
+	CHECK(k2 != NULL);
+	k2 = seal_key_free(k2);
+	CHECK(chmod(path, 0640) == 0);
+	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "0640") != NULL);
+	CHECK(chmod(path, 0604) == 0);
+	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "world") != NULL);
+	CHECK(chmod(path, 0600) == 0);
+	/* wrong owner (only testable as root) */
+	if (geteuid() == 0) {
+		CHECK(chown(path, 65534, 65534) == 0);
+		CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+		CHECK(strstr(err, "owned by uid 65534") != NULL);
+		CHECK(chown(path, 0, 0) == 0);
+	}
+	/* a second create gives a different key */
+	unlink(path);
+	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_OK);
+	k2 = seal_key_load(path, err, sizeof(err));
+	CHECK(k2 != NULL);
+	CHECK_EQ_INT(seal_entry_name(k2, "cert", "a@b", n2), KM_OK);
+	CHECK(strcmp(n1, n2) != 0);
+	seal_key_free(k2);
+	seal_key_free(k1);
+	/* wrong sizes, a missing file, a directory, a symlink */
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "short", 5) == 5);
+	close(fd);
+	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "has 5") != NULL);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0);
+	CHECK(write(fd, ikm1, 32) == 32 && write(fd, "x", 1) == 1);
+	close(fd);
+	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "more than") != NULL);
+	unlink(path);
+	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "No such file") != NULL);
+	CHECK(seal_key_load(dir, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "not a regular file") != NULL);
+	{
+		char link[160], target[160];
+
+		snprintf(target, sizeof(target), "%s/real.key", dir);
+		snprintf(link, sizeof(link), "%s/link.key", dir);
+		CHECK_EQ_INT(seal_key_create(target, err, sizeof(err)), KM_OK);
+		CHECK(symlink(target, link) == 0);
+		CHECK(seal_key_load(link, err, sizeof(err)) == NULL);
+		unlink(link);
+		unlink(target);
+	}
+	rmdir(dir);
+}
+
+static const struct test_case tests[] = {
+	T(round_trip),
+	T(nonce_differs),
+	T(negative_empty_payload),
+	T(expired),
+	T(tamper_every_byte),
+	T(truncated),
+	T(bad_version),
+	T(wrong_name),
+	T(wrong_key),
+	T(names),
+	T(bad_key_bytes),
+	T(key_file),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}
