@@ -27,7 +27,11 @@
  *	listed in CACHE_KINDS) and PUBLISHes seal_name_hash(addr) on channel
  *	CACHE_CHANNEL.  cache_subscribe_start() runs a thread with its own
  *	connection, SUBSCRIBEd to that channel, calling fn(addr_hash, arg)
- *	for each message; it reconnects with back-off.
+ *	for each message; it reconnects with back-off.  Messages published
+ *	while the subscriber was disconnected are lost, so after every
+ *	re-subscription (not the first) it calls fn(NULL, arg): the owner
+ *	should then drop everything it caches.  Payloads that are not 64
+ *	lowercase hex digits are logged and ignored.
  *
  *	Options: host+port (TCP) or unix_path (preferred), optional password
  *	(AUTH) and database (SELECT); zero timeouts and back-offs take the
