@@ -1,0 +1,153 @@
+#ifndef KMILTER_CONF_CONF_H
+#define KMILTER_CONF_CONF_H
+/*
+ * NAME
+ *	conf - kmilter's configuration: one libconfig file, validated whole
+ * SUMMARY
+ *	conf_load(), conf_load_string(), conf_ref(), conf_unref(), conf_dump()
+ * DESCRIPTION
+ *	conf_load() reads a libconfig file, checks every setting against the
+ *	schema (conf_schema.c: name, type, default, range or allowed values,
+ *	required), and returns an immutable, typed struct kmilter_conf.  An
+ *	unknown setting, a wrong type, a value out of range or not among the
+ *	allowed words, and a missing required setting are each refused with
+ *	"FILE:LINE: SETTING: what is wrong"; all problems found are reported,
+ *	one per line, in the caller's error buffer.
+ *	The configuration is reference counted so that a reload (SIGHUP) can
+ *	swap in a new one while sessions keep the one they started with.
+ * OWNERSHIP
+ *	conf_load() returns a configuration with one reference; conf_ref()
+ *	adds one, conf_unref() drops one and frees at zero (returns NULL).
+ *	All strings belong to the configuration.
+ * ERRORS
+ *	conf_load() returns NULL and fills errbuf.
+ * THREADS
+ *	A loaded configuration is read-only and may be shared by threads;
+ *	conf_ref()/conf_unref() are atomic.
+ */
+#include <stddef.h>
+
+/* Allowed words, in the order of the enums (conf_schema.c uses the same). */
+enum conf_encrypt	{ ENCRYPT_NEVER, ENCRYPT_OPPORTUNISTIC, ENCRYPT_MANDATORY };
+enum conf_sigform	{ SIGFORM_DETACHED, SIGFORM_OPAQUE };
+enum conf_digest	{ DIGEST_SHA256, DIGEST_SHA384, DIGEST_SHA512 };
+enum conf_cipher	{ CIPHER_AES256_CBC, CIPHER_AES128_CBC, CIPHER_AES256_GCM };
+enum conf_padding	{ PADDING_PKCS1, PADDING_OAEP };
+enum conf_missing	{ MISSING_SIGN_ONLY, MISSING_REFUSE };
+enum conf_nosignkey	{ NOSIGNKEY_UNSIGNED, NOSIGNKEY_TEMPFAIL };
+enum conf_malformed	{ MALFORMED_PASS, MALFORMED_REJECT, MALFORMED_TEMPFAIL };
+enum conf_hookfail	{ HOOKFAIL_KEEP_ENCRYPTED, HOOKFAIL_TEMPFAIL };
+enum conf_sign		{ SIGN_NO, SIGN_YES };
+enum conf_rulesign	{ RULESIGN_DEFAULT, RULESIGN_YES, RULESIGN_NO };
+enum conf_ruleenc	{ RULEENC_DEFAULT, RULEENC_NEVER, RULEENC_OPPORTUNISTIC,
+			  RULEENC_MANDATORY };
+
+struct conf_km_server {
+	char	*name;
+	char	*host;
+	int	 port;
+};
+
+struct conf_rule {
+	char	*match;		/* "domain.tld", ".sub.domain" or "user@domain" */
+	int	 encrypt;	/* enum conf_ruleenc */
+	int	 sign;		/* enum conf_rulesign */
+};
+
+struct kmilter_conf {
+	char	*path;			/* the file it came from */
+
+	/* milter */
+	char	*socket;
+	char	*socket_mode;
+	char	*user;
+	char	*pidfile;
+	char	*state_dir;
+	char	*spool_dir;
+	int	 spool_memory_max;
+	int	 timeout;
+	char	*gateway_name;
+
+	/* log */
+	int	 log_facility;		/* index into the log.facility words */
+	int	 log_verbose;
+	int	 log_stderr;
+	int	 stats_interval;
+
+	/* km */
+	struct conf_km_server *km_servers;
+	int	 km_nservers;
+	char	*km_ca_file;
+	char	*km_client_cert;
+	char	*km_client_key;
+	int	 km_connect_timeout_ms;
+	int	 km_io_timeout_ms;
+	int	 km_pool_size;
+	char	*org_ca_cert;
+	char	*org_ca_key;
+
+	/* cache */
+	char	*seal_key_file;
+	int	 memory_entries;
+	int	 memory_ttl;
+	int	 cert_ttl;
+	int	 key_ttl;
+	int	 negative_ttl;
+	char	*redis_host;
+	int	 redis_port;
+	char	*redis_socket;
+	char	*redis_password_file;
+	int	 redis_database;
+	int	 redis_connect_timeout_ms;
+	int	 redis_command_timeout_ms;
+
+	/* policy */
+	char	**internal_domains;
+	int	 n_internal_domains;
+	char	**internal_hosts;
+	int	 n_internal_hosts;
+	int	 trust_auth;
+	int	 on_malformed;		/* enum conf_malformed */
+	int	 out_sign;		/* enum conf_sign */
+	int	 out_encrypt;		/* enum conf_encrypt */
+	int	 out_signature;		/* enum conf_sigform */
+	int	 out_digest;		/* enum conf_digest */
+	int	 out_cipher;		/* enum conf_cipher */
+	int	 out_rsa_padding;	/* enum conf_padding */
+	int	 out_encrypt_to_self;
+	int	 out_missing_cert;	/* enum conf_missing */
+	int	 out_no_signing_key;	/* enum conf_nosignkey */
+	char	*out_subject_tag;
+	struct conf_rule *rules;
+	int	 nrules;
+	int	 in_decrypt;
+	int	 in_verify;
+	char	*in_authserv_id;
+	char	*in_ca_file;
+	int	 in_unwrap_opaque;
+	int	 in_harvest_certs;
+
+	/* hook */
+	char	*hook_path;
+	int	 hook_timeout_ms;
+	int	 hook_max_running;
+	int	 hook_on_failure;	/* enum conf_hookfail */
+	int	 hook_release;
+	int	 hook_unlocked_key_ttl;
+
+	int	 refcnt;
+};
+
+struct kmilter_conf *conf_load(const char *path, char *errbuf, size_t errlen);
+struct kmilter_conf *conf_load_string(const char *text, const char *name,
+	    char *errbuf, size_t errlen);
+struct kmilter_conf *conf_ref(struct kmilter_conf *);
+struct kmilter_conf *conf_unref(struct kmilter_conf *);
+
+/* Schema access, for the documentation check and `kmilter -n -v`. */
+size_t      conf_schema_count(void);
+const char *conf_schema_name(size_t i);	/* e.g. "policy.outbound.cipher" */
+/* The word of an enumerated setting's value: conf_word("log.facility", c->log_facility). */
+const char *conf_word(const char *setting, int value, char *buf, size_t len);
+
+#endif

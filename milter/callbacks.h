@@ -1,0 +1,30 @@
+#ifndef KMILTER_MILTER_CALLBACKS_H
+#define KMILTER_MILTER_CALLBACKS_H
+/*
+ * NAME
+ *	callbacks - the libmilter glue: mlfi_* callbacks and the smfiDesc table
+ * SUMMARY
+ *	callbacks_register(), callbacks_set_conf(), callbacks_conf(),
+ *	callbacks_active()
+ * DESCRIPTION
+ *	Each callback turns libmilter's arguments into session_* calls and
+ *	maps results to SMFIS_* codes.  All message changes are made in
+ *	mlfi_eom.  The current configuration is swapped in by
+ *	callbacks_set_conf() (reload); each new connection pins the one
+ *	current at its start.
+ * OWNERSHIP
+ *	callbacks_set_conf() takes over the caller's reference and drops the
+ *	old one; callbacks_conf() returns a new reference (conf_unref it).
+ * ERRORS
+ *	callbacks_register() returns -1 when smfi_register fails.
+ * THREADS
+ *	Thread-safe.
+ */
+#include "conf.h"
+
+int			 callbacks_register(void);
+void			 callbacks_set_conf(struct kmilter_conf *);
+struct kmilter_conf	*callbacks_conf(void);
+int			 callbacks_active(void);
+
+#endif

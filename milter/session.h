@@ -1,0 +1,80 @@
+#ifndef KMILTER_MILTER_SESSION_H
+#define KMILTER_MILTER_SESSION_H
+/*
+ * NAME
+ *	session - per-connection and per-message state
+ * SUMMARY
+ *	session_new(), session_free(), session_message_begin(),
+ *	message_add_rcpt(), message_add_header(), message_append_body(),
+ *	session_message_end()
+ * DESCRIPTION
+ *	A struct session is made at connect and lives until close; it pins the
+ *	configuration current at connect.  A struct message is its child, made
+ *	at MAIL FROM and freed at end of message or abort.  The message holds
+ *	the envelope, the macros kmilter uses (queue id, {auth_authen}), the
+ *	headers in order, and the body in a spool (memory, then a temp file).
+ *	Nothing here talks to libmilter: callbacks.c turns its calls into
+ *	these.
+ * OWNERSHIP
+ *	session_free() frees the message too and drops the configuration
+ *	reference; both return NULL.  Strings passed in are copied.
+ * ERRORS
+ *	KM_NOMEM; message_append_body() may return KM_TEMPFAIL (spool full).
+ * THREADS
+ *	A session is used by the one libmilter thread of its connection.
+ */
+#include <netinet/in.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "conf.h"
+#include "status.h"
+
+struct spool;
+
+struct header {
+	char	*name;
+	char	*value;		/* unfolded as received, without leading space */
+};
+
+struct message {
+	char		*queue_id;
+	char		*from;		/* envelope sender, without <> */
+	char		**rcpts;	/* envelope recipients, without <> */
+	int		 nrcpts;
+	struct header	*headers;
+	int		 nheaders;
+	int		 header_cap;
+	size_t		 header_bytes;
+	struct spool	*body;
+	struct timespec	 start;
+	int		 failed;	/* a step failed: tempfail at the end */
+	char		 failure[256];
+};
+
+struct session {
+	struct kmilter_conf *conf;
+	char		 client_addr[64];	/* printable, "" if unknown */
+	int		 client_internal;	/* in policy.internal_hosts */
+	char		 client_host[256];
+	char		*auth_authen;		/* SMTP AUTH user, NULL if none */
+	struct message	*msg;
+};
+
+struct session	*session_new(struct kmilter_conf *conf, const struct sockaddr *sa,
+		    const char *hostname);
+struct session	*session_free(struct session *);
+enum km_status	 session_message_begin(struct session *, const char *from,
+		    const char *auth_authen);
+void		 session_message_end(struct session *);
+enum km_status	 message_add_rcpt(struct message *, const char *rcpt);
+enum km_status	 message_add_header(struct message *, const char *name, const char *value);
+enum km_status	 message_append_body(struct message *, const unsigned char *, size_t,
+		    char *errstr, size_t errlen);
+const char	*message_header(const struct message *, const char *name);
+void		 message_set_queue_id(struct message *, const char *);
+char		*address_strip(const char *addr);	/* "<a@b>" -> "a@b", malloc'd */
+long		 message_elapsed_ms(const struct message *);
+size_t		 message_body_size(const struct message *);
+
+#endif

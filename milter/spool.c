@@ -1,0 +1,192 @@
+/*
+ * spool.c - message body spool: memory, then an unlinked temp file (see spool.h).
+ */
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spool.h"
+
+struct spool {
+	char		*dir;
+	size_t		 memmax;
+	unsigned char	*mem;
+	size_t		 len;
+	size_t		 cap;
+	int		 fd;		/* -1 while in memory */
+	void		*map;
+	size_t		 maplen;
+};
+
+/* spool_new - an empty spool that moves to dir past memmax bytes */
+struct spool *
+spool_new(const char *dir, size_t memmax)
+{
+	struct spool *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	if ((s->dir = strdup(dir)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->memmax = memmax;
+	s->fd = -1;
+	return s;
+}
+
+/* unmap - drop a mapping made by spool_map */
+static void
+unmap(struct spool *s)
+{
+	if (s->map != NULL && s->map != MAP_FAILED)
+		munmap(s->map, s->maplen);
+	s->map = NULL;
+	s->maplen = 0;
+}
+
+/* spool_free - release memory, close (and so remove) the temp file; returns NULL */
+struct spool *
+spool_free(struct spool *s)
+{
+	if (s == NULL)
+		return NULL;
+	unmap(s);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->mem);
+	free(s->dir);
+	free(s);
+	return NULL;
+}
+
+/* open_tmp - an unlinked 0600 file in dir */
+static int
+open_tmp(const char *dir)
+{
+	char path[PATH_MAX];
+	int fd;
+
+#ifdef O_TMPFILE
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+#endif
+	if (snprintf(path, sizeof(path), "%s/kmilter.XXXXXX", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* write_all - write every byte or fail */
+static int
+write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* spool_append - add body bytes */
+enum km_status
+spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t errlen)
+{
+	unmap(s);
+	if (s->fd < 0 && s->len + n <= s->memmax) {
+		if (s->len + n > s->cap) {
+			size_t cap = s->cap ? s->cap : 16384;
+			unsigned char *m;
+
+			while (cap < s->len + n)
+				cap *= 2;
+			if (cap > s->memmax)
+				cap = s->memmax;
+			if ((m = realloc(s->mem, cap)) == NULL) {
+				snprintf(errstr, errlen, "spool: out of memory");
+				return KM_NOMEM;
+			}
+			s->mem = m;
+			s->cap = cap;
+		}
+		memcpy(s->mem + s->len, data, n);
+		s->len += n;
+		return KM_OK;
+	}
+	if (s->fd < 0) {
+		if ((s->fd = open_tmp(s->dir)) < 0) {
+			snprintf(errstr, errlen, "spool: cannot create a temporary file in %s: %s",
+			    s->dir, strerror(errno));
+			return KM_TEMPFAIL;
+		}
+		if (write_all(s->fd, s->mem, s->len) < 0)
+			goto fail;
+		free(s->mem);
+		s->mem = NULL;
+		s->cap = 0;
+	}
+	if (write_all(s->fd, data, n) < 0)
+		goto fail;
+	s->len += n;
+	return KM_OK;
+fail:
+	snprintf(errstr, errlen, "spool: cannot write to %s: %s", s->dir, strerror(errno));
+	return KM_TEMPFAIL;
+}
+
+/* spool_size - bytes held */
+size_t
+spool_size(const struct spool *s)
+{
+	return s->len;
+}
+
+/* spool_on_disk - whether the content moved to a file */
+int
+spool_on_disk(const struct spool *s)
+{
+	return s->fd >= 0;
+}
+
+/* spool_map - the whole content as one readable byte range */
+enum km_status
+spool_map(struct spool *s, const unsigned char **data, size_t *len, char *errstr, size_t errlen)
+{
+	static const unsigned char empty[1];
+
+	*len = s->len;
+	if (s->fd < 0) {
+		*data = s->mem ? s->mem : empty;
+		return KM_OK;
+	}
+	if (s->map == NULL) {
+		s->map = mmap(NULL, s->len, PROT_READ, MAP_SHARED, s->fd, 0);
+		if (s->map == MAP_FAILED) {
+			s->map = NULL;
+			snprintf(errstr, errlen, "spool: cannot map %zu bytes: %s",
+			    s->len, strerror(errno));
+			return KM_TEMPFAIL;
+		}
+		s->maplen = s->len;
+	}
+	*data = s->map;
+	return KM_OK;
+}

@@ -1,0 +1,31 @@
+#ifndef KMILTER_MILTER_STATS_H
+#define KMILTER_MILTER_STATS_H
+/*
+ * NAME
+ *	stats - counters since start, for the periodic syslog line
+ * SUMMARY
+ *	stats_count(), stats_latency(), stats_format()
+ * DESCRIPTION
+ *	Lock-free counters of messages by direction and outcome, and a small
+ *	latency histogram from which stats_format() derives percentiles.
+ * OWNERSHIP
+ *	stats_format() writes into the caller's buffer.
+ * ERRORS
+ *	None.
+ * THREADS
+ *	Thread-safe (atomic counters).
+ */
+#include <stddef.h>
+
+enum stat_counter {
+	ST_MSG_OUTBOUND, ST_MSG_INBOUND, ST_MSG_PASS,
+	ST_REWRITTEN, ST_PASSED, ST_REJECTED, ST_TEMPFAILED, ST_ABORTED,
+	ST_CONNECTIONS,
+	ST_NCOUNTERS
+};
+
+void	stats_count(enum stat_counter);
+void	stats_latency(long ms);
+size_t	stats_format(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * verdict.c - the end-of-message decision (see verdict.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "verdict.h"
+
+/* verdict_init - a pass verdict with no changes */
+void
+verdict_init(struct verdict *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->kind = VERDICT_PASS;
+	v->action_name = "pass";
+	strcpy(v->result, "ok");
+}
+
+/* verdict_clear - free what a verdict holds and make it a pass again */
+void
+verdict_clear(struct verdict *v)
+{
+	for (int i = 0; i < v->nchanges; i++) {
+		free(v->changes[i].name);
+		free(v->changes[i].value);
+	}
+	free(v->changes);
+	free(v->body);
+	verdict_init(v);
+}
+
+/* verdict_header_change - change (value) or delete (NULL) the index-th header of a name */
+enum km_status
+verdict_header_change(struct verdict *v, const char *name, int index, const char *value)
+{
+	struct header_change *nc = realloc(v->changes, sizeof(*nc) * (size_t)(v->nchanges + 1));
+
+	if (nc == NULL)
+		return KM_NOMEM;
+	v->changes = nc;
+	nc = &v->changes[v->nchanges];
+	nc->name = strdup(name);
+	nc->value = value ? strdup(value) : NULL;
+	nc->index = index;
+	if (nc->name == NULL || (value && nc->value == NULL)) {
+		free(nc->name);
+		free(nc->value);
+		return KM_NOMEM;
+	}
+	v->nchanges++;
+	v->kind = VERDICT_REWRITE;
+	return KM_OK;
+}
+
+/* verdict_header_add - add a header at the end */
+enum km_status
+verdict_header_add(struct verdict *v, const char *name, const char *value)
+{
+	return verdict_header_change(v, name, 0, value);
+}
+
+/* verdict_set_body - replace the body (the verdict takes ownership) */
+void
+verdict_set_body(struct verdict *v, unsigned char *body, size_t len)
+{
+	free(v->body);
+	v->body = body;
+	v->bodylen = len;
+	v->kind = VERDICT_REWRITE;
+}
+
+/* verdict_reject - reject with an SMTP reply */
+void
+verdict_reject(struct verdict *v, const char *rcode, const char *xcode, const char *fmt, ...)
+{
+	va_list ap;
+
+	v->kind = VERDICT_REJECT;
+	snprintf(v->rcode, sizeof(v->rcode), "%s", rcode);
+	snprintf(v->xcode, sizeof(v->xcode), "%s", xcode);
+	va_start(ap, fmt);
+	vsnprintf(v->reply, sizeof(v->reply), fmt, ap);
+	va_end(ap);
+	snprintf(v->result, sizeof(v->result), "%s", v->reply);
+}
+
+/* verdict_tempfail - tempfail (451 4.3.0) so the MTA retries */
+void
+verdict_tempfail(struct verdict *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	v->kind = VERDICT_TEMPFAIL;
+	strcpy(v->rcode, "451");
+	strcpy(v->xcode, "4.3.0");
+	va_start(ap, fmt);
+	vsnprintf(v->result, sizeof(v->result), fmt, ap);
+	va_end(ap);
+	snprintf(v->reply, sizeof(v->reply), "kmilter: temporary failure, try again later");
+}

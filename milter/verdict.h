@@ -1,0 +1,60 @@
+#ifndef KMILTER_MILTER_VERDICT_H
+#define KMILTER_MILTER_VERDICT_H
+/*
+ * NAME
+ *	verdict - what end-of-message decided: pass, rewrite, reject or tempfail
+ * SUMMARY
+ *	verdict_init(), verdict_clear(), verdict_header_change(),
+ *	verdict_header_add(), verdict_set_body(), verdict_reject(),
+ *	verdict_tempfail()
+ * DESCRIPTION
+ *	The pipeline fills a verdict; callbacks.c applies it with libmilter
+ *	(smfi_chgheader, smfi_addheader, smfi_replacebody, smfi_setreply) in
+ *	mlfi_eom, the only place message changes happen.  A rewrite is all
+ *	or nothing: either every change is applied, or the message is
+ *	tempfailed so the MTA retries.
+ *	action_name and result are the words of the per-message log line.
+ * OWNERSHIP
+ *	The verdict owns its strings and body; verdict_clear() frees them.
+ * ERRORS
+ *	KM_NOMEM from the adders.
+ * THREADS
+ *	One verdict per message, one thread.
+ */
+#include <stddef.h>
+
+#include "status.h"
+
+enum verdict_kind { VERDICT_PASS, VERDICT_REWRITE, VERDICT_REJECT, VERDICT_TEMPFAIL };
+
+struct header_change {
+	char	*name;
+	char	*value;		/* NULL deletes */
+	int	 index;		/* 1-based among headers of that name; 0 = add */
+};
+
+struct verdict {
+	enum verdict_kind kind;
+	const char	*action_name;	/* "pass", "sign", "encrypt", "decrypt", ... */
+	char		 result[256];	/* "ok" or why */
+	char		 rcode[4];	/* SMTP reply for reject/tempfail */
+	char		 xcode[8];
+	char		 reply[256];
+	struct header_change *changes;
+	int		 nchanges;
+	unsigned char	*body;		/* new body, CRLF lines; NULL = keep */
+	size_t		 bodylen;
+};
+
+void		verdict_init(struct verdict *);
+void		verdict_clear(struct verdict *);
+enum km_status	verdict_header_change(struct verdict *, const char *name, int index,
+		    const char *value);
+enum km_status	verdict_header_add(struct verdict *, const char *name, const char *value);
+void		verdict_set_body(struct verdict *, unsigned char *body, size_t len);
+void		verdict_reject(struct verdict *, const char *rcode, const char *xcode,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void		verdict_tempfail(struct verdict *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+#endif
