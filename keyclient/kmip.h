@@ -60,14 +60,16 @@
  *	               is group/world readable.
  *	  KM_TEMPFAIL  network error, connection refused, EOF/reset (after the
  *	               one retry where allowed), time-out, pool exhausted, or
- *	               the server answered Operation Failed (a server-side
- *	               transient error).
+ *	               the server answered GENERAL_FAILURE (a server-side
+ *	               error that may pass).
  *	  KM_PROTO     the server sent garbage: bad TTLV, response too large,
  *	               missing fields, wrong operation echoed.  The connection
  *	               is closed (reopened on the next call).
  *	  KM_NOMEM     allocation failed.
  *	kmip_conn_new() returns NULL on failure (errstr says why); it
  *	connects at once, so an unreachable server fails here.
+ *	Invalid arguments (no name, bad uid, unsupported object type) give
+ *	KM_PERMFAIL without any network traffic.
  * THREADS
  *	A struct kmip_conn is used by one thread at a time.  A struct
  *	kmip_pool is thread-safe: many threads may kmip_pool_get() and
