@@ -30,6 +30,7 @@ struct hook {
 	char		*path;
 	int		 timeout_ms;
 	int		 max_running;
+	int		 wait_ms;
 	enum hook_action def_unlock;
 	enum hook_action def_release;
 	pthread_mutex_t	 mu;
@@ -146,6 +147,11 @@ hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
 		    HOOK_RUNNING_MAX);
 		return NULL;
 	}
+	if (o->wait_ms < 0 || o->wait_ms > HOOK_TIMEOUT_MAX) {
+		snprintf(errstr, errlen, "hook wait must be 0..%d ms",
+		    HOOK_TIMEOUT_MAX);
+		return NULL;
+	}
 	du = o->on_failure_unlock ? o->on_failure_unlock :
 	    HOOK_ACTION_KEEP_ENCRYPTED;
 	dr = o->on_failure_release ? o->on_failure_release : HOOK_ACTION_DENY;
@@ -176,6 +182,7 @@ hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
 	pthread_condattr_destroy(&ca);
 	h->timeout_ms = o->timeout_ms;
 	h->max_running = o->max_running;
+	h->wait_ms = o->wait_ms ? o->wait_ms : o->timeout_ms;
 	h->def_unlock = du;
 	h->def_release = dr;
 	if (access(h->path, X_OK) != 0)
@@ -833,9 +840,9 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	if ((st = hook_request_format(rq, req, sizeof(req), &reqlen, errstr,
 	    errlen)) != KM_OK)
 		f = HOOK_FAIL_REQUEST;
-	else if (slot_acquire(h, t0 + h->timeout_ms) != 0) {
+	else if (slot_acquire(h, t0 + h->wait_ms) != 0) {
 		snprintf(errstr, errlen, "hook busy: %d already running for "
-		    "%d ms", h->max_running, h->timeout_ms);
+		    "%d ms", h->max_running, h->wait_ms);
 		st = KM_TEMPFAIL;
 		f = HOOK_FAIL_BUSY;
 	} else {

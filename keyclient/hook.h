@@ -26,7 +26,9 @@
  *	sanitised, in answer->diag.  After timeout_ms the whole process
  *	group is killed with SIGKILL and the child reaped.  At most
  *	max_running hooks run at once per struct hook; a caller that finds
- *	no free slot within timeout_ms gets HOOK_FAIL_BUSY.
+ *	no free slot within wait_ms (default timeout_ms) gets HOOK_FAIL_BUSY.
+ *	When the hook exits, whatever it left running in its process group
+ *	is killed too.
  *
  *	Whatever happens, after hook_ask() returns, out->action is an action
  *	valid for the event: the hook's own answer (out->failure ==
@@ -118,7 +120,8 @@ enum hook_failure {
 
 /*
  * Options, validated by hook_new(): path absolute, 1 <= timeout_ms <=
- * HOOK_TIMEOUT_MAX, 1 <= max_running <= HOOK_RUNNING_MAX, defaults valid
+ * HOOK_TIMEOUT_MAX, 1 <= max_running <= HOOK_RUNNING_MAX, 0 <= wait_ms <=
+ * HOOK_TIMEOUT_MAX, defaults valid
  * for their event (HOOK_ACTION_NONE picks keep-encrypted for unlock and
  * deny for release).  The default for unlock cannot be "password".
  */
@@ -126,6 +129,7 @@ struct hook_opts {
 	const char	*path;
 	int		 timeout_ms;
 	int		 max_running;
+	int		 wait_ms;	/* longest wait for a free slot; 0: timeout_ms */
 	enum hook_action on_failure_unlock;	/* keep-encrypted or tempfail */
 	enum hook_action on_failure_release;	/* allow or deny */
 };
