@@ -1000,6 +1000,15 @@ smime_envelope_decrypt(struct smime_envelope *env,
 		any = 1;
 		if (matched != NULL)
 			*matched = (int)i;
+		if (X509_check_private_key(cands[i].cert, cands[i].key) != 1) {
+			ossl_fail(KM_PERMFAIL, why, sizeof(why),
+			    "decryption failed: candidate key does not match "
+			    "its certificate");
+			continue;
+		}
+		/* Without CMS_DEBUG_DECRYPT OpenSSL hides key-unwrap errors
+		   (MMA countermeasure): a wrong key shows up below as a
+		   content decryption failure. */
 		if (CMS_decrypt_set1_pkey(env->cms, cands[i].key,
 		    cands[i].cert) == 1)
 			got = (int)i;
