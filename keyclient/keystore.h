@@ -1,0 +1,106 @@
+#ifndef KMILTER_KEYCLIENT_KEYSTORE_H
+#define KMILTER_KEYCLIENT_KEYSTORE_H
+/*
+ * NAME
+ *	keystore - the key lookup facade the milter calls
+ * SUMMARY
+ *	keystore_new(), keystore_free(), keystore_get_cert(),
+ *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
+ *	keystore_invalidate(), keystore_stats()
+ * DESCRIPTION
+ *	Looks up certificates and keys by e-mail address, in order:
+ *	L1 in-process cache (memcache, parsed objects) -> L2 Redis (cache,
+ *	sealed entries shared by the gateways) -> the KM (keymodel over
+ *	KMIP).  Password-protected ("enhanced") keys are unlocked with the
+ *	password the admin hook hands over (event unlock); with
+ *	hook_release set, the first release of a key to this gateway asks
+ *	the hook (event release).
+ *
+ *	Redis gets certificates (DER, cert_ttl), decryption keys as the KM
+ *	holds them (PKCS#8 DER, still password-encrypted for enhanced
+ *	users; key_ttl), unlocked enhanced keys (hook_unlocked_key_ttl)
+ *	and negative answers (negative_ttl).  Never signing keys.  Redis
+ *	down sends lookups straight to the KM; it is never a failure by
+ *	itself.  Every L2 and KM answer is also kept in L1 (memory_ttl).
+ *
+ *	keystore_new() is called at start-up, before privileges are
+ *	dropped: it loads the seal (gateway) key and the KMIP client
+ *	credentials; connections are made lazily.  Redis is optional (no
+ *	cache.redis.* -> no L2), L1 is optional (memory_entries = 0), the
+ *	KM is optional (no km.servers -> every KM lookup is KM_PERMFAIL
+ *	"no KM configured").  With Redis, it starts the invalidation
+ *	subscriber, which drops L1 entries for published address hashes.
+ *
+ *	keystore_get_cert() checks before returning: not expired, purpose
+ *	emailProtection, and the address matches the certificate (SAN
+ *	rfc822Name or subject emailAddress; the domain compared
+ *	case-insensitively).
+ * OWNERSHIP
+ *	keystore_new() copies what it needs from the configuration; caller
+ *	frees with keystore_free(), which returns NULL.
+ *	keystore_get_cert(): *cert is a new reference (X509_free()).
+ *	keystore_get_keys(): *keys is an array of *n entries, each with
+ *	new references; caller frees with keystore_keys_free(keys, n),
+ *	which wipes and frees everything.
+ *	keystore_get_signer(): new references in *cert, *key (EVP_PKEY_free)
+ *	and *chain (sk_X509_pop_free(chain, X509_free); may be empty).
+ * ERRORS
+ *	KM_OK; KM_PERMFAIL (no certificate or key for the address, bad or
+ *	mismatched certificate, "no KM configured", "locked: <reason>",
+ *	"release denied"); KM_TEMPFAIL (KM unreachable and nothing cached,
+ *	hook answered tempfail); KM_PROTO (malformed address or KM data);
+ *	KM_NOMEM.  errstr always says why, never with key material or a
+ *	password.
+ * THREADS
+ *	Thread-safe: any number of threads may call the lookups at once.
+ *	keystore_free() must not run concurrently with any other call.
+ */
+#include <stddef.h>
+
+#include <openssl/x509.h>
+#include <openssl/evp.h>
+
+#include "status.h"
+
+struct kmilter_conf;
+struct keystore;
+
+struct keystore_key {
+	X509		*cert;		/* the certificate of this generation */
+	EVP_PKEY	*key;		/* its private key, usable */
+	int		 generation;	/* KM generation number */
+	int		 current;	/* 1 for the current generation */
+};
+
+struct keystore_stats {
+	unsigned long	 l1_hits;	/* answered from L1 (incl. negatives) */
+	unsigned long	 l2_hits;	/* answered from Redis */
+	unsigned long	 km_fetches;	/* asked the KM */
+	unsigned long	 misses;	/* answered "none" (negative) */
+	unsigned long	 negative_hits;	/* of the hits: negative entries */
+	unsigned long	 km_errors;	/* KM unreachable / failed */
+	unsigned long	 l2_errors;	/* Redis failures (went to the KM) */
+	unsigned long	 hook_calls;	/* hook_ask() calls */
+	unsigned long	 hook_unlocked;	/* enhanced keys unlocked */
+	unsigned long	 hook_locked;	/* enhanced keys left locked */
+	unsigned long	 invalidations;	/* keystore_invalidate() calls */
+	unsigned long	 lookups;	/* get_cert + get_keys + get_signer */
+};
+
+struct keystore	*keystore_new(const struct kmilter_conf *, char *errstr,
+		    size_t errlen);
+struct keystore	*keystore_free(struct keystore *);
+
+enum km_status	 keystore_get_cert(struct keystore *, const char *addr,
+		    X509 **cert, char *errstr, size_t errlen);
+enum km_status	 keystore_get_keys(struct keystore *, const char *addr,
+		    const char *queue_id, struct keystore_key **keys,
+		    size_t *n, char *errstr, size_t errlen);
+void		 keystore_keys_free(struct keystore_key *, size_t n);
+enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
+		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
+		    char *errstr, size_t errlen);
+void		 keystore_invalidate(struct keystore *, const char *addr);
+void		 keystore_stats(struct keystore *, struct keystore_stats *);
+
+#endif
