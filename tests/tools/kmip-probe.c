@@ -10,6 +10,7 @@
  *   attrs UID                         prints state=, type=, name=, group=...
  *   activate UID | destroy UID | revoke UID compromise|cessation
  *   bench-get UID COUNT warm|new      median/p90 latency of COUNT Gets
+ *   repeat-get UID COUNT SLEEP_MS     Gets on one connection; prints connects=N
  *   pool-get UID THREADS COUNT MAX    COUNT Gets per thread via a pool
  * Exit status: 0 KM_OK, 1 KM_TEMPFAIL, 2 KM_PERMFAIL, 3 KM_NOMEM, 4 KM_PROTO,
  * 64 usage; the error line goes to stderr as "error: STATUS: text".
