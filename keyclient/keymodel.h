@@ -1,0 +1,248 @@
+#ifndef KMILTER_KEYCLIENT_KEYMODEL_H
+#define KMILTER_KEYCLIENT_KEYMODEL_H
+/*
+ * NAME
+ *	keymodel - kmilter's key model in KMIP: naming, split keys, lookups,
+ *	enrollment and administration
+ * SUMMARY
+ *	Pure parts: keymodel_addr_normalize(), keymodel_object_name(),
+ *	keymodel_group_format(), keymodel_group_parse(), keymodel_split(),
+ *	keymodel_combine(), keymodel_check_pair(), keymodel_keygen(),
+ *	keymodel_issue_cert(), keymodel_cert_fingerprint().
+ *	Lookups (milter): keymodel_new(), keymodel_free(),
+ *	keymodel_current_cert(), keymodel_decryption_keys(),
+ *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping().
+ *	Administration (kmctl): keymodel_enroll(), keymodel_renew(),
+ *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
+ *	keymodel_show(), keymodel_infos_free(), keymodel_set_password().
+ * DESCRIPTION
+ *	Addresses.  An address is normalized before it is used anywhere:
+ *	the local part is kept as given, the domain is lower-cased (domains
+ *	compare case-insensitively, local parts are the mailbox owner's
+ *	business).  Refused with KM_PROTO: no '@' or more than one, an empty
+ *	local part or domain, a space, control or non-ASCII byte, one of
+ *	the RFC 5322 specials ()<>[]\,;:" (quoted local parts are not
+ *	supported), a domain that is not dot-separated LDH labels, or more
+ *	than 254 characters in all.
+ *
+ *	Objects.  Every KMIP object kmilter makes for the address ADDR
+ *	(normalized) carries exactly one Name:
+ *	    kmilter:enc:ADDR
+ *	whatever its type and generation, so ONE Locate by Name returns all
+ *	of a user's encryption objects on a server (Locate is exact-match
+ *	and costs one scan of the server's database: ~6 ms on PyKMIP).
+ *	The generation and protection level travel in the Object Group:
+ *	    kmilter:gen:N            on certificates
+ *	    kmilter:gen:N:default    on shares of a plain PKCS#8 key
+ *	    kmilter:gen:N:enhanced   on shares of an EncryptedPrivateKeyInfo
+ *	(N = 1, 2, ... per address) and is read back with Get Attributes
+ *	(~2 ms).  Custom attributes are refused by PyKMIP and Application
+ *	Specific Information is not portable to every KM, Object Group is.
+ *
+ *	For each generation N of a user's encryption key pair:
+ *	  - the X.509 certificate (DER, Object Type Certificate) is
+ *	    registered on BOTH servers, so either can answer a certificate
+ *	    lookup;
+ *	  - the PKCS#8 DER private key K (PrivateKeyInfo, or an
+ *	    EncryptedPrivateKeyInfo under the user's password) is split into
+ *	    two XOR shares of the same length: A random (RAND_priv_bytes) is
+ *	    registered on server A (the first km.server), B = K xor A on
+ *	    server B, each as a SecretData object (Secret Data Type Seed,
+ *	    Key Format Opaque).  Neither share alone says anything about K.
+ *	    SecretData is used rather than PrivateKey or Split Key objects
+ *	    because a share is not a key: a KM would try to parse a
+ *	    PrivateKey, and Split Key support and semantics vary between KM
+ *	    products; opaque SecretData is portable.
+ *	The pairing certificate <-> shares is the generation number.  An
+ *	outside correspondent's certificate (keymodel_import_cert) is a
+ *	generation with a certificate and no shares.
+ *
+ *	States.  KMIP State is the generation's life cycle, set on all of
+ *	its objects alike:
+ *	  Active       the current generation: used to encrypt and decrypt;
+ *	  Deactivated  an earlier generation (renewal revokes it with reason
+ *	               Cessation of Operation): still used to decrypt;
+ *	  Compromised  revoked (Key Compromise): never used again.  PyKMIP's
+ *	               Get still returns such an object's bytes, so the state
+ *	               is always read and checked here;
+ *	  Pre-Active   half-made (enrollment in progress or interrupted):
+ *	               ignored by lookups.
+ *	When the certificate and the shares of one generation disagree, the
+ *	worst state wins (Compromised > Pre-Active > Deactivated > Active).
+ *
+ *	Lookups.  keymodel_current_cert(): Locate(Name, Certificate,
+ *	Active) then Get on server A; on a transient failure of A, the same
+ *	on server B.  An answer from A (even "none") is authoritative.
+ *	keymodel_decryption_keys(): on each server, in parallel (one extra
+ *	thread per call): Locate(Name) -> Get Attributes of each uid ->
+ *	Get of each usable share (and, on A, each usable certificate).  The
+ *	shares of a generation are combined (same length, else KM_PROTO),
+ *	and a plain key is parsed and checked against the certificate's
+ *	public key (mismatch: KM_PROTO).  Either server failing is
+ *	KM_TEMPFAIL: never a partial key.
+ *
+ *	Certificates issued by keymodel_issue_cert(): subject CN=ADDR,
+ *	emailAddress=ADDR, SAN rfc822Name ADDR, a random 159-bit serial,
+ *	SKI/AKI, basicConstraints CA:FALSE, extendedKeyUsage
+ *	emailProtection, keyUsage keyEncipherment (RSA) or keyAgreement (EC)
+ *	for encryption, digitalSignature (+nonRepudiation) for signing,
+ *	SHA-256 signature by the organization's CA.
+ * OWNERSHIP
+ *	keymodel_new() returns a handle the caller frees with
+ *	keymodel_free() (NULL-safe, returns NULL); it keeps no pointer into
+ *	the configuration.  Out-pointers (X509 **, EVP_PKEY **) receive new
+ *	references the caller frees (X509_free, EVP_PKEY_free).
+ *	keymodel_decryption_keys() returns an array the caller frees with
+ *	keymodel_gens_free(), which wipes every der buffer (secmem).
+ *	keymodel_show() returns an array freed with keymodel_infos_free().
+ *	keymodel_split()/keymodel_combine() return secmem buffers: free with
+ *	secmem_free(p, len).  Passwords are borrowed and never copied
+ *	outside secmem.
+ * ERRORS
+ *	enum km_status; unless KM_OK, one line in errstr (never key bytes,
+ *	never a password):
+ *	  KM_PROTO     malformed address or input file, shares that do not
+ *	               combine, a key that does not match its certificate;
+ *	  KM_PERMFAIL  "no certificate for ADDR", "no keys for ADDR" (nothing
+ *	               usable), server refused an operation, bad CA;
+ *	  KM_TEMPFAIL  a KM server unreachable or timed out;
+ *	  KM_NOMEM     allocation failed.
+ *	keymodel_new() returns NULL with the reason in errstr.
+ * THREADS
+ *	A struct keymodel is thread-safe for lookups: it holds two
+ *	thread-safe kmip pools and nothing mutable (keymodel_set_parallel()
+ *	is meant to be called before threads start).  The administration
+ *	functions are meant for one process (kmctl) at a time per address.
+ *	The pure functions are thread-safe.
+ */
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "status.h"
+
+struct kmilter_conf;
+
+#define KEYMODEL_ADDR_MAX	254		/* characters, without NUL */
+#define KEYMODEL_NAME_PREFIX	"kmilter:enc:"
+#define KEYMODEL_NAME_MAX	(sizeof(KEYMODEL_NAME_PREFIX) + KEYMODEL_ADDR_MAX)
+#define KEYMODEL_GROUP_MAX	64
+#define KEYMODEL_DAYS_ENC	1186		/* 39 months */
+#define KEYMODEL_DAYS_SIGN	396		/* 13 months */
+#define KEYMODEL_GEN_MAX	100000
+
+enum keymodel_kind {
+	KEYMODEL_CERT = 0,	/* the certificate of a generation */
+	KEYMODEL_SHARE		/* one XOR share of its private key */
+};
+
+enum keymodel_usage {
+	KEYMODEL_USE_ENCRYPT = 0,	/* keyEncipherment / keyAgreement */
+	KEYMODEL_USE_SIGN		/* digitalSignature, nonRepudiation */
+};
+
+/* One usable generation, as kmilter decrypts with it. */
+struct keymodel_gen {
+	int		 generation;
+	int		 state;		/* enum kmip_state: ACTIVE/DEACTIVATED */
+	X509		*cert;
+	unsigned char	*der;		/* combined PKCS#8 (plain or
+					   encrypted), secmem */
+	size_t		 derlen;
+	int		 enhanced;	/* der is an EncryptedPrivateKeyInfo */
+	EVP_PKEY	*key;		/* parsed when plain and checked against
+					   cert, else NULL */
+};
+
+/* One generation as an administrator sees it: never key material. */
+struct keymodel_info {
+	int	 generation;
+	int	 state;			/* enum kmip_state (worst of objects) */
+	int	 has_key;		/* shares exist on both servers */
+	int	 enhanced;		/* from the shares' Object Group */
+	time_t	 not_before, not_after;
+	char	 sha256[96];		/* "AB:CD:..." certificate fingerprint */
+	char	 subject[256];
+	char	 issuer[256];
+	char	 serial[96];		/* hex */
+	char	 key_type[32];		/* "RSA-2048", "EC-prime256v1" */
+};
+
+struct keymodel;
+
+/* Pure parts (no KM). */
+enum km_status	 keymodel_addr_normalize(const char *addr, char *out,
+		    size_t outlen, char *errstr, size_t errlen);
+enum km_status	 keymodel_object_name(const char *addr, char *out,
+		    size_t outlen, char *errstr, size_t errlen);
+enum km_status	 keymodel_group_format(enum keymodel_kind, int generation,
+		    int enhanced, char *out, size_t outlen);
+enum km_status	 keymodel_group_parse(const char *group,
+		    enum keymodel_kind *kind, int *generation, int *enhanced);
+enum km_status	 keymodel_split(const unsigned char *key, size_t len,
+		    unsigned char **share_a, unsigned char **share_b,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_combine(const unsigned char *a, size_t alen,
+		    const unsigned char *b, size_t blen, unsigned char **out,
+		    size_t *outlen, char *errstr, size_t errlen);
+enum km_status	 keymodel_check_pair(X509 *cert, EVP_PKEY *key,
+		    char *errstr, size_t errlen);
+/* type: "rsa2048", "rsa3072" or "ec-p256" (NULL = "rsa2048") */
+enum km_status	 keymodel_keygen(const char *type, EVP_PKEY **out,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, int days,
+		    enum keymodel_usage, X509 **out, char *errstr,
+		    size_t errlen);
+void		 keymodel_cert_fingerprint(X509 *cert, char *out,
+		    size_t outlen);
+
+/* Lookups. */
+struct keymodel	*keymodel_new(const struct kmilter_conf *, char *errstr,
+		    size_t errlen);
+struct keymodel	*keymodel_free(struct keymodel *);
+/* 1 (default): both servers in parallel; 0: one after the other. */
+void		 keymodel_set_parallel(struct keymodel *, int parallel);
+enum km_status	 keymodel_current_cert(struct keymodel *, const char *addr,
+		    X509 **out, char *errstr, size_t errlen);
+enum km_status	 keymodel_decryption_keys(struct keymodel *,
+		    const char *addr, struct keymodel_gen **out, size_t *n,
+		    char *errstr, size_t errlen);
+void		 keymodel_gens_free(struct keymodel_gen *, size_t n);
+/* Discover Versions on server 0 (A) or 1 (B); *ms = round trip. */
+enum km_status	 keymodel_ping(struct keymodel *, int server, double *ms,
+		    char *version, size_t versionlen, char *errstr,
+		    size_t errlen);
+const char	*keymodel_server_name(const struct keymodel *, int server);
+
+/* Administration.  *generation receives the generation made. */
+enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, int *generation, char *errstr, size_t errlen);
+enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, int *generation, char *errstr, size_t errlen);
+/* generation 0 = every generation. */
+enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
+		    int generation, int *nrevoked, char *errstr,
+		    size_t errlen);
+enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
+		    const unsigned char *p12, size_t len, const char *pw,
+		    size_t pwlen, int *generation, char *errstr,
+		    size_t errlen);
+enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
+		    const unsigned char *data, size_t len, int *generation,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_show(struct keymodel *, const char *addr,
+		    struct keymodel_info **out, size_t *n, char *errstr,
+		    size_t errlen);
+struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
+/* Re-wrap every usable generation's key under pw (pw NULL: back to plain
+ * PKCS#8; oldpw needed when the keys are enhanced now). */
+enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
+		    const char *oldpw, size_t oldpwlen, const char *pw,
+		    size_t pwlen, char *errstr, size_t errlen);
+
+#endif
