@@ -1,0 +1,407 @@
+/*
+ * test_mime.c - unit tests for the header, Content-Type, multipart and
+ * base64 parsers of milter/mime.c.
+ */
+#include "harness.h"
+
+#include "mime.h"
+
+#define S(x) x, sizeof(x) - 1
+
+TEST(headers_basic_order_and_case)
+{
+	struct mime_headers *h = NULL;
+	char err[128];
+	const char blk[] = "From: a@example.org\r\nTo: b@example.org\r\n"
+	    "Subject: hi\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\nbody";
+
+	CHECK_EQ_INT(mime_headers_parse(S(blk), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_count(h), 5);
+	CHECK_EQ_STR(mime_headers_name(h, 0), "From");
+	CHECK_EQ_STR(mime_headers_value(h, 1), "b@example.org");
+	CHECK_EQ_STR(mime_headers_get(h, "SUBJECT"), "hi");
+	CHECK_EQ_STR(mime_headers_get(h, "X-DUP"), "1");
+	CHECK_EQ_STR(mime_headers_value(h, 4), "2");
+	CHECK(mime_headers_get(h, "Cc") == NULL);
+	CHECK(mime_headers_name(h, 5) == NULL);
+	h = mime_headers_free(h);
+	CHECK(h == NULL);
+}
+
+TEST(headers_folded_lf_and_crlf)
+{
+	struct mime_headers *h = NULL;
+	char err[128];
+	const char crlf[] = "Content-Type: multipart/signed;\r\n"
+	    "\tprotocol=\"application/pkcs7-signature\";\r\n"
+	    "  boundary=x  \r\nSubject: one\r\n two\r\n";
+	const char lf[] = "Subject:   a\n\tb\nX: y\n";
+
+	CHECK_EQ_INT(mime_headers_parse(S(crlf), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_count(h), 2);
+	CHECK_EQ_STR(mime_headers_value(h, 0), "multipart/signed;"
+	    "\tprotocol=\"application/pkcs7-signature\";  boundary=x");
+	CHECK_EQ_STR(mime_headers_get(h, "subject"), "one two");
+	mime_headers_free(h);
+	CHECK_EQ_INT(mime_headers_parse(S(lf), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_STR(mime_headers_get(h, "subject"), "a\tb");
+	CHECK_EQ_STR(mime_headers_get(h, "x"), "y");
+	mime_headers_free(h);
+}
+
+TEST(headers_no_final_newline_and_empty_value)
+{
+	struct mime_headers *h = NULL;
+	char err[128];
+
+	CHECK_EQ_INT(mime_headers_parse(S("A:\r\nB: last"), &h, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_count(h), 2);
+	CHECK_EQ_STR(mime_headers_get(h, "a"), "");
+	CHECK_EQ_STR(mime_headers_get(h, "b"), "last");
+	mime_headers_free(h);
+	/* Obsolete white space before the colon. */
+	CHECK_EQ_INT(mime_headers_parse(S("Subject : x\r\n"), &h, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_STR(mime_headers_get(h, "subject"), "x");
+	mime_headers_free(h);
+}
+
+TEST(headers_malformed)
+{
+	struct mime_headers *h = (struct mime_headers *)1;
+	char err[128];
+
+	CHECK_EQ_INT(mime_headers_parse(S("From: a\r\nno colon here\r\n"), &h,
+	    err, sizeof(err)), KM_PROTO);
+	CHECK(h == NULL);
+	CHECK(strstr(err, "line 2") != NULL);
+	CHECK(strstr(err, "colon") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("NoColon\r\n"), &h, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "no colon") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S(" folded: first\r\n"), &h, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "continuation") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("Na\xe9me: v\r\n"), &h, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "0xe9") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("A: b\0c\r\n"), &h, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "NUL") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S(": empty name\r\n"), &h, err,
+	    sizeof(err)), KM_PROTO);
+	/* 8-bit in a value is fine (RFC 6532). */
+	CHECK_EQ_INT(mime_headers_parse(S("Subject: caf\xc3\xa9\r\n"), &h,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_STR(mime_headers_get(h, "subject"), "caf\xc3\xa9");
+	mime_headers_free(h);
+	/* NULL errstr must not crash. */
+	CHECK_EQ_INT(mime_headers_parse(S("bad\r\n"), &h, NULL, 0), KM_PROTO);
+}
+
+TEST(entity_split)
+{
+	size_t hl = 0, bo = 0;
+	char err[128];
+	const char e1[] = "A: b\r\nC: d\r\n\r\nbody\r\n";
+	const char e2[] = "A: b\n\nbody";
+	const char e3[] = "\r\nonly body";
+
+	CHECK_EQ_INT(mime_entity_split(S(e1), &hl, &bo, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(hl, 12);
+	CHECK_EQ_STR(e1 + bo, "body\r\n");
+	CHECK_EQ_INT(mime_entity_split(S(e2), &hl, &bo, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(hl, 5);
+	CHECK_EQ_STR(e2 + bo, "body");
+	CHECK_EQ_INT(mime_entity_split(S(e3), &hl, &bo, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(hl, 0);
+	CHECK_EQ_INT(bo, 2);
+	CHECK_EQ_INT(mime_entity_split(S("A: b\r\nC: d\r\n"), &hl, &bo, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "empty line") != NULL);
+}
+
+TEST(ctype_params_quotes_comments)
+{
+	struct mime_ctype *ct = NULL;
+	char err[128];
+
+	CHECK_EQ_INT(mime_ctype_parse("Multipart/Signed (a (nested) "
+	    "comment); Protocol=\"application/pkcs7-signature\"; "
+	    "micalg=sha-256;\r\n\tboundary=\"----=_Part \\\"q\\\" 1\"; ",
+	    &ct, err, sizeof(err)), KM_OK);
+	CHECK_EQ_STR(mime_ctype_type(ct), "multipart");
+	CHECK_EQ_STR(mime_ctype_subtype(ct), "signed");
+	CHECK_EQ_STR(mime_ctype_param(ct, "protocol"),
+	    "application/pkcs7-signature");
+	CHECK_EQ_STR(mime_ctype_param(ct, "MICALG"), "sha-256");
+	CHECK_EQ_STR(mime_ctype_param(ct, "boundary"), "----=_Part \"q\" 1");
+	CHECK(mime_ctype_param(ct, "charset") == NULL);
+	CHECK_EQ_INT(mime_smime_kind(ct), MIME_SMIME_SIGNED_DETACHED);
+	mime_ctype_free(ct);
+
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; charset=UTF-8; "
+	    "name=a.txt; charset=latin1", &ct, err, sizeof(err)), KM_OK);
+	CHECK_EQ_STR(mime_ctype_param(ct, "charset"), "UTF-8");
+	CHECK_EQ_STR(mime_ctype_param(ct, "name"), "a.txt");
+	CHECK_EQ_INT(mime_smime_kind(ct), MIME_SMIME_NONE);
+	mime_ctype_free(ct);
+}
+
+TEST(ctype_malformed)
+{
+	struct mime_ctype *ct = (struct mime_ctype *)1;
+	char err[128];
+
+	CHECK_EQ_INT(mime_ctype_parse("text", &ct, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK(ct == NULL);
+	CHECK(strstr(err, "'/'") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/", &ct, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK(strstr(err, "subtype") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("multipart/mixed; boundary=\"abc",
+	    &ct, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "unterminated quoted") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain (oops", &ct, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "unterminated comment") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; charset", &ct, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "without '='") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain junk", &ct, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("te\xffxt/plain", &ct, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("", &ct, err, sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=\"x\\", &ct, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=", &ct, NULL, 0),
+	    KM_PROTO);
+}
+
+TEST(smime_kinds)
+{
+	static const struct { const char *ct; enum mime_smime_kind k; } v[] = {
+		{ "application/pkcs7-mime; smime-type=enveloped-data; "
+		  "name=smime.p7m", MIME_SMIME_ENVELOPED },
+		{ "application/x-pkcs7-mime; smime-type=\"enveloped-data\"",
+		  MIME_SMIME_ENVELOPED },
+		{ "application/pkcs7-mime; smime-type=authEnveloped-data",
+		  MIME_SMIME_AUTH_ENVELOPED },
+		{ "application/pkcs7-mime; smime-type=AUTHENVELOPED-DATA",
+		  MIME_SMIME_AUTH_ENVELOPED },
+		{ "application/pkcs7-mime; smime-type=signed-data",
+		  MIME_SMIME_SIGNED_OPAQUE },
+		{ "application/pkcs7-mime; smime-type=certs-only",
+		  MIME_SMIME_CERTS_ONLY },
+		{ "application/pkcs7-mime; smime-type=compressed-data",
+		  MIME_SMIME_COMPRESSED },
+		{ "application/pkcs7-mime; name=smime.p7m",
+		  MIME_SMIME_PKCS7_UNKNOWN },
+		{ "multipart/signed; protocol=\"application/x-pkcs7-signature\";"
+		  " boundary=b", MIME_SMIME_SIGNED_DETACHED },
+		{ "multipart/signed; protocol=\"application/pgp-signature\"; "
+		  "boundary=b", MIME_SMIME_NONE },
+		{ "multipart/signed; boundary=b", MIME_SMIME_NONE },
+		{ "application/pkcs7-signature", MIME_SMIME_NONE },
+		{ "text/plain", MIME_SMIME_NONE },
+	};
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct mime_ctype *ct = NULL;
+
+		CHECK_EQ_INT(mime_ctype_parse(v[i].ct, &ct, err, sizeof(err)),
+		    KM_OK);
+		CHECK_EQ_INT(mime_smime_kind(ct), v[i].k);
+		mime_ctype_free(ct);
+	}
+	CHECK_EQ_INT(mime_smime_kind(NULL), MIME_SMIME_NONE);
+	CHECK_EQ_STR(mime_smime_kind_name(MIME_SMIME_AUTH_ENVELOPED),
+	    "authEnveloped-data");
+}
+
+TEST(multipart_crlf)
+{
+	struct mime_parts *ps = NULL;
+	char err[128];
+	const char b[] = "preamble\r\n--xyz\r\nA: 1\r\n\r\npart one\r\n"
+	    "--xyz  \r\nB: 2\r\n\r\npart two\r\n\r\n--xyz--\r\nepilogue\r\n";
+
+	CHECK_EQ_INT(mime_multipart_split(S(b), "xyz", &ps, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(ps->count, 2);
+	CHECK_EQ_INT(ps->preamble_len, 10);
+	CHECK_EQ_INT(ps->part[0].len, strlen("A: 1\r\n\r\npart one"));
+	CHECK(memcmp(b + ps->part[0].off, "A: 1\r\n\r\npart one",
+	    ps->part[0].len) == 0);
+	/* The line break before the delimiter is not content; an empty
+	   line before it is. */
+	CHECK_EQ_INT(ps->part[1].len, strlen("B: 2\r\n\r\npart two\r\n"));
+	CHECK(memcmp(b + ps->part[1].off, "B: 2\r\n\r\npart two\r\n",
+	    ps->part[1].len) == 0);
+	CHECK_EQ_STR(b + ps->end, "epilogue\r\n");
+	mime_parts_free(ps);
+}
+
+TEST(multipart_lf_and_prefix_boundaries)
+{
+	struct mime_parts *ps = NULL;
+	char err[128];
+	/* "--ab" is a prefix of "--abc": must not split there; "--ab" in
+	   the middle of a line is not a delimiter either. */
+	const char b[] = "--ab\nx --ab y\n--abc\nnot a delimiter\n--ab\n\n"
+	    "--ab--";
+
+	CHECK_EQ_INT(mime_multipart_split(S(b), "ab", &ps, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(ps->count, 2);
+	CHECK_EQ_INT(ps->preamble_len, 0);
+	CHECK(memcmp(b + ps->part[0].off, "x --ab y\n--abc\nnot a delimiter",
+	    ps->part[0].len) == 0);
+	CHECK_EQ_INT(ps->part[0].len, strlen("x --ab y\n--abc\nnot a "
+	    "delimiter"));
+	CHECK_EQ_INT(ps->part[1].len, 0);
+	CHECK_EQ_INT(ps->end, sizeof(b) - 1);
+	mime_parts_free(ps);
+}
+
+TEST(multipart_malformed)
+{
+	struct mime_parts *ps = (struct mime_parts *)1;
+	char err[128];
+
+	CHECK_EQ_INT(mime_multipart_split(S("--a\r\nx\r\n--a--\r\n"), NULL,
+	    &ps, err, sizeof(err)), KM_PROTO);
+	CHECK(ps == NULL);
+	CHECK(strstr(err, "without a boundary") != NULL);
+	CHECK_EQ_INT(mime_multipart_split(S("no delimiters at all\r\n"), "a",
+	    &ps, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "no delimiter") != NULL);
+	CHECK_EQ_INT(mime_multipart_split(S("--a\r\npart\r\n--a\r\nmore"),
+	    "a", &ps, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "truncated") != NULL);
+	CHECK_EQ_INT(mime_multipart_split(S("--a\r\npart"), "a", &ps, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split(S("--a--\r\n"), "a", &ps, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split(S("--a"), "a", &ps, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split("", 0, "a", &ps, err, sizeof(err)),
+	    KM_PROTO);
+	{
+		char longb[80];
+
+		memset(longb, 'b', 75);
+		longb[75] = '\0';
+		CHECK_EQ_INT(mime_multipart_split(S("x"), longb, &ps, err,
+		    sizeof(err)), KM_PROTO);
+	}
+}
+
+TEST(multipart_large_linear)
+{
+	/* 8 MB of lines that start with "--" but are not the boundary:
+	   must finish quickly (no quadratic rescans). */
+	size_t n = 8u << 20, i;
+	char *b = malloc(n + 64), err[128];
+	struct mime_parts *ps = NULL;
+	size_t off;
+
+	CHECK(b != NULL);
+	off = (size_t)sprintf(b, "--B\r\n");
+	for (i = 0; off + 8 < n; i++) {
+		memcpy(b + off, "--Bx\r\n--", 8);
+		off += 8;
+	}
+	off += (size_t)sprintf(b + off, "\r\n--B--\r\n");
+	CHECK_EQ_INT(mime_multipart_split(b, off, "B", &ps, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(ps->count, 1);
+	mime_parts_free(ps);
+	free(b);
+}
+
+TEST(base64_ok)
+{
+	unsigned char *out = NULL;
+	size_t n = 0;
+	char err[128];
+
+	CHECK_EQ_INT(mime_base64_decode(S("aGVsbG8g\r\nd29y bGQ=\r\n"), &out,
+	    &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 11);
+	CHECK(memcmp(out, "hello world", 11) == 0);
+	free(out);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ=="), &out, &n, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(out[0], 'a');
+	free(out);
+	CHECK_EQ_INT(mime_base64_decode(S(""), &out, &n, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(n, 0);
+	free(out);
+	CHECK_EQ_INT(mime_base64_decode(S("+/+/"), &out, &n, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(out[0], 0xfb);
+	CHECK_EQ_INT(out[2], 0xbf);
+	free(out);
+}
+
+TEST(base64_malformed)
+{
+	unsigned char *out = (unsigned char *)1;
+	size_t n = 7;
+	char err[128];
+
+	CHECK_EQ_INT(mime_base64_decode(S("aGVsbG8"), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(out == NULL);
+	CHECK_EQ_INT(n, 0);
+	CHECK(strstr(err, "truncated") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("aGVs*G8="), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "invalid byte 0x2a at offset 4") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ==YQ=="), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "after the padding") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("Y==="), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ=a"), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ="), &out, &n, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("\xc3\xa9QQQ"), &out, &n, NULL, 0),
+	    KM_PROTO);
+}
+
+static const struct test_case tests[] = {
+	T(headers_basic_order_and_case),
+	T(headers_folded_lf_and_crlf),
+	T(headers_no_final_newline_and_empty_value),
+	T(headers_malformed),
+	T(entity_split),
+	T(ctype_params_quotes_comments),
+	T(ctype_malformed),
+	T(smime_kinds),
+	T(multipart_crlf),
+	T(multipart_lf_and_prefix_boundaries),
+	T(multipart_malformed),
+	T(multipart_large_linear),
+	T(base64_ok),
+	T(base64_malformed),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}
