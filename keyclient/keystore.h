@@ -6,7 +6,7 @@
  * SUMMARY
  *	keystore_new(), keystore_free(), keystore_get_cert(),
  *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
- *	keystore_invalidate(), keystore_stats()
+ *	keystore_invalidate(), keystore_stats(), keystore_new_backend()
  * DESCRIPTION
  *	Looks up certificates and keys by e-mail address, in order:
  *	L1 in-process cache (memcache, parsed objects) -> L2 Redis (cache,
@@ -51,11 +51,18 @@
  *	hook answered tempfail); KM_PROTO (malformed address or KM data);
  *	KM_NOMEM.  errstr always says why, never with key material or a
  *	password.
+ *
+ *	keystore_new_backend() is the test seam: the same keystore with the
+ *	KM, signstore, Redis, hook and L1 clock replaced by the functions in
+ *	a struct keystore_backend (unit tests pass named fakes).  A NULL
+ *	km_cert means "no KM", a NULL l2_get "no L2", a NULL hook_ask the
+ *	real hook from the configuration.
  * THREADS
  *	Thread-safe: any number of threads may call the lookups at once.
  *	keystore_free() must not run concurrently with any other call.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/x509.h>
 #include <openssl/evp.h>
@@ -64,6 +71,9 @@
 
 struct kmilter_conf;
 struct keystore;
+struct keymodel_gen;
+struct hook_request;
+struct hook_answer;
 
 struct keystore_key {
 	X509		*cert;		/* the certificate of this generation */
@@ -102,5 +112,34 @@ enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    char *errstr, size_t errlen);
 void		 keystore_invalidate(struct keystore *, const char *addr);
 void		 keystore_stats(struct keystore *, struct keystore_stats *);
+
+/* Test seam: every function gets arg as its first parameter. */
+struct keystore_backend {
+	void		*arg;
+	enum km_status	(*km_cert)(void *, const char *addr, X509 **out,
+			    char *errstr, size_t errlen);
+	enum km_status	(*km_keys)(void *, const char *addr,
+			    struct keymodel_gen **out, size_t *n,
+			    char *errstr, size_t errlen);
+	void		(*km_gens_free)(void *, struct keymodel_gen *, size_t n);
+	enum km_status	(*signer)(void *, const char *addr, X509 **cert,
+			    EVP_PKEY **key, STACK_OF(X509) **chain,
+			    char *errstr, size_t errlen);
+	enum km_status	(*l2_get)(void *, const char *kind, const char *addr,
+			    unsigned char **buf, size_t *len, int *negative);
+	enum km_status	(*l2_put)(void *, const char *kind, const char *addr,
+			    const unsigned char *buf, size_t len, int ttl);
+	enum km_status	(*l2_put_negative)(void *, const char *kind,
+			    const char *addr, int ttl);
+	enum km_status	(*l2_del)(void *, const char *kind, const char *addr);
+	enum km_status	(*l2_invalidate)(void *, const char *addr);
+	enum km_status	(*hook_ask)(void *, const struct hook_request *,
+			    struct hook_answer *, char *errstr, size_t errlen);
+	int64_t		(*clock_ms)(void *);	/* L1 clock; NULL: monotonic */
+};
+
+struct keystore	*keystore_new_backend(const struct kmilter_conf *,
+		    const struct keystore_backend *, char *errstr,
+		    size_t errlen);
 
 #endif
