@@ -24,7 +24,12 @@ WARNINGS += -Werror
 endif
 
 # SANITIZE=1 builds everything (daemon, tools, tests) with ASan+UBSan.
-ifeq ($(SANITIZE),1)
+# FUZZ=1 builds the library with clang for the libFuzzer targets.
+ifeq ($(FUZZ),1)
+CC        = clang
+SAN_FLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+BUILD     = build-fuzz
+else ifeq ($(SANITIZE),1)
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 BUILD     = build-asan
 else
@@ -46,11 +51,13 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS = $(wildcard tests/tools/*.c)
 TOOL_BINS = $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 KMILTER = $(BUILD)/kmilter
 KMCTL   = $(BUILD)/kmctl
 
-.PHONY: all test check check-asan unit bench fuzz demo deps install uninstall clean tools
+.PHONY: all test check check-asan unit bench fuzz fuzzers demo deps install uninstall clean tools
 
 all: $(KMILTER) $(KMCTL) milter/kmilter keyclient/kmctl
 
@@ -83,6 +90,11 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libkm.a
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) $(REAL_LDFLAGS) -o $@ $< $(BUILD)/libkm.a $(LIBS)
 
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libkm.a
+	@mkdir -p $(@D)
+	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/libkm.a $(LIBS)
+
+fuzzers: $(FUZZ_BINS)
 tools: $(TOOL_BINS)
 unit: $(UNIT_BINS)
 
@@ -106,7 +118,9 @@ bench: deps
 	$(MAKE) all tools
 	tests/bench/run --build $(BUILD)
 
+# Each libFuzzer target for FUZZ_SECONDS (default 60) from its seed corpus.
 fuzz: deps
+	$(MAKE) FUZZ=1 fuzzers
 	tests/fuzz/run
 
 demo: deps
@@ -133,6 +147,6 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/kmilter-hook.8
 
 clean:
-	rm -rf build build-asan milter/kmilter keyclient/kmctl
+	rm -rf build build-asan build-fuzz milter/kmilter keyclient/kmctl
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/milter/main.d $(BUILD)/keyclient/kmctl.d
