@@ -1,0 +1,791 @@
+/*
+ * test_smime.c - unit tests for milter/smime.c: round trips of every
+ * option, RSA and EC (P-256) recipients, wrong keys, tampering, malformed
+ * input, nested messages and concurrent use.  The PKI (a CA, an untrusted
+ * CA and users) is generated at test time with OpenSSL's C API.
+ */
+#include <pthread.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "harness.h"
+
+#include "mime.h"
+#include "smime.h"
+
+struct ident {
+	X509		*cert;
+	EVP_PKEY	*key;
+};
+
+static struct ident ca, other_ca, alice_rsa, alice_ec, bob_rsa, bob_ec,
+    mallory;
+static X509_STORE *store;
+static int pki_ready = -1;
+
+static const char entity[] =
+    "Content-Type: text/plain; charset=us-ascii\r\n"
+    "Content-Transfer-Encoding: 7bit\r\n"
+    "\r\n"
+    "Hello Bob,\r\n"
+    "this is the secret plan.\r\n"
+    "-- \r\n"
+    "Alice\r\n";
+
+/* add_ext - add one X509v3 extension from its config string */
+static int
+add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ex;
+
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	if ((ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
+		return 0;
+	X509_add_ext(x, ex, -1);
+	X509_EXTENSION_free(ex);
+	return 1;
+}
+
+/* make_ident - a key pair and a certificate (self-signed when no issuer) */
+static int
+make_ident(struct ident *id, const char *cn, const char *email, int ec,
+    const struct ident *issuer)
+{
+	static long serial = 100;
+	X509_NAME *n;
+
+	id->key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+	if (id->key == NULL || (id->cert = X509_new()) == NULL)
+		return 0;
+	X509_set_version(id->cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(id->cert), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(id->cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(id->cert), 86400L * 365);
+	X509_set_pubkey(id->cert, id->key);
+	n = X509_get_subject_name(id->cert);
+	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
+	    (const unsigned char *)"kmilter unit", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(id->cert, issuer ?
+	    X509_get_subject_name(issuer->cert) : n);
+	add_ext(id->cert, id->cert, NID_subject_key_identifier, "hash");
+	if (issuer == NULL) {
+		add_ext(id->cert, id->cert, NID_basic_constraints,
+		    "critical,CA:TRUE");
+		add_ext(id->cert, id->cert, NID_key_usage,
+		    "critical,keyCertSign,cRLSign");
+	} else {
+		char san[128];
+
+		add_ext(id->cert, issuer->cert, NID_basic_constraints,
+		    "CA:FALSE");
+		add_ext(id->cert, issuer->cert, NID_key_usage, ec ?
+		    "critical,digitalSignature,keyAgreement" :
+		    "critical,digitalSignature,keyEncipherment");
+		add_ext(id->cert, issuer->cert, NID_ext_key_usage,
+		    "emailProtection");
+		snprintf(san, sizeof(san), "email:%s", email);
+		add_ext(id->cert, issuer->cert, NID_subject_alt_name, san);
+		add_ext(id->cert, issuer->cert, NID_authority_key_identifier,
+		    "keyid");
+	}
+	return X509_sign(id->cert, issuer ? issuer->key : id->key,
+	    EVP_sha256()) > 0;
+}
+
+/* pki - build the test PKI once; 1 when ready */
+static int
+pki(void)
+{
+	if (pki_ready != -1)
+		return pki_ready;
+	pki_ready = make_ident(&ca, "unit CA", NULL, 0, NULL) &&
+	    make_ident(&other_ca, "other CA", NULL, 0, NULL) &&
+	    make_ident(&alice_rsa, "alice-rsa", "alice@example.org", 0, &ca) &&
+	    make_ident(&alice_ec, "alice-ec", "alice@example.org", 1, &ca) &&
+	    make_ident(&bob_rsa, "bob-rsa", "bob@example.org", 0, &ca) &&
+	    make_ident(&bob_ec, "bob-ec", "bob@example.org", 1, &ca) &&
+	    make_ident(&mallory, "mallory", "mallory@example.org", 0,
+	    &other_ca) && (store = X509_STORE_new()) != NULL &&
+	    X509_STORE_add_cert(store, ca.cert) == 1;
+	if (!pki_ready)
+		ERR_print_errors_fp(stdout);
+	return pki_ready;
+}
+
+/* mem - the bytes of a memory BIO as a NUL-terminated copy */
+static char *
+mem(BIO *b, size_t *len)
+{
+	char *p, *c;
+	long n = BIO_get_mem_data(b, &p);
+
+	if ((c = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	memcpy(c, p, (size_t)n);
+	c[n] = '\0';
+	*len = (size_t)n;
+	return c;
+}
+
+/* do_sign - sign entity, return the output entity */
+static char *
+do_sign(const char *in, size_t inlen, struct ident *id,
+    enum smime_digest md, enum smime_sign_mode mode, size_t *len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char err[256], *r = NULL;
+
+	if (smime_sign(in, inlen, id->cert, id->key, NULL, md, mode, b, err,
+	    sizeof(err)) == KM_OK)
+		r = mem(b, len);
+	else
+		printf("    sign: %s\n", err);
+	BIO_free(b);
+	return r;
+}
+
+/* do_encrypt - encrypt entity to the given certificates */
+static char *
+do_encrypt(const char *in, size_t inlen, X509 **rc, size_t n,
+    enum smime_cipher c, enum smime_padding p, size_t *len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char err[256], *r = NULL;
+
+	if (smime_encrypt(in, inlen, rc, n, c, p, b, err, sizeof(err)) ==
+	    KM_OK)
+		r = mem(b, len);
+	else
+		printf("    encrypt: %s\n", err);
+	BIO_free(b);
+	return r;
+}
+
+/* do_decrypt - decrypt with one candidate, returns status and output */
+static enum km_status
+do_decrypt(const char *in, size_t inlen, struct ident *id, char **out,
+    size_t *outlen, char *err, size_t errlen)
+{
+	struct smime_keypair kp = { id->cert, id->key };
+	BIO *b = BIO_new(BIO_s_mem());
+	enum km_status st;
+	int matched = -2;
+
+	*out = NULL;
+	st = smime_decrypt(NULL, in, inlen, &kp, 1, b, &matched, err, errlen);
+	if (st == KM_OK && matched == 0)
+		*out = mem(b, outlen);
+	BIO_free(b);
+	return st;
+}
+
+TEST(sign_detached_roundtrip_all_digests)
+{
+	static const enum smime_digest mds[] = { SMIME_MD_SHA256,
+	    SMIME_MD_SHA384, SMIME_MD_SHA512 };
+	static const char *micalg[] = { "micalg=sha-256", "micalg=sha-384",
+	    "micalg=sha-512" };
+	static const char *dname[] = { "sha256", "sha384", "sha512" };
+
+	if (!pki())
+		SKIP("no PKI");
+	for (int i = 0; i < 3; i++) {
+		struct smime_verify_result r;
+		size_t len = 0, clen = 0;
+		char err[256], *c;
+		char *s = do_sign(entity, sizeof(entity) - 1, &alice_rsa,
+		    mds[i], SMIME_MODE_DETACHED, &len);
+		BIO *cb = BIO_new(BIO_s_mem());
+
+		CHECK(s != NULL);
+		CHECK(strncmp(s, "Content-Type: multipart/signed;", 31) == 0);
+		CHECK(strstr(s, micalg[i]) != NULL);
+		CHECK(strstr(s, "protocol=\"application/pkcs7-signature\"") !=
+		    NULL);
+		/* The signed entity appears unchanged, byte for byte. */
+		CHECK(strstr(s, entity) != NULL);
+		CHECK(strstr(s, "name=\"smime.p7s\"") != NULL);
+		CHECK_EQ_INT(smime_verify(NULL, s, len, store,
+		    "Alice <ALICE@example.org>", &r, cb, err, sizeof(err)),
+		    KM_OK);
+		CHECK_EQ_INT(r.sig_ok, 1);
+		CHECK_EQ_INT(r.chain_ok, 1);
+		CHECK_EQ_INT(r.from_match, 1);
+		CHECK_EQ_INT(r.opaque, 0);
+		CHECK_EQ_INT(r.nsigners, 1);
+		CHECK_EQ_STR(r.email, "alice@example.org");
+		CHECK_EQ_STR(r.digest, dname[i]);
+		CHECK(strstr(r.subject, "CN=alice-rsa") != NULL);
+		CHECK_EQ_INT(strlen(r.fingerprint), 64);
+		CHECK(r.signing_time > time(NULL) - 600 &&
+		    r.signing_time <= time(NULL) + 5);
+		c = mem(cb, &clen);
+		CHECK_EQ_INT(clen, sizeof(entity) - 1);
+		CHECK(memcmp(c, entity, clen) == 0);
+		free(c);
+		free(s);
+		BIO_free(cb);
+	}
+}
+
+TEST(sign_opaque_roundtrip_ec)
+{
+	struct smime_verify_result r;
+	size_t len = 0, clen = 0;
+	char err[256], *c, *s;
+	BIO *cb = BIO_new(BIO_s_mem());
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(entity, sizeof(entity) - 1, &bob_ec, SMIME_MD_SHA256,
+	    SMIME_MODE_OPAQUE, &len);
+	CHECK(s != NULL);
+	CHECK(strstr(s, "smime-type=signed-data") != NULL);
+	CHECK(strstr(s, "Hello Bob") == NULL);	/* inside the CMS */
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "alice@example.org",
+	    &r, cb, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.chain_ok, 1);
+	CHECK_EQ_INT(r.opaque, 1);
+	CHECK_EQ_INT(r.from_match, 0);		/* bob signed, From is alice */
+	CHECK_EQ_STR(r.email, "bob@example.org");
+	c = mem(cb, &clen);
+	CHECK_EQ_INT(clen, sizeof(entity) - 1);
+	CHECK(memcmp(c, entity, clen) == 0);
+	free(c);
+	free(s);
+	BIO_free(cb);
+}
+
+TEST(sign_canonicalises_lf_and_lines_are_crlf)
+{
+	const char lf[] = "Content-Type: text/plain\n\nline one\nline two\n";
+	const char crlf[] = "Content-Type: text/plain\r\n\r\nline one\r\n"
+	    "line two\r\n";
+	struct smime_verify_result r;
+	size_t len = 0, clen = 0, i;
+	char err[256], *s, *c;
+	BIO *cb = BIO_new(BIO_s_mem());
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(lf, sizeof(lf) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	CHECK(strstr(s, crlf) != NULL);
+	/* Every LF of the output is part of a CRLF; base64 lines <= 76. */
+	for (i = 0; i < len; i++)
+		if (s[i] == '\n')
+			CHECK(i > 0 && s[i - 1] == '\r');
+	{
+		const char *p = strstr(s, "smime.p7s\"\r\nContent-Description");
+		size_t col = 0;
+
+		CHECK(p != NULL);
+		for (; *p; p++) {
+			if (*p == '\r')
+				col = 0;
+			else if (*p != '\n')
+				col++;
+			CHECK(col <= 76);
+		}
+	}
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, cb, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	c = mem(cb, &clen);
+	CHECK_EQ_INT(clen, sizeof(crlf) - 1);
+	CHECK(memcmp(c, crlf, clen) == 0);
+	free(c);
+	free(s);
+	BIO_free(cb);
+}
+
+TEST(verify_with_ctype_and_body_apart)
+{
+	struct smime_verify_result r;
+	size_t len = 0, hl = 0, bo = 0;
+	struct mime_headers *h = NULL;
+	char err[256], *s;
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(entity, sizeof(entity) - 1, &alice_ec, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	CHECK_EQ_INT(mime_entity_split(s, len, &hl, &bo, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(s, hl, &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_verify(mime_headers_get(h, "content-type"), s + bo,
+	    len - bo, store, "alice@example.org", &r, NULL, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.chain_ok, 1);
+	CHECK_EQ_INT(r.from_match, 1);
+	mime_headers_free(h);
+	free(s);
+}
+
+TEST(verify_tampered_content_and_signature)
+{
+	struct smime_verify_result r;
+	size_t len = 0;
+	char err[256], *s, *p;
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	p = strstr(s, "secret plan");
+	CHECK(p != NULL);
+	p[0] = 'S';
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 0);
+	CHECK(err[0] != '\0');
+	p[0] = 's';
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	free(s);
+
+	/* Opaque: flip a byte well inside the signed content's base64. */
+	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_OPAQUE, &len);
+	CHECK(s != NULL);
+	p = strstr(s, "\r\n\r\n");
+	CHECK(p != NULL);
+	p += 4 + 120;
+	*p = (*p == 'A') ? 'B' : 'A';
+	CHECK(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
+	    sizeof(err)) != KM_OK || r.sig_ok == 0);
+	CHECK(ERR_peek_error() == 0);	/* queue drained */
+	free(s);
+}
+
+TEST(verify_untrusted_chain)
+{
+	struct smime_verify_result r;
+	size_t len = 0;
+	char err[256], *s;
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(entity, sizeof(entity) - 1, &mallory, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "mallory@example.org",
+	    &r, NULL, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.chain_ok, 0);
+	CHECK(r.chain_error[0] != '\0');
+	CHECK_EQ_INT(r.from_match, 1);
+	/* No trust store at all: never trusted. */
+	CHECK_EQ_INT(smime_verify(NULL, s, len, NULL, NULL, &r, NULL, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.chain_ok, 0);
+	free(s);
+}
+
+TEST(encrypt_decrypt_every_option)
+{
+	static const enum smime_cipher ciphers[] = { SMIME_CIPHER_AES256_CBC,
+	    SMIME_CIPHER_AES128_CBC, SMIME_CIPHER_AES256_GCM };
+	static const enum smime_padding pads[] = { SMIME_PAD_PKCS1,
+	    SMIME_PAD_OAEP };
+	X509 *rc[3];
+	struct ident *ids[3] = { &alice_rsa, &bob_ec, &alice_ec };
+
+	if (!pki())
+		SKIP("no PKI");
+	rc[0] = alice_rsa.cert;
+	rc[1] = bob_ec.cert;
+	rc[2] = alice_ec.cert;
+	for (int c = 0; c < 3; c++)
+		for (int p = 0; p < 2; p++) {
+			size_t len = 0, olen = 0;
+			char err[256], *out;
+			char *e = do_encrypt(entity, sizeof(entity) - 1, rc, 3,
+			    ciphers[c], pads[p], &len);
+
+			CHECK(e != NULL);
+			CHECK(strstr(e, c == 2 ?
+			    "smime-type=authEnveloped-data" :
+			    "smime-type=enveloped-data") != NULL);
+			CHECK(strstr(e, "name=\"smime.p7m\"") != NULL);
+			CHECK(strstr(e, "secret") == NULL);
+			for (int k = 0; k < 3; k++) {
+				CHECK_EQ_INT(do_decrypt(e, len, ids[k], &out,
+				    &olen, err, sizeof(err)), KM_OK);
+				CHECK(out != NULL);
+				CHECK_EQ_INT(olen, sizeof(entity) - 1);
+				CHECK(memcmp(out, entity, olen) == 0);
+				free(out);
+			}
+			free(e);
+		}
+}
+
+TEST(envelope_recipients_and_matching)
+{
+	struct smime_envelope *env = NULL;
+	struct smime_keypair kp[3];
+	X509 *rc[2];
+	size_t len = 0;
+	char err[256], *e;
+	BIO *b = BIO_new(BIO_s_mem());
+	int matched = -2;
+
+	if (!pki())
+		SKIP("no PKI");
+	rc[0] = bob_rsa.cert;
+	rc[1] = alice_ec.cert;
+	e = do_encrypt(entity, sizeof(entity) - 1, rc, 2,
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(smime_envelope_count(env), 2);
+	CHECK(strncmp(smime_envelope_rid(env, 0), "issuer=", 7) == 0);
+	CHECK(strstr(smime_envelope_rid(env, 0), "CN=unit CA") != NULL);
+	CHECK(strncmp(smime_envelope_rid(env, 1), "kari:", 5) == 0);
+	CHECK(smime_envelope_rid(env, 2) == NULL);
+	CHECK_EQ_INT(smime_envelope_is_auth(env), 0);
+	CHECK_EQ_INT(smime_envelope_match(env, bob_rsa.cert), 1);
+	CHECK_EQ_INT(smime_envelope_match(env, alice_ec.cert), 1);
+	CHECK_EQ_INT(smime_envelope_match(env, alice_rsa.cert), 0);
+	CHECK_EQ_INT(smime_envelope_match(env, bob_ec.cert), 0);
+	/* Candidates that do not match are skipped; the matching one is
+	   reported by index. */
+	kp[0].cert = alice_rsa.cert; kp[0].key = alice_rsa.key;
+	kp[1].cert = mallory.cert; kp[1].key = mallory.key;
+	kp[2].cert = alice_ec.cert; kp[2].key = alice_ec.key;
+	CHECK_EQ_INT(smime_envelope_decrypt(env, kp, 3, b, &matched, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(matched, 2);
+	CHECK_EQ_INT(BIO_pending(b), sizeof(entity) - 1);
+	smime_envelope_free(env);
+	BIO_free(b);
+	free(e);
+}
+
+TEST(decrypt_wrong_key_fails_cleanly)
+{
+	struct smime_keypair kp;
+	X509 *rc[1];
+	size_t len = 0, olen;
+	char err[256], *e, *out;
+	BIO *b = BIO_new(BIO_s_mem());
+	int matched = -2;
+
+	if (!pki())
+		SKIP("no PKI");
+	rc[0] = alice_rsa.cert;
+	e = do_encrypt(entity, sizeof(entity) - 1, rc, 1,
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(do_decrypt(e, len, &bob_rsa, &out, &olen, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "no matching recipient") != NULL);
+	/* Right certificate, wrong key. */
+	kp.cert = alice_rsa.cert;
+	kp.key = bob_rsa.key;
+	CHECK_EQ_INT(smime_decrypt(NULL, e, len, &kp, 1, b, &matched, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(matched, 0);
+	CHECK(strstr(err, "decryption failed") != NULL);
+	CHECK_EQ_INT(BIO_pending(b), 0);
+	CHECK(ERR_peek_error() == 0);
+	/* No candidates at all. */
+	CHECK_EQ_INT(smime_decrypt(NULL, e, len, NULL, 0, b, &matched, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(matched, -1);
+	BIO_free(b);
+	free(e);
+}
+
+TEST(decrypt_tampered_ciphertext)
+{
+	X509 *rc[1];
+
+	if (!pki())
+		SKIP("no PKI");
+	rc[0] = alice_rsa.cert;
+	for (int gcm = 0; gcm < 2; gcm++) {
+		size_t len = 0, olen = 0;
+		char err[256], *e, *out, *p, *end;
+		enum km_status st;
+
+		e = do_encrypt(entity, sizeof(entity) - 1, rc, 1, gcm ?
+		    SMIME_CIPHER_AES256_GCM : SMIME_CIPHER_AES256_CBC,
+		    SMIME_PAD_PKCS1, &len);
+		CHECK(e != NULL);
+		/* The encrypted content is near the end of the DER; flip a
+		   character of the last full base64 line. */
+		end = e + len - 2;
+		while (end > e && end[-1] != '\n')
+			end--;
+		p = end - 40;
+		*p = (*p == 'A') ? 'B' : 'A';
+		st = do_decrypt(e, len, &alice_rsa, &out, &olen, err,
+		    sizeof(err));
+		if (st == KM_OK) {
+			/* CBC can decrypt to changed bytes; it must not be
+			   the original then. */
+			CHECK(!gcm);
+			CHECK(olen != sizeof(entity) - 1 ||
+			    memcmp(out, entity, olen) != 0);
+			free(out);
+		} else
+			CHECK(st == KM_PERMFAIL || st == KM_PROTO);
+		if (gcm)
+			CHECK(st != KM_OK);
+		CHECK(ERR_peek_error() == 0);
+		free(e);
+	}
+}
+
+TEST(malformed_inputs)
+{
+	struct smime_verify_result r;
+	struct smime_envelope *env = NULL;
+	X509 *rc[1];
+	size_t len = 0, olen;
+	char err[256], *e, *out, *body;
+	static const char notsmime[] = "Content-Type: text/plain\r\n\r\nhi\r\n";
+	static const char garbage[] = "Content-Type: application/pkcs7-mime; "
+	    "smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64"
+	    "\r\n\r\nMIIBAAAAAAAAAAAA\r\n";
+	static const char badb64[] = "Content-Type: application/pkcs7-mime; "
+	    "smime-type=enveloped-data\r\n\r\nMIIB!!!!\r\n";
+	static const char nobd[] = "Content-Type: multipart/signed; "
+	    "protocol=\"application/pkcs7-signature\"\r\n\r\n--x\r\na\r\n";
+
+	if (!pki())
+		SKIP("no PKI");
+	CHECK_EQ_INT(smime_envelope_open(NULL, notsmime, sizeof(notsmime) - 1,
+	    &env, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "not an S/MIME") != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, garbage, sizeof(garbage) - 1,
+	    &env, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "malformed CMS") != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, badb64, sizeof(badb64) - 1,
+	    &env, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "base64") != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, "", 0, &env, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK_EQ_INT(smime_envelope_open(NULL, "\x30\x03\x02\x01", 4, &env,
+	    err, sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(smime_verify(NULL, nobd, sizeof(nobd) - 1, store, NULL,
+	    &r, NULL, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "boundary") != NULL);
+	CHECK_EQ_INT(smime_verify(NULL, notsmime, sizeof(notsmime) - 1, store,
+	    NULL, &r, NULL, err, sizeof(err)), KM_PROTO);
+
+	/* Truncated base64 of a real message. */
+	rc[0] = alice_rsa.cert;
+	e = do_encrypt(entity, sizeof(entity) - 1, rc, 1,
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(do_decrypt(e, len - 5, &alice_rsa, &out, &olen, err,
+	    sizeof(err)), KM_PROTO);
+	/* Cut at a whole base64 group: valid base64, truncated DER. */
+	body = strstr(e, "\r\n\r\n") + 4;
+	CHECK_EQ_INT(do_decrypt(e, (size_t)(body - e) + 154, &alice_rsa,
+	    &out, &olen, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "malformed CMS") != NULL);
+	/* Wrong content types: an enveloped message is not signed data, a
+	   signed one cannot be decrypted. */
+	CHECK_EQ_INT(smime_verify(NULL, e, len, store, NULL, &r, NULL, err,
+	    sizeof(err)), KM_PROTO);
+	free(e);
+	e = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_OPAQUE, &len);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK(strstr(err, "not enveloped") != NULL);
+	free(e);
+	CHECK(ERR_peek_error() == 0);
+}
+
+TEST(sign_then_encrypt_nested)
+{
+	struct smime_verify_result r;
+	X509 *rc[2];
+	size_t slen = 0, elen = 0, dlen = 0, clen = 0;
+	char err[256], *s, *e, *d, *c;
+	BIO *cb = BIO_new(BIO_s_mem());
+
+	if (!pki())
+		SKIP("no PKI");
+	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &slen);
+	CHECK(s != NULL);
+	rc[0] = bob_rsa.cert;
+	rc[1] = alice_rsa.cert;
+	e = do_encrypt(s, slen, rc, 2, SMIME_CIPHER_AES256_CBC,
+	    SMIME_PAD_PKCS1, &elen);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(do_decrypt(e, elen, &bob_rsa, &d, &dlen, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(dlen, slen);
+	CHECK(memcmp(d, s, slen) == 0);
+	CHECK_EQ_INT(smime_verify(NULL, d, dlen, store, "alice@example.org",
+	    &r, cb, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.chain_ok, 1);
+	CHECK_EQ_INT(r.from_match, 1);
+	c = mem(cb, &clen);
+	CHECK_EQ_INT(clen, sizeof(entity) - 1);
+	CHECK(memcmp(c, entity, clen) == 0);
+	free(c);
+	free(d);
+	free(e);
+	free(s);
+	BIO_free(cb);
+}
+
+TEST(bad_arguments)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char err[256];
+
+	if (!pki())
+		SKIP("no PKI");
+	CHECK_EQ_INT(smime_encrypt(entity, sizeof(entity) - 1, NULL, 0,
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, b, err, sizeof(err)),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
+	    NULL, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
+	    alice_rsa.key, NULL, (enum smime_digest)9, SMIME_MODE_DETACHED, b,
+	    err, sizeof(err)), KM_PERMFAIL);
+	/* A key that does not belong to the certificate. */
+	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
+	    bob_rsa.key, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "unusable signer") != NULL);
+	CHECK(ERR_peek_error() == 0);
+	BIO_free(b);
+}
+
+struct thr {
+	int	 ok;
+};
+
+/* worker - sign, encrypt, decrypt and verify in a loop */
+static void *
+worker(void *arg)
+{
+	struct thr *t = arg;
+	X509 *rc[2] = { bob_rsa.cert, alice_ec.cert };
+
+	t->ok = 1;
+	for (int i = 0; i < 20 && t->ok; i++) {
+		struct smime_verify_result r;
+		size_t sl = 0, el = 0, dl = 0;
+		char err[256], *s, *e, *d = NULL;
+
+		s = do_sign(entity, sizeof(entity) - 1, &alice_rsa,
+		    SMIME_MD_SHA256, i % 2 ? SMIME_MODE_OPAQUE :
+		    SMIME_MODE_DETACHED, &sl);
+		e = s ? do_encrypt(s, sl, rc, 2, SMIME_CIPHER_AES256_GCM,
+		    SMIME_PAD_OAEP, &el) : NULL;
+		if (e == NULL || do_decrypt(e, el, i % 2 ? &alice_ec :
+		    &bob_rsa, &d, &dl, err, sizeof(err)) != KM_OK ||
+		    dl != sl || memcmp(d, s, sl) != 0 ||
+		    smime_verify(NULL, d, dl, store, NULL, &r, NULL, err,
+		    sizeof(err)) != KM_OK || !r.sig_ok || !r.chain_ok)
+			t->ok = 0;
+		free(s);
+		free(e);
+		free(d);
+	}
+	return NULL;
+}
+
+TEST(threads_concurrent)
+{
+	pthread_t th[4];
+	struct thr t[4];
+
+	if (!pki())
+		SKIP("no PKI");
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&th[i], NULL, worker, &t[i]) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ_INT(t[i].ok, 1);
+}
+
+TEST(large_body_linear)
+{
+	/* 8 MB through sign+encrypt+decrypt+verify. */
+	size_t n = 8u << 20, off, sl = 0, el = 0, dl = 0;
+	char *in = malloc(n + 64), *s, *e, *d, err[256];
+	struct smime_verify_result r;
+	X509 *rc[1];
+
+	if (!pki())
+		SKIP("no PKI");
+	CHECK(in != NULL);
+	off = (size_t)sprintf(in, "Content-Type: text/plain\r\n\r\n");
+	while (off + 80 < n) {
+		memset(in + off, 'x', 78);
+		in[off + 78] = '\r';
+		in[off + 79] = '\n';
+		off += 80;
+	}
+	s = do_sign(in, off, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &sl);
+	CHECK(s != NULL);
+	rc[0] = bob_rsa.cert;
+	e = do_encrypt(s, sl, rc, 1, SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1,
+	    &el);
+	CHECK(e != NULL);
+	CHECK_EQ_INT(do_decrypt(e, el, &bob_rsa, &d, &dl, err, sizeof(err)),
+	    KM_OK);
+	CHECK_EQ_INT(dl, sl);
+	CHECK_EQ_INT(smime_verify(NULL, d, dl, store, NULL, &r, NULL, err,
+	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	free(in);
+	free(s);
+	free(e);
+	free(d);
+}
+
+static const struct test_case tests[] = {
+	T(sign_detached_roundtrip_all_digests),
+	T(sign_opaque_roundtrip_ec),
+	T(sign_canonicalises_lf_and_lines_are_crlf),
+	T(verify_with_ctype_and_body_apart),
+	T(verify_tampered_content_and_signature),
+	T(verify_untrusted_chain),
+	T(encrypt_decrypt_every_option),
+	T(envelope_recipients_and_matching),
+	T(decrypt_wrong_key_fails_cleanly),
+	T(decrypt_tampered_ciphertext),
+	T(malformed_inputs),
+	T(sign_then_encrypt_nested),
+	T(bad_arguments),
+	T(threads_concurrent),
+	T(large_body_linear),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}
