@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -101,6 +102,53 @@ ms_tv(int ms)
 	return tv;
 }
 
+/*
+ * A write to a connection that Redis closed raises SIGPIPE, which would kill
+ * the whole process unless it ignores the signal.  Rather than change the
+ * process's disposition from a library, each command runs with SIGPIPE
+ * blocked in the calling thread; a SIGPIPE it caused is consumed before
+ * the mask is restored (the write itself fails with EPIPE).
+ */
+struct pipe_guard {
+	sigset_t	old;
+	int		pending;	/* a SIGPIPE was pending before */
+};
+
+/* pipe_guard_begin - block SIGPIPE in this thread */
+static void
+pipe_guard_begin(struct pipe_guard *g)
+{
+	sigset_t set, pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+	sigpending(&pend);
+	g->pending = sigismember(&pend, SIGPIPE) == 1;
+}
+
+/* pipe_guard_end - consume a SIGPIPE we caused and restore the mask */
+static void
+pipe_guard_end(struct pipe_guard *g)
+{
+	sigset_t set, pend;
+	struct timespec zero = { 0, 0 };
+	int saved = errno;
+
+	if (!g->pending) {
+		sigpending(&pend);
+		if (sigismember(&pend, SIGPIPE) == 1) {
+			sigemptyset(&set);
+			sigaddset(&set, SIGPIPE);
+			while (sigtimedwait(&set, NULL, &zero) == -1 &&
+			    errno == EINTR)
+				;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	errno = saved;
+}
+
 /* conn_clear - free the copied options */
 static void
 conn_clear(struct conn *cn)
@@ -183,9 +231,9 @@ is_timeout(const redisContext *ctx)
 	    strstr(ctx->errstr, "timed out") != NULL);
 }
 
-/* conn_open - connect, set the command timeout, AUTH and SELECT */
+/* conn_open1 - connect, set the command timeout, AUTH and SELECT */
 static redisContext *
-conn_open(const struct conn *cn, char *errstr, size_t errlen)
+conn_open1(const struct conn *cn, char *errstr, size_t errlen)
 {
 	redisContext *ctx;
 	redisReply *r = NULL;
@@ -239,6 +287,19 @@ fail:
 		freeReplyObject(r);
 	redisFree(ctx);
 	return NULL;
+}
+
+/* conn_open - conn_open1 with SIGPIPE held off */
+static redisContext *
+conn_open(const struct conn *cn, char *errstr, size_t errlen)
+{
+	struct pipe_guard g;
+	redisContext *ctx;
+
+	pipe_guard_begin(&g);
+	ctx = conn_open1(cn, errstr, errlen);
+	pipe_guard_end(&g);
+	return ctx;
 }
 
 /* health_fail - record a failure: start or extend the back-off, log once */
@@ -350,6 +411,7 @@ static enum km_status
 run(struct cache *c, const char *what, int argc, const char **argv,
     const size_t *argvlen, redisReply **reply)
 {
+	struct pipe_guard g;
 	redisContext *ctx;
 	redisReply *r;
 	char err[160];
@@ -359,7 +421,9 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((ctx = acquire(c, &fresh)) == NULL)
 			return KM_TEMPFAIL;
+		pipe_guard_begin(&g);
 		r = redisCommandArgv(ctx, argc, argv, argvlen);
+		pipe_guard_end(&g);
 		if (r != NULL) {
 			if (r->type == REDIS_REPLY_ERROR) {
 				/* Redis answered: the connection is fine,
@@ -687,9 +751,12 @@ sub_handle(struct cache_sub *s, redisReply *r)
 static int
 sub_session(redisContext *ctx, char *err, size_t errlen)
 {
+	struct pipe_guard g;
 	redisReply *r;
 
+	pipe_guard_begin(&g);
 	r = redisCommand(ctx, "SUBSCRIBE %s", CACHE_CHANNEL);
+	pipe_guard_end(&g);
 	if (r == NULL) {
 		seterr(err, errlen, "SUBSCRIBE: %s", is_timeout(ctx) ?
 		    "no answer within the command timeout" : ctx->errstr);

@@ -125,9 +125,9 @@ ttl=$(rcli ttl "$name")
 check entry_has_ttl "$([ "$ttl" -gt 0 ] && [ "$ttl" -le 60 ]; echo $?)" "ttl=$ttl"
 
 # --- TTL expiry ---------------------------------------------------------
-P put cert short@example.org soon-gone 1 >/dev/null
+P put cert short@example.org soon-gone 2 >/dev/null
 out=$(P get cert short@example.org | head -1)
-sleep 2.2
+sleep 3.1
 out2=$(P get cert short@example.org | head -1)
 check ttl_expiry "$([ "$out" = "ok soon-gone" ] && [ "$out2" = permfail ]; echo $?)" "$out / $out2"
 
@@ -262,7 +262,7 @@ redis_up
 wait "$loop_pid"
 res=$(cat "$D/loop.out")
 get() { echo "$res" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-check outage_calls_tempfail "$([ "$(get tempfail)" -gt 20 ] && [ "$(get ok)" -gt 50 ]; echo $?)" "$res"
+check outage_calls_tempfail "$([ "$(get tempfail)" -gt 20 ] && [ "$(get ok)" -gt 50 ]; echo $?)" "$res $(cat "$D/loop.err")"
 check outage_calls_fast "$([ "$(get max_ms)" -lt 250 ]; echo $?)" "$res"
 check caching_resumes "$([ "$(get last)" = ok ] && [ "$(get back_ms)" -gt 0 ]; echo $?)" "$res"
 check outage_logged_once "$([ "$(grep -c 'unavailable' "$D/loop.err")" = 1 ] && [ "$(grep -c 'is back' "$D/loop.err")" = 1 ]; echo $?)" "$(cat "$D/loop.err")"
