@@ -259,6 +259,17 @@ kmip_conn_new(const struct kmip_server_opts *o, char *errstr, size_t errlen)
 	return conn_create(o, NULL, 1, &st, errstr, errlen);
 }
 
+/* kmip_conn_open - kmip_conn_new() that also says why it failed */
+enum km_status
+kmip_conn_open(const struct kmip_server_opts *o, struct kmip_conn **out,
+    char *errstr, size_t errlen)
+{
+	enum km_status st;
+
+	*out = conn_create(o, NULL, 1, &st, errstr, errlen);
+	return st;
+}
+
 /* kmip_conn_free - close and free a connection; returns NULL */
 struct kmip_conn *
 kmip_conn_free(struct kmip_conn *c)

@@ -4,7 +4,8 @@
  * NAME
  *	kmip - KMIP 1.2 client operations over one TLS connection, and a pool
  * SUMMARY
- *	kmip_conn_new(), kmip_conn_free(), kmip_discover_versions(),
+ *	kmip_conn_new(), kmip_conn_open(), kmip_conn_free(),
+ *	kmip_discover_versions(),
  *	kmip_register(), kmip_locate(), kmip_get(), kmip_get_attributes(),
  *	kmip_activate(), kmip_revoke(), kmip_destroy(),
  *	kmip_uid_list_free(), kmip_pool_new(), kmip_pool_get(),
@@ -200,6 +201,11 @@ struct kmip_pool;
 /* Connections. */
 struct kmip_conn *kmip_conn_new(const struct kmip_server_opts *,
     char *errstr, size_t errlen);
+/* the same, with the reason as a status: KM_OK and *out set, or
+ * KM_TEMPFAIL (unreachable, time-out), KM_PERMFAIL (bad TLS material,
+ * verification failed), KM_NOMEM, and *out NULL */
+enum km_status kmip_conn_open(const struct kmip_server_opts *,
+    struct kmip_conn **out, char *errstr, size_t errlen);
 struct kmip_conn *kmip_conn_free(struct kmip_conn *);
 const char *kmip_conn_name(const struct kmip_conn *);
 /* How many TLS connections this conn has opened so far (1 + reconnects). */

@@ -357,7 +357,11 @@ io_fail(struct tls_conn *c, int rc, const char *what, char *errstr,
 	char r[160];
 
 	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL &&
-	    (errno == 0 || errno == ECONNRESET || errno == EPIPE))) {
+	    (errno == 0 || errno == ECONNRESET || errno == EPIPE)) ||
+	    (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) ==
+	    SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+		if (e == SSL_ERROR_SSL)
+			errno = 0;
 		c->peer_closed = 1;
 		seterr(errstr, errlen, "%s: connection closed by server%s%s",
 		    what, errno ? ": " : "", errno ? strerror(errno) : "");

@@ -131,8 +131,9 @@ bench_get(const char *uid, int count, int fresh)
 
 	if (ms == NULL)
 		return 4;
-	if (!fresh && (c = kmip_conn_new(&opts, err, sizeof(err))) == NULL)
-		return finish(KM_TEMPFAIL, err);
+	if (!fresh && (st = kmip_conn_open(&opts, &c, err, sizeof(err))) !=
+	    KM_OK)
+		return finish(st, err);
 	if (!fresh) {			/* warm up */
 		if ((st = kmip_get(c, uid, &t, &d, &n, err, sizeof(err))) != KM_OK)
 			return finish(st, err);
@@ -140,8 +141,9 @@ bench_get(const char *uid, int count, int fresh)
 	}
 	for (int i = 0; i < count; i++) {
 		t0 = now_us();
-		if (fresh && (c = kmip_conn_new(&opts, err, sizeof(err))) == NULL)
-			return finish(KM_TEMPFAIL, err);
+		if (fresh && (st = kmip_conn_open(&opts, &c, err,
+		    sizeof(err))) != KM_OK)
+			return finish(st, err);
 		st = kmip_get(c, uid, &t, &d, &n, err, sizeof(err));
 		if (fresh)
 			c = kmip_conn_free(c);
@@ -262,8 +264,8 @@ main(int argc, char **argv)
 		return bench_get(argv[1], atoi(argv[2]), strcmp(argv[3], "new") == 0);
 	if (strcmp(op, "pool-get") == 0 && argc == 5)
 		return pool_get(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-	if ((c = kmip_conn_new(&opts, err, sizeof(err))) == NULL)
-		return finish(KM_TEMPFAIL, err);	/* status unknown here */
+	if ((st = kmip_conn_open(&opts, &c, err, sizeof(err))) != KM_OK)
+		return finish(st, err);
 	if (strcmp(op, "versions") == 0) {
 		struct kmip_version v[16];
 		size_t n;
