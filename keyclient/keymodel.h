@@ -14,7 +14,7 @@
  *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping().
  *	Administration (kmctl): keymodel_enroll(), keymodel_renew(),
  *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
- *	keymodel_show(), keymodel_infos_free(), keymodel_set_password().
+ *	keymodel_show(), keymodel_infos_free(), keymodel_notfound().
  * DESCRIPTION
  *	Addresses.  An address is normalized before it is used anywhere:
  *	the local part is kept as given, the domain is lower-cased (domains
@@ -104,7 +104,10 @@
  *	  KM_PROTO     malformed address or input file, shares that do not
  *	               combine, a key that does not match its certificate;
  *	  KM_PERMFAIL  "no certificate for ADDR", "no keys for ADDR" (nothing
- *	               usable), server refused an operation, bad CA;
+ *	               usable), "no generation N for ADDR": every not-found
+ *	               message starts with "no " (keymodel_notfound());
+ *	               otherwise a server refused an operation, bad CA,
+ *	               already enrolled;
  *	  KM_TEMPFAIL  a KM server unreachable or timed out;
  *	  KM_NOMEM     allocation failed.
  *	keymodel_new() returns NULL with the reason in errstr.
@@ -216,6 +219,9 @@ enum km_status	 keymodel_ping(struct keymodel *, int server, double *ms,
 		    char *version, size_t versionlen, char *errstr,
 		    size_t errlen);
 const char	*keymodel_server_name(const struct keymodel *, int server);
+/* 1 when a KM_PERMFAIL's errstr means "nothing for that address" (the
+ * message starts with "no "), so kmctl can exit 3. */
+int		 keymodel_notfound(const char *errstr);
 
 /* Administration.  *generation receives the generation made. */
 enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
@@ -239,10 +245,5 @@ enum km_status	 keymodel_show(struct keymodel *, const char *addr,
 		    struct keymodel_info **out, size_t *n, char *errstr,
 		    size_t errlen);
 struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
-/* Re-wrap every usable generation's key under pw (pw NULL: back to plain
- * PKCS#8; oldpw needed when the keys are enhanced now). */
-enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
-		    const char *oldpw, size_t oldpwlen, const char *pw,
-		    size_t pwlen, char *errstr, size_t errlen);
 
 #endif

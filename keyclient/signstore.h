@@ -32,7 +32,7 @@
  *	conf->seal_key_file, or STATE_DIR/gateway.key when that is empty.
  * OWNERSHIP
  *	signstore_load() gives new references: X509_free(*cert),
- *	EVP_PKEY_free(*key), OSSL_STACK_OF_X509_free(*chain).  chain may be
+ *	EVP_PKEY_free(*key), sk_X509_pop_free(*chain, X509_free).  chain may be
  *	NULL when the caller does not want it.  Everything borrowed.
  * ERRORS
  *	KM_OK; KM_PERMFAIL "no signing key for ADDR here" (no files) or a
