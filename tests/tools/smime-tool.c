@@ -10,6 +10,8 @@
  *	smime-tool verify [-A cafile] [-f from] [-i in] [-o content]
  *	smime-tool recipients [-c cert ...] [-i in]
  *	smime-tool bench -c cert -k key -r cert [-r cert ...] [-s size] [-n count]
+ *	smime-tool part -n N [-i in] [-o out]
+ *	smime-tool unwrap [-i in] [-o out]
  * DESCRIPTION
  *	The input is a MIME entity (headers, empty line, body) or raw DER CMS
  *	("-" or no -i: stdin).  sign/encrypt write an entity; decrypt writes
@@ -17,6 +19,10 @@
  *	result as key=value lines on stderr.  recipients prints the
  *	RecipientInfo identifiers and, per -c certificate, "match N 0|1".
  *	bench times sign+encrypt of a size-byte entity count times.
+ *	part writes part N (0-based, bytes as they are) of a multipart entity;
+ *	unwrap writes the base64-decoded body of an entity (its raw CMS).
+ *	Both use the mime module, so the interop tests can hand raw DER to
+ *	gpgsm and cmsutil.
  *	-v raises the log verbosity (OpenSSL errors are logged at 1).
  * OWNERSHIP
  *	Everything is freed before exit.
@@ -222,6 +228,51 @@ bench(X509 *cert, EVP_PKEY *key, X509 **rc, size_t nr, size_t size,
 	return 0;
 }
 
+/* mimecmd - the part and unwrap commands */
+static enum km_status
+mimecmd(const char *cmd, const char *in, size_t len, int n, BIO *out,
+    char *err, size_t errlen)
+{
+	struct mime_headers *h = NULL;
+	struct mime_ctype *ct = NULL;
+	struct mime_parts *ps = NULL;
+	unsigned char *der = NULL;
+	size_t hl, bo, dl = 0;
+	enum km_status st;
+
+	if ((st = mime_entity_split(in, len, &hl, &bo, err, errlen)) != KM_OK ||
+	    (st = mime_headers_parse(in, hl, &h, err, errlen)) != KM_OK)
+		goto out;
+	if (strcmp(cmd, "unwrap") == 0) {
+		if ((st = mime_base64_decode(in + bo, len - bo, &der, &dl, err,
+		    errlen)) == KM_OK)
+			BIO_write(out, der, (int)dl);
+		goto out;
+	}
+	if (mime_headers_get(h, "content-type") == NULL) {
+		snprintf(err, errlen, "no Content-Type");
+		st = KM_PROTO;
+		goto out;
+	}
+	if ((st = mime_ctype_parse(mime_headers_get(h, "content-type"), &ct,
+	    err, errlen)) != KM_OK ||
+	    (st = mime_multipart_split(in + bo, len - bo,
+	    mime_ctype_param(ct, "boundary"), &ps, err, errlen)) != KM_OK)
+		goto out;
+	if (n < 0 || (size_t)n >= ps->count) {
+		snprintf(err, errlen, "no part %d (%zu parts)", n, ps->count);
+		st = KM_PROTO;
+		goto out;
+	}
+	BIO_write(out, in + bo + ps->part[n].off, (int)ps->part[n].len);
+out:
+	free(der);
+	mime_parts_free(ps);
+	mime_ctype_free(ct);
+	mime_headers_free(h);
+	return st;
+}
+
 /* main - parse the command and run it */
 int
 main(int argc, char **argv)
@@ -387,6 +438,8 @@ main(int argc, char **argv)
 		}
 		smime_envelope_free(env);
 		goto done;
+	} else if (strcmp(cmd, "part") == 0 || strcmp(cmd, "unwrap") == 0) {
+		st = mimecmd(cmd, in, len, count, out, err, sizeof(err));
 	} else
 		usage();
 	if (st != KM_OK) {

@@ -1,0 +1,208 @@
+#!/bin/sh
+# t-interop.sh - S/MIME interop of kmilter's smime module (driven through
+# build/tools/smime-tool) with openssl cms, gpgsm and NSS cmsutil.
+#
+# Our output (detached and opaque signatures, RSA + AES-CBC encryption,
+# sign-then-encrypt) must be read by all three; OAEP, GCM and ECDH output by
+# openssl (the Debian 12 gpgsm and NSS cannot read those: INTEROP.md); and
+# what each tool produces must be read by our API.  Prints PASS/FAIL/SKIP
+# per case; exits 1 on any failure.
+set -u
+top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=${KM_BUILD:-$top/build}
+T=$build/tools/smime-tool
+if [ ! -x "$T" ]; then
+	(cd "$top" && make -s "${build#"$top"/}/tools/smime-tool") >/dev/null 2>&1
+fi
+[ -x "$T" ] || { echo "FAIL interop-setup: no $T"; exit 1; }
+
+W=$(mktemp -d /tmp/km-interop.XXXXXX)
+agent_pid=""
+cleanup() {
+	if [ -n "${GNUPGHOME:-}" ] && [ -d "$GNUPGHOME" ]; then
+		gpgconf --homedir "$GNUPGHOME" --kill gpg-agent >/dev/null 2>&1
+	fi
+	rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+fails=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
+skip() { echo "SKIP $1${2:+: $2}"; }
+check() {	# name command...: PASS when the command succeeds
+	n=$1; shift
+	if "$@" >"$W/last.log" 2>&1; then pass "$n"; else
+		fail "$n" "$(tail -3 "$W/last.log" | tr '\n' ' ')"; fi
+}
+
+"$top/tests/interop/mkcerts.sh" "$W" >/dev/null 2>&1 || { echo "FAIL interop-pki"; exit 1; }
+cd "$W" || exit 1
+printf 'Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello Alice,\r\nthe interop test body.\r\n-- \r\nBob\r\n' > inner.mime
+
+# --- gpgsm: throwaway home, CA trusted, alice and bob RSA keys ----------
+have_gpgsm=0
+if command -v gpgsm >/dev/null 2>&1; then
+	export GNUPGHOME="$W/gnupg"
+	mkdir -m700 "$GNUPGHOME"
+	echo allow-loopback-pinentry > "$GNUPGHOME/gpg-agent.conf"
+	printf 'disable-crl-checks\ndisable-policy-checks\ndisable-ocsp\n' > "$GNUPGHOME/gpgsm.conf"
+	cafpr=$(openssl x509 -in ca.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+	if gpgsm --batch --import ca.crt >/dev/null 2>&1 &&
+	    echo "$cafpr S relax" > "$GNUPGHOME/trustlist.txt" &&
+	    gpgsm --batch --pinentry-mode loopback --passphrase-fd 0 --import alice-rsa.p12 < p12pass >/dev/null 2>&1 &&
+	    gpgsm --batch --pinentry-mode loopback --passphrase-fd 0 --import bob-rsa.p12 < p12pass >/dev/null 2>&1; then
+		have_gpgsm=1
+	fi
+	alice_fpr=$(openssl x509 -in alice-rsa.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+	bob_fpr=$(openssl x509 -in bob-rsa.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+fi
+G() { gpgsm --batch --yes --pinentry-mode loopback --passphrase-fd 3 "$@" 3<"$W/p12pass"; }
+gverify() {	# sig.der [content]: VALIDSIG + TRUST_FULLY, no BADSIG/ERRSIG
+	if [ $# -eq 2 ]; then G --status-fd 4 --verify "$1" "$2" 4>"$W/gstatus" >/dev/null 2>&1
+	else G --status-fd 4 -o "$W/gcontent" --verify "$1" 4>"$W/gstatus" >/dev/null 2>&1; fi
+	grep -q VALIDSIG "$W/gstatus" && grep -q TRUST_FULLY "$W/gstatus" &&
+	    ! grep -qE 'BADSIG|ERRSIG' "$W/gstatus"
+}
+
+# --- NSS: certificate db with the CA trusted and alice/bob keys ---------
+have_nss=0
+if command -v cmsutil >/dev/null 2>&1; then
+	mkdir nss
+	if certutil -N -d sql:nss --empty-password >/dev/null 2>&1 &&
+	    certutil -A -d sql:nss -n labca -t "CT,C,C" -i ca.crt >/dev/null 2>&1 &&
+	    pk12util -i alice-rsa.p12 -d sql:nss -w p12pass -K "" >/dev/null 2>&1 &&
+	    pk12util -i bob-rsa.p12 -d sql:nss -w p12pass -K "" >/dev/null 2>&1; then
+		have_nss=1
+	fi
+fi
+nverify() {	# sig.der [content]: GoodSignature
+	if [ $# -eq 2 ]; then
+		cmsutil -D -d sql:nss -p "" -u 4 -h 2 -c "$2" -i "$1" -o "$W/nhdr" >"$W/nout" 2>&1
+	else
+		cmsutil -D -d sql:nss -p "" -u 4 -h 2 -i "$1" -o "$W/ncontent" >"$W/nout" 2>&1
+	fi
+	cat "$W/nhdr" "$W/nout" 2>/dev/null | grep -q 'status=GoodSignature'
+}
+# ncontent_of file: the content cmsutil wrote when it also printed -h info
+# (the header lines go to stdout, the content to -o).
+
+# --- our output, read by openssl ----------------------------------------
+$T sign -c bob-rsa.crt -k bob-rsa.key -C ca.crt -i inner.mime -o signed.eml
+$T sign -m opaque -c bob-rsa.crt -k bob-rsa.key -i inner.mime -o opaque.eml
+$T encrypt -r alice-rsa.crt -r bob-rsa.crt -i inner.mime -o enc.eml
+$T encrypt -r alice-rsa.crt -i signed.eml -o signenc.eml
+$T part -n 0 -i signed.eml -o signed.content
+$T part -n 1 -i signed.eml | $T unwrap -o signed.p7s
+$T unwrap -i opaque.eml -o opaque.der
+$T unwrap -i enc.eml -o enc.der
+$T unwrap -i signenc.eml -o signenc.der
+check part0-is-inner cmp signed.content inner.mime
+
+osslverify() { openssl cms -verify -CAfile ca.crt -purpose smimesign -in "$1" -out "$2" && cmp "$2" inner.mime; }
+check openssl-verifies-our-detached osslverify signed.eml o1.out
+check openssl-verifies-our-opaque osslverify opaque.eml o2.out
+check openssl-decrypts-our-enc sh -c 'openssl cms -decrypt -recip alice-rsa.crt -inkey alice-rsa.key -in enc.eml -out o3.out && cmp o3.out inner.mime'
+check openssl-decrypts-verifies-our-signenc sh -c 'openssl cms -decrypt -recip alice-rsa.crt -inkey alice-rsa.key -in signenc.eml -out o4.eml && cmp o4.eml signed.eml && openssl cms -verify -CAfile ca.crt -purpose smimesign -in o4.eml -out o4.out && cmp o4.out inner.mime'
+for v in "oaep:-p oaep" "gcm:-a gcm" "aes128:-a aes128" "gcm-oaep:-a gcm -p oaep"; do
+	name=${v%%:*} opts=${v#*:}
+	# shellcheck disable=SC2086
+	$T encrypt $opts -r alice-rsa.crt -i signed.eml -o v.eml
+	check "openssl-decrypts-our-$name" sh -c 'openssl cms -decrypt -recip alice-rsa.crt -inkey alice-rsa.key -in v.eml -out v.out && cmp v.out signed.eml'
+done
+$T encrypt -a gcm -r alice-ec.crt -r bob-rsa.crt -i signed.eml -o ecdh.eml
+check openssl-decrypts-our-ecdh sh -c 'openssl cms -decrypt -recip alice-ec.crt -inkey alice-ec.key -in ecdh.eml -out e.out && cmp e.out signed.eml'
+$T sign -c alice-ec.crt -k alice-ec.key -d sha384 -i inner.mime -o ecsig.eml
+check openssl-verifies-our-ecdsa osslverify ecsig.eml o5.out
+
+# --- our output, read by gpgsm ------------------------------------------
+if [ $have_gpgsm = 1 ]; then
+	check gpgsm-verifies-our-detached gverify signed.p7s signed.content
+	if gverify opaque.der && cmp -s "$W/gcontent" inner.mime; then pass gpgsm-verifies-our-opaque; else fail gpgsm-verifies-our-opaque; fi
+	check gpgsm-decrypts-our-enc sh -c 'gpgsm --batch --yes --pinentry-mode loopback --passphrase-fd 3 -o g1.out --decrypt enc.der 3<p12pass && cmp g1.out inner.mime'
+	if G -o g2.eml --decrypt signenc.der >/dev/null 2>&1 && cmp -s g2.eml signed.eml &&
+	    $T part -n 0 -i g2.eml -o g2.content && $T part -n 1 -i g2.eml | $T unwrap -o g2.p7s &&
+	    gverify g2.p7s g2.content; then pass gpgsm-decrypts-verifies-our-signenc
+	else fail gpgsm-decrypts-verifies-our-signenc; fi
+else
+	for c in detached opaque enc signenc; do skip "gpgsm-$c" "gpgsm unusable"; done
+fi
+
+# --- our output, read by NSS cmsutil ------------------------------------
+if [ $have_nss = 1 ]; then
+	check cmsutil-verifies-our-detached nverify signed.p7s signed.content
+	if nverify opaque.der && cmp -s "$W/ncontent" inner.mime; then pass cmsutil-verifies-our-opaque
+	else fail cmsutil-verifies-our-opaque "$(tail -2 "$W/nout" | tr '\n' ' ')"; fi
+	check cmsutil-decrypts-our-enc sh -c 'cmsutil -D -d sql:nss -p "" -i enc.der -o n1.out && cmp n1.out inner.mime'
+	if cmsutil -D -d sql:nss -p "" -i signenc.der -o n2.eml >/dev/null 2>&1 && cmp -s n2.eml signed.eml &&
+	    $T part -n 0 -i n2.eml -o n2.content && $T part -n 1 -i n2.eml | $T unwrap -o n2.p7s &&
+	    nverify n2.p7s n2.content; then pass cmsutil-decrypts-verifies-our-signenc
+	else fail cmsutil-decrypts-verifies-our-signenc; fi
+else
+	for c in detached opaque enc signenc; do skip "cmsutil-$c" "NSS unusable"; done
+fi
+
+# --- their output, read by our API --------------------------------------
+ourverify() {	# entity: good signature, trusted chain, From matches, content = inner
+	$T verify -A ca.crt -f "Bob <bob@example.org>" -i "$1" -o "$1.content" 2>"$1.res" &&
+	    grep -q '^sig_ok=1' "$1.res" && grep -q '^chain_ok=1' "$1.res" &&
+	    grep -q '^from_match=1' "$1.res" && cmp "$1.content" inner.mime
+}
+ourdecrypt() {	# input: alice decrypts to inner
+	$T decrypt -c bob-rsa.crt -k bob-rsa.key -c alice-rsa.crt -k alice-rsa.key -i "$1" -o "$1.out" &&
+	    cmp "$1.out" inner.mime
+}
+mkmultipart() {	# content sig.der out: build multipart/signed around raw parts
+	{
+		printf 'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="b-0123"\r\n\r\n'
+		printf -- '--b-0123\r\n'
+		cat "$1"
+		printf '\r\n--b-0123\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+		openssl base64 -in "$2" | sed 's/$/\r/'
+		printf -- '--b-0123--\r\n'
+	} > "$3"
+}
+
+openssl cms -sign -md sha256 -signer bob-rsa.crt -inkey bob-rsa.key -certfile ca.crt -binary -in inner.mime -out os.eml 2>/dev/null
+check we-verify-openssl-detached ourverify os.eml
+openssl cms -sign -nodetach -md sha256 -signer bob-rsa.crt -inkey bob-rsa.key -binary -in inner.mime -out oo.eml 2>/dev/null
+check we-verify-openssl-opaque ourverify oo.eml
+openssl cms -sign -nodetach -md sha256 -signer bob-ec.crt -inkey bob-ec.key -binary -in inner.mime -outform DER -out oo-ec.der 2>/dev/null
+check we-verify-openssl-opaque-ecdsa-der ourverify oo-ec.der
+openssl cms -encrypt -aes-256-cbc -binary -in inner.mime -out oe.eml alice-rsa.crt 2>/dev/null
+check we-decrypt-openssl-enc ourdecrypt oe.eml
+openssl cms -encrypt -aes-256-gcm -binary -in inner.mime -recip alice-rsa.crt -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256 -out oeg.eml 2>/dev/null
+check we-decrypt-openssl-gcm-oaep ourdecrypt oeg.eml
+openssl cms -encrypt -aes-128-cbc -binary -in inner.mime -recip alice-ec.crt -keyopt ecdh_kdf_md:sha256 -out oec.eml 2>/dev/null
+check we-decrypt-openssl-ecdh sh -c "$T decrypt -c alice-ec.crt -k alice-ec.key -i oec.eml -o oec.out && cmp oec.out inner.mime"
+
+if [ $have_gpgsm = 1 ]; then
+	G --cipher-algo AES256 -r "0x$alice_fpr" --encrypt -o ge.der inner.mime >/dev/null 2>&1
+	check we-decrypt-gpgsm-enc ourdecrypt ge.der
+	G -u "0x$bob_fpr" --digest-algo SHA256 --include-certs -1 --detach-sign -o gs.der inner.mime >/dev/null 2>&1
+	mkmultipart inner.mime gs.der gs.eml
+	check we-verify-gpgsm-detached ourverify gs.eml
+	G -u "0x$bob_fpr" --digest-algo SHA256 --include-certs -1 --sign -o go.der inner.mime >/dev/null 2>&1
+	check we-verify-gpgsm-opaque ourverify go.der
+else
+	for c in enc detached opaque; do skip "we-read-gpgsm-$c" "gpgsm unusable"; done
+fi
+
+if [ $have_nss = 1 ]; then
+	cmsutil -E -d sql:nss -p "" -r alice-rsa -i inner.mime -o ne.der >/dev/null 2>&1
+	check we-decrypt-cmsutil-enc ourdecrypt ne.der
+	cmsutil -S -T -G -P -H SHA256 -N bob-rsa -d sql:nss -p "" -i inner.mime -o ns.der >/dev/null 2>&1
+	mkmultipart inner.mime ns.der ns.eml
+	check we-verify-cmsutil-detached ourverify ns.eml
+	cmsutil -S -G -P -H SHA256 -N bob-rsa -d sql:nss -p "" -i inner.mime -o no.der >/dev/null 2>&1
+	check we-verify-cmsutil-opaque ourverify no.der
+else
+	for c in enc detached opaque; do skip "we-read-cmsutil-$c" "NSS unusable"; done
+fi
+
+# --- negative: a tampered message fails everywhere ----------------------
+sed 's/interop test/interop TEST/' signed.eml > tampered.eml
+$T verify -A ca.crt -i tampered.eml -o /dev/null 2>t.res
+check we-reject-tampered grep -q '^sig_ok=0' t.res
+check openssl-rejects-our-tampered sh -c '! openssl cms -verify -CAfile ca.crt -in tampered.eml -out /dev/null'
+
+[ $fails -eq 0 ]
