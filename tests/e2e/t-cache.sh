@@ -198,6 +198,12 @@ out=$(P -d 2 get cert db@example.org | head -1)
 out2=$(P get cert db@example.org | head -1)
 check select_database "$([ "$out" = "ok in-db-2" ] && [ "$out2" = permfail ] && [ "$(rcli -n 2 dbsize)" = 1 ]; echo $?)" "$out / $out2"
 
+# --- four threads share one handle (the connection pool) --------------------
+out=$(P threads 4 500 2>&1)
+check threads_share_pool "$([ "$out" = "rounds=2000 errors=0" ]; echo $?)" "$out"
+clients=$(rcli client list | grep -c .)
+check pool_connections_closed "$([ "$clients" = 1 ]; echo $?)" "clients=$clients"
+
 # --- malformed arguments ------------------------------------------------
 out=$(P get Cert alice@example.org | head -1)
 out2=$(P get cert "" | head -1)

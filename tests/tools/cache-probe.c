@@ -25,6 +25,9 @@
  *                               "reset" after a reconnect); exit 0 after N
  *                               messages, 1 on timeout
  *   bench N                     L1 and L2 (Redis) hit latency, median/p99
+ *   threads T N                 T threads share one handle (the pool), each
+ *                               doing N put/get/check rounds on its own
+ *                               addresses; prints "rounds=.. errors=.."
  * Exit status: 0 when the command ran (whatever the cache said), 1 on a
  * failed subscribe, 2 on usage or setup errors.
  */
@@ -226,6 +229,58 @@ do_subscribe(const struct seal_key *k, int n, int seconds)
 	return ok ? 0 : 1;
 }
 
+struct worker {
+	struct cache	*c;
+	int		 id, n, errors;
+};
+
+/* worker_run - put/get rounds on this worker's own addresses */
+static void *
+worker_run(void *arg)
+{
+	struct worker *w = arg;
+	char addr[64], val[64];
+
+	for (int i = 0; i < w->n; i++) {
+		unsigned char *buf = NULL;
+		size_t len = 0;
+		int neg = 0;
+
+		snprintf(addr, sizeof(addr), "w%d-%d@example.org", w->id, i % 50);
+		snprintf(val, sizeof(val), "value-%d-%d", w->id, i);
+		if (cache_put(w->c, "cert", addr, (const unsigned char *)val,
+		    strlen(val), 60) != KM_OK ||
+		    cache_get(w->c, "cert", addr, &buf, &len, &neg) != KM_OK ||
+		    neg || len != strlen(val) || memcmp(buf, val, len) != 0)
+			w->errors++;
+		secmem_free(buf, len);
+	}
+	return NULL;
+}
+
+/* do_threads - t threads hammering one cache handle */
+static int
+do_threads(struct cache *c, int t, int n)
+{
+	struct worker w[16];
+	pthread_t tid[16];
+	int errors = 0;
+
+	if (t < 1 || t > 16)
+		return 2;
+	for (int i = 0; i < t; i++) {
+		w[i] = (struct worker){ c, i, n, 0 };
+		if (pthread_create(&tid[i], NULL, worker_run, &w[i]) != 0)
+			return 2;
+	}
+	for (int i = 0; i < t; i++) {
+		pthread_join(tid[i], NULL);
+		errors += w[i].errors;
+	}
+	printf("rounds=%d errors=%d\n", t * n, errors);
+	return errors ? 1 : 0;
+}
+
 /* cmp_i64 - qsort comparator */
 static int
 cmp_i64(const void *a, const void *b)
@@ -396,6 +451,8 @@ main(int argc, char **argv)
 		else if (strcmp(cmd, "loop") == 0 && argc == 5)
 			do_loop(c, ttl_arg(argv[1]), ttl_arg(argv[2]), argv[3],
 			    argv[4]);
+		else if (strcmp(cmd, "threads") == 0 && argc == 3)
+			rc = do_threads(c, ttl_arg(argv[1]), ttl_arg(argv[2]));
 		else if (strcmp(cmd, "bench") == 0 && argc == 2)
 			rc = do_bench(c, k, ttl_arg(argv[1]) > 0 ?
 			    ttl_arg(argv[1]) : 10000);
