@@ -1,0 +1,161 @@
+#!/bin/sh
+# t-lab - the lab itself: usage errors, the generated Postfix instance, two
+# labs at once, Redis access rules, milter-down tempfail, repeated up/down,
+# and that /etc/postfix is never touched.  Uses the null milter so that it
+# runs before kmilter exists.
+set -u
+: "${KM_TOP:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${KM_BUILD:=$KM_TOP/build}"
+export KM_BUILD
+LAB=$KM_TOP/tests/lab
+PY=/usr/bin/python3
+SMTP="$PY $KM_TOP/tests/lib/labsmtp.py"
+failed=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1${2:+: $2}"; failed=1; }
+skip() { echo "SKIP $1${2:+: $2}"; }
+
+if [ ! -x "$KM_BUILD/tools/nullmilter" ]; then
+	skip "lab" "$KM_BUILD/tools/nullmilter not built (make tools)"
+	exit 0
+fi
+base=$(mktemp -d /tmp/t-lab.XXXXXX)
+chmod 0755 "$base"
+A=$base/a B=$base/b
+cleanup() {
+	"$LAB" down "$A" >/dev/null 2>&1
+	"$LAB" down "$B" >/dev/null 2>&1
+	rm -rf "$base"
+}
+trap cleanup EXIT INT TERM
+
+etc_sum() { find /etc/postfix -type f -exec md5sum {} + 2>/dev/null | sort | md5sum; }
+etc_before=$(etc_sum)
+export LAB_MILTER=null LAB_KM=0
+
+# --- usage and bad options ------------------------------------------------
+"$LAB" >/dev/null 2>"$base/err"; rc=$?
+if [ $rc = 2 ] && grep -q usage "$base/err"; then pass "no arguments: usage, exit 2"
+else fail "no arguments: usage, exit 2" "rc=$rc"; fi
+"$LAB" frobnicate "$A" >/dev/null 2>"$base/err"; rc=$?
+if [ $rc = 2 ]; then pass "unknown command: exit 2"; else fail "unknown command: exit 2" "rc=$rc"; fi
+LAB_MILTER=bogus "$LAB" up "$A" >/dev/null 2>"$base/err"; rc=$?
+if [ $rc != 0 ] && grep -q "LAB_MILTER must be" "$base/err" && [ ! -d "$A/postfix" ]; then
+	pass "LAB_MILTER=bogus: clear error, nothing started"
+else fail "LAB_MILTER=bogus: clear error, nothing started" "rc=$rc $(cat "$base/err")"; fi
+LAB_PORT_BASE=12x "$LAB" up "$A" >/dev/null 2>"$base/err"; rc=$?
+if [ $rc != 0 ] && grep -q "LAB_PORT_BASE" "$base/err"; then pass "LAB_PORT_BASE=12x: clear error"
+else fail "LAB_PORT_BASE=12x: clear error" "rc=$rc"; fi
+mkdir -p "$base/closed/lab" && chmod 0700 "$base/closed"
+"$LAB" up "$base/closed/lab" >/dev/null 2>"$base/err"; rc=$?
+if [ $rc != 0 ] && grep -q "not searchable" "$base/err"; then pass "unreachable parent dir: clear error"
+else fail "unreachable parent dir: clear error" "rc=$rc $(cat "$base/err")"; fi
+"$LAB" down "$base/closed/lab" >/dev/null 2>&1
+
+# --- one lab up -------------------------------------------------------------
+out=$("$LAB" up "$A" 2>"$base/err"); rc=$?
+if [ $rc = 0 ] && echo "$out" | grep -q "^lab: up in [0-9.]*s"; then pass "up (null milter): timing line: $out"
+else fail "up (null milter)" "rc=$rc $(tail -5 "$base/err")"; exit 1; fi
+
+missing=""
+for v in LAB_DIR LAB_SMTP_HOST LAB_SMTP_PORT LAB_OUT LAB_CONF LAB_LOG LAB_KMCTL \
+	 LAB_MILTER_SOCK LAB_KMILTER_PID_FILE LAB_POSTFIX_CONF LAB_REDIS LAB_REDIS_PASSWORD_FILE \
+	 LAB_KM_A LAB_KM_B LAB_CA_CERT; do
+	grep -q "^$v=" "$A/env" || missing="$missing $v"
+done
+( . "$A/env" && [ "$LAB_DIR" = "$A" ] && [ "$LAB_SMTP_HOST" = 127.0.0.1 ] ) || missing="$missing (values)"
+if [ -z "$missing" ]; then pass "env names every variable"; else fail "env names every variable" "missing:$missing"; fi
+. "$A/env"
+
+if postfix -c "$LAB_POSTFIX_CONF" check >"$base/chk" 2>&1 && [ ! -s "$base/chk" ]; then
+	pass "postfix -c DIR check is clean"
+else fail "postfix -c DIR check is clean" "$(head -3 "$base/chk")"; fi
+
+pc() { postconf -c "$LAB_POSTFIX_CONF" -h "$1"; }
+bad=""
+[ "$(pc inet_interfaces)" = 127.0.0.1 ] || bad="$bad inet_interfaces"
+[ "$(pc mydestination)" = "" ] || bad="$bad mydestination"
+[ "$(pc milter_default_action)" = tempfail ] || bad="$bad milter_default_action"
+[ "$(pc smtpd_milters)" = "unix:$LAB_MILTER_SOCK" ] || bad="$bad smtpd_milters"
+[ "$(pc queue_directory)" = "$LAB_POSTFIX_CONF/queue" ] || bad="$bad queue_directory"
+chroots=$(postconf -c "$LAB_POSTFIX_CONF" -F '*/*/chroot' | grep -v '= n$')
+[ -z "$chroots" ] || bad="$bad chroot:$chroots"
+if [ -z "$bad" ]; then pass "main.cf/master.cf: loopback, relay-only, milter, no chroot"
+else fail "main.cf/master.cf" "$bad"; fi
+
+listen=$(ss -Hltnp 2>/dev/null | grep -E "pid=($(cat "$A"/pids/*.pid | paste -sd'|'))," | awk '{print $4}')
+if [ -n "$listen" ] && ! echo "$listen" | grep -qv '^127\.0\.0\.1:'; then
+	pass "every lab listener is on 127.0.0.1 ($(echo "$listen" | tr '\n' ' '))"
+else fail "every lab listener is on 127.0.0.1" "$listen"; fi
+
+if runuser -u kmilter -- env REDISCLI_AUTH="$(cat "$LAB_REDIS_PASSWORD_FILE")" \
+	redis-cli -s "$LAB_REDIS" ping 2>/dev/null | grep -q PONG; then
+	pass "redis: user kmilter reaches the socket with the password"
+else fail "redis: user kmilter reaches the socket with the password"; fi
+noauth=$(redis-cli -s "$LAB_REDIS" ping 2>&1)
+if echo "$noauth" | grep -q NOAUTH; then pass "redis: refuses commands without AUTH"
+else fail "redis: refuses commands without AUTH" "$noauth"; fi
+if runuser -u nobody -- redis-cli -s "$LAB_REDIS" ping >/dev/null 2>&1; then
+	fail "redis: other users cannot reach the socket"
+else pass "redis: other users cannot reach the socket"; fi
+
+q=$($SMTP send "$A" alice@partner.test bob@example.com 2>"$base/err") &&
+	f=$($SMTP wait "$A" "$q" 2>>"$base/err")
+if [ -n "${f:-}" ] && grep -q "^X-Rcpt-Args: <bob@example.com>" "$f"; then
+	pass "example.com recipient is relayed to the sink ($q)"
+else fail "example.com recipient is relayed to the sink" "$(cat "$base/err")"; fi
+
+# --- a second lab at the same time -------------------------------------------
+if LAB_REDIS=0 "$LAB" up "$B" >/dev/null 2>"$base/err"; then
+	pb=$(. "$B/env"; echo "$LAB_SMTP_PORT")
+	qb=$($SMTP send "$B" alice@partner.test dave@example.org) &&
+		fb=$($SMTP wait "$B" "$qb")
+	if [ "$pb" != "$LAB_SMTP_PORT" ] && [ -n "${fb:-}" ] && [ "${fb#"$B/out/"}" != "$fb" ] &&
+	   ! grep -lq "dave@example.org" "$A"/out/* 2>/dev/null; then
+		pass "two labs at once: own ports, own out dirs"
+	else fail "two labs at once" "ports $pb/$LAB_SMTP_PORT file ${fb:-none}"; fi
+else fail "two labs at once" "$(tail -3 "$base/err")"; fi
+"$LAB" down "$B" >/dev/null 2>&1
+
+# --- up twice refused; milter down gives tempfail; restart-milter ------------
+if "$LAB" up "$A" >/dev/null 2>"$base/err"; then fail "up on a running lab is refused"
+elif grep -q "running lab" "$base/err"; then pass "up on a running lab is refused"
+else fail "up on a running lab is refused" "$(cat "$base/err")"; fi
+
+mpid=$(cat "$A/pids/milter.pid")
+kill "$mpid"
+n=0; while grep -q '^State:[^Z]*$' "/proc/$mpid/status" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+if $SMTP send "$A" alice@partner.test bob@example.org >/dev/null 2>"$base/err"; then
+	fail "milter down: Postfix tempfails (milter_default_action)" "message accepted"
+elif grep -q "451" "$base/err"; then pass "milter down: Postfix tempfails with 451"
+else fail "milter down: Postfix tempfails" "$(tail -1 "$base/err")"; fi
+if "$LAB" restart-milter "$A" >/dev/null 2>"$base/err" &&
+   q=$($SMTP send "$A" alice@partner.test bob@example.org 2>>"$base/err") &&
+   $SMTP wait "$A" "$q" >/dev/null 2>>"$base/err"; then
+	pass "restart-milter: mail flows again"
+else fail "restart-milter: mail flows again" "$(tail -3 "$base/err")"; fi
+
+# --- down, again, and up/down in the same dir ----------------------------------
+pids=$(cat "$A"/pids/*.pid)
+master=$(cat "$A/postfix/queue/pid/master.pid" | tr -dc 0-9)
+"$LAB" down "$A" >/dev/null 2>&1
+alive=""
+. "$KM_TOP/tests/lablib/common.sh"
+for p in $pids $master; do lab_pid_alive "$p" && alive="$alive $p"; done
+if [ -z "$alive" ] && ! $PY -c "import socket; socket.create_connection(('127.0.0.1', $LAB_SMTP_PORT), 1)" 2>/dev/null; then
+	pass "down: every recorded pid and the postfix master are gone, port closed"
+else fail "down: everything gone" "alive:$alive"; fi
+if "$LAB" down "$A" >/dev/null 2>&1; then pass "down twice is harmless"; else fail "down twice is harmless"; fi
+ok=1
+for i in 1 2; do
+	"$LAB" up "$A" >/dev/null 2>"$base/err" || { ok=0; break; }
+	q=$($SMTP send "$A" alice@partner.test bob@example.org 2>>"$base/err") || ok=0
+	$SMTP wait "$A" "$q" >/dev/null 2>>"$base/err" || ok=0
+	"$LAB" down "$A" >/dev/null 2>&1
+done
+if [ $ok = 1 ]; then pass "up/down twice more in the same dir"; else fail "repeated up/down" "$(tail -3 "$base/err")"; fi
+
+if [ "$(etc_sum)" = "$etc_before" ]; then pass "/etc/postfix untouched"
+else fail "/etc/postfix untouched"; fi
+
+exit $failed

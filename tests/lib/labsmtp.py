@@ -1,0 +1,254 @@
+"""labsmtp - talk to a running lab (tests/lab up DIR): submit over SMTP,
+find the delivered file, read kmilter's log line.  Standard library only.
+
+    env = load_env(DIR)                       # the values of DIR/env
+    qid = submit(env, "a@x", ["b@y"], raw)    # Postfix's queue id
+    path = wait_delivered(env, qid)           # the file smtp-sink wrote
+    hdrs, msg = read_delivered(path)          # smtp-sink's X- headers, message
+    line = wait_log_line(env, qid)            # kmilter's per-message line
+
+Also a command line for shell scripts and the demo:
+    labsmtp.py send DIR FROM TO[,TO...] [FILE|-]  prints the queue id
+    labsmtp.py wait DIR QID                       prints the delivered file
+    labsmtp.py logline DIR QID                    prints kmilter's line
+"""
+
+import glob
+import os
+import re
+import shlex
+import smtplib
+import socket
+import sys
+import time
+
+QUEUED_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
+
+
+class LabError(Exception):
+    pass
+
+
+def load_env(lab_dir):
+    """Parse DIR/env (simple NAME='value' / NAME=value lines)."""
+    env = {}
+    with open(os.path.join(lab_dir, "env")) as fp:
+        for line in fp:
+            line = line.strip()
+            if not line or line.startswith("#") or line.startswith("export "):
+                continue
+            name, _, value = line.partition("=")
+            if not re.match(r"^[A-Z_][A-Z0-9_]*$", name):
+                raise LabError("bad line in env: %r" % line)
+            vals = shlex.split(value) if value else [""]
+            env[name] = vals[0] if vals else ""
+    for need in ("LAB_DIR", "LAB_SMTP_PORT", "LAB_OUT", "LAB_LOG"):
+        if need not in env:
+            raise LabError("env lacks %s" % need)
+    return env
+
+
+def make_message(sender, rcpts, subject, body, extra_headers=()):
+    """A simple RFC 5322 message with CRLF line ends."""
+    hdrs = ["From: <%s>" % sender, "To: %s" % ", ".join("<%s>" % r for r in rcpts),
+            "Subject: %s" % subject, "Date: Mon, 23 Nov 2026 10:00:00 +0000",
+            "Message-ID: <%d.%d@lab.test>" % (os.getpid(), int(time.time() * 1e6)),
+            "MIME-Version: 1.0", "Content-Type: text/plain; charset=us-ascii"]
+    hdrs.extend(extra_headers)
+    if isinstance(body, str):
+        body = body.encode()
+    return ("\r\n".join(hdrs) + "\r\n\r\n").encode() + body
+
+
+def submit(env, sender, rcpts, raw, timeout=60, helo="client.example.com"):
+    """Submit one message; return Postfix's queue id.  Raises
+    smtplib.SMTPException on a refusal (tests look at .smtp_code)."""
+    s = smtplib.SMTP(env.get("LAB_SMTP_HOST", "127.0.0.1"), int(env["LAB_SMTP_PORT"]),
+                     timeout=timeout, local_hostname=helo)
+    try:
+        s.ehlo()
+        code, resp = s.mail(sender)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, resp, sender)
+        for r in rcpts:
+            code, resp = s.rcpt(r)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({r: (code, resp)})
+        code, resp = s.data(raw)
+        if code != 250:
+            raise smtplib.SMTPDataError(code, resp)
+        m = QUEUED_RE.search(resp)
+        if not m:
+            raise LabError("no queue id in %r" % resp)
+        return m.group(1).decode()
+    finally:
+        try:
+            s.quit()
+        except (smtplib.SMTPException, OSError):
+            s.close()
+
+
+def delivered_files(env):
+    return sorted(glob.glob(os.path.join(env["LAB_OUT"], "*")))
+
+
+def _sent_in_maillog(env, qid):
+    try:
+        with open(os.path.join(env["LAB_DIR"], "postfix", "maillog"), "rb") as fp:
+            data = fp.read()
+    except OSError:
+        return False
+    return re.search(rb" " + qid.encode() + rb": to=<[^>]*>.*status=sent", data) is not None
+
+
+def find_delivered(env, qid):
+    """The delivered file whose Postfix Received header names qid, or None."""
+    pat = re.compile(rb"\(Postfix\) with E?SMTPS?A? id " + qid.encode() + rb"\b")
+    for path in delivered_files(env):
+        try:
+            with open(path, "rb") as fp:
+                head = fp.read(8192)
+        except OSError:
+            continue
+        if pat.search(head):
+            return path
+    return None
+
+
+def wait_delivered(env, qid, timeout=60):
+    """Wait until Postfix logged status=sent for qid and its file exists."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if _sent_in_maillog(env, qid):
+            path = find_delivered(env, qid)
+            if path:
+                return path
+        time.sleep(0.05)
+    raise LabError("%s not delivered within %ds" % (qid, timeout))
+
+
+def read_delivered(path):
+    """Split a smtp-sink dump into (sink headers dict, message bytes).
+
+    smtp-sink writes X-Client-Addr, X-Client-Proto, X-Helo-Args,
+    X-Mail-Args, X-Rcpt-Args (one per recipient) and its own Received
+    header, then the message with LF line ends, then one empty line.
+    """
+    with open(path, "rb") as fp:
+        data = fp.read()
+    sink = {}
+    pos = 0
+    while data.startswith(b"X-", pos):
+        end = data.index(b"\n", pos)
+        name, _, value = data[pos:end].partition(b": ")
+        sink.setdefault(name.decode(), []).append(value.decode("latin-1"))
+        pos = end + 1
+    if data.startswith(b"Received: ", pos) and b"(smtp-sink)" in data[pos:pos + 300]:
+        end = data.index(b"\n", pos)
+        while data[end + 1:end + 2] in (b"\t", b" "):
+            end = data.index(b"\n", end + 1)
+        pos = end + 1
+    msg = data[pos:]
+    if msg.endswith(b"\n\n"):
+        msg = msg[:-1]
+    return sink, msg
+
+
+def split_message(msg):
+    """(header bytes, body bytes) of a message with LF or CRLF line ends."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = msg.find(sep)
+        if i >= 0:
+            return msg[:i + len(sep)], msg[i + len(sep):]
+    return msg, b""
+
+
+def lf(data):
+    return data.replace(b"\r\n", b"\n")
+
+
+def log_line(env, qid):
+    """kmilter's per-message log line for qid, or None."""
+    try:
+        with open(env["LAB_LOG"], "rb") as fp:
+            for line in fp:
+                if re.search(rb"\b" + qid.encode() + rb": from=<", line):
+                    return line.decode("utf-8", "replace").rstrip("\n")
+    except OSError:
+        return None
+    return None
+
+
+def wait_log_line(env, qid, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        line = log_line(env, qid)
+        if line:
+            return line
+        time.sleep(0.05)
+    return None
+
+
+def parse_log_line(line):
+    """The key=value fields of kmilter's per-message line as a dict."""
+    return dict(m.groups() for m in re.finditer(r"(\w+)=(<[^>]*>|\S+)", line))
+
+
+def milter_pid(env):
+    try:
+        with open(os.path.join(env["LAB_DIR"], "pids", "milter.pid")) as fp:
+            return int(fp.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def smtp_chat(env, lines, timeout=10):
+    """Raw SMTP: send each line (CRLF added) and collect replies; used for
+    half-sent transactions.  Returns the socket (caller closes) and replies."""
+    s = socket.create_connection(("127.0.0.1", int(env["LAB_SMTP_PORT"])), timeout=timeout)
+    f = s.makefile("rb")
+    replies = [_read_reply(f)]
+    for line in lines:
+        s.sendall(line.encode() + b"\r\n")
+        replies.append(_read_reply(f))
+    return s, replies
+
+
+def _read_reply(f):
+    out = b""
+    while True:
+        line = f.readline()
+        if not line:
+            return out.decode()
+        out += line
+        if len(line) < 4 or line[3:4] != b"-":
+            return out.decode()
+
+
+def main(argv):
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    cmd, env = argv[0], load_env(argv[1])
+    if cmd == "send" and len(argv) in (4, 5):
+        rcpts = argv[3].split(",")
+        if len(argv) == 5 and argv[4] != "-":
+            with open(argv[4], "rb") as fp:
+                raw = fp.read()
+        elif len(argv) == 5:
+            raw = sys.stdin.buffer.read()
+        else:
+            raw = make_message(argv[2], rcpts, "lab test", "Hello from the lab.\r\n")
+        print(submit(env, argv[2], rcpts, raw))
+    elif cmd == "wait" and len(argv) == 3:
+        print(wait_delivered(env, argv[2]))
+    elif cmd == "logline" and len(argv) == 3:
+        line = wait_log_line(env, argv[2])
+        if not line:
+            sys.exit("no log line for %s" % argv[2])
+        print(line)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
