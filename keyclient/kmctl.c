@@ -1,17 +1,703 @@
 /*
- * kmctl.c - the administrator's tool for kmilter's keys.
+ * kmctl.c - the administrator's tool for kmilter's keys: enroll, renew,
+ * revoke, import, show and export users' encryption keys in the KM (see
+ * keymodel.h), enroll this gateway's signing keys (signstore.h), check the
+ * KM servers, create the gateway key.  Exit codes: see kmctl.8.
  */
-#include <stdio.h>
-#include <string.h>
+#include <sys/stat.h>
 
-/* main - dispatch a kmctl command */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+
+#include "conf.h"
+#include "keymodel.h"
+#include "kmip.h"
+#include "log.h"
+#include "seal.h"
+#include "secmem.h"
+#include "signstore.h"
+
+#ifndef KMILTER_CONF
+#define KMILTER_CONF	"/etc/kmilter/kmilter.conf"
+#endif
+
+#define EX_OK_		0
+#define EX_FAIL		1
+#define EX_USAGE_	2
+#define EX_NOTFOUND	3
+#define EX_UNREACH	4
+
+#define FILE_MAX	(1024 * 1024)
+#define PW_MAX		1024
+
+struct opts {
+	const char	*config;
+	const char	*keytype;
+	int		 days;
+	int		 pwfd;
+	const char	*pwfile;
+};
+
+static void warnmsg(const char *, ...) KM_PRINTF(1, 2);
+
+/* warnmsg - one "kmctl: ..." line on stderr */
+static void
+warnmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kmctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* usage - print the synopsis and return the usage exit code */
+static int
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: kmctl [-c config] command [args]\n"
+	    "  enroll ADDR [--key rsa2048|rsa3072|ec-p256] [--days N]\n"
+	    "  renew ADDR [--key TYPE] [--days N]\n"
+	    "  revoke ADDR [GENERATION]\n"
+	    "  import ADDR FILE.p12 [--password-fd N | --password-file F]\n"
+	    "  import ADDR CERT.pem|CERT.der\n"
+	    "  show ADDR\n"
+	    "  export-cert ADDR\n"
+	    "  signing-enroll ADDR [--key TYPE] [--days N]\n"
+	    "  ping\n"
+	    "  keygen\n");
+	return EX_USAGE_;
+}
+
+/* exit_for - the exit code for a failed keymodel call */
+static int
+exit_for(enum km_status st, const char *err)
+{
+	if (st == KM_TEMPFAIL)
+		return EX_UNREACH;
+	if (st == KM_PERMFAIL && keymodel_notfound(err))
+		return EX_NOTFOUND;
+	return EX_FAIL;
+}
+
+/* after_change - hook run after the KM objects of addr changed (enroll,
+ * renew, revoke, import): cache invalidation goes here */
+static void
+after_change(const struct kmilter_conf *conf, const char *addr)
+{
+	(void)conf;
+	(void)addr;
+}
+
+/* read_all - read a whole file (at most FILE_MAX bytes) */
+static unsigned char *
+read_all(const char *path, size_t *len)
+{
+	unsigned char *buf;
+	FILE *f;
+	size_t n;
+
+	*len = 0;
+	if ((f = fopen(path, "rb")) == NULL) {
+		warnmsg("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if ((buf = malloc(FILE_MAX + 1)) == NULL) {
+		fclose(f);
+		warnmsg("out of memory");
+		return NULL;
+	}
+	n = fread(buf, 1, FILE_MAX + 1, f);
+	if (ferror(f) || n == 0 || n > FILE_MAX) {
+		warnmsg("%s: %s", path, ferror(f) ? strerror(errno) :
+		    n == 0 ? "empty file" : "file too large");
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* read_password - a password from a file descriptor or file, in secmem;
+ * the trailing newline is dropped */
+static char *
+read_password(const struct opts *o, size_t *len)
+{
+	char *pw;
+	ssize_t r;
+	size_t n = 0;
+	int fd = o->pwfd, opened = 0;
+
+	*len = 0;
+	if (o->pwfile != NULL) {
+		if ((fd = open(o->pwfile, O_RDONLY | O_CLOEXEC)) == -1) {
+			warnmsg("%s: %s", o->pwfile, strerror(errno));
+			return NULL;
+		}
+		opened = 1;
+	}
+	if ((pw = secmem_alloc(PW_MAX + 1)) == NULL) {
+		if (opened)
+			close(fd);
+		warnmsg("out of memory");
+		return NULL;
+	}
+	while (n < PW_MAX) {
+		r = read(fd, pw + n, PW_MAX - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			warnmsg("cannot read the password: %s",
+			    strerror(errno));
+			if (opened)
+				close(fd);
+			secmem_free(pw, PW_MAX + 1);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (opened)
+		close(fd);
+	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+		pw[--n] = '\0';
+	*len = n;
+	return pw;
+}
+
+/* no_pass - PEM password callback that refuses (keys must be plain) */
+static int
+no_pass(char *buf, int size, int rw, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rw;
+	(void)u;
+	return -1;
+}
+
+/* load_org_ca - the organization CA certificate and key from the config */
+static int
+load_org_ca(const struct kmilter_conf *conf, X509 **cert, EVP_PKEY **key)
+{
+	FILE *f;
+
+	*cert = NULL;
+	*key = NULL;
+	if (conf->org_ca_cert[0] == '\0' || conf->org_ca_key[0] == '\0') {
+		warnmsg("km.org_ca_cert and km.org_ca_key must be set to "
+		    "issue certificates");
+		return -1;
+	}
+	if ((f = fopen(conf->org_ca_cert, "r")) == NULL) {
+		warnmsg("%s: %s", conf->org_ca_cert, strerror(errno));
+		return -1;
+	}
+	*cert = PEM_read_X509(f, NULL, no_pass, NULL);
+	fclose(f);
+	if (*cert == NULL) {
+		ERR_clear_error();
+		warnmsg("%s: not a PEM certificate", conf->org_ca_cert);
+		return -1;
+	}
+	if ((f = fopen(conf->org_ca_key, "r")) == NULL) {
+		warnmsg("%s: %s", conf->org_ca_key, strerror(errno));
+		goto fail;
+	}
+	*key = PEM_read_PrivateKey(f, NULL, no_pass, NULL);
+	fclose(f);
+	if (*key == NULL) {
+		ERR_clear_error();
+		warnmsg("%s: not an unencrypted PEM private key",
+		    conf->org_ca_key);
+		goto fail;
+	}
+	return 0;
+fail:
+	X509_free(*cert);
+	*cert = NULL;
+	return -1;
+}
+
+/* open_km - the key model handle, or NULL after a message */
+static struct keymodel *
+open_km(const struct kmilter_conf *conf)
+{
+	struct keymodel *km;
+	char err[512];
+
+	if ((km = keymodel_new(conf, err, sizeof(err))) == NULL)
+		warnmsg("%s", err);
+	return km;
+}
+
+/* cmd_enroll - enroll or renew: a new generation issued by the org CA */
+static int
+cmd_enroll(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, int renew)
+{
+	struct keymodel *km;
+	X509 *ca = NULL;
+	EVP_PKEY *cakey = NULL;
+	char err[512];
+	enum km_status st;
+	int gen = 0, rc = EX_FAIL;
+
+	if (load_org_ca(conf, &ca, &cakey) != 0)
+		return EX_FAIL;
+	if ((km = open_km(conf)) == NULL)
+		goto out;
+	if (renew)
+		st = keymodel_renew(km, addr, ca, cakey, o->keytype, o->days,
+		    &gen, err, sizeof(err));
+	else
+		st = keymodel_enroll(km, addr, ca, cakey, o->keytype, o->days,
+		    &gen, err, sizeof(err));
+	if (st != KM_OK) {
+		warnmsg("%s %s: %s", renew ? "renew" : "enroll", addr, err);
+		rc = exit_for(st, err);
+		goto out;
+	}
+	after_change(conf, addr);
+	printf("%s: generation %d is Active\n", addr, gen);
+	rc = EX_OK_;
+out:
+	keymodel_free(km);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	return rc;
+}
+
+/* cmd_revoke - revoke one generation, or all */
+static int
+cmd_revoke(const struct kmilter_conf *conf, const char *addr,
+    const char *genarg)
+{
+	struct keymodel *km;
+	char err[512], *end;
+	enum km_status st;
+	long gen = 0;
+	int n = 0;
+
+	if (genarg != NULL) {
+		errno = 0;
+		gen = strtol(genarg, &end, 10);
+		if (errno != 0 || *end != '\0' || gen < 1 ||
+		    gen > KEYMODEL_GEN_MAX) {
+			warnmsg("revoke: bad generation \"%s\"", genarg);
+			return EX_USAGE_;
+		}
+	}
+	if ((km = open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_revoke(km, addr, (int)gen, &n, err, sizeof(err));
+	keymodel_free(km);
+	if (n > 0)
+		after_change(conf, addr);
+	if (st != KM_OK) {
+		warnmsg("revoke %s: %s", addr, err);
+		return exit_for(st, err);
+	}
+	printf("%s: %d generation%s revoked\n", addr, n, n == 1 ? "" : "s");
+	return EX_OK_;
+}
+
+/* cmd_import - a PKCS#12 (key + certificate) or a certificate alone */
+static int
+cmd_import(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, const char *file)
+{
+	struct keymodel *km = NULL;
+	unsigned char *buf;
+	const unsigned char *p;
+	PKCS12 *p12;
+	char err[512], *pw = NULL;
+	size_t len, pwlen = 0;
+	enum km_status st;
+	int gen = 0, rc = EX_FAIL, is_p12;
+
+	if ((buf = read_all(file, &len)) == NULL)
+		return EX_FAIL;
+	p = buf;
+	p12 = d2i_PKCS12(NULL, &p, (long)len);
+	is_p12 = p12 != NULL;
+	PKCS12_free(p12);
+	ERR_clear_error();
+	if (is_p12 && (o->pwfd >= 0 || o->pwfile != NULL) &&
+	    (pw = read_password(o, &pwlen)) == NULL)
+		goto out;
+	if (!is_p12 && (o->pwfd >= 0 || o->pwfile != NULL))
+		warnmsg("%s is not PKCS#12: password ignored", file);
+	if ((km = open_km(conf)) == NULL)
+		goto out;
+	if (is_p12)
+		st = keymodel_import_p12(km, addr, buf, len, pw ? pw : "",
+		    pwlen, &gen, err, sizeof(err));
+	else
+		st = keymodel_import_cert(km, addr, buf, len, &gen, err,
+		    sizeof(err));
+	if (st != KM_OK) {
+		warnmsg("import %s: %s", addr, err);
+		rc = exit_for(st, err);
+		goto out;
+	}
+	after_change(conf, addr);
+	printf("%s: imported %s as generation %d\n", addr,
+	    is_p12 ? "key and certificate" : "certificate", gen);
+	rc = EX_OK_;
+out:
+	keymodel_free(km);
+	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
+	free(buf);
+	return rc;
+}
+
+/* fmt_time - ISO 8601 UTC */
+static const char *
+fmt_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (t == 0 || gmtime_r(&t, &tm) == NULL)
+		return "?";
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+/* cmd_show - every generation, its state and certificate: no key material */
+static int
+cmd_show(const struct kmilter_conf *conf, const char *addr)
+{
+	struct keymodel *km;
+	struct keymodel_info *v = NULL;
+	char err[512], t1[32], t2[32];
+	enum km_status st;
+	size_t n = 0, i;
+
+	if ((km = open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_show(km, addr, &v, &n, err, sizeof(err));
+	keymodel_free(km);
+	if (st != KM_OK) {
+		warnmsg("show %s: %s", addr, err);
+		return exit_for(st, err);
+	}
+	for (i = 0; i < n; i++) {
+		printf("%s generation %d state %s key %s protection %s "
+		    "type %s\n", addr, v[i].generation,
+		    kmip_state_name(v[i].state), v[i].has_key ? "escrowed" :
+		    "none", v[i].has_key ? (v[i].enhanced ? "enhanced" :
+		    "default") : "-", v[i].key_type[0] ? v[i].key_type : "?");
+		printf("  valid %s .. %s\n", fmt_time(v[i].not_before, t1,
+		    sizeof(t1)), fmt_time(v[i].not_after, t2, sizeof(t2)));
+		printf("  sha256 %s\n", v[i].sha256);
+		printf("  subject %s\n", v[i].subject);
+		printf("  issuer %s\n", v[i].issuer);
+		printf("  serial %s\n", v[i].serial);
+	}
+	keymodel_infos_free(v);
+	return EX_OK_;
+}
+
+/* cmd_export_cert - the current certificate, PEM, on stdout */
+static int
+cmd_export_cert(const struct kmilter_conf *conf, const char *addr)
+{
+	struct keymodel *km;
+	X509 *x = NULL;
+	char err[512];
+	enum km_status st;
+
+	if ((km = open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_current_cert(km, addr, &x, err, sizeof(err));
+	keymodel_free(km);
+	if (st != KM_OK) {
+		warnmsg("export-cert %s: %s", addr, err);
+		return exit_for(st, err);
+	}
+	if (PEM_write_X509(stdout, x) != 1 || fflush(stdout) != 0) {
+		X509_free(x);
+		warnmsg("export-cert: cannot write the certificate");
+		return EX_FAIL;
+	}
+	X509_free(x);
+	return EX_OK_;
+}
+
+/* ensure_seal_key - load the gateway key, creating it when missing */
+static struct seal_key *
+ensure_seal_key(const struct kmilter_conf *conf, int create, int *created)
+{
+	char path[PATH_MAX], err[512];
+	struct seal_key *sk;
+
+	*created = 0;
+	if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK) {
+		warnmsg("no cache.seal_key_file and no milter.state_dir");
+		return NULL;
+	}
+	if (create && access(path, F_OK) != 0 && errno == ENOENT) {
+		if (conf->state_dir[0] != '\0' &&
+		    mkdir(conf->state_dir, 0700) != 0 && errno != EEXIST) {
+			warnmsg("%s: %s", conf->state_dir, strerror(errno));
+			return NULL;
+		}
+		if (seal_key_create(path, err, sizeof(err)) != KM_OK) {
+			warnmsg("%s", err);
+			return NULL;
+		}
+		*created = 1;
+	}
+	if ((sk = seal_key_load(path, err, sizeof(err))) == NULL)
+		warnmsg("%s", err);
+	return sk;
+}
+
+/* cmd_keygen - create the gateway key file if it is missing */
+static int
+cmd_keygen(const struct kmilter_conf *conf)
+{
+	struct seal_key *sk;
+	char path[PATH_MAX];
+	int created;
+
+	if ((sk = ensure_seal_key(conf, 1, &created)) == NULL)
+		return EX_FAIL;
+	seal_key_free(sk);
+	signstore_seal_key_path(conf, path, sizeof(path));
+	printf("%s: %s\n", path, created ? "created" : "exists, kept");
+	return EX_OK_;
+}
+
+/* cmd_signing_enroll - this gateway's signing key and certificate */
+static int
+cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr)
+{
+	struct seal_key *sk;
+	X509 *ca = NULL, *cert = NULL;
+	EVP_PKEY *cakey = NULL, *key = NULL;
+	char err[512], fp[96];
+	enum km_status st;
+	int created, rc = EX_FAIL;
+
+	if (load_org_ca(conf, &ca, &cakey) != 0)
+		return EX_FAIL;
+	if ((sk = ensure_seal_key(conf, 1, &created)) == NULL)
+		goto out;
+	if (mkdir(conf->state_dir, 0700) != 0 && errno != EEXIST) {
+		warnmsg("%s: %s", conf->state_dir, strerror(errno));
+		goto out;
+	}
+	if ((st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
+	    o->keytype, o->days, err, sizeof(err))) != KM_OK ||
+	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
+	    err, sizeof(err))) != KM_OK) {
+		warnmsg("signing-enroll %s: %s", addr, err);
+		rc = EX_FAIL;
+		goto out;
+	}
+	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
+	printf("%s: signing certificate sha256 %s\n", addr, fp);
+	rc = EX_OK_;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	seal_key_free(sk);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	return rc;
+}
+
+/* cmd_ping - Discover Versions on both KM servers, timed */
+static int
+cmd_ping(const struct kmilter_conf *conf)
+{
+	struct keymodel *km;
+	char err[512], ver[16];
+	double ms;
+	int i, rc = EX_OK_;
+
+	if ((km = open_km(conf)) == NULL)
+		return EX_FAIL;
+	for (i = 0; i < 2; i++) {
+		enum km_status st = keymodel_ping(km, i, &ms, ver,
+		    sizeof(ver), err, sizeof(err));
+
+		if (st == KM_OK)
+			printf("%s %s:%d: OK KMIP %s, %.1f ms\n",
+			    keymodel_server_name(km, i),
+			    conf->km_servers[i].host,
+			    conf->km_servers[i].port, ver, ms);
+		else {
+			printf("%s %s:%d: error: %s\n",
+			    keymodel_server_name(km, i),
+			    conf->km_servers[i].host,
+			    conf->km_servers[i].port, err);
+			if (rc == EX_OK_)
+				rc = st == KM_TEMPFAIL ? EX_UNREACH : EX_FAIL;
+		}
+	}
+	keymodel_free(km);
+	return rc;
+}
+
+/* main - parse options, load the configuration, run one command */
 int
 main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "-V") == 0) {
-		printf("kmctl %s\n", KMILTER_VERSION);
-		return 0;
+	static const struct option longopts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "days", required_argument, NULL, 'd' },
+		{ "password-fd", required_argument, NULL, 'P' },
+		{ "password-file", required_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL };
+	struct kmilter_conf *conf;
+	const char *cmd, *a1, *a2;
+	char err[2048], *end, **subv;
+	int ch, nargs, rc, subc;
+	long v;
+
+	log_init("kmctl", 0, 1, 0);
+	while ((ch = getopt(argc, argv, "+c:hV")) != -1) {
+		switch (ch) {
+		case 'c':
+			o.config = optarg;
+			break;
+		case 'V':
+			printf("kmctl %s\n", KMILTER_VERSION);
+			return EX_OK_;
+		case 'h':
+			usage();
+			return EX_OK_;
+		default:
+			return usage();
+		}
 	}
-	fprintf(stderr, "usage: kmctl [-c config] command [args]\n");
-	return 2;
+	if (optind >= argc)
+		return usage();
+	/* the command word is argv[0] of its own option scan, so options may
+	 * come before or after the command's arguments */
+	subv = argv + optind;
+	subc = argc - optind;
+	cmd = subv[0];
+	optind = 0;			/* full reset of glibc's getopt */
+	while ((ch = getopt_long(subc, subv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'k':
+			o.keytype = optarg;
+			break;
+		case 'd':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || v < 1 || v > 36500) {
+				warnmsg("bad --days \"%s\"", optarg);
+				return EX_USAGE_;
+			}
+			o.days = (int)v;
+			break;
+		case 'P':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || *end || v < 0 || v > INT_MAX) {
+				warnmsg("bad --password-fd \"%s\"", optarg);
+				return EX_USAGE_;
+			}
+			o.pwfd = (int)v;
+			break;
+		case 'F':
+			o.pwfile = optarg;
+			break;
+		default:
+			return usage();
+		}
+	}
+	nargs = subc - optind;
+	a1 = nargs > 0 ? subv[optind] : NULL;
+	a2 = nargs > 1 ? subv[optind + 1] : NULL;
+	if (o.pwfd >= 0 && o.pwfile != NULL) {
+		warnmsg("--password-fd and --password-file exclude each other");
+		return EX_USAGE_;
+	}
+	if (o.keytype != NULL && strcmp(o.keytype, "rsa2048") != 0 &&
+	    strcmp(o.keytype, "rsa3072") != 0 &&
+	    strcmp(o.keytype, "ec-p256") != 0) {
+		warnmsg("unknown key type \"%s\" (rsa2048, rsa3072, ec-p256)",
+		    o.keytype);
+		return EX_USAGE_;
+	}
+
+#define NEED(lo, hi) do {						\
+	if (nargs < (lo) || nargs > (hi))				\
+		return usage();						\
+} while (0)
+	if (strcmp(cmd, "enroll") == 0 || strcmp(cmd, "renew") == 0 ||
+	    strcmp(cmd, "show") == 0 || strcmp(cmd, "export-cert") == 0 ||
+	    strcmp(cmd, "signing-enroll") == 0)
+		NEED(1, 1);
+	else if (strcmp(cmd, "revoke") == 0)
+		NEED(1, 2);
+	else if (strcmp(cmd, "import") == 0)
+		NEED(2, 2);
+	else if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "keygen") == 0)
+		NEED(0, 0);
+	else {
+		warnmsg("unknown command \"%s\"", cmd);
+		return usage();
+	}
+	if (a1 != NULL) {		/* check the address before any work */
+		char norm[KEYMODEL_ADDR_MAX + 1];
+
+		if (keymodel_addr_normalize(a1, norm, sizeof(norm), err,
+		    sizeof(err)) != KM_OK) {
+			warnmsg("%s", err);
+			return EX_USAGE_;
+		}
+	}
+	if ((conf = conf_load(o.config, err, sizeof(err))) == NULL) {
+		warnmsg("%s", err);
+		return EX_FAIL;
+	}
+	if (strcmp(cmd, "enroll") == 0)
+		rc = cmd_enroll(conf, &o, a1, 0);
+	else if (strcmp(cmd, "renew") == 0)
+		rc = cmd_enroll(conf, &o, a1, 1);
+	else if (strcmp(cmd, "revoke") == 0)
+		rc = cmd_revoke(conf, a1, a2);
+	else if (strcmp(cmd, "import") == 0)
+		rc = cmd_import(conf, &o, a1, a2);
+	else if (strcmp(cmd, "show") == 0)
+		rc = cmd_show(conf, a1);
+	else if (strcmp(cmd, "export-cert") == 0)
+		rc = cmd_export_cert(conf, a1);
+	else if (strcmp(cmd, "signing-enroll") == 0)
+		rc = cmd_signing_enroll(conf, &o, a1);
+	else if (strcmp(cmd, "ping") == 0)
+		rc = cmd_ping(conf);
+	else
+		rc = cmd_keygen(conf);
+	conf_unref(conf);
+	return rc;
 }

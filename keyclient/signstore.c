@@ -1,0 +1,412 @@
+/*
+ * signstore.c - the gateway's own per-user signing keys, sealed on local
+ * disk under STATE_DIR/signing.  See signstore.h.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "conf.h"
+#include "keymodel.h"
+#include "log.h"
+#include "seal.h"
+#include "secmem.h"
+#include "signstore.h"
+
+#define SIGN_DIR	"signing"
+#define FILE_MAX	(SEAL_HASH_HEXLEN + 8)
+#define SEALED_MAX	(64 * 1024)
+#define CERTS_MAX	(256 * 1024)
+#define NEVER		INT64_C(253402300799)	/* 9999-12-31: the
+						   certificate's dates rule */
+
+static void seterr(char *, size_t, const char *, ...) KM_PRINTF(3, 4);
+
+/* seterr - format one error line into errstr, if there is one */
+static void
+seterr(char *errstr, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errstr == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* signstore_seal_key_path - where the gateway seal key file is */
+enum km_status
+signstore_seal_key_path(const struct kmilter_conf *conf, char *out,
+    size_t outlen)
+{
+	int n;
+
+	if (conf->seal_key_file != NULL && conf->seal_key_file[0] != '\0')
+		n = snprintf(out, outlen, "%s", conf->seal_key_file);
+	else if (conf->state_dir != NULL && conf->state_dir[0] != '\0')
+		n = snprintf(out, outlen, "%s/gateway.key", conf->state_dir);
+	else
+		return KM_PERMFAIL;
+	return n < 0 || (size_t)n >= outlen ? KM_PROTO : KM_OK;
+}
+
+/* paths - the directory and the two file names of an address */
+static enum km_status
+paths(const char *state_dir, const struct seal_key *sk, const char *addr,
+    char *norm, char *dir, char *crt, char *key, char *keyname,
+    char *errstr, size_t errlen)
+{
+	char h[SEAL_HASH_HEXLEN + 1];
+	enum km_status st;
+
+	if ((st = keymodel_addr_normalize(addr, norm, KEYMODEL_ADDR_MAX + 1,
+	    errstr, errlen)) != KM_OK)
+		return st;
+	if (state_dir == NULL || *state_dir == '\0' || sk == NULL) {
+		seterr(errstr, errlen, "no state directory or seal key");
+		return KM_PERMFAIL;
+	}
+	if ((st = seal_name_hash(sk, norm, h)) != KM_OK) {
+		seterr(errstr, errlen, "cannot hash the address");
+		return st;
+	}
+	snprintf(keyname, FILE_MAX, "%s.key", h);
+	if (snprintf(dir, PATH_MAX, "%s/%s", state_dir, SIGN_DIR) >= PATH_MAX ||
+	    snprintf(crt, PATH_MAX, "%s/%s.crt", dir, h) >= PATH_MAX ||
+	    snprintf(key, PATH_MAX, "%s/%s", dir, keyname) >= PATH_MAX) {
+		seterr(errstr, errlen, "state directory path too long");
+		return KM_PROTO;
+	}
+	return KM_OK;
+}
+
+/* write_file - write bytes to path via a 0600 temporary file and rename */
+static enum km_status
+write_file(const char *path, const unsigned char *buf, size_t len,
+    char *errstr, size_t errlen)
+{
+	char tmp[PATH_MAX];
+	size_t off = 0;
+	ssize_t w;
+	int fd, saved;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		seterr(errstr, errlen, "path too long");
+		return KM_PROTO;
+	}
+	unlink(tmp);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
+	    -1) {
+		seterr(errstr, errlen, "%s: %s", tmp, strerror(errno));
+		return KM_PERMFAIL;
+	}
+	while (off < len) {
+		if ((w = write(fd, buf + off, len - off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		goto fail;
+	return KM_OK;
+fail:
+	saved = errno;
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	seterr(errstr, errlen, "%s: %s", path, strerror(saved));
+	errno = saved;
+	return KM_PERMFAIL;
+}
+
+/* read_file - read a whole private file (regular, not group/world readable) */
+static enum km_status
+read_file(const char *path, size_t max, unsigned char **out, size_t *outlen,
+    char *errstr, size_t errlen)
+{
+	struct stat sb;
+	unsigned char *buf = NULL;
+	size_t off = 0;
+	ssize_t r;
+	int fd;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		if (errno == ENOENT)
+			return KM_PERMFAIL;	/* caller words it */
+		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		return KM_PERMFAIL;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		seterr(errstr, errlen, "%s: not a regular file", path);
+		return KM_PERMFAIL;
+	}
+	if ((sb.st_mode & 077) != 0) {
+		close(fd);
+		seterr(errstr, errlen, "%s: mode %03o is too open (0600 "
+		    "needed)", path, (unsigned)(sb.st_mode & 0777));
+		return KM_PERMFAIL;
+	}
+	if (sb.st_size <= 0 || (uintmax_t)sb.st_size > max) {
+		close(fd);
+		seterr(errstr, errlen, "%s: bad size", path);
+		return KM_PROTO;
+	}
+	if ((buf = secmem_alloc((size_t)sb.st_size)) == NULL) {
+		close(fd);
+		seterr(errstr, errlen, "out of memory");
+		return KM_NOMEM;
+	}
+	while (off < (size_t)sb.st_size) {
+		r = read(fd, buf + off, (size_t)sb.st_size - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			secmem_free(buf, (size_t)sb.st_size);
+			seterr(errstr, errlen, "%s: short read", path);
+			return KM_PERMFAIL;
+		}
+		off += (size_t)r;
+	}
+	close(fd);
+	*out = buf;
+	*outlen = off;
+	return KM_OK;
+}
+
+/* cert_pem - the certificate then the CA certificate, PEM, malloc'd */
+static enum km_status
+cert_pem(X509 *cert, X509 *ca, unsigned char **out, size_t *outlen,
+    char *errstr, size_t errlen)
+{
+	BIO *b;
+	char *p;
+	long n;
+
+	*out = NULL;
+	if ((b = BIO_new(BIO_s_mem())) == NULL ||
+	    PEM_write_bio_X509(b, cert) != 1 ||
+	    PEM_write_bio_X509(b, ca) != 1 ||
+	    (n = BIO_get_mem_data(b, &p)) <= 0 ||
+	    (*out = malloc((size_t)n)) == NULL) {
+		BIO_free(b);
+		ERR_clear_error();
+		seterr(errstr, errlen, "cannot encode the certificate");
+		return KM_NOMEM;
+	}
+	memcpy(*out, p, (size_t)n);
+	*outlen = (size_t)n;
+	BIO_free(b);
+	return KM_OK;
+}
+
+/* signstore_enroll - make, certify and store a signing key for addr */
+enum km_status
+signstore_enroll(const char *state_dir, const struct seal_key *sk,
+    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+    int days, char *errstr, size_t errlen)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
+	char keyp[PATH_MAX], keyname[FILE_MAX];
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	unsigned char *der = NULL, *p, *sealed = NULL, *pem = NULL;
+	size_t sealedlen = 0, pemlen = 0, derlen = 0;
+	enum km_status st;
+	int n;
+
+	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
+	    errstr, errlen)) != KM_OK)
+		return st;
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		seterr(errstr, errlen, "%s: %s", dir, strerror(errno));
+		return KM_PERMFAIL;
+	}
+	if (chmod(dir, 0700) != 0) {
+		seterr(errstr, errlen, "%s: %s", dir, strerror(errno));
+		return KM_PERMFAIL;
+	}
+	if ((st = keymodel_keygen(keytype, &key, errstr, errlen)) != KM_OK ||
+	    (st = keymodel_issue_cert(key, norm, ca_cert, ca_key,
+	    days > 0 ? days : KEYMODEL_DAYS_SIGN, KEYMODEL_USE_SIGN, &cert,
+	    errstr, errlen)) != KM_OK)
+		goto out;
+	if ((p8 = EVP_PKEY2PKCS8(key)) == NULL ||
+	    (n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL)) <= 0 ||
+	    (der = secmem_alloc((size_t)n)) == NULL) {
+		ERR_clear_error();
+		seterr(errstr, errlen, "cannot encode the signing key");
+		st = KM_NOMEM;
+		goto out;
+	}
+	derlen = (size_t)n;
+	p = der;
+	i2d_PKCS8_PRIV_KEY_INFO(p8, &p);
+	if ((st = seal_seal(sk, keyname, der, derlen, NEVER, 0, &sealed,
+	    &sealedlen, errstr, errlen)) != KM_OK ||
+	    (st = cert_pem(cert, ca_cert, &pem, &pemlen, errstr, errlen)) !=
+	    KM_OK)
+		goto out;
+	/* key first: a certificate is never there without its key */
+	if ((st = write_file(keyp, sealed, sealedlen, errstr, errlen)) !=
+	    KM_OK ||
+	    (st = write_file(crt, pem, pemlen, errstr, errlen)) != KM_OK)
+		goto out;
+	log_info("signstore: signing key for %s enrolled", norm);
+out:
+	free(pem);
+	free(sealed);
+	secmem_free(der, derlen);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return st;
+}
+
+/* signstore_load - the signing certificate, key and chain of addr */
+enum km_status
+signstore_load(const char *state_dir, const struct seal_key *sk,
+    const char *addr, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
+    char *errstr, size_t errlen)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
+	char keyp[PATH_MAX], keyname[FILE_MAX], e[256];
+	unsigned char *sealed = NULL, *der = NULL, *pem = NULL;
+	const unsigned char *p;
+	size_t sealedlen = 0, derlen = 0, pemlen = 0;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	STACK_OF(X509) *ch = NULL;
+	X509 *x = NULL, *c;
+	EVP_PKEY *k = NULL;
+	BIO *b = NULL;
+	enum km_status st;
+
+	*cert = NULL;
+	*key = NULL;
+	if (chain != NULL)
+		*chain = NULL;
+	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
+	    errstr, errlen)) != KM_OK)
+		return st;
+	e[0] = '\0';
+	if ((st = read_file(keyp, SEALED_MAX, &sealed, &sealedlen, e,
+	    sizeof(e))) != KM_OK ||
+	    (st = read_file(crt, CERTS_MAX, &pem, &pemlen, e, sizeof(e))) !=
+	    KM_OK) {
+		if (e[0] == '\0')
+			seterr(errstr, errlen, "no signing key for %s here",
+			    norm);
+		else
+			seterr(errstr, errlen, "signing key for %s: %s", norm,
+			    e);
+		goto out;
+	}
+	if ((st = seal_open(sk, keyname, sealed, sealedlen, (int64_t)time(NULL), &der, &derlen,
+	    NULL, NULL, e, sizeof(e))) != KM_OK) {
+		seterr(errstr, errlen, "signing key for %s does not open: %s",
+		    norm, e);
+		st = KM_PROTO;
+		goto out;
+	}
+	p = der;
+	if (derlen > LONG_MAX ||
+	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)derlen)) == NULL ||
+	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
+		seterr(errstr, errlen, "signing key for %s does not parse",
+		    norm);
+		st = KM_PROTO;
+		goto out;
+	}
+	if ((b = BIO_new_mem_buf(pem, (int)pemlen)) == NULL ||
+	    (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		seterr(errstr, errlen, "signing certificate for %s does not "
+		    "parse", norm);
+		st = KM_PROTO;
+		goto out;
+	}
+	if ((st = keymodel_check_pair(x, k, e, sizeof(e))) != KM_OK) {
+		seterr(errstr, errlen, "signing key for %s: %s", norm, e);
+		goto out;
+	}
+	if (chain != NULL) {
+		if ((ch = sk_X509_new_null()) == NULL) {
+			st = KM_NOMEM;
+			seterr(errstr, errlen, "out of memory");
+			goto out;
+		}
+		while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+			if (sk_X509_push(ch, c) <= 0) {
+				X509_free(c);
+				st = KM_NOMEM;
+				seterr(errstr, errlen, "out of memory");
+				goto out;
+			}
+		*chain = ch;
+		ch = NULL;
+	}
+	*cert = x;
+	*key = k;
+	x = NULL;
+	k = NULL;
+	st = KM_OK;
+out:
+	ERR_clear_error();
+	sk_X509_pop_free(ch, X509_free);
+	BIO_free(b);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	secmem_free(der, derlen);
+	secmem_free(sealed, sealedlen);
+	secmem_free(pem, pemlen);
+	return st;
+}
+
+/* signstore_remove - delete addr's signing key and certificate */
+enum km_status
+signstore_remove(const char *state_dir, const struct seal_key *sk,
+    const char *addr, char *errstr, size_t errlen)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
+	char keyp[PATH_MAX], keyname[FILE_MAX];
+	enum km_status st;
+	int gone = 0;
+
+	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
+	    errstr, errlen)) != KM_OK)
+		return st;
+	if (unlink(crt) == 0)
+		gone++;
+	if (unlink(keyp) == 0)
+		gone++;
+	if (gone == 0) {
+		seterr(errstr, errlen, "no signing key for %s here", norm);
+		return KM_PERMFAIL;
+	}
+	return KM_OK;
+}
