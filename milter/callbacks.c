@@ -11,6 +11,7 @@
 
 #include "callbacks.h"
 #include "log.h"
+#include "outbound.h"
 #include "pipeline.h"
 #include "session.h"
 #include "stats.h"
@@ -146,6 +147,24 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 		return SMFIS_TEMPFAIL;
 	if (message_add_rcpt(s->msg, argv[0]) != KM_OK)
 		return SMFIS_TEMPFAIL;
+	if (pipeline_outbound(s)) {
+		char reply[512];
+		const char *rcode = NULL, *xcode = NULL;
+
+		switch (outbound_rcpt(s, s->msg->nrcpts - 1, reply, sizeof(reply),
+		    &rcode, &xcode)) {
+		case KM_OK:
+			break;
+		case KM_PERMFAIL:
+			smfi_setreply(ctx, (char *)(uintptr_t)rcode, (char *)(uintptr_t)xcode, reply);
+			message_drop_last_rcpt(s->msg);
+			return SMFIS_REJECT;
+		default:
+			smfi_setreply(ctx, (char *)(uintptr_t)rcode, (char *)(uintptr_t)xcode, reply);
+			message_drop_last_rcpt(s->msg);
+			return SMFIS_TEMPFAIL;
+		}
+	}
 	return SMFIS_CONTINUE;
 }
 

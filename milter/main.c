@@ -26,6 +26,7 @@
 #include "callbacks.h"
 #include "conf.h"
 #include "log.h"
+#include "runtime.h"
 #include "stats.h"
 
 #ifndef KMILTER_CONF
@@ -237,6 +238,11 @@ reload(const char *path)
 		log_warnx("reload: %s has errors: keeping the running configuration", path);
 		return;
 	}
+	if (runtime_reload_trust(new, err, sizeof(err)) != 0) {
+		log_warnx("reload: %s: keeping the running configuration", err);
+		conf_unref(new);
+		return;
+	}
 	old = callbacks_conf();
 	warn_restart_needed(old, new);
 	conf_unref(old);
@@ -312,6 +318,9 @@ main(int argc, char **argv)
 	ensure_dir(conf->state_dir, pw);
 	ensure_dir(conf->spool_dir, pw);
 
+	/* Credentials and keys are read before privileges are dropped. */
+	if (runtime_init(conf, err, sizeof(err)) != 0)
+		fatalx("%s", err);
 	smfi_settimeout(conf->timeout);
 	if (callbacks_register() != 0)
 		fatalx("smfi_register failed");
@@ -393,6 +402,7 @@ main(int argc, char **argv)
 		conf_unref(c);
 	}
 	callbacks_set_conf(NULL);
+	runtime_free();
 	log_info("kmilter stopped");
 	return milter_status == MI_SUCCESS ? 0 : 1;
 }

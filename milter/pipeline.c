@@ -1,6 +1,8 @@
 /*
  * pipeline.c - end-of-message processing (see pipeline.h).
  */
+#include "inbound.h"
+#include "outbound.h"
 #include "pipeline.h"
 
 /* pipeline_run - decide the message's direction and fill the verdict */
@@ -12,6 +14,17 @@ pipeline_run(struct session *s, struct verdict *v)
 
 	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
 	    m->from, m->rcpts, m->nrcpts);
-	v->action_name = "pass";
+	if (dir == DIR_OUTBOUND)
+		outbound_eom(s, v);
+	else if (dir == DIR_INBOUND)
+		inbound_eom(s, v);
 	return dir;
+}
+
+/* pipeline_outbound - is this message outbound (known from MAIL FROM on)? */
+int
+pipeline_outbound(const struct session *s)
+{
+	return s->msg != NULL && policy_direction(s->conf, s->client_internal,
+	    s->auth_authen, s->msg->from, NULL, 0) == DIR_OUTBOUND;
 }

@@ -4,7 +4,7 @@
  * NAME
  *	pipeline - end-of-message processing: direction, then what to do
  * SUMMARY
- *	pipeline_run()
+ *	pipeline_run(), pipeline_outbound()
  * DESCRIPTION
  *	pipeline_run() decides the message's direction (policy.c) and fills
  *	the verdict: pass unchanged, rewrite (sign/encrypt outbound, decrypt
@@ -23,5 +23,6 @@
 #include "verdict.h"
 
 enum direction pipeline_run(struct session *, struct verdict *);
+int	       pipeline_outbound(const struct session *);
 
 #endif

@@ -41,9 +41,12 @@ message_free(struct message *m)
 		return NULL;
 	free(m->queue_id);
 	free(m->from);
-	for (int i = 0; i < m->nrcpts; i++)
+	for (int i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i]);
+		X509_free(m->rcpt_certs[i]);
+	}
 	free(m->rcpts);
+	free(m->rcpt_certs);
 	for (int i = 0; i < m->nheaders; i++) {
 		free(m->headers[i].name);
 		free(m->headers[i].value);
@@ -122,12 +125,17 @@ enum km_status
 message_add_rcpt(struct message *m, const char *rcpt)
 {
 	char **nr = realloc(m->rcpts, sizeof(*nr) * (size_t)(m->nrcpts + 1));
+	X509 **nc;
 
 	if (nr == NULL)
 		return KM_NOMEM;
 	m->rcpts = nr;
+	if ((nc = realloc(m->rcpt_certs, sizeof(*nc) * (size_t)(m->nrcpts + 1))) == NULL)
+		return KM_NOMEM;
+	m->rcpt_certs = nc;
 	if ((m->rcpts[m->nrcpts] = address_strip(rcpt)) == NULL)
 		return KM_NOMEM;
+	m->rcpt_certs[m->nrcpts] = NULL;
 	m->nrcpts++;
 	return KM_OK;
 }
@@ -201,4 +209,15 @@ size_t
 message_body_size(const struct message *m)
 {
 	return m->body ? spool_size(m->body) : 0;
+}
+
+/* message_drop_last_rcpt - forget the recipient just refused at RCPT time */
+void
+message_drop_last_rcpt(struct message *m)
+{
+	if (m->nrcpts == 0)
+		return;
+	m->nrcpts--;
+	free(m->rcpts[m->nrcpts]);
+	X509_free(m->rcpt_certs[m->nrcpts]);
 }

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <openssl/x509.h>
+
 #include "conf.h"
 #include "status.h"
 
@@ -41,6 +43,7 @@ struct message {
 	char		*queue_id;
 	char		*from;		/* envelope sender, without <> */
 	char		**rcpts;	/* envelope recipients, without <> */
+	X509		**rcpt_certs;	/* outbound: certificate found at RCPT time */
 	int		 nrcpts;
 	struct header	*headers;
 	int		 nheaders;
@@ -68,6 +71,7 @@ enum km_status	 session_message_begin(struct session *, const char *from,
 		    const char *auth_authen);
 void		 session_message_end(struct session *);
 enum km_status	 message_add_rcpt(struct message *, const char *rcpt);
+void		 message_drop_last_rcpt(struct message *);
 enum km_status	 message_add_header(struct message *, const char *name, const char *value);
 enum km_status	 message_append_body(struct message *, const unsigned char *, size_t,
 		    char *errstr, size_t errlen);

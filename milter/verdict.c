@@ -22,13 +22,24 @@ verdict_init(struct verdict *v)
 void
 verdict_clear(struct verdict *v)
 {
+	verdict_drop_changes(v);
+	verdict_init(v);
+}
+
+/* verdict_drop_changes - forget header and body changes, keep the decision */
+void
+verdict_drop_changes(struct verdict *v)
+{
 	for (int i = 0; i < v->nchanges; i++) {
 		free(v->changes[i].name);
 		free(v->changes[i].value);
 	}
 	free(v->changes);
 	free(v->body);
-	verdict_init(v);
+	v->changes = NULL;
+	v->nchanges = 0;
+	v->body = NULL;
+	v->bodylen = 0;
 }
 
 /* verdict_header_change - change (value) or delete (NULL) the index-th header of a name */

@@ -4,7 +4,7 @@
  * NAME
  *	verdict - what end-of-message decided: pass, rewrite, reject or tempfail
  * SUMMARY
- *	verdict_init(), verdict_clear(), verdict_header_change(),
+ *	verdict_init(), verdict_clear(), verdict_drop_changes(), verdict_header_change(),
  *	verdict_header_add(), verdict_set_body(), verdict_reject(),
  *	verdict_tempfail()
  * DESCRIPTION
@@ -48,6 +48,7 @@ struct verdict {
 
 void		verdict_init(struct verdict *);
 void		verdict_clear(struct verdict *);
+void		verdict_drop_changes(struct verdict *);
 enum km_status	verdict_header_change(struct verdict *, const char *name, int index,
 		    const char *value);
 enum km_status	verdict_header_add(struct verdict *, const char *name, const char *value);

@@ -1,0 +1,112 @@
+/*
+ * entity.c - the top-level MIME entity of a message (see entity.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "entity.h"
+#include "mime.h"
+
+/* entity_is_content_header - is this a Content-* header (part of the entity)? */
+int
+entity_is_content_header(const char *name)
+{
+	return strncasecmp(name, "Content-", 8) == 0;
+}
+
+/* put_crlf - append s to dst converting bare LF to CRLF; returns new length */
+static size_t
+put_crlf(char *dst, size_t o, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\n' && (o == 0 || dst[o - 1] != '\r'))
+			dst[o++] = '\r';
+		dst[o++] = *s;
+	}
+	return o;
+}
+
+/* entity_from_message - Content-* headers, an empty line, the body (CRLF) */
+enum km_status
+entity_from_message(const struct message *m, const unsigned char *body, size_t bodylen,
+    char **out, size_t *outlen)
+{
+	size_t need = bodylen + 64, o = 0;
+	int have_ctype = 0;
+	char *buf;
+
+	for (int i = 0; i < m->nheaders; i++)
+		if (entity_is_content_header(m->headers[i].name))
+			need += 2 * (strlen(m->headers[i].name) + strlen(m->headers[i].value)) + 6;
+	if ((buf = malloc(need)) == NULL)
+		return KM_NOMEM;
+	for (int i = 0; i < m->nheaders; i++) {
+		if (!entity_is_content_header(m->headers[i].name))
+			continue;
+		have_ctype |= strcasecmp(m->headers[i].name, "Content-Type") == 0;
+		o = put_crlf(buf, o, m->headers[i].name);
+		o = put_crlf(buf, o, ": ");
+		o = put_crlf(buf, o, m->headers[i].value);
+		o = put_crlf(buf, o, "\r\n");
+	}
+	if (!have_ctype)
+		o = put_crlf(buf, o, "Content-Type: text/plain; charset=us-ascii\r\n");
+	o = put_crlf(buf, o, "\r\n");
+	memcpy(buf + o, body, bodylen);
+	*out = buf;
+	*outlen = o + bodylen;
+	return KM_OK;
+}
+
+/* entity_replace - verdict changes that make the message carry a new entity */
+enum km_status
+entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,
+    char *errstr, size_t errlen)
+{
+	struct mime_headers *h = NULL;
+	size_t hdr_len, body_off;
+	enum km_status st;
+	unsigned char *body;
+
+	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, errstr, errlen)) != KM_OK)
+		return st;
+	if ((st = mime_headers_parse(entity, hdr_len, &h, errstr, errlen)) != KM_OK)
+		return st;
+	/* Delete the old Content-* headers, last occurrence first, so the
+	 * indexes of the ones still to delete do not move. */
+	for (int i = m->nheaders - 1; i >= 0; i--) {
+		int index = 0;
+
+		if (!entity_is_content_header(m->headers[i].name))
+			continue;
+		for (int j = 0; j <= i; j++)
+			index += strcasecmp(m->headers[j].name, m->headers[i].name) == 0;
+		if ((st = verdict_header_change(v, m->headers[i].name, index, NULL)) != KM_OK)
+			goto out;
+	}
+	if (message_header(m, "MIME-Version") == NULL &&
+	    (st = verdict_header_add(v, "MIME-Version", "1.0")) != KM_OK)
+		goto out;
+	for (size_t i = 0; i < mime_headers_count(h); i++) {
+		const char *name = mime_headers_name(h, i);
+
+		if (strcasecmp(name, "MIME-Version") == 0)
+			continue;
+		if ((st = verdict_header_add(v, name, mime_headers_value(h, i))) != KM_OK)
+			goto out;
+	}
+	if ((body = malloc(len - body_off + 1)) == NULL) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	memcpy(body, entity + body_off, len - body_off);
+	verdict_set_body(v, body, len - body_off);
+	st = KM_OK;
+out:
+	mime_headers_free(h);
+	if (st == KM_NOMEM)
+		snprintf(errstr, errlen, "out of memory");
+	return st;
+}

@@ -1,0 +1,39 @@
+#ifndef KMILTER_MILTER_ENTITY_H
+#define KMILTER_MILTER_ENTITY_H
+/*
+ * NAME
+ *	entity - the message's MIME entity: taken out of a message, put back into one
+ * SUMMARY
+ *	entity_from_message(), entity_replace()
+ * DESCRIPTION
+ *	The top-level MIME entity of a message is its Content-* headers and
+ *	its body; the other headers (From, To, Subject, Received, ...) stay
+ *	outside when kmilter signs, encrypts or decrypts.
+ *	entity_from_message() builds that entity with CRLF line ends (a
+ *	message without Content-Type gets "text/plain; charset=us-ascii",
+ *	RFC 2045's default, written out).
+ *	entity_replace() turns a new entity into verdict changes: every
+ *	top-level Content-* header is deleted, the entity's headers are
+ *	added, MIME-Version: 1.0 is added when missing, and the body is
+ *	replaced.
+ * OWNERSHIP
+ *	entity_from_message() returns a malloc'ed buffer (free(); it may hold
+ *	plaintext: the caller wipes it with secmem_free when done).
+ * ERRORS
+ *	KM_NOMEM; KM_PROTO when the new entity has no header block.
+ * THREADS
+ *	Thread-safe.
+ */
+#include <stddef.h>
+
+#include "session.h"
+#include "status.h"
+#include "verdict.h"
+
+enum km_status entity_from_message(const struct message *, const unsigned char *body,
+		    size_t bodylen, char **out, size_t *outlen);
+enum km_status entity_replace(struct verdict *, const struct message *,
+		    const char *entity, size_t len, char *errstr, size_t errlen);
+int	       entity_is_content_header(const char *name);
+
+#endif

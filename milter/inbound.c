@@ -1,0 +1,437 @@
+/*
+ * inbound.c - decrypt and verify S/MIME for internal users (see inbound.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bio.h>
+
+#include "entity.h"
+#include "inbound.h"
+#include "keystore.h"
+#include "log.h"
+#include "mime.h"
+#include "policy.h"
+#include "runtime.h"
+#include "secmem.h"
+#include "smime.h"
+#include "spool.h"
+
+#define MAX_LAYERS 3
+
+/* qid - queue id for log lines */
+static const char *
+qid(const struct message *m)
+{
+	return m->queue_id ? m->queue_id : "NOQUEUE";
+}
+
+/* authserv_of - does an Authentication-Results value carry this authserv-id? */
+static int
+is_ours(const char *value, const char *authserv_id)
+{
+	size_t n = strlen(authserv_id);
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	return strncasecmp(value, authserv_id, n) == 0 &&
+	    (value[n] == ';' || value[n] == ' ' || value[n] == '\t' || value[n] == '\0');
+}
+
+/* remove_forged - delete inbound headers that imitate kmilter's own */
+static int
+remove_forged(const struct session *s, struct verdict *v)
+{
+	const struct message *m = s->msg;
+	int removed = 0;
+
+	for (int i = m->nheaders - 1; i >= 0; i--) {
+		const char *name = m->headers[i].name;
+		int index = 0;
+
+		if (strncasecmp(name, "X-Kmilter", 9) != 0 &&
+		    !(strcasecmp(name, "Authentication-Results") == 0 &&
+		    is_ours(m->headers[i].value, s->conf->in_authserv_id)))
+			continue;
+		for (int j = 0; j <= i; j++)
+			index += strcasecmp(m->headers[j].name, name) == 0;
+		if (verdict_header_change(v, name, index, NULL) != KM_OK)
+			return -1;
+		removed++;
+	}
+	if (removed)
+		log_info("%s: inbound: removed %d header(s) imitating kmilter's own", qid(m),
+		    removed);
+	return removed;
+}
+
+/* kind_of - the S/MIME kind of an entity's (or the message's) Content-Type */
+static enum mime_smime_kind
+kind_of(const char *ctype)
+{
+	struct mime_ctype *ct = NULL;
+	enum mime_smime_kind k = MIME_SMIME_NONE;
+
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+		k = mime_smime_kind(ct);
+	mime_ctype_free(ct);
+	return k;
+}
+
+/* entity_ctype - the Content-Type of an entity held in memory, malloc'ed */
+static char *
+entity_ctype(const char *ent, size_t len)
+{
+	struct mime_headers *h = NULL;
+	size_t hl, bo;
+	char *r = NULL;
+
+	if (mime_entity_split(ent, len, &hl, &bo, NULL, 0) == KM_OK &&
+	    mime_headers_parse(ent, hl, &h, NULL, 0) == KM_OK &&
+	    mime_headers_get(h, "Content-Type") != NULL)
+		r = strdup(mime_headers_get(h, "Content-Type"));
+	mime_headers_free(h);
+	return r;
+}
+
+/* malformed - apply policy.on_malformed */
+static void
+malformed(const struct session *s, struct verdict *v, const char *what)
+{
+	switch (s->conf->on_malformed) {
+	case MALFORMED_REJECT:
+		verdict_reject(v, "550", "5.6.0", "malformed S/MIME message: %s", what);
+		break;
+	case MALFORMED_TEMPFAIL:
+		verdict_tempfail(v, "malformed S/MIME: %s", what);
+		break;
+	default:
+		snprintf(v->result, sizeof(v->result), "passed unchanged: malformed: %.200s", what);
+		break;
+	}
+}
+
+/* bio_take - move a memory BIO's bytes into a malloc'ed buffer */
+static char *
+bio_take(BIO *b, size_t *len)
+{
+	char *data, *copy;
+	long n = BIO_get_mem_data(b, &data);
+
+	if (n < 0 || (copy = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	memcpy(copy, data, (size_t)n);
+	copy[n] = '\0';
+	*len = (size_t)n;
+	return copy;
+}
+
+struct keyset {
+	struct keystore_key **keys;	/* per internal recipient */
+	size_t *nkeys;
+	int n;
+};
+
+/* keyset_free - release every recipient's keys */
+static void
+keyset_free(struct keyset *ks)
+{
+	for (int i = 0; i < ks->n; i++)
+		keystore_keys_free(ks->keys[i], ks->nkeys[i]);
+	free(ks->keys);
+	free(ks->nkeys);
+	memset(ks, 0, sizeof(*ks));
+}
+
+/*
+ * decrypt_layer - decrypt one enveloped layer if every internal recipient
+ * can read it.  Returns KM_OK with *out (plaintext entity); KM_PERMFAIL
+ * when it stays encrypted (why in reason); KM_TEMPFAIL; KM_PROTO.
+ */
+static enum km_status
+decrypt_layer(const struct session *s, const char *ctype, const char *body, size_t len,
+    char **out, size_t *outlen, char *reason, size_t rlen, char *detail, size_t dlen)
+{
+	const struct message *m = s->msg;
+	struct smime_envelope *env = NULL;
+	struct keyset ks = { 0 };
+	struct smime_keypair *cands = NULL;
+	size_t ncands = 0, total = 0;
+	int matched = -1, internal = 0;
+	enum km_status st;
+	BIO *bio = NULL;
+	char err[256];
+
+	if ((st = smime_envelope_open(ctype, body, len, &env, reason, rlen)) != KM_OK)
+		return st;
+	ks.keys = calloc((size_t)m->nrcpts, sizeof(*ks.keys));
+	ks.nkeys = calloc((size_t)m->nrcpts, sizeof(*ks.nkeys));
+	if (m->nrcpts && (ks.keys == NULL || ks.nkeys == NULL)) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	for (int i = 0; i < m->nrcpts; i++) {
+		int fits = 0;
+
+		if (!policy_domain_internal(s->conf, m->rcpts[i]))
+			continue;
+		internal++;
+		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
+		    &ks.keys[ks.n], &ks.nkeys[ks.n], err, sizeof(err));
+		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
+			goto out;
+		}
+		if (st != KM_OK) {
+			snprintf(reason, rlen, "left encrypted: <%s>: %s", m->rcpts[i], err);
+			st = KM_PERMFAIL;
+			goto out;
+		}
+		for (size_t k = 0; k < ks.nkeys[ks.n]; k++)
+			fits |= smime_envelope_match(env, ks.keys[ks.n][k].cert);
+		total += ks.nkeys[ks.n];
+		ks.n++;
+		if (!fits) {
+			snprintf(reason, rlen, "left encrypted: <%s> holds no key this message "
+			    "was encrypted to (forwarded, list or Bcc?)", m->rcpts[i]);
+			st = KM_PERMFAIL;
+			goto out;
+		}
+	}
+	if (internal == 0) {
+		snprintf(reason, rlen, "left encrypted: no internal recipient");
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if ((cands = calloc(total, sizeof(*cands))) == NULL) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	for (int r = 0; r < ks.n; r++)
+		for (size_t k = 0; k < ks.nkeys[r]; k++) {
+			cands[ncands].cert = ks.keys[r][k].cert;
+			cands[ncands].key = ks.keys[r][k].key;
+			ncands++;
+		}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	st = smime_envelope_decrypt(env, cands, ncands, bio, &matched, err, sizeof(err));
+	if (st != KM_OK) {
+		snprintf(reason, rlen, "left encrypted: %s", err);
+		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
+		goto out;
+	}
+	if ((*out = bio_take(bio, outlen)) == NULL) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	/* Which generation opened it, for the log (never key material). */
+	for (int r = 0, idx = 0; r < ks.n; r++)
+		for (size_t k = 0; k < ks.nkeys[r]; k++, idx++)
+			if (idx == matched)
+				snprintf(detail, dlen, "generation %d%s", ks.keys[r][k].generation,
+				    ks.keys[r][k].current ? "" : " (expired)");
+	st = KM_OK;
+out:
+	if (bio != NULL) {
+		char *data;
+		long n = BIO_get_mem_data(bio, &data);
+
+		if (n > 0)
+			secmem_wipe(data, (size_t)n);
+		BIO_free(bio);
+	}
+	free(cands);
+	keyset_free(&ks);
+	smime_envelope_free(env);
+	if (st == KM_NOMEM)
+		snprintf(reason, rlen, "out of memory");
+	return st;
+}
+
+/* ar_header - the Authentication-Results value for a verification */
+static void
+ar_header(const struct session *s, const struct smime_verify_result *r, const char *problem,
+    char *buf, size_t len)
+{
+	const char *id = s->conf->in_authserv_id;
+
+	if (problem != NULL)
+		snprintf(buf, len, "%s; smime=permerror (%.200s)", id, problem);
+	else if (!r->sig_ok)
+		snprintf(buf, len, "%s; smime=fail (bad signature) body.smime-identifier=%s",
+		    id, *r->email ? r->email : "unknown");
+	else if (!r->chain_ok)
+		snprintf(buf, len, "%s; smime=fail (untrusted signer: %.100s) "
+		    "body.smime-identifier=%s", id, r->chain_error, *r->email ? r->email : "unknown");
+	else if (!r->from_match)
+		snprintf(buf, len, "%s; smime=fail (signer does not match From) "
+		    "body.smime-identifier=%s", id, *r->email ? r->email : "unknown");
+	else
+		snprintf(buf, len, "%s; smime=pass body.smime-identifier=%s", id, r->email);
+}
+
+/*
+ * verify_layer - verify a signed entity; fills the AR value; for opaque
+ * signed-data with unwrapping, *content gets the inner entity.
+ */
+static void
+verify_layer(const struct session *s, const char *ctype, const char *body, size_t len,
+    int want_content, char **content, size_t *clen, char *ar, size_t arlen, char *note,
+    size_t nlen)
+{
+	struct smime_verify_result res;
+	X509_STORE *trust = runtime_trust();
+	BIO *bio = want_content ? BIO_new(BIO_s_mem()) : NULL;
+	char err[256];
+	enum km_status st;
+
+	memset(&res, 0, sizeof(res));
+	st = smime_verify(ctype, body, len, trust, message_header(s->msg, "From"), &res, bio,
+	    err, sizeof(err));
+	if (st != KM_OK) {
+		ar_header(s, &res, err, ar, arlen);
+		snprintf(note, nlen, "signature not checked: %s", err);
+	} else {
+		ar_header(s, &res, NULL, ar, arlen);
+		snprintf(note, nlen, "signature %s signer=%s", res.sig_ok && res.chain_ok &&
+		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown");
+		if (bio != NULL && res.opaque)
+			*content = bio_take(bio, clen);
+	}
+	BIO_free(bio);
+	X509_STORE_free(trust);
+}
+
+/* inbound_eom - decrypt and verify for internal recipients */
+void
+inbound_eom(struct session *s, struct verdict *v)
+{
+	struct message *m = s->msg;
+	const struct kmilter_conf *c = s->conf;
+	char *cur = NULL, *curtype = NULL, reason[512] = "", detail[64] = "";
+	char ar[512] = "", note[300] = "";
+	const unsigned char *body;
+	size_t bodylen, curlen = 0;
+	int decrypted = 0, unwrapped = 0;
+	enum mime_smime_kind kind;
+	enum km_status st;
+
+	if (remove_forged(s, v) < 0) {
+		verdict_tempfail(v, "out of memory");
+		return;
+	}
+	kind = kind_of(message_header(m, "Content-Type"));
+	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
+	    kind == MIME_SMIME_COMPRESSED)
+		return;
+	if (spool_map(m->body, &body, &bodylen, reason, sizeof(reason)) != KM_OK) {
+		verdict_tempfail(v, "%s", reason);
+		return;
+	}
+
+	/* Open up to MAX_LAYERS layers: encrypted, then maybe signed or encrypted again. */
+	for (int layer = 0; layer < MAX_LAYERS; layer++) {
+		const char *ctype = layer == 0 ? message_header(m, "Content-Type") : curtype;
+		const char *b = layer == 0 ? (const char *)body : cur;
+		size_t blen = layer == 0 ? bodylen : curlen;
+		char *next = NULL;
+		size_t nextlen = 0;
+
+		if (layer > 0) {
+			/* cur is a whole entity: hand it over as such. */
+			kind = kind_of(curtype);
+			ctype = NULL;
+		}
+		if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
+		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0)) {
+			if (!c->in_decrypt)
+				break;
+			st = decrypt_layer(s, ctype, b, blen, &next, &nextlen, reason,
+			    sizeof(reason), detail, sizeof(detail));
+			if (st == KM_PROTO && kind == MIME_SMIME_PKCS7_UNKNOWN) {
+				/* pkcs7-mime without smime-type: maybe signed-data. */
+				kind = MIME_SMIME_SIGNED_OPAQUE;
+				reason[0] = '\0';
+			} else if (st == KM_PROTO) {
+				malformed(s, v, reason);
+				goto out;
+			} else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+				verdict_tempfail(v, "%s", reason);
+				goto out;
+			} else if (st != KM_OK) {
+				log_info("%s: inbound: %s", qid(m), reason);
+				break;
+			} else {
+				decrypted++;
+				if (cur)
+					secmem_free(cur, curlen);
+				cur = next;
+				curlen = nextlen;
+				free(curtype);
+				curtype = entity_ctype(cur, curlen);
+				continue;
+			}
+		}
+		if (kind == MIME_SMIME_SIGNED_OPAQUE || kind == MIME_SMIME_SIGNED_DETACHED) {
+			int unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && c->in_unwrap_opaque;
+
+			if (!c->in_verify && !unwrap)
+				break;
+			verify_layer(s, ctype, b, blen, unwrap, &next, &nextlen, ar, sizeof(ar),
+			    note, sizeof(note));
+			if (!c->in_verify)
+				ar[0] = '\0';
+			if (next != NULL) {
+				unwrapped = 1;
+				if (cur)
+					secmem_free(cur, curlen);
+				cur = next;
+				curlen = nextlen;
+				free(curtype);
+				curtype = entity_ctype(cur, curlen);
+				continue;
+			}
+		}
+		break;
+	}
+
+	if (cur != NULL) {
+		if ((st = entity_replace(v, m, cur, curlen, reason, sizeof(reason))) != KM_OK) {
+			if (st == KM_PROTO)
+				malformed(s, v, reason);
+			else
+				verdict_tempfail(v, "%s", reason);
+			goto out;
+		}
+	}
+	if (decrypted) {
+		char hdr[300];
+
+		snprintf(hdr, sizeof(hdr), "decrypted by %s%s%s", c->gateway_name,
+		    *detail ? ", key " : "", detail);
+		if (verdict_header_add(v, "X-Kmilter-Decrypted", hdr) != KM_OK)
+			goto nomem;
+	}
+	if (*ar && verdict_header_add(v, "Authentication-Results", ar) != KM_OK)
+		goto nomem;
+	v->action_name = decrypted && *ar ? "decrypt+verify" : decrypted ? "decrypt" :
+	    unwrapped ? "unwrap+verify" : *ar ? "verify" : "pass";
+	if (*reason)
+		snprintf(v->result, sizeof(v->result), "%.250s", reason);
+	else if (*note)
+		log_info("%s: inbound: %s", qid(m), note);
+	goto out;
+nomem:
+	verdict_tempfail(v, "out of memory");
+out:
+	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
+		verdict_drop_changes(v);
+	if (cur)
+		secmem_free(cur, curlen);
+	free(curtype);
+}

@@ -1,0 +1,43 @@
+#ifndef KMILTER_MILTER_INBOUND_H
+#define KMILTER_MILTER_INBOUND_H
+/*
+ * NAME
+ *	inbound - decrypt S/MIME for internal users, verify signatures, report
+ * SUMMARY
+ *	inbound_eom()
+ * DESCRIPTION
+ *	Headers that imitate kmilter's own (X-Kmilter-*, and
+ *	Authentication-Results with this gateway's authserv-id) are removed
+ *	first, whatever else happens.
+ *	Enveloped and authEnveloped data is decrypted only when every internal
+ *	envelope recipient holds a usable key (current or expired generation,
+ *	never revoked; enhanced keys only when the admin hook unlocks them)
+ *	that matches a RecipientInfo of the message: one body reaches all of
+ *	them, so a forward, a list expansion or a Bcc the sender did not
+ *	encrypt for leaves the message encrypted for all, and the log says
+ *	why.  The decrypted entity replaces the message's Content-* headers
+ *	and body; nested layers (encrypted again, or signed inside) are
+ *	opened up to three deep.
+ *	Signatures, inside decrypted mail or on signed-only mail, are checked
+ *	against the trust store (organization CA and policy.inbound.ca_file,
+ *	purpose smimesign) and the From address, and reported in an
+ *	Authentication-Results header (RFC 8601, method smime as in RFC 7281)
+ *	with the configured authserv-id.  multipart/signed is kept intact so
+ *	clients can verify again; opaque signed-data is unwrapped into
+ *	readable content when policy.inbound.unwrap_opaque is set.
+ *	Malformed CMS or MIME gets policy.on_malformed: pass unchanged,
+ *	reject (550 5.6.0) or tempfail.  A key store that cannot be reached
+ *	tempfails the message, so a retry decrypts it.
+ * OWNERSHIP
+ *	Nothing is kept after the call.
+ * ERRORS
+ *	Expressed in the verdict.
+ * THREADS
+ *	Thread-safe; one message per thread.
+ */
+#include "session.h"
+#include "verdict.h"
+
+void	inbound_eom(struct session *, struct verdict *);
+
+#endif

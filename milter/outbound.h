@@ -1,0 +1,46 @@
+#ifndef KMILTER_MILTER_OUTBOUND_H
+#define KMILTER_MILTER_OUTBOUND_H
+/*
+ * NAME
+ *	outbound - sign and encrypt what an internal user sends
+ * SUMMARY
+ *	outbound_rcpt(), outbound_eom()
+ * DESCRIPTION
+ *	outbound_rcpt() runs at RCPT TO for an outbound message: it looks up
+ *	the recipient's certificate (keeping it for end of message) and
+ *	refuses, right there, a recipient whose policy is mandatory and who
+ *	has no usable certificate (550 5.7.1 naming the recipient and why),
+ *	or any recipient without one when policy.outbound.missing_cert is
+ *	"refuse"; a KM that cannot be reached gives 451 4.7.1.
+ *	outbound_eom() decides for the whole message (one body reaches every
+ *	recipient): it is encrypted when every recipient has a usable
+ *	certificate and none is "never" (a mandatory recipient with another
+ *	recipient that cannot be encrypted to rejects the message with
+ *	550 5.7.1 naming who), to all of them plus the sender when
+ *	encrypt_to_self is set; it is signed with the sender's signing key on
+ *	this gateway unless a rule says sign = "no" or the client already
+ *	signed it.  Sign first, then encrypt.  Mail the client already
+ *	encrypted passes untouched.  A configured subject tag makes every
+ *	recipient mandatory and is removed from the Subject.
+ *	A signed-only message whose content is not 7-bit clean is signed as
+ *	opaque signed-data (base64), because a multipart/signed 8-bit body
+ *	may be re-encoded on its way and its signature broken.
+ * OWNERSHIP
+ *	Certificates found at RCPT time are kept in the message and freed with it.
+ * ERRORS
+ *	outbound_rcpt(): KM_OK accept; KM_PERMFAIL reject with the reply in
+ *	rcode/xcode/reply; KM_TEMPFAIL tempfail likewise.
+ * THREADS
+ *	Thread-safe; one message per thread.
+ */
+#include <stddef.h>
+
+#include "session.h"
+#include "status.h"
+#include "verdict.h"
+
+enum km_status	outbound_rcpt(struct session *, int rcpt_index, char *reply, size_t replylen,
+		    const char **rcode, const char **xcode);
+void		outbound_eom(struct session *, struct verdict *);
+
+#endif

@@ -1,0 +1,37 @@
+#ifndef KMILTER_MILTER_RUNTIME_H
+#define KMILTER_MILTER_RUNTIME_H
+/*
+ * NAME
+ *	runtime - the long-lived objects every message uses: key store and trust store
+ * SUMMARY
+ *	runtime_init(), runtime_reload_trust(), runtime_keystore(),
+ *	runtime_trust(), runtime_free()
+ * DESCRIPTION
+ *	runtime_init() is called at start-up, before privileges are
+ *	dropped: it makes the key store (keyclient: caches and the KM) and
+ *	the trust store for signature verification (the organization CA,
+ *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
+ *	trust store; the key store's servers change only at restart.
+ * OWNERSHIP
+ *	runtime_keystore() is borrowed for the life of the process.
+ *	runtime_trust() returns a new reference: X509_STORE_free() it.
+ * ERRORS
+ *	runtime_init() returns -1 and fills errstr.
+ * THREADS
+ *	Thread-safe after runtime_init().
+ */
+#include <stddef.h>
+
+#include <openssl/x509_vfy.h>
+
+#include "conf.h"
+
+struct keystore;
+
+int		 runtime_init(const struct kmilter_conf *, char *errstr, size_t errlen);
+int		 runtime_reload_trust(const struct kmilter_conf *, char *errstr, size_t errlen);
+struct keystore	*runtime_keystore(void);
+X509_STORE	*runtime_trust(void);
+void		 runtime_free(void);
+
+#endif
