@@ -63,7 +63,15 @@
  *	rfc822Name SANs) with the From address.  The signed content (part 0
  *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
  *	is written to content_out if it is not NULL, even when the signature
- *	is bad (the caller decides what to deliver).
+ *	is bad (the caller decides what to deliver); when sig_ok is 0, errstr
+ *	holds the reason OpenSSL gave.  Only the first SignerInfo is reported
+ *	in detail (nsigners counts them all); sig_ok needs all to verify.
+ *
+ *	Decryption: OpenSSL hides key-unwrap failures (MMA countermeasure), so
+ *	a wrong key is reported as "decryption failed" once the content does
+ *	not decrypt; with AES-CBC or AES-GCM, part of the (garbage or
+ *	unauthenticated) plaintext may already be in out when that happens:
+ *	on any failure discard out, never deliver it.
  * OWNERSHIP
  *	X509, EVP_PKEY and X509_STORE arguments are borrowed: the caller keeps
  *	ownership, they must stay valid during the call, and the functions
