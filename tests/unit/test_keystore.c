@@ -1,0 +1,1146 @@
+/*
+ * test_keystore.c - lookup order, negative caching, hook handling and
+ * invalidation of the keystore facade, with named fakes for the KM, the
+ * Redis L2, the hook, the signing store and the L1 clock
+ * (keystore_new_backend).  Keys and certificates are real (EC P-256,
+ * issued by a throw-away CA), so every check on them is real too.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "harness.h"
+#include "conf.h"
+#include "hook.h"
+#include "keymodel.h"
+#include "keystore.h"
+#include "kmip.h"
+#include "log.h"
+#include "pkcs8pw.h"
+#include "secmem.h"
+
+#define PW	"correct horse"
+
+/* ---- a throw-away PKI ---- */
+
+static EVP_PKEY *ca_key;
+static X509 *ca_cert;
+
+/* mkca - a self-signed CA for the test certificates */
+static void
+mkca(void)
+{
+	X509_NAME *n;
+
+	if (ca_cert != NULL)
+		return;
+	keymodel_keygen("ec-p256", &ca_key, NULL, 0);
+	ca_cert = X509_new();
+	X509_set_version(ca_cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(ca_cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(ca_cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(ca_cert), 86400);
+	X509_set_pubkey(ca_cert, ca_key);
+	n = X509_get_subject_name(ca_cert);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"test CA", -1, -1, 0);
+	X509_set_issuer_name(ca_cert, n);
+	X509_sign(ca_cert, ca_key, EVP_sha256());
+}
+
+/*
+ * mkcert - a certificate for key: san (or NULL), subject emailAddress (or
+ * NULL), validity from nb to na seconds from now, EKU nid
+ */
+static X509 *
+mkcert(EVP_PKEY *key, const char *san, const char *email, long nb, long na,
+    const char *eku)
+{
+	X509 *c = X509_new();
+	X509_NAME *n;
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	char buf[400];
+
+	mkca();
+	X509_set_version(c, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(c), 42);
+	X509_gmtime_adj(X509_getm_notBefore(c), nb);
+	X509_gmtime_adj(X509_getm_notAfter(c), na);
+	X509_set_pubkey(c, key);
+	n = X509_get_subject_name(c);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"user", -1, -1, 0);
+	if (email)
+		X509_NAME_add_entry_by_NID(n, NID_pkcs9_emailAddress,
+		    MBSTRING_ASC, (const unsigned char *)email, -1, -1, 0);
+	X509_set_issuer_name(c, X509_get_subject_name(ca_cert));
+	X509V3_set_ctx(&ctx, ca_cert, c, NULL, NULL, 0);
+	if (san) {
+		snprintf(buf, sizeof(buf), "email:%s", san);
+		ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, buf);
+		X509_add_ext(c, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, eku);
+	X509_add_ext(c, ext, -1);
+	X509_EXTENSION_free(ext);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "keyAgreement");
+	X509_add_ext(c, ext, -1);
+	X509_EXTENSION_free(ext);
+	X509_sign(c, ca_key, EVP_sha256());
+	return c;
+}
+
+/* ---- fake KM: a table of users ---- */
+
+struct fake_gen {
+	int		 generation;
+	int		 state;
+	EVP_PKEY	*key;
+	X509		*cert;
+	int		 enhanced;
+};
+
+struct fake_user {
+	const char	*addr;
+	struct fake_gen	 gens[3];
+	int		 ngens;
+	X509		*current;	/* what km_cert returns */
+};
+
+static struct fake_user users[8];
+static int nusers;
+
+/* counters and switches of all the fakes */
+struct fakes {
+	int	 km_down;
+	int	 km_cert_calls, km_keys_calls;
+	int	 l2_down;
+	int	 l2_gets, l2_puts, l2_dels, l2_invalidates;
+	int	 hook_calls, release_calls;
+	enum hook_action hook_action, release_action;
+	const char *hook_pw;
+	int	 signer_calls;
+	int64_t	 now_ms;
+};
+static struct fakes F;
+
+/* fake_user_add - a user with ngens generations (last one current) */
+static struct fake_user *
+fake_user_add(const char *addr, int ngens, int enhanced)
+{
+	struct fake_user *u = &users[nusers++];
+
+	memset(u, 0, sizeof(*u));
+	u->addr = addr;
+	u->ngens = ngens;
+	for (int i = 0; i < ngens; i++) {
+		keymodel_keygen("ec-p256", &u->gens[i].key, NULL, 0);
+		u->gens[i].cert = mkcert(u->gens[i].key, addr, NULL, -60,
+		    86400, "emailProtection");
+		u->gens[i].generation = i + 1;
+		u->gens[i].state = i == ngens - 1 ? KMIP_STATE_ACTIVE :
+		    KMIP_STATE_DEACTIVATED;
+		u->gens[i].enhanced = enhanced;
+	}
+	u->current = u->gens[ngens - 1].cert;
+	return u;
+}
+
+/* fake_find - the user of addr */
+static struct fake_user *
+fake_find(const char *addr)
+{
+	for (int i = 0; i < nusers; i++)
+		if (strcmp(users[i].addr, addr) == 0)
+			return &users[i];
+	return NULL;
+}
+
+/* fake_km_cert - KM certificate lookup over the table */
+static enum km_status
+fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr,
+    size_t errlen)
+{
+	struct fake_user *u;
+
+	F.km_cert_calls++;
+	if (F.km_down) {
+		snprintf(errstr, errlen, "fake KM down");
+		return KM_TEMPFAIL;
+	}
+	if ((u = fake_find(addr)) == NULL || u->current == NULL) {
+		snprintf(errstr, errlen, "no certificate for %s", addr);
+		return KM_PERMFAIL;
+	}
+	X509_up_ref(u->current);
+	*out = u->current;
+	return KM_OK;
+}
+
+/* fake_km_keys - KM key lookup: PKCS#8 DER, encrypted when enhanced */
+static enum km_status
+fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
+    size_t *n, char *errstr, size_t errlen)
+{
+	struct fake_user *u;
+	struct keymodel_gen *g;
+
+	F.km_keys_calls++;
+	if (F.km_down) {
+		snprintf(errstr, errlen, "fake KM down");
+		return KM_TEMPFAIL;
+	}
+	if ((u = fake_find(addr)) == NULL) {
+		snprintf(errstr, errlen, "no keys for %s", addr);
+		return KM_PERMFAIL;
+	}
+	g = calloc(u->ngens, sizeof(*g));
+	for (int i = 0; i < u->ngens; i++) {
+		unsigned char *p8 = NULL, *w = NULL;
+		size_t wl = 0;
+		int l;
+		PKCS8_PRIV_KEY_INFO *pi = EVP_PKEY2PKCS8(u->gens[i].key);
+
+		l = i2d_PKCS8_PRIV_KEY_INFO(pi, &p8);
+		PKCS8_PRIV_KEY_INFO_free(pi);
+		g[i].generation = u->gens[i].generation;
+		g[i].state = u->gens[i].state;
+		X509_up_ref(u->gens[i].cert);
+		g[i].cert = u->gens[i].cert;
+		g[i].enhanced = u->gens[i].enhanced;
+		if (g[i].enhanced) {
+			pkcs8pw_wrap_der(p8, (size_t)l, PW, strlen(PW), 0, &w,
+			    &wl, NULL, 0);
+			g[i].der = secmem_alloc(wl);
+			memcpy(g[i].der, w, wl);
+			g[i].derlen = wl;
+			OPENSSL_free(w);
+		} else {
+			g[i].der = secmem_alloc((size_t)l);
+			memcpy(g[i].der, p8, (size_t)l);
+			g[i].derlen = (size_t)l;
+			EVP_PKEY_up_ref(u->gens[i].key);
+			g[i].key = u->gens[i].key;
+		}
+		OPENSSL_clear_free(p8, (size_t)l);
+	}
+	*out = g;
+	*n = (size_t)u->ngens;
+	return KM_OK;
+}
+
+/* fake_km_gens_free - free what fake_km_keys made */
+static void
+fake_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		X509_free(g[i].cert);
+		EVP_PKEY_free(g[i].key);
+		secmem_free(g[i].der, g[i].derlen);
+	}
+	free(g);
+}
+
+/* ---- fake L2: an in-memory map, no expiry ---- */
+
+struct fake_entry {
+	char		 kind[32];
+	char		 addr[256];
+	unsigned char	*buf;
+	size_t		 len;
+	int		 negative;
+	int		 ttl;
+};
+static struct fake_entry l2[64];
+static pthread_mutex_t l2_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+/* fake_l2_find - the entry of (kind, addr), or NULL */
+static struct fake_entry *
+fake_l2_find(const char *kind, const char *addr)
+{
+	for (int i = 0; i < 64; i++)
+		if (l2[i].kind[0] && strcmp(l2[i].kind, kind) == 0 &&
+		    strcmp(l2[i].addr, addr) == 0)
+			return &l2[i];
+	return NULL;
+}
+
+/* fake_l2_drop - delete one entry */
+static void
+fake_l2_drop(struct fake_entry *e)
+{
+	if (e == NULL)
+		return;
+	free(e->buf);
+	memset(e, 0, sizeof(*e));
+}
+
+/* fake_l2_get - Redis GET in memory */
+static enum km_status
+fake_l2_get(void *arg, const char *kind, const char *addr,
+    unsigned char **buf, size_t *len, int *negative)
+{
+	struct fake_entry *e;
+	enum km_status st = KM_PERMFAIL;
+
+	*buf = NULL;
+	*len = 0;
+	*negative = 0;
+	pthread_mutex_lock(&l2_mtx);
+	F.l2_gets++;
+	if (F.l2_down)
+		st = KM_TEMPFAIL;
+	else if ((e = fake_l2_find(kind, addr)) != NULL) {
+		*negative = e->negative;
+		if (!e->negative) {
+			*buf = secmem_alloc(e->len ? e->len : 1);
+			memcpy(*buf, e->buf, e->len);
+			*len = e->len;
+		}
+		st = KM_OK;
+	}
+	pthread_mutex_unlock(&l2_mtx);
+	return st;
+}
+
+/* fake_l2_store - Redis SET EX in memory */
+static enum km_status
+fake_l2_store(const char *kind, const char *addr, const unsigned char *buf,
+    size_t len, int negative, int ttl)
+{
+	struct fake_entry *e;
+	enum km_status st = KM_OK;
+
+	pthread_mutex_lock(&l2_mtx);
+	F.l2_puts++;
+	if (F.l2_down) {
+		st = KM_TEMPFAIL;
+		goto out;
+	}
+	if ((e = fake_l2_find(kind, addr)) == NULL)
+		for (int i = 0; i < 64 && e == NULL; i++)
+			if (!l2[i].kind[0])
+				e = &l2[i];
+	if (e == NULL) {
+		st = KM_NOMEM;
+		goto out;
+	}
+	fake_l2_drop(e);
+	snprintf(e->kind, sizeof(e->kind), "%s", kind);
+	snprintf(e->addr, sizeof(e->addr), "%s", addr);
+	e->negative = negative;
+	e->ttl = ttl;
+	if (buf) {
+		e->buf = malloc(len ? len : 1);
+		memcpy(e->buf, buf, len);
+		e->len = len;
+	}
+out:
+	pthread_mutex_unlock(&l2_mtx);
+	return st;
+}
+
+/* fake_l2_put - positive entry */
+static enum km_status
+fake_l2_put(void *arg, const char *kind, const char *addr,
+    const unsigned char *buf, size_t len, int ttl)
+{
+	return fake_l2_store(kind, addr, buf, len, 0, ttl);
+}
+
+/* fake_l2_put_negative - negative entry */
+static enum km_status
+fake_l2_put_negative(void *arg, const char *kind, const char *addr, int ttl)
+{
+	return fake_l2_store(kind, addr, NULL, 0, 1, ttl);
+}
+
+/* fake_l2_del - DEL */
+static enum km_status
+fake_l2_del(void *arg, const char *kind, const char *addr)
+{
+	pthread_mutex_lock(&l2_mtx);
+	F.l2_dels++;
+	fake_l2_drop(fake_l2_find(kind, addr));
+	pthread_mutex_unlock(&l2_mtx);
+	return KM_OK;
+}
+
+/* fake_l2_invalidate - delete every kind of addr */
+static enum km_status
+fake_l2_invalidate(void *arg, const char *addr)
+{
+	pthread_mutex_lock(&l2_mtx);
+	F.l2_invalidates++;
+	for (int i = 0; i < 64; i++)
+		if (l2[i].kind[0] && strcmp(l2[i].addr, addr) == 0)
+			fake_l2_drop(&l2[i]);
+	pthread_mutex_unlock(&l2_mtx);
+	return KM_OK;
+}
+
+/* fake_l2_count - entries in the fake L2 */
+static int
+fake_l2_count(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < 64; i++)
+		n += l2[i].kind[0] != 0;
+	return n;
+}
+
+/* ---- fake hook, signer, clock ---- */
+
+/* fake_hook_ask - answers what F says */
+static enum km_status
+fake_hook_ask(void *arg, const struct hook_request *rq,
+    struct hook_answer *a, char *errstr, size_t errlen)
+{
+	if (rq->event == HOOK_EVENT_RELEASE) {
+		F.release_calls++;
+		a->action = F.release_action;
+		return KM_OK;
+	}
+	F.hook_calls++;
+	a->action = F.hook_action;
+	if (a->action == HOOK_ACTION_PASSWORD) {
+		a->password = secmem_strdup(F.hook_pw);
+		a->password_len = strlen(F.hook_pw);
+	}
+	if (a->action == HOOK_ACTION_KEEP_ENCRYPTED)
+		snprintf(a->reason, sizeof(a->reason), "user decrypts");
+	return KM_OK;
+}
+
+static EVP_PKEY *sign_key;
+static X509 *sign_cert;
+
+/* fake_signer - the signing store knows alice only */
+static enum km_status
+fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
+    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+{
+	F.signer_calls++;
+	if (strcmp(addr, "alice@example.org") != 0) {
+		snprintf(errstr, errlen, "no signing key for %s here", addr);
+		return KM_PERMFAIL;
+	}
+	if (sign_key == NULL) {
+		keymodel_keygen("ec-p256", &sign_key, NULL, 0);
+		sign_cert = mkcert(sign_key, addr, NULL, -60, 86400,
+		    "emailProtection");
+	}
+	X509_up_ref(sign_cert);
+	EVP_PKEY_up_ref(sign_key);
+	*cert = sign_cert;
+	*key = sign_key;
+	*chain = sk_X509_new_null();
+	X509_up_ref(ca_cert);
+	sk_X509_push(*chain, ca_cert);
+	return KM_OK;
+}
+
+/* fake_clock - the L1 clock, moved by the tests */
+static int64_t
+fake_clock(void *arg)
+{
+	return F.now_ms;
+}
+
+/* ---- set-up ---- */
+
+static struct kmilter_conf conf;
+static char seal_path[] = "/tmp/test_keystore.XXXXXX";
+
+/* reset - empty fakes and a default configuration */
+static void
+reset(void)
+{
+	for (int i = 0; i < 64; i++)
+		fake_l2_drop(&l2[i]);
+	memset(&F, 0, sizeof(F));
+	F.now_ms = 1000000;
+	F.hook_action = HOOK_ACTION_PASSWORD;
+	F.hook_pw = PW;
+	F.release_action = HOOK_ACTION_ALLOW;
+	memset(&conf, 0, sizeof(conf));
+	conf.state_dir = (char *)"/nonexistent";
+	conf.seal_key_file = (char *)"/nonexistent/seal.key";
+	conf.memory_entries = 100;
+	conf.memory_ttl = 60;
+	conf.cert_ttl = 3600;
+	conf.key_ttl = 600;
+	conf.negative_ttl = 30;
+	conf.hook_unlocked_key_ttl = 300;
+	(void)seal_path;
+}
+
+/* mk - a keystore over every fake (km/l2 may be left out) */
+static struct keystore *
+mk(int with_km, int with_l2)
+{
+	struct keystore_backend be;
+	char err[256];
+	struct keystore *ks;
+
+	memset(&be, 0, sizeof(be));
+	if (with_km) {
+		be.km_cert = fake_km_cert;
+		be.km_keys = fake_km_keys;
+		be.km_gens_free = fake_km_gens_free;
+	}
+	if (with_l2) {
+		be.l2_get = fake_l2_get;
+		be.l2_put = fake_l2_put;
+		be.l2_put_negative = fake_l2_put_negative;
+		be.l2_del = fake_l2_del;
+		be.l2_invalidate = fake_l2_invalidate;
+	}
+	be.hook_ask = fake_hook_ask;
+	be.signer = fake_signer;
+	be.clock_ms = fake_clock;
+	ks = keystore_new_backend(&conf, &be, err, sizeof(err));
+	if (ks == NULL)
+		printf("    keystore_new_backend: %s\n", err);
+	return ks;
+}
+
+/* setup_users - the users every test may use */
+static void
+setup_users(void)
+{
+	struct fake_user *u;
+	EVP_PKEY *k;
+
+	if (nusers > 0)
+		return;
+	fake_user_add("alice@example.org", 2, 0);
+	fake_user_add("bob@example.org", 1, 1);
+	/* KM returns a certificate naming someone else */
+	u = fake_user_add("carol@example.org", 1, 0);
+	keymodel_keygen("ec-p256", &k, NULL, 0);
+	u->current = mkcert(k, "mallory@example.org", NULL, -60, 86400,
+	    "emailProtection");
+	/* expired */
+	u = fake_user_add("dave@example.org", 1, 0);
+	u->current = mkcert(k, "dave@example.org", NULL, -86400, -60,
+	    "emailProtection");
+	/* TLS server certificate, not for e-mail */
+	u = fake_user_add("erin@example.org", 1, 0);
+	u->current = mkcert(k, "erin@example.org", NULL, -60, 86400,
+	    "serverAuth");
+	/* address only in the subject emailAddress */
+	u = fake_user_add("frank@example.org", 1, 0);
+	u->current = mkcert(k, NULL, "frank@EXAMPLE.ORG", -60, 86400,
+	    "emailProtection");
+	EVP_PKEY_free(k);
+}
+
+/* ---- tests ---- */
+
+TEST(cert_miss_l2_l1_order)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	CHECK(X509_cmp(c, fake_find("alice@example.org")->current) == 0);
+	X509_free(c);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	CHECK(fake_l2_find("cert", "alice@example.org") != NULL);
+	CHECK_EQ_INT(fake_l2_find("cert", "alice@example.org")->ttl, 3600);
+	/* L1 hit: neither L2 nor KM asked */
+	F.l2_gets = 0;
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(F.l2_gets, 0);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	/* L1 expired: L2 hit */
+	F.now_ms += 61 * 1000;
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(F.l2_gets, 1);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.km_fetches, 1);
+	CHECK_EQ_INT(s.l1_hits, 1);
+	CHECK_EQ_INT(s.l2_hits, 1);
+	CHECK_EQ_INT(s.lookups, 3);
+	keystore_free(ks);
+}
+
+TEST(cert_negative_cached)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(c == NULL);
+	CHECK(strstr(err, "no certificate") != NULL);
+	CHECK(fake_l2_find("cert", "nobody@example.org")->negative);
+	CHECK_EQ_INT(fake_l2_find("cert", "nobody@example.org")->ttl, 30);
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	/* L1 negative holds min(memory_ttl, negative_ttl) = 30 s */
+	F.now_ms += 31 * 1000;
+	F.l2_gets = 0;
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(F.l2_gets, 1);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.misses, 1);
+	CHECK_EQ_INT(s.negative_hits, 2);
+	keystore_free(ks);
+}
+
+TEST(km_down_tempfail_then_recovers)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	F.km_down = 1;
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_TEMPFAIL);
+	CHECK(fake_l2_count() == 0);	/* a failure is not cached */
+	F.km_down = 0;
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	/* cached now: the KM going down again does not matter */
+	F.km_down = 1;
+	F.now_ms += 61 * 1000;
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.km_errors, 1);
+	keystore_free(ks);
+}
+
+TEST(l2_down_goes_to_km)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	F.l2_down = 1;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	keystore_keys_free(k, n);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.l2_errors, 2);
+	CHECK_EQ_INT(s.km_fetches, 2);
+	keystore_free(ks);
+}
+
+TEST(no_km_configured)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(0, 0)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_STR(err, "no KM configured");
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", NULL, &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_STR(err, "no KM configured");
+	keystore_free(ks);
+}
+
+TEST(cert_checks)
+{
+	struct keystore *ks;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "does not name") != NULL);
+	/* cached, but still checked on the L1 hit */
+	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "does not name") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "dave@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "expired") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "erin@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(strstr(err, "emailProtection") != NULL);
+	/* subject emailAddress, domain compared case-insensitively */
+	CHECK_EQ_INT(keystore_get_cert(ks, "frank@Example.Org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK(c != NULL);
+	/* local part is exact */
+	CHECK_EQ_INT(keystore_get_cert(ks, "Frank@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	keystore_free(ks);
+}
+
+TEST(malformed_address)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	X509 *c = NULL;
+	EVP_PKEY *pk = NULL;
+	STACK_OF(X509) *ch = NULL;
+	char err[256];
+	char big[600];
+
+	reset();
+	CHECK((ks = mk(1, 1)) != NULL);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK_EQ_INT(keystore_get_cert(ks, NULL, &c, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK_EQ_INT(keystore_get_cert(ks, "no-at-sign", &c, err,
+	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(keystore_get_cert(ks, "a@b@c", &c, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK_EQ_INT(keystore_get_cert(ks, big, &c, err, sizeof(err)),
+	    KM_PROTO);
+	CHECK_EQ_INT(keystore_get_keys(ks, "x y@example.org", NULL, &k, &n,
+	    err, sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", &c, &pk, &ch,
+	    err, sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(F.km_cert_calls + F.km_keys_calls + F.l2_gets, 0);
+	keystore_invalidate(ks, "garbage");	/* logged, no crash */
+	keystore_free(ks);
+}
+
+TEST(keys_plain_order_and_cache)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(k[0].generation, 2);
+	CHECK_EQ_INT(k[0].current, 1);
+	CHECK_EQ_INT(k[1].generation, 1);
+	CHECK_EQ_INT(k[1].current, 0);
+	CHECK(X509_check_private_key(k[0].cert, k[0].key) == 1);
+	CHECK(X509_check_private_key(k[1].cert, k[1].key) == 1);
+	CHECK(EVP_PKEY_eq(k[0].key, fake_find("alice@example.org")->
+	    gens[1].key) == 1);
+	keystore_keys_free(k, n);
+	CHECK(fake_l2_find("enckey", "alice@example.org") != NULL);
+	CHECK_EQ_INT(fake_l2_find("enckey", "alice@example.org")->ttl, 600);
+	/* L1 then L2 */
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	F.now_ms += 61 * 1000;
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	CHECK(X509_check_private_key(k[0].cert, k[0].key) == 1);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.km_keys_calls, 1);
+	/* unknown user: negative-cached */
+	CHECK_EQ_INT(keystore_get_keys(ks, "nobody@example.org", "Q4", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "nobody@example.org", "Q5", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(F.km_keys_calls, 2);
+	CHECK(fake_l2_find("enckey", "nobody@example.org")->negative);
+	keystore_free(ks);
+}
+
+TEST(keys_bad_l2_entry_refetched)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+	static const unsigned char junk[] = "KSG1\0\0\0\1garbage";
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	fake_l2_put(NULL, "enckey", "alice@example.org", junk, sizeof(junk),
+	    600);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.km_keys_calls, 1);
+	CHECK(fake_l2_find("enckey", "alice@example.org")->len >
+	    sizeof(junk));
+	keystore_free(ks);
+}
+
+TEST(enhanced_password_unlocks_and_is_cached)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+	struct fake_entry *e;
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 1);
+	CHECK(EVP_PKEY_eq(k[0].key, fake_find("bob@example.org")->
+	    gens[0].key) == 1);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	/* L2 holds the key still encrypted, and the unlocked one apart */
+	e = fake_l2_find("enckey", "bob@example.org");
+	CHECK(e != NULL);
+	CHECK((e = fake_l2_find("enckey-unl", "bob@example.org")) != NULL);
+	CHECK_EQ_INT(e->ttl, 300);
+	/* L1, then the unlocked L2 entry: the hook is not asked again */
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	F.now_ms += 61 * 1000;
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q3", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 1);
+	CHECK(X509_check_private_key(k[0].cert, k[0].key) == 1);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	CHECK_EQ_INT(F.km_keys_calls, 1);
+	/* the unlocked entry gone (expired): the hook is asked again */
+	fake_l2_del(NULL, "enckey-unl", "bob@example.org");
+	F.now_ms += 61 * 1000;
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q4", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.hook_calls, 2);
+	CHECK_EQ_INT(s.hook_unlocked, 2);
+	keystore_free(ks);
+}
+
+TEST(enhanced_keep_encrypted_is_locked)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	F.hook_action = HOOK_ACTION_KEEP_ENCRYPTED;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK(k == NULL && n == 0);
+	CHECK(strncmp(err, "locked: keep-encrypted", 22) == 0);
+	CHECK(strstr(err, "user decrypts") != NULL);
+	CHECK(fake_l2_find("enckey-unl", "bob@example.org") == NULL);
+	/* not cached: the hook decides for every message */
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	CHECK_EQ_INT(F.km_keys_calls, 1);	/* the set came from L2 */
+	keystore_free(ks);
+}
+
+TEST(enhanced_wrong_password_negative_cached)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	F.hook_pw = "wrong";
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_STR(err, "locked: wrong password");
+	CHECK(strstr(err, "wrong\"") == NULL);
+	CHECK_EQ_INT(fake_l2_find("enckey-lck", "bob@example.org")->ttl, 30);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_STR(err, "locked: wrong password");
+	F.now_ms += 61 * 1000;		/* L1 gone, L2 remembers */
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q3", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_STR(err, "locked: wrong password");
+	CHECK_EQ_INT(F.hook_calls, 1);
+	/* invalidation (e.g. the password was reset) clears it */
+	F.hook_pw = PW;
+	keystore_invalidate(ks, "bob@example.org");
+	CHECK(fake_l2_find("enckey-lck", "bob@example.org") == NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q4", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	keystore_free(ks);
+}
+
+TEST(enhanced_hook_tempfail)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	F.hook_action = HOOK_ACTION_TEMPFAIL;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_TEMPFAIL);
+	CHECK(strstr(err, "tempfail") != NULL);
+	keystore_free(ks);
+}
+
+TEST(release_denied_and_allowed_once)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	conf.hook_release = 1;
+	F.release_action = HOOK_ACTION_DENY;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK(strncmp(err, "release denied", 14) == 0);
+	CHECK_EQ_INT(F.release_calls, 1);
+	keystore_free(ks);
+
+	reset();
+	conf.hook_release = 1;
+	CHECK((ks = mk(1, 1)) != NULL);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q",
+		    &k, &n, err, sizeof(err)), KM_OK);
+		keystore_keys_free(k, n);
+		F.now_ms += 61 * 1000;	/* past L1: from L2 each time */
+	}
+	CHECK_EQ_INT(F.release_calls, 1);
+	/* certificates are public: never asked */
+	keystore_free(ks);
+}
+
+TEST(invalidate_drops_l1_and_l2)
+{
+	struct keystore *ks;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	keystore_invalidate(ks, "alice@example.org");
+	CHECK_EQ_INT(F.l2_invalidates, 1);
+	CHECK(fake_l2_find("cert", "alice@example.org") == NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(F.km_cert_calls, 2);
+	keystore_free(ks);
+}
+
+TEST(no_l1_goes_to_l2_each_time)
+{
+	struct keystore *ks;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	conf.memory_entries = 0;
+	CHECK((ks = mk(1, 1)) != NULL);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c,
+		    err, sizeof(err)), KM_OK);
+		X509_free(c);
+	}
+	CHECK_EQ_INT(F.l2_gets, 3);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	keystore_free(ks);
+}
+
+TEST(signer_l1_never_l2)
+{
+	struct keystore *ks;
+	X509 *c = NULL;
+	EVP_PKEY *k = NULL;
+	STACK_OF(X509) *ch = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", &c,
+		    &k, &ch, err, sizeof(err)), KM_OK);
+		CHECK(X509_check_private_key(c, k) == 1);
+		CHECK_EQ_INT(sk_X509_num(ch), 1);
+		X509_free(c);
+		EVP_PKEY_free(k);
+		sk_X509_pop_free(ch, X509_free);
+	}
+	CHECK_EQ_INT(F.signer_calls, 1);
+	CHECK_EQ_INT(F.l2_gets + F.l2_puts, 0);
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	    err, sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(F.signer_calls, 2);
+	CHECK_EQ_INT(fake_l2_count(), 0);
+	keystore_free(ks);
+}
+
+struct thr {
+	struct keystore	*ks;
+	int		 bad;
+};
+
+/* hammer - one thread's share of the concurrent lookups */
+static void *
+hammer(void *p)
+{
+	struct thr *t = p;
+	static const char *who[] = { "alice@example.org", "bob@example.org",
+	    "nobody@example.org" };
+	char err[256];
+
+	for (int i = 0; i < 300; i++) {
+		X509 *c = NULL;
+		struct keystore_key *k = NULL;
+		size_t n = 0;
+		const char *a = who[i % 3];
+		enum km_status st = keystore_get_cert(t->ks, a, &c, err,
+		    sizeof(err));
+
+		if ((st == KM_OK) != (i % 3 != 2))
+			t->bad++;
+		X509_free(c);
+		if (i % 3 == 0) {
+			if (keystore_get_keys(t->ks, a, "Q", &k, &n, err,
+			    sizeof(err)) != KM_OK || n != 2)
+				t->bad++;
+			keystore_keys_free(k, n);
+		}
+		if (i % 50 == 0)
+			keystore_invalidate(t->ks, a);
+	}
+	return NULL;
+}
+
+TEST(concurrent_lookups)
+{
+	struct keystore *ks;
+	pthread_t th[6];
+	struct thr t[6];
+	int bad = 0;
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	for (int i = 0; i < 6; i++) {
+		t[i].ks = ks;
+		t[i].bad = 0;
+		pthread_create(&th[i], NULL, hammer, &t[i]);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		bad += t[i].bad;
+	}
+	CHECK_EQ_INT(bad, 0);
+	keystore_free(ks);
+}
+
+static const struct test_case tests[] = {
+	T(cert_miss_l2_l1_order),
+	T(cert_negative_cached),
+	T(km_down_tempfail_then_recovers),
+	T(l2_down_goes_to_km),
+	T(no_km_configured),
+	T(cert_checks),
+	T(malformed_address),
+	T(keys_plain_order_and_cache),
+	T(keys_bad_l2_entry_refetched),
+	T(enhanced_password_unlocks_and_is_cached),
+	T(enhanced_keep_encrypted_is_locked),
+	T(enhanced_wrong_password_negative_cached),
+	T(enhanced_hook_tempfail),
+	T(release_denied_and_allowed_once),
+	T(invalidate_drops_l1_and_l2),
+	T(no_l1_goes_to_l2_each_time),
+	T(signer_l1_never_l2),
+	T(concurrent_lookups),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	log_init("test_keystore", LOG_MAIL, 1, 0);
+	return harness_main(argc, argv, tests);
+}
