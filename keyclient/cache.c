@@ -57,6 +57,7 @@ struct cache {
 	redisContext		*idle[CACHE_POOL_MAX];
 	int			 nidle, pool_size;
 	struct health		 health;
+	int64_t			 last_refused;	/* ms of the last error-reply line */
 };
 
 struct cache_sub {
@@ -406,6 +407,36 @@ release(struct cache *c, redisContext *ctx)
 		redisFree(ctx);
 }
 
+/* refused - Redis answered a command with an error reply.  Access errors
+ * (no or wrong password, ACL) are a configuration outage: back off and log
+ * once.  Others (OOM, WRONGTYPE) keep the connection; their log line is
+ * rate-limited like an outage. */
+static void
+refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
+{
+	char reason[128];
+	int64_t now = now_ms();
+
+	snprintf(reason, sizeof(reason), "%s refused: %.100s", what, msg);
+	if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
+	    strncmp(msg, "NOPERM", 6) == 0) {
+		redisFree(ctx);
+		pthread_mutex_lock(&c->mtx);
+		drop_idle(c);
+		health_fail(&c->health, &c->conn, "access", reason);
+		pthread_mutex_unlock(&c->mtx);
+		return;
+	}
+	pthread_mutex_lock(&c->mtx);
+	if (c->last_refused == 0 ||
+	    now - c->last_refused >= CACHE_OUTAGE_LOG_INTERVAL * 1000) {
+		c->last_refused = now;
+		log_warnx("cache: redis %s: %s", c->conn.where, reason);
+	}
+	pthread_mutex_unlock(&c->mtx);
+	release(c, ctx);
+}
+
 /* run - one command; *reply is set on KM_OK (error replies included) */
 static enum km_status
 run(struct cache *c, const char *what, int argc, const char **argv,
@@ -426,12 +457,8 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 		pipe_guard_end(&g);
 		if (r != NULL) {
 			if (r->type == REDIS_REPLY_ERROR) {
-				/* Redis answered: the connection is fine,
-				 * the command is not (NOAUTH, OOM, ...). */
-				log_warnx("cache: redis %s: %s refused: %.100s",
-				    c->conn.where, what, r->str);
+				refused(c, ctx, what, r->str);
 				freeReplyObject(r);
-				release(c, ctx);
 				return KM_TEMPFAIL;
 			}
 			release(c, ctx);

@@ -189,8 +189,8 @@ out=$(P get cert alice@example.org 2>"$D/err" | head -1)
 check other_key_entry_refused "$([ "$out" = permfail ] && grep -q "authentication failed" "$D/err"; echo $?)" "$out"
 
 # --- AUTH and SELECT ----------------------------------------------------
-out=$("$probe" -s "$sock" -k "$D/seal.key" get cert alice@example.org 2>"$D/err" | head -1)
-check no_password_tempfail "$([ "$out" = tempfail ] && grep -q NOAUTH "$D/err"; echo $?)" "$out $(cat "$D/err")"
+out=$("$probe" -s "$sock" -k "$D/seal.key" loop 20 0 cert alice@example.org 2>"$D/err")
+check no_password_tempfail "$(echo "$out" | grep -q "tempfail=20 " && grep -q NOAUTH "$D/err" && [ "$(grep -c unavailable "$D/err")" = 1 ]; echo $?)" "$out $(cat "$D/err")"
 out=$(KM_REDIS_PASSWORD=wrong-Secret-123 "$probe" -H 127.0.0.1 -p "$port" -k "$D/seal.key" get cert alice@example.org 2>"$D/err" | head -1)
 check wrong_password_tempfail "$([ "$out" = tempfail ] && grep -q "AUTH refused" "$D/err" && ! grep -q wrong-Secret "$D/err"; echo $?)" "$out $(cat "$D/err")"
 P -d 2 put cert db@example.org in-db-2 60 >/dev/null
