@@ -602,7 +602,7 @@ static enum km_status
 der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
     char *errstr, size_t errlen)
 {
-	BIO *b;
+	const unsigned char *p = der;
 
 	*out = NULL;
 	if (len == 0) {
@@ -613,10 +613,8 @@ der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
 		seterr(errstr, errlen, "malformed CMS: too large");
 		return KM_PROTO;
 	}
-	if ((b = BIO_new_mem_buf(der, (int)len)) == NULL)
-		return ossl_fail(KM_NOMEM, errstr, errlen, "BIO");
-	*out = d2i_CMS_bio(b, NULL);
-	BIO_free(b);
+	/* d2i straight from the buffer: d2i_CMS_bio() would copy it. */
+	*out = d2i_CMS_ContentInfo(NULL, &p, (long)len);
 	if (*out == NULL)
 		return ossl_fail(KM_PROTO, errstr, errlen, "malformed CMS");
 	return KM_OK;
