@@ -18,8 +18,9 @@
  *                            gens=G,G [error]"
  *   signer ADDR              "signer STATUS subject"
  *   watch ADDR SECONDS       look up ADDR's keys every 2 ms; print "ready"
- *                            after the first success and "changed MS
- *                            STATUS error" when a lookup first fails
+ *                            after the first success and "changed
+ *                            at=WALLMS after_ready_ms=MS STATUS error"
+ *                            when a lookup first fails
  *                            (exit 0), exit 1 on timeout
  *   bench ADDR N             N certificate and N key lookups served by L1,
  *                            by L2 and by the KM: median and p99 latency
@@ -58,6 +59,16 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* wall_ms - wall-clock milliseconds, comparable between processes */
+static long long
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* level - which level answered, from two stats snapshots */
@@ -237,8 +248,9 @@ cmd_admin(const char *cmd, const char *addr, const char *pw)
 	}
 	ks = open_ks(conf);
 	keystore_invalidate(ks, addr);
+	printf("%s OK gen=%d revoked=%d invalidated_at=%lld\n", cmd, gen, n,
+	    wall_ms());
 	keystore_free(ks);
-	printf("%s OK gen=%d revoked=%d\n", cmd, gen, n);
 	return 0;
 }
 
@@ -365,7 +377,8 @@ cmd_watch(const char *addr, int seconds)
 			fflush(stdout);
 			start = now_us();
 		} else if (st != KM_OK && ready) {
-			printf("changed %.0f %s %s\n", (now_us() - start) / 1e3,
+			printf("changed at=%lld after_ready_ms=%.0f %s %s\n",
+			    wall_ms(), (now_us() - start) / 1e3,
 			    km_status_name(st), err);
 			keystore_free(ks);
 			return 0;
