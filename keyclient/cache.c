@@ -411,7 +411,7 @@ release(struct cache *c, redisContext *ctx)
  * (no or wrong password, ACL) are a configuration outage: back off and log
  * once.  Others (OOM, WRONGTYPE) keep the connection; their log line is
  * rate-limited like an outage. */
-static void
+static enum km_status
 refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 {
 	char reason[128];
@@ -425,7 +425,7 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 		drop_idle(c);
 		health_fail(&c->health, &c->conn, "access", reason);
 		pthread_mutex_unlock(&c->mtx);
-		return;
+		return KM_TEMPFAIL;
 	}
 	pthread_mutex_lock(&c->mtx);
 	if (c->last_refused == 0 ||
@@ -435,9 +435,12 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 	}
 	pthread_mutex_unlock(&c->mtx);
 	release(c, ctx);
+	return KM_PROTO;
 }
 
-/* run - one command; *reply is set on KM_OK (error replies included) */
+/* run - one command; *reply is set on KM_OK.  KM_PROTO: Redis refused this
+ * command with an error reply other than an access error; KM_TEMPFAIL:
+ * unavailable, slow, or access refused. */
 static enum km_status
 run(struct cache *c, const char *what, int argc, const char **argv,
     const size_t *argvlen, redisReply **reply)
@@ -445,6 +448,7 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	struct pipe_guard g;
 	redisContext *ctx;
 	redisReply *r;
+	enum km_status st;
 	char err[160];
 	int fresh, attempt;
 
@@ -457,9 +461,9 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 		pipe_guard_end(&g);
 		if (r != NULL) {
 			if (r->type == REDIS_REPLY_ERROR) {
-				refused(c, ctx, what, r->str);
+				st = refused(c, ctx, what, r->str);
 				freeReplyObject(r);
-				return KM_TEMPFAIL;
+				return st;
 			}
 			release(c, ctx);
 			*reply = r;
@@ -546,7 +550,7 @@ del_name(struct cache *c, const char *name)
 
 	if ((st = run(c, "DEL", 2, argv, lens, &r)) == KM_OK)
 		freeReplyObject(r);
-	return st;
+	return st == KM_PROTO ? KM_TEMPFAIL : st;
 }
 
 /* cache_get - look up (kind, addr): hit, negative hit, miss or tempfail */
@@ -575,7 +579,14 @@ cache_get(struct cache *c, const char *kind, const char *addr,
 	argv[1] = name;
 	lens[0] = 3;
 	lens[1] = strlen(name);
-	if ((st = run(c, "GET", 2, argv, lens, &r)) != KM_OK)
+	if ((st = run(c, "GET", 2, argv, lens, &r)) == KM_PROTO) {
+		/* e.g. WRONGTYPE: whatever sits under our name is not ours */
+		log_warnx("cache: bad entry %s for kind %s: GET refused; "
+		    "deleted", name, kind);
+		del_name(c, name);
+		return KM_PERMFAIL;
+	}
+	if (st != KM_OK)
 		return st;
 	if (r->type == REDIS_REPLY_NIL) {
 		freeReplyObject(r);
@@ -653,7 +664,7 @@ put_sealed(struct cache *c, const char *kind, const char *addr,
 	free(sealed);
 	if (st == KM_OK)
 		freeReplyObject(r);
-	return st;
+	return st == KM_PROTO ? KM_TEMPFAIL : st;
 }
 
 /* cache_put - store a sealed entry for ttl_seconds */
@@ -715,7 +726,7 @@ cache_invalidate(struct cache *c, const char *addr)
 		lens[n] = strlen(names[i]);
 	}
 	if ((st = run(c, "DEL", n, argv, lens, &r)) != KM_OK)
-		return st;
+		return st == KM_PROTO ? KM_TEMPFAIL : st;
 	freeReplyObject(r);
 	argv[0] = "PUBLISH";
 	lens[0] = 7;
@@ -724,7 +735,7 @@ cache_invalidate(struct cache *c, const char *addr)
 	argv[2] = hash;
 	lens[2] = strlen(hash);
 	if ((st = run(c, "PUBLISH", 3, argv, lens, &r)) != KM_OK)
-		return st;
+		return st == KM_PROTO ? KM_TEMPFAIL : st;
 	log_debug(1, "cache: invalidated %s, %lld subscribers told", hash,
 	    r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
 	freeReplyObject(r);

@@ -160,7 +160,7 @@ out=$(P get cert tamper@example.org 2>"$D/err" | head -1)
 check garbage_entry_refused "$([ "$out" = permfail ] && grep -q "version" "$D/err"; echo $?)" "$out $(cat "$D/err")"
 rcli del "$tname" >/dev/null; rcli lpush "$tname" x >/dev/null
 out=$(P get cert tamper@example.org 2>"$D/err" | head -1)
-check wrong_type_entry_refused "$([ "$out" = tempfail ] || [ "$out" = permfail ]; echo $?)" "$out"
+check wrong_type_entry_deleted "$([ "$out" = permfail ] && [ "$(rcli exists "$tname")" = 0 ] && grep -q "GET refused" "$D/err"; echo $?)" "$out $(cat "$D/err")"
 rcli del "$tname" >/dev/null
 
 # --- an entry copied under another name -----------------------------------
