@@ -188,9 +188,11 @@ seal_key_load(const char *path, char *errstr, size_t errlen)
 		seterr(errstr, errlen, "%s: not a regular file", path);
 		goto out;
 	}
-	if (sb.st_uid != geteuid()) {
+	/* Root loads the key at start-up, before dropping to the user
+	 * that owns it; anyone else must own it (or root must). */
+	if (geteuid() != 0 && sb.st_uid != geteuid() && sb.st_uid != 0) {
 		seterr(errstr, errlen, "%s: owned by uid %lu, not by the "
-		    "running user (uid %lu)", path, (unsigned long)sb.st_uid,
+		    "running user (uid %lu) or root", path, (unsigned long)sb.st_uid,
 		    (unsigned long)geteuid());
 		goto out;
 	}

@@ -2,6 +2,7 @@
  * test_seal.c - unit tests for keyclient/seal.c: sealing, tamper
  * detection, keyed names and the seal key file checks.
  */
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #include <fcntl.h>
@@ -328,11 +329,28 @@ TEST(key_file)
 	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "world") != NULL);
 	CHECK(chmod(path, 0600) == 0);
-	/* wrong owner (only testable as root) */
+	/* owners (only testable as root): root loads a key owned by the
+	 * user it will drop to; another user is refused it */
 	if (geteuid() == 0) {
+		pid_t pid;
+		int status = 0;
+
 		CHECK(chown(path, 65534, 65534) == 0);
-		CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-		CHECK(strstr(err, "owned by uid 65534") != NULL);
+		k2 = seal_key_load(path, err, sizeof(err));
+		CHECK(k2 != NULL);
+		k2 = seal_key_free(k2);
+		CHECK(chmod(dir, 0755) == 0);
+		if ((pid = fork()) == 0) {
+			struct seal_key *k3;
+
+			if (setresgid(65533, 65533, 65533) != 0 || setresuid(65533, 65533, 65533) != 0)
+				_exit(3);
+			k3 = seal_key_load(path, err, sizeof(err));
+			_exit(k3 == NULL && strstr(err, "Permission denied") != NULL ? 0 : 1);
+		}
+		CHECK(pid > 0);
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		CHECK(chown(path, 0, 0) == 0);
 	}
 	/* a second create gives a different key */
