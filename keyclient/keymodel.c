@@ -196,6 +196,9 @@ keymodel_object_name(const char *addr, char *out, size_t outlen,
 		seterr(errstr, errlen, "name buffer too small");
 		return KM_PROTO;
 	}
+	/* lookups fold the whole address, as seal_name_hash() does */
+	for (; *out != '\0'; out++)
+		*out = (char)tolower((unsigned char)*out);
 	return KM_OK;
 }
 
@@ -477,7 +480,7 @@ keymodel_cert_fingerprint(X509 *cert, char *out, size_t outlen)
 static void
 key_type_name(EVP_PKEY *k, char *out, size_t outlen)
 {
-	char grp[64];
+	char grp[24];
 
 	if (k == NULL) {
 		snprintf(out, outlen, "?");
@@ -486,8 +489,9 @@ key_type_name(EVP_PKEY *k, char *out, size_t outlen)
 	    sizeof(grp), NULL) == 1) {
 		snprintf(out, outlen, "EC-%s", grp);
 	} else {
-		snprintf(out, outlen, "%s-%d", OBJ_nid2sn(
-		    EVP_PKEY_get_base_id(k)), EVP_PKEY_get_bits(k));
+		snprintf(out, outlen, "%s-%d",
+		    EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA ? "RSA" :
+		    OBJ_nid2sn(EVP_PKEY_get_base_id(k)), EVP_PKEY_get_bits(k));
 	}
 	ERR_clear_error();
 }
@@ -1444,7 +1448,14 @@ out:
 static enum km_status
 check_for_addr(X509 *cert, const char *addr, char *errstr, size_t errlen)
 {
-	if (X509_check_email(cert, addr, 0, 0) != 1) {
+	char low[KEYMODEL_ADDR_MAX + 1];
+	size_t i;
+
+	for (i = 0; addr[i] != '\0' && i < KEYMODEL_ADDR_MAX; i++)
+		low[i] = (char)tolower((unsigned char)addr[i]);
+	low[i] = '\0';
+	if (X509_check_email(cert, addr, 0, 0) != 1 &&
+	    X509_check_email(cert, low, 0, 0) != 1) {
 		ERR_clear_error();
 		seterr(errstr, errlen, "the certificate is not issued to %s",
 		    addr);

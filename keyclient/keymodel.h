@@ -25,9 +25,14 @@
  *	supported), a domain that is not dot-separated LDH labels, or more
  *	than 254 characters in all.
  *
+ *	Lookups fold case: the KMIP Name (and the cache's seal_name_hash())
+ *	use the whole address lower-cased, so Alice@EXAMPLE.COM finds
+ *	alice@example.com's keys; the local part as given is kept only in
+ *	what enrollment writes into certificates.
+ *
  *	Objects.  Every KMIP object kmilter makes for the address ADDR
- *	(normalized) carries exactly one Name:
- *	    kmilter:enc:ADDR
+ *	carries exactly one Name:
+ *	    kmilter:enc:addr          (addr = ADDR lower-cased whole)
  *	whatever its type and generation, so ONE Locate by Name returns all
  *	of a user's encryption objects on a server (Locate is exact-match
  *	and costs one scan of the server's database: ~6 ms on PyKMIP).
