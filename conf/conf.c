@@ -438,9 +438,18 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 	if (*c->redis_host && *c->redis_socket)
 		err_add(e, setting_of(cfg, "cache.redis.socket"), "cache.redis.socket",
 		    "set either cache.redis.host or cache.redis.socket, not both");
-	if ((*c->redis_host || *c->redis_socket) && *c->seal_key_file == '\0')
-		err_add(e, setting_of(cfg, "cache.redis"), "cache.seal_key_file",
-		    "required when Redis is configured (entries are sealed)");
+	if (*c->seal_key_file == '\0') {
+		size_t n = strlen(c->state_dir) + sizeof("/gateway.key");
+		char *p = malloc(n);
+
+		if (p == NULL) {
+			err_add(e, NULL, "cache.seal_key_file", "out of memory");
+			return;
+		}
+		snprintf(p, n, "%s/gateway.key", c->state_dir);
+		free(c->seal_key_file);
+		c->seal_key_file = p;
+	}
 	if (c->gateway_name[0] == '\0') {
 		char host[256];
 

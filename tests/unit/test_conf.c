@@ -34,6 +34,7 @@ TEST(minimal_defaults)
 	CHECK_EQ_INT(c->km_nservers, 0);
 	CHECK(c->gateway_name[0] != '\0');
 	CHECK_EQ_STR(c->in_authserv_id, c->gateway_name);
+	CHECK_EQ_STR(c->seal_key_file, "/var/lib/kmilter/gateway.key");
 	conf_unref(c);
 }
 
