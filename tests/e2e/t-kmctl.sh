@@ -1,10 +1,10 @@
 #!/bin/bash
 # t-kmctl.sh - the key model (keyclient/keymodel.c), the signing store
-# (bash, not sh: tests/lablib/km.sh km_stop uses "kill -- -PGID", which dash
-# does not support, so under dash a stopped server keeps running.)
 # (signstore.c) and kmctl against two real PyKMIP servers on 127.0.0.1.
 # Env: KM_TOP (repo root), KM_BUILD (build dir), KM_PORT_BASE (default
 #      29000 + pid % 1000 * 10), KM_BENCH_N (default 50).
+# bash, not sh: tests/lablib/km.sh km_stop uses "kill -- -PGID", which dash
+# does not support, so under dash a stopped server keeps running.
 # Prints PASS/FAIL/SKIP lines and FIGURE lines (timings).
 set -u
 top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -265,7 +265,9 @@ if [ $rc = 3 ] && err_has 'no signing key for bob@example.com here'; then pass s
 else fail signstore_none "$(why)"; fi
 skey=$(ls "$sd"/*.key | head -1)
 cp "$skey" "$lab/key.bak"
-printf 'x' | dd of="$skey" bs=1 seek=20 conv=notrunc 2>/dev/null
+/usr/bin/python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); f.seek(20); b = f.read(1); f.seek(20)
+f.write(bytes([b[0] ^ 0x01])); f.close()' "$skey"
 run $P signload alice@example.com
 if [ $rc = 5 ] && err_has 'does not open'; then pass signstore_tampered
 else fail signstore_tampered "$(why)"; fi
