@@ -439,7 +439,7 @@ keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
 	    !add_ext(x, ca_cert, NID_subject_alt_name, san) ||
 	    !add_ext(x, ca_cert, NID_subject_key_identifier, "hash") ||
 	    !add_ext(x, ca_cert, NID_authority_key_identifier,
-	    "keyid:always")) {
+	    "keyid,issuer")) {
 		st = ossl_fail(KM_PROTO, errstr, errlen, "certificate "
 		    "extensions");
 		goto fail;
