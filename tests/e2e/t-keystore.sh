@@ -47,7 +47,8 @@ redis_pid=""
 watch_pid=""
 cleanup() {
 	if [ "$fails" != 0 ] && [ -f "$D/probe.err" ]; then
-		echo "--- last probe errors:"; tail -15 "$D/probe.err"
+		echo "--- probe errors:"
+		grep -v 'keystore: L1 ' "$D/probe.err" | tail -20
 	fi
 	[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
 	[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null
@@ -67,6 +68,9 @@ free_port() {
 }
 p1=$(free_port 1); p2=$(free_port 2); [ "$p2" = "$p1" ] && p2=$((p1 + 1))
 rport=$(free_port 3)
+
+# our own copy: other builds may relink build/tools while this runs
+cp "$probe" "$D/keystore-probe" && probe=$D/keystore-probe
 
 km_pki "$D" || { echo "FAIL setup: km_pki"; exit 1; }
 km_start "$D" km1 "$p1" || { echo "FAIL setup: km1"; exit 1; }
@@ -147,7 +151,12 @@ cache: {
 };
 hook: { path = "$D/hook"; timeout_ms = 5000; unlocked_key_ttl = 300; };
 EOF
-P() { "$probe" -c "$D/kmilter.conf" "$@" 2>>"$D/probe.err"; }
+P() {
+	"$probe" -c "$D/kmilter.conf" "$@" 2>>"$D/probe.err"
+	_rc=$?
+	[ $_rc -gt 1 ] && echo "probe $1 $2: exit $_rc" >>"$D/probe.err"
+	return $_rc
+}
 
 # --- enrollment: kmctl when it works, else the probe (keymodel_enroll) ---
 enroll() {
