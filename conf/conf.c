@@ -438,6 +438,18 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 	if (*c->redis_host && *c->redis_socket)
 		err_add(e, setting_of(cfg, "cache.redis.socket"), "cache.redis.socket",
 		    "set either cache.redis.host or cache.redis.socket, not both");
+	if (*c->control_socket == '\0') {
+		size_t n = strlen(c->state_dir) + sizeof("/control.sock");
+		char *p = malloc(n);
+
+		if (p == NULL) {
+			err_add(e, NULL, "milter.control_socket", "out of memory");
+			return;
+		}
+		snprintf(p, n, "%s/control.sock", c->state_dir);
+		free(c->control_socket);
+		c->control_socket = p;
+	}
 	if (*c->seal_key_file == '\0') {
 		size_t n = strlen(c->state_dir) + sizeof("/gateway.key");
 		char *p = malloc(n);

@@ -67,6 +67,7 @@ struct kmilter_conf {
 	int	 spool_memory_max;
 	int	 timeout;
 	char	*gateway_name;
+	char	*control_socket;
 
 	/* log */
 	int	 log_facility;		/* index into the log.facility words */

@@ -45,6 +45,7 @@ const struct conf_key conf_schema[] = {
 	INT("milter.spool_memory_max", spool_memory_max, "1048576", 4096, 1073741824),
 	INT("milter.timeout", timeout, "300", 1, 3600),
 	STR("milter.gateway_name", gateway_name, ""),
+	STR("milter.control_socket", control_socket, ""),
 
 	ENUM("log.facility", log_facility, "mail",
 	    "mail|daemon|user|local0|local1|local2|local3|local4|local5|local6|local7"),

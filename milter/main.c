@@ -25,6 +25,7 @@
 
 #include "callbacks.h"
 #include "conf.h"
+#include "control.h"
 #include "log.h"
 #include "runtime.h"
 #include "stats.h"
@@ -354,6 +355,8 @@ main(int argc, char **argv)
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 
+	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
+		log_warnx("%s: kmctl stats will not work", err);
 	{
 		struct kmilter_conf *c = callbacks_conf();
 
@@ -391,6 +394,7 @@ main(int argc, char **argv)
 	log_info("stopping kmilter: finishing %d open connections", callbacks_active());
 	wait_for_sessions(20);
 	pthread_join(tid, NULL);
+	control_stop();
 	{
 		struct kmilter_conf *c = callbacks_conf();
 		char line[512];
