@@ -6,6 +6,7 @@
  */
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +23,8 @@
 #include <openssl/pkcs12.h>
 
 #include "conf.h"
+#include "control.h"
+#include "keystore.h"
 #include "keymodel.h"
 #include "kmip.h"
 #include "log.h"
@@ -79,6 +82,8 @@ usage(void)
 	    "  show ADDR\n"
 	    "  export-cert ADDR\n"
 	    "  signing-enroll ADDR [--key TYPE] [--days N]\n"
+	    "  flush ADDR          drop ADDR's cached entries on every gateway\n"
+	    "  stats               counters of the running kmilter\n"
 	    "  ping\n"
 	    "  keygen\n");
 	return EX_USAGE_;
@@ -95,13 +100,66 @@ exit_for(enum km_status st, const char *err)
 	return EX_FAIL;
 }
 
-/* after_change - hook run after the KM objects of addr changed (enroll,
- * renew, revoke, import): cache invalidation goes here */
-static void
+/* after_change - after the keys of addr changed (enroll, renew, revoke,
+ * import, signing-enroll, flush): drop the cached entries in Redis and
+ * publish the invalidation every running kmilter subscribes to */
+static int
 after_change(const struct kmilter_conf *conf, const char *addr)
 {
-	(void)conf;
-	(void)addr;
+	char err[512];
+	struct keystore *ks = keystore_new(conf, err, sizeof(err));
+
+	if (ks == NULL) {
+		warnmsg("cache not invalidated for %s: %s", addr, err);
+		return EX_FAIL;
+	}
+	keystore_invalidate(ks, addr);
+	keystore_free(ks);
+	return EX_OK_;
+}
+
+/* give_to_state_owner - files kmctl (as root) made in the state directory
+ * go to the user that owns it, the user kmilter runs as */
+static void
+give_to_state_owner(const struct kmilter_conf *conf)
+{
+	struct stat st;
+	char path[4096];
+	DIR *d;
+	struct dirent *de;
+
+	if (geteuid() != 0 || stat(conf->state_dir, &st) != 0 || st.st_uid == 0)
+		return;
+	if (lchown(conf->seal_key_file, st.st_uid, st.st_gid) != 0 && errno != ENOENT)
+		warnmsg("chown %s: %s", conf->seal_key_file, strerror(errno));
+	snprintf(path, sizeof(path), "%s/signing", conf->state_dir);
+	if (lchown(path, st.st_uid, st.st_gid) != 0 || (d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char f[4096 + 256];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+		if (lchown(f, st.st_uid, st.st_gid) != 0)
+			warnmsg("chown %s: %s", f, strerror(errno));
+	}
+	closedir(d);
+}
+
+/* cmd_stats - the running milter's counters, through its control socket */
+static int
+cmd_stats(const struct kmilter_conf *conf)
+{
+	char out[8192], err[512];
+
+	if (control_ask(conf->control_socket, "stats", out, sizeof(out), err,
+	    sizeof(err)) != 0) {
+		warnmsg("%s", err);
+		return EX_UNREACH;
+	}
+	fputs(out, stdout);
+	return EX_OK_;
 }
 
 /* read_all - read a whole file (at most FILE_MAX bytes) */
@@ -518,6 +576,7 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
 	printf("%s: signing certificate sha256 %s\n", addr, fp);
+	after_change(conf, addr);	/* a gateway may have cached "no signing key" */
 	rc = EX_OK_;
 out:
 	X509_free(cert);
@@ -661,7 +720,10 @@ main(int argc, char **argv)
 		NEED(1, 2);
 	else if (strcmp(cmd, "import") == 0)
 		NEED(2, 2);
-	else if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "keygen") == 0)
+	else if (strcmp(cmd, "flush") == 0)
+		NEED(1, 1);
+	else if (strcmp(cmd, "ping") == 0 || strcmp(cmd, "keygen") == 0 ||
+	    strcmp(cmd, "stats") == 0)
 		NEED(0, 0);
 	else {
 		warnmsg("unknown command \"%s\"", cmd);
@@ -696,8 +758,14 @@ main(int argc, char **argv)
 		rc = cmd_signing_enroll(conf, &o, a1);
 	else if (strcmp(cmd, "ping") == 0)
 		rc = cmd_ping(conf);
+	else if (strcmp(cmd, "flush") == 0)
+		rc = after_change(conf, a1);
+	else if (strcmp(cmd, "stats") == 0)
+		rc = cmd_stats(conf);
 	else
 		rc = cmd_keygen(conf);
+	if (strcmp(cmd, "keygen") == 0 || strcmp(cmd, "signing-enroll") == 0)
+		give_to_state_owner(conf);
 	conf_unref(conf);
 	return rc;
 }

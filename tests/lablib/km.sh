@@ -118,13 +118,13 @@ km_stop() {
 	[ -f "$_pf" ] || return 0
 	_pid=$(cat "$_pf")
 	case $_pid in ''|*[!0-9]*) rm -f "$_pf"; return 0;; esac
-	kill -TERM -- "-$_pid" 2>/dev/null || kill -TERM "$_pid" 2>/dev/null
+	kill -TERM "-$_pid" 2>/dev/null || kill -TERM "$_pid" 2>/dev/null
 	_i=0
-	while kill -0 -- "-$_pid" 2>/dev/null && [ $_i -lt 50 ]; do
+	while kill -0 "-$_pid" 2>/dev/null && [ $_i -lt 50 ]; do
 		sleep 0.1
 		_i=$((_i + 1))
 	done
-	kill -KILL -- "-$_pid" 2>/dev/null
+	kill -KILL "-$_pid" 2>/dev/null
 	rm -f "$_pf"
 	return 0
 }
