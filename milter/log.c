@@ -76,7 +76,7 @@ log_facility_from_name(const char *name)
 }
 
 /* vlog - write one line at a syslog priority; never changes errno */
-static void
+static void __attribute__((format(printf, 3, 0)))
 vlog(int pri, const char *errstr, const char *fmt, va_list ap)
 {
 	int saved = errno;
