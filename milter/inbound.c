@@ -277,9 +277,11 @@ ar_header(const struct session *s, const struct smime_verify_result *r, const ch
 
 /*
  * verify_layer - verify a signed entity; fills the AR value; for opaque
- * signed-data with unwrapping, *content gets the inner entity.
+ * signed-data with unwrapping, *content gets the inner entity.  Returns
+ * smime_verify()'s status: KM_OK when the signature could be checked at
+ * all (the verdict is in the AR value), else why not in note.
  */
-static void
+static enum km_status
 verify_layer(const struct session *s, const char *ctype, const char *body, size_t len,
     int want_content, char **content, size_t *clen, char *ar, size_t arlen, char *note,
     size_t nlen)
@@ -305,6 +307,7 @@ verify_layer(const struct session *s, const char *ctype, const char *body, size_
 	}
 	BIO_free(bio);
 	X509_STORE_free(trust);
+	return st;
 }
 
 /* inbound_eom - decrypt and verify for internal recipients */
@@ -382,8 +385,16 @@ inbound_eom(struct session *s, struct verdict *v)
 
 			if (!c->in_verify && !unwrap)
 				break;
-			verify_layer(s, ctype, b, blen, unwrap, &next, &nextlen, ar, sizeof(ar),
-			    note, sizeof(note));
+			st = verify_layer(s, ctype, b, blen, unwrap, &next, &nextlen, ar,
+			    sizeof(ar), note, sizeof(note));
+			if (st == KM_PROTO && layer == 0) {
+				/* Not S/MIME we can read at all: policy.on_malformed. */
+				malformed(s, v, note);
+				goto out;
+			}
+			if (st != KM_OK && *reason == '\0')
+				/* The message's log line says why it was not checked. */
+				snprintf(reason, sizeof(reason), "%.300s", note);
 			if (!c->in_verify)
 				ar[0] = '\0';
 			if (next != NULL) {
