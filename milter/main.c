@@ -181,10 +181,15 @@ write_pidfile(const char *path)
 
 	if (*path == '\0')
 		return;
-	if ((f = fopen(path, "w")) == NULL)
+	char tmp[4096];
+
+	/* Written beside it and renamed: a reader never sees it empty. */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+	    (f = fopen(tmp, "w")) == NULL)
 		fatal("cannot write pidfile %s", path);
 	fprintf(f, "%ld\n", (long)getpid());
-	fclose(f);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		fatal("cannot write pidfile %s", path);
 }
 
 /* on_sighup - ask the main thread for a reload (async-signal-safe) */

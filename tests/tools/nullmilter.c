@@ -208,16 +208,20 @@ usage(void)
 	exit(2);
 }
 
-/* write_pidfile - write our pid to path */
+/* write_pidfile - write our pid to path, atomically (readers never see it empty) */
 static int
 write_pidfile(const char *path)
 {
+	char tmp[4096];
 	FILE *fp;
 
-	if ((fp = fopen(path, "w")) == NULL)
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+	    (fp = fopen(tmp, "w")) == NULL)
 		return -1;
 	fprintf(fp, "%ld\n", (long)getpid());
-	return fclose(fp) == 0 ? 0 : -1;
+	if (fclose(fp) != 0)
+		return -1;
+	return rename(tmp, path);
 }
 
 /* main - parse arguments, open the socket, run libmilter */
