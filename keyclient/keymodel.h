@@ -8,12 +8,15 @@
  *	Pure parts: keymodel_addr_normalize(), keymodel_object_name(),
  *	keymodel_group_format(), keymodel_group_parse(), keymodel_split(),
  *	keymodel_combine(), keymodel_check_pair(), keymodel_keygen(),
- *	keymodel_issue_cert(), keymodel_cert_fingerprint().
+ *	keymodel_issue_cert(), keymodel_cert_fingerprint(),
+ *	keymodel_rewrap().
  *	Lookups (milter): keymodel_new(), keymodel_free(),
  *	keymodel_current_cert(), keymodel_decryption_keys(),
  *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping().
- *	Administration (kmctl): keymodel_enroll(), keymodel_renew(),
- *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
+ *	Administration (kmctl): keymodel_enroll(),
+ *	keymodel_enroll_protected(), keymodel_renew(), keymodel_revoke(),
+ *	keymodel_import_p12(), keymodel_import_cert(),
+ *	keymodel_set_password(), keymodel_clear_password(),
  *	keymodel_show(), keymodel_infos_free(), keymodel_notfound().
  * DESCRIPTION
  *	Addresses.  An address is normalized before it is used anywhere:
@@ -86,6 +89,25 @@
  *	public key (mismatch: KM_PROTO).  Either server failing is
  *	KM_TEMPFAIL: never a partial key.
  *
+ *	Protection level.  keymodel_enroll_protected() with a password
+ *	escrows the new key as an EncryptedPrivateKeyInfo (PBES2: PBKDF2
+ *	HMAC-SHA256, AES-256-CBC, pkcs8pw.h) and marks its shares
+ *	"enhanced".  keymodel_set_password() re-escrows every usable
+ *	(Active or Deactivated) generation that way; keymodel_clear_password()
+ *	needs the current password and goes back to plain PKCS#8 (level
+ *	default).  Both first fetch, combine, convert and check (against the
+ *	certificate) every generation, and only then change the KM, one
+ *	generation at a time: register the two new shares (Pre-Active: a
+ *	Pre-Active share is ignored by every scan), activate them, revoke
+ *	(Cessation of Operation) and destroy the old ones.  A failure before
+ *	the new shares are active removes them and leaves the generation as
+ *	it was.  Generations already at the wanted level are skipped (with
+ *	set, only if the same password opens them), so running an
+ *	interrupted change again completes it.  keymodel_renew() refuses an
+ *	enhanced current generation (a plain new one would lower the level).
+ *	The user's signing keys on this gateway stay at level default (see
+ *	docs/keymodel.md).
+ *
  *	Certificates issued by keymodel_issue_cert(): subject CN=ADDR,
  *	emailAddress=ADDR, SAN rfc822Name ADDR, a random 159-bit serial,
  *	SKI/AKI, basicConstraints CA:FALSE, extendedKeyUsage
@@ -108,7 +130,9 @@
  *	never a password):
  *	  KM_PROTO     malformed address or input file, shares that do not
  *	               combine, a key that does not match its certificate;
- *	  KM_PERMFAIL  "no certificate for ADDR", "no keys for ADDR" (nothing
+ *	  KM_PERMFAIL  (set/clear-password, rewrap) "wrong password ...",
+ *	               "... already protected by another password ...";
+ *	               "no certificate for ADDR", "no keys for ADDR" (nothing
  *	               usable), "no generation N for ADDR": every not-found
  *	               message starts with "no " (keymodel_notfound());
  *	               otherwise a server refused an operation, bad CA,
@@ -206,6 +230,15 @@ enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
 		    size_t errlen);
 void		 keymodel_cert_fingerprint(X509 *cert, char *out,
 		    size_t outlen);
+/* One PKCS#8 DER from one level to the other: oldpw NULL = der is plain,
+ * newpw NULL = *out is plain; iter 0 = PKCS8PW_ITER_DEFAULT; cert (may be
+ * NULL) must match the key.  *out: secmem_free(*out, *outlen).
+ * KM_PERMFAIL when oldpw does not open der. */
+enum km_status	 keymodel_rewrap(X509 *cert, const unsigned char *der,
+		    size_t len, const char *oldpw, size_t oldlen,
+		    const char *newpw, size_t newlen, int iter,
+		    unsigned char **out, size_t *outlen, char *errstr,
+		    size_t errlen);
 
 /* Lookups. */
 struct keymodel	*keymodel_new(const struct kmilter_conf *, char *errstr,
@@ -232,6 +265,12 @@ int		 keymodel_notfound(const char *errstr);
 enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
 		    int days, int *generation, char *errstr, size_t errlen);
+/* pw NULL: level default, as keymodel_enroll(); else level enhanced. */
+enum km_status	 keymodel_enroll_protected(struct keymodel *,
+		    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key,
+		    const char *keytype, int days, const char *pw,
+		    size_t pwlen, int *generation, char *errstr,
+		    size_t errlen);
 enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
 		    int days, int *generation, char *errstr, size_t errlen);
@@ -246,6 +285,14 @@ enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
 enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
 		    const unsigned char *data, size_t len, int *generation,
 		    char *errstr, size_t errlen);
+/* *nchanged receives the number of generations re-escrowed (those
+ * already at the wanted level are not counted). */
+enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
+		    const char *pw, size_t pwlen, int *nchanged,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_clear_password(struct keymodel *,
+		    const char *addr, const char *pw, size_t pwlen,
+		    int *nchanged, char *errstr, size_t errlen);
 enum km_status	 keymodel_show(struct keymodel *, const char *addr,
 		    struct keymodel_info **out, size_t *n, char *errstr,
 		    size_t errlen);

@@ -1,7 +1,8 @@
 /*
  * test_keymodel.c - unit tests for the pure parts of keyclient/keymodel.c:
  * address normalization and object naming, Object Group encoding, XOR
- * split/combine, key-versus-certificate check, certificate issuance.
+ * split/combine, key-versus-certificate check, certificate issuance,
+ * re-wrapping a key between protection levels.
  */
 #include <string.h>
 
@@ -9,6 +10,7 @@
 
 #include "harness.h"
 #include "keymodel.h"
+#include "pkcs8pw.h"
 #include "secmem.h"
 
 /* norm - normalize into a static buffer; NULL on failure */
@@ -256,6 +258,64 @@ TEST(fingerprint_format)
 	X509_free(ca);
 }
 
+TEST(rewrap_levels)
+{
+	X509 *ca, *x = NULL, *y = NULL;
+	EVP_PKEY *cakey, *key = NULL, *other = NULL;
+	unsigned char *p8 = NULL, *enc = NULL, *back = NULL, *tmp = NULL;
+	size_t enclen = 0, backlen = 0, tmplen = 0;
+	PKCS8_PRIV_KEY_INFO *pki;
+	int p8len;
+	char err[256];
+
+	make_ca(&ca, &cakey);
+	CHECK(keymodel_keygen("ec-p256", &key, err, sizeof(err)) == KM_OK);
+	CHECK(keymodel_keygen("ec-p256", &other, err, sizeof(err)) == KM_OK);
+	CHECK(keymodel_issue_cert(key, "a@example.com", ca, cakey, 0,
+	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_OK);
+	CHECK(keymodel_issue_cert(other, "a@example.com", ca, cakey, 0,
+	    KEYMODEL_USE_ENCRYPT, &y, err, sizeof(err)) == KM_OK);
+	CHECK((pki = EVP_PKEY2PKCS8(key)) != NULL);
+	CHECK((p8len = i2d_PKCS8_PRIV_KEY_INFO(pki, &p8)) > 0);
+	PKCS8_PRIV_KEY_INFO_free(pki);
+	/* default -> enhanced */
+	CHECK(keymodel_rewrap(x, p8, (size_t)p8len, NULL, 0, "pw-one-1", 8,
+	    PKCS8PW_ITER_MIN, &enc, &enclen, err, sizeof(err)) == KM_OK);
+	CHECK(pkcs8pw_detect(enc, enclen) == PKCS8PW_ENCRYPTED);
+	/* a plain key where an encrypted one is expected, and vice versa */
+	CHECK(keymodel_rewrap(x, p8, (size_t)p8len, "pw-one-1", 8, NULL, 0,
+	    0, &tmp, &tmplen, err, sizeof(err)) == KM_PROTO);
+	CHECK(keymodel_rewrap(x, enc, enclen, NULL, 0, "x", 1, 0, &tmp,
+	    &tmplen, err, sizeof(err)) == KM_PROTO);
+	/* wrong password: PERMFAIL, nothing out, no password in errstr */
+	CHECK(keymodel_rewrap(x, enc, enclen, "pw-two-2", 8, NULL, 0, 0,
+	    &tmp, &tmplen, err, sizeof(err)) == KM_PERMFAIL);
+	CHECK(tmp == NULL && tmplen == 0);
+	CHECK(strstr(err, "pw-two-2") == NULL);
+	/* the key does not match this certificate */
+	CHECK(keymodel_rewrap(y, enc, enclen, "pw-one-1", 8, NULL, 0, 0,
+	    &tmp, &tmplen, err, sizeof(err)) == KM_PROTO);
+	CHECK(strstr(err, "does not match") != NULL);
+	/* enhanced -> default gives the very same PKCS#8 back */
+	CHECK(keymodel_rewrap(x, enc, enclen, "pw-one-1", 8, NULL, 0, 0,
+	    &back, &backlen, err, sizeof(err)) == KM_OK);
+	CHECK(backlen == (size_t)p8len && memcmp(back, p8, backlen) == 0);
+	/* a password change in one step; NULL certificate: no check */
+	CHECK(keymodel_rewrap(NULL, enc, enclen, "pw-one-1", 8, "pw-two-2", 8,
+	    PKCS8PW_ITER_MIN, &tmp, &tmplen, err, sizeof(err)) == KM_OK);
+	CHECK(pkcs8pw_detect(tmp, tmplen) == PKCS8PW_ENCRYPTED);
+	secmem_free(tmp, tmplen);
+	OPENSSL_free(p8);
+	secmem_free(enc, enclen);
+	secmem_free(back, backlen);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+	X509_free(x);
+	X509_free(y);
+	EVP_PKEY_free(cakey);
+	X509_free(ca);
+}
+
 TEST(notfound_convention)
 {
 	CHECK(keymodel_notfound("no keys for a@b"));
@@ -274,6 +334,7 @@ static const struct test_case tests[] = {
 	T(issue_and_check_pair),
 	T(fingerprint_format),
 	T(notfound_convention),
+	T(rewrap_levels),
 	{ NULL, NULL }
 };
 
