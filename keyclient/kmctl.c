@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "conf.h"
 #include "control.h"
+#include "hook.h"
 #include "keystore.h"
 #include "keymodel.h"
 #include "kmip.h"
@@ -44,6 +46,10 @@
 
 #define FILE_MAX	(1024 * 1024)
 #define PW_MAX		1024
+#define PW_MIN_NEW	8	/* shortest new protection password */
+/* the longest password the hook can hand back ("password=" + value on one
+ * line of at most HOOK_LINE_MAX bytes) */
+#define PW_MAX_NEW	(HOOK_LINE_MAX - 9)
 
 struct opts {
 	const char	*config;
@@ -51,6 +57,7 @@ struct opts {
 	int		 days;
 	int		 pwfd;
 	const char	*pwfile;
+	int		 protect;	/* enroll --protect */
 };
 
 static void warnmsg(const char *, ...) KM_PRINTF(1, 2);
@@ -74,11 +81,13 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: kmctl [-c config] command [args]\n"
-	    "  enroll ADDR [--key rsa2048|rsa3072|ec-p256] [--days N]\n"
+	    "  enroll ADDR [--key rsa2048|rsa3072|ec-p256] [--days N] [--protect]\n"
 	    "  renew ADDR [--key TYPE] [--days N]\n"
 	    "  revoke ADDR [GENERATION]\n"
 	    "  import ADDR FILE.p12 [--password-fd N | --password-file F]\n"
 	    "  import ADDR CERT.pem|CERT.der\n"
+	    "  set-password ADDR [--password-fd N | --password-file F]\n"
+	    "  clear-password ADDR [--password-fd N | --password-file F]\n"
 	    "  show ADDR\n"
 	    "  export-cert ADDR\n"
 	    "  signing-enroll ADDR [--key TYPE] [--days N]\n"
@@ -241,6 +250,128 @@ read_password(const struct opts *o, size_t *len)
 	return pw;
 }
 
+/* read_tty - one line from the terminal with echo off, in secmem (NULL
+ * when there is no terminal or on error, after a message) */
+static char *
+read_tty(const char *prompt, size_t *len)
+{
+	struct termios old, quiet;
+	char *pw, c;
+	size_t n = 0;
+	ssize_t r;
+	int fd, restore = 0, ok = 1;
+
+	*len = 0;
+	if ((fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) == -1) {
+		warnmsg("no terminal to read the password from: use "
+		    "--password-fd or --password-file");
+		return NULL;
+	}
+	if ((pw = secmem_alloc(PW_MAX + 1)) == NULL) {
+		close(fd);
+		warnmsg("out of memory");
+		return NULL;
+	}
+	if (tcgetattr(fd, &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		quiet.c_lflag |= ICANON;
+		if (tcsetattr(fd, TCSAFLUSH, &quiet) == 0)
+			restore = 1;
+	}
+	if (!restore) {
+		warnmsg("cannot turn off echo on the terminal");
+		ok = 0;
+	}
+	if (ok && write(fd, prompt, strlen(prompt)) < 0)
+		ok = 0;
+	while (ok) {
+		r = read(fd, &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || c == '\n')
+			break;
+		if (n < PW_MAX)
+			pw[n++] = c;
+		else
+			ok = 0;		/* too long: refuse, not truncate */
+	}
+	c = 0;
+	if (restore) {
+		tcsetattr(fd, TCSAFLUSH, &old);
+		if (write(fd, "\n", 1) < 0)
+			ok = 0;
+	}
+	close(fd);
+	if (!ok) {
+		if (n >= PW_MAX)
+			warnmsg("password too long");
+		secmem_free(pw, PW_MAX + 1);
+		return NULL;
+	}
+	while (n > 0 && pw[n - 1] == '\r')
+		pw[--n] = '\0';
+	*len = n;
+	return pw;
+}
+
+/* get_password - the protection password from --password-fd/-file or the
+ * terminal (twice when isnew, compared); a new one is checked so that the
+ * hook can hand it back.  secmem: secmem_free(pw, PW_MAX + 1). */
+static char *
+get_password(const struct opts *o, int isnew, size_t *len)
+{
+	char *pw, *again;
+	size_t i, alen;
+
+	if (o->pwfd >= 0 || o->pwfile != NULL)
+		pw = read_password(o, len);
+	else {
+		pw = read_tty(isnew ? "New protection password: " :
+		    "Protection password: ", len);
+		if (pw != NULL && isnew) {
+			if ((again = read_tty("Again: ", &alen)) == NULL) {
+				secmem_free(pw, PW_MAX + 1);
+				return NULL;
+			}
+			if (alen != *len || memcmp(pw, again, alen) != 0) {
+				warnmsg("the passwords differ");
+				secmem_free(again, PW_MAX + 1);
+				secmem_free(pw, PW_MAX + 1);
+				return NULL;
+			}
+			secmem_free(again, PW_MAX + 1);
+		}
+	}
+	if (pw == NULL)
+		return NULL;
+	if (*len == 0) {
+		warnmsg("empty password");
+		goto fail;
+	}
+	if (!isnew)
+		return pw;
+	if (*len < PW_MIN_NEW || *len > PW_MAX_NEW) {
+		warnmsg("a protection password has %d to %d characters",
+		    PW_MIN_NEW, PW_MAX_NEW);
+		goto fail;
+	}
+	for (i = 0; i < *len; i++) {
+		unsigned char ch = (unsigned char)pw[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			warnmsg("the password contains a control character "
+			    "(the hook could not hand it back)");
+			goto fail;
+		}
+	}
+	return pw;
+fail:
+	secmem_free(pw, PW_MAX + 1);
+	*len = 0;
+	return NULL;
+}
+
 /* no_pass - PEM password callback that refuses (keys must be plain) */
 static int
 no_pass(char *buf, int size, int rw, void *u)
@@ -312,35 +443,88 @@ static int
 cmd_enroll(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, int renew)
 {
-	struct keymodel *km;
+	struct keymodel *km = NULL;
 	X509 *ca = NULL;
 	EVP_PKEY *cakey = NULL;
-	char err[512];
+	char err[512], *pw = NULL;
+	size_t pwlen = 0;
 	enum km_status st;
 	int gen = 0, rc = EX_FAIL;
 
-	if (load_org_ca(conf, &ca, &cakey) != 0)
+	if (o->protect && renew) {
+		warnmsg("renew: --protect is for enroll (see set-password)");
+		return EX_USAGE_;
+	}
+	if (!o->protect && (o->pwfd >= 0 || o->pwfile != NULL)) {
+		warnmsg("%s: a password is only read with --protect",
+		    renew ? "renew" : "enroll");
+		return EX_USAGE_;
+	}
+	if (o->protect && (pw = get_password(o, 1, &pwlen)) == NULL)
 		return EX_FAIL;
+	if (load_org_ca(conf, &ca, &cakey) != 0)
+		goto out;
 	if ((km = open_km(conf)) == NULL)
 		goto out;
 	if (renew)
 		st = keymodel_renew(km, addr, ca, cakey, o->keytype, o->days,
 		    &gen, err, sizeof(err));
 	else
-		st = keymodel_enroll(km, addr, ca, cakey, o->keytype, o->days,
-		    &gen, err, sizeof(err));
+		st = keymodel_enroll_protected(km, addr, ca, cakey, o->keytype,
+		    o->days, pw, pwlen, &gen, err, sizeof(err));
 	if (st != KM_OK) {
 		warnmsg("%s %s: %s", renew ? "renew" : "enroll", addr, err);
 		rc = exit_for(st, err);
 		goto out;
 	}
 	after_change(conf, addr);
-	printf("%s: generation %d is Active\n", addr, gen);
+	printf("%s: generation %d is Active%s\n", addr, gen,
+	    pw != NULL ? ", protection enhanced" : "");
 	rc = EX_OK_;
 out:
+	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
 	keymodel_free(km);
 	X509_free(ca);
 	EVP_PKEY_free(cakey);
+	return rc;
+}
+
+/* cmd_password - set-password (set 1) or clear-password (set 0): every
+ * usable generation of addr re-escrowed at the other protection level */
+static int
+cmd_password(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, int set)
+{
+	struct keymodel *km = NULL;
+	char err[512], *pw;
+	size_t pwlen = 0;
+	enum km_status st;
+	int n = 0, rc;
+
+	if ((pw = get_password(o, set, &pwlen)) == NULL)
+		return EX_FAIL;
+	if ((km = open_km(conf)) == NULL) {
+		secmem_free(pw, PW_MAX + 1);
+		return EX_FAIL;
+	}
+	if (set)
+		st = keymodel_set_password(km, addr, pw, pwlen, &n, err,
+		    sizeof(err));
+	else
+		st = keymodel_clear_password(km, addr, pw, pwlen, &n, err,
+		    sizeof(err));
+	secmem_free(pw, PW_MAX + 1);
+	keymodel_free(km);
+	if (st != KM_OK) {
+		if (n > 0)		/* some generations did change */
+			after_change(conf, addr);
+		warnmsg("%s %s: %s", set ? "set-password" : "clear-password",
+		    addr, err);
+		return exit_for(st, err);
+	}
+	rc = after_change(conf, addr);	/* also when nothing changed */
+	printf("%s: protection %s (%d generation%s changed)\n", addr,
+	    set ? "enhanced" : "default", n, n == 1 ? "" : "s");
 	return rc;
 }
 
@@ -449,6 +633,7 @@ cmd_show(const struct kmilter_conf *conf, const char *addr)
 	char err[512], t1[32], t2[32];
 	enum km_status st;
 	size_t n = 0, i;
+	int plain = 0, enhanced = 0;
 
 	if ((km = open_km(conf)) == NULL)
 		return EX_FAIL;
@@ -470,7 +655,17 @@ cmd_show(const struct kmilter_conf *conf, const char *addr)
 		printf("  subject %s\n", v[i].subject);
 		printf("  issuer %s\n", v[i].issuer);
 		printf("  serial %s\n", v[i].serial);
+		if (v[i].has_key && (v[i].state == KMIP_STATE_ACTIVE ||
+		    v[i].state == KMIP_STATE_DEACTIVATED)) {
+			if (v[i].enhanced)
+				enhanced++;
+			else
+				plain++;
+		}
 	}
+	if (plain + enhanced > 0)	/* the level of the usable keys */
+		printf("%s level %s\n", addr, enhanced == 0 ? "default" :
+		    plain == 0 ? "enhanced" : "mixed");
 	keymodel_infos_free(v);
 	return EX_OK_;
 }
@@ -629,10 +824,11 @@ main(int argc, char **argv)
 		{ "days", required_argument, NULL, 'd' },
 		{ "password-fd", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
+		{ "protect", no_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL };
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0 };
 	struct kmilter_conf *conf;
 	const char *cmd, *a1, *a2;
 	char err[2048], *end, **subv;
@@ -689,6 +885,9 @@ main(int argc, char **argv)
 		case 'F':
 			o.pwfile = optarg;
 			break;
+		case 'p':
+			o.protect = 1;
+			break;
 		default:
 			return usage();
 		}
@@ -714,7 +913,9 @@ main(int argc, char **argv)
 } while (0)
 	if (strcmp(cmd, "enroll") == 0 || strcmp(cmd, "renew") == 0 ||
 	    strcmp(cmd, "show") == 0 || strcmp(cmd, "export-cert") == 0 ||
-	    strcmp(cmd, "signing-enroll") == 0)
+	    strcmp(cmd, "signing-enroll") == 0 ||
+	    strcmp(cmd, "set-password") == 0 ||
+	    strcmp(cmd, "clear-password") == 0)
 		NEED(1, 1);
 	else if (strcmp(cmd, "revoke") == 0)
 		NEED(1, 2);
@@ -742,10 +943,21 @@ main(int argc, char **argv)
 		warnmsg("%s", err);
 		return EX_FAIL;
 	}
+	/* An administrator's command may wait for Redis longer than a
+	 * message may: an invalidation that times out would leave gateways
+	 * with stale keys. */
+	if (conf->redis_connect_timeout_ms < 2000)
+		conf->redis_connect_timeout_ms = 2000;
+	if (conf->redis_command_timeout_ms < 2000)
+		conf->redis_command_timeout_ms = 2000;
 	if (strcmp(cmd, "enroll") == 0)
 		rc = cmd_enroll(conf, &o, a1, 0);
 	else if (strcmp(cmd, "renew") == 0)
 		rc = cmd_enroll(conf, &o, a1, 1);
+	else if (strcmp(cmd, "set-password") == 0)
+		rc = cmd_password(conf, &o, a1, 1);
+	else if (strcmp(cmd, "clear-password") == 0)
+		rc = cmd_password(conf, &o, a1, 0);
 	else if (strcmp(cmd, "revoke") == 0)
 		rc = cmd_revoke(conf, a1, a2);
 	else if (strcmp(cmd, "import") == 0)
