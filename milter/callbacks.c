@@ -260,9 +260,11 @@ mlfi_eom(SMFICTX *ctx)
 		return SMFIS_TEMPFAIL;
 	remember_qid(ctx, s->msg);
 	verdict_init(&v);
-	if (s->msg->failed)
+	if (s->msg->failed) {
+		dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
+		    s->msg->from, s->msg->rcpts, s->msg->nrcpts);
 		verdict_tempfail(&v, "%s", s->msg->failure);
-	else
+	} else
 		dir = pipeline_run(s, &v);
 	stats_count(dir == DIR_OUTBOUND ? ST_MSG_OUTBOUND :
 	    dir == DIR_INBOUND ? ST_MSG_INBOUND : ST_MSG_PASS);

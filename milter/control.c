@@ -53,15 +53,20 @@ static void
 serve(int fd)
 {
 	char cmd[64], out[4096];
-	struct pollfd p = { fd, POLLIN, 0 };
-	ssize_t n = 0;
-	size_t len;
+	size_t got = 0, len;
 
-	if (poll(&p, 1, 2000) == 1)
-		n = read(fd, cmd, sizeof(cmd) - 1);
-	if (n <= 0)
+	/* Read up to the end of the line (or 2 s, or a full buffer). */
+	while (got < sizeof(cmd) - 1 && memchr(cmd, '\n', got) == NULL) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, 2000) != 1 || (n = read(fd, cmd + got, sizeof(cmd) - 1 - got)) <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got == 0)
 		return;
-	cmd[n] = '\0';
+	cmd[got] = '\0';
 	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (strcmp(cmd, "stats") == 0) {
 		len = answer_stats(out, sizeof(out));
@@ -170,10 +175,18 @@ control_ask(const char *path, const char *cmd, char *out, size_t outlen,
 			close(fd);
 		return -1;
 	}
-	if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		snprintf(errstr, errlen, "control socket %s: %s", path, strerror(errno));
-		close(fd);
-		return -1;
+	{
+		char line[128];
+		int n = snprintf(line, sizeof(line), "%s\n", cmd);
+
+		/* One write: the server answers as soon as it has the line. */
+		if (n < 0 || (size_t)n >= sizeof(line) ||
+		    send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
+			snprintf(errstr, errlen, "control socket %s: %s", path,
+			    strerror(errno));
+			close(fd);
+			return -1;
+		}
 	}
 	while (got + 1 < outlen) {
 		struct pollfd p = { fd, POLLIN, 0 };
