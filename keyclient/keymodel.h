@@ -5,19 +5,25 @@
  *	keymodel - kmilter's key model in KMIP: naming, split keys, lookups,
  *	enrollment and administration
  * SUMMARY
- *	Pure parts: keymodel_addr_normalize(), keymodel_object_name(),
- *	keymodel_group_format(), keymodel_group_parse(), keymodel_split(),
- *	keymodel_combine(), keymodel_check_pair(), keymodel_keygen(),
+ *	The public header of the keymodel family; it includes the others, so
+ *	callers include keymodel.h only.
+ *	keymodel.c (here): naming and split keys: keymodel_addr_normalize(),
+ *	keymodel_object_name(), keymodel_group_format(),
+ *	keymodel_group_parse(), keymodel_split(), keymodel_combine();
+ *	lookups (milter): keymodel_new(), keymodel_free(),
+ *	keymodel_current_cert(), keymodel_decryption_keys(),
+ *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping(),
+ *	keymodel_server_name(), keymodel_notfound().
+ *	keymodel_cert.h: keymodel_check_pair(), keymodel_keygen(),
  *	keymodel_issue_cert(), keymodel_cert_fingerprint(),
  *	keymodel_rewrap().
- *	Lookups (milter): keymodel_new(), keymodel_free(),
- *	keymodel_current_cert(), keymodel_decryption_keys(),
- *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping().
- *	Administration (kmctl): keymodel_enroll(),
+ *	keymodel_admin.h (kmctl): keymodel_enroll(),
  *	keymodel_enroll_protected(), keymodel_renew(), keymodel_revoke(),
- *	keymodel_import_p12(), keymodel_import_cert(),
- *	keymodel_set_password(), keymodel_clear_password(),
- *	keymodel_show(), keymodel_infos_free(), keymodel_notfound().
+ *	keymodel_import_p12(), keymodel_import_cert(), keymodel_show(),
+ *	keymodel_infos_free().
+ *	keymodel_protect.h (kmctl): keymodel_set_password(),
+ *	keymodel_clear_password().
+ *	keymodel_int.h: internals shared by the family only.
  * DESCRIPTION
  *	Addresses.  An address is normalized before it is used anywhere:
  *	the local part is kept as given, the domain is lower-cased (domains
@@ -89,31 +95,8 @@
  *	public key (mismatch: KM_PROTO).  Either server failing is
  *	KM_TEMPFAIL: never a partial key.
  *
- *	Protection level.  keymodel_enroll_protected() with a password
- *	escrows the new key as an EncryptedPrivateKeyInfo (PBES2: PBKDF2
- *	HMAC-SHA256, AES-256-CBC, pkcs8pw.h) and marks its shares
- *	"enhanced".  keymodel_set_password() re-escrows every usable
- *	(Active or Deactivated) generation that way; keymodel_clear_password()
- *	needs the current password and goes back to plain PKCS#8 (level
- *	default).  Both first fetch, combine, convert and check (against the
- *	certificate) every generation, and only then change the KM, one
- *	generation at a time: register the two new shares (Pre-Active: a
- *	Pre-Active share is ignored by every scan), activate them, revoke
- *	(Cessation of Operation) and destroy the old ones.  A failure before
- *	the new shares are active removes them and leaves the generation as
- *	it was.  Generations already at the wanted level are skipped (with
- *	set, only if the same password opens them), so running an
- *	interrupted change again completes it.  keymodel_renew() refuses an
- *	enhanced current generation (a plain new one would lower the level).
- *	The user's signing keys on this gateway stay at level default (see
- *	docs/keymodel.md).
- *
- *	Certificates issued by keymodel_issue_cert(): subject CN=ADDR,
- *	emailAddress=ADDR, SAN rfc822Name ADDR, a random 159-bit serial,
- *	SKI/AKI, basicConstraints CA:FALSE, extendedKeyUsage
- *	emailProtection, keyUsage keyEncipherment (RSA) or keyAgreement (EC)
- *	for encryption, digitalSignature (+nonRepudiation) for signing,
- *	SHA-256 signature by the organization's CA.
+ *	Certificate issuance: keymodel_cert.h.  Protection level (passwords):
+ *	keymodel_protect.h.
  * OWNERSHIP
  *	keymodel_new() returns a handle the caller frees with
  *	keymodel_free() (NULL-safe, returns NULL); it keeps no pointer into
@@ -219,26 +202,6 @@ enum km_status	 keymodel_split(const unsigned char *key, size_t len,
 enum km_status	 keymodel_combine(const unsigned char *a, size_t alen,
 		    const unsigned char *b, size_t blen, unsigned char **out,
 		    size_t *outlen, char *errstr, size_t errlen);
-enum km_status	 keymodel_check_pair(X509 *cert, EVP_PKEY *key,
-		    char *errstr, size_t errlen);
-/* type: "rsa2048", "rsa3072" or "ec-p256" (NULL = "rsa2048") */
-enum km_status	 keymodel_keygen(const char *type, EVP_PKEY **out,
-		    char *errstr, size_t errlen);
-enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
-		    X509 *ca_cert, EVP_PKEY *ca_key, int days,
-		    enum keymodel_usage, X509 **out, char *errstr,
-		    size_t errlen);
-void		 keymodel_cert_fingerprint(X509 *cert, char *out,
-		    size_t outlen);
-/* One PKCS#8 DER from one level to the other: oldpw NULL = der is plain,
- * newpw NULL = *out is plain; iter 0 = PKCS8PW_ITER_DEFAULT; cert (may be
- * NULL) must match the key.  *out: secmem_free(*out, *outlen).
- * KM_PERMFAIL when oldpw does not open der. */
-enum km_status	 keymodel_rewrap(X509 *cert, const unsigned char *der,
-		    size_t len, const char *oldpw, size_t oldlen,
-		    const char *newpw, size_t newlen, int iter,
-		    unsigned char **out, size_t *outlen, char *errstr,
-		    size_t errlen);
 
 /* Lookups. */
 struct keymodel	*keymodel_new(const struct kmilter_conf *, char *errstr,
@@ -261,41 +224,10 @@ const char	*keymodel_server_name(const struct keymodel *, int server);
  * message starts with "no "), so kmctl can exit 3. */
 int		 keymodel_notfound(const char *errstr);
 
-/* Administration.  *generation receives the generation made. */
-enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
-		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
-		    int days, int *generation, char *errstr, size_t errlen);
-/* pw NULL: level default, as keymodel_enroll(); else level enhanced. */
-enum km_status	 keymodel_enroll_protected(struct keymodel *,
-		    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key,
-		    const char *keytype, int days, const char *pw,
-		    size_t pwlen, int *generation, char *errstr,
-		    size_t errlen);
-enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
-		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
-		    int days, int *generation, char *errstr, size_t errlen);
-/* generation 0 = every generation. */
-enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
-		    int generation, int *nrevoked, char *errstr,
-		    size_t errlen);
-enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
-		    const unsigned char *p12, size_t len, const char *pw,
-		    size_t pwlen, int *generation, char *errstr,
-		    size_t errlen);
-enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
-		    const unsigned char *data, size_t len, int *generation,
-		    char *errstr, size_t errlen);
-/* *nchanged receives the number of generations re-escrowed (those
- * already at the wanted level are not counted). */
-enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
-		    const char *pw, size_t pwlen, int *nchanged,
-		    char *errstr, size_t errlen);
-enum km_status	 keymodel_clear_password(struct keymodel *,
-		    const char *addr, const char *pw, size_t pwlen,
-		    int *nchanged, char *errstr, size_t errlen);
-enum km_status	 keymodel_show(struct keymodel *, const char *addr,
-		    struct keymodel_info **out, size_t *n, char *errstr,
-		    size_t errlen);
-struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
+/* The rest of the family: keys and certificates, administration,
+ * protection level.  Included here so that callers need keymodel.h only. */
+#include "keymodel_cert.h"
+#include "keymodel_admin.h"
+#include "keymodel_protect.h"
 
 #endif

@@ -1,0 +1,603 @@
+/*
+ * keymodel_admin.c - administration of an address's generations in the
+ * KM: enroll, renew, revoke, import, show.  See keymodel_admin.h.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pkcs12.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "keymodel.h"
+#include "keymodel_int.h"
+#include "kmip.h"
+#include "log.h"
+#include "pkcs8pw.h"
+#include "secmem.h"
+
+/* --- administration sessions ----------------------------------------- */
+
+void
+keymodel_admin_close(struct admin *a)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		keymodel_scan_clear(&a->s[i]);
+		if (a->c[i] != NULL)
+			kmip_pool_put(a->km->pool[i], a->c[i]);
+		a->c[i] = NULL;
+	}
+	free(a->recs);
+	a->recs = NULL;
+}
+
+/* keymodel_admin_open - check addr, take a connection to each server and
+ * scan both */
+enum km_status
+keymodel_admin_open(struct admin *a, struct keymodel *km, const char *addr,
+    char *errstr, size_t errlen)
+{
+	enum km_status st;
+	int i;
+
+	memset(a, 0, sizeof(*a));
+	a->km = km;
+	if ((st = keymodel_addr_normalize(addr, a->norm, sizeof(a->norm),
+	    errstr, errlen)) != KM_OK ||
+	    (st = keymodel_object_name(a->norm, a->name, sizeof(a->name),
+	    errstr, errlen)) != KM_OK)
+		return st;
+	for (i = 0; i < 2; i++) {
+		if ((st = kmip_pool_get(km->pool[i], &a->c[i], errstr,
+		    errlen)) != KM_OK ||
+		    (st = keymodel_scan_server(a->c[i], a->name, &a->s[i],
+		    errstr, errlen)) != KM_OK) {
+			keymodel_admin_close(a);
+			return st;
+		}
+	}
+	if (keymodel_build_gens(a->s, &a->recs, &a->nrecs) != KM_OK) {
+		keymodel_admin_close(a);
+		seterr(errstr, errlen, "out of memory");
+		return KM_NOMEM;
+	}
+	return KM_OK;
+}
+
+/* keymodel_admin_next_gen - one more than the highest generation on either
+ * server */
+int
+keymodel_admin_next_gen(const struct admin *a)
+{
+	return a->nrecs > 0 ? a->recs[0].gen + 1 : 1;
+}
+
+/* admin_active - the newest Active generation with a certificate, or NULL */
+static struct genrec *
+admin_active(struct admin *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nrecs; i++)
+		if (a->recs[i].state == KMIP_STATE_ACTIVE &&
+		    a->recs[i].ncert[0] + a->recs[i].ncert[1] > 0)
+			return &a->recs[i];
+	return NULL;
+}
+
+/* install - register a new generation on both servers, activate it, then
+ * deactivate the older Active objects.  Registered objects stay Pre-Active
+ * (invisible to lookups) until all four exist; on failure they are
+ * destroyed again. */
+static enum km_status
+install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
+    size_t derlen, int enhanced, char *errstr, size_t errlen)
+{
+	struct kmip_register_req q;
+	char uids[4][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
+	unsigned char *cder = NULL, *p, *sh[2] = { NULL, NULL };
+	int clen, nreg = 0, i, srv;
+	size_t j;
+	enum km_status st;
+
+	if ((clen = i2d_X509(cert, NULL)) <= 0 ||
+	    (cder = malloc((size_t)clen)) == NULL) {
+		ERR_clear_error();
+		seterr(errstr, errlen, "cannot encode the certificate");
+		return KM_NOMEM;
+	}
+	p = cder;
+	i2d_X509(cert, &p);
+	if (der != NULL && (st = keymodel_split(der, derlen, &sh[0], &sh[1],
+	    errstr, errlen)) != KM_OK)
+		goto fail;
+	for (i = 0; i < 4; i++) {
+		srv = i % 2;
+		memset(&q, 0, sizeof(q));
+		q.name = a->name;
+		q.group = group;
+		if (i < 2) {
+			q.type = KMIP_OBJ_CERTIFICATE;
+			q.data = cder;
+			q.len = (size_t)clen;
+			keymodel_group_format(KEYMODEL_CERT, gen, 0, group,
+			    sizeof(group));
+		} else {
+			if (der == NULL)
+				break;
+			q.type = KMIP_OBJ_SECRET_DATA;
+			q.secret_type = KMIP_SECRET_SEED;
+			q.data = sh[srv];
+			q.len = derlen;
+			keymodel_group_format(KEYMODEL_SHARE, gen, enhanced,
+			    group, sizeof(group));
+		}
+		if ((st = kmip_register(a->c[srv], &q, uids[i], errstr,
+		    errlen)) != KM_OK)
+			goto fail;
+		nreg++;
+	}
+	for (i = 0; i < nreg; i++)
+		if ((st = kmip_activate(a->c[i % 2], uids[i], errstr,
+		    errlen)) != KM_OK)
+			goto fail;
+	for (srv = 0; srv < 2; srv++) {
+		for (j = 0; j < a->s[srv].n; j++) {
+			struct kobj *o = &a->s[srv].v[j];
+
+			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
+				continue;
+			if ((st = kmip_revoke(a->c[srv], o->uid,
+			    KMIP_REVOKE_CESSATION_OF_OPERATION,
+			    "superseded by a new generation", errstr,
+			    errlen)) != KM_OK) {
+				log_warnx("keymodel: %s: generation %d stays "
+				    "Active: %s", a->norm, o->gen, errstr);
+				goto out;
+			}
+			o->state = KMIP_STATE_DEACTIVATED;
+		}
+	}
+	st = KM_OK;
+	goto out;
+fail:
+	for (i = 0; i < nreg; i++) {
+		char e[256];
+
+		/* a Pre-Active object can be destroyed; an activated one
+		 * is revoked first */
+		if (kmip_destroy(a->c[i % 2], uids[i], e, sizeof(e)) != KM_OK &&
+		    (kmip_revoke(a->c[i % 2], uids[i],
+		    KMIP_REVOKE_KEY_COMPROMISE, "enrollment failed", e,
+		    sizeof(e)) != KM_OK ||
+		    kmip_destroy(a->c[i % 2], uids[i], e, sizeof(e)) != KM_OK))
+			log_warnx("keymodel: %s: cannot remove half-made "
+			    "object %s: %s", a->norm, uids[i], e);
+	}
+out:
+	free(cder);
+	secmem_free(sh[0], derlen);
+	secmem_free(sh[1], derlen);
+	return st;
+}
+
+/* new_generation - make a key and certificate and install them; with pw
+ * the key is escrowed as an EncryptedPrivateKeyInfo (level enhanced) */
+static enum km_status
+new_generation(struct admin *a, X509 *ca_cert, EVP_PKEY *ca_key,
+    const char *keytype, int days, const char *pw, size_t pwlen,
+    int *generation, char *errstr, size_t errlen)
+{
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	unsigned char *der = NULL, *wrapped = NULL;
+	size_t derlen = 0, wlen = 0;
+	enum km_status st;
+	int gen = keymodel_admin_next_gen(a);
+
+	if ((st = keymodel_keygen(keytype, &key, errstr, errlen)) != KM_OK ||
+	    (st = keymodel_issue_cert(key, a->norm, ca_cert, ca_key, days,
+	    KEYMODEL_USE_ENCRYPT, &cert, errstr, errlen)) != KM_OK ||
+	    (st = keymodel_pkey_to_der(key, &der, &derlen, errstr, errlen)) !=
+	    KM_OK)
+		goto out;
+	EVP_PKEY_free(key);		/* wipes the key: only shares remain */
+	key = NULL;
+	if (pw != NULL) {
+		if ((st = pkcs8pw_wrap_der(der, derlen, pw, pwlen, 0, &wrapped,
+		    &wlen, errstr, errlen)) != KM_OK)
+			goto out;
+		secmem_free(der, derlen);
+		der = NULL;
+		derlen = 0;
+	}
+	if ((st = install(a, gen, cert, pw != NULL ? wrapped : der,
+	    pw != NULL ? wlen : derlen, pw != NULL, errstr, errlen)) ==
+	    KM_OK && generation != NULL)
+		*generation = gen;
+out:
+	OPENSSL_free(wrapped);
+	secmem_free(der, derlen);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return st;
+}
+
+/* keymodel_enroll - first generation of an address's encryption key pair */
+enum km_status
+keymodel_enroll(struct keymodel *km, const char *addr, X509 *ca_cert,
+    EVP_PKEY *ca_key, const char *keytype, int days, int *generation,
+    char *errstr, size_t errlen)
+{
+	return keymodel_enroll_protected(km, addr, ca_cert, ca_key, keytype,
+	    days, NULL, 0, generation, errstr, errlen);
+}
+
+/* keymodel_enroll_protected - enroll; with pw at protection level enhanced */
+enum km_status
+keymodel_enroll_protected(struct keymodel *km, const char *addr,
+    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype, int days,
+    const char *pw, size_t pwlen, int *generation, char *errstr,
+    size_t errlen)
+{
+	struct admin a;
+	struct genrec *cur;
+	enum km_status st;
+
+	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+		return st;
+	if ((cur = admin_active(&a)) != NULL) {
+		seterr(errstr, errlen, "%s is already enrolled (generation %d "
+		    "is Active): use renew", a.norm, cur->gen);
+		st = KM_PERMFAIL;
+	} else
+		st = new_generation(&a, ca_cert, ca_key, keytype, days, pw,
+		    pwlen, generation, errstr, errlen);
+	keymodel_admin_close(&a);
+	return st;
+}
+
+/* keymodel_renew - a new generation; the current one becomes Deactivated */
+enum km_status
+keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
+    EVP_PKEY *ca_key, const char *keytype, int days, int *generation,
+    char *errstr, size_t errlen)
+{
+	struct admin a;
+	struct genrec *cur;
+	X509 *old = NULL;
+	enum km_status st;
+
+	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+		return st;
+	if ((cur = admin_active(&a)) == NULL) {
+		seterr(errstr, errlen, "no Active generation for %s: enroll "
+		    "first", a.norm);
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if (cur->enhanced) {
+		/* a plain new generation would silently lower the level */
+		seterr(errstr, errlen, "%s's key is protected by a password "
+		    "(level enhanced): clear-password, renew, then "
+		    "set-password again", a.norm);
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if (keytype == NULL && cur->ncert[0] > 0) {
+		enum kmip_object_type t;
+		unsigned char *d = NULL;
+		const unsigned char *p;
+		size_t l = 0;
+
+		if ((st = kmip_get(a.c[0], cur->cert[0]->uid, &t, &d, &l,
+		    errstr, errlen)) != KM_OK)
+			goto out;
+		p = d;
+		if (l <= LONG_MAX && (old = d2i_X509(NULL, &p, (long)l)) !=
+		    NULL)
+			keytype = keymodel_keytype_of(old);
+		ERR_clear_error();
+		secmem_free(d, l);
+	}
+	st = new_generation(&a, ca_cert, ca_key, keytype, days, NULL, 0,
+	    generation, errstr, errlen);
+out:
+	X509_free(old);
+	keymodel_admin_close(&a);
+	return st;
+}
+
+/* keymodel_revoke - mark one generation (or all) Compromised everywhere */
+enum km_status
+keymodel_revoke(struct keymodel *km, const char *addr, int generation,
+    int *nrevoked, char *errstr, size_t errlen)
+{
+	struct admin a;
+	enum km_status st;
+	int srv, found = 0, done = 0;
+	size_t j, k;
+
+	if (nrevoked != NULL)
+		*nrevoked = 0;
+	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+		return st;
+	for (srv = 0; srv < 2; srv++) {
+		for (j = 0; j < a.s[srv].n; j++) {
+			struct kobj *o = &a.s[srv].v[j];
+
+			if (generation != 0 && o->gen != generation)
+				continue;
+			found = 1;
+			if (o->state == KMIP_STATE_COMPROMISED ||
+			    o->state == KMIP_STATE_DESTROYED_COMPROMISED)
+				continue;
+			if ((st = kmip_revoke(a.c[srv], o->uid,
+			    KMIP_REVOKE_KEY_COMPROMISE, "revoked by kmctl",
+			    errstr, errlen)) != KM_OK)
+				goto out;
+			o->state = KMIP_STATE_COMPROMISED;
+			for (k = 0; k < a.nrecs; k++)
+				if (a.recs[k].gen == o->gen &&
+				    !a.recs[k].revoked) {
+					a.recs[k].revoked = 1;
+					done++;
+				}
+		}
+	}
+	if (!found) {
+		if (generation != 0)
+			seterr(errstr, errlen, "no generation %d for %s",
+			    generation, a.norm);
+		else
+			seterr(errstr, errlen, "no keys or certificates for %s",
+			    a.norm);
+		st = KM_PERMFAIL;
+	}
+out:
+	if (nrevoked != NULL)
+		*nrevoked = done;
+	keymodel_admin_close(&a);
+	return st;
+}
+
+/* check_for_addr - refuse a certificate that is not for addr */
+static enum km_status
+check_for_addr(X509 *cert, const char *addr, char *errstr, size_t errlen)
+{
+	char low[KEYMODEL_ADDR_MAX + 1];
+	size_t i;
+
+	for (i = 0; addr[i] != '\0' && i < KEYMODEL_ADDR_MAX; i++)
+		low[i] = (char)tolower((unsigned char)addr[i]);
+	low[i] = '\0';
+	if (X509_check_email(cert, addr, 0, 0) != 1 &&
+	    X509_check_email(cert, low, 0, 0) != 1) {
+		ERR_clear_error();
+		seterr(errstr, errlen, "the certificate is not issued to %s",
+		    addr);
+		return KM_PROTO;
+	}
+	return KM_OK;
+}
+
+/* keymodel_import_p12 - a key and certificate from elsewhere, as a new
+ * generation (the current one, if any, becomes Deactivated) */
+enum km_status
+keymodel_import_p12(struct keymodel *km, const char *addr,
+    const unsigned char *buf, size_t len, const char *pw, size_t pwlen,
+    int *generation, char *errstr, size_t errlen)
+{
+	struct admin a;
+	const unsigned char *p = buf;
+	PKCS12 *p12 = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	STACK_OF(X509) *ca = NULL;
+	unsigned char *der = NULL;
+	size_t derlen = 0;
+	char *pwz = NULL;
+	enum km_status st;
+	int gen;
+
+	memset(&a, 0, sizeof(a));
+	if (len > LONG_MAX ||
+	    (p12 = d2i_PKCS12(NULL, &p, (long)len)) == NULL) {
+		ERR_clear_error();
+		seterr(errstr, errlen, "not a PKCS#12 file");
+		return KM_PROTO;
+	}
+	if ((pwz = secmem_alloc(pwlen + 1)) == NULL) {
+		st = KM_NOMEM;
+		seterr(errstr, errlen, "out of memory");
+		goto out;
+	}
+	if (pwlen > 0)
+		memcpy(pwz, pw, pwlen);
+	if (PKCS12_parse(p12, pwz, &key, &cert, &ca) != 1) {
+		ERR_clear_error();
+		seterr(errstr, errlen, "cannot open the PKCS#12 file (wrong "
+		    "password?)");
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if (key == NULL || cert == NULL) {
+		seterr(errstr, errlen, "the PKCS#12 file needs both a private "
+		    "key and its certificate");
+		st = KM_PROTO;
+		goto out;
+	}
+	if ((st = keymodel_check_pair(cert, key, errstr, errlen)) != KM_OK ||
+	    (st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK ||
+	    (st = check_for_addr(cert, a.norm, errstr, errlen)) != KM_OK ||
+	    (st = keymodel_pkey_to_der(key, &der, &derlen, errstr, errlen)) !=
+	    KM_OK)
+		goto out;
+	gen = keymodel_admin_next_gen(&a);
+	if ((st = install(&a, gen, cert, der, derlen, 0, errstr, errlen)) ==
+	    KM_OK && generation != NULL)
+		*generation = gen;
+out:
+	keymodel_admin_close(&a);
+	secmem_free(der, derlen);
+	secmem_free(pwz, pwlen + 1);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	sk_X509_pop_free(ca, X509_free);
+	PKCS12_free(p12);
+	return st;
+}
+
+/* keymodel_import_cert - an outside correspondent's certificate (PEM or
+ * DER), on both servers, no key */
+enum km_status
+keymodel_import_cert(struct keymodel *km, const char *addr,
+    const unsigned char *data, size_t len, int *generation, char *errstr,
+    size_t errlen)
+{
+	struct admin a;
+	const unsigned char *p = data;
+	X509 *cert = NULL;
+	BIO *b;
+	enum km_status st;
+	int gen;
+
+	memset(&a, 0, sizeof(a));
+	if (len > INT32_MAX) {
+		seterr(errstr, errlen, "certificate file too large");
+		return KM_PROTO;
+	}
+	if ((b = BIO_new_mem_buf(data, (int)len)) != NULL) {
+		cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+		BIO_free(b);
+	}
+	if (cert == NULL) {
+		p = data;
+		cert = d2i_X509(NULL, &p, (long)len);
+		if (cert != NULL && p != data + len) {
+			X509_free(cert);
+			cert = NULL;
+		}
+	}
+	ERR_clear_error();
+	if (cert == NULL) {
+		seterr(errstr, errlen, "not an X.509 certificate (PEM or DER)");
+		return KM_PROTO;
+	}
+	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK ||
+	    (st = check_for_addr(cert, a.norm, errstr, errlen)) != KM_OK)
+		goto out;
+	gen = keymodel_admin_next_gen(&a);
+	if ((st = install(&a, gen, cert, NULL, 0, 0, errstr, errlen)) ==
+	    KM_OK && generation != NULL)
+		*generation = gen;
+out:
+	keymodel_admin_close(&a);
+	X509_free(cert);
+	return st;
+}
+
+/* fill_info - describe one generation's certificate */
+static void
+fill_info(struct keymodel_info *in, X509 *x)
+{
+	const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
+	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+	struct tm tm;
+
+	keymodel_cert_fingerprint(x, in->sha256, sizeof(in->sha256));
+	X509_NAME_oneline(X509_get_subject_name(x), in->subject,
+	    sizeof(in->subject));
+	X509_NAME_oneline(X509_get_issuer_name(x), in->issuer,
+	    sizeof(in->issuer));
+	snprintf(in->serial, sizeof(in->serial), "%s", hex ? hex : "?");
+	if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+		in->not_before = timegm(&tm);
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		in->not_after = timegm(&tm);
+	keymodel_key_type_name(X509_get0_pubkey(x), in->key_type,
+	    sizeof(in->key_type));
+	OPENSSL_free(hex);
+	BN_free(bn);
+	ERR_clear_error();
+}
+
+/* keymodel_show - every generation of an address, without key material */
+enum km_status
+keymodel_show(struct keymodel *km, const char *addr,
+    struct keymodel_info **out, size_t *n, char *errstr, size_t errlen)
+{
+	struct admin a;
+	struct keymodel_info *v = NULL;
+	enum kmip_object_type t;
+	enum km_status st;
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+		return st;
+	if (a.nrecs == 0) {
+		seterr(errstr, errlen, "no keys or certificates for %s",
+		    a.norm);
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if ((v = calloc(a.nrecs, sizeof(*v))) == NULL) {
+		seterr(errstr, errlen, "out of memory");
+		st = KM_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < a.nrecs; i++) {
+		struct genrec *r = &a.recs[i];
+		int srv = r->ncert[0] > 0 ? 0 : 1;
+		unsigned char *d = NULL;
+		const unsigned char *p;
+		size_t l = 0;
+		X509 *x;
+
+		v[i].generation = r->gen;
+		v[i].state = r->state;
+		v[i].has_key = r->nshare[0] > 0 && r->nshare[1] > 0;
+		v[i].enhanced = r->enhanced;
+		if (r->ncert[srv] == 0)
+			continue;
+		if ((st = kmip_get(a.c[srv], r->cert[srv]->uid, &t, &d, &l,
+		    errstr, errlen)) != KM_OK)
+			goto out;
+		p = d;
+		if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) !=
+		    NULL) {
+			fill_info(&v[i], x);
+			X509_free(x);
+		}
+		ERR_clear_error();
+		secmem_free(d, l);
+	}
+	*out = v;
+	*n = a.nrecs;
+	v = NULL;
+	st = KM_OK;
+out:
+	free(v);
+	keymodel_admin_close(&a);
+	return st;
+}
+
+/* keymodel_infos_free - free what keymodel_show gave */
+struct keymodel_info *
+keymodel_infos_free(struct keymodel_info *v)
+{
+	free(v);
+	return NULL;
+}

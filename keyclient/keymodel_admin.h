@@ -1,0 +1,70 @@
+#ifndef KMILTER_KEYCLIENT_KEYMODEL_ADMIN_H
+#define KMILTER_KEYCLIENT_KEYMODEL_ADMIN_H
+/*
+ * NAME
+ *	keymodel_admin - administration of an address's generations in the
+ *	KM: enroll, renew, revoke, import, show
+ * SUMMARY
+ *	keymodel_enroll(), keymodel_enroll_protected(), keymodel_renew(),
+ *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
+ *	keymodel_show(), keymodel_infos_free().
+ *	Included by keymodel.h: callers include keymodel.h.
+ * DESCRIPTION
+ *	Each function opens an administration session (a connection to each
+ *	server and a scan of both, keymodel_int.h), acts, and closes it.
+ *	A new generation (enroll, renew, import) is registered on both
+ *	servers Pre-Active (invisible to lookups), activated once all of its
+ *	objects exist, and only then are the older Active objects
+ *	deactivated (Cessation of Operation); on failure the half-made
+ *	objects are destroyed again.  Enrollment refuses an address with an
+ *	Active generation; renewal refuses one without, and one whose
+ *	current generation is at level enhanced (keymodel_protect.h).
+ *	keymodel_revoke() marks one generation (or all) Compromised.
+ *	keymodel_import_p12() takes a key and certificate from elsewhere,
+ *	keymodel_import_cert() an outside correspondent's certificate (no
+ *	key); both refuse a certificate not issued to the address.
+ *	keymodel_show() describes every generation, without key material.
+ * OWNERSHIP
+ *	keymodel_show() returns an array freed with keymodel_infos_free()
+ *	(NULL-safe, returns NULL).  The CA certificate and key, input files
+ *	and passwords are borrowed; a password is copied only into secmem.
+ * ERRORS
+ *	enum km_status with one line in errstr, as in keymodel.h: KM_PERMFAIL
+ *	for "no ..." (keymodel_notfound()), already enrolled, a refused
+ *	operation or a wrong PKCS#12 password; KM_PROTO for a malformed file
+ *	or address; KM_TEMPFAIL, KM_NOMEM.
+ * THREADS
+ *	Meant for one process (kmctl) at a time per address.
+ */
+#include "keymodel.h"
+
+/* Administration.  *generation receives the generation made. */
+enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, int *generation, char *errstr, size_t errlen);
+/* pw NULL: level default, as keymodel_enroll(); else level enhanced. */
+enum km_status	 keymodel_enroll_protected(struct keymodel *,
+		    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key,
+		    const char *keytype, int days, const char *pw,
+		    size_t pwlen, int *generation, char *errstr,
+		    size_t errlen);
+enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, int *generation, char *errstr, size_t errlen);
+/* generation 0 = every generation. */
+enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
+		    int generation, int *nrevoked, char *errstr,
+		    size_t errlen);
+enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
+		    const unsigned char *p12, size_t len, const char *pw,
+		    size_t pwlen, int *generation, char *errstr,
+		    size_t errlen);
+enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
+		    const unsigned char *data, size_t len, int *generation,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_show(struct keymodel *, const char *addr,
+		    struct keymodel_info **out, size_t *n, char *errstr,
+		    size_t errlen);
+struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
+
+#endif

@@ -1,0 +1,64 @@
+#ifndef KMILTER_KEYCLIENT_KEYMODEL_CERT_H
+#define KMILTER_KEYCLIENT_KEYMODEL_CERT_H
+/*
+ * NAME
+ *	keymodel_cert - key generation, certificate issuance by the
+ *	organization's CA, and PKCS#8 encodings for the key model
+ * SUMMARY
+ *	keymodel_keygen(), keymodel_issue_cert(), keymodel_check_pair(),
+ *	keymodel_cert_fingerprint(), keymodel_rewrap().
+ *	Included by keymodel.h: callers include keymodel.h.
+ * DESCRIPTION
+ *	Pure functions: no KM, no connection.
+ *	keymodel_keygen() makes a key pair of a named type ("rsa2048",
+ *	"rsa3072", "ec-p256"); keymodel_check_pair() tells whether a key is
+ *	the private half of a certificate's public key.
+ *
+ *	Certificates issued by keymodel_issue_cert(): subject CN=ADDR,
+ *	emailAddress=ADDR, SAN rfc822Name ADDR, a random 159-bit serial,
+ *	SKI/AKI, basicConstraints CA:FALSE, extendedKeyUsage
+ *	emailProtection, keyUsage keyEncipherment (RSA) or keyAgreement (EC)
+ *	for encryption, digitalSignature (+nonRepudiation) for signing,
+ *	SHA-256 signature by the organization's CA.
+ *
+ *	keymodel_rewrap() converts one generation's PKCS#8 DER between the
+ *	protection levels (plain PrivateKeyInfo, EncryptedPrivateKeyInfo
+ *	under a password: pkcs8pw.h), checking the key against its
+ *	certificate.
+ * OWNERSHIP
+ *	Out-pointers (X509 **, EVP_PKEY **) receive new references the caller
+ *	frees (X509_free, EVP_PKEY_free).  keymodel_rewrap()'s *out is secmem:
+ *	secmem_free(*out, *outlen).  Inputs and passwords are borrowed.
+ * ERRORS
+ *	enum km_status with one line in errstr: KM_PROTO (unknown key type,
+ *	malformed address or key, a key that does not match its
+ *	certificate), KM_PERMFAIL (CA key does not match the CA certificate,
+ *	signing failed, a password that does not open the key), KM_TEMPFAIL
+ *	(no randomness), KM_NOMEM.
+ * THREADS
+ *	Thread-safe.
+ */
+#include "keymodel.h"
+
+enum km_status	 keymodel_check_pair(X509 *cert, EVP_PKEY *key,
+		    char *errstr, size_t errlen);
+/* type: "rsa2048", "rsa3072" or "ec-p256" (NULL = "rsa2048") */
+enum km_status	 keymodel_keygen(const char *type, EVP_PKEY **out,
+		    char *errstr, size_t errlen);
+enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, int days,
+		    enum keymodel_usage, X509 **out, char *errstr,
+		    size_t errlen);
+void		 keymodel_cert_fingerprint(X509 *cert, char *out,
+		    size_t outlen);
+/* One PKCS#8 DER from one level to the other: oldpw NULL = der is plain,
+ * newpw NULL = *out is plain; iter 0 = PKCS8PW_ITER_DEFAULT; cert (may be
+ * NULL) must match the key.  *out: secmem_free(*out, *outlen).
+ * KM_PERMFAIL when oldpw does not open der. */
+enum km_status	 keymodel_rewrap(X509 *cert, const unsigned char *der,
+		    size_t len, const char *oldpw, size_t oldlen,
+		    const char *newpw, size_t newlen, int iter,
+		    unsigned char **out, size_t *outlen, char *errstr,
+		    size_t errlen);
+
+#endif
