@@ -1,6 +1,8 @@
 /*
  * keystore.c - the key lookup facade: L1 (memcache) -> L2 (Redis, sealed)
- * -> KM (keymodel), plus the admin hook for password-protected keys.
+ * -> KM (keymodel): lookup order, caches, construction.  The admin hook
+ * for password-protected keys is in keystore_hook.c, the L2 entry format
+ * in keystore_entry.c, certificate checks in keystore_certcheck.c.
  * See keystore.h and docs/keystore.md.
  */
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "keystore.h"
+#include "keystore_int.h"
 #include "cache.h"
 #include "conf.h"
 #include "hook.h"
@@ -31,76 +34,14 @@
 #include "secmem.h"
 #include "signstore.h"
 
-/* Entry kinds.  "cert" and "enckey" are among CACHE_KINDS; the other two
- * L2 kinds are deleted by keystore_invalidate() itself. */
-#define K_CERT		"cert"		/* L1+L2: current encryption cert */
-#define K_KEYS		"enckey"	/* L1: usable set; L2: set as KM has it */
-#define K_UNLOCKED	"enckey-unl"	/* L2: unlocked enhanced keys */
-#define K_LOCKED	"enckey-lck"	/* L2: wrong password, reason */
-#define K_SIGNER	"signer"	/* L1 only */
-#define K_RELEASE	"release"	/* release decisions (own memcache) */
-
-#define RELEASE_TTL	86400		/* seconds a release decision holds */
 #define RELEASE_ENTRIES	10000
-#define SET_MAGIC	"KSG1"
-#define SET_MAX		1000		/* generations in one set */
-#define REASON_MAX	160
 
-struct keyset {
-	int			 locked;	/* wrong password: reason */
-	char			 reason[REASON_MAX];
-	size_t			 n;
-	struct keystore_key	*keys;
-};
-
+/* A cached signing key (L1 only). */
 struct signer {
 	X509		*cert;
 	EVP_PKEY	*key;
 	STACK_OF(X509)	*chain;
 };
-
-struct keystore {
-	struct keystore_backend	 be;
-	int			 has_km, has_l2;
-	struct keymodel		*km;
-	struct cache		*cache;
-	struct cache_sub	*sub;
-	struct seal_key		*seal;
-	char			 seal_err[192];	/* why no seal key ("" if ok) */
-	struct memcache		*l1;		/* NULL: no L1 */
-	struct memcache		*released;
-	struct hook		*hook;
-	char			*state_dir;
-	char			*gateway;
-	int			 memory_ttl, cert_ttl, key_ttl, negative_ttl;
-	int			 unlocked_ttl, hook_release;
-	atomic_ulong		 l1_hits, l2_hits, km_fetches, misses;
-	atomic_ulong		 negative_hits, km_errors, l2_errors;
-	atomic_ulong		 hook_calls, hook_unlocked, hook_locked;
-	atomic_ulong		 invalidations, lookups;
-};
-
-static void seterr(char *, size_t, const char *, ...) KM_PRINTF(3, 4);
-
-/* seterr - format a reason into the caller's buffer, if any */
-static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* bump - add one to a counter */
-static void
-bump(atomic_ulong *c)
-{
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
 
 /* min_ms - the smaller of two TTLs in seconds, as milliseconds */
 static int64_t
@@ -195,15 +136,6 @@ real_l2_invalidate(void *arg, const char *addr)
 	return cache_invalidate(((struct keystore *)arg)->cache, addr);
 }
 
-/* real_hook_ask - hook_ask on the configured hook */
-static enum km_status
-real_hook_ask(void *arg, const struct hook_request *req,
-    struct hook_answer *out, char *errstr, size_t errlen)
-{
-	return hook_ask(((struct keystore *)arg)->hook, req, out, errstr,
-	    errlen);
-}
-
 /* ---- value types kept in L1 ---- */
 
 /* keyset_free - free a key set (memcache free callback) */
@@ -269,278 +201,6 @@ keys_copy(const struct keyset *s, struct keystore_key **out, size_t *n)
 	}
 	*out = k;
 	*n = s->n;
-	return KM_OK;
-}
-
-/* ---- the L2 form of a set of generations ---- */
-
-/* gens_free - free generations made here (der in secmem) */
-static void
-gens_free(struct keymodel_gen *g, size_t n)
-{
-	if (g == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		X509_free(g[i].cert);
-		EVP_PKEY_free(g[i].key);
-		secmem_free(g[i].der, g[i].derlen);
-	}
-	free(g);
-}
-
-/* put32 - append a big-endian 32-bit number */
-static unsigned char *
-put32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-	return p + 4;
-}
-
-/* get32 - read a big-endian 32-bit number if 4 bytes remain */
-static int
-get32(const unsigned char **p, const unsigned char *end, uint32_t *v)
-{
-	if (end - *p < 4)
-		return -1;
-	*v = ((uint32_t)(*p)[0] << 24) | ((uint32_t)(*p)[1] << 16) |
-	    ((uint32_t)(*p)[2] << 8) | (*p)[3];
-	*p += 4;
-	return 0;
-}
-
-/*
- * gens_encode - serialize generations for L2
- * Format: "KSG1" n(4) then per generation: generation(4) state(4)
- * enhanced(1) certlen(4) cert-DER derlen(4) der.  The buffer is secmem
- * (a plain PKCS#8 key is secret); free with secmem_free(*out, *outlen).
- */
-static enum km_status
-gens_encode(const struct keymodel_gen *g, size_t n, unsigned char **out,
-    size_t *outlen)
-{
-	size_t len = 8;
-	unsigned char *buf, *p;
-
-	for (size_t i = 0; i < n; i++) {
-		int cl = g[i].cert ? i2d_X509(g[i].cert, NULL) : 0;
-
-		if (cl < 0)
-			return KM_PROTO;
-		len += 17 + (size_t)cl + g[i].derlen;
-	}
-	if ((buf = secmem_alloc(len)) == NULL)
-		return KM_NOMEM;
-	memcpy(buf, SET_MAGIC, 4);
-	p = put32(buf + 4, (uint32_t)n);
-	for (size_t i = 0; i < n; i++) {
-		int cl = g[i].cert ? i2d_X509(g[i].cert, NULL) : 0;
-
-		p = put32(p, (uint32_t)g[i].generation);
-		p = put32(p, (uint32_t)g[i].state);
-		*p++ = g[i].enhanced ? 1 : 0;
-		p = put32(p, (uint32_t)cl);
-		if (cl > 0)
-			i2d_X509(g[i].cert, &p);
-		p = put32(p, (uint32_t)g[i].derlen);
-		if (g[i].derlen > 0)
-			memcpy(p, g[i].der, g[i].derlen);
-		p += g[i].derlen;
-	}
-	*out = buf;
-	*outlen = len;
-	return KM_OK;
-}
-
-/* parse_plain - parse a plain PKCS#8 key and check it against cert */
-static enum km_status
-parse_plain(const unsigned char *der, size_t len, X509 *cert, EVP_PKEY **out,
-    char *errstr, size_t errlen)
-{
-	const unsigned char *p = der;
-	PKCS8_PRIV_KEY_INFO *p8;
-	EVP_PKEY *k = NULL;
-
-	*out = NULL;
-	p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
-	if (p8 == NULL || p != der + len ||
-	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
-		PKCS8_PRIV_KEY_INFO_free(p8);
-		ERR_clear_error();
-		seterr(errstr, errlen, "private key does not parse");
-		return KM_PROTO;
-	}
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	if (cert != NULL && X509_check_private_key(cert, k) != 1) {
-		EVP_PKEY_free(k);
-		ERR_clear_error();
-		seterr(errstr, errlen, "private key does not match certificate");
-		return KM_PROTO;
-	}
-	*out = k;
-	return KM_OK;
-}
-
-/* gens_decode - strict parse of an L2 set; plain keys are parsed too */
-static enum km_status
-gens_decode(const unsigned char *buf, size_t len, struct keymodel_gen **out,
-    size_t *nout, char *errstr, size_t errlen)
-{
-	const unsigned char *p = buf, *end = buf + len;
-	struct keymodel_gen *g = NULL;
-	uint32_t n, v;
-	size_t i = 0;
-	enum km_status st = KM_PROTO;
-
-	*out = NULL;
-	*nout = 0;
-	if (len < 8 || memcmp(buf, SET_MAGIC, 4) != 0) {
-		seterr(errstr, errlen, "bad set header");
-		return KM_PROTO;
-	}
-	p += 4;
-	if (get32(&p, end, &n) < 0 || n == 0 || n > SET_MAX) {
-		seterr(errstr, errlen, "bad set count");
-		return KM_PROTO;
-	}
-	if ((g = calloc(n ? n : 1, sizeof(*g))) == NULL)
-		return KM_NOMEM;
-	for (i = 0; i < n; i++) {
-		const unsigned char *c;
-		enum pkcs8pw_kind kind;
-
-		if (get32(&p, end, &v) < 0 || v == 0 || v > KEYMODEL_GEN_MAX)
-			goto bad;
-		g[i].generation = (int)v;
-		if (get32(&p, end, &v) < 0 || v > 16)
-			goto bad;
-		g[i].state = (int)v;
-		if (end - p < 1 || *p > 1)
-			goto bad;
-		g[i].enhanced = *p++;
-		if (get32(&p, end, &v) < 0 || v > (size_t)(end - p))
-			goto bad;
-		if (v > 0) {
-			c = p;
-			g[i].cert = d2i_X509(NULL, &c, (long)v);
-			if (g[i].cert == NULL || c != p + v)
-				goto bad;
-			p += v;
-		}
-		if (get32(&p, end, &v) < 0 || v == 0 ||
-		    v > (size_t)(end - p))
-			goto bad;
-		if ((g[i].der = secmem_alloc(v)) == NULL) {
-			st = KM_NOMEM;
-			goto fail;
-		}
-		memcpy(g[i].der, p, v);
-		g[i].derlen = v;
-		p += v;
-		kind = pkcs8pw_detect(g[i].der, g[i].derlen);
-		if (kind != (g[i].enhanced ? PKCS8PW_ENCRYPTED : PKCS8PW_PLAIN))
-			goto bad;
-		if (!g[i].enhanced && (st = parse_plain(g[i].der, g[i].derlen,
-		    g[i].cert, &g[i].key, errstr, errlen)) != KM_OK)
-			goto fail;
-	}
-	if (p != end)
-		goto bad;
-	*out = g;
-	*nout = n;
-	return KM_OK;
-bad:
-	seterr(errstr, errlen, "malformed generation %zu", i + 1);
-	st = KM_PROTO;
-fail:
-	ERR_clear_error();
-	gens_free(g, n);
-	return st;
-}
-
-/* ---- certificate checks ---- */
-
-/* addr_eq - local part exact, domain case-insensitive */
-static int
-addr_eq(const char *a, size_t alen, const char *b)
-{
-	const char *at_a = memchr(a, '@', alen), *at_b = strrchr(b, '@');
-	size_t la, lb;
-
-	if (at_a == NULL || at_b == NULL)
-		return 0;
-	la = (size_t)(at_a - a);
-	lb = (size_t)(at_b - b);
-	if (la != lb || memcmp(a, b, la) != 0)
-		return 0;
-	if (alen - la != strlen(at_b))
-		return 0;
-	return strncasecmp(at_a, at_b, alen - la) == 0;
-}
-
-/* cert_has_addr - SAN rfc822Name or subject emailAddress equals addr */
-static int
-cert_has_addr(X509 *cert, const char *addr)
-{
-	GENERAL_NAMES *san;
-	X509_NAME *subj;
-	int found = 0, idx = -1;
-
-	san = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	for (int i = 0; san != NULL && i < sk_GENERAL_NAME_num(san); i++) {
-		GENERAL_NAME *gn = sk_GENERAL_NAME_value(san, i);
-
-		if (gn->type == GEN_EMAIL && addr_eq((const char *)
-		    ASN1_STRING_get0_data(gn->d.rfc822Name),
-		    (size_t)ASN1_STRING_length(gn->d.rfc822Name), addr))
-			found = 1;
-	}
-	GENERAL_NAMES_free(san);
-	subj = X509_get_subject_name(cert);
-	while (!found && (idx = X509_NAME_get_index_by_NID(subj,
-	    NID_pkcs9_emailAddress, idx)) >= 0) {
-		ASN1_STRING *s = X509_NAME_ENTRY_get_data(
-		    X509_NAME_get_entry(subj, idx));
-
-		if (addr_eq((const char *)ASN1_STRING_get0_data(s),
-		    (size_t)ASN1_STRING_length(s), addr))
-			found = 1;
-	}
-	return found;
-}
-
-/* cert_check - usable encryption certificate for addr? */
-static enum km_status
-cert_check(X509 *cert, const char *addr, char *errstr, size_t errlen)
-{
-	uint32_t eku, ku;
-
-	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
-		seterr(errstr, errlen, "certificate for %s expired", addr);
-		return KM_PERMFAIL;
-	}
-	if (X509_cmp_time(X509_get0_notBefore(cert), NULL) >= 0) {
-		seterr(errstr, errlen, "certificate for %s not yet valid",
-		    addr);
-		return KM_PERMFAIL;
-	}
-	/* X509_get_extended_key_usage() caches the extensions; absent
-	 * EKU/KU mean any. */
-	eku = X509_get_extended_key_usage(cert);
-	ku = X509_get_key_usage(cert);
-	if (!(eku & XKU_SMIME) ||
-	    !(ku & (KU_KEY_ENCIPHERMENT | KU_KEY_AGREEMENT))) {
-		ERR_clear_error();
-		seterr(errstr, errlen, "certificate for %s is not for "
-		    "emailProtection encryption", addr);
-		return KM_PERMFAIL;
-	}
-	if (!cert_has_addr(cert, addr)) {
-		seterr(errstr, errlen, "certificate does not name %s", addr);
-		return KM_PERMFAIL;
-	}
 	return KM_OK;
 }
 
@@ -721,7 +381,7 @@ keystore_new_backend(const struct kmilter_conf *conf,
 	if (be != NULL) {
 		ks->be = *be;
 		if (ks->be.hook_ask == NULL && ks->hook != NULL) {
-			ks->be.hook_ask = real_hook_ask;
+			ks->be.hook_ask = keystore_real_hook_ask;
 			/* the fakes' arg is not ours: route through ks */
 		}
 		ks->has_km = be->km_cert != NULL;
@@ -731,7 +391,7 @@ keystore_new_backend(const struct kmilter_conf *conf,
 	ks->be.arg = ks;
 	ks->be.signer = real_signer;
 	if (ks->hook != NULL)
-		ks->be.hook_ask = real_hook_ask;
+		ks->be.hook_ask = keystore_real_hook_ask;
 	if (conf->km_nservers > 0) {
 		if ((ks->km = keymodel_new(conf, errstr, errlen)) == NULL)
 			goto fail;
@@ -786,18 +446,6 @@ keystore_free(struct keystore *ks)
 	return NULL;
 }
 
-/* be_hook - the hook function to call, with its argument */
-static enum km_status
-be_hook(struct keystore *ks, const struct hook_request *req,
-    struct hook_answer *a, char *errstr, size_t errlen)
-{
-	/* real_hook_ask wants the keystore, a fake its own arg */
-	void *arg = ks->be.hook_ask == real_hook_ask ? (void *)ks : ks->be.arg;
-
-	bump(&ks->hook_calls);
-	return ks->be.hook_ask(arg, req, a, errstr, errlen);
-}
-
 /* prepare - normalize the address and compute its keyed hash */
 static enum km_status
 prepare(struct keystore *ks, const char *addr, char *norm, size_t normlen,
@@ -838,7 +486,7 @@ cert_result(X509 *c, const char *addr, X509 **cert, char *errstr,
 {
 	enum km_status st;
 
-	if ((st = cert_check(c, addr, errstr, errlen)) != KM_OK)
+	if ((st = keystore_cert_check(c, addr, errstr, errlen)) != KM_OK)
 		return st;
 	X509_up_ref(c);
 	*cert = c;
@@ -940,60 +588,6 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 
 /* ---- decryption keys ---- */
 
-/* release_check - hook_release: may this gateway have the keys? */
-static enum km_status
-release_check(struct keystore *ks, const char *norm, const char *hash,
-    int enhanced, const char *queue_id, char *errstr, size_t errlen)
-{
-	struct memcache_ref *ref;
-	struct hook_request rq;
-	struct hook_answer a;
-	char why[160] = "";
-	static int allowed = 1;
-
-	if (!ks->hook_release)
-		return KM_OK;
-	if (memcache_get(ks->released, K_RELEASE, hash, &ref) == KM_OK) {
-		int neg = memcache_is_negative(ref);
-
-		memcache_release(ref);
-		if (!neg)
-			return KM_OK;
-		seterr(errstr, errlen, "release denied");
-		return KM_PERMFAIL;
-	}
-	if (ks->be.hook_ask == NULL) {
-		seterr(errstr, errlen, "release denied: no hook configured");
-		return KM_PERMFAIL;
-	}
-	memset(&rq, 0, sizeof(rq));
-	memset(&a, 0, sizeof(a));
-	rq.event = HOOK_EVENT_RELEASE;
-	rq.address = norm;
-	rq.key = HOOK_KEY_ENCRYPTION;
-	rq.level = enhanced ? HOOK_LEVEL_ENHANCED : HOOK_LEVEL_DEFAULT;
-	rq.queue_id = queue_id;
-	rq.gateway = ks->gateway;
-	be_hook(ks, &rq, &a, why, sizeof(why));
-	if (a.action == HOOK_ACTION_ALLOW) {
-		memcache_put(ks->released, K_RELEASE, hash, &allowed, NULL,
-		    (int64_t)RELEASE_TTL * 1000);
-		hook_answer_clear(&a);
-		log_info("%s keystore: %s: release allowed by hook",
-		    queue_id ? queue_id : "-", norm);
-		return KM_OK;
-	}
-	if (a.failure == HOOK_FAIL_NONE)
-		memcache_put_negative(ks->released, K_RELEASE, hash,
-		    (int64_t)ks->negative_ttl * 1000);
-	log_info("%s keystore: %s: release denied%s%s", queue_id ? queue_id :
-	    "-", norm, why[0] ? ": " : "", why);
-	seterr(errstr, errlen, "release denied%s%s", a.reason[0] ? ": " : "",
-	    a.reason);
-	hook_answer_clear(&a);
-	return KM_PERMFAIL;
-}
-
 /* raw_set - the set of generations as the KM holds it: L2, else KM */
 static enum km_status
 raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *n, char *errstr, size_t errlen)
@@ -1015,7 +609,8 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 			return KM_PERMFAIL;
 		}
 		if (st == KM_OK) {
-			st = gens_decode(buf, len, g, n, why, sizeof(why));
+			st = keystore_entry_decode(buf, len, g, n, why,
+			    sizeof(why));
 			secmem_free(buf, len);
 			if (st == KM_OK) {
 				bump(&ks->l2_hits);
@@ -1054,185 +649,16 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 		return st;
 	}
 	/* One code path from here: encode, then decode our own copy. */
-	st = gens_encode(kg, kn, &buf, &len);
+	st = keystore_entry_encode(kg, kn, &buf, &len);
 	ks->be.km_gens_free(ks->be.arg, kg, kn);
 	if (st != KM_OK) {
 		seterr(errstr, errlen, "cannot encode key set");
 		return st;
 	}
-	st = gens_decode(buf, len, g, n, errstr, errlen);
+	st = keystore_entry_decode(buf, len, g, n, errstr, errlen);
 	if (st == KM_OK && ks->has_l2)
 		ks->be.l2_put(ks->be.arg, K_KEYS, norm, buf, len, ks->key_ttl);
 	secmem_free(buf, len);
-	return st;
-}
-
-/* use_unlocked - fill enhanced generations from the L2 unlocked entry */
-static void
-use_unlocked(struct keystore *ks, const char *norm, struct keymodel_gen *g,
-    size_t n)
-{
-	unsigned char *buf = NULL;
-	size_t len = 0, un = 0;
-	struct keymodel_gen *u = NULL;
-	int neg = 0;
-	char why[160];
-
-	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_UNLOCKED, norm, &buf,
-	    &len, &neg) != KM_OK || neg)
-		return;
-	if (gens_decode(buf, len, &u, &un, why, sizeof(why)) != KM_OK) {
-		log_warnx("keystore: %s: bad unlocked entry (%s), deleted",
-		    norm, why);
-		ks->be.l2_del(ks->be.arg, K_UNLOCKED, norm);
-	}
-	secmem_free(buf, len);
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < un; j++) {
-			if (!g[i].enhanced || g[i].key != NULL ||
-			    u[j].generation != g[i].generation ||
-			    u[j].key == NULL || g[i].cert == NULL ||
-			    X509_check_private_key(g[i].cert, u[j].key) != 1)
-				continue;
-			EVP_PKEY_up_ref(u[j].key);
-			g[i].key = u[j].key;
-		}
-	}
-	ERR_clear_error();
-	gens_free(u, un);
-}
-
-/* store_unlocked - put the unlocked enhanced keys into L2 */
-static void
-store_unlocked(struct keystore *ks, const char *norm,
-    struct keymodel_gen *u, size_t un)
-{
-	unsigned char *buf = NULL;
-	size_t len = 0;
-
-	if (!ks->has_l2 || un == 0 || ks->unlocked_ttl <= 0)
-		return;
-	if (gens_encode(u, un, &buf, &len) != KM_OK)
-		return;
-	ks->be.l2_put(ks->be.arg, K_UNLOCKED, norm, buf, len,
-	    ks->unlocked_ttl);
-	secmem_free(buf, len);
-}
-
-/* locked_lookup - a wrong password recorded in L2? reason into why */
-static int
-locked_lookup(struct keystore *ks, const char *norm, char *why, size_t wlen)
-{
-	unsigned char *buf = NULL;
-	size_t len = 0;
-	int neg = 0;
-
-	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_LOCKED, norm, &buf,
-	    &len, &neg) != KM_OK)
-		return 0;
-	snprintf(why, wlen, "%.*s", (int)(len < 100 ? len : 100),
-	    buf ? (const char *)buf : "wrong password");
-	for (char *p = why; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	secmem_free(buf, len);
-	return 1;
-}
-
-/*
- * unlock - unlock every enhanced generation with the hook's password.
- * Returns KM_OK (all unlocked), KM_PERMFAIL with reason in why ("locked"),
- * KM_TEMPFAIL, or *wrongpw set when the password did not open a key.
- */
-static enum km_status
-unlock(struct keystore *ks, const char *norm, const char *queue_id,
-    struct keymodel_gen *g, size_t n, int *wrongpw, char *why, size_t wlen)
-{
-	struct hook_request rq;
-	struct hook_answer a;
-	struct keymodel_gen *u = NULL;
-	size_t un = 0;
-	char herr[160] = "";
-	enum km_status st = KM_OK;
-
-	*wrongpw = 0;
-	if (ks->be.hook_ask == NULL) {
-		snprintf(why, wlen, "no hook configured");
-		return KM_PERMFAIL;
-	}
-	memset(&rq, 0, sizeof(rq));
-	memset(&a, 0, sizeof(a));
-	rq.event = HOOK_EVENT_UNLOCK;
-	rq.address = norm;
-	rq.key = HOOK_KEY_ENCRYPTION;
-	rq.level = HOOK_LEVEL_ENHANCED;
-	rq.queue_id = queue_id;
-	rq.gateway = ks->gateway;
-	be_hook(ks, &rq, &a, herr, sizeof(herr));
-	switch (a.action) {
-	case HOOK_ACTION_PASSWORD:
-		break;
-	case HOOK_ACTION_TEMPFAIL:
-		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s (tempfail)",
-			    hook_failure_name(a.failure));
-		else
-			snprintf(why, wlen, "hook: tempfail%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_TEMPFAIL;
-		goto out;
-	default:
-		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s",
-			    hook_failure_name(a.failure));
-		else
-			snprintf(why, wlen, "keep-encrypted%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_PERMFAIL;
-		goto out;
-	}
-	if ((u = calloc(n, sizeof(*u))) == NULL) {
-		st = KM_NOMEM;
-		snprintf(why, wlen, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char *plain = NULL;
-		size_t plen = 0;
-		EVP_PKEY *k = NULL;
-
-		if (!g[i].enhanced || g[i].key != NULL)
-			continue;
-		st = pkcs8pw_unwrap(g[i].der, g[i].derlen, a.password,
-		    a.password_len, &plain, &plen, herr, sizeof(herr));
-		if (st == KM_OK)
-			st = parse_plain(plain, plen, g[i].cert, &k, herr,
-			    sizeof(herr));
-		if (st != KM_OK) {
-			secmem_free(plain, plen);
-			if (st == KM_PERMFAIL || st == KM_PROTO) {
-				*wrongpw = 1;
-				snprintf(why, wlen, "wrong password");
-				st = KM_PERMFAIL;
-			} else
-				snprintf(why, wlen, "%s", herr);
-			goto out;
-		}
-		g[i].key = k;
-		EVP_PKEY_up_ref(k);
-		u[un].generation = g[i].generation;
-		u[un].state = g[i].state;
-		u[un].key = k;
-		u[un].der = plain;
-		u[un].derlen = plen;
-		if ((u[un].cert = g[i].cert) != NULL)
-			X509_up_ref(u[un].cert);
-		un++;
-	}
-	store_unlocked(ks, norm, u, un);
-out:
-	gens_free(u, un);
-	hook_answer_clear(&a);
 	return st;
 }
 
@@ -1348,22 +774,22 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 	for (size_t i = 0; i < gn; i++)
 		if (g[i].enhanced)
 			enhanced = 1;
-	if ((st = release_check(ks, norm, hash, enhanced, queue_id, errstr,
-	    errlen)) != KM_OK)
+	if ((st = keystore_release_check(ks, norm, hash, enhanced, queue_id,
+	    errstr, errlen)) != KM_OK)
 		goto out;
 	if (enhanced) {
-		if (locked_lookup(ks, norm, why, sizeof(why))) {
+		if (keystore_locked_lookup(ks, norm, why, sizeof(why))) {
 			st = locked_result(ks, norm, hash, why, 1, 0,
 			    errstr, errlen);
 			goto out;
 		}
-		use_unlocked(ks, norm, g, gn);
+		keystore_use_unlocked(ks, norm, g, gn);
 		for (size_t i = 0; i < gn; i++)
 			if (g[i].enhanced && g[i].key == NULL)
 				need_hook = 1;
 		if (need_hook) {
-			st = unlock(ks, norm, queue_id, g, gn, &wrongpw, why,
-			    sizeof(why));
+			st = keystore_unlock(ks, norm, queue_id, g, gn, &wrongpw,
+			    why, sizeof(why));
 			if (st == KM_TEMPFAIL) {
 				seterr(errstr, errlen, "%s", why);
 				goto out;
@@ -1403,7 +829,7 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 		s = NULL;
 out:
 	keyset_free(s);
-	gens_free(g, gn);
+	keystore_gens_free(g, gn);
 	return st;
 }
 

@@ -1,0 +1,46 @@
+#ifndef KMILTER_KEYCLIENT_KEYSTORE_ENTRY_H
+#define KMILTER_KEYCLIENT_KEYSTORE_ENTRY_H
+/*
+ * NAME
+ *	keystore_entry - the L2 (Redis) form of a set of key generations
+ * SUMMARY
+ *	keystore_entry_encode(), keystore_entry_decode(),
+ *	keystore_gens_free(), keystore_parse_plain().
+ *	Part of the keystore family (keystore_int.h); not for other callers.
+ * DESCRIPTION
+ *	Format: "KSG1" n(4) then per generation: generation(4) state(4)
+ *	enhanced(1) certlen(4) cert-DER derlen(4) der, numbers big-endian,
+ *	1 to 1000 generations.  keystore_entry_decode() is strict (every
+ *	length checked, nothing left over, the key kind must match the
+ *	enhanced flag) and parses plain keys too, checking each against its
+ *	certificate (keystore_parse_plain()).
+ * OWNERSHIP
+ *	keystore_entry_encode()'s buffer is secmem (a plain PKCS#8 key is
+ *	secret): secmem_free(*out, *outlen).  keystore_entry_decode()
+ *	returns generations the caller frees with keystore_gens_free(g, n)
+ *	(NULL-safe; wipes der).  keystore_parse_plain() gives a new
+ *	reference (EVP_PKEY_free).
+ * ERRORS
+ *	KM_OK; KM_PROTO malformed entry, a key that does not parse or does
+ *	not match its certificate (reason in errstr); KM_NOMEM.
+ * THREADS
+ *	Thread-safe.
+ */
+#include <stddef.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "keymodel.h"
+#include "status.h"
+
+enum km_status	 keystore_entry_encode(const struct keymodel_gen *, size_t n,
+		    unsigned char **out, size_t *outlen);
+enum km_status	 keystore_entry_decode(const unsigned char *buf, size_t len,
+		    struct keymodel_gen **out, size_t *nout, char *errstr,
+		    size_t errlen);
+void		 keystore_gens_free(struct keymodel_gen *, size_t n);
+enum km_status	 keystore_parse_plain(const unsigned char *der, size_t len,
+		    X509 *cert, EVP_PKEY **out, char *errstr, size_t errlen);
+
+#endif

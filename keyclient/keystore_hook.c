@@ -1,0 +1,266 @@
+/*
+ * keystore_hook.c - the admin hook's part of a key lookup: the release
+ * decision, unlocking password-protected keys with the hook's password,
+ * and the L2 entries of unlocked keys and of a wrong password.  See
+ * keystore_int.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "hook.h"
+#include "keystore_int.h"
+#include "memcache.h"
+#include "pkcs8pw.h"
+#include "secmem.h"
+
+/* keystore_real_hook_ask - hook_ask on the configured hook */
+enum km_status
+keystore_real_hook_ask(void *arg, const struct hook_request *req,
+    struct hook_answer *out, char *errstr, size_t errlen)
+{
+	return hook_ask(((struct keystore *)arg)->hook, req, out, errstr,
+	    errlen);
+}
+
+/* be_hook - the hook function to call, with its argument */
+static enum km_status
+be_hook(struct keystore *ks, const struct hook_request *req,
+    struct hook_answer *a, char *errstr, size_t errlen)
+{
+	/* keystore_real_hook_ask wants the keystore, a fake its own arg */
+	void *arg = ks->be.hook_ask == keystore_real_hook_ask ? (void *)ks :
+	    ks->be.arg;
+
+	bump(&ks->hook_calls);
+	return ks->be.hook_ask(arg, req, a, errstr, errlen);
+}
+
+/* keystore_release_check - hook_release: may this gateway have the keys? */
+enum km_status
+keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
+    int enhanced, const char *queue_id, char *errstr, size_t errlen)
+{
+	struct memcache_ref *ref;
+	struct hook_request rq;
+	struct hook_answer a;
+	char why[160] = "";
+	static int allowed = 1;
+
+	if (!ks->hook_release)
+		return KM_OK;
+	if (memcache_get(ks->released, K_RELEASE, hash, &ref) == KM_OK) {
+		int neg = memcache_is_negative(ref);
+
+		memcache_release(ref);
+		if (!neg)
+			return KM_OK;
+		seterr(errstr, errlen, "release denied");
+		return KM_PERMFAIL;
+	}
+	if (ks->be.hook_ask == NULL) {
+		seterr(errstr, errlen, "release denied: no hook configured");
+		return KM_PERMFAIL;
+	}
+	memset(&rq, 0, sizeof(rq));
+	memset(&a, 0, sizeof(a));
+	rq.event = HOOK_EVENT_RELEASE;
+	rq.address = norm;
+	rq.key = HOOK_KEY_ENCRYPTION;
+	rq.level = enhanced ? HOOK_LEVEL_ENHANCED : HOOK_LEVEL_DEFAULT;
+	rq.queue_id = queue_id;
+	rq.gateway = ks->gateway;
+	be_hook(ks, &rq, &a, why, sizeof(why));
+	if (a.action == HOOK_ACTION_ALLOW) {
+		memcache_put(ks->released, K_RELEASE, hash, &allowed, NULL,
+		    (int64_t)RELEASE_TTL * 1000);
+		hook_answer_clear(&a);
+		log_info("%s keystore: %s: release allowed by hook",
+		    queue_id ? queue_id : "-", norm);
+		return KM_OK;
+	}
+	if (a.failure == HOOK_FAIL_NONE)
+		memcache_put_negative(ks->released, K_RELEASE, hash,
+		    (int64_t)ks->negative_ttl * 1000);
+	log_info("%s keystore: %s: release denied%s%s", queue_id ? queue_id :
+	    "-", norm, why[0] ? ": " : "", why);
+	seterr(errstr, errlen, "release denied%s%s", a.reason[0] ? ": " : "",
+	    a.reason);
+	hook_answer_clear(&a);
+	return KM_PERMFAIL;
+}
+
+/* keystore_use_unlocked - fill enhanced generations from the L2 unlocked
+ * entry */
+void
+keystore_use_unlocked(struct keystore *ks, const char *norm,
+    struct keymodel_gen *g, size_t n)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0, un = 0;
+	struct keymodel_gen *u = NULL;
+	int neg = 0;
+	char why[160];
+
+	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_UNLOCKED, norm, &buf,
+	    &len, &neg) != KM_OK || neg)
+		return;
+	if (keystore_entry_decode(buf, len, &u, &un, why, sizeof(why)) !=
+	    KM_OK) {
+		log_warnx("keystore: %s: bad unlocked entry (%s), deleted",
+		    norm, why);
+		ks->be.l2_del(ks->be.arg, K_UNLOCKED, norm);
+	}
+	secmem_free(buf, len);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < un; j++) {
+			if (!g[i].enhanced || g[i].key != NULL ||
+			    u[j].generation != g[i].generation ||
+			    u[j].key == NULL || g[i].cert == NULL ||
+			    X509_check_private_key(g[i].cert, u[j].key) != 1)
+				continue;
+			EVP_PKEY_up_ref(u[j].key);
+			g[i].key = u[j].key;
+		}
+	}
+	ERR_clear_error();
+	keystore_gens_free(u, un);
+}
+
+/* store_unlocked - put the unlocked enhanced keys into L2 */
+static void
+store_unlocked(struct keystore *ks, const char *norm,
+    struct keymodel_gen *u, size_t un)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+
+	if (!ks->has_l2 || un == 0 || ks->unlocked_ttl <= 0)
+		return;
+	if (keystore_entry_encode(u, un, &buf, &len) != KM_OK)
+		return;
+	ks->be.l2_put(ks->be.arg, K_UNLOCKED, norm, buf, len,
+	    ks->unlocked_ttl);
+	secmem_free(buf, len);
+}
+
+/* keystore_locked_lookup - a wrong password recorded in L2? reason into why */
+int
+keystore_locked_lookup(struct keystore *ks, const char *norm, char *why,
+    size_t wlen)
+{
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	int neg = 0;
+
+	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_LOCKED, norm, &buf,
+	    &len, &neg) != KM_OK)
+		return 0;
+	snprintf(why, wlen, "%.*s", (int)(len < 100 ? len : 100),
+	    buf ? (const char *)buf : "wrong password");
+	for (char *p = why; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	secmem_free(buf, len);
+	return 1;
+}
+
+/*
+ * keystore_unlock - unlock every enhanced generation with the hook's password.
+ * Returns KM_OK (all unlocked), KM_PERMFAIL with reason in why ("locked"),
+ * KM_TEMPFAIL, or *wrongpw set when the password did not open a key.
+ */
+enum km_status
+keystore_unlock(struct keystore *ks, const char *norm, const char *queue_id,
+    struct keymodel_gen *g, size_t n, int *wrongpw, char *why, size_t wlen)
+{
+	struct hook_request rq;
+	struct hook_answer a;
+	struct keymodel_gen *u = NULL;
+	size_t un = 0;
+	char herr[160] = "";
+	enum km_status st = KM_OK;
+
+	*wrongpw = 0;
+	if (ks->be.hook_ask == NULL) {
+		snprintf(why, wlen, "no hook configured");
+		return KM_PERMFAIL;
+	}
+	memset(&rq, 0, sizeof(rq));
+	memset(&a, 0, sizeof(a));
+	rq.event = HOOK_EVENT_UNLOCK;
+	rq.address = norm;
+	rq.key = HOOK_KEY_ENCRYPTION;
+	rq.level = HOOK_LEVEL_ENHANCED;
+	rq.queue_id = queue_id;
+	rq.gateway = ks->gateway;
+	be_hook(ks, &rq, &a, herr, sizeof(herr));
+	switch (a.action) {
+	case HOOK_ACTION_PASSWORD:
+		break;
+	case HOOK_ACTION_TEMPFAIL:
+		if (a.failure != HOOK_FAIL_NONE)
+			snprintf(why, wlen, "hook failed: %s (tempfail)",
+			    hook_failure_name(a.failure));
+		else
+			snprintf(why, wlen, "hook: tempfail%s%.100s",
+			    a.reason[0] ? ": " : "", a.reason);
+		st = KM_TEMPFAIL;
+		goto out;
+	default:
+		if (a.failure != HOOK_FAIL_NONE)
+			snprintf(why, wlen, "hook failed: %s",
+			    hook_failure_name(a.failure));
+		else
+			snprintf(why, wlen, "keep-encrypted%s%.100s",
+			    a.reason[0] ? ": " : "", a.reason);
+		st = KM_PERMFAIL;
+		goto out;
+	}
+	if ((u = calloc(n, sizeof(*u))) == NULL) {
+		st = KM_NOMEM;
+		snprintf(why, wlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char *plain = NULL;
+		size_t plen = 0;
+		EVP_PKEY *k = NULL;
+
+		if (!g[i].enhanced || g[i].key != NULL)
+			continue;
+		st = pkcs8pw_unwrap(g[i].der, g[i].derlen, a.password,
+		    a.password_len, &plain, &plen, herr, sizeof(herr));
+		if (st == KM_OK)
+			st = keystore_parse_plain(plain, plen, g[i].cert, &k,
+			    herr, sizeof(herr));
+		if (st != KM_OK) {
+			secmem_free(plain, plen);
+			if (st == KM_PERMFAIL || st == KM_PROTO) {
+				*wrongpw = 1;
+				snprintf(why, wlen, "wrong password");
+				st = KM_PERMFAIL;
+			} else
+				snprintf(why, wlen, "%s", herr);
+			goto out;
+		}
+		g[i].key = k;
+		EVP_PKEY_up_ref(k);
+		u[un].generation = g[i].generation;
+		u[un].state = g[i].state;
+		u[un].key = k;
+		u[un].der = plain;
+		u[un].derlen = plen;
+		if ((u[un].cert = g[i].cert) != NULL)
+			X509_up_ref(u[un].cert);
+		un++;
+	}
+	store_unlocked(ks, norm, u, un);
+out:
+	keystore_gens_free(u, un);
+	hook_answer_clear(&a);
+	return st;
+}

@@ -1,0 +1,123 @@
+#ifndef KMILTER_KEYCLIENT_KEYSTORE_INT_H
+#define KMILTER_KEYCLIENT_KEYSTORE_INT_H
+/*
+ * NAME
+ *	keystore_int - internals shared by the keystore module family
+ * SUMMARY
+ *	Private to keystore.c, keystore_hook.c, keystore_entry.c and
+ *	keystore_certcheck.c: nothing else includes this header.
+ *	Types: struct keystore (the handle), struct keyset (an L1 key set).
+ *	Entry kinds K_*, RELEASE_TTL, REASON_MAX.
+ *	Helpers: seterr(), bump() (static inline).
+ *	keystore_hook.c: keystore_real_hook_ask(), keystore_release_check(),
+ *	keystore_locked_lookup(), keystore_use_unlocked(), keystore_unlock().
+ *	The functions of keystore_entry.h and keystore_certcheck.h.
+ * DESCRIPTION
+ *	keystore.c owns the lookup order (L1 -> L2 -> KM) and the caches;
+ *	keystore_hook.c the admin hook's part of a key lookup: the release
+ *	decision, unlocking enhanced keys with the hook's password, and the
+ *	L2 entries of unlocked keys and of a wrong password.
+ *
+ *	keystore_release_check(): with hook_release, may this gateway have
+ *	addr's keys (asks the hook once per RELEASE_TTL).
+ *	keystore_locked_lookup(): 1 when L2 records a wrong password, its
+ *	reason in why.  keystore_use_unlocked(): fills the keys of enhanced
+ *	generations from L2's unlocked entry.  keystore_unlock(): asks the
+ *	hook for the password and unlocks every enhanced generation still
+ *	locked, storing the unlocked keys in L2.
+ * OWNERSHIP
+ *	Generations handed in are modified in place (key references added);
+ *	the caller still owns and frees them.  Everything else is borrowed.
+ * ERRORS
+ *	enum km_status, reasons in errstr or why.  keystore_unlock():
+ *	KM_OK (all unlocked), KM_PERMFAIL ("locked", *wrongpw set when the
+ *	password did not open a key), KM_TEMPFAIL, KM_NOMEM.
+ * THREADS
+ *	As keystore.h: thread-safe on a shared struct keystore.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "keystore.h"
+#include "keystore_certcheck.h"
+#include "keystore_entry.h"
+#include "log.h"
+
+/* Entry kinds.  "cert" and "enckey" are among CACHE_KINDS; the other two
+ * L2 kinds are deleted by keystore_invalidate() itself. */
+#define K_CERT		"cert"		/* L1+L2: current encryption cert */
+#define K_KEYS		"enckey"	/* L1: usable set; L2: set as KM has it */
+#define K_UNLOCKED	"enckey-unl"	/* L2: unlocked enhanced keys */
+#define K_LOCKED	"enckey-lck"	/* L2: wrong password, reason */
+#define K_SIGNER	"signer"	/* L1 only */
+#define K_RELEASE	"release"	/* release decisions (own memcache) */
+
+#define RELEASE_TTL	86400		/* seconds a release decision holds */
+#define REASON_MAX	160
+
+struct keyset {
+	int			 locked;	/* wrong password: reason */
+	char			 reason[REASON_MAX];
+	size_t			 n;
+	struct keystore_key	*keys;
+};
+
+/* The handle. */
+struct keystore {
+	struct keystore_backend	 be;
+	int			 has_km, has_l2;
+	struct keymodel		*km;
+	struct cache		*cache;
+	struct cache_sub	*sub;
+	struct seal_key		*seal;
+	char			 seal_err[192];	/* why no seal key ("" if ok) */
+	struct memcache		*l1;		/* NULL: no L1 */
+	struct memcache		*released;
+	struct hook		*hook;
+	char			*state_dir;
+	char			*gateway;
+	int			 memory_ttl, cert_ttl, key_ttl, negative_ttl;
+	int			 unlocked_ttl, hook_release;
+	atomic_ulong		 l1_hits, l2_hits, km_fetches, misses;
+	atomic_ulong		 negative_hits, km_errors, l2_errors;
+	atomic_ulong		 hook_calls, hook_unlocked, hook_locked;
+	atomic_ulong		 invalidations, lookups;
+};
+
+/* seterr - format a reason into the caller's buffer, if any */
+static inline void KM_PRINTF(3, 4)
+seterr(char *errstr, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errstr == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* bump - add one to a counter */
+static inline void
+bump(atomic_ulong *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* The admin hook's part of a key lookup (keystore_hook.c). */
+enum km_status	 keystore_real_hook_ask(void *ks,
+		    const struct hook_request *, struct hook_answer *,
+		    char *errstr, size_t errlen);
+enum km_status	 keystore_release_check(struct keystore *,
+		    const char *norm, const char *hash, int enhanced,
+		    const char *queue_id, char *errstr, size_t errlen);
+int		 keystore_locked_lookup(struct keystore *, const char *norm,
+		    char *why, size_t wlen);
+void		 keystore_use_unlocked(struct keystore *, const char *norm,
+		    struct keymodel_gen *, size_t n);
+enum km_status	 keystore_unlock(struct keystore *, const char *norm,
+		    const char *queue_id, struct keymodel_gen *, size_t n,
+		    int *wrongpw, char *why, size_t wlen);
+
+#endif
