@@ -126,7 +126,6 @@ struct kmilter_conf {
 	char	*in_authserv_id;
 	char	*in_ca_file;
 	int	 in_unwrap_opaque;
-	int	 in_harvest_certs;
 
 	/* hook */
 	char	*hook_path;

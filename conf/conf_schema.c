@@ -103,7 +103,6 @@ const struct conf_key conf_schema[] = {
 	STR("policy.inbound.authserv_id", in_authserv_id, ""),
 	STR("policy.inbound.ca_file", in_ca_file, ""),
 	BOOL("policy.inbound.unwrap_opaque", in_unwrap_opaque, "true"),
-	BOOL("policy.inbound.harvest_certs", in_harvest_certs, "false"),
 
 	STR("hook.path", hook_path, ""),
 	INT("hook.timeout_ms", hook_timeout_ms, "5000", 10, 600000),
