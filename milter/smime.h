@@ -7,7 +7,9 @@
  *	smime_sign(), smime_encrypt(), smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
- *	smime_envelope_free(), smime_verify()
+ *	smime_envelope_free() in smime.c; smime_verify() in smime_verify.c
+ *	(smime_verify.h, included here).  The CRLF base64 output filter is
+ *	smime_b64.c, the internals shared by the family smime_int.h.
  * DESCRIPTION
  *	No libmilter here: bytes in, a MIME entity out, so that the module can
  *	be unit-tested and fuzzed.
@@ -56,16 +58,7 @@
  *	(cert, key) pairs whose certificate matches, in order, and writes the
  *	inner entity to out.  smime_decrypt() does open+decrypt+free.
  *
- *	smime_verify() checks a multipart/signed entity or opaque signed-data:
- *	the signature (digest and signature value), then the signer's chain
- *	against the trust store with purpose smimesign at the current time,
- *	and compares the signer's e-mail addresses (subject emailAddress and
- *	rfc822Name SANs) with the From address.  The signed content (part 0
- *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
- *	is written to content_out if it is not NULL, even when the signature
- *	is bad (the caller decides what to deliver); when sig_ok is 0, errstr
- *	holds the reason OpenSSL gave.  Only the first SignerInfo is reported
- *	in detail (nsigners counts them all); sig_ok needs all to verify.
+ *	smime_verify() (smime_verify.h) checks signed entities.
  *
  *	Decryption: OpenSSL hides key-unwrap failures (MMA countermeasure), so
  *	a wrong key is reported as "decryption failed" once the content does
@@ -136,20 +129,6 @@ struct smime_keypair {
 
 struct smime_envelope;
 
-struct smime_verify_result {
-	int	 opaque;		/* 1 signed-data, 0 multipart/signed */
-	int	 sig_ok;		/* digest and signature value correct */
-	int	 chain_ok;		/* signer chains to the trust store, smimesign */
-	int	 from_match;		/* signer address == From address */
-	int	 nsigners;		/* SignerInfos in the message */
-	char	 chain_error[128];	/* X509 verify error text when !chain_ok */
-	char	 subject[256];		/* signer subject, RFC 2253 */
-	char	 email[256];		/* first signer e-mail address */
-	char	 fingerprint[65];	/* SHA-256 of signer certificate, hex */
-	time_t	 signing_time;		/* 0 when absent */
-	char	 digest[16];		/* "sha256", ... */
-};
-
 /* smime_sign - sign an entity: multipart/signed or opaque signed-data */
 enum km_status	 smime_sign(const char *entity, size_t len, X509 *cert,
 		    EVP_PKEY *key, STACK_OF(X509) *chain,
@@ -187,11 +166,7 @@ enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
 int		 smime_envelope_is_auth(const struct smime_envelope *);
 struct smime_envelope *smime_envelope_free(struct smime_envelope *);
 
-/* smime_verify - check a signed entity; from may be NULL or
-   "Name <addr>" or a bare addr-spec */
-enum km_status	 smime_verify(const char *ctype, const char *body,
-		    size_t len, X509_STORE *store, const char *from,
-		    struct smime_verify_result *res, BIO *content_out,
-		    char *errstr, size_t errlen);
+/* Verification: included here so that callers need smime.h only. */
+#include "smime_verify.h"
 
 #endif

@@ -1,0 +1,321 @@
+/*
+ * smime_verify.c - check an S/MIME signature with OpenSSL 3 CMS (see
+ * smime_verify.h).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "mime.h"
+#include "smime.h"
+#include "smime_b64.h"
+#include "smime_int.h"
+
+/* addr_of - the addr-spec inside "Name <addr>" (or the whole string) */
+static void
+addr_of(const char *from, char *buf, size_t buflen)
+{
+	const char *lt = strrchr(from, '<'), *gt, *s = from, *e;
+
+	if (lt != NULL && (gt = strchr(lt, '>')) != NULL) {
+		s = lt + 1;
+		e = gt;
+	} else
+		e = from + strlen(from);
+	while (s < e && isspace((unsigned char)*s))
+		s++;
+	while (e > s && isspace((unsigned char)e[-1]))
+		e--;
+	snprintf(buf, buflen, "%.*s", (int)(e - s), s);
+}
+
+/* signer_details - fill subject, email, fingerprint, from_match */
+static void
+signer_details(X509 *signer, const char *from, struct smime_verify_result *r)
+{
+	STACK_OF(OPENSSL_STRING) *emails;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	char addr[256] = "";
+	BIO *m;
+	int k;
+
+	if ((m = BIO_new(BIO_s_mem())) != NULL &&
+	    X509_NAME_print_ex(m, X509_get_subject_name(signer), 0,
+	    XN_FLAG_RFC2253) >= 0) {
+		int n = BIO_read(m, r->subject, sizeof(r->subject) - 1);
+
+		r->subject[n > 0 ? n : 0] = '\0';
+	}
+	BIO_free(m);
+	if (X509_digest(signer, EVP_sha256(), md, &mdlen) == 1)
+		for (i = 0; i < mdlen && i < 32; i++)
+			snprintf(r->fingerprint + 2 * i, 3, "%02x", md[i]);
+	if (from != NULL)
+		addr_of(from, addr, sizeof(addr));
+	emails = X509_get1_email(signer);
+	for (k = 0; k < sk_OPENSSL_STRING_num(emails); k++) {
+		const char *e = sk_OPENSSL_STRING_value(emails, k);
+
+		if (k == 0)
+			snprintf(r->email, sizeof(r->email), "%s", e);
+		if (addr[0] != '\0' && strcasecmp(e, addr) == 0) {
+			r->from_match = 1;
+			snprintf(r->email, sizeof(r->email), "%s", e);
+		}
+	}
+	X509_email_free(emails);
+}
+
+/* signing_time - the signingTime attribute of a SignerInfo, 0 if none */
+static time_t
+signing_time(CMS_SignerInfo *si)
+{
+	int idx = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1);
+	X509_ATTRIBUTE *a;
+	ASN1_TYPE *t;
+	struct tm tm;
+
+	if (idx < 0 || (a = CMS_signed_get_attr(si, idx)) == NULL ||
+	    (t = X509_ATTRIBUTE_get0_type(a, 0)) == NULL)
+		return 0;
+	if (t->type != V_ASN1_UTCTIME && t->type != V_ASN1_GENERALIZEDTIME)
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	if (ASN1_TIME_to_tm((const ASN1_TIME *)t->value.asn1_string,
+	    &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+/* verify_chain - check the signer's chain, purpose smimesign */
+static void
+verify_chain(CMS_ContentInfo *cms, X509 *signer, X509_STORE *store,
+    struct smime_verify_result *r)
+{
+	X509_STORE_CTX *ctx = NULL;
+	STACK_OF(X509) *certs = CMS_get1_certs(cms);
+
+	if (store == NULL) {
+		snprintf(r->chain_error, sizeof(r->chain_error),
+		    "no trust store");
+		goto out;
+	}
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, store, signer, certs) ||
+	    !X509_STORE_CTX_set_default(ctx, "smime_sign")) {
+		snprintf(r->chain_error, sizeof(r->chain_error),
+		    "cannot set up chain verification");
+		goto out;
+	}
+	if (X509_verify_cert(ctx) == 1)
+		r->chain_ok = 1;
+	else
+		snprintf(r->chain_error, sizeof(r->chain_error), "%s",
+		    X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(ctx)));
+out:
+	X509_STORE_CTX_free(ctx);
+	sk_X509_pop_free(certs, X509_free);
+	ossl_drain("verify chain");
+}
+
+/* smime_verify - check a signed entity */
+enum km_status
+smime_verify(const char *ctype, const char *body, size_t len,
+    X509_STORE *store, const char *from, struct smime_verify_result *res,
+    BIO *content_out, char *errstr, size_t errlen)
+{
+	struct mime_headers *h = NULL, *sh = NULL;
+	struct mime_ctype *ct = NULL, *sct = NULL;
+	struct mime_parts *parts = NULL;
+	CMS_ContentInfo *cms = NULL;
+	STACK_OF(CMS_SignerInfo) *sis;
+	const char *cte, *b, *content = NULL;
+	size_t blen, clen = 0, hlen, boff;
+	BIO *dcont = NULL, *sink = NULL;
+	enum km_status st;
+	enum mime_smime_kind k;
+	char why[160];
+
+	memset(res, 0, sizeof(*res));
+	ERR_clear_error();
+	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30) {
+		if ((st = smime_der_to_cms((const unsigned char *)body, len,
+		    &cms, errstr, errlen)) != KM_OK)
+			goto out;
+		res->opaque = 1;
+	} else {
+		if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b,
+		    &blen, &h, errstr, errlen)) != KM_OK)
+			goto out;
+		k = mime_smime_kind(ct);
+		if (k == MIME_SMIME_SIGNED_DETACHED) {
+			const char *sp, *stype, *scte;
+			size_t splen;
+
+			if ((st = mime_multipart_split(b, blen,
+			    mime_ctype_param(ct, "boundary"), &parts, why,
+			    sizeof(why))) != KM_OK) {
+				seterr(errstr, errlen, "malformed "
+				    "multipart/signed: %s", why);
+				goto out;
+			}
+			if (parts->count != 2) {
+				seterr(errstr, errlen, "malformed "
+				    "multipart/signed: %zu parts, not 2",
+				    parts->count);
+				st = KM_PROTO;
+				goto out;
+			}
+			content = b + parts->part[0].off;
+			clen = parts->part[0].len;
+			sp = b + parts->part[1].off;
+			splen = parts->part[1].len;
+			if ((st = mime_entity_split(sp, splen, &hlen, &boff,
+			    why, sizeof(why))) != KM_OK ||
+			    (st = mime_headers_parse(sp, hlen, &sh, why,
+			    sizeof(why))) != KM_OK) {
+				seterr(errstr, errlen, "malformed signature "
+				    "part: %s", why);
+				goto out;
+			}
+			if ((stype = mime_headers_get(sh, "Content-Type")) ==
+			    NULL || (st = mime_ctype_parse(stype, &sct, why,
+			    sizeof(why))) != KM_OK ||
+			    strcmp(mime_ctype_type(sct), "application") != 0 ||
+			    (strcmp(mime_ctype_subtype(sct),
+			    "pkcs7-signature") != 0 &&
+			    strcmp(mime_ctype_subtype(sct),
+			    "x-pkcs7-signature") != 0)) {
+				seterr(errstr, errlen, "malformed "
+				    "multipart/signed: second part is not "
+				    "application/pkcs7-signature");
+				st = KM_PROTO;
+				goto out;
+			}
+			scte = mime_headers_get(sh,
+			    "Content-Transfer-Encoding");
+			if ((st = smime_body_to_cms(scte, sp + boff,
+			    splen - boff, &cms, errstr, errlen)) != KM_OK)
+				goto out;
+		} else if (k == MIME_SMIME_SIGNED_OPAQUE ||
+		    k == MIME_SMIME_PKCS7_UNKNOWN) {
+			if ((st = smime_body_to_cms(cte, b, blen, &cms, errstr,
+			    errlen)) != KM_OK)
+				goto out;
+			res->opaque = 1;
+		} else {
+			seterr(errstr, errlen, "not a signed S/MIME entity "
+			    "(%s/%s, %s)", mime_ctype_type(ct),
+			    mime_ctype_subtype(ct), mime_smime_kind_name(k));
+			st = KM_PROTO;
+			goto out;
+		}
+	}
+	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		seterr(errstr, errlen, "not signed data: CMS content type %s",
+		    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
+		st = KM_PROTO;
+		goto out;
+	}
+	if (res->opaque) {
+		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
+
+		if (pos == NULL || *pos == NULL) {
+			seterr(errstr, errlen, "malformed signed-data: no "
+			    "encapsulated content");
+			st = KM_PROTO;
+			goto out;
+		}
+		content = (const char *)ASN1_STRING_get0_data(*pos);
+		clen = (size_t)ASN1_STRING_length(*pos);
+	} else if ((dcont = BIO_new_mem_buf(content, (int)clen)) == NULL) {
+		st = ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+		goto out;
+	}
+	sis = CMS_get0_SignerInfos(cms);
+	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
+	if (res->nsigners <= 0) {
+		seterr(errstr, errlen, "signed data without SignerInfos");
+		st = KM_PROTO;
+		goto out;
+	}
+	/* Signature first, without the chain: the chain is judged apart. */
+	if ((sink = BIO_new(BIO_s_null())) == NULL) {
+		st = ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+		goto out;
+	}
+	if (CMS_verify(cms, NULL, NULL, dcont, sink,
+	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
+		res->sig_ok = 1;
+	else
+		ossl_fail(KM_OK, errstr, errlen, "signature");
+	{
+		CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, 0);
+		X509 *signer = NULL;
+		X509_ALGOR *dig = NULL, *sig = NULL;
+		EVP_PKEY *pk = NULL;
+
+		CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
+		if (signer == NULL) {
+			STACK_OF(X509) *certs = CMS_get1_certs(cms);
+			int i;
+
+			for (i = 0; certs && i < sk_X509_num(certs); i++)
+				if (CMS_SignerInfo_cert_cmp(si,
+				    sk_X509_value(certs, i)) == 0) {
+					CMS_SignerInfo_set1_signer_cert(si,
+					    sk_X509_value(certs, i));
+					break;
+				}
+			sk_X509_pop_free(certs, X509_free);
+			CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
+		}
+		if (dig != NULL)
+			snprintf(res->digest, sizeof(res->digest), "%s",
+			    OBJ_nid2sn(OBJ_obj2nid(dig->algorithm)));
+		for (char *p = res->digest; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		res->signing_time = signing_time(si);
+		if (signer != NULL) {
+			signer_details(signer, from, res);
+			verify_chain(cms, signer, store, res);
+		} else {
+			res->sig_ok = 0;
+			snprintf(res->chain_error, sizeof(res->chain_error),
+			    "signer certificate not in the message");
+		}
+	}
+	if (content_out != NULL && clen > 0 &&
+	    (!smime_b64_emit(content_out, (const unsigned char *)content,
+	    clen) ||
+	    BIO_flush(content_out) != 1)) {
+		st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		    "verify: writing content");
+		goto out;
+	}
+	ossl_drain("verify");
+	st = KM_OK;
+out:
+	if (st != KM_OK)
+		ossl_drain("verify");
+	BIO_free(sink);
+	BIO_free(dcont);
+	CMS_ContentInfo_free(cms);
+	mime_parts_free(parts);
+	mime_ctype_free(sct);
+	mime_headers_free(sh);
+	mime_ctype_free(ct);
+	mime_headers_free(h);
+	return st;
+}

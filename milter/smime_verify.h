@@ -1,0 +1,64 @@
+#ifndef KMILTER_MILTER_SMIME_VERIFY_H
+#define KMILTER_MILTER_SMIME_VERIFY_H
+/*
+ * NAME
+ *	smime_verify - check an S/MIME signature with OpenSSL 3 CMS
+ * SUMMARY
+ *	smime_verify(), struct smime_verify_result.
+ *	Included by smime.h: callers include smime.h.
+ * DESCRIPTION
+ *	Inputs are given as in smime.h (ctype, body, len).
+ *
+ *	smime_verify() checks a multipart/signed entity or opaque signed-data:
+ *	the signature (digest and signature value), then the signer's chain
+ *	against the trust store with purpose smimesign at the current time,
+ *	and compares the signer's e-mail addresses (subject emailAddress and
+ *	rfc822Name SANs) with the From address.  The signed content (part 0
+ *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
+ *	is written to content_out if it is not NULL, even when the signature
+ *	is bad (the caller decides what to deliver); when sig_ok is 0, errstr
+ *	holds the reason OpenSSL gave.  Only the first SignerInfo is reported
+ *	in detail (nsigners counts them all); sig_ok needs all to verify.
+ * OWNERSHIP
+ *	The trust store is borrowed and only read.  content_out is the
+ *	caller's and is not freed.  The struct smime_verify_result is filled
+ *	in place (fixed arrays).
+ * ERRORS
+ *	KM_OK when the signature could be checked at all: the verdict is in
+ *	the result (sig_ok, chain_ok, from_match); KM_PROTO malformed MIME or
+ *	CMS, or not signed data; KM_NOMEM; KM_TEMPFAIL when content_out
+ *	cannot be written.  The OpenSSL error queue is drained (errstr, log).
+ * THREADS
+ *	Thread-safe: no static state; the store may be shared, it is only
+ *	read.
+ */
+#include <stddef.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/x509_vfy.h>
+
+#include "status.h"
+
+struct smime_verify_result {
+	int	 opaque;		/* 1 signed-data, 0 multipart/signed */
+	int	 sig_ok;		/* digest and signature value correct */
+	int	 chain_ok;		/* signer chains to the trust store, smimesign */
+	int	 from_match;		/* signer address == From address */
+	int	 nsigners;		/* SignerInfos in the message */
+	char	 chain_error[128];	/* X509 verify error text when !chain_ok */
+	char	 subject[256];		/* signer subject, RFC 2253 */
+	char	 email[256];		/* first signer e-mail address */
+	char	 fingerprint[65];	/* SHA-256 of signer certificate, hex */
+	time_t	 signing_time;		/* 0 when absent */
+	char	 digest[16];		/* "sha256", ... */
+};
+
+/* smime_verify - check a signed entity; from may be NULL or
+   "Name <addr>" or a bare addr-spec */
+enum km_status	 smime_verify(const char *ctype, const char *body,
+		    size_t len, X509_STORE *store, const char *from,
+		    struct smime_verify_result *res, BIO *content_out,
+		    char *errstr, size_t errlen);
+
+#endif
