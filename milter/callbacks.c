@@ -60,13 +60,6 @@ callbacks_active(void)
 	return __atomic_load_n(&active_sessions, __ATOMIC_SEQ_CST);
 }
 
-/* qid - the queue id for log lines */
-static const char *
-qid(const struct message *m)
-{
-	return m && m->queue_id ? m->queue_id : "NOQUEUE";
-}
-
 /* remember_qid - pick up macro {i} whenever the MTA sends it */
 static void
 remember_qid(SMFICTX *ctx, struct message *m)
@@ -178,7 +171,7 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 		return SMFIS_TEMPFAIL;
 	remember_qid(ctx, s->msg);
 	if (message_add_header(s->msg, name, value) != KM_OK) {
-		log_warnx("%s: milter: out of memory storing headers", qid(s->msg));
+		log_warnx("%s: milter: out of memory storing headers", message_qid(s->msg));
 		return SMFIS_TEMPFAIL;
 	}
 	return SMFIS_CONTINUE;
@@ -240,7 +233,7 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
 	const struct message *m = s->msg;
 
 	log_info("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s ms=%ld",
-	    qid(m), m->from, m->nrcpts, m->header_bytes + message_body_size(m),
+	    message_qid(m), m->from, m->nrcpts, m->header_bytes + message_body_size(m),
 	    policy_direction_name(dir), v->action_name, outcome,
 	    strcmp(v->result, "ok") ? " reason=" : "", strcmp(v->result, "ok") ? v->result : "",
 	    message_elapsed_ms(m));
@@ -310,7 +303,7 @@ mlfi_abort(SMFICTX *ctx)
 
 	if (s != NULL && s->msg != NULL) {
 		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
-		    qid(s->msg), message_body_size(s->msg));
+		    message_qid(s->msg), message_body_size(s->msg));
 		stats_count(ST_ABORTED);
 		session_message_end(s);
 	}

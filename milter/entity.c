@@ -110,3 +110,18 @@ out:
 		snprintf(errstr, errlen, "out of memory");
 	return st;
 }
+
+/* entity_from_bio - a memory BIO's bytes in a malloc'ed, NUL-terminated buffer */
+char *
+entity_from_bio(BIO *b, size_t *len)
+{
+	char *data, *copy;
+	long n = BIO_get_mem_data(b, &data);
+
+	if (n < 0 || (copy = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	memcpy(copy, data, (size_t)n);
+	copy[n] = '\0';
+	*len = (size_t)n;
+	return copy;
+}

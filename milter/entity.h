@@ -4,7 +4,7 @@
  * NAME
  *	entity - the message's MIME entity: taken out of a message, put back into one
  * SUMMARY
- *	entity_from_message(), entity_replace()
+ *	entity_from_message(), entity_replace(), entity_from_bio()
  * DESCRIPTION
  *	The top-level MIME entity of a message is its Content-* headers and
  *	its body; the other headers (From, To, Subject, Received, ...) stay
@@ -17,6 +17,8 @@
  *	added, MIME-Version: 1.0 is added when missing, and the body is
  *	replaced.
  * OWNERSHIP
+ *	entity_from_bio() copies a memory BIO's bytes into a malloc'ed,
+ *	NUL-terminated buffer (NULL when out of memory).
  *	entity_from_message() returns a malloc'ed buffer (free(); it may hold
  *	plaintext: the caller wipes it with secmem_free when done).
  * ERRORS
@@ -25,6 +27,8 @@
  *	Thread-safe.
  */
 #include <stddef.h>
+
+#include <openssl/bio.h>
 
 #include "session.h"
 #include "status.h"
@@ -35,5 +39,6 @@ enum km_status entity_from_message(const struct message *, const unsigned char *
 enum km_status entity_replace(struct verdict *, const struct message *,
 		    const char *entity, size_t len, char *errstr, size_t errlen);
 int	       entity_is_content_header(const char *name);
+char	      *entity_from_bio(BIO *, size_t *len);
 
 #endif

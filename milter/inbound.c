@@ -21,13 +21,6 @@
 
 #define MAX_LAYERS 3
 
-/* qid - queue id for log lines */
-static const char *
-qid(const struct message *m)
-{
-	return m->queue_id ? m->queue_id : "NOQUEUE";
-}
-
 /* authserv_of - does an Authentication-Results value carry this authserv-id? */
 static int
 is_ours(const char *value, const char *authserv_id)
@@ -62,7 +55,7 @@ remove_forged(const struct session *s, struct verdict *v)
 		removed++;
 	}
 	if (removed)
-		log_info("%s: inbound: removed %d header(s) imitating kmilter's own", qid(m),
+		log_info("%s: inbound: removed %d header(s) imitating kmilter's own", message_qid(m),
 		    removed);
 	return removed;
 }
@@ -111,21 +104,6 @@ malformed(const struct session *s, struct verdict *v, const char *what)
 		snprintf(v->result, sizeof(v->result), "passed unchanged: malformed: %.200s", what);
 		break;
 	}
-}
-
-/* bio_take - move a memory BIO's bytes into a malloc'ed buffer */
-static char *
-bio_take(BIO *b, size_t *len)
-{
-	char *data, *copy;
-	long n = BIO_get_mem_data(b, &data);
-
-	if (n < 0 || (copy = malloc((size_t)n + 1)) == NULL)
-		return NULL;
-	memcpy(copy, data, (size_t)n);
-	copy[n] = '\0';
-	*len = (size_t)n;
-	return copy;
 }
 
 struct keyset {
@@ -225,7 +203,7 @@ decrypt_layer(const struct session *s, const char *ctype, const char *body, size
 		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
 		goto out;
 	}
-	if ((*out = bio_take(bio, outlen)) == NULL) {
+	if ((*out = entity_from_bio(bio, outlen)) == NULL) {
 		st = KM_NOMEM;
 		goto out;
 	}
@@ -303,7 +281,7 @@ verify_layer(const struct session *s, const char *ctype, const char *body, size_
 		snprintf(note, nlen, "signature %s signer=%s", res.sig_ok && res.chain_ok &&
 		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown");
 		if (bio != NULL && res.opaque)
-			*content = bio_take(bio, clen);
+			*content = entity_from_bio(bio, clen);
 	}
 	BIO_free(bio);
 	X509_STORE_free(trust);
@@ -367,7 +345,7 @@ inbound_eom(struct session *s, struct verdict *v)
 				verdict_tempfail(v, "%s", reason);
 				goto out;
 			} else if (st != KM_OK) {
-				log_info("%s: inbound: %s", qid(m), reason);
+				log_info("%s: inbound: %s", message_qid(m), reason);
 				break;
 			} else {
 				decrypted++;
@@ -435,7 +413,7 @@ inbound_eom(struct session *s, struct verdict *v)
 	if (*reason)
 		snprintf(v->result, sizeof(v->result), "%.250s", reason);
 	else if (*note)
-		log_info("%s: inbound: %s", qid(m), note);
+		log_info("%s: inbound: %s", message_qid(m), note);
 	goto out;
 nomem:
 	verdict_tempfail(v, "out of memory");

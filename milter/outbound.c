@@ -21,13 +21,6 @@
 #include "smime.h"
 #include "spool.h"
 
-/* qid - queue id for log lines */
-static const char *
-qid(const struct message *m)
-{
-	return m->queue_id ? m->queue_id : "NOQUEUE";
-}
-
 /* lookup_cert - the recipient's certificate, from RCPT time or now */
 static enum km_status
 lookup_cert(struct message *m, int i, char *err, size_t errlen)
@@ -58,7 +51,7 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		*xcode = "4.7.1";
 		snprintf(reply, replylen, "<%s>: cannot look up the S/MIME certificate "
 		    "now, try again later", m->rcpts[i]);
-		log_warnx("%s: outbound: rcpt=<%s>: certificate lookup: %s", qid(m),
+		log_warnx("%s: outbound: rcpt=<%s>: certificate lookup: %s", message_qid(m),
 		    m->rcpts[i], err);
 		return KM_TEMPFAIL;
 	}
@@ -68,10 +61,10 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		*xcode = "5.7.1";
 		snprintf(reply, replylen, "<%s>: no usable S/MIME certificate (%s), and "
 		    "policy requires encryption for this recipient", m->rcpts[i], err);
-		log_info("%s: outbound: rcpt=<%s> refused: %s", qid(m), m->rcpts[i], err);
+		log_info("%s: outbound: rcpt=<%s> refused: %s", message_qid(m), m->rcpts[i], err);
 		return KM_PERMFAIL;
 	}
-	log_debug(1, "%s: outbound: rcpt=<%s>: %s", qid(m), m->rcpts[i], err);
+	log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m), m->rcpts[i], err);
 	return KM_OK;
 }
 
@@ -123,21 +116,6 @@ seven_bit_clean(const char *p, size_t n)
 			return 0;
 	}
 	return 1;
-}
-
-/* bio_take - move a memory BIO's bytes into a malloc'ed buffer */
-static char *
-bio_take(BIO *b, size_t *len)
-{
-	char *data, *copy;
-	long n = BIO_get_mem_data(b, &data);
-
-	if (n < 0 || (copy = malloc((size_t)n + 1)) == NULL)
-		return NULL;
-	memcpy(copy, data, (size_t)n);
-	copy[n] = '\0';
-	*len = (size_t)n;
-	return copy;
 }
 
 /* map_digest, map_cipher, map_padding - configuration words to smime enums */
@@ -250,7 +228,7 @@ outbound_eom(struct session *s, struct verdict *v)
 		if (st != KM_OK) {
 			sign = 0;
 			log_info("%s: outbound: sending unsigned: <%s> has no signing key here: %s",
-			    qid(m), m->from, err);
+			    message_qid(m), m->from, err);
 		}
 	}
 	if (!sign && !encrypt) {
@@ -280,7 +258,7 @@ outbound_eom(struct session *s, struct verdict *v)
 			verdict_tempfail(v, "signing: %s", err);
 			goto out;
 		}
-		if ((signed_ent = bio_take(out, &signedlen)) == NULL)
+		if ((signed_ent = entity_from_bio(out, &signedlen)) == NULL)
 			goto nomem;
 		BIO_free(out);
 		out = NULL;
@@ -300,7 +278,7 @@ outbound_eom(struct session *s, struct verdict *v)
 				goto out;
 			} else
 				log_info("%s: outbound: sender <%s> has no certificate: the sent "
-				    "copy is not encrypted to them: %s", qid(m), m->from, err);
+				    "copy is not encrypted to them: %s", message_qid(m), m->from, err);
 		}
 		if ((out = BIO_new(BIO_s_mem())) == NULL)
 			goto nomem;
@@ -312,7 +290,7 @@ outbound_eom(struct session *s, struct verdict *v)
 			verdict_tempfail(v, "encryption: %s", err);
 			goto out;
 		}
-		if ((final = bio_take(out, &finallen)) == NULL)
+		if ((final = entity_from_bio(out, &finallen)) == NULL)
 			goto nomem;
 	} else {
 		final = signed_ent;

@@ -221,3 +221,10 @@ message_drop_last_rcpt(struct message *m)
 	free(m->rcpts[m->nrcpts]);
 	X509_free(m->rcpt_certs[m->nrcpts]);
 }
+
+/* message_qid - the queue id for log lines ("NOQUEUE" before the MTA gives one) */
+const char *
+message_qid(const struct message *m)
+{
+	return m && m->queue_id ? m->queue_id : "NOQUEUE";
+}
