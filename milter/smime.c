@@ -72,6 +72,38 @@ to_crlf(const char *in, size_t len, char **copy, size_t *copylen)
 	return KM_OK;
 }
 
+/*
+ * crlf_input - the entity as signed or encrypted: CRLF line ends (*entity
+ * and *len may then point to *copy, which the caller frees with
+ * secmem_free), at most INT_MAX bytes, and a memory BIO reading it
+ */
+static enum km_status
+crlf_input(const char *what, const char **entity, size_t *len, char **copy,
+    size_t *copylen, BIO **in, char *errstr, size_t errlen)
+{
+	enum km_status st;
+
+	if ((st = to_crlf(*entity, *len, copy, copylen)) != KM_OK) {
+		seterr(errstr, errlen, "%s: out of memory", what);
+		return st;
+	}
+	if (*copy != NULL) {
+		*entity = *copy;
+		*len = *copylen;
+	}
+	if (*len > INT_MAX) {
+		seterr(errstr, errlen, "%s: entity too large", what);
+		return KM_PERMFAIL;
+	}
+	if ((*in = BIO_new_mem_buf(*entity, (int)*len)) == NULL) {
+		char where[32];
+
+		snprintf(where, sizeof(where), "%s: BIO", what);
+		return ossl_fail(KM_NOMEM, errstr, errlen, where);
+	}
+	return KM_OK;
+}
+
 /* make_boundary - a random boundary that does not occur in the data */
 static enum km_status
 make_boundary(char *bd, size_t bdlen, const char *data, size_t len)
@@ -122,23 +154,9 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 		seterr(errstr, errlen, "sign: no signer certificate or key");
 		return KM_PERMFAIL;
 	}
-	if ((st = to_crlf(entity, len, &copy, &copylen)) != KM_OK) {
-		seterr(errstr, errlen, "sign: out of memory");
-		return st;
-	}
-	if (copy != NULL) {
-		entity = copy;
-		len = copylen;
-	}
-	if (len > INT_MAX) {
-		seterr(errstr, errlen, "sign: entity too large");
-		st = KM_PERMFAIL;
+	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, &in,
+	    errstr, errlen)) != KM_OK)
 		goto out;
-	}
-	if ((in = BIO_new_mem_buf(entity, (int)len)) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
-		goto out;
-	}
 	if (mode == SMIME_MODE_DETACHED)
 		flags |= CMS_DETACHED;
 	else
@@ -269,23 +287,9 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 		seterr(errstr, errlen, "encrypt: no recipients");
 		return KM_PERMFAIL;
 	}
-	if ((st = to_crlf(entity, len, &copy, &copylen)) != KM_OK) {
-		seterr(errstr, errlen, "encrypt: out of memory");
-		return st;
-	}
-	if (copy != NULL) {
-		entity = copy;
-		len = copylen;
-	}
-	if (len > INT_MAX) {
-		seterr(errstr, errlen, "encrypt: entity too large");
-		st = KM_PERMFAIL;
+	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen, &in,
+	    errstr, errlen)) != KM_OK)
 		goto out;
-	}
-	if ((in = BIO_new_mem_buf(entity, (int)len)) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "encrypt: BIO");
-		goto out;
-	}
 	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
 		st = ossl_fail(KM_PERMFAIL, errstr, errlen,
 		    "encrypt: CMS_encrypt");
