@@ -57,7 +57,7 @@ FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 KMILTER = $(BUILD)/kmilter
 KMCTL   = $(BUILD)/kmctl
 
-.PHONY: all test check check-asan unit bench fuzz fuzzers demo deps install uninstall clean tools
+.PHONY: all test check check-asan unit bench soak fuzz fuzzers demo deps install uninstall clean tools
 
 all: $(KMILTER) $(KMCTL) milter/kmilter keyclient/kmctl
 
@@ -114,9 +114,16 @@ check-asan:
 	$(MAKE) SANITIZE=1 all unit tools
 	tests/run --build build-asan check
 
+# Side-by-side throughput, latency, key lookups and crypto; then the soak
+# (SOAK_SECONDS, default 600, of mixed mail, every message accounted for).
 bench: deps
 	$(MAKE) all tools
 	tests/bench/run --build $(BUILD)
+	tests/bench/soak --build $(BUILD)
+
+soak: deps
+	$(MAKE) all tools
+	tests/bench/soak --build $(BUILD)
 
 # Each libFuzzer target for FUZZ_SECONDS (default 60) from its seed corpus.
 fuzz: deps
