@@ -28,10 +28,6 @@ static char symlist_envfrom[] = "i {auth_authen}";
 static char symlist_eom[] = "i";
 static char milter_name[] = "kmilter";
 
-/* The protocol steps kmilter asks the MTA for (see mlfi_negotiate). */
-#define MILTER_STEPS	(SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOUNKNOWN | \
-	SMFIP_NODATA | SMFIP_NR_HDR | SMFIP_NR_BODY)
-
 /* callbacks_set_conf - make conf current (takes the caller's reference) */
 void
 callbacks_set_conf(struct kmilter_conf *conf)
@@ -94,7 +90,7 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f
 	 * end of message): fewer round trips per message.  libmilter fakes
 	 * the no-reply steps for an MTA that cannot do them.
 	 */
-	*pf1 = MILTER_STEPS & f1;
+	*pf1 = KMILTER_MILTER_STEPS & f1;
 	*pf2 = 0;
 	*pf3 = 0;
 	if (f0 & SMFIF_SETSYMLIST) {

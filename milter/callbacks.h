@@ -12,6 +12,10 @@
  *	mlfi_eom.  The current configuration is swapped in by
  *	callbacks_set_conf() (reload); each new connection pins the one
  *	current at its start.
+ *	KMILTER_MILTER_STEPS are the protocol steps kmilter negotiates: no
+ *	HELO, end of headers, DATA or unknown commands, and no reply to each
+ *	header and body chunk (failures there are reported at end of message).
+ *	The benchmarks' null milter negotiates the same (needs <libmilter/mfapi.h>).
  * OWNERSHIP
  *	callbacks_set_conf() takes over the caller's reference and drops the
  *	old one; callbacks_conf() returns a new reference (conf_unref it).
@@ -21,6 +25,9 @@
  *	Thread-safe.
  */
 #include "conf.h"
+
+#define KMILTER_MILTER_STEPS	(SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOUNKNOWN | \
+	SMFIP_NODATA | SMFIP_NR_HDR | SMFIP_NR_BODY)
 
 int			 callbacks_register(void);
 void			 callbacks_set_conf(struct kmilter_conf *);

@@ -32,16 +32,14 @@
 
 #include <libmilter/mfapi.h>
 
+#include "callbacks.h"
+
 /* libmilter takes char *, not const char *: keep writable copies. */
 static char m_envfrom[] = "i {auth_authen}";
 static char m_i[] = "i";
 static char m_eom[] = "i";
 static char m_auth[] = "{auth_authen}";
 static char m_name[] = "nullmilter";
-
-/* kmilter's protocol steps (MILTER_STEPS in milter/callbacks.c) */
-#define NULL_STEPS	(SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NOUNKNOWN | \
-	SMFIP_NODATA | SMFIP_NR_HDR | SMFIP_NR_BODY)
 
 struct nullconn {
 	unsigned long	messages;
@@ -66,7 +64,7 @@ null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE |
 	    SMFIF_SETSYMLIST;
 	*pf0 &= f0;
-	*pf1 = NULL_STEPS & f1;
+	*pf1 = KMILTER_MILTER_STEPS & f1;	/* kmilter's steps */
 	*pf2 = 0;
 	*pf3 = 0;
 	if (f0 & SMFIF_SETSYMLIST) {
