@@ -518,8 +518,10 @@ class Account:
             len(self.bad), len(self.unaccepted))
 
 
-def account(lab, msgs, queue_wait=120, allow_queued=True):
-    """Wait for the queue to drain, then account for every message."""
+def account(lab, msgs, queue_wait=120, allow_queued=True, check=None):
+    """Wait for the queue to drain, then account for every message
+    (check(m, delivered bytes) -> '' or a problem; check_delivery by default)."""
+    check = check or check_delivery
     left = wait_queue_empty(lab, queue_wait)
     left_set = set(left)
     found = scan_out(lab.env)
@@ -546,7 +548,7 @@ def account(lab, msgs, queue_wait=120, allow_queued=True):
             a.dups.append(m)
         a.delivered += 1
         _, msg = labsmtp.read_delivered(paths[0])
-        why = check_delivery(m, msg)
+        why = check(m, msg)
         if why:
             a.bad.append(why)
     return a
