@@ -239,8 +239,13 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
     const char *outcome)
 {
 	const struct message *m = s->msg;
+	void (*logf)(const char *, ...) = log_info;
 
-	log_info("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s ms=%ld",
+	if (v->downgraded && strcmp(outcome, "ok") == 0) {
+		outcome = "downgraded";
+		logf = log_warnx;
+	}
+	logf("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s ms=%ld",
 	    message_qid(m), m->from, m->nrcpts, m->header_bytes + message_body_size(m),
 	    policy_direction_name(dir), v->action_name, outcome,
 	    strcmp(v->result, "ok") ? " reason=" : "", strcmp(v->result, "ok") ? v->result : "",

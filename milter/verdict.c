@@ -111,3 +111,15 @@ verdict_tempfail(struct verdict *v, const char *fmt, ...)
 	va_end(ap);
 	snprintf(v->reply, sizeof(v->reply), "kmilter: temporary failure, try again later");
 }
+
+/* verdict_downgrade - the message leaves less protected than policy wanted */
+void
+verdict_downgrade(struct verdict *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	v->downgraded = 1;
+	va_start(ap, fmt);
+	vsnprintf(v->result, sizeof(v->result), fmt, ap);
+	va_end(ap);
+}

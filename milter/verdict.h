@@ -6,7 +6,7 @@
  * SUMMARY
  *	verdict_init(), verdict_clear(), verdict_drop_changes(), verdict_header_change(),
  *	verdict_header_add(), verdict_set_body(), verdict_reject(),
- *	verdict_tempfail()
+ *	verdict_tempfail(), verdict_downgrade()
  * DESCRIPTION
  *	The pipeline fills a verdict; callbacks.c applies it with libmilter
  *	(smfi_chgheader, smfi_addheader, smfi_replacebody, smfi_setreply) in
@@ -14,6 +14,9 @@
  *	or nothing: either every change is applied, or the message is
  *	tempfailed so the MTA retries.
  *	action_name and result are the words of the per-message log line.
+ *	verdict_downgrade() marks a message that leaves less protected than
+ *	policy wanted (unsigned, signed only, kept encrypted): its log line
+ *	says result=downgraded with the reason, at warning level.
  * OWNERSHIP
  *	The verdict owns its strings and body; verdict_clear() frees them.
  * ERRORS
@@ -37,6 +40,7 @@ struct verdict {
 	enum verdict_kind kind;
 	const char	*action_name;	/* "pass", "sign", "encrypt", "decrypt", ... */
 	char		 result[256];	/* "ok" or why */
+	int		 downgraded;	/* left less protected than policy wanted */
 	char		 rcode[4];	/* SMTP reply for reject/tempfail */
 	char		 xcode[8];
 	char		 reply[256];
@@ -56,6 +60,8 @@ void		verdict_set_body(struct verdict *, unsigned char *body, size_t len);
 void		verdict_reject(struct verdict *, const char *rcode, const char *xcode,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void		verdict_tempfail(struct verdict *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+void		verdict_downgrade(struct verdict *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 #endif
