@@ -21,45 +21,6 @@
 
 #define MAX_LAYERS 3
 
-/* authserv_of - does an Authentication-Results value carry this authserv-id? */
-static int
-is_ours(const char *value, const char *authserv_id)
-{
-	size_t n = strlen(authserv_id);
-
-	while (*value == ' ' || *value == '\t')
-		value++;
-	return strncasecmp(value, authserv_id, n) == 0 &&
-	    (value[n] == ';' || value[n] == ' ' || value[n] == '\t' || value[n] == '\0');
-}
-
-/* remove_forged - delete inbound headers that imitate kmilter's own */
-static int
-remove_forged(const struct session *s, struct verdict *v)
-{
-	const struct message *m = s->msg;
-	int removed = 0;
-
-	for (int i = m->nheaders - 1; i >= 0; i--) {
-		const char *name = m->headers[i].name;
-		int index = 0;
-
-		if (strncasecmp(name, "X-Kmilter", 9) != 0 &&
-		    !(strcasecmp(name, "Authentication-Results") == 0 &&
-		    is_ours(m->headers[i].value, s->conf->in_authserv_id)))
-			continue;
-		for (int j = 0; j <= i; j++)
-			index += strcasecmp(m->headers[j].name, name) == 0;
-		if (verdict_header_change(v, name, index, NULL) != KM_OK)
-			return -1;
-		removed++;
-	}
-	if (removed)
-		log_info("%s: inbound: removed %d header(s) imitating kmilter's own", message_qid(m),
-		    removed);
-	return removed;
-}
-
 /* kind_of - the S/MIME kind of an entity's (or the message's) Content-Type */
 static enum mime_smime_kind
 kind_of(const char *ctype)
@@ -302,10 +263,8 @@ inbound_eom(struct session *s, struct verdict *v)
 	enum mime_smime_kind kind;
 	enum km_status st;
 
-	if (remove_forged(s, v) < 0) {
-		verdict_tempfail(v, "out of memory");
-		return;
-	}
+	/* Forged X-Kmilter-* and Authentication-Results are gone already:
+	 * pipeline_run() removes them in every direction (forged.h). */
 	kind = kind_of(message_header(m, "Content-Type"));
 	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
 	    kind == MIME_SMIME_COMPRESSED)

@@ -8,7 +8,7 @@
  * DESCRIPTION
  *	Headers that imitate kmilter's own (X-Kmilter-*, and
  *	Authentication-Results with this gateway's authserv-id) are removed
- *	first, whatever else happens.
+ *	before, in every direction, by pipeline_run() (forged.h).
  *	Enveloped and authEnveloped data is decrypted only when every internal
  *	envelope recipient holds a usable key (current or expired generation,
  *	never revoked; enhanced keys only when the admin hook unlocks them)

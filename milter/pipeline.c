@@ -1,6 +1,7 @@
 /*
  * pipeline.c - end-of-message processing (see pipeline.h).
  */
+#include "forged.h"
 #include "inbound.h"
 #include "outbound.h"
 #include "pipeline.h"
@@ -14,6 +15,12 @@ pipeline_run(struct session *s, struct verdict *v)
 
 	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
 	    m->from, m->rcpts, m->nrcpts);
+	/* Nothing from outside may pose as a result kmilter wrote: in
+	 * every direction, before kmilter adds its own. */
+	if (forged_remove(s, v) < 0) {
+		verdict_tempfail(v, "out of memory");
+		return dir;
+	}
 	if (dir == DIR_OUTBOUND)
 		outbound_eom(s, v);
 	else if (dir == DIR_INBOUND)

@@ -10,7 +10,8 @@
  *	the verdict: pass unchanged, rewrite (sign/encrypt outbound, decrypt
  *	inbound), reject, or tempfail.  It never talks to libmilter; the
  *	caller applies the verdict.  Malformed input gets the configured
- *	policy.on_malformed action.
+ *	policy.on_malformed action.  In every direction, headers that
+ *	imitate kmilter's own results are removed first (forged.h).
  * OWNERSHIP
  *	The verdict is the caller's (verdict_init before, verdict_clear after).
  * ERRORS
