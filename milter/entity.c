@@ -1,12 +1,14 @@
 /*
  * entity.c - the top-level MIME entity of a message (see entity.h).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "entity.h"
+#include "log.h"
 #include "mime.h"
 
 /* entity_is_content_header - is this a Content-* header (part of the entity)? */
@@ -60,7 +62,56 @@ entity_from_message(const struct message *m, const unsigned char *body, size_t b
 	return KM_OK;
 }
 
-/* entity_replace - verdict changes that make the message carry a new entity */
+/* note_dropped - add a header name (printable, bounded) to the list for the log */
+static void
+note_dropped(char *buf, size_t len, int *n, const char *name)
+{
+	size_t o = strlen(buf);
+
+	(*n)++;
+	if (o + 3 >= len)
+		return;
+	if (o > 0) {
+		buf[o++] = ',';
+		buf[o++] = ' ';
+	}
+	for (; *name && o + 4 < len; name++)
+		buf[o++] = isalnum((unsigned char)*name) || *name == '-' || *name == '_' ?
+		    *name : '?';
+	if (*name)
+		for (int k = 0; k < 3 && o + 1 < len; k++)
+			buf[o++] = '.';
+	buf[o] = '\0';
+}
+
+/* log_dropped - say which inner headers stayed out of the message header */
+static void
+log_dropped(const struct message *m, const struct mime_headers *h, int n, const char *names)
+{
+	const char *ctype = mime_headers_get(h, "Content-Type");
+	struct mime_ctype *ct = NULL;
+	const char *hp = NULL, *why = "";
+
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+		hp = mime_ctype_param(ct, "hp");
+	if (hp != NULL && strcasecmp(hp, "cipher") == 0)
+		why = "; RFC 9788 hp=cipher protected headers are not shown yet";
+	else if (hp != NULL && strcasecmp(hp, "clear") == 0)
+		why = "; RFC 9788 hp=clear protected headers are not shown yet";
+	log_info("%s: %d header(s) inside the S/MIME content not made message headers "
+	    "(only Content-* are%s): %s", message_qid(m), n, why, names);
+	mime_ctype_free(ct);
+}
+
+/*
+ * entity_replace - verdict changes that make the message carry a new entity.
+ * Only the entity's Content-* headers become message headers.  Whatever
+ * else a sender wrote inside encrypted or signed content (From,
+ * Authentication-Results, X-Kmilter-*, Received, ...) must never look as
+ * if the gateway or the sending MTA wrote it, so it is dropped; that
+ * includes RFC 9788 protected headers (hp="cipher"/"clear"), which a
+ * later change may show to the user properly.  The body is left as it is.
+ */
 enum km_status
 entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,
     char *errstr, size_t errlen)
@@ -69,6 +120,8 @@ entity_replace(struct verdict *v, const struct message *m, const char *entity, s
 	size_t hdr_len, body_off;
 	enum km_status st;
 	unsigned char *body;
+	char names[160] = "";
+	int ndropped = 0;
 
 	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, errstr, errlen)) != KM_OK)
 		return st;
@@ -94,9 +147,15 @@ entity_replace(struct verdict *v, const struct message *m, const char *entity, s
 
 		if (strcasecmp(name, "MIME-Version") == 0)
 			continue;
+		if (!entity_is_content_header(name)) {
+			note_dropped(names, sizeof(names), &ndropped, name);
+			continue;
+		}
 		if ((st = verdict_header_add(v, name, mime_headers_value(h, i))) != KM_OK)
 			goto out;
 	}
+	if (ndropped)
+		log_dropped(m, h, ndropped, names);
 	if ((body = malloc(len - body_off + 1)) == NULL) {
 		st = KM_NOMEM;
 		goto out;

@@ -13,9 +13,13 @@
  *	message without Content-Type gets "text/plain; charset=us-ascii",
  *	RFC 2045's default, written out).
  *	entity_replace() turns a new entity into verdict changes: every
- *	top-level Content-* header is deleted, the entity's headers are
- *	added, MIME-Version: 1.0 is added when missing, and the body is
- *	replaced.
+ *	top-level Content-* header is deleted, the entity's Content-*
+ *	headers are added, MIME-Version: 1.0 is added when missing, and the
+ *	body is replaced.  No other header of the entity ever reaches the
+ *	message header: what a sender wrote inside decrypted or unwrapped
+ *	content (From, Subject, Authentication-Results, X-Kmilter-*,
+ *	Received, RFC 9788 protected headers, ...) is dropped, with a log
+ *	line that names the dropped headers (never their values).
  * OWNERSHIP
  *	entity_from_bio() copies a memory BIO's bytes into a malloc'ed,
  *	NUL-terminated buffer (NULL when out of memory).
