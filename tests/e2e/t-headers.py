@@ -15,9 +15,8 @@ Attacks, each delivered through Postfix and read back from smtp-sink:
   - forged Authentication-Results with our authserv-id written folded
     (CRLF TAB before the id), after a (nested) comment, as a quoted-string,
     with a version, with a blank before the colon, and X-Kmilter-* headers
-    are removed inbound, from
-    internal-to-internal mail, from outbound mail (encrypted and
-    signed-only) and from pass-through mail;
+    are removed inbound, from internal-to-internal mail, from outbound
+    mail (encrypted and signed-only) and from pass-through mail;
   - Authentication-Results of other authserv-ids (also one that merely
     starts with ours) are kept, and a pass-through message is otherwise
     delivered unchanged.
