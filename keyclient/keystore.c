@@ -505,8 +505,9 @@ revc_fetch(struct keystore *ks, const char *norm, const char *hash,
 	rc->known = 0;
 	rc->cached = 0;
 	if (ks->be.km_revcount == NULL) {
-		log_warnx("keystore: %s: no KM to read the revocation counter "
-		    "from; L2 entries not used", norm);
+		/* keystore_new said so once: "KM not configured" */
+		log_debug(1, "keystore: %s: no KM to read the revocation "
+		    "counter from; L2 entries not used", norm);
 		return KM_PERMFAIL;
 	}
 	bump(&ks->revc_fetches);
