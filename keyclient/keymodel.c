@@ -600,6 +600,58 @@ keymodel_current_cert(struct keymodel *km, const char *addr, X509 **out,
 	return st;
 }
 
+/* revcount_from - how many of name's objects on one server are Compromised */
+static enum km_status
+revcount_from(struct keymodel *km, int srv, const char *name,
+    uint32_t *count, char *errstr, size_t errlen)
+{
+	struct kmip_conn *c = NULL;
+	struct kmip_locate_req q;
+	struct kmip_uid_list *l = NULL;
+	enum km_status st;
+
+	if ((st = kmip_pool_get(km->pool[srv], &c, errstr, errlen)) != KM_OK)
+		return st;
+	memset(&q, 0, sizeof(q));
+	q.name = name;
+	q.state = KMIP_STATE_COMPROMISED;
+	if ((st = kmip_locate(c, &q, &l, errstr, errlen)) == KM_OK)
+		*count = l->count > UINT32_MAX ? UINT32_MAX :
+		    (uint32_t)l->count;
+	kmip_uid_list_free(l);
+	kmip_pool_put(km->pool[srv], c);
+	return st;
+}
+
+/* keymodel_revocation_count - Compromised objects of addr (A, then B) */
+enum km_status
+keymodel_revocation_count(struct keymodel *km, const char *addr,
+    uint32_t *count, char *errstr, size_t errlen)
+{
+	char name[KEYMODEL_NAME_MAX], norm[KEYMODEL_ADDR_MAX + 1];
+	char err0[256];
+	enum km_status st;
+
+	*count = 0;
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
+	    errlen)) != KM_OK ||
+	    (st = keymodel_object_name(norm, name, sizeof(name), errstr,
+	    errlen)) != KM_OK)
+		return st;
+	err0[0] = '\0';
+	st = revcount_from(km, 0, name, count, err0, sizeof(err0));
+	if (st == KM_OK || st == KM_NOMEM) {
+		seterr(errstr, errlen, "%s", err0);
+		return st;
+	}
+	log_warnx("keymodel: %s; asking server %s", err0, km->name[1]);
+	st = revcount_from(km, 1, name, count, errstr, errlen);
+	if (st != KM_OK && st != KM_NOMEM)
+		seterr(errstr, errlen, "%s (and %s)", err0, "server B failed "
+		    "too");
+	return st;
+}
+
 struct fetch {
 	struct keymodel	*km;
 	int		 srv;

@@ -12,8 +12,9 @@
  *	keymodel_group_parse(), keymodel_split(), keymodel_combine();
  *	lookups (milter): keymodel_new(), keymodel_free(),
  *	keymodel_current_cert(), keymodel_decryption_keys(),
- *	keymodel_gens_free(), keymodel_set_parallel(), keymodel_ping(),
- *	keymodel_server_name(), keymodel_notfound().
+ *	keymodel_gens_free(), keymodel_revocation_count(),
+ *	keymodel_set_parallel(), keymodel_ping(), keymodel_server_name(),
+ *	keymodel_notfound().
  *	keymodel_cert.h: keymodel_check_pair(), keymodel_keygen(),
  *	keymodel_issue_cert(), keymodel_cert_fingerprint(),
  *	keymodel_rewrap().
@@ -94,6 +95,14 @@
  *	and a plain key is parsed and checked against the certificate's
  *	public key (mismatch: KM_PROTO).  Either server failing is
  *	KM_TEMPFAIL: never a partial key.
+ *	keymodel_revocation_count(): Locate(Name, State Compromised) on
+ *	server A (B on a transient failure of A) and the number of uids
+ *	found: the user's revocation counter.  Every kmctl revoke of a
+ *	generation that was not yet revoked raises it (its objects become
+ *	Compromised); nothing kmctl does lowers it (Compromised objects are
+ *	only destroyed when an enrollment is rolled back, and those were
+ *	revoked moments before).  The keystore seals it into every L2 entry
+ *	so that an entry saved before a revocation is refused afterwards.
  *
  *	Certificate issuance: keymodel_cert.h.  Protection level (passwords):
  *	keymodel_protect.h.
@@ -131,6 +140,7 @@
  *	The pure functions are thread-safe.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <openssl/evp.h>
@@ -215,6 +225,11 @@ enum km_status	 keymodel_decryption_keys(struct keymodel *,
 		    const char *addr, struct keymodel_gen **out, size_t *n,
 		    char *errstr, size_t errlen);
 void		 keymodel_gens_free(struct keymodel_gen *, size_t n);
+/* How many of addr's objects are Compromised (revoked): one Locate on
+ * server A (B if A fails transiently).  kmctl revoke raises it. */
+enum km_status	 keymodel_revocation_count(struct keymodel *,
+		    const char *addr, uint32_t *count, char *errstr,
+		    size_t errlen);
 /* Discover Versions on server 0 (A) or 1 (B); *ms = round trip. */
 enum km_status	 keymodel_ping(struct keymodel *, int server, double *ms,
 		    char *version, size_t versionlen, char *errstr,

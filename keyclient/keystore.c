@@ -72,6 +72,16 @@ real_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
 	return keymodel_decryption_keys(ks->km, addr, out, n, errstr, errlen);
 }
 
+/* real_km_revcount - keymodel_revocation_count */
+static enum km_status
+real_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr,
+    size_t errlen)
+{
+	struct keystore *ks = arg;
+
+	return keymodel_revocation_count(ks->km, addr, count, errstr, errlen);
+}
+
 /* real_km_gens_free - keymodel_gens_free */
 static void
 real_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
@@ -111,14 +121,6 @@ real_l2_put(void *arg, const char *kind, const char *addr,
     const unsigned char *buf, size_t len, int ttl)
 {
 	return cache_put(((struct keystore *)arg)->cache, kind, addr, buf, len,
-	    ttl);
-}
-
-/* real_l2_put_negative - cache_put_negative */
-static enum km_status
-real_l2_put_negative(void *arg, const char *kind, const char *addr, int ttl)
-{
-	return cache_put_negative(((struct keystore *)arg)->cache, kind, addr,
 	    ttl);
 }
 
@@ -243,12 +245,14 @@ on_invalidate(const char *addr_hash, void *arg)
 		if (ks->l1 != NULL)
 			memcache_clear(ks->l1);
 		memcache_clear(ks->released);
+		memcache_clear(ks->revc);
 		log_debug(1, "keystore: invalidation resync: L1 cleared");
 		return;
 	}
 	if (ks->l1 != NULL)
 		memcache_invalidate(ks->l1, addr_hash);
 	memcache_invalidate(ks->released, addr_hash);
+	memcache_invalidate(ks->revc, addr_hash);
 	log_debug(2, "keystore: invalidated %.12s...", addr_hash);
 }
 
@@ -359,7 +363,9 @@ keystore_new_backend(const struct kmilter_conf *conf,
 		goto fail;
 	}
 	if ((ks->released = memcache_new(RELEASE_ENTRIES,
-	    be ? be->clock_ms : NULL, be ? be->arg : NULL)) == NULL) {
+	    be ? be->clock_ms : NULL, be ? be->arg : NULL)) == NULL ||
+	    (ks->revc = memcache_new(REVC_ENTRIES, be ? be->clock_ms : NULL,
+	    be ? be->arg : NULL)) == NULL) {
 		seterr(errstr, errlen, "out of memory");
 		goto fail;
 	}
@@ -398,6 +404,7 @@ keystore_new_backend(const struct kmilter_conf *conf,
 		ks->be.km_cert = real_km_cert;
 		ks->be.km_keys = real_km_keys;
 		ks->be.km_gens_free = real_km_gens_free;
+		ks->be.km_revcount = real_km_revcount;
 		ks->has_km = 1;
 	}
 	if (want_l2) {
@@ -405,7 +412,6 @@ keystore_new_backend(const struct kmilter_conf *conf,
 			goto fail;
 		ks->be.l2_get = real_l2_get;
 		ks->be.l2_put = real_l2_put;
-		ks->be.l2_put_negative = real_l2_put_negative;
 		ks->be.l2_del = real_l2_del;
 		ks->be.l2_invalidate = real_l2_invalidate;
 		ks->has_l2 = 1;
@@ -439,6 +445,7 @@ keystore_free(struct keystore *ks)
 	ks->hook = hook_free(ks->hook);
 	ks->l1 = memcache_free(ks->l1);
 	ks->released = memcache_free(ks->released);
+	ks->revc = memcache_free(ks->revc);
 	ks->seal = seal_key_free(ks->seal);
 	free(ks->state_dir);
 	free(ks->gateway);
@@ -477,6 +484,181 @@ l1_get(struct keystore *ks, const char *kind, const char *hash,
 	return memcache_get(ks->l1, kind, hash, ref);
 }
 
+/* ---- L2 entries bound to the revocation counter ---- */
+
+/* revc_free - free a cached counter (memcache free callback) */
+static void
+revc_free(void *p)
+{
+	free(p);
+}
+
+/* revc_fetch - read addr's revocation counter from the KM, keep it */
+static enum km_status
+revc_fetch(struct keystore *ks, const char *norm, const char *hash,
+    struct revc *rc)
+{
+	char err[256] = "";
+	uint32_t n = 0, *v;
+	enum km_status st;
+
+	rc->known = 0;
+	rc->cached = 0;
+	if (ks->be.km_revcount == NULL) {
+		/* keystore_new said so once: "KM not configured" */
+		log_debug(1, "keystore: %s: no KM to read the revocation "
+		    "counter from; L2 entries not used", norm);
+		return KM_PERMFAIL;
+	}
+	bump(&ks->revc_fetches);
+	st = ks->be.km_revcount(ks->be.arg, norm, &n, err, sizeof(err));
+	if (st != KM_OK) {
+		log_warnx("keystore: %s: revocation counter: %s; L2 entries "
+		    "not used", norm, err[0] ? err : km_status_name(st));
+		return st;
+	}
+	rc->known = 1;
+	rc->n = n;
+	if ((v = malloc(sizeof(*v))) == NULL)
+		return KM_OK;
+	*v = n;
+	if (memcache_put(ks->revc, K_REVC, hash, v, revc_free,
+	    (int64_t)ks->memory_ttl * 1000) != KM_OK)
+		free(v);
+	return KM_OK;
+}
+
+/*
+ * keystore_revc - addr's revocation counter for one lookup: from memory,
+ * else one Locate on the KM.  Without L2 there is nothing to check and
+ * nothing is asked.  Not known (rc->known 0) when the KM cannot answer.
+ */
+enum km_status
+keystore_revc(struct keystore *ks, const char *norm, const char *hash,
+    struct revc *rc)
+{
+	struct memcache_ref *ref;
+
+	memset(rc, 0, sizeof(*rc));
+	if (!ks->has_l2)
+		return KM_OK;
+	if (memcache_get(ks->revc, K_REVC, hash, &ref) == KM_OK) {
+		if (!memcache_is_negative(ref)) {
+			rc->n = *(const uint32_t *)memcache_value(ref);
+			rc->known = 1;
+			rc->cached = 1;
+		}
+		memcache_release(ref);
+		if (rc->known)
+			return KM_OK;
+	}
+	return revc_fetch(ks, norm, hash, rc);
+}
+
+/* l2_refuse - log why an L2 entry is not used and delete it */
+static void
+l2_refuse(struct keystore *ks, const char *kind, const char *norm,
+    const char *what, const char *why)
+{
+	char name[SEAL_NAME_MAX];
+
+	if (seal_entry_name(ks->seal, kind, norm, name) != KM_OK)
+		snprintf(name, sizeof(name), "?");
+	log_warnx("keystore: %s: %s %s entry %s in L2 (%s), deleted; asking "
+	    "the KM", norm, what, kind, name, why);
+	ks->be.l2_del(ks->be.arg, kind, norm);
+}
+
+/*
+ * keystore_l2_get - an L2 entry of addr, checked against the lookup's
+ * revocation counter: KM_OK (check *negative; *body secmem, free with
+ * secmem_free(*body, *len)), KM_PERMFAIL miss (also a refused entry:
+ * old format, malformed, or a counter that is not the KM's, deleted and
+ * logged), KM_TEMPFAIL (Redis failing, or the counter is not known: the
+ * entry cannot be checked and is not used), KM_NOMEM.
+ */
+enum km_status
+keystore_l2_get(struct keystore *ks, struct revc *rc, const char *kind,
+    const char *norm, const char *hash, unsigned char **body, size_t *len,
+    int *negative)
+{
+	unsigned char *buf = NULL;
+	const unsigned char *b;
+	size_t blen = 0, bl;
+	uint32_t n;
+	int neg = 0;
+	char why[128];
+	enum km_status st;
+
+	*body = NULL;
+	*len = 0;
+	*negative = 0;
+	if (!ks->has_l2)
+		return KM_PERMFAIL;
+	if (!rc->known)
+		return KM_TEMPFAIL;
+	st = ks->be.l2_get(ks->be.arg, kind, norm, &buf, &blen, &neg);
+	if (st == KM_TEMPFAIL)
+		bump(&ks->l2_errors);
+	if (st != KM_OK)
+		return st;
+	if (neg) {
+		l2_refuse(ks, kind, norm, "old-format", "negative entry "
+		    "without a revocation counter");
+		return KM_PERMFAIL;
+	}
+	if (keystore_env_unwrap(buf, blen, &n, &neg, &b, &bl, why,
+	    sizeof(why)) != KM_OK) {
+		secmem_free(buf, blen);
+		l2_refuse(ks, kind, norm, "unusable", why);
+		return KM_PERMFAIL;
+	}
+	if (n != rc->n && rc->cached) {
+		/* our counter may be the old one: ask the KM once */
+		memcache_invalidate(ks->revc, hash);
+		if ((st = revc_fetch(ks, norm, hash, rc)) != KM_OK) {
+			secmem_free(buf, blen);
+			return KM_TEMPFAIL;
+		}
+	}
+	if (n != rc->n) {
+		secmem_free(buf, blen);
+		bump(&ks->l2_stale);
+		snprintf(why, sizeof(why), "revocation counter %lu, the KM's "
+		    "is %lu", (unsigned long)n, (unsigned long)rc->n);
+		l2_refuse(ks, kind, norm, "stale or replayed", why);
+		return KM_PERMFAIL;
+	}
+	*negative = neg;
+	if ((*body = secmem_alloc(bl ? bl : 1)) == NULL) {
+		secmem_free(buf, blen);
+		return KM_NOMEM;
+	}
+	if (bl > 0)
+		memcpy(*body, b, bl);
+	*len = bl;
+	secmem_free(buf, blen);
+	return KM_OK;
+}
+
+/* keystore_l2_put - put an entry (or a negative one) bound to the counter */
+void
+keystore_l2_put(struct keystore *ks, const struct revc *rc, const char *kind,
+    const char *norm, const unsigned char *body, size_t len, int negative,
+    int ttl)
+{
+	unsigned char *buf = NULL;
+	size_t blen = 0;
+
+	if (!ks->has_l2 || !rc->known)
+		return;
+	if (keystore_env_wrap(rc->n, negative, body, len, &buf, &blen) !=
+	    KM_OK)
+		return;
+	ks->be.l2_put(ks->be.arg, kind, norm, buf, blen, ttl);
+	secmem_free(buf, blen);
+}
+
 /* ---- certificates ---- */
 
 /* cert_result - check a found certificate and hand out a reference */
@@ -504,6 +686,7 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 	size_t len = 0;
 	X509 *c = NULL;
 	int neg = 0, dl;
+	struct revc rc;
 	enum km_status st;
 
 	*cert = NULL;
@@ -523,8 +706,11 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 		return st;
 	}
 	if (ks->has_l2) {
-		st = ks->be.l2_get(ks->be.arg, K_CERT, norm, &buf, &len, &neg);
+		(void)keystore_revc(ks, norm, hash, &rc);
+		st = keystore_l2_get(ks, &rc, K_CERT, norm, hash, &buf, &len,
+		    &neg);
 		if (st == KM_OK && neg) {
+			secmem_free(buf, len);
 			bump(&ks->l2_hits);
 			bump(&ks->negative_hits);
 			if (ks->l1)
@@ -547,9 +733,9 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 			} else
 				bump(&ks->l2_hits);
 			secmem_free(buf, len);
-		} else if (st == KM_TEMPFAIL)
-			bump(&ks->l2_errors);
-	}
+		}
+	} else
+		memset(&rc, 0, sizeof(rc));
 	if (c == NULL) {
 		if (!ks->has_km) {
 			seterr(errstr, errlen, "no KM configured");
@@ -559,9 +745,8 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 		st = ks->be.km_cert(ks->be.arg, norm, &c, errstr, errlen);
 		if (st == KM_PERMFAIL) {
 			bump(&ks->misses);
-			if (ks->has_l2)
-				ks->be.l2_put_negative(ks->be.arg, K_CERT,
-				    norm, ks->negative_ttl);
+			keystore_l2_put(ks, &rc, K_CERT, norm, NULL, 0, 1,
+			    ks->negative_ttl);
 			if (ks->l1)
 				memcache_put_negative(ks->l1, K_CERT, hash,
 				    min_ms(ks->memory_ttl, ks->negative_ttl));
@@ -574,8 +759,8 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 			return st;
 		}
 		if (ks->has_l2 && (dl = i2d_X509(c, &der)) > 0) {
-			ks->be.l2_put(ks->be.arg, K_CERT, norm, der,
-			    (size_t)dl, ks->cert_ttl);
+			keystore_l2_put(ks, &rc, K_CERT, norm, der,
+			    (size_t)dl, 0, ks->cert_ttl);
 			OPENSSL_free(der);
 		}
 	}
@@ -590,7 +775,9 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 
 /* raw_set - the set of generations as the KM holds it: L2, else KM */
 static enum km_status
-raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *n, char *errstr, size_t errlen)
+raw_set(struct keystore *ks, struct revc *rc, const char *norm,
+    const char *hash, struct keymodel_gen **g, size_t *n, char *errstr,
+    size_t errlen)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0;
@@ -601,8 +788,10 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 	enum km_status st;
 
 	if (ks->has_l2) {
-		st = ks->be.l2_get(ks->be.arg, K_KEYS, norm, &buf, &len, &neg);
+		st = keystore_l2_get(ks, rc, K_KEYS, norm, hash, &buf, &len,
+		    &neg);
 		if (st == KM_OK && neg) {
+			secmem_free(buf, len);
 			bump(&ks->l2_hits);
 			bump(&ks->negative_hits);
 			seterr(errstr, errlen, "no keys for %s", norm);
@@ -621,8 +810,7 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 			log_warnx("keystore: %s: bad key set in L2 (%s), "
 			    "deleted", norm, why);
 			ks->be.l2_del(ks->be.arg, K_KEYS, norm);
-		} else if (st == KM_TEMPFAIL)
-			bump(&ks->l2_errors);
+		}
 	}
 	if (!ks->has_km) {
 		seterr(errstr, errlen, "no KM configured");
@@ -637,9 +825,8 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 	}
 	if (st == KM_PERMFAIL) {
 		bump(&ks->misses);
-		if (ks->has_l2)
-			ks->be.l2_put_negative(ks->be.arg, K_KEYS, norm,
-			    ks->negative_ttl);
+		keystore_l2_put(ks, rc, K_KEYS, norm, NULL, 0, 1,
+		    ks->negative_ttl);
 		return st;
 	}
 	if (st != KM_OK) {
@@ -656,8 +843,8 @@ raw_set(struct keystore *ks, const char *norm, struct keymodel_gen **g, size_t *
 		return st;
 	}
 	st = keystore_entry_decode(buf, len, g, n, errstr, errlen);
-	if (st == KM_OK && ks->has_l2)
-		ks->be.l2_put(ks->be.arg, K_KEYS, norm, buf, len, ks->key_ttl);
+	if (st == KM_OK)
+		keystore_l2_put(ks, rc, K_KEYS, norm, buf, len, 0, ks->key_ttl);
 	secmem_free(buf, len);
 	return st;
 }
@@ -706,8 +893,9 @@ build_set(struct keymodel_gen *g, size_t n)
  * the answer in L1, and in L2 too when to_l2 (not when it came from L2).
  */
 static enum km_status
-locked_result(struct keystore *ks, const char *norm, const char *hash,
-    const char *why, int remember, int to_l2, char *errstr, size_t errlen)
+locked_result(struct keystore *ks, const struct revc *rc, const char *norm,
+    const char *hash, const char *why, int remember, int to_l2,
+    char *errstr, size_t errlen)
 {
 	struct keyset *s;
 
@@ -715,9 +903,10 @@ locked_result(struct keystore *ks, const char *norm, const char *hash,
 	seterr(errstr, errlen, "locked: %s", why);
 	if (!remember)
 		return KM_PERMFAIL;
-	if (ks->has_l2 && to_l2)
-		ks->be.l2_put(ks->be.arg, K_LOCKED, norm,
-		    (const unsigned char *)why, strlen(why), ks->negative_ttl);
+	if (to_l2)
+		keystore_l2_put(ks, rc, K_LOCKED, norm,
+		    (const unsigned char *)why, strlen(why), 0,
+		    ks->negative_ttl);
 	if (ks->l1 != NULL && (s = calloc(1, sizeof(*s))) != NULL) {
 		s->locked = 1;
 		snprintf(s->reason, sizeof(s->reason), "%s", why);
@@ -740,6 +929,7 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 	struct keyset *s = NULL;
 	size_t gn = 0;
 	int enhanced = 0, need_hook = 0, unlocked = 0, wrongpw = 0;
+	struct revc rc;
 	int64_t ttl;
 	enum km_status st;
 
@@ -765,7 +955,8 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 		memcache_release(ref);
 		return st;
 	}
-	st = raw_set(ks, norm, &g, &gn, errstr, errlen);
+	(void)keystore_revc(ks, norm, hash, &rc);
+	st = raw_set(ks, &rc, norm, hash, &g, &gn, errstr, errlen);
 	if (st == KM_PERMFAIL && ks->has_km && ks->l1 != NULL)
 		memcache_put_negative(ks->l1, K_KEYS, hash,
 		    min_ms(ks->memory_ttl, ks->negative_ttl));
@@ -778,24 +969,25 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 	    errstr, errlen)) != KM_OK)
 		goto out;
 	if (enhanced) {
-		if (keystore_locked_lookup(ks, norm, why, sizeof(why))) {
-			st = locked_result(ks, norm, hash, why, 1, 0,
+		if (keystore_locked_lookup(ks, &rc, norm, hash, why,
+		    sizeof(why))) {
+			st = locked_result(ks, &rc, norm, hash, why, 1, 0,
 			    errstr, errlen);
 			goto out;
 		}
-		keystore_use_unlocked(ks, norm, g, gn);
+		keystore_use_unlocked(ks, &rc, norm, hash, g, gn);
 		for (size_t i = 0; i < gn; i++)
 			if (g[i].enhanced && g[i].key == NULL)
 				need_hook = 1;
 		if (need_hook) {
-			st = keystore_unlock(ks, norm, queue_id, g, gn, &wrongpw,
-			    why, sizeof(why));
+			st = keystore_unlock(ks, &rc, norm, queue_id, g, gn,
+			    &wrongpw, why, sizeof(why));
 			if (st == KM_TEMPFAIL) {
 				seterr(errstr, errlen, "%s", why);
 				goto out;
 			}
 			if (st == KM_PERMFAIL) {
-				st = locked_result(ks, norm, hash, why,
+				st = locked_result(ks, &rc, norm, hash, why,
 				    wrongpw, 1, errstr, errlen);
 				log_info("%s keystore: %s: key locked: %s",
 				    queue_id ? queue_id : "-", norm, why);
@@ -939,6 +1131,7 @@ keystore_invalidate(struct keystore *ks, const char *addr)
 	if (ks->l1 != NULL)
 		memcache_invalidate(ks->l1, hash);
 	memcache_invalidate(ks->released, hash);
+	memcache_invalidate(ks->revc, hash);
 	if (!ks->has_l2)
 		return;
 	ks->be.l2_del(ks->be.arg, K_UNLOCKED, norm);
@@ -965,4 +1158,6 @@ keystore_stats(struct keystore *ks, struct keystore_stats *out)
 	out->hook_locked = atomic_load(&ks->hook_locked);
 	out->invalidations = atomic_load(&ks->invalidations);
 	out->lookups = atomic_load(&ks->lookups);
+	out->revc_fetches = atomic_load(&ks->revc_fetches);
+	out->l2_stale = atomic_load(&ks->l2_stale);
 }

@@ -23,6 +23,16 @@
  *	down sends lookups straight to the KM; it is never a failure by
  *	itself.  Every L2 and KM answer is also kept in L1 (memory_ttl).
  *
+ *	Replay.  Every L2 entry carries the user's revocation counter
+ *	(keymodel_revocation_count(): how many of the user's KM objects are
+ *	Compromised), read before the entry's contents were fetched.  An L2
+ *	hit is used only if its counter is the KM's current one, so an entry
+ *	saved before kmctl revoke and written back into Redis afterwards is
+ *	refused (deleted, logged as stale or replayed, and the KM asked).
+ *	The counter costs one Locate on one KM server; it is kept in memory
+ *	for memory_ttl and dropped by the invalidation message.  When the KM
+ *	cannot be asked for it, L2 is not used (a KM outage, as without L2).
+ *
  *	keystore_new() is called at start-up, before privileges are
  *	dropped: it loads the seal (gateway) key and the KMIP client
  *	credentials; connections are made lazily.  Redis is optional (no
@@ -95,6 +105,8 @@ struct keystore_stats {
 	unsigned long	 hook_locked;	/* enhanced keys left locked */
 	unsigned long	 invalidations;	/* keystore_invalidate() calls */
 	unsigned long	 lookups;	/* get_cert + get_keys + get_signer */
+	unsigned long	 revc_fetches;	/* revocation counters read from KM */
+	unsigned long	 l2_stale;	/* L2 entries refused: stale counter */
 };
 
 struct keystore	*keystore_new(const struct kmilter_conf *, char *errstr,
@@ -122,6 +134,8 @@ struct keystore_backend {
 			    struct keymodel_gen **out, size_t *n,
 			    char *errstr, size_t errlen);
 	void		(*km_gens_free)(void *, struct keymodel_gen *, size_t n);
+	enum km_status	(*km_revcount)(void *, const char *addr,
+			    uint32_t *count, char *errstr, size_t errlen);
 	enum km_status	(*signer)(void *, const char *addr, X509 **cert,
 			    EVP_PKEY **key, STACK_OF(X509) **chain,
 			    char *errstr, size_t errlen);
@@ -129,8 +143,6 @@ struct keystore_backend {
 			    unsigned char **buf, size_t *len, int *negative);
 	enum km_status	(*l2_put)(void *, const char *kind, const char *addr,
 			    const unsigned char *buf, size_t len, int ttl);
-	enum km_status	(*l2_put_negative)(void *, const char *kind,
-			    const char *addr, int ttl);
 	enum km_status	(*l2_del)(void *, const char *kind, const char *addr);
 	enum km_status	(*l2_invalidate)(void *, const char *addr);
 	enum km_status	(*hook_ask)(void *, const struct hook_request *,

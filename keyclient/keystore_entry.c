@@ -203,3 +203,68 @@ fail:
 	keystore_gens_free(g, n);
 	return st;
 }
+
+/*
+ * keystore_env_wrap - the envelope of every L2 value the keystore writes:
+ * "KSE1" revcount(4) flags(1) body; flags KEYSTORE_ENV_NEGATIVE marks "the
+ * KM has none" (no body).  secmem: secmem_free(*out, *outlen).
+ */
+enum km_status
+keystore_env_wrap(uint32_t revcount, int negative, const unsigned char *body,
+    size_t len, unsigned char **out, size_t *outlen)
+{
+	unsigned char *buf;
+
+	*out = NULL;
+	*outlen = 0;
+	if (negative)
+		len = 0;
+	if (len > SIZE_MAX - KEYSTORE_ENV_LEN || (len > 0 && body == NULL))
+		return KM_PROTO;
+	if ((buf = secmem_alloc(KEYSTORE_ENV_LEN + len)) == NULL)
+		return KM_NOMEM;
+	memcpy(buf, KEYSTORE_ENV_MAGIC, 4);
+	put32(buf + 4, revcount);
+	buf[8] = negative ? KEYSTORE_ENV_NEGATIVE : 0;
+	if (len > 0)
+		memcpy(buf + KEYSTORE_ENV_LEN, body, len);
+	*out = buf;
+	*outlen = KEYSTORE_ENV_LEN + len;
+	return KM_OK;
+}
+
+/*
+ * keystore_env_unwrap - check an envelope strictly and point into it:
+ * the magic (an entry written before envelopes existed has none), known
+ * flags only, and no body on a negative entry.
+ */
+enum km_status
+keystore_env_unwrap(const unsigned char *buf, size_t len, uint32_t *revcount,
+    int *negative, const unsigned char **body, size_t *bodylen,
+    char *errstr, size_t errlen)
+{
+	const unsigned char *p = buf + 4;
+
+	*revcount = 0;
+	*negative = 0;
+	*body = NULL;
+	*bodylen = 0;
+	if (buf == NULL || len < KEYSTORE_ENV_LEN ||
+	    memcmp(buf, KEYSTORE_ENV_MAGIC, 4) != 0) {
+		seterr(errstr, errlen, "old format or not a keystore entry");
+		return KM_PROTO;
+	}
+	if (buf[8] & ~KEYSTORE_ENV_NEGATIVE) {
+		seterr(errstr, errlen, "unknown entry flags 0x%02x", buf[8]);
+		return KM_PROTO;
+	}
+	if ((buf[8] & KEYSTORE_ENV_NEGATIVE) && len != KEYSTORE_ENV_LEN) {
+		seterr(errstr, errlen, "negative entry with a body");
+		return KM_PROTO;
+	}
+	(void)get32(&p, buf + len, revcount);
+	*negative = (buf[8] & KEYSTORE_ENV_NEGATIVE) != 0;
+	*body = buf + KEYSTORE_ENV_LEN;
+	*bodylen = len - KEYSTORE_ENV_LEN;
+	return KM_OK;
+}

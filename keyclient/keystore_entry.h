@@ -5,7 +5,8 @@
  *	keystore_entry - the L2 (Redis) form of a set of key generations
  * SUMMARY
  *	keystore_entry_encode(), keystore_entry_decode(),
- *	keystore_gens_free(), keystore_parse_plain().
+ *	keystore_gens_free(), keystore_parse_plain(), keystore_env_wrap(),
+ *	keystore_env_unwrap().
  *	Part of the keystore family (keystore_int.h); not for other callers.
  * DESCRIPTION
  *	Format: "KSG1" n(4) then per generation: generation(4) state(4)
@@ -14,7 +15,21 @@
  *	length checked, nothing left over, the key kind must match the
  *	enhanced flag) and parses plain keys too, checking each against its
  *	certificate (keystore_parse_plain()).
+ *
+ *	Envelope.  Every value the keystore puts in L2 (key sets,
+ *	certificates, unlocked keys, "wrong password", and negative answers
+ *	alike) is "KSE1" revcount(4) flags(1) body: revcount is the user's
+ *	revocation counter in the KM (keymodel_revocation_count()) read
+ *	before the body was fetched, flag KEYSTORE_ENV_NEGATIVE marks "none"
+ *	(then no body).  The whole is sealed under the entry's name (seal.h),
+ *	so neither part can be changed; an entry whose counter is not the
+ *	KM's current one was saved before a revocation (or replayed) and is
+ *	refused by the keystore.  keystore_env_unwrap() is strict: a value
+ *	without the magic (written before envelopes existed), unknown flags,
+ *	or a negative entry with a body is KM_PROTO.
  * OWNERSHIP
+ *	keystore_env_wrap()'s buffer is secmem too; keystore_env_unwrap()'s
+ *	body points into the buffer given.
  *	keystore_entry_encode()'s buffer is secmem (a plain PKCS#8 key is
  *	secret): secmem_free(*out, *outlen).  keystore_entry_decode()
  *	returns generations the caller frees with keystore_gens_free(g, n)
@@ -27,6 +42,7 @@
  *	Thread-safe.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -42,5 +58,17 @@ enum km_status	 keystore_entry_decode(const unsigned char *buf, size_t len,
 void		 keystore_gens_free(struct keymodel_gen *, size_t n);
 enum km_status	 keystore_parse_plain(const unsigned char *der, size_t len,
 		    X509 *cert, EVP_PKEY **out, char *errstr, size_t errlen);
+
+#define KEYSTORE_ENV_MAGIC	"KSE1"
+#define KEYSTORE_ENV_LEN	9	/* magic(4) revcount(4) flags(1) */
+#define KEYSTORE_ENV_NEGATIVE	0x01
+
+enum km_status	 keystore_env_wrap(uint32_t revcount, int negative,
+		    const unsigned char *body, size_t len, unsigned char **out,
+		    size_t *outlen);
+enum km_status	 keystore_env_unwrap(const unsigned char *buf, size_t len,
+		    uint32_t *revcount, int *negative,
+		    const unsigned char **body, size_t *bodylen, char *errstr,
+		    size_t errlen);
 
 #endif

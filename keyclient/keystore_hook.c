@@ -96,8 +96,8 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 /* keystore_use_unlocked - fill enhanced generations from the L2 unlocked
  * entry */
 void
-keystore_use_unlocked(struct keystore *ks, const char *norm,
-    struct keymodel_gen *g, size_t n)
+keystore_use_unlocked(struct keystore *ks, struct revc *rc, const char *norm,
+    const char *hash, struct keymodel_gen *g, size_t n)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0, un = 0;
@@ -105,9 +105,13 @@ keystore_use_unlocked(struct keystore *ks, const char *norm,
 	int neg = 0;
 	char why[160];
 
-	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_UNLOCKED, norm, &buf,
-	    &len, &neg) != KM_OK || neg)
+	if (keystore_l2_get(ks, rc, K_UNLOCKED, norm, hash, &buf, &len,
+	    &neg) != KM_OK)
 		return;
+	if (neg) {
+		secmem_free(buf, len);
+		return;
+	}
 	if (keystore_entry_decode(buf, len, &u, &un, why, sizeof(why)) !=
 	    KM_OK) {
 		log_warnx("keystore: %s: bad unlocked entry (%s), deleted",
@@ -132,7 +136,7 @@ keystore_use_unlocked(struct keystore *ks, const char *norm,
 
 /* store_unlocked - put the unlocked enhanced keys into L2 */
 static void
-store_unlocked(struct keystore *ks, const char *norm,
+store_unlocked(struct keystore *ks, const struct revc *rc, const char *norm,
     struct keymodel_gen *u, size_t un)
 {
 	unsigned char *buf = NULL;
@@ -142,25 +146,25 @@ store_unlocked(struct keystore *ks, const char *norm,
 		return;
 	if (keystore_entry_encode(u, un, &buf, &len) != KM_OK)
 		return;
-	ks->be.l2_put(ks->be.arg, K_UNLOCKED, norm, buf, len,
+	keystore_l2_put(ks, rc, K_UNLOCKED, norm, buf, len, 0,
 	    ks->unlocked_ttl);
 	secmem_free(buf, len);
 }
 
 /* keystore_locked_lookup - a wrong password recorded in L2? reason into why */
 int
-keystore_locked_lookup(struct keystore *ks, const char *norm, char *why,
-    size_t wlen)
+keystore_locked_lookup(struct keystore *ks, struct revc *rc,
+    const char *norm, const char *hash, char *why, size_t wlen)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0;
 	int neg = 0;
 
-	if (!ks->has_l2 || ks->be.l2_get(ks->be.arg, K_LOCKED, norm, &buf,
-	    &len, &neg) != KM_OK)
+	if (keystore_l2_get(ks, rc, K_LOCKED, norm, hash, &buf, &len,
+	    &neg) != KM_OK)
 		return 0;
 	snprintf(why, wlen, "%.*s", (int)(len < 100 ? len : 100),
-	    buf ? (const char *)buf : "wrong password");
+	    len > 0 ? (const char *)buf : "wrong password");
 	for (char *p = why; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
@@ -174,8 +178,9 @@ keystore_locked_lookup(struct keystore *ks, const char *norm, char *why,
  * KM_TEMPFAIL, or *wrongpw set when the password did not open a key.
  */
 enum km_status
-keystore_unlock(struct keystore *ks, const char *norm, const char *queue_id,
-    struct keymodel_gen *g, size_t n, int *wrongpw, char *why, size_t wlen)
+keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
+    const char *queue_id, struct keymodel_gen *g, size_t n, int *wrongpw,
+    char *why, size_t wlen)
 {
 	struct hook_request rq;
 	struct hook_answer a;
@@ -258,7 +263,7 @@ keystore_unlock(struct keystore *ks, const char *norm, const char *queue_id,
 			X509_up_ref(u[un].cert);
 		un++;
 	}
-	store_unlocked(ks, norm, u, un);
+	store_unlocked(ks, rc, norm, u, un);
 out:
 	keystore_gens_free(u, un);
 	hook_answer_clear(&a);

@@ -9,6 +9,9 @@
  *	Types: struct keystore (the handle), struct keyset (an L1 key set).
  *	Entry kinds K_*, RELEASE_TTL, REASON_MAX.
  *	Helpers: seterr(), bump() (static inline).
+ *	keystore.c: keystore_revc(), keystore_l2_get(), keystore_l2_put():
+ *	every L2 entry is wrapped (keystore_env_wrap()) with the user's
+ *	revocation counter and refused when it is not the KM's current one.
  *	keystore_hook.c: keystore_real_hook_ask(), keystore_release_check(),
  *	keystore_locked_lookup(), keystore_use_unlocked(), keystore_unlock().
  *	The functions of keystore_entry.h and keystore_certcheck.h.
@@ -37,6 +40,7 @@
  */
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "keystore.h"
@@ -52,9 +56,23 @@
 #define K_LOCKED	"enckey-lck"	/* L2: wrong password, reason */
 #define K_SIGNER	"signer"	/* L1 only */
 #define K_RELEASE	"release"	/* release decisions (own memcache) */
+#define K_REVC		"revc"		/* revocation counters (own memcache) */
 
 #define RELEASE_TTL	86400		/* seconds a release decision holds */
 #define REASON_MAX	160
+#define REVC_ENTRIES	10000		/* revocation counters kept */
+
+/*
+ * The revocation counter of one lookup (keymodel_revocation_count()),
+ * read before L2 and the KM are.  known 0: the KM could not be asked, so
+ * L2 entries are neither trusted nor written.  cached: it came from the
+ * revc memcache (re-read once from the KM before an entry is refused).
+ */
+struct revc {
+	int		 known;
+	int		 cached;
+	uint32_t	 n;
+};
 
 struct keyset {
 	int			 locked;	/* wrong password: reason */
@@ -74,6 +92,7 @@ struct keystore {
 	char			 seal_err[192];	/* why no seal key ("" if ok) */
 	struct memcache		*l1;		/* NULL: no L1 */
 	struct memcache		*released;
+	struct memcache		*revc;		/* revocation counters */
 	struct hook		*hook;
 	char			*state_dir;
 	char			*gateway;
@@ -83,6 +102,7 @@ struct keystore {
 	atomic_ulong		 negative_hits, km_errors, l2_errors;
 	atomic_ulong		 hook_calls, hook_unlocked, hook_locked;
 	atomic_ulong		 invalidations, lookups;
+	atomic_ulong		 revc_fetches, l2_stale;
 };
 
 /* seterr - format a reason into the caller's buffer, if any */
@@ -105,6 +125,17 @@ bump(atomic_ulong *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+/* Sealed L2 entries bound to the revocation counter (keystore.c). */
+enum km_status	 keystore_revc(struct keystore *, const char *norm,
+		    const char *hash, struct revc *);
+enum km_status	 keystore_l2_get(struct keystore *, struct revc *,
+		    const char *kind, const char *norm, const char *hash,
+		    unsigned char **body, size_t *len, int *negative);
+void		 keystore_l2_put(struct keystore *, const struct revc *,
+		    const char *kind, const char *norm,
+		    const unsigned char *body, size_t len, int negative,
+		    int ttl);
+
 /* The admin hook's part of a key lookup (keystore_hook.c). */
 enum km_status	 keystore_real_hook_ask(void *ks,
 		    const struct hook_request *, struct hook_answer *,
@@ -112,12 +143,15 @@ enum km_status	 keystore_real_hook_ask(void *ks,
 enum km_status	 keystore_release_check(struct keystore *,
 		    const char *norm, const char *hash, int enhanced,
 		    const char *queue_id, char *errstr, size_t errlen);
-int		 keystore_locked_lookup(struct keystore *, const char *norm,
-		    char *why, size_t wlen);
-void		 keystore_use_unlocked(struct keystore *, const char *norm,
+int		 keystore_locked_lookup(struct keystore *, struct revc *,
+		    const char *norm, const char *hash, char *why,
+		    size_t wlen);
+void		 keystore_use_unlocked(struct keystore *, struct revc *,
+		    const char *norm, const char *hash,
 		    struct keymodel_gen *, size_t n);
-enum km_status	 keystore_unlock(struct keystore *, const char *norm,
-		    const char *queue_id, struct keymodel_gen *, size_t n,
-		    int *wrongpw, char *why, size_t wlen);
+enum km_status	 keystore_unlock(struct keystore *, const struct revc *,
+		    const char *norm, const char *queue_id,
+		    struct keymodel_gen *, size_t n, int *wrongpw, char *why,
+		    size_t wlen);
 
 #endif

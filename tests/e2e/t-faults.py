@@ -16,8 +16,10 @@ restart-milter); 20 SIGHUPs while sending (one "reloaded configuration"
 line each) and a broken file on SIGHUP (kept, then restored); the spool
 directory unwritable with a message bigger than spool_memory_max; an admin
 hook that hangs (timeout_ms 500) for a user with an enhanced (password-
-protected) key; one KM server stopped; both KM servers stopped; Redis
-SIGKILLed mid-stream.
+protected) key; one KM server stopped; both KM servers stopped (warm
+traffic that needs a Redis entry tempfails then: a Redis entry is used only
+once the user's revocation counter is read from the KM, docs/keystore.md);
+Redis SIGKILLed mid-stream.
 Env: T_FAULTS_N (messages per stream, default 160), T_FAULTS_SESSIONS (4).
 """
 import os
@@ -401,10 +403,21 @@ def km_down_case(which, names):
         else:
             check(cold_out.status == "tempfail", "outbound to an uncached correspondent: %s"
                   % cold_out.reply)
-        check(all(m.status == "accepted" for m in warm),
-              "warm (Redis-cached) traffic refused with %s down: %s; e.g. %s" % (
-                  "+".join(names), statuses(warm),
-                  [m.reply for m in warm if m.status != "accepted"][:1]))
+        if len(names) < 2:
+            check(all(m.status == "accepted" for m in warm),
+                  "warm (Redis-cached) traffic refused with %s down: %s; e.g. %s" % (
+                      "+".join(names), statuses(warm),
+                      [m.reply for m in warm if m.status != "accepted"][:1]))
+        else:
+            # no KM server to read the revocation counters from (and the
+            # ones in memory expired with memory_ttl): Redis entries are not
+            # used unchecked, so mail that needs a key or certificate gets a
+            # 4xx and goes through on the client's retry (settle below)
+            check(all(m.status in ("accepted", "tempfail") for m in warm),
+                  "warm traffic with both KM servers down: %s" % statuses(warm))
+            check(any(m.status == "tempfail" for m in warm),
+                  "warm traffic all accepted with both KM servers down: Redis entries "
+                  "used without their revocation counter being checked")
     finally:
         for n in names:
             r = lb.km_sh("km_start", n, ports[n])

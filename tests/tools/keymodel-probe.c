@@ -7,7 +7,9 @@
  *   keymodel-probe -c CONF cert ADDR         the current certificate
  *   keymodel-probe -c CONF bench ADDR N      median/p90 latency of N
  *       keymodel_decryption_keys calls, parallel then sequential, and of
- *       keymodel_current_cert, warm connections
+ *       keymodel_current_cert and keymodel_revocation_count (the
+ *       keystore's check of an L2 entry when the counter is not in
+ *       memory), warm connections
  *   keymodel-probe -c CONF plant ADDR GEN LENA LENB
  *       register a bogus generation GEN by hand: the current certificate
  *       on both servers and random "shares" of LENA/LENB bytes, Active
@@ -20,6 +22,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +161,7 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 	struct keymodel_gen *g;
 	struct timespec t0;
 	X509 *x;
+	uint32_t rc;
 	double *t;
 	char err[512];
 	size_t ng;
@@ -174,11 +178,13 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 			    sizeof(err));
 			if (st == KM_OK)
 				keymodel_gens_free(g, ng);
-		} else {
+		} else if (what == 1) {
 			st = keymodel_current_cert(km, addr, &x, err,
 			    sizeof(err));
 			X509_free(st == KM_OK ? x : NULL);
-		}
+		} else
+			st = keymodel_revocation_count(km, addr, &rc, err,
+			    sizeof(err));
 		if (st != KM_OK) {
 			fprintf(stderr, "keymodel-probe: %s\n", err);
 			free(t);
@@ -353,6 +359,8 @@ main(int argc, char **argv)
 		keymodel_set_parallel(km, 1);
 		if (rc == 0)
 			rc = bench_one(km, argv[2], n, 1, "current_cert");
+		if (rc == 0)
+			rc = bench_one(km, argv[2], n, 2, "revocation_count");
 	} else if (strcmp(argv[1], "plant") == 0 && argc == 6)
 		rc = plant(conf, km, argv[2], atoi(argv[3]),
 		    (size_t)atol(argv[4]), (size_t)atol(argv[5]));

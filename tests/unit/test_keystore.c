@@ -19,6 +19,7 @@
 #include "hook.h"
 #include "keymodel.h"
 #include "keystore.h"
+#include "keystore_entry.h"
 #include "kmip.h"
 #include "log.h"
 #include "pkcs8pw.h"
@@ -112,6 +113,7 @@ struct fake_user {
 	struct fake_gen	 gens[3];
 	int		 ngens;
 	X509		*current;	/* what km_cert returns */
+	uint32_t	 revcount;	/* what km_revcount returns */
 };
 
 static struct fake_user users[8];
@@ -120,7 +122,7 @@ static int nusers;
 /* counters and switches of all the fakes */
 struct fakes {
 	int	 km_down;
-	int	 km_cert_calls, km_keys_calls;
+	int	 km_cert_calls, km_keys_calls, km_revc_calls;
 	int	 l2_down;
 	int	 l2_gets, l2_puts, l2_dels, l2_invalidates;
 	int	 hook_calls, release_calls;
@@ -181,6 +183,22 @@ fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr,
 	}
 	X509_up_ref(u->current);
 	*out = u->current;
+	return KM_OK;
+}
+
+/* fake_km_revcount - the user's revocation counter (0 if unknown) */
+static enum km_status
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr,
+    size_t errlen)
+{
+	struct fake_user *u;
+
+	F.km_revc_calls++;
+	if (F.km_down) {
+		snprintf(errstr, errlen, "fake KM down");
+		return KM_TEMPFAIL;
+	}
+	*count = (u = fake_find(addr)) != NULL ? u->revcount : 0;
 	return KM_OK;
 }
 
@@ -355,11 +373,18 @@ fake_l2_put(void *arg, const char *kind, const char *addr,
 	return fake_l2_store(kind, addr, buf, len, 0, ttl);
 }
 
-/* fake_l2_put_negative - negative entry */
-static enum km_status
-fake_l2_put_negative(void *arg, const char *kind, const char *addr, int ttl)
+/* fake_l2_negative - is (kind, addr) a negative keystore entry? */
+static int
+fake_l2_negative(const char *kind, const char *addr)
 {
-	return fake_l2_store(kind, addr, NULL, 0, 1, ttl);
+	struct fake_entry *e = fake_l2_find(kind, addr);
+	const unsigned char *b;
+	size_t bl;
+	uint32_t n;
+	int neg = 0;
+
+	return e != NULL && keystore_env_unwrap(e->buf, e->len, &n, &neg, &b,
+	    &bl, NULL, 0) == KM_OK && neg;
 }
 
 /* fake_l2_del - DEL */
@@ -467,6 +492,8 @@ reset(void)
 	for (int i = 0; i < 64; i++)
 		fake_l2_drop(&l2[i]);
 	memset(&F, 0, sizeof(F));
+	for (int i = 0; i < nusers; i++)
+		users[i].revcount = 0;
 	F.now_ms = 1000000;
 	F.hook_action = HOOK_ACTION_PASSWORD;
 	F.hook_pw = PW;
@@ -496,11 +523,11 @@ mk(int with_km, int with_l2)
 		be.km_cert = fake_km_cert;
 		be.km_keys = fake_km_keys;
 		be.km_gens_free = fake_km_gens_free;
+		be.km_revcount = fake_km_revcount;
 	}
 	if (with_l2) {
 		be.l2_get = fake_l2_get;
 		be.l2_put = fake_l2_put;
-		be.l2_put_negative = fake_l2_put_negative;
 		be.l2_del = fake_l2_del;
 		be.l2_invalidate = fake_l2_invalidate;
 	}
@@ -541,6 +568,9 @@ setup_users(void)
 	u = fake_user_add("frank@example.org", 1, 0);
 	u->current = mkcert(k, NULL, "frank@EXAMPLE.ORG", -60, 86400,
 	    "emailProtection");
+	/* an outside correspondent without a certificate (for now) */
+	u = fake_user_add("gina@example.org", 1, 0);
+	u->current = NULL;
 	EVP_PKEY_free(k);
 }
 
@@ -599,7 +629,7 @@ TEST(cert_negative_cached)
 	    sizeof(err)), KM_PERMFAIL);
 	CHECK(c == NULL);
 	CHECK(strstr(err, "no certificate") != NULL);
-	CHECK(fake_l2_find("cert", "nobody@example.org")->negative);
+	CHECK(fake_l2_negative("cert", "nobody@example.org"));
 	CHECK_EQ_INT(fake_l2_find("cert", "nobody@example.org")->ttl, 30);
 	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
 	    sizeof(err)), KM_PERMFAIL);
@@ -635,15 +665,263 @@ TEST(km_down_tempfail_then_recovers)
 	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
 	    sizeof(err)), KM_OK);
 	X509_free(c);
-	/* cached now: the KM going down again does not matter */
+	/* L1 and the revocation counter expired, KM down: the L2 entry
+	 * cannot be checked against a revocation, so it is not used (and
+	 * not deleted either) */
 	F.km_down = 1;
 	F.now_ms += 61 * 1000;
 	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_TEMPFAIL);
+	CHECK(c == NULL);
+	CHECK(fake_l2_find("cert", "alice@example.org") != NULL);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.km_errors, 2);
+	CHECK_EQ_INT(s.l2_hits, 0);
+	keystore_free(ks);
+}
+
+TEST(km_down_l2_used_while_counter_known)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	conf.memory_entries = 0;	/* no L1: every lookup goes to L2 */
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	/* KM down, counter still in memory: L2 answers, checked */
+	F.km_down = 1;
+	F.now_ms += 30 * 1000;
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	keystore_keys_free(k, n);
+	/* the counter expired with memory_ttl: tempfail, like a KM outage */
+	F.now_ms += 31 * 1000;
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
+	    err, sizeof(err)), KM_TEMPFAIL);
+	CHECK(fake_l2_find("enckey", "alice@example.org") != NULL);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.l2_hits, 1);
+	CHECK_EQ_INT(s.revc_fetches, 2);
+	CHECK_EQ_INT(F.km_revc_calls, 2);
+	keystore_free(ks);
+}
+
+/* l2_save - a copy of the fake L2 entry (kind, addr) */
+static struct fake_entry
+l2_save(const char *kind, const char *addr)
+{
+	struct fake_entry e, *f = fake_l2_find(kind, addr);
+
+	memset(&e, 0, sizeof(e));
+	if (f != NULL) {
+		e = *f;
+		e.buf = malloc(f->len ? f->len : 1);
+		memcpy(e.buf, f->buf, f->len);
+	}
+	return e;
+}
+
+/* l2_restore - write a saved entry back under its name (RESTORE) */
+static void
+l2_restore(struct fake_entry *e)
+{
+	fake_l2_store(e->kind, e->addr, e->buf, e->len, e->negative, e->ttl);
+	free(e->buf);
+	e->buf = NULL;
+}
+
+TEST(replayed_entries_after_revocation_refused)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	struct fake_user *u;
+	struct fake_entry ce, ke, ne;
+	size_t n = 0;
+	X509 *c = NULL;
+	char err[256];
+
+	reset();
+	setup_users();
+	u = fake_find("alice@example.org");
+	CHECK((ks = mk(1, 1)) != NULL);
+	/* warm L2, save alice's entries and a negative one */
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
 	    sizeof(err)), KM_OK);
 	X509_free(c);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	ce = l2_save("cert", "alice@example.org");
+	ke = l2_save("enckey", "alice@example.org");
+	ne = l2_save("cert", "gina@example.org");
+	CHECK(ce.buf != NULL && ke.buf != NULL && ne.buf != NULL);
+	/* kmctl revoke: the KM's counter goes up, caches invalidated */
+	u->revcount = 4;
+	u->current = NULL;
+	keystore_invalidate(ks, "alice@example.org");
+	/* gina: a certificate imported, revoked, imported again */
+	fake_find("gina@example.org")->revcount = 2;
+	fake_find("gina@example.org")->current =
+	    fake_find("gina@example.org")->gens[0].cert;
+	keystore_invalidate(ks, "gina@example.org");
+	CHECK(fake_l2_find("cert", "alice@example.org") == NULL);
+	/* the attacker writes the saved entries back */
+	l2_restore(&ce);
+	l2_restore(&ke);
+	l2_restore(&ne);
+	F.km_cert_calls = F.km_keys_calls = 0;
+	/* refused: the KM is asked, and has no certificate any more */
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_PERMFAIL);
+	CHECK(c == NULL);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	CHECK(fake_l2_negative("cert", "alice@example.org"));
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.km_keys_calls, 1);
+	/* a negative entry from before is refused as well: it would hide
+	 * the certificate imported since */
+	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(F.km_cert_calls, 2);
+	fake_find("gina@example.org")->current = NULL;
+	u->current = u->gens[u->ngens - 1].cert;
 	keystore_stats(ks, &s);
-	CHECK_EQ_INT(s.km_errors, 1);
+	CHECK_EQ_INT(s.l2_stale, 3);
 	keystore_free(ks);
+}
+
+TEST(outdated_counter_in_memory_rechecked)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	struct fake_user *u;
+	size_t n = 0;
+	char err[256];
+
+	reset();
+	setup_users();
+	u = fake_find("alice@example.org");
+	conf.memory_entries = 0;
+	CHECK((ks = mk(1, 1)) != NULL);
+	/* this gateway holds counter 0 in memory ... */
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	/* ... when another gateway writes an entry with counter 1 (it
+	 * saw a revocation whose message has not reached us yet) */
+	u->revcount = 1;
+	fake_l2_drop(fake_l2_find("enckey", "alice@example.org"));
+	{
+		struct keystore *other = mk(1, 1);
+
+		CHECK(other != NULL);
+		CHECK_EQ_INT(keystore_get_keys(other, "alice@example.org",
+		    "Q2", &k, &n, err, sizeof(err)), KM_OK);
+		keystore_keys_free(k, n);
+		keystore_free(other);
+	}
+	F.km_keys_calls = 0;
+	/* our counter is re-read once, the entry is current: used */
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(F.km_keys_calls, 0);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.l2_stale, 0);
+	CHECK_EQ_INT(s.l2_hits, 1);
+	keystore_free(ks);
+}
+
+TEST(old_format_entries_are_a_miss)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	X509 *c = NULL;
+	char err[256];
+	static const unsigned char der[] = "KSG1\0\0\0\0";
+
+	reset();
+	setup_users();
+	CHECK((ks = mk(1, 1)) != NULL);
+	/* entries written before the envelope: a bare key set, a bare
+	 * negative entry */
+	fake_l2_store("enckey", "alice@example.org", der, sizeof(der) - 1, 0,
+	    600);
+	fake_l2_store("cert", "alice@example.org", NULL, 0, 1, 60);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 2);
+	keystore_keys_free(k, n);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
+	    sizeof(err)), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(F.km_keys_calls, 1);
+	CHECK_EQ_INT(F.km_cert_calls, 1);
+	/* rewritten in the new format */
+	CHECK(fake_l2_find("cert", "alice@example.org")->len >
+	    KEYSTORE_ENV_LEN);
+	CHECK(memcmp(fake_l2_find("enckey", "alice@example.org")->buf,
+	    KEYSTORE_ENV_MAGIC, 4) == 0);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.l2_hits, 0);
+	keystore_free(ks);
+}
+
+TEST(envelope_strict)
+{
+	unsigned char *w = NULL;
+	const unsigned char *b;
+	size_t wl = 0, bl;
+	uint32_t n;
+	int neg;
+	static const unsigned char body[] = "payload";
+
+	CHECK_EQ_INT(keystore_env_wrap(0x01020304, 0, body, 7, &w, &wl),
+	    KM_OK);
+	CHECK_EQ_INT(wl, KEYSTORE_ENV_LEN + 7);
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	    KM_OK);
+	CHECK(n == 0x01020304 && neg == 0 && bl == 7 &&
+	    memcmp(b, body, 7) == 0);
+	/* every truncation into the header fails */
+	for (size_t i = 0; i < KEYSTORE_ENV_LEN; i++)
+		CHECK_EQ_INT(keystore_env_unwrap(w, i, &n, &neg, &b, &bl,
+		    NULL, 0), KM_PROTO);
+	/* bad magic (an old KSG1 set), unknown flags */
+	w[0] = 'X';
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	    KM_PROTO);
+	w[0] = 'K';
+	w[8] = 0x02;
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	    KM_PROTO);
+	/* a negative entry has no body */
+	w[8] = KEYSTORE_ENV_NEGATIVE;
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	    KM_PROTO);
+	secmem_free(w, wl);
+	CHECK_EQ_INT(keystore_env_wrap(7, 1, NULL, 0, &w, &wl), KM_OK);
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	    KM_OK);
+	CHECK(n == 7 && neg == 1 && bl == 0);
+	secmem_free(w, wl);
 }
 
 TEST(l2_down_goes_to_km)
@@ -798,7 +1076,7 @@ TEST(keys_plain_order_and_cache)
 	CHECK_EQ_INT(keystore_get_keys(ks, "nobody@example.org", "Q5", &k, &n,
 	    err, sizeof(err)), KM_PERMFAIL);
 	CHECK_EQ_INT(F.km_keys_calls, 2);
-	CHECK(fake_l2_find("enckey", "nobody@example.org")->negative);
+	CHECK(fake_l2_negative("enckey", "nobody@example.org"));
 	keystore_free(ks);
 }
 
@@ -809,12 +1087,17 @@ TEST(keys_bad_l2_entry_refetched)
 	size_t n = 0;
 	char err[256];
 	static const unsigned char junk[] = "KSG1\0\0\0\1garbage";
+	unsigned char *w = NULL;
+	size_t wl = 0;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
-	fake_l2_put(NULL, "enckey", "alice@example.org", junk, sizeof(junk),
-	    600);
+	/* a current envelope around a bad key set */
+	CHECK_EQ_INT(keystore_env_wrap(0, 0, junk, sizeof(junk), &w, &wl),
+	    KM_OK);
+	fake_l2_put(NULL, "enckey", "alice@example.org", w, wl, 600);
+	secmem_free(w, wl);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
 	    err, sizeof(err)), KM_OK);
 	CHECK_EQ_INT(n, 2);
@@ -1120,6 +1403,11 @@ static const struct test_case tests[] = {
 	T(cert_miss_l2_l1_order),
 	T(cert_negative_cached),
 	T(km_down_tempfail_then_recovers),
+	T(km_down_l2_used_while_counter_known),
+	T(replayed_entries_after_revocation_refused),
+	T(outdated_counter_in_memory_rechecked),
+	T(old_format_entries_are_a_miss),
+	T(envelope_strict),
 	T(l2_down_goes_to_km),
 	T(no_km_configured),
 	T(cert_checks),
