@@ -360,9 +360,11 @@ static void
 warn_restart_needed(const struct kmilter_conf *old, const struct kmilter_conf *new)
 {
 	if (strcmp(old->socket, new->socket) != 0 || strcmp(old->user, new->user) != 0 ||
-	    strcmp(old->pidfile, new->pidfile) != 0)
-		log_warnx("reload: milter.socket, milter.user and milter.pidfile take "
-		    "effect only after a restart");
+	    strcmp(old->pidfile, new->pidfile) != 0 ||
+	    strcmp(old->socket_mode, new->socket_mode) != 0 ||
+	    strcmp(old->socket_group, new->socket_group) != 0)
+		log_warnx("reload: milter.socket, socket_mode, socket_group, user and "
+		    "pidfile take effect only after a restart");
 }
 
 /* reload - load the configuration again; a bad file keeps the running one */
