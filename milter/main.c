@@ -78,19 +78,28 @@ print_errors(const char *errs)
 	fprintf(stderr, "%s\n", errs);
 }
 
-/* ensure_dir - create a private directory owned by the run user if missing */
+/*
+ * ensure_dir - create a private directory owned by the run user if missing
+ *	The new directory is opened O_NOFOLLOW and changed with fchown, so
+ *	a link swapped in after mkdir cannot redirect root's chown.
+ */
 static void
 ensure_dir(const char *dir, const struct passwd *pw)
 {
 	struct stat st;
+	int fd;
 
 	if (*dir == '\0')
 		return;
 	if (stat(dir, &st) != 0) {
 		if (mkdir(dir, 0700) != 0)
 			fatal("cannot create %s", dir);
-		if (pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+		if (pw == NULL)
+			return;
+		if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		    fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
 			fatal("cannot chown %s to %s", dir, pw->pw_name);
+		close(fd);
 	} else if (!S_ISDIR(st.st_mode))
 		fatalx("%s is not a directory", dir);
 }
