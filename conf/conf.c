@@ -3,6 +3,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "conf.h"
 #include "conf_schema.h"
+#include "hook.h"
 
 struct errs {
 	char	*buf;
@@ -399,6 +402,56 @@ setting_of(const config_t *cfg, const char *name)
 	return config_lookup(cfg, name);
 }
 
+/* is_unix_socket - a unix:, local: or bare-path socket spec */
+static int
+is_unix_socket(const char *s)
+{
+	return strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0 ||
+	    s[0] == '/';
+}
+
+/*
+ * check_socket_access - who besides the MTA could use the socket
+ *	Whoever can connect can have mail decrypted and signed: a unix
+ *	socket others can read or write is refused, and a socket group
+ *	must exist.  (An inet socket off loopback is only warned about, by
+ *	kmilter itself: conf has no warnings.)
+ */
+static void
+check_socket_access(struct errs *e, const config_t *cfg, const struct kmilter_conf *c,
+    long mode)
+{
+	if (c->socket && is_unix_socket(c->socket) && (mode & 006))
+		err_add(e, setting_of(cfg, "milter.socket_mode"), "milter.socket_mode",
+		    "\"%s\" lets every local user connect and have mail decrypted and "
+		    "signed: use \"0660\" and milter.socket_group", c->socket_mode);
+	if (*c->socket_group && getgrnam(c->socket_group) == NULL)
+		err_add(e, setting_of(cfg, "milter.socket_group"), "milter.socket_group",
+		    "no such group \"%s\"", c->socket_group);
+}
+
+/*
+ * check_hook_path - the hook and every directory above it can be changed
+ *	only by root and the milter user (hook_check_path); a missing hook
+ *	is allowed here (it fails, and is checked again, when it runs).
+ */
+static void
+check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *c)
+{
+	struct passwd *pw;
+	uid_t user = geteuid();
+	char why[512];
+
+	if (*c->hook_path == '\0')
+		return;
+	if (user == 0 && *c->user && (pw = getpwnam(c->user)) != NULL)
+		user = pw->pw_uid;
+	if (hook_check_path(c->hook_path, user, why, sizeof(why)) == HOOK_PATH_UNSAFE)
+		err_add(e, setting_of(cfg, "hook.path"), "hook.path",
+		    "refused: %s (the hook must be writable only by root or %s)", why,
+		    *c->user ? c->user : "the milter user");
+}
+
 /* check_semantics - rules that tie settings together */
 static void
 check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
@@ -413,6 +466,9 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 	if (*c->socket_mode == '\0' || *end != '\0' || mode < 0 || mode > 0777)
 		err_add(e, setting_of(cfg, "milter.socket_mode"), "milter.socket_mode",
 		    "\"%s\" is not an octal mode like \"0660\"", c->socket_mode);
+	else
+		check_socket_access(e, cfg, c, mode);
+	check_hook_path(e, cfg, c);
 	for (int i = 0; i < c->n_internal_hosts; i++)
 		if (!valid_cidr(c->internal_hosts[i]))
 			err_add(e, setting_of(cfg, "policy.internal_hosts"),

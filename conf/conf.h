@@ -60,6 +60,7 @@ struct kmilter_conf {
 	/* milter */
 	char	*socket;
 	char	*socket_mode;
+	char	*socket_group;		/* "" = the milter user's group */
 	char	*user;
 	char	*pidfile;
 	char	*state_dir;

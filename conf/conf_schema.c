@@ -38,6 +38,7 @@ static const struct conf_key rule_keys[] = {
 const struct conf_key conf_schema[] = {
 	REQSTR("milter.socket", socket),
 	STR("milter.socket_mode", socket_mode, "0660"),
+	STR("milter.socket_group", socket_group, ""),
 	STR("milter.user", user, "kmilter"),
 	STR("milter.pidfile", pidfile, ""),
 	STR("milter.state_dir", state_dir, "/var/lib/kmilter"),

@@ -3,6 +3,7 @@
  * and kmilter-hook(8)).
  */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -59,6 +60,7 @@ static const char *const failure_names[] = {
 	[HOOK_FAIL_REQUEST] = "invalid request",
 	[HOOK_FAIL_NOMEM] = "out of resources",
 	[HOOK_FAIL_IO] = "i/o error",
+	[HOOK_FAIL_UNSAFE] = "unsafe hook",
 };
 
 /* hook_action_name - printable name of an action, as in the protocol */
@@ -122,6 +124,109 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* plain_path - absolute, no empty, "." or ".." component, no trailing "/" */
+static int
+plain_path(const char *p)
+{
+	if (p == NULL || p[0] != '/' || p[1] == '\0')
+		return 0;
+	for (const char *c = p + 1;; ) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 1 && c[0] == '.') ||
+		    (n == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		if (c[n] == '\0')
+			return 1;
+		c += n + 1;
+	}
+}
+
+/* trusted_owner - owned by root or by the user */
+static int
+trusted_owner(const struct stat *st, uid_t user)
+{
+	return st->st_uid == 0 || st->st_uid == user;
+}
+
+/*
+ * check_step - one step of the lookup: a directory on the way, the
+ *	hook's own directory (strict: no group or other write, even sticky)
+ *	or the hook itself.  Returns 0 if safe, -1 with errstr.
+ */
+static int
+check_step(const char *p, const struct stat *st, uid_t user, int last,
+    int parent, char *errstr, size_t errlen)
+{
+	if (S_ISLNK(st->st_mode)) {
+		snprintf(errstr, errlen, "%s is a symbolic link: name the real "
+		    "path", p);
+		return -1;
+	}
+	if (!trusted_owner(st, user)) {
+		snprintf(errstr, errlen, "%s is owned by uid %u, not by root or "
+		    "uid %u", p, (unsigned)st->st_uid, (unsigned)user);
+		return -1;
+	}
+	if (last) {
+		if (!S_ISREG(st->st_mode)) {
+			snprintf(errstr, errlen, "%s is not a regular file", p);
+			return -1;
+		}
+	} else if (!S_ISDIR(st->st_mode)) {
+		snprintf(errstr, errlen, "%s is not a directory", p);
+		return -1;
+	}
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+		return 0;
+	if (!last && !parent && (st->st_mode & S_ISVTX) && st->st_uid == 0)
+		return 0;
+	snprintf(errstr, errlen, "%s is writable by %s (mode %04o)", p,
+	    (st->st_mode & S_IWOTH) ? "others" : "its group",
+	    (unsigned)(st->st_mode & 07777));
+	return -1;
+}
+
+/* hook_check_path - can only root and user change what path runs? */
+enum hook_path
+hook_check_path(const char *path, uid_t user, char *errstr, size_t errlen)
+{
+	char buf[4096];
+	size_t len;
+	struct stat st;
+
+	if (!plain_path(path)) {
+		snprintf(errstr, errlen, "\"%s\" is not an absolute path without "
+		    "\".\", \"..\", \"//\" or a trailing \"/\"", path ? path : "");
+		return HOOK_PATH_UNSAFE;
+	}
+	if ((len = strlen(path)) >= sizeof(buf)) {
+		snprintf(errstr, errlen, "path too long");
+		return HOOK_PATH_UNSAFE;
+	}
+	/* "/", each directory below it, then the file: every step of the
+	 * lookup, each with lstat (a symbolic link is refused). */
+	for (size_t end = 0; end <= len; end++) {
+		int last = end == len;
+		size_t n = end == 0 ? 1 : end;
+
+		if (end > 0 && !last && path[end] != '/')
+			continue;
+		memcpy(buf, path, n);
+		buf[n] = '\0';
+		if (lstat(buf, &st) != 0) {
+			snprintf(errstr, errlen, "%s: %s", buf, strerror(errno));
+			return errno == ENOENT ? HOOK_PATH_MISSING :
+			    HOOK_PATH_UNSAFE;
+		}
+		if (check_step(buf, &st, user, last,
+		    !last && strchr(path + end + 1, '/') == NULL,
+		    errstr, errlen) != 0)
+			return HOOK_PATH_UNSAFE;
+	}
+	return HOOK_PATH_SAFE;
 }
 
 /* hook_new - check the options and make a hook; NULL with errstr on error */
@@ -600,6 +705,31 @@ out:
 }
 
 /*
+ * vet_hook - check the hook's path right before it runs
+ *	Trusted owners are root and the user we run as (after the privilege
+ *	drop: the milter user).  Missing is HOOK_FAIL_SPAWN, as exec would
+ *	say; unsafe is HOOK_FAIL_UNSAFE and logged at warning level.
+ */
+static enum hook_failure
+vet_hook(struct hook *h, char *errstr, size_t errlen)
+{
+	char why[512];
+
+	switch (hook_check_path(h->path, geteuid(), why, sizeof(why))) {
+	case HOOK_PATH_SAFE:
+		return HOOK_FAIL_NONE;
+	case HOOK_PATH_MISSING:
+		snprintf(errstr, errlen, "cannot run %s: %s", h->path, why);
+		return HOOK_FAIL_SPAWN;
+	case HOOK_PATH_UNSAFE:
+		break;
+	}
+	log_warnx("hook %s not run: %s", h->path, why);
+	snprintf(errstr, errlen, "%s not run: %s", h->path, why);
+	return HOOK_FAIL_UNSAFE;
+}
+
+/*
  * run_hook - spawn the hook, talk to it, reap it, parse its answer
  *	Returns HOOK_FAIL_NONE with *out filled, or the failure kind with
  *	errstr set and *st the status to return.
@@ -619,6 +749,8 @@ run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
 	int r;
 
 	*st = KM_TEMPFAIL;
+	if ((f = vet_hook(h, errstr, errlen)) != HOOK_FAIL_NONE)
+		return f;
 	if ((ans = secmem_alloc(HOOK_ANSWER_MAX + 1)) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		*st = KM_NOMEM;

@@ -3,11 +3,15 @@
  * signals, and libmilter's main loop.
  */
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -74,19 +78,28 @@ print_errors(const char *errs)
 	fprintf(stderr, "%s\n", errs);
 }
 
-/* ensure_dir - create a private directory owned by the run user if missing */
+/*
+ * ensure_dir - create a private directory owned by the run user if missing
+ *	The new directory is opened O_NOFOLLOW and changed with fchown, so
+ *	a link swapped in after mkdir cannot redirect root's chown.
+ */
 static void
 ensure_dir(const char *dir, const struct passwd *pw)
 {
 	struct stat st;
+	int fd;
 
 	if (*dir == '\0')
 		return;
 	if (stat(dir, &st) != 0) {
 		if (mkdir(dir, 0700) != 0)
 			fatal("cannot create %s", dir);
-		if (pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+		if (pw == NULL)
+			return;
+		if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		    fchown(fd, pw->pw_uid, pw->pw_gid) != 0)
 			fatal("cannot chown %s to %s", dir, pw->pw_name);
+		close(fd);
 	} else if (!S_ISDIR(st.st_mode))
 		fatalx("%s is not a directory", dir);
 }
@@ -120,13 +133,95 @@ socket_path(const char *spec)
 	return NULL;
 }
 
-/* open_socket - bind the milter socket (as root, before the drop) */
+/* all_loopback - every address host stands for is a loopback address */
+static int
+all_loopback(const char *host, int family)
+{
+	struct addrinfo hints, *res, *ai;
+	int ok = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	if (*host == '\0' || getaddrinfo(host, NULL, &hints, &res) != 0)
+		return 0;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		const struct sockaddr_in *a4 = (const void *)ai->ai_addr;
+		const struct sockaddr_in6 *a6 = (const void *)ai->ai_addr;
+
+		if (ai->ai_family == AF_INET)
+			ok &= (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+		else if (ai->ai_family == AF_INET6)
+			ok &= IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) ||
+			    (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) &&
+			    a6->sin6_addr.s6_addr[12] == 127);
+		else
+			ok = 0;
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+/*
+ * warn_public_socket - loudly, when an inet socket is not on loopback
+ *	Whoever reaches the socket can have mail decrypted and signed.
+ *	"inet:PORT" without a host means every address.
+ */
+static void
+warn_public_socket(const struct kmilter_conf *c)
+{
+	char host[256];
+	const char *at;
+	int family;
+	size_t n;
+
+	if (strncmp(c->socket, "inet:", 5) == 0)
+		family = AF_INET;
+	else if (strncmp(c->socket, "inet6:", 6) == 0)
+		family = AF_INET6;
+	else
+		return;
+	at = strchr(c->socket, '@');
+	snprintf(host, sizeof(host), "%s", at ? at + 1 : "");
+	if (host[0] == '[' && (n = strlen(host)) > 1 && host[n - 1] == ']') {
+		memmove(host, host + 1, n - 2);
+		host[n - 2] = '\0';
+	}
+	if (all_loopback(host, family))
+		return;
+	log_warnx("WARNING: milter.socket %s is not bound to a loopback address: "
+	    "anyone who can reach it can have mail decrypted and signed; use a "
+	    "unix socket or a loopback address, or firewall the port", c->socket);
+}
+
+/* socket_gid - the group a unix socket gets: milter.socket_group or the user's */
+static gid_t
+socket_gid(const struct kmilter_conf *c, const struct passwd *pw)
+{
+	struct group *gr;
+
+	if (*c->socket_group == '\0')
+		return pw != NULL ? pw->pw_gid : (gid_t)-1;
+	if ((gr = getgrnam(c->socket_group)) == NULL)
+		fatalx("milter.socket_group: no such group \"%s\"", c->socket_group);
+	return gr->gr_gid;
+}
+
+/*
+ * open_socket - bind the milter socket (as root, before the drop)
+ *	The mode comes from the umask at bind time; owner and group are set
+ *	with lchown after checking that the path is still a socket with that
+ *	mode: never chmod/chown by a path that a link (in a directory the
+ *	milter user may write) could send elsewhere.
+ */
 static void
 open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 {
 	static char spec[1024];
 	const char *path = socket_path(c->socket);
-	mode_t mode = (mode_t)strtol(c->socket_mode, NULL, 8);
+	mode_t mode = (mode_t)strtol(c->socket_mode, NULL, 8) & 0777;
+	gid_t gid = path != NULL ? socket_gid(c, pw) : (gid_t)-1;
+	struct stat st;
 	mode_t old;
 
 	snprintf(spec, sizeof(spec), "%s", c->socket);
@@ -136,12 +231,17 @@ open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 	if (smfi_opensocket(1) != MI_SUCCESS)
 		fatalx("cannot open milter socket %s (in use, or no permission?)", c->socket);
 	umask(old);
-	if (path != NULL) {
-		if (chmod(path, mode) != 0)
-			fatal("chmod %s", path);
-		if (pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) != 0)
-			fatal("chown %s", path);
-	}
+	if (path == NULL)
+		return;
+	if (lstat(path, &st) != 0)
+		fatal("milter socket %s", path);
+	if (!S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != mode)
+		fatalx("milter socket %s is not the socket just bound with mode %04o",
+		    path, (unsigned)mode);
+	if ((pw != NULL || gid != (gid_t)-1) &&
+	    lchown(path, pw ? pw->pw_uid : (uid_t)-1, gid) != 0)
+		fatal("chown %s to %s:%s", path, pw ? pw->pw_name : "-",
+		    *c->socket_group ? c->socket_group : "-");
 }
 
 /* daemonize - detach from the terminal */
@@ -173,23 +273,68 @@ daemonize(int keep_stderr)
 	}
 }
 
-/* write_pidfile - record our pid */
-static void
-write_pidfile(const char *path)
+/*
+ * pidfile_dir - open the pid file's directory
+ *	*root_only says whether only root can write in it (owned by root,
+ *	no group or other write): only then is the pid file written as root.
+ */
+static int
+pidfile_dir(const char *path, int *root_only)
 {
-	FILE *f;
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	int fd;
 
-	if (*path == '\0')
-		return;
-	char tmp[4096];
+	if (slash != NULL && slash[1] == '\0')
+		fatalx("milter.pidfile %s is not a file name", path);
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		fatalx("milter.pidfile %s: name too long", path);
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) != 0)
+		fatal("milter.pidfile %s: directory %s", path, dir);
+	*root_only = st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+	return fd;
+}
 
-	/* Written beside it and renamed: a reader never sees it empty. */
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-	    (f = fopen(tmp, "w")) == NULL)
+/*
+ * pidfile_write - record our pid: a new temp file, then rename
+ *	In the directory dirfd: PIDFILE.tmp is removed if there (a planted
+ *	link is removed, not followed), created O_EXCL|O_NOFOLLOW, written
+ *	and renamed over the pid file (rename replaces a link, it does not
+ *	follow it).  A reader never sees the file empty.
+ */
+static void
+pidfile_write(int dirfd, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	char tmp[NAME_MAX + 1], line[32];
+	int fd, n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", base) >= (int)sizeof(tmp))
+		fatalx("milter.pidfile %s: name too long", path);
+	if (unlinkat(dirfd, tmp, 0) != 0 && errno != ENOENT)
+		fatal("cannot remove the stale %s.tmp", path);
+	if ((fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0644)) < 0)
+		fatal("cannot create %s.tmp", path);
+	n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+	if (write(fd, line, (size_t)n) != n) {
+		close(fd);
+		unlinkat(dirfd, tmp, 0);
 		fatal("cannot write pidfile %s", path);
-	fprintf(f, "%ld\n", (long)getpid());
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
+	}
+	if (close(fd) != 0 || renameat(dirfd, tmp, dirfd, base) != 0) {
+		unlinkat(dirfd, tmp, 0);
 		fatal("cannot write pidfile %s", path);
+	}
 }
 
 /* on_sighup - ask the main thread for a reload (async-signal-safe) */
@@ -224,9 +369,11 @@ static void
 warn_restart_needed(const struct kmilter_conf *old, const struct kmilter_conf *new)
 {
 	if (strcmp(old->socket, new->socket) != 0 || strcmp(old->user, new->user) != 0 ||
-	    strcmp(old->pidfile, new->pidfile) != 0)
-		log_warnx("reload: milter.socket, milter.user and milter.pidfile take "
-		    "effect only after a restart");
+	    strcmp(old->pidfile, new->pidfile) != 0 ||
+	    strcmp(old->socket_mode, new->socket_mode) != 0 ||
+	    strcmp(old->socket_group, new->socket_group) != 0)
+		log_warnx("reload: milter.socket, socket_mode, socket_group, user and "
+		    "pidfile take effect only after a restart");
 }
 
 /* reload - load the configuration again; a bad file keeps the running one */
@@ -273,6 +420,7 @@ main(int argc, char **argv)
 {
 	const char *path = KMILTER_CONF;
 	int ch, check = 0, foreground = 0, to_stderr = 0, verbose = 0;
+	int piddir = -1, root_only = 0;
 	char err[8192];
 	struct kmilter_conf *conf;
 	struct passwd *pw = NULL;
@@ -300,6 +448,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		warn_public_socket(conf);
 		printf("kmilter: %s: configuration OK\n", path);
 		conf_unref(conf);
 		return 0;
@@ -311,6 +460,8 @@ main(int argc, char **argv)
 		log_init("kmilter", log_facility_from_name(conf_word("log.facility",
 		    conf->log_facility, fac, sizeof(fac))), to_stderr, conf->log_verbose + verbose);
 	}
+
+	warn_public_socket(conf);
 
 	/* No core dumps: they would hold keys and message bodies. */
 	setrlimit(RLIMIT_CORE, &rl);
@@ -334,9 +485,22 @@ main(int argc, char **argv)
 
 	if (!foreground)
 		daemonize(to_stderr);
-	write_pidfile(conf->pidfile);
+	/* The pid file is written as root only in a directory only root can
+	 * write; anywhere else as the milter user, after the drop. */
+	if (*conf->pidfile) {
+		piddir = pidfile_dir(conf->pidfile, &root_only);
+		if (root_only || pw == NULL) {
+			pidfile_write(piddir, conf->pidfile);
+			close(piddir);
+			piddir = -1;
+		}
+	}
 	if (pw != NULL)
 		drop_privileges(pw);
+	if (piddir >= 0) {
+		pidfile_write(piddir, conf->pidfile);
+		close(piddir);
+	}
 
 	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		fatal("pipe");

@@ -24,6 +24,7 @@ Env: T_FAULTS_N (messages per stream, default 160), T_FAULTS_SESSIONS (4).
 """
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -157,9 +158,14 @@ def _():
     top_lab = L.Lab("t-faults")
     S["lab"] = top_lab
     # The hanging hook: its pid goes to hookpids (kmilter runs it as kmilter).
+    # The hook and its directory are root's and writable by no one else
+    # (kmilter refuses any other); only the pids file is kmilter's.
     hookdir = top_lab.wpath("hook")
     os.mkdir(hookdir)
-    os.chmod(hookdir, 0o777)
+    os.chmod(hookdir, 0o755)
+    with open(os.path.join(hookdir, "pids"), "w"):
+        pass
+    shutil.chown(os.path.join(hookdir, "pids"), "kmilter", "kmilter")
     hook = os.path.join(hookdir, "hang")
     with open(hook, "w") as fp:
         fp.write("#!/bin/sh\necho $$ >> %s/pids\n"

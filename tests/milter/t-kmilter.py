@@ -24,7 +24,7 @@ import protocases  # noqa: E402
 
 CONF = """milter: {
 	socket = "unix:%(d)s/kmilter.sock";
-	socket_mode = "0666";
+	socket_mode = "0660";
 	pidfile = "%(d)s/kmilter.pid";
 	user = "kmilter";
 	state_dir = "%(d)s/state";

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,19 +35,15 @@ top(void)
 	return t && *t ? t : ".";
 }
 
-/* hook_path - absolute path of a test hook */
+/* hook_path - absolute, plain path of a test hook (hooks refuse "." and "..") */
 static const char *
 hook_path(const char *name)
 {
-	static char p[1024], cwd[512];
-	const char *t = top();
+	static char p[PATH_MAX + 64], real[PATH_MAX];
 
-	if (t[0] != '/') {
-		if (getcwd(cwd, sizeof(cwd)) == NULL)
-			abort();
-		snprintf(p, sizeof(p), "%s/%s/tests/hooks/%s", cwd, t, name);
-	} else
-		snprintf(p, sizeof(p), "%s/tests/hooks/%s", t, name);
+	if (realpath(top(), real) == NULL)
+		abort();
+	snprintf(p, sizeof(p), "%s/tests/hooks/%s", real, name);
 	return p;
 }
 
@@ -819,10 +816,12 @@ TEST(run_busy)
 static const char *
 contrib_path(const char *name)
 {
-	static char p[1024];
+	static char p[PATH_MAX + 64];
+	char real[PATH_MAX];
 
-	snprintf(p, sizeof(p), "%s/../../contrib/hooks/%s", hook_path(""),
-	    name);
+	if (realpath(top(), real) == NULL)
+		abort();
+	snprintf(p, sizeof(p), "%s/contrib/hooks/%s", real, name);
 	return p;
 }
 
@@ -923,6 +922,149 @@ TEST(contrib_deny_release_list)
 	CHECK(system(cmd) == 0);
 }
 
+/* safe_tree - a temp dir (0755) with a hook (0755) in it; paths in dir, hook */
+static int
+safe_tree(char *dir, size_t dlen, char *hook, size_t hlen)
+{
+	snprintf(dir, dlen, "/tmp/kmhook.XXXXXX");
+	if (mkdtemp(dir) == NULL || chmod(dir, 0755) != 0)
+		return -1;
+	snprintf(hook, hlen, "%s/hook", dir);
+	return make_from_template(hook_path("allow"), "action=allow",
+	    "action=allow", hook);
+}
+
+/* cleanup_tree - remove what safe_tree made (and the marker of marker_hook) */
+static void
+cleanup_tree(const char *dir)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s/hook", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/ran", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/link", dir);
+	unlink(p);
+	rmdir(dir);
+}
+
+TEST(check_path_safe_and_missing)
+{
+	char dir[64], hook[128], p[160];
+
+	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_SAFE);
+	/* /tmp above it is world-writable but sticky and root's: fine */
+	CHECK_EQ_INT(hook_check_path(hook_path("allow"), 0, errbuf,
+	    sizeof(errbuf)), HOOK_PATH_SAFE);
+	snprintf(p, sizeof(p), "%s/nothere", dir);
+	CHECK_EQ_INT(hook_check_path(p, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_MISSING);
+	/* owned by the milter user (not root) is fine when that is the user */
+	CHECK(chown(hook, 65534, 65534) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 65534, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_SAFE);
+	cleanup_tree(dir);
+}
+
+TEST(check_path_refuses_writable_or_foreign)
+{
+	char dir[64], hook[128];
+
+	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
+	CHECK(chmod(hook, 0757) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(strstr(errbuf, hook) != NULL && strstr(errbuf, "others") != NULL);
+	CHECK(chmod(hook, 0775) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(strstr(errbuf, "group") != NULL);
+	CHECK(chmod(hook, 0755) == 0);
+	/* a world-writable directory, even sticky: others could replace it */
+	CHECK(chmod(dir, 01777) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(strstr(errbuf, dir) != NULL);
+	CHECK(chmod(dir, 0755) == 0);
+	/* owned by someone other than root and the user */
+	CHECK(chown(hook, 65534, 65534) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 1, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(strstr(errbuf, "owned by uid 65534") != NULL);
+	CHECK(chown(hook, 0, 0) == 0);
+	CHECK(chown(dir, 65534, 65534) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 1, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(chown(dir, 0, 0) == 0);
+	CHECK_EQ_INT(hook_check_path(hook, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_SAFE);
+	cleanup_tree(dir);
+}
+
+TEST(check_path_refuses_links_and_odd_paths)
+{
+	char dir[64], hook[128], p[160];
+
+	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
+	snprintf(p, sizeof(p), "%s/link", dir);
+	CHECK(symlink(hook, p) == 0);
+	CHECK_EQ_INT(hook_check_path(p, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK(strstr(errbuf, "symbolic link") != NULL);
+	snprintf(p, sizeof(p), "%s/../%s/hook", dir, dir + 5);
+	CHECK_EQ_INT(hook_check_path(p, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	snprintf(p, sizeof(p), "%s//hook", dir);
+	CHECK_EQ_INT(hook_check_path(p, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK_EQ_INT(hook_check_path("hook", 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);
+	CHECK_EQ_INT(hook_check_path(dir, 0, errbuf, sizeof(errbuf)),
+	    HOOK_PATH_UNSAFE);		/* a directory, not a file */
+	cleanup_tree(dir);
+}
+
+TEST(run_unsafe_hook_not_run)
+{
+	char dir[64], hook[128], ran[160], text[400];
+	struct hook_answer a = { 0 };
+	struct hook *h;
+
+	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
+	snprintf(ran, sizeof(ran), "%s/ran", dir);
+	snprintf(text, sizeof(text), "#!/bin/sh\n: > %s\n"
+	    "echo action=password\necho password=stolen\n", ran);
+	CHECK(write_file(hook, text, 0755) == 0);
+	CHECK((h = mk(hook, 3000, 1)) != NULL);
+	CHECK_EQ_INT(ask(h, HOOK_EVENT_UNLOCK, "a@example.com", &a), KM_OK);
+	CHECK(access(ran, F_OK) == 0);
+	CHECK(unlink(ran) == 0);
+	hook_answer_clear(&a);
+	/* made world-writable while the hook object lives: not run */
+	CHECK(chmod(hook, 0777) == 0);
+	CHECK_EQ_INT(ask(h, HOOK_EVENT_UNLOCK, "a@example.com", &a),
+	    KM_TEMPFAIL);
+	CHECK_EQ_INT(a.failure, HOOK_FAIL_UNSAFE);
+	CHECK_EQ_INT(a.action, HOOK_ACTION_KEEP_ENCRYPTED);
+	CHECK(a.password == NULL);
+	CHECK(strstr(a.reason, "writable by others") != NULL);
+	CHECK(access(ran, F_OK) != 0);
+	/* and in a world-writable directory */
+	CHECK(chmod(hook, 0755) == 0);
+	CHECK(chmod(dir, 0777) == 0);
+	CHECK_EQ_INT(ask(h, HOOK_EVENT_RELEASE, "a@example.com", &a),
+	    KM_TEMPFAIL);
+	CHECK_EQ_INT(a.failure, HOOK_FAIL_UNSAFE);
+	CHECK_EQ_INT(a.action, HOOK_ACTION_DENY);
+	CHECK(access(ran, F_OK) != 0);
+	hook_free(h);
+	chmod(dir, 0755);
+	cleanup_tree(dir);
+}
+
 static const struct test_case tests[] = {
 	T(parse_unlock_password),
 	T(parse_every_valid_action),
@@ -947,6 +1089,10 @@ static const struct test_case tests[] = {
 	T(run_busy),
 	T(contrib_passwords_from_file),
 	T(contrib_deny_release_list),
+	T(check_path_safe_and_missing),
+	T(check_path_refuses_writable_or_foreign),
+	T(check_path_refuses_links_and_odd_paths),
+	T(run_unsafe_hook_not_run),
 	{ 0 }
 };
 
