@@ -360,7 +360,8 @@ inbound_eom(struct session *s, struct verdict *v)
 		}
 		if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
 		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0)) {
-			if (!c->in_decrypt)
+			if (!c->in_decrypt || (s->decrypt_pass &&
+			    policy_domain_internal(c, m->from)))
 				break;
 			st = decrypt_layer(s, v, ctype, b, blen, &next, &nextlen, reason,
 			    sizeof(reason), detail, sizeof(detail));

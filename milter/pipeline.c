@@ -2,6 +2,7 @@
  * pipeline.c - end-of-message processing (see pipeline.h).
  */
 #include "inbound.h"
+#include "log.h"
 #include "outbound.h"
 #include "pipeline.h"
 
@@ -10,14 +11,19 @@ enum direction
 pipeline_run(struct session *s, struct verdict *v)
 {
 	struct message *m = s->msg;
+	int two_pass = *s->conf->in_decrypt_daemon != '\0';
 	enum direction dir;
 
-	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
-	    m->from, m->rcpts, m->nrcpts);
+	/* The decrypt pass: never outbound, whoever re-injected it. */
+	dir = policy_direction(s->conf, s->decrypt_pass ? 0 : s->client_internal,
+	    s->decrypt_pass ? NULL : s->auth_authen, m->from, m->rcpts, m->nrcpts);
 	if (dir == DIR_OUTBOUND)
 		outbound_eom(s, v);
-	else if (dir == DIR_INBOUND)
+	else if (dir == DIR_INBOUND && (!two_pass || s->decrypt_pass))
 		inbound_eom(s, v);
+	else if (dir == DIR_INBOUND)
+		log_debug(1, "%s: inbound: left to the decrypt pass (%s)", message_qid(m),
+		    s->conf->in_decrypt_daemon);
 	return dir;
 }
 
@@ -25,6 +31,6 @@ pipeline_run(struct session *s, struct verdict *v)
 int
 pipeline_outbound(const struct session *s)
 {
-	return s->msg != NULL && policy_direction(s->conf, s->client_internal,
+	return s->msg != NULL && !s->decrypt_pass && policy_direction(s->conf, s->client_internal,
 	    s->auth_authen, s->msg->from, NULL, 0) == DIR_OUTBOUND;
 }
