@@ -886,6 +886,23 @@ TEST(readers_spliced_recipientinfo)
 	CHECK_EQ_INT(failed, 1);
 	free(der);
 
+	/* 1b. The same with AES-256-OFB: no padding, so bob's wrong content
+	   key decrypts "successfully" to other bytes; only the digest
+	   comparison tells. */
+	rc[0] = alice_rsa.cert;
+	CHECK((cms = cms_to(rc, 1, EVP_aes_256_ofb())) != NULL);
+	rc[0] = bob_rsa.cert;
+	CHECK((donor = cms_to(rc, 1, EVP_aes_256_ofb())) != NULL);
+	CHECK(sk_CMS_RecipientInfo_push(CMS_get0_RecipientInfos(cms),
+	    sk_CMS_RecipientInfo_shift(CMS_get0_RecipientInfos(donor))) > 0);
+	CMS_ContentInfo_free(donor);
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CMS_ContentInfo_free(cms);
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 1);
+	free(der);
+
 	/* 2. alice's encryptedKey copied under bob's serial (same issuer). */
 	rc[0] = rc[1] = alice_rsa.cert;
 	CHECK((cms = cms_to(rc, 2, EVP_aes_256_cbc())) != NULL);
