@@ -318,6 +318,14 @@ verify_layer(const struct session *s, const char *ctype, const char *body, size_
 	return st;
 }
 
+/* inbound_first_pass - two-pass layout, public smtpd: strip imitations only */
+void
+inbound_first_pass(struct session *s, struct verdict *v)
+{
+	if (remove_forged(s, v) < 0)
+		verdict_tempfail(v, "out of memory");
+}
+
 /* inbound_eom - decrypt and verify for internal recipients */
 void
 inbound_eom(struct session *s, struct verdict *v)
@@ -360,8 +368,7 @@ inbound_eom(struct session *s, struct verdict *v)
 		}
 		if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
 		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0)) {
-			if (!c->in_decrypt || (s->decrypt_pass &&
-			    policy_domain_internal(c, m->from)))
+			if (!c->in_decrypt)
 				break;
 			st = decrypt_layer(s, v, ctype, b, blen, &next, &nextlen, reason,
 			    sizeof(reason), detail, sizeof(detail));

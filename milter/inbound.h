@@ -4,7 +4,7 @@
  * NAME
  *	inbound - decrypt S/MIME for internal users, verify signatures, report
  * SUMMARY
- *	inbound_eom()
+ *	inbound_eom(), inbound_first_pass()
  * DESCRIPTION
  *	Headers that imitate kmilter's own (X-Kmilter-*, and
  *	Authentication-Results with this gateway's authserv-id) are removed
@@ -22,8 +22,9 @@
  *	<x> is not internal", "... holds no key this message was encrypted
  *	to", "... cannot open it").  A key lookup that fails or a key the
  *	hook keeps locked also leaves it encrypted ("left encrypted: ...").
- *	In the decrypt pass of the two-pass layout (pipeline.h), a message
- *	whose envelope sender is internal is not decrypted.
+ *	inbound_first_pass() is what the public smtpd of the two-pass layout
+ *	(pipeline.h) does with inbound mail: it only removes the headers
+ *	that imitate kmilter's own; the decrypt pass does the rest.
  *	The decrypted entity replaces the message's Content-* headers
  *	and body; nested layers (encrypted again, or signed inside) are
  *	opened up to three deep.
@@ -48,5 +49,6 @@
 #include "verdict.h"
 
 void	inbound_eom(struct session *, struct verdict *);
+void	inbound_first_pass(struct session *, struct verdict *);
 
 #endif

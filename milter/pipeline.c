@@ -14,16 +14,30 @@ pipeline_run(struct session *s, struct verdict *v)
 	int two_pass = *s->conf->in_decrypt_daemon != '\0';
 	enum direction dir;
 
-	/* The decrypt pass: never outbound, whoever re-injected it. */
-	dir = policy_direction(s->conf, s->decrypt_pass ? 0 : s->client_internal,
-	    s->decrypt_pass ? NULL : s->auth_authen, m->from, m->rcpts, m->nrcpts);
+	if (s->decrypt_pass) {
+		/* Never outbound, whoever re-injected it; an internal
+		   sender's mail had its outbound work in the first pass
+		   (signed, maybe encrypted on purpose): leave it alone. */
+		if (policy_domain_internal(s->conf, m->from))
+			return DIR_PASS;
+		dir = policy_direction(s->conf, 0, NULL, m->from, m->rcpts, m->nrcpts);
+		if (dir == DIR_INBOUND)
+			inbound_eom(s, v);
+		return dir;
+	}
+	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
+	    m->from, m->rcpts, m->nrcpts);
 	if (dir == DIR_OUTBOUND)
 		outbound_eom(s, v);
-	else if (dir == DIR_INBOUND && (!two_pass || s->decrypt_pass))
+	else if (dir == DIR_INBOUND && !two_pass)
 		inbound_eom(s, v);
-	else if (dir == DIR_INBOUND)
-		log_debug(1, "%s: inbound: left to the decrypt pass (%s)", message_qid(m),
-		    s->conf->in_decrypt_daemon);
+	else if (dir == DIR_INBOUND) {
+		/* Forged headers go now (the decrypt pass skips mail
+		   with an internal envelope sender); the rest there. */
+		inbound_first_pass(s, v);
+		log_debug(1, "%s: inbound: decryption left to the decrypt pass (%s)",
+		    message_qid(m), s->conf->in_decrypt_daemon);
+	}
 	return dir;
 }
 

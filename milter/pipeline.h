@@ -21,9 +21,12 @@
  *	every message, with the recipients after alias expansion, into a
  *	second smtpd whose {daemon_name} is decrypt_daemon.  There kmilter
  *	does inbound work only (forged header removal, decryption,
- *	verification), whatever the client, and never decrypts a message
- *	whose envelope sender is internal (it was encrypted on purpose in the
- *	first pass).  Unset: one pass, everything in the public smtpd.
+ *	verification), whatever the client, and leaves alone a message whose
+ *	envelope sender is internal (its outbound work was done in the first
+ *	pass: signed, maybe encrypted on purpose; decrypting or unwrapping it
+ *	would undo that).  The first pass still removes forged kmilter
+ *	headers from inbound mail, which may claim an internal sender.
+ *	Unset: one pass, everything in the public smtpd.
  * OWNERSHIP
  *	The verdict is the caller's (verdict_init before, verdict_clear after).
  * ERRORS

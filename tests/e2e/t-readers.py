@@ -22,8 +22,10 @@ at the decrypt pass's log line:
   so one pass never saw the outside address).  Decided: one shared message,
   so both stay encrypted; the log says why;
 - control: alice + bob, both genuine readers, decrypted once;
-- the decrypt pass does not decrypt mail whose envelope sender is internal,
-  and the public pass decrypts nothing.
+- the decrypt pass leaves mail whose envelope sender is internal alone: it
+  does not decrypt it, nor unwrap the opaque signature the first pass made
+  on mail to an outside and an internal recipient; the public pass decrypts
+  nothing.
 Env: KTEST_ONLY=substring runs only matching cases; T_READERS_KEEP=1 keeps
 the lab.
 """
@@ -215,7 +217,8 @@ def setup(base):
     check(os.access(SPLICE, os.X_OK), "%s not built (make tools)" % SPLICE)
     d = os.path.join(base, "lab")
     e = dict(os.environ, KM_BUILD=BUILD, LAB_MILTER="kmilter", LAB_TWO_STAGE="1",
-             LAB_VIRTUAL_ALIASES="%s %s, %s" % (CAROL, CAROL, CAROL_HOME))
+             LAB_VIRTUAL_ALIASES="%s %s, %s" % (CAROL, CAROL, CAROL_HOME),
+             KMILTER_CONF_POLICY='outbound: { signature = "opaque"; };')
     if not KEEP:
         atexit.register(lambda: subprocess.run([LAB, "down", d], capture_output=True,
                                                timeout=120))
@@ -227,6 +230,7 @@ def setup(base):
     for u in (ALICE, BOB, CAROL):
         kmctl("enroll", u)
         write(u.split("@")[0] + ".crt", kmctl("export-cert", u))
+    kmctl("signing-enroll", ALICE)
 
 
 suite = Suite()
@@ -311,6 +315,23 @@ def _():
     send(raw, [BOB], port=env["LAB_DECRYPT_PORT"])
     c = copies_of(mid, [BOB])[0]
     check(b"SECRET-direct" in c.msg, "decrypt pass did not decrypt: %s" % c.header("Content-Type"))
+
+
+@suite.case("outbound_signed_mail_untouched_by_decrypt_pass")
+def _():
+    # alice -> eve (no certificate) + bob: the first pass signs it (opaque
+    # signed-data, sign-only for everyone); the decrypt pass sees an
+    # internal recipient but must not unwrap it (eve would get it unsigned)
+    raw = labsmtp.make_message(ALICE, [EVE, BOB], "readers outbound", "signed by the gateway\r\n")
+    mid = re.search(rb"Message-ID: (<[^>]+>)", raw).group(1).decode()
+    send(raw, [EVE, BOB], sender=ALICE)
+    for c in copies_of(mid, [EVE, BOB]):
+        ct = c.header("Content-Type") or ""
+        check("signed-data" in ct.lower(), "copy for %s is not signed-data: %s" % (c.rcpts, ct))
+        check(c.header("Authentication-Results") is None,
+              "the decrypt pass verified it: %s" % c.header("Authentication-Results"))
+        line, f = decrypt_pass_line(c)
+        check_eq(f.get("direction"), "pass", "decrypt pass direction (%s)" % line)
 
 
 def main():
