@@ -127,8 +127,7 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 MASTERCF
 	[ -n "$_dport" ] || return 0
-	# The second pass; the SMTP client's loop detection needs another
-	# hostname on its greeting.
+	# The second pass (its own myhostname names it in Received headers).
 	cat >> "$_pd/master.cf" <<MASTERCF
 kmdecrypt unix  -       -       n       -       -       smtp
   -o smtp_send_xforward_command=yes
