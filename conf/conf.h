@@ -127,6 +127,7 @@ struct kmilter_conf {
 	char	*in_authserv_id;
 	char	*in_ca_file;
 	int	 in_unwrap_opaque;
+	char	*in_decrypt_daemon;	/* "" = one pass */
 
 	/* hook */
 	char	*hook_path;

@@ -104,6 +104,7 @@ const struct conf_key conf_schema[] = {
 	STR("policy.inbound.authserv_id", in_authserv_id, ""),
 	STR("policy.inbound.ca_file", in_ca_file, ""),
 	BOOL("policy.inbound.unwrap_opaque", in_unwrap_opaque, "true"),
+	STR("policy.inbound.decrypt_daemon", in_decrypt_daemon, ""),
 
 	STR("hook.path", hook_path, ""),
 	INT("hook.timeout_ms", hook_timeout_ms, "5000", 10, 600000),

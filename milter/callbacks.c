@@ -24,6 +24,8 @@ static int active_sessions;
 /* libmilter takes char * for names it never changes. */
 static char sym_qid[] = "i";
 static char sym_auth[] = "{auth_authen}";
+static char sym_daemon[] = "{daemon_name}";
+static char symlist_connect[] = "{daemon_name}";
 static char symlist_envfrom[] = "i {auth_authen}";
 static char symlist_eom[] = "i";
 static char milter_name[] = "kmilter";
@@ -94,6 +96,7 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f
 	*pf2 = 0;
 	*pf3 = 0;
 	if (f0 & SMFIF_SETSYMLIST) {
+		smfi_setsymlist(ctx, SMFIM_CONNECT, symlist_connect);
 		smfi_setsymlist(ctx, SMFIM_ENVFROM, symlist_envfrom);
 		smfi_setsymlist(ctx, SMFIM_EOM, symlist_eom);
 	}
@@ -106,17 +109,22 @@ mlfi_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 {
 	struct kmilter_conf *c = callbacks_conf();
 	struct session *s = session_new(c, sa, host);
+	const char *daemon = smfi_getsymval(ctx, sym_daemon);
 
 	conf_unref(c);
 	if (s == NULL) {
 		log_warnx("milter: out of memory at connect");
 		return SMFIS_TEMPFAIL;
 	}
+	/* The second pass of the two-pass layout (see pipeline.h). */
+	s->decrypt_pass = *s->conf->in_decrypt_daemon != '\0' && daemon != NULL &&
+	    strcmp(daemon, s->conf->in_decrypt_daemon) == 0;
 	__atomic_add_fetch(&active_sessions, 1, __ATOMIC_SEQ_CST);
 	stats_count(ST_CONNECTIONS);
 	smfi_setpriv(ctx, s);
-	log_debug(2, "milter: connect from %s [%s]%s", host ? host : "?",
-	    s->client_addr, s->client_internal ? " (internal)" : "");
+	log_debug(2, "milter: connect from %s [%s]%s%s", host ? host : "?",
+	    s->client_addr, s->client_internal ? " (internal)" : "",
+	    s->decrypt_pass ? " (decrypt pass)" : "");
 	return SMFIS_CONTINUE;
 }
 

@@ -68,7 +68,7 @@ malformed(const struct session *s, struct verdict *v, const char *what)
 }
 
 struct keyset {
-	struct keystore_key **keys;	/* per internal recipient */
+	struct keystore_key **keys;	/* per recipient */
 	size_t *nkeys;
 	int n;
 };
@@ -85,80 +85,110 @@ keyset_free(struct keyset *ks)
 }
 
 /*
- * decrypt_layer - decrypt one enveloped layer if every internal recipient
- * can read it.  Returns KM_OK with *out (plaintext entity); KM_PERMFAIL
- * when it stays encrypted (why in reason); KM_TEMPFAIL; KM_PROTO.
+ * readers_of - the keys of every envelope recipient, who must all be
+ * internal and each hold a key matching a RecipientInfo.  KM_OK; else
+ * KM_PERMFAIL (why in reason; the verdict is downgraded when policy
+ * wanted the message decrypted), KM_TEMPFAIL or KM_NOMEM.
  */
 static enum km_status
-decrypt_layer(const struct session *s, const char *ctype, const char *body, size_t len,
-    char **out, size_t *outlen, char *reason, size_t rlen, char *detail, size_t dlen)
+readers_of(const struct session *s, struct verdict *v, const struct smime_envelope *env,
+    struct keyset *ks, char *reason, size_t rlen)
+{
+	const struct message *m = s->msg;
+	enum km_status st;
+	char err[256];
+
+	/* One body reaches every recipient: all must be internal. */
+	for (int i = 0; i < m->nrcpts; i++)
+		if (!policy_domain_internal(s->conf, m->rcpts[i])) {
+			verdict_downgrade(v, "kept encrypted: <%.200s> is not internal",
+			    m->rcpts[i]);
+			snprintf(reason, rlen, "%s", v->result);
+			return KM_PERMFAIL;
+		}
+	ks->keys = calloc((size_t)m->nrcpts, sizeof(*ks->keys));
+	ks->nkeys = calloc((size_t)m->nrcpts, sizeof(*ks->nkeys));
+	if (m->nrcpts == 0 || ks->keys == NULL || ks->nkeys == NULL)
+		return KM_NOMEM;
+	for (int i = 0; i < m->nrcpts; i++) {
+		int fits = 0;
+
+		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
+		    &ks->keys[ks->n], &ks->nkeys[ks->n], err, sizeof(err));
+		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
+			return st;
+		}
+		if (st != KM_OK) {
+			/* No key, or locked (hook.on_failure keep-encrypted). */
+			snprintf(reason, rlen, "left encrypted: <%s>: %s", m->rcpts[i], err);
+			return KM_PERMFAIL;
+		}
+		for (size_t k = 0; k < ks->nkeys[ks->n]; k++)
+			fits |= smime_envelope_match(env, ks->keys[ks->n][k].cert);
+		ks->n++;
+		if (!fits) {
+			verdict_downgrade(v, "kept encrypted: <%.200s> holds no key this "
+			    "message was encrypted to (forwarded, list or Bcc?)", m->rcpts[i]);
+			snprintf(reason, rlen, "%s", v->result);
+			return KM_PERMFAIL;
+		}
+	}
+	return KM_OK;
+}
+
+/*
+ * decrypt_layer - decrypt one enveloped layer if every envelope recipient
+ * is internal and can read it with its own keys (see inbound.h).
+ * Returns KM_OK with *out (plaintext entity); KM_PERMFAIL when it stays
+ * encrypted (why in reason, verdict downgraded); KM_TEMPFAIL; KM_PROTO.
+ */
+static enum km_status
+decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, const char *body,
+    size_t len, char **out, size_t *outlen, char *reason, size_t rlen, char *detail, size_t dlen)
 {
 	const struct message *m = s->msg;
 	struct smime_envelope *env = NULL;
 	struct keyset ks = { 0 };
+	struct smime_reader *rd = NULL;
 	struct smime_keypair *cands = NULL;
-	size_t ncands = 0, total = 0;
-	int matched = -1, internal = 0;
+	size_t total = 0, nc = 0;
+	int *matched = NULL, failed = -1;
 	enum km_status st;
 	BIO *bio = NULL;
 	char err[256];
 
 	if ((st = smime_envelope_open(ctype, body, len, &env, reason, rlen)) != KM_OK)
 		return st;
-	ks.keys = calloc((size_t)m->nrcpts, sizeof(*ks.keys));
-	ks.nkeys = calloc((size_t)m->nrcpts, sizeof(*ks.nkeys));
-	if (m->nrcpts && (ks.keys == NULL || ks.nkeys == NULL)) {
-		st = KM_NOMEM;
+	if ((st = readers_of(s, v, env, &ks, reason, rlen)) != KM_OK)
 		goto out;
-	}
-	for (int i = 0; i < m->nrcpts; i++) {
-		int fits = 0;
-
-		if (!policy_domain_internal(s->conf, m->rcpts[i]))
-			continue;
-		internal++;
-		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
-		    &ks.keys[ks.n], &ks.nkeys[ks.n], err, sizeof(err));
-		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
-			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
-			goto out;
-		}
-		if (st != KM_OK) {
-			snprintf(reason, rlen, "left encrypted: <%s>: %s", m->rcpts[i], err);
-			st = KM_PERMFAIL;
-			goto out;
-		}
-		for (size_t k = 0; k < ks.nkeys[ks.n]; k++)
-			fits |= smime_envelope_match(env, ks.keys[ks.n][k].cert);
-		total += ks.nkeys[ks.n];
-		ks.n++;
-		if (!fits) {
-			snprintf(reason, rlen, "left encrypted: <%s> holds no key this message "
-			    "was encrypted to (forwarded, list or Bcc?)", m->rcpts[i]);
-			st = KM_PERMFAIL;
-			goto out;
-		}
-	}
-	if (internal == 0) {
-		snprintf(reason, rlen, "left encrypted: no internal recipient");
-		st = KM_PERMFAIL;
-		goto out;
-	}
-	if ((cands = calloc(total, sizeof(*cands))) == NULL) {
-		st = KM_NOMEM;
-		goto out;
-	}
 	for (int r = 0; r < ks.n; r++)
-		for (size_t k = 0; k < ks.nkeys[r]; k++) {
-			cands[ncands].cert = ks.keys[r][k].cert;
-			cands[ncands].key = ks.keys[r][k].key;
-			ncands++;
-		}
-	if ((bio = BIO_new(BIO_s_mem())) == NULL) {
+		total += ks.nkeys[r];
+	rd = calloc((size_t)ks.n, sizeof(*rd));
+	matched = calloc((size_t)ks.n, sizeof(*matched));
+	cands = calloc(total, sizeof(*cands));
+	if (rd == NULL || matched == NULL || cands == NULL ||
+	    (bio = BIO_new(BIO_s_mem())) == NULL) {
 		st = KM_NOMEM;
 		goto out;
 	}
-	st = smime_envelope_decrypt(env, cands, ncands, bio, &matched, err, sizeof(err));
+	/* Each recipient is a reader with its own keys only. */
+	for (int r = 0; r < ks.n; r++) {
+		rd[r].cands = &cands[nc];
+		rd[r].ncands = ks.nkeys[r];
+		for (size_t k = 0; k < ks.nkeys[r]; k++, nc++) {
+			cands[nc].cert = ks.keys[r][k].cert;
+			cands[nc].key = ks.keys[r][k].key;
+		}
+	}
+	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, bio, &failed, matched,
+	    err, sizeof(err));
+	if (st == KM_PERMFAIL && failed >= 0) {
+		verdict_downgrade(v, "kept encrypted: <%.200s> cannot open it (its "
+		    "RecipientInfo does not yield the content key)", m->rcpts[failed]);
+		snprintf(reason, rlen, "%s", v->result);
+		goto out;
+	}
 	if (st != KM_OK) {
 		snprintf(reason, rlen, "left encrypted: %s", err);
 		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
@@ -168,12 +198,10 @@ decrypt_layer(const struct session *s, const char *ctype, const char *body, size
 		st = KM_NOMEM;
 		goto out;
 	}
-	/* Which generation opened it, for the log (never key material). */
-	for (int r = 0, idx = 0; r < ks.n; r++)
-		for (size_t k = 0; k < ks.nkeys[r]; k++, idx++)
-			if (idx == matched)
-				snprintf(detail, dlen, "generation %d%s", ks.keys[r][k].generation,
-				    ks.keys[r][k].current ? "" : " (expired)");
+	/* Which generation opened it for the first recipient, for the log. */
+	if (matched[0] >= 0)
+		snprintf(detail, dlen, "generation %d%s", ks.keys[0][matched[0]].generation,
+		    ks.keys[0][matched[0]].current ? "" : " (expired)");
 	st = KM_OK;
 out:
 	if (bio != NULL) {
@@ -185,6 +213,8 @@ out:
 		BIO_free(bio);
 	}
 	free(cands);
+	free(matched);
+	free(rd);
 	keyset_free(&ks);
 	smime_envelope_free(env);
 	if (st == KM_NOMEM)
@@ -291,7 +321,7 @@ inbound_eom(struct session *s, struct verdict *v)
 		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0)) {
 			if (!c->in_decrypt)
 				break;
-			st = decrypt_layer(s, ctype, b, blen, &next, &nextlen, reason,
+			st = decrypt_layer(s, v, ctype, b, blen, &next, &nextlen, reason,
 			    sizeof(reason), detail, sizeof(detail));
 			if (st == KM_PROTO && kind == MIME_SMIME_PKCS7_UNKNOWN) {
 				/* pkcs7-mime without smime-type: maybe signed-data. */

@@ -9,13 +9,20 @@
  *	Headers that imitate kmilter's own (X-Kmilter-*, and
  *	Authentication-Results with this gateway's authserv-id) are removed
  *	before, in every direction, by pipeline_run() (forged.h).
- *	Enveloped and authEnveloped data is decrypted only when every internal
- *	envelope recipient holds a usable key (current or expired generation,
- *	never revoked; enhanced keys only when the admin hook unlocks them)
- *	that matches a RecipientInfo of the message: one body reaches all of
- *	them, so a forward, a list expansion or a Bcc the sender did not
- *	encrypt for leaves the message encrypted for all, and the log says
- *	why.  The decrypted entity replaces the message's Content-* headers
+ *	Enveloped and authEnveloped data is decrypted only when every
+ *	envelope recipient is internal and can read it itself: each holds a
+ *	usable key (current or expired generation, never revoked; enhanced
+ *	keys only when the admin hook unlocks them) that opens its own
+ *	RecipientInfo and yields the same content key as the others' (each
+ *	recipient decrypts with its own keys alone; a RecipientInfo that only
+ *	names a recipient proves nothing, anyone can splice one in).  One
+ *	body reaches all of them, so an outside recipient, a forward, a list
+ *	expansion or a Bcc the sender did not encrypt for leaves the message
+ *	encrypted for all: verdict_downgrade() says why ("kept encrypted:
+ *	<x> is not internal", "... holds no key this message was encrypted
+ *	to", "... cannot open it").  A key lookup that fails or a key the
+ *	hook keeps locked also leaves it encrypted ("left encrypted: ...").
+ *	The decrypted entity replaces the message's Content-* headers
  *	and body; nested layers (encrypted again, or signed inside) are
  *	opened up to three deep.
  *	Signatures, inside decrypted mail or on signed-only mail, are checked

@@ -12,6 +12,22 @@
  *	caller applies the verdict.  Malformed input gets the configured
  *	policy.on_malformed action.  In every direction, headers that
  *	imitate kmilter's own results are removed first (forged.h).
+ *
+ *	Two passes (policy.inbound.decrypt_daemon set).  Postfix expands
+ *	virtual aliases in cleanup, after the smtpd milter saw the
+ *	recipients, so a forward could carry plaintext to an address kmilter
+ *	never saw.  In the two-pass layout the public smtpd runs kmilter for
+ *	outbound work only (signing, encryption, RCPT-time refusals) and
+ *	leaves inbound messages as they are; its content_filter re-injects
+ *	every message, with the recipients after alias expansion, into a
+ *	second smtpd whose {daemon_name} is decrypt_daemon.  There kmilter
+ *	does inbound work only (forged header removal, decryption,
+ *	verification), whatever the client, and leaves alone a message whose
+ *	envelope sender is internal (its outbound work was done in the first
+ *	pass: signed, maybe encrypted on purpose; decrypting or unwrapping it
+ *	would undo that).  The first pass still removes forged kmilter
+ *	headers from inbound mail, which may claim an internal sender.
+ *	Unset: one pass, everything in the public smtpd.
  * OWNERSHIP
  *	The verdict is the caller's (verdict_init before, verdict_clear after).
  * ERRORS

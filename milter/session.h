@@ -61,6 +61,8 @@ struct session {
 	int		 client_internal;	/* in policy.internal_hosts */
 	char		 client_host[256];
 	char		*auth_authen;		/* SMTP AUTH user, NULL if none */
+	int		 decrypt_pass;		/* the MTA's {daemon_name} is
+						   policy.inbound.decrypt_daemon */
 	struct message	*msg;
 };
 

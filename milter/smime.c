@@ -27,6 +27,8 @@
 
 struct smime_envelope {
 	CMS_ContentInfo	*cms;
+	unsigned char	*der;		/* cms re-encoded, for fresh copies */
+	int		 derlen;
 	char		**rid;
 	size_t		 nrid;
 	int		 auth;
@@ -793,6 +795,169 @@ smime_envelope_decrypt(struct smime_envelope *env,
 	return KM_OK;
 }
 
+/*
+ * Readers.  smime_envelope_decrypt() proves only that one of the
+ * candidates opens the content; smime_envelope_decrypt_readers() proves
+ * it for each reader, with that reader's keys alone.
+ *
+ * How: OpenSSL 3 has no public getter for the content-encryption key
+ * (CEK), so each reader decrypts the whole content with its own
+ * RecipientInfo, the first into out and all of them through a SHA-256
+ * digest, and the digests must be equal.  Same ciphertext, same IV and
+ * the same plaintext means the same CEK; a wrong CEK fails the CBC
+ * padding or the GCM tag, or yields other bytes.  This matters because
+ * of OpenSSL's MMA countermeasure: a RecipientInfo whose wrapped key does
+ * not unwrap (random bytes, or a copy of someone else's encryptedKey
+ * under this reader's issuer+serial) does not report an error, it yields
+ * a random CEK, so "CMS_decrypt_set1_pkey() succeeded" proves nothing.
+ * Each try works on a fresh copy of the CMS (decoded again from DER), so
+ * no CEK set by an earlier reader can be reused by a later one.
+ * (CMS_RecipientInfo_set0_pkey() + CMS_RecipientInfo_decrypt() per RI
+ * would unwrap without decrypting the content, but leaves the CEK in a
+ * structure with no public getter to compare it: the digest is the
+ * honest check.)  Cost: one content decryption per reader; a single
+ * reader is simply smime_envelope_decrypt() with its own keys.
+ */
+
+/* env_fresh - a new copy of the envelope's CMS, nothing decrypted yet */
+static CMS_ContentInfo *
+env_fresh(struct smime_envelope *env)
+{
+	const unsigned char *p;
+
+	if (env->der == NULL) {
+		env->derlen = i2d_CMS_ContentInfo(env->cms, &env->der);
+		if (env->derlen <= 0) {
+			env->der = NULL;
+			return NULL;
+		}
+	}
+	p = env->der;
+	return d2i_CMS_ContentInfo(NULL, &p, env->derlen);
+}
+
+/* mem_discard - wipe and empty a memory BIO after a failed try */
+static int
+mem_discard(BIO *b)
+{
+	char *data;
+	long n;
+
+	if (BIO_method_type(b) != BIO_TYPE_MEM)
+		return 0;
+	if ((n = BIO_get_mem_data(b, &data)) > 0)
+		secmem_wipe(data, (size_t)n);
+	return BIO_reset(b) == 1;
+}
+
+/*
+ * try_reader_key - decrypt a fresh copy with one (cert, key) into sink
+ * (out, or a null BIO), through a SHA-256 digest into md.  1 on success.
+ */
+static int
+try_reader_key(struct smime_envelope *env, const struct smime_keypair *kp,
+    BIO *sink, unsigned char *md, unsigned int *mdlen)
+{
+	CMS_ContentInfo *cms = NULL;
+	BIO *dig = NULL;
+	int ok = 0, n;
+
+	if (X509_check_private_key(kp->cert, kp->key) != 1 ||
+	    (cms = env_fresh(env)) == NULL ||
+	    (dig = BIO_new(BIO_f_md())) == NULL ||
+	    BIO_set_md(dig, EVP_sha256()) != 1)
+		goto out;
+	BIO_push(dig, sink);
+	if (CMS_decrypt_set1_pkey(cms, kp->key, kp->cert) == 1 &&
+	    CMS_decrypt(cms, NULL, NULL, NULL, dig, CMS_BINARY) == 1 &&
+	    BIO_flush(dig) == 1 &&
+	    (n = BIO_gets(dig, (char *)md, EVP_MAX_MD_SIZE)) > 0) {
+		*mdlen = (unsigned int)n;
+		ok = 1;
+	}
+	BIO_pop(dig);
+out:
+	BIO_free(dig);
+	CMS_ContentInfo_free(cms);
+	ossl_drain("decrypt reader");
+	return ok;
+}
+
+/* smime_envelope_decrypt_readers - every reader opens it with its own keys */
+enum km_status
+smime_envelope_decrypt_readers(struct smime_envelope *env,
+    const struct smime_reader *readers, size_t nreaders, BIO *out,
+    int *failed, int *matched, char *errstr, size_t errlen)
+{
+	unsigned char ref[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+	unsigned int reflen = 0, mdlen = 0;
+	BIO *null = NULL;
+	size_t r, i;
+	int done = 0;
+
+	if (failed != NULL)
+		*failed = -1;
+	ERR_clear_error();
+	if (env == NULL || out == NULL || readers == NULL || nreaders == 0) {
+		seterr(errstr, errlen, "decrypt: no envelope, output or reader");
+		return KM_PERMFAIL;
+	}
+	if (nreaders == 1) {
+		/* One reader: its own keys opening it is all there is to
+		   prove; no copy, no digest. */
+		enum km_status st = smime_envelope_decrypt(env, readers[0].cands,
+		    readers[0].ncands, out, matched, errstr, errlen);
+
+		if (st != KM_OK)
+			(void)mem_discard(out);
+		if (st == KM_PERMFAIL && failed != NULL)
+			*failed = 0;
+		return st;
+	}
+	if ((null = BIO_new(BIO_s_null())) == NULL) {
+		seterr(errstr, errlen, "out of memory");
+		return KM_NOMEM;
+	}
+	for (r = 0; r < nreaders; r++) {
+		const struct smime_reader *rd = &readers[r];
+		int ok = 0;
+
+		if (matched != NULL)
+			matched[r] = -1;
+		for (i = 0; i < rd->ncands && !ok; i++) {
+			const struct smime_keypair *kp = &rd->cands[i];
+
+			if (kp->cert == NULL || kp->key == NULL ||
+			    !smime_envelope_match(env, kp->cert))
+				continue;
+			/* The first reader's plaintext goes to out; a
+			   failed try there is wiped before the next. */
+			ok = try_reader_key(env, kp, done ? null : out, md,
+			    &mdlen) && (!done || (mdlen == reflen &&
+			    CRYPTO_memcmp(md, ref, mdlen) == 0));
+			if (ok && matched != NULL)
+				matched[r] = (int)i;
+			if (!ok && !done && !mem_discard(out))
+				break;
+		}
+		if (!ok) {
+			if (failed != NULL)
+				*failed = (int)r;
+			seterr(errstr, errlen, "reader %zu: its RecipientInfo "
+			    "does not yield the content key", r);
+			BIO_free(null);
+			return KM_PERMFAIL;
+		}
+		if (!done) {
+			memcpy(ref, md, mdlen);
+			reflen = mdlen;
+			done = 1;
+		}
+	}
+	BIO_free(null);
+	return KM_OK;
+}
+
 /* smime_envelope_free - free an envelope; returns NULL */
 struct smime_envelope *
 smime_envelope_free(struct smime_envelope *env)
@@ -805,6 +970,7 @@ smime_envelope_free(struct smime_envelope *env)
 		free(env->rid[i]);
 	free(env->rid);
 	CMS_ContentInfo_free(env->cms);
+	OPENSSL_free(env->der);
 	free(env);
 	return NULL;
 }

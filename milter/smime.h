@@ -7,7 +7,8 @@
  *	smime_sign(), smime_encrypt(), smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
- *	smime_envelope_free() in smime.c; smime_verify() in smime_verify.c
+ *	smime_envelope_decrypt_readers(), smime_envelope_free() in
+ *	smime.c; smime_verify() in smime_verify.c
  *	(smime_verify.h, included here).  The CRLF base64 output filter is
  *	smime_b64.c, the internals shared by the family smime_int.h.
  * DESCRIPTION
@@ -57,6 +58,13 @@
  *	without decrypting, and smime_envelope_decrypt() tries the candidate
  *	(cert, key) pairs whose certificate matches, in order, and writes the
  *	inner entity to out.  smime_decrypt() does open+decrypt+free.
+ *	A matching RecipientInfo proves nothing: RecipientInfos are not
+ *	protected, anyone can add one naming any certificate.  Whoever must
+ *	decide who may read a message uses smime_envelope_decrypt_readers():
+ *	each reader decrypts with its own keys alone and all must obtain the
+ *	same content key (compared as identical plaintext digests, since
+ *	OpenSSL has no getter for the content key); the cost is one content
+ *	decryption per reader.
  *
  *	smime_verify() (smime_verify.h) checks signed entities.
  *
@@ -127,6 +135,12 @@ struct smime_keypair {
 	EVP_PKEY	*key;
 };
 
+/* One reader (an envelope recipient) and its own candidates, borrowed. */
+struct smime_reader {
+	const struct smime_keypair *cands;
+	size_t		 ncands;
+};
+
 struct smime_envelope;
 
 /* smime_sign - sign an entity: multipart/signed or opaque signed-data */
@@ -163,6 +177,17 @@ int		 smime_envelope_match(const struct smime_envelope *, X509 *);
 enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
 		    const struct smime_keypair *cands, size_t ncands,
 		    BIO *out, int *matched, char *errstr, size_t errlen);
+/* KM_OK when every reader, with its own candidates only, obtains the
+   same content (so the same content key) through its own RecipientInfo;
+   out gets the plaintext once and matched[r] (nreaders entries, may be
+   NULL) the index of reader r's candidate that opened it.  KM_PERMFAIL
+   with *failed = the first reader that cannot open it (no matching
+   RecipientInfo, its wrapped key does not unwrap, or it yields another
+   content key): discard out then */
+enum km_status	 smime_envelope_decrypt_readers(struct smime_envelope *,
+		    const struct smime_reader *readers, size_t nreaders,
+		    BIO *out, int *failed, int *matched, char *errstr,
+		    size_t errlen);
 int		 smime_envelope_is_auth(const struct smime_envelope *);
 struct smime_envelope *smime_envelope_free(struct smime_envelope *);
 

@@ -13,7 +13,9 @@ Cases: openssl / gpgsm / cmsutil enveloped mail decrypted; sign-then-
 encrypt (multipart/signed kept, verifiable, Authentication-Results pass);
 signed only (detached, opaque unwrapped); unknown CA, From mismatch and a
 tampered body give smime=fail; AES-256-GCM, RSA-OAEP and ECDH decrypted;
-a Bcc'ed recipient without a matching key keeps the message encrypted;
+a Bcc'ed recipient without a matching key, an outside recipient, and a
+RecipientInfo naming carol spliced in from another message keep the
+message encrypted (result=downgraded);
 forged kmilter headers removed; tampered, truncated and garbage CMS left
 as sent with a reason, kmilter still up; two encryption layers; a renewed
 (Deactivated) generation still decrypts, a revoked one no longer does.
@@ -523,6 +525,36 @@ def _():
           "not enveloped-data: %s" % d.ctype)
     check_eq(d.fields.get("direction"), "inbound", "direction (%s)" % d.line)
     check("<%s> holds no key" % FRANK in d.line, "log line does not say why: %s" % d.line)
+
+
+@suite.case("outside_recipient_keeps_it_encrypted")
+def _():
+    # one body for bob and an outside address: plaintext must not go out
+    raw = mail(ossl_encrypt(inner("outside-rcpt"), ["bob.crt"]), [BOB, EVE])
+    d = deliver(raw, rcpts=(BOB, EVE))
+    check_left_as_sent(d, raw, "outside recipient")
+    check(b"outside-rcpt" not in d.msg, "plaintext delivered")
+    check_eq(d.fields.get("result"), "downgraded", "result (%s)" % d.line)
+    check("<%s> is not internal" % EVE in d.line, "log line does not say why: %s" % d.line)
+
+
+@suite.case("spliced_recipientinfo_keeps_it_encrypted")
+def _():
+    # carol's RecipientInfo (ECDH) of another message spliced into mail for
+    # bob: it names carol but does not give her this message's key
+    mine = ossl_encrypt(inner("spliced"), ["bob.crt"], outform="DER")
+    donor = ossl_encrypt(inner("donor"), ["carol.crt"], outform="DER")
+    write("mine.der", mine)
+    write("donor.der", donor)
+    run([os.path.join(BUILD, "tools", "cms-splice"), "add-ri", path("mine.der"),
+         path("donor.der"), path("spliced.der")])
+    with open(path("spliced.der"), "rb") as fp:
+        raw = mail(der_entity(fp.read(), "enveloped-data"), [BOB, CAROL])
+    d = deliver(raw, rcpts=(BOB, CAROL))
+    check_left_as_sent(d, raw, "spliced RecipientInfo")
+    check(b"spliced" not in d.msg, "plaintext delivered")
+    check_eq(d.fields.get("result"), "downgraded", "result (%s)" % d.line)
+    check("<%s> cannot open it" % CAROL in d.line, "log line does not say why: %s" % d.line)
 
 
 @suite.case("forged_headers_removed")

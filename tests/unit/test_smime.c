@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 
+#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
@@ -765,6 +766,184 @@ TEST(large_body_linear)
 	free(d);
 }
 
+/* cms_to - raw CMS_encrypt of entity to the certificates (DER kept as CMS) */
+static CMS_ContentInfo *
+cms_to(X509 **rc, size_t n, const EVP_CIPHER *cipher)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	BIO *in = BIO_new_mem_buf(entity, sizeof(entity) - 1);
+	CMS_ContentInfo *cms = NULL;
+
+	for (size_t i = 0; sk != NULL && i < n; i++)
+		sk_X509_push(sk, rc[i]);
+	if (sk != NULL && in != NULL)
+		cms = CMS_encrypt(sk, in, cipher, CMS_BINARY);
+	sk_X509_free(sk);
+	BIO_free(in);
+	return cms;
+}
+
+/* cms_der - a CMS as a malloc'ed DER copy */
+static char *
+cms_der(CMS_ContentInfo *cms, size_t *len)
+{
+	unsigned char *der = NULL;
+	int n = i2d_CMS_ContentInfo(cms, &der);
+	char *c;
+
+	if (n <= 0 || (c = malloc((size_t)n)) == NULL) {
+		OPENSSL_free(der);
+		return NULL;
+	}
+	memcpy(c, der, (size_t)n);
+	*len = (size_t)n;
+	OPENSSL_free(der);
+	return c;
+}
+
+/* readers_try - decrypt_readers over DER with one keypair per reader */
+static enum km_status
+readers_try(const char *der, size_t len, struct ident **ids, size_t n,
+    int *failed, size_t *outlen)
+{
+	struct smime_envelope *env = NULL;
+	struct smime_keypair kp[4];
+	struct smime_reader rd[4];
+	int matched[4];
+	char err[256];
+	BIO *b = BIO_new(BIO_s_mem());
+	enum km_status st;
+
+	for (size_t i = 0; i < n; i++) {
+		kp[i].cert = ids[i]->cert;
+		kp[i].key = ids[i]->key;
+		rd[i].cands = &kp[i];
+		rd[i].ncands = 1;
+	}
+	st = smime_envelope_open(NULL, der, len, &env, err, sizeof(err));
+	if (st == KM_OK)
+		st = smime_envelope_decrypt_readers(env, rd, n, b, failed,
+		    matched, err, sizeof(err));
+	*outlen = (size_t)BIO_pending(b);
+	if (st == KM_OK && (*outlen != sizeof(entity) - 1 ||
+	    matched[n - 1] != 0))
+		st = KM_PROTO;
+	smime_envelope_free(env);
+	BIO_free(b);
+	return st;
+}
+
+/*
+ * A RecipientInfo naming bob proves nothing: spliced ones (bob's
+ * RecipientInfo of another message, or alice's encryptedKey under bob's
+ * serial) match bob's certificate but do not give him the content key.
+ */
+TEST(readers_spliced_recipientinfo)
+{
+	struct ident *ab[2] = { &alice_rsa, &bob_rsa }, *b1[1] = { &bob_rsa };
+	struct smime_envelope *env = NULL;
+	CMS_ContentInfo *cms, *donor;
+	STACK_OF(CMS_RecipientInfo) *ris;
+	ASN1_OCTET_STRING *kid;
+	X509_NAME *iss;
+	ASN1_INTEGER *sno;
+	X509 *rc[2];
+	char *der, err[256];
+	size_t len, olen;
+	int failed = -2;
+
+	if (!pki())
+		SKIP("no PKI");
+	/* Both genuine readers: decrypted once, same content key. */
+	rc[0] = alice_rsa.cert;
+	rc[1] = bob_rsa.cert;
+	CHECK((cms = cms_to(rc, 2, EVP_aes_256_cbc())) != NULL);
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen), KM_OK);
+	CHECK_EQ_INT(failed, -1);
+	CMS_ContentInfo_free(cms);
+	free(der);
+
+	/* 1. bob's RecipientInfo from another message spliced in. */
+	rc[0] = alice_rsa.cert;
+	CHECK((cms = cms_to(rc, 1, EVP_aes_256_cbc())) != NULL);
+	rc[0] = bob_rsa.cert;
+	CHECK((donor = cms_to(rc, 1, EVP_aes_256_cbc())) != NULL);
+	ris = CMS_get0_RecipientInfos(donor);
+	CHECK(sk_CMS_RecipientInfo_push(CMS_get0_RecipientInfos(cms),
+	    sk_CMS_RecipientInfo_shift(ris)) > 0);
+	CMS_ContentInfo_free(donor);
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CMS_ContentInfo_free(cms);
+	CHECK_EQ_INT(smime_envelope_open(NULL, der, len, &env, err,
+	    sizeof(err)), KM_OK);
+	/* What kmilter used to trust: bob's certificate matches. */
+	CHECK_EQ_INT(smime_envelope_match(env, bob_rsa.cert), 1);
+	smime_envelope_free(env);
+	env = NULL;
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 1);
+	free(der);
+
+	/* 1b. The same with AES-256-OFB: no padding, so bob's wrong content
+	   key decrypts "successfully" to other bytes; only the digest
+	   comparison tells. */
+	rc[0] = alice_rsa.cert;
+	CHECK((cms = cms_to(rc, 1, EVP_aes_256_ofb())) != NULL);
+	rc[0] = bob_rsa.cert;
+	CHECK((donor = cms_to(rc, 1, EVP_aes_256_ofb())) != NULL);
+	CHECK(sk_CMS_RecipientInfo_push(CMS_get0_RecipientInfos(cms),
+	    sk_CMS_RecipientInfo_shift(CMS_get0_RecipientInfos(donor))) > 0);
+	CMS_ContentInfo_free(donor);
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CMS_ContentInfo_free(cms);
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 1);
+	free(der);
+
+	/* 2. alice's encryptedKey copied under bob's serial (same issuer). */
+	rc[0] = rc[1] = alice_rsa.cert;
+	CHECK((cms = cms_to(rc, 2, EVP_aes_256_cbc())) != NULL);
+	ris = CMS_get0_RecipientInfos(cms);
+	CHECK(CMS_RecipientInfo_ktri_get0_signer_id(sk_CMS_RecipientInfo_value(
+	    ris, 1), &kid, &iss, &sno) == 1 && sno != NULL);
+	CHECK(ASN1_STRING_copy(sno, X509_get0_serialNumber(bob_rsa.cert)));
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CMS_ContentInfo_free(cms);
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 1);
+	/* Order does not matter: bob first fails as reader 0, and out is
+	   left empty. */
+	ab[0] = &bob_rsa;
+	ab[1] = &alice_rsa;
+	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 0);
+	CHECK_EQ_INT(olen, 0);
+	free(der);
+
+	/* 3. bob alone with a spliced RecipientInfo, AES-GCM: the tag
+	   fails for any wrong key, so no "plaintext" comes out at all. */
+	rc[0] = alice_rsa.cert;
+	CHECK((cms = cms_to(rc, 1, EVP_aes_256_gcm())) != NULL);
+	rc[0] = bob_rsa.cert;
+	CHECK((donor = cms_to(rc, 1, EVP_aes_256_gcm())) != NULL);
+	CHECK(sk_CMS_RecipientInfo_push(CMS_get0_RecipientInfos(cms),
+	    sk_CMS_RecipientInfo_shift(CMS_get0_RecipientInfos(donor))) > 0);
+	CMS_ContentInfo_free(donor);
+	CHECK((der = cms_der(cms, &len)) != NULL);
+	CMS_ContentInfo_free(cms);
+	CHECK_EQ_INT(readers_try(der, len, b1, 1, &failed, &olen),
+	    KM_PERMFAIL);
+	CHECK_EQ_INT(failed, 0);
+	CHECK_EQ_INT(olen, 0);
+	CHECK(ERR_peek_error() == 0);
+	free(der);
+}
+
 static const struct test_case tests[] = {
 	T(sign_detached_roundtrip_all_digests),
 	T(sign_opaque_roundtrip_ec),
@@ -776,6 +955,7 @@ static const struct test_case tests[] = {
 	T(envelope_recipients_and_matching),
 	T(decrypt_wrong_key_fails_cleanly),
 	T(decrypt_tampered_ciphertext),
+	T(readers_spliced_recipientinfo),
 	T(malformed_inputs),
 	T(sign_then_encrypt_nested),
 	T(bad_arguments),
