@@ -37,6 +37,18 @@ pipeline_outbound(const struct session *s)
 }
 
 /*
+ * reply_safe - make text fit for smfi_setreply: libmilter drops a reply with
+ *	a lone '%' and fails on control characters; both become '?'.
+ */
+static void
+reply_safe(char *p)
+{
+	for (; *p != '\0'; p++)
+		if (*p == '%' || (unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
+}
+
+/*
  * pipeline_sender_refused - refuse MAIL FROM when an SMTP AUTH login claims
  *	an internal sender address it does not own (policy_signer()), unless
  *	policy.sender_login_mismatch is "unsigned".  Returns 1 with the
@@ -54,6 +66,7 @@ pipeline_sender_refused(const struct session *s, char *reply, size_t replylen)
 		return 0;
 	snprintf(reply, replylen, "<%s>: Sender address rejected: not owned by user %s",
 	    m->from, s->auth_authen);
+	reply_safe(reply);
 	log_warnx("%s: milter: MAIL FROM <%s> refused: not owned by the SMTP AUTH login "
 	    "%s (policy.sender_login_map)", message_qid(m), m->from, s->auth_authen);
 	return 1;
