@@ -2,7 +2,6 @@
  * session.c - per-connection and per-message state (see session.h).
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,22 +67,6 @@ session_free(struct session *s)
 	conf_unref(s->conf);
 	free(s);
 	return NULL;
-}
-
-/* address_strip - copy an address without angle brackets and surrounding space */
-char *
-address_strip(const char *addr)
-{
-	size_t n;
-
-	if (addr == NULL)
-		return strdup("");
-	while (isspace((unsigned char)*addr))
-		addr++;
-	if (*addr == '<')
-		addr++;
-	n = strcspn(addr, ">");
-	return strndup(addr, n);
 }
 
 /* session_message_begin - a new message at MAIL FROM */

@@ -78,7 +78,6 @@ enum km_status	 message_append_body(struct message *, const unsigned char *, siz
 		    char *errstr, size_t errlen);
 const char	*message_header(const struct message *, const char *name);
 void		 message_set_queue_id(struct message *, const char *);
-char		*address_strip(const char *addr);	/* "<a@b>" -> "a@b", malloc'd */
 long		 message_elapsed_ms(const struct message *);
 const char	*message_qid(const struct message *);	/* queue id, or "NOQUEUE" */
 size_t		 message_body_size(const struct message *);
