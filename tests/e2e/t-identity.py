@@ -22,7 +22,11 @@ Attacks, each a case that fails on the code before the fix:
      alice is signed; authenticated bob with MAIL FROM alice is refused
      553 5.7.1 (or, with sender_login_mismatch = "unsigned", sent unsigned
      and logged result=downgraded); the sender-login map lets bob send as
-     alice and is reloaded on SIGHUP, a malformed map keeps the running one.
+     alice and is reloaded on SIGHUP, a malformed map keeps the running one;
+     with sign_unauthenticated = false an internal host must authenticate
+     to have its mail signed.
+A sign-only message (recipient without certificate) is logged
+result=downgraded reason=not encrypted: ...
 """
 import base64
 import os
@@ -446,6 +450,22 @@ def main():
         finally:
             write_map("# empty again\n")
             sighup()
+
+    @suite.case("4: sign_unauthenticated = false (SIGHUP): internal host without AUTH unsigned, downgraded")
+    def _():
+        env()
+        line = set_policy('sender_login_mismatch = "refuse";',
+                          'sender_login_mismatch = "refuse"; sign_unauthenticated = false;')
+        check("reloaded" in line, "reload: %s" % line)
+        try:
+            qid, msg, f = deliver(ALICE, [DAVE], plain(ALICE, [DAVE], "noauth"))
+            check_eq((f.get("action"), f.get("result")), ("encrypt", "downgraded"), "action, result")
+            check(not is_signed(decrypt(msg, "noauth")), "signed without AUTH")
+            qid, msg, f = deliver(ALICE, [DAVE], plain(ALICE, [DAVE], "auth"), auth=creds(ALICE))
+            check_eq((f.get("action"), f.get("result")), ("sign+encrypt", "ok"), "with AUTH")
+        finally:
+            set_policy('sender_login_mismatch = "refuse"; sign_unauthenticated = false;',
+                       'sender_login_mismatch = "refuse";')
 
     # ---- never downgrade in silence -------------------------------------------
 
