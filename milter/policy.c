@@ -189,17 +189,49 @@ domain_of(const char *address)
 	return at && at[1] ? at + 1 : NULL;
 }
 
-/* domain_matches - does dom equal pattern, or sit below ".pattern"? */
+/* tail_eq - do the last n bytes of s equal p[0..n) (case-insensitive)? */
+static int
+tail_eq(const char *s, size_t sl, const char *p, size_t n)
+{
+	return sl >= n && strncasecmp(s + sl - n, p, n) == 0;
+}
+
+/* bare_len - length of a configured name without its trailing dots */
+static size_t
+bare_len(const char *p)
+{
+	size_t n = strlen(p);
+
+	while (n > 0 && p[n - 1] == '.')
+		n--;
+	return n;
+}
+
+/*
+ * domain_matches - does dom equal pattern, or sit below ".pattern"?
+ *	dom is normalized (policy_addr_normalize); a configured pattern may
+ *	still end in a dot: "secure.example." is the same domain.
+ */
 static int
 domain_matches(const char *dom, const char *pattern)
 {
-	if (pattern[0] == '.') {
-		size_t dl = strlen(dom), pl = strlen(pattern);
+	size_t dl = strlen(dom), pl = bare_len(pattern);
 
-		return (dl > pl && strcasecmp(dom + dl - pl, pattern) == 0) ||
-		    strcasecmp(dom, pattern + 1) == 0;
-	}
-	return strcasecmp(dom, pattern) == 0;
+	if (pl == 0)
+		return 0;	/* "." names no domain, it does not mean "all" */
+	if (pattern[0] == '.')
+		return (dl > pl && tail_eq(dom, dl, pattern, pl)) ||
+		    (dl == pl - 1 && tail_eq(dom, dl, pattern + 1, pl - 1));
+	return dl == pl && tail_eq(dom, dl, pattern, pl);
+}
+
+/* address_matches - is a configured address (maybe with a trailing dot) this one? */
+static int
+address_matches(const char *addr, const char *pattern)
+{
+	size_t pl = bare_len(pattern);
+
+	return strlen(addr) == pl && strncasecmp(addr, pattern, pl) == 0;
 }
 
 /* policy_domain_internal - is the address in one of policy.internal_domains? */
@@ -267,7 +299,7 @@ rule_for(const struct kmilter_conf *c, const char *rcpt)
 	const char *dom = domain_of(rcpt);
 
 	for (int i = 0; i < c->nrules; i++)
-		if (strchr(c->rules[i].match, '@') && strcasecmp(c->rules[i].match, rcpt) == 0)
+		if (strchr(c->rules[i].match, '@') && address_matches(rcpt, c->rules[i].match))
 			return &c->rules[i];
 	if (dom == NULL)
 		return NULL;

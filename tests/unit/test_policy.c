@@ -145,6 +145,30 @@ TEST(rules_see_normalized_addresses)
 	conf_unref(c);
 }
 
+TEST(configured_names_with_trailing_dot)
+{
+	struct kmilter_conf *c = load(MIN "policy: { internal_domains = [ \"Example.COM.\" ];"
+	    " rules = ( { match = \"Secure.Example.\"; encrypt = \"mandatory\"; },"
+	    "  { match = \".sub.example.\"; encrypt = \"never\"; },"
+	    "  { match = \"vip@open.example.\"; encrypt = \"mandatory\"; } ); };\n");
+
+	CHECK(c != NULL);
+	CHECK(policy_domain_internal(c, "alice@example.com"));
+	CHECK(!policy_domain_internal(c, "alice@xexample.com"));
+	CHECK_EQ_INT(enc_for(c, "x@secure.example."), ENCRYPT_MANDATORY);
+	CHECK_EQ_INT(enc_for(c, "x@a.sub.example"), ENCRYPT_NEVER);
+	CHECK_EQ_INT(enc_for(c, "x@sub.example"), ENCRYPT_NEVER);
+	CHECK_EQ_INT(enc_for(c, "x@ub.example"), ENCRYPT_OPPORTUNISTIC);
+	CHECK_EQ_INT(enc_for(c, "x@xsub.example"), ENCRYPT_OPPORTUNISTIC);
+	CHECK_EQ_INT(enc_for(c, "vip@open.example"), ENCRYPT_MANDATORY);
+	CHECK_EQ_INT(enc_for(c, "vi@open.example"), ENCRYPT_OPPORTUNISTIC);
+	conf_unref(c);
+	c = load(MIN "policy: { internal_domains = [ \".\" ]; };\n");
+	CHECK(c != NULL);
+	CHECK(!policy_domain_internal(c, "alice@example.com"));
+	conf_unref(c);
+}
+
 TEST(hosts_internal)
 {
 	struct kmilter_conf *c = load(POLICY(""));
@@ -350,6 +374,7 @@ static const struct test_case tests[] = {
 	T(normalize),
 	T(rules_every_form),
 	T(rules_see_normalized_addresses),
+	T(configured_names_with_trailing_dot),
 	T(hosts_internal),
 	T(direction),
 	T(sender_owned_same_identity),
