@@ -15,7 +15,7 @@
  *	with trailing dots of the domain removed (they are compared
  *	case-insensitively with the normalized envelope sender).  A line
  *	without '@' in its address, a quoted address, a line without login,
- *	a line longer than 1023 characters and an address given twice are
+ *	a line longer than 1024 characters and an address given twice are
  *	refused with "FILE:LINE: what is wrong".  Loaded with the
  *	configuration (conf.c), so SIGHUP reloads it.
  * OWNERSHIP
