@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "conf_schema.h"
 #include "hook.h"
+#include "loginmap.h"
 
 struct errs {
 	char	*buf;
@@ -479,6 +480,14 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 			err_add(e, setting_of(cfg, "policy.internal_domains"),
 			    "policy.internal_domains", "\"%s\" is not a domain name",
 			    c->internal_domains[i]);
+	if (*c->sender_login_map != '\0') {
+		char why[512];
+
+		if (loginmap_load(c->sender_login_map, &c->sender_logins,
+		    &c->n_sender_logins, why, sizeof(why)) < 0)
+			err_add(e, setting_of(cfg, "policy.sender_login_map"),
+			    "policy.sender_login_map", "%s", why);
+	}
 	if (c->km_nservers == 1)
 		err_add(e, setting_of(cfg, "km.servers"), "km.servers",
 		    "split keys need two KM servers, one is configured");
@@ -562,6 +571,7 @@ conf_free(struct kmilter_conf *c)
 			free(arr);
 		}
 	}
+	loginmap_free(c->sender_logins, c->n_sender_logins);
 	free(c->path);
 	free(c);
 }

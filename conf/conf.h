@@ -41,6 +41,7 @@ enum conf_sign		{ SIGN_NO, SIGN_YES };
 enum conf_rulesign	{ RULESIGN_DEFAULT, RULESIGN_YES, RULESIGN_NO };
 enum conf_ruleenc	{ RULEENC_DEFAULT, RULEENC_NEVER, RULEENC_OPPORTUNISTIC,
 			  RULEENC_MANDATORY };
+enum conf_loginmismatch	{ LOGINMISMATCH_REFUSE, LOGINMISMATCH_UNSIGNED };
 
 struct conf_km_server {
 	char	*name;
@@ -52,6 +53,13 @@ struct conf_rule {
 	char	*match;		/* "domain.tld", ".sub.domain" or "user@domain" */
 	int	 encrypt;	/* enum conf_ruleenc */
 	int	 sign;		/* enum conf_rulesign */
+};
+
+/* One line of policy.sender_login_map (conf/loginmap.c). */
+struct conf_login_map {
+	char	*address;	/* lower-case "user@domain" or "@domain" */
+	char	**logins;
+	int	 nlogins;
 };
 
 struct kmilter_conf {
@@ -109,6 +117,11 @@ struct kmilter_conf {
 	char	**internal_hosts;
 	int	 n_internal_hosts;
 	int	 trust_auth;
+	char	*sender_login_map;	/* file, "" for none */
+	int	 sender_login_mismatch;	/* enum conf_loginmismatch */
+	int	 sign_unauthenticated;
+	struct conf_login_map *sender_logins;	/* loaded from sender_login_map */
+	int	 n_sender_logins;
 	int	 on_malformed;		/* enum conf_malformed */
 	int	 out_sign;		/* enum conf_sign */
 	int	 out_encrypt;		/* enum conf_encrypt */

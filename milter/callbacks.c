@@ -133,6 +133,7 @@ static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct session *s = smfi_getpriv(ctx);
+	char reply[512];
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
@@ -141,6 +142,11 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 		return SMFIS_TEMPFAIL;
 	}
 	remember_qid(ctx, s->msg);
+	if (pipeline_sender_refused(s, reply, sizeof(reply))) {
+		smfi_setreply(ctx, (char *)(uintptr_t)"553", (char *)(uintptr_t)"5.7.1", reply);
+		session_message_end(s);
+		return SMFIS_REJECT;
+	}
 	return SMFIS_CONTINUE;
 }
 

@@ -143,6 +143,43 @@ add_cert(X509 **list, size_t *n, X509 *c)
 	list[(*n)++] = c;
 }
 
+/*
+ * client_encrypted - does the body parse as CMS enveloped or authEnveloped
+ *	data?  A label alone proves nothing: plaintext labelled
+ *	application/pkcs7-mime must not pass as "already encrypted".
+ *	KM_OK yes; KM_PROTO/KM_PERMFAIL no (why in err); KM_TEMPFAIL/KM_NOMEM.
+ */
+static enum km_status
+client_encrypted(struct message *m, const char *ctype, char *err, size_t errlen)
+{
+	struct smime_envelope *env = NULL;
+	const unsigned char *body;
+	size_t bodylen;
+	enum km_status st;
+
+	if ((st = spool_map(m->body, &body, &bodylen, err, errlen)) != KM_OK)
+		return st == KM_NOMEM ? KM_NOMEM : KM_TEMPFAIL;
+	st = smime_envelope_open(ctype, (const char *)body, bodylen, &env, err, errlen);
+	smime_envelope_free(env);
+	return st;
+}
+
+/* add_reason - append a downgrade reason ("; " between them) */
+static void
+add_reason(char *buf, size_t len, const char *why)
+{
+	size_t used = strlen(buf), n = strlen(why);
+
+	if (used > 0 && used + 2 < len) {
+		memcpy(buf + used, "; ", 2);
+		used += 2;
+	}
+	if (used + n >= len)
+		n = len - used - 1;	/* truncated: the log line has a fixed size */
+	memcpy(buf + used, why, n);
+	buf[used + n] = '\0';
+}
+
 /* outbound_eom - sign and/or encrypt the message, or say why not */
 void
 outbound_eom(struct session *s, struct verdict *v)
@@ -154,7 +191,9 @@ outbound_eom(struct session *s, struct verdict *v)
 	struct mime_ctype *ct = NULL;
 	enum mime_smime_kind kind = MIME_SMIME_NONE;
 	int sign = c->out_sign == SIGN_YES, encrypt = 1, mandatory_tag = 0, any_mandatory = 0;
-	char err[512], blockers[200] = "", *newsubj = NULL;
+	int want_encrypt = 0, sender_internal = policy_domain_internal(c, m->from);
+	char err[512], blockers[200] = "", downgrade[256] = "", reason[300], *newsubj = NULL;
+	enum policy_signer ps;
 	X509 *signer = NULL, *self = NULL, **certs = NULL;
 	EVP_PKEY *key = NULL;
 	STACK_OF(X509) *chain = NULL;
@@ -170,8 +209,20 @@ outbound_eom(struct session *s, struct verdict *v)
 	ct = mime_ctype_free(ct);
 	if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
 	    kind == MIME_SMIME_PKCS7_UNKNOWN) {
-		snprintf(v->result, sizeof(v->result), "already encrypted by the client");
-		return;
+		switch (client_encrypted(m, ctype, err, sizeof(err))) {
+		case KM_OK:
+			snprintf(v->result, sizeof(v->result), "already encrypted by the client");
+			return;
+		case KM_TEMPFAIL:
+		case KM_NOMEM:
+			verdict_tempfail(v, "%s", err);
+			return;
+		default:
+			log_warnx("%s: outbound: labelled %s but not CMS enveloped data (%s): "
+			    "treated as content, signed and encrypted as policy says",
+			    message_qid(m), mime_smime_kind_name(kind), err);
+			kind = MIME_SMIME_NONE;
+		}
 	}
 	if (kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE)
 		sign = 0;	/* keep the client's signature; encrypt around it */
@@ -194,6 +245,7 @@ outbound_eom(struct session *s, struct verdict *v)
 		if (!pol.sign)
 			sign = 0;
 		any_mandatory |= pol.encrypt == ENCRYPT_MANDATORY;
+		want_encrypt |= pol.encrypt != ENCRYPT_NEVER;
 		if (pol.encrypt == ENCRYPT_NEVER) {
 			encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
@@ -211,13 +263,26 @@ outbound_eom(struct session *s, struct verdict *v)
 			    "%s%s", *blockers ? ", " : "", why);
 	}
 	if (c->out_encrypt == ENCRYPT_NEVER && !any_mandatory)
-		encrypt = 0;
+		encrypt = want_encrypt = 0;
 	if (any_mandatory && !encrypt) {
 		verdict_reject(v, "550", "5.7.1", "message must be encrypted, but no usable "
 		    "S/MIME certificate for %s", blockers);
 		goto out;
 	}
+	if (want_encrypt && !encrypt) {
+		snprintf(reason, sizeof(reason), "not encrypted: %s", blockers);
+		add_reason(downgrade, sizeof(downgrade), reason);
+	}
 
+	/* A signature means the sender: only for an identity that may use it. */
+	if (sign && (ps = policy_signer(c, s->auth_authen, m->from)) != SIGNER_OK) {
+		sign = 0;
+		if (ps != SIGNER_NOT_INTERNAL) {
+			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s>: %s", m->from,
+			    policy_signer_name(ps));
+			add_reason(downgrade, sizeof(downgrade), reason);
+		}
+	}
 	if (sign) {
 		st = keystore_get_signer(ks, m->from, &signer, &key, &chain, err, sizeof(err));
 		if (st == KM_TEMPFAIL || st == KM_NOMEM ||
@@ -227,15 +292,13 @@ outbound_eom(struct session *s, struct verdict *v)
 		}
 		if (st != KM_OK) {
 			sign = 0;
-			log_info("%s: outbound: sending unsigned: <%s> has no signing key here: %s",
-			    message_qid(m), m->from, err);
+			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s> has no signing "
+			    "key here: %.120s", m->from, err);
+			add_reason(downgrade, sizeof(downgrade), reason);
 		}
 	}
-	if (!sign && !encrypt) {
-		if (*blockers)
-			snprintf(v->result, sizeof(v->result), "not encrypted: %s", blockers);
+	if (!sign && !encrypt)
 		goto out;
-	}
 
 	if (spool_map(m->body, &body, &bodylen, err, sizeof(err)) != KM_OK) {
 		verdict_tempfail(v, "%s", err);
@@ -269,7 +332,7 @@ outbound_eom(struct session *s, struct verdict *v)
 			goto nomem;
 		for (int i = 0; i < m->nrcpts; i++)
 			add_cert(certs, &ncerts, m->rcpt_certs[i]);
-		if (c->out_encrypt_to_self) {
+		if (c->out_encrypt_to_self && sender_internal) {
 			st = keystore_get_cert(ks, m->from, &self, err, sizeof(err));
 			if (st == KM_OK)
 				add_cert(certs, &ncerts, self);
@@ -309,6 +372,8 @@ nomem:
 out:
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);	/* nothing partial reaches the MTA */
+	else if (*downgrade)
+		verdict_downgrade(v, "%s", downgrade);
 	BIO_free(out);
 	if (entity)
 		secmem_free(entity, entlen);

@@ -17,11 +17,19 @@
  *	certificate and none is "never" (a mandatory recipient with another
  *	recipient that cannot be encrypted to rejects the message with
  *	550 5.7.1 naming who), to all of them plus the sender when
- *	encrypt_to_self is set; it is signed with the sender's signing key on
- *	this gateway unless a rule says sign = "no" or the client already
- *	signed it.  Sign first, then encrypt.  Mail the client already
- *	encrypted passes untouched.  A configured subject tag makes every
- *	recipient mandatory and is removed from the Subject.
+ *	encrypt_to_self is set and the sender is internal; it is signed with
+ *	the sender's signing key on this gateway unless a rule says
+ *	sign = "no", the client already signed it, or policy_signer() says
+ *	the sender may not be signed for (outside or null sender: never;
+ *	SMTP AUTH login that does not own the address; unauthenticated with
+ *	policy.sign_unauthenticated off).  Sign first, then encrypt.  Mail
+ *	whose body parses as CMS enveloped data passes untouched ("already
+ *	encrypted by the client"); a body merely labelled
+ *	application/pkcs7-mime is logged and treated as content.  A message
+ *	that leaves unsigned or unencrypted where policy wanted it is marked
+ *	with verdict_downgrade() (the reasons joined by "; ").  A configured
+ *	subject tag makes every recipient mandatory and is removed from the
+ *	Subject.
  *	A signed-only message whose content is not 7-bit clean is signed as
  *	opaque signed-data (base64), because a multipart/signed 8-bit body
  *	may be re-encoded on its way and its signature broken.

@@ -1,6 +1,8 @@
 /*
  * pipeline.c - end-of-message processing (see pipeline.h).
  */
+#include <stdio.h>
+
 #include "forged.h"
 #include "inbound.h"
 #include "log.h"
@@ -41,10 +43,50 @@ pipeline_run(struct session *s, struct verdict *v)
 	return dir;
 }
 
-/* pipeline_outbound - is this message outbound (known from MAIL FROM on)? */
+/*
+ * pipeline_outbound - is this message outbound with the recipients so far?
+ *	Known from MAIL FROM on for an internal sender; from the first
+ *	outside recipient on for any other sender of a trusted client.
+ */
 int
 pipeline_outbound(const struct session *s)
 {
 	return s->msg != NULL && !s->decrypt_pass && policy_direction(s->conf, s->client_internal,
-	    s->auth_authen, s->msg->from, NULL, 0) == DIR_OUTBOUND;
+	    s->auth_authen, s->msg->from, s->msg->rcpts, s->msg->nrcpts) == DIR_OUTBOUND;
+}
+
+/*
+ * reply_safe - make text fit for smfi_setreply: libmilter drops a reply with
+ *	a lone '%' and fails on control characters; both become '?'.
+ */
+static void
+reply_safe(char *p)
+{
+	for (; *p != '\0'; p++)
+		if (*p == '%' || (unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+			*p = '?';
+}
+
+/*
+ * pipeline_sender_refused - refuse MAIL FROM when an SMTP AUTH login claims
+ *	an internal sender address it does not own (policy_signer()), unless
+ *	policy.sender_login_mismatch is "unsigned".  Returns 1 with the
+ *	reply text (for 553 5.7.1), else 0.
+ */
+int
+pipeline_sender_refused(const struct session *s, char *reply, size_t replylen)
+{
+	const struct message *m = s->msg;
+
+	if (m == NULL || s->auth_authen == NULL ||
+	    !policy_client_trusted(s->conf, s->client_internal, s->auth_authen) ||
+	    policy_signer(s->conf, s->auth_authen, m->from) != SIGNER_NOT_OWNED ||
+	    s->conf->sender_login_mismatch != LOGINMISMATCH_REFUSE)
+		return 0;
+	snprintf(reply, replylen, "<%s>: Sender address rejected: not owned by user %s",
+	    m->from, s->auth_authen);
+	reply_safe(reply);
+	log_warnx("%s: milter: MAIL FROM <%s> refused: not owned by the SMTP AUTH login "
+	    "%s (policy.sender_login_map)", message_qid(m), m->from, s->auth_authen);
+	return 1;
 }

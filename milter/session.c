@@ -2,7 +2,6 @@
  * session.c - per-connection and per-message state (see session.h).
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,22 +69,6 @@ session_free(struct session *s)
 	return NULL;
 }
 
-/* address_strip - copy an address without angle brackets and surrounding space */
-char *
-address_strip(const char *addr)
-{
-	size_t n;
-
-	if (addr == NULL)
-		return strdup("");
-	while (isspace((unsigned char)*addr))
-		addr++;
-	if (*addr == '<')
-		addr++;
-	n = strcspn(addr, ">");
-	return strndup(addr, n);
-}
-
 /* session_message_begin - a new message at MAIL FROM */
 enum km_status
 session_message_begin(struct session *s, const char *from, const char *auth_authen)
@@ -96,7 +79,7 @@ session_message_begin(struct session *s, const char *from, const char *auth_auth
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return KM_NOMEM;
 	clock_gettime(CLOCK_MONOTONIC, &m->start);
-	m->from = address_strip(from);
+	m->from = policy_addr_normalize(from);	/* policy.h: one form for every rule */
 	m->body = spool_new(s->conf->spool_dir, (size_t)s->conf->spool_memory_max);
 	if (m->from == NULL || m->body == NULL) {
 		message_free(m);
@@ -120,7 +103,7 @@ session_message_end(struct session *s)
 	s->msg = message_free(s->msg);
 }
 
-/* message_add_rcpt - record an envelope recipient */
+/* message_add_rcpt - record an envelope recipient, normalized (policy_addr_normalize) */
 enum km_status
 message_add_rcpt(struct message *m, const char *rcpt)
 {
@@ -133,7 +116,7 @@ message_add_rcpt(struct message *m, const char *rcpt)
 	if ((nc = realloc(m->rcpt_certs, sizeof(*nc) * (size_t)(m->nrcpts + 1))) == NULL)
 		return KM_NOMEM;
 	m->rcpt_certs = nc;
-	if ((m->rcpts[m->nrcpts] = address_strip(rcpt)) == NULL)
+	if ((m->rcpts[m->nrcpts] = policy_addr_normalize(rcpt)) == NULL)
 		return KM_NOMEM;
 	m->rcpt_certs[m->nrcpts] = NULL;
 	m->nrcpts++;

@@ -11,7 +11,8 @@
  *	A struct session is made at connect and lives until close; it pins the
  *	configuration current at connect.  A struct message is its child, made
  *	at MAIL FROM and freed at end of message or abort.  The message holds
- *	the envelope, the macros kmilter uses (queue id, {auth_authen}), the
+ *	the envelope (normalized with policy_addr_normalize(), so that every
+ *	rule, direction and key lookup sees one form), the macros kmilter uses (queue id, {auth_authen}), the
  *	headers in order, and the body in a spool (memory, then a temp file).
  *	Nothing here talks to libmilter: callbacks.c turns its calls into
  *	these.
@@ -41,8 +42,8 @@ struct header {
 
 struct message {
 	char		*queue_id;
-	char		*from;		/* envelope sender, without <> */
-	char		**rcpts;	/* envelope recipients, without <> */
+	char		*from;		/* envelope sender, normalized, without <> */
+	char		**rcpts;	/* envelope recipients, normalized, without <> */
 	X509		**rcpt_certs;	/* outbound: certificate found at RCPT time */
 	int		 nrcpts;
 	struct header	*headers;
@@ -79,7 +80,6 @@ enum km_status	 message_append_body(struct message *, const unsigned char *, siz
 		    char *errstr, size_t errlen);
 const char	*message_header(const struct message *, const char *name);
 void		 message_set_queue_id(struct message *, const char *);
-char		*address_strip(const char *addr);	/* "<a@b>" -> "a@b", malloc'd */
 long		 message_elapsed_ms(const struct message *);
 const char	*message_qid(const struct message *);	/* queue id, or "NOQUEUE" */
 size_t		 message_body_size(const struct message *);

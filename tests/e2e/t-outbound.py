@@ -16,7 +16,8 @@ Cases: alice->dave decrypted and verified by openssl, gpgsm and cmsutil;
 encrypt-to-self (2 RecipientInfos, one is alice's certificate); alice->erin
 (ECDH); message shapes (plain, HTML, alternative+attachment, 8-bit UTF-8,
 2000-char lines, ~5 MB attachment, dave+erin = 3 RecipientInfos); a
-recipient without certificate gives sign-only; a mandatory recipient
+recipient without certificate gives sign-only (logged result=downgraded
+reason=not encrypted: ...); a mandatory recipient
 without certificate is refused at RCPT with 550 5.7.1; client-encrypted
 mail passes untouched; client-signed mail is encrypted around the client's
 signature; malformed MIME gets a defined action and kmilter stays up.
@@ -157,13 +158,13 @@ def send(rcpts, raw, sender=ALICE):
     return qid, msg, labsmtp.parse_log_line(line)
 
 
-def check_log(fields, actions, what=""):
+def check_log(fields, actions, what="", result="ok"):
     if isinstance(actions, str):
         actions = (actions,)
     check_eq(fields.get("direction"), "outbound", "log direction" + what)
     check(fields.get("action") in actions, "log action%s: got %r, want %s" %
           (what, fields.get("action"), " or ".join(actions)))
-    check_eq(fields.get("result"), "ok", "log result" + what)
+    check_eq(fields.get("result"), result, "log result" + what)
 
 
 def ctype_of(msg):
@@ -625,7 +626,10 @@ def main():
         raw = mkmsg([DAVE, NOCERT], "mixed", ["Content-Type: text/plain; charset=us-ascii"],
                     "One of you has no certificate.\r\n")
         qid, msg, f = send([DAVE, NOCERT], raw)
-        check_log(f, "sign")
+        # less protected than policy wanted: never in silence (verdict_downgrade)
+        check_log(f, "sign", result="downgraded")
+        line = [ln for _, ln in S["sent"] if "%s: from=" % qid in ln][0]
+        check("reason=not encrypted: <%s>" % NOCERT in line, "log line: %s" % line)
         ct = ctype_of(msg)
         check(ct.startswith("multipart/signed"), "delivered Content-Type %r, want multipart/signed" % ct)
         check(b"pkcs7-mime" not in msg.lower(), "something is encrypted")

@@ -6,6 +6,9 @@ find the delivered file, read kmilter's log line.  Standard library only.
     path = wait_delivered(env, qid)           # the file smtp-sink wrote
     hdrs, msg = read_delivered(path)          # smtp-sink's X- headers, message
     line = wait_log_line(env, qid)            # kmilter's per-message line
+    submit(env, ..., source=outside_client(env))   # from a client that is not
+                                              # internal (127.0.0.2)
+    submit(env, ..., auth=(user, sasl_password(env, user)))   # SMTP AUTH
 
 Also a command line for shell scripts and the demo:
     labsmtp.py send DIR FROM TO[,TO...] [FILE|-]  prints the queue id
@@ -60,13 +63,49 @@ def make_message(sender, rcpts, subject, body, extra_headers=()):
     return ("\r\n".join(hdrs) + "\r\n\r\n").encode() + body
 
 
-def submit(env, sender, rcpts, raw, timeout=60, helo="client.example.com"):
-    """Submit one message; return Postfix's queue id.  Raises
-    smtplib.SMTPException on a refusal (tests look at .smtp_code)."""
+def outside_client(env):
+    """The source address of a client the lab's kmilter does not trust
+    (policy.internal_hosts is 127.0.0.1 only; Postfix still relays)."""
+    return env.get("LAB_OUTSIDE_CLIENT") or "127.0.0.2"
+
+
+def sasl_password(env, user):
+    """The lab's SMTP AUTH password of user (DIR/sasl/passwords), or None."""
+    path = env.get("LAB_SASL_PASSWORDS")
+    if not path:
+        return None
+    with open(path) as fp:
+        for line in fp:
+            u, _, pw = line.strip().partition(" ")
+            if u == user:
+                return pw
+    return None
+
+
+def connect(env, timeout=60, helo="client.example.com", source=None, auth=None):
+    """An SMTP session to the lab after EHLO (and AUTH when auth=(user, pw)),
+    from the source address when given."""
     s = smtplib.SMTP(env.get("LAB_SMTP_HOST", "127.0.0.1"), int(env["LAB_SMTP_PORT"]),
-                     timeout=timeout, local_hostname=helo)
+                     timeout=timeout, local_hostname=helo,
+                     source_address=(source, 0) if source else None)
     try:
         s.ehlo()
+        if auth:
+            s.login(auth[0], auth[1])
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def submit(env, sender, rcpts, raw, timeout=60, helo="client.example.com", source=None,
+           auth=None):
+    """Submit one message; return Postfix's queue id.  Raises
+    smtplib.SMTPException on a refusal (tests look at .smtp_code).
+    source: the client's address (default: the kernel's, 127.0.0.1);
+    auth: (user, password) for SMTP AUTH."""
+    s = connect(env, timeout, helo, source, auth)
+    try:
         code, resp = s.mail(sender)
         if code != 250:
             raise smtplib.SMTPSenderRefused(code, resp, sender)

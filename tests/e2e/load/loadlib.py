@@ -264,10 +264,16 @@ def text_body(token, size):
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
+# The lab trusts 127.0.0.1 only (policy.internal_hosts): "pass" mail comes
+# from this outside client, since from an internal host mail to outside
+# recipients is outbound whatever its sender.
+OUTSIDE_CLIENT = "127.0.0.2"
+
+
 class Msg:
     """One message to send and what must come out of it."""
     __slots__ = ("token", "sender", "rcpts", "raw", "kind", "marker", "body", "size",
-                 "status", "qid", "reply", "attempts", "tries")
+                 "status", "qid", "reply", "attempts", "tries", "source")
 
     def __init__(self, token, sender, rcpts, raw, kind, marker, body=None):
         self.token, self.sender, self.rcpts, self.raw = token, sender, rcpts, raw
@@ -277,6 +283,7 @@ class Msg:
         self.reply = None
         self.attempts = []      # (status, reply) of every try
         self.tries = 0
+        self.source = OUTSIDE_CLIENT if kind == "pass" else None   # client address
 
 
 def plain_msg(sender, rcpt, size, kind):
@@ -353,9 +360,17 @@ def send_all(env, msgs, sessions=12, per_session=25, timeout=120, stop=None):
         with lock:
             return q.pop(0) if q else None
 
+    def close(s, polite=True):
+        try:
+            if polite:
+                s.quit()
+            else:
+                s.close()
+        except (smtplib.SMTPException, OSError):
+            s.close()
+
     def worker():
-        s = None
-        n = 0
+        sess = {}       # client source address (None: the default) -> [SMTP, transactions]
         while True:
             if stop is not None and stop.is_set():
                 return
@@ -363,32 +378,27 @@ def send_all(env, msgs, sessions=12, per_session=25, timeout=120, stop=None):
             if m is None:
                 break
             m.tries += 1
+            cur = sess.get(m.source)
             try:
-                if s is None or n >= per_session:
-                    if s is not None:
-                        try:
-                            s.quit()
-                        except (smtplib.SMTPException, OSError):
-                            s.close()
-                    s = smtplib.SMTP(host, port, timeout=timeout, local_hostname="client.example.com")
+                if cur is None or cur[1] >= per_session:
+                    if cur is not None:
+                        close(cur[0])
+                    sess.pop(m.source, None)
+                    s = smtplib.SMTP(host, port, timeout=timeout, local_hostname="client.example.com",
+                                     source_address=(m.source, 0) if m.source else None)
                     s.ehlo()
-                    n = 0
-                st, rep = _send_one(s, m)
-                n += 1
+                    cur = sess[m.source] = [s, 0]
+                st, rep = _send_one(cur[0], m)
+                cur[1] += 1
             except (smtplib.SMTPException, OSError) as e:
                 st, rep = "error", "%s: %s" % (type(e).__name__, e)
-                try:
-                    s.close()
-                except Exception:
-                    pass
-                s = None
+                if cur is not None:
+                    close(cur[0], polite=False)
+                sess.pop(m.source, None)
             m.status, m.reply = st, rep
             m.attempts.append((st, rep))
-        if s is not None:
-            try:
-                s.quit()
-            except (smtplib.SMTPException, OSError):
-                s.close()
+        for cur in sess.values():
+            close(cur[0])
 
     t0 = time.time()
     ts = [threading.Thread(target=worker, daemon=True) for _ in range(sessions)]
