@@ -11,10 +11,12 @@
  *	messages is answered with a temporary failure instead of using up
  *	memory.  Sessions: budget_session_enter() admits one more connection
  *	unless max are open.  Bytes: each message holds a claim (a size_t it
- *	owns) of the bytes it keeps in flight: its body as it arrives, then
- *	at end of message the working set of the crypto path, which is
- *	BUDGET_CRYPTO_FACTOR times the message size in all (measured VmHWM of
- *	a 20 MB message signed and encrypted: 7.4 times).  budget_reserve()
+ *	owns) of the bytes it keeps in flight: its body as it arrives, and for
+ *	a message on the crypto path the working set of end of message,
+ *	BUDGET_CRYPTO_FACTOR times its size in all (measured VmHWM of a 20 MB
+ *	message signed and encrypted: 7.4 times), claimed as the body arrives
+ *	so that an admitted message is not refused at the end (callbacks.c
+ *	decides how much to claim).  budget_reserve()
  *	grows a claim unless the total would pass max; budget_release()
  *	gives the whole claim back (end of message, abort, close).
  *	The limits are passed at each call, so a reload applies at once.

@@ -318,20 +318,42 @@ over_budget(struct message *m, size_t need, size_t max, const char *when)
 	message_drop_body(m);
 }
 
-/* mlfi_body - a body chunk into the spool, within the budget; no reply, as mlfi_header */
+/*
+ * budget_factor - bytes of budget per message byte: 1 for a message that
+ * passes through, BUDGET_CRYPTO_FACTOR for one that is to be signed,
+ * encrypted or decrypted (every recipient is known by the body)
+ */
+static size_t
+budget_factor(const struct session *s)
+{
+	const struct message *m = s->msg;
+
+	return policy_direction(s->conf, s->client_internal, s->auth_authen, m->from,
+	    m->rcpts, m->nrcpts) == DIR_PASS ? 1 : BUDGET_CRYPTO_FACTOR;
+}
+
+/*
+ * mlfi_body - a body chunk into the spool, within the budget: a message on
+ * the crypto path claims its whole working set as its bytes arrive, so one
+ * admitted here is never refused at end of message.  No reply, as
+ * mlfi_header.
+ */
 static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct session *s = smfi_getpriv(ctx);
+	struct message *m;
 	char err[256];
 
 	if (s != NULL)
 		idle_leave(s);
-	if (s == NULL || s->msg == NULL || s->msg->failed)
+	if (s == NULL || (m = s->msg) == NULL || m->failed)
 		return SMFIS_NOREPLY;
-	s->msg->received += len;
-	if (budget_reserve(&s->msg->claim, len, inflight_max(s->conf)) != 0) {
-		over_budget(s->msg, s->msg->received, inflight_max(s->conf), "body");
+	if (m->budget_factor == 0)
+		m->budget_factor = budget_factor(s);
+	m->received += len;
+	if (budget_reserve(&m->claim, m->budget_factor * len, inflight_max(s->conf)) != 0) {
+		over_budget(m, m->budget_factor * m->received, inflight_max(s->conf), "body");
 		return SMFIS_NOREPLY;
 	}
 	if (message_append_body(s->msg, chunk, len, err, sizeof(err)) != KM_OK) {
@@ -391,20 +413,23 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
 }
 
 /*
- * reserve_crypto - claim the crypto working set of a message that is to
- * be signed, encrypted or decrypted; 0, or -1 with the message marked
+ * reserve_crypto - complete the claim of a message that is to be signed,
+ * encrypted or decrypted: BUDGET_CRYPTO_FACTOR times its headers and body
+ * (the body's share was claimed as it arrived); 0, or -1 with the message
+ * marked
  */
 static int
 reserve_crypto(struct session *s, enum direction dir)
 {
 	struct message *m = s->msg;
-	size_t size = m->header_bytes + m->received, max = inflight_max(s->conf);
+	size_t need, max = inflight_max(s->conf);
 
 	if (dir == DIR_PASS)
 		return 0;
-	if (budget_reserve(&m->claim, (BUDGET_CRYPTO_FACTOR - 1) * size, max) == 0)
+	need = BUDGET_CRYPTO_FACTOR * (m->header_bytes + m->received);
+	if (need <= m->claim || budget_reserve(&m->claim, need - m->claim, max) == 0)
 		return 0;
-	over_budget(m, BUDGET_CRYPTO_FACTOR * size, max, "end of message");
+	over_budget(m, need, max, "end of message");
 	return -1;
 }
 

@@ -58,6 +58,7 @@ struct message {
 	int		 too_big;	/* alone it needs more than the budget */
 	char		 failure[256];
 	size_t		 claim;		/* bytes held in the in-flight budget */
+	size_t		 budget_factor;	/* budget bytes per body byte, 0 = not yet known */
 	size_t		 received;	/* body bytes received (spooled or not) */
 };
 

@@ -92,14 +92,14 @@ def budget_client(k, nr_body=True):
     return c
 
 
-def admitted(k, nr_body=True):
+def admitted(k, nr_body=True, client=protocases.CLIENT):
     """A client past connect.  A session that an earlier case closed may
     still count for a moment (kmilter sees the close asynchronously): a
     refused connect is retried, for at most 5 s."""
     def one():
         c = budget_client(k, nr_body)
-        c.macros("C", {"j": "mx.example.com", "{client_addr}": protocases.CLIENT[3]})
-        if c.connect(*protocases.CLIENT).code == "continue":
+        c.macros("C", {"j": "mx.example.com", "{client_addr}": client[3]})
+        if c.connect(*client).code == "continue":
             return c
         c.close()
         return None
@@ -222,6 +222,30 @@ def add_budget_cases(suite):
         c.quit()
         line = labsmtp.wait_log_line({"LAB_LOG": km.log}, "BUDGETH", 5)
         check(line is not None and "milter.max_inflight_mb" in line, "log: %s" % line)
+
+    @suite.case("budget: a message on the crypto path counts 8 times its size")
+    def _():
+        km = k()
+        body = KB700[:200 * 1024]            # 200 kB: 1.6 MB on the crypto path
+        c = admitted(km, client=("localhost", "4", 40000, "127.0.0.1"))
+        c.macros("M", {"i": "BUDGETOUT"})
+        check_eq(c.mail("<alice@example.com>").code, "continue", "MAIL FROM (internal)")
+        r = c.rcpt("<bob@other.test>")
+        check(r.code in ("continue", None), "RCPT: %r" % (r,))
+        for n, v in protocases.HEADERS:
+            c.header(n, v)
+        c.eoh()
+        c.body(body)
+        r = end(c, "BUDGETOUT")
+        c.quit()
+        check_eq(r.code, "replycode", "eom of the outbound message")
+        check(r.text.startswith("552 5.3.4"), "reply %r" % (r.text,))
+        line = labsmtp.wait_log_line({"LAB_LOG": km.log}, "BUDGETOUT", 5)
+        check(line is not None and "direction=outbound" in line and
+              "milter.max_inflight_mb" in line, "log: %s" % line)
+        c = begin(km, "BUDGETPASS", body)     # the same body passing through
+        check_eq(end(c, "BUDGETPASS").code, "continue", "eom of the pass-through message")
+        c.quit()
 
     @suite.case("budget: a stalled session (MAIL FROM, then nothing) is ended after milter.timeout")
     def _():
