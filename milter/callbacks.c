@@ -333,29 +333,45 @@ budget_factor(const struct session *s)
 }
 
 /*
- * mlfi_body - a body chunk into the spool, within the budget: a message on
- * the crypto path claims its whole working set as its bytes arrive, so one
- * admitted here is never refused at end of message.  No reply, as
- * mlfi_header.
+ * claim_body - claim the budget for a body chunk (the first one also for
+ * the headers): a message on the crypto path claims its whole working set
+ * as its bytes arrive, so that one whose body was taken is not refused at
+ * end of message.  A message that holds nothing yet may start only below
+ * three quarters of the budget: the last quarter lets messages in progress
+ * finish when a flood of new ones arrives.  0, or -1 with the message
+ * marked.
  */
+static int
+claim_body(struct session *s, size_t len)
+{
+	struct message *m = s->msg;
+	size_t max = inflight_max(s->conf), add = len;
+
+	if (m->budget_factor == 0) {
+		m->budget_factor = budget_factor(s);
+		add += m->header_bytes;
+	}
+	m->received += len;
+	if (budget_reserve(&m->claim, m->budget_factor * add,
+	    m->claim == 0 ? max - max / 4 : max) == 0)
+		return 0;
+	over_budget(m, m->budget_factor * (m->header_bytes + m->received), max, "body");
+	return -1;
+}
+
+/* mlfi_body - a body chunk into the spool, within the budget; no reply, as mlfi_header */
 static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct session *s = smfi_getpriv(ctx);
-	struct message *m;
 	char err[256];
 
 	if (s != NULL)
 		idle_leave(s);
-	if (s == NULL || (m = s->msg) == NULL || m->failed)
+	if (s == NULL || s->msg == NULL || s->msg->failed)
 		return SMFIS_NOREPLY;
-	if (m->budget_factor == 0)
-		m->budget_factor = budget_factor(s);
-	m->received += len;
-	if (budget_reserve(&m->claim, m->budget_factor * len, inflight_max(s->conf)) != 0) {
-		over_budget(m, m->budget_factor * m->received, inflight_max(s->conf), "body");
+	if (claim_body(s, len) != 0)
 		return SMFIS_NOREPLY;
-	}
 	if (message_append_body(s->msg, chunk, len, err, sizeof(err)) != KM_OK) {
 		s->msg->failed = 1;
 		snprintf(s->msg->failure, sizeof(s->msg->failure), "%s", err);
