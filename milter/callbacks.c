@@ -539,9 +539,11 @@ mlfi_abort(SMFICTX *ctx)
 {
 	struct session *s = smfi_getpriv(ctx);
 
+	if (s != NULL)
+		idle_leave(s);
 	if (s != NULL && s->msg != NULL) {
 		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
-		    message_qid(s->msg), message_body_size(s->msg));
+		    message_qid(s->msg), s->msg->received);
 		stats_count(ST_ABORTED);
 		session_message_end(s);
 	}
