@@ -542,10 +542,15 @@ mlfi_abort(SMFICTX *ctx)
 	if (s != NULL)
 		idle_leave(s);
 	if (s != NULL && s->msg != NULL) {
-		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
-		    message_qid(s->msg), s->msg->received);
-		stats_count(ST_ABORTED);
+		char qid[64];
+		size_t received = s->msg->received;
+
+		/* Logged once the message and its budget are given back. */
+		snprintf(qid, sizeof(qid), "%s", message_qid(s->msg));
 		session_message_end(s);
+		stats_count(ST_ABORTED);
+		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
+		    qid, received);
 	}
 	return SMFIS_CONTINUE;
 }
