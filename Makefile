@@ -114,11 +114,13 @@ check-asan:
 	$(MAKE) SANITIZE=1 all unit tools
 	tests/run --build build-asan check
 
-# Side-by-side throughput, latency, key lookups and crypto; then the soak
-# (SOAK_SECONDS, default 600, of mixed mail, every message accounted for).
+# Side-by-side throughput, latency, key lookups and crypto; memory under
+# stalled sessions and big messages, without and with the budgets; then the
+# soak (SOAK_SECONDS, default 600, of mixed mail, every message accounted for).
 bench: deps
 	$(MAKE) all tools
 	tests/bench/run --build $(BUILD)
+	tests/bench/memory --build $(BUILD)
 	tests/bench/soak --build $(BUILD)
 
 soak: deps

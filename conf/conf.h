@@ -75,6 +75,8 @@ struct kmilter_conf {
 	char	*spool_dir;
 	int	 spool_memory_max;
 	int	 timeout;
+	int	 max_sessions;
+	int	 max_inflight_mb;
 	char	*gateway_name;
 	char	*control_socket;
 

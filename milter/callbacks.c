@@ -1,6 +1,10 @@
 /*
  * callbacks.c - libmilter callbacks and the smfiDesc table (see callbacks.h).
  */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +13,9 @@
 
 #include <libmilter/mfapi.h>
 
+#include "budget.h"
 #include "callbacks.h"
+#include "idle.h"
 #include "log.h"
 #include "outbound.h"
 #include "pipeline.h"
@@ -19,7 +25,6 @@
 
 static pthread_mutex_t conf_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct kmilter_conf *current_conf;
-static int active_sessions;
 
 /* libmilter takes char * for names it never changes. */
 static char sym_qid[] = "i";
@@ -59,7 +64,83 @@ callbacks_conf(void)
 int
 callbacks_active(void)
 {
-	return __atomic_load_n(&active_sessions, __ATOMIC_SEQ_CST);
+	return budget_sessions();
+}
+
+/* inflight_max - the in-flight byte budget of a configuration */
+static size_t
+inflight_max(const struct kmilter_conf *c)
+{
+	return (size_t)c->max_inflight_mb << 20;
+}
+
+/* busy_reply - 451 4.3.2: the MTA retries later */
+static void
+busy_reply(SMFICTX *ctx)
+{
+	static char rcode[] = "451", xcode[] = "4.3.2";
+	static char text[] = "system busy, try again later";
+
+	smfi_setreply(ctx, rcode, xcode, text);
+}
+
+/*
+ * spec_matches - whether a socket's local address is the one milter.socket
+ * names (unix path, or inet/inet6 port)
+ */
+static int
+spec_matches(const struct sockaddr_storage *ss, const char *spec)
+{
+	const char *p;
+
+	if (ss->ss_family == AF_UNIX) {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)(const void *)ss;
+
+		if ((p = strchr(spec, ':')) != NULL && spec[0] != '/')
+			p++;
+		else
+			p = spec;
+		return strncmp(un->sun_path, p, sizeof(un->sun_path)) == 0;
+	}
+	if ((p = strchr(spec, ':')) == NULL)
+		return 0;
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port) ==
+		    atoi(p + 1);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)ss)->sin6_port) ==
+		    atoi(p + 1);
+	return 0;
+}
+
+/*
+ * mta_socket - the descriptor of this connection's socket, or -1.
+ * libmilter has no call for it; its context starts with a thread id and
+ * the descriptor (struct smfi_str in libmilter/libmilter.h, unchanged
+ * from 8.12 to 8.18).  The candidate is
+ * used only if it is a connected (not listening) stream socket whose
+ * local address is milter.socket; anything else means the layout is not
+ * what we expect, and idle sessions are then left to libmilter.
+ */
+static int
+mta_socket(SMFICTX *ctx, const char *spec)
+{
+	struct { pthread_t id; int sd; } head;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss), il = sizeof(int);
+	struct stat st;
+	int listening = 1, type = 0;
+
+	memcpy(&head, (const void *)ctx, sizeof(head));
+	if (head.sd < 0 || fstat(head.sd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+	    getsockopt(head.sd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) != 0 ||
+	    listening || getsockopt(head.sd, SOL_SOCKET, SO_TYPE, &type, &il) != 0 ||
+	    type != SOCK_STREAM)
+		return -1;
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(head.sd, (struct sockaddr *)&ss, &sl) != 0 || !spec_matches(&ss, spec))
+		return -1;
+	return head.sd;
 }
 
 /* remember_qid - pick up macro {i} whenever the MTA sends it */
@@ -103,23 +184,40 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f
 	return SMFIS_CONTINUE;
 }
 
-/* mlfi_connect - a new SMTP connection */
+/* mlfi_connect - a new SMTP connection, if the session budget allows */
 static sfsistat
 mlfi_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 {
+	static int warned;
 	struct kmilter_conf *c = callbacks_conf();
-	struct session *s = session_new(c, sa, host);
 	const char *daemon = smfi_getsymval(ctx, sym_daemon);
+	struct session *s;
+	int fd;
 
-	conf_unref(c);
+	if (budget_session_enter(c->max_sessions) != 0) {
+		log_warnx("milter: connection from %s refused: system busy: "
+		    "milter.max_sessions (%d) connections open", host ? host : "?",
+		    c->max_sessions);
+		conf_unref(c);
+		busy_reply(ctx);
+		return SMFIS_TEMPFAIL;
+	}
+	s = session_new(c, sa, host);
 	if (s == NULL) {
+		conf_unref(c);
+		budget_session_leave();
 		log_warnx("milter: out of memory at connect");
 		return SMFIS_TEMPFAIL;
 	}
 	/* The second pass of the two-pass layout (see pipeline.h). */
 	s->decrypt_pass = *s->conf->in_decrypt_daemon != '\0' && daemon != NULL &&
 	    strcmp(daemon, s->conf->in_decrypt_daemon) == 0;
-	__atomic_add_fetch(&active_sessions, 1, __ATOMIC_SEQ_CST);
+	fd = mta_socket(ctx, c->socket);
+	conf_unref(c);
+	if (fd < 0 && !__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+		log_warnx("milter: cannot find the MTA connection's socket in libmilter's "
+		    "context: milter.timeout will not end idle connections");
+	idle_add(s, fd);
 	stats_count(ST_CONNECTIONS);
 	smfi_setpriv(ctx, s);
 	log_debug(2, "milter: connect from %s [%s]%s%s", host ? host : "?",
@@ -137,6 +235,7 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 
 	if (s == NULL)
 		return SMFIS_TEMPFAIL;
+	idle_leave(s);
 	if (session_message_begin(s, argv[0], smfi_getsymval(ctx, sym_auth)) != KM_OK) {
 		log_warnx("milter: out of memory at MAIL FROM");
 		return SMFIS_TEMPFAIL;
@@ -150,14 +249,10 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
-/* mlfi_envrcpt - RCPT TO */
+/* rcpt_step - RCPT TO (a key lookup may take a while) */
 static sfsistat
-mlfi_envrcpt(SMFICTX *ctx, char **argv)
+rcpt_step(SMFICTX *ctx, struct session *s, char **argv)
 {
-	struct session *s = smfi_getpriv(ctx);
-
-	if (s == NULL || s->msg == NULL)
-		return SMFIS_TEMPFAIL;
 	if (message_add_rcpt(s->msg, argv[0]) != KM_OK)
 		return SMFIS_TEMPFAIL;
 	if (pipeline_outbound(s)) {
@@ -181,6 +276,21 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
+/* mlfi_envrcpt - RCPT TO; never ended as idle meanwhile */
+static sfsistat
+mlfi_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct session *s = smfi_getpriv(ctx);
+	sfsistat r;
+
+	if (s == NULL || s->msg == NULL)
+		return SMFIS_TEMPFAIL;
+	idle_enter(s);
+	r = rcpt_step(ctx, s, argv);
+	idle_leave(s);
+	return r;
+}
+
 /*
  * mlfi_header - one header.  No reply (SMFIP_NR_HDR): a failure marks the
  * message, and end of message tempfails it.
@@ -190,6 +300,8 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct session *s = smfi_getpriv(ctx);
 
+	if (s != NULL)
+		idle_leave(s);
 	if (s == NULL || s->msg == NULL || s->msg->failed)
 		return SMFIS_NOREPLY;
 	remember_qid(ctx, s->msg);
@@ -201,14 +313,78 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 	return SMFIS_NOREPLY;
 }
 
-/* mlfi_body - a body chunk into the spool; no reply, as mlfi_header */
+/*
+ * over_budget - the message does not fit in milter.max_inflight_mb: mark
+ * it (tempfail, or reject when it alone needs more than the budget), stop
+ * spooling it and give back what it held
+ */
+static void
+over_budget(struct message *m, size_t need, size_t max, const char *when)
+{
+	m->failed = 1;
+	m->over_budget = 1;
+	m->too_big = need > max;
+	snprintf(m->failure, sizeof(m->failure), "%s: milter.max_inflight_mb (%zu MB) %s "
+	    "at %s (message needs %zu kB, %zu kB in flight)",
+	    m->too_big ? "message too large" : "system busy", max >> 20,
+	    m->too_big ? "is less than the message needs" : "exhausted", when,
+	    need >> 10, budget_inflight() >> 10);
+	message_drop_body(m);
+}
+
+/*
+ * budget_factor - bytes of budget per message byte: 1 for a message that
+ * passes through, BUDGET_CRYPTO_FACTOR for one that is to be signed,
+ * encrypted or decrypted (every recipient is known by the body)
+ */
+static size_t
+budget_factor(const struct session *s)
+{
+	const struct message *m = s->msg;
+
+	return policy_direction(s->conf, s->client_internal, s->auth_authen, m->from,
+	    m->rcpts, m->nrcpts) == DIR_PASS ? 1 : BUDGET_CRYPTO_FACTOR;
+}
+
+/*
+ * claim_body - claim the budget for a body chunk (the first one also for
+ * the headers): a message on the crypto path claims its whole working set
+ * as its bytes arrive, so that one whose body was taken is not refused at
+ * end of message.  A message that holds nothing yet may start only below
+ * three quarters of the budget: the last quarter lets messages in progress
+ * finish when a flood of new ones arrives.  0, or -1 with the message
+ * marked.
+ */
+static int
+claim_body(struct session *s, size_t len)
+{
+	struct message *m = s->msg;
+	size_t max = inflight_max(s->conf), add = len;
+
+	if (m->budget_factor == 0) {
+		m->budget_factor = budget_factor(s);
+		add += m->header_bytes;
+	}
+	m->received += len;
+	if (budget_reserve(&m->claim, m->budget_factor * add,
+	    m->claim == 0 ? max - max / 4 : max) == 0)
+		return 0;
+	over_budget(m, m->budget_factor * (m->header_bytes + m->received), max, "body");
+	return -1;
+}
+
+/* mlfi_body - a body chunk into the spool, within the budget; no reply, as mlfi_header */
 static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct session *s = smfi_getpriv(ctx);
 	char err[256];
 
+	if (s != NULL)
+		idle_leave(s);
 	if (s == NULL || s->msg == NULL || s->msg->failed)
+		return SMFIS_NOREPLY;
+	if (claim_body(s, len) != 0)
 		return SMFIS_NOREPLY;
 	if (message_append_body(s->msg, chunk, len, err, sizeof(err)) != KM_OK) {
 		s->msg->failed = 1;
@@ -260,31 +436,65 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
 		logf = log_warnx;
 	}
 	logf("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s ms=%ld",
-	    message_qid(m), m->from, m->nrcpts, m->header_bytes + message_body_size(m),
+	    message_qid(m), m->from, m->nrcpts, m->header_bytes + m->received,
 	    policy_direction_name(dir), v->action_name, outcome,
 	    strcmp(v->result, "ok") ? " reason=" : "", strcmp(v->result, "ok") ? v->result : "",
 	    message_elapsed_ms(m));
 }
 
-/* mlfi_eom - end of message: decide, apply, log one line */
-static sfsistat
-mlfi_eom(SMFICTX *ctx)
+/*
+ * reserve_crypto - complete the claim of a message that is to be signed,
+ * encrypted or decrypted: BUDGET_CRYPTO_FACTOR times its headers and body
+ * (the body's share was claimed as it arrived); 0, or -1 with the message
+ * marked
+ */
+static int
+reserve_crypto(struct session *s, enum direction dir)
 {
-	struct session *s = smfi_getpriv(ctx);
+	struct message *m = s->msg;
+	size_t need, max = inflight_max(s->conf);
+
+	if (dir == DIR_PASS)
+		return 0;
+	need = BUDGET_CRYPTO_FACTOR * (m->header_bytes + m->received);
+	if (need <= m->claim || budget_reserve(&m->claim, need - m->claim, max) == 0)
+		return 0;
+	over_budget(m, need, max, "end of message");
+	return -1;
+}
+
+/* failed_verdict - the verdict of a message a step marked failed */
+static void
+failed_verdict(struct verdict *v, const struct message *m)
+{
+	if (m->too_big) {
+		verdict_reject(v, "552", "5.3.4", "message too large for this gateway");
+		snprintf(v->result, sizeof(v->result), "%s", m->failure);
+		return;
+	}
+	verdict_tempfail(v, "%s", m->failure);
+	if (m->over_budget) {
+		snprintf(v->xcode, sizeof(v->xcode), "4.3.2");
+		snprintf(v->reply, sizeof(v->reply), "system busy, try again later");
+	}
+}
+
+/* eom_step - end of message: decide, apply, log one line */
+static sfsistat
+eom_step(SMFICTX *ctx, struct session *s)
+{
 	struct verdict v;
 	enum direction dir = DIR_PASS;
 	sfsistat rc = SMFIS_CONTINUE;
 	const char *outcome = "ok";
 
-	if (s == NULL || s->msg == NULL)
-		return SMFIS_TEMPFAIL;
 	remember_qid(ctx, s->msg);
 	verdict_init(&v);
-	if (s->msg->failed) {
-		dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
-		    s->msg->from, s->msg->rcpts, s->msg->nrcpts);
-		verdict_tempfail(&v, "%s", s->msg->failure);
-	} else
+	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
+	    s->msg->from, s->msg->rcpts, s->msg->nrcpts);
+	if (s->msg->failed || reserve_crypto(s, dir) != 0)
+		failed_verdict(&v, s->msg);
+	else
 		dir = pipeline_run(s, &v);
 	stats_count(dir == DIR_OUTBOUND ? ST_MSG_OUTBOUND :
 	    dir == DIR_INBOUND ? ST_MSG_INBOUND : ST_MSG_PASS);
@@ -322,17 +532,39 @@ mlfi_eom(SMFICTX *ctx)
 	return rc;
 }
 
+/* mlfi_eom - end of message; never ended as idle meanwhile */
+static sfsistat
+mlfi_eom(SMFICTX *ctx)
+{
+	struct session *s = smfi_getpriv(ctx);
+	sfsistat r;
+
+	if (s == NULL || s->msg == NULL)
+		return SMFIS_TEMPFAIL;
+	idle_enter(s);
+	r = eom_step(ctx, s);
+	idle_leave(s);
+	return r;
+}
+
 /* mlfi_abort - the MTA dropped the message */
 static sfsistat
 mlfi_abort(SMFICTX *ctx)
 {
 	struct session *s = smfi_getpriv(ctx);
 
+	if (s != NULL)
+		idle_leave(s);
 	if (s != NULL && s->msg != NULL) {
-		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
-		    message_qid(s->msg), message_body_size(s->msg));
-		stats_count(ST_ABORTED);
+		char qid[64];
+		size_t received = s->msg->received;
+
+		/* Logged once the message and its budget are given back. */
+		snprintf(qid, sizeof(qid), "%s", message_qid(s->msg));
 		session_message_end(s);
+		stats_count(ST_ABORTED);
+		log_debug(1, "%s: milter: message aborted by the MTA after %zu body bytes",
+		    qid, received);
 	}
 	return SMFIS_CONTINUE;
 }
@@ -344,9 +576,10 @@ mlfi_close(SMFICTX *ctx)
 	struct session *s = smfi_getpriv(ctx);
 
 	if (s != NULL) {
+		idle_remove(s);
 		session_free(s);
 		smfi_setpriv(ctx, NULL);
-		__atomic_sub_fetch(&active_sessions, 1, __ATOMIC_SEQ_CST);
+		budget_session_leave();
 	}
 	return SMFIS_CONTINUE;
 }

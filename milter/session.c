@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "budget.h"
 #include "policy.h"
 #include "session.h"
 #include "spool.h"
@@ -52,6 +53,7 @@ message_free(struct message *m)
 	}
 	free(m->headers);
 	spool_free(m->body);
+	budget_release(&m->claim);
 	free(m);
 	return NULL;
 }
@@ -154,6 +156,14 @@ message_append_body(struct message *m, const unsigned char *p, size_t n,
     char *errstr, size_t errlen)
 {
 	return spool_append(m->body, p, n, errstr, errlen);
+}
+
+/* message_drop_body - forget the body spooled so far and give back its budget */
+void
+message_drop_body(struct message *m)
+{
+	m->body = spool_free(m->body);
+	budget_release(&m->claim);
 }
 
 /* message_header - value of the first header of that name, or NULL */

@@ -6,7 +6,7 @@
  * SUMMARY
  *	session_new(), session_free(), session_message_begin(),
  *	message_add_rcpt(), message_add_header(), message_append_body(),
- *	session_message_end()
+ *	message_drop_body(), session_message_end()
  * DESCRIPTION
  *	A struct session is made at connect and lives until close; it pins the
  *	configuration current at connect.  A struct message is its child, made
@@ -18,7 +18,9 @@
  *	these.
  * OWNERSHIP
  *	session_free() frees the message too and drops the configuration
- *	reference; both return NULL.  Strings passed in are copied.
+ *	reference; both return NULL.  Freeing a message (end, abort, close)
+ *	gives back its in-flight budget claim (budget.h); so does
+ *	message_drop_body(), which also frees the body spooled so far.  Strings passed in are copied.
  * ERRORS
  *	KM_NOMEM; message_append_body() may return KM_TEMPFAIL (spool full).
  * THREADS
@@ -53,7 +55,12 @@ struct message {
 	struct spool	*body;
 	struct timespec	 start;
 	int		 failed;	/* a step failed: tempfail at the end */
+	int		 over_budget;	/* failed for milter.max_inflight_mb */
+	int		 too_big;	/* alone it needs more than the budget */
 	char		 failure[256];
+	size_t		 claim;		/* bytes held in the in-flight budget */
+	size_t		 budget_factor;	/* budget bytes per body byte, 0 = not yet known */
+	size_t		 received;	/* body bytes received (spooled or not) */
 };
 
 struct session {
@@ -65,6 +72,12 @@ struct session {
 	int		 decrypt_pass;		/* the MTA's {daemon_name} is
 						   policy.inbound.decrypt_daemon */
 	struct message	*msg;
+	/* idle.c: the MTA socket and when the last command ended */
+	int		 idle_fd;
+	long		 idle_last;	/* monotonic ms */
+	int		 idle_busy;
+	int		 idle_reaped;
+	struct session	*idle_prev, *idle_next;
 };
 
 struct session	*session_new(struct kmilter_conf *conf, const struct sockaddr *sa,
@@ -78,6 +91,7 @@ void		 message_drop_last_rcpt(struct message *);
 enum km_status	 message_add_header(struct message *, const char *name, const char *value);
 enum km_status	 message_append_body(struct message *, const unsigned char *, size_t,
 		    char *errstr, size_t errlen);
+void		 message_drop_body(struct message *);
 const char	*message_header(const struct message *, const char *name);
 void		 message_set_queue_id(struct message *, const char *);
 long		 message_elapsed_ms(const struct message *);

@@ -26,7 +26,9 @@
  * ERRORS
  *	KM_OK when the signature could be checked at all: the verdict is in
  *	the result (sig_ok, chain_ok, from_match); KM_PROTO malformed MIME or
- *	CMS, or not signed data; KM_NOMEM; KM_TEMPFAIL when content_out
+ *	CMS, or not signed data, or a SignerInfo whose digest algorithm no
+ *	provider implements ("unsupported digest algorithm OID x.y.z": the
+ *	signature is not checked, a permerror for the caller); KM_NOMEM; KM_TEMPFAIL when content_out
  *	cannot be written.  The OpenSSL error queue is drained (errstr, log).
  * THREADS
  *	Thread-safe: no static state; the store may be shared, it is only

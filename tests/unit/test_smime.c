@@ -944,6 +944,70 @@ TEST(readers_spliced_recipientinfo)
 	free(der);
 }
 
+/*
+ * patch_oid - replace every copy of the DER OID from with to (same length);
+ * returns how many were patched
+ */
+static int
+patch_oid(unsigned char *der, size_t len, const unsigned char *from,
+    const unsigned char *to, size_t n)
+{
+	int count = 0;
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(der + i, from, n) == 0) {
+			memcpy(der + i, to, n);
+			count++;
+		}
+	return count;
+}
+
+/*
+ * An unknown digest algorithm is refused before CMS_verify (which leaks
+ * inside OpenSSL on that path: LeakSanitizer catches it under ASan).
+ */
+TEST(verify_unknown_digest_is_permerror)
+{
+	/* id-sha256 2.16.840.1.101.3.4.2.1, and the unassigned ...2.127 */
+	static const unsigned char sha256[] = { 0x06, 0x09, 0x60, 0x86, 0x48,
+	    0x01, 0x65, 0x03, 0x04, 0x02, 0x01 };
+	static const unsigned char bogus[] = { 0x06, 0x09, 0x60, 0x86, 0x48,
+	    0x01, 0x65, 0x03, 0x04, 0x02, 0x7f };
+	struct smime_verify_result r;
+	CMS_ContentInfo *cms;
+	unsigned char *der = NULL;
+	char err[256];
+	BIO *in;
+	int dlen;
+
+	if (!pki())
+		SKIP("no PKI");
+	in = BIO_new_mem_buf(entity, (int)sizeof(entity) - 1);
+	cms = CMS_sign(alice_rsa.cert, alice_rsa.key, NULL, in, CMS_BINARY);
+	CHECK(cms != NULL);
+	dlen = i2d_CMS_ContentInfo(cms, &der);
+	CHECK(dlen > 0);
+	/* Sound before the patch. */
+	CHECK_EQ_INT(smime_verify(NULL, (const char *)der, (size_t)dlen,
+	    store, NULL, &r, NULL, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	/* digestAlgorithms and the SignerInfo's digestAlgorithm. */
+	CHECK(patch_oid(der, (size_t)dlen, sha256, bogus, sizeof(sha256)) >= 2);
+	for (int i = 0; i < 3; i++) {
+		err[0] = '\0';
+		CHECK_EQ_INT(smime_verify(NULL, (const char *)der,
+		    (size_t)dlen, store, NULL, &r, NULL, err, sizeof(err)),
+		    KM_PROTO);
+		CHECK_EQ_INT(r.sig_ok, 0);
+		CHECK(strstr(err, "unsupported digest algorithm OID "
+		    "2.16.840.1.101.3.4.2.127") != NULL);
+	}
+	CHECK(ERR_peek_error() == 0);
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+}
+
 static const struct test_case tests[] = {
 	T(sign_detached_roundtrip_all_digests),
 	T(sign_opaque_roundtrip_ec),
@@ -951,6 +1015,7 @@ static const struct test_case tests[] = {
 	T(verify_with_ctype_and_body_apart),
 	T(verify_tampered_content_and_signature),
 	T(verify_untrusted_chain),
+	T(verify_unknown_digest_is_permerror),
 	T(encrypt_decrypt_every_option),
 	T(envelope_recipients_and_matching),
 	T(decrypt_wrong_key_fails_cleanly),
