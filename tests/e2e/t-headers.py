@@ -118,9 +118,15 @@ class Delivered:
         return "log: %s | headers: %s" % (self.line, [(n, v[:70]) for n, v in self.headers])
 
 
+
+def source_for(env, sender):
+    """Mail from an outside sender comes from a client outside the lab's
+    internal_hosts, as it would through an MX."""
+    return None if sender.lower().endswith("@example.com") else labsmtp.outside_client(env)
+
 def deliver(sender, rcpts, raw):
     env = S["env"]
-    qid = labsmtp.submit(env, sender, list(rcpts), raw)
+    qid = labsmtp.submit(env, sender, list(rcpts), raw, source=source_for(env, sender))
     p = labsmtp.wait_delivered(env, qid, timeout=30)
     _, msg = labsmtp.read_delivered(p)
     return Delivered(qid, msg, labsmtp.wait_log_line(env, qid, timeout=10))
