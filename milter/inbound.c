@@ -85,6 +85,18 @@ keyset_free(struct keyset *ks)
 }
 
 /*
+ * kept_by_hook - did the admin hook itself decide that a key stays locked
+ * or is not released (policy), rather than something failing?
+ */
+static int
+kept_by_hook(const char *err)
+{
+	return strstr(err, "locked: keep-encrypted") != NULL ||
+	    (strncmp(err, "release denied", 14) == 0 &&
+	    strstr(err, "no hook configured") == NULL);
+}
+
+/*
  * readers_of - the keys of every envelope recipient, who must all be
  * internal and each hold a key matching a RecipientInfo.  KM_OK; else
  * KM_PERMFAIL (why in reason; the verdict is downgraded when policy
@@ -120,7 +132,11 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 			return st;
 		}
 		if (st != KM_OK) {
-			/* No key, or locked (hook.on_failure keep-encrypted). */
+			/* No key, or locked: the hook's own decision is policy;
+			   anything else leaves it less readable than wanted. */
+			if (!kept_by_hook(err))
+				verdict_downgrade(v, "kept encrypted: <%.200s>: %.200s",
+				    m->rcpts[i], err);
 			snprintf(reason, rlen, "left encrypted: <%s>: %s", m->rcpts[i], err);
 			return KM_PERMFAIL;
 		}
