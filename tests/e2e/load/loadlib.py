@@ -156,10 +156,17 @@ class Lab:
             time.sleep(0.1)
         return out
 
-    def postqueue(self):
-        """Queue ids still in Postfix's queue."""
+    def postqueue(self, unknown=None):
+        """Queue ids still in Postfix's queue.  When postqueue cannot tell
+        (mail system down): unknown if given, else a Failure; never an
+        empty list that would pass for an empty queue."""
         r = run(["postqueue", "-c", self.env["LAB_POSTFIX_CONF"], "-p"], ok=False)
         ids = re.findall(rb"^([0-9A-F]{6,})[*!]?\s", r.stdout, re.M)
+        if r.returncode != 0 or (not ids and b"Mail queue is empty" not in r.stdout):
+            if unknown is not None:
+                return unknown
+            raise Failure("postqueue -p: rc %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:]
+                                                       .decode("utf-8", "replace")))
         return [i.decode() for i in ids]
 
     def flush(self):
