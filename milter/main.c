@@ -426,7 +426,7 @@ main(int argc, char **argv)
 	struct passwd *pw = NULL;
 	struct rlimit rl = { 0, 0 };
 	struct sigaction sa;
-	sigset_t block;
+	sigset_t block, oldmask;
 	pthread_t tid;
 
 	while ((ch = getopt(argc, argv, "c:dfnvVh")) != -1) {
@@ -475,9 +475,20 @@ main(int argc, char **argv)
 	ensure_dir(conf->state_dir, pw);
 	ensure_dir(conf->spool_dir, pw);
 
-	/* Credentials and keys are read before privileges are dropped. */
+	/* Credentials and keys are read before privileges are dropped.
+	 * runtime_init starts threads (the cache's invalidation subscriber):
+	 * they are born with TERM, INT and HUP blocked, else a TERM would
+	 * land in one of them with its default action and end the process
+	 * without the clean stop below.  A TERM during start-up waits for
+	 * the restore, then ends the process as before. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
 	if (runtime_init(conf, err, sizeof(err)) != 0)
 		fatalx("%s", err);
+	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 	smfi_settimeout(conf->timeout);
 	if (callbacks_register() != 0)
 		fatalx("smfi_register failed");

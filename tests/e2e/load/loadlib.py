@@ -1,8 +1,8 @@
 """loadlib - shared helpers of t-load, t-faults and t-security: one lab per
 suite, an outside PKI made with openssl, enrollment in parallel, a threaded
 SMTP sender that records every submission, and the accounting that finds
-every accepted message exactly once in LAB_OUT (or still in Postfix's
-queue).  Standard library only.
+every accepted message exactly once in LAB_OUT, checks every delivered copy,
+and requires Postfix's queue to be empty at the end.  Standard library only.
 
 Every message carries a unique token "ktok-..." in its Subject and
 Message-ID (headers survive outbound encryption) and a body marker
@@ -156,10 +156,17 @@ class Lab:
             time.sleep(0.1)
         return out
 
-    def postqueue(self):
-        """Queue ids still in Postfix's queue."""
+    def postqueue(self, unknown=None):
+        """Queue ids still in Postfix's queue.  When postqueue cannot tell
+        (mail system down): unknown if given, else a Failure; never an
+        empty list that would pass for an empty queue."""
         r = run(["postqueue", "-c", self.env["LAB_POSTFIX_CONF"], "-p"], ok=False)
         ids = re.findall(rb"^([0-9A-F]{6,})[*!]?\s", r.stdout, re.M)
+        if r.returncode != 0 or (not ids and b"Mail queue is empty" not in r.stdout):
+            if unknown is not None:
+                return unknown
+            raise Failure("postqueue -p: rc %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:]
+                                                       .decode("utf-8", "replace")))
         return [i.decode() for i in ids]
 
     def flush(self):
@@ -473,13 +480,20 @@ def is_enveloped(msg):
 
 
 def check_delivery(m, msg):
-    """What must be true of message m's delivered form; '' or a problem."""
+    """What must be true of message m's delivered form; '' or a problem.
+    A kind this does not know is a problem: nothing is counted unchecked."""
     if m.kind == "outbound":
         if not is_enveloped(msg):
             return "outbound %s delivered as %r, not enveloped-data" % (
                 m.token, header_value(msg, "Content-Type"))
         if m.marker.encode() in msg:
             return "outbound %s: its body marker is in clear in the delivery" % m.token
+    elif m.kind == "signonly":
+        ct = (header_value(msg, "Content-Type") or "").lower()
+        if is_enveloped(msg):
+            return "sign-only %s delivered encrypted" % m.token
+        if not (ct.startswith("multipart/signed") or "signed-data" in ct):
+            return "sign-only %s delivered as %r, not signed" % (m.token, ct)
     elif m.kind == "inbound":
         if is_enveloped(msg):
             return "inbound %s delivered still encrypted" % m.token
@@ -492,11 +506,16 @@ def check_delivery(m, msg):
         _, body = labsmtp.split_message(msg)
         if labsmtp.lf(body).rstrip(b"\n") != labsmtp.lf(m.body).rstrip(b"\n"):
             return "pass-through %s: body changed" % m.token
+    else:
+        return "%s: no delivery check for kind %r" % (m.token, m.kind)
     return ""
 
 
 class Account:
-    """The result of accounting for a list of messages."""
+    """The result of accounting for a list of messages.  by_kind counts
+    only messages delivered and found right by the check; an accepted
+    message still in Postfix's queue is a problem (queued), and so is
+    anything else left there (left)."""
 
     def __init__(self):
         self.accepted = self.delivered = self.queued = 0
@@ -505,6 +524,9 @@ class Account:
         self.bad = []
         self.unaccepted = []
         self.stray = []
+        self.still_queued = []  # accepted, not delivered, still in the queue
+        self.left = []          # every queue id left after the bounded wait
+        self.queue_wait = 0
         self.by_kind = {}
 
     def problems(self, limit=5):
@@ -512,6 +534,13 @@ class Account:
         if self.lost:
             out.append("%d lost (accepted, neither delivered nor queued): %s" % (
                 len(self.lost), ", ".join("%s qid=%s" % (m.token, m.qid) for m in self.lost[:limit])))
+        if self.still_queued:
+            out.append("%d accepted but still in Postfix's queue after %ds (never checked): %s" % (
+                len(self.still_queued), self.queue_wait, ", ".join(
+                    "%s qid=%s" % (m.token, m.qid) for m in self.still_queued[:limit])))
+        if self.left:
+            out.append("Postfix's queue not empty after %ds: %d left (%s)" % (
+                self.queue_wait, len(self.left), ", ".join(self.left[:limit])))
         if self.dups:
             out.append("%d delivered more than once: %s" % (
                 len(self.dups), ", ".join(m.token for m in self.dups[:limit])))
@@ -523,22 +552,26 @@ class Account:
         return out
 
     def summary(self):
-        return "accepted=%d delivered=%d queued=%d lost=%d dup=%d bad=%d not-accepted=%d" % (
-            self.accepted, self.delivered, self.queued, len(self.lost), len(self.dups),
-            len(self.bad), len(self.unaccepted))
+        return ("accepted=%d delivered=%d queued=%d left-in-queue=%d lost=%d dup=%d bad=%d "
+                "not-accepted=%d" % (self.accepted, self.delivered, self.queued, len(self.left),
+                                     len(self.lost), len(self.dups), len(self.bad),
+                                     len(self.unaccepted)))
 
 
-def account(lab, msgs, queue_wait=120, allow_queued=True, check=None):
-    """Wait for the queue to drain, then account for every message
-    (check(m, delivered bytes) -> '' or a problem; check_delivery by default)."""
+def account(lab, msgs, queue_wait=120, check=None):
+    """Wait (at most queue_wait seconds) for Postfix's queue to drain, then
+    account for every message: each accepted one delivered exactly once and
+    every delivered copy checked (check(m, delivered bytes) -> '' or a
+    problem; check_delivery by default).  Whatever is still queued then is a
+    problem (Account.problems()): it was never content-checked."""
     check = check or check_delivery
     left = wait_queue_empty(lab, queue_wait)
     left_set = set(left)
     found = scan_out(lab.env)
     a = Account()
-    known = set()
+    a.left = list(left)
+    a.queue_wait = queue_wait
     for m in msgs:
-        known.add(m.token)
         paths = found.get(m.token, [])
         if m.status != "accepted":
             a.unaccepted.append(m)
@@ -547,20 +580,26 @@ def account(lab, msgs, queue_wait=120, allow_queued=True, check=None):
                 a.stray.append("%s (%s)" % (m.token, m.reply))
             continue
         a.accepted += 1
-        a.by_kind[m.kind] = a.by_kind.get(m.kind, 0) + 1
         if not paths:
-            if m.qid in left_set and allow_queued:
+            if m.qid in left_set:
                 a.queued += 1
+                a.still_queued.append(m)
             else:
                 a.lost.append(m)
             continue
         if len(paths) > 1:
             a.dups.append(m)
         a.delivered += 1
-        _, msg = labsmtp.read_delivered(paths[0])
-        why = check(m, msg)
-        if why:
-            a.bad.append(why)
+        whys = []
+        for p in paths:
+            _, msg = labsmtp.read_delivered(p)
+            why = check(m, msg)
+            if why:
+                whys.append(why)
+        if whys:
+            a.bad.extend(whys)
+        else:
+            a.by_kind[m.kind] = a.by_kind.get(m.kind, 0) + 1
     return a
 
 
