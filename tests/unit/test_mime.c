@@ -367,7 +367,7 @@ TEST(multipart_large_linear)
 	   of 3 runs); a rescan from the start of the body per line (quadratic)
 	   gives about 16.  8 sits between the two with room for noise on
 	   either side.  Each run is also timed absolutely: 8 MB takes about
-	   25 ms, so 1 s is a wide but real ceiling (ASan included). */
+	   7 ms (20 ms under ASan), so 1 s is a wide but real ceiling. */
 	size_t n = 2u << 20, l1, l4;
 	char *b1 = near_delims(n, &l1), *b4 = near_delims(4 * n, &l4);
 	double c1, c4;
