@@ -34,7 +34,8 @@
  * allows it; __libc_free is the real one) so it can look at each block just
  * before it goes back to the allocator.  While `watching', a freed block that
  * still holds MARK is counted in `unwiped'.  Not built under ASan, which
- * owns free() itself; the wipe case then skips.
+ * owns free() itself; the wipe case then skips.  (Not for valgrind either:
+ * it replaces malloc in libc only, and this free would get its blocks.)
  */
 #if SPOOL_FREE_WATCH
 extern void __libc_free(void *);
