@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "secmem.h"
 #include "spool.h"
 
 struct spool {
@@ -60,7 +61,7 @@ spool_free(struct spool *s)
 	unmap(s);
 	if (s->fd >= 0)
 		close(s->fd);
-	free(s->mem);
+	secmem_free(s->mem, s->cap);	/* a body is plaintext: wipe it */
 	free(s->dir);
 	free(s);
 	return NULL;
@@ -106,26 +107,36 @@ write_all(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* grow - make room for need bytes in memory; the old buffer is wiped, never left to realloc */
+static enum km_status
+grow(struct spool *s, size_t need)
+{
+	size_t cap = s->cap ? s->cap : 16384;
+	unsigned char *m;
+
+	while (cap < need)
+		cap *= 2;
+	if (cap > s->memmax)
+		cap = s->memmax;
+	if ((m = malloc(cap)) == NULL)
+		return KM_NOMEM;
+	if (s->len > 0)
+		memcpy(m, s->mem, s->len);
+	secmem_free(s->mem, s->cap);
+	s->mem = m;
+	s->cap = cap;
+	return KM_OK;
+}
+
 /* spool_append - add body bytes */
 enum km_status
 spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t errlen)
 {
 	unmap(s);
 	if (s->fd < 0 && s->len + n <= s->memmax) {
-		if (s->len + n > s->cap) {
-			size_t cap = s->cap ? s->cap : 16384;
-			unsigned char *m;
-
-			while (cap < s->len + n)
-				cap *= 2;
-			if (cap > s->memmax)
-				cap = s->memmax;
-			if ((m = realloc(s->mem, cap)) == NULL) {
-				snprintf(errstr, errlen, "spool: out of memory");
-				return KM_NOMEM;
-			}
-			s->mem = m;
-			s->cap = cap;
+		if (s->len + n > s->cap && grow(s, s->len + n) != KM_OK) {
+			snprintf(errstr, errlen, "spool: out of memory");
+			return KM_NOMEM;
 		}
 		memcpy(s->mem + s->len, data, n);
 		s->len += n;
@@ -139,7 +150,7 @@ spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t e
 		}
 		if (write_all(s->fd, s->mem, s->len) < 0)
 			goto fail;
-		free(s->mem);
+		secmem_free(s->mem, s->cap);
 		s->mem = NULL;
 		s->cap = 0;
 	}

@@ -11,7 +11,9 @@ over the null milter (median of sequential messages), peak RSS.
 Falls back to the null milter (and skips kmilter's cases) when
 build/kmilter is not built.
 Env: T_BASIC_N (messages per latency run, default 50),
-T_BASIC_BIG_MB (default 50), T_BASIC_RSS_MB (bound, default 64).
+T_BASIC_BIG_MB (default 50), T_BASIC_RSS_MB (bound, default 64),
+T_BASIC_LAT_MAX_MS (bound on kmilter's median submission latency, default 25),
+T_BASIC_LAT_ADD_MS (bound on what it adds over the null milter, default 10).
 """
 import hashlib
 import os
@@ -29,6 +31,8 @@ import labsmtp  # noqa: E402
 N = int(os.environ.get("T_BASIC_N", "50"))
 BIG_MB = int(os.environ.get("T_BASIC_BIG_MB", "50"))
 RSS_MB = int(os.environ.get("T_BASIC_RSS_MB", "64"))
+LAT_MAX_MS = int(os.environ.get("T_BASIC_LAT_MAX_MS", "25"))
+LAT_ADD_MS = int(os.environ.get("T_BASIC_LAT_ADD_MS", "10"))
 LAB = os.path.join(TOP, "tests", "lab")
 SENDER = "alice@partner.test"          # external sender: kmilter passes it
 RCPTS = ["bob@example.org", "carol@example.net"]
@@ -206,7 +210,21 @@ def main():
                        "no milter %.2f ms; kmilter adds %.2f ms over the null milter" %
                        (N, res["kmilter"] * 1e3, res["null"] * 1e3, res["none"] * 1e3,
                         (res["kmilter"] - res["null"]) * 1e3))
-        check(res["kmilter"] < 5.0, "median latency %.2fs" % res["kmilter"])
+        # Measured: kmilter 2.58-2.83 ms, null milter 2.49-2.73 ms, no milter 1.6-2.3 ms
+        # (median of 50, 2-core machine shared with other test runs).  This
+        # message passes (outside sender and client): kmilter has no crypto
+        # and no key lookup to do, so what it adds over the null milter is
+        # its own per-message overhead.  Bounds: the median under
+        # LAT_MAX_MS (25 ms, ~9x the measure, room for a loaded machine
+        # slowing Postfix itself), and kmilter adding under LAT_ADD_MS
+        # (10 ms; measured 0.08-0.10 ms) over the null milter probed in the same
+        # rounds, which fails on a synchronous lookup, an fsync or a sleep
+        # per message.
+        check(res["kmilter"] * 1e3 < LAT_MAX_MS, "median latency %.2f ms >= %d ms" % (
+            res["kmilter"] * 1e3, LAT_MAX_MS))
+        check((res["kmilter"] - res["null"]) * 1e3 < LAT_ADD_MS,
+              "kmilter adds %.2f ms over the null milter (median), bound %d ms" % (
+                  (res["kmilter"] - res["null"]) * 1e3, LAT_ADD_MS))
 
     @suite.case("lab down stops every recorded process")
     def _():

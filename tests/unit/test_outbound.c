@@ -1,0 +1,328 @@
+/*
+ * test_outbound.c - outbound_eom() decisions (milter/outbound.c) over a
+ * FAKE key store: a mandatory recipient without a certificate rejects the
+ * message (550 5.7.1 naming who); an opportunistic one leaves it signed
+ * only and marked downgraded; a plaintext body labelled as enveloped data
+ * is encrypted anyway; every recipient with a certificate gives an
+ * encrypted, not downgraded, message whose body no longer holds the text.
+ */
+#include <strings.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "conf.h"
+#include "harness.h"
+#include "keystore.h"
+#include "outbound.h"
+#include "runtime.h"
+#include "session.h"
+#include "smime.h"
+#include "verdict.h"
+
+#define SECRET "the-plaintext-marker-4711"
+
+/* ---- FAKE key store: certificates from a table, one signing key ---- */
+
+struct fake_id {
+	const char	*addr;
+	EVP_PKEY	*key;
+	X509		*cert;
+};
+
+static struct fake_id ids[] = {
+	{ "alice@example.com", NULL, NULL },	/* the internal sender */
+	{ "carol@partner.example", NULL, NULL },
+	{ "dave@secure.example", NULL, NULL },
+	{ NULL, NULL, NULL }
+};
+static struct keystore *fake_ks;
+
+/* fake_mkcert - a self-signed EC P-256 S/MIME certificate naming addr */
+static X509 *
+fake_mkcert(EVP_PKEY *k, const char *addr)
+{
+	X509 *x = X509_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	char san[128];
+
+	if (x == NULL)
+		return NULL;
+	snprintf(san, sizeof(san), "email:%s", addr);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+	    (const unsigned char *)addr, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	X509_set_pubkey(x, k);
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san)) != NULL) {
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage,
+	    "emailProtection")) != NULL) {
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage,
+	    "digitalSignature,keyAgreement")) != NULL) {
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	if (X509_sign(x, k, EVP_sha256()) == 0) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* fake_find - the table entry of addr, or NULL */
+static struct fake_id *
+fake_find(const char *addr)
+{
+	for (struct fake_id *f = ids; f->addr; f++)
+		if (strcmp(f->addr, addr) == 0)
+			return f;
+	return NULL;
+}
+
+/* fake_km_cert - FAKE KM: the table's certificate, else "no certificate" */
+static enum km_status
+fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
+{
+	struct fake_id *f = fake_find(addr);
+
+	if (f == NULL || f->cert == NULL) {
+		snprintf(errstr, errlen, "no certificate in KM");
+		return KM_PERMFAIL;
+	}
+	X509_up_ref(f->cert);
+	*out = f->cert;
+	return KM_OK;
+}
+
+/* fake_km_revcount - FAKE KM: nothing was ever revoked */
+static enum km_status
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
+{
+	*count = 0;
+	return KM_OK;
+}
+
+/* fake_signer - FAKE signing store: the table's key for its addresses */
+static enum km_status
+fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
+    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+{
+	struct fake_id *f = fake_find(addr);
+
+	if (f == NULL || f->cert == NULL) {
+		snprintf(errstr, errlen, "no signing key");
+		return KM_PERMFAIL;
+	}
+	X509_up_ref(f->cert);
+	EVP_PKEY_up_ref(f->key);
+	*cert = f->cert;
+	*key = f->key;
+	*chain = NULL;
+	return KM_OK;
+}
+
+/*
+ * runtime_keystore - FAKE: replaces milter/runtime.c's at link time (this
+ * program defines it, so runtime.o is not taken from libkm.a) and hands
+ * outbound.c the key store over the fakes above.
+ */
+struct keystore *
+runtime_keystore(void)
+{
+	return fake_ks;
+}
+
+/* ---- set-up ---- */
+
+#define CONF "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \
+	"policy: { internal_domains = [ \"example.com\" ];\n" \
+	"  rules = ( { match = \"secure.example\"; encrypt = \"mandatory\"; } ); };\n"
+
+static struct kmilter_conf *conf;
+
+/* setup - the configuration, identities and the key store; 0 on failure */
+static int
+setup(void)
+{
+	struct keystore_backend be;
+	char err[8192];
+
+	if (fake_ks != NULL)
+		return 1;
+	if ((conf = conf_load_string(CONF, "t.conf", err, sizeof(err))) == NULL) {
+		printf("    conf: %s\n", err);
+		return 0;
+	}
+	for (struct fake_id *f = ids; f->addr; f++) {
+		if ((f->key = EVP_EC_gen("P-256")) == NULL ||
+		    (f->cert = fake_mkcert(f->key, f->addr)) == NULL)
+			return 0;
+	}
+	memset(&be, 0, sizeof(be));
+	be.km_cert = fake_km_cert;
+	be.km_revcount = fake_km_revcount;
+	be.signer = fake_signer;
+	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
+		printf("    keystore_new_backend: %s\n", err);
+	return fake_ks != NULL;
+}
+
+/* mkmsg - a session with one message from alice to rcpts, with ctype and body */
+static struct session *
+mkmsg(const char **rcpts, const char *ctype, const char *body)
+{
+	struct session *s = session_new(conf, NULL, "localhost");
+	char err[256];
+
+	if (s == NULL || session_message_begin(s, "<alice@example.com>", NULL) != KM_OK)
+		return session_free(s);
+	message_set_queue_id(s->msg, "TESTQ1");
+	for (int i = 0; rcpts[i]; i++)
+		if (message_add_rcpt(s->msg, rcpts[i]) != KM_OK)
+			return session_free(s);
+	if (message_add_header(s->msg, "From", "alice@example.com") != KM_OK ||
+	    message_add_header(s->msg, "Subject", "test") != KM_OK ||
+	    message_add_header(s->msg, "MIME-Version", "1.0") != KM_OK ||
+	    message_add_header(s->msg, "Content-Type", ctype) != KM_OK ||
+	    message_append_body(s->msg, (const unsigned char *)body, strlen(body), err,
+	    sizeof(err)) != KM_OK)
+		return session_free(s);
+	return s;
+}
+
+/* body_has - whether the verdict's new body contains text */
+static int
+body_has(const struct verdict *v, const char *text)
+{
+	return v->body != NULL && memmem(v->body, v->bodylen, text, strlen(text)) != NULL;
+}
+
+/* ctype_change - the Content-Type the verdict sets (the old one is deleted, a new one added) */
+static const char *
+ctype_change(const struct verdict *v)
+{
+	const char *val = NULL;
+
+	for (int i = 0; i < v->nchanges; i++)
+		if (strcasecmp(v->changes[i].name, "Content-Type") == 0 &&
+		    v->changes[i].value != NULL)
+			val = v->changes[i].value;
+	return val;
+}
+
+TEST(mandatory_without_cert_rejects)
+{
+	const char *rc[] = { "carol@partner.example", "nocert@secure.example", NULL };
+	struct session *s;
+	struct verdict v;
+
+	if (!setup())
+		SKIP("no fake key store");
+	CHECK((s = mkmsg(rc, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_INT(v.kind, VERDICT_REJECT);
+	CHECK_EQ_STR(v.rcode, "550");
+	CHECK_EQ_STR(v.xcode, "5.7.1");
+	CHECK(strstr(v.reply, "nocert@secure.example") != NULL);
+	CHECK(strstr(v.reply, "carol@") == NULL);	/* carol has a certificate */
+	CHECK_EQ_INT(v.nchanges, 0);			/* nothing partial */
+	CHECK(v.body == NULL);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(opportunistic_without_cert_downgraded)
+{
+	const char *rc[] = { "carol@partner.example", "bob@partner.example", NULL };
+	struct session *s;
+	struct verdict v;
+
+	if (!setup())
+		SKIP("no fake key store");
+	CHECK((s = mkmsg(rc, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);		/* delivered, signed only */
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK_EQ_INT(v.downgraded, 1);			/* never in silence */
+	CHECK(strstr(v.result, "not encrypted") != NULL);
+	CHECK(strstr(v.result, "bob@partner.example") != NULL);
+	CHECK(strstr(v.result, "carol@") == NULL);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(every_rcpt_with_cert_encrypted)
+{
+	const char *rc[] = { "carol@partner.example", "dave@secure.example", NULL };
+	struct session *s;
+	struct verdict v;
+	const char *ct;
+
+	if (!setup())
+		SKIP("no fake key store");
+	CHECK((s = mkmsg(rc, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK_EQ_INT(v.downgraded, 0);
+	CHECK_EQ_STR(v.result, "ok");
+	CHECK(v.body != NULL);
+	CHECK(!body_has(&v, SECRET));
+	CHECK((ct = ctype_change(&v)) != NULL);
+	CHECK(strstr(ct, "enveloped-data") != NULL);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(enveloped_label_on_plaintext_encrypted_anyway)
+{
+	/* A client labels plain text as encrypted to slip it out in clear:
+	   the label proves nothing, the body is not CMS, so it is encrypted. */
+	const char *rc[] = { "carol@partner.example", NULL };
+	struct session *s;
+	struct verdict v;
+	const char *ct;
+
+	if (!setup())
+		SKIP("no fake key store");
+	CHECK((s = mkmsg(rc, "application/pkcs7-mime; smime-type=enveloped-data; "
+	    "name=smime.p7m", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);
+	CHECK(strstr(v.action_name, "encrypt") != NULL);
+	CHECK(strstr(v.result, "already encrypted") == NULL);
+	CHECK(v.body != NULL);
+	CHECK(!body_has(&v, SECRET));
+	CHECK((ct = ctype_change(&v)) != NULL);
+	CHECK(strstr(ct, "enveloped-data") != NULL);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+static const struct test_case tests[] = {
+	T(mandatory_without_cert_rejects),
+	T(opportunistic_without_cert_downgraded),
+	T(every_rcpt_with_cert_encrypted),
+	T(enveloped_label_on_plaintext_encrypted_anyway),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}

@@ -1,0 +1,310 @@
+/*
+ * test_spool.c - unit tests for milter/spool.c: memory up to spool_memory_max,
+ * then an unlinked temp file; map and size; a directory that cannot take the
+ * file (missing, not a directory, full) is KM_TEMPFAIL; the plaintext body is
+ * wiped before its memory is freed.
+ */
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "spool.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPOOL_FREE_WATCH 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPOOL_FREE_WATCH 0
+#endif
+#endif
+#ifndef SPOOL_FREE_WATCH
+#define SPOOL_FREE_WATCH 1
+#endif
+
+#define MARK "PLAINTEXT-MARK-7f3a"
+
+/*
+ * FAKE free(): this test program replaces the C library's free() (glibc
+ * allows it; __libc_free is the real one) so it can look at each block just
+ * before it goes back to the allocator.  While `watching', a freed block that
+ * still holds MARK is counted in `unwiped'.  Not built under ASan, which
+ * owns free() itself; the wipe case then skips.  (Not for valgrind either:
+ * it replaces malloc in libc only, and this free would get its blocks.)
+ */
+#if SPOOL_FREE_WATCH
+extern void __libc_free(void *);
+static int watching, unwiped;
+
+void
+free(void *p)
+{
+	if (p != NULL && watching) {
+		size_t n = malloc_usable_size(p);
+
+		if (n >= sizeof(MARK) - 1 && memmem(p, n, MARK, sizeof(MARK) - 1) != NULL)
+			unwiped++;
+	}
+	__libc_free(p);
+}
+#endif
+
+/* tmpdir - a fresh private directory for one case */
+static char *
+tmpdir(void)
+{
+	static char d[64];
+
+	snprintf(d, sizeof(d), "/tmp/test_spool.XXXXXX");
+	return mkdtemp(d);
+}
+
+/* count_entries - files in dir (the spool file must stay unlinked) */
+static int
+count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* fill - append n bytes of a repeating pattern starting at offset off */
+static enum km_status
+fill(struct spool *s, size_t off, size_t n, char *err, size_t errlen)
+{
+	unsigned char buf[1000];
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = 0;
+	while (n > 0) {
+		size_t k = n < sizeof(buf) ? n : sizeof(buf);
+		enum km_status st;
+
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (unsigned char)('a' + (off + i) % 26);
+		if ((st = spool_append(s, buf, k, err, errlen)) != KM_OK)
+			return st;
+		off += k;
+		n -= k;
+	}
+	return KM_OK;
+}
+
+/* pattern_ok - the content is fill()'s pattern from 0 */
+static int
+pattern_ok(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)('a' + i % 26))
+			return 0;
+	return 1;
+}
+
+TEST(memory_below_limit)
+{
+	char *dir = tmpdir(), err[256];
+	struct spool *s;
+	const unsigned char *p;
+	size_t n;
+
+	CHECK(dir != NULL);
+	CHECK((s = spool_new(dir, 100000)) != NULL);
+	CHECK_EQ_INT(spool_size(s), 0);
+	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 0);
+	CHECK(p != NULL);
+	CHECK_EQ_INT(fill(s, 0, 100000, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_size(s), 100000);
+	CHECK_EQ_INT(spool_on_disk(s), 0);	/* exactly the limit stays in memory */
+	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 100000);
+	CHECK(pattern_ok(p, n));
+	spool_free(s);
+	rmdir(dir);
+}
+
+TEST(file_past_limit)
+{
+	char *dir = tmpdir(), err[256];
+	struct spool *s;
+	const unsigned char *p;
+	size_t n;
+	int fds_before = 0, fds_after = 0;
+
+	CHECK(dir != NULL);
+	CHECK((s = spool_new(dir, 4096)) != NULL);
+	CHECK_EQ_INT(fill(s, 0, 4096, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_on_disk(s), 0);
+	CHECK_EQ_INT(fill(s, 4096, 1, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_on_disk(s), 1);	/* one byte past the limit moves it */
+	CHECK_EQ_INT(count_entries(dir), 0);	/* the file is unlinked */
+	CHECK_EQ_INT(fill(s, 4097, 300000 - 4097, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_size(s), 300000);
+	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 300000);
+	CHECK(pattern_ok(p, n));
+	/* an append after a map invalidates it; a new map sees every byte */
+	CHECK_EQ_INT(fill(s, 300000, 26, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(n, 300026);
+	CHECK(pattern_ok(p, n));
+	for (int fd = 0; fd < 256; fd++)
+		fds_before += fcntl(fd, F_GETFD) != -1;
+	spool_free(s);
+	for (int fd = 0; fd < 256; fd++)
+		fds_after += fcntl(fd, F_GETFD) != -1;
+	CHECK_EQ_INT(fds_after, fds_before - 1);	/* the file is closed */
+	CHECK_EQ_INT(count_entries(dir), 0);
+	rmdir(dir);
+}
+
+TEST(file_is_private)
+{
+	char *dir = tmpdir(), err[256];
+	struct spool *s;
+	struct stat st;
+	int found = 0;
+
+	CHECK(dir != NULL);
+	CHECK((s = spool_new(dir, 10)) != NULL);
+	CHECK_EQ_INT(fill(s, 0, 100, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_on_disk(s), 1);
+	/* the only new descriptor open on an unlinked file is ours: 0600 */
+	for (int fd = 3; fd < 256; fd++) {
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 &&
+		    st.st_size == 100) {
+			CHECK_EQ_INT(st.st_mode & 07777, 0600);
+			found = 1;
+		}
+	}
+	CHECK(found);
+	spool_free(s);
+	rmdir(dir);
+}
+
+TEST(missing_dir_tempfail)
+{
+	char err[256] = "";
+	struct spool *s;
+
+	CHECK((s = spool_new("/nonexistent/kmilter-spool", 64)) != NULL);
+	CHECK_EQ_INT(fill(s, 0, 64, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 64, 1, err, sizeof(err)), KM_TEMPFAIL);
+	CHECK(strstr(err, "/nonexistent/kmilter-spool") != NULL);
+	CHECK(strstr(err, "cannot create") != NULL);
+	spool_free(s);
+}
+
+TEST(not_a_dir_tempfail)
+{
+	/* "unwritable": a path that is not a directory (root would write
+	   through a mode 0500 directory, so that would prove nothing here) */
+	char err[256] = "";
+	struct spool *s;
+
+	CHECK((s = spool_new("/dev/null", 64)) != NULL);
+	CHECK_EQ_INT(fill(s, 0, 200, err, sizeof(err)), KM_TEMPFAIL);
+	CHECK(strstr(err, "/dev/null") != NULL);
+	spool_free(s);
+}
+
+TEST(full_dir_tempfail)
+{
+	/* A full file system, simulated with RLIMIT_FSIZE: write() fails
+	   with EFBIG (SIGXFSZ ignored) exactly as it would with ENOSPC. */
+	char *dir = tmpdir(), err[256] = "";
+	struct spool *s;
+	struct rlimit old, lim;
+	enum km_status st1, st2;
+
+	CHECK(dir != NULL);
+	CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = 8192;
+	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	CHECK((s = spool_new(dir, 1024)) != NULL);
+	st1 = fill(s, 0, 4096, err, sizeof(err));		/* moves to the file */
+	st2 = fill(s, 4096, 65536, err, sizeof(err));		/* the "disk" fills */
+	setrlimit(RLIMIT_FSIZE, &old);
+	signal(SIGXFSZ, SIG_DFL);
+	CHECK_EQ_INT(st1, KM_OK);
+	CHECK_EQ_INT(st2, KM_TEMPFAIL);
+	CHECK(strstr(err, "cannot write") != NULL);
+	CHECK(strstr(err, dir) != NULL);
+	spool_free(s);
+	CHECK_EQ_INT(count_entries(dir), 0);
+	rmdir(dir);
+}
+
+TEST(free_null)
+{
+	CHECK(spool_free(NULL) == NULL);
+}
+
+TEST(wiped_before_free)
+{
+#if SPOOL_FREE_WATCH
+	char *dir = tmpdir(), err[256];
+	struct spool *s;
+	unsigned char chunk[5000];
+	int bad;
+
+	CHECK(dir != NULL);
+	for (size_t i = 0; i + sizeof(MARK) - 1 <= sizeof(chunk); i += sizeof(MARK) - 1)
+		memcpy(chunk + i, MARK, sizeof(MARK) - 1);
+	watching = 1;
+	unwiped = 0;
+	/* in memory, grown several times (every old buffer must be wiped) */
+	s = spool_new(dir, 1u << 20);
+	for (int i = 0; s != NULL && i < 20; i++)
+		if (spool_append(s, chunk, sizeof(chunk), err, sizeof(err)) != KM_OK)
+			break;
+	if (s != NULL && spool_size(s) == 20 * sizeof(chunk))
+		s = spool_free(s);
+	/* moved to a file: the memory copy must be wiped when it moves */
+	s = s ? s : spool_new(dir, 16384);
+	for (int i = 0; s != NULL && i < 10; i++)
+		if (spool_append(s, chunk, sizeof(chunk), err, sizeof(err)) != KM_OK)
+			break;
+	bad = s == NULL || !spool_on_disk(s);
+	spool_free(s);
+	watching = 0;
+	rmdir(dir);
+	CHECK(!bad);
+	CHECK_EQ_INT(unwiped, 0);
+#else
+	SKIP("free() is ASan's in this build");
+#endif
+}
+
+static const struct test_case tests[] = {
+	T(memory_below_limit),
+	T(file_past_limit),
+	T(file_is_private),
+	T(missing_dir_tempfail),
+	T(not_a_dir_tempfail),
+	T(full_dir_tempfail),
+	T(free_null),
+	T(wiped_before_free),
+	{ 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}
