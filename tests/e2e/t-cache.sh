@@ -19,8 +19,8 @@ if [ ! -x "$probe" ]; then
 	exit 1
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
-	echo "SKIP redis: redis-server not installed (tests/install-deps)"
-	exit 0
+	echo "FAIL setup: redis-server not installed (tests/install-deps)"
+	exit 1
 fi
 
 D=$(mktemp -d /tmp/t-cache.XXXXXX)

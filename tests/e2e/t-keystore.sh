@@ -35,7 +35,7 @@ EOF
 if [ ! -x "$probe" ]; then echo "FAIL setup: $probe missing (make tools)"; exit 1; fi
 for p in redis-server redis-cli /usr/bin/pykmip-server; do
 	if ! command -v "$p" >/dev/null 2>&1; then
-		echo "SKIP keystore: $p not installed (tests/install-deps)"; exit 0
+		echo "FAIL setup: $p not installed (tests/install-deps)"; exit 1
 	fi
 done
 

@@ -25,8 +25,8 @@ if [ ! -x "$kmctl" ] || [ ! -x "$probe" ]; then
 	exit 1
 fi
 if [ ! -x /usr/bin/pykmip-server ]; then
-	echo "SKIP kmctl: python3-pykmip not installed (tests/install-deps)"
-	exit 0
+	echo "FAIL setup: python3-pykmip not installed (tests/install-deps)"
+	exit 1
 fi
 
 lab=$(mktemp -d /tmp/t-kmctl.XXXXXX)
