@@ -727,6 +727,8 @@ def main():
         r = run(["openssl", "cms", "-verify", "-CAfile", S["pki"]["orgca"], "-purpose",
                  "smimesign", "-in", wpath("cs.signed"), "-out", "/dev/null"], ok=False)
         check(r.returncode != 0, "the inner signature verifies under the org CA")
+        check(b"certificate verify error" in r.stderr,
+              "openssl refused for another reason than the chain: %r" % r.stderr[-300:])
 
     # --- malformed MIME ---------------------------------------------------------
 
