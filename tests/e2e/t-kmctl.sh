@@ -260,7 +260,7 @@ if [ $rc = 0 ] && has 'signing certificate sha256' && [ "$(stat -c %a "$sd")" = 
     [ "$(ls "$sd" | wc -l)" = 2 ] && ! ls "$sd" | grep -qi alice &&
     [ -z "$(find "$sd" -type f ! -perm 600)" ] &&
     ls "$sd" | grep -Eq '^[0-9a-f]{64}\.key$' &&
-    ! grep -q 'PRIVATE KEY' "$sd"/*.key; then pass signing_enroll
+    absent 'PRIVATE KEY' "$sd"/*.key; then pass signing_enroll
 else fail signing_enroll "$(why) $(ls -l "$sd" 2>&1)"; fi
 scrt=$(ls "$sd"/*.crt 2>/dev/null | head -1)
 if [ -n "$scrt" ] && openssl verify -CAfile "$lab/orgca.crt" -purpose smimesign "$scrt" >/dev/null 2>&1 &&
