@@ -601,6 +601,8 @@ def _():
                         path("tampered.der"), "-recip", path("bob.crt"), "-inkey",
                         path("bob.key")], capture_output=True, cwd=W)
     check(r.returncode != 0, "precondition: openssl decrypts the tampered ciphertext")
+    check(b"bad decrypt" in r.stderr, "precondition: openssl refused the tampered ciphertext "
+          "for another reason than its padding: %r" % r.stderr[-300:])
     raw = mail(der_entity(bytes(der), "enveloped-data"), [BOB])
     results.append(("tampered", raw, deliver(raw)))
     # 2. base64 cut in half

@@ -22,8 +22,8 @@ if [ ! -x "$probe" ]; then
 	exit 1
 fi
 if [ ! -x /usr/bin/pykmip-server ]; then
-	echo "SKIP kmip: python3-pykmip not installed (tests/install-deps)"
-	exit 0
+	echo "FAIL setup: python3-pykmip not installed (tests/install-deps)"
+	exit 1
 fi
 
 lab=$(mktemp -d /tmp/t-kmip.XXXXXX)

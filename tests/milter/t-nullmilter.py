@@ -41,8 +41,8 @@ def main():
     suite = Suite()
     binary = os.path.join(BUILD, "tools", "nullmilter")
     if not os.access(binary, os.X_OK):
-        print("SKIP nullmilter: %s not built (make tools)" % binary)
-        return 0
+        print("FAIL nullmilter: %s not built (make tools)" % binary)
+        return 1
     tmp = tempfile.mkdtemp(prefix="t-nullmilter.")
     m = NullMilter(tmp)
     suite.cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))

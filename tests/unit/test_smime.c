@@ -100,7 +100,7 @@ make_ident(struct ident *id, const char *cn, const char *email, int ec,
 	    EVP_sha256()) > 0;
 }
 
-/* pki - build the test PKI once; 1 when ready */
+/* pki - build the test PKI once; 1 when ready (a case CHECKs it: no skip) */
 static int
 pki(void)
 {
@@ -195,8 +195,7 @@ TEST(sign_detached_roundtrip_all_digests)
 	    "micalg=sha-512" };
 	static const char *dname[] = { "sha256", "sha384", "sha512" };
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	for (int i = 0; i < 3; i++) {
 		struct smime_verify_result r;
 		size_t len = 0, clen = 0;
@@ -243,8 +242,7 @@ TEST(sign_opaque_roundtrip_ec)
 	char err[256], *c, *s;
 	BIO *cb = BIO_new(BIO_s_mem());
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &bob_ec, SMIME_MD_SHA256,
 	    SMIME_MODE_OPAQUE, &len);
 	CHECK(s != NULL);
@@ -275,8 +273,7 @@ TEST(sign_canonicalises_lf_and_lines_are_crlf)
 	char err[256], *s, *c;
 	BIO *cb = BIO_new(BIO_s_mem());
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(lf, sizeof(lf) - 1, &alice_rsa, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
@@ -316,8 +313,7 @@ TEST(verify_with_ctype_and_body_apart)
 	struct mime_headers *h = NULL;
 	char err[256], *s;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &alice_ec, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
@@ -340,8 +336,7 @@ TEST(verify_tampered_content_and_signature)
 	size_t len = 0;
 	char err[256], *s, *p;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
@@ -378,8 +373,7 @@ TEST(verify_untrusted_chain)
 	size_t len = 0;
 	char err[256], *s;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &mallory, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
@@ -405,8 +399,7 @@ TEST(encrypt_decrypt_every_option)
 	X509 *rc[3];
 	struct ident *ids[3] = { &alice_rsa, &bob_ec, &alice_ec };
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	rc[0] = alice_rsa.cert;
 	rc[1] = bob_ec.cert;
 	rc[2] = alice_ec.cert;
@@ -445,8 +438,7 @@ TEST(envelope_recipients_and_matching)
 	BIO *b = BIO_new(BIO_s_mem());
 	int matched = -2;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	rc[0] = bob_rsa.cert;
 	rc[1] = alice_ec.cert;
 	e = do_encrypt(entity, sizeof(entity) - 1, rc, 2,
@@ -487,8 +479,7 @@ TEST(decrypt_wrong_key_fails_cleanly)
 	BIO *b = BIO_new(BIO_s_mem());
 	int matched = -2;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	rc[0] = alice_rsa.cert;
 	e = do_encrypt(entity, sizeof(entity) - 1, rc, 1,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
@@ -517,8 +508,7 @@ TEST(decrypt_tampered_ciphertext)
 {
 	X509 *rc[1];
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	rc[0] = alice_rsa.cert;
 	for (int gcm = 0; gcm < 2; gcm++) {
 		size_t len = 0, olen = 0;
@@ -570,8 +560,7 @@ TEST(malformed_inputs)
 	static const char nobd[] = "Content-Type: multipart/signed; "
 	    "protocol=\"application/pkcs7-signature\"\r\n\r\n--x\r\na\r\n";
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	CHECK_EQ_INT(smime_envelope_open(NULL, notsmime, sizeof(notsmime) - 1,
 	    &env, err, sizeof(err)), KM_PROTO);
 	CHECK(strstr(err, "not an S/MIME") != NULL);
@@ -626,8 +615,7 @@ TEST(sign_then_encrypt_nested)
 	char err[256], *s, *e, *d, *c;
 	BIO *cb = BIO_new(BIO_s_mem());
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &slen);
 	CHECK(s != NULL);
@@ -660,8 +648,7 @@ TEST(bad_arguments)
 	BIO *b = BIO_new(BIO_s_mem());
 	char err[256];
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	CHECK_EQ_INT(smime_encrypt(entity, sizeof(entity) - 1, NULL, 0,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, b, err, sizeof(err)),
 	    KM_PERMFAIL);
@@ -720,8 +707,7 @@ TEST(threads_concurrent)
 	pthread_t th[4];
 	struct thr t[4];
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	for (int i = 0; i < 4; i++)
 		CHECK(pthread_create(&th[i], NULL, worker, &t[i]) == 0);
 	for (int i = 0; i < 4; i++)
@@ -791,8 +777,7 @@ TEST(large_body_linear)
 	double c1 = 1e9, c4 = 1e9, t;
 	int ok;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	for (int i = 0; i < 3; i++) {
 		t = roundtrip_cpu(1u << 20, &ok);
 		CHECK(ok);
@@ -895,8 +880,7 @@ TEST(readers_spliced_recipientinfo)
 	size_t len, olen;
 	int failed = -2;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	/* Both genuine readers: decrypted once, same content key. */
 	rc[0] = alice_rsa.cert;
 	rc[1] = bob_rsa.cert;
@@ -1023,8 +1007,7 @@ TEST(verify_unknown_digest_is_permerror)
 	BIO *in;
 	int dlen;
 
-	if (!pki())
-		SKIP("no PKI");
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	in = BIO_new_mem_buf(entity, (int)sizeof(entity) - 1);
 	cms = CMS_sign(alice_rsa.cert, alice_rsa.key, NULL, in, CMS_BINARY);
 	CHECK(cms != NULL);
