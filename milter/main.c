@@ -244,17 +244,29 @@ open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 		    *c->socket_group ? c->socket_group : "-");
 }
 
-/* daemonize - detach from the terminal */
-static void
+/*
+ * daemonize - detach from the terminal before any thread is started (a
+ * fork keeps only the calling thread).  The first process waits until the
+ * daemon says it is ready (daemon_ready) and exits 0, or exits 1 when the
+ * daemon dies first, so a start that fails still fails for the caller.
+ * Returns the descriptor daemon_ready writes to.
+ */
+static int
 daemonize(int keep_stderr)
 {
-	pid_t pid = fork();
-	int fd;
+	int ready[2], fd;
+	char c;
+	pid_t pid;
 
-	if (pid < 0)
+	if (pipe2(ready, O_CLOEXEC) != 0)
+		fatal("pipe");
+	if ((pid = fork()) < 0)
 		fatal("fork");
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(ready[1]);
+		_exit(read(ready[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(ready[0]);
 	if (setsid() < 0)
 		fatal("setsid");
 	if ((pid = fork()) < 0)
@@ -271,6 +283,18 @@ daemonize(int keep_stderr)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
+	return ready[1];
+}
+
+/* daemon_ready - tell the waiting parent that start-up succeeded */
+static void
+daemon_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, "1", 1) != 1)
+		log_warn("daemon: telling the parent it started");
+	close(fd);
 }
 
 /*
@@ -420,7 +444,7 @@ main(int argc, char **argv)
 {
 	const char *path = KMILTER_CONF;
 	int ch, check = 0, foreground = 0, to_stderr = 0, verbose = 0;
-	int piddir = -1, root_only = 0;
+	int piddir = -1, root_only = 0, ready_fd = -1;
 	char err[8192];
 	struct kmilter_conf *conf;
 	struct passwd *pw = NULL;
@@ -475,6 +499,11 @@ main(int argc, char **argv)
 	ensure_dir(conf->state_dir, pw);
 	ensure_dir(conf->spool_dir, pw);
 
+	/* Detach before runtime_init starts threads: a fork keeps only the
+	 * calling thread (the cache's subscriber would be lost). */
+	if (!foreground)
+		ready_fd = daemonize(to_stderr);
+
 	/* Credentials and keys are read before privileges are dropped.
 	 * runtime_init starts threads (the cache's invalidation subscriber):
 	 * they are born with TERM, INT and HUP blocked, else a TERM would
@@ -494,8 +523,6 @@ main(int argc, char **argv)
 		fatalx("smfi_register failed");
 	open_socket(conf, pw);
 
-	if (!foreground)
-		daemonize(to_stderr);
 	/* The pid file is written as root only in a directory only root can
 	 * write; anywhere else as the milter user, after the drop. */
 	if (*conf->pidfile) {
@@ -526,6 +553,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	if (pthread_create(&tid, NULL, milter_thread, NULL) != 0)
 		fatal("pthread_create");
+	daemon_ready(ready_fd);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sighup;
 	sa.sa_flags = SA_RESTART;

@@ -21,6 +21,7 @@ Each case is an attack that must fail (issue 12, items 5, 7, 8):
 """
 import os
 import pwd
+import re
 import grp
 import shutil
 import signal
@@ -333,6 +334,56 @@ def _():
     check_eq(runs(), 1, "runs of the hook once safe again")
     check(not L.is_enveloped(msg) and marker.encode() in msg,
           "erin's mail was not decrypted with the safe hook")
+
+
+# ------------------------------------------------- started in the background
+
+def subscribers(lab):
+    """How many clients listen on kmilter's invalidation channel."""
+    out = lab.redis_cli("PUBSUB", "NUMSUB", "kmilter:invalidate").stdout.decode()
+    words = out.split()
+    check(len(words) >= 2 and words[-1].isdigit(), "PUBSUB NUMSUB answered %r" % out)
+    return int(words[-1])
+
+
+@suite.case("kmilter without -f: exits 0 once started, keeps its cache subscriber; a failed start exits 1")
+def _():
+    need("env")
+    lab = S["lab"]
+    d = os.path.join(W, "bg")
+    os.mkdir(d)
+    shutil.chown(d, "kmilter", "kmilter")
+    with open(S["env"]["LAB_CONF"]) as fp:
+        text = fp.read()
+    text = re.sub(r'(\n\s*socket = )"unix:[^"]*"', r'\1"unix:%s/k.sock"' % d, text, count=1)
+    text = re.sub(r'(\n\s*pidfile = )"[^"]*"', r'\1"%s/k.pid"' % d, text, count=1)
+    text = re.sub(r'\n\s*control_socket = "[^"]*";', "", text)
+    bad = text.replace('"unix:%s/k.sock"' % d, '"unix:%s/missing/k.sock"' % d)
+    good_conf, bad_conf = os.path.join(d, "bg.conf"), os.path.join(d, "bad.conf")
+    for path, t in ((good_conf, text), (bad_conf, bad)):
+        with open(path, "w") as fp:
+            fp.write(t)
+        os.chmod(path, 0o644)
+    before = subscribers(lab)
+    # The lab logs to stderr, which the daemon keeps: a file, not a pipe.
+    with open(os.path.join(d, "bg.log"), "ab") as log:
+        r = subprocess.run([KMILTER, "-c", good_conf], stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=log, timeout=60)
+    check_eq(r.returncode, 0, "kmilter in the background: exit status")
+    with open(os.path.join(d, "k.pid")) as fp:
+        pid = int(fp.read().strip())
+    try:
+        check(pid_alive(pid), "the background kmilter (pid %d) is not running" % pid)
+        # The daemon must have kept the thread that listens for invalidations:
+        # a fork after it started would have lost it.
+        check(wait_for(lambda: subscribers(lab) == before + 1, 10),
+              "invalidation subscribers: %d, want %d" % (subscribers(lab), before + 1))
+    finally:
+        stop_pid(pid)
+    with open(os.path.join(d, "bad.log"), "ab") as log:
+        r = subprocess.run([KMILTER, "-c", bad_conf], stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=log, timeout=60)
+    check_eq(r.returncode, 1, "a background start that fails (no socket directory): exit status")
 
 
 def main():
