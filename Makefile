@@ -37,16 +37,26 @@ BUILD     = build
 endif
 
 REAL_CFLAGS = -std=c11 -D_GNU_SOURCE -DKMILTER_VERSION='"$(VERSION)"' \
-	      -Imilter -Ikeyclient -Iconf $(WARNINGS) $(SAN_FLAGS) \
+	      -Ibase -Iconf -Ikeyclient -Imilter -Ikmctl $(WARNINGS) $(SAN_FLAGS) \
 	      $(PKG_CFLAGS) $(MILTER_CFLAGS) $(CFLAGS) -MMD -MP
 REAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS = $(PKG_LIBS) $(MILTER_LIBS) -lpthread
 
-# Every .c in the three source directories goes into the internal library,
-# except the programs' main files.
-MAINS    = milter/main.c keyclient/kmctl.c
-LIB_SRCS = $(filter-out $(MAINS), $(wildcard milter/*.c keyclient/*.c conf/*.c))
-LIB_OBJS = $(LIB_SRCS:%.c=$(BUILD)/%.o)
+# The layers, from the bottom: base (log, secure memory, status codes,
+# clock, paths, control protocol), conf, keyclient, then the programs:
+# milter (the daemon) and kmctl (the admin tool).  Each layer is a library
+# of its own, linked top to bottom, so a call that points up does not
+# link; tests/tools/layercheck also refuses an #include that points up.
+BASE_SRCS   = $(wildcard base/*.c)
+CONF_SRCS   = $(wildcard conf/*.c)
+KEY_SRCS    = $(wildcard keyclient/*.c)
+MILTER_SRCS = $(filter-out milter/main.c, $(wildcard milter/*.c))
+KMCTL_SRCS  = $(wildcard kmctl/*.c)
+LIB_SRCS    = $(BASE_SRCS) $(CONF_SRCS) $(KEY_SRCS) $(MILTER_SRCS)
+LIB_OBJS    = $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+KMCTL_OBJS  = $(KMCTL_SRCS:%.c=$(BUILD)/obj/%.o)
+LAYER_LIBS  = $(BUILD)/libkmmilter.a $(BUILD)/libkmkey.a \
+	      $(BUILD)/libkmconf.a $(BUILD)/libkmbase.a
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS = $(wildcard tests/tools/*.c)
@@ -59,40 +69,44 @@ KMCTL   = $(BUILD)/kmctl
 
 .PHONY: all test check check-asan unit bench soak fuzz fuzzers demo deps install uninstall clean tools
 
-all: $(KMILTER) $(KMCTL) milter/kmilter keyclient/kmctl
+all: $(KMILTER) $(KMCTL) milter/kmilter kmctl/kmctl
 
 # Convenience links so the programs are where the docs say they are.
 milter/kmilter: $(KMILTER)
 	ln -sf ../$(KMILTER) $@
-keyclient/kmctl: $(KMCTL)
+kmctl/kmctl: $(KMCTL)
 	ln -sf ../$(KMCTL) $@
 
-$(BUILD)/libkm.a: $(LIB_OBJS)
+$(BUILD)/libkmbase.a: $(BASE_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/libkmconf.a: $(CONF_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/libkmkey.a: $(KEY_SRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/libkmmilter.a: $(MILTER_SRCS:%.c=$(BUILD)/obj/%.o)
+$(LAYER_LIBS):
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(KMILTER): $(BUILD)/milter/main.o $(BUILD)/libkm.a
+$(KMILTER): $(BUILD)/obj/milter/main.o $(LAYER_LIBS)
 	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(KMCTL): $(BUILD)/keyclient/kmctl.o $(BUILD)/libkm.a
+$(KMCTL): $(KMCTL_OBJS) $(BUILD)/libkmkey.a $(BUILD)/libkmconf.a $(BUILD)/libkmbase.a
 	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/libkm.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(LAYER_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -Itests/unit $(REAL_LDFLAGS) -o $@ $< $(BUILD)/libkm.a $(LIBS)
+	$(CC) $(REAL_CFLAGS) -Itests/unit $(REAL_LDFLAGS) -o $@ $< $(LAYER_LIBS) $(LIBS)
 
-$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libkm.a
+$(BUILD)/tools/%: tests/tools/%.c $(LAYER_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) $(REAL_LDFLAGS) -o $@ $< $(BUILD)/libkm.a $(LIBS)
+	$(CC) $(REAL_CFLAGS) $(REAL_LDFLAGS) -o $@ $< $(LAYER_LIBS) $(LIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libkm.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LAYER_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/libkm.a $(LIBS)
+	$(CC) $(REAL_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(LAYER_LIBS) $(LIBS)
 
 fuzzers: $(FUZZ_BINS)
 tools: $(TOOL_BINS)
@@ -147,7 +161,7 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf ] || \
 		$(INSTALL) -m 0640 conf/kmilter.conf $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf
 	$(INSTALL) -m 0644 conf/kmilter.conf.5 $(DESTDIR)$(MANDIR)/man5/kmilter.conf.5
-	for m in milter/kmilter.8 keyclient/kmctl.8 keyclient/kmilter-hook.8; do \
+	for m in milter/kmilter.8 kmctl/kmctl.8 keyclient/kmilter-hook.8; do \
 		[ ! -f $$m ] || $(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
 
 uninstall:
@@ -158,6 +172,6 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man8/kmilter-hook.8
 
 clean:
-	rm -rf build build-asan build-fuzz milter/kmilter keyclient/kmctl
+	rm -rf build build-asan build-fuzz milter/kmilter kmctl/kmctl
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/milter/main.d $(BUILD)/keyclient/kmctl.d
+-include $(LIB_OBJS:.o=.d) $(KMCTL_OBJS:.o=.d) $(BUILD)/obj/milter/main.d

@@ -16,8 +16,8 @@
 
 #include "conf.h"
 #include "conf_schema.h"
-#include "hook.h"
 #include "loginmap.h"
+#include "trustpath.h"
 
 struct errs {
 	char	*buf;
@@ -433,7 +433,7 @@ check_socket_access(struct errs *e, const config_t *cfg, const struct kmilter_co
 
 /*
  * check_hook_path - the hook and every directory above it can be changed
- *	only by root and the milter user (hook_check_path); a missing hook
+ *	only by root and the milter user (trustpath_check); a missing hook
  *	is allowed here (it fails, and is checked again, when it runs).
  */
 static void
@@ -447,7 +447,7 @@ check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *
 		return;
 	if (user == 0 && *c->user && (pw = getpwnam(c->user)) != NULL)
 		user = pw->pw_uid;
-	if (hook_check_path(c->hook_path, user, why, sizeof(why)) == HOOK_PATH_UNSAFE)
+	if (trustpath_check(c->hook_path, user, why, sizeof(why)) == TRUSTPATH_UNSAFE)
 		err_add(e, setting_of(cfg, "hook.path"), "hook.path",
 		    "refused: %s (the hook must be writable only by root or %s)", why,
 		    *c->user ? c->user : "the milter user");

@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache.h"
+#include "clock.h"
 #include "log.h"
 #include "secmem.h"
 
@@ -68,16 +69,6 @@ struct cache_sub {
 	int			 wake[2];	/* self-pipe: stop request */
 	struct health		 health;
 };
-
-/* now_ms - monotonic clock in milliseconds */
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* seterr - format a reason into a caller's buffer (which may be NULL) */
 static void KM_PRINTF(3, 4)
@@ -308,7 +299,7 @@ static void
 health_fail(struct health *h, const struct conn *cn, const char *what,
     const char *reason)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_ms();
 
 	if (!h->down) {
 		h->down = 1;
@@ -341,7 +332,7 @@ health_ok(struct health *h, const struct conn *cn)
 {
 	if (h->down)
 		log_info("cache: redis %s is back after %lld ms (%lu failed "
-		    "calls)", cn->where, (long long)(now_ms() - h->since),
+		    "calls)", cn->where, (long long)(clock_ms() - h->since),
 		    h->failures);
 	h->down = 0;
 	h->probing = 0;
@@ -372,7 +363,7 @@ acquire(struct cache *c, int *fresh)
 		return ctx;
 	}
 	if (c->health.down) {
-		if (c->health.probing || now_ms() < c->health.retry_at) {
+		if (c->health.probing || clock_ms() < c->health.retry_at) {
 			c->health.failures++;
 			pthread_mutex_unlock(&c->mtx);
 			return NULL;
@@ -415,7 +406,7 @@ static enum km_status
 refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 {
 	char reason[128];
-	int64_t now = now_ms();
+	int64_t now = clock_ms();
 
 	snprintf(reason, sizeof(reason), "%s refused: %.100s", what, msg);
 	if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||

@@ -19,9 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hook.h"
 #include "log.h"
 #include "secmem.h"
+#include "trustpath.h"
 
 #define FIELD_MAX	320	/* longest request value */
 #define REQUEST_MAX	2048	/* the formatted request always fits */
@@ -114,119 +116,6 @@ hook_failure_name(enum hook_failure f)
 	if ((unsigned)f < sizeof(failure_names) / sizeof(failure_names[0]))
 		return failure_names[f];
 	return "invalid";
-}
-
-/* now_ms - monotonic clock in milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* plain_path - absolute, no empty, "." or ".." component, no trailing "/" */
-static int
-plain_path(const char *p)
-{
-	if (p == NULL || p[0] != '/' || p[1] == '\0')
-		return 0;
-	for (const char *c = p + 1;; ) {
-		size_t n = strcspn(c, "/");
-
-		if (n == 0 || (n == 1 && c[0] == '.') ||
-		    (n == 2 && c[0] == '.' && c[1] == '.'))
-			return 0;
-		if (c[n] == '\0')
-			return 1;
-		c += n + 1;
-	}
-}
-
-/* trusted_owner - owned by root or by the user */
-static int
-trusted_owner(const struct stat *st, uid_t user)
-{
-	return st->st_uid == 0 || st->st_uid == user;
-}
-
-/*
- * check_step - one step of the lookup: a directory on the way, the
- *	hook's own directory (strict: no group or other write, even sticky)
- *	or the hook itself.  Returns 0 if safe, -1 with errstr.
- */
-static int
-check_step(const char *p, const struct stat *st, uid_t user, int last,
-    int parent, char *errstr, size_t errlen)
-{
-	if (S_ISLNK(st->st_mode)) {
-		snprintf(errstr, errlen, "%s is a symbolic link: name the real "
-		    "path", p);
-		return -1;
-	}
-	if (!trusted_owner(st, user)) {
-		snprintf(errstr, errlen, "%s is owned by uid %u, not by root or "
-		    "uid %u", p, (unsigned)st->st_uid, (unsigned)user);
-		return -1;
-	}
-	if (last) {
-		if (!S_ISREG(st->st_mode)) {
-			snprintf(errstr, errlen, "%s is not a regular file", p);
-			return -1;
-		}
-	} else if (!S_ISDIR(st->st_mode)) {
-		snprintf(errstr, errlen, "%s is not a directory", p);
-		return -1;
-	}
-	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
-		return 0;
-	if (!last && !parent && (st->st_mode & S_ISVTX) && st->st_uid == 0)
-		return 0;
-	snprintf(errstr, errlen, "%s is writable by %s (mode %04o)", p,
-	    (st->st_mode & S_IWOTH) ? "others" : "its group",
-	    (unsigned)(st->st_mode & 07777));
-	return -1;
-}
-
-/* hook_check_path - can only root and user change what path runs? */
-enum hook_path
-hook_check_path(const char *path, uid_t user, char *errstr, size_t errlen)
-{
-	char buf[4096];
-	size_t len;
-	struct stat st;
-
-	if (!plain_path(path)) {
-		snprintf(errstr, errlen, "\"%s\" is not an absolute path without "
-		    "\".\", \"..\", \"//\" or a trailing \"/\"", path ? path : "");
-		return HOOK_PATH_UNSAFE;
-	}
-	if ((len = strlen(path)) >= sizeof(buf)) {
-		snprintf(errstr, errlen, "path too long");
-		return HOOK_PATH_UNSAFE;
-	}
-	/* "/", each directory below it, then the file: every step of the
-	 * lookup, each with lstat (a symbolic link is refused). */
-	for (size_t end = 0; end <= len; end++) {
-		int last = end == len;
-		size_t n = end == 0 ? 1 : end;
-
-		if (end > 0 && !last && path[end] != '/')
-			continue;
-		memcpy(buf, path, n);
-		buf[n] = '\0';
-		if (lstat(buf, &st) != 0) {
-			snprintf(errstr, errlen, "%s: %s", buf, strerror(errno));
-			return errno == ENOENT ? HOOK_PATH_MISSING :
-			    HOOK_PATH_UNSAFE;
-		}
-		if (check_step(buf, &st, user, last,
-		    !last && strchr(path + end + 1, '/') == NULL,
-		    errstr, errlen) != 0)
-			return HOOK_PATH_UNSAFE;
-	}
-	return HOOK_PATH_SAFE;
 }
 
 /* hook_new - check the options and make a hook; NULL with errstr on error */
@@ -715,13 +604,13 @@ vet_hook(struct hook *h, char *errstr, size_t errlen)
 {
 	char why[512];
 
-	switch (hook_check_path(h->path, geteuid(), why, sizeof(why))) {
-	case HOOK_PATH_SAFE:
+	switch (trustpath_check(h->path, geteuid(), why, sizeof(why))) {
+	case TRUSTPATH_SAFE:
 		return HOOK_FAIL_NONE;
-	case HOOK_PATH_MISSING:
+	case TRUSTPATH_MISSING:
 		snprintf(errstr, errlen, "cannot run %s: %s", h->path, why);
 		return HOOK_FAIL_SPAWN;
-	case HOOK_PATH_UNSAFE:
+	case TRUSTPATH_UNSAFE:
 		break;
 	}
 	log_warnx("hook %s not run: %s", h->path, why);
@@ -743,7 +632,7 @@ run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
 	char *ans = NULL, ebuf[512];
 	size_t alen = 0, off = 0, dlen = 0;
 	int ddone = 0, status = 0, killed = 0, saved;
-	long long deadline = now_ms() + h->timeout_ms, left;
+	long long deadline = clock_ms() + h->timeout_ms, left;
 	pid_t pid = -1;
 	siginfo_t si;
 	int r;
@@ -792,7 +681,7 @@ run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
 		struct pollfd pfd[3];
 		int n = 0, iw = -1, io = -1, ie = -1;
 
-		if ((left = deadline - now_ms()) <= 0) {
+		if ((left = deadline - clock_ms()) <= 0) {
 			f = HOOK_FAIL_TIMEOUT;
 			break;
 		}
@@ -859,7 +748,7 @@ run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
 				continue;
 			if (r == -1 || si.si_pid != 0)
 				break;
-			if ((left = deadline - now_ms()) <= 0) {
+			if ((left = deadline - clock_ms()) <= 0) {
 				f = HOOK_FAIL_TIMEOUT;
 				break;
 			}
@@ -958,7 +847,7 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 {
 	char req[REQUEST_MAX];
 	size_t reqlen = 0;
-	long long t0 = now_ms();
+	long long t0 = clock_ms();
 	enum hook_failure f;
 	enum hook_event ev = rq->event == HOOK_EVENT_RELEASE ?
 	    HOOK_EVENT_RELEASE : HOOK_EVENT_UNLOCK;
@@ -982,7 +871,7 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 		slot_release(h);
 	}
 	secmem_wipe(req, sizeof(req));
-	out->elapsed_ms = (long)(now_ms() - t0);
+	out->elapsed_ms = (long)(clock_ms() - t0);
 
 	pthread_mutex_lock(&h->mu);
 	if (f == HOOK_FAIL_NONE)

@@ -7,7 +7,7 @@
  *	hook_new(), hook_free(), hook_ask(), hook_answer_parse(),
  *	hook_answer_clear(), hook_request_format(), hook_stats(),
  *	hook_action_name(), hook_action_from_name(), hook_event_name(),
- *	hook_failure_name(), hook_check_path()
+ *	hook_failure_name()
  * DESCRIPTION
  *	The admin hook is an executable named in the configuration.  It
  *	decides what kmilter does with password-protected ("enhanced") keys:
@@ -37,20 +37,9 @@
  *	log.  The reason never contains the password.
  *
  *	Right before each run, hook_ask() checks the path with
- *	hook_check_path() (trusted owners: root and the running user): an
+ *	trustpath_check() (trusted owners: root and the running user): an
  *	unsafe hook is not run (HOOK_FAIL_UNSAFE, logged with the reason),
  *	a missing one is HOOK_FAIL_SPAWN.
- *
- *	hook_check_path() decides whether nobody but root and one user can
- *	change what a path runs: the path must be absolute and plain (no
- *	".", "..", "//", trailing "/" or symbolic link in it); the file a
- *	regular file owned by root or the user, writable by neither group
- *	nor others; its directory the same (owned by root or the user, no
- *	group or other write); every directory above owned by root or the
- *	user and writable by no one else, except a sticky directory owned
- *	by root (such as /tmp), where others cannot rename what is not
- *	theirs.  Because each step of the lookup is checked, the file exec'd
- *	right after the check is the file checked (no race with other users).
  *
  *	hook_answer_parse() is the strict parser of an answer (pure: no
  *	process, no I/O), exported for tests and the fuzzer: lines
@@ -76,9 +65,6 @@
  *	KM_PROTO (malformed or too long answer, or an invalid request such
  *	as an address with control characters), KM_NOMEM.  In every case
  *	*out holds a usable action (see above).
- *	hook_check_path(): HOOK_PATH_SAFE, HOOK_PATH_MISSING (a component
- *	does not exist; what exists above it is safe) or HOOK_PATH_UNSAFE,
- *	with errstr naming the offending path and what is wrong.
  *	hook_answer_parse(): KM_OK or KM_PROTO (errstr says which line and
  *	what is wrong, never a value), KM_NOMEM.
  * THREADS
@@ -137,12 +123,6 @@ enum hook_failure {
 	HOOK_FAIL_NOMEM,	/* out of memory, pipes or processes */
 	HOOK_FAIL_IO,		/* read/write/poll error talking to it */
 	HOOK_FAIL_UNSAFE	/* others could change it: not run */
-};
-
-enum hook_path {
-	HOOK_PATH_SAFE = 0,
-	HOOK_PATH_MISSING,	/* it, or a directory on the way, is missing */
-	HOOK_PATH_UNSAFE	/* someone other than root or the user could change it */
 };
 
 /*
@@ -214,9 +194,6 @@ void		 hook_answer_clear(struct hook_answer *);
 enum km_status	 hook_request_format(const struct hook_request *,
 		    char *buf, size_t buflen, size_t *outlen,
 		    char *errstr, size_t errlen);
-
-enum hook_path	 hook_check_path(const char *path, uid_t user, char *errstr,
-		    size_t errlen);
 
 const char	*hook_action_name(enum hook_action);	/* "keep-encrypted" */
 enum hook_action hook_action_from_name(const char *);	/* NONE if unknown */

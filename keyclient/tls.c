@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
 #include "log.h"
 #include "tls.h"
 
@@ -75,16 +76,6 @@ ssl_reason(char *buf, size_t len)
 		snprintf(buf, len, "%s", r ? r : "unknown TLS error");
 	}
 	return buf;
-}
-
-/* now_ms - monotonic milliseconds */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* tls_ctx_new - an SSL_CTX for talking to one KMIP server */
@@ -167,7 +158,7 @@ wait_fd(int fd, short events, long long deadline)
 	int n;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - clock_ms();
 		if (left <= 0)
 			return 0;
 		pfd.fd = fd;
@@ -272,7 +263,7 @@ tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
 		connect_timeout_ms = 5000;
 	if (io_timeout_ms <= 0)
 		io_timeout_ms = 5000;
-	deadline = now_ms() + connect_timeout_ms;
+	deadline = clock_ms() + connect_timeout_ms;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		seterr(errstr, errlen, "out of memory");
 		return KM_NOMEM;
@@ -398,7 +389,7 @@ tls_write(struct tls_conn *c, const void *buf, size_t n, char *errstr,
 		e = SSL_get_error(c->ssl, rc);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			if (wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN :
-			    POLLOUT, now_ms() + c->io_timeout_ms) == 1)
+			    POLLOUT, clock_ms() + c->io_timeout_ms) == 1)
 				continue;
 			seterr(errstr, errlen, "write timed out after %d ms",
 			    c->io_timeout_ms);
@@ -431,7 +422,7 @@ tls_read(struct tls_conn *c, void *buf, size_t n, size_t *got, char *errstr,
 		e = SSL_get_error(c->ssl, rc);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			if (wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN :
-			    POLLOUT, now_ms() + c->io_timeout_ms) == 1)
+			    POLLOUT, clock_ms() + c->io_timeout_ms) == 1)
 				continue;
 			seterr(errstr, errlen, "read timed out after %d ms "
 			    "(%zu of %zu bytes)", c->io_timeout_ms, done, n);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "ctlproto.h"
 #include "keystore.h"
 #include "log.h"
 #include "runtime.h"
@@ -52,22 +53,11 @@ answer_stats(char *buf, size_t len)
 static void
 serve(int fd)
 {
-	char cmd[64], out[4096];
-	size_t got = 0, len;
+	char cmd[CTLPROTO_CMD_MAX], out[4096];
+	size_t len;
 
-	/* Read up to the end of the line (or 2 s, or a full buffer). */
-	while (got < sizeof(cmd) - 1 && memchr(cmd, '\n', got) == NULL) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (poll(&p, 1, 2000) != 1 || (n = read(fd, cmd + got, sizeof(cmd) - 1 - got)) <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got == 0)
+	if (ctlproto_read_command(fd, cmd, sizeof(cmd)) != 0)
 		return;
-	cmd[got] = '\0';
-	cmd[strcspn(cmd, "\r\n")] = '\0';
 	if (strcmp(cmd, "stats") == 0) {
 		len = answer_stats(out, sizeof(out));
 		out[len] = '\0';
@@ -150,55 +140,4 @@ control_stop(void)
 	close(listen_fd);
 	listen_fd = -1;
 	unlink(control_path);
-}
-
-/* control_ask - send one command to a running kmilter and read the answer */
-int
-control_ask(const char *path, const char *cmd, char *out, size_t outlen,
-    char *errstr, size_t errlen)
-{
-	struct sockaddr_un sun;
-	size_t got = 0;
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(errstr, errlen, "control socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(errstr, errlen, "cannot reach kmilter at %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	{
-		char line[128];
-		int n = snprintf(line, sizeof(line), "%s\n", cmd);
-
-		/* One write: the server answers as soon as it has the line. */
-		if (n < 0 || (size_t)n >= sizeof(line) ||
-		    send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-			snprintf(errstr, errlen, "control socket %s: %s", path,
-			    strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	while (got + 1 < outlen) {
-		struct pollfd p = { fd, POLLIN, 0 };
-		ssize_t n;
-
-		if (poll(&p, 1, 5000) != 1)
-			break;
-		if ((n = read(fd, out + got, outlen - got - 1)) <= 0)
-			break;
-		got += (size_t)n;
-	}
-	out[got] = '\0';
-	close(fd);
-	return 0;
 }

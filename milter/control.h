@@ -4,20 +4,17 @@
  * NAME
  *	control - the local control socket: `kmctl stats` reads counters here
  * SUMMARY
- *	control_start(), control_stop(), control_ask()
+ *	control_start(), control_stop()
  * DESCRIPTION
  *	control_start() listens on a unix socket (milter.control_socket,
  *	by default STATE_DIR/control.sock, mode 0600 in the 0700 state
  *	directory: file permissions are the access control) in a thread of
  *	its own.  A client writes one command line and reads the answer
- *	until the server closes.  Commands: "stats" (the counters line of
- *	the milter and of the key store, one "name=value" per line).
- *	control_ask() is the client side, for kmctl.
- * OWNERSHIP
- *	The answer of control_ask() is written into the caller's buffer.
+ *	until the server closes (ctlproto.h).  Commands: "stats" (the
+ *	counters line of the milter and of the key store, one "name=value"
+ *	per line).
  * ERRORS
- *	control_start() returns -1 (errstr says why); control_ask() returns
- *	-1 when the milter cannot be reached.
+ *	control_start() returns -1 (errstr says why).
  * THREADS
  *	One listener thread; answers are built from atomic counters.
  */
@@ -25,7 +22,5 @@
 
 int	control_start(const char *path, char *errstr, size_t errlen);
 void	control_stop(void);
-int	control_ask(const char *path, const char *cmd, char *out, size_t outlen,
-	    char *errstr, size_t errlen);
 
 #endif

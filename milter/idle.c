@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "clock.h"
 #include "idle.h"
 #include "log.h"
 #include "session.h"
@@ -13,16 +14,6 @@ static pthread_mutex_t	 idle_mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t	 idle_once = PTHREAD_ONCE_INIT;
 static struct session	*idle_head;
 static int		 idle_n;
-
-/* now_ms - monotonic milliseconds */
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* reap_one - end one stalled session (list locked) */
 static void
@@ -40,7 +31,7 @@ reap_one(struct session *s, long idle_ms)
 static void
 reap(void)
 {
-	long now = now_ms();
+	long now = clock_ms();
 
 	pthread_mutex_lock(&idle_mtx);
 	for (struct session *s = idle_head; s != NULL; s = s->idle_next) {
@@ -90,7 +81,7 @@ idle_add(struct session *s, int fd)
 {
 	pthread_once(&idle_once, start);
 	s->idle_fd = fd;
-	s->idle_last = now_ms();
+	s->idle_last = clock_ms();
 	s->idle_busy = 0;
 	s->idle_reaped = 0;
 	pthread_mutex_lock(&idle_mtx);
@@ -134,7 +125,7 @@ idle_enter(struct session *s)
 void
 idle_leave(struct session *s)
 {
-	__atomic_store_n(&s->idle_last, now_ms(), __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->idle_last, clock_ms(), __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->idle_busy, 0, __ATOMIC_SEQ_CST);
 }
 

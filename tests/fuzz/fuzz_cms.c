@@ -5,8 +5,8 @@
  *   mkdir -p build-fuzz/fuzz
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -Imilter \
  *       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       tests/fuzz/fuzz_cms.c milter/smime.c milter/mime.c milter/log.c \
- *       milter/secmem.c -lcrypto -lpthread -o build-fuzz/fuzz/fuzz_cms
+ *       tests/fuzz/fuzz_cms.c milter/smime.c milter/mime.c base/log.c \
+ *       base/secmem.c -lcrypto -lpthread -o build-fuzz/fuzz/fuzz_cms
  *   build-fuzz/fuzz/fuzz_cms -max_total_time=30 /tmp/cms-new \
  *       tests/fuzz/corpus/cms
  *

@@ -4,7 +4,7 @@
  * Build (from the repository root):
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
  *     -Imilter -Ikeyclient -Iconf tests/fuzz/fuzz_hook.c keyclient/hook.c \
- *     milter/log.c milter/secmem.c -o build/fuzz_hook -lcrypto -lpthread
+ *     base/log.c base/secmem.c -o build/fuzz_hook -lcrypto -lpthread
  * Run:
  *   build/fuzz_hook -max_total_time=30 -max_len=5000 tests/fuzz/corpus/hook
  *

@@ -5,7 +5,7 @@
  *   mkdir -p build-fuzz/fuzz
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -Imilter \
  *       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       tests/fuzz/fuzz_mime.c milter/mime.c milter/log.c milter/secmem.c \
+ *       tests/fuzz/fuzz_mime.c milter/mime.c base/log.c base/secmem.c \
  *       -lcrypto -lpthread -o build-fuzz/fuzz/fuzz_mime
  *   build-fuzz/fuzz/fuzz_mime -max_total_time=30 /tmp/mime-new \
  *       tests/fuzz/corpus/mime

@@ -4,7 +4,7 @@
  * Build and run (from the repository root):
  *   clang -g -O1 -std=c11 -D_GNU_SOURCE -Imilter -Ikeyclient \
  *       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       tests/fuzz/fuzz_ttlv.c keyclient/ttlv.c milter/secmem.c milter/log.c \
+ *       tests/fuzz/fuzz_ttlv.c keyclient/ttlv.c base/secmem.c base/log.c \
  *       -lcrypto -lpthread -o build/fuzz_ttlv
  *   build/fuzz_ttlv -max_total_time=30 -max_len=4096 tests/fuzz/corpus/ttlv
  * (give a scratch directory first to keep the committed corpus unchanged:

@@ -24,7 +24,7 @@
 #include <openssl/pkcs12.h>
 
 #include "conf.h"
-#include "control.h"
+#include "ctlproto.h"
 #include "hook.h"
 #include "keystore.h"
 #include "keymodel.h"
@@ -162,7 +162,7 @@ cmd_stats(const struct kmilter_conf *conf)
 {
 	char out[8192], err[512];
 
-	if (control_ask(conf->control_socket, "stats", out, sizeof(out), err,
+	if (ctlproto_ask(conf->control_socket, "stats", out, sizeof(out), err,
 	    sizeof(err)) != 0) {
 		warnmsg("%s", err);
 		return EX_UNREACH;
