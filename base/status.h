@@ -1,5 +1,5 @@
-#ifndef KMILTER_MILTER_STATUS_H
-#define KMILTER_MILTER_STATUS_H
+#ifndef KMILTER_BASE_STATUS_H
+#define KMILTER_BASE_STATUS_H
 /*
  * NAME
  *	status - the status codes every library-style module returns
