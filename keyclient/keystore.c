@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "keymodel_name.h"
 #include "keystore.h"
 #include "keystore_int.h"
 #include "cache.h"

@@ -21,6 +21,8 @@
 
 #include "conf.h"
 #include "keymodel.h"
+#include "keymodel_cert.h"
+#include "keymodel_name.h"
 #include "log.h"
 #include "seal.h"
 #include "secmem.h"

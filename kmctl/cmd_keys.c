@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
+#include "keymodel_name.h"
 #include "keymodel_protect.h"
 #include "kmctl.h"
 #include "kmctl_password.h"

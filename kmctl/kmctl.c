@@ -19,7 +19,7 @@
 
 #include "cmd.h"
 #include "conf.h"
-#include "keymodel.h"
+#include "keymodel_name.h"
 #include "kmctl.h"
 #include "log.h"
 
