@@ -1,8 +1,8 @@
 /*
  * keymodel.c - kmilter's key model in KMIP: XOR-split private keys, the
  * handle and lookups.  Addresses and names are in keymodel_name.c, keys
- * and certificates in keymodel_cert.c, administration in keymodel_admin.c, the protection
- * level in keymodel_protect.c.  See keymodel.h and docs/keymodel.md.
+ * and certificates in keymodel_cert.c, administration in
+ * keymodel_admin.c, the protection level in keymodel_protect.c.  See keymodel.h and docs/keymodel.md.
  */
 #include <ctype.h>
 #include <limits.h>
