@@ -243,6 +243,57 @@ out:
 	return rc;
 }
 
+/* start_hook - the admin hook of the configuration */
+static int
+start_hook(struct keystore *ks, const struct kmilter_conf *conf,
+    char *errstr, size_t errlen)
+{
+	struct hook_opts ho;
+
+	memset(&ho, 0, sizeof(ho));
+	ho.path = conf->hook_path;
+	ho.timeout_ms = conf->hook_timeout_ms;
+	ho.max_running = conf->hook_max_running;
+	ho.on_failure_unlock = conf->hook_on_failure ==
+	    HOOKFAIL_TEMPFAIL ? HOOK_ACTION_TEMPFAIL :
+	    HOOK_ACTION_KEEP_ENCRYPTED;
+	ho.on_failure_release = HOOK_ACTION_DENY;
+	if ((ks->hook = hook_new(&ho, errstr, errlen)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* use_real_backend - the default back end: signstore, the hook, the KM
+ * servers of the configuration and Redis (when want_l2) */
+static int
+use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
+    int want_l2, char *errstr, size_t errlen)
+{
+	ks->be.arg = ks;
+	ks->be.signer = real_signer;
+	if (ks->hook != NULL)
+		ks->be.hook_ask = keystore_real_hook_ask;
+	if (conf->km_nservers > 0) {
+		if ((ks->km = keymodel_new(conf, errstr, errlen)) == NULL)
+			return -1;
+		ks->be.km_cert = real_km_cert;
+		ks->be.km_keys = real_km_keys;
+		ks->be.km_gens_free = real_km_gens_free;
+		ks->be.km_revcount = real_km_revcount;
+		ks->has_km = 1;
+	}
+	if (want_l2) {
+		if (start_l2(ks, conf, errstr, errlen) < 0)
+			return -1;
+		ks->be.l2_get = real_l2_get;
+		ks->be.l2_put = real_l2_put;
+		ks->be.l2_del = real_l2_del;
+		ks->be.l2_invalidate = real_l2_invalidate;
+		ks->has_l2 = 1;
+	}
+	return 0;
+}
+
 /* keystore_new_backend - a keystore over the given backend functions */
 struct keystore *
 keystore_new_backend(const struct kmilter_conf *conf,
@@ -286,20 +337,9 @@ keystore_new_backend(const struct kmilter_conf *conf,
 		goto fail;
 	}
 	if (conf->hook_path && *conf->hook_path &&
-	    (be == NULL || be->hook_ask == NULL)) {
-		struct hook_opts ho;
-
-		memset(&ho, 0, sizeof(ho));
-		ho.path = conf->hook_path;
-		ho.timeout_ms = conf->hook_timeout_ms;
-		ho.max_running = conf->hook_max_running;
-		ho.on_failure_unlock = conf->hook_on_failure ==
-		    HOOKFAIL_TEMPFAIL ? HOOK_ACTION_TEMPFAIL :
-		    HOOK_ACTION_KEEP_ENCRYPTED;
-		ho.on_failure_release = HOOK_ACTION_DENY;
-		if ((ks->hook = hook_new(&ho, errstr, errlen)) == NULL)
-			goto fail;
-	}
+	    (be == NULL || be->hook_ask == NULL) &&
+	    start_hook(ks, conf, errstr, errlen) < 0)
+		goto fail;
 	if (be != NULL) {
 		ks->be = *be;
 		if (ks->be.hook_ask == NULL && ks->hook != NULL) {
@@ -310,28 +350,8 @@ keystore_new_backend(const struct kmilter_conf *conf,
 		ks->has_l2 = be->l2_get != NULL;
 		return ks;
 	}
-	ks->be.arg = ks;
-	ks->be.signer = real_signer;
-	if (ks->hook != NULL)
-		ks->be.hook_ask = keystore_real_hook_ask;
-	if (conf->km_nservers > 0) {
-		if ((ks->km = keymodel_new(conf, errstr, errlen)) == NULL)
-			goto fail;
-		ks->be.km_cert = real_km_cert;
-		ks->be.km_keys = real_km_keys;
-		ks->be.km_gens_free = real_km_gens_free;
-		ks->be.km_revcount = real_km_revcount;
-		ks->has_km = 1;
-	}
-	if (want_l2) {
-		if (start_l2(ks, conf, errstr, errlen) < 0)
-			goto fail;
-		ks->be.l2_get = real_l2_get;
-		ks->be.l2_put = real_l2_put;
-		ks->be.l2_del = real_l2_del;
-		ks->be.l2_invalidate = real_l2_invalidate;
-		ks->has_l2 = 1;
-	}
+	if (use_real_backend(ks, conf, want_l2, errstr, errlen) < 0)
+		goto fail;
 	log_info("keystore: L1 %s, L2 %s, KM %s, hook %s%s",
 	    ks->l1 ? "on" : "off", ks->has_l2 ? "redis" : "off",
 	    ks->has_km ? "on" : "not configured", ks->hook ? "on" : "off",

@@ -211,18 +211,81 @@ locked_result(struct keystore *ks, const struct revc *rc, const char *norm,
 	return KM_PERMFAIL;
 }
 
+/* l1_result - the answer of an L1 hit on addr's key set (ref released) */
+static enum km_status
+l1_result(struct keystore *ks, struct memcache_ref *ref, const char *norm,
+    struct keystore_key **keys, size_t *n, char *errstr, size_t errlen)
+{
+	const struct keyset *ls = memcache_value(ref);
+	enum km_status st;
+
+	bump(&ks->l1_hits);
+	if (memcache_is_negative(ref) || ls->locked)
+		bump(&ks->negative_hits);
+	if (memcache_is_negative(ref)) {
+		seterr(errstr, errlen, "no keys for %s", norm);
+		st = KM_PERMFAIL;
+	} else if (ls->locked) {
+		seterr(errstr, errlen, "locked: %s", ls->reason);
+		st = KM_PERMFAIL;
+	} else
+		st = keys_copy(ls, keys, n);
+	memcache_release(ref);
+	return st;
+}
+
+/* unlock_enhanced - the keys of the enhanced generations in g: from L2's
+ * unlocked entry, else unlocked by the hook's password; KM_PERMFAIL
+ * "locked: ..." (remembered) when L2 records a wrong password or the
+ * hook's does not open them */
+static enum km_status
+unlock_enhanced(struct keystore *ks, struct revc *rc,
+    const char *norm, const char *hash, const char *queue_id,
+    struct keymodel_gen *g, size_t gn, char *errstr, size_t errlen)
+{
+	char why[REASON_MAX] = "";
+	int need_hook = 0, wrongpw = 0;
+	enum km_status st;
+
+	if (keystore_locked_lookup(ks, rc, norm, hash, why, sizeof(why)))
+		return locked_result(ks, rc, norm, hash, why, 1, 0, errstr,
+		    errlen);
+	keystore_use_unlocked(ks, rc, norm, hash, g, gn);
+	for (size_t i = 0; i < gn; i++)
+		if (g[i].enhanced && g[i].key == NULL)
+			need_hook = 1;
+	if (!need_hook)
+		return KM_OK;
+	st = keystore_unlock(ks, rc, norm, queue_id, g, gn, &wrongpw, why,
+	    sizeof(why));
+	if (st == KM_PERMFAIL) {
+		st = locked_result(ks, rc, norm, hash, why, wrongpw, 1,
+		    errstr, errlen);
+		log_info("%s keystore: %s: key locked: %s",
+		    queue_id ? queue_id : "-", norm, why);
+		return st;
+	}
+	if (st != KM_OK) {		/* KM_TEMPFAIL, KM_NOMEM */
+		seterr(errstr, errlen, "%s", why);
+		return st;
+	}
+	bump(&ks->hook_unlocked);
+	log_info("%s keystore: %s: key unlocked by hook",
+	    queue_id ? queue_id : "-", norm);
+	return KM_OK;
+}
+
 /* keystore_get_keys - every usable decryption key of addr */
 enum km_status
 keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
     struct keystore_key **keys, size_t *n, char *errstr, size_t errlen)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
-	char why[REASON_MAX] = "";
 	struct memcache_ref *ref;
 	struct keymodel_gen *g = NULL;
 	struct keyset *s = NULL;
 	size_t gn = 0;
-	int enhanced = 0, need_hook = 0, unlocked = 0, wrongpw = 0;
+	int enhanced = 0, unlocked = 0;
 	struct revc rc;
 	int64_t ttl;
 	enum km_status st;
@@ -232,23 +295,8 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash, errstr,
 	    errlen)) != KM_OK)
 		return st;
-	if (keystore_l1_get(ks, K_KEYS, hash, &ref) == KM_OK) {
-		const struct keyset *ls = memcache_value(ref);
-
-		bump(&ks->l1_hits);
-		if (memcache_is_negative(ref) || ls->locked)
-			bump(&ks->negative_hits);
-		if (memcache_is_negative(ref)) {
-			seterr(errstr, errlen, "no keys for %s", norm);
-			st = KM_PERMFAIL;
-		} else if (ls->locked) {
-			seterr(errstr, errlen, "locked: %s", ls->reason);
-			st = KM_PERMFAIL;
-		} else
-			st = keys_copy(ls, keys, n);
-		memcache_release(ref);
-		return st;
-	}
+	if (keystore_l1_get(ks, K_KEYS, hash, &ref) == KM_OK)
+		return l1_result(ks, ref, norm, keys, n, errstr, errlen);
 	(void)keystore_revc(ks, norm, hash, &rc);
 	st = raw_set(ks, &rc, norm, hash, &g, &gn, errstr, errlen);
 	if (st == KM_PERMFAIL && ks->has_km && ks->l1 != NULL)
@@ -263,38 +311,9 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 	    errstr, errlen)) != KM_OK)
 		goto out;
 	if (enhanced) {
-		if (keystore_locked_lookup(ks, &rc, norm, hash, why,
-		    sizeof(why))) {
-			st = locked_result(ks, &rc, norm, hash, why, 1, 0,
-			    errstr, errlen);
+		if ((st = unlock_enhanced(ks, &rc, norm, hash, queue_id, g, gn,
+		    errstr, errlen)) != KM_OK)
 			goto out;
-		}
-		keystore_use_unlocked(ks, &rc, norm, hash, g, gn);
-		for (size_t i = 0; i < gn; i++)
-			if (g[i].enhanced && g[i].key == NULL)
-				need_hook = 1;
-		if (need_hook) {
-			st = keystore_unlock(ks, &rc, norm, queue_id, g, gn,
-			    &wrongpw, why, sizeof(why));
-			if (st == KM_TEMPFAIL) {
-				seterr(errstr, errlen, "%s", why);
-				goto out;
-			}
-			if (st == KM_PERMFAIL) {
-				st = locked_result(ks, &rc, norm, hash, why,
-				    wrongpw, 1, errstr, errlen);
-				log_info("%s keystore: %s: key locked: %s",
-				    queue_id ? queue_id : "-", norm, why);
-				goto out;
-			}
-			if (st != KM_OK) {
-				seterr(errstr, errlen, "%s", why);
-				goto out;
-			}
-			bump(&ks->hook_unlocked);
-			log_info("%s keystore: %s: key unlocked by hook",
-			    queue_id ? queue_id : "-", norm);
-		}
 		unlocked = 1;
 	}
 	if ((s = build_set(g, gn)) == NULL) {
