@@ -5,16 +5,17 @@
  *	keymodel - kmilter's key model in KMIP: naming, split keys, lookups,
  *	enrollment and administration
  * SUMMARY
- *	The public header of the keymodel family; it includes the others, so
- *	callers include keymodel.h only.
- *	keymodel.c (here): naming and split keys: keymodel_addr_normalize(),
- *	keymodel_object_name(), keymodel_group_format(),
- *	keymodel_group_parse(), keymodel_split(), keymodel_combine();
+ *	The handle and the lookups; the rest of the family has headers of
+ *	its own, and each caller includes what it uses.
+ *	keymodel.c (here): split keys: keymodel_split(), keymodel_combine();
  *	lookups (milter): keymodel_new(), keymodel_free(),
  *	keymodel_current_cert(), keymodel_decryption_keys(),
  *	keymodel_gens_free(), keymodel_revocation_count(),
  *	keymodel_set_parallel(), keymodel_ping(), keymodel_server_name(),
  *	keymodel_notfound().
+ *	keymodel_name.h: addresses and names: keymodel_addr_normalize(),
+ *	keymodel_object_name(), keymodel_group_format(),
+ *	keymodel_group_parse(), KEYMODEL_ADDR_MAX and the other limits.
  *	keymodel_cert.h: keymodel_check_pair(), keymodel_keygen(),
  *	keymodel_issue_cert(), keymodel_cert_fingerprint(),
  *	keymodel_rewrap().
@@ -24,7 +25,10 @@
  *	keymodel_infos_free().
  *	keymodel_protect.h (kmctl): keymodel_set_password(),
  *	keymodel_clear_password().
- *	keymodel_int.h: internals shared by the family only.
+ *	keymodel_int.h, keymodel_err.h: internals shared by the family only.
+ *	The files depend one way: keymodel_admin.c and keymodel_protect.c
+ *	on keymodel.c, keymodel.c on keymodel_cert.c, keymodel_cert.c on
+ *	keymodel_name.c.
  * DESCRIPTION
  *	Addresses.  An address is normalized before it is used anywhere:
  *	the local part is kept as given, the domain is lower-cased (domains
@@ -150,24 +154,6 @@
 
 struct kmilter_conf;
 
-#define KEYMODEL_ADDR_MAX	254		/* characters, without NUL */
-#define KEYMODEL_NAME_PREFIX	"kmilter:enc:"
-#define KEYMODEL_NAME_MAX	(sizeof(KEYMODEL_NAME_PREFIX) + KEYMODEL_ADDR_MAX)
-#define KEYMODEL_GROUP_MAX	64
-#define KEYMODEL_DAYS_ENC	1186		/* 39 months */
-#define KEYMODEL_DAYS_SIGN	396		/* 13 months */
-#define KEYMODEL_GEN_MAX	100000
-
-enum keymodel_kind {
-	KEYMODEL_CERT = 0,	/* the certificate of a generation */
-	KEYMODEL_SHARE		/* one XOR share of its private key */
-};
-
-enum keymodel_usage {
-	KEYMODEL_USE_ENCRYPT = 0,	/* keyEncipherment / keyAgreement */
-	KEYMODEL_USE_SIGN		/* digitalSignature, nonRepudiation */
-};
-
 /* One usable generation, as kmilter decrypts with it. */
 struct keymodel_gen {
 	int		 generation;
@@ -197,15 +183,7 @@ struct keymodel_info {
 
 struct keymodel;
 
-/* Pure parts (no KM). */
-enum km_status	 keymodel_addr_normalize(const char *addr, char *out,
-		    size_t outlen, char *errstr, size_t errlen);
-enum km_status	 keymodel_object_name(const char *addr, char *out,
-		    size_t outlen, char *errstr, size_t errlen);
-enum km_status	 keymodel_group_format(enum keymodel_kind, int generation,
-		    int enhanced, char *out, size_t outlen);
-enum km_status	 keymodel_group_parse(const char *group,
-		    enum keymodel_kind *kind, int *generation, int *enhanced);
+/* Split keys (pure, no KM). */
 enum km_status	 keymodel_split(const unsigned char *key, size_t len,
 		    unsigned char **share_a, unsigned char **share_b,
 		    char *errstr, size_t errlen);
@@ -238,11 +216,5 @@ const char	*keymodel_server_name(const struct keymodel *, int server);
 /* 1 when a KM_PERMFAIL's errstr means "nothing for that address" (the
  * message starts with "no "), so kmctl can exit 3. */
 int		 keymodel_notfound(const char *errstr);
-
-/* The rest of the family: keys and certificates, administration,
- * protection level.  Included here so that callers need keymodel.h only. */
-#include "keymodel_cert.h"
-#include "keymodel_admin.h"
-#include "keymodel_protect.h"
 
 #endif

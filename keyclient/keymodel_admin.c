@@ -17,7 +17,10 @@
 #include <openssl/x509v3.h>
 
 #include "keymodel.h"
+#include "keymodel_admin.h"
+#include "keymodel_cert.h"
 #include "keymodel_int.h"
+#include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
 #include "pkcs8pw.h"

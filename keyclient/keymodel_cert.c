@@ -13,8 +13,9 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
-#include "keymodel.h"
-#include "keymodel_int.h"
+#include "keymodel_cert.h"
+#include "keymodel_err.h"
+#include "keymodel_name.h"
 #include "pkcs8pw.h"
 #include "secmem.h"
 

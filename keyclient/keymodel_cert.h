@@ -7,7 +7,9 @@
  * SUMMARY
  *	keymodel_keygen(), keymodel_issue_cert(), keymodel_check_pair(),
  *	keymodel_cert_fingerprint(), keymodel_rewrap().
- *	Included by keymodel.h: callers include keymodel.h.
+ *	For the keymodel family (keymodel.c, keymodel_admin.c):
+ *	keymodel_pkey_to_der(), keymodel_der_to_pkey(),
+ *	keymodel_keytype_of(), keymodel_key_type_name().
  * DESCRIPTION
  *	Pure functions: no KM, no connection.
  *	keymodel_keygen() makes a key pair of a named type ("rsa2048",
@@ -25,20 +27,45 @@
  *	protection levels (plain PrivateKeyInfo, EncryptedPrivateKeyInfo
  *	under a password: pkcs8pw.h), checking the key against its
  *	certificate.
+ *
+ *	keymodel_pkey_to_der() encodes a key as a plain PKCS#8
+ *	PrivateKeyInfo, keymodel_der_to_pkey() parses one back;
+ *	keymodel_keytype_of() names the keymodel_keygen() type of a
+ *	certificate's key, keymodel_key_type_name() describes a key for
+ *	people ("RSA-2048", "EC-prime256v1").
+ *
+ *	This module needs only keymodel_name.c (and pkcs8pw.c): the rest of
+ *	the keymodel family calls it, never the other way round.
  * OWNERSHIP
  *	Out-pointers (X509 **, EVP_PKEY **) receive new references the caller
  *	frees (X509_free, EVP_PKEY_free).  keymodel_rewrap()'s *out is secmem:
- *	secmem_free(*out, *outlen).  Inputs and passwords are borrowed.
+ *	secmem_free(*out, *outlen), and so is keymodel_pkey_to_der()'s.
+ *	Inputs and passwords are borrowed.
  * ERRORS
  *	enum km_status with one line in errstr: KM_PROTO (unknown key type,
  *	malformed address or key, a key that does not match its
  *	certificate), KM_PERMFAIL (CA key does not match the CA certificate,
  *	signing failed, a password that does not open the key), KM_TEMPFAIL
- *	(no randomness), KM_NOMEM.
+ *	(no randomness), KM_NOMEM.  keymodel_der_to_pkey() and
+ *	keymodel_keytype_of() return NULL.
  * THREADS
  *	Thread-safe.
  */
-#include "keymodel.h"
+#include <stddef.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "status.h"
+
+/* validity of an issued certificate when days is 0 */
+#define KEYMODEL_DAYS_ENC	1186		/* 39 months */
+#define KEYMODEL_DAYS_SIGN	396		/* 13 months */
+
+enum keymodel_usage {
+	KEYMODEL_USE_ENCRYPT = 0,	/* keyEncipherment / keyAgreement */
+	KEYMODEL_USE_SIGN		/* digitalSignature, nonRepudiation */
+};
 
 enum km_status	 keymodel_check_pair(X509 *cert, EVP_PKEY *key,
 		    char *errstr, size_t errlen);
@@ -60,5 +87,12 @@ enum km_status	 keymodel_rewrap(X509 *cert, const unsigned char *der,
 		    const char *newpw, size_t newlen, int iter,
 		    unsigned char **out, size_t *outlen, char *errstr,
 		    size_t errlen);
+
+/* For the keymodel family. */
+enum km_status	 keymodel_pkey_to_der(EVP_PKEY *, unsigned char **out,
+		    size_t *outlen, char *errstr, size_t errlen);
+EVP_PKEY	*keymodel_der_to_pkey(const unsigned char *der, size_t len);
+const char	*keymodel_keytype_of(X509 *cert);
+void		 keymodel_key_type_name(EVP_PKEY *, char *out, size_t outlen);
 
 #endif

@@ -4,16 +4,14 @@
  * NAME
  *	keymodel_int - internals shared by the keymodel module family
  * SUMMARY
- *	Private to keymodel.c, keymodel_cert.c, keymodel_admin.c and
- *	keymodel_protect.c: nothing else includes this header.
+ *	Private to keymodel.c, keymodel_admin.c and keymodel_protect.c:
+ *	nothing else includes this header (keymodel_cert.c and
+ *	keymodel_name.c do not need it).
  *	Types: struct keymodel (the handle), struct kobj, struct scan,
  *	struct genrec, struct admin.
- *	Error helpers: seterr(), ossl_fail() (static inline).
+ *	Error helpers: seterr(), ossl_fail() (keymodel_err.h).
  *	Scanning (keymodel.c): keymodel_scan_server(), keymodel_scan_clear(),
  *	keymodel_build_gens(), keymodel_usable(), keymodel_make_gen().
- *	Keys (keymodel_cert.c): keymodel_pkey_to_der(),
- *	keymodel_der_to_pkey(), keymodel_keytype_of(),
- *	keymodel_key_type_name().
  *	Administration sessions (keymodel_admin.c): keymodel_admin_open(),
  *	keymodel_admin_close(), keymodel_admin_next_gen().
  * DESCRIPTION
@@ -29,19 +27,15 @@
  *	scans.  keymodel_admin_close() releases what keymodel_admin_open()
  *	took (also after a failed open).  keymodel_make_gen() fills a
  *	struct keymodel_gen whose members the caller frees.
- *	keymodel_pkey_to_der() returns secmem: secmem_free(*out, *outlen).
  * ERRORS
  *	enum km_status with one line in errstr, as in keymodel.h.
- *	keymodel_der_to_pkey() and keymodel_keytype_of() return NULL.
  * THREADS
  *	As keymodel.h: scans and admin sessions belong to one thread.
  */
-#include <stdarg.h>
-#include <stdio.h>
-
 #include "keymodel.h"
+#include "keymodel_err.h"
+#include "keymodel_name.h"
 #include "kmip.h"
-#include "log.h"
 
 /* The handle: one connection pool per KM server. */
 struct keymodel {
@@ -91,28 +85,6 @@ struct admin {
 	size_t			 nrecs;
 };
 
-/* seterr - format one error line into errstr, if there is one */
-static inline void KM_PRINTF(3, 4)
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* ossl_fail - drain the OpenSSL error queue and set a message */
-static inline enum km_status
-ossl_fail(enum km_status st, char *errstr, size_t errlen, const char *what)
-{
-	log_openssl(what);
-	seterr(errstr, errlen, "%s failed", what);
-	return st;
-}
-
 /* Scanning and lookups (keymodel.c). */
 void		 keymodel_scan_clear(struct scan *);
 enum km_status	 keymodel_scan_server(struct kmip_conn *, const char *name,
@@ -123,13 +95,6 @@ enum km_status	 keymodel_build_gens(struct scan s[2], struct genrec **out,
 enum km_status	 keymodel_make_gen(struct keymodel *, const char *addr,
 		    struct genrec *, struct keymodel_gen *, char *errstr,
 		    size_t errlen);
-
-/* Keys (keymodel_cert.c). */
-enum km_status	 keymodel_pkey_to_der(EVP_PKEY *, unsigned char **out,
-		    size_t *outlen, char *errstr, size_t errlen);
-EVP_PKEY	*keymodel_der_to_pkey(const unsigned char *der, size_t len);
-const char	*keymodel_keytype_of(X509 *cert);
-void		 keymodel_key_type_name(EVP_PKEY *, char *out, size_t outlen);
 
 /* Administration sessions (keymodel_admin.c). */
 enum km_status	 keymodel_admin_open(struct admin *, struct keymodel *,

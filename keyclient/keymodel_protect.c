@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "keymodel.h"
+#include "keymodel_protect.h"
+#include "keymodel_cert.h"
 #include "keymodel_int.h"
+#include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
 #include "secmem.h"

@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "keymodel_name.h"
 #include "keystore_entry.h"
 #include "keystore_int.h"
 #include "pkcs8pw.h"

@@ -4,22 +4,31 @@
  * NAME
  *	keystore_int - internals shared by the keystore module family
  * SUMMARY
- *	Private to keystore.c, keystore_hook.c, keystore_entry.c and
- *	keystore_certcheck.c: nothing else includes this header.
+ *	Private to the keystore*.c files: nothing else includes this
+ *	header.
  *	Types: struct keystore (the handle), struct keyset (an L1 key set).
  *	Entry kinds K_*, RELEASE_TTL, REASON_MAX.
- *	Helpers: seterr(), bump() (static inline).
- *	keystore.c: keystore_revc(), keystore_l2_get(), keystore_l2_put():
- *	every L2 entry is wrapped (keystore_env_wrap()) with the user's
- *	revocation counter and refused when it is not the KM's current one.
+ *	Helpers: seterr(), bump(), min_ms() (static inline).
+ *	keystore_lookup.c: keystore_prepare(), keystore_l1_get(),
+ *	keystore_revc(), keystore_l2_get(), keystore_l2_put(): every L2
+ *	entry is wrapped (keystore_env_wrap()) with the user's revocation
+ *	counter and refused when it is not the KM's current one.
  *	keystore_hook.c: keystore_real_hook_ask(), keystore_release_check(),
  *	keystore_locked_lookup(), keystore_use_unlocked(), keystore_unlock().
  *	The functions of keystore_entry.h and keystore_certcheck.h.
+ *	The files depend one way: keystore_keys.c on keystore_hook.c, both
+ *	and keystore_cert.c and keystore_signer.c on keystore_lookup.c.
  * DESCRIPTION
- *	keystore.c owns the lookup order (L1 -> L2 -> KM) and the caches;
- *	keystore_hook.c the admin hook's part of a key lookup: the release
+ *	keystore.c builds the handle and its caches; keystore_cert.c,
+ *	keystore_keys.c and keystore_signer.c own the lookup order of
+ *	their kind (L1 -> L2 -> KM) on the path keystore_lookup.c gives
+ *	them; keystore_hook.c the admin hook's part of a key lookup: the release
  *	decision, unlocking enhanced keys with the hook's password, and the
  *	L2 entries of unlocked keys and of a wrong password.
+ *
+ *	keystore_prepare(): the address normalized (norm) and its keyed
+ *	hash (the cache key), one more lookup counted.  keystore_l1_get():
+ *	KM_OK with a reference on an L1 hit, positive or negative.
  *
  *	keystore_release_check(): with hook_release, may this gateway have
  *	addr's keys (asks the hook once per RELEASE_TTL).
@@ -47,6 +56,9 @@
 #include "keystore_certcheck.h"
 #include "keystore_entry.h"
 #include "log.h"
+#include "seal.h"
+
+struct memcache_ref;
 
 /* Entry kinds.  "cert" and "enckey" are among CACHE_KINDS; the other two
  * L2 kinds are deleted by keystore_invalidate() itself. */
@@ -125,7 +137,21 @@ bump(atomic_ulong *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* Sealed L2 entries bound to the revocation counter (keystore.c). */
+/* min_ms - the smaller of two TTLs in seconds, as milliseconds */
+static inline int64_t
+min_ms(int a, int b)
+{
+	return (int64_t)(a < b ? a : b) * 1000;
+}
+
+/* The lookup path (keystore_lookup.c): the address, L1, and the sealed
+ * L2 entries bound to the revocation counter. */
+enum km_status	 keystore_prepare(struct keystore *, const char *addr,
+		    char *norm, size_t normlen,
+		    char hash[SEAL_HASH_HEXLEN + 1], char *errstr,
+		    size_t errlen);
+enum km_status	 keystore_l1_get(struct keystore *, const char *kind,
+		    const char *hash, struct memcache_ref **);
 enum km_status	 keystore_revc(struct keystore *, const char *norm,
 		    const char *hash, struct revc *);
 enum km_status	 keystore_l2_get(struct keystore *, struct revc *,

@@ -20,7 +20,8 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
-#include "keymodel.h"
+#include "keymodel_cert.h"
+#include "keymodel_name.h"
 #include "log.h"
 #include "seal.h"
 #include "secmem.h"

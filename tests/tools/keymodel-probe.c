@@ -34,6 +34,8 @@
 
 #include "conf.h"
 #include "keymodel.h"
+#include "keymodel_cert.h"
+#include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
 #include "seal.h"

@@ -41,6 +41,9 @@
 
 #include "conf.h"
 #include "keymodel.h"
+#include "keymodel_admin.h"
+#include "keymodel_cert.h"
+#include "keymodel_name.h"
 #include "keystore.h"
 #include "kmip.h"
 #include "log.h"

@@ -10,6 +10,8 @@
 
 #include "harness.h"
 #include "keymodel.h"
+#include "keymodel_cert.h"
+#include "keymodel_name.h"
 #include "pkcs8pw.h"
 #include "secmem.h"
 

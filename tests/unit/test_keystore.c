@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "hook.h"
 #include "keymodel.h"
+#include "keymodel_cert.h"
 #include "keystore.h"
 #include "keystore_entry.h"
 #include "kmip.h"

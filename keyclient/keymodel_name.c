@@ -1,0 +1,176 @@
+/*
+ * keymodel_name.c - addresses and the KMIP names of the key model:
+ * address normalization, the Name of an address's objects, the Object
+ * Group of a generation's objects.  Pure.  See keymodel_name.h.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keymodel_err.h"
+#include "keymodel_name.h"
+
+#define GROUP_PREFIX	"kmilter:gen:"
+
+/* keymodel_addr_normalize - check an address; keep the local part, lower-case the domain */
+enum km_status
+keymodel_addr_normalize(const char *addr, char *out, size_t outlen,
+    char *errstr, size_t errlen)
+{
+	const char *at = NULL, *p;
+	size_t len, i;
+	int label = 0;
+
+	if (addr == NULL || *addr == '\0') {
+		seterr(errstr, errlen, "empty address");
+		return KM_PROTO;
+	}
+	len = strlen(addr);
+	if (len > KEYMODEL_ADDR_MAX) {
+		seterr(errstr, errlen, "address too long (%zu characters, at "
+		    "most %d)", len, KEYMODEL_ADDR_MAX);
+		return KM_PROTO;
+	}
+	for (p = addr; *p != '\0'; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch <= 0x20 || ch >= 0x7f) {
+			seterr(errstr, errlen, "malformed address: space, "
+			    "control or non-ASCII character at offset %td",
+			    p - addr);
+			return KM_PROTO;
+		}
+		if (strchr("()<>[]\\,;:\"", ch) != NULL) {
+			seterr(errstr, errlen, "malformed address: character "
+			    "'%c' not allowed", ch);
+			return KM_PROTO;
+		}
+		if (ch == '@') {
+			if (at != NULL) {
+				seterr(errstr, errlen, "malformed address: "
+				    "more than one '@'");
+				return KM_PROTO;
+			}
+			at = p;
+		}
+	}
+	if (at == NULL) {
+		seterr(errstr, errlen, "malformed address: no '@'");
+		return KM_PROTO;
+	}
+	if (at == addr) {
+		seterr(errstr, errlen, "malformed address: empty local part");
+		return KM_PROTO;
+	}
+	if (at[1] == '\0') {
+		seterr(errstr, errlen, "malformed address: empty domain");
+		return KM_PROTO;
+	}
+	for (p = at + 1; ; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0 || p[-1] == '-') {
+				seterr(errstr, errlen, "malformed address: "
+				    "bad domain label");
+				return KM_PROTO;
+			}
+			if (*p == '\0')
+				break;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && *p != '-') {
+			seterr(errstr, errlen, "malformed address: character "
+			    "'%c' not allowed in the domain", *p);
+			return KM_PROTO;
+		}
+		if (label == 0 && *p == '-') {
+			seterr(errstr, errlen, "malformed address: bad "
+			    "domain label");
+			return KM_PROTO;
+		}
+		label++;
+	}
+	if (outlen < len + 1) {
+		seterr(errstr, errlen, "address buffer too small");
+		return KM_PROTO;
+	}
+	for (i = 0; i < len; i++)
+		out[i] = addr + i > at ? (char)tolower((unsigned char)addr[i]) :
+		    addr[i];
+	out[len] = '\0';
+	return KM_OK;
+}
+
+/* keymodel_object_name - the KMIP Name of an address's objects */
+enum km_status
+keymodel_object_name(const char *addr, char *out, size_t outlen,
+    char *errstr, size_t errlen)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1];
+	enum km_status st;
+
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
+	    errlen)) != KM_OK)
+		return st;
+	if ((size_t)snprintf(out, outlen, "%s%s", KEYMODEL_NAME_PREFIX,
+	    norm) >= outlen) {
+		seterr(errstr, errlen, "name buffer too small");
+		return KM_PROTO;
+	}
+	/* lookups fold the whole address, as seal_name_hash() does */
+	for (; *out != '\0'; out++)
+		*out = (char)tolower((unsigned char)*out);
+	return KM_OK;
+}
+
+/* keymodel_group_format - the Object Group of a generation's object */
+enum km_status
+keymodel_group_format(enum keymodel_kind kind, int generation, int enhanced,
+    char *out, size_t outlen)
+{
+	int n;
+
+	if (generation < 1 || generation > KEYMODEL_GEN_MAX)
+		return KM_PROTO;
+	if (kind == KEYMODEL_CERT)
+		n = snprintf(out, outlen, GROUP_PREFIX "%d", generation);
+	else
+		n = snprintf(out, outlen, GROUP_PREFIX "%d:%s", generation,
+		    enhanced ? "enhanced" : "default");
+	return n < 0 || (size_t)n >= outlen ? KM_PROTO : KM_OK;
+}
+
+/* keymodel_group_parse - read kind, generation and level from an Object Group */
+enum km_status
+keymodel_group_parse(const char *group, enum keymodel_kind *kind,
+    int *generation, int *enhanced)
+{
+	const char *p;
+	long g = 0;
+
+	if (group == NULL || strncmp(group, GROUP_PREFIX,
+	    sizeof(GROUP_PREFIX) - 1) != 0)
+		return KM_PROTO;
+	p = group + sizeof(GROUP_PREFIX) - 1;
+	if (*p < '1' || *p > '9')
+		return KM_PROTO;
+	while (isdigit((unsigned char)*p)) {
+		g = g * 10 + (*p++ - '0');
+		if (g > KEYMODEL_GEN_MAX)
+			return KM_PROTO;
+	}
+	*generation = (int)g;
+	*enhanced = 0;
+	if (*p == '\0') {
+		*kind = KEYMODEL_CERT;
+		return KM_OK;
+	}
+	*kind = KEYMODEL_SHARE;
+	if (strcmp(p, ":default") == 0)
+		return KM_OK;
+	if (strcmp(p, ":enhanced") == 0) {
+		*enhanced = 1;
+		return KM_OK;
+	}
+	return KM_PROTO;
+}

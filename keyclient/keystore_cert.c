@@ -1,0 +1,162 @@
+/*
+ * keystore_cert.c - keystore_get_cert(): a user's current encryption
+ * certificate through L1, L2 and the KM.  See keystore.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "keymodel_name.h"
+#include "keystore.h"
+#include "keystore_int.h"
+#include "log.h"
+#include "memcache.h"
+#include "seal.h"
+#include "secmem.h"
+
+/* x509_free_cb - X509_free as a memcache free callback */
+static void
+x509_free_cb(void *p)
+{
+	X509_free(p);
+}
+
+
+/* ---- certificates ---- */
+
+/* cert_result - check a found certificate and hand out a reference */
+static enum km_status
+cert_result(X509 *c, const char *addr, X509 **cert, char *errstr,
+    size_t errlen)
+{
+	enum km_status st;
+
+	if ((st = keystore_cert_check(c, addr, errstr, errlen)) != KM_OK)
+		return st;
+	X509_up_ref(c);
+	*cert = c;
+	return KM_OK;
+}
+
+/* cert_from_l2 - addr's certificate from L2: KM_OK with *c (NULL when L2
+ * has none usable: a bad one is deleted), KM_PERMFAIL on a negative entry
+ * (remembered in L1) */
+static enum km_status
+cert_from_l2(struct keystore *ks, struct revc *rc, const char *norm,
+    const char *hash, X509 **c, char *errstr, size_t errlen)
+{
+	unsigned char *buf = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	int neg = 0;
+
+	*c = NULL;
+	(void)keystore_revc(ks, norm, hash, rc);
+	if (keystore_l2_get(ks, rc, K_CERT, norm, hash, &buf, &len,
+	    &neg) != KM_OK)
+		return KM_OK;
+	if (neg) {
+		secmem_free(buf, len);
+		bump(&ks->l2_hits);
+		bump(&ks->negative_hits);
+		if (ks->l1)
+			memcache_put_negative(ks->l1, K_CERT, hash,
+			    min_ms(ks->memory_ttl, ks->negative_ttl));
+		seterr(errstr, errlen, "no certificate for %s", norm);
+		return KM_PERMFAIL;
+	}
+	p = buf;
+	*c = d2i_X509(NULL, &p, (long)len);
+	if (*c == NULL || p != buf + len) {
+		X509_free(*c);
+		*c = NULL;
+		ERR_clear_error();
+		log_warnx("keystore: %s: bad certificate in L2, deleted", norm);
+		ks->be.l2_del(ks->be.arg, K_CERT, norm);
+	} else
+		bump(&ks->l2_hits);
+	secmem_free(buf, len);
+	return KM_OK;
+}
+
+/* cert_from_km - addr's certificate from the KM, kept in L2; a "none" is
+ * remembered in L2 and L1 */
+static enum km_status
+cert_from_km(struct keystore *ks, const struct revc *rc, const char *norm,
+    const char *hash, X509 **c, char *errstr, size_t errlen)
+{
+	unsigned char *der = NULL;
+	enum km_status st;
+	int dl;
+
+	if (!ks->has_km) {
+		seterr(errstr, errlen, "no KM configured");
+		return KM_PERMFAIL;
+	}
+	bump(&ks->km_fetches);
+	st = ks->be.km_cert(ks->be.arg, norm, c, errstr, errlen);
+	if (st == KM_PERMFAIL) {
+		bump(&ks->misses);
+		keystore_l2_put(ks, rc, K_CERT, norm, NULL, 0, 1,
+		    ks->negative_ttl);
+		if (ks->l1)
+			memcache_put_negative(ks->l1, K_CERT, hash,
+			    min_ms(ks->memory_ttl, ks->negative_ttl));
+		return KM_PERMFAIL;
+	}
+	if (st != KM_OK) {
+		bump(&ks->km_errors);
+		log_warnx("keystore: %s: KM: %s", norm, errstr ?
+		    errstr : km_status_name(st));
+		return st;
+	}
+	if (ks->has_l2 && (dl = i2d_X509(*c, &der)) > 0) {
+		keystore_l2_put(ks, rc, K_CERT, norm, der, (size_t)dl, 0,
+		    ks->cert_ttl);
+		OPENSSL_free(der);
+	}
+	return KM_OK;
+}
+
+/* keystore_get_cert - the current encryption certificate of addr */
+enum km_status
+keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
+    char *errstr, size_t errlen)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
+	struct memcache_ref *ref;
+	X509 *c = NULL;
+	struct revc rc;
+	enum km_status st;
+
+	*cert = NULL;
+	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash, errstr,
+	    errlen)) != KM_OK)
+		return st;
+	if (keystore_l1_get(ks, K_CERT, hash, &ref) == KM_OK) {
+		bump(&ks->l1_hits);
+		if (memcache_is_negative(ref)) {
+			bump(&ks->negative_hits);
+			seterr(errstr, errlen, "no certificate for %s", norm);
+			st = KM_PERMFAIL;
+		} else
+			st = cert_result(memcache_value(ref), norm, cert,
+			    errstr, errlen);
+		memcache_release(ref);
+		return st;
+	}
+	memset(&rc, 0, sizeof(rc));
+	if (ks->has_l2 && (st = cert_from_l2(ks, &rc, norm, hash, &c, errstr,
+	    errlen)) != KM_OK)
+		return st;
+	if (c == NULL && (st = cert_from_km(ks, &rc, norm, hash, &c, errstr,
+	    errlen)) != KM_OK)
+		return st;
+	st = cert_result(c, norm, cert, errstr, errlen);
+	if (ks->l1 == NULL || memcache_put(ks->l1, K_CERT, hash, c,
+	    x509_free_cb, min_ms(ks->memory_ttl, ks->cert_ttl)) != KM_OK)
+		X509_free(c);
+	return st;
+}

@@ -1,0 +1,110 @@
+/*
+ * cmd_gateway.c - kmctl's commands for this gateway's own keys: keygen
+ * (the gateway key that seals the caches and the signing keys),
+ * signing-enroll.  See cmd.h and kmctl.8.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "conf.h"
+#include "keymodel_cert.h"
+#include "kmctl.h"
+#include "seal.h"
+#include "signstore.h"
+
+/* ensure_seal_key - load the gateway key, creating it when missing */
+static struct seal_key *
+ensure_seal_key(const struct kmilter_conf *conf, int create, int *created)
+{
+	char path[PATH_MAX], err[512];
+	struct seal_key *sk;
+
+	*created = 0;
+	if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK) {
+		kmctl_warn("no cache.seal_key_file and no milter.state_dir");
+		return NULL;
+	}
+	if (create && access(path, F_OK) != 0 && errno == ENOENT) {
+		if (conf->state_dir[0] != '\0' &&
+		    mkdir(conf->state_dir, 0700) != 0 && errno != EEXIST) {
+			kmctl_warn("%s: %s", conf->state_dir, strerror(errno));
+			return NULL;
+		}
+		if (seal_key_create(path, err, sizeof(err)) != KM_OK) {
+			kmctl_warn("%s", err);
+			return NULL;
+		}
+		*created = 1;
+	}
+	if ((sk = seal_key_load(path, err, sizeof(err))) == NULL)
+		kmctl_warn("%s", err);
+	return sk;
+}
+
+/* cmd_keygen - create the gateway key file if it is missing */
+int
+cmd_keygen(const struct kmilter_conf *conf, const struct opts *o,
+    const char *a1, const char *a2)
+{
+	struct seal_key *sk;
+	char path[PATH_MAX];
+	int created;
+
+	(void)o;
+	(void)a1;
+	(void)a2;
+	if ((sk = ensure_seal_key(conf, 1, &created)) == NULL)
+		return EX_FAIL;
+	seal_key_free(sk);
+	signstore_seal_key_path(conf, path, sizeof(path));
+	printf("%s: %s\n", path, created ? "created" : "exists, kept");
+	return EX_OK_;
+}
+
+/* cmd_signing_enroll - this gateway's signing key and certificate */
+int
+cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, const char *a2)
+{
+	struct seal_key *sk;
+	X509 *ca = NULL, *cert = NULL;
+	EVP_PKEY *cakey = NULL, *key = NULL;
+	char err[512], fp[96];
+	enum km_status st;
+	int created, rc = EX_FAIL;
+
+	(void)a2;
+	if (kmctl_load_org_ca(conf, &ca, &cakey) != 0)
+		return EX_FAIL;
+	if ((sk = ensure_seal_key(conf, 1, &created)) == NULL)
+		goto out;
+	if (mkdir(conf->state_dir, 0700) != 0 && errno != EEXIST) {
+		kmctl_warn("%s: %s", conf->state_dir, strerror(errno));
+		goto out;
+	}
+	if ((st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
+	    o->keytype, o->days, err, sizeof(err))) != KM_OK ||
+	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
+	    err, sizeof(err))) != KM_OK) {
+		kmctl_warn("signing-enroll %s: %s", addr, err);
+		rc = EX_FAIL;
+		goto out;
+	}
+	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
+	printf("%s: signing certificate sha256 %s\n", addr, fp);
+	kmctl_after_change(conf, addr);	/* a gateway may have cached "no signing key" */
+	rc = EX_OK_;
+out:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	seal_key_free(sk);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	return rc;
+}
