@@ -663,7 +663,8 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	if (f != HOOK_FAIL_NONE) {
 		apply_default(h, ev, out, f, errstr);
 		log_debug(1, "hook %s %s: %s, using default %s",
-		    hook_event_name(ev), rq->address && hook_proto_field_ok(rq->address) ?
+		    hook_event_name(ev),
+		    rq->address && hook_proto_field_ok(rq->address) ?
 		    rq->address : "(invalid)", hook_failure_name(f),
 		    hook_action_name(out->action));
 		return st == KM_OK ? KM_TEMPFAIL : st;

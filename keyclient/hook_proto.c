@@ -98,7 +98,7 @@ hook_answer_clear(struct hook_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* hook_proto_field_ok - whether a request value is printable and not too long */
+/* hook_proto_field_ok - whether a request value is printable, not too long */
 int
 hook_proto_field_ok(const char *s)
 {
@@ -128,9 +128,10 @@ request_check(const struct hook_request *rq, char *errstr, size_t errlen)
 	}
 	if ((rq->queue_id && rq->queue_id[0] &&
 	    !hook_proto_field_ok(rq->queue_id)) ||
-	    (rq->gateway && rq->gateway[0] && !hook_proto_field_ok(rq->gateway))) {
-		snprintf(errstr, errlen, "request: queue_id or gateway too long "
-		    "or with control characters");
+	    (rq->gateway && rq->gateway[0] &&
+	    !hook_proto_field_ok(rq->gateway))) {
+		snprintf(errstr, errlen, "request: queue_id or gateway too "
+		    "long or with control characters");
 		return KM_PROTO;
 	}
 	return KM_OK;
@@ -351,7 +352,8 @@ static const struct {
 static key_fn
 key_taker(const struct hook_proto_line *l)
 {
-	for (size_t i = 0; i < sizeof(answer_keys) / sizeof(answer_keys[0]); i++)
+	for (size_t i = 0; i < sizeof(answer_keys) / sizeof(answer_keys[0]);
+	    i++)
 		if (strlen(answer_keys[i].name) == l->klen &&
 		    memcmp(answer_keys[i].name, l->key, l->klen) == 0)
 			return answer_keys[i].take;

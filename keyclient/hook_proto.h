@@ -157,7 +157,7 @@ int		 hook_action_valid(enum hook_event, enum hook_action);
 const char	*hook_event_name(enum hook_event);	/* "unlock" */
 const char	*hook_failure_name(enum hook_failure);	/* "timeout" */
 
-int		 hook_proto_field_ok(const char *);	/* valid request value */
+int		 hook_proto_field_ok(const char *);	/* a valid value */
 void		 hook_proto_scan_init(struct hook_proto_scan *,
 		    const char *buf, size_t len);
 int		 hook_proto_scan_next(struct hook_proto_scan *,
