@@ -1,344 +1,33 @@
 /*
- * cache.c - the shared (L2) Redis cache of sealed entries, with a connection
- * pool, timeouts, outage back-off and the invalidation subscriber
- * (see cache.h).
+ * cache.c - the shared (L2) Redis cache of sealed entries: get, put, delete
+ * and invalidate over a connection pool with timeouts and outage back-off
+ * (see cache.h; connections in cache_conn.c, the subscriber in cache_sub.c).
  */
-#include <sys/time.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
 #include "cache.h"
+#include "cache_conn.h"
 #include "clock.h"
 #include "log.h"
 #include "secmem.h"
 
 #define CACHE_POOL_MAX	64
 
-/* How to reach Redis: copied options shared by the pool and subscriber. */
-struct conn {
-	char		*host;
-	int		 port;
-	char		*unix_path;
-	char		*password;	/* secmem */
-	int		 database;
-	struct timeval	 ctv, ttv;	/* connect, command timeouts */
-	int		 backoff_min, backoff_max;
-	char		 where[300];	/* for log lines: path or host:port */
-};
-
-/* Outage state: back-off and rate-limited logging. */
-struct health {
-	int		 down;		/* in an outage */
-	int		 probing;	/* one thread is trying to reconnect */
-	int64_t		 retry_at;	/* monotonic ms: no connect before */
-	int		 backoff;	/* current back-off, ms */
-	int64_t		 since;		/* monotonic ms the outage began */
-	int64_t		 last_log;	/* monotonic ms of the last outage line */
-	unsigned long	 failures;	/* failed calls during this outage */
-};
-
 struct cache {
-	struct conn		 conn;
+	struct cache_conn	 conn;
 	const struct seal_key	*key;
 	pthread_mutex_t		 mtx;
 	redisContext		*idle[CACHE_POOL_MAX];
 	int			 nidle, pool_size;
-	struct health		 health;
+	struct cache_health		 health;
 	int64_t			 last_refused;	/* ms of the last error-reply line */
 };
-
-struct cache_sub {
-	struct conn		 conn;
-	cache_invalidate_fn	 fn;
-	void			*arg;
-	pthread_t		 tid;
-	int			 wake[2];	/* self-pipe: stop request */
-	struct health		 health;
-};
-
-/* seterr - format a reason into a caller's buffer (which may be NULL) */
-static void KM_PRINTF(3, 4)
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
-/* ms_tv - a millisecond count as a struct timeval */
-static struct timeval
-ms_tv(int ms)
-{
-	struct timeval tv;
-
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	return tv;
-}
-
-/*
- * A write to a connection that Redis closed raises SIGPIPE, which would kill
- * the whole process unless it ignores the signal.  Rather than change the
- * process's disposition from a library, each command runs with SIGPIPE
- * blocked in the calling thread; a SIGPIPE it caused is consumed before
- * the mask is restored (the write itself fails with EPIPE).
- */
-struct pipe_guard {
-	sigset_t	old;
-	int		pending;	/* a SIGPIPE was pending before */
-};
-
-/* pipe_guard_begin - block SIGPIPE in this thread */
-static void
-pipe_guard_begin(struct pipe_guard *g)
-{
-	sigset_t set, pend;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, &g->old);
-	sigpending(&pend);
-	g->pending = sigismember(&pend, SIGPIPE) == 1;
-}
-
-/* pipe_guard_end - consume a SIGPIPE we caused and restore the mask */
-static void
-pipe_guard_end(struct pipe_guard *g)
-{
-	sigset_t set, pend;
-	struct timespec zero = { 0, 0 };
-	int saved = errno;
-
-	if (!g->pending) {
-		sigpending(&pend);
-		if (sigismember(&pend, SIGPIPE) == 1) {
-			sigemptyset(&set);
-			sigaddset(&set, SIGPIPE);
-			while (sigtimedwait(&set, NULL, &zero) == -1 &&
-			    errno == EINTR)
-				;
-		}
-	}
-	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-	errno = saved;
-}
-
-/* conn_clear - free the copied options */
-static void
-conn_clear(struct conn *cn)
-{
-	free(cn->host);
-	free(cn->unix_path);
-	secmem_strfree(cn->password);
-	memset(cn, 0, sizeof(*cn));
-}
-
-/* conn_init - validate and copy the connection options */
-static int
-conn_init(struct conn *cn, const struct cache_opts *o, char *errstr,
-    size_t errlen)
-{
-	int cms, tms;
-
-	memset(cn, 0, sizeof(*cn));
-	if (o == NULL) {
-		seterr(errstr, errlen, "no cache options");
-		return -1;
-	}
-	if (o->unix_path == NULL && (o->host == NULL || *o->host == '\0' ||
-	    o->port <= 0 || o->port > 65535)) {
-		seterr(errstr, errlen, "redis: need unix_path or host and a "
-		    "port in 1..65535");
-		return -1;
-	}
-	if (o->unix_path != NULL && (*o->unix_path == '\0' ||
-	    strlen(o->unix_path) > 107)) {
-		seterr(errstr, errlen, "redis: bad unix socket path");
-		return -1;
-	}
-	if (o->database < 0 || o->database > 1000000 ||
-	    o->connect_timeout_ms < 0 || o->command_timeout_ms < 0 ||
-	    o->backoff_min_ms < 0 || o->backoff_max_ms < 0) {
-		seterr(errstr, errlen, "redis: negative database, timeout or "
-		    "back-off");
-		return -1;
-	}
-	cms = o->connect_timeout_ms ? o->connect_timeout_ms :
-	    CACHE_DEFAULT_CONNECT_MS;
-	tms = o->command_timeout_ms ? o->command_timeout_ms :
-	    CACHE_DEFAULT_COMMAND_MS;
-	cn->ctv = ms_tv(cms);
-	cn->ttv = ms_tv(tms);
-	cn->backoff_min = o->backoff_min_ms ? o->backoff_min_ms :
-	    CACHE_DEFAULT_BACKOFF_MIN_MS;
-	cn->backoff_max = o->backoff_max_ms ? o->backoff_max_ms :
-	    CACHE_DEFAULT_BACKOFF_MAX_MS;
-	if (cn->backoff_max < cn->backoff_min)
-		cn->backoff_max = cn->backoff_min;
-	cn->port = o->port;
-	cn->database = o->database;
-	if (o->unix_path != NULL) {
-		cn->unix_path = strdup(o->unix_path);
-		snprintf(cn->where, sizeof(cn->where), "unix:%s", o->unix_path);
-	} else {
-		cn->host = strdup(o->host);
-		snprintf(cn->where, sizeof(cn->where), "%s:%d", o->host,
-		    o->port);
-	}
-	if (o->password != NULL)
-		cn->password = secmem_strdup(o->password);
-	if ((cn->unix_path == NULL && cn->host == NULL) ||
-	    (o->password != NULL && cn->password == NULL)) {
-		conn_clear(cn);
-		seterr(errstr, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-}
-
-/* is_timeout - 1 if the context failed on a socket timeout */
-static int
-is_timeout(const redisContext *ctx)
-{
-	return ctx->err == REDIS_ERR_IO &&
-	    (strstr(ctx->errstr, "temporarily unavailable") != NULL ||
-	    strstr(ctx->errstr, "timed out") != NULL);
-}
-
-/* conn_open1 - connect, set the command timeout, AUTH and SELECT */
-static redisContext *
-conn_open1(const struct conn *cn, char *errstr, size_t errlen)
-{
-	redisContext *ctx;
-	redisReply *r = NULL;
-
-	if (cn->unix_path != NULL)
-		ctx = redisConnectUnixWithTimeout(cn->unix_path, cn->ctv);
-	else
-		ctx = redisConnectWithTimeout(cn->host, cn->port, cn->ctv);
-	if (ctx == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return NULL;
-	}
-	if (ctx->err) {
-		seterr(errstr, errlen, "connect: %s", ctx->errstr);
-		goto fail;
-	}
-	if (redisSetTimeout(ctx, cn->ttv) != REDIS_OK) {
-		seterr(errstr, errlen, "set timeout: %s", ctx->errstr);
-		goto fail;
-	}
-	if (cn->password != NULL) {
-		r = redisCommand(ctx, "AUTH %s", cn->password);
-		if (r == NULL) {
-			seterr(errstr, errlen, "AUTH: %s", is_timeout(ctx) ?
-			    "no answer within the command timeout" :
-			    ctx->errstr);
-			goto fail;
-		}
-		if (r->type == REDIS_REPLY_ERROR) {
-			/* Redis's own message never echoes the password. */
-			seterr(errstr, errlen, "AUTH refused: %.80s", r->str);
-			goto fail;
-		}
-		freeReplyObject(r);
-		r = NULL;
-	}
-	if (cn->database != 0) {
-		r = redisCommand(ctx, "SELECT %d", cn->database);
-		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			seterr(errstr, errlen, "SELECT %d: %.80s", cn->database,
-			    r ? r->str : is_timeout(ctx) ? "timeout" :
-			    ctx->errstr);
-			goto fail;
-		}
-		freeReplyObject(r);
-		r = NULL;
-	}
-	return ctx;
-fail:
-	if (r != NULL)
-		freeReplyObject(r);
-	redisFree(ctx);
-	return NULL;
-}
-
-/* conn_open - conn_open1 with SIGPIPE held off */
-static redisContext *
-conn_open(const struct conn *cn, char *errstr, size_t errlen)
-{
-	struct pipe_guard g;
-	redisContext *ctx;
-
-	pipe_guard_begin(&g);
-	ctx = conn_open1(cn, errstr, errlen);
-	pipe_guard_end(&g);
-	return ctx;
-}
-
-/* health_fail - record a failure: start or extend the back-off, log once */
-static void
-health_fail(struct health *h, const struct conn *cn, const char *what,
-    const char *reason)
-{
-	int64_t now = clock_ms();
-
-	if (!h->down) {
-		h->down = 1;
-		h->since = now;
-		h->backoff = cn->backoff_min;
-		h->failures = 1;
-		h->last_log = now;
-		log_warnx("cache: redis %s unavailable (%s: %s); calls fail "
-		    "fast, next try in %d ms", cn->where, what, reason,
-		    h->backoff);
-	} else {
-		h->failures++;
-		h->backoff = h->backoff > cn->backoff_max / 2 ?
-		    cn->backoff_max : h->backoff * 2;
-		if (now - h->last_log >= CACHE_OUTAGE_LOG_INTERVAL * 1000) {
-			h->last_log = now;
-			log_warnx("cache: redis %s still unavailable after "
-			    "%lld s (%s: %s); %lu failed calls", cn->where,
-			    (long long)(now - h->since) / 1000, what, reason,
-			    h->failures);
-		}
-	}
-	h->retry_at = now + h->backoff;
-	h->probing = 0;
-}
-
-/* health_ok - record a success; log the end of an outage */
-static void
-health_ok(struct health *h, const struct conn *cn)
-{
-	if (h->down)
-		log_info("cache: redis %s is back after %lld ms (%lu failed "
-		    "calls)", cn->where, (long long)(clock_ms() - h->since),
-		    h->failures);
-	h->down = 0;
-	h->probing = 0;
-	h->backoff = 0;
-	h->failures = 0;
-}
 
 /* drop_idle - close every pooled connection (locked) */
 static void
@@ -372,11 +61,11 @@ acquire(struct cache *c, int *fresh)
 	}
 	pthread_mutex_unlock(&c->mtx);
 
-	ctx = conn_open(&c->conn, err, sizeof(err));
+	ctx = cache_conn_open(&c->conn, err, sizeof(err));
 	*fresh = 1;
 	pthread_mutex_lock(&c->mtx);
 	if (ctx == NULL)
-		health_fail(&c->health, &c->conn, "connect", err);
+		cache_conn_health_fail(&c->health, &c->conn, "connect", err);
 	else
 		c->health.probing = 0;
 	pthread_mutex_unlock(&c->mtx);
@@ -388,7 +77,7 @@ static void
 release(struct cache *c, redisContext *ctx)
 {
 	pthread_mutex_lock(&c->mtx);
-	health_ok(&c->health, &c->conn);
+	cache_conn_health_ok(&c->health, &c->conn);
 	if (c->nidle < c->pool_size) {
 		c->idle[c->nidle++] = ctx;
 		ctx = NULL;
@@ -414,7 +103,7 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 		redisFree(ctx);
 		pthread_mutex_lock(&c->mtx);
 		drop_idle(c);
-		health_fail(&c->health, &c->conn, "access", reason);
+		cache_conn_health_fail(&c->health, &c->conn, "access", reason);
 		pthread_mutex_unlock(&c->mtx);
 		return KM_TEMPFAIL;
 	}
@@ -436,7 +125,7 @@ static enum km_status
 run(struct cache *c, const char *what, int argc, const char **argv,
     const size_t *argvlen, redisReply **reply)
 {
-	struct pipe_guard g;
+	struct cache_conn_guard g;
 	redisContext *ctx;
 	redisReply *r;
 	enum km_status st;
@@ -447,9 +136,9 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((ctx = acquire(c, &fresh)) == NULL)
 			return KM_TEMPFAIL;
-		pipe_guard_begin(&g);
+		cache_conn_guard_begin(&g);
 		r = redisCommandArgv(ctx, argc, argv, argvlen);
-		pipe_guard_end(&g);
+		cache_conn_guard_end(&g);
 		if (r != NULL) {
 			if (r->type == REDIS_REPLY_ERROR) {
 				st = refused(c, ctx, what, r->str);
@@ -460,25 +149,25 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 			*reply = r;
 			return KM_OK;
 		}
-		snprintf(err, sizeof(err), "%s", is_timeout(ctx) ?
+		snprintf(err, sizeof(err), "%s", cache_conn_timed_out(ctx) ?
 		    "no answer within the command timeout" : ctx->errstr);
 		/* A pooled connection that the server closed (restart,
 		 * idle timeout) is retried once on a fresh connection. */
-		if (!fresh && !is_timeout(ctx)) {
+		if (!fresh && !cache_conn_timed_out(ctx)) {
 			redisFree(ctx);
 			continue;
 		}
 		redisFree(ctx);
 		pthread_mutex_lock(&c->mtx);
 		drop_idle(c);
-		health_fail(&c->health, &c->conn, what, err);
+		cache_conn_health_fail(&c->health, &c->conn, what, err);
 		pthread_mutex_unlock(&c->mtx);
 		return KM_TEMPFAIL;
 	}
 	/* Two stale connections in a row: the server is going away. */
 	pthread_mutex_lock(&c->mtx);
 	drop_idle(c);
-	health_fail(&c->health, &c->conn, what, "connection lost");
+	cache_conn_health_fail(&c->health, &c->conn, what, "connection lost");
 	pthread_mutex_unlock(&c->mtx);
 	return KM_TEMPFAIL;
 }
@@ -490,26 +179,26 @@ cache_new(const struct cache_opts *opts, char *errstr, size_t errlen)
 	struct cache *c;
 
 	if (opts == NULL || opts->key == NULL) {
-		seterr(errstr, errlen, "cache: no seal key");
+		cache_conn_seterr(errstr, errlen, "cache: no seal key");
 		return NULL;
 	}
 	if (opts->pool_size < 0 || opts->pool_size > CACHE_POOL_MAX) {
-		seterr(errstr, errlen, "cache: pool size must be 0..%d",
-		    CACHE_POOL_MAX);
+		cache_conn_seterr(errstr, errlen,
+		    "cache: pool size must be 0..%d", CACHE_POOL_MAX);
 		return NULL;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		cache_conn_seterr(errstr, errlen, "out of memory");
 		return NULL;
 	}
-	if (conn_init(&c->conn, opts, errstr, errlen) == -1) {
+	if (cache_conn_init(&c->conn, opts, errstr, errlen) == -1) {
 		free(c);
 		return NULL;
 	}
 	if (pthread_mutex_init(&c->mtx, NULL) != 0) {
-		conn_clear(&c->conn);
+		cache_conn_clear(&c->conn);
 		free(c);
-		seterr(errstr, errlen, "cache: mutex init failed");
+		cache_conn_seterr(errstr, errlen, "cache: mutex init failed");
 		return NULL;
 	}
 	c->key = opts->key;
@@ -525,7 +214,7 @@ cache_free(struct cache *c)
 		return NULL;
 	drop_idle(c);
 	pthread_mutex_destroy(&c->mtx);
-	conn_clear(&c->conn);
+	cache_conn_clear(&c->conn);
 	free(c);
 	return NULL;
 }
@@ -731,211 +420,4 @@ cache_invalidate(struct cache *c, const char *addr)
 	    r->type == REDIS_REPLY_INTEGER ? r->integer : -1LL);
 	freeReplyObject(r);
 	return KM_OK;
-}
-
-/* valid_hash - 1 if s is exactly SEAL_HASH_HEXLEN lowercase hex digits */
-static int
-valid_hash(const char *s, size_t len)
-{
-	if (len != SEAL_HASH_HEXLEN)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	return 1;
-}
-
-/* sub_wait - sleep up to ms, or until stop is requested; 1 if stopping */
-static int
-sub_wait(struct cache_sub *s, int ms)
-{
-	struct pollfd pfd = { s->wake[0], POLLIN, 0 };
-
-	return poll(&pfd, 1, ms) > 0;
-}
-
-/* sub_handle - act on one reply from a subscribed connection */
-static void
-sub_handle(struct cache_sub *s, redisReply *r)
-{
-	redisReply *p;
-
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_STRING)
-		return;
-	if (strcmp(r->element[0]->str, "message") != 0)
-		return;		/* subscribe confirmations */
-	p = r->element[2];
-	if (p->type != REDIS_REPLY_STRING || !valid_hash(p->str, p->len)) {
-		log_warnx("cache: ignoring a malformed invalidation message "
-		    "(%zu bytes)", p->type == REDIS_REPLY_STRING ?
-		    (size_t)p->len : (size_t)0);
-		return;
-	}
-	s->fn(p->str, s->arg);
-}
-
-/* sub_session - SUBSCRIBE on ctx; 1 when subscribed, 0 with a reason */
-static int
-sub_session(redisContext *ctx, char *err, size_t errlen)
-{
-	struct pipe_guard g;
-	redisReply *r;
-
-	pipe_guard_begin(&g);
-	r = redisCommand(ctx, "SUBSCRIBE %s", CACHE_CHANNEL);
-	pipe_guard_end(&g);
-	if (r == NULL) {
-		seterr(err, errlen, "SUBSCRIBE: %s", is_timeout(ctx) ?
-		    "no answer within the command timeout" : ctx->errstr);
-		return 0;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		seterr(err, errlen, "SUBSCRIBE refused: %.80s", r->str);
-		freeReplyObject(r);
-		return 0;
-	}
-	freeReplyObject(r);
-	return 1;
-}
-
-/* sub_loop - read messages on a subscribed connection; 1 when stopping */
-static int
-sub_loop(struct cache_sub *s, redisContext *ctx, char *err, size_t errlen)
-{
-	struct pollfd pfd[2];
-	void *rv;
-
-	for (;;) {
-		for (;;) {
-			rv = NULL;
-			if (redisGetReplyFromReader(ctx, &rv) != REDIS_OK) {
-				seterr(err, errlen, "protocol: %s",
-				    ctx->errstr);
-				return 0;
-			}
-			if (rv == NULL)
-				break;
-			sub_handle(s, rv);
-			freeReplyObject(rv);
-		}
-		pfd[0].fd = s->wake[0];
-		pfd[0].events = POLLIN;
-		pfd[1].fd = ctx->fd;
-		pfd[1].events = POLLIN;
-		pfd[0].revents = pfd[1].revents = 0;
-		if (poll(pfd, 2, -1) == -1) {
-			if (errno == EINTR)
-				continue;
-			seterr(err, errlen, "poll: %s", strerror(errno));
-			return 0;
-		}
-		if (pfd[0].revents)
-			return 1;
-		if (pfd[1].revents && redisBufferRead(ctx) != REDIS_OK) {
-			seterr(err, errlen, "%s", ctx->errstr[0] ?
-			    ctx->errstr : "connection lost");
-			return 0;
-		}
-	}
-}
-
-/* sub_main - the subscriber thread: connect, subscribe, dispatch, retry */
-static void *
-sub_main(void *arg)
-{
-	struct cache_sub *s = arg;
-	redisContext *ctx;
-	char err[200];
-	int subscribed_before = 0;
-
-	for (;;) {
-		if (s->health.down && sub_wait(s, s->health.backoff))
-			break;
-		err[0] = '\0';
-		if ((ctx = conn_open(&s->conn, err, sizeof(err))) == NULL) {
-			health_fail(&s->health, &s->conn, "subscribe", err);
-			continue;
-		}
-		if (sub_session(ctx, err, sizeof(err)) == 0) {
-			redisFree(ctx);
-			health_fail(&s->health, &s->conn, "subscribe", err);
-			continue;
-		}
-		health_ok(&s->health, &s->conn);
-		log_debug(1, "cache: subscribed to %s on %s", CACHE_CHANNEL,
-		    s->conn.where);
-		/* Messages published while we were away are lost: tell the
-		 * owner to drop everything it may hold. */
-		if (subscribed_before)
-			s->fn(NULL, s->arg);
-		subscribed_before = 1;
-		if (sub_loop(s, ctx, err, sizeof(err))) {
-			redisFree(ctx);
-			break;
-		}
-		redisFree(ctx);
-		health_fail(&s->health, &s->conn, "subscription", err);
-	}
-	return NULL;
-}
-
-/* cache_subscribe_start - start the invalidation subscriber thread */
-struct cache_sub *
-cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
-    void *arg, char *errstr, size_t errlen)
-{
-	struct cache_sub *s;
-	int rc;
-
-	if (fn == NULL) {
-		seterr(errstr, errlen, "cache: no invalidation callback");
-		return NULL;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return NULL;
-	}
-	s->wake[0] = s->wake[1] = -1;
-	if (conn_init(&s->conn, opts, errstr, errlen) == -1)
-		goto fail;
-	if (pipe2(s->wake, O_CLOEXEC) == -1) {
-		seterr(errstr, errlen, "pipe: %s", strerror(errno));
-		goto fail;
-	}
-	s->fn = fn;
-	s->arg = arg;
-	if ((rc = pthread_create(&s->tid, NULL, sub_main, s)) != 0) {
-		seterr(errstr, errlen, "pthread_create: %s", strerror(rc));
-		goto fail;
-	}
-	return s;
-fail:
-	if (s->wake[0] != -1) {
-		close(s->wake[0]);
-		close(s->wake[1]);
-	}
-	conn_clear(&s->conn);
-	free(s);
-	return NULL;
-}
-
-/* cache_subscribe_stop - stop and join the subscriber; returns NULL */
-struct cache_sub *
-cache_subscribe_stop(struct cache_sub *s)
-{
-	ssize_t n;
-
-	if (s == NULL)
-		return NULL;
-	do
-		n = write(s->wake[1], "x", 1);
-	while (n == -1 && errno == EINTR);
-	pthread_join(s->tid, NULL);
-	close(s->wake[0]);
-	close(s->wake[1]);
-	conn_clear(&s->conn);
-	free(s);
-	return NULL;
 }

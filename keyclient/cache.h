@@ -6,7 +6,7 @@
  * SUMMARY
  *	cache_new(), cache_free(), cache_get(), cache_put(),
  *	cache_put_negative(), cache_del(), cache_invalidate(),
- *	cache_subscribe_start(), cache_subscribe_stop()
+ *	cache_subscribe_start(), cache_subscribe_stop() (cache_sub.h)
  * DESCRIPTION
  *	Entries live in Redis under seal_entry_name(key, kind, addr) and are
  *	sealed with seal_seal(): Redis sees neither addresses nor key bytes.
@@ -25,17 +25,18 @@
  *
  *	cache_invalidate(addr) deletes every kind of that address (the kinds
  *	listed in CACHE_KINDS) and PUBLISHes seal_name_hash(addr) on channel
- *	CACHE_CHANNEL.  cache_subscribe_start() runs a thread with its own
- *	connection, SUBSCRIBEd to that channel, calling fn(addr_hash, arg)
- *	for each message; it reconnects with back-off.  Messages published
- *	while the subscriber was disconnected are lost, so after every
- *	re-subscription (not the first) it calls fn(NULL, arg): the owner
- *	should then drop everything it caches.  Payloads that are not 64
- *	lowercase hex digits are logged and ignored.
+ *	CACHE_CHANNEL.  cache_subscribe_start() (cache_sub.h, included here)
+ *	runs a thread with its own connection, SUBSCRIBEd to that channel,
+ *	calling fn(addr_hash, arg) for each message; it reconnects with
+ *	back-off.  Messages published while the subscriber was disconnected
+ *	are lost, so after every re-subscription (not the first) it calls
+ *	fn(NULL, arg): the owner should then drop everything it caches.
+ *	Payloads that are not 64 lowercase hex digits are logged and ignored.
  *
- *	Options: host+port (TCP) or unix_path (preferred), optional password
- *	(AUTH) and database (SELECT); zero timeouts and back-offs take the
- *	defaults below; pool_size 0 means CACHE_DEFAULT_POOL.
+ *	Options (cache_opts.h, included here): host+port (TCP) or unix_path
+ *	(preferred), optional password (AUTH) and database (SELECT); zero
+ *	timeouts and back-offs take the defaults there; pool_size 0 means
+ *	CACHE_DEFAULT_POOL.
  * OWNERSHIP
  *	cache_new() copies every option except key, which is borrowed and
  *	must outlive the cache (and the subscriber).  Caller frees with
@@ -58,36 +59,12 @@
  */
 #include <stddef.h>
 
-#include "status.h"
+#include "cache_opts.h"
+#include "cache_sub.h"
 #include "seal.h"
-
-#define CACHE_CHANNEL			"kmilter:invalidate"
-#define CACHE_KINDS			{ "cert", "certs", "enckey", "signcert", "signkey", NULL }
-#define CACHE_DEFAULT_CONNECT_MS	200
-#define CACHE_DEFAULT_COMMAND_MS	200
-#define CACHE_DEFAULT_BACKOFF_MIN_MS	1000
-#define CACHE_DEFAULT_BACKOFF_MAX_MS	30000
-#define CACHE_DEFAULT_POOL		4
-#define CACHE_OUTAGE_LOG_INTERVAL	60	/* seconds between outage lines */
-
-struct cache_opts {
-	const char		*host;		/* TCP, used if unix_path is NULL */
-	int			 port;
-	const char		*unix_path;
-	const char		*password;	/* NULL: no AUTH */
-	int			 database;
-	int			 connect_timeout_ms;
-	int			 command_timeout_ms;
-	const struct seal_key	*key;
-	int			 pool_size;
-	int			 backoff_min_ms;
-	int			 backoff_max_ms;
-};
+#include "status.h"
 
 struct cache;
-struct cache_sub;
-
-typedef void	(*cache_invalidate_fn)(const char *addr_hash, void *arg);
 
 struct cache	*cache_new(const struct cache_opts *opts, char *errstr,
 		    size_t errlen);
@@ -101,10 +78,5 @@ enum km_status	 cache_put_negative(struct cache *c, const char *kind,
 		    const char *addr, int ttl_seconds);
 enum km_status	 cache_del(struct cache *c, const char *kind, const char *addr);
 enum km_status	 cache_invalidate(struct cache *c, const char *addr);
-
-struct cache_sub *cache_subscribe_start(const struct cache_opts *opts,
-		    cache_invalidate_fn fn, void *arg, char *errstr,
-		    size_t errlen);
-struct cache_sub *cache_subscribe_stop(struct cache_sub *sub);
 
 #endif

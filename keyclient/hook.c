@@ -25,9 +25,7 @@
 #include "secmem.h"
 #include "trustpath.h"
 
-#define FIELD_MAX	320	/* longest request value */
 #define REQUEST_MAX	2048	/* the formatted request always fits */
-#define KEY_MAX		32	/* longest answer key */
 
 struct hook {
 	char		*path;
@@ -40,83 +38,6 @@ struct hook {
 	pthread_cond_t	 cv;
 	struct hook_stats st;
 };
-
-static const char *const action_names[] = {
-	[HOOK_ACTION_NONE] = "none",
-	[HOOK_ACTION_PASSWORD] = "password",
-	[HOOK_ACTION_KEEP_ENCRYPTED] = "keep-encrypted",
-	[HOOK_ACTION_TEMPFAIL] = "tempfail",
-	[HOOK_ACTION_ALLOW] = "allow",
-	[HOOK_ACTION_DENY] = "deny",
-};
-
-static const char *const failure_names[] = {
-	[HOOK_FAIL_NONE] = "none",
-	[HOOK_FAIL_BUSY] = "busy",
-	[HOOK_FAIL_SPAWN] = "cannot start",
-	[HOOK_FAIL_TIMEOUT] = "timeout",
-	[HOOK_FAIL_SIGNAL] = "killed by signal",
-	[HOOK_FAIL_EXIT] = "non-zero exit",
-	[HOOK_FAIL_TOOLONG] = "answer too long",
-	[HOOK_FAIL_MALFORMED] = "malformed answer",
-	[HOOK_FAIL_REQUEST] = "invalid request",
-	[HOOK_FAIL_NOMEM] = "out of resources",
-	[HOOK_FAIL_IO] = "i/o error",
-	[HOOK_FAIL_UNSAFE] = "unsafe hook",
-};
-
-/* hook_action_name - printable name of an action, as in the protocol */
-const char *
-hook_action_name(enum hook_action a)
-{
-	if ((unsigned)a < sizeof(action_names) / sizeof(action_names[0]))
-		return action_names[a];
-	return "invalid";
-}
-
-/* hook_action_from_name - action of a protocol name; NONE if unknown */
-enum hook_action
-hook_action_from_name(const char *s)
-{
-	for (size_t i = 1; i < sizeof(action_names) / sizeof(action_names[0]); i++)
-		if (strcmp(s, action_names[i]) == 0)
-			return (enum hook_action)i;
-	return HOOK_ACTION_NONE;
-}
-
-/* hook_action_valid - whether an action is a valid answer to an event */
-int
-hook_action_valid(enum hook_event ev, enum hook_action a)
-{
-	if (ev == HOOK_EVENT_UNLOCK)
-		return a == HOOK_ACTION_PASSWORD ||
-		    a == HOOK_ACTION_KEEP_ENCRYPTED || a == HOOK_ACTION_TEMPFAIL;
-	if (ev == HOOK_EVENT_RELEASE)
-		return a == HOOK_ACTION_ALLOW || a == HOOK_ACTION_DENY;
-	return 0;
-}
-
-/* hook_event_name - printable name of an event, as in the protocol */
-const char *
-hook_event_name(enum hook_event ev)
-{
-	switch (ev) {
-	case HOOK_EVENT_UNLOCK:
-		return "unlock";
-	case HOOK_EVENT_RELEASE:
-		return "release";
-	}
-	return "invalid";
-}
-
-/* hook_failure_name - printable name of a failure kind */
-const char *
-hook_failure_name(enum hook_failure f)
-{
-	if ((unsigned)f < sizeof(failure_names) / sizeof(failure_names[0]))
-		return failure_names[f];
-	return "invalid";
-}
 
 /* hook_new - check the options and make a hook; NULL with errstr on error */
 struct hook *
@@ -215,270 +136,6 @@ hook_stats(struct hook *h, struct hook_stats *out)
 	*out = h->st;
 	pthread_mutex_unlock(&h->mu);
 }
-
-/* hook_answer_clear - wipe the password and reset the answer */
-void
-hook_answer_clear(struct hook_answer *a)
-{
-	if (a == NULL)
-		return;
-	if (a->password != NULL)
-		secmem_free(a->password, a->password_len + 1);
-	memset(a, 0, sizeof(*a));
-}
-
-/* field_ok - whether a request value is printable and not too long */
-static int
-field_ok(const char *s)
-{
-	size_t n = 0;
-
-	for (; s[n] != '\0'; n++) {
-		unsigned char c = (unsigned char)s[n];
-
-		if (c < 0x20 || c == 0x7f || n >= FIELD_MAX)
-			return 0;
-	}
-	return n > 0;
-}
-
-/* hook_request_format - write the request text into buf */
-enum km_status
-hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
-    size_t *outlen, char *errstr, size_t errlen)
-{
-	const char *key, *level;
-	int n;
-
-	if (rq->event != HOOK_EVENT_UNLOCK && rq->event != HOOK_EVENT_RELEASE) {
-		snprintf(errstr, errlen, "request: invalid event");
-		return KM_PROTO;
-	}
-	if (rq->address == NULL || !field_ok(rq->address)) {
-		snprintf(errstr, errlen, "request: address missing, too long "
-		    "or with control characters");
-		return KM_PROTO;
-	}
-	if ((rq->queue_id && rq->queue_id[0] && !field_ok(rq->queue_id)) ||
-	    (rq->gateway && rq->gateway[0] && !field_ok(rq->gateway))) {
-		snprintf(errstr, errlen, "request: queue_id or gateway too long "
-		    "or with control characters");
-		return KM_PROTO;
-	}
-	switch (rq->key) {
-	case HOOK_KEY_ENCRYPTION:
-		key = "encryption";
-		break;
-	case HOOK_KEY_SIGNING:
-		key = "signing";
-		break;
-	default:
-		snprintf(errstr, errlen, "request: invalid key kind");
-		return KM_PROTO;
-	}
-	switch (rq->level) {
-	case HOOK_LEVEL_DEFAULT:
-		level = "default";
-		break;
-	case HOOK_LEVEL_ENHANCED:
-		level = "enhanced";
-		break;
-	default:
-		snprintf(errstr, errlen, "request: invalid level");
-		return KM_PROTO;
-	}
-	n = snprintf(buf, buflen,
-	    "event=%s\naddress=%s\nkey=%s\nlevel=%s\n%s%s%s%s%s%s\n",
-	    hook_event_name(rq->event), rq->address, key, level,
-	    rq->queue_id && rq->queue_id[0] ? "queue_id=" : "",
-	    rq->queue_id && rq->queue_id[0] ? rq->queue_id : "",
-	    rq->queue_id && rq->queue_id[0] ? "\n" : "",
-	    rq->gateway && rq->gateway[0] ? "gateway=" : "",
-	    rq->gateway && rq->gateway[0] ? rq->gateway : "",
-	    rq->gateway && rq->gateway[0] ? "\n" : "");
-	if (n < 0 || (size_t)n >= buflen) {
-		snprintf(errstr, errlen, "request: buffer too small");
-		return KM_PROTO;
-	}
-	*outlen = (size_t)n;
-	return KM_OK;
-}
-
-/* has_ctl - whether bytes contain a control character other than TAB */
-static int
-has_ctl(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return 1;
-	}
-	return 0;
-}
-
-/* key_ok - whether an answer key is made of [a-z0-9_-] */
-static int
-key_ok(const char *p, size_t n)
-{
-	if (n == 0 || n > KEY_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '_' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
-/* hook_answer_parse - strict parser of a hook's answer */
-enum km_status
-hook_answer_parse(const char *buf, size_t len, enum hook_event ev,
-    struct hook_answer *out, char *errstr, size_t errlen)
-{
-	const char *p = buf, *end = buf + len, *pw = NULL;
-	size_t pwlen = 0;
-	int lineno = 0, have_action = 0, have_reason = 0;
-	enum hook_action act = HOOK_ACTION_NONE;
-	char reason[HOOK_REASON_MAX] = "";
-
-	if (out->password != NULL)
-		secmem_free(out->password, out->password_len + 1);
-	out->password = NULL;
-	out->password_len = 0;
-	out->action = HOOK_ACTION_NONE;
-	out->reason[0] = '\0';
-
-	if (len > HOOK_ANSWER_MAX) {
-		snprintf(errstr, errlen, "answer longer than %d bytes",
-		    HOOK_ANSWER_MAX);
-		return KM_PROTO;
-	}
-	if (len > 0 && memchr(buf, '\0', len) != NULL) {
-		snprintf(errstr, errlen, "NUL byte in answer");
-		return KM_PROTO;
-	}
-	while (p < end) {
-		const char *nl, *lend, *next, *eq, *val;
-		size_t llen, klen, vlen;
-
-		lineno++;
-		nl = memchr(p, '\n', (size_t)(end - p));
-		lend = nl ? nl : end;
-		next = nl ? nl + 1 : end;
-		if (lend > p && lend[-1] == '\r')
-			lend--;
-		llen = (size_t)(lend - p);
-		if (llen > HOOK_LINE_MAX) {
-			snprintf(errstr, errlen, "line %d longer than %d bytes",
-			    lineno, HOOK_LINE_MAX);
-			return KM_PROTO;
-		}
-		if (llen == 0) {
-			p = next;
-			continue;
-		}
-		if ((eq = memchr(p, '=', llen)) == NULL) {
-			snprintf(errstr, errlen, "line %d: no '='", lineno);
-			return KM_PROTO;
-		}
-		klen = (size_t)(eq - p);
-		if (!key_ok(p, klen)) {
-			snprintf(errstr, errlen, "line %d: invalid key", lineno);
-			return KM_PROTO;
-		}
-		val = eq + 1;
-		vlen = (size_t)(lend - val);
-		if (klen == 6 && memcmp(p, "action", 6) == 0) {
-			char name[24];
-
-			if (have_action++) {
-				snprintf(errstr, errlen, "line %d: duplicate key "
-				    "\"action\"", lineno);
-				return KM_PROTO;
-			}
-			act = HOOK_ACTION_NONE;
-			if (vlen < sizeof(name)) {
-				memcpy(name, val, vlen);
-				name[vlen] = '\0';
-				act = hook_action_from_name(name);
-			}
-			if (act == HOOK_ACTION_NONE) {
-				snprintf(errstr, errlen, "line %d: unknown action",
-				    lineno);
-				return KM_PROTO;
-			}
-		} else if (klen == 8 && memcmp(p, "password", 8) == 0) {
-			if (pw != NULL) {
-				snprintf(errstr, errlen, "line %d: duplicate key "
-				    "\"password\"", lineno);
-				return KM_PROTO;
-			}
-			pw = val;
-			pwlen = vlen;
-		} else if (klen == 6 && memcmp(p, "reason", 6) == 0) {
-			if (have_reason++) {
-				snprintf(errstr, errlen, "line %d: duplicate key "
-				    "\"reason\"", lineno);
-				return KM_PROTO;
-			}
-			if (has_ctl(val, vlen)) {
-				snprintf(errstr, errlen, "line %d: control "
-				    "character in reason", lineno);
-				return KM_PROTO;
-			}
-			if (vlen >= sizeof(reason))
-				vlen = sizeof(reason) - 1;
-			memcpy(reason, val, vlen);
-			reason[vlen] = '\0';
-		} else {
-			log_warnx("hook answer line %d: unknown key \"%.*s\" "
-			    "ignored", lineno, (int)klen, p);
-		}
-		p = next;
-	}
-	if (!have_action) {
-		snprintf(errstr, errlen, "no action in answer");
-		return KM_PROTO;
-	}
-	if (!hook_action_valid(ev, act)) {
-		snprintf(errstr, errlen, "action \"%s\" is not valid for event "
-		    "\"%s\"", hook_action_name(act), hook_event_name(ev));
-		return KM_PROTO;
-	}
-	if (act == HOOK_ACTION_PASSWORD) {
-		if (pw == NULL) {
-			snprintf(errstr, errlen, "action \"password\" without "
-			    "a password");
-			return KM_PROTO;
-		}
-		if (pwlen == 0) {
-			snprintf(errstr, errlen, "empty password");
-			return KM_PROTO;
-		}
-		if (has_ctl(pw, pwlen)) {
-			snprintf(errstr, errlen, "control character in password");
-			return KM_PROTO;
-		}
-		if ((out->password = secmem_alloc(pwlen + 1)) == NULL) {
-			snprintf(errstr, errlen, "out of memory");
-			return KM_NOMEM;
-		}
-		memcpy(out->password, pw, pwlen);
-		out->password[pwlen] = '\0';
-		out->password_len = pwlen;
-	} else if (pw != NULL) {
-		snprintf(errstr, errlen, "password given with action \"%s\"",
-		    hook_action_name(act));
-		return KM_PROTO;
-	}
-	out->action = act;
-	memcpy(out->reason, reason, sizeof(out->reason));
-	return KM_OK;
-}
-
 /* slot_acquire - take a running slot, waiting until deadline; -1 if none */
 static int
 slot_acquire(struct hook *h, long long deadline)
@@ -618,6 +275,294 @@ vet_hook(struct hook *h, char *errstr, size_t errlen)
 	return HOOK_FAIL_UNSAFE;
 }
 
+/* One run of the hook: its descriptors, its process and what it said. */
+struct run {
+	struct hook	*h;
+	const char	*req;		/* the request, borrowed */
+	size_t		 reqlen, off;	/* bytes sent so far */
+	int		 sv[2], po[2], pe[2];	/* stdin, stdout, stderr */
+	pid_t		 pid;
+	char		*ans;		/* secmem, HOOK_ANSWER_MAX + 1 */
+	size_t		 alen;
+	size_t		 dlen;		/* diag bytes kept */
+	int		 ddone;		/* first stderr line complete */
+	int		 status;	/* wait status */
+	long long	 deadline;	/* monotonic ms */
+};
+
+/* run_pipes - make the three channels, all above descriptor 2 */
+static enum hook_failure
+run_pipes(struct run *r, char *errstr, size_t errlen)
+{
+	int *fds[] = { &r->sv[0], &r->sv[1], &r->po[0], &r->po[1],
+	    &r->pe[0], &r->pe[1] };
+	int bad = 0;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->sv) == -1 ||
+	    pipe2(r->po, O_CLOEXEC) == -1 || pipe2(r->pe, O_CLOEXEC) == -1)
+		bad = 1;
+	for (size_t i = 0; !bad && i < sizeof(fds) / sizeof(fds[0]); i++)
+		*fds[i] = lift_fd(*fds[i]);
+	for (size_t i = 0; !bad && i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] < 0)
+			bad = 1;
+	if (bad) {
+		snprintf(errstr, errlen, "cannot create pipes: %s",
+		    strerror(errno));
+		return HOOK_FAIL_NOMEM;
+	}
+	return HOOK_FAIL_NONE;
+}
+
+/* run_start - create the channels and spawn the hook on them */
+static enum hook_failure
+run_start(struct run *r, char *errstr, size_t errlen)
+{
+	enum hook_failure f;
+	int e;
+
+	if ((f = run_pipes(r, errstr, errlen)) != HOOK_FAIL_NONE)
+		return f;
+	if ((e = spawn_hook(r->h, r->sv[1], r->po[1], r->pe[1],
+	    &r->pid)) != 0) {
+		snprintf(errstr, errlen, "cannot run %s: %s", r->h->path,
+		    strerror(e));
+		r->pid = -1;
+		return HOOK_FAIL_SPAWN;
+	}
+	close_fd(&r->sv[1]);
+	close_fd(&r->po[1]);
+	close_fd(&r->pe[1]);
+	fcntl(r->sv[0], F_SETFL, fcntl(r->sv[0], F_GETFL) | O_NONBLOCK);
+	fcntl(r->po[0], F_SETFL, fcntl(r->po[0], F_GETFL) | O_NONBLOCK);
+	fcntl(r->pe[0], F_SETFL, fcntl(r->pe[0], F_GETFL) | O_NONBLOCK);
+	return HOOK_FAIL_NONE;
+}
+
+/* send_request - write what the hook's stdin takes of the request */
+static void
+send_request(struct run *r)
+{
+	ssize_t w = send(r->sv[0], r->req + r->off, r->reqlen - r->off,
+	    MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (w > 0)
+		r->off += (size_t)w;
+	/* The hook may exit without reading: EPIPE is fine. */
+	if (r->off == r->reqlen || (w == -1 && errno != EAGAIN &&
+	    errno != EINTR))
+		close_fd(&r->sv[0]);
+}
+
+/* read_answer - read the hook's stdout; HOOK_FAIL_TOOLONG past the limit */
+static enum hook_failure
+read_answer(struct run *r)
+{
+	ssize_t rd = read(r->po[0], r->ans + r->alen,
+	    HOOK_ANSWER_MAX + 1 - r->alen);
+
+	if (rd > 0) {
+		r->alen += (size_t)rd;
+		if (r->alen > HOOK_ANSWER_MAX)
+			return HOOK_FAIL_TOOLONG;
+	} else if (rd == 0 || (errno != EAGAIN && errno != EINTR))
+		close_fd(&r->po[0]);
+	return HOOK_FAIL_NONE;
+}
+
+/* read_diag - read the hook's stderr, keeping its first line */
+static void
+read_diag(struct run *r, struct hook_answer *out)
+{
+	char ebuf[512];
+	ssize_t rd = read(r->pe[0], ebuf, sizeof(ebuf));
+
+	if (rd > 0)
+		keep_diag(out, &r->dlen, &r->ddone, ebuf, (size_t)rd);
+	else if (rd == 0 || (errno != EAGAIN && errno != EINTR))
+		close_fd(&r->pe[0]);
+}
+
+/*
+ * run_exchange - send the request, read the answer and stderr until both
+ *	close; HOOK_FAIL_TIMEOUT, _TOOLONG or _IO (errstr set) on failure
+ */
+static enum hook_failure
+run_exchange(struct run *r, struct hook_answer *out, char *errstr,
+    size_t errlen)
+{
+	long long left;
+
+	while (r->po[0] >= 0 || r->pe[0] >= 0) {
+		struct pollfd pfd[3];
+		int n = 0, iw = -1, io = -1, ie = -1, pr;
+
+		if ((left = r->deadline - clock_ms()) <= 0)
+			return HOOK_FAIL_TIMEOUT;
+		if (r->sv[0] >= 0)
+			pfd[iw = n++] = (struct pollfd){ r->sv[0], POLLOUT, 0 };
+		if (r->po[0] >= 0)
+			pfd[io = n++] = (struct pollfd){ r->po[0], POLLIN, 0 };
+		if (r->pe[0] >= 0)
+			pfd[ie = n++] = (struct pollfd){ r->pe[0], POLLIN, 0 };
+		pr = poll(pfd, (nfds_t)n, (int)left);
+		if (pr == -1 && errno == EINTR)
+			continue;
+		if (pr == -1) {
+			snprintf(errstr, errlen, "poll: %s", strerror(errno));
+			return HOOK_FAIL_IO;
+		}
+		if (iw >= 0 && pfd[iw].revents)
+			send_request(r);
+		if (io >= 0 && pfd[io].revents &&
+		    read_answer(r) == HOOK_FAIL_TOOLONG)
+			return HOOK_FAIL_TOOLONG;
+		if (ie >= 0 && pfd[ie].revents)
+			read_diag(r, out);
+	}
+	return HOOK_FAIL_NONE;
+}
+
+/* run_wait_exit - wait for the exit without reaping, so the group id stays
+ *	ours; HOOK_FAIL_TIMEOUT if the deadline passes first */
+static enum hook_failure
+run_wait_exit(struct run *r)
+{
+	long long nap = 1, left;
+	siginfo_t si;
+	int w;
+
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		w = waitid(P_PID, (id_t)r->pid, &si,
+		    WEXITED | WNOHANG | WNOWAIT);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1 || si.si_pid != 0)
+			return HOOK_FAIL_NONE;
+		if ((left = r->deadline - clock_ms()) <= 0)
+			return HOOK_FAIL_TIMEOUT;
+		if (nap > left)
+			nap = left;
+		nanosleep(&(struct timespec){ nap / 1000,
+		    (nap % 1000) * 1000000L }, NULL);
+		if (nap < 16)
+			nap *= 2;
+	}
+}
+
+/* run_reap - kill the group (the hook if late, and anything it left
+ *	behind) and reap the hook; HOOK_FAIL_IO if it cannot be reaped */
+static enum hook_failure
+run_reap(struct run *r, enum hook_failure f, struct hook_answer *out,
+    char *errstr, size_t errlen)
+{
+	int w;
+
+	kill(-r->pid, SIGKILL);
+	while ((w = waitpid(r->pid, &r->status, 0)) == -1 && errno == EINTR)
+		;
+	if (w == -1) {
+		if (f == HOOK_FAIL_NONE) {
+			snprintf(errstr, errlen, "cannot reap %s: %s",
+			    r->h->path, strerror(errno));
+			f = HOOK_FAIL_IO;
+		}
+		r->status = 0;
+	}
+	r->pid = -1;
+	out->exit_status = WIFEXITED(r->status) ? WEXITSTATUS(r->status) :
+	    WIFSIGNALED(r->status) ? -WTERMSIG(r->status) : 0;
+	return f;
+}
+
+/* log_unknown_keys - warn about each unknown key the parser ignored */
+static void
+log_unknown_keys(const struct run *r, const struct hook_answer *out)
+{
+	struct hook_proto_scan sc;
+	struct hook_proto_line l;
+	int n = 0;
+
+	hook_proto_scan_init(&sc, r->ans, r->alen);
+	while (n < out->unknown_keys &&
+	    hook_proto_scan_next(&sc, &l, NULL, 0) == 1) {
+		if (hook_proto_key_known(&l))
+			continue;
+		log_warnx("hook answer line %d: unknown key \"%.*s\" "
+		    "ignored", l.lineno, (int)l.klen, l.key);
+		n++;
+	}
+}
+
+/* run_parse - parse the answer of a hook that exited 0 */
+static enum hook_failure
+run_parse(struct run *r, enum hook_event ev, struct hook_answer *out,
+    char *errstr, size_t errlen, enum km_status *st)
+{
+	char ebuf[512];
+
+	*st = hook_answer_parse(r->ans, r->alen, ev, out, ebuf, sizeof(ebuf));
+	log_unknown_keys(r, out);
+	if (*st == KM_OK)
+		return HOOK_FAIL_NONE;
+	snprintf(errstr, errlen, "%s: malformed answer: %s", r->h->path, ebuf);
+	return *st == KM_NOMEM ? HOOK_FAIL_NOMEM : HOOK_FAIL_MALFORMED;
+}
+
+/* run_classify - what the run came to: a failure kind, or the parsed answer */
+static enum hook_failure
+run_classify(struct run *r, enum hook_failure f, int killed,
+    enum hook_event ev, struct hook_answer *out, char *errstr, size_t errlen,
+    enum km_status *st)
+{
+	const char *path = r->h->path;
+	int status = r->status;
+
+	if (f == HOOK_FAIL_TIMEOUT) {
+		snprintf(errstr, errlen, "%s did not answer within %d ms: "
+		    "killed", path, r->h->timeout_ms);
+		return f;
+	}
+	if (f == HOOK_FAIL_TOOLONG) {
+		snprintf(errstr, errlen, "%s wrote more than %d bytes: killed",
+		    path, HOOK_ANSWER_MAX);
+		*st = KM_PROTO;
+		return f;
+	}
+	if (f != HOOK_FAIL_NONE)
+		return f;
+	if (!killed && WIFSIGNALED(status)) {
+		snprintf(errstr, errlen, "%s killed by signal %d (%s)", path,
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		return HOOK_FAIL_SIGNAL;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		snprintf(errstr, errlen, "%s exited with status %d", path,
+		    WEXITSTATUS(status));
+		return HOOK_FAIL_EXIT;
+	}
+	return run_parse(r, ev, out, errstr, errlen, st);
+}
+
+/* run_close - kill and reap a hook still there, close, wipe the answer */
+static void
+run_close(struct run *r)
+{
+	int saved = errno;
+
+	if (r->pid > 0) {
+		kill(-r->pid, SIGKILL);
+		while (waitpid(r->pid, &r->status, 0) == -1 && errno == EINTR)
+			;
+	}
+	close_fd(&r->sv[0]); close_fd(&r->sv[1]);
+	close_fd(&r->po[0]); close_fd(&r->po[1]);
+	close_fd(&r->pe[0]); close_fd(&r->pe[1]);
+	secmem_free(r->ans, HOOK_ANSWER_MAX + 1);
+	errno = saved;
+}
+
 /*
  * run_hook - spawn the hook, talk to it, reap it, parse its answer
  *	Returns HOOK_FAIL_NONE with *out filled, or the failure kind with
@@ -627,201 +572,31 @@ static enum hook_failure
 run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
     struct hook_answer *out, char *errstr, size_t errlen, enum km_status *st)
 {
-	int sv[2] = { -1, -1 }, po[2] = { -1, -1 }, pe[2] = { -1, -1 };
-	enum hook_failure f = HOOK_FAIL_NONE;
-	char *ans = NULL, ebuf[512];
-	size_t alen = 0, off = 0, dlen = 0;
-	int ddone = 0, status = 0, killed = 0, saved;
-	long long deadline = clock_ms() + h->timeout_ms, left;
-	pid_t pid = -1;
-	siginfo_t si;
-	int r;
+	struct run r = { .h = h, .req = req, .reqlen = reqlen,
+	    .sv = { -1, -1 }, .po = { -1, -1 }, .pe = { -1, -1 }, .pid = -1,
+	    .deadline = clock_ms() + h->timeout_ms };
+	enum hook_failure f;
+	int killed;
 
 	*st = KM_TEMPFAIL;
 	if ((f = vet_hook(h, errstr, errlen)) != HOOK_FAIL_NONE)
 		return f;
-	if ((ans = secmem_alloc(HOOK_ANSWER_MAX + 1)) == NULL) {
+	if ((r.ans = secmem_alloc(HOOK_ANSWER_MAX + 1)) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		*st = KM_NOMEM;
 		return HOOK_FAIL_NOMEM;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1 ||
-	    pipe2(po, O_CLOEXEC) == -1 || pipe2(pe, O_CLOEXEC) == -1) {
-		snprintf(errstr, errlen, "cannot create pipes: %s",
-		    strerror(errno));
-		f = HOOK_FAIL_NOMEM;
+	if ((f = run_start(&r, errstr, errlen)) != HOOK_FAIL_NONE)
 		goto out;
-	}
-	sv[0] = lift_fd(sv[0]); sv[1] = lift_fd(sv[1]);
-	po[0] = lift_fd(po[0]); po[1] = lift_fd(po[1]);
-	pe[0] = lift_fd(pe[0]); pe[1] = lift_fd(pe[1]);
-	if (sv[0] < 0 || sv[1] < 0 || po[0] < 0 || po[1] < 0 || pe[0] < 0 ||
-	    pe[1] < 0) {
-		snprintf(errstr, errlen, "cannot create pipes: %s",
-		    strerror(errno));
-		f = HOOK_FAIL_NOMEM;
-		goto out;
-	}
-	if ((r = spawn_hook(h, sv[1], po[1], pe[1], &pid)) != 0) {
-		snprintf(errstr, errlen, "cannot run %s: %s", h->path,
-		    strerror(r));
-		pid = -1;
-		f = HOOK_FAIL_SPAWN;
-		goto out;
-	}
-	close_fd(&sv[1]);
-	close_fd(&po[1]);
-	close_fd(&pe[1]);
-	fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-	fcntl(po[0], F_SETFL, fcntl(po[0], F_GETFL) | O_NONBLOCK);
-	fcntl(pe[0], F_SETFL, fcntl(pe[0], F_GETFL) | O_NONBLOCK);
-
-	/* Send the request, read the answer and stderr until both close. */
-	while (po[0] >= 0 || pe[0] >= 0) {
-		struct pollfd pfd[3];
-		int n = 0, iw = -1, io = -1, ie = -1;
-
-		if ((left = deadline - clock_ms()) <= 0) {
-			f = HOOK_FAIL_TIMEOUT;
-			break;
-		}
-		if (sv[0] >= 0) {
-			pfd[iw = n++] = (struct pollfd){ sv[0], POLLOUT, 0 };
-		}
-		if (po[0] >= 0)
-			pfd[io = n++] = (struct pollfd){ po[0], POLLIN, 0 };
-		if (pe[0] >= 0)
-			pfd[ie = n++] = (struct pollfd){ pe[0], POLLIN, 0 };
-		r = poll(pfd, (nfds_t)n, (int)left);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			snprintf(errstr, errlen, "poll: %s", strerror(errno));
-			f = HOOK_FAIL_IO;
-			break;
-		}
-		if (iw >= 0 && pfd[iw].revents) {
-			ssize_t w = send(sv[0], req + off, reqlen - off,
-			    MSG_NOSIGNAL | MSG_DONTWAIT);
-
-			if (w > 0)
-				off += (size_t)w;
-			/* The hook may exit without reading: EPIPE is fine. */
-			if (off == reqlen || (w == -1 && errno != EAGAIN &&
-			    errno != EINTR))
-				close_fd(&sv[0]);
-		}
-		if (io >= 0 && pfd[io].revents) {
-			ssize_t rd = read(po[0], ans + alen,
-			    HOOK_ANSWER_MAX + 1 - alen);
-
-			if (rd > 0) {
-				alen += (size_t)rd;
-				if (alen > HOOK_ANSWER_MAX) {
-					f = HOOK_FAIL_TOOLONG;
-					break;
-				}
-			} else if (rd == 0 || (errno != EAGAIN &&
-			    errno != EINTR))
-				close_fd(&po[0]);
-		}
-		if (ie >= 0 && pfd[ie].revents) {
-			ssize_t rd = read(pe[0], ebuf, sizeof(ebuf));
-
-			if (rd > 0)
-				keep_diag(out, &dlen, &ddone, ebuf, (size_t)rd);
-			else if (rd == 0 || (errno != EAGAIN && errno != EINTR))
-				close_fd(&pe[0]);
-		}
-	}
-	close_fd(&sv[0]);
-
-	/* Wait for the exit without reaping, so the group id stays ours. */
-	if (f == HOOK_FAIL_NONE) {
-		long long nap = 1;
-
-		for (;;) {
-			memset(&si, 0, sizeof(si));
-			r = waitid(P_PID, (id_t)pid, &si,
-			    WEXITED | WNOHANG | WNOWAIT);
-			if (r == -1 && errno == EINTR)
-				continue;
-			if (r == -1 || si.si_pid != 0)
-				break;
-			if ((left = deadline - clock_ms()) <= 0) {
-				f = HOOK_FAIL_TIMEOUT;
-				break;
-			}
-			if (nap > left)
-				nap = left;
-			nanosleep(&(struct timespec){ nap / 1000,
-			    (nap % 1000) * 1000000L }, NULL);
-			if (nap < 16)
-				nap *= 2;
-		}
-	}
-	/* Kill the group: the hook if late, and anything it left behind. */
+	f = run_exchange(&r, out, errstr, errlen);
+	close_fd(&r.sv[0]);
+	if (f == HOOK_FAIL_NONE)
+		f = run_wait_exit(&r);
 	killed = (f != HOOK_FAIL_NONE);
-	kill(-pid, SIGKILL);
-	while ((r = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
-		;
-	if (r == -1) {
-		if (f == HOOK_FAIL_NONE) {
-			snprintf(errstr, errlen, "cannot reap %s: %s", h->path,
-			    strerror(errno));
-			f = HOOK_FAIL_IO;
-		}
-		status = 0;
-	}
-	pid = -1;
-	out->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) :
-	    WIFSIGNALED(status) ? -WTERMSIG(status) : 0;
-
-	if (f == HOOK_FAIL_TIMEOUT) {
-		snprintf(errstr, errlen, "%s did not answer within %d ms: "
-		    "killed", h->path, h->timeout_ms);
-		goto out;
-	}
-	if (f == HOOK_FAIL_TOOLONG) {
-		snprintf(errstr, errlen, "%s wrote more than %d bytes: killed",
-		    h->path, HOOK_ANSWER_MAX);
-		*st = KM_PROTO;
-		goto out;
-	}
-	if (f != HOOK_FAIL_NONE)
-		goto out;
-	if (!killed && WIFSIGNALED(status)) {
-		snprintf(errstr, errlen, "%s killed by signal %d (%s)", h->path,
-		    WTERMSIG(status), strsignal(WTERMSIG(status)));
-		f = HOOK_FAIL_SIGNAL;
-		goto out;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-		snprintf(errstr, errlen, "%s exited with status %d", h->path,
-		    WEXITSTATUS(status));
-		f = HOOK_FAIL_EXIT;
-		goto out;
-	}
-	if ((*st = hook_answer_parse(ans, alen, ev, out, ebuf,
-	    sizeof(ebuf))) != KM_OK) {
-		snprintf(errstr, errlen, "%s: malformed answer: %s", h->path,
-		    ebuf);
-		f = *st == KM_NOMEM ? HOOK_FAIL_NOMEM : HOOK_FAIL_MALFORMED;
-		goto out;
-	}
-
+	f = run_reap(&r, f, out, errstr, errlen);
+	f = run_classify(&r, f, killed, ev, out, errstr, errlen, st);
 out:
-	saved = errno;
-	if (pid > 0) {
-		kill(-pid, SIGKILL);
-		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-			;
-	}
-	close_fd(&sv[0]); close_fd(&sv[1]);
-	close_fd(&po[0]); close_fd(&po[1]);
-	close_fd(&pe[0]); close_fd(&pe[1]);
-	secmem_free(ans, HOOK_ANSWER_MAX + 1);
-	errno = saved;
+	run_close(&r);
 	return f;
 }
 
@@ -888,7 +663,8 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	if (f != HOOK_FAIL_NONE) {
 		apply_default(h, ev, out, f, errstr);
 		log_debug(1, "hook %s %s: %s, using default %s",
-		    hook_event_name(ev), rq->address && field_ok(rq->address) ?
+		    hook_event_name(ev),
+		    rq->address && hook_proto_field_ok(rq->address) ?
 		    rq->address : "(invalid)", hook_failure_name(f),
 		    hook_action_name(out->action));
 		return st == KM_OK ? KM_TEMPFAIL : st;

@@ -1,17 +1,17 @@
 /*
- * fuzz_hook.c - libFuzzer target for hook_answer_parse().
+ * fuzz_hook.c - libFuzzer target for hook_answer_parse() (hook_proto.c).
  *
- * Build (from the repository root):
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
- *     -Imilter -Ikeyclient -Iconf tests/fuzz/fuzz_hook.c keyclient/hook.c \
- *     base/log.c base/secmem.c -o build/fuzz_hook -lcrypto -lpthread
- * Run:
- *   build/fuzz_hook -max_total_time=30 -max_len=5000 tests/fuzz/corpus/hook
+ * Build and run (from the repository root):
+ *   make FUZZ=1 fuzzers
+ *   build-fuzz/fuzz/fuzz_hook -max_total_time=30 -max_len=5000 \
+ *     tests/fuzz/corpus/hook
  *
  * The first byte picks the event (even: unlock, odd: release); the rest is
  * the answer.  Besides not crashing, the parser's contract is checked: on
  * KM_OK the action is valid for the event and a password is present exactly
- * for action=password; otherwise no action and no password are left.
+ * for action=password; otherwise no action and no password are left.  The
+ * line scanner finds at least as many unknown keys as the parser counted
+ * (the caller logs them from it).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,21 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_init("fuzz_hook", 0, 1, 0);
 	return 0;
+}
+
+/* unknown_seen - unknown keys the scanner finds before the end or an error */
+static int
+unknown_seen(const char *buf, size_t len)
+{
+	struct hook_proto_scan sc;
+	struct hook_proto_line l;
+	int n = 0;
+
+	hook_proto_scan_init(&sc, buf, len);
+	while (hook_proto_scan_next(&sc, &l, NULL, 0) == 1)
+		if (!hook_proto_key_known(&l))
+			n++;
+	return n;
 }
 
 /* LLVMFuzzerTestOneInput - parse one answer and check the contract */
@@ -58,6 +73,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	} else if (st != KM_PROTO || a.password != NULL ||
 	    a.action != HOOK_ACTION_NONE || memchr(err, '\0', sizeof(err)) == NULL)
+		abort();
+	if (a.unknown_keys < 0 ||
+	    a.unknown_keys > unknown_seen((const char *)data + 1, size - 1))
 		abort();
 	hook_answer_clear(&a);
 	return 0;

@@ -1,6 +1,7 @@
 /*
- * test_hook.c - unit tests of keyclient/hook.c: the answer parser (every
- * valid action, every malformed kind, random input), the request format,
+ * test_hook.c - unit tests of keyclient/hook.c and hook_proto.c: the answer
+ * parser (every valid action, every malformed kind, random input, unknown
+ * keys counted and never logged), the line scanner, the request format,
  * and the runner against the small hooks in tests/hooks/ and the sample
  * hooks in contrib/hooks/.
  */
@@ -409,6 +410,80 @@ TEST(new_validates_options)
 	CHECK(hook_free(NULL) == NULL);
 }
 
+/* stderr_begin - send stderr to a fresh temporary file; the saved fd */
+static int
+stderr_begin(void)
+{
+	char tmpl[] = "/tmp/test_hook.err.XXXXXX";
+	int fd, saved;
+
+	fflush(stderr);
+	if ((fd = mkstemp(tmpl)) == -1 || (saved = dup(2)) == -1)
+		abort();
+	unlink(tmpl);
+	dup2(fd, 2);
+	close(fd);
+	return saved;
+}
+
+/* stderr_end - restore stderr; what was written meanwhile, in buf */
+static void
+stderr_end(int saved, char *buf, size_t len)
+{
+	ssize_t n;
+
+	fflush(stderr);
+	n = pread(2, buf, len - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	dup2(saved, 2);
+	close(saved);
+}
+
+TEST(parse_counts_unknown_keys_and_never_logs)
+{
+	struct hook_answer a = { 0 };
+	char logged[4096];
+	int saved = stderr_begin();
+
+	CHECK_EQ_INT(parse("x-note=1\naction=deny\n\nzz=2\n",
+	    HOOK_EVENT_RELEASE, &a), KM_OK);
+	CHECK_EQ_INT(a.unknown_keys, 2);
+	CHECK_EQ_INT(parse("action=deny\n", HOOK_EVENT_RELEASE, &a), KM_OK);
+	CHECK_EQ_INT(a.unknown_keys, 0);
+	/* Counted up to the line that fails, not past it. */
+	CHECK_EQ_INT(parse("q=1\nbad line\nr=2\n", HOOK_EVENT_RELEASE, &a),
+	    KM_PROTO);
+	CHECK_EQ_INT(a.unknown_keys, 1);
+	stderr_end(saved, logged, sizeof(logged));
+	CHECK_EQ_STR(logged, "");	/* pure: the parser does not log */
+	hook_answer_clear(&a);
+}
+
+TEST(scan_lines)
+{
+	static const char ans[] = "\nx-note=a=b\r\naction=deny\nzz=\n";
+	struct hook_proto_scan sc;
+	struct hook_proto_line l;
+	char err[128];
+
+	hook_proto_scan_init(&sc, ans, sizeof(ans) - 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK_EQ_INT(l.lineno, 2);
+	CHECK(l.klen == 6 && memcmp(l.key, "x-note", 6) == 0);
+	CHECK(l.vlen == 3 && memcmp(l.val, "a=b", 3) == 0);
+	CHECK(!hook_proto_key_known(&l));
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK_EQ_INT(l.lineno, 3);
+	CHECK(hook_proto_key_known(&l));
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK(l.lineno == 4 && l.klen == 2 && l.vlen == 0);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 0);
+	hook_proto_scan_init(&sc, "a=1\nno equals\n", 14);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, NULL, 0), 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), -1);
+	CHECK_EQ_STR(err, "line 2: no '='");
+}
+
 /* run_one - ask a test hook once with a fresh struct hook */
 static enum km_status
 run_one(const char *name, enum hook_event ev, int timeout_ms,
@@ -437,6 +512,23 @@ TEST(run_password)
 	CHECK_EQ_INT(a.exit_status, 0);
 	hook_answer_clear(&a);
 	CHECK(a.password == NULL);
+}
+
+TEST(run_logs_unknown_keys)
+{
+	struct hook_answer a = { 0 };
+	char logged[4096];
+	int saved = stderr_begin();
+	enum km_status st;
+
+	st = run_one("allow", HOOK_EVENT_RELEASE, 3000, &a);
+	stderr_end(saved, logged, sizeof(logged));
+	CHECK_EQ_INT(st, KM_OK);
+	CHECK_EQ_INT(a.action, HOOK_ACTION_ALLOW);
+	CHECK_EQ_INT(a.unknown_keys, 1);
+	CHECK(strstr(logged, "hook answer line 1: unknown key \"x-comment\" "
+	    "ignored\n") != NULL);
+	hook_answer_clear(&a);
 }
 
 TEST(run_valid_answers)
@@ -1074,7 +1166,10 @@ static const struct test_case tests[] = {
 	T(parse_random_input),
 	T(request_format),
 	T(new_validates_options),
+	T(parse_counts_unknown_keys_and_never_logs),
+	T(scan_lines),
 	T(run_password),
+	T(run_logs_unknown_keys),
 	T(run_valid_answers),
 	T(run_timeout_kills_group),
 	T(run_crash),

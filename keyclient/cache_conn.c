@@ -1,0 +1,288 @@
+/*
+ * cache_conn.c - how kmilter reaches Redis: the copied options, a connection
+ * with AUTH and SELECT, SIGPIPE held off, and the outage back-off shared by
+ * the cache's pool and the invalidation subscriber (see cache_conn.h).
+ */
+#include <sys/time.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cache_conn.h"
+#include "clock.h"
+#include "log.h"
+#include "secmem.h"
+
+/* cache_conn_seterr - format a reason into a caller's buffer (may be NULL) */
+void
+cache_conn_seterr(char *errstr, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errstr == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* ms_tv - a millisecond count as a struct timeval */
+static struct timeval
+ms_tv(int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
+
+/* cache_conn_guard_begin - block SIGPIPE in this thread */
+void
+cache_conn_guard_begin(struct cache_conn_guard *g)
+{
+	sigset_t set, pend;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, &g->old);
+	sigpending(&pend);
+	g->pending = sigismember(&pend, SIGPIPE) == 1;
+}
+
+/* cache_conn_guard_end - consume a SIGPIPE we caused and restore the mask */
+void
+cache_conn_guard_end(struct cache_conn_guard *g)
+{
+	sigset_t set, pend;
+	struct timespec zero = { 0, 0 };
+	int saved = errno;
+
+	if (!g->pending) {
+		sigpending(&pend);
+		if (sigismember(&pend, SIGPIPE) == 1) {
+			sigemptyset(&set);
+			sigaddset(&set, SIGPIPE);
+			while (sigtimedwait(&set, NULL, &zero) == -1 &&
+			    errno == EINTR)
+				;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+	errno = saved;
+}
+
+/* cache_conn_clear - free the copied options */
+void
+cache_conn_clear(struct cache_conn *cn)
+{
+	free(cn->host);
+	free(cn->unix_path);
+	secmem_strfree(cn->password);
+	memset(cn, 0, sizeof(*cn));
+}
+
+/* cache_conn_init - validate and copy the connection options */
+int
+cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
+    char *errstr, size_t errlen)
+{
+	int cms, tms;
+
+	memset(cn, 0, sizeof(*cn));
+	if (o == NULL) {
+		cache_conn_seterr(errstr, errlen, "no cache options");
+		return -1;
+	}
+	if (o->unix_path == NULL && (o->host == NULL || *o->host == '\0' ||
+	    o->port <= 0 || o->port > 65535)) {
+		cache_conn_seterr(errstr, errlen, "redis: need unix_path or "
+		    "host and a port in 1..65535");
+		return -1;
+	}
+	if (o->unix_path != NULL && (*o->unix_path == '\0' ||
+	    strlen(o->unix_path) > 107)) {
+		cache_conn_seterr(errstr, errlen,
+		    "redis: bad unix socket path");
+		return -1;
+	}
+	if (o->database < 0 || o->database > 1000000 ||
+	    o->connect_timeout_ms < 0 || o->command_timeout_ms < 0 ||
+	    o->backoff_min_ms < 0 || o->backoff_max_ms < 0) {
+		cache_conn_seterr(errstr, errlen, "redis: negative database, "
+		    "timeout or back-off");
+		return -1;
+	}
+	cms = o->connect_timeout_ms ? o->connect_timeout_ms :
+	    CACHE_DEFAULT_CONNECT_MS;
+	tms = o->command_timeout_ms ? o->command_timeout_ms :
+	    CACHE_DEFAULT_COMMAND_MS;
+	cn->ctv = ms_tv(cms);
+	cn->ttv = ms_tv(tms);
+	cn->backoff_min = o->backoff_min_ms ? o->backoff_min_ms :
+	    CACHE_DEFAULT_BACKOFF_MIN_MS;
+	cn->backoff_max = o->backoff_max_ms ? o->backoff_max_ms :
+	    CACHE_DEFAULT_BACKOFF_MAX_MS;
+	if (cn->backoff_max < cn->backoff_min)
+		cn->backoff_max = cn->backoff_min;
+	cn->port = o->port;
+	cn->database = o->database;
+	if (o->unix_path != NULL) {
+		cn->unix_path = strdup(o->unix_path);
+		snprintf(cn->where, sizeof(cn->where), "unix:%s", o->unix_path);
+	} else {
+		cn->host = strdup(o->host);
+		snprintf(cn->where, sizeof(cn->where), "%s:%d", o->host,
+		    o->port);
+	}
+	if (o->password != NULL)
+		cn->password = secmem_strdup(o->password);
+	if ((cn->unix_path == NULL && cn->host == NULL) ||
+	    (o->password != NULL && cn->password == NULL)) {
+		cache_conn_clear(cn);
+		cache_conn_seterr(errstr, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* cache_conn_timed_out - 1 if the context failed on a socket timeout */
+int
+cache_conn_timed_out(const redisContext *ctx)
+{
+	return ctx->err == REDIS_ERR_IO &&
+	    (strstr(ctx->errstr, "temporarily unavailable") != NULL ||
+	    strstr(ctx->errstr, "timed out") != NULL);
+}
+
+/* conn_open1 - connect, set the command timeout, AUTH and SELECT */
+static redisContext *
+conn_open1(const struct cache_conn *cn, char *errstr, size_t errlen)
+{
+	redisContext *ctx;
+	redisReply *r = NULL;
+
+	if (cn->unix_path != NULL)
+		ctx = redisConnectUnixWithTimeout(cn->unix_path, cn->ctv);
+	else
+		ctx = redisConnectWithTimeout(cn->host, cn->port, cn->ctv);
+	if (ctx == NULL) {
+		cache_conn_seterr(errstr, errlen, "out of memory");
+		return NULL;
+	}
+	if (ctx->err) {
+		cache_conn_seterr(errstr, errlen, "connect: %s", ctx->errstr);
+		goto fail;
+	}
+	if (redisSetTimeout(ctx, cn->ttv) != REDIS_OK) {
+		cache_conn_seterr(errstr, errlen, "set timeout: %s",
+		    ctx->errstr);
+		goto fail;
+	}
+	if (cn->password != NULL) {
+		r = redisCommand(ctx, "AUTH %s", cn->password);
+		if (r == NULL) {
+			cache_conn_seterr(errstr, errlen, "AUTH: %s",
+			    cache_conn_timed_out(ctx) ?
+			    "no answer within the command timeout" :
+			    ctx->errstr);
+			goto fail;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			/* Redis's own message never echoes the password. */
+			cache_conn_seterr(errstr, errlen, "AUTH refused: %.80s",
+			    r->str);
+			goto fail;
+		}
+		freeReplyObject(r);
+		r = NULL;
+	}
+	if (cn->database != 0) {
+		r = redisCommand(ctx, "SELECT %d", cn->database);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+			cache_conn_seterr(errstr, errlen, "SELECT %d: %.80s",
+			    cn->database, r ? r->str :
+			    cache_conn_timed_out(ctx) ? "timeout" :
+			    ctx->errstr);
+			goto fail;
+		}
+		freeReplyObject(r);
+		r = NULL;
+	}
+	return ctx;
+fail:
+	if (r != NULL)
+		freeReplyObject(r);
+	redisFree(ctx);
+	return NULL;
+}
+
+/* cache_conn_open - conn_open1 with SIGPIPE held off */
+redisContext *
+cache_conn_open(const struct cache_conn *cn, char *errstr, size_t errlen)
+{
+	struct cache_conn_guard g;
+	redisContext *ctx;
+
+	cache_conn_guard_begin(&g);
+	ctx = conn_open1(cn, errstr, errlen);
+	cache_conn_guard_end(&g);
+	return ctx;
+}
+
+/* cache_conn_health_fail - record a failure: start or extend the back-off,
+ * log once */
+void
+cache_conn_health_fail(struct cache_health *h, const struct cache_conn *cn,
+    const char *what, const char *reason)
+{
+	int64_t now = clock_ms();
+
+	if (!h->down) {
+		h->down = 1;
+		h->since = now;
+		h->backoff = cn->backoff_min;
+		h->failures = 1;
+		h->last_log = now;
+		log_warnx("cache: redis %s unavailable (%s: %s); calls fail "
+		    "fast, next try in %d ms", cn->where, what, reason,
+		    h->backoff);
+	} else {
+		h->failures++;
+		h->backoff = h->backoff > cn->backoff_max / 2 ?
+		    cn->backoff_max : h->backoff * 2;
+		if (now - h->last_log >= CACHE_OUTAGE_LOG_INTERVAL * 1000) {
+			h->last_log = now;
+			log_warnx("cache: redis %s still unavailable after "
+			    "%lld s (%s: %s); %lu failed calls", cn->where,
+			    (long long)(now - h->since) / 1000, what, reason,
+			    h->failures);
+		}
+	}
+	h->retry_at = now + h->backoff;
+	h->probing = 0;
+}
+
+/* cache_conn_health_ok - record a success; log the end of an outage */
+void
+cache_conn_health_ok(struct cache_health *h, const struct cache_conn *cn)
+{
+	if (h->down)
+		log_info("cache: redis %s is back after %lld ms (%lu failed "
+		    "calls)", cn->where, (long long)(clock_ms() - h->since),
+		    h->failures);
+	h->down = 0;
+	h->probing = 0;
+	h->backoff = 0;
+	h->failures = 0;
+}
+

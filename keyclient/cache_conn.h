@@ -1,0 +1,98 @@
+#ifndef KMILTER_KEYCLIENT_CACHE_CONN_H
+#define KMILTER_KEYCLIENT_CACHE_CONN_H
+/*
+ * NAME
+ *	cache_conn - one way to Redis, shared by the cache and its subscriber
+ * SUMMARY
+ *	cache_conn_init(), cache_conn_clear(), cache_conn_open(),
+ *	cache_conn_timed_out(), cache_conn_guard_begin(),
+ *	cache_conn_guard_end(), cache_conn_health_fail(),
+ *	cache_conn_health_ok(), cache_conn_seterr()
+ * DESCRIPTION
+ *	Internal to the cache (cache.c, cache_sub.c).  cache_conn_init()
+ *	validates struct cache_opts (cache_opts.h) and copies what a
+ *	connection needs; cache_conn_open() connects with the connect
+ *	timeout, sets the command timeout, sends AUTH and SELECT, with
+ *	SIGPIPE held off.  cache_conn_guard_begin()/_end() hold SIGPIPE off
+ *	around any other command.
+ *
+ *	struct cache_health is an outage: cache_conn_health_fail() starts or
+ *	extends the back-off (backoff_min doubling up to backoff_max) and logs
+ *	the outage once, then at most once per CACHE_OUTAGE_LOG_INTERVAL;
+ *	cache_conn_health_ok() ends it and logs its end.
+ * OWNERSHIP
+ *	cache_conn_init() copies the options (the password in secmem); free
+ *	them with cache_conn_clear().  cache_conn_open() returns a context the
+ *	caller frees with redisFree().
+ * ERRORS
+ *	cache_conn_init(): 0, or -1 with a reason in errstr (bad options, no
+ *	memory).  cache_conn_open(): NULL with a reason in errstr (never the
+ *	password).
+ * THREADS
+ *	A struct cache_conn is read-only after cache_conn_init().  A struct
+ *	cache_health must be guarded by its owner (the cache's mutex; the
+ *	subscriber has only its own thread).  The guard is per thread.
+ */
+#include <sys/time.h>
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cache_opts.h"
+#include "log.h"
+
+/* How to reach Redis: copied options shared by the pool and subscriber. */
+struct cache_conn {
+	char		*host;
+	int		 port;
+	char		*unix_path;
+	char		*password;	/* secmem */
+	int		 database;
+	struct timeval	 ctv, ttv;	/* connect, command timeouts */
+	int		 backoff_min, backoff_max;
+	char		 where[300];	/* for log lines: path or host:port */
+};
+
+/* Outage state: back-off and rate-limited logging. */
+struct cache_health {
+	int		 down;		/* in an outage */
+	int		 probing;	/* one thread is trying to reconnect */
+	int64_t		 retry_at;	/* monotonic ms: no connect before */
+	int		 backoff;	/* current back-off, ms */
+	int64_t		 since;		/* monotonic ms the outage began */
+	int64_t		 last_log;	/* monotonic ms of the last outage line */
+	unsigned long	 failures;	/* failed calls during this outage */
+};
+
+/*
+ * A write to a connection that Redis closed raises SIGPIPE, which would kill
+ * the whole process unless it ignores the signal.  Rather than change the
+ * process's disposition from a library, each command runs with SIGPIPE
+ * blocked in the calling thread; a SIGPIPE it caused is consumed before
+ * the mask is restored (the write itself fails with EPIPE).
+ */
+struct cache_conn_guard {
+	sigset_t	old;
+	int		pending;	/* a SIGPIPE was pending before */
+};
+
+void		 cache_conn_seterr(char *errstr, size_t errlen,
+		    const char *fmt, ...) KM_PRINTF(3, 4);
+int		 cache_conn_init(struct cache_conn *, const struct cache_opts *,
+		    char *errstr, size_t errlen);
+void		 cache_conn_clear(struct cache_conn *);
+redisContext	*cache_conn_open(const struct cache_conn *, char *errstr,
+		    size_t errlen);
+int		 cache_conn_timed_out(const redisContext *);
+void		 cache_conn_guard_begin(struct cache_conn_guard *);
+void		 cache_conn_guard_end(struct cache_conn_guard *);
+void		 cache_conn_health_fail(struct cache_health *,
+		    const struct cache_conn *, const char *what,
+		    const char *reason);
+void		 cache_conn_health_ok(struct cache_health *,
+		    const struct cache_conn *);
+
+#endif

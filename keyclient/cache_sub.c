@@ -1,0 +1,243 @@
+/*
+ * cache_sub.c - the cache's invalidation subscriber: its thread, its
+ * connection, its reconnects (see cache_sub.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cache_conn.h"
+#include "cache_sub.h"
+#include "log.h"
+
+struct cache_sub {
+	struct cache_conn		 conn;
+	cache_invalidate_fn	 fn;
+	void			*arg;
+	pthread_t		 tid;
+	int			 wake[2];	/* self-pipe: stop request */
+	struct cache_health		 health;
+};
+
+/* valid_hash - 1 if s is exactly SEAL_HASH_HEXLEN lowercase hex digits */
+static int
+valid_hash(const char *s, size_t len)
+{
+	if (len != SEAL_HASH_HEXLEN)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* sub_wait - sleep up to ms, or until stop is requested; 1 if stopping */
+static int
+sub_wait(struct cache_sub *s, int ms)
+{
+	struct pollfd pfd = { s->wake[0], POLLIN, 0 };
+
+	return poll(&pfd, 1, ms) > 0;
+}
+
+/* sub_handle - act on one reply from a subscribed connection */
+static void
+sub_handle(struct cache_sub *s, redisReply *r)
+{
+	redisReply *p;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(r->element[0]->str, "message") != 0)
+		return;		/* subscribe confirmations */
+	p = r->element[2];
+	if (p->type != REDIS_REPLY_STRING || !valid_hash(p->str, p->len)) {
+		log_warnx("cache: ignoring a malformed invalidation message "
+		    "(%zu bytes)", p->type == REDIS_REPLY_STRING ?
+		    (size_t)p->len : (size_t)0);
+		return;
+	}
+	s->fn(p->str, s->arg);
+}
+
+/* sub_session - SUBSCRIBE on ctx; 1 when subscribed, 0 with a reason */
+static int
+sub_session(redisContext *ctx, char *err, size_t errlen)
+{
+	struct cache_conn_guard g;
+	redisReply *r;
+
+	cache_conn_guard_begin(&g);
+	r = redisCommand(ctx, "SUBSCRIBE %s", CACHE_CHANNEL);
+	cache_conn_guard_end(&g);
+	if (r == NULL) {
+		cache_conn_seterr(err, errlen, "SUBSCRIBE: %s",
+		    cache_conn_timed_out(ctx) ?
+		    "no answer within the command timeout" : ctx->errstr);
+		return 0;
+	}
+	if (r->type == REDIS_REPLY_ERROR) {
+		cache_conn_seterr(err, errlen, "SUBSCRIBE refused: %.80s",
+		    r->str);
+		freeReplyObject(r);
+		return 0;
+	}
+	freeReplyObject(r);
+	return 1;
+}
+
+/* sub_loop - read messages on a subscribed connection; 1 when stopping */
+static int
+sub_loop(struct cache_sub *s, redisContext *ctx, char *err, size_t errlen)
+{
+	struct pollfd pfd[2];
+	void *rv;
+
+	for (;;) {
+		for (;;) {
+			rv = NULL;
+			if (redisGetReplyFromReader(ctx, &rv) != REDIS_OK) {
+				cache_conn_seterr(err, errlen, "protocol: %s",
+				    ctx->errstr);
+				return 0;
+			}
+			if (rv == NULL)
+				break;
+			sub_handle(s, rv);
+			freeReplyObject(rv);
+		}
+		pfd[0].fd = s->wake[0];
+		pfd[0].events = POLLIN;
+		pfd[1].fd = ctx->fd;
+		pfd[1].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = 0;
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			cache_conn_seterr(err, errlen, "poll: %s",
+			    strerror(errno));
+			return 0;
+		}
+		if (pfd[0].revents)
+			return 1;
+		if (pfd[1].revents && redisBufferRead(ctx) != REDIS_OK) {
+			cache_conn_seterr(err, errlen, "%s", ctx->errstr[0] ?
+			    ctx->errstr : "connection lost");
+			return 0;
+		}
+	}
+}
+
+/* sub_main - the subscriber thread: connect, subscribe, dispatch, retry */
+static void *
+sub_main(void *arg)
+{
+	struct cache_sub *s = arg;
+	redisContext *ctx;
+	char err[200];
+	int subscribed_before = 0;
+
+	for (;;) {
+		if (s->health.down && sub_wait(s, s->health.backoff))
+			break;
+		err[0] = '\0';
+		ctx = cache_conn_open(&s->conn, err, sizeof(err));
+		if (ctx == NULL) {
+			cache_conn_health_fail(&s->health, &s->conn,
+			    "subscribe", err);
+			continue;
+		}
+		if (sub_session(ctx, err, sizeof(err)) == 0) {
+			redisFree(ctx);
+			cache_conn_health_fail(&s->health, &s->conn,
+			    "subscribe", err);
+			continue;
+		}
+		cache_conn_health_ok(&s->health, &s->conn);
+		log_debug(1, "cache: subscribed to %s on %s", CACHE_CHANNEL,
+		    s->conn.where);
+		/* Messages published while we were away are lost: tell the
+		 * owner to drop everything it may hold. */
+		if (subscribed_before)
+			s->fn(NULL, s->arg);
+		subscribed_before = 1;
+		if (sub_loop(s, ctx, err, sizeof(err))) {
+			redisFree(ctx);
+			break;
+		}
+		redisFree(ctx);
+		cache_conn_health_fail(&s->health, &s->conn, "subscription",
+		    err);
+	}
+	return NULL;
+}
+
+/* cache_subscribe_start - start the invalidation subscriber thread */
+struct cache_sub *
+cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
+    void *arg, char *errstr, size_t errlen)
+{
+	struct cache_sub *s;
+	int rc;
+
+	if (fn == NULL) {
+		cache_conn_seterr(errstr, errlen,
+		    "cache: no invalidation callback");
+		return NULL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		cache_conn_seterr(errstr, errlen, "out of memory");
+		return NULL;
+	}
+	s->wake[0] = s->wake[1] = -1;
+	if (cache_conn_init(&s->conn, opts, errstr, errlen) == -1)
+		goto fail;
+	if (pipe2(s->wake, O_CLOEXEC) == -1) {
+		cache_conn_seterr(errstr, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	s->fn = fn;
+	s->arg = arg;
+	if ((rc = pthread_create(&s->tid, NULL, sub_main, s)) != 0) {
+		cache_conn_seterr(errstr, errlen, "pthread_create: %s",
+		    strerror(rc));
+		goto fail;
+	}
+	return s;
+fail:
+	if (s->wake[0] != -1) {
+		close(s->wake[0]);
+		close(s->wake[1]);
+	}
+	cache_conn_clear(&s->conn);
+	free(s);
+	return NULL;
+}
+
+/* cache_subscribe_stop - stop and join the subscriber; returns NULL */
+struct cache_sub *
+cache_subscribe_stop(struct cache_sub *s)
+{
+	ssize_t n;
+
+	if (s == NULL)
+		return NULL;
+	do
+		n = write(s->wake[1], "x", 1);
+	while (n == -1 && errno == EINTR);
+	pthread_join(s->tid, NULL);
+	close(s->wake[0]);
+	close(s->wake[1]);
+	cache_conn_clear(&s->conn);
+	free(s);
+	return NULL;
+}
