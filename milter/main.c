@@ -375,6 +375,20 @@ on_sighup(int sig)
 	errno = saved;
 }
 
+/* on_sigterm - ask the main thread for a clean stop (async-signal-safe) */
+static void
+on_sigterm(int sig)
+{
+	int saved = errno;
+	char c = 'T';
+
+	(void)sig;
+	if (write(signal_pipe[1], &c, 1) < 0) {
+		/* The pipe is full: a stop is already pending. */
+	}
+	errno = saved;
+}
+
 /* milter_thread - run libmilter's loop; tell the main thread when it ends */
 static void *
 milter_thread(void *arg)
@@ -544,8 +558,12 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 
-	/* Only libmilter's signal thread takes TERM and INT (it stops the
-	 * loop); SIGHUP goes to this thread's handler: a reload. */
+	/* The milter thread and its children start with TERM, INT and HUP
+	 * blocked; this thread takes them (a process-directed signal goes to
+	 * the main thread when it does not block it): HUP is a reload, TERM
+	 * and INT a stop that lets the connections in progress finish before
+	 * libmilter is told (once smfi_main returns, Debian's libmilter, built
+	 * with a worker pool, serves no session any more). */
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
@@ -559,8 +577,13 @@ main(int argc, char **argv)
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = on_sigterm;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 
 	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
@@ -594,13 +617,17 @@ main(int argc, char **argv)
 		if (!(pfd.revents & POLLIN))
 			continue;
 		n = read(signal_pipe[0], buf, sizeof(buf));
-		if (n > 0 && memchr(buf, 'S', (size_t)n))
+		if (n > 0 && (memchr(buf, 'S', (size_t)n) || memchr(buf, 'T', (size_t)n)))
 			break;
 		if (n > 0)
 			reload(path);
 	}
+	/* New connections are tempfailed from now on; those in progress
+	 * finish while libmilter still serves them, then it stops. */
+	callbacks_drain();
 	log_info("stopping kmilter: finishing %d open connections", callbacks_active());
 	wait_for_sessions(20);
+	smfi_stop();
 	pthread_join(tid, NULL);
 	control_stop();
 	{

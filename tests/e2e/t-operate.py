@@ -21,8 +21,9 @@ on a running kmilter (issue 13, item 10).
     would keep it for cache.memory_ttl, 60 s) is used by the next message,
     within a second of kmctl's return (measured);
   - SIGTERM while a message is in progress (its SMTP session past RCPT,
-    the milter connection open): the message is completed (250, delivered
-    encrypted and whole), kmilter exits 0, the pid file is gone.
+    the milter connection open): a new connection meanwhile is tempfailed,
+    the message in progress is completed (250, delivered encrypted and
+    whole), kmilter exits 0, the pid file is gone.
 
 The namespace needs root and mount rights; without them these cases are
 skipped as ci-unavailable, with the reason.
@@ -191,6 +192,7 @@ def operate_conf(lab):
     check("\tstderr = true;\n" in text, "the lab's config has no log.stderr = true")
     text = text.replace("\tstderr = true;\n", '\tstderr = false;\n\tfacility = "local3";\n'
                         "\tstats_interval = %d;\n" % STATS_INTERVAL, 1)
+    text = text.replace("\tverbose = 1;\n", "\tverbose = 2;\n", 1)     # "keystore: invalidated"
     text = re.sub(r"(\n\tspool_dir = [^\n]*\n)", r"\1\tspool_memory_max = 65536;\n", text, count=1)
     p = os.path.join(W, "operate.conf")
     with open(p, "w") as fp:
@@ -404,6 +406,7 @@ def _():
     new_crt, new_key = S["pki"].make(DAVE)     # dave's new key, same file names
     msg = to_dave("cached")
     check(decrypts_with(msg, *keep), "the old certificate is not what kmilter holds (cache cold?)")
+    mark = S["syslog"].count()
     S["lab"].kmctl("import", DAVE, new_crt)
     t1 = time.time()
     first = None
@@ -418,6 +421,12 @@ def _():
     print("INFO first message with the new certificate submitted %.3f s after kmctl returned" % first,
           flush=True)
     check(first <= 1.0, "the new certificate was used %.3f s after kmctl import (> 1 s)" % first)
+    # when kmilter dropped dave's entries, by the arrival of its log line
+    got = S["syslog"].find(r"^keystore: invalidated ", mark)
+    check(got, "no 'keystore: invalidated' line")
+    print("INFO kmilter logged the invalidation %+.3f s from kmctl's return" % (got[0][0] - t1),
+          flush=True)
+    check(got[0][0] - t1 <= 1.0, "invalidation logged %.3f s after kmctl returned" % (got[0][0] - t1))
 
 
 # ---------------------------------------------------------------- SIGTERM
@@ -441,6 +450,20 @@ def _():
         n = int(re.search(r"finishing (\d+)", stopping[0][4]).group(1))
         check(n >= 1, "kmilter counts %d open connections with one in progress" % n)
         check(proc.poll() is None, "kmilter exited with a connection in progress")
+        # a new connection meanwhile is tempfailed: its client retries later
+        late = L.plain_msg(OUTSIDER, DAVE, 500, "pass")
+        try:
+            L.labsmtp.submit(S["env"], OUTSIDER, [DAVE], late.raw, source=L.OUTSIDE_CLIENT)
+            check(False, "a new connection after SIGTERM had its message accepted")
+        except smtplib.SMTPResponseException as e:
+            check(400 <= e.smtp_code < 500, "a new connection after SIGTERM: %d %r" %
+                  (e.smtp_code, e.smtp_error))
+        except smtplib.SMTPRecipientsRefused as e:
+            codes = [c for c, _ in e.recipients.values()]
+            check(all(400 <= c < 500 for c in codes), "a new connection after SIGTERM: %r" %
+                  e.recipients)
+        check(lg.find(r"connection from .* refused: kmilter is stopping", mark),
+              "no log line for the connection refused while stopping")
         code, resp = s.data(m.raw)
         check_eq(code, 250, "the message in progress after SIGTERM: %r" % resp)
         qid = L.QUEUED_RE.search(resp).group(1).decode()
