@@ -361,30 +361,15 @@ pidfile_write(int dirfd, const char *path)
 	}
 }
 
-/* on_sighup - ask the main thread for a reload (async-signal-safe) */
+/* on_signal - tell the main thread: HUP a reload, TERM and INT a stop (async-signal-safe) */
 static void
-on_sighup(int sig)
+on_signal(int sig)
 {
 	int saved = errno;
-	char c = 'H';
+	char c = sig == SIGHUP ? 'H' : 'T';
 
-	(void)sig;
 	if (write(signal_pipe[1], &c, 1) < 0) {
-		/* The pipe is full: a reload is already pending. */
-	}
-	errno = saved;
-}
-
-/* on_sigterm - ask the main thread for a clean stop (async-signal-safe) */
-static void
-on_sigterm(int sig)
-{
-	int saved = errno;
-	char c = 'T';
-
-	(void)sig;
-	if (write(signal_pipe[1], &c, 1) < 0) {
-		/* The pipe is full: a stop is already pending. */
+		/* The pipe is full: the main thread has enough to do. */
 	}
 	errno = saved;
 }
@@ -573,11 +558,10 @@ main(int argc, char **argv)
 		fatal("pthread_create");
 	daemon_ready(ready_fd);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sighup;
+	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = on_sigterm;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigemptyset(&block);
