@@ -25,6 +25,7 @@
 
 static pthread_mutex_t conf_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct kmilter_conf *current_conf;
+static int draining;
 
 /* libmilter takes char * for names it never changes. */
 static char sym_qid[] = "i";
@@ -65,6 +66,13 @@ int
 callbacks_active(void)
 {
 	return budget_sessions();
+}
+
+/* callbacks_drain - kmilter is stopping: tempfail every new connection */
+void
+callbacks_drain(void)
+{
+	__atomic_store_n(&draining, 1, __ATOMIC_SEQ_CST);
 }
 
 /* inflight_max - the in-flight byte budget of a configuration */
@@ -189,11 +197,19 @@ static sfsistat
 mlfi_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *sa)
 {
 	static int warned;
-	struct kmilter_conf *c = callbacks_conf();
+	static char rcode[] = "421", xcode[] = "4.3.2", text[] = "kmilter is stopping";
+	struct kmilter_conf *c;
 	const char *daemon = smfi_getsymval(ctx, sym_daemon);
 	struct session *s;
 	int fd;
 
+	if (__atomic_load_n(&draining, __ATOMIC_SEQ_CST)) {
+		log_info("milter: connection from %s refused: kmilter is stopping",
+		    host ? host : "?");
+		smfi_setreply(ctx, rcode, xcode, text);
+		return SMFIS_TEMPFAIL;
+	}
+	c = callbacks_conf();
 	if (budget_session_enter(c->max_sessions) != 0) {
 		log_warnx("milter: connection from %s refused: system busy: "
 		    "milter.max_sessions (%d) connections open", host ? host : "?",

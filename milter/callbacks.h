@@ -5,13 +5,14 @@
  *	callbacks - the libmilter glue: mlfi_* callbacks and the smfiDesc table
  * SUMMARY
  *	callbacks_register(), callbacks_set_conf(), callbacks_conf(),
- *	callbacks_active()
+ *	callbacks_active(), callbacks_drain()
  * DESCRIPTION
  *	Each callback turns libmilter's arguments into session_* calls and
  *	maps results to SMFIS_* codes.  All message changes are made in
  *	mlfi_eom.  The current configuration is swapped in by
  *	callbacks_set_conf() (reload); each new connection pins the one
- *	current at its start.
+ *	current at its start.  After callbacks_drain() (kmilter stopping)
+ *	every new connection is tempfailed; those in progress go on.
  *	KMILTER_MILTER_STEPS are the protocol steps kmilter negotiates: no
  *	HELO, end of headers, DATA or unknown commands, and no reply to each
  *	header and body chunk (failures there are reported at end of message).
@@ -33,5 +34,6 @@ int			 callbacks_register(void);
 void			 callbacks_set_conf(struct kmilter_conf *);
 struct kmilter_conf	*callbacks_conf(void);
 int			 callbacks_active(void);
+void			 callbacks_drain(void);
 
 #endif

@@ -361,16 +361,15 @@ pidfile_write(int dirfd, const char *path)
 	}
 }
 
-/* on_sighup - ask the main thread for a reload (async-signal-safe) */
+/* on_signal - tell the main thread: HUP a reload, TERM and INT a stop (async-signal-safe) */
 static void
-on_sighup(int sig)
+on_signal(int sig)
 {
 	int saved = errno;
-	char c = 'H';
+	char c = sig == SIGHUP ? 'H' : 'T';
 
-	(void)sig;
 	if (write(signal_pipe[1], &c, 1) < 0) {
-		/* The pipe is full: a reload is already pending. */
+		/* The pipe is full: the main thread has enough to do. */
 	}
 	errno = saved;
 }
@@ -544,8 +543,12 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 
-	/* Only libmilter's signal thread takes TERM and INT (it stops the
-	 * loop); SIGHUP goes to this thread's handler: a reload. */
+	/* The milter thread and its children start with TERM, INT and HUP
+	 * blocked; this thread takes them (a process-directed signal goes to
+	 * the main thread when it does not block it): HUP is a reload, TERM
+	 * and INT a stop that lets the connections in progress finish before
+	 * libmilter is told (once smfi_main returns, Debian's libmilter, built
+	 * with a worker pool, serves no session any more). */
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
@@ -555,12 +558,16 @@ main(int argc, char **argv)
 		fatal("pthread_create");
 	daemon_ready(ready_fd);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_sighup;
+	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 
 	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
@@ -594,13 +601,17 @@ main(int argc, char **argv)
 		if (!(pfd.revents & POLLIN))
 			continue;
 		n = read(signal_pipe[0], buf, sizeof(buf));
-		if (n > 0 && memchr(buf, 'S', (size_t)n))
+		if (n > 0 && (memchr(buf, 'S', (size_t)n) || memchr(buf, 'T', (size_t)n)))
 			break;
 		if (n > 0)
 			reload(path);
 	}
+	/* New connections are tempfailed from now on; those in progress
+	 * finish while libmilter still serves them, then it stops. */
+	callbacks_drain();
 	log_info("stopping kmilter: finishing %d open connections", callbacks_active());
 	wait_for_sessions(20);
+	smfi_stop();
 	pthread_join(tid, NULL);
 	control_stop();
 	{
