@@ -17,6 +17,7 @@
 #include "runtime.h"
 #include "secmem.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "spool.h"
 
 #define MAX_LAYERS 3

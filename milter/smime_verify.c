@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mime.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "smime_b64.h"
 #include "smime_int.h"
 

@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "smime.h"
+#include "smime_verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
