@@ -142,6 +142,64 @@ env_add_rid(struct smime_envelope *env, char *s)
 	return KM_OK;
 }
 
+/* env_add_kari - the recipient ids of a key agreement RecipientInfo */
+static enum km_status
+env_add_kari(struct smime_envelope *env, CMS_RecipientInfo *ri)
+{
+	STACK_OF(CMS_RecipientEncryptedKey) *reks;
+	enum km_status st = KM_OK;
+	int j;
+
+	reks = CMS_RecipientInfo_kari_get0_reks(ri);
+	for (j = 0; st == KM_OK &&
+	    j < sk_CMS_RecipientEncryptedKey_num(reks); j++) {
+		CMS_RecipientEncryptedKey *rek =
+		    sk_CMS_RecipientEncryptedKey_value(reks, j);
+		ASN1_OCTET_STRING *keyid = NULL;
+		X509_NAME *issuer = NULL;
+		ASN1_INTEGER *sno = NULL;
+		ASN1_GENERALIZEDTIME *tm;
+		CMS_OtherKeyAttribute *other;
+		char *s;
+
+		if (!CMS_RecipientEncryptedKey_get0_id(rek, &keyid, &tm,
+		    &other, &issuer, &sno))
+			s = strdup("kari:unknown");
+		else
+			s = rid_string("kari:", keyid, issuer, sno);
+		st = env_add_rid(env, s);
+	}
+	return st;
+}
+
+/* env_add_ri - the printable recipient id(s) of one RecipientInfo */
+static enum km_status
+env_add_ri(struct smime_envelope *env, CMS_RecipientInfo *ri)
+{
+	ASN1_OCTET_STRING *keyid = NULL;
+	X509_NAME *issuer = NULL;
+	ASN1_INTEGER *sno = NULL;
+	char *s;
+
+	switch (CMS_RecipientInfo_type(ri)) {
+	case CMS_RECIPINFO_TRANS:
+		if (!CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid,
+		    &issuer, &sno))
+			s = strdup("ktri:unknown");
+		else
+			s = rid_string("", keyid, issuer, sno);
+		return env_add_rid(env, s);
+	case CMS_RECIPINFO_AGREE:
+		return env_add_kari(env, ri);
+	case CMS_RECIPINFO_KEK:
+		return env_add_rid(env, strdup("kekri"));
+	case CMS_RECIPINFO_PASS:
+		return env_add_rid(env, strdup("pwri"));
+	default:
+		return env_add_rid(env, strdup("other"));
+	}
+}
+
 /* smime_envelope_open - parse an enveloped message once */
 enum km_status
 smime_envelope_open(const char *ctype, const char *body, size_t len,
@@ -150,7 +208,7 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 	struct smime_envelope *env;
 	STACK_OF(CMS_RecipientInfo) *ris;
 	enum km_status st;
-	int nid, i, j;
+	int nid, i;
 
 	*out = NULL;
 	ERR_clear_error();
@@ -178,55 +236,8 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 		goto fail;
 	}
 	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
-		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
-		ASN1_OCTET_STRING *keyid = NULL;
-		X509_NAME *issuer = NULL;
-		ASN1_INTEGER *sno = NULL;
-		STACK_OF(CMS_RecipientEncryptedKey) *reks;
-		char *s;
-
-		switch (CMS_RecipientInfo_type(ri)) {
-		case CMS_RECIPINFO_TRANS:
-			if (!CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid,
-			    &issuer, &sno))
-				s = strdup("ktri:unknown");
-			else
-				s = rid_string("", keyid, issuer, sno);
-			st = env_add_rid(env, s);
-			break;
-		case CMS_RECIPINFO_AGREE:
-			reks = CMS_RecipientInfo_kari_get0_reks(ri);
-			st = KM_OK;
-			for (j = 0; st == KM_OK &&
-			    j < sk_CMS_RecipientEncryptedKey_num(reks); j++) {
-				CMS_RecipientEncryptedKey *rek =
-				    sk_CMS_RecipientEncryptedKey_value(reks, j);
-				ASN1_GENERALIZEDTIME *tm;
-				CMS_OtherKeyAttribute *other;
-
-				keyid = NULL;
-				issuer = NULL;
-				sno = NULL;
-				if (!CMS_RecipientEncryptedKey_get0_id(rek,
-				    &keyid, &tm, &other, &issuer, &sno))
-					s = strdup("kari:unknown");
-				else
-					s = rid_string("kari:", keyid, issuer,
-					    sno);
-				st = env_add_rid(env, s);
-			}
-			break;
-		case CMS_RECIPINFO_KEK:
-			st = env_add_rid(env, strdup("kekri"));
-			break;
-		case CMS_RECIPINFO_PASS:
-			st = env_add_rid(env, strdup("pwri"));
-			break;
-		default:
-			st = env_add_rid(env, strdup("other"));
-			break;
-		}
-		if (st != KM_OK) {
+		if ((st = env_add_ri(env, sk_CMS_RecipientInfo_value(ris,
+		    i))) != KM_OK) {
 			seterr(errstr, errlen, "out of memory");
 			goto fail;
 		}
