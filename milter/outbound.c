@@ -200,7 +200,7 @@ struct out_job {
 	size_t		 entlen;
 	char		*signed_ent;	/* signed plaintext: wiped */
 	size_t		 signedlen;
-	char		*final;		/* what replaces the entity: wiped */
+	char		*final;		/* what replaces the entity (signed only: plaintext): wiped */
 	size_t		 finallen;
 };
 
@@ -480,7 +480,8 @@ out_job_clear(struct out_job *j)
 		secmem_free(j->entity, j->entlen);
 	if (j->signed_ent)
 		secmem_free(j->signed_ent, j->signedlen);
-	free(j->final);
+	if (j->final)
+		secmem_free(j->final, j->finallen);
 	free(j->certs);
 	free(j->newsubj);
 	X509_free(j->self);

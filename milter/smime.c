@@ -64,11 +64,11 @@ to_crlf(const char *in, size_t len, char **copy, size_t *copylen)
 /*
  * crlf_input - the entity as signed or encrypted: CRLF line ends (*entity
  * and *len may then point to *copy, which the caller frees with
- * secmem_free), at most INT_MAX bytes, and a memory BIO reading it
+ * secmem_free), at most INT_MAX bytes
  */
 static enum km_status
 crlf_input(const char *what, const char **entity, size_t *len, char **copy,
-    size_t *copylen, BIO **in, char *errstr, size_t errlen)
+    size_t *copylen, char *errstr, size_t errlen)
 {
 	enum km_status st;
 
@@ -84,13 +84,62 @@ crlf_input(const char *what, const char **entity, size_t *len, char **copy,
 		seterr(errstr, errlen, "%s: entity too large", what);
 		return KM_PERMFAIL;
 	}
-	if ((*in = BIO_new_mem_buf(*entity, (int)*len)) == NULL) {
-		char where[32];
-
-		snprintf(where, sizeof(where), "%s: BIO", what);
-		return ossl_fail(KM_NOMEM, errstr, errlen, where);
-	}
 	return KM_OK;
+}
+
+/*
+ * Content in.  CMS_final() and i2d_CMS_bio_stream() copy the content
+ * through SMIME_crlf_copy(), which pushes a buffer BIO and frees it with
+ * up to 4 KB of plaintext in it, unwiped.  The content here is already a
+ * CRLF buffer in memory (CMS_BINARY: copied as it is), so it is written
+ * into OpenSSL's BIO chain directly: the same bytes, no copy left behind.
+ */
+
+/* write_all - write len bytes (at most INT_MAX) to a BIO chain */
+static int
+write_all(BIO *b, const char *data, size_t len)
+{
+	return len == 0 || BIO_write(b, data, (int)len) == (int)len;
+}
+
+/* final_content - CMS_final() for detached content held in memory */
+static int
+final_content(CMS_ContentInfo *cms, const char *data, size_t len)
+{
+	BIO *cmsbio;
+	int ok;
+
+	if ((cmsbio = CMS_dataInit(cms, NULL)) == NULL)
+		return 0;
+	ok = write_all(cmsbio, data, len);
+	(void)BIO_flush(cmsbio);
+	ok = ok && CMS_dataFinal(cms, cmsbio);
+	BIO_free_all(cmsbio);
+	return ok;
+}
+
+/*
+ * stream_content - i2d_CMS_bio_stream() for content held in memory: the
+ * CMS streamed to out (BER, indefinite lengths) with data as its content
+ */
+static int
+stream_content(BIO *out, CMS_ContentInfo *cms, const char *data, size_t len)
+{
+	BIO *ndef, *next;
+	int ok;
+
+	if ((ndef = BIO_new_NDEF(out, (ASN1_VALUE *)cms,
+	    ASN1_ITEM_rptr(CMS_ContentInfo))) == NULL)
+		return 0;
+	ok = write_all(ndef, data, len);
+	(void)BIO_flush(ndef);
+	/* Free the BIOs BIO_new_NDEF() pushed, up to out (the caller's). */
+	while (ndef != NULL && ndef != out) {
+		next = BIO_pop(ndef);
+		BIO_free(ndef);
+		ndef = next;
+	}
+	return ok;
 }
 
 /* make_boundary - a random boundary that does not occur in the data */
@@ -158,19 +207,18 @@ sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 }
 
 /*
- * sign_detached - finish cms over in and write multipart/signed: the
- * entity unchanged, then smime.p7s
+ * sign_detached - finish cms over the entity and write multipart/signed:
+ * the entity unchanged, then smime.p7s
  */
 static enum km_status
-sign_detached(CMS_ContentInfo *cms, BIO *in, const char *entity,
-    size_t len, const char *micalg, unsigned int flags, BIO *out,
-    char *errstr, size_t errlen)
+sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
+    const char *micalg, BIO *out, char *errstr, size_t errlen)
 {
 	BIO *b64 = NULL;
 	char bd[64], hdr[512];
 	enum km_status st;
 
-	if (!CMS_final(cms, in, NULL, flags))
+	if (!final_content(cms, entity, len))
 		return ossl_fail(KM_PERMFAIL, errstr, errlen,
 		    "sign: CMS_final");
 	if ((st = make_boundary(bd, sizeof(bd), entity, len)) != KM_OK) {
@@ -216,7 +264,7 @@ write_fail:
 
 /* sign_opaque - stream in through cms as opaque signed-data */
 static enum km_status
-sign_opaque(CMS_ContentInfo *cms, BIO *in, unsigned int flags, BIO *out,
+sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
     char *errstr, size_t errlen)
 {
 	BIO *b64;
@@ -234,7 +282,7 @@ sign_opaque(CMS_ContentInfo *cms, BIO *in, unsigned int flags, BIO *out,
 		    "sign: writing output");
 	if ((b64 = smime_b64_new(out)) == NULL)
 		return ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
-	ok = i2d_CMS_bio_stream(b64, cms, in, flags) &&
+	ok = stream_content(b64, cms, entity, len) &&
 	    smime_b64_finish(b64);
 	smime_b64_free(b64);
 	if (!ok)
@@ -252,7 +300,6 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 	const EVP_MD *md;
 	const char *micalg = NULL;
 	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL;
 	char *copy = NULL;
 	size_t copylen = 0;
 	unsigned int flags = CMS_BINARY | CMS_PARTIAL;
@@ -267,8 +314,8 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 		seterr(errstr, errlen, "sign: no signer certificate or key");
 		return KM_PERMFAIL;
 	}
-	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, &in,
-	    errstr, errlen)) != KM_OK)
+	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, errstr,
+	    errlen)) != KM_OK)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
 		flags |= CMS_DETACHED;
@@ -278,16 +325,15 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 	    errlen)) == NULL)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
-		st = sign_detached(cms, in, entity, len, micalg, flags, out,
-		    errstr, errlen);
+		st = sign_detached(cms, entity, len, micalg, out, errstr,
+		    errlen);
 	else
-		st = sign_opaque(cms, in, flags, out, errstr, errlen);
+		st = sign_opaque(cms, entity, len, out, errstr, errlen);
 	if (st == KM_OK && BIO_flush(out) != 1)
 		st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
 		    "sign: writing output");
 out:
 	CMS_ContentInfo_free(cms);
-	BIO_free(in);
 	secmem_free(copy, copylen);
 	return st;
 }
@@ -353,7 +399,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 	const EVP_CIPHER *ciph;
 	const char *stype;
 	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL, *b64 = NULL;
+	BIO *b64 = NULL;
 	char *copy = NULL, hdr[512];
 	size_t copylen = 0;
 	unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM;
@@ -374,7 +420,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 		seterr(errstr, errlen, "encrypt: no recipients");
 		return KM_PERMFAIL;
 	}
-	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen, &in,
+	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen,
 	    errstr, errlen)) != KM_OK)
 		goto out;
 	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
@@ -398,7 +444,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 		st = ossl_fail(KM_NOMEM, errstr, errlen, "encrypt: BIO");
 		goto out;
 	}
-	if (!i2d_CMS_bio_stream(b64, cms, in, flags) ||
+	if (!stream_content(b64, cms, entity, len) ||
 	    !smime_b64_finish(b64) || BIO_flush(out) != 1)
 		goto write_fail;
 	st = KM_OK;
@@ -409,7 +455,6 @@ write_fail:
 out:
 	smime_b64_free(b64);
 	CMS_ContentInfo_free(cms);
-	BIO_free(in);
 	secmem_free(copy, copylen);
 	return st;
 }

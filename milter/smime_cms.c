@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "mime.h"
+#include "secmem.h"
 #include "smime_int.h"
 
 /* smime_der_to_cms - parse DER (or BER) bytes as a CMS ContentInfo */
@@ -70,6 +71,8 @@ smime_body_to_cms(const char *cte, const char *body, size_t len,
 	if (st != KM_OK)
 		return st;
 	st = smime_der_to_cms(der, derlen, out, errstr, errlen);
+	/* Opaque signed-data holds its content in clear: wipe it. */
+	secmem_wipe(der, derlen);
 	free(der);
 	return st;
 }
