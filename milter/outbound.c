@@ -351,6 +351,23 @@ choose_signer(struct out_job *j)
 	return 0;
 }
 
+/*
+ * take_output - what sign or encrypt wrote to out, copied into *buf; or
+ * the verdict made (tempfail: what failed, or out of memory).  Frees out.
+ * 0, or -1 with the verdict made.
+ */
+static int
+take_output(struct out_job *j, enum km_status st, const char *what, const char *err,
+    BIO *out, char **buf, size_t *len)
+{
+	if (st != KM_OK)
+		verdict_tempfail(j->v, "%s: %s", what, err);
+	else if ((*buf = entity_from_bio(out, len)) == NULL)
+		verdict_tempfail(j->v, "out of memory");
+	BIO_free(out);
+	return *buf != NULL ? 0 : -1;
+}
+
 /* sign_entity - j->signed_ent: j->entity signed; 0, or -1 with the verdict made */
 static int
 sign_entity(struct out_job *j)
@@ -370,12 +387,7 @@ sign_entity(struct out_job *j)
 	}
 	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
 	    map_digest(j->c->out_digest), mode, out, err, sizeof(err));
-	if (st != KM_OK)
-		verdict_tempfail(j->v, "signing: %s", err);
-	else if ((j->signed_ent = entity_from_bio(out, &j->signedlen)) == NULL)
-		verdict_tempfail(j->v, "out of memory");
-	BIO_free(out);
-	return j->signed_ent != NULL ? 0 : -1;
+	return take_output(j, st, "signing", err, out, &j->signed_ent, &j->signedlen);
 }
 
 /*
@@ -428,12 +440,7 @@ encrypt_entity(struct out_job *j)
 	    map_cipher(j->c->out_cipher),
 	    j->c->out_rsa_padding == PADDING_OAEP ? SMIME_PAD_OAEP : SMIME_PAD_PKCS1,
 	    out, err, sizeof(err));
-	if (st != KM_OK)
-		verdict_tempfail(j->v, "encryption: %s", err);
-	else if ((j->final = entity_from_bio(out, &j->finallen)) == NULL)
-		verdict_tempfail(j->v, "out of memory");
-	BIO_free(out);
-	return j->final != NULL ? 0 : -1;
+	return take_output(j, st, "encryption", err, out, &j->final, &j->finallen);
 }
 
 /* rewrite - sign and/or encrypt the entity and put it in the verdict */
