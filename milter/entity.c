@@ -10,6 +10,7 @@
 #include "entity.h"
 #include "log.h"
 #include "mime.h"
+#include "secmem.h"
 
 /* entity_is_content_header - is this a Content-* header (part of the entity)? */
 int
@@ -42,7 +43,7 @@ entity_from_message(const struct message *m, const unsigned char *body, size_t b
 	for (int i = 0; i < m->nheaders; i++)
 		if (entity_is_content_header(m->headers[i].name))
 			need += 2 * (strlen(m->headers[i].name) + strlen(m->headers[i].value)) + 6;
-	if ((buf = malloc(need)) == NULL)
+	if ((buf = secmem_alloc(need)) == NULL)
 		return KM_NOMEM;
 	for (int i = 0; i < m->nheaders; i++) {
 		if (!entity_is_content_header(m->headers[i].name))
@@ -170,14 +171,14 @@ out:
 	return st;
 }
 
-/* entity_from_bio - a memory BIO's bytes in a malloc'ed, NUL-terminated buffer */
+/* entity_from_bio - a memory BIO's bytes in a secmem, NUL-terminated buffer */
 char *
 entity_from_bio(BIO *b, size_t *len)
 {
 	char *data, *copy;
 	long n = BIO_get_mem_data(b, &data);
 
-	if (n < 0 || (copy = malloc((size_t)n + 1)) == NULL)
+	if (n < 0 || (copy = secmem_alloc((size_t)n + 1)) == NULL)
 		return NULL;
 	memcpy(copy, data, (size_t)n);
 	copy[n] = '\0';

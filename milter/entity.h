@@ -21,10 +21,10 @@
  *	Received, RFC 9788 protected headers, ...) is dropped, with a log
  *	line that names the dropped headers (never their values).
  * OWNERSHIP
- *	entity_from_bio() copies a memory BIO's bytes into a malloc'ed,
- *	NUL-terminated buffer (NULL when out of memory).
- *	entity_from_message() returns a malloc'ed buffer (free(); it may hold
- *	plaintext: the caller wipes it with secmem_free when done).
+ *	entity_from_bio() copies a memory BIO's bytes into a NUL-terminated
+ *	buffer from secmem_alloc() (NULL when out of memory), and
+ *	entity_from_message() returns one: they may hold plaintext, the
+ *	caller frees them with secmem_free(p, len).
  * ERRORS
  *	KM_NOMEM; KM_PROTO when the new entity has no header block.
  * THREADS

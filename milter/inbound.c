@@ -17,6 +17,7 @@
 #include "runtime.h"
 #include "secmem.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "spool.h"
 
 #define MAX_LAYERS 3
@@ -295,137 +296,198 @@ verify_layer(const struct session *s, const char *ctype, const char *body, size_
 	return st;
 }
 
+/* What opening the layers of one message found, and the entity so far. */
+struct in_job {
+	struct session	*s;
+	struct message	*m;
+	const struct kmilter_conf *c;
+	struct verdict	*v;
+	char		*cur;		/* the innermost entity opened: wiped */
+	size_t		 curlen;
+	char		*curtype;	/* its Content-Type */
+	int		 decrypted;
+	int		 unwrapped;
+	char		 reason[512];
+	char		 detail[64];
+	char		 ar[512];
+	char		 note[300];
+};
+
+/* What to do after one step of opening a layer. */
+enum in_step {
+	STEP_NEXT,	/* a layer was opened: look at the one inside */
+	STEP_ON,	/* not this step's kind after all: try the next step */
+	STEP_STOP,	/* nothing more to open */
+	STEP_FAIL	/* the verdict is made (tempfail, reject, malformed) */
+};
+
+/* take_layer - the entity just opened becomes the current one */
+static void
+take_layer(struct in_job *j, char *next, size_t nextlen)
+{
+	if (j->cur)
+		secmem_free(j->cur, j->curlen);
+	j->cur = next;
+	j->curlen = nextlen;
+	free(j->curtype);
+	j->curtype = entity_ctype(j->cur, j->curlen);
+}
+
+/* decrypt_step - open an enveloped layer (see decrypt_layer) */
+static enum in_step
+decrypt_step(struct in_job *j, enum mime_smime_kind *kind, const char *ctype,
+    const char *b, size_t blen)
+{
+	char *next = NULL;
+	size_t nextlen = 0;
+	enum km_status st;
+
+	if (!j->c->in_decrypt)
+		return STEP_STOP;
+	st = decrypt_layer(j->s, j->v, ctype, b, blen, &next, &nextlen, j->reason,
+	    sizeof(j->reason), j->detail, sizeof(j->detail));
+	if (st == KM_PROTO && *kind == MIME_SMIME_PKCS7_UNKNOWN) {
+		/* pkcs7-mime without smime-type: maybe signed-data. */
+		*kind = MIME_SMIME_SIGNED_OPAQUE;
+		j->reason[0] = '\0';
+		return STEP_ON;
+	} else if (st == KM_PROTO) {
+		malformed(j->s, j->v, j->reason);
+		return STEP_FAIL;
+	} else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+		verdict_tempfail(j->v, "%s", j->reason);
+		return STEP_FAIL;
+	} else if (st != KM_OK) {
+		log_info("%s: inbound: %s", message_qid(j->m), j->reason);
+		return STEP_STOP;
+	}
+	j->decrypted++;
+	take_layer(j, next, nextlen);
+	return STEP_NEXT;
+}
+
+/* verify_step - verify a signed layer, and unwrap opaque signed-data if asked */
+static enum in_step
+verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *ctype,
+    const char *b, size_t blen)
+{
+	int unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque;
+	char *next = NULL;
+	size_t nextlen = 0;
+	enum km_status st;
+
+	if (!j->c->in_verify && !unwrap)
+		return STEP_STOP;
+	st = verify_layer(j->s, ctype, b, blen, unwrap, &next, &nextlen, j->ar,
+	    sizeof(j->ar), j->note, sizeof(j->note));
+	if (st == KM_PROTO && layer == 0) {
+		/* Not S/MIME we can read at all: policy.on_malformed. */
+		malformed(j->s, j->v, j->note);
+		return STEP_FAIL;
+	}
+	if (st != KM_OK && *j->reason == '\0')
+		/* The message's log line says why it was not checked. */
+		snprintf(j->reason, sizeof(j->reason), "%.300s", j->note);
+	if (!j->c->in_verify)
+		j->ar[0] = '\0';
+	if (next == NULL)
+		return STEP_STOP;
+	j->unwrapped = 1;
+	take_layer(j, next, nextlen);
+	return STEP_NEXT;
+}
+
+/*
+ * open_layers - open up to MAX_LAYERS layers: encrypted, then maybe signed
+ * or encrypted again.  0, or -1 when the verdict is made.
+ */
+static int
+open_layers(struct in_job *j, enum mime_smime_kind kind, const unsigned char *body,
+    size_t bodylen)
+{
+	enum in_step step = STEP_STOP;
+
+	for (int layer = 0; layer < MAX_LAYERS; layer++) {
+		const char *ctype = layer == 0 ? message_header(j->m, "Content-Type") : NULL;
+		const char *b = layer == 0 ? (const char *)body : j->cur;
+		size_t blen = layer == 0 ? bodylen : j->curlen;
+
+		if (layer > 0)
+			/* cur is a whole entity: hand it over as such (ctype NULL). */
+			kind = kind_of(j->curtype);
+		step = STEP_ON;
+		if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
+		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0))
+			step = decrypt_step(j, &kind, ctype, b, blen);
+		if (step == STEP_ON && (kind == MIME_SMIME_SIGNED_OPAQUE ||
+		    kind == MIME_SMIME_SIGNED_DETACHED))
+			step = verify_step(j, kind, layer, ctype, b, blen);
+		if (step != STEP_NEXT)
+			break;
+	}
+	return step == STEP_FAIL ? -1 : 0;
+}
+
+/* deliver - the opened entity, the headers that say what was done, the result */
+static void
+deliver(struct in_job *j)
+{
+	enum km_status st;
+
+	if (j->cur != NULL &&
+	    (st = entity_replace(j->v, j->m, j->cur, j->curlen, j->reason,
+	    sizeof(j->reason))) != KM_OK) {
+		if (st == KM_PROTO)
+			malformed(j->s, j->v, j->reason);
+		else
+			verdict_tempfail(j->v, "%s", j->reason);
+		return;
+	}
+	if (j->decrypted) {
+		char hdr[300];
+
+		snprintf(hdr, sizeof(hdr), "decrypted by %s%s%s", j->c->gateway_name,
+		    *j->detail ? ", key " : "", j->detail);
+		if (verdict_header_add(j->v, "X-Kmilter-Decrypted", hdr) != KM_OK)
+			goto nomem;
+	}
+	if (*j->ar && verdict_header_add(j->v, "Authentication-Results", j->ar) != KM_OK)
+		goto nomem;
+	j->v->action_name = j->decrypted && *j->ar ? "decrypt+verify" : j->decrypted ?
+	    "decrypt" : j->unwrapped ? "unwrap+verify" : *j->ar ? "verify" : "pass";
+	if (*j->reason)
+		snprintf(j->v->result, sizeof(j->v->result), "%.250s", j->reason);
+	else if (*j->note)
+		log_info("%s: inbound: %s", message_qid(j->m), j->note);
+	return;
+nomem:
+	verdict_tempfail(j->v, "out of memory");
+}
+
 /* inbound_eom - decrypt and verify for internal recipients */
 void
 inbound_eom(struct session *s, struct verdict *v)
 {
-	struct message *m = s->msg;
-	const struct kmilter_conf *c = s->conf;
-	char *cur = NULL, *curtype = NULL, reason[512] = "", detail[64] = "";
-	char ar[512] = "", note[300] = "";
+	struct in_job j = { .s = s, .m = s->msg, .c = s->conf, .v = v };
 	const unsigned char *body;
-	size_t bodylen, curlen = 0;
-	int decrypted = 0, unwrapped = 0;
+	size_t bodylen;
 	enum mime_smime_kind kind;
-	enum km_status st;
 
 	/* Forged X-Kmilter-* and Authentication-Results are gone already:
 	 * pipeline_run() removes them in every direction (forged.h). */
-	kind = kind_of(message_header(m, "Content-Type"));
+	kind = kind_of(message_header(j.m, "Content-Type"));
 	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
 	    kind == MIME_SMIME_COMPRESSED)
 		return;
-	if (spool_map(m->body, &body, &bodylen, reason, sizeof(reason)) != KM_OK) {
-		verdict_tempfail(v, "%s", reason);
+	if (spool_map(j.m->body, &body, &bodylen, j.reason, sizeof(j.reason)) != KM_OK) {
+		verdict_tempfail(v, "%s", j.reason);
 		return;
 	}
-
-	/* Open up to MAX_LAYERS layers: encrypted, then maybe signed or encrypted again. */
-	for (int layer = 0; layer < MAX_LAYERS; layer++) {
-		const char *ctype = layer == 0 ? message_header(m, "Content-Type") : curtype;
-		const char *b = layer == 0 ? (const char *)body : cur;
-		size_t blen = layer == 0 ? bodylen : curlen;
-		char *next = NULL;
-		size_t nextlen = 0;
-
-		if (layer > 0) {
-			/* cur is a whole entity: hand it over as such. */
-			kind = kind_of(curtype);
-			ctype = NULL;
-		}
-		if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
-		    (kind == MIME_SMIME_PKCS7_UNKNOWN && layer == 0)) {
-			if (!c->in_decrypt)
-				break;
-			st = decrypt_layer(s, v, ctype, b, blen, &next, &nextlen, reason,
-			    sizeof(reason), detail, sizeof(detail));
-			if (st == KM_PROTO && kind == MIME_SMIME_PKCS7_UNKNOWN) {
-				/* pkcs7-mime without smime-type: maybe signed-data. */
-				kind = MIME_SMIME_SIGNED_OPAQUE;
-				reason[0] = '\0';
-			} else if (st == KM_PROTO) {
-				malformed(s, v, reason);
-				goto out;
-			} else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
-				verdict_tempfail(v, "%s", reason);
-				goto out;
-			} else if (st != KM_OK) {
-				log_info("%s: inbound: %s", message_qid(m), reason);
-				break;
-			} else {
-				decrypted++;
-				if (cur)
-					secmem_free(cur, curlen);
-				cur = next;
-				curlen = nextlen;
-				free(curtype);
-				curtype = entity_ctype(cur, curlen);
-				continue;
-			}
-		}
-		if (kind == MIME_SMIME_SIGNED_OPAQUE || kind == MIME_SMIME_SIGNED_DETACHED) {
-			int unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && c->in_unwrap_opaque;
-
-			if (!c->in_verify && !unwrap)
-				break;
-			st = verify_layer(s, ctype, b, blen, unwrap, &next, &nextlen, ar,
-			    sizeof(ar), note, sizeof(note));
-			if (st == KM_PROTO && layer == 0) {
-				/* Not S/MIME we can read at all: policy.on_malformed. */
-				malformed(s, v, note);
-				goto out;
-			}
-			if (st != KM_OK && *reason == '\0')
-				/* The message's log line says why it was not checked. */
-				snprintf(reason, sizeof(reason), "%.300s", note);
-			if (!c->in_verify)
-				ar[0] = '\0';
-			if (next != NULL) {
-				unwrapped = 1;
-				if (cur)
-					secmem_free(cur, curlen);
-				cur = next;
-				curlen = nextlen;
-				free(curtype);
-				curtype = entity_ctype(cur, curlen);
-				continue;
-			}
-		}
-		break;
-	}
-
-	if (cur != NULL) {
-		if ((st = entity_replace(v, m, cur, curlen, reason, sizeof(reason))) != KM_OK) {
-			if (st == KM_PROTO)
-				malformed(s, v, reason);
-			else
-				verdict_tempfail(v, "%s", reason);
-			goto out;
-		}
-	}
-	if (decrypted) {
-		char hdr[300];
-
-		snprintf(hdr, sizeof(hdr), "decrypted by %s%s%s", c->gateway_name,
-		    *detail ? ", key " : "", detail);
-		if (verdict_header_add(v, "X-Kmilter-Decrypted", hdr) != KM_OK)
-			goto nomem;
-	}
-	if (*ar && verdict_header_add(v, "Authentication-Results", ar) != KM_OK)
-		goto nomem;
-	v->action_name = decrypted && *ar ? "decrypt+verify" : decrypted ? "decrypt" :
-	    unwrapped ? "unwrap+verify" : *ar ? "verify" : "pass";
-	if (*reason)
-		snprintf(v->result, sizeof(v->result), "%.250s", reason);
-	else if (*note)
-		log_info("%s: inbound: %s", message_qid(m), note);
-	goto out;
-nomem:
-	verdict_tempfail(v, "out of memory");
-out:
+	if (open_layers(&j, kind, body, bodylen) == 0)
+		deliver(&j);
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);
-	if (cur)
-		secmem_free(cur, curlen);
-	free(curtype);
+	if (j.cur)
+		secmem_free(j.cur, j.curlen);
+	free(j.curtype);
 }

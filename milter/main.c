@@ -438,70 +438,53 @@ wait_for_sessions(int seconds)
 		    "their messages", callbacks_active());
 }
 
-int
-main(int argc, char **argv)
-{
-	const char *path = KMILTER_CONF;
-	int ch, check = 0, foreground = 0, to_stderr = 0, verbose = 0;
-	int piddir = -1, root_only = 0, ready_fd = -1;
-	char err[8192];
-	struct kmilter_conf *conf;
-	struct passwd *pw = NULL;
-	struct rlimit rl = { 0, 0 };
-	struct sigaction sa;
-	sigset_t block, oldmask;
-	pthread_t tid;
+/* The command line. */
+struct options {
+	const char	*path;
+	int		 check;
+	int		 foreground;
+	int		 to_stderr;
+	int		 verbose;
+};
 
+/* parse_args - the command line into o (-V prints versions and exits) */
+static void
+parse_args(int argc, char **argv, struct options *o)
+{
+	int ch;
+
+	o->path = KMILTER_CONF;
 	while ((ch = getopt(argc, argv, "c:dfnvVh")) != -1) {
 		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'd': to_stderr = 1; break;
-		case 'f': foreground = 1; break;
-		case 'n': check = 1; break;
-		case 'v': verbose++; break;
-		case 'V': print_versions(); return 0;
+		case 'c': o->path = optarg; break;
+		case 'd': o->to_stderr = 1; break;
+		case 'f': o->foreground = 1; break;
+		case 'n': o->check = 1; break;
+		case 'v': o->verbose++; break;
+		case 'V': print_versions(); exit(0);
 		default: usage();
 		}
 	}
 	if (optind != argc)
 		usage();
+}
 
-	if ((conf = conf_load(path, err, sizeof(err))) == NULL) {
-		print_errors(err);
-		return 1;
-	}
-	if (check) {
-		warn_public_socket(conf);
-		printf("kmilter: %s: configuration OK\n", path);
-		conf_unref(conf);
-		return 0;
-	}
-	to_stderr |= conf->log_stderr;
-	{
-		char fac[16];
+/* start_logging - log as the configuration and the command line say */
+static void
+start_logging(const struct kmilter_conf *conf, int to_stderr, int verbose)
+{
+	char fac[16];
 
-		log_init("kmilter", log_facility_from_name(conf_word("log.facility",
-		    conf->log_facility, fac, sizeof(fac))), to_stderr, conf->log_verbose + verbose);
-	}
+	log_init("kmilter", log_facility_from_name(conf_word("log.facility",
+	    conf->log_facility, fac, sizeof(fac))), to_stderr, conf->log_verbose + verbose);
+}
 
-	warn_public_socket(conf);
-
-	/* No core dumps: they would hold keys and message bodies. */
-	setrlimit(RLIMIT_CORE, &rl);
-	signal(SIGPIPE, SIG_IGN);
-
-	if (getuid() == 0 && *conf->user) {
-		if ((pw = getpwnam(conf->user)) == NULL)
-			fatalx("milter.user: no such user \"%s\"", conf->user);
-	} else if (getuid() == 0)
-		log_warnx("running as root: set milter.user to an unprivileged user");
-	ensure_dir(conf->state_dir, pw);
-	ensure_dir(conf->spool_dir, pw);
-
-	/* Detach before runtime_init starts threads: a fork keeps only the
-	 * calling thread (the cache's subscriber would be lost). */
-	if (!foreground)
-		ready_fd = daemonize(to_stderr);
+/* start_runtime - read credentials and keys, start the runtime's threads */
+static void
+start_runtime(struct kmilter_conf *conf)
+{
+	sigset_t block, oldmask;
+	char err[8192];
 
 	/* Credentials and keys are read before privileges are dropped.
 	 * runtime_init starts threads (the cache's invalidation subscriber):
@@ -517,10 +500,13 @@ main(int argc, char **argv)
 	if (runtime_init(conf, err, sizeof(err)) != 0)
 		fatalx("%s", err);
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
-	smfi_settimeout(conf->timeout);
-	if (callbacks_register() != 0)
-		fatalx("smfi_register failed");
-	open_socket(conf, pw);
+}
+
+/* pidfile_and_drop - write the pid file and drop privileges, in that order where it is safe */
+static void
+pidfile_and_drop(const struct kmilter_conf *conf, struct passwd *pw)
+{
+	int piddir = -1, root_only = 0;
 
 	/* The pid file is written as root only in a directory only root can
 	 * write; anywhere else as the milter user, after the drop. */
@@ -538,10 +524,15 @@ main(int argc, char **argv)
 		pidfile_write(piddir, conf->pidfile);
 		close(piddir);
 	}
+}
 
-	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-		fatal("pipe");
-	callbacks_set_conf(conf);
+/* start_milter_thread - libmilter's loop in a thread; SIGHUP to this one */
+static pthread_t
+start_milter_thread(int ready_fd)
+{
+	struct sigaction sa;
+	sigset_t block;
+	pthread_t tid;
 
 	/* The milter thread and its children start with TERM, INT and HUP
 	 * blocked; this thread takes them (a process-directed signal goes to
@@ -569,18 +560,26 @@ main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
+	return tid;
+}
 
-	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
-		log_warnx("%s: kmctl stats will not work", err);
-	{
-		struct kmilter_conf *c = callbacks_conf();
+/* log_started - say what runs where */
+static void
+log_started(const struct passwd *pw)
+{
+	struct kmilter_conf *c = callbacks_conf();
 
-		log_info("starting kmilter %s on %s (user %s, pid %ld)", KMILTER_VERSION,
-		    c->socket, pw ? pw->pw_name : "unchanged", (long)getpid());
-		conf_unref(c);
-	}
+	log_info("starting kmilter %s on %s (user %s, pid %ld)", KMILTER_VERSION,
+	    c->socket, pw ? pw->pw_name : "unchanged", (long)getpid());
+	conf_unref(c);
+}
 
+/* serve - until libmilter's loop ends: reload on SIGHUP, log statistics */
+static void
+serve(const char *path)
+{
 	time_t last_stats = time(NULL);
+
 	for (;;) {
 		struct pollfd pfd = { signal_pipe[0], POLLIN, 0 };
 		struct kmilter_conf *c = callbacks_conf();
@@ -606,6 +605,15 @@ main(int argc, char **argv)
 		if (n > 0)
 			reload(path);
 	}
+}
+
+/* stop - let open connections finish, then release everything */
+static void
+stop(pthread_t tid)
+{
+	struct kmilter_conf *c;
+	char line[512];
+
 	/* New connections are tempfailed from now on; those in progress
 	 * finish while libmilter still serves them, then it stops. */
 	callbacks_drain();
@@ -614,18 +622,73 @@ main(int argc, char **argv)
 	smfi_stop();
 	pthread_join(tid, NULL);
 	control_stop();
-	{
-		struct kmilter_conf *c = callbacks_conf();
-		char line[512];
-
-		stats_format(line, sizeof(line));
-		log_info("%s", line);
-		if (*c->pidfile)
-			unlink(c->pidfile);
-		conf_unref(c);
-	}
+	c = callbacks_conf();
+	stats_format(line, sizeof(line));
+	log_info("%s", line);
+	if (*c->pidfile)
+		unlink(c->pidfile);
+	conf_unref(c);
 	callbacks_set_conf(NULL);
 	runtime_free();
 	log_info("kmilter stopped");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	int ready_fd = -1;
+	char err[8192];
+	struct kmilter_conf *conf;
+	struct passwd *pw = NULL;
+	struct rlimit rl = { 0, 0 };
+	pthread_t tid;
+
+	parse_args(argc, argv, &o);
+	if ((conf = conf_load(o.path, err, sizeof(err))) == NULL) {
+		print_errors(err);
+		return 1;
+	}
+	if (o.check) {
+		warn_public_socket(conf);
+		printf("kmilter: %s: configuration OK\n", o.path);
+		conf_unref(conf);
+		return 0;
+	}
+	start_logging(conf, o.to_stderr | conf->log_stderr, o.verbose);
+	warn_public_socket(conf);
+
+	/* No core dumps: they would hold keys and message bodies. */
+	setrlimit(RLIMIT_CORE, &rl);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (getuid() == 0 && *conf->user) {
+		if ((pw = getpwnam(conf->user)) == NULL)
+			fatalx("milter.user: no such user \"%s\"", conf->user);
+	} else if (getuid() == 0)
+		log_warnx("running as root: set milter.user to an unprivileged user");
+	ensure_dir(conf->state_dir, pw);
+	ensure_dir(conf->spool_dir, pw);
+
+	/* Detach before runtime_init starts threads: a fork keeps only the
+	 * calling thread (the cache's subscriber would be lost). */
+	if (!o.foreground)
+		ready_fd = daemonize(o.to_stderr | conf->log_stderr);
+	start_runtime(conf);
+	smfi_settimeout(conf->timeout);
+	if (callbacks_register() != 0)
+		fatalx("smfi_register failed");
+	open_socket(conf, pw);
+	pidfile_and_drop(conf, pw);
+
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		fatal("pipe");
+	callbacks_set_conf(conf);
+	tid = start_milter_thread(ready_fd);
+	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
+		log_warnx("%s: kmctl stats will not work", err);
+	log_started(pw);
+	serve(o.path);
+	stop(tid);
 	return milter_status == MI_SUCCESS ? 0 : 1;
 }

@@ -6,10 +6,11 @@
  * SUMMARY
  *	mime_entity_split(), mime_headers_parse(), mime_headers_count(),
  *	mime_headers_name(), mime_headers_value(), mime_headers_get(),
- *	mime_headers_free(), mime_ctype_parse(), mime_ctype_type(),
+ *	mime_headers_free() in mime.c; mime_ctype_parse(), mime_ctype_type(),
  *	mime_ctype_subtype(), mime_ctype_param(), mime_ctype_free(),
- *	mime_smime_kind(), mime_smime_kind_name(), mime_multipart_split(),
- *	mime_parts_free(), mime_base64_decode()
+ *	mime_smime_kind(), mime_smime_kind_name() in mime_ctype.c;
+ *	mime_multipart_split(), mime_parts_free(), mime_base64_decode() in
+ *	mime_body.c.  Helpers shared by the three: mime_int.h.
  * DESCRIPTION
  *	A pure parser over byte buffers: no libmilter, no I/O.
  *

@@ -180,210 +180,347 @@ add_reason(char *buf, size_t len, const char *why)
 	buf[used + n] = '\0';
 }
 
-/* outbound_eom - sign and/or encrypt the message, or say why not */
-void
-outbound_eom(struct session *s, struct verdict *v)
+/* One outbound decision: what is wanted, the keys, the buffers. */
+struct out_job {
+	struct session	*s;
+	struct message	*m;
+	const struct kmilter_conf *c;
+	struct verdict	*v;
+	int		 sign;
+	int		 encrypt;
+	char		 downgrade[256];
+	char		*newsubj;
+	X509		*signer;
+	EVP_PKEY	*key;
+	STACK_OF(X509)	*chain;
+	X509		*self;
+	X509		**certs;
+	size_t		 ncerts;
+	char		*entity;	/* plaintext: wiped */
+	size_t		 entlen;
+	char		*signed_ent;	/* signed plaintext: wiped */
+	size_t		 signedlen;
+	char		*final;		/* what replaces the entity (signed only: plaintext): wiped */
+	size_t		 finallen;
+};
+
+/*
+ * client_done - did the client encrypt it already (or can that not be
+ * told now)?  1 when the verdict is made; else 0 with *kind what the
+ * message is labelled as (a label on a body that is not CMS enveloped
+ * data is logged and forgotten).
+ */
+static int
+client_done(struct message *m, struct verdict *v, enum mime_smime_kind *kind)
 {
-	struct message *m = s->msg;
-	const struct kmilter_conf *c = s->conf;
-	struct keystore *ks = runtime_keystore();
 	const char *ctype = message_header(m, "Content-Type");
 	struct mime_ctype *ct = NULL;
-	enum mime_smime_kind kind = MIME_SMIME_NONE;
-	int sign = c->out_sign == SIGN_YES, encrypt = 1, mandatory_tag = 0, any_mandatory = 0;
-	int want_encrypt = 0, sender_internal = policy_domain_internal(c, m->from);
-	char err[512], blockers[200] = "", downgrade[256] = "", reason[300], *newsubj = NULL;
-	enum policy_signer ps;
-	X509 *signer = NULL, *self = NULL, **certs = NULL;
-	EVP_PKEY *key = NULL;
-	STACK_OF(X509) *chain = NULL;
-	char *entity = NULL, *signed_ent = NULL, *final = NULL;
-	size_t entlen = 0, signedlen = 0, finallen = 0, ncerts = 0;
-	const unsigned char *body;
-	size_t bodylen;
-	enum km_status st;
-	BIO *out = NULL;
+	char err[512];
 
+	*kind = MIME_SMIME_NONE;
 	if (ctype != NULL && mime_ctype_parse(ctype, &ct, err, sizeof(err)) == KM_OK)
-		kind = mime_smime_kind(ct);
-	ct = mime_ctype_free(ct);
-	if (kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED ||
-	    kind == MIME_SMIME_PKCS7_UNKNOWN) {
-		switch (client_encrypted(m, ctype, err, sizeof(err))) {
-		case KM_OK:
-			snprintf(v->result, sizeof(v->result), "already encrypted by the client");
-			return;
-		case KM_TEMPFAIL:
-		case KM_NOMEM:
-			verdict_tempfail(v, "%s", err);
-			return;
-		default:
-			log_warnx("%s: outbound: labelled %s but not CMS enveloped data (%s): "
-			    "treated as content, signed and encrypted as policy says",
-			    message_qid(m), mime_smime_kind_name(kind), err);
-			kind = MIME_SMIME_NONE;
-		}
+		*kind = mime_smime_kind(ct);
+	mime_ctype_free(ct);
+	if (*kind != MIME_SMIME_ENVELOPED && *kind != MIME_SMIME_AUTH_ENVELOPED &&
+	    *kind != MIME_SMIME_PKCS7_UNKNOWN)
+		return 0;
+	switch (client_encrypted(m, ctype, err, sizeof(err))) {
+	case KM_OK:
+		snprintf(v->result, sizeof(v->result), "already encrypted by the client");
+		return 1;
+	case KM_TEMPFAIL:
+	case KM_NOMEM:
+		verdict_tempfail(v, "%s", err);
+		return 1;
+	default:
+		log_warnx("%s: outbound: labelled %s but not CMS enveloped data (%s): "
+		    "treated as content, signed and encrypted as policy says",
+		    message_qid(m), mime_smime_kind_name(*kind), err);
+		*kind = MIME_SMIME_NONE;
+		return 0;
 	}
-	if (kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE)
-		sign = 0;	/* keep the client's signature; encrypt around it */
+}
 
-	/* A subject tag makes every recipient mandatory. */
-	if (*c->out_subject_tag && message_header(m, "Subject") != NULL &&
-	    (newsubj = strip_tag(message_header(m, "Subject"), c->out_subject_tag)) != NULL) {
-		mandatory_tag = 1;
-		if (verdict_header_change(v, "Subject", 1, newsubj) != KM_OK)
-			goto nomem;
+/* strip_subject_tag - remove the tag from the Subject; 1 when it was there, -1 nomem */
+static int
+strip_subject_tag(struct out_job *j)
+{
+	const char *subject = message_header(j->m, "Subject");
+
+	if (*j->c->out_subject_tag == '\0' || subject == NULL ||
+	    (j->newsubj = strip_tag(subject, j->c->out_subject_tag)) == NULL)
+		return 0;
+	if (verdict_header_change(j->v, "Subject", 1, j->newsubj) != KM_OK) {
+		verdict_tempfail(j->v, "out of memory");
+		return -1;
 	}
+	return 1;
+}
 
-	/* One body for every recipient: encrypt only if all can read it. */
+/*
+ * choose_encrypt - one body for every recipient: encrypt only if all can
+ * read it.  Sets j->encrypt (and clears j->sign for a rule that says
+ * sign = "no"); 0 to go on, -1 when the verdict is made (tempfail, reject).
+ */
+static int
+choose_encrypt(struct out_job *j, int mandatory_tag)
+{
+	struct message *m = j->m;
+	int any_mandatory = 0, want_encrypt = 0;
+	char err[512], blockers[200] = "", reason[300];
+	enum km_status st;
+
+	j->encrypt = 1;
 	for (int i = 0; i < m->nrcpts; i++) {
-		struct rcpt_policy pol = policy_for_rcpt(c, m->rcpts[i]);
+		struct rcpt_policy pol = policy_for_rcpt(j->c, m->rcpts[i]);
 		char why[160];
 
 		if (mandatory_tag)
 			pol.encrypt = ENCRYPT_MANDATORY;
 		if (!pol.sign)
-			sign = 0;
+			j->sign = 0;
 		any_mandatory |= pol.encrypt == ENCRYPT_MANDATORY;
 		want_encrypt |= pol.encrypt != ENCRYPT_NEVER;
 		if (pol.encrypt == ENCRYPT_NEVER) {
-			encrypt = 0;
+			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
 		} else if ((st = lookup_cert(m, i, err, sizeof(err))) == KM_OK)
 			continue;
 		else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
-			verdict_tempfail(v, "certificate lookup for <%s>: %s", m->rcpts[i], err);
-			goto out;
+			verdict_tempfail(j->v, "certificate lookup for <%s>: %s", m->rcpts[i], err);
+			return -1;
 		} else {
-			encrypt = 0;
+			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%.60s> (%.80s)", m->rcpts[i], err);
 		}
 		if (strlen(blockers) + strlen(why) + 3 < sizeof(blockers))
 			snprintf(blockers + strlen(blockers), sizeof(blockers) - strlen(blockers),
 			    "%s%s", *blockers ? ", " : "", why);
 	}
-	if (c->out_encrypt == ENCRYPT_NEVER && !any_mandatory)
-		encrypt = want_encrypt = 0;
-	if (any_mandatory && !encrypt) {
-		verdict_reject(v, "550", "5.7.1", "message must be encrypted, but no usable "
+	if (j->c->out_encrypt == ENCRYPT_NEVER && !any_mandatory)
+		j->encrypt = want_encrypt = 0;
+	if (any_mandatory && !j->encrypt) {
+		verdict_reject(j->v, "550", "5.7.1", "message must be encrypted, but no usable "
 		    "S/MIME certificate for %s", blockers);
-		goto out;
+		return -1;
 	}
-	if (want_encrypt && !encrypt) {
+	if (want_encrypt && !j->encrypt) {
 		snprintf(reason, sizeof(reason), "not encrypted: %s", blockers);
-		add_reason(downgrade, sizeof(downgrade), reason);
+		add_reason(j->downgrade, sizeof(j->downgrade), reason);
 	}
+	return 0;
+}
 
-	/* A signature means the sender: only for an identity that may use it. */
-	if (sign && (ps = policy_signer(c, s->auth_authen, m->from)) != SIGNER_OK) {
-		sign = 0;
+/*
+ * choose_signer - a signature means the sender: only for an identity that
+ * may use it, with its signing key here.  Clears j->sign (a downgrade
+ * reason when policy wanted it); 0 to go on, -1 when the verdict is made.
+ */
+static int
+choose_signer(struct out_job *j)
+{
+	struct message *m = j->m;
+	enum policy_signer ps;
+	enum km_status st;
+	char err[512], reason[300];
+
+	if (!j->sign)
+		return 0;
+	if ((ps = policy_signer(j->c, j->s->auth_authen, m->from)) != SIGNER_OK) {
+		j->sign = 0;
 		if (ps != SIGNER_NOT_INTERNAL) {
 			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s>: %s", m->from,
 			    policy_signer_name(ps));
-			add_reason(downgrade, sizeof(downgrade), reason);
+			add_reason(j->downgrade, sizeof(j->downgrade), reason);
 		}
+		return 0;
 	}
-	if (sign) {
-		st = keystore_get_signer(ks, m->from, &signer, &key, &chain, err, sizeof(err));
-		if (st == KM_TEMPFAIL || st == KM_NOMEM ||
-		    (st != KM_OK && c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
-			verdict_tempfail(v, "signing key of <%s>: %s", m->from, err);
-			goto out;
-		}
-		if (st != KM_OK) {
-			sign = 0;
-			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s> has no signing "
-			    "key here: %.120s", m->from, err);
-			add_reason(downgrade, sizeof(downgrade), reason);
-		}
+	st = keystore_get_signer(runtime_keystore(), m->from, &j->signer, &j->key, &j->chain,
+	    err, sizeof(err));
+	if (st == KM_TEMPFAIL || st == KM_NOMEM ||
+	    (st != KM_OK && j->c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
+		verdict_tempfail(j->v, "signing key of <%s>: %s", m->from, err);
+		return -1;
 	}
-	if (!sign && !encrypt)
-		goto out;
-
-	if (spool_map(m->body, &body, &bodylen, err, sizeof(err)) != KM_OK) {
-		verdict_tempfail(v, "%s", err);
-		goto out;
+	if (st != KM_OK) {
+		j->sign = 0;
+		snprintf(reason, sizeof(reason), "sending unsigned: <%.80s> has no signing "
+		    "key here: %.120s", m->from, err);
+		add_reason(j->downgrade, sizeof(j->downgrade), reason);
 	}
-	if (entity_from_message(m, body, bodylen, &entity, &entlen) != KM_OK)
-		goto nomem;
+	return 0;
+}
 
-	if (sign) {
-		enum smime_sign_mode mode = c->out_signature == SIGFORM_OPAQUE ?
-		    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
+/*
+ * take_output - what sign or encrypt wrote to out, copied into *buf; or
+ * the verdict made (tempfail: what failed, or out of memory).  Frees out.
+ * 0, or -1 with the verdict made.
+ */
+static int
+take_output(struct out_job *j, enum km_status st, const char *what, const char *err,
+    BIO *out, char **buf, size_t *len)
+{
+	if (st != KM_OK)
+		verdict_tempfail(j->v, "%s: %s", what, err);
+	else if ((*buf = entity_from_bio(out, len)) == NULL)
+		verdict_tempfail(j->v, "out of memory");
+	BIO_free(out);
+	return *buf != NULL ? 0 : -1;
+}
 
-		if (!encrypt && mode == SMIME_MODE_DETACHED && !seven_bit_clean(entity, entlen))
-			mode = SMIME_MODE_OPAQUE;
-		if ((out = BIO_new(BIO_s_mem())) == NULL)
-			goto nomem;
-		st = smime_sign(entity, entlen, signer, key, chain, map_digest(c->out_digest),
-		    mode, out, err, sizeof(err));
-		if (st != KM_OK) {
-			verdict_tempfail(v, "signing: %s", err);
-			goto out;
-		}
-		if ((signed_ent = entity_from_bio(out, &signedlen)) == NULL)
-			goto nomem;
-		BIO_free(out);
-		out = NULL;
+/* sign_entity - j->signed_ent: j->entity signed; 0, or -1 with the verdict made */
+static int
+sign_entity(struct out_job *j)
+{
+	enum smime_sign_mode mode = j->c->out_signature == SIGFORM_OPAQUE ?
+	    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
+	BIO *out;
+	char err[512];
+	enum km_status st;
+
+	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
+	    !seven_bit_clean(j->entity, j->entlen))
+		mode = SMIME_MODE_OPAQUE;
+	if ((out = BIO_new(BIO_s_mem())) == NULL) {
+		verdict_tempfail(j->v, "out of memory");
+		return -1;
 	}
+	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
+	    map_digest(j->c->out_digest), mode, out, err, sizeof(err));
+	return take_output(j, st, "signing", err, out, &j->signed_ent, &j->signedlen);
+}
 
-	if (encrypt) {
-		if ((certs = calloc((size_t)m->nrcpts + 1, sizeof(*certs))) == NULL)
-			goto nomem;
-		for (int i = 0; i < m->nrcpts; i++)
-			add_cert(certs, &ncerts, m->rcpt_certs[i]);
-		if (c->out_encrypt_to_self && sender_internal) {
-			st = keystore_get_cert(ks, m->from, &self, err, sizeof(err));
-			if (st == KM_OK)
-				add_cert(certs, &ncerts, self);
-			else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
-				verdict_tempfail(v, "certificate of the sender <%s>: %s", m->from, err);
-				goto out;
-			} else
-				log_info("%s: outbound: sender <%s> has no certificate: the sent "
-				    "copy is not encrypted to them: %s", message_qid(m), m->from, err);
-		}
-		if ((out = BIO_new(BIO_s_mem())) == NULL)
-			goto nomem;
-		st = smime_encrypt(sign ? signed_ent : entity, sign ? signedlen : entlen,
-		    certs, ncerts, map_cipher(c->out_cipher),
-		    c->out_rsa_padding == PADDING_OAEP ? SMIME_PAD_OAEP : SMIME_PAD_PKCS1,
-		    out, err, sizeof(err));
-		if (st != KM_OK) {
-			verdict_tempfail(v, "encryption: %s", err);
-			goto out;
-		}
-		if ((final = entity_from_bio(out, &finallen)) == NULL)
-			goto nomem;
+/*
+ * encrypt_to - j->certs: every recipient's certificate, and the sender's
+ * when encrypt_to_self says so; 0, or -1 with the verdict made
+ */
+static int
+encrypt_to(struct out_job *j)
+{
+	struct message *m = j->m;
+	enum km_status st;
+	char err[512];
+
+	if ((j->certs = calloc((size_t)m->nrcpts + 1, sizeof(*j->certs))) == NULL) {
+		verdict_tempfail(j->v, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < m->nrcpts; i++)
+		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
+	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
+		return 0;
+	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, err, sizeof(err));
+	if (st == KM_OK)
+		add_cert(j->certs, &j->ncerts, j->self);
+	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+		verdict_tempfail(j->v, "certificate of the sender <%s>: %s", m->from, err);
+		return -1;
+	} else
+		log_info("%s: outbound: sender <%s> has no certificate: the sent "
+		    "copy is not encrypted to them: %s", message_qid(m), m->from, err);
+	return 0;
+}
+
+/* encrypt_entity - j->final: the (signed) entity encrypted; 0, or -1 with the verdict made */
+static int
+encrypt_entity(struct out_job *j)
+{
+	BIO *out;
+	char err[512];
+	enum km_status st;
+
+	if (encrypt_to(j) != 0)
+		return -1;
+	if ((out = BIO_new(BIO_s_mem())) == NULL) {
+		verdict_tempfail(j->v, "out of memory");
+		return -1;
+	}
+	st = smime_encrypt(j->sign ? j->signed_ent : j->entity,
+	    j->sign ? j->signedlen : j->entlen, j->certs, j->ncerts,
+	    map_cipher(j->c->out_cipher),
+	    j->c->out_rsa_padding == PADDING_OAEP ? SMIME_PAD_OAEP : SMIME_PAD_PKCS1,
+	    out, err, sizeof(err));
+	return take_output(j, st, "encryption", err, out, &j->final, &j->finallen);
+}
+
+/* rewrite - sign and/or encrypt the entity and put it in the verdict */
+static void
+rewrite(struct out_job *j)
+{
+	const unsigned char *body;
+	size_t bodylen;
+	char err[512];
+	enum km_status st;
+
+	if (spool_map(j->m->body, &body, &bodylen, err, sizeof(err)) != KM_OK) {
+		verdict_tempfail(j->v, "%s", err);
+		return;
+	}
+	if (entity_from_message(j->m, body, bodylen, &j->entity, &j->entlen) != KM_OK) {
+		verdict_tempfail(j->v, "out of memory");
+		return;
+	}
+	if (j->sign && sign_entity(j) != 0)
+		return;
+	if (j->encrypt) {
+		if (encrypt_entity(j) != 0)
+			return;
 	} else {
-		final = signed_ent;
-		finallen = signedlen;
-		signed_ent = NULL;
+		j->final = j->signed_ent;
+		j->finallen = j->signedlen;
+		j->signed_ent = NULL;
 	}
+	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, err, sizeof(err))) !=
+	    KM_OK) {
+		verdict_tempfail(j->v, "rewrite: %s", err);
+		return;
+	}
+	j->v->action_name = j->sign && j->encrypt ? "sign+encrypt" : j->sign ? "sign" :
+	    "encrypt";
+}
 
-	if ((st = entity_replace(v, m, final, finallen, err, sizeof(err))) != KM_OK) {
-		verdict_tempfail(v, "rewrite: %s", err);
+/* out_job_clear - release what a job holds */
+static void
+out_job_clear(struct out_job *j)
+{
+	if (j->entity)
+		secmem_free(j->entity, j->entlen);
+	if (j->signed_ent)
+		secmem_free(j->signed_ent, j->signedlen);
+	if (j->final)
+		secmem_free(j->final, j->finallen);
+	free(j->certs);
+	free(j->newsubj);
+	X509_free(j->self);
+	X509_free(j->signer);
+	EVP_PKEY_free(j->key);
+	sk_X509_pop_free(j->chain, X509_free);
+}
+
+/* outbound_eom - sign and/or encrypt the message, or say why not */
+void
+outbound_eom(struct session *s, struct verdict *v)
+{
+	struct out_job j = { .s = s, .m = s->msg, .c = s->conf, .v = v };
+	enum mime_smime_kind kind;
+	int tagged;
+
+	if (client_done(j.m, v, &kind))
+		return;
+	j.sign = j.c->out_sign == SIGN_YES;
+	if (kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE)
+		j.sign = 0;	/* keep the client's signature; encrypt around it */
+	/* A subject tag makes every recipient mandatory. */
+	if ((tagged = strip_subject_tag(&j)) < 0)
 		goto out;
-	}
-	v->action_name = sign && encrypt ? "sign+encrypt" : sign ? "sign" : "encrypt";
-	goto out;
-nomem:
-	verdict_tempfail(v, "out of memory");
+	if (choose_encrypt(&j, tagged) != 0 || choose_signer(&j) != 0)
+		goto out;
+	if (j.sign || j.encrypt)
+		rewrite(&j);
 out:
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);	/* nothing partial reaches the MTA */
-	else if (*downgrade)
-		verdict_downgrade(v, "%s", downgrade);
-	BIO_free(out);
-	if (entity)
-		secmem_free(entity, entlen);
-	if (signed_ent)
-		secmem_free(signed_ent, signedlen);
-	free(final);
-	free(certs);
-	free(newsubj);
-	X509_free(self);
-	X509_free(signer);
-	EVP_PKEY_free(key);
-	sk_X509_pop_free(chain, X509_free);
+	else if (*j.downgrade)
+		verdict_downgrade(v, "%s", j.downgrade);
+	out_job_clear(&j);
 }

@@ -1,38 +1,25 @@
 /*
- * smime.c - S/MIME with OpenSSL 3 CMS: sign, encrypt, decrypt (see
- * smime.h).  Verification is in smime_verify.c, the CRLF base64 output
- * filter in smime_b64.c.
+ * smime.c - S/MIME with OpenSSL 3 CMS: sign and encrypt (see smime.h).
+ * Decryption is in smime_envelope.c, verification in smime_verify.c,
+ * reading CMS inputs in smime_cms.c, the CRLF base64 output filter in
+ * smime_b64.c.
  */
-#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
-#include <openssl/x509v3.h>
 
 #include "log.h"
-#include "mime.h"
 #include "secmem.h"
 #include "smime.h"
 #include "smime_b64.h"
 #include "smime_int.h"
-
-struct smime_envelope {
-	CMS_ContentInfo	*cms;
-	unsigned char	*der;		/* cms re-encoded, for fresh copies */
-	int		 derlen;
-	char		**rid;
-	size_t		 nrid;
-	int		 auth;
-};
 
 /* puts_out - write a C string to a BIO completely */
 static int
@@ -77,11 +64,11 @@ to_crlf(const char *in, size_t len, char **copy, size_t *copylen)
 /*
  * crlf_input - the entity as signed or encrypted: CRLF line ends (*entity
  * and *len may then point to *copy, which the caller frees with
- * secmem_free), at most INT_MAX bytes, and a memory BIO reading it
+ * secmem_free), at most INT_MAX bytes
  */
 static enum km_status
 crlf_input(const char *what, const char **entity, size_t *len, char **copy,
-    size_t *copylen, BIO **in, char *errstr, size_t errlen)
+    size_t *copylen, char *errstr, size_t errlen)
 {
 	enum km_status st;
 
@@ -97,13 +84,62 @@ crlf_input(const char *what, const char **entity, size_t *len, char **copy,
 		seterr(errstr, errlen, "%s: entity too large", what);
 		return KM_PERMFAIL;
 	}
-	if ((*in = BIO_new_mem_buf(*entity, (int)*len)) == NULL) {
-		char where[32];
-
-		snprintf(where, sizeof(where), "%s: BIO", what);
-		return ossl_fail(KM_NOMEM, errstr, errlen, where);
-	}
 	return KM_OK;
+}
+
+/*
+ * Content in.  CMS_final() and i2d_CMS_bio_stream() copy the content
+ * through SMIME_crlf_copy(), which pushes a buffer BIO and frees it with
+ * up to 4 KB of plaintext in it, unwiped.  The content here is already a
+ * CRLF buffer in memory (CMS_BINARY: copied as it is), so it is written
+ * into OpenSSL's BIO chain directly: the same bytes, no copy left behind.
+ */
+
+/* write_all - write len bytes (at most INT_MAX) to a BIO chain */
+static int
+write_all(BIO *b, const char *data, size_t len)
+{
+	return len == 0 || BIO_write(b, data, (int)len) == (int)len;
+}
+
+/* final_content - CMS_final() for detached content held in memory */
+static int
+final_content(CMS_ContentInfo *cms, const char *data, size_t len)
+{
+	BIO *cmsbio;
+	int ok;
+
+	if ((cmsbio = CMS_dataInit(cms, NULL)) == NULL)
+		return 0;
+	ok = write_all(cmsbio, data, len);
+	(void)BIO_flush(cmsbio);
+	ok = ok && CMS_dataFinal(cms, cmsbio);
+	BIO_free_all(cmsbio);
+	return ok;
+}
+
+/*
+ * stream_content - i2d_CMS_bio_stream() for content held in memory: the
+ * CMS streamed to out (BER, indefinite lengths) with data as its content
+ */
+static int
+stream_content(BIO *out, CMS_ContentInfo *cms, const char *data, size_t len)
+{
+	BIO *ndef, *next;
+	int ok;
+
+	if ((ndef = BIO_new_NDEF(out, (ASN1_VALUE *)cms,
+	    ASN1_ITEM_rptr(CMS_ContentInfo))) == NULL)
+		return 0;
+	ok = write_all(ndef, data, len);
+	(void)BIO_flush(ndef);
+	/* Free the BIOs BIO_new_NDEF() pushed, up to out (the caller's). */
+	while (ndef != NULL && ndef != out) {
+		next = BIO_pop(ndef);
+		BIO_free(ndef);
+		ndef = next;
+	}
+	return ok;
 }
 
 /* make_boundary - a random boundary that does not occur in the data */
@@ -127,50 +163,39 @@ make_boundary(char *bd, size_t bdlen, const char *data, size_t len)
 	return KM_TEMPFAIL;
 }
 
-/* smime_sign - sign an entity: multipart/signed or opaque signed-data */
-enum km_status
-smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
-    STACK_OF(X509) *chain, enum smime_digest digest,
-    enum smime_sign_mode mode, BIO *out, char *errstr, size_t errlen)
+/* sign_digest - the digest and its micalg name, NULL when unknown */
+static const EVP_MD *
+sign_digest(enum smime_digest digest, const char **micalg)
 {
-	const EVP_MD *md;
-	const char *micalg;
-	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL, *b64 = NULL;
-	char *copy = NULL, bd[64], hdr[512];
-	size_t copylen = 0;
-	unsigned int flags = CMS_BINARY | CMS_PARTIAL;
-	enum km_status st;
+	switch (digest) {
+	case SMIME_MD_SHA256: *micalg = "sha-256"; return EVP_sha256();
+	case SMIME_MD_SHA384: *micalg = "sha-384"; return EVP_sha384();
+	case SMIME_MD_SHA512: *micalg = "sha-512"; return EVP_sha512();
+	}
+	return NULL;
+}
+
+/*
+ * sign_cms - a CMS SignedData with one signer and the chain, not final
+ * NULL on failure (reason in errstr, *st set).
+ */
+static CMS_ContentInfo *
+sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
+    const EVP_MD *md, unsigned int flags, enum km_status *st,
+    char *errstr, size_t errlen)
+{
+	CMS_ContentInfo *cms;
 	int i;
 
-	ERR_clear_error();
-	switch (digest) {
-	case SMIME_MD_SHA256: md = EVP_sha256(); micalg = "sha-256"; break;
-	case SMIME_MD_SHA384: md = EVP_sha384(); micalg = "sha-384"; break;
-	case SMIME_MD_SHA512: md = EVP_sha512(); micalg = "sha-512"; break;
-	default:
-		seterr(errstr, errlen, "sign: unknown digest %d", (int)digest);
-		return KM_PERMFAIL;
-	}
-	if (cert == NULL || key == NULL || out == NULL) {
-		seterr(errstr, errlen, "sign: no signer certificate or key");
-		return KM_PERMFAIL;
-	}
-	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, &in,
-	    errstr, errlen)) != KM_OK)
-		goto out;
-	if (mode == SMIME_MODE_DETACHED)
-		flags |= CMS_DETACHED;
-	else
-		flags |= CMS_STREAM;
 	if ((cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: CMS_sign");
-		goto out;
+		*st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: CMS_sign");
+		return NULL;
 	}
 	if (CMS_add1_signer(cms, cert, key, md, CMS_BINARY) == NULL) {
-		st = ossl_fail(KM_PERMFAIL, errstr, errlen,
+		*st = ossl_fail(KM_PERMFAIL, errstr, errlen,
 		    "sign: unusable signer certificate or key");
-		goto out;
+		CMS_ContentInfo_free(cms);
+		return NULL;
 	}
 	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
 		if (!CMS_add1_cert(cms, sk_X509_value(chain, i))) {
@@ -178,125 +203,163 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 			ossl_drain("sign: chain");
 		}
 	}
-	if (mode == SMIME_MODE_DETACHED) {
-		if (!CMS_final(cms, in, NULL, flags)) {
-			st = ossl_fail(KM_PERMFAIL, errstr, errlen,
-			    "sign: CMS_final");
-			goto out;
-		}
-		if ((st = make_boundary(bd, sizeof(bd), entity, len)) !=
-		    KM_OK) {
-			seterr(errstr, errlen, "sign: no random boundary");
-			goto out;
-		}
-		snprintf(hdr, sizeof(hdr),
-		    "Content-Type: multipart/signed;\r\n"
-		    "\tprotocol=\"application/pkcs7-signature\";\r\n"
-		    "\tmicalg=%s; boundary=\"%s\"\r\n"
-		    "\r\n"
-		    "This is an S/MIME signed message\r\n"
-		    "\r\n"
-		    "--%s\r\n", micalg, bd, bd);
-		if (!puts_out(out, hdr) ||
-		    !smime_b64_emit(out, (const unsigned char *)entity, len))
-			goto write_fail;
-		snprintf(hdr, sizeof(hdr),
-		    "\r\n--%s\r\n"
-		    "Content-Type: application/pkcs7-signature; "
-		    "name=\"smime.p7s\"\r\n"
-		    "Content-Transfer-Encoding: base64\r\n"
-		    "Content-Disposition: attachment; "
-		    "filename=\"smime.p7s\"\r\n"
-		    "Content-Description: S/MIME Cryptographic Signature\r\n"
-		    "\r\n", bd);
-		if (!puts_out(out, hdr))
-			goto write_fail;
-		if ((b64 = smime_b64_new(out)) == NULL) {
-			st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
-			goto out;
-		}
-		if (!i2d_CMS_bio(b64, cms) || !smime_b64_finish(b64))
-			goto write_fail;
-		snprintf(hdr, sizeof(hdr), "\r\n--%s--\r\n", bd);
-		if (!puts_out(out, hdr))
-			goto write_fail;
-	} else {
-		if (!puts_out(out,
-		    "Content-Type: application/pkcs7-mime; "
-		    "smime-type=signed-data;\r\n\tname=\"smime.p7m\"\r\n"
-		    "Content-Transfer-Encoding: base64\r\n"
-		    "Content-Disposition: attachment; "
-		    "filename=\"smime.p7m\"\r\n"
-		    "Content-Description: S/MIME Signed Message\r\n"
-		    "\r\n"))
-			goto write_fail;
-		if ((b64 = smime_b64_new(out)) == NULL) {
-			st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
-			goto out;
-		}
-		if (!i2d_CMS_bio_stream(b64, cms, in, flags) ||
-		    !smime_b64_finish(b64))
-			goto write_fail;
+	return cms;
+}
+
+/*
+ * sign_detached - finish cms over the entity and write multipart/signed:
+ * the entity unchanged, then smime.p7s
+ */
+static enum km_status
+sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
+    const char *micalg, BIO *out, char *errstr, size_t errlen)
+{
+	BIO *b64 = NULL;
+	char bd[64], hdr[512];
+	enum km_status st;
+
+	if (!final_content(cms, entity, len))
+		return ossl_fail(KM_PERMFAIL, errstr, errlen,
+		    "sign: CMS_final");
+	if ((st = make_boundary(bd, sizeof(bd), entity, len)) != KM_OK) {
+		seterr(errstr, errlen, "sign: no random boundary");
+		return st;
 	}
-	if (BIO_flush(out) != 1)
+	snprintf(hdr, sizeof(hdr),
+	    "Content-Type: multipart/signed;\r\n"
+	    "\tprotocol=\"application/pkcs7-signature\";\r\n"
+	    "\tmicalg=%s; boundary=\"%s\"\r\n"
+	    "\r\n"
+	    "This is an S/MIME signed message\r\n"
+	    "\r\n"
+	    "--%s\r\n", micalg, bd, bd);
+	if (!puts_out(out, hdr) ||
+	    !smime_b64_emit(out, (const unsigned char *)entity, len))
 		goto write_fail;
-	st = KM_OK;
-	goto out;
-write_fail:
-	st = ossl_fail(KM_TEMPFAIL, errstr, errlen, "sign: writing output");
-out:
+	snprintf(hdr, sizeof(hdr),
+	    "\r\n--%s\r\n"
+	    "Content-Type: application/pkcs7-signature; "
+	    "name=\"smime.p7s\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; "
+	    "filename=\"smime.p7s\"\r\n"
+	    "Content-Description: S/MIME Cryptographic Signature\r\n"
+	    "\r\n", bd);
+	if (!puts_out(out, hdr))
+		goto write_fail;
+	if ((b64 = smime_b64_new(out)) == NULL)
+		return ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
+	if (!i2d_CMS_bio(b64, cms) || !smime_b64_finish(b64))
+		goto write_fail;
 	smime_b64_free(b64);
+	b64 = NULL;
+	snprintf(hdr, sizeof(hdr), "\r\n--%s--\r\n", bd);
+	if (!puts_out(out, hdr))
+		goto write_fail;
+	return KM_OK;
+write_fail:
+	smime_b64_free(b64);
+	return ossl_fail(KM_TEMPFAIL, errstr, errlen, "sign: writing output");
+}
+
+/* sign_opaque - stream in through cms as opaque signed-data */
+static enum km_status
+sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
+    char *errstr, size_t errlen)
+{
+	BIO *b64;
+	int ok;
+
+	if (!puts_out(out,
+	    "Content-Type: application/pkcs7-mime; "
+	    "smime-type=signed-data;\r\n\tname=\"smime.p7m\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\n"
+	    "Content-Disposition: attachment; "
+	    "filename=\"smime.p7m\"\r\n"
+	    "Content-Description: S/MIME Signed Message\r\n"
+	    "\r\n"))
+		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		    "sign: writing output");
+	if ((b64 = smime_b64_new(out)) == NULL)
+		return ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
+	ok = stream_content(b64, cms, entity, len) &&
+	    smime_b64_finish(b64);
+	smime_b64_free(b64);
+	if (!ok)
+		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		    "sign: writing output");
+	return KM_OK;
+}
+
+/* smime_sign - sign an entity: multipart/signed or opaque signed-data */
+enum km_status
+smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
+    STACK_OF(X509) *chain, enum smime_digest digest,
+    enum smime_sign_mode mode, BIO *out, char *errstr, size_t errlen)
+{
+	const EVP_MD *md;
+	const char *micalg = NULL;
+	CMS_ContentInfo *cms = NULL;
+	char *copy = NULL;
+	size_t copylen = 0;
+	unsigned int flags = CMS_BINARY | CMS_PARTIAL;
+	enum km_status st;
+
+	ERR_clear_error();
+	if ((md = sign_digest(digest, &micalg)) == NULL) {
+		seterr(errstr, errlen, "sign: unknown digest %d", (int)digest);
+		return KM_PERMFAIL;
+	}
+	if (cert == NULL || key == NULL || out == NULL) {
+		seterr(errstr, errlen, "sign: no signer certificate or key");
+		return KM_PERMFAIL;
+	}
+	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, errstr,
+	    errlen)) != KM_OK)
+		goto out;
+	if (mode == SMIME_MODE_DETACHED)
+		flags |= CMS_DETACHED;
+	else
+		flags |= CMS_STREAM;
+	if ((cms = sign_cms(cert, key, chain, md, flags, &st, errstr,
+	    errlen)) == NULL)
+		goto out;
+	if (mode == SMIME_MODE_DETACHED)
+		st = sign_detached(cms, entity, len, micalg, out, errstr,
+		    errlen);
+	else
+		st = sign_opaque(cms, entity, len, out, errstr, errlen);
+	if (st == KM_OK && BIO_flush(out) != 1)
+		st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		    "sign: writing output");
+out:
 	CMS_ContentInfo_free(cms);
-	BIO_free(in);
 	secmem_free(copy, copylen);
 	return st;
 }
 
-/* smime_encrypt - encrypt an entity to every certificate in rcpts */
-enum km_status
-smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
-    size_t nrcpts, enum smime_cipher cipher, enum smime_padding padding,
-    BIO *out, char *errstr, size_t errlen)
+/* encrypt_cipher - the cipher and the smime-type, NULL when unknown */
+static const EVP_CIPHER *
+encrypt_cipher(enum smime_cipher cipher, const char **stype)
 {
-	const EVP_CIPHER *ciph;
-	const char *stype = "enveloped-data";
-	CMS_ContentInfo *cms = NULL;
-	BIO *in = NULL, *b64 = NULL;
-	char *copy = NULL, hdr[512];
-	size_t copylen = 0, i;
-	unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM;
-	enum km_status st;
-
-	ERR_clear_error();
+	*stype = "enveloped-data";
 	switch (cipher) {
-	case SMIME_CIPHER_AES256_CBC: ciph = EVP_aes_256_cbc(); break;
-	case SMIME_CIPHER_AES128_CBC: ciph = EVP_aes_128_cbc(); break;
+	case SMIME_CIPHER_AES256_CBC: return EVP_aes_256_cbc();
+	case SMIME_CIPHER_AES128_CBC: return EVP_aes_128_cbc();
 	case SMIME_CIPHER_AES256_GCM:
-		ciph = EVP_aes_256_gcm();
-		stype = "authEnveloped-data";
-		break;
-	default:
-		seterr(errstr, errlen, "encrypt: unknown cipher %d",
-		    (int)cipher);
-		return KM_PERMFAIL;
+		*stype = "authEnveloped-data";
+		return EVP_aes_256_gcm();
 	}
-	if (padding != SMIME_PAD_PKCS1 && padding != SMIME_PAD_OAEP) {
-		seterr(errstr, errlen, "encrypt: unknown padding %d",
-		    (int)padding);
-		return KM_PERMFAIL;
-	}
-	if (nrcpts == 0 || rcpts == NULL || out == NULL) {
-		seterr(errstr, errlen, "encrypt: no recipients");
-		return KM_PERMFAIL;
-	}
-	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen, &in,
-	    errstr, errlen)) != KM_OK)
-		goto out;
-	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
-		st = ossl_fail(KM_PERMFAIL, errstr, errlen,
-		    "encrypt: CMS_encrypt");
-		goto out;
-	}
+	return NULL;
+}
+
+/* add_recipients - one RecipientInfo per certificate, OAEP if asked */
+static enum km_status
+add_recipients(CMS_ContentInfo *cms, X509 *const *rcpts, size_t nrcpts,
+    enum smime_padding padding, char *errstr, size_t errlen)
+{
+	size_t i;
+
 	for (i = 0; i < nrcpts; i++) {
 		EVP_PKEY *pk = X509_get0_pubkey(rcpts[i]);
 		CMS_RecipientInfo *ri;
@@ -310,8 +373,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 
 			snprintf(what, sizeof(what), "encrypt: unusable "
 			    "recipient certificate %zu", i);
-			st = ossl_fail(KM_PERMFAIL, errstr, errlen, what);
-			goto out;
+			return ossl_fail(KM_PERMFAIL, errstr, errlen, what);
 		}
 		if (oaep) {
 			EVP_PKEY_CTX *pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
@@ -320,13 +382,55 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 			    EVP_PKEY_CTX_set_rsa_padding(pctx,
 			    RSA_PKCS1_OAEP_PADDING) <= 0 ||
 			    EVP_PKEY_CTX_set_rsa_oaep_md(pctx,
-			    EVP_sha256()) <= 0) {
-				st = ossl_fail(KM_PERMFAIL, errstr, errlen,
+			    EVP_sha256()) <= 0)
+				return ossl_fail(KM_PERMFAIL, errstr, errlen,
 				    "encrypt: OAEP parameters");
-				goto out;
-			}
 		}
 	}
+	return KM_OK;
+}
+
+/* smime_encrypt - encrypt an entity to every certificate in rcpts */
+enum km_status
+smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
+    size_t nrcpts, enum smime_cipher cipher, enum smime_padding padding,
+    BIO *out, char *errstr, size_t errlen)
+{
+	const EVP_CIPHER *ciph;
+	const char *stype;
+	CMS_ContentInfo *cms = NULL;
+	BIO *b64 = NULL;
+	char *copy = NULL, hdr[512];
+	size_t copylen = 0;
+	unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM;
+	enum km_status st;
+
+	ERR_clear_error();
+	if ((ciph = encrypt_cipher(cipher, &stype)) == NULL) {
+		seterr(errstr, errlen, "encrypt: unknown cipher %d",
+		    (int)cipher);
+		return KM_PERMFAIL;
+	}
+	if (padding != SMIME_PAD_PKCS1 && padding != SMIME_PAD_OAEP) {
+		seterr(errstr, errlen, "encrypt: unknown padding %d",
+		    (int)padding);
+		return KM_PERMFAIL;
+	}
+	if (nrcpts == 0 || rcpts == NULL || out == NULL) {
+		seterr(errstr, errlen, "encrypt: no recipients");
+		return KM_PERMFAIL;
+	}
+	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen,
+	    errstr, errlen)) != KM_OK)
+		goto out;
+	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
+		st = ossl_fail(KM_PERMFAIL, errstr, errlen,
+		    "encrypt: CMS_encrypt");
+		goto out;
+	}
+	if ((st = add_recipients(cms, rcpts, nrcpts, padding, errstr,
+	    errlen)) != KM_OK)
+		goto out;
 	snprintf(hdr, sizeof(hdr),
 	    "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
 	    "\tname=\"smime.p7m\"\r\n"
@@ -340,7 +444,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 		st = ossl_fail(KM_NOMEM, errstr, errlen, "encrypt: BIO");
 		goto out;
 	}
-	if (!i2d_CMS_bio_stream(b64, cms, in, flags) ||
+	if (!stream_content(b64, cms, entity, len) ||
 	    !smime_b64_finish(b64) || BIO_flush(out) != 1)
 		goto write_fail;
 	st = KM_OK;
@@ -351,647 +455,6 @@ write_fail:
 out:
 	smime_b64_free(b64);
 	CMS_ContentInfo_free(cms);
-	BIO_free(in);
 	secmem_free(copy, copylen);
 	return st;
 }
-
-/* smime_der_to_cms - parse DER (or BER) bytes as a CMS ContentInfo */
-enum km_status
-smime_der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
-    char *errstr, size_t errlen)
-{
-	const unsigned char *p = der;
-
-	*out = NULL;
-	if (len == 0) {
-		seterr(errstr, errlen, "malformed CMS: empty");
-		return KM_PROTO;
-	}
-	if (len > INT_MAX) {
-		seterr(errstr, errlen, "malformed CMS: too large");
-		return KM_PROTO;
-	}
-	/* d2i straight from the buffer: d2i_CMS_bio() would copy it. */
-	*out = d2i_CMS_ContentInfo(NULL, &p, (long)len);
-	if (*out == NULL)
-		return ossl_fail(KM_PROTO, errstr, errlen, "malformed CMS");
-	return KM_OK;
-}
-
-/*
- * smime_body_to_cms - decode a CMS body: base64 (white space allowed) or binary
- * cte is the Content-Transfer-Encoding or NULL when unknown (then base64
- * is tried first, raw DER second).
- */
-enum km_status
-smime_body_to_cms(const char *cte, const char *body, size_t len,
-    CMS_ContentInfo **out, char *errstr, size_t errlen)
-{
-	unsigned char *der = NULL;
-	size_t derlen = 0;
-	enum km_status st;
-
-	*out = NULL;
-	if (cte != NULL && (strcasecmp(cte, "binary") == 0 ||
-	    strcasecmp(cte, "8bit") == 0 || strcasecmp(cte, "7bit") == 0))
-		return smime_der_to_cms((const unsigned char *)body, len, out,
-		    errstr, errlen);
-	if (cte != NULL && strcasecmp(cte, "base64") != 0) {
-		seterr(errstr, errlen, "malformed S/MIME: unsupported "
-		    "Content-Transfer-Encoding \"%s\"", cte);
-		return KM_PROTO;
-	}
-	st = mime_base64_decode(body, len, &der, &derlen, errstr, errlen);
-	if (st == KM_PROTO && cte == NULL && len > 0 &&
-	    (unsigned char)body[0] == 0x30)
-		return smime_der_to_cms((const unsigned char *)body, len, out,
-		    errstr, errlen);
-	if (st != KM_OK)
-		return st;
-	st = smime_der_to_cms(der, derlen, out, errstr, errlen);
-	free(der);
-	return st;
-}
-
-/*
- * smime_open_entity - the Content-Type, transfer encoding and body of an input
- * Given ctype, body is the body and the encoding is unknown (NULL); given
- * none, body is a full entity.  *hp (to free) holds the strings.
- */
-enum km_status
-smime_open_entity(const char *ctype, const char *body, size_t len,
-    struct mime_ctype **ct, const char **cte, const char **b, size_t *blen,
-    struct mime_headers **hp, char *errstr, size_t errlen)
-{
-	size_t hlen, boff;
-	enum km_status st;
-	char why[128];
-
-	*ct = NULL;
-	*hp = NULL;
-	*cte = NULL;
-	*b = body;
-	*blen = len;
-	if (ctype == NULL) {
-		if ((st = mime_entity_split(body, len, &hlen, &boff, why,
-		    sizeof(why))) != KM_OK) {
-			seterr(errstr, errlen, "malformed MIME: %s", why);
-			return st;
-		}
-		if ((st = mime_headers_parse(body, hlen, hp, why,
-		    sizeof(why))) != KM_OK) {
-			seterr(errstr, errlen, "malformed MIME: %s", why);
-			return st;
-		}
-		if ((ctype = mime_headers_get(*hp, "Content-Type")) == NULL) {
-			seterr(errstr, errlen, "malformed MIME: no "
-			    "Content-Type");
-			*hp = mime_headers_free(*hp);
-			return KM_PROTO;
-		}
-		*cte = mime_headers_get(*hp, "Content-Transfer-Encoding");
-		*b = body + boff;
-		*blen = len - boff;
-	}
-	if ((st = mime_ctype_parse(ctype, ct, why, sizeof(why))) != KM_OK) {
-		seterr(errstr, errlen, "malformed Content-Type: %s", why);
-		*hp = mime_headers_free(*hp);
-		return st;
-	}
-	return KM_OK;
-}
-
-/*
- * load_cms - an S/MIME input as a CMS ContentInfo
- * Accepts application/(x-)pkcs7-mime entities or raw DER (ctype NULL and a
- * leading SEQUENCE).
- */
-static enum km_status
-load_cms(const char *ctype, const char *body, size_t len,
-    CMS_ContentInfo **cms, char *errstr, size_t errlen)
-{
-	struct mime_headers *h = NULL;
-	struct mime_ctype *ct = NULL;
-	const char *cte, *b;
-	size_t blen;
-	enum km_status st;
-	enum mime_smime_kind k;
-
-	*cms = NULL;
-	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30)
-		return smime_der_to_cms((const unsigned char *)body, len, cms,
-		    errstr, errlen);
-	if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b, &blen, &h,
-	    errstr, errlen)) != KM_OK)
-		return st;
-	k = mime_smime_kind(ct);
-	if (k != MIME_SMIME_ENVELOPED && k != MIME_SMIME_AUTH_ENVELOPED &&
-	    k != MIME_SMIME_SIGNED_OPAQUE && k != MIME_SMIME_PKCS7_UNKNOWN) {
-		seterr(errstr, errlen, "not an S/MIME pkcs7-mime entity "
-		    "(%s/%s, %s)", mime_ctype_type(ct), mime_ctype_subtype(ct),
-		    mime_smime_kind_name(k));
-		st = KM_PROTO;
-		goto out;
-	}
-	st = smime_body_to_cms(cte, b, blen, cms, errstr, errlen);
-out:
-	mime_ctype_free(ct);
-	mime_headers_free(h);
-	return st;
-}
-
-/* hexstr - lower-case hex of bytes into a new string */
-static char *
-hexstr(const unsigned char *p, size_t n)
-{
-	char *s = malloc(n * 2 + 1);
-	size_t i;
-
-	if (s == NULL)
-		return NULL;
-	for (i = 0; i < n; i++)
-		snprintf(s + 2 * i, 3, "%02x", p[i]);
-	s[2 * n] = '\0';
-	return s;
-}
-
-/* rid_string - printable RecipientIdentifier */
-static char *
-rid_string(const char *prefix, const ASN1_OCTET_STRING *keyid,
-    const X509_NAME *issuer, const ASN1_INTEGER *sno)
-{
-	char *s = NULL, *hex = NULL, name[256] = "";
-	BIO *m = NULL;
-	BIGNUM *bn = NULL;
-	size_t n;
-
-	if (keyid != NULL) {
-		if ((hex = hexstr(ASN1_STRING_get0_data(keyid),
-		    (size_t)ASN1_STRING_length(keyid))) == NULL)
-			return NULL;
-		n = strlen(prefix) + strlen(hex) + 8;
-		if ((s = malloc(n)) != NULL)
-			snprintf(s, n, "%sski=%s", prefix, hex);
-		free(hex);
-		return s;
-	}
-	if (issuer == NULL || sno == NULL)
-		return strdup("unknown");
-	if ((m = BIO_new(BIO_s_mem())) != NULL &&
-	    X509_NAME_print_ex(m, issuer, 0, XN_FLAG_RFC2253) >= 0) {
-		int r = BIO_read(m, name, sizeof(name) - 1);
-
-		name[r > 0 ? r : 0] = '\0';
-	}
-	BIO_free(m);
-	if ((bn = ASN1_INTEGER_to_BN(sno, NULL)) == NULL ||
-	    (hex = BN_bn2hex(bn)) == NULL) {
-		BN_free(bn);
-		return NULL;
-	}
-	n = strlen(prefix) + strlen(name) + strlen(hex) + 24;
-	if ((s = malloc(n)) != NULL)
-		snprintf(s, n, "%sissuer=%s;serial=%s", prefix, name, hex);
-	OPENSSL_free(hex);
-	BN_free(bn);
-	return s;
-}
-
-/* env_add_rid - append a printable recipient id */
-static enum km_status
-env_add_rid(struct smime_envelope *env, char *s)
-{
-	char **n;
-
-	if (s == NULL)
-		return KM_NOMEM;
-	if ((n = reallocarray(env->rid, env->nrid + 1, sizeof(*n))) == NULL) {
-		free(s);
-		return KM_NOMEM;
-	}
-	env->rid = n;
-	env->rid[env->nrid++] = s;
-	return KM_OK;
-}
-
-/* smime_envelope_open - parse an enveloped message once */
-enum km_status
-smime_envelope_open(const char *ctype, const char *body, size_t len,
-    struct smime_envelope **out, char *errstr, size_t errlen)
-{
-	struct smime_envelope *env;
-	STACK_OF(CMS_RecipientInfo) *ris;
-	enum km_status st;
-	int nid, i, j;
-
-	*out = NULL;
-	ERR_clear_error();
-	if ((env = calloc(1, sizeof(*env))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
-	if ((st = load_cms(ctype, body, len, &env->cms, errstr, errlen)) !=
-	    KM_OK)
-		goto fail;
-	nid = OBJ_obj2nid(CMS_get0_type(env->cms));
-	if (nid == NID_id_smime_ct_authEnvelopedData)
-		env->auth = 1;
-	else if (nid != NID_pkcs7_enveloped) {
-		seterr(errstr, errlen, "not enveloped data: CMS content type "
-		    "%s", OBJ_nid2sn(nid));
-		st = KM_PROTO;
-		goto fail;
-	}
-	if ((ris = CMS_get0_RecipientInfos(env->cms)) == NULL ||
-	    sk_CMS_RecipientInfo_num(ris) <= 0) {
-		ERR_clear_error();
-		seterr(errstr, errlen, "malformed CMS: no RecipientInfos");
-		st = KM_PROTO;
-		goto fail;
-	}
-	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
-		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
-		ASN1_OCTET_STRING *keyid = NULL;
-		X509_NAME *issuer = NULL;
-		ASN1_INTEGER *sno = NULL;
-		STACK_OF(CMS_RecipientEncryptedKey) *reks;
-		char *s;
-
-		switch (CMS_RecipientInfo_type(ri)) {
-		case CMS_RECIPINFO_TRANS:
-			if (!CMS_RecipientInfo_ktri_get0_signer_id(ri, &keyid,
-			    &issuer, &sno))
-				s = strdup("ktri:unknown");
-			else
-				s = rid_string("", keyid, issuer, sno);
-			st = env_add_rid(env, s);
-			break;
-		case CMS_RECIPINFO_AGREE:
-			reks = CMS_RecipientInfo_kari_get0_reks(ri);
-			st = KM_OK;
-			for (j = 0; st == KM_OK &&
-			    j < sk_CMS_RecipientEncryptedKey_num(reks); j++) {
-				CMS_RecipientEncryptedKey *rek =
-				    sk_CMS_RecipientEncryptedKey_value(reks, j);
-				ASN1_GENERALIZEDTIME *tm;
-				CMS_OtherKeyAttribute *other;
-
-				keyid = NULL;
-				issuer = NULL;
-				sno = NULL;
-				if (!CMS_RecipientEncryptedKey_get0_id(rek,
-				    &keyid, &tm, &other, &issuer, &sno))
-					s = strdup("kari:unknown");
-				else
-					s = rid_string("kari:", keyid, issuer,
-					    sno);
-				st = env_add_rid(env, s);
-			}
-			break;
-		case CMS_RECIPINFO_KEK:
-			st = env_add_rid(env, strdup("kekri"));
-			break;
-		case CMS_RECIPINFO_PASS:
-			st = env_add_rid(env, strdup("pwri"));
-			break;
-		default:
-			st = env_add_rid(env, strdup("other"));
-			break;
-		}
-		if (st != KM_OK) {
-			seterr(errstr, errlen, "out of memory");
-			goto fail;
-		}
-	}
-	ERR_clear_error();
-	*out = env;
-	return KM_OK;
-fail:
-	if (st != KM_OK)
-		ossl_drain("envelope");
-	smime_envelope_free(env);
-	return st;
-}
-
-/* smime_envelope_count - number of recipient identifiers */
-size_t
-smime_envelope_count(const struct smime_envelope *env)
-{
-	return env ? env->nrid : 0;
-}
-
-/* smime_envelope_rid - printable recipient identifier i */
-const char *
-smime_envelope_rid(const struct smime_envelope *env, size_t i)
-{
-	return (env && i < env->nrid) ? env->rid[i] : NULL;
-}
-
-/* smime_envelope_is_auth - 1 for AuthEnvelopedData */
-int
-smime_envelope_is_auth(const struct smime_envelope *env)
-{
-	return env ? env->auth : 0;
-}
-
-/* smime_envelope_match - 1 when cert matches one of the RecipientInfos */
-int
-smime_envelope_match(const struct smime_envelope *env, X509 *cert)
-{
-	STACK_OF(CMS_RecipientInfo) *ris;
-	int i, j, found = 0;
-
-	if (env == NULL || cert == NULL)
-		return 0;
-	ris = CMS_get0_RecipientInfos(env->cms);
-	for (i = 0; !found && i < sk_CMS_RecipientInfo_num(ris); i++) {
-		CMS_RecipientInfo *ri = sk_CMS_RecipientInfo_value(ris, i);
-		STACK_OF(CMS_RecipientEncryptedKey) *reks;
-
-		switch (CMS_RecipientInfo_type(ri)) {
-		case CMS_RECIPINFO_TRANS:
-			if (CMS_RecipientInfo_ktri_cert_cmp(ri, cert) == 0)
-				found = 1;
-			break;
-		case CMS_RECIPINFO_AGREE:
-			reks = CMS_RecipientInfo_kari_get0_reks(ri);
-			for (j = 0; j < sk_CMS_RecipientEncryptedKey_num(reks);
-			    j++)
-				if (CMS_RecipientEncryptedKey_cert_cmp(
-				    sk_CMS_RecipientEncryptedKey_value(reks, j),
-				    cert) == 0)
-					found = 1;
-			break;
-		default:
-			break;
-		}
-	}
-	ERR_clear_error();
-	return found;
-}
-
-/* smime_envelope_decrypt - unwrap with the first matching candidate */
-enum km_status
-smime_envelope_decrypt(struct smime_envelope *env,
-    const struct smime_keypair *cands, size_t ncands, BIO *out,
-    int *matched, char *errstr, size_t errlen)
-{
-	size_t i;
-	int any = 0, got = -1;
-	char why[200] = "";
-
-	if (matched != NULL)
-		*matched = -1;
-	ERR_clear_error();
-	if (env == NULL || out == NULL) {
-		seterr(errstr, errlen, "decrypt: no envelope or output");
-		return KM_PERMFAIL;
-	}
-	/* Unwrap the content-encryption key first: no output until one
-	   candidate works, so a failed try cannot leave junk in out. */
-	for (i = 0; i < ncands && got < 0; i++) {
-		if (cands[i].cert == NULL || cands[i].key == NULL ||
-		    !smime_envelope_match(env, cands[i].cert))
-			continue;
-		any = 1;
-		if (matched != NULL)
-			*matched = (int)i;
-		if (X509_check_private_key(cands[i].cert, cands[i].key) != 1) {
-			ossl_fail(KM_PERMFAIL, why, sizeof(why),
-			    "decryption failed: candidate key does not match "
-			    "its certificate");
-			continue;
-		}
-		/* Without CMS_DEBUG_DECRYPT OpenSSL hides key-unwrap errors
-		   (MMA countermeasure): a wrong key shows up below as a
-		   content decryption failure. */
-		if (CMS_decrypt_set1_pkey(env->cms, cands[i].key,
-		    cands[i].cert) == 1)
-			got = (int)i;
-		else
-			ossl_fail(KM_PERMFAIL, why, sizeof(why),
-			    "decryption failed");
-	}
-	if (!any) {
-		seterr(errstr, errlen, "no matching recipient: none of %zu "
-		    "candidate certificates matches the %zu RecipientInfos",
-		    ncands, env->nrid);
-		return KM_PERMFAIL;
-	}
-	if (got < 0) {
-		seterr(errstr, errlen, "%s", why[0] ? why :
-		    "decryption failed");
-		return KM_PERMFAIL;
-	}
-	if (matched != NULL)
-		*matched = got;
-	if (CMS_decrypt(env->cms, NULL, NULL, NULL, out, CMS_BINARY) != 1)
-		return ossl_fail(KM_PERMFAIL, errstr, errlen,
-		    "decryption failed");
-	if (BIO_flush(out) != 1)
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
-		    "decrypt: writing output");
-	return KM_OK;
-}
-
-/*
- * Readers.  smime_envelope_decrypt() proves only that one of the
- * candidates opens the content; smime_envelope_decrypt_readers() proves
- * it for each reader, with that reader's keys alone.
- *
- * How: OpenSSL 3 has no public getter for the content-encryption key
- * (CEK), so each reader decrypts the whole content with its own
- * RecipientInfo, the first into out and all of them through a SHA-256
- * digest, and the digests must be equal.  Same ciphertext, same IV and
- * the same plaintext means the same CEK; a wrong CEK fails the CBC
- * padding or the GCM tag, or yields other bytes.  This matters because
- * of OpenSSL's MMA countermeasure: a RecipientInfo whose wrapped key does
- * not unwrap (random bytes, or a copy of someone else's encryptedKey
- * under this reader's issuer+serial) does not report an error, it yields
- * a random CEK, so "CMS_decrypt_set1_pkey() succeeded" proves nothing.
- * Each try works on a fresh copy of the CMS (decoded again from DER), so
- * no CEK set by an earlier reader can be reused by a later one.
- * (CMS_RecipientInfo_set0_pkey() + CMS_RecipientInfo_decrypt() per RI
- * would unwrap without decrypting the content, but leaves the CEK in a
- * structure with no public getter to compare it: the digest is the
- * honest check.)  Cost: one content decryption per reader; a single
- * reader is simply smime_envelope_decrypt() with its own keys.
- */
-
-/* env_fresh - a new copy of the envelope's CMS, nothing decrypted yet */
-static CMS_ContentInfo *
-env_fresh(struct smime_envelope *env)
-{
-	const unsigned char *p;
-
-	if (env->der == NULL) {
-		env->derlen = i2d_CMS_ContentInfo(env->cms, &env->der);
-		if (env->derlen <= 0) {
-			env->der = NULL;
-			return NULL;
-		}
-	}
-	p = env->der;
-	return d2i_CMS_ContentInfo(NULL, &p, env->derlen);
-}
-
-/* mem_discard - wipe and empty a memory BIO after a failed try */
-static int
-mem_discard(BIO *b)
-{
-	char *data;
-	long n;
-
-	if (BIO_method_type(b) != BIO_TYPE_MEM)
-		return 0;
-	if ((n = BIO_get_mem_data(b, &data)) > 0)
-		secmem_wipe(data, (size_t)n);
-	return BIO_reset(b) == 1;
-}
-
-/*
- * try_reader_key - decrypt a fresh copy with one (cert, key) into sink
- * (out, or a null BIO), through a SHA-256 digest into md.  1 on success.
- */
-static int
-try_reader_key(struct smime_envelope *env, const struct smime_keypair *kp,
-    BIO *sink, unsigned char *md, unsigned int *mdlen)
-{
-	CMS_ContentInfo *cms = NULL;
-	BIO *dig = NULL;
-	int ok = 0, n;
-
-	if (X509_check_private_key(kp->cert, kp->key) != 1 ||
-	    (cms = env_fresh(env)) == NULL ||
-	    (dig = BIO_new(BIO_f_md())) == NULL ||
-	    BIO_set_md(dig, EVP_sha256()) != 1)
-		goto out;
-	BIO_push(dig, sink);
-	if (CMS_decrypt_set1_pkey(cms, kp->key, kp->cert) == 1 &&
-	    CMS_decrypt(cms, NULL, NULL, NULL, dig, CMS_BINARY) == 1 &&
-	    BIO_flush(dig) == 1 &&
-	    (n = BIO_gets(dig, (char *)md, EVP_MAX_MD_SIZE)) > 0) {
-		*mdlen = (unsigned int)n;
-		ok = 1;
-	}
-	BIO_pop(dig);
-out:
-	BIO_free(dig);
-	CMS_ContentInfo_free(cms);
-	ossl_drain("decrypt reader");
-	return ok;
-}
-
-/* smime_envelope_decrypt_readers - every reader opens it with its own keys */
-enum km_status
-smime_envelope_decrypt_readers(struct smime_envelope *env,
-    const struct smime_reader *readers, size_t nreaders, BIO *out,
-    int *failed, int *matched, char *errstr, size_t errlen)
-{
-	unsigned char ref[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
-	unsigned int reflen = 0, mdlen = 0;
-	BIO *null = NULL;
-	size_t r, i;
-	int done = 0;
-
-	if (failed != NULL)
-		*failed = -1;
-	ERR_clear_error();
-	if (env == NULL || out == NULL || readers == NULL || nreaders == 0) {
-		seterr(errstr, errlen, "decrypt: no envelope, output or reader");
-		return KM_PERMFAIL;
-	}
-	if (nreaders == 1) {
-		/* One reader: its own keys opening it is all there is to
-		   prove; no copy, no digest. */
-		enum km_status st = smime_envelope_decrypt(env, readers[0].cands,
-		    readers[0].ncands, out, matched, errstr, errlen);
-
-		if (st != KM_OK)
-			(void)mem_discard(out);
-		if (st == KM_PERMFAIL && failed != NULL)
-			*failed = 0;
-		return st;
-	}
-	if ((null = BIO_new(BIO_s_null())) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
-	for (r = 0; r < nreaders; r++) {
-		const struct smime_reader *rd = &readers[r];
-		int ok = 0;
-
-		if (matched != NULL)
-			matched[r] = -1;
-		for (i = 0; i < rd->ncands && !ok; i++) {
-			const struct smime_keypair *kp = &rd->cands[i];
-
-			if (kp->cert == NULL || kp->key == NULL ||
-			    !smime_envelope_match(env, kp->cert))
-				continue;
-			/* The first reader's plaintext goes to out; a
-			   failed try there is wiped before the next. */
-			ok = try_reader_key(env, kp, done ? null : out, md,
-			    &mdlen) && (!done || (mdlen == reflen &&
-			    CRYPTO_memcmp(md, ref, mdlen) == 0));
-			if (ok && matched != NULL)
-				matched[r] = (int)i;
-			if (!ok && !done && !mem_discard(out))
-				break;
-		}
-		if (!ok) {
-			if (failed != NULL)
-				*failed = (int)r;
-			seterr(errstr, errlen, "reader %zu: its RecipientInfo "
-			    "does not yield the content key", r);
-			BIO_free(null);
-			return KM_PERMFAIL;
-		}
-		if (!done) {
-			memcpy(ref, md, mdlen);
-			reflen = mdlen;
-			done = 1;
-		}
-	}
-	BIO_free(null);
-	return KM_OK;
-}
-
-/* smime_envelope_free - free an envelope; returns NULL */
-struct smime_envelope *
-smime_envelope_free(struct smime_envelope *env)
-{
-	size_t i;
-
-	if (env == NULL)
-		return NULL;
-	for (i = 0; i < env->nrid; i++)
-		free(env->rid[i]);
-	free(env->rid);
-	CMS_ContentInfo_free(env->cms);
-	OPENSSL_free(env->der);
-	free(env);
-	return NULL;
-}
-
-/* smime_decrypt - decrypt with the first candidate that matches */
-enum km_status
-smime_decrypt(const char *ctype, const char *body, size_t len,
-    const struct smime_keypair *cands, size_t ncands, BIO *out,
-    int *matched, char *errstr, size_t errlen)
-{
-	struct smime_envelope *env = NULL;
-	enum km_status st;
-
-	if (matched != NULL)
-		*matched = -1;
-	if ((st = smime_envelope_open(ctype, body, len, &env, errstr,
-	    errlen)) != KM_OK)
-		return st;
-	st = smime_envelope_decrypt(env, cands, ncands, out, matched,
-	    errstr, errlen);
-	smime_envelope_free(env);
-	return st;
-}
-

@@ -4,13 +4,14 @@
  * NAME
  *	smime - S/MIME sign, encrypt, decrypt and verify with OpenSSL 3 CMS
  * SUMMARY
- *	smime_sign(), smime_encrypt(), smime_decrypt(),
+ *	smime_sign(), smime_encrypt() in smime.c; smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
  *	smime_envelope_decrypt_readers(), smime_envelope_free() in
- *	smime.c; smime_verify() in smime_verify.c
- *	(smime_verify.h, included here).  The CRLF base64 output filter is
- *	smime_b64.c, the internals shared by the family smime_int.h.
+ *	smime_envelope.c.  The family's other headers are included by the
+ *	callers that use them: smime_verify.h (smime_verify()), smime_b64.h
+ *	(the CRLF base64 output filter), smime_int.h (internals shared by the
+ *	family: reading CMS inputs, smime_cms.c).
  * DESCRIPTION
  *	No libmilter here: bytes in, a MIME entity out, so that the module can
  *	be unit-tested and fuzzed.
@@ -190,8 +191,5 @@ enum km_status	 smime_envelope_decrypt_readers(struct smime_envelope *,
 		    size_t errlen);
 int		 smime_envelope_is_auth(const struct smime_envelope *);
 struct smime_envelope *smime_envelope_free(struct smime_envelope *);
-
-/* Verification: included here so that callers need smime.h only. */
-#include "smime_verify.h"
 
 #endif

@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 
+#include "secmem.h"
 #include "smime_b64.h"
 
 #define B64_IN_LINE	57	/* bytes per 76-character base64 line */
@@ -113,7 +114,7 @@ b64_ctrl(BIO *b, int cmd, long num, void *ptr)
 static int
 b64_create(BIO *b)
 {
-	struct b64ctx *c = calloc(1, sizeof(*c));
+	struct b64ctx *c = secmem_alloc(sizeof(*c));
 
 	if (c == NULL)
 		return 0;
@@ -122,11 +123,12 @@ b64_create(BIO *b)
 	return 1;
 }
 
-/* b64_destroy - free the filter state */
+/* b64_destroy - free the filter state (wiped: opaque signed-data passes
+   through it with its content in clear) */
 static int
 b64_destroy(BIO *b)
 {
-	free(BIO_get_data(b));
+	secmem_free(BIO_get_data(b), sizeof(struct b64ctx));
 	BIO_set_data(b, NULL);
 	return 1;
 }

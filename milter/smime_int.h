@@ -2,11 +2,12 @@
 #define KMILTER_MILTER_SMIME_INT_H
 /*
  * NAME
- *	smime_int - internals shared by smime.c and smime_verify.c
+ *	smime_int - internals shared by the smime family (smime.c,
+ *	smime_cms.c, smime_envelope.c, smime_verify.c)
  * SUMMARY
  *	Private to the smime family: nothing else includes this header.
  *	Error helpers: seterr(), ossl_fail(), ossl_drain() (static inline).
- *	Reading CMS inputs (smime.c): smime_der_to_cms(),
+ *	Reading CMS inputs (smime_cms.c): smime_der_to_cms(),
  *	smime_body_to_cms(), smime_open_entity().
  * DESCRIPTION
  *	smime_der_to_cms() parses DER (or BER) bytes as a CMS ContentInfo;

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mime.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "smime_b64.h"
 #include "smime_int.h"
 
@@ -184,120 +185,221 @@ content_bio(const char *content, size_t clen)
 	return BIO_push(buf, mem);
 }
 
+/*
+ * sig_part_cms - the CMS in the second part of a multipart/signed: its
+ * Content-Type must be application/(x-)pkcs7-signature
+ */
+static enum km_status
+sig_part_cms(const char *sp, size_t splen, CMS_ContentInfo **cms,
+    char *errstr, size_t errlen)
+{
+	struct mime_headers *sh = NULL;
+	struct mime_ctype *sct = NULL;
+	const char *stype, *scte;
+	size_t hlen, boff;
+	enum km_status st;
+	char why[160];
+
+	if ((st = mime_entity_split(sp, splen, &hlen, &boff, why,
+	    sizeof(why))) != KM_OK ||
+	    (st = mime_headers_parse(sp, hlen, &sh, why, sizeof(why))) !=
+	    KM_OK) {
+		seterr(errstr, errlen, "malformed signature part: %s", why);
+		goto out;
+	}
+	if ((stype = mime_headers_get(sh, "Content-Type")) == NULL ||
+	    (st = mime_ctype_parse(stype, &sct, why, sizeof(why))) != KM_OK ||
+	    strcmp(mime_ctype_type(sct), "application") != 0 ||
+	    (strcmp(mime_ctype_subtype(sct), "pkcs7-signature") != 0 &&
+	    strcmp(mime_ctype_subtype(sct), "x-pkcs7-signature") != 0)) {
+		seterr(errstr, errlen, "malformed multipart/signed: second "
+		    "part is not application/pkcs7-signature");
+		st = KM_PROTO;
+		goto out;
+	}
+	scte = mime_headers_get(sh, "Content-Transfer-Encoding");
+	st = smime_body_to_cms(scte, sp + boff, splen - boff, cms, errstr,
+	    errlen);
+out:
+	mime_ctype_free(sct);
+	mime_headers_free(sh);
+	return st;
+}
+
+/*
+ * load_detached - split a multipart/signed body (b, blen): *content is
+ * part 0 (a pointer into b), *cms the signature of part 1
+ */
+static enum km_status
+load_detached(const struct mime_ctype *ct, const char *b, size_t blen,
+    const char **content, size_t *clen, CMS_ContentInfo **cms,
+    char *errstr, size_t errlen)
+{
+	struct mime_parts *parts = NULL;
+	enum km_status st;
+	char why[160];
+
+	if ((st = mime_multipart_split(b, blen, mime_ctype_param(ct,
+	    "boundary"), &parts, why, sizeof(why))) != KM_OK) {
+		seterr(errstr, errlen, "malformed multipart/signed: %s", why);
+		goto out;
+	}
+	if (parts->count != 2) {
+		seterr(errstr, errlen, "malformed multipart/signed: %zu "
+		    "parts, not 2", parts->count);
+		st = KM_PROTO;
+		goto out;
+	}
+	*content = b + parts->part[0].off;
+	*clen = parts->part[0].len;
+	st = sig_part_cms(b + parts->part[1].off, parts->part[1].len, cms,
+	    errstr, errlen);
+out:
+	mime_parts_free(parts);
+	return st;
+}
+
+/*
+ * load_signed - the CMS of a signed input (raw DER, opaque signed-data or
+ * multipart/signed); for multipart/signed *content is the signed part (a
+ * pointer into body), else res->opaque is set
+ */
+static enum km_status
+load_signed(const char *ctype, const char *body, size_t len,
+    struct smime_verify_result *res, const char **content, size_t *clen,
+    CMS_ContentInfo **cms, char *errstr, size_t errlen)
+{
+	struct mime_headers *h = NULL;
+	struct mime_ctype *ct = NULL;
+	const char *cte, *b;
+	size_t blen;
+	enum km_status st;
+	enum mime_smime_kind k;
+
+	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30) {
+		if ((st = smime_der_to_cms((const unsigned char *)body, len,
+		    cms, errstr, errlen)) == KM_OK)
+			res->opaque = 1;
+		return st;
+	}
+	if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b,
+	    &blen, &h, errstr, errlen)) != KM_OK)
+		return st;
+	k = mime_smime_kind(ct);
+	if (k == MIME_SMIME_SIGNED_DETACHED)
+		st = load_detached(ct, b, blen, content, clen, cms, errstr,
+		    errlen);
+	else if (k == MIME_SMIME_SIGNED_OPAQUE ||
+	    k == MIME_SMIME_PKCS7_UNKNOWN) {
+		if ((st = smime_body_to_cms(cte, b, blen, cms, errstr,
+		    errlen)) == KM_OK)
+			res->opaque = 1;
+	} else {
+		seterr(errstr, errlen, "not a signed S/MIME entity "
+		    "(%s/%s, %s)", mime_ctype_type(ct),
+		    mime_ctype_subtype(ct), mime_smime_kind_name(k));
+		st = KM_PROTO;
+	}
+	mime_ctype_free(ct);
+	mime_headers_free(h);
+	return st;
+}
+
+/*
+ * signer_report - the first SignerInfo: digest, signing time, signer
+ * details and its chain (sig_ok cleared when the signer certificate is
+ * not in the message)
+ */
+static void
+signer_report(CMS_ContentInfo *cms, CMS_SignerInfo *si, X509_STORE *store,
+    const char *from, struct smime_verify_result *res)
+{
+	X509 *signer = NULL;
+	X509_ALGOR *dig = NULL, *sig = NULL;
+	EVP_PKEY *pk = NULL;
+
+	CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
+	if (signer == NULL) {
+		STACK_OF(X509) *certs = CMS_get1_certs(cms);
+		int i;
+
+		for (i = 0; certs && i < sk_X509_num(certs); i++)
+			if (CMS_SignerInfo_cert_cmp(si,
+			    sk_X509_value(certs, i)) == 0) {
+				CMS_SignerInfo_set1_signer_cert(si,
+				    sk_X509_value(certs, i));
+				break;
+			}
+		sk_X509_pop_free(certs, X509_free);
+		CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
+	}
+	if (dig != NULL)
+		snprintf(res->digest, sizeof(res->digest), "%s",
+		    OBJ_nid2sn(OBJ_obj2nid(dig->algorithm)));
+	for (char *p = res->digest; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	res->signing_time = signing_time(si);
+	if (signer != NULL) {
+		signer_details(signer, from, res);
+		verify_chain(cms, signer, store, res);
+	} else {
+		res->sig_ok = 0;
+		snprintf(res->chain_error, sizeof(res->chain_error),
+		    "signer certificate not in the message");
+	}
+}
+
+/*
+ * signed_content - the content that was signed: the encapsulated content
+ * of opaque signed-data (*content, *clen), or the detached content as a
+ * BIO (*dcont) for CMS_verify
+ */
+static enum km_status
+signed_content(CMS_ContentInfo *cms, int opaque, const char **content,
+    size_t *clen, BIO **dcont, char *errstr, size_t errlen)
+{
+	if (opaque) {
+		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
+
+		if (pos == NULL || *pos == NULL) {
+			seterr(errstr, errlen, "malformed signed-data: no "
+			    "encapsulated content");
+			return KM_PROTO;
+		}
+		*content = (const char *)ASN1_STRING_get0_data(*pos);
+		*clen = (size_t)ASN1_STRING_length(*pos);
+	} else if ((*dcont = content_bio(*content, *clen)) == NULL)
+		return ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+	return KM_OK;
+}
+
 /* smime_verify - check a signed entity */
 enum km_status
 smime_verify(const char *ctype, const char *body, size_t len,
     X509_STORE *store, const char *from, struct smime_verify_result *res,
     BIO *content_out, char *errstr, size_t errlen)
 {
-	struct mime_headers *h = NULL, *sh = NULL;
-	struct mime_ctype *ct = NULL, *sct = NULL;
-	struct mime_parts *parts = NULL;
 	CMS_ContentInfo *cms = NULL;
 	STACK_OF(CMS_SignerInfo) *sis;
-	const char *cte, *b, *content = NULL;
-	size_t blen, clen = 0, hlen, boff;
+	const char *content = NULL;
+	size_t clen = 0;
 	BIO *dcont = NULL, *sink = NULL;
 	enum km_status st;
-	enum mime_smime_kind k;
-	char why[160];
 
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
-	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30) {
-		if ((st = smime_der_to_cms((const unsigned char *)body, len,
-		    &cms, errstr, errlen)) != KM_OK)
-			goto out;
-		res->opaque = 1;
-	} else {
-		if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b,
-		    &blen, &h, errstr, errlen)) != KM_OK)
-			goto out;
-		k = mime_smime_kind(ct);
-		if (k == MIME_SMIME_SIGNED_DETACHED) {
-			const char *sp, *stype, *scte;
-			size_t splen;
-
-			if ((st = mime_multipart_split(b, blen,
-			    mime_ctype_param(ct, "boundary"), &parts, why,
-			    sizeof(why))) != KM_OK) {
-				seterr(errstr, errlen, "malformed "
-				    "multipart/signed: %s", why);
-				goto out;
-			}
-			if (parts->count != 2) {
-				seterr(errstr, errlen, "malformed "
-				    "multipart/signed: %zu parts, not 2",
-				    parts->count);
-				st = KM_PROTO;
-				goto out;
-			}
-			content = b + parts->part[0].off;
-			clen = parts->part[0].len;
-			sp = b + parts->part[1].off;
-			splen = parts->part[1].len;
-			if ((st = mime_entity_split(sp, splen, &hlen, &boff,
-			    why, sizeof(why))) != KM_OK ||
-			    (st = mime_headers_parse(sp, hlen, &sh, why,
-			    sizeof(why))) != KM_OK) {
-				seterr(errstr, errlen, "malformed signature "
-				    "part: %s", why);
-				goto out;
-			}
-			if ((stype = mime_headers_get(sh, "Content-Type")) ==
-			    NULL || (st = mime_ctype_parse(stype, &sct, why,
-			    sizeof(why))) != KM_OK ||
-			    strcmp(mime_ctype_type(sct), "application") != 0 ||
-			    (strcmp(mime_ctype_subtype(sct),
-			    "pkcs7-signature") != 0 &&
-			    strcmp(mime_ctype_subtype(sct),
-			    "x-pkcs7-signature") != 0)) {
-				seterr(errstr, errlen, "malformed "
-				    "multipart/signed: second part is not "
-				    "application/pkcs7-signature");
-				st = KM_PROTO;
-				goto out;
-			}
-			scte = mime_headers_get(sh,
-			    "Content-Transfer-Encoding");
-			if ((st = smime_body_to_cms(scte, sp + boff,
-			    splen - boff, &cms, errstr, errlen)) != KM_OK)
-				goto out;
-		} else if (k == MIME_SMIME_SIGNED_OPAQUE ||
-		    k == MIME_SMIME_PKCS7_UNKNOWN) {
-			if ((st = smime_body_to_cms(cte, b, blen, &cms, errstr,
-			    errlen)) != KM_OK)
-				goto out;
-			res->opaque = 1;
-		} else {
-			seterr(errstr, errlen, "not a signed S/MIME entity "
-			    "(%s/%s, %s)", mime_ctype_type(ct),
-			    mime_ctype_subtype(ct), mime_smime_kind_name(k));
-			st = KM_PROTO;
-			goto out;
-		}
-	}
+	if ((st = load_signed(ctype, body, len, res, &content, &clen, &cms,
+	    errstr, errlen)) != KM_OK)
+		goto out;
 	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
 		seterr(errstr, errlen, "not signed data: CMS content type %s",
 		    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
 		st = KM_PROTO;
 		goto out;
 	}
-	if (res->opaque) {
-		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
-
-		if (pos == NULL || *pos == NULL) {
-			seterr(errstr, errlen, "malformed signed-data: no "
-			    "encapsulated content");
-			st = KM_PROTO;
-			goto out;
-		}
-		content = (const char *)ASN1_STRING_get0_data(*pos);
-		clen = (size_t)ASN1_STRING_length(*pos);
-	} else if ((dcont = content_bio(content, clen)) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+	if ((st = signed_content(cms, res->opaque, &content, &clen, &dcont,
+	    errstr, errlen)) != KM_OK)
 		goto out;
-	}
 	sis = CMS_get0_SignerInfos(cms);
 	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
 	if (res->nsigners <= 0) {
@@ -317,42 +419,7 @@ smime_verify(const char *ctype, const char *body, size_t len,
 		res->sig_ok = 1;
 	else
 		ossl_fail(KM_OK, errstr, errlen, "signature");
-	{
-		CMS_SignerInfo *si = sk_CMS_SignerInfo_value(sis, 0);
-		X509 *signer = NULL;
-		X509_ALGOR *dig = NULL, *sig = NULL;
-		EVP_PKEY *pk = NULL;
-
-		CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
-		if (signer == NULL) {
-			STACK_OF(X509) *certs = CMS_get1_certs(cms);
-			int i;
-
-			for (i = 0; certs && i < sk_X509_num(certs); i++)
-				if (CMS_SignerInfo_cert_cmp(si,
-				    sk_X509_value(certs, i)) == 0) {
-					CMS_SignerInfo_set1_signer_cert(si,
-					    sk_X509_value(certs, i));
-					break;
-				}
-			sk_X509_pop_free(certs, X509_free);
-			CMS_SignerInfo_get0_algs(si, &pk, &signer, &dig, &sig);
-		}
-		if (dig != NULL)
-			snprintf(res->digest, sizeof(res->digest), "%s",
-			    OBJ_nid2sn(OBJ_obj2nid(dig->algorithm)));
-		for (char *p = res->digest; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		res->signing_time = signing_time(si);
-		if (signer != NULL) {
-			signer_details(signer, from, res);
-			verify_chain(cms, signer, store, res);
-		} else {
-			res->sig_ok = 0;
-			snprintf(res->chain_error, sizeof(res->chain_error),
-			    "signer certificate not in the message");
-		}
-	}
+	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, from, res);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
 	    clen) ||
@@ -369,10 +436,5 @@ out:
 	BIO_free(sink);
 	BIO_free_all(dcont);
 	CMS_ContentInfo_free(cms);
-	mime_parts_free(parts);
-	mime_ctype_free(sct);
-	mime_headers_free(sh);
-	mime_ctype_free(ct);
-	mime_headers_free(h);
 	return st;
 }

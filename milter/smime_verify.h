@@ -5,7 +5,7 @@
  *	smime_verify - check an S/MIME signature with OpenSSL 3 CMS
  * SUMMARY
  *	smime_verify(), struct smime_verify_result.
- *	Included by smime.h: callers include smime.h.
+ *	Callers include smime.h (the types) and this header.
  * DESCRIPTION
  *	Inputs are given as in smime.h (ctype, body, len).
  *

@@ -6,7 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secmem.h"
 #include "verdict.h"
+
+/* body_free - wipe and free the new body: it may be decrypted or signed plaintext */
+static void
+body_free(struct verdict *v)
+{
+	if (v->body != NULL) {
+		secmem_wipe(v->body, v->bodylen);
+		free(v->body);
+	}
+}
 
 /* verdict_init - a pass verdict with no changes */
 void
@@ -35,7 +46,7 @@ verdict_drop_changes(struct verdict *v)
 		free(v->changes[i].value);
 	}
 	free(v->changes);
-	free(v->body);
+	body_free(v);
 	v->changes = NULL;
 	v->nchanges = 0;
 	v->body = NULL;
@@ -76,7 +87,7 @@ verdict_header_add(struct verdict *v, const char *name, const char *value)
 void
 verdict_set_body(struct verdict *v, unsigned char *body, size_t len)
 {
-	free(v->body);
+	body_free(v);
 	v->body = body;
 	v->bodylen = len;
 	v->kind = VERDICT_REWRITE;

@@ -19,6 +19,8 @@
  *	says result=downgraded with the reason, at warning level.
  * OWNERSHIP
  *	The verdict owns its strings and body; verdict_clear() frees them.
+ *	The body (malloc'ed; it may be decrypted or signed plaintext) is
+ *	wiped before it is freed.
  * ERRORS
  *	KM_NOMEM from the adders.
  * THREADS

@@ -1,12 +1,9 @@
 /*
- * fuzz_cms.c - libFuzzer target for the S/MIME input side (milter/smime.c)
+ * fuzz_cms.c - libFuzzer target for the S/MIME input side
+ * (milter/smime_envelope.c, smime_verify.c, smime_cms.c)
  *
  * Build and run (from the repository root):
- *   mkdir -p build-fuzz/fuzz
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -Imilter \
- *       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       tests/fuzz/fuzz_cms.c milter/smime.c milter/mime.c base/log.c \
- *       base/secmem.c -lcrypto -lpthread -o build-fuzz/fuzz/fuzz_cms
+ *   make FUZZ=1 build-fuzz/fuzz/fuzz_cms
  *   build-fuzz/fuzz/fuzz_cms -max_total_time=30 /tmp/cms-new \
  *       tests/fuzz/corpus/cms
  *
@@ -25,6 +22,7 @@
 #include <openssl/x509.h>
 
 #include "smime.h"
+#include "smime_verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

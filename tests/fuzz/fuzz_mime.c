@@ -1,12 +1,9 @@
 /*
- * fuzz_mime.c - libFuzzer target for the MIME parsers (milter/mime.c)
+ * fuzz_mime.c - libFuzzer target for the MIME parsers (milter/mime.c,
+ * mime_ctype.c, mime_body.c)
  *
  * Build and run (from the repository root):
- *   mkdir -p build-fuzz/fuzz
- *   clang -g -O1 -std=c11 -D_GNU_SOURCE -Imilter \
- *       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       tests/fuzz/fuzz_mime.c milter/mime.c base/log.c base/secmem.c \
- *       -lcrypto -lpthread -o build-fuzz/fuzz/fuzz_mime
+ *   make FUZZ=1 build-fuzz/fuzz/fuzz_mime
  *   build-fuzz/fuzz/fuzz_mime -max_total_time=30 /tmp/mime-new \
  *       tests/fuzz/corpus/mime
  *

@@ -45,6 +45,7 @@
 #include "log.h"
 #include "mime.h"
 #include "smime.h"
+#include "smime_verify.h"
 
 #define MAXC 16
 

@@ -3,13 +3,16 @@
  * over a FAKE key store: decrypted only when every envelope recipient is
  * internal and can read the message with its own key; an outside
  * recipient, or an internal one the sender did not encrypt to (a Bcc, a
- * forward), keeps it encrypted for all and marks the verdict downgraded.
+ * forward), keeps it encrypted for all and marks the verdict downgraded;
+ * no buffer that held the decrypted plaintext (the memory BIO, the entity,
+ * the new body) is freed without being wiped first.
  */
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "freewatch.h"
 #include "harness.h"
 #include "inbound.h"
 #include "keymodel.h"
@@ -349,11 +352,36 @@ TEST(internal_rcpt_without_keys_kept_encrypted)
 	session_free(s);
 }
 
+TEST(plaintext_wiped_before_free)
+{
+#if FREEWATCH
+	const char *rc[] = { "bob@example.com", NULL };
+	const char *to[] = { "bob@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+	int decrypted;
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	CHECK((s = mkmsg(rc, to)) != NULL);
+	verdict_init(&v);
+	freewatch_start(SECRET);
+	inbound_eom(s, &v);
+	decrypted = body_has(&v, SECRET);
+	verdict_clear(&v);
+	CHECK_EQ_INT(freewatch_stop(), 0);
+	CHECK(decrypted);
+	session_free(s);
+#else
+	SKIP(FREEWATCH_SKIP);
+#endif
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(outside_rcpt_kept_encrypted),
 	T(internal_rcpt_not_encrypted_to_kept_encrypted),
 	T(internal_rcpt_without_keys_kept_encrypted),
+	T(plaintext_wiped_before_free),
 	{ 0 }
 };
 

@@ -1,6 +1,6 @@
 /*
  * test_mime.c - unit tests for the header, Content-Type, multipart and
- * base64 parsers of milter/mime.c.
+ * base64 parsers of milter/mime.c, mime_ctype.c and mime_body.c.
  */
 #include <time.h>
 

@@ -4,7 +4,9 @@
  * message (550 5.7.1 naming who); an opportunistic one leaves it signed
  * only and marked downgraded; a plaintext body labelled as enveloped data
  * is encrypted anyway; every recipient with a certificate gives an
- * encrypted, not downgraded, message whose body no longer holds the text.
+ * encrypted, not downgraded, message whose body no longer holds the text;
+ * no buffer that held the plaintext (the entity, the signed entity, the
+ * memory BIOs, the new body) is freed without being wiped first.
  */
 #include <strings.h>
 
@@ -12,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "freewatch.h"
 #include "harness.h"
 #include "keystore.h"
 #include "outbound.h"
@@ -309,11 +312,55 @@ TEST(enveloped_label_on_plaintext_encrypted_anyway)
 	session_free(s);
 }
 
+#if FREEWATCH
+/*
+ * wipe_case - one outbound_eom (and the verdict's release) under the
+ * watch: the number of blocks freed while still holding SECRET, -1 when
+ * the message was not rewritten as action says
+ */
+static int
+wipe_case(const char **rc, const char *body, const char *action)
+{
+	struct session *s;
+	struct verdict v;
+	int unwiped, ok;
+
+	if ((s = mkmsg(rc, "text/plain", body)) == NULL)
+		return -1;
+	verdict_init(&v);
+	freewatch_start(SECRET);
+	outbound_eom(s, &v);
+	ok = strcmp(v.action_name, action) == 0 && v.body != NULL;
+	verdict_clear(&v);
+	unwiped = freewatch_stop();
+	session_free(s);
+	return ok ? unwiped : -1;
+}
+#endif
+
+TEST(plaintext_wiped_before_free)
+{
+#if FREEWATCH
+	const char *signonly[] = { "carol@partner.example", "bob@partner.example", NULL };
+	const char *both[] = { "carol@partner.example", "dave@secure.example", NULL };
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	/* signed only: the signed entity is plaintext all the way;
+	   8-bit content is signed as opaque signed-data (streamed) */
+	CHECK_EQ_INT(wipe_case(signonly, "hello " SECRET "\r\n", "sign"), 0);
+	CHECK_EQ_INT(wipe_case(signonly, "h\xc3\xa9llo " SECRET "\r\n", "sign"), 0);
+	CHECK_EQ_INT(wipe_case(both, "hello " SECRET "\r\n", "sign+encrypt"), 0);
+#else
+	SKIP(FREEWATCH_SKIP);
+#endif
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(opportunistic_without_cert_downgraded),
 	T(every_rcpt_with_cert_encrypted),
 	T(enveloped_label_on_plaintext_encrypted_anyway),
+	T(plaintext_wiped_before_free),
 	{ 0 }
 };
 

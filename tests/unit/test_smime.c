@@ -16,6 +16,7 @@
 
 #include "mime.h"
 #include "smime.h"
+#include "smime_verify.h"
 
 struct ident {
 	X509		*cert;

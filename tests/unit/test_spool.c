@@ -8,51 +8,15 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "freewatch.h"
 #include "harness.h"
 #include "spool.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SPOOL_FREE_WATCH 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SPOOL_FREE_WATCH 0
-#endif
-#endif
-#ifndef SPOOL_FREE_WATCH
-#define SPOOL_FREE_WATCH 1
-#endif
-
 #define MARK "PLAINTEXT-MARK-7f3a"
-
-/*
- * FAKE free(): this test program replaces the C library's free() (glibc
- * allows it; __libc_free is the real one) so it can look at each block just
- * before it goes back to the allocator.  While `watching', a freed block that
- * still holds MARK is counted in `unwiped'.  Not built under ASan, which
- * owns free() itself; the wipe case then skips.  (Not for valgrind either:
- * it replaces malloc in libc only, and this free would get its blocks.)
- */
-#if SPOOL_FREE_WATCH
-extern void __libc_free(void *);
-static int watching, unwiped;
-
-void
-free(void *p)
-{
-	if (p != NULL && watching) {
-		size_t n = malloc_usable_size(p);
-
-		if (n >= sizeof(MARK) - 1 && memmem(p, n, MARK, sizeof(MARK) - 1) != NULL)
-			unwiped++;
-	}
-	__libc_free(p);
-}
-#endif
 
 /* tmpdir - a fresh private directory for one case */
 static char *
@@ -257,17 +221,16 @@ TEST(free_null)
 
 TEST(wiped_before_free)
 {
-#if SPOOL_FREE_WATCH
+#if FREEWATCH
 	char *dir = tmpdir(), err[256];
 	struct spool *s;
 	unsigned char chunk[5000];
-	int bad;
+	int bad, unwiped;
 
 	CHECK(dir != NULL);
 	for (size_t i = 0; i + sizeof(MARK) - 1 <= sizeof(chunk); i += sizeof(MARK) - 1)
 		memcpy(chunk + i, MARK, sizeof(MARK) - 1);
-	watching = 1;
-	unwiped = 0;
+	freewatch_start(MARK);
 	/* in memory, grown several times (every old buffer must be wiped) */
 	s = spool_new(dir, 1u << 20);
 	for (int i = 0; s != NULL && i < 20; i++)
@@ -282,12 +245,12 @@ TEST(wiped_before_free)
 			break;
 	bad = s == NULL || !spool_on_disk(s);
 	spool_free(s);
-	watching = 0;
+	unwiped = freewatch_stop();
 	rmdir(dir);
 	CHECK(!bad);
 	CHECK_EQ_INT(unwiped, 0);
 #else
-	SKIP("ci-unavailable: free() is ASan's in this build (the wipe is checked in the plain build)");
+	SKIP(FREEWATCH_SKIP);
 #endif
 }
 

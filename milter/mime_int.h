@@ -1,0 +1,56 @@
+#ifndef KMILTER_MILTER_MIME_INT_H
+#define KMILTER_MILTER_MIME_INT_H
+/*
+ * NAME
+ *	mime_int - helpers shared by the mime family (mime.c, mime_ctype.c,
+ *	mime_body.c)
+ * SUMMARY
+ *	Private to the mime family: nothing else includes this header.
+ *	seterr() formats a reason into a caller's errstr; dupn() copies n
+ *	bytes into a new string (both static inline).
+ * DESCRIPTION
+ *	Small enough to inline; here so that each file of the family does
+ *	not write them again.
+ * OWNERSHIP
+ *	dupn() returns a malloc'ed string the caller frees, NULL when out of
+ *	memory.
+ * ERRORS
+ *	None of their own.
+ * THREADS
+ *	Thread-safe.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* seterr - format a reason into errstr when there is one */
+static inline KM_PRINTF(3, 4) void
+seterr(char *errstr, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errstr == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errstr, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* dupn - copy n bytes into a new NUL-terminated string */
+static inline char *
+dupn(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p != NULL) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+#endif
+
