@@ -64,12 +64,17 @@ def need(*keys):
 
 # ----------------------------------------------------------------- helpers
 
-def reconfigure(policy):
-    """Put policy (libconfig text) into the policy group; SIGHUP; wait for
-    the reload line."""
+def reconfigure(policy, milter=""):
+    """Put policy (libconfig text) into the policy group and milter into
+    the milter group; SIGHUP; wait for the reload line."""
     lab = S["lab"]
+    conf = S["conf"].replace(MARK, policy)
+    if milter:
+        conf, n = re.subn(r'(?m)^(\s*spool_dir = "[^"]*";)$', lambda m: m.group(1) + "\n\t" + milter,
+                          conf)
+        check_eq(n, 1, "spool_dir lines in the generated kmilter.conf")
     with open(lab.env["LAB_CONF"], "w") as fp:
-        fp.write(S["conf"].replace(MARK, policy))
+        fp.write(conf)
     before = lab.log_text().count(RELOADED.encode())
     os.kill(lab.milter_pid(), signal.SIGHUP)
     if not wait_for(lambda: lab.log_text().count(RELOADED.encode()) > before, 10):
@@ -479,6 +484,52 @@ def _():
     line, f = log_line_of(tx)
     check_fields(f, line, direction="outbound", result="tempfail")
     check("reason=signing key of <%s>" % CAROL in line, "log line: %s" % line)
+
+
+# ------------------------------------------------------------------ budgets
+
+@suite.case("max_inflight_mb: a message that alone needs more than the budget -> 552 5.3.4, "
+            "not delivered, the log names milter.max_inflight_mb; a smaller one passes")
+def _():
+    need("lab")
+    reconfigure("", milter="max_inflight_mb = 1;")
+    # on the crypto path a message counts 8 times: 300 kB needs 2.4 MB of a 1 MB budget
+    tok, raw = message(ALICE, [DAVE], "too-big", (
+        ["Content-Type: text/plain; charset=us-ascii"],
+        "".join("line %05d of a message too big for this gateway's budget\r\n" % i
+                for i in range(5000))))
+    tx = Tx(ALICE, [DAVE], raw)
+    check_reply(tx.data, 552, "5.3.4", "DATA")
+    not_delivered(tok)
+    line, f = log_line_of(tx)
+    check_fields(f, line, direction="outbound", result="rejected")
+    check("milter.max_inflight_mb (1 MB)" in line, "log line: %s" % line)
+    tok, raw = message(ALICE, [DAVE], "fits")        # a few hundred bytes: 8x fits
+    msg, f, line = delivered(Tx(ALICE, [DAVE], raw))
+    check_fields(f, line, direction="outbound", action="sign+encrypt", result="ok")
+
+
+@suite.case("max_sessions: a connection above it -> 451 4.3.2 through Postfix, the log names "
+            "milter.max_sessions; nothing delivered")
+def _():
+    need("lab")
+    reconfigure("", milter="max_sessions = 1;")
+    env = S["lab"].env
+    first = labsmtp.connect(env, timeout=60)       # holds the one milter session
+    try:
+        mark = log_mark()
+        tok, raw = message(ALICE, [DAVE], "busy")
+        tx = Tx(ALICE, [DAVE], raw)
+        got = tx.mail if tx.mail[0] != 250 else (tx.rcpt[0] if tx.rcpt and tx.rcpt[0][0] != 250
+                                                  else tx.data)
+        check_reply(got, 451, "4.3.2", "the second session's first refused reply")
+        not_delivered(tok)
+        check("milter.max_sessions (1) connections open" in
+              S["lab"].log_text()[mark:].decode("utf-8", "replace"),
+              "no log line naming milter.max_sessions")
+    finally:
+        first.quit()
+    reconfigure("")
 
 
 # ------------------------------------------------------------- KM unreachable
