@@ -190,7 +190,7 @@ outbound_eom(struct session *s, struct verdict *v)
 	const char *ctype = message_header(m, "Content-Type");
 	struct mime_ctype *ct = NULL;
 	enum mime_smime_kind kind = MIME_SMIME_NONE;
-	int sign = c->out_sign == SIGN_YES, encrypt = 1, mandatory_tag = 0, any_mandatory = 0;
+	int sign = 1, encrypt = 1, mandatory_tag = 0, any_mandatory = 0;
 	int want_encrypt = 0, sender_internal = policy_domain_internal(c, m->from);
 	char err[512], blockers[200] = "", downgrade[256] = "", reason[300], *newsubj = NULL;
 	enum policy_signer ps;
@@ -235,7 +235,10 @@ outbound_eom(struct session *s, struct verdict *v)
 			goto nomem;
 	}
 
-	/* One body for every recipient: encrypt only if all can read it. */
+	/*
+	 * One body for every recipient: encrypt only if all can read it, sign
+	 * only if every recipient's policy (a rule, else outbound.sign) says so.
+	 */
 	for (int i = 0; i < m->nrcpts; i++) {
 		struct rcpt_policy pol = policy_for_rcpt(c, m->rcpts[i]);
 		char why[160];
