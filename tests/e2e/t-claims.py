@@ -432,6 +432,28 @@ def _():
     check(b"multipart/signed" not in plain.lower(), "signed although the rule says sign = no")
 
 
+@suite.case("rules over outbound sign = no, encrypt = never: sign = yes signs, a mandatory "
+            "rule still refuses, the rest leaves as it came (policy, not a downgrade)")
+def _():
+    need("lab")
+    reconfigure('outbound: { sign = "no"; encrypt = "never"; };\n'
+                'rules = ( { match = "outside.example"; sign = "yes"; },\n'
+                '\t{ match = "strict.example"; encrypt = "mandatory"; } );')
+    tok, raw = message(ALICE, [DAVE], "rule-sign-yes")
+    msg, f, line = delivered(Tx(ALICE, [DAVE], raw))
+    check_fields(f, line, direction="outbound", action="sign", result="ok")
+    check(not enveloped(msg), "encrypted although outbound.encrypt = never")
+    verify_signed(msg, "rule-sign-yes")
+    tok, raw = message(ALICE, [FRANK], "no-rule")
+    msg, f, line = delivered(Tx(ALICE, [FRANK], raw))
+    check_fields(f, line, direction="outbound", action="pass", result="ok")
+    check(("BODY-" + tok).encode() in msg and b"multipart/signed" not in msg.lower(),
+          "frank's copy was signed or encrypted")
+    tok, raw = message(ALICE, ["x@strict.example"], "rule-mandatory")
+    tx = Tx(ALICE, ["x@strict.example"], raw)
+    check_reply(tx.rcpt[0], 550, "5.7.1", "RCPT x@strict.example", "<x@strict.example>")
+
+
 # -------------------------------------------------------------- subject tag
 
 @suite.case("subject_tag: tagged mail is mandatory (550 5.7.1 without a certificate) and the "
