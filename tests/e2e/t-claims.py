@@ -27,9 +27,11 @@ what is encrypted"; kmilter.conf(5)):
     tempfail (451 4.3.0);
   budgets: 552 5.3.4 for a message larger than milter.max_inflight_mb,
     451 4.3.2 for a connection above milter.max_sessions;
-  both KM servers down: 451 4.7.1 at RCPT for an uncached certificate,
-    451 4.3.0 at end of data for an uncached key, cached certificates keep
-    working, and the retry after the KM is back goes through.
+  one KM server down: a certificate still comes from the other (encrypted),
+    an uncached key (two shares) gets 451 4.3.0 at end of data; both down:
+    451 4.7.1 at RCPT for an uncached certificate, 451 4.3.0 for a key,
+    cached certificates keep working; the retries after the KM is back go
+    through.
 """
 import base64
 import os
@@ -51,6 +53,7 @@ COLDIN = "coldin@example.com"
 DAVE = "dave@outside.example"
 FRANK = "frank@nosign.example"
 COLD = "cold@coldpartner.example"
+COLD2 = "cold2@coldpartner.example"
 NOCERT = "nocert@nowhere.example"
 MARK = "# t-claims: policy settings go here"
 RELOADED = "kmilter: reloaded configuration from "
@@ -257,7 +260,7 @@ def _():
     certs = L.enroll_users(lab, [CAROL, COLDIN], sign=False)
     S["coldin.crt"] = certs[COLDIN]
     pki = L.OutsidePKI(lab, "outside.example")
-    corr = L.import_certs(lab, pki, [DAVE, FRANK, COLD])
+    corr = L.import_certs(lab, pki, [DAVE, FRANK, COLD, COLD2])
     S["dave"], S["frank"] = corr[DAVE], corr[FRANK]
     S["lab"] = lab
 
@@ -559,36 +562,54 @@ def _():
 
 # ------------------------------------------------------------- KM unreachable
 
-@suite.case("both KM servers down: 451 4.7.1 at RCPT, 451 4.3.0 at end of data, cached "
-            "certificates still work; the retries go through once the KM is back")
+def inbound_to_coldin():
+    """An outside sender's message encrypted to coldin: (sender, raw)."""
+    inner = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nINNER-cold\r\n"
+    blob = L.encrypt_entity(S["lab"], inner, [S["coldin.crt"]], "coldin")
+    sender = outside_sender("kmdown")
+    return sender, (("From: <%s>\r\nTo: <%s>\r\nSubject: km-down-in\r\n" % (sender, COLDIN))
+                    .encode() + blob)
+
+
+def key_tempfails(n, in_sender, in_raw):
+    """With n KM server(s) down an uncached key (both shares) -> 451 4.3.0."""
+    tx = Tx(in_sender, [COLDIN], in_raw, source=labsmtp.outside_client(S["lab"].env))
+    check_reply(tx.data, 451, "4.3.0", "%d down: DATA inbound to %s" % (n, COLDIN))
+    line, f = log_line_of(tx)
+    check_fields(f, line, direction="inbound", result="tempfail")
+
+
+def km_stop(lab, name):
+    pid = lab.km_pid(name)
+    r = lab.km_sh("km_stop", name)
+    check(r.returncode == 0, "km_stop %s: %r" % (name, r.stderr[-200:]))
+    check(pid is None or wait_for(lambda: not L.pid_alive(pid), 10), "KM %s still runs" % name)
+
+
+@suite.case("KM servers down: one -> a certificate still comes from the other, a key (two "
+            "shares) gets 451 4.3.0; both -> 451 4.7.1 at RCPT, 451 4.3.0 at end of data, "
+            "cached certificates still work; the retries go through once the KM is back")
 def _():
     need("lab")
     lab = S["lab"]
     reconfigure("")
-    # warm: dave's and alice's certificates in kmilter's memory cache
+    # warm: dave's and alice's certificates in kmilter's caches
     tok, raw = message(ALICE, [DAVE], "warm")
     delivered(Tx(ALICE, [DAVE], raw))
-    ports = {n: lab.km_port(n) for n in ("km-a", "km-b")}
-    out_tok, out_raw = message(ALICE, [COLD], "km-down-out")
-    inner = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nINNER-cold\r\n"
-    blob = L.encrypt_entity(lab, inner, [S["coldin.crt"]], "coldin")
-    in_sender = outside_sender("kmdown")
-    in_raw = (("From: <%s>\r\nTo: <%s>\r\nSubject: km-down-in\r\n" % (in_sender, COLDIN))
-              .encode() + blob)
-    outside = labsmtp.outside_client(lab.env)
+    ports = {n: lab.km_port(n) for n in ("km-b", "km-a")}
+    in_sender, in_raw = inbound_to_coldin()
+    out_tok, out_raw = message(ALICE, [COLD2], "km-down-out")
     try:
-        for n in ports:
-            pid = lab.km_pid(n)
-            r = lab.km_sh("km_stop", n)
-            check(r.returncode == 0, "km_stop %s: %r" % (n, r.stderr[-200:]))
-            check(pid is None or wait_for(lambda: not L.pid_alive(pid), 10),
-                  "KM %s still runs" % n)
-        tx = Tx(ALICE, [COLD], out_raw)
-        check_reply(tx.rcpt[0], 451, "4.7.1", "RCPT %s" % COLD, "<%s>" % COLD)
-        tx = Tx(in_sender, [COLDIN], in_raw, source=outside)
-        check_reply(tx.data, 451, "4.3.0", "DATA inbound to %s" % COLDIN)
-        line, f = log_line_of(tx)
-        check_fields(f, line, direction="inbound", result="tempfail")
+        km_stop(lab, "km-b")
+        tok, raw = message(ALICE, [COLD], "one-km-down")
+        msg, f, line = delivered(Tx(ALICE, [COLD], raw))
+        check_fields(f, line, direction="outbound", action="sign+encrypt", result="ok")
+        check(enveloped(msg), "not encrypted to %s with one KM server up" % COLD)
+        key_tempfails(1, in_sender, in_raw)
+        km_stop(lab, "km-a")
+        tx = Tx(ALICE, [COLD2], out_raw)
+        check_reply(tx.rcpt[0], 451, "4.7.1", "2 down: RCPT %s" % COLD2, "<%s>" % COLD2)
+        key_tempfails(2, in_sender, in_raw)
         tok, raw = message(ALICE, [DAVE], "cached")
         msg, f, line = delivered(Tx(ALICE, [DAVE], raw))
         check_fields(f, line, direction="outbound", action="sign+encrypt", result="ok")
@@ -598,10 +619,11 @@ def _():
             if r.returncode != 0:
                 raise Failure("km_start %s: %r" % (n, r.stderr[-300:]))
     # what an SMTP client does with a 4xx: try again, now accepted
-    msg, f, line = delivered(Tx(ALICE, [COLD], out_raw))
+    msg, f, line = delivered(Tx(ALICE, [COLD2], out_raw))
     check_fields(f, line, direction="outbound", action="sign+encrypt", result="ok")
-    check(enveloped(msg), "the retry to %s is not encrypted" % COLD)
-    msg, f, line = delivered(Tx(in_sender, [COLDIN], in_raw, source=outside))
+    check(enveloped(msg), "the retry to %s is not encrypted" % COLD2)
+    msg, f, line = delivered(Tx(in_sender, [COLDIN], in_raw,
+                                source=labsmtp.outside_client(lab.env)))
     check_fields(f, line, direction="inbound", action="decrypt", result="ok")
     check(b"INNER-cold" in msg, "the retry to %s was not decrypted" % COLDIN)
 
