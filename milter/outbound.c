@@ -259,8 +259,8 @@ strip_subject_tag(struct out_job *j)
 
 /*
  * choose_encrypt - one body for every recipient: encrypt only if all can
- * read it.  Sets j->encrypt (and clears j->sign for a rule that says
- * sign = "no"); 0 to go on, -1 when the verdict is made (tempfail, reject).
+ * read it.  Sets j->encrypt (and clears j->sign unless every recipient's
+ * policy, a rule else outbound.sign, says sign); 0 to go on, -1 when the verdict is made (tempfail, reject).
  */
 static int
 choose_encrypt(struct out_job *j, int mandatory_tag)
@@ -507,7 +507,7 @@ outbound_eom(struct session *s, struct verdict *v)
 
 	if (client_done(j.m, v, &kind))
 		return;
-	j.sign = j.c->out_sign == SIGN_YES;
+	j.sign = 1;	/* until a recipient's policy (a rule, else outbound.sign) says no */
 	if (kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE)
 		j.sign = 0;	/* keep the client's signature; encrypt around it */
 	/* A subject tag makes every recipient mandatory. */

@@ -9,8 +9,9 @@
  *	pipeline_run() decides the message's direction (policy.c) and fills
  *	the verdict: pass unchanged, rewrite (sign/encrypt outbound, decrypt
  *	inbound), reject, or tempfail.  It never talks to libmilter; the
- *	caller applies the verdict.  Malformed input gets the configured
- *	policy.on_malformed action.  In every direction, headers that
+ *	caller applies the verdict.  Malformed inbound S/MIME gets the
+ *	configured policy.on_malformed action (outbound content is wrapped
+ *	whatever its MIME).  In every direction, headers that
  *	imitate kmilter's own results are removed first (forged.h).
  *
  *	Two passes (policy.inbound.decrypt_daemon set).  Postfix expands

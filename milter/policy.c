@@ -292,20 +292,54 @@ policy_direction_name(enum direction d)
 	return "?";
 }
 
-/* rule_for - the policy.rules entry for an address: exact address, domain, parents */
+/* rule_form - what a rule's match names: an address, a domain, or ".parent" */
+enum rule_form { RULE_ADDRESS, RULE_DOMAIN, RULE_PARENT };
+
+static enum rule_form
+rule_form(const char *match)
+{
+	if (strchr(match, '@') != NULL)
+		return RULE_ADDRESS;
+	return match[0] == '.' ? RULE_PARENT : RULE_DOMAIN;
+}
+
+/*
+ * rule_of_form - the first rule of a form that names exactly this address
+ *	or domain (a ".parent" rule names the domain after its dot)
+ */
+static const struct conf_rule *
+rule_of_form(const struct kmilter_conf *c, enum rule_form form, const char *name)
+{
+	for (int i = 0; i < c->nrules; i++) {
+		const char *m = c->rules[i].match;
+
+		if (rule_form(m) != form)
+			continue;
+		if (form == RULE_ADDRESS ? address_matches(name, m) :
+		    domain_matches(name, form == RULE_PARENT ? m + 1 : m))
+			return &c->rules[i];
+	}
+	return NULL;
+}
+
+/*
+ * rule_for - the policy.rules entry for an address: its own, else its
+ *	domain's, else the nearest parent domain's (".domain", which covers
+ *	the domain itself too), whatever their order in the list
+ */
 static const struct conf_rule *
 rule_for(const struct kmilter_conf *c, const char *rcpt)
 {
 	const char *dom = domain_of(rcpt);
+	const struct conf_rule *r;
 
-	for (int i = 0; i < c->nrules; i++)
-		if (strchr(c->rules[i].match, '@') && address_matches(rcpt, c->rules[i].match))
-			return &c->rules[i];
-	if (dom == NULL)
-		return NULL;
-	for (int i = 0; i < c->nrules; i++)
-		if (!strchr(c->rules[i].match, '@') && domain_matches(dom, c->rules[i].match))
-			return &c->rules[i];
+	if ((r = rule_of_form(c, RULE_ADDRESS, rcpt)) != NULL || dom == NULL)
+		return r;
+	if ((r = rule_of_form(c, RULE_DOMAIN, dom)) != NULL)
+		return r;
+	for (const char *d = dom; d != NULL; d = strchr(d, '.') ? strchr(d, '.') + 1 : NULL)
+		if ((r = rule_of_form(c, RULE_PARENT, d)) != NULL)
+			return r;
 	return NULL;
 }
 

@@ -39,8 +39,9 @@
  *	entry of policy.sender_login_map for the address or its @domain);
  *	without AUTH only when policy.sign_unauthenticated is set.
  *
- *	policy_for_rcpt() applies policy.rules (first match of address, then
- *	domain, then parent domains) over the policy.outbound defaults.
+ *	policy_for_rcpt() applies policy.rules (the address's rule, else the
+ *	domain's, else the nearest parent's, whatever the list order) over
+ *	the policy.outbound defaults.
  * OWNERSHIP
  *	Returned names are static; policy_addr_normalize() returns a string
  *	the caller frees.

@@ -5,6 +5,7 @@
     def _():
         check(x == 1, "x is %r" % x)     # raises Failure
         skip("why")                       # raises Skipped
+        need(S, "lab")                    # skip unless S has every key
     sys.exit(suite.run())
 
 Each case prints "PASS name", "FAIL name: reason" or "SKIP name: reason";
@@ -45,6 +46,13 @@ def check_eq(got, want, what="value"):
 
 def skip(why):
     raise Skipped(why)
+
+
+def need(state, *keys):
+    """Skip the case unless earlier cases left every key in state (a dict)."""
+    for k in keys:
+        if k not in state:
+            skip("an earlier step failed (no %s)" % k)
 
 
 class Suite:

@@ -355,12 +355,49 @@ TEST(plaintext_wiped_before_free)
 #endif
 }
 
+/* README: a rule's sign = yes signs over policy.outbound.sign = no */
+TEST(rule_sign_yes_over_outbound_sign_no)
+{
+	const char *both[] = { "carol@partner.example", "dave@secure.example", NULL };
+	const char *carol[] = { "carol@partner.example", NULL };
+	struct kmilter_conf *saved, *c2;
+	struct session *s1, *s2;
+	struct verdict v;
+	char err[512];
+
+	CHECK(setup());
+	c2 = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ]; outbound: { sign = \"no\"; };\n"
+	    "  rules = ( { match = \"partner.example\"; sign = \"yes\"; } ); };\n",
+	    "t2.conf", err, sizeof(err));
+	CHECK(c2 != NULL);
+	saved = conf;
+	conf = c2;			/* mkmsg's sessions use it */
+	s1 = mkmsg(carol, "text/plain", "hello " SECRET "\r\n");
+	s2 = mkmsg(both, "text/plain", "hello " SECRET "\r\n");
+	conf = saved;
+	CHECK(s1 != NULL && s2 != NULL);
+	verdict_init(&v);
+	outbound_eom(s1, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	verdict_clear(&v);
+	verdict_init(&v);		/* dave has no rule: outbound.sign = no */
+	outbound_eom(s2, &v);
+	CHECK_EQ_STR(v.action_name, "encrypt");
+	CHECK_EQ_INT(v.downgraded, 0);
+	verdict_clear(&v);
+	session_free(s1);
+	session_free(s2);
+	conf_unref(c2);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(opportunistic_without_cert_downgraded),
 	T(every_rcpt_with_cert_encrypted),
 	T(enveloped_label_on_plaintext_encrypted_anyway),
 	T(plaintext_wiped_before_free),
+	T(rule_sign_yes_over_outbound_sign_no),
 	{ 0 }
 };
 

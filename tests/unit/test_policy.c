@@ -129,6 +129,27 @@ TEST(rules_every_form)
 	conf_unref(c);
 }
 
+/* README: the address's rule, then its domain's, then the nearest parent's */
+TEST(rules_precedence_not_list_order)
+{
+	struct kmilter_conf *c = load(POLICY(
+	    " rules = ( { match = \".example\"; encrypt = \"never\"; },"
+	    "  { match = \".parent.example\"; encrypt = \"mandatory\"; },"
+	    "  { match = \"open.parent.example\"; encrypt = \"opportunistic\"; },"
+	    "  { match = \"strict.example\"; encrypt = \"mandatory\"; },"
+	    "  { match = \"vip@strict.example\"; encrypt = \"never\"; } );"));
+
+	CHECK(c != NULL);
+	CHECK_EQ_INT(enc_for(c, "x@open.parent.example"), ENCRYPT_OPPORTUNISTIC);
+	CHECK_EQ_INT(enc_for(c, "x@a.open.parent.example"), ENCRYPT_MANDATORY);
+	CHECK_EQ_INT(enc_for(c, "x@parent.example"), ENCRYPT_MANDATORY);
+	CHECK_EQ_INT(enc_for(c, "x@other.example"), ENCRYPT_NEVER);
+	CHECK_EQ_INT(enc_for(c, "x@strict.example"), ENCRYPT_MANDATORY);
+	CHECK_EQ_INT(enc_for(c, "vip@strict.example"), ENCRYPT_NEVER);
+	CHECK_EQ_INT(enc_for(c, "x@elsewhere.test"), ENCRYPT_OPPORTUNISTIC);
+	conf_unref(c);
+}
+
 TEST(rules_see_normalized_addresses)
 {
 	struct kmilter_conf *c = load(POLICY(
@@ -373,6 +394,7 @@ TEST(mismatch_setting)
 static const struct test_case tests[] = {
 	T(normalize),
 	T(rules_every_form),
+	T(rules_precedence_not_list_order),
 	T(rules_see_normalized_addresses),
 	T(configured_names_with_trailing_dot),
 	T(hosts_internal),
