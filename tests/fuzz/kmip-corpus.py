@@ -12,9 +12,9 @@ Two kinds of seed, one KMIP response message per file:
                built here in the shape PyKMIP answers (same response header:
                protocol version, time stamp, batch count 1; one batch item with the
                operation echoed): the RSA PrivateKey Get of SAMPLES with stand-in key
-               bytes of the recorded length, and Register, Get Attributes, Discover
-               Versions, Activate, Revoke, Destroy, and failures (Item Not Found,
-               General Failure, a pending status).
+               bytes of the recorded length, a Certificate Get, Register, Get
+               Attributes, Discover Versions, Activate, Revoke, Destroy, and failures
+               (Item Not Found, General Failure, a pending status).
 The output is deterministic: run it again and git shows no change.
 """
 import os
@@ -29,6 +29,9 @@ T_ATTR_NAME = 0x42000A
 T_ATTR_VALUE = 0x42000B
 T_BATCH_COUNT = 0x42000D
 T_BATCH_ITEM = 0x42000F
+T_CERTIFICATE = 0x420013
+T_CERT_TYPE = 0x42001D
+T_CERT_VALUE = 0x42001E
 T_CRYPTO_ALG = 0x420028
 T_CRYPTO_LEN = 0x42002A
 T_KEY_BLOCK = 0x420040
@@ -132,6 +135,14 @@ def privkey_get():
                          st(T_PRIVATE_KEY, block)])
 
 
+def cert_get():
+    """A Get of a Certificate (X.509), with stand-in DER bytes."""
+    der = bytes.fromhex("3082012c308201d2a003020102") + bytes(range(40))
+    cert = st(T_CERTIFICATE, enum(T_CERT_TYPE, 1),
+              item(T_CERT_VALUE, BYTES, der))
+    return response(10, [enum(T_OBJECT_TYPE, 1), text(T_UID, "4"), cert])
+
+
 def synthesized():
     name = st(T_ATTR_VALUE, text(T_NAME_VALUE, "share:dave@example.com#2"),
               enum(T_NAME_TYPE, 1))
@@ -144,6 +155,7 @@ def synthesized():
              attr("Cryptographic Usage Mask", i32(T_ATTR_VALUE, 0x40))]
     return [
         ("get-privkey-12", privkey_get()),
+        ("get-cert-12", cert_get()),
         ("register-12", response(3, [text(T_UID, "13")])),
         ("getattrs-12", response(11, attrs)),
         ("discover-12", response(30, [version(1, 2), version(1, 1),

@@ -160,6 +160,31 @@ TEST(private_key_get_response)
 	free(buf);
 }
 
+TEST(certificate_get_response)
+{
+	struct kmip_msg_reply r;
+	enum kmip_object_type t;
+	struct kmerr err;
+	unsigned char *buf, *d;
+	size_t len, n;
+
+	CHECK((buf = load("get-cert-12", &len)) != NULL);
+	CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
+	CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_OK);
+	CHECK_EQ_INT(t, KMIP_OBJ_CERTIFICATE);
+	CHECK_EQ_INT(n, 53);
+	CHECK(d[0] == 0x30 && d[1] == 0x82);
+	secmem_free(d, n);
+	kmip_msg_reply_clear(&r);
+	buf[len - 0x40 + 2] = 0x1f;	/* Certificate Value: another tag */
+	CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
+	CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "no object value as a byte string") != NULL);
+	CHECK(d == NULL && n == 0 && t == KMIP_OBJ_NONE);
+	kmip_msg_reply_clear(&r);
+	free(buf);
+}
+
 TEST(register_attributes_versions)
 {
 	struct kmip_msg_reply r;
@@ -473,6 +498,7 @@ static const struct test_case tests[] = {
 	T(recorded_locate_responses),
 	T(recorded_get_responses),
 	T(private_key_get_response),
+	T(certificate_get_response),
 	T(register_attributes_versions),
 	T(uid_only_responses),
 	T(server_errors),
