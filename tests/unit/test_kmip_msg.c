@@ -75,6 +75,25 @@ answer(const char *file, enum kmip_op op, struct kmip_msg_reply *r,
 	return buf;
 }
 
+/* got - decode a Get seed down to its object; the bytes are secmem */
+static enum km_status
+got(const char *file, enum kmip_object_type *t, unsigned char **d,
+    size_t *n)
+{
+	struct kmip_msg_reply r;
+	struct kmerr err;
+	unsigned char *buf;
+	enum km_status st;
+
+	buf = answer(file, KMIP_OP_GET, &r, &err, &st);
+	if (st == KM_OK) {
+		st = kmip_msg_dec_get(&r, t, d, n, &err);
+		kmip_msg_reply_clear(&r);
+	}
+	free(buf);
+	return st;
+}
+
 /* same_hex - are the request's bytes the hex string */
 static int
 same_hex(const struct ttlv_buf *b, const char *hex)
@@ -120,44 +139,31 @@ TEST(recorded_locate_responses)
 TEST(recorded_get_responses)
 {
 	static const char *files[] = { "get-12", "get-20" };
-	struct kmip_msg_reply r;
 	enum kmip_object_type t;
-	struct kmerr err;
-	unsigned char *buf, *d;
-	size_t len, n;
+	unsigned char *d;
+	size_t n;
 
 	for (size_t i = 0; i < 2; i++) {
-		CHECK((buf = load(files[i], &len)) != NULL);
-		CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
-		CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_OK);
+		CHECK_EQ_INT(got(files[i], &t, &d, &n), KM_OK);
 		CHECK_EQ_INT(t, KMIP_OBJ_SECRET_DATA);
 		CHECK_EQ_INT(n, 32);
 		for (size_t k = 0; k < n; k++)
 			CHECK_EQ_INT(d[k], k);
 		secmem_free(d, n);
-		kmip_msg_reply_clear(&r);
-		free(buf);
 	}
 }
 
 TEST(private_key_get_response)
 {
-	struct kmip_msg_reply r;
 	enum kmip_object_type t;
-	struct kmerr err;
-	unsigned char *buf, *d;
-	size_t len, n;
+	unsigned char *d;
+	size_t n;
 
-	CHECK((buf = load("get-privkey-12", &len)) != NULL);
-	CHECK_EQ_INT(len, 1472);
-	CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
-	CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_OK);
+	CHECK_EQ_INT(got("get-privkey-12", &t, &d, &n), KM_OK);
 	CHECK_EQ_INT(t, KMIP_OBJ_PRIVATE_KEY);
 	CHECK_EQ_INT(n, 1218);
 	CHECK(d[0] == 0x30 && d[1] == 0x82 && d[2] == 0x04 && d[3] == 0xbe);
 	secmem_free(d, n);
-	kmip_msg_reply_clear(&r);
-	free(buf);
 }
 
 TEST(certificate_get_response)
@@ -168,14 +174,12 @@ TEST(certificate_get_response)
 	unsigned char *buf, *d;
 	size_t len, n;
 
-	CHECK((buf = load("get-cert-12", &len)) != NULL);
-	CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
-	CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_OK);
+	CHECK_EQ_INT(got("get-cert-12", &t, &d, &n), KM_OK);
 	CHECK_EQ_INT(t, KMIP_OBJ_CERTIFICATE);
 	CHECK_EQ_INT(n, 53);
 	CHECK(d[0] == 0x30 && d[1] == 0x82);
 	secmem_free(d, n);
-	kmip_msg_reply_clear(&r);
+	CHECK((buf = load("get-cert-12", &len)) != NULL);
 	buf[len - 0x40 + 2] = 0x1f;	/* Certificate Value: another tag */
 	CHECK_EQ_INT(decode(buf, len, KMIP_OP_GET, &r, &err), KM_OK);
 	CHECK_EQ_INT(kmip_msg_dec_get(&r, &t, &d, &n, &err), KM_PROTO);
