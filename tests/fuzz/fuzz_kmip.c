@@ -3,7 +3,8 @@
  * (keyclient/kmip_msg.c)
  *
  * Build and run (from the repository root):
- *   make FUZZ=1 fuzzers
+ *   make FUZZ=1 fuzzers && FUZZ_SECONDS=60 tests/fuzz/run kmip
+ * or by hand:
  *   build-fuzz/fuzz/fuzz_kmip -max_total_time=60 /tmp/kmip-new \
  *       tests/fuzz/corpus/kmip
  * (the scratch directory first keeps the committed corpus unchanged; the
