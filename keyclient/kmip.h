@@ -8,16 +8,18 @@
  *	kmip_discover_versions(),
  *	kmip_register(), kmip_locate(), kmip_get(), kmip_get_attributes(),
  *	kmip_activate(), kmip_revoke(), kmip_destroy(),
- *	kmip_uid_list_free(), kmip_pool_new(), kmip_pool_get(),
- *	kmip_pool_put(), kmip_pool_free(), kmip_object_type_name(),
- *	kmip_state_name()
+ *	kmip_pool_new(), kmip_pool_get(), kmip_pool_put(), kmip_pool_free();
+ *	and from kmip_types.h (included): the object types, states and
+ *	request/result structs, kmip_uid_list_free(),
+ *	kmip_object_type_name(), kmip_state_name()
  * DESCRIPTION
  *	A struct kmip_conn is one TLS connection (client certificate
  *	authentication, peer chain and host name/IP always verified) to one
  *	KMIP server.  Every operation sends one request with one batch item
  *	(protocol version 1.2) and reads one response: an 8-byte TTLV header,
  *	a length bounded by KMIP_MAX_RESPONSE (1 MiB; more is refused), then
- *	the body, decoded strictly by ttlv.c.
+ *	the body, decoded strictly by ttlv.c.  The messages are built and
+ *	decoded by kmip_msg.c (pure); this module does the I/O around them.
  *
  *	Reconnection: before a request on a connection that has been idle,
  *	the connection is checked; if the server closed it, it is reopened.
@@ -80,13 +82,9 @@
  */
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
+#include "kmip_types.h"
 #include "status.h"
-
-#define KMIP_MAX_RESPONSE	(1024 * 1024)	/* bytes, header included */
-#define KMIP_UID_MAX		128		/* with the NUL */
-#define KMIP_NAME_MAX		256		/* with the NUL */
 
 struct kmip_server_opts {
 	const char *name;		/* for messages, e.g. "km1" */
@@ -99,100 +97,6 @@ struct kmip_server_opts {
 	const char *key_file;		/* PEM client key, mode 0600 or stricter */
 	int connect_timeout_ms;
 	int io_timeout_ms;
-};
-
-/* KMIP Object Type enumeration values. */
-enum kmip_object_type {
-	KMIP_OBJ_NONE = 0,		/* "any" in kmip_locate() */
-	KMIP_OBJ_CERTIFICATE = 1,
-	KMIP_OBJ_SYMMETRIC_KEY = 2,
-	KMIP_OBJ_PUBLIC_KEY = 3,
-	KMIP_OBJ_PRIVATE_KEY = 4,
-	KMIP_OBJ_SPLIT_KEY = 5,
-	KMIP_OBJ_TEMPLATE = 6,
-	KMIP_OBJ_SECRET_DATA = 7,
-	KMIP_OBJ_OPAQUE = 8
-};
-
-/* KMIP State enumeration values. */
-enum kmip_state {
-	KMIP_STATE_NONE = 0,		/* "any" in kmip_locate(); "absent" */
-	KMIP_STATE_PRE_ACTIVE = 1,
-	KMIP_STATE_ACTIVE = 2,
-	KMIP_STATE_DEACTIVATED = 3,
-	KMIP_STATE_COMPROMISED = 4,
-	KMIP_STATE_DESTROYED = 5,
-	KMIP_STATE_DESTROYED_COMPROMISED = 6
-};
-
-/* KMIP Revocation Reason Code values that kmilter uses. */
-enum kmip_revoke_reason {
-	KMIP_REVOKE_KEY_COMPROMISE = 2,
-	KMIP_REVOKE_CESSATION_OF_OPERATION = 6
-};
-
-/* KMIP Cryptographic Usage Mask bits. */
-#define KMIP_USAGE_SIGN		0x00000001u
-#define KMIP_USAGE_VERIFY	0x00000002u
-#define KMIP_USAGE_ENCRYPT	0x00000004u
-#define KMIP_USAGE_DECRYPT	0x00000008u
-#define KMIP_USAGE_WRAP_KEY	0x00000010u
-#define KMIP_USAGE_UNWRAP_KEY	0x00000020u
-#define KMIP_USAGE_EXPORT	0x00000040u
-
-/* KMIP Secret Data Type values. */
-#define KMIP_SECRET_PASSWORD	1
-#define KMIP_SECRET_SEED	2
-
-/* KMIP Cryptographic Algorithm values (for private keys). */
-#define KMIP_ALG_RSA		4
-#define KMIP_ALG_EC		6	/* ECDSA in KMIP 1.x */
-
-struct kmip_register_req {
-	enum kmip_object_type type;	/* CERTIFICATE (X.509 DER),
-					   SECRET_DATA (opaque bytes, format
-					   OPAQUE), PRIVATE_KEY (PKCS#8 DER,
-					   format PKCS_8) */
-	const unsigned char *data;	/* the object's bytes (borrowed) */
-	size_t len;
-	const char *name;		/* required: one Name,
-					   UNINTERPRETED_TEXT_STRING, < 256 */
-	const char *group;		/* optional Object Group, or NULL */
-	uint32_t usage_mask;		/* Cryptographic Usage Mask; 0 = not sent */
-	int secret_type;		/* SECRET_DATA only: KMIP_SECRET_*;
-					   0 = KMIP_SECRET_SEED */
-	int alg;			/* PRIVATE_KEY only: KMIP_ALG_*, and */
-	int bits;			/* key length in bits; 0/0 = read them
-					   from the (unencrypted) PKCS#8 DER */
-};
-
-struct kmip_locate_req {		/* all criteria are ANDed */
-	const char *name;		/* exact Name, or NULL */
-	enum kmip_object_type type;	/* or KMIP_OBJ_NONE */
-	enum kmip_state state;		/* or KMIP_STATE_NONE */
-	const char *group;		/* Object Group, or NULL */
-	int max_items;			/* Maximum Items; 0 = not sent */
-};
-
-struct kmip_uid_list {
-	size_t count;
-	char **uids;			/* count NUL-terminated strings */
-};
-
-struct kmip_attrs {
-	enum kmip_object_type type;	/* KMIP_OBJ_NONE if not returned */
-	enum kmip_state state;		/* KMIP_STATE_NONE if not returned */
-	char name[KMIP_NAME_MAX];	/* first Name value, "" if none */
-	char group[KMIP_NAME_MAX];	/* first Object Group, "" if none */
-	uint32_t usage_mask;
-	int has_usage_mask;
-	time_t initial_date;		/* 0 if not returned */
-	time_t activation_date;		/* 0 if not returned (PyKMIP never
-					   returns it) */
-};
-
-struct kmip_version {
-	int major, minor;
 };
 
 struct kmip_conn;
@@ -228,7 +132,6 @@ enum km_status kmip_register(struct kmip_conn *,
  * caller may not see it); caller frees with kmip_uid_list_free(). */
 enum km_status kmip_locate(struct kmip_conn *, const struct kmip_locate_req *,
     struct kmip_uid_list **out, char *errstr, size_t errlen);
-struct kmip_uid_list *kmip_uid_list_free(struct kmip_uid_list *);
 
 /* Get: on KM_OK *type is the object type and *data, *len its bytes: the
  * X.509 DER of a Certificate, the PKCS#8 DER of a PrivateKey, the key
@@ -266,8 +169,5 @@ struct kmip_pool *kmip_pool_free(struct kmip_pool *);
 enum km_status kmip_pool_get(struct kmip_pool *, struct kmip_conn **out,
     char *errstr, size_t errlen);
 void kmip_pool_put(struct kmip_pool *, struct kmip_conn *);
-
-const char *kmip_object_type_name(enum kmip_object_type);
-const char *kmip_state_name(enum kmip_state);
 
 #endif
