@@ -212,10 +212,15 @@ hostile() {
 	/usr/bin/python3 "$hostile" "$1" "$ph" "$pki/$2.crt" "$pki/$2.key" "$pki/ca.crt" \
 	    >"$lab/hostile.out" 2>"$lab/hostile.err" &
 	hpid=$!
+	# wait for its READY line (30 s: the machine may be loaded); a server
+	# that never gets ready is a failure of its own, not a wrong answer
 	i=0
-	while ! grep -q READY "$lab/hostile.out" 2>/dev/null && [ $i -lt 100 ]; do
+	while ! grep -q READY "$lab/hostile.out" 2>/dev/null && [ $i -lt 600 ]; do
+		kill -0 "$hpid" 2>/dev/null || break
 		sleep 0.05; i=$((i + 1))
 	done
+	grep -q READY "$lab/hostile.out" 2>/dev/null ||
+	    fail "hostile_server_$1_ready" "no READY line: $(cat "$lab/hostile.err")"
 }
 PH="$probe -n evil -p $ph -C $pki/ca.crt -c $pki/kmilter.crt -k $pki/kmilter.key"
 
