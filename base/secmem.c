@@ -8,8 +8,12 @@
  *    of one size class (32 .. 4096 bytes), a bitmap saying which are in
  *    use.  Freed blocks are wiped and stay mapped and locked, so many
  *    small secrets do not cost a page (and a lock) each;
- *  - larger ones get a page-rounded mapping of their own, wiped and
- *    unmapped on free, found again through a small hash of live mappings.
+ *  - larger ones get a page-rounded mapping of their own, found again
+ *    through a small hash of live mappings, and wiped on free; up to
+ *    SPARE_MAX bytes of freed mappings are kept (wiped, locked) for the
+ *    next allocation of a similar size, so that a message-sized secret
+ *    does not cost an mmap, mlock and munmap each time; the rest are
+ *    unmapped.
  * A pointer that is neither (a malloc'd buffer handed to secmem_free, as
  * callers did before this allocator) is wiped for len bytes and free()d.
  * Under AddressSanitizer the unused tail of a block and every free block
@@ -48,6 +52,7 @@
 #define NCLASS		8		/* 32, 64, ..., 4096 */
 #define MAX_BLOCKS	(CHUNK_SIZE / SLAB_MIN)
 #define NBUCKET		256
+#define SPARE_MAX	(1024 * 1024)	/* wiped big mappings kept for reuse */
 
 struct chunk {
 	unsigned char	*base;
@@ -67,6 +72,8 @@ static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chunk	**chunks;	/* every chunk, any class */
 static size_t		 nchunks, chunkcap;
 static struct bigmap	*bigs[NBUCKET];
+static struct bigmap	*spares;	/* freed, wiped, still locked */
+static size_t		 spare_bytes;
 static int		 lock_warned, dump_warned;
 
 /* page_size - the system page size */
@@ -228,6 +235,41 @@ bucket(const void *p)
 	return ((uintptr_t)p / page_size()) % NBUCKET;
 }
 
+/* spare_take - a kept mapping of at least maplen bytes (at most 4 times), or NULL */
+static struct bigmap *
+spare_take(size_t maplen)
+{
+	struct bigmap **mp, *m;
+
+	pthread_mutex_lock(&lock);
+	for (mp = &spares; (m = *mp) != NULL; mp = &m->next)
+		if (m->maplen >= maplen && m->maplen / 4 <= maplen)
+			break;
+	if (m != NULL) {
+		*mp = m->next;
+		spare_bytes -= m->maplen;
+	}
+	pthread_mutex_unlock(&lock);
+	return m;
+}
+
+/* spare_keep - keep a wiped mapping for reuse while SPARE_MAX allows; 0 if not kept */
+static int
+spare_keep(struct bigmap *m)
+{
+	int kept = 0;
+
+	pthread_mutex_lock(&lock);
+	if (spare_bytes + m->maplen <= SPARE_MAX) {
+		m->next = spares;
+		spares = m;
+		spare_bytes += m->maplen;
+		kept = 1;
+	}
+	pthread_mutex_unlock(&lock);
+	return kept;
+}
+
 /* big_alloc - a page-rounded mapping of its own for len bytes */
 static void *
 big_alloc(size_t len)
@@ -238,15 +280,17 @@ big_alloc(size_t len)
 	if (len > SIZE_MAX - ps)
 		return NULL;
 	maplen = (len + ps - 1) / ps * ps;
-	if ((m = malloc(sizeof(*m))) == NULL)
-		return NULL;
-	if ((m->p = map_secret(maplen)) == NULL) {
-		free(m);
-		return NULL;
+	if ((m = spare_take(maplen)) == NULL) {
+		if ((m = malloc(sizeof(*m))) == NULL)
+			return NULL;
+		if ((m->p = map_secret(maplen)) == NULL) {
+			free(m);
+			return NULL;
+		}
+		m->maplen = maplen;
 	}
-	m->maplen = maplen;
-	UNPOISON(m->p, maplen);
-	POISON(m->p + len, maplen - len);
+	UNPOISON(m->p, len);
+	POISON(m->p + len, m->maplen - len);
 	pthread_mutex_lock(&lock);
 	m->next = bigs[bucket(m->p)];
 	bigs[bucket(m->p)] = m;
@@ -254,7 +298,7 @@ big_alloc(size_t len)
 	return m->p;
 }
 
-/* big_free - wipe and unmap p if it is a big mapping; 0 if it is not */
+/* big_free - wipe p if it is a big mapping, then keep or unmap it; 0 if it is not one */
 static int
 big_free(unsigned char *p)
 {
@@ -271,6 +315,10 @@ big_free(unsigned char *p)
 		return 0;
 	UNPOISON(m->p, m->maplen);
 	OPENSSL_cleanse(m->p, m->maplen);
+	POISON(m->p, m->maplen);
+	if (spare_keep(m))
+		return 1;
+	UNPOISON(m->p, m->maplen);
 	munmap(m->p, m->maplen);
 	free(m);
 	return 1;

@@ -15,7 +15,8 @@
  *	page each; larger ones get a page-rounded mapping of their own.
  *	secmem_free(p, len) wipes the whole block with OPENSSL_cleanse (which
  *	the compiler cannot remove), then returns a slab block to its slab
- *	(mapped, locked, zero) or unmaps a mapping.  Given memory that did not
+ *	(mapped, locked, zero) or unmaps a mapping (up to 1 MiB of
+ *	wiped mappings are kept, locked, for reuse).  Given memory that did not
  *	come from secmem_alloc() (a malloc'd buffer that held a secret), it
  *	wipes len bytes and free()s it.  secmem_wipe() only wipes.
  *	Use it for private keys, unwrapped key bytes and passwords.

@@ -1,5 +1,6 @@
 /*
- * test_secmem.c - secure memory: zeroed, wiped on free, left out of core
+ * test_secmem.c - secure memory: zeroed, wiped on free (big mappings kept
+ * for reuse up to a bound, the rest unmapped), left out of core
  * dumps (VmFlags "dd" in /proc/self/smaps), locked ("lo") where allowed,
  * and still allocated with one warning line when locking is refused.
  */
@@ -133,16 +134,35 @@ TEST(small_block_wiped_on_free)
 	}
 }
 
-TEST(big_mapping_unmapped_on_free)
+TEST(big_mappings_wiped_kept_or_unmapped)
 {
-	unsigned char *p = secmem_alloc(20000);
+	/* 40 x 72 KiB freed: what the 1 MiB spare list keeps reads as zeros
+	   (and serves the next allocation), the rest is unmapped. */
+	enum { N = 40, LEN = 72 * 1024 };
+	static unsigned char *p[N];
+	int kept = 0, gone = 0;
+	unsigned char *again;
 
-	CHECK(p != NULL);
-	memset(p, 0x5a, 20000);
-	CHECK(mapped(p) && mapped(p + 19999));
-	secmem_free(p, 20000);
-	CHECK(!mapped(p));
-	CHECK(!mapped(p + 19999));
+	for (int i = 0; i < N; i++) {
+		CHECK((p[i] = secmem_alloc(LEN)) != NULL);
+		memset(p[i], 0x5a, LEN);
+	}
+	for (int i = 0; i < N; i++)
+		secmem_free(p[i], LEN);
+	for (int i = 0; i < N; i++) {
+		if (!mapped(p[i])) {
+			gone++;
+			continue;
+		}
+		kept++;
+		PEEKABLE(p[i], LEN);
+		CHECK(all_zero(p[i], LEN));
+	}
+	CHECK(kept >= 1 && kept * LEN <= 1024 * 1024);
+	CHECK(gone >= N - 1024 * 1024 / LEN);
+	CHECK((again = secmem_alloc(LEN - 100)) != NULL);
+	CHECK(mapped(again) && all_zero(again, LEN - 100));
+	secmem_free(again, LEN - 100);
 }
 
 TEST(small_secrets_share_pages)
@@ -240,16 +260,17 @@ unlocked_child(const char *logpath)
 		return 11;
 	if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
 		return 12;
-	a = secmem_alloc(70000);	/* a new mapping: mlock refused */
-	b = secmem_alloc(9000);
+	/* bigger than all spare mappings: new mappings, mlock refused */
+	a = secmem_alloc(3 << 20);
+	b = secmem_alloc(2 << 20);
 	c = secmem_alloc(8);
 	if (a == NULL || b == NULL || c == NULL)
 		return 13;
 	if (has_flag(vmflags(a), "lo") || !has_flag(vmflags(a), "dd"))
 		return 14;
-	memset(a, 1, 70000);
-	secmem_free(a, 70000);
-	secmem_free(b, 9000);
+	memset(a, 1, 3 << 20);
+	secmem_free(a, 3 << 20);
+	secmem_free(b, 2 << 20);
 	secmem_free(c, 8);
 	return 0;
 }
@@ -285,7 +306,7 @@ static const struct test_case tests[] = {
 	T(zeroed_and_excluded_from_dumps),
 	T(locked_where_allowed),
 	T(small_block_wiped_on_free),
-	T(big_mapping_unmapped_on_free),
+	T(big_mappings_wiped_kept_or_unmapped),
 	T(small_secrets_share_pages),
 	T(foreign_buffer_wiped_and_freed),
 	T(strdup_copies),
