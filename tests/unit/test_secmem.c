@@ -244,6 +244,34 @@ TEST(threads)
 	CHECK_EQ_INT(bad, 0);
 }
 
+TEST(asan_sees_overflow)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	/* The tail of a block past the length asked for is poisoned. */
+	static const size_t lens[] = { 20, 100, 3000, 20000 };
+
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		int status, devnull;
+		pid_t pid;
+
+		fflush(NULL);
+		CHECK((pid = fork()) >= 0);
+		if (pid == 0) {
+			volatile unsigned char *p = secmem_alloc(lens[i]);
+
+			if ((devnull = open("/dev/null", O_WRONLY)) >= 0)
+				dup2(devnull, 2);	/* the ASan report */
+			p[lens[i]] = 1;
+			_exit(0);
+		}
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
+	}
+#else
+	SKIP("ci-unavailable: not an ASan build (make SANITIZE=1 unit runs it)");
+#endif
+}
+
 /* unlocked_child - without the right to lock: allocate, check, exit 0 if good */
 static int
 unlocked_child(const char *logpath)
@@ -311,6 +339,7 @@ static const struct test_case tests[] = {
 	T(foreign_buffer_wiped_and_freed),
 	T(strdup_copies),
 	T(threads),
+	T(asan_sees_overflow),
 	T(mlock_refused_falls_back_with_one_line),
 	{ 0 }
 };
