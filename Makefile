@@ -96,9 +96,13 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(REAL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(LAYER_LIBS)
+# Every unit test links the shared fixture (test PKI, fake key store).
+FIXTURE_OBJ = $(BUILD)/obj/tests/unit/fixture.o
+.SECONDARY: $(FIXTURE_OBJ)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/harness.h $(FIXTURE_OBJ) $(LAYER_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(REAL_CFLAGS) -Itests/unit $(REAL_LDFLAGS) -o $@ $< $(LAYER_LIBS) $(LIBS)
+	$(CC) $(REAL_CFLAGS) -Itests/unit $(REAL_LDFLAGS) -o $@ $< $(FIXTURE_OBJ) \
+	    $(LAYER_LIBS) $(LIBS)
 
 $(BUILD)/tools/%: tests/tools/%.c $(LAYER_LIBS)
 	@mkdir -p $(@D)
@@ -174,4 +178,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz milter/kmilter kmctl/kmctl
 
--include $(LIB_OBJS:.o=.d) $(KMCTL_OBJS:.o=.d) $(BUILD)/obj/milter/main.d
+-include $(LIB_OBJS:.o=.d) $(KMCTL_OBJS:.o=.d) $(BUILD)/obj/milter/main.d $(FIXTURE_OBJ:.o=.d)

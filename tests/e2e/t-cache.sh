@@ -4,24 +4,12 @@
 # sealing (no addresses in Redis, tamper, copied entries, wrong key), TTL,
 # negative entries, invalidation over PUBLISH, a Redis killed and restarted
 # mid-run, and a fake Redis that never answers.
-set -u
-top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${KM_BUILD:-$top/build}
+. "$(dirname "$0")/../lib/suite.sh"
 probe=$build/tools/cache-probe
-fails=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
 check() { if [ "$2" = 0 ]; then pass "$1"; else fail "$1" "${3:-}"; fi; }
 
-if [ ! -x "$probe" ]; then
-	echo "FAIL setup: $probe missing (make tools)"
-	exit 1
-fi
-if ! command -v redis-server >/dev/null 2>&1; then
-	echo "FAIL setup: redis-server not installed (tests/install-deps)"
-	exit 1
-fi
+suite_need_built "$probe"
+suite_need_cmd redis-server
 
 D=$(mktemp -d /tmp/t-cache.XXXXXX)
 chmod 700 "$D"
@@ -314,4 +302,4 @@ out=$(P bench 10000 2>&1)
 echo "$out" | sed 's/^/    /'
 check bench_runs "$(echo "$out" | grep -q '^errors=0'; echo $?)" "$out"
 
-[ "$fails" -eq 0 ]
+suite_ok

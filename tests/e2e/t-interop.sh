@@ -8,14 +8,9 @@
 # what each tool produces must be read by our API.  Prints PASS/FAIL
 # per case (gpgsm or NSS missing or failing to set up is a FAIL: CI installs
 # them); exits 1 on any failure.
-set -u
-top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${KM_BUILD:-$top/build}
+. "$(dirname "$0")/../lib/suite.sh"
 T=$build/tools/smime-tool
-if [ ! -x "$T" ]; then
-	(cd "$top" && make -s "${build#"$top"/}/tools/smime-tool") >/dev/null 2>&1
-fi
-[ -x "$T" ] || { echo "FAIL interop-setup: no $T"; exit 1; }
+suite_need_built "$T"
 
 W=$(mktemp -d /tmp/km-interop.XXXXXX)
 agent_pid=""
@@ -26,9 +21,6 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
-fails=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
 check() {	# name command...: PASS when the command succeeds
 	n=$1; shift
 	if "$@" >"$W/last.log" 2>&1; then pass "$n"; else
@@ -214,4 +206,4 @@ osslrejects() {
 }
 check openssl-rejects-our-tampered osslrejects tampered.eml
 
-[ $fails -eq 0 ]
+suite_ok

@@ -10,14 +10,8 @@
 #   L1/L2/KM side by side (printed as INFO lines).
 # KS_FIGURES=1 also measures the hit ratio of 10,000 lookups over 1,000
 # users (about a minute).
-set -u
-top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${KM_BUILD:-$top/build}
+. "$(dirname "$0")/../lib/suite.sh"
 probe=$build/tools/keystore-probe
-fails=0
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
 # expect NAME OUTPUT PATTERNS - PASS if line i of OUTPUT matches line i of
 # PATTERNS (grep -E) for every line of PATTERNS
 expect() {
@@ -32,12 +26,8 @@ EOF
 	else fail "$1" "got: $(printf '%s' "$2" | tr '\n' '|')"; fi
 }
 
-if [ ! -x "$probe" ]; then echo "FAIL setup: $probe missing (make tools)"; exit 1; fi
-for p in redis-server redis-cli /usr/bin/pykmip-server; do
-	if ! command -v "$p" >/dev/null 2>&1; then
-		echo "FAIL setup: $p not installed (tests/install-deps)"; exit 1
-	fi
-done
+suite_need_built "$probe"
+suite_need_cmd redis-server redis-cli /usr/bin/pykmip-server
 
 . "$top/tests/lablib/km.sh"
 
@@ -304,4 +294,4 @@ if [ "${KS_FIGURES:-0}" = 1 ]; then
 	echo "INFO gateway-2 (warm L2) $out"
 fi
 
-[ $fails = 0 ]
+suite_ok

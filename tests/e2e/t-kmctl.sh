@@ -6,28 +6,13 @@
 # bash, not sh: tests/lablib/km.sh km_stop uses "kill -- -PGID", which dash
 # does not support, so under dash a stopped server keeps running.
 # Prints PASS/FAIL/SKIP lines and FIGURE lines (timings).
-set -u
-top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${KM_BUILD:-$top/build}
+. "$(dirname "$0")/../lib/suite.sh"
 kmctl=$build/kmctl
 probe=$build/tools/keymodel-probe
 . "$top/tests/lablib/km.sh"
 
-fails=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
-
-if [ ! -x "$kmctl" ] || [ ! -x "$probe" ]; then
-	make -C "$top" all tools >/dev/null 2>&1
-fi
-if [ ! -x "$kmctl" ] || [ ! -x "$probe" ]; then
-	echo "FAIL build: $kmctl or $probe missing (make all tools)"
-	exit 1
-fi
-if [ ! -x /usr/bin/pykmip-server ]; then
-	echo "FAIL setup: python3-pykmip not installed (tests/install-deps)"
-	exit 1
-fi
+suite_need_built "$kmctl" "$probe"
+suite_need_cmd /usr/bin/pykmip-server
 
 lab=$(mktemp -d /tmp/t-kmctl.XXXXXX)
 base=${KM_PORT_BASE:-$((29000 + $$ % 1000 * 10))}
@@ -361,4 +346,4 @@ if absent 's3cret-pw' "$lab"/km1/server.log "$lab"/km2/server.log "$lab"/km1/std
 	pass no_secrets_in_logs
 else fail no_secrets_in_logs "$(cat "$lab/absent.err")"; fi
 
-[ $fails = 0 ]
+suite_ok

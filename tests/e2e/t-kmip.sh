@@ -3,28 +3,13 @@
 # two real PyKMIP servers and a hostile server, all on 127.0.0.1.
 # Env: KM_TOP (repo root), KM_BUILD (build dir with tools/kmip-probe),
 #      KM_PORT_BASE (default 27000 + pid % 1000 * 10).
-set -u
-top=${KM_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${KM_BUILD:-$top/build}
+. "$(dirname "$0")/../lib/suite.sh"
 probe=$build/tools/kmip-probe
 hostile=$top/tests/tools/kmip-hostile.py
 . "$top/tests/lablib/km.sh"
 
-fails=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; fails=$((fails + 1)); }
-
-if [ ! -x "$probe" ]; then
-	make -C "$top" "$probe" >/dev/null 2>&1 || make -C "$top" tools >/dev/null 2>&1
-fi
-if [ ! -x "$probe" ]; then
-	echo "FAIL build: $probe missing (make tools)"
-	exit 1
-fi
-if [ ! -x /usr/bin/pykmip-server ]; then
-	echo "FAIL setup: python3-pykmip not installed (tests/install-deps)"
-	exit 1
-fi
+suite_need_built "$probe"
+suite_need_cmd /usr/bin/pykmip-server
 
 lab=$(mktemp -d /tmp/t-kmip.XXXXXX)
 base=${KM_PORT_BASE:-$((27000 + $$ % 1000 * 10))}
@@ -276,4 +261,4 @@ run $PH repeat-get 2 3 500
 if [ $rc = 0 ] && has '^connects=3$'; then pass idle_closed_connection_reopened
 else fail idle_closed_connection_reopened "rc=$rc $(cat "$out" "$err")"; fi
 
-[ $fails = 0 ]
+suite_ok

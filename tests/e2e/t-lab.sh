@@ -3,16 +3,10 @@
 # labs at once, Redis access rules, milter-down tempfail, repeated up/down,
 # and that /etc/postfix is never touched.  Uses the null milter so that it
 # runs before kmilter exists.
-set -u
-: "${KM_TOP:=$(cd "$(dirname "$0")/../.." && pwd)}"
-: "${KM_BUILD:=$KM_TOP/build}"
-export KM_BUILD
+. "$(dirname "$0")/../lib/suite.sh"
 LAB=$KM_TOP/tests/lab
 PY=/usr/bin/python3
 SMTP="$PY $KM_TOP/tests/lib/labsmtp.py"
-failed=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1${2:+: $2}"; failed=1; }
 # absent PATTERN FILE...: every FILE exists and none holds PATTERN; a glob
 # that matched nothing or a grep error (status 2) is not "absent"
 absent() {
@@ -23,10 +17,7 @@ absent() {
 	[ $? -eq 1 ]
 }
 
-if [ ! -x "$KM_BUILD/tools/nullmilter" ]; then
-	fail "lab" "$KM_BUILD/tools/nullmilter not built (make tools)"
-	exit 1
-fi
+suite_need_built "$KM_BUILD/tools/nullmilter"
 base=$(mktemp -d /tmp/t-lab.XXXXXX)
 chmod 0755 "$base"
 A=$base/a B=$base/b
@@ -166,4 +157,4 @@ if [ $ok = 1 ]; then pass "up/down twice more in the same dir"; else fail "repea
 if [ "$(etc_sum)" = "$etc_before" ]; then pass "/etc/postfix untouched"
 else fail "/etc/postfix untouched"; fi
 
-exit $failed
+suite_ok

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "fixture.h"
 #include "freewatch.h"
 #include "harness.h"
 #include "inbound.h"
@@ -28,144 +29,17 @@
 
 /* ---- FAKE key store: each internal user holds one key generation ---- */
 
-struct fake_id {
-	const char	*addr;
-	EVP_PKEY	*key;
-	X509		*cert;
-};
-
-static struct fake_id ids[] = {
+static struct fixture_id ids[] = {
 	{ "bob@example.com", NULL, NULL },
 	{ "erin@example.com", NULL, NULL },
 	{ NULL, NULL, NULL }
 };
 static struct keystore *fake_ks;
 
-/* fake_mkcert - a self-signed EC P-256 S/MIME certificate naming addr */
-static X509 *
-fake_mkcert(EVP_PKEY *k, const char *addr)
-{
-	X509 *x = X509_new();
-	X509V3_CTX ctx;
-	X509_EXTENSION *ext;
-	char san[128];
-
-	if (x == NULL)
-		return NULL;
-	snprintf(san, sizeof(san), "email:%s", addr);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 2);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-	    (const unsigned char *)addr, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	X509_set_pubkey(x, k);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san)) != NULL) {
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage,
-	    "emailProtection")) != NULL) {
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	if (X509_sign(x, k, EVP_sha256()) == 0) {
-		X509_free(x);
-		return NULL;
-	}
-	return x;
-}
-
-/* fake_find - the table entry of addr, or NULL */
-static struct fake_id *
-fake_find(const char *addr)
-{
-	for (struct fake_id *f = ids; f->addr; f++)
-		if (strcmp(f->addr, addr) == 0)
-			return f;
-	return NULL;
-}
-
-/* fake_km_cert - FAKE KM: the table's certificate */
-static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
-{
-	struct fake_id *f = fake_find(addr);
-
-	if (f == NULL) {
-		snprintf(errstr, errlen, "no certificate in KM");
-		return KM_PERMFAIL;
-	}
-	X509_up_ref(f->cert);
-	*out = f->cert;
-	return KM_OK;
-}
-
-/* fake_km_keys - FAKE KM: one active, plain (not enhanced) generation */
-static enum km_status
-fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out, size_t *n,
-    char *errstr, size_t errlen)
-{
-	struct fake_id *f = fake_find(addr);
-	struct keymodel_gen *g;
-	PKCS8_PRIV_KEY_INFO *pi;
-	unsigned char *p8 = NULL;
-	int l;
-
-	if (f == NULL) {
-		snprintf(errstr, errlen, "no keys in KM");
-		return KM_PERMFAIL;
-	}
-	if ((g = calloc(1, sizeof(*g))) == NULL || (pi = EVP_PKEY2PKCS8(f->key)) == NULL) {
-		free(g);
-		return KM_NOMEM;
-	}
-	l = i2d_PKCS8_PRIV_KEY_INFO(pi, &p8);
-	PKCS8_PRIV_KEY_INFO_free(pi);
-	if (l <= 0 || (g->der = secmem_alloc((size_t)l)) == NULL) {
-		OPENSSL_free(p8);
-		free(g);
-		return KM_NOMEM;
-	}
-	memcpy(g->der, p8, (size_t)l);
-	g->derlen = (size_t)l;
-	OPENSSL_clear_free(p8, (size_t)l);
-	g->generation = 1;
-	g->state = KMIP_STATE_ACTIVE;
-	X509_up_ref(f->cert);
-	g->cert = f->cert;
-	EVP_PKEY_up_ref(f->key);
-	g->key = f->key;
-	*out = g;
-	*n = 1;
-	return KM_OK;
-}
-
-/* fake_km_gens_free - free what fake_km_keys made */
-static void
-fake_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		X509_free(g[i].cert);
-		EVP_PKEY_free(g[i].key);
-		secmem_free(g[i].der, g[i].derlen);
-	}
-	free(g);
-}
-
-/* fake_km_revcount - FAKE KM: nothing was ever revoked */
-static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
-{
-	*count = 0;
-	return KM_OK;
-}
-
 /*
  * runtime_keystore, runtime_trust - FAKE: replace milter/runtime.c's at
  * link time (runtime.o is then not taken from libkm.a): the key store over
- * the fakes above, and an empty trust store (nothing here is signed).
+ * the fixture's fakes, and an empty trust store (nothing here is signed).
  */
 struct keystore *
 runtime_keystore(void)
@@ -199,15 +73,10 @@ setup(void)
 		printf("    conf: %s\n", err);
 		return 0;
 	}
-	for (struct fake_id *f = ids; f->addr; f++)
-		if ((f->key = EVP_EC_gen("P-256")) == NULL ||
-		    (f->cert = fake_mkcert(f->key, f->addr)) == NULL)
-			return 0;
-	memset(&be, 0, sizeof(be));
-	be.km_cert = fake_km_cert;
-	be.km_keys = fake_km_keys;
-	be.km_gens_free = fake_km_gens_free;
-	be.km_revcount = fake_km_revcount;
+	if (!fixture_ids_make(ids))
+		return 0;
+	fixture_backend(&be, ids);
+	be.signer = NULL;		/* nothing is signed here */
 	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
 		printf("    keystore_new_backend: %s\n", err);
 	return fake_ks != NULL;
@@ -229,7 +98,7 @@ mkmsg(const char **rcpts, const char **to)
 	long n;
 
 	for (int i = 0; to[i] && nc < 4; i++)
-		certs[nc++] = fake_find(to[i])->cert;
+		certs[nc++] = fixture_find(ids, to[i])->cert;
 	if (out == NULL || smime_encrypt(inner, sizeof(inner) - 1, certs, nc,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, out, err, sizeof(err)) != KM_OK)
 		goto fail;

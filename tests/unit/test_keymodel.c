@@ -8,6 +8,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "fixture.h"
 #include "harness.h"
 #include "keymodel.h"
 #include "keymodel_cert.h"
@@ -159,26 +160,6 @@ TEST(split_combine)
 	CHECK(keymodel_split(key, 0, &a, &b, err, sizeof(err)) == KM_PROTO);
 }
 
-/* make_ca - a throwaway CA */
-static void
-make_ca(X509 **ca, EVP_PKEY **cakey)
-{
-	X509_NAME *n;
-
-	*cakey = EVP_EC_gen("P-256");
-	*ca = X509_new();
-	X509_set_version(*ca, X509_VERSION_3);
-	ASN1_INTEGER_set(X509_get_serialNumber(*ca), 1);
-	X509_gmtime_adj(X509_getm_notBefore(*ca), -60);
-	X509_gmtime_adj(X509_getm_notAfter(*ca), 86400);
-	n = X509_get_subject_name(*ca);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-	    (const unsigned char *)"test CA", -1, -1, 0);
-	X509_set_issuer_name(*ca, n);
-	X509_set_pubkey(*ca, *cakey);
-	X509_sign(*ca, *cakey, EVP_sha256());
-}
-
 TEST(issue_and_check_pair)
 {
 	X509 *ca, *x = NULL;
@@ -187,7 +168,7 @@ TEST(issue_and_check_pair)
 	char err[256];
 	int ok_san = 0, i, days, secs;
 
-	make_ca(&ca, &cakey);
+	CHECK(fixture_ca(&ca, &cakey));	/* shared: not freed */
 	CHECK(keymodel_keygen("rsa2048", &key, err, sizeof(err)) == KM_OK);
 	CHECK(keymodel_keygen("ec-p256", &other, err, sizeof(err)) == KM_OK);
 	CHECK(keymodel_issue_cert(key, "Alice@EXAMPLE.COM", ca, cakey, 0,
@@ -240,8 +221,6 @@ TEST(issue_and_check_pair)
 	CHECK(keymodel_keygen("dsa1024", &other, err, sizeof(err)) == KM_PROTO);
 	CHECK(other == NULL);
 	EVP_PKEY_free(key);
-	EVP_PKEY_free(cakey);
-	X509_free(ca);
 }
 
 TEST(fingerprint_format)
@@ -250,14 +229,12 @@ TEST(fingerprint_format)
 	EVP_PKEY *cakey;
 	char fp[96];
 
-	make_ca(&ca, &cakey);
+	CHECK(fixture_ca(&ca, &cakey));	/* shared: not freed */
 	keymodel_cert_fingerprint(ca, fp, sizeof(fp));
 	CHECK_EQ_INT(strlen(fp), 32 * 3 - 1);
 	CHECK(fp[2] == ':' && fp[94] != ':');
 	keymodel_cert_fingerprint(ca, fp, 10);	/* truncates, terminates */
 	CHECK(strlen(fp) < 10);
-	EVP_PKEY_free(cakey);
-	X509_free(ca);
 }
 
 TEST(rewrap_levels)
@@ -270,7 +247,7 @@ TEST(rewrap_levels)
 	int p8len;
 	char err[256];
 
-	make_ca(&ca, &cakey);
+	CHECK(fixture_ca(&ca, &cakey));	/* shared: not freed */
 	CHECK(keymodel_keygen("ec-p256", &key, err, sizeof(err)) == KM_OK);
 	CHECK(keymodel_keygen("ec-p256", &other, err, sizeof(err)) == KM_OK);
 	CHECK(keymodel_issue_cert(key, "a@example.com", ca, cakey, 0,
@@ -314,8 +291,6 @@ TEST(rewrap_levels)
 	EVP_PKEY_free(other);
 	X509_free(x);
 	X509_free(y);
-	EVP_PKEY_free(cakey);
-	X509_free(ca);
 }
 
 TEST(notfound_convention)

@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "fixture.h"
 #include "harness.h"
 #include "conf.h"
 #include "hook.h"
@@ -30,73 +31,24 @@
 
 /* ---- a throw-away PKI ---- */
 
-static EVP_PKEY *ca_key;
-static X509 *ca_cert;
-
-/* mkca - a self-signed CA for the test certificates */
-static void
-mkca(void)
-{
-	X509_NAME *n;
-
-	if (ca_cert != NULL)
-		return;
-	keymodel_keygen("ec-p256", &ca_key, NULL, 0);
-	ca_cert = X509_new();
-	X509_set_version(ca_cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(ca_cert), 1);
-	X509_gmtime_adj(X509_getm_notBefore(ca_cert), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(ca_cert), 86400);
-	X509_set_pubkey(ca_cert, ca_key);
-	n = X509_get_subject_name(ca_cert);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-	    (const unsigned char *)"test CA", -1, -1, 0);
-	X509_set_issuer_name(ca_cert, n);
-	X509_sign(ca_cert, ca_key, EVP_sha256());
-}
-
 /*
- * mkcert - a certificate for key: san (or NULL), subject emailAddress (or
- * NULL), validity from nb to na seconds from now, EKU nid
+ * mkcert - a certificate from the shared test CA for key: san (or NULL),
+ * subject emailAddress (or NULL), validity from nb to na seconds from now,
+ * extended key usage eku
  */
 static X509 *
 mkcert(EVP_PKEY *key, const char *san, const char *email, long nb, long na,
     const char *eku)
 {
-	X509 *c = X509_new();
-	X509_NAME *n;
-	X509V3_CTX ctx;
-	X509_EXTENSION *ext;
-	char buf[400];
+	struct fixture_cert spec = { .serial = 42, .cn = "user", .email = email,
+	    .san = san, .ku = "keyAgreement", .eku = eku, .notbefore = nb,
+	    .notafter = na };
+	X509 *ca;
+	EVP_PKEY *cakey;
 
-	mkca();
-	X509_set_version(c, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(c), 42);
-	X509_gmtime_adj(X509_getm_notBefore(c), nb);
-	X509_gmtime_adj(X509_getm_notAfter(c), na);
-	X509_set_pubkey(c, key);
-	n = X509_get_subject_name(c);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-	    (const unsigned char *)"user", -1, -1, 0);
-	if (email)
-		X509_NAME_add_entry_by_NID(n, NID_pkcs9_emailAddress,
-		    MBSTRING_ASC, (const unsigned char *)email, -1, -1, 0);
-	X509_set_issuer_name(c, X509_get_subject_name(ca_cert));
-	X509V3_set_ctx(&ctx, ca_cert, c, NULL, NULL, 0);
-	if (san) {
-		snprintf(buf, sizeof(buf), "email:%s", san);
-		ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, buf);
-		X509_add_ext(c, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, eku);
-	X509_add_ext(c, ext, -1);
-	X509_EXTENSION_free(ext);
-	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "keyAgreement");
-	X509_add_ext(c, ext, -1);
-	X509_EXTENSION_free(ext);
-	X509_sign(c, ca_key, EVP_sha256());
-	return c;
+	if (!fixture_ca(&ca, &cakey))
+		return NULL;
+	return fixture_cert(key, &spec, ca, cakey);
 }
 
 /* ---- fake KM: a table of users ---- */
@@ -454,6 +406,9 @@ static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
     STACK_OF(X509) **chain, char *errstr, size_t errlen)
 {
+	X509 *ca;
+	EVP_PKEY *cakey;
+
 	F.signer_calls++;
 	if (strcmp(addr, "alice@example.org") != 0) {
 		snprintf(errstr, errlen, "no signing key for %s here", addr);
@@ -469,8 +424,9 @@ fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 	*cert = sign_cert;
 	*key = sign_key;
 	*chain = sk_X509_new_null();
-	X509_up_ref(ca_cert);
-	sk_X509_push(*chain, ca_cert);
+	fixture_ca(&ca, &cakey);
+	X509_up_ref(ca);
+	sk_X509_push(*chain, ca);
 	return KM_OK;
 }
 

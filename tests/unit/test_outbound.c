@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "fixture.h"
 #include "freewatch.h"
 #include "harness.h"
 #include "keystore.h"
@@ -27,13 +28,7 @@
 
 /* ---- FAKE key store: certificates from a table, one signing key ---- */
 
-struct fake_id {
-	const char	*addr;
-	EVP_PKEY	*key;
-	X509		*cert;
-};
-
-static struct fake_id ids[] = {
+static struct fixture_id ids[] = {
 	{ "alice@example.com", NULL, NULL },	/* the internal sender */
 	{ "carol@partner.example", NULL, NULL },
 	{ "dave@secure.example", NULL, NULL },
@@ -41,103 +36,10 @@ static struct fake_id ids[] = {
 };
 static struct keystore *fake_ks;
 
-/* fake_mkcert - a self-signed EC P-256 S/MIME certificate naming addr */
-static X509 *
-fake_mkcert(EVP_PKEY *k, const char *addr)
-{
-	X509 *x = X509_new();
-	X509V3_CTX ctx;
-	X509_EXTENSION *ext;
-	char san[128];
-
-	if (x == NULL)
-		return NULL;
-	snprintf(san, sizeof(san), "email:%s", addr);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-	    (const unsigned char *)addr, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	X509_set_pubkey(x, k);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san)) != NULL) {
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage,
-	    "emailProtection")) != NULL) {
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	if ((ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage,
-	    "digitalSignature,keyAgreement")) != NULL) {
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	if (X509_sign(x, k, EVP_sha256()) == 0) {
-		X509_free(x);
-		return NULL;
-	}
-	return x;
-}
-
-/* fake_find - the table entry of addr, or NULL */
-static struct fake_id *
-fake_find(const char *addr)
-{
-	for (struct fake_id *f = ids; f->addr; f++)
-		if (strcmp(f->addr, addr) == 0)
-			return f;
-	return NULL;
-}
-
-/* fake_km_cert - FAKE KM: the table's certificate, else "no certificate" */
-static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
-{
-	struct fake_id *f = fake_find(addr);
-
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no certificate in KM");
-		return KM_PERMFAIL;
-	}
-	X509_up_ref(f->cert);
-	*out = f->cert;
-	return KM_OK;
-}
-
-/* fake_km_revcount - FAKE KM: nothing was ever revoked */
-static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
-{
-	*count = 0;
-	return KM_OK;
-}
-
-/* fake_signer - FAKE signing store: the table's key for its addresses */
-static enum km_status
-fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, char *errstr, size_t errlen)
-{
-	struct fake_id *f = fake_find(addr);
-
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no signing key");
-		return KM_PERMFAIL;
-	}
-	X509_up_ref(f->cert);
-	EVP_PKEY_up_ref(f->key);
-	*cert = f->cert;
-	*key = f->key;
-	*chain = NULL;
-	return KM_OK;
-}
-
 /*
  * runtime_keystore - FAKE: replaces milter/runtime.c's at link time (this
  * program defines it, so runtime.o is not taken from libkm.a) and hands
- * outbound.c the key store over the fakes above.
+ * outbound.c the key store over the fixture's fakes.
  */
 struct keystore *
 runtime_keystore(void)
@@ -166,15 +68,11 @@ setup(void)
 		printf("    conf: %s\n", err);
 		return 0;
 	}
-	for (struct fake_id *f = ids; f->addr; f++) {
-		if ((f->key = EVP_EC_gen("P-256")) == NULL ||
-		    (f->cert = fake_mkcert(f->key, f->addr)) == NULL)
-			return 0;
-	}
-	memset(&be, 0, sizeof(be));
-	be.km_cert = fake_km_cert;
-	be.km_revcount = fake_km_revcount;
-	be.signer = fake_signer;
+	if (!fixture_ids_make(ids))
+		return 0;
+	fixture_backend(&be, ids);
+	be.km_keys = NULL;		/* nothing is decrypted here */
+	be.km_gens_free = NULL;
 	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
 		printf("    keystore_new_backend: %s\n", err);
 	return fake_ks != NULL;

@@ -186,41 +186,36 @@ TEST(truncated)
 	free(buf);
 }
 
-TEST(bad_version)
+/* Sealed entries that open must refuse, and the reason each gives. */
+static const struct {
+	const char		*what;
+	const unsigned char	*ikm;		/* sealed with; opened with ikm1 */
+	const char		*open_name;
+	int			 version;	/* written over byte 0, or -1 */
+	const char		*reason;
+} refusals[] = {
+	{ "bad version", ikm1, NAME, 2, "version" },
+	{ "wrong name", ikm1, "km:other", -1, "authentication failed" },
+	{ "wrong key", ikm2, NAME, -1, "authentication failed" },
+};
+
+TEST(refused)
 {
-	size_t len;
-	unsigned char *buf = sealed(ikm1, NAME, &len);
-	char err[128] = "";
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		size_t len;
+		unsigned char *buf = sealed(refusals[i].ikm, NAME, &len);
+		char err[128] = "";
+		enum km_status st;
 
-	CHECK(buf != NULL);
-	buf[0] = 2;
-	CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "version") != NULL);
-	free(buf);
-}
-
-TEST(wrong_name)
-{
-	size_t len;
-	unsigned char *buf = sealed(ikm1, NAME, &len);
-	char err[128] = "";
-
-	CHECK(buf != NULL);
-	CHECK_EQ_INT(try_open("km:other", buf, len, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "authentication failed") != NULL);
-	free(buf);
-}
-
-TEST(wrong_key)
-{
-	size_t len;
-	unsigned char *buf = sealed(ikm2, NAME, &len);
-	char err[128] = "";
-
-	CHECK(buf != NULL);
-	CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "authentication failed") != NULL);
-	free(buf);
+		printf("    %s\n", refusals[i].what);
+		CHECK(buf != NULL);
+		if (refusals[i].version >= 0)
+			buf[0] = (unsigned char)refusals[i].version;
+		st = try_open(refusals[i].open_name, buf, len, err, sizeof(err));
+		free(buf);
+		CHECK_EQ_INT(st, KM_PROTO);
+		CHECK(strstr(err, refusals[i].reason) != NULL);
+	}
 }
 
 TEST(names)
@@ -402,9 +397,7 @@ static const struct test_case tests[] = {
 	T(expired),
 	T(tamper_every_byte),
 	T(truncated),
-	T(bad_version),
-	T(wrong_name),
-	T(wrong_key),
+	T(refused),
 	T(names),
 	T(bad_key_bytes),
 	T(key_file),

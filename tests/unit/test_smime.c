@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "fixture.h"
 #include "harness.h"
 
 #include "mime.h"
@@ -37,68 +38,32 @@ static const char entity[] =
     "-- \r\n"
     "Alice\r\n";
 
-/* add_ext - add one X509v3 extension from its config string */
-static int
-add_ext(X509 *x, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509_EXTENSION *ex;
-
-	X509V3_set_ctx_nodb(&ctx);
-	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-	if ((ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value)) == NULL)
-		return 0;
-	X509_add_ext(x, ex, -1);
-	X509_EXTENSION_free(ex);
-	return 1;
-}
-
 /* make_ident - a key pair and a certificate (self-signed when no issuer) */
 static int
 make_ident(struct ident *id, const char *cn, const char *email, int ec,
     const struct ident *issuer)
 {
 	static long serial = 100;
-	X509_NAME *n;
+	struct fixture_cert spec = { .org = "kmilter unit", .cn = cn,
+	    .keyids = 1, .notbefore = -3600, .notafter = 86400L * 365 };
 
-	id->key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
-	if (id->key == NULL || (id->cert = X509_new()) == NULL)
-		return 0;
-	X509_set_version(id->cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(id->cert), serial++);
-	X509_gmtime_adj(X509_getm_notBefore(id->cert), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(id->cert), 86400L * 365);
-	X509_set_pubkey(id->cert, id->key);
-	n = X509_get_subject_name(id->cert);
-	X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
-	    (const unsigned char *)"kmilter unit", -1, -1, 0);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-	    (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(id->cert, issuer ?
-	    X509_get_subject_name(issuer->cert) : n);
-	add_ext(id->cert, id->cert, NID_subject_key_identifier, "hash");
+	spec.serial = serial++;
 	if (issuer == NULL) {
-		add_ext(id->cert, id->cert, NID_basic_constraints,
-		    "critical,CA:TRUE");
-		add_ext(id->cert, id->cert, NID_key_usage,
-		    "critical,keyCertSign,cRLSign");
+		spec.bc = "critical,CA:TRUE";
+		spec.ku = "critical,keyCertSign,cRLSign";
 	} else {
-		char san[128];
-
-		add_ext(id->cert, issuer->cert, NID_basic_constraints,
-		    "CA:FALSE");
-		add_ext(id->cert, issuer->cert, NID_key_usage, ec ?
-		    "critical,digitalSignature,keyAgreement" :
-		    "critical,digitalSignature,keyEncipherment");
-		add_ext(id->cert, issuer->cert, NID_ext_key_usage,
-		    "emailProtection");
-		snprintf(san, sizeof(san), "email:%s", email);
-		add_ext(id->cert, issuer->cert, NID_subject_alt_name, san);
-		add_ext(id->cert, issuer->cert, NID_authority_key_identifier,
-		    "keyid");
+		spec.bc = "CA:FALSE";
+		spec.ku = ec ? "critical,digitalSignature,keyAgreement" :
+		    "critical,digitalSignature,keyEncipherment";
+		spec.eku = "emailProtection";
+		spec.san = email;
 	}
-	return X509_sign(id->cert, issuer ? issuer->key : id->key,
-	    EVP_sha256()) > 0;
+	id->key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
+	if (id->key == NULL)
+		return 0;
+	id->cert = fixture_cert(id->key, &spec, issuer ? issuer->cert : NULL,
+	    issuer ? issuer->key : NULL);
+	return id->cert != NULL;
 }
 
 /* pki - build the test PKI once; 1 when ready (a case CHECKs it: no skip) */
