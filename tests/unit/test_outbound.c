@@ -10,6 +10,8 @@
  */
 #include <strings.h>
 
+#include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
@@ -101,6 +103,45 @@ mkmsg(const char **rcpts, const char *ctype, const char *body)
 	return s;
 }
 
+/*
+ * reader_gets_secret - can addr's key open the verdict's enveloped body,
+ * and does what it opens hold the plaintext?  (CMS_decrypt with the key
+ * and certificate of that recipient only: a message encrypted to anyone
+ * else does not open.)
+ */
+static int
+reader_gets_secret(const struct verdict *v, const char *addr)
+{
+	struct fixture_id *id = fixture_find(ids, addr);
+	BIO *in, *b64, *out;
+	CMS_ContentInfo *cms;
+	BUF_MEM *got;
+	int ok = 0;
+
+	if (id == NULL || v->body == NULL ||
+	    (in = BIO_new_mem_buf(v->body, (int)v->bodylen)) == NULL)
+		return 0;
+	if ((b64 = BIO_new(BIO_f_base64())) == NULL) {
+		BIO_free(in);
+		return 0;
+	}
+	in = BIO_push(b64, in);
+	cms = d2i_CMS_bio(in, NULL);
+	BIO_free_all(in);
+	if (cms == NULL || (out = BIO_new(BIO_s_mem())) == NULL) {
+		CMS_ContentInfo_free(cms);
+		return 0;
+	}
+	if (CMS_decrypt(cms, id->key, id->cert, NULL, out, 0) == 1) {
+		BIO_get_mem_ptr(out, &got);
+		ok = memmem(got->data, got->length, SECRET, strlen(SECRET)) != NULL;
+	}
+	ERR_clear_error();
+	BIO_free(out);
+	CMS_ContentInfo_free(cms);
+	return ok;
+}
+
 /* body_has - whether the verdict's new body contains text */
 static int
 body_has(const struct verdict *v, const char *text)
@@ -181,6 +222,9 @@ TEST(every_rcpt_with_cert_encrypted)
 	CHECK(!body_has(&v, SECRET));
 	CHECK((ct = ctype_change(&v)) != NULL);
 	CHECK(strstr(ct, "enveloped-data") != NULL);
+	/* each recipient, with its own key, reads it */
+	CHECK(reader_gets_secret(&v, "carol@partner.example"));
+	CHECK(reader_gets_secret(&v, "dave@secure.example"));
 	verdict_clear(&v);
 	session_free(s);
 }
