@@ -53,6 +53,7 @@ struct conf_rule {
 	char	*match;		/* "domain.tld", ".sub.domain" or "user@domain" */
 	int	 encrypt;	/* enum conf_ruleenc */
 	int	 sign;		/* enum conf_rulesign */
+	int	 hide_subject;	/* enum conf_rulesign: default, yes, no */
 };
 
 /* One line of policy.sender_login_map (conf/loginmap.c). */
@@ -135,6 +136,7 @@ struct kmilter_conf {
 	int	 out_missing_cert;	/* enum conf_missing */
 	int	 out_no_signing_key;	/* enum conf_nosignkey */
 	char	*out_subject_tag;
+	int	 out_hide_subject;	/* encrypted mail: outer Subject "[...]" (RFC 9788) */
 	struct conf_rule *rules;
 	int	 nrules;
 	int	 in_decrypt;

@@ -32,6 +32,8 @@ static const struct conf_key rule_keys[] = {
 	  "default|never|opportunistic|mandatory", 0, NULL, 0, 0 },
 	{ "sign", CT_ENUM, offsetof(struct conf_rule, sign), "default", 0, 0,
 	  "default|yes|no", 0, NULL, 0, 0 },
+	{ "hide_subject", CT_ENUM, offsetof(struct conf_rule, hide_subject), "default", 0, 0,
+	  "default|yes|no", 0, NULL, 0, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }
 };
 
@@ -102,6 +104,7 @@ const struct conf_key conf_schema[] = {
 	ENUM("policy.outbound.no_signing_key", out_no_signing_key, "unsigned",
 	    "unsigned|tempfail"),
 	STR("policy.outbound.subject_tag", out_subject_tag, ""),
+	BOOL("policy.outbound.hide_subject", out_hide_subject, "true"),
 	{ "policy.rules", CT_GROUPLIST, O(rules), NULL, 0, 10000, NULL, 0,
 	  rule_keys, sizeof(struct conf_rule), O(nrules) },
 	BOOL("policy.inbound.decrypt", in_decrypt, "true"),

@@ -36,7 +36,25 @@ enum km_status
 entity_from_message(const struct message *m, const unsigned char *body, size_t bodylen,
     char **out, size_t *outlen)
 {
-	size_t need = bodylen + 64, o = 0;
+	struct entity_extra none = { 0 };
+
+	return entity_build(m, &none, body, bodylen, out, outlen);
+}
+
+/*
+ * entity_build - the message's entity with what header protection adds:
+ * a parameter on the Content-Type, header lines after the Content-*
+ * ones, text in front of the body (see entity.h).
+ */
+enum km_status
+entity_build(const struct message *m, const struct entity_extra *x,
+    const unsigned char *body, size_t bodylen, char **out, size_t *outlen)
+{
+	const char *deflt = "text/plain; charset=us-ascii";
+	const char *param = x->ctype_param ? x->ctype_param : "";
+	const char *lines = x->lines ? x->lines : "", *prefix = x->prefix ? x->prefix : "";
+	size_t need = bodylen + 2 * (strlen(deflt) + strlen(param) + strlen(lines) +
+	    strlen(prefix)) + 64, o = 0;
 	int have_ctype = 0;
 	char *buf;
 
@@ -46,17 +64,28 @@ entity_from_message(const struct message *m, const unsigned char *body, size_t b
 	if ((buf = secmem_alloc(need)) == NULL)
 		return KM_NOMEM;
 	for (int i = 0; i < m->nheaders; i++) {
+		int first_ctype = !have_ctype &&
+		    strcasecmp(m->headers[i].name, "Content-Type") == 0;
+
 		if (!entity_is_content_header(m->headers[i].name))
 			continue;
-		have_ctype |= strcasecmp(m->headers[i].name, "Content-Type") == 0;
+		have_ctype |= first_ctype;
 		o = put_crlf(buf, o, m->headers[i].name);
 		o = put_crlf(buf, o, ": ");
 		o = put_crlf(buf, o, m->headers[i].value);
+		if (first_ctype)
+			o = put_crlf(buf, o, param);
 		o = put_crlf(buf, o, "\r\n");
 	}
-	if (!have_ctype)
-		o = put_crlf(buf, o, "Content-Type: text/plain; charset=us-ascii\r\n");
+	if (!have_ctype) {
+		o = put_crlf(buf, o, "Content-Type: ");
+		o = put_crlf(buf, o, deflt);
+		o = put_crlf(buf, o, param);
+		o = put_crlf(buf, o, "\r\n");
+	}
+	o = put_crlf(buf, o, lines);
 	o = put_crlf(buf, o, "\r\n");
+	o = put_crlf(buf, o, prefix);
 	memcpy(buf + o, body, bodylen);
 	*out = buf;
 	*outlen = o + bodylen;

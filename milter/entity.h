@@ -4,14 +4,17 @@
  * NAME
  *	entity - the message's MIME entity: taken out of a message, put back into one
  * SUMMARY
- *	entity_from_message(), entity_replace(), entity_from_bio()
+ *	entity_from_message(), entity_build(), entity_replace(), entity_from_bio()
  * DESCRIPTION
  *	The top-level MIME entity of a message is its Content-* headers and
  *	its body; the other headers (From, To, Subject, Received, ...) stay
  *	outside when kmilter signs, encrypts or decrypts.
  *	entity_from_message() builds that entity with CRLF line ends (a
  *	message without Content-Type gets "text/plain; charset=us-ascii",
- *	RFC 2045's default, written out).
+ *	RFC 2045's default, written out).  entity_build() does the same with
+ *	what header protection (hp.h) adds: a parameter appended to the
+ *	(first) Content-Type, header lines (CRLF-ended) after the Content-*
+ *	headers, and text put in front of the body.
  *	entity_replace() turns a new entity into verdict changes: every
  *	top-level Content-* header is deleted, the entity's Content-*
  *	headers are added, MIME-Version: 1.0 is added when missing, and the
@@ -40,6 +43,14 @@
 
 enum km_status entity_from_message(const struct message *, const unsigned char *body,
 		    size_t bodylen, char **out, size_t *outlen);
+struct entity_extra {
+	const char	*ctype_param;	/* e.g. "; hp=\"cipher\"", or NULL */
+	const char	*lines;		/* header lines, each ending in CRLF, or NULL */
+	const char	*prefix;	/* text in front of the body, or NULL */
+};
+
+enum km_status entity_build(const struct message *, const struct entity_extra *,
+		    const unsigned char *body, size_t bodylen, char **out, size_t *outlen);
 enum km_status entity_replace(struct verdict *, const struct message *,
 		    const char *entity, size_t len, char *errstr, size_t errlen);
 int	       entity_is_content_header(const char *name);

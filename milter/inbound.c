@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 
 #include "entity.h"
+#include "hp.h"
 #include "inbound.h"
 #include "keystore.h"
 #include "log.h"
@@ -428,6 +429,32 @@ open_layers(struct in_job *j, enum mime_smime_kind kind, const unsigned char *bo
 	return step == STEP_FAIL ? -1 : 0;
 }
 
+/*
+ * protect_step - the protected headers of what was decrypted or unwrapped
+ * replace the outer ones (hp.h); X-Kmilter-Header-Protection says which.
+ * 0, or -1 when out of memory.
+ */
+static int
+protect_step(struct in_job *j)
+{
+	struct hp_report rep;
+	struct kmerr err;
+	char hdr[700];
+
+	if (!j->decrypted && !j->unwrapped)
+		return 0;
+	if (hp_apply(j->v, j->m, j->cur, j->curlen, &rep, &err) != KM_OK)
+		return -1;
+	if (*rep.hp == '\0')
+		return 0;
+	hp_report_value(&rep, hdr, sizeof(hdr));
+	if (*rep.skipped)
+		log_warnx("%s: inbound: header protection: %s", message_qid(j->m), hdr);
+	else
+		log_info("%s: inbound: header protection: %s", message_qid(j->m), hdr);
+	return verdict_header_add(j->v, "X-Kmilter-Header-Protection", hdr) == KM_OK ? 0 : -1;
+}
+
 /* deliver - the opened entity, the headers that say what was done, the result */
 static void
 deliver(struct in_job *j)
@@ -443,6 +470,8 @@ deliver(struct in_job *j)
 			verdict_tempfail(j->v, "%s", j->reason);
 		return;
 	}
+	if (j->cur != NULL && protect_step(j) != 0)
+		goto nomem;
 	if (j->decrypted) {
 		char hdr[300];
 

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "entity.h"
+#include "hp.h"
 #include "keystore.h"
 #include "log.h"
 #include "mime.h"
@@ -188,6 +189,8 @@ struct out_job {
 	struct verdict	*v;
 	int		 sign;
 	int		 encrypt;
+	int		 protect;	/* kmilter makes the entity: protect its headers */
+	int		 hide_subject;	/* every recipient's policy lets the Subject be hidden */
 	char		 downgrade[256];
 	char		*newsubj;
 	X509		*signer;
@@ -279,6 +282,8 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 			pol.encrypt = ENCRYPT_MANDATORY;
 		if (!pol.sign)
 			j->sign = 0;
+		if (!pol.hide_subject)
+			j->hide_subject = 0;
 		any_mandatory |= pol.encrypt == ENCRYPT_MANDATORY;
 		want_encrypt |= pol.encrypt != ENCRYPT_NEVER;
 		if (pol.encrypt == ENCRYPT_NEVER) {
@@ -443,6 +448,38 @@ encrypt_entity(struct out_job *j)
 	return take_output(j, st, "encryption", err, out, &j->final, &j->finallen);
 }
 
+/*
+ * make_entity - j->entity: what is signed or encrypted; with its headers
+ * protected (hp.h) unless the client signed it (its signature covers an
+ * entity kmilter must not change).  0, or -1 with the verdict made.
+ */
+static int
+make_entity(struct out_job *j, const unsigned char *body, size_t bodylen)
+{
+	struct hp_out o = { .cipher = j->encrypt, .hide_subject = j->encrypt && j->hide_subject,
+	    .subject = j->newsubj };
+	struct hp_report rep;
+	struct kmerr err;
+
+	if (!j->protect) {
+		if (entity_from_message(j->m, body, bodylen, &j->entity, &j->entlen) == KM_OK)
+			return 0;
+		verdict_tempfail(j->v, "out of memory");
+		return -1;
+	}
+	if (hp_protect(j->m, &o, body, bodylen, &j->entity, &j->entlen, &rep, &err) != KM_OK) {
+		verdict_tempfail(j->v, "%s", err.msg);
+		return -1;
+	}
+	if (*rep.hp == '\0')
+		j->protect = 0;	/* the client protected them: its choice stands */
+	else
+		log_debug(1, "%s: outbound: headers protected (hp=%s)%s%s", message_qid(j->m),
+		    rep.hp, o.hide_subject ? ", Subject hidden" : "",
+		    rep.legacy ? ", legacy display" : "");
+	return 0;
+}
+
 /* rewrite - sign and/or encrypt the entity and put it in the verdict */
 static void
 rewrite(struct out_job *j)
@@ -450,16 +487,15 @@ rewrite(struct out_job *j)
 	const unsigned char *body;
 	size_t bodylen;
 	char err[512];
+	struct kmerr kerr;
 	enum km_status st;
 
 	if (spool_map(j->m->body, &body, &bodylen, err, sizeof(err)) != KM_OK) {
 		verdict_tempfail(j->v, "%s", err);
 		return;
 	}
-	if (entity_from_message(j->m, body, bodylen, &j->entity, &j->entlen) != KM_OK) {
-		verdict_tempfail(j->v, "out of memory");
+	if (make_entity(j, body, bodylen) != 0)
 		return;
-	}
 	if (j->sign && sign_entity(j) != 0)
 		return;
 	if (j->encrypt) {
@@ -473,6 +509,11 @@ rewrite(struct out_job *j)
 	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, err, sizeof(err))) !=
 	    KM_OK) {
 		verdict_tempfail(j->v, "rewrite: %s", err);
+		return;
+	}
+	if (j->protect && j->encrypt && j->hide_subject &&
+	    hp_hide_outer(j->v, j->m, &kerr) != KM_OK) {
+		verdict_tempfail(j->v, "rewrite: %s", kerr.msg);
 		return;
 	}
 	j->v->action_name = j->sign && j->encrypt ? "sign+encrypt" : j->sign ? "sign" :
@@ -508,8 +549,10 @@ outbound_eom(struct session *s, struct verdict *v)
 	if (client_done(j.m, v, &kind))
 		return;
 	j.sign = 1;	/* until a recipient's policy (a rule, else outbound.sign) says no */
+	j.hide_subject = 1;	/* likewise (a rule, else outbound.hide_subject) */
+	j.protect = 1;
 	if (kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE)
-		j.sign = 0;	/* keep the client's signature; encrypt around it */
+		j.sign = j.protect = 0;	/* keep the client's signature; encrypt around it */
 	/* A subject tag makes every recipient mandatory. */
 	if ((tagged = strip_subject_tag(&j)) < 0)
 		goto out;

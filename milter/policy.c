@@ -347,7 +347,8 @@ rule_for(const struct kmilter_conf *c, const char *rcpt)
 struct rcpt_policy
 policy_for_rcpt(const struct kmilter_conf *c, const char *rcpt)
 {
-	struct rcpt_policy p = { c->out_encrypt, c->out_sign == SIGN_YES };
+	struct rcpt_policy p = { c->out_encrypt, c->out_sign == SIGN_YES,
+	    c->out_hide_subject };
 	const struct conf_rule *r = rule_for(c, rcpt);
 
 	if (r != NULL) {
@@ -355,6 +356,8 @@ policy_for_rcpt(const struct kmilter_conf *c, const char *rcpt)
 			p.encrypt = r->encrypt - 1;	/* enum conf_ruleenc -> conf_encrypt */
 		if (r->sign != RULESIGN_DEFAULT)
 			p.sign = r->sign == RULESIGN_YES;
+		if (r->hide_subject != RULESIGN_DEFAULT)
+			p.hide_subject = r->hide_subject == RULESIGN_YES;
 	}
 	return p;
 }

@@ -57,6 +57,7 @@ enum direction { DIR_PASS, DIR_OUTBOUND, DIR_INBOUND };
 struct rcpt_policy {
 	int	encrypt;	/* enum conf_encrypt */
 	int	sign;		/* 1 or 0 */
+	int	hide_subject;	/* encrypted: outer Subject "[...]" (1 or 0) */
 };
 
 enum policy_signer {
