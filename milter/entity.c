@@ -125,9 +125,9 @@ log_dropped(const struct message *m, const struct mime_headers *h, int n, const 
 	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
 		hp = mime_ctype_param(ct, "hp");
 	if (hp != NULL && strcasecmp(hp, "cipher") == 0)
-		why = "; RFC 9788 hp=cipher protected headers are not shown yet";
+		why = "; RFC 9788 hp=cipher: the protected ones are applied by hp.c";
 	else if (hp != NULL && strcasecmp(hp, "clear") == 0)
-		why = "; RFC 9788 hp=clear protected headers are not shown yet";
+		why = "; RFC 9788 hp=clear: the protected ones are applied by hp.c";
 	log_info("%s: %d header(s) inside the S/MIME content not made message headers "
 	    "(only Content-* are%s): %s", message_qid(m), n, why, names);
 	mime_ctype_free(ct);
@@ -139,8 +139,8 @@ log_dropped(const struct message *m, const struct mime_headers *h, int n, const 
  * else a sender wrote inside encrypted or signed content (From,
  * Authentication-Results, X-Kmilter-*, Received, ...) must never look as
  * if the gateway or the sending MTA wrote it, so it is dropped; that
- * includes RFC 9788 protected headers (hp="cipher"/"clear"), which a
- * later change may show to the user properly.  The body is left as it is.
+ * includes RFC 9788 protected headers (hp="cipher"/"clear"), which
+ * hp_apply() sets on the message itself (hp.h).  The body is left as it is.
  */
 enum km_status
 entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,

@@ -21,8 +21,9 @@
  *	body is replaced.  No other header of the entity ever reaches the
  *	message header: what a sender wrote inside decrypted or unwrapped
  *	content (From, Subject, Authentication-Results, X-Kmilter-*,
- *	Received, RFC 9788 protected headers, ...) is dropped, with a log
- *	line that names the dropped headers (never their values).
+ *	Received, ...) is dropped, with a log line that names the dropped
+ *	headers (never their values); RFC 9788 protected headers are set on
+ *	the message by hp_apply() (hp.h), not here.
  * OWNERSHIP
  *	entity_from_bio() copies a memory BIO's bytes into a NUL-terminated
  *	buffer from secmem_alloc() (NULL when out of memory), and

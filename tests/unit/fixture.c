@@ -13,6 +13,8 @@
 #include "keystore.h"
 #include "kmip.h"
 #include "secmem.h"
+#include "session.h"
+#include "verdict.h"
 
 /* add_ext - add one X509v3 extension from its config string; 0 on failure */
 static int
@@ -233,4 +235,44 @@ fixture_backend(struct keystore_backend *be, struct fixture_id *ids)
 	be->km_gens_free = fake_km_gens_free;
 	be->km_revcount = fake_km_revcount;
 	be->signer = fake_signer;
+}
+
+/* fixture_message - a message with these headers (name, value pairs, NULL-terminated) */
+struct message *
+fixture_message(const char *const *hv)
+{
+	struct message *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	for (; hv[0] != NULL; hv += 2)
+		if (message_add_header(m, hv[0], hv[1]) != KM_OK)
+			abort();
+	return m;
+}
+
+/* fixture_message_free - free what fixture_message() made */
+void
+fixture_message_free(struct message *m)
+{
+	for (int i = 0; i < m->nheaders; i++) {
+		free(m->headers[i].name);
+		free(m->headers[i].value);
+	}
+	free(m->headers);
+	free(m);
+}
+
+/* fixture_has_change - is there a change (name, index, value or NULL) in the verdict? */
+int
+fixture_has_change(const struct verdict *v, const char *name, int index, const char *value)
+{
+	for (int i = 0; i < v->nchanges; i++) {
+		const struct header_change *c = &v->changes[i];
+
+		if (strcmp(c->name, name) == 0 && c->index == index &&
+		    (value == NULL ? c->value == NULL : c->value && strcmp(c->value, value) == 0))
+			return 1;
+	}
+	return 0;
 }

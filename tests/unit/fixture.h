@@ -7,6 +7,7 @@
  * SUMMARY
  *	fixture_cert(), fixture_ca()
  *	fixture_find(), fixture_ids_make(), fixture_backend()
+ *	fixture_message(), fixture_message_free(), fixture_has_change()
  * DESCRIPTION
  *	fixture_cert() makes a certificate for key as a struct fixture_cert
  *	describes it, signed by issuer/issuer_key (self-signed when issuer
@@ -20,6 +21,10 @@
  *	holds one active, plain generation; nothing was ever revoked) and
  *	whose signing store hands out each id's key.  An id whose cert is
  *	NULL is unknown to KM.
+ *	fixture_message() makes a message holding the given headers (name,
+ *	value pairs ending in NULL) and nothing else; fixture_has_change()
+ *	says whether a verdict holds a header change (name, index, value;
+ *	value NULL for a deletion, index 0 for an addition).
  * OWNERSHIP
  *	fixture_cert() returns a new certificate: X509_free().  fixture_ca()
  *	and the table's keys and certificates live as long as the program.
@@ -61,5 +66,13 @@ struct fixture_id {
 struct fixture_id *fixture_find(struct fixture_id *ids, const char *addr);
 int	 fixture_ids_make(struct fixture_id *ids);
 void	 fixture_backend(struct keystore_backend *be, struct fixture_id *ids);
+
+struct message;
+struct verdict;
+
+struct message *fixture_message(const char *const *name_value);
+void	 fixture_message_free(struct message *);
+int	 fixture_has_change(const struct verdict *, const char *name, int index,
+	    const char *value);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "entity.h"
+#include "fixture.h"
 #include "forged.h"
 #include "log.h"
 #include "harness.h"
@@ -149,45 +150,6 @@ TEST(is_ours)
 	CHECK(!forged_is_ours("From", ID, ID));
 }
 
-/* a message with these headers (name, value pairs, NULL-terminated) */
-static struct message *
-make_message(const char *const *hv)
-{
-	struct message *m = calloc(1, sizeof(*m));
-
-	if (m == NULL)
-		return NULL;
-	for (; hv[0] != NULL; hv += 2)
-		if (message_add_header(m, hv[0], hv[1]) != KM_OK)
-			abort();
-	return m;
-}
-
-static void
-free_message(struct message *m)
-{
-	for (int i = 0; i < m->nheaders; i++) {
-		free(m->headers[i].name);
-		free(m->headers[i].value);
-	}
-	free(m->headers);
-	free(m);
-}
-
-/* has_change - is there a change (name, index, value or NULL) in the verdict? */
-static int
-has_change(const struct verdict *v, const char *name, int index, const char *value)
-{
-	for (int i = 0; i < v->nchanges; i++) {
-		const struct header_change *c = &v->changes[i];
-
-		if (strcmp(c->name, name) == 0 && c->index == index &&
-		    (value == NULL ? c->value == NULL : c->value && strcmp(c->value, value) == 0))
-			return 1;
-	}
-	return 0;
-}
-
 TEST(remove_in_order)
 {
 	static const char *const hv[] = {
@@ -204,7 +166,7 @@ TEST(remove_in_order)
 	struct kmilter_conf conf;
 	struct session s;
 	struct verdict v;
-	struct message *m = make_message(hv);
+	struct message *m = fixture_message(hv);
 
 	CHECK(m != NULL);
 	memset(&conf, 0, sizeof(conf));
@@ -220,24 +182,24 @@ TEST(remove_in_order)
 	/* last first, each index among headers of that very name */
 	CHECK_EQ_STR(v.changes[0].name, "x-kmilter-decrypted");
 	CHECK_EQ_INT(v.changes[0].index, 2);
-	CHECK(has_change(&v, "Authentication-Results", 3, NULL));
-	CHECK(has_change(&v, "X-Kmilter-Decrypted", 1, NULL));
-	CHECK(has_change(&v, "Authentication-Results", 2, NULL));
-	CHECK(!has_change(&v, "Authentication-Results", 1, NULL));
-	CHECK(!has_change(&v, "Authentication-Results", 4, NULL));
+	CHECK(fixture_has_change(&v, "Authentication-Results", 3, NULL));
+	CHECK(fixture_has_change(&v, "X-Kmilter-Decrypted", 1, NULL));
+	CHECK(fixture_has_change(&v, "Authentication-Results", 2, NULL));
+	CHECK(!fixture_has_change(&v, "Authentication-Results", 1, NULL));
+	CHECK(!fixture_has_change(&v, "Authentication-Results", 4, NULL));
 	CHECK_EQ_INT(v.changes[1].index, 3);
 	CHECK_EQ_INT(v.changes[3].index, 2);
 	verdict_clear(&v);
 
 	/* nothing to remove: the verdict stays a pass */
-	free_message(m);
-	m = make_message((const char *const[]){ "Authentication-Results",
+	fixture_message_free(m);
+	m = fixture_message((const char *const[]){ "Authentication-Results",
 	    "other.example; spf=pass", "Subject", "x", NULL });
 	s.msg = m;
 	CHECK_EQ_INT(forged_remove(&s, &v), 0);
 	CHECK(v.kind == VERDICT_PASS);
 	CHECK_EQ_INT(v.nchanges, 0);
-	free_message(m);
+	fixture_message_free(m);
 }
 
 TEST(entity_lifts_only_content_headers)
@@ -260,7 +222,7 @@ TEST(entity_lifts_only_content_headers)
 	    "Content-Transfer-Encoding: 7bit\r\n"
 	    "\r\n"
 	    "hello\r\n";
-	struct message *m = make_message(hv);
+	struct message *m = fixture_message(hv);
 	struct verdict v;
 	char err[128];
 
@@ -268,16 +230,16 @@ TEST(entity_lifts_only_content_headers)
 	verdict_init(&v);
 	CHECK(entity_replace(&v, m, ent, sizeof(ent) - 1, err, sizeof(err)) == KM_OK);
 	/* the old Content-* deleted, the new Content-* added, nothing else */
-	CHECK(has_change(&v, "Content-Type", 1, NULL));
-	CHECK(has_change(&v, "Content-Transfer-Encoding", 1, NULL));
-	CHECK(has_change(&v, "Content-Type", 0, "text/plain; charset=us-ascii; hp=\"cipher\""));
-	CHECK(has_change(&v, "Content-Transfer-Encoding", 0, "7bit"));
+	CHECK(fixture_has_change(&v, "Content-Type", 1, NULL));
+	CHECK(fixture_has_change(&v, "Content-Transfer-Encoding", 1, NULL));
+	CHECK(fixture_has_change(&v, "Content-Type", 0, "text/plain; charset=us-ascii; hp=\"cipher\""));
+	CHECK(fixture_has_change(&v, "Content-Transfer-Encoding", 0, "7bit"));
 	CHECK_EQ_INT(v.nchanges, 4);
 	for (int i = 0; i < v.nchanges; i++)
 		CHECK(strncmp(v.changes[i].name, "Content-", 8) == 0);
 	CHECK(v.body != NULL && v.bodylen == 7 && memcmp(v.body, "hello\r\n", 7) == 0);
 	verdict_clear(&v);
-	free_message(m);
+	fixture_message_free(m);
 }
 
 static const struct test_case tests[] = {

@@ -87,9 +87,8 @@ setup(void)
  * (smime_encrypt) to the certificates of the ids named in to
  */
 static struct session *
-mkmsg(const char **rcpts, const char **to)
+mkmsg_inner(const char **rcpts, const char **to, const char *inner)
 {
-	static const char inner[] = "Content-Type: text/plain\r\n\r\nhello " SECRET "\r\n";
 	struct session *s = NULL;
 	X509 *certs[4];
 	size_t nc = 0;
@@ -99,7 +98,7 @@ mkmsg(const char **rcpts, const char **to)
 
 	for (int i = 0; to[i] && nc < 4; i++)
 		certs[nc++] = fixture_find(ids, to[i])->cert;
-	if (out == NULL || smime_encrypt(inner, sizeof(inner) - 1, certs, nc,
+	if (out == NULL || smime_encrypt(inner, strlen(inner), certs, nc,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, out, err, sizeof(err)) != KM_OK)
 		goto fail;
 	if ((n = BIO_get_mem_data(out, &ent)) <= 0 ||
@@ -127,6 +126,12 @@ fail:
 	printf("    mkmsg: %s\n", err);
 	BIO_free(out);
 	return session_free(s);
+}
+
+static struct session *
+mkmsg(const char **rcpts, const char **to)
+{
+	return mkmsg_inner(rcpts, to, "Content-Type: text/plain\r\n\r\nhello " SECRET "\r\n");
 }
 
 /* body_has - whether the verdict's new body contains text */
@@ -245,8 +250,37 @@ TEST(plaintext_wiped_before_free)
 #endif
 }
 
+TEST(protected_headers_replace_outer)
+{
+	/* RFC 9788: the decrypted entity's Subject replaces the outer "[...]"
+	   (once), the outer value stays as HP-Outer, the result header says so */
+	const char *rc[] = { "bob@example.com", NULL };
+	static const char inner[] = "Content-Type: text/plain; hp=\"cipher\"\r\n"
+	    "From: zed@partner.example\r\nSubject: the real one\r\n\r\nhello\r\n";
+	struct session *s;
+	struct verdict v;
+	int subj = 0;
+
+	CHECK(setup());
+	CHECK((s = mkmsg_inner(rc, rc, inner)) != NULL);
+	CHECK(message_add_header(s->msg, "Subject", "[...]") == KM_OK);
+	verdict_init(&v);
+	inbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "decrypt");
+	CHECK(fixture_has_change(&v, "Subject", 1, "the real one"));
+	CHECK(fixture_has_change(&v, "HP-Outer", 0, "Subject: [...]"));
+	CHECK(fixture_has_change(&v, "X-Kmilter-Header-Protection", 0,
+	    "hp=cipher; applied=From,Subject; hp-outer=Subject"));
+	for (int i = 0; i < v.nchanges; i++)
+		subj += strcasecmp(v.changes[i].name, "Subject") == 0;
+	CHECK_EQ_INT(subj, 1);
+	verdict_clear(&v);
+	session_free(s);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
+	T(protected_headers_replace_outer),
 	T(outside_rcpt_kept_encrypted),
 	T(internal_rcpt_not_encrypted_to_kept_encrypted),
 	T(internal_rcpt_without_keys_kept_encrypted),

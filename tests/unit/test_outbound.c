@@ -110,7 +110,7 @@ mkmsg(const char **rcpts, const char *ctype, const char *body)
  * else does not open.)
  */
 static int
-reader_gets_secret(const struct verdict *v, const char *addr)
+reader_gets(const struct verdict *v, const char *addr, const char *text)
 {
 	struct fixture_id *id = fixture_find(ids, addr);
 	BIO *in, *b64, *out;
@@ -134,12 +134,18 @@ reader_gets_secret(const struct verdict *v, const char *addr)
 	}
 	if (CMS_decrypt(cms, id->key, id->cert, NULL, out, 0) == 1) {
 		BIO_get_mem_ptr(out, &got);
-		ok = memmem(got->data, got->length, SECRET, strlen(SECRET)) != NULL;
+		ok = memmem(got->data, got->length, text, strlen(text)) != NULL;
 	}
 	ERR_clear_error();
 	BIO_free(out);
 	CMS_ContentInfo_free(cms);
 	return ok;
+}
+
+static int
+reader_gets_secret(const struct verdict *v, const char *addr)
+{
+	return reader_gets(v, addr, SECRET);
 }
 
 /* body_has - whether the verdict's new body contains text */
@@ -333,8 +339,75 @@ TEST(rule_sign_yes_over_outbound_sign_no)
 	conf_unref(c2);
 }
 
+/* count_subject_changes - how many changes name Subject (value or NULL for any) */
+static int
+count_subject_changes(const struct verdict *v, const char *value)
+{
+	int n = 0;
+
+	for (int i = 0; i < v->nchanges; i++)
+		n += strcasecmp(v->changes[i].name, "Subject") == 0 && (value == NULL ||
+		    (v->changes[i].value && strcmp(v->changes[i].value, value) == 0));
+	return n;
+}
+
+/* RFC 9788: encrypted mail carries its headers inside, the Subject hidden outside */
+TEST(encrypted_headers_protected_subject_hidden)
+{
+	const char *carol[] = { "carol@partner.example", NULL };
+	const char *bob[] = { "bob@partner.example", NULL };
+	struct kmilter_conf *saved, *c2;
+	struct session *s;
+	struct verdict v;
+	char err[512];
+
+	CHECK(setup());
+	CHECK((s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK_EQ_INT(count_subject_changes(&v, "[...]"), 1);
+	CHECK_EQ_INT(count_subject_changes(&v, NULL), 1);
+	CHECK(reader_gets(&v, "carol@partner.example", "hp=\"cipher\"; hp-legacy-display=\"1\""));
+	CHECK(reader_gets(&v, "carol@partner.example", "\r\nSubject: test\r\n"));
+	CHECK(reader_gets(&v, "carol@partner.example", "\r\nHP-Outer: Subject: [...]\r\n"));
+	CHECK(reader_gets(&v, "carol@partner.example", "\r\n\r\nSubject: test\r\n\r\nhello"));
+	verdict_clear(&v);
+	session_free(s);
+	/* signed only: hp="clear", the Subject stays */
+	CHECK((s = mkmsg(bob, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK_EQ_INT(count_subject_changes(&v, NULL), 0);
+	CHECK(body_has(&v, "hp=\"clear\"\r\nFrom: alice@example.com\r\nSubject: test\r\n"));
+	CHECK(!body_has(&v, "HP-Outer"));
+	verdict_clear(&v);
+	session_free(s);
+	/* a rule's hide_subject = "no" keeps it in clear, protected all the same */
+	c2 = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ];\n"
+	    "  rules = ( { match = \"partner.example\"; hide_subject = \"no\"; } ); };\n",
+	    "t3.conf", err, sizeof(err));
+	CHECK(c2 != NULL);
+	saved = conf;
+	conf = c2;
+	s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n");
+	conf = saved;
+	CHECK(s != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK_EQ_INT(count_subject_changes(&v, NULL), 0);
+	CHECK(reader_gets(&v, "carol@partner.example", "\r\nHP-Outer: Subject: test\r\n"));
+	verdict_clear(&v);
+	session_free(s);
+	conf_unref(c2);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
+	T(encrypted_headers_protected_subject_hidden),
 	T(opportunistic_without_cert_downgraded),
 	T(every_rcpt_with_cert_encrypted),
 	T(enveloped_label_on_plaintext_encrypted_anyway),
