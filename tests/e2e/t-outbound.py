@@ -135,16 +135,50 @@ def mkmsg(rcpts, subject, entity_headers, body, sender=ALICE):
     return ("\r\n".join(hdrs) + "\r\n\r\n").encode() + body
 
 
-def expected_entity(raw):
+# RFC 9788: the fields kmilter protects, as it writes their names (milter/hp.c)
+HP_FIELDS = ["From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+             "In-Reply-To", "References"]
+
+
+def legacy_display(content, subject):
+    """Does kmilter put a Legacy Display Element in front of this text?
+    text/plain (or no Content-Type), 7bit/8bit, printable ASCII Subject."""
+    ct = next((v for n, v in content if n.lower() == "content-type"), "text/plain")
+    cte = next((v for n, v in content if n.lower() == "content-transfer-encoding"), "7bit")
+    return (subject is not None and ct.lower().split(";")[0].strip() == "text/plain" and
+            cte.lower() in ("7bit", "8bit") and "=?" not in subject and
+            all(0x20 <= ord(c) < 0x7f for c in subject))
+
+
+def expected_entity(raw, hp=None):
     """What kmilter signs/encrypts: the Content-* headers (one line each,
     "Name: value") and the body, CRLF (entity.c; all test headers are
-    single-line)."""
+    single-line).  hp "cipher" (encrypted) or "clear" (signed only): with
+    RFC 9788 header protection as kmilter writes it (hp.c): the hp
+    parameter, the protected fields, HP-Outer records and the Legacy
+    Display Element (cipher, Subject hidden); None: a client's entity
+    kmilter did not make."""
     hdr, body = labsmtp.split_message(crlf(raw))
-    lines = [b"%s: %s" % (n.encode(), v.encode()) for n, v in headers_of(hdr)
-             if n.lower().startswith("content-")]
-    if not any(line.lower().startswith(b"content-type:") for line in lines):
-        lines.append(b"Content-Type: text/plain; charset=us-ascii")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    fields = headers_of(hdr)
+    content = [(n, v) for n, v in fields if n.lower().startswith("content-")]
+    if not any(n.lower() == "content-type" for n, _ in content):
+        content.append(("Content-Type", "text/plain; charset=us-ascii"))
+    prot = [(next(f for f in HP_FIELDS if f.lower() == n.lower()), v) for n, v in fields
+            if n.lower() in [f.lower() for f in HP_FIELDS]]
+    subject = next((v for n, v in prot if n == "Subject"), None)
+    legacy = hp == "cipher" and legacy_display(content, subject)
+    lines = []
+    for n, v in content:
+        if hp and n.lower() == "content-type" and not any(
+                x.startswith("Content-Type:") for x in lines):
+            v += '; hp="%s"' % hp + ('; hp-legacy-display="1"' if legacy else "")
+        lines.append("%s: %s" % (n, v))
+    if hp:
+        lines += ["%s: %s" % (n, v) for n, v in prot]
+    if hp == "cipher":
+        lines += ["HP-Outer: %s: %s" % (n, "[...]" if n == "Subject" else v) for n, v in prot]
+    prefix = ("Subject: %s\r\n\r\n" % subject).encode() if legacy else b""
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + prefix + body
 
 
 def send(rcpts, raw, sender=ALICE):
@@ -237,10 +271,11 @@ def split_signed(entity):
     return content, base64.b64decode(b"".join(sbody.split()), validate=True)
 
 
-def check_signed_content(entity, raw, name):
-    """entity is multipart/signed over exactly what was sent; openssl verifies."""
+def check_signed_content(entity, raw, name, hp="cipher"):
+    """entity is multipart/signed over exactly what was sent (headers
+    protected: hp); openssl verifies."""
     content, _ = split_signed(entity)
-    want = expected_entity(raw)
+    want = expected_entity(raw, hp)
     if content != want:
         raise Failure("signed content differs from what was sent (got %d bytes, want %d; "
                       "first difference at %d)" % (len(content), len(want), first_diff(content, want)))
@@ -452,9 +487,12 @@ def main():
     def _():
         raw, msg, f = first()
         check_log(f, "sign+encrypt")
-        check(header(msg, "Subject") == "numbers", "Subject lost")
+        # RFC 9788: the Subject travels inside only (policy.outbound.hide_subject)
+        check_eq(header(msg, "Subject"), "[...]", "outer Subject")
         check_eq(header(msg, "MIME-Version"), "1.0", "MIME-Version")
         dec = decrypt_verify_compare(msg, raw, "dave", "first")
+        check(b"\r\nSubject: numbers\r\n" in dec and b"HP-Outer: Subject: [...]" in dec,
+              "protected Subject not inside: %r" % dec[:600])
         S["first_dec"] = dec
         # the signer is alice's gateway signing certificate (org CA, her address)
         signer = wpath("first.signer.pem")
@@ -482,7 +520,7 @@ def main():
         dec = rfile("g.dec")
         check(dec == S.get("first_dec", dec), "gpgsm's plaintext differs from openssl's")
         content, sig = split_signed(dec)
-        check_eq(content, expected_entity(raw), "signed content (gpgsm)")
+        check_eq(content, expected_entity(raw, "cipher"), "signed content (gpgsm)")
         wfile("g.content", content)
         wfile("g.sig", sig)
         r = run(["gpgsm", "--batch", "--status-fd", "1", "--verify", wpath("g.sig"),
@@ -503,7 +541,7 @@ def main():
         dec = rfile("n.dec")
         check(dec == S.get("first_dec", dec), "cmsutil's plaintext differs from openssl's")
         content, sig = split_signed(dec)
-        check_eq(content, expected_entity(raw), "signed content (cmsutil)")
+        check_eq(content, expected_entity(raw, "cipher"), "signed content (cmsutil)")
         wfile("n.content", content)
         wfile("n.sig", sig)
         hdr = wpath("n.hdr")
@@ -635,7 +673,8 @@ def main():
         check(b"pkcs7-mime" not in msg.lower(), "something is encrypted")
         check_mime_headers(msg)
         check(b"One of you has no certificate." in msg, "plaintext not visible in a sign-only message")
-        check_signed_content(msg, raw, "oppo")
+        check_signed_content(msg, raw, "oppo", hp="clear")
+        check_eq(header(msg, "Subject"), "mixed", "outer Subject of a signed-only message")
 
     @suite.case("mandatory: RCPT x@strict.example -> 550 5.7.1; dave in same transaction encrypted")
     def _():
@@ -758,7 +797,7 @@ def main():
         if f["action"] == "sign+encrypt":
             check_signed_content(dec, raw, name)
         else:
-            check_eq(dec, expected_entity(raw), "decrypted entity")
+            check_eq(dec, expected_entity(raw, "cipher"), "decrypted entity")
         check(milter_alive(), "kmilter is no longer running (or restarted)")
         return f["action"]
 
