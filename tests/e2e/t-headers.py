@@ -11,7 +11,11 @@ Attacks, each delivered through Postfix and read back from smtp-sink:
     X-Kmilter-Decrypted, Received, Subject; plain and RFC 9788 hp="cipher")
     and inside opaque signed-data must not become message headers: the
     delivered message has exactly the outer From and Subject, only
-    kmilter's own X-Kmilter-Decrypted / Authentication-Results;
+    kmilter's own X-Kmilter-Decrypted / Authentication-Results.  With
+    hp="cipher" the sender's protected Subject and Reply-To are shown in
+    place of the outer ones (RFC 9788, t-hp.py), each once; the inner From
+    of another address, Authentication-Results, X-Kmilter-* and Received
+    never are;
   - forged Authentication-Results with our authserv-id written folded
     (CRLF TAB before the id), after a (nested) comment, as a quoted-string,
     with a version, with a blank before the colon, and X-Kmilter-* headers
@@ -173,11 +177,20 @@ def inner_entity(tag, ctype=b"text/plain; charset=us-ascii"):
             b"inner body of %s\r\n" % tag.encode())
 
 
-def check_only_outer(d, what, sender, subject):
+def check_only_outer(d, what, sender, subject, protected=False):
+    """protected: RFC 9788 hp="cipher": the sender's own Subject (FORGED14)
+    and Reply-To (FORGED15) replace the outer ones, once each, the outer
+    Subject kept as HP-Outer; nothing else from inside."""
     check_eq(d.get("From"), ["Sender <%s>" % sender], "%s: From headers (%s)" % (what, d.why()))
-    check_eq(d.get("Subject"), [subject], "%s: Subject headers" % what)
-    check(not d.get("Reply-To"), "%s: inner Reply-To made a message header" % what)
-    found = sorted(set(re.findall(rb"FORGED\d+", d.head)))
+    if protected:
+        check_eq(d.get("Subject"), ["FORGED14 inner subject"], "%s: Subject headers" % what)
+        check_eq(d.get("Reply-To"), ["<FORGED15@evil.example>"], "%s: Reply-To" % what)
+        check_eq(d.get("HP-Outer"), ["Subject: %s" % subject], "%s: HP-Outer" % what)
+    else:
+        check_eq(d.get("Subject"), [subject], "%s: Subject headers" % what)
+        check(not d.get("Reply-To"), "%s: inner Reply-To made a message header" % what)
+    head = re.sub(rb"FORGED1[45]", b"", d.head) if protected else d.head
+    found = sorted(set(re.findall(rb"FORGED\d+", head)))
     check(not found, "%s: inner header(s) made message headers: %s (%s)" % (what, found, d.why()))
 
 
@@ -194,7 +207,7 @@ def _():
         check_eq(d.fields.get("action"), "decrypt", "%s: log action (%s)" % (what, d.line))
         check(("inner body of %s" % tag).encode() in d.body, "%s: not decrypted: %r"
               % (what, d.body[:200]))
-        check_only_outer(d, what, DAVE, subject)
+        check_only_outer(d, what, DAVE, subject, protected=tag == "hp-cipher")
         xs = d.get("X-Kmilter-Decrypted")
         check(len(xs) == 1 and xs[0].startswith("decrypted by "),
               "%s: X-Kmilter-Decrypted: %r" % (what, xs))
