@@ -405,9 +405,47 @@ TEST(encrypted_headers_protected_subject_hidden)
 	conf_unref(c2);
 }
 
+/* a subject tag is removed from the protected Subject too; outside it is "[...]" */
+TEST(subject_tag_removed_inside)
+{
+	const char *carol[] = { "carol@partner.example", NULL };
+	struct kmilter_conf *saved, *c2;
+	struct session *s;
+	struct verdict v;
+	char err[512];
+
+	CHECK(setup());
+	c2 = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ];\n"
+	    "  outbound: { subject_tag = \"[secure]\"; }; };\n", "t4.conf", err, sizeof(err));
+	CHECK(c2 != NULL);
+	saved = conf;
+	conf = c2;
+	s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n");
+	conf = saved;
+	CHECK(s != NULL);
+	for (int i = 0; i < s->msg->nheaders; i++)
+		if (strcmp(s->msg->headers[i].name, "Subject") == 0) {
+			free(s->msg->headers[i].value);
+			CHECK((s->msg->headers[i].value = strdup("[secure] plans")) != NULL);
+		}
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK(reader_gets(&v, "carol@partner.example", "\r\nSubject: plans\r\n"));
+	CHECK(!reader_gets(&v, "carol@partner.example", "[secure]"));
+	/* the tag's removal, then "[...]": the last change of Subject 1 wins */
+	CHECK_EQ_STR(v.changes[v.nchanges - 1].name, "Subject");
+	CHECK_EQ_STR(v.changes[v.nchanges - 1].value, "[...]");
+	verdict_clear(&v);
+	session_free(s);
+	conf_unref(c2);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(encrypted_headers_protected_subject_hidden),
+	T(subject_tag_removed_inside),
 	T(opportunistic_without_cert_downgraded),
 	T(every_rcpt_with_cert_encrypted),
 	T(enveloped_label_on_plaintext_encrypted_anyway),
