@@ -32,7 +32,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "load"))
 import loadlib as L  # noqa: E402
-from ktest import Suite, check, check_eq, skip  # noqa: E402
+from ktest import Suite, check, check_eq, need  # noqa: E402
 
 labsmtp = L.labsmtp
 AUTHSERV = "mx.example.com"
@@ -42,12 +42,6 @@ P12PASS = "kmtest-hp"
 
 suite = Suite()
 S = {}
-
-
-def need(*keys):
-    for k in keys:
-        if k not in S:
-            skip("an earlier step failed (no %s)" % k)
 
 
 def fields_of(head):
@@ -163,7 +157,7 @@ def _():
 
 @suite.case("inbound_cipher_protected_headers_replace_outer")
 def _():
-    need("certs")
+    need(S, "certs")
     ent, subject, msgid = protected("c1")
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "[...]", encrypted(ent, "c1"), msgid))
     what = "hp=cipher"
@@ -183,7 +177,7 @@ def _():
 
 @suite.case("inbound_signed_then_encrypted")
 def _():
-    need("certs", "dave")
+    need(S, "certs", "dave")
     ent, subject, msgid = protected("s1")
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "[...]", encrypted(signed(ent, "s1"), "s1"),
                                    msgid))
@@ -200,7 +194,7 @@ def _():
 
 @suite.case("inbound_opaque_clear_subject_changed_in_transit")
 def _():
-    need("dave")
+    need(S, "dave")
     ent, subject, msgid = protected("o1", hp="clear")
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "changed in transit",
                                    signed(ent, "o1", detached=False), msgid))
@@ -214,7 +208,7 @@ def _():
 
 @suite.case("inbound_malformed_duplicate_subject")
 def _():
-    need("certs")
+    need(S, "certs")
     ent, _, msgid = protected("m1", extra=b"Subject: a second inner subject\r\n", legacy=False)
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "outer m1", encrypted(ent, "m1"), msgid))
     what = "duplicate inner Subject"
@@ -229,7 +223,7 @@ def _():
 
 @suite.case("inbound_malformed_foreign_from")
 def _():
-    need("certs")
+    need(S, "certs")
     ent, subject, msgid = protected("m2", sender="ceo@example.com")
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "[...]", encrypted(ent, "m2"), msgid))
     what = "inner From of another address"
@@ -241,7 +235,7 @@ def _():
 
 @suite.case("inbound_malformed_header_block")
 def _():
-    need("certs")
+    need(S, "certs")
     ent = (b'Content-Type: text/plain; hp="cipher"\r\nSubject: hidden m3\r\n'
            b"this line is not a header\r\n\r\nbody of m3\r\n")
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "[...]", encrypted(ent, "m3"), "m3@x"))
@@ -256,7 +250,7 @@ def _():
 
 @suite.case("inbound_malformed_unknown_hp")
 def _():
-    need("certs")
+    need(S, "certs")
     ent, _, msgid = protected("m4", hp="everything", legacy=False)
     d = deliver(DAVE, [BOB], outer(DAVE, BOB, "outer m4", encrypted(ent, "m4"), msgid))
     what = "unknown hp value"
@@ -281,17 +275,23 @@ def check_protected_inner(dec, subject, what):
     """The signed part (or the entity) carries hp="cipher" and the headers."""
     for want in (b'hp="cipher"; hp-legacy-display="1"', b"\r\nSubject: %s\r\n" % subject,
                  b"\r\nFrom: <%s>\r\n" % ALICE.encode(), b"\r\nHP-Outer: Subject: [...]\r\n",
-                 b"\r\nMessage-ID: <", b"\r\n\r\nSubject: %s\r\n\r\nhello" % subject):
+                 b"\r\nMessage-ID: <", b"\r\n\r\nSubject: %s\r\n\r\nhello\r\n" % subject):
         check(want in dec, "%s: %r not inside: %r" % (what, want, dec[:700]))
+
+
+def send_out(rcpt, subject, outer_subject):
+    """alice sends to rcpt: signed and encrypted, the outer Subject as expected."""
+    raw = labsmtp.make_message(ALICE, [rcpt], subject, "hello\r\n")
+    d = deliver(ALICE, [rcpt], raw, outside=False)
+    check_eq(d.log.get("action"), "sign+encrypt", "log action (%s)" % d.line)
+    d.one("Subject", outer_subject, "outbound to %s" % rcpt)
+    return d
 
 
 @suite.case("outbound_subject_hidden_protected_inside")
 def _():
-    need("dave")
-    raw = labsmtp.make_message(ALICE, [DAVE], "budget 2027", "hello dave\r\n")
-    d = deliver(ALICE, [DAVE], raw, outside=False)
-    check_eq(d.log.get("action"), "sign+encrypt", "log action (%s)" % d.line)
-    d.one("Subject", "[...]", "outbound")
+    need(S, "dave")
+    d = send_out(DAVE, "budget 2027", "[...]")
     check(b"budget 2027" not in d.msg, "the Subject leaves in clear")
     dec = L.crlf(inner_of(d.msg, "o1"))
     check_protected_inner(dec, b"budget 2027", "openssl")
@@ -305,7 +305,7 @@ def der(msg):
 
 @suite.case("outbound_gpgsm_and_cmsutil_read_protected_headers")
 def _():
-    need("out1")
+    need(S, "out1")
     msg, dec = S["out1"]
     crt, key = S["dave"]
     lab = S["lab"]
@@ -345,11 +345,8 @@ def _():
 
 @suite.case("outbound_rule_keeps_subject")
 def _():
-    need("carol")
-    raw = labsmtp.make_message(ALICE, [CAROL], "ticket 4711", "hello carol\r\n")
-    d = deliver(ALICE, [CAROL], raw, outside=False)
-    check_eq(d.log.get("action"), "sign+encrypt", "log action (%s)" % d.line)
-    d.one("Subject", "ticket 4711", "rule hide_subject = no")
+    need(S, "carol")
+    d = send_out(CAROL, "ticket 4711", "ticket 4711")
     crt, key = S["carol"]
     p = S["lab"].wpath("carol.eml")
     with open(p, "wb") as fp:
@@ -362,7 +359,7 @@ def _():
 
 @suite.case("round_trip_kmilter_to_kmilter")
 def _():
-    need("certs")
+    need(S, "certs")
     raw = labsmtp.make_message(ALICE, [BOB], "round trip secret", "hello bob\r\n")
     sent = deliver(ALICE, [BOB], raw, outside=False)
     sent.one("Subject", "[...]", "sent")

@@ -351,15 +351,32 @@ count_subject_changes(const struct verdict *v, const char *value)
 	return n;
 }
 
+/* mkmsg_conf - mkmsg() under another configuration, kept in *c (conf_unref) */
+static struct session *
+mkmsg_conf(const char *text, struct kmilter_conf **c, const char **rcpts)
+{
+	struct kmilter_conf *saved = conf;
+	struct session *s;
+	char err[512];
+
+	if ((*c = conf_load_string(text, "t-conf", err, sizeof(err))) == NULL) {
+		printf("    conf: %s\n", err);
+		return NULL;
+	}
+	conf = *c;
+	s = mkmsg(rcpts, "text/plain", "hello " SECRET "\r\n");
+	conf = saved;
+	return s;
+}
+
 /* RFC 9788: encrypted mail carries its headers inside, the Subject hidden outside */
 TEST(encrypted_headers_protected_subject_hidden)
 {
 	const char *carol[] = { "carol@partner.example", NULL };
 	const char *bob[] = { "bob@partner.example", NULL };
-	struct kmilter_conf *saved, *c2;
+	struct kmilter_conf *c2 = NULL;
 	struct session *s;
 	struct verdict v;
-	char err[512];
 
 	CHECK(setup());
 	CHECK((s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n")) != NULL);
@@ -385,15 +402,10 @@ TEST(encrypted_headers_protected_subject_hidden)
 	verdict_clear(&v);
 	session_free(s);
 	/* a rule's hide_subject = "no" keeps it in clear, protected all the same */
-	c2 = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	s = mkmsg_conf("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
 	    "policy: { internal_domains = [ \"example.com\" ];\n"
 	    "  rules = ( { match = \"partner.example\"; hide_subject = \"no\"; } ); };\n",
-	    "t3.conf", err, sizeof(err));
-	CHECK(c2 != NULL);
-	saved = conf;
-	conf = c2;
-	s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n");
-	conf = saved;
+	    &c2, carol);
 	CHECK(s != NULL);
 	verdict_init(&v);
 	outbound_eom(s, &v);
@@ -409,20 +421,14 @@ TEST(encrypted_headers_protected_subject_hidden)
 TEST(subject_tag_removed_inside)
 {
 	const char *carol[] = { "carol@partner.example", NULL };
-	struct kmilter_conf *saved, *c2;
+	struct kmilter_conf *c2 = NULL;
 	struct session *s;
 	struct verdict v;
-	char err[512];
 
 	CHECK(setup());
-	c2 = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	s = mkmsg_conf("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
 	    "policy: { internal_domains = [ \"example.com\" ];\n"
-	    "  outbound: { subject_tag = \"[secure]\"; }; };\n", "t4.conf", err, sizeof(err));
-	CHECK(c2 != NULL);
-	saved = conf;
-	conf = c2;
-	s = mkmsg(carol, "text/plain", "hello " SECRET "\r\n");
-	conf = saved;
+	    "  outbound: { subject_tag = \"[secure]\"; }; };\n", &c2, carol);
 	CHECK(s != NULL);
 	for (int i = 0; i < s->msg->nheaders; i++)
 		if (strcmp(s->msg->headers[i].name, "Subject") == 0) {
