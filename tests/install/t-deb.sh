@@ -34,6 +34,13 @@ check() {
 	shift 2
 	if "$@"; then pass "$_n"; else fail "$_n" "$_w"; fi
 }
+# readme_block NAME - the fenced block after "<!-- t-deb: NAME -->" in README.md
+readme_block() {
+	awk -v tag="<!-- t-deb: $1 -->" '
+		$0 == tag { found = 1; next }
+		found && /^```/ { if (inside) exit; inside = 1; next }
+		inside { print }' "$top/README.md"
+}
 # mode_is PATH OWNER:GROUP MODE
 mode_is() {
 	[ "$(stat -c '%U:%G %a' "$1" 2>/dev/null)" = "$2 $3" ]
@@ -49,6 +56,13 @@ if dpkg-query -W -f='${Status}' kmilter 2>/dev/null | grep -q 'installed\|config
 	summary
 	exit 1
 fi
+for p in /etc/kmilter /var/lib/kmilter /var/spool/kmilter /run/kmilter; do
+	if [ -e "$p" ]; then
+		fail deb "$p exists: another kmilter install is here; not touching it"
+		summary
+		exit 1
+	fi
+done
 
 W=$(mktemp -d /tmp/kmilter-t-deb.XXXXXX)
 chmod 0755 "$W"
@@ -67,6 +81,8 @@ cleanup() {
 	fi
 	[ "$labup" = 1 ] && "$top/tests/lab" down "$LAB" >/dev/null 2>&1
 	[ "$installed" = 1 ] && dpkg --purge kmilter >/dev/null 2>&1
+	# the organization CA the README's commands made (none was here before)
+	rm -rf /etc/kmilter
 	rm -rf "$W"
 }
 trap 'cleanup' EXIT
@@ -175,18 +191,32 @@ milter: {
 };
 log: { stderr = true; verbose = 1; };
 CONF
-	sed -n '/^policy: {/,$p' "$LAB_CONF"
+	sed -n '/^policy: {/,$p' "$LAB_CONF" | grep -v 'org_ca_'
 } >/etc/kmilter/kmilter.conf
-# the README's commands, word for word
-kgout=$(runuser -u kmilter -- kmctl keygen 2>&1)
-check "keygen: runuser -u kmilter -- kmctl keygen makes /var/lib/kmilter/gateway.key kmilter 0600" \
-	"$kgout $(stat -c '%U:%G %a' /var/lib/kmilter/gateway.key 2>&1)" \
-	mode_is /var/lib/kmilter/gateway.key kmilter:kmilter 600
+# The README's commands, word for word: the organization CA, then its two
+# lines in the km group.
+orgca=$(readme_block orgca)
+cout=$(sh -ec "$orgca" 2>&1)
+rc=$?
+check "readme: the organization CA block runs (ca.key kmilter 0600)" "rc $rc: $orgca: $cout" \
+	sh -c '[ "$1" = 0 ] && [ "$(stat -c "%U %a" /etc/kmilter/orgca/ca.key)" = "kmilter 600" ] &&
+	    openssl x509 -noout -in /etc/kmilter/orgca/ca.crt' - "$rc"
+sed -i "/^km: {/a\\
+	org_ca_cert = \"/etc/kmilter/orgca/ca.crt\";\\
+	org_ca_key = \"/etc/kmilter/orgca/ca.key\";" /etc/kmilter/kmilter.conf
+keys=$(readme_block keys)
+kgout=$(sh -ec "$keys" 2>&1)
+rc=$?
+check "readme: the keys block (kmctl keygen as kmilter, kmilter -n) runs; gateway.key kmilter 0600" \
+	"rc $rc: $kgout $(stat -c '%U:%G %a' /var/lib/kmilter/gateway.key 2>&1)" \
+	sh -c '[ "$1" = 0 ] && [ "$(stat -c "%U:%G %a" /var/lib/kmilter/gateway.key)" = "kmilter:kmilter 600" ]' \
+	- "$rc"
 SENDER=alice@example.com
 enr=$( { runuser -u kmilter -- kmctl enroll $SENDER &&
 	runuser -u kmilter -- kmctl signing-enroll $SENDER; } 2>&1)
-check "kmctl: enroll and signing-enroll $SENDER with the installed kmctl" "$enr" \
-	[ -d /var/lib/kmilter/signing ]
+rc=$?
+check "kmctl: enroll and signing-enroll $SENDER with the installed kmctl" "rc $rc: $enr" \
+	[ "$rc" = 0 ]
 
 # Postfix as the README says
 pcf=$LAB_POSTFIX_CONF/main.cf
@@ -263,14 +293,15 @@ check "mail: a message from $SENDER through Postfix is delivered signed (openssl
 	"$sent $(tail -3 "$klog")" sh -c 'case "$1" in signed*) true;; *) false;; esac' - "$sent"
 
 # SIGHUP after the drop: the configuration (root:kmilter 0640) is read again
-kill -HUP "$kpid"
+kill -HUP "$kpid" 2>/dev/null
 i=0
 while [ $i -lt 100 ] && ! grep -qi 'reload' "$klog"; do sleep 0.1; i=$((i + 1)); done
 check "reload: SIGHUP as kmilter rereads /etc/kmilter/kmilter.conf" "$(grep -i reload "$klog" | tail -2)" \
 	sh -c 'grep -qi "reloaded" "$1" && ! grep -qi "denied" "$1"' - "$klog"
 
 # stop by pid
-kill -TERM "$kpid"
+kill -0 "$kpid" 2>/dev/null || fail stop "kmilter $kpid was not running before SIGTERM: $(tail -3 "$klog")"
+kill -TERM "$kpid" 2>/dev/null
 i=0
 while kill -0 "$kpid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 if kill -0 "$kpid" 2>/dev/null; then
@@ -288,7 +319,7 @@ rc=$?
 installed=0
 check "purge: dpkg --purge kmilter" "$pout" [ $rc = 0 ]
 left=""
-for p in /usr/sbin/kmilter /usr/sbin/kmctl /etc/kmilter /etc/default/kmilter \
+for p in /usr/sbin/kmilter /usr/sbin/kmctl /etc/kmilter/kmilter.conf /etc/default/kmilter \
     /var/lib/kmilter /var/spool/kmilter /run/kmilter $unit /usr/lib/tmpfiles.d/kmilter.conf \
     /usr/libexec/kmilter; do
 	[ -e "$p" ] && left="$left $p"
@@ -297,5 +328,9 @@ check "purge: binaries, configuration, state, spool, /run/kmilter, unit removed"
 	[ -z "$left" ]
 check "purge: the user kmilter stays (Debian keeps system users)" "gone" \
 	sh -c 'getent passwd kmilter >/dev/null'
+check "purge: /etc/kmilter keeps only the administrator's organization CA" "$(ls -A /etc/kmilter 2>&1)" \
+	[ "$(ls -A /etc/kmilter 2>&1)" = orgca ]
+rm -rf /etc/kmilter/orgca
+rmdir /etc/kmilter 2>/dev/null
 summary
 [ $nf = 0 ]
