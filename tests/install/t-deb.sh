@@ -242,33 +242,41 @@ pout=$($pre 2>&1)
 rc=$?
 check "unit: ExecStartPre ($pre) accepts the configuration" "$pout" [ $rc = 0 ]
 klog=$W/kmilter.log
-(umask "$umask_u" && exec setsid setpriv --no-new-privs --bounding-set "-all,$caps" -- $start) \
-	</dev/null >"$klog" 2>&1 &
-kpid=$!
-i=0
-while [ $i -lt 150 ] && [ ! -S /run/kmilter/kmilter.sock ] && kill -0 "$kpid" 2>/dev/null; do
-	sleep 0.1; i=$((i + 1))
-done
-if [ -S /run/kmilter/kmilter.sock ]; then
-	pass "start: $start (bounding set $caps, umask $umask_u) opened /run/kmilter/kmilter.sock"
-else
-	fail start "no socket within 15s: $(tail -5 "$klog")"
-fi
-uid=$(awk '/^Uid:/ { print $2 }' "/proc/$kpid/status" 2>/dev/null)
-check "start: kmilter runs as the user kmilter after the drop" "uid '$uid'" \
-	[ "$uid" = "$(id -u kmilter)" ]
-check "start: socket kmilter:postfix 0660, pid file in /run/kmilter" \
-	"$(stat -c '%U:%G %a' /run/kmilter/kmilter.sock 2>&1) $(ls /run/kmilter 2>&1)" \
-	sh -c 'mode_ok=$(stat -c "%U:%G %a" /run/kmilter/kmilter.sock) &&
-	    [ "$mode_ok" = "kmilter:postfix 660" ] && [ "$(cat /run/kmilter/kmilter.pid)" = "$1" ]' - "$kpid"
-
-# a message from an internal user, through Postfix and kmilter: signed
-sent=$(KM_TOP="$top" python3 - "$LAB" "$SENDER" <<'PY' 2>&1
+# start_kmilter SOCK - start it as the unit does; wait for SOCK
+start_kmilter() {
+	(umask "$umask_u" && exec setsid setpriv --no-new-privs --bounding-set "-all,$caps" -- $start) \
+		</dev/null >>"$klog" 2>&1 &
+	kpid=$!
+	i=0
+	while [ $i -lt 150 ] && [ ! -S "$1" ] && kill -0 "$kpid" 2>/dev/null; do
+		sleep 0.1; i=$((i + 1))
+	done
+	[ -S "$1" ]
+}
+# stop_kmilter WHAT - SIGTERM by pid, wait for the exit
+stop_kmilter() {
+	if ! kill -0 "$kpid" 2>/dev/null; then
+		fail "stop: $1" "kmilter $kpid was not running before SIGTERM: $(tail -3 "$klog")"
+		return
+	fi
+	kill -TERM "$kpid" 2>/dev/null
+	i=0
+	while kill -0 "$kpid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+	if kill -0 "$kpid" 2>/dev/null; then
+		fail "stop: $1" "kmilter $kpid still runs 30s after SIGTERM"
+	else
+		pass "stop: $1: kmilter $kpid ended on SIGTERM"
+		kpid=""
+	fi
+}
+# send_signed SUBJECT - a message from SENDER through Postfix: "signed QID"
+send_signed() {
+	KM_TOP="$top" python3 - "$LAB" "$SENDER" "$1" <<'PY' 2>&1
 import os, subprocess, sys
 sys.path.insert(0, os.path.join(os.environ["KM_TOP"], "tests", "lib"))
 import labsmtp
 env = labsmtp.load_env(sys.argv[1])
-raw = labsmtp.make_message(sys.argv[2], ["bob@partner.example"], "t-deb signed",
+raw = labsmtp.make_message(sys.argv[2], ["bob@partner.example"], sys.argv[3],
                            "signed by the packaged kmilter\r\n")
 try:
     qid = labsmtp.submit(env, sys.argv[2], ["bob@partner.example"], raw)
@@ -288,9 +296,25 @@ if r.returncode != 0:
     sys.exit("openssl smime -verify: %s" % r.stderr.decode()[-200:])
 print("signed", qid)
 PY
-)
+}
+is_signed() { case "$1" in signed*) true;; *) false;; esac; }
+
+if start_kmilter /run/kmilter/kmilter.sock; then
+	pass "start: $start (bounding set $caps, umask $umask_u) opened /run/kmilter/kmilter.sock"
+else
+	fail start "no socket within 15s: $(tail -5 "$klog")"
+fi
+uid=$(awk '/^Uid:/ { print $2 }' "/proc/$kpid/status" 2>/dev/null)
+check "start: kmilter runs as the user kmilter after the drop" "uid '$uid'" \
+	[ "$uid" = "$(id -u kmilter)" ]
+check "start: socket kmilter:postfix 0660, pid file in /run/kmilter" \
+	"$(stat -c '%U:%G %a' /run/kmilter/kmilter.sock 2>&1) $(ls /run/kmilter 2>&1)" \
+	sh -c 'mode_ok=$(stat -c "%U:%G %a" /run/kmilter/kmilter.sock) &&
+	    [ "$mode_ok" = "kmilter:postfix 660" ] && [ "$(cat /run/kmilter/kmilter.pid)" = "$1" ]' - "$kpid"
+
+sent=$(send_signed "t-deb signed")
 check "mail: a message from $SENDER through Postfix is delivered signed (openssl smime -verify)" \
-	"$sent $(tail -3 "$klog")" sh -c 'case "$1" in signed*) true;; *) false;; esac' - "$sent"
+	"$sent $(tail -3 "$klog")" is_signed "$sent"
 
 # SIGHUP after the drop: the configuration (root:kmilter 0640) is read again
 kill -HUP "$kpid" 2>/dev/null
@@ -298,18 +322,28 @@ i=0
 while [ $i -lt 100 ] && ! grep -qi 'reload' "$klog"; do sleep 0.1; i=$((i + 1)); done
 check "reload: SIGHUP as kmilter rereads /etc/kmilter/kmilter.conf" "$(grep -i reload "$klog" | tail -2)" \
 	sh -c 'grep -qi "reloaded" "$1" && ! grep -qi "denied" "$1"' - "$klog"
+stop_kmilter "/run/kmilter socket"
 
-# stop by pid
-kill -0 "$kpid" 2>/dev/null || fail stop "kmilter $kpid was not running before SIGTERM: $(tail -3 "$klog")"
-kill -TERM "$kpid" 2>/dev/null
-i=0
-while kill -0 "$kpid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-if kill -0 "$kpid" 2>/dev/null; then
-	fail stop "kmilter $kpid still runs 30s after SIGTERM"
+# A chrooted smtpd, as the README says: the socket in the queue directory
+# (the lab's, in place of /var/spool/postfix), named relative to it.
+q=$(postconf -c "$LAB_POSTFIX_CONF" -h queue_directory)
+install -d -o kmilter -g postfix -m 0750 "$q/kmilter"
+sed -i "s|^\tsocket = \"unix:/run/kmilter/kmilter.sock\";|\tsocket = \"unix:$q/kmilter/kmilter.sock\";|" \
+	/etc/kmilter/kmilter.conf
+sed -i 's|^smtpd_milters = unix:/run/kmilter/kmilter.sock|smtpd_milters = unix:kmilter/kmilter.sock|' "$pcf"
+sed -i 's|^\(127\.0\.0\.1:[0-9]* *inet *n *- *\)n\( *- *- *smtpd\)|\1y\2|' "$LAB_POSTFIX_CONF/master.cf"
+postfix -c "$LAB_POSTFIX_CONF" reload >>"$W/lab.log" 2>&1
+if start_kmilter "$q/kmilter/kmilter.sock"; then
+	sent=$(send_signed "t-deb chroot")
+	smtpd=$(pgrep -u postfix -x smtpd | while read -r p; do
+		[ "$(readlink "/proc/$p/root")" = "$q" ] && echo "$p"; done | head -1)
+	check "chroot: smtpd chrooted in $q reaches unix:kmilter/kmilter.sock; the mail is signed" \
+		"smtpd in chroot: '${smtpd}'; $sent $(tail -3 "$klog")" \
+		sh -c '[ -n "$1" ] && case "$2" in signed*) true;; *) false;; esac' - "$smtpd" "$sent"
 else
-	pass "stop: kmilter $kpid ended on SIGTERM"
-	kpid=""
+	fail chroot "no socket $q/kmilter/kmilter.sock within 15s: $(tail -5 "$klog")"
 fi
+stop_kmilter "socket in the queue directory"
 "$top/tests/lab" down "$LAB" >/dev/null 2>&1
 labup=0
 
