@@ -441,13 +441,14 @@ check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *
 {
 	struct passwd *pw;
 	uid_t user = geteuid();
-	char why[512];
+	struct kmerr tp;
+	const char *why = tp.msg;
 
 	if (*c->hook_path == '\0')
 		return;
 	if (user == 0 && *c->user && (pw = getpwnam(c->user)) != NULL)
 		user = pw->pw_uid;
-	if (trustpath_check(c->hook_path, user, why, sizeof(why)) == TRUSTPATH_UNSAFE)
+	if (trustpath_check(c->hook_path, user, &tp) == TRUSTPATH_UNSAFE)
 		err_add(e, setting_of(cfg, "hook.path"), "hook.path",
 		    "refused: %s (the hook must be writable only by root or %s)", why,
 		    *c->user ? c->user : "the milter user");

@@ -25,10 +25,15 @@
 static enum km_status
 lookup_cert(struct message *m, int i, char *err, size_t errlen)
 {
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
-	return keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
-	    err, errlen);
+	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
+	    &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	return st;
 }
 
 /* outbound_rcpt - look up a recipient's certificate; refuse when policy needs one */
@@ -193,6 +198,7 @@ outbound_eom(struct session *s, struct verdict *v)
 	int sign = c->out_sign == SIGN_YES, encrypt = 1, mandatory_tag = 0, any_mandatory = 0;
 	int want_encrypt = 0, sender_internal = policy_domain_internal(c, m->from);
 	char err[512], blockers[200] = "", downgrade[256] = "", reason[300], *newsubj = NULL;
+	struct kmerr ke = { 0 };
 	enum policy_signer ps;
 	X509 *signer = NULL, *self = NULL, **certs = NULL;
 	EVP_PKEY *key = NULL;
@@ -284,7 +290,8 @@ outbound_eom(struct session *s, struct verdict *v)
 		}
 	}
 	if (sign) {
-		st = keystore_get_signer(ks, m->from, &signer, &key, &chain, err, sizeof(err));
+		st = keystore_get_signer(ks, m->from, &signer, &key, &chain, &ke);
+		snprintf(err, sizeof(err), "%s", ke.msg);
 		if (st == KM_TEMPFAIL || st == KM_NOMEM ||
 		    (st != KM_OK && c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
 			verdict_tempfail(v, "signing key of <%s>: %s", m->from, err);
@@ -333,7 +340,8 @@ outbound_eom(struct session *s, struct verdict *v)
 		for (int i = 0; i < m->nrcpts; i++)
 			add_cert(certs, &ncerts, m->rcpt_certs[i]);
 		if (c->out_encrypt_to_self && sender_internal) {
-			st = keystore_get_cert(ks, m->from, &self, err, sizeof(err));
+			st = keystore_get_cert(ks, m->from, &self, &ke);
+			snprintf(err, sizeof(err), "%s", ke.msg);
 			if (st == KM_OK)
 				add_cert(certs, &ncerts, self);
 			else if (st == KM_TEMPFAIL || st == KM_NOMEM) {

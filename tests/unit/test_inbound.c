@@ -86,14 +86,13 @@ fake_find(const char *addr)
 
 /* fake_km_cert - FAKE KM: the table's certificate */
 static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
+fake_km_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
 {
 	struct fake_id *f = fake_find(addr);
 
-	if (f == NULL) {
-		snprintf(errstr, errlen, "no certificate in KM");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate in KM");
 	X509_up_ref(f->cert);
 	*out = f->cert;
 	return KM_OK;
@@ -102,7 +101,7 @@ fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errle
 /* fake_km_keys - FAKE KM: one active, plain (not enhanced) generation */
 static enum km_status
 fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out, size_t *n,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct fake_id *f = fake_find(addr);
 	struct keymodel_gen *g;
@@ -110,10 +109,9 @@ fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out, size_t *n,
 	unsigned char *p8 = NULL;
 	int l;
 
-	if (f == NULL) {
-		snprintf(errstr, errlen, "no keys in KM");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys in KM");
 	if ((g = calloc(1, sizeof(*g))) == NULL || (pi = EVP_PKEY2PKCS8(f->key)) == NULL) {
 		free(g);
 		return KM_NOMEM;
@@ -153,7 +151,7 @@ fake_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 
 /* fake_km_revcount - FAKE KM: nothing was ever revoked */
 static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, struct kmerr *err)
 {
 	*count = 0;
 	return KM_OK;
@@ -189,6 +187,7 @@ setup(void)
 {
 	struct keystore_backend be;
 	char err[8192];
+	struct kmerr kerr;
 
 	if (fake_ks != NULL)
 		return 1;
@@ -205,8 +204,8 @@ setup(void)
 	be.km_keys = fake_km_keys;
 	be.km_gens_free = fake_km_gens_free;
 	be.km_revcount = fake_km_revcount;
-	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+	if ((fake_ks = keystore_new_backend(conf, &be, &kerr)) == NULL)
+		printf("    keystore_new_backend: %s\n", kerr.msg);
 	return fake_ks != NULL;
 }
 

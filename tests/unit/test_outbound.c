@@ -91,14 +91,13 @@ fake_find(const char *addr)
 
 /* fake_km_cert - FAKE KM: the table's certificate, else "no certificate" */
 static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
+fake_km_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
 {
 	struct fake_id *f = fake_find(addr);
 
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no certificate in KM");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL || f->cert == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate in KM");
 	X509_up_ref(f->cert);
 	*out = f->cert;
 	return KM_OK;
@@ -106,7 +105,7 @@ fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errle
 
 /* fake_km_revcount - FAKE KM: nothing was ever revoked */
 static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, struct kmerr *err)
 {
 	*count = 0;
 	return KM_OK;
@@ -115,14 +114,13 @@ fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, siz
 /* fake_signer - FAKE signing store: the table's key for its addresses */
 static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    STACK_OF(X509) **chain, struct kmerr *err)
 {
 	struct fake_id *f = fake_find(addr);
 
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no signing key");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL || f->cert == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no signing key");
 	X509_up_ref(f->cert);
 	EVP_PKEY_up_ref(f->key);
 	*cert = f->cert;
@@ -156,6 +154,7 @@ setup(void)
 {
 	struct keystore_backend be;
 	char err[8192];
+	struct kmerr kerr;
 
 	if (fake_ks != NULL)
 		return 1;
@@ -172,8 +171,8 @@ setup(void)
 	be.km_cert = fake_km_cert;
 	be.km_revcount = fake_km_revcount;
 	be.signer = fake_signer;
-	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+	if ((fake_ks = keystore_new_backend(conf, &be, &kerr)) == NULL)
+		printf("    keystore_new_backend: %s\n", kerr.msg);
 	return fake_ks != NULL;
 }
 
