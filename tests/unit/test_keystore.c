@@ -618,12 +618,14 @@ TEST(cert_negative_cached)
 	CHECK(fake_l2_negative("cert", "nobody@example.org"));
 	CHECK_EQ_INT(fake_l2_find("cert", "nobody@example.org")->ttl, 30);
 	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));		/* L1 negative */
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	/* L1 negative holds min(memory_ttl, negative_ttl) = 30 s */
 	F.now_ms += 31 * 1000;
 	F.l2_gets = 0;
 	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.l2_gets, 1);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));		/* L2 negative */
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	keystore_stats(ks, &s);
 	CHECK_EQ_INT(s.misses, 1);
@@ -938,6 +940,7 @@ TEST(no_km_configured)
 	CHECK((ks = mk(0, 0)) != NULL);
 	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_PERMFAIL);
 	CHECK_EQ_STR(err.msg, "no KM configured");
+	CHECK(!kmerr_is(&err, KMERR_NOTFOUND));
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", NULL, &k, &n,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_STR(err.msg, "no KM configured");

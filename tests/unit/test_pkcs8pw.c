@@ -205,6 +205,7 @@ TEST(wrong_password)
 		    strlen(wrong[i]), &dec, &declen, &errbuf),
 		    KM_PERMFAIL);
 		CHECK_EQ_STR(errbuf.msg, "wrong password");
+		CHECK(kmerr_is(&errbuf, KMERR_BADPASSWORD));
 		CHECK(dec == NULL && declen == 0);
 		CHECK_EQ_INT(ERR_peek_error(), 0);	/* queue drained */
 	}
@@ -335,6 +336,7 @@ TEST(refused_algorithms_forged)
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
 	    &errbuf), KM_PROTO);
 	CHECK(strstr(errbuf.msg, "not a PBES2") != NULL);
+	CHECK(kmerr_is(&errbuf, KMERR_BADINPUT));
 	free(der);
 	/* scrypt. */
 	der = forge_der(PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), salt,
@@ -351,6 +353,7 @@ TEST(refused_algorithms_forged)
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
 	    &errbuf), KM_PROTO);
 	CHECK(strstr(errbuf.msg, "only AES-CBC") != NULL);
+	CHECK(kmerr_is(&errbuf, KMERR_BADINPUT));
 	free(der);
 	CHECK(dec == NULL);
 	CHECK_EQ_INT(ERR_peek_error(), 0);

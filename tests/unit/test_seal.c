@@ -309,6 +309,7 @@ TEST(key_file)
 	/* never overwrite an existing key */
 	CHECK_EQ_INT(seal_key_create(path, &err), KM_PERMFAIL);
 	CHECK(strstr(err.msg, "exists") != NULL);
+	CHECK(kmerr_is(&err, KMERR_EXISTS));
 	k1 = seal_key_load(path, &err);
 	CHECK(k1 != NULL);
 	k2 = seal_key_load(path, &err);
@@ -325,6 +326,7 @@ TEST(key_file)
 	CHECK(chmod(path, 0640) == 0);
 	CHECK(seal_key_load(path, &err) == NULL);
 	CHECK(strstr(err.msg, "0640") != NULL);
+	CHECK(!kmerr_is(&err, KMERR_NOTFOUND));
 	CHECK(chmod(path, 0604) == 0);
 	CHECK(seal_key_load(path, &err) == NULL);
 	CHECK(strstr(err.msg, "world") != NULL);
@@ -379,6 +381,7 @@ TEST(key_file)
 	unlink(path);
 	CHECK(seal_key_load(path, &err) == NULL);
 	CHECK(strstr(err.msg, "No such file") != NULL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
 	CHECK(seal_key_load(dir, &err) == NULL);
 	CHECK(strstr(err.msg, "not a regular file") != NULL);
 	{
