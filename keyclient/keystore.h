@@ -60,7 +60,10 @@
  *	"release denied"); KM_TEMPFAIL (KM unreachable and nothing cached,
  *	hook answered tempfail); KM_PROTO (malformed address or KM data);
  *	KM_NOMEM.  err always says why, never with key material or a
- *	password.
+ *	password.  Reasons: KMERR_NOTFOUND (no certificate or key for the
+ *	address), KMERR_BADPASSWORD ("locked: wrong password"),
+ *	KMERR_REFUSED (the admin hook itself said keep-encrypted, or denied
+ *	the release: a policy decision, not a failure).
  *
  *	keystore_new_backend() is the test seam: the same keystore with the
  *	KM, signstore, Redis, hook and L1 clock replaced by the functions in

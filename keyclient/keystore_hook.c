@@ -58,7 +58,7 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 		memcache_release(ref);
 		if (!neg)
 			return KM_OK;
-		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "release denied");
 	}
 	if (ks->be.hook_ask == NULL)
@@ -87,7 +87,7 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 		    (int64_t)ks->negative_ttl * 1000);
 	log_info("%s keystore: %s: release denied%s%s", queue_id ? queue_id :
 	    "-", norm, why.msg[0] ? ": " : "", why.msg);
-	kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+	kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 	    "release denied%s%s", a.reason[0] ? ": " : "",
 	    a.reason);
 	hook_answer_clear(&a);
@@ -174,13 +174,14 @@ keystore_locked_lookup(struct keystore *ks, struct revc *rc,
 
 /*
  * keystore_unlock - unlock every enhanced generation with the hook's password.
- * Returns KM_OK (all unlocked), KM_PERMFAIL with reason in why ("locked"),
+ * Returns KM_OK (all unlocked), KM_PERMFAIL with the reason in why
+ * ("locked"; KMERR_REFUSED when the hook itself said keep-encrypted),
  * KM_TEMPFAIL, or *wrongpw set when the password did not open a key.
  */
 enum km_status
 keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
     const char *queue_id, struct keymodel_gen *g, size_t n, int *wrongpw,
-    char *why, size_t wlen)
+    struct kmerr *why)
 {
 	struct hook_request rq;
 	struct hook_answer a;
@@ -191,8 +192,8 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 
 	*wrongpw = 0;
 	if (ks->be.hook_ask == NULL) {
-		snprintf(why, wlen, "no hook configured");
-		return KM_PERMFAIL;
+		return kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+		    "no hook configured");
 	}
 	memset(&rq, 0, sizeof(rq));
 	memset(&a, 0, sizeof(a));
@@ -209,26 +210,26 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 		break;
 	case HOOK_ACTION_TEMPFAIL:
 		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s (tempfail)",
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook failed: %s (tempfail)",
 			    hook_failure_name(a.failure));
 		else
-			snprintf(why, wlen, "hook: tempfail%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_TEMPFAIL;
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook: tempfail%s%.100s", a.reason[0] ? ": " : "",
+			    a.reason);
 		goto out;
 	default:
 		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s",
-			    hook_failure_name(a.failure));
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+			    "hook failed: %s", hook_failure_name(a.failure));
 		else
-			snprintf(why, wlen, "keep-encrypted%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_PERMFAIL;
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_REFUSED,
+			    "keep-encrypted%s%.100s", a.reason[0] ? ": " : "",
+			    a.reason);
 		goto out;
 	}
 	if ((u = calloc(n, sizeof(*u))) == NULL) {
-		st = KM_NOMEM;
-		snprintf(why, wlen, "out of memory");
+		st = kmerr_set(why, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -247,10 +248,11 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 			secmem_free(plain, plen);
 			if (st == KM_PERMFAIL || st == KM_PROTO) {
 				*wrongpw = 1;
-				snprintf(why, wlen, "wrong password");
-				st = KM_PERMFAIL;
+				st = kmerr_set(why, KM_PERMFAIL,
+				    KMERR_BADPASSWORD, "wrong password");
 			} else
-				snprintf(why, wlen, "%s", herr.msg);
+				kmerr_set(why, st, herr.reason, "%.*s",
+				    REASON_MAX - 1, herr.msg);
 			goto out;
 		}
 		g[i].key = k;

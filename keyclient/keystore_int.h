@@ -164,7 +164,7 @@ void		 keystore_use_unlocked(struct keystore *, struct revc *,
 		    struct keymodel_gen *, size_t n);
 enum km_status	 keystore_unlock(struct keystore *, const struct revc *,
 		    const char *norm, const char *queue_id,
-		    struct keymodel_gen *, size_t n, int *wrongpw, char *why,
-		    size_t wlen);
+		    struct keymodel_gen *, size_t n, int *wrongpw,
+		    struct kmerr *why);
 
 #endif

@@ -185,13 +185,13 @@ build_set(struct keymodel_gen *g, size_t n)
  */
 static enum km_status
 locked_result(struct keystore *ks, const struct revc *rc, const char *norm,
-    const char *hash, const char *why, int remember, int to_l2,
-    struct kmerr *err)
+    const char *hash, const char *why, enum kmerr_reason reason,
+    int remember, int to_l2, struct kmerr *err)
 {
 	struct keyset *s;
 
 	bump(&ks->hook_locked);
-	kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "locked: %s", why);
+	kmerr_set(err, KM_PERMFAIL, reason, "locked: %s", why);
 	if (!remember)
 		return KM_PERMFAIL;
 	if (to_l2)
@@ -223,8 +223,8 @@ l1_result(struct keystore *ks, struct memcache_ref *ref, const char *norm,
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no keys for %s", norm);
 	} else if (ls->locked) {
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
-		    "locked: %s", ls->reason);
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "locked: %s", ls->reason);	/* only wrong passwords stay */
 	} else
 		st = keys_copy(ls, keys, n);
 	memcache_release(ref);
@@ -241,28 +241,30 @@ unlock_enhanced(struct keystore *ks, struct revc *rc,
     struct keymodel_gen *g, size_t gn, struct kmerr *err)
 {
 	char why[REASON_MAX] = "";
+	struct kmerr uerr;
 	int need_hook = 0, wrongpw = 0;
 	enum km_status st;
 
 	if (keystore_locked_lookup(ks, rc, norm, hash, why, sizeof(why)))
-		return locked_result(ks, rc, norm, hash, why, 1, 0, err);
+		return locked_result(ks, rc, norm, hash, why,
+		    KMERR_BADPASSWORD, 1, 0, err);
 	keystore_use_unlocked(ks, rc, norm, hash, g, gn);
 	for (size_t i = 0; i < gn; i++)
 		if (g[i].enhanced && g[i].key == NULL)
 			need_hook = 1;
 	if (!need_hook)
 		return KM_OK;
-	st = keystore_unlock(ks, rc, norm, queue_id, g, gn, &wrongpw, why,
-	    sizeof(why));
+	kmerr_clear(&uerr);
+	st = keystore_unlock(ks, rc, norm, queue_id, g, gn, &wrongpw, &uerr);
 	if (st == KM_PERMFAIL) {
-		st = locked_result(ks, rc, norm, hash, why, wrongpw, 1,
-		    err);
+		st = locked_result(ks, rc, norm, hash, uerr.msg, uerr.reason,
+		    wrongpw, 1, err);
 		log_info("%s keystore: %s: key locked: %s",
-		    queue_id ? queue_id : "-", norm, why);
+		    queue_id ? queue_id : "-", norm, uerr.msg);
 		return st;
 	}
 	if (st != KM_OK) {		/* KM_TEMPFAIL, KM_NOMEM */
-		kmerr_set(err, st, KMERR_NONE, "%s", why);
+		kmerr_set(err, st, uerr.reason, "%s", uerr.msg);
 		return st;
 	}
 	bump(&ks->hook_unlocked);

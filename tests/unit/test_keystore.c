@@ -1142,6 +1142,7 @@ TEST(enhanced_keep_encrypted_is_locked)
 	    &err), KM_PERMFAIL);
 	CHECK(k == NULL && n == 0);
 	CHECK(strncmp(err.msg, "locked: keep-encrypted", 22) == 0);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));	/* the hook's own decision */
 	CHECK(strstr(err.msg, "user decrypts") != NULL);
 	CHECK(fake_l2_find("enckey-unl", "bob@example.org") == NULL);
 	/* not cached: the hook decides for every message */
@@ -1166,15 +1167,18 @@ TEST(enhanced_wrong_password_negative_cached)
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from the hook */
 	CHECK(strstr(err.msg, "wrong\"") == NULL);
 	CHECK_EQ_INT(fake_l2_find("enckey-lck", "bob@example.org")->ttl, 30);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from L1 */
 	F.now_ms += 61 * 1000;		/* L1 gone, L2 remembers */
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q3", &k, &n,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from L2 */
 	CHECK_EQ_INT(F.hook_calls, 1);
 	/* invalidation (e.g. the password was reset) clears it */
 	F.hook_pw = PW;
@@ -1219,6 +1223,13 @@ TEST(release_denied_and_allowed_once)
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
 	    &err), KM_PERMFAIL);
 	CHECK(strncmp(err.msg, "release denied", 14) == 0);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
+	CHECK_EQ_INT(F.release_calls, 1);
+	/* the denial is remembered: same answer, same reason, no new ask */
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "release denied");
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
 	CHECK_EQ_INT(F.release_calls, 1);
 	keystore_free(ks);
 
