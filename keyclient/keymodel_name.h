@@ -18,7 +18,7 @@
  * ERRORS
  *	KM_PROTO for a malformed address, a buffer too small, a generation
  *	out of range or an Object Group that is not kmilter's; one line in
- *	errstr where the function takes one.
+ *	err where the function takes one.
  * THREADS
  *	Thread-safe.
  */
