@@ -238,7 +238,9 @@ enum km_status
 cache_get(struct cache *c, const char *kind, const char *addr,
     unsigned char **buf, size_t *len, int *negative)
 {
-	char name[SEAL_NAME_MAX], err[160];
+	char name[SEAL_NAME_MAX];
+	struct kmerr serr;
+	const char *err = serr.msg;
 	const char *argv[2];
 	size_t lens[2];
 	redisReply *r;
@@ -281,7 +283,7 @@ cache_get(struct cache *c, const char *kind, const char *addr,
 	}
 	st = seal_open(c->key, name, (const unsigned char *)r->str,
 	    (size_t)r->len, (int64_t)time(NULL), &plain, &plen, &flags, NULL,
-	    err, sizeof(err));
+	    &serr);
 	freeReplyObject(r);
 	if (st == KM_NOMEM)
 		return st;
@@ -312,7 +314,8 @@ static enum km_status
 put_sealed(struct cache *c, const char *kind, const char *addr,
     const unsigned char *buf, size_t len, unsigned flags, int ttl)
 {
-	char name[SEAL_NAME_MAX], ttlbuf[16], err[128];
+	char name[SEAL_NAME_MAX], ttlbuf[16];
+	struct kmerr serr;
 	const char *argv[5];
 	size_t lens[5];
 	unsigned char *sealed = NULL;
@@ -325,8 +328,8 @@ put_sealed(struct cache *c, const char *kind, const char *addr,
 	if ((st = seal_entry_name(c->key, kind, addr, name)) != KM_OK)
 		return st;
 	if ((st = seal_seal(c->key, name, buf, len, (int64_t)time(NULL) + ttl,
-	    flags, &sealed, &slen, err, sizeof(err))) != KM_OK) {
-		log_warnx("cache: cannot seal entry %s: %s", name, err);
+	    flags, &sealed, &slen, &serr)) != KM_OK) {
+		log_warnx("cache: cannot seal entry %s: %s", name, serr.msg);
 		return st;
 	}
 	snprintf(ttlbuf, sizeof(ttlbuf), "%d", ttl);

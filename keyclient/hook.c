@@ -259,9 +259,10 @@ out:
 static enum hook_failure
 vet_hook(struct hook *h, char *errstr, size_t errlen)
 {
-	char why[512];
+	struct kmerr tp;
+	const char *why = tp.msg;
 
-	switch (trustpath_check(h->path, geteuid(), why, sizeof(why))) {
+	switch (trustpath_check(h->path, geteuid(), &tp)) {
 	case TRUSTPATH_SAFE:
 		return HOOK_FAIL_NONE;
 	case TRUSTPATH_MISSING:

@@ -110,6 +110,7 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 	const struct message *m = s->msg;
 	enum km_status st;
 	char err[256];
+	struct kmerr ke = { 0 };
 
 	/* One body reaches every recipient: all must be internal. */
 	for (int i = 0; i < m->nrcpts; i++)
@@ -127,7 +128,8 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 		int fits = 0;
 
 		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
-		    &ks->keys[ks->n], &ks->nkeys[ks->n], err, sizeof(err));
+		    &ks->keys[ks->n], &ks->nkeys[ks->n], &ke);
+		snprintf(err, sizeof(err), "%s", ke.msg);
 		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
 			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
 			return st;

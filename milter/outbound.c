@@ -25,10 +25,15 @@
 static enum km_status
 lookup_cert(struct message *m, int i, char *err, size_t errlen)
 {
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
-	return keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
-	    err, errlen);
+	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
+	    &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	return st;
 }
 
 /* outbound_rcpt - look up a recipient's certificate; refuse when policy needs one */
@@ -320,6 +325,7 @@ static int
 choose_signer(struct out_job *j)
 {
 	struct message *m = j->m;
+	struct kmerr ke = { 0 };
 	enum policy_signer ps;
 	enum km_status st;
 	char err[512], reason[300];
@@ -336,7 +342,8 @@ choose_signer(struct out_job *j)
 		return 0;
 	}
 	st = keystore_get_signer(runtime_keystore(), m->from, &j->signer, &j->key, &j->chain,
-	    err, sizeof(err));
+	    &ke);
+	snprintf(err, sizeof(err), "%s", ke.msg);
 	if (st == KM_TEMPFAIL || st == KM_NOMEM ||
 	    (st != KM_OK && j->c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
 		verdict_tempfail(j->v, "signing key of <%s>: %s", m->from, err);
@@ -398,6 +405,7 @@ static int
 encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
+	struct kmerr ke = { 0 };
 	enum km_status st;
 	char err[512];
 
@@ -409,7 +417,8 @@ encrypt_to(struct out_job *j)
 		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
 	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
 		return 0;
-	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, err, sizeof(err));
+	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, &ke);
+	snprintf(err, sizeof(err), "%s", ke.msg);
 	if (st == KM_OK)
 		add_cert(j->certs, &j->ncerts, j->self);
 	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {

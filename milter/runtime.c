@@ -43,10 +43,14 @@ load_trust(const struct kmilter_conf *c, char *errstr, size_t errlen)
 int
 runtime_init(const struct kmilter_conf *c, char *errstr, size_t errlen)
 {
+	struct kmerr ke = { 0 };
+
 	if ((trust = load_trust(c, errstr, errlen)) == NULL)
 		return -1;
-	if ((keystore = keystore_new(c, errstr, errlen)) == NULL)
+	if ((keystore = keystore_new(c, &ke)) == NULL) {
+		snprintf(errstr, errlen, "%s", ke.msg);
 		return -1;
+	}
 	return 0;
 }
 

@@ -75,15 +75,15 @@ mono_us(void)
 static struct seal_key *
 load_key(void)
 {
-	char err[256];
+	struct kmerr ke;
 	struct seal_key *k;
 
 	if (keyfile == NULL) {
 		fprintf(stderr, "cache-probe: -k keyfile is required\n");
 		exit(2);
 	}
-	if ((k = seal_key_load(keyfile, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "cache-probe: %s\n", err);
+	if ((k = seal_key_load(keyfile, &ke)) == NULL) {
+		fprintf(stderr, "cache-probe: %s\n", ke.msg);
 		exit(2);
 	}
 	return k;
@@ -385,7 +385,8 @@ main(int argc, char **argv)
 	struct seal_key *k = NULL;
 	struct cache *c = NULL;
 	const char *cmd;
-	char out[SEAL_NAME_MAX], err[256];
+	char out[SEAL_NAME_MAX];
+	struct kmerr ke;
 	int ch, verbose = 0, rc = 0;
 	enum km_status st;
 
@@ -414,8 +415,8 @@ main(int argc, char **argv)
 	cmd = argv[0];
 
 	if (strcmp(cmd, "keygen") == 0 && argc == 2) {
-		if (seal_key_create(argv[1], err, sizeof(err)) != KM_OK) {
-			fprintf(stderr, "cache-probe: %s\n", err);
+		if (seal_key_create(argv[1], &ke) != KM_OK) {
+			fprintf(stderr, "cache-probe: %s\n", ke.msg);
 			return 2;
 		}
 		return 0;

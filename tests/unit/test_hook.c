@@ -27,6 +27,7 @@
 #include "trustpath.h"
 
 static char errbuf[512];
+static struct kmerr tperr;	/* trustpath_check() */
 
 /* top - the repository root */
 static const char *
@@ -1046,17 +1047,16 @@ TEST(check_path_safe_and_missing)
 	char dir[64], hook[128], p[160];
 
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_SAFE);
 	/* /tmp above it is world-writable but sticky and root's: fine */
-	CHECK_EQ_INT(trustpath_check(hook_path("allow"), 0, errbuf,
-	    sizeof(errbuf)), TRUSTPATH_SAFE);
+	CHECK_EQ_INT(trustpath_check(hook_path("allow"), 0, &tperr), TRUSTPATH_SAFE);
 	snprintf(p, sizeof(p), "%s/nothere", dir);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_MISSING);
 	/* owned by the milter user (not root) is fine when that is the user */
 	CHECK(chown(hook, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 65534, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 65534, &tperr),
 	    TRUSTPATH_SAFE);
 	cleanup_tree(dir);
 }
@@ -1067,31 +1067,31 @@ TEST(check_path_refuses_writable_or_foreign)
 
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
 	CHECK(chmod(hook, 0757) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, hook) != NULL && strstr(errbuf, "others") != NULL);
+	CHECK(strstr(tperr.msg, hook) != NULL && strstr(tperr.msg, "others") != NULL);
 	CHECK(chmod(hook, 0775) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "group") != NULL);
+	CHECK(strstr(tperr.msg, "group") != NULL);
 	CHECK(chmod(hook, 0755) == 0);
 	/* a world-writable directory, even sticky: others could replace it */
 	CHECK(chmod(dir, 01777) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, dir) != NULL);
+	CHECK(strstr(tperr.msg, dir) != NULL);
 	CHECK(chmod(dir, 0755) == 0);
 	/* owned by someone other than root and the user */
 	CHECK(chown(hook, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 1, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 1, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "owned by uid 65534") != NULL);
+	CHECK(strstr(tperr.msg, "owned by uid 65534") != NULL);
 	CHECK(chown(hook, 0, 0) == 0);
 	CHECK(chown(dir, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 1, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 1, &tperr),
 	    TRUSTPATH_UNSAFE);
 	CHECK(chown(dir, 0, 0) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_SAFE);
 	cleanup_tree(dir);
 }
@@ -1103,18 +1103,18 @@ TEST(check_path_refuses_links_and_odd_paths)
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
 	snprintf(p, sizeof(p), "%s/link", dir);
 	CHECK(symlink(hook, p) == 0);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "symbolic link") != NULL);
+	CHECK(strstr(tperr.msg, "symbolic link") != NULL);
 	snprintf(p, sizeof(p), "%s/../%s/hook", dir, dir + 5);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
 	snprintf(p, sizeof(p), "%s//hook", dir);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK_EQ_INT(trustpath_check("hook", 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check("hook", 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK_EQ_INT(trustpath_check(dir, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(dir, 0, &tperr),
 	    TRUSTPATH_UNSAFE);		/* a directory, not a file */
 	cleanup_tree(dir);
 }

@@ -63,6 +63,7 @@ setup(void)
 {
 	struct keystore_backend be;
 	char err[8192];
+	struct kmerr kerr;
 
 	if (fake_ks != NULL)
 		return 1;
@@ -75,8 +76,8 @@ setup(void)
 	fixture_backend(&be, ids);
 	be.km_keys = NULL;		/* nothing is decrypted here */
 	be.km_gens_free = NULL;
-	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+	if ((fake_ks = keystore_new_backend(conf, &be, &kerr)) == NULL)
+		printf("    keystore_new_backend: %s\n", kerr.msg);
 	return fake_ks != NULL;
 }
 
