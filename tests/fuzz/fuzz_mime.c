@@ -31,15 +31,15 @@ entity(const char *buf, size_t len, int depth)
 	struct mime_parts *ps = NULL;
 	unsigned char *dec = NULL;
 	size_t hl = 0, bo = 0, dl = 0, i;
-	char err[128];
+	struct kmerr err = { 0 };
 
-	if (mime_entity_split(buf, len, &hl, &bo, err, sizeof(err)) != KM_OK) {
+	if (mime_entity_split(buf, len, &hl, &bo, &err) != KM_OK) {
 		hl = len;
 		bo = len;
 	}
 	if (hl > len || bo > len || hl > bo)
 		abort();
-	if (mime_headers_parse(buf, hl, &h, err, sizeof(err)) == KM_OK) {
+	if (mime_headers_parse(buf, hl, &h, &err) == KM_OK) {
 		for (i = 0; i < mime_headers_count(h); i++) {
 			struct mime_ctype *c = NULL;
 
@@ -47,7 +47,7 @@ entity(const char *buf, size_t len, int depth)
 			    mime_headers_value(h, i) == NULL)
 				abort();
 			if (mime_ctype_parse(mime_headers_value(h, i), &c,
-			    err, sizeof(err)) == KM_OK) {
+			    &err) == KM_OK) {
 				(void)mime_smime_kind_name(mime_smime_kind(c));
 				(void)mime_ctype_param(c, "boundary");
 			}
@@ -55,10 +55,9 @@ entity(const char *buf, size_t len, int depth)
 		}
 		if (mime_headers_get(h, "content-type") != NULL &&
 		    mime_ctype_parse(mime_headers_get(h, "content-type"), &ct,
-		    err, sizeof(err)) == KM_OK &&
+		    &err) == KM_OK &&
 		    mime_multipart_split(buf + bo, len - bo,
-		    mime_ctype_param(ct, "boundary"), &ps, err,
-		    sizeof(err)) == KM_OK) {
+		    mime_ctype_param(ct, "boundary"), &ps, &err) == KM_OK) {
 			for (i = 0; i < ps->count; i++) {
 				if (ps->part[i].off > len - bo ||
 				    ps->part[i].len > len - bo - ps->part[i].off)
@@ -69,8 +68,7 @@ entity(const char *buf, size_t len, int depth)
 			}
 		}
 	}
-	if (mime_base64_decode(buf + bo, len - bo, &dec, &dl, err,
-	    sizeof(err)) == KM_OK && dl > (len - bo) / 4 * 3 + 3)
+	if (mime_base64_decode(buf + bo, len - bo, &dec, &dl, &err) == KM_OK && dl > (len - bo) / 4 * 3 + 3)
 		abort();
 	free(dec);
 	mime_parts_free(ps);
