@@ -486,7 +486,7 @@ log_unknown_keys(const struct run *r, const struct hook_answer *out)
 
 	hook_proto_scan_init(&sc, r->ans, r->alen);
 	while (n < out->unknown_keys &&
-	    hook_proto_scan_next(&sc, &l, NULL, 0) == 1) {
+	    hook_proto_scan_next(&sc, &l, NULL) == 1) {
 		if (hook_proto_key_known(&l))
 			continue;
 		log_warnx("hook answer line %d: unknown key \"%.*s\" "
@@ -500,13 +500,14 @@ static enum hook_failure
 run_parse(struct run *r, enum hook_event ev, struct hook_answer *out,
     char *errstr, size_t errlen, enum km_status *st)
 {
-	char ebuf[512];
+	struct kmerr perr;
 
-	*st = hook_answer_parse(r->ans, r->alen, ev, out, ebuf, sizeof(ebuf));
+	*st = hook_answer_parse(r->ans, r->alen, ev, out, &perr);
 	log_unknown_keys(r, out);
 	if (*st == KM_OK)
 		return HOOK_FAIL_NONE;
-	snprintf(errstr, errlen, "%s: malformed answer: %s", r->h->path, ebuf);
+	snprintf(errstr, errlen, "%s: malformed answer: %s", r->h->path,
+	    perr.msg);
 	return *st == KM_NOMEM ? HOOK_FAIL_NOMEM : HOOK_FAIL_MALFORMED;
 }
 
@@ -627,15 +628,18 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	enum hook_event ev = rq->event == HOOK_EVENT_RELEASE ?
 	    HOOK_EVENT_RELEASE : HOOK_EVENT_UNLOCK;
 	enum km_status st;
+	struct kmerr ferr;
 
 	hook_answer_clear(out);
 	pthread_mutex_lock(&h->mu);
 	h->st.asked++;
 	pthread_mutex_unlock(&h->mu);
 
-	if ((st = hook_request_format(rq, req, sizeof(req), &reqlen, errstr,
-	    errlen)) != KM_OK)
+	if ((st = hook_request_format(rq, req, sizeof(req), &reqlen,
+	    &ferr)) != KM_OK) {
+		snprintf(errstr, errlen, "%s", ferr.msg);
 		f = HOOK_FAIL_REQUEST;
+	}
 	else if (slot_acquire(h, t0 + h->wait_ms) != 0) {
 		snprintf(errstr, errlen, "hook busy: %d already running for "
 		    "%d ms", h->max_running, h->wait_ms);
