@@ -404,6 +404,7 @@ static void
 reload(const char *path)
 {
 	char err[4096];
+	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
 
 	if (new == NULL) {
@@ -414,8 +415,8 @@ reload(const char *path)
 		log_warnx("reload: %s has errors: keeping the running configuration", path);
 		return;
 	}
-	if (runtime_reload_trust(new, err, sizeof(err)) != 0) {
-		log_warnx("reload: %s: keeping the running configuration", err);
+	if (runtime_reload_trust(new, &kerr) != 0) {
+		log_warnx("reload: %s: keeping the running configuration", kerr.msg);
 		conf_unref(new);
 		return;
 	}
@@ -639,6 +640,7 @@ main(int argc, char **argv)
 	struct options o = { 0 };
 	int ready_fd = -1;
 	char err[8192];
+	struct kmerr kerr;
 	struct kmilter_conf *conf;
 	struct passwd *pw = NULL;
 	struct rlimit rl = { 0, 0 };
@@ -685,8 +687,8 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 	tid = start_milter_thread(ready_fd);
-	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
-		log_warnx("%s: kmctl stats will not work", err);
+	if (control_start(conf->control_socket, &kerr) != 0)
+		log_warnx("%s: kmctl stats will not work", kerr.msg);
 	log_started(pw);
 	serve(o.path);
 	stop(tid);
