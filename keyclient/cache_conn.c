@@ -91,7 +91,8 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 	}
 	if (o->unix_path == NULL && (o->host == NULL || *o->host == '\0' ||
 	    o->port <= 0 || o->port > 65535)) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "redis: need unix_path or "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "redis: need unix_path or "
 		    "host and a port in 1..65535");
 		return -1;
 	}
@@ -104,7 +105,8 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 	if (o->database < 0 || o->database > 1000000 ||
 	    o->connect_timeout_ms < 0 || o->command_timeout_ms < 0 ||
 	    o->backoff_min_ms < 0 || o->backoff_max_ms < 0) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "redis: negative database, "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "redis: negative database, "
 		    "timeout or back-off");
 		return -1;
 	}

@@ -54,17 +54,20 @@ hook_make(const struct hook_opts *o, struct kmerr *err)
 		return NULL;
 	}
 	if (o->timeout_ms < 1 || o->timeout_ms > HOOK_TIMEOUT_MAX) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "hook timeout must be 1..%d ms",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook timeout must be 1..%d ms",
 		    HOOK_TIMEOUT_MAX);
 		return NULL;
 	}
 	if (o->max_running < 1 || o->max_running > HOOK_RUNNING_MAX) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "hook max_running must be 1..%d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook max_running must be 1..%d",
 		    HOOK_RUNNING_MAX);
 		return NULL;
 	}
 	if (o->wait_ms < 0 || o->wait_ms > HOOK_TIMEOUT_MAX) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "hook wait must be 0..%d ms",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook wait must be 0..%d ms",
 		    HOOK_TIMEOUT_MAX);
 		return NULL;
 	}
@@ -659,7 +662,8 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	    &err)) != KM_OK)
 		f = HOOK_FAIL_REQUEST;
 	else if (slot_acquire(h, t0 + h->wait_ms) != 0) {
-		st = kmerr_set(&err, KM_TEMPFAIL, KMERR_TIMEOUT, "hook busy: %d "
+		st = kmerr_set(&err, KM_TEMPFAIL, KMERR_TIMEOUT,
+		    "hook busy: %d "
 		    "already running for %d ms", h->max_running, h->wait_ms);
 		f = HOOK_FAIL_BUSY;
 	} else {

@@ -118,11 +118,13 @@ static enum km_status
 request_check(const struct hook_request *rq, struct kmerr *err)
 {
 	if (rq->event != HOOK_EVENT_UNLOCK && rq->event != HOOK_EVENT_RELEASE) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: invalid event");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid event");
 		return KM_PROTO;
 	}
 	if (rq->address == NULL || !hook_proto_field_ok(rq->address)) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: address missing, too long "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: address missing, too long "
 		    "or with control characters");
 		return KM_PROTO;
 	}
@@ -130,7 +132,8 @@ request_check(const struct hook_request *rq, struct kmerr *err)
 	    !hook_proto_field_ok(rq->queue_id)) ||
 	    (rq->gateway && rq->gateway[0] &&
 	    !hook_proto_field_ok(rq->gateway))) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: queue_id or gateway too "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: queue_id or gateway too "
 		    "long or with control characters");
 		return KM_PROTO;
 	}
@@ -155,7 +158,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 		key = "signing";
 		break;
 	default:
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: invalid key kind");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid key kind");
 		return KM_PROTO;
 	}
 	switch (rq->level) {
@@ -166,7 +170,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 		level = "enhanced";
 		break;
 	default:
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: invalid level");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid level");
 		return KM_PROTO;
 	}
 	n = snprintf(buf, buflen,
@@ -179,7 +184,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 	    rq->gateway && rq->gateway[0] ? rq->gateway : "",
 	    rq->gateway && rq->gateway[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= buflen) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "request: buffer too small");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: buffer too small");
 		return KM_PROTO;
 	}
 	*outlen = (size_t)n;
@@ -241,18 +247,21 @@ hook_proto_scan_next(struct hook_proto_scan *sc, struct hook_proto_line *l,
 			lend--;
 		llen = (size_t)(lend - p);
 		if (llen > HOOK_LINE_MAX) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d longer than %d bytes",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d longer than %d bytes",
 			    sc->lineno, HOOK_LINE_MAX);
 			return -1;
 		}
 		if (llen == 0)
 			continue;
 		if ((eq = memchr(p, '=', llen)) == NULL) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: no '='", sc->lineno);
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d: no '='", sc->lineno);
 			return -1;
 		}
 		if (!key_ok(p, (size_t)(eq - p))) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: invalid key",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d: invalid key",
 			    sc->lineno);
 			return -1;
 		}
@@ -283,7 +292,8 @@ take_action(struct parse_state *ps, const struct hook_proto_line *l,
 	char name[24];
 
 	if (ps->have_action++) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: duplicate key \"action\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"action\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -294,7 +304,8 @@ take_action(struct parse_state *ps, const struct hook_proto_line *l,
 		ps->act = hook_action_from_name(name);
 	}
 	if (ps->act == HOOK_ACTION_NONE) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: unknown action", l->lineno);
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: unknown action", l->lineno);
 		return KM_PROTO;
 	}
 	return KM_OK;
@@ -306,7 +317,8 @@ take_password(struct parse_state *ps, const struct hook_proto_line *l,
     struct kmerr *err)
 {
 	if (ps->pw != NULL) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: duplicate key \"password\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"password\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -323,12 +335,14 @@ take_reason(struct parse_state *ps, const struct hook_proto_line *l,
 	size_t vlen = l->vlen;
 
 	if (ps->have_reason++) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: duplicate key \"reason\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"reason\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
 	if (has_ctl(l->val, vlen)) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "line %d: control character in reason",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: control character in reason",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -374,12 +388,14 @@ check_password(const struct parse_state *ps, struct kmerr *err)
 	if (ps->act != HOOK_ACTION_PASSWORD) {
 		if (ps->pw == NULL)
 			return KM_OK;
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "password given with action \"%s\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "password given with action \"%s\"",
 		    hook_action_name(ps->act));
 		return KM_PROTO;
 	}
 	if (ps->pw == NULL) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "action \"password\" without "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "action \"password\" without "
 		    "a password");
 		return KM_PROTO;
 	}
@@ -388,7 +404,8 @@ check_password(const struct parse_state *ps, struct kmerr *err)
 		return KM_PROTO;
 	}
 	if (has_ctl(ps->pw, ps->pwlen)) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "control character in password");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "control character in password");
 		return KM_PROTO;
 	}
 	return KM_OK;
@@ -404,7 +421,8 @@ finish(const struct parse_state *ps, enum hook_event ev,
 		return KM_PROTO;
 	}
 	if (!hook_action_valid(ev, ps->act)) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "action \"%s\" is not valid for event "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "action \"%s\" is not valid for event "
 		    "\"%s\"", hook_action_name(ps->act), hook_event_name(ev));
 		return KM_PROTO;
 	}
@@ -444,7 +462,8 @@ hook_answer_parse(const char *buf, size_t len, enum hook_event ev,
 	out->unknown_keys = 0;
 
 	if (len > HOOK_ANSWER_MAX) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "answer longer than %d bytes",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "answer longer than %d bytes",
 		    HOOK_ANSWER_MAX);
 		return KM_PROTO;
 	}

@@ -44,7 +44,8 @@ mime_entity_split(const char *buf, size_t len, size_t *hdr_len,
 		}
 		i = eol + 1;
 	}
-	kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "no empty line after the header block");
+	kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+	    "no empty line after the header block");
 	return KM_PROTO;
 }
 
@@ -111,7 +112,8 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 		if (c == ':')
 			break;
 		if (c == '\r' || c == '\n') {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line %zu: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "header line %zu: no "
 			    "colon", lineno);
 			return KM_PROTO;
 		}
@@ -129,18 +131,21 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 				break;
 			}
 			if (c == ' ' || c == '\t')
-				kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "header line "
 				    "%zu: no colon after the field "
 				    "name", lineno);
 			else
-				kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "header line "
 				    "%zu: invalid byte 0x%02x in field "
 				    "name", lineno, c);
 			return KM_PROTO;
 		}
 	}
 	if (colon == len) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line %zu: no colon",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "header line %zu: no colon",
 		    lineno);
 		return KM_PROTO;
 	}
@@ -149,7 +154,8 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 	    buf[end - 1] == '\t'))
 		end--;
 	if (end == start) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line %zu: empty field "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "header line %zu: empty field "
 		    "name", lineno);
 		return KM_PROTO;
 	}
@@ -214,7 +220,8 @@ mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
 		return KM_NOMEM;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "NUL byte in header block");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "NUL byte in header block");
 		goto fail;
 	}
 	while (i < len) {
@@ -226,7 +233,8 @@ mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
 		    buf[i + 1] == '\n'))
 			break;
 		if (buf[i] == ' ' || buf[i] == '\t') {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "header line %zu: continuation "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "header line %zu: continuation "
 			    "line without a field before it", lineno);
 			st = KM_PROTO;
 			goto fail;

@@ -111,11 +111,13 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 
 	*out = NULL;
 	if (boundary == NULL || (bdlen = strlen(boundary)) == 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "multipart without a boundary");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "multipart without a boundary");
 		return KM_PROTO;
 	}
 	if (bdlen > 70) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "boundary longer than 70 characters");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "boundary longer than 70 characters");
 		return KM_PROTO;
 	}
 	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
@@ -124,12 +126,14 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 	}
 	d = find_delim(body, len, 0, boundary, bdlen, &close, &next);
 	if (d == len) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "no delimiter line for boundary "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no delimiter line for boundary "
 		    "\"%s\"", boundary);
 		goto fail;
 	}
 	if (close) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "close delimiter before any part");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "close delimiter before any part");
 		goto fail;
 	}
 	ps->preamble_len = d;
@@ -140,7 +144,8 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 		d = find_delim(body, len, start ? start - 1 : 0, boundary,
 		    bdlen, &close, &next);
 		if (d == len) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "body truncated before the "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "body truncated before the "
 			    "closing boundary \"--%s--\"", boundary);
 			goto fail;
 		}
@@ -218,7 +223,8 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 			continue;
 		if (c == '=') {
 			if (n < 2) {
-				kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "base64: misplaced "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "base64: misplaced "
 				    "'=' at offset %zu", i);
 				goto fail;
 			}
@@ -247,12 +253,14 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 			continue;
 		}
 		if (pad) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "base64: data inside the "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "base64: data inside the "
 			    "padding at offset %zu", i);
 			goto fail;
 		}
 		if ((v = b64val(c)) < 0) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "base64: invalid byte 0x%02x at "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "base64: invalid byte 0x%02x at "
 			    "offset %zu", c, i);
 			goto fail;
 		}
@@ -266,7 +274,8 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 		}
 	}
 	if (n != 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "base64: truncated (%d characters in "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "base64: truncated (%d characters in "
 		    "the last group)", n);
 		goto fail;
 	}

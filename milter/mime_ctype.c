@@ -84,9 +84,11 @@ lex_token(struct lex *lx, int lower, const char *what)
 		unsigned char c = (unsigned char)lx->s[lx->i];
 
 		if (c == '\0')
-			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT, "missing %s", what);
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "missing %s", what);
 		else
-			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT, "invalid byte 0x%02x "
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "invalid byte 0x%02x "
 			    "where %s expected", c, what);
 		return NULL;
 	}
@@ -111,7 +113,8 @@ lex_quoted(struct lex *lx)
 	/* First pass: find the end and check it is terminated. */
 	while (lx->s[lx->i] != '"') {
 		if (lx->s[lx->i] == '\0') {
-			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT, "unterminated quoted "
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "unterminated quoted "
 			    "string");
 			return NULL;
 		}
@@ -172,7 +175,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, struct kmerr *err)
 	    skip_cfws(&lx) == -1)
 		goto fail;
 	if (value[lx.i] != '/') {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "no '/' after media type \"%s\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no '/' after media type \"%s\"",
 		    ct->type);
 		goto fail;
 	}
@@ -186,7 +190,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, struct kmerr *err)
 		if (value[lx.i] == '\0')
 			break;
 		if (value[lx.i] != ';') {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "unexpected byte 0x%02x after "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "unexpected byte 0x%02x after "
 			    "%s", (unsigned char)value[lx.i],
 			    ct->n ? "parameter" : "media type");
 			goto fail;
@@ -200,7 +205,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, struct kmerr *err)
 		    skip_cfws(&lx) == -1)
 			goto fail;
 		if (value[lx.i] != '=') {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "parameter \"%s\" without '='",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "parameter \"%s\" without '='",
 			    name);
 			goto fail;
 		}

@@ -81,7 +81,8 @@ crlf_input(const char *what, const char **entity, size_t *len, char **copy,
 		*len = *copylen;
 	}
 	if (*len > INT_MAX) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "%s: entity too large", what);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: entity too large", what);
 		return KM_PERMFAIL;
 	}
 	return KM_OK;
@@ -307,11 +308,13 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 
 	ERR_clear_error();
 	if ((md = sign_digest(digest, &micalg)) == NULL) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "sign: unknown digest %d", (int)digest);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "sign: unknown digest %d", (int)digest);
 		return KM_PERMFAIL;
 	}
 	if (cert == NULL || key == NULL || out == NULL) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "sign: no signer certificate or key");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "sign: no signer certificate or key");
 		return KM_PERMFAIL;
 	}
 	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, err)) != KM_OK)
@@ -404,17 +407,20 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 
 	ERR_clear_error();
 	if ((ciph = encrypt_cipher(cipher, &stype)) == NULL) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "encrypt: unknown cipher %d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: unknown cipher %d",
 		    (int)cipher);
 		return KM_PERMFAIL;
 	}
 	if (padding != SMIME_PAD_PKCS1 && padding != SMIME_PAD_OAEP) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "encrypt: unknown padding %d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: unknown padding %d",
 		    (int)padding);
 		return KM_PERMFAIL;
 	}
 	if (nrcpts == 0 || rcpts == NULL || out == NULL) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "encrypt: no recipients");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: no recipients");
 		return KM_PERMFAIL;
 	}
 	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen,

@@ -170,9 +170,9 @@ const char	*smime_envelope_rid(const struct smime_envelope *, size_t i);
 /* 1 when the certificate matches one of the RecipientInfos, else 0 */
 int		 smime_envelope_match(const struct smime_envelope *, X509 *);
 /* *matched = index of the candidate that decrypted, or -1 when none
-   matched a RecipientInfo (KM_PERMFAIL "no matching recipient"); a
-   matching candidate whose key fails gives KM_PERMFAIL "decryption
-   failed" with *matched = its index */
+   matched a RecipientInfo (KM_PERMFAIL, KMERR_NOTFOUND, "no matching
+   recipient"); a matching candidate whose key fails gives KM_PERMFAIL
+   "decryption failed" with *matched = its index */
 enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
 		    const struct smime_keypair *cands, size_t ncands,
 		    BIO *out, int *matched, struct kmerr *err);

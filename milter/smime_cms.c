@@ -26,11 +26,13 @@ smime_der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
 
 	*out = NULL;
 	if (len == 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed CMS: empty");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: empty");
 		return KM_PROTO;
 	}
 	if (len > INT_MAX) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed CMS: too large");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: too large");
 		return KM_PROTO;
 	}
 	/* d2i straight from the buffer: d2i_CMS_bio() would copy it. */
@@ -59,7 +61,8 @@ smime_body_to_cms(const char *cte, const char *body, size_t len,
 		return smime_der_to_cms((const unsigned char *)body, len, out,
 		    err);
 	if (cte != NULL && strcasecmp(cte, "base64") != 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed S/MIME: unsupported "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed S/MIME: unsupported "
 		    "Content-Transfer-Encoding \"%s\"", cte);
 		return KM_PROTO;
 	}
@@ -106,7 +109,8 @@ smime_open_entity(const char *ctype, const char *body, size_t len,
 			return st;
 		}
 		if ((ctype = mime_headers_get(*hp, "Content-Type")) == NULL) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed MIME: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "malformed MIME: no "
 			    "Content-Type");
 			*hp = mime_headers_free(*hp);
 			return KM_PROTO;

@@ -55,7 +55,8 @@ load_cms(const char *ctype, const char *body, size_t len,
 	k = mime_smime_kind(ct);
 	if (k != MIME_SMIME_ENVELOPED && k != MIME_SMIME_AUTH_ENVELOPED &&
 	    k != MIME_SMIME_SIGNED_OPAQUE && k != MIME_SMIME_PKCS7_UNKNOWN) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "not an S/MIME pkcs7-mime entity "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not an S/MIME pkcs7-mime entity "
 		    "(%s/%s, %s)", mime_ctype_type(ct), mime_ctype_subtype(ct),
 		    mime_smime_kind_name(k));
 		st = KM_PROTO;
@@ -223,7 +224,8 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 	if (nid == NID_id_smime_ct_authEnvelopedData)
 		env->auth = 1;
 	else if (nid != NID_pkcs7_enveloped) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "not enveloped data: CMS content type "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not enveloped data: CMS content type "
 		    "%s", OBJ_nid2sn(nid));
 		st = KM_PROTO;
 		goto fail;
@@ -231,7 +233,8 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 	if ((ris = CMS_get0_RecipientInfos(env->cms)) == NULL ||
 	    sk_CMS_RecipientInfo_num(ris) <= 0) {
 		ERR_clear_error();
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed CMS: no RecipientInfos");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: no RecipientInfos");
 		st = KM_PROTO;
 		goto fail;
 	}
@@ -323,7 +326,8 @@ smime_envelope_decrypt(struct smime_envelope *env,
 		*matched = -1;
 	ERR_clear_error();
 	if (env == NULL || out == NULL) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "decrypt: no envelope or output");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "decrypt: no envelope or output");
 		return KM_PERMFAIL;
 	}
 	/* Unwrap the content-encryption key first: no output until one
@@ -352,13 +356,15 @@ smime_envelope_decrypt(struct smime_envelope *env,
 			    "decryption failed");
 	}
 	if (!any) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "no matching recipient: none of %zu "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no matching recipient: none of %zu "
 		    "candidate certificates matches the %zu RecipientInfos",
 		    ncands, env->nrid);
 		return KM_PERMFAIL;
 	}
 	if (got < 0) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "%s", why.msg[0] ? why.msg :
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s", why.msg[0] ? why.msg :
 		    "decryption failed");
 		return KM_PERMFAIL;
 	}
@@ -477,7 +483,8 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		*failed = -1;
 	ERR_clear_error();
 	if (env == NULL || out == NULL || readers == NULL || nreaders == 0) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "decrypt: no envelope, output or reader");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "decrypt: no envelope, output or reader");
 		return KM_PERMFAIL;
 	}
 	if (nreaders == 1) {
@@ -521,7 +528,8 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		if (!ok) {
 			if (failed != NULL)
 				*failed = (int)r;
-			kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "reader %zu: its RecipientInfo "
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "reader %zu: its RecipientInfo "
 			    "does not yield the content key", r);
 			BIO_free(null);
 			return KM_PERMFAIL;

@@ -211,7 +211,8 @@ sig_part_cms(const char *sp, size_t splen, CMS_ContentInfo **cms,
 	    strcmp(mime_ctype_type(sct), "application") != 0 ||
 	    (strcmp(mime_ctype_subtype(sct), "pkcs7-signature") != 0 &&
 	    strcmp(mime_ctype_subtype(sct), "x-pkcs7-signature") != 0)) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed multipart/signed: second "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed multipart/signed: second "
 		    "part is not application/pkcs7-signature");
 		st = KM_PROTO;
 		goto out;
@@ -242,7 +243,8 @@ load_detached(const struct mime_ctype *ct, const char *b, size_t blen,
 		goto out;
 	}
 	if (parts->count != 2) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed multipart/signed: %zu "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed multipart/signed: %zu "
 		    "parts, not 2", parts->count);
 		st = KM_PROTO;
 		goto out;
@@ -290,7 +292,8 @@ load_signed(const char *ctype, const char *body, size_t len,
 		if ((st = smime_body_to_cms(cte, b, blen, cms, err)) == KM_OK)
 			res->opaque = 1;
 	} else {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "not a signed S/MIME entity "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not a signed S/MIME entity "
 		    "(%s/%s, %s)", mime_ctype_type(ct),
 		    mime_ctype_subtype(ct), mime_smime_kind_name(k));
 		st = KM_PROTO;
@@ -357,7 +360,8 @@ signed_content(CMS_ContentInfo *cms, int opaque, const char **content,
 		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
 
 		if (pos == NULL || *pos == NULL) {
-			kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed signed-data: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "malformed signed-data: no "
 			    "encapsulated content");
 			return KM_PROTO;
 		}
@@ -387,7 +391,8 @@ smime_verify(const char *ctype, const char *body, size_t len,
 	    err)) != KM_OK)
 		goto out;
 	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "not signed data: CMS content type %s",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not signed data: CMS content type %s",
 		    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
 		st = KM_PROTO;
 		goto out;
@@ -398,7 +403,8 @@ smime_verify(const char *ctype, const char *body, size_t len,
 	sis = CMS_get0_SignerInfos(cms);
 	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
 	if (res->nsigners <= 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "signed data without SignerInfos");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "signed data without SignerInfos");
 		st = KM_PROTO;
 		goto out;
 	}

@@ -159,7 +159,8 @@ spool_append(struct spool *s, const void *data, size_t n, struct kmerr *err)
 	s->len += n;
 	return KM_OK;
 fail:
-	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "spool: cannot write to %s: %s",
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+	    "spool: cannot write to %s: %s",
 	    s->dir, strerror(errno));
 }
 

@@ -491,6 +491,7 @@ TEST(decrypt_wrong_key_fails_cleanly)
 	CHECK(e != NULL);
 	CHECK_EQ_INT(do_decrypt(e, len, &bob_rsa, &out, &olen, &err), KM_PERMFAIL);
 	CHECK(strstr(err.msg, "no matching recipient") != NULL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
 	/* Right certificate, wrong key. */
 	kp.cert = alice_rsa.cert;
 	kp.key = bob_rsa.key;
