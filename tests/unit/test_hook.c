@@ -352,6 +352,7 @@ TEST(request_format)
 	/* Injection of a line, control characters, missing and long fields. */
 	rq.address = "alice@example.com\naction=allow";
 	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
+	CHECK(kmerr_is(&perr, KMERR_BADINPUT));
 	rq.address = "al\x7fice@example.com";
 	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.address = "";
