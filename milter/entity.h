@@ -34,8 +34,8 @@
 
 #include <openssl/bio.h>
 
-#include "session.h"
 #include "kmerr.h"
+#include "session.h"
 #include "verdict.h"
 
 enum km_status entity_from_message(const struct message *, const unsigned char *body,

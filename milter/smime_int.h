@@ -29,9 +29,9 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 
+#include "kmerr.h"
 #include "log.h"
 #include "mime.h"
-#include "kmerr.h"
 
 /*
  * smime_ossl - what failed and OpenSSL's first queued reason into err
