@@ -86,7 +86,7 @@ static struct session *
 mkmsg(const char **rcpts, const char *ctype, const char *body)
 {
 	struct session *s = session_new(conf, NULL, "localhost");
-	char err[256];
+	struct kmerr err;
 
 	if (s == NULL || session_message_begin(s, "<alice@example.com>", NULL) != KM_OK)
 		return session_free(s);
@@ -98,8 +98,8 @@ mkmsg(const char **rcpts, const char *ctype, const char *body)
 	    message_add_header(s->msg, "Subject", "test") != KM_OK ||
 	    message_add_header(s->msg, "MIME-Version", "1.0") != KM_OK ||
 	    message_add_header(s->msg, "Content-Type", ctype) != KM_OK ||
-	    message_append_body(s->msg, (const unsigned char *)body, strlen(body), err,
-	    sizeof(err)) != KM_OK)
+	    message_append_body(s->msg, (const unsigned char *)body, strlen(body),
+	    &err) != KM_OK)
 		return session_free(s);
 	return s;
 }
