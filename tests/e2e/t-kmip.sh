@@ -9,6 +9,7 @@ build=${KM_BUILD:-$top/build}
 probe=$build/tools/kmip-probe
 hostile=$top/tests/tools/kmip-hostile.py
 . "$top/tests/lablib/km.sh"
+. "$top/tests/lablib/common.sh"		# lab_wait_until: waits for events
 
 fails=0
 pass() { echo "PASS $1"; }
@@ -212,10 +213,7 @@ hostile() {
 	/usr/bin/python3 "$hostile" "$1" "$ph" "$pki/$2.crt" "$pki/$2.key" "$pki/ca.crt" \
 	    >"$lab/hostile.out" 2>"$lab/hostile.err" &
 	hpid=$!
-	i=0
-	while ! grep -q READY "$lab/hostile.out" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.05; i=$((i + 1))
-	done
+	lab_wait_until 10 "the hostile KMIP server ($1) printing READY" grep -q READY "$lab/hostile.out"
 }
 PH="$probe -n evil -p $ph -C $pki/ca.crt -c $pki/kmilter.crt -k $pki/kmilter.key"
 
