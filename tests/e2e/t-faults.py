@@ -398,15 +398,16 @@ def _():
           "(bound %d ms)" % (max(ms), HOOK_TIMEOUT_MS, HOOK_BOUND_MS))
     check(min(ms) >= HOOK_TIMEOUT_MS, "a locked message took %d ms, less than the hook's "
           "timeout_ms %d: the hook was not waited for" % (min(ms), HOOK_TIMEOUT_MS))
-    # the hung hooks were killed: each pid gone (kmilter kills and reaps
-    # a hook at its timeout; every locked message above has had its reply)
+    # the hung hooks were killed: each pid gone within 1 s (the bound the
+    # fixed 1 s pause here gave; kmilter kills and reaps a hook at its
+    # timeout, and every locked message above has had its reply)
     try:
         with open(os.path.join(S["hookdir"], "pids")) as fp:
             pids = [int(x) for x in fp.read().split()]
     except OSError:
         pids = []
     check(pids, "the hook was never run (no pid recorded)")
-    L.wait_for(lambda: not any(L.pid_alive(p) for p in pids), 5,
+    L.wait_for(lambda: not any(L.pid_alive(p) for p in pids), 1.0,
                lambda: "hook processes gone after their timeout (still running: %s)"
                % [p for p in pids if L.pid_alive(p)])
     print("INFO hook ran %d times, all killed" % len(pids))

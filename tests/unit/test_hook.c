@@ -653,7 +653,7 @@ TEST(run_environment_is_clean)
 	/* The straggler it left in its group was killed with it (a zombie
 	 * waiting for init to reap it at most); SIGKILL is delivered at
 	 * once but the process may take a moment to finish dying. */
-	for (int i = 0; i < 500 && live_in_group(pgid) != 0; i++)
+	for (int i = 0; i < 100 && live_in_group(pgid) != 0; i++)
 		usleep(10000);
 	CHECK_EQ_INT(live_in_group(pgid), 0);
 }
