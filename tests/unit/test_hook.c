@@ -879,6 +879,22 @@ busy_thread(void *arg)
 	return NULL;
 }
 
+/* wait_running - poll until n hooks run; 0 after ms */
+static int
+wait_running(struct hook *h, int n, int ms)
+{
+	struct hook_stats hs;
+
+	for (int waited = 0; waited <= ms; waited += 5) {
+		hook_stats(h, &hs);
+		if (hs.running == n)
+			return 1;
+		usleep(5000);
+	}
+	fprintf(stderr, "    not within %d ms: %d hook(s) running\n", ms, n);
+	return 0;
+}
+
 TEST(run_busy)
 {
 	struct hook_opts o = { .path = hook_path("sleep"), .timeout_ms = 800,
@@ -890,7 +906,9 @@ TEST(run_busy)
 
 	CHECK((b.h = hook_new(&o, errbuf, sizeof(errbuf))) != NULL);
 	CHECK(pthread_create(&t, NULL, busy_thread, &b) == 0);
-	usleep(100 * 1000);
+	/* Ask only once the slow hook holds the slot: a fixed pause lost
+	 * the race on a loaded machine (this ask took the slot first). */
+	CHECK(wait_running(b.h, 1, 5000));
 	CHECK_EQ_INT(ask(b.h, HOOK_EVENT_UNLOCK, "x@example.com", &a),
 	    KM_TEMPFAIL);
 	pthread_join(t, NULL);
