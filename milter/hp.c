@@ -129,7 +129,7 @@ ctype_hp(const char *ctype, char *buf, size_t len, int *is_text_plain)
 		*is_text_plain = ctype == NULL;
 	if (ctype == NULL)
 		return 0;
-	if (mime_ctype_parse(ctype, &ct, NULL, 0) != KM_OK)
+	if (mime_ctype_parse(ctype, &ct, NULL) != KM_OK)
 		return -1;
 	if ((hp = mime_ctype_param(ct, "hp")) != NULL)
 		snprintf(buf, len, "%s", hp);
@@ -364,7 +364,7 @@ apply_field(struct hp_job *j, const char *name, const char *value)
 
 /* payload_root - the header block of the cryptographic payload's root */
 static enum km_status
-payload_root(const char *ent, size_t len, struct mime_headers **h, char *why, size_t wlen)
+payload_root(const char *ent, size_t len, struct mime_headers **h, struct kmerr *err)
 {
 	struct mime_ctype *ct = NULL;
 	struct mime_parts *parts = NULL;
@@ -372,11 +372,11 @@ payload_root(const char *ent, size_t len, struct mime_headers **h, char *why, si
 	size_t hl, bo;
 	enum km_status st;
 
-	if ((st = mime_entity_split(ent, len, &hl, &bo, why, wlen)) != KM_OK ||
-	    (st = mime_headers_parse(ent, hl, h, why, wlen)) != KM_OK)
+	if ((st = mime_entity_split(ent, len, &hl, &bo, err)) != KM_OK ||
+	    (st = mime_headers_parse(ent, hl, h, err)) != KM_OK)
 		return st;
 	ctype = mime_headers_get(*h, "Content-Type");
-	if (ctype == NULL || mime_ctype_parse(ctype, &ct, NULL, 0) != KM_OK ||
+	if (ctype == NULL || mime_ctype_parse(ctype, &ct, NULL) != KM_OK ||
 	    mime_smime_kind(ct) != MIME_SMIME_SIGNED_DETACHED ||
 	    (boundary = mime_ctype_param(ct, "boundary")) == NULL) {
 		mime_ctype_free(ct);
@@ -384,16 +384,14 @@ payload_root(const char *ent, size_t len, struct mime_headers **h, char *why, si
 	}
 	/* Signed inside: the protected headers are the signed part's. */
 	*h = mime_headers_free(*h);
-	if ((st = mime_multipart_split(ent + bo, len - bo, boundary, &parts, why, wlen)) ==
-	    KM_OK && parts->count > 0) {
+	if ((st = mime_multipart_split(ent + bo, len - bo, boundary, &parts, err)) == KM_OK &&
+	    parts->count > 0) {
 		const char *p = ent + bo + parts->part[0].off;
 
-		if ((st = mime_entity_split(p, parts->part[0].len, &hl, &bo, why, wlen)) == KM_OK)
-			st = mime_headers_parse(p, hl, h, why, wlen);
-	} else if (st == KM_OK) {
-		snprintf(why, wlen, "multipart/signed without parts");
-		st = KM_PROTO;
-	}
+		if ((st = mime_entity_split(p, parts->part[0].len, &hl, &bo, err)) == KM_OK)
+			st = mime_headers_parse(p, hl, h, err);
+	} else if (st == KM_OK)
+		st = kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "multipart/signed without parts");
 	mime_parts_free(parts);
 	mime_ctype_free(ct);
 	return st;
@@ -435,17 +433,19 @@ hp_apply(struct verdict *v, const struct message *m, const char *entity, size_t 
 {
 	struct hp_job j = { .v = v, .m = m, .rep = rep };
 	struct mime_headers *h = NULL;
-	char why[200], hp[16];
+	struct kmerr why;
+	char hp[16];
 	enum km_status st;
 
 	memset(rep, 0, sizeof(*rep));
-	if ((st = payload_root(entity, len, &h, why, sizeof(why))) != KM_OK) {
+	kmerr_clear(&why);
+	if ((st = payload_root(entity, len, &h, &why)) != KM_OK) {
 		mime_headers_free(h);
 		if (st == KM_NOMEM)
 			return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		/* Not readable: nothing is protected, the outer headers stay. */
 		snprintf(rep->hp, sizeof(rep->hp), "invalid");
-		snprintf(rep->skipped, sizeof(rep->skipped), "all (%.200s)", why);
+		snprintf(rep->skipped, sizeof(rep->skipped), "all (%.200s)", why.msg);
 		return KM_OK;
 	}
 	if (ctype_hp(mime_headers_get(h, "Content-Type"), hp, sizeof(hp), NULL) != 0 ||
