@@ -30,9 +30,8 @@ struct hbuf {
 };
 
 static void
-hbuf_add(struct hbuf *b, const char *s)
+hbuf_addn(struct hbuf *b, const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	char *np;
 
 	if (b->nomem)
@@ -51,8 +50,15 @@ hbuf_add(struct hbuf *b, const char *s)
 		b->p = np;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, s, n + 1);
+	memcpy(b->p + b->len, s, n);
 	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+hbuf_add(struct hbuf *b, const char *s)
+{
+	hbuf_addn(b, s, strlen(s));
 }
 
 static void
@@ -140,24 +146,90 @@ ctype_hp(const char *ctype, char *buf, size_t len, int *is_text_plain)
 	return 0;
 }
 
-/*
- * legacy_ok - can the text start with a Legacy Display Element for this
- * Subject?  text/plain, 7bit or 8bit, a Subject of printable ASCII
- * without encoded-words (it would show as written).
- */
+/* subject_ok - a Subject a Legacy Display Element shows as written: printable ASCII */
 static int
-legacy_ok(const struct message *m, int text_plain, const char *subject)
+subject_ok(const char *subject)
 {
-	const char *cte = message_header(m, "Content-Transfer-Encoding");
-
-	if (!text_plain || subject == NULL || strlen(subject) > 900 || strstr(subject, "=?"))
-		return 0;
-	if (cte != NULL && strcasecmp(cte, "7bit") != 0 && strcasecmp(cte, "8bit") != 0)
+	if (subject == NULL || strlen(subject) > 900 || strstr(subject, "=?"))
 		return 0;
 	for (const char *p = subject; *p; p++)
 		if (!isprint((unsigned char)*p))
 			return 0;
 	return 1;
+}
+
+/* cte_ok - text that can take lines in front of it as they are: 7bit or 8bit */
+static int
+cte_ok(const char *cte)
+{
+	return cte == NULL || strcasecmp(cte, "7bit") == 0 || strcasecmp(cte, "8bit") == 0;
+}
+
+/* legacy_part - the first part, its headers rewritten with the marker, the element, its body */
+static void
+legacy_part(struct hbuf *nb, const struct mime_headers *h, const char *subject,
+    const char *pbody, size_t pblen)
+{
+	if (mime_headers_get(h, "Content-Type") == NULL)
+		hbuf_add(nb, "Content-Type: text/plain; charset=us-ascii; hp-legacy-display=\"1\"\r\n");
+	for (size_t i = 0; i < mime_headers_count(h); i++) {
+		hbuf_add(nb, mime_headers_name(h, i));
+		hbuf_add(nb, ": ");
+		hbuf_add(nb, mime_headers_value(h, i));
+		if (strcasecmp(mime_headers_name(h, i), "Content-Type") == 0)
+			hbuf_add(nb, "; hp-legacy-display=\"1\"");
+		hbuf_add(nb, "\r\n");
+	}
+	hbuf_add(nb, "\r\nSubject: ");
+	hbuf_add(nb, subject);
+	hbuf_add(nb, "\r\n\r\n");
+	hbuf_addn(nb, pbody, pblen);
+}
+
+/*
+ * legacy_first_part - a multipart/mixed body whose first part is text/plain
+ * (7bit or 8bit, not marked yet) with the Legacy Display Element in that
+ * part, in nb.  1 when made; 0 (nothing in nb) when the body is not so.
+ */
+static int
+legacy_first_part(const char *ctype, const char *subject, const char *body, size_t len,
+    struct hbuf *nb)
+{
+	struct mime_ctype *ct = NULL, *pct = NULL;
+	struct mime_parts *parts = NULL;
+	struct mime_headers *h = NULL;
+	const char *boundary, *p, *pctype;
+	size_t hl, bo;
+	int done = 0;
+
+	if (ctype == NULL || mime_ctype_parse(ctype, &ct, NULL) != KM_OK ||
+	    strcmp(mime_ctype_type(ct), "multipart") != 0 ||
+	    strcmp(mime_ctype_subtype(ct), "mixed") != 0 ||
+	    (boundary = mime_ctype_param(ct, "boundary")) == NULL ||
+	    mime_multipart_split(body, len, boundary, &parts, NULL) != KM_OK ||
+	    parts->count == 0)
+		goto out;
+	p = body + parts->part[0].off;
+	if (mime_entity_split(p, parts->part[0].len, &hl, &bo, NULL) != KM_OK ||
+	    mime_headers_parse(p, hl, &h, NULL) != KM_OK ||
+	    !cte_ok(mime_headers_get(h, "Content-Transfer-Encoding")))
+		goto out;
+	if ((pctype = mime_headers_get(h, "Content-Type")) != NULL &&
+	    (mime_ctype_parse(pctype, &pct, NULL) != KM_OK ||
+	    strcmp(mime_ctype_type(pct), "text") != 0 ||
+	    strcmp(mime_ctype_subtype(pct), "plain") != 0 ||
+	    mime_ctype_param(pct, "hp-legacy-display") != NULL))
+		goto out;
+	hbuf_addn(nb, body, parts->part[0].off);
+	legacy_part(nb, h, subject, p + bo, parts->part[0].len - bo);
+	hbuf_addn(nb, p + parts->part[0].len, len - parts->part[0].off - parts->part[0].len);
+	done = !nb->nomem;
+out:
+	mime_headers_free(h);
+	mime_parts_free(parts);
+	mime_ctype_free(pct);
+	mime_ctype_free(ct);
+	return done;
 }
 
 /* protect_lines - the protected fields, then (encrypted) the HP-Outer records */
@@ -187,14 +259,15 @@ hp_protect(const struct message *m, const struct hp_out *o, const unsigned char 
     size_t bodylen, char **out, size_t *outlen, struct hp_report *rep, struct kmerr *err)
 {
 	struct entity_extra x = { 0 };
-	struct hbuf lines = { 0 }, prefix = { 0 };
+	struct hbuf lines = { 0 }, prefix = { 0 }, nb = { 0 };
 	const char *subject = o->subject ? o->subject : message_header(m, "Subject");
+	const char *ctype = message_header(m, "Content-Type");
 	char have[16], param[64];
-	int text_plain = 0;
+	int text_plain = 0, legacy = o->cipher && o->hide_subject && subject_ok(subject);
 	enum km_status st;
 
 	memset(rep, 0, sizeof(*rep));
-	if (ctype_hp(message_header(m, "Content-Type"), have, sizeof(have), &text_plain) == 0 &&
+	if (ctype_hp(ctype, have, sizeof(have), &text_plain) == 0 &&
 	    *have != '\0') {
 		log_info("%s: outbound: the client protected the headers already (hp=\"%.20s\")",
 		    message_qid(m), have);
@@ -203,21 +276,28 @@ hp_protect(const struct message *m, const struct hp_out *o, const unsigned char 
 	}
 	snprintf(rep->hp, sizeof(rep->hp), "%s", o->cipher ? "cipher" : "clear");
 	protect_lines(&lines, m, o);
-	rep->legacy = o->cipher && o->hide_subject && legacy_ok(m, text_plain, subject);
-	snprintf(param, sizeof(param), "; hp=\"%s\"%s", rep->hp,
-	    rep->legacy ? "; hp-legacy-display=\"1\"" : "");
-	if (rep->legacy) {
+	/* The element: in front of a text/plain body, else in a
+	   multipart/mixed body's first text/plain part. */
+	text_plain &= legacy && cte_ok(message_header(m, "Content-Transfer-Encoding"));
+	if (text_plain) {
 		hbuf_add(&prefix, "Subject: ");
 		hbuf_add(&prefix, subject);
 		hbuf_add(&prefix, "\r\n\r\n");
+	} else if (legacy && legacy_first_part(ctype, subject, (const char *)body, bodylen, &nb)) {
+		body = (const unsigned char *)nb.p;
+		bodylen = nb.len;
 	}
+	rep->legacy = text_plain || nb.p != NULL;
+	snprintf(param, sizeof(param), "; hp=\"%s\"%s", rep->hp,
+	    text_plain ? "; hp-legacy-display=\"1\"" : "");
 	x.ctype_param = param;
 	x.lines = lines.p;
 	x.prefix = prefix.p;
-	st = lines.nomem || prefix.nomem ? KM_NOMEM :
+	st = lines.nomem || prefix.nomem || nb.nomem ? KM_NOMEM :
 	    entity_build(m, &x, body, bodylen, out, outlen);
 	hbuf_free(&lines);
 	hbuf_free(&prefix);
+	hbuf_free(&nb);
 	if (st != KM_OK)
 		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	return KM_OK;

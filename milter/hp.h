@@ -16,12 +16,14 @@
  *	copy of each protected field the message has.  When it encrypts, it
  *	adds for each of them an HP-Outer field holding the value left
  *	outside ("HP-Outer: Subject: [...]" when the Subject is hidden, the
- *	RFC's hcp_baseline).  With the Subject hidden and a text/plain
- *	message in 7bit or 8bit whose Subject is printable ASCII, the text
- *	starts with a Legacy Display Element ("Subject: ..." and an empty
- *	line; hp-legacy-display="1" on the Content-Type), so that a client
- *	that knows nothing of RFC 9788 still shows the real Subject; other
- *	messages get none (a multipart body is not rewritten).  A message
+ *	RFC's hcp_baseline).  With the Subject hidden and a Subject of
+ *	printable ASCII, the main text starts with a Legacy Display Element
+ *	("Subject: ..." and an empty line; hp-legacy-display="1" on that
+ *	part's Content-Type), so that a client that knows nothing of RFC 9788
+ *	still shows the real Subject: a text/plain message in 7bit or 8bit,
+ *	or the first part of a multipart/mixed one when that part is such a
+ *	text (its header block is written anew, one line per field); other
+ *	messages get none (nested, HTML or encoded text is not rewritten).  A message
  *	whose Content-Type already carries hp is left as the client made it
  *	(nothing added).  hp_hide_outer() makes the verdict changes that
  *	replace every outer Subject with "[...]".

@@ -140,14 +140,41 @@ HP_FIELDS = ["From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
              "In-Reply-To", "References"]
 
 
-def legacy_display(content, subject):
-    """Does kmilter put a Legacy Display Element in front of this text?
-    text/plain (or no Content-Type), 7bit/8bit, printable ASCII Subject."""
-    ct = next((v for n, v in content if n.lower() == "content-type"), "text/plain")
-    cte = next((v for n, v in content if n.lower() == "content-transfer-encoding"), "7bit")
-    return (subject is not None and ct.lower().split(";")[0].strip() == "text/plain" and
-            cte.lower() in ("7bit", "8bit") and "=?" not in subject and
+def subject_shown(subject):
+    """A Subject kmilter shows in a Legacy Display Element: printable ASCII."""
+    return (subject is not None and "=?" not in subject and
             all(0x20 <= ord(c) < 0x7f for c in subject))
+
+
+def plain_7or8bit(fields):
+    """text/plain (or no Content-Type) in 7bit or 8bit, not marked yet."""
+    ct = next((v for n, v in fields if n.lower() == "content-type"), "text/plain")
+    cte = next((v for n, v in fields if n.lower() == "content-transfer-encoding"), "7bit")
+    return (ct.lower().split(";")[0].strip() == "text/plain" and
+            "hp-legacy-display" not in ct.lower() and cte.lower() in ("7bit", "8bit"))
+
+
+def legacy_first_part(ctype, body, subject):
+    """A multipart/mixed body with the Legacy Display Element in its first
+    part when that is plain text (hp.c), or None."""
+    m = re.match(r'(?is)\s*multipart/mixed\s*;.*boundary="?([^";\s]+)"?', ctype)
+    if not m:
+        return None
+    delim = b"--" + m.group(1).encode()
+    if not re.search(rb"(?m)^" + re.escape(delim) + rb"--", body):
+        return None     # truncated: kmilter does not rewrite it
+    start = body.find(delim + b"\r\n") + len(delim) + 2
+    end = body.find(b"\r\n" + delim, start)
+    phead, _, pbody = body[start:end].partition(b"\r\n\r\n")
+    fields = headers_of(phead + b"\r\n\r\n")
+    if not plain_7or8bit(fields):
+        return None
+    lines = [] if any(n.lower() == "content-type" for n, _ in fields) else \
+        ['Content-Type: text/plain; charset=us-ascii; hp-legacy-display="1"']
+    lines += ["%s: %s%s" % (n, v, '; hp-legacy-display="1"' if n.lower() == "content-type"
+                            else "") for n, v in fields]
+    part = ("\r\n".join(lines) + "\r\n\r\nSubject: %s\r\n\r\n" % subject).encode() + pbody
+    return body[:start] + part + body[end:]
 
 
 def expected_entity(raw, hp=None):
@@ -156,8 +183,9 @@ def expected_entity(raw, hp=None):
     single-line).  hp "cipher" (encrypted) or "clear" (signed only): with
     RFC 9788 header protection as kmilter writes it (hp.c): the hp
     parameter, the protected fields, HP-Outer records and the Legacy
-    Display Element (cipher, Subject hidden); None: a client's entity
-    kmilter did not make."""
+    Display Element (cipher, Subject hidden: in front of plain text, or in
+    the first part of multipart/mixed); None: a client's entity kmilter
+    did not make."""
     hdr, body = labsmtp.split_message(crlf(raw))
     fields = headers_of(hdr)
     content = [(n, v) for n, v in fields if n.lower().startswith("content-")]
@@ -166,18 +194,22 @@ def expected_entity(raw, hp=None):
     prot = [(next(f for f in HP_FIELDS if f.lower() == n.lower()), v) for n, v in fields
             if n.lower() in [f.lower() for f in HP_FIELDS]]
     subject = next((v for n, v in prot if n == "Subject"), None)
-    legacy = hp == "cipher" and legacy_display(content, subject)
+    legacy = hp == "cipher" and subject_shown(subject)
+    in_front = legacy and plain_7or8bit(content)
+    if legacy and not in_front:
+        ctype = next(v for n, v in content if n.lower() == "content-type")
+        body = legacy_first_part(ctype, body, subject) or body
     lines = []
     for n, v in content:
         if hp and n.lower() == "content-type" and not any(
                 x.startswith("Content-Type:") for x in lines):
-            v += '; hp="%s"' % hp + ('; hp-legacy-display="1"' if legacy else "")
+            v += '; hp="%s"' % hp + ('; hp-legacy-display="1"' if in_front else "")
         lines.append("%s: %s" % (n, v))
     if hp:
         lines += ["%s: %s" % (n, v) for n, v in prot]
     if hp == "cipher":
         lines += ["HP-Outer: %s: %s" % (n, "[...]" if n == "Subject" else v) for n, v in prot]
-    prefix = ("Subject: %s\r\n\r\n" % subject).encode() if legacy else b""
+    prefix = ("Subject: %s\r\n\r\n" % subject).encode() if in_front else b""
     return "\r\n".join(lines).encode() + b"\r\n\r\n" + prefix + body
 
 

@@ -341,6 +341,48 @@ TEST(outbound_no_legacy_display_where_unsafe)
 	free(e);
 }
 
+TEST(outbound_legacy_display_in_first_part)
+{
+	static const char *const mixed[] = { "Subject", "with attachment",
+	    "Content-Type", "multipart/mixed; boundary=\"b\"", NULL };
+	static const char body[] =
+	    "preamble\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\nthe text\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Transfer-Encoding: binary\r\n\r\nA\0B\r\n--b--\r\n";
+	static const char want[] =
+	    "Content-Type: multipart/mixed; boundary=\"b\"; hp=\"cipher\"\r\n"
+	    "Subject: with attachment\r\nHP-Outer: Subject: [...]\r\n\r\n"
+	    "preamble\r\n--b\r\n"
+	    "Content-Type: text/plain; charset=utf-8; hp-legacy-display=\"1\"\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\n"
+	    "Subject: with attachment\r\n\r\nthe text\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Transfer-Encoding: binary\r\n\r\nA\0B\r\n--b--\r\n";
+	static const char html[] =
+	    "--b\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--b--\r\n";
+	struct hp_out o = { .cipher = 1, .hide_subject = 1 };
+	struct message *m = fixture_message(mixed);
+	struct hp_report r;
+	struct kmerr err;
+	char *out = NULL;
+	size_t len = 0;
+
+	CHECK(hp_protect(m, &o, (const unsigned char *)body, sizeof(body) - 1, &out, &len, &r,
+	    &err) == KM_OK);
+	CHECK_EQ_INT(r.legacy, 1);
+	CHECK(len == sizeof(want) - 1 && memcmp(out, want, len) == 0);
+	secmem_free(out, len);
+	/* a first part that is not text/plain: no element, the body as it was */
+	CHECK(hp_protect(m, &o, (const unsigned char *)html, sizeof(html) - 1, &out, &len, &r,
+	    &err) == KM_OK);
+	CHECK_EQ_INT(r.legacy, 0);
+	CHECK(len > sizeof(html) - 1 && memcmp(out + len - (sizeof(html) - 1), html,
+	    sizeof(html) - 1) == 0);
+	secmem_free(out, len);
+	fixture_message_free(m);
+}
+
 TEST(round_trip)
 {
 	/* what kmilter protects outbound, kmilter restores inbound */
@@ -368,7 +410,8 @@ static const struct test_case tests[] = {
 	T(duplicate_protected_not_applied), T(foreign_from_not_applied),
 	T(malformed_protection_applies_nothing), T(signed_inside_uses_signed_part),
 	T(outbound_encrypted_hides_subject), T(outbound_signed_only_clear),
-	T(outbound_no_legacy_display_where_unsafe), T(round_trip),
+	T(outbound_no_legacy_display_where_unsafe), T(outbound_legacy_display_in_first_part),
+	T(round_trip),
 	{ 0 }
 };
 
