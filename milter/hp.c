@@ -29,6 +29,7 @@ struct hbuf {
 	int	 nomem;
 };
 
+/* hbuf_addn - append n bytes (any bytes; kept NUL-terminated); nomem is sticky */
 static void
 hbuf_addn(struct hbuf *b, const char *s, size_t n)
 {
@@ -55,12 +56,14 @@ hbuf_addn(struct hbuf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
+/* hbuf_add - append a string */
 static void
 hbuf_add(struct hbuf *b, const char *s)
 {
 	hbuf_addn(b, s, strlen(s));
 }
 
+/* hbuf_free - wipe and free the buffer */
 static void
 hbuf_free(struct hbuf *b)
 {
@@ -81,7 +84,7 @@ hbuf_field(struct hbuf *b, int outer, const char *name, const char *value)
 	hbuf_add(b, "\r\n");
 }
 
-/* list_add - append a word to a ", "-separated list, cut at the buffer's end */
+/* list_add - append a word to a comma-separated list, cut at the buffer's end */
 static void
 list_add(char *buf, size_t len, const char *word)
 {
