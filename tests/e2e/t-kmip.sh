@@ -194,6 +194,9 @@ openssl req -new -key "$pki/wrong.key" -subj "/CN=wrong.example" 2>/dev/null |
 # hostile MODE CERT: start the hostile server on $ph
 hostile() {
 	[ -n "$hpid" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
+	# the last server's READY must not count for this one: the redirection
+	# below is done in the child, which may run after the first grep
+	: >"$lab/hostile.out"
 	/usr/bin/python3 "$hostile" "$1" "$ph" "$pki/$2.crt" "$pki/$2.key" "$pki/ca.crt" \
 	    >"$lab/hostile.out" 2>"$lab/hostile.err" &
 	hpid=$!
