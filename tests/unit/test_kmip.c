@@ -115,6 +115,7 @@ TEST(missing_host_is_refused)
 
 	CHECK(kmip_conn_new(&o, &err) == NULL);
 	CHECK(strstr(err.msg, "host and port are required") != NULL);
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
 	o.host = "127.0.0.1";
 	o.port = 70000;
 	CHECK(kmip_conn_new(&o, &err) == NULL);
@@ -134,6 +135,8 @@ TEST(loose_key_file_is_refused)
 	CHECK(chmod(key, 0640) == 0);
 	CHECK(tls_ctx_new(crt, crt, key, &err) == NULL);
 	CHECK(strstr(err.msg, "group or world accessible (mode 0640)") != NULL);
+	CHECK_EQ_INT(err.status, KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
 	CHECK(chmod(key, 0600) == 0);
 	CHECK(tls_ctx_new(crt, crt, "/nonexistent/k", &err) == NULL);
 	CHECK(strstr(err.msg, "No such file") != NULL);
@@ -156,6 +159,8 @@ TEST(refused_port_is_tempfail)
 	CHECK(c == NULL);
 	CHECK(strstr(err.msg, "server t: connect to 127.0.0.1") != NULL);
 	CHECK(strstr(err.msg, "Connection refused") != NULL);
+	CHECK_EQ_INT(err.status, KM_TEMPFAIL);	/* the error says what it returned */
+	CHECK(kmerr_is(&err, KMERR_UNREACHABLE));
 }
 
 TEST(silent_server_handshake_times_out)
@@ -174,6 +179,7 @@ TEST(silent_server_handshake_times_out)
 	dt = now_ms() - t0;
 	close(fd);
 	CHECK(strstr(err.msg, "timed out after 300 ms") != NULL);
+	CHECK(kmerr_is(&err, KMERR_TIMEOUT));
 	CHECK(dt >= 290 && dt < 2000);
 }
 
@@ -193,6 +199,7 @@ TEST(pool_reports_unreachable_server)
 	for (int i = 0; i < 3; i++) {	/* failed opens give the slot back */
 		CHECK_EQ_INT(kmip_pool_get(p, &c, &err), KM_TEMPFAIL);
 		CHECK(c == NULL);
+		CHECK(kmerr_is(&err, KMERR_UNREACHABLE));
 	}
 	kmip_pool_put(p, NULL);
 	kmip_pool_free(p);
