@@ -29,9 +29,16 @@
  *	against the trust store (organization CA and policy.inbound.ca_file,
  *	purpose smimesign) and the From address, and reported in an
  *	Authentication-Results header (RFC 8601, method smime as in RFC 7281)
- *	with the configured authserv-id.  multipart/signed is kept intact so
- *	clients can verify again; opaque signed-data is unwrapped into
- *	readable content when policy.inbound.unwrap_opaque is set.
+ *	with the configured authserv-id: one smime result per signed layer,
+ *	outermost first (a sender's signature around a forwarded signed
+ *	message gives two; a signed layer inside a signature is compared
+ *	with its own From when it has one, else the message's).  A
+ *	signature that verifies with a SHA-1 or MD5 digest passes with the
+ *	comment "(weak digest sha1)".  multipart/signed is kept intact so
+ *	clients can verify again, unless what it signs is encrypted (triple
+ *	wrapping): then the signature is reported and the envelope inside is
+ *	opened; opaque signed-data is unwrapped into readable content when
+ *	policy.inbound.unwrap_opaque is set.
  *	Malformed CMS or MIME gets policy.on_malformed: pass unchanged,
  *	reject (550 5.6.0) or tempfail.  A key store that cannot be reached
  *	tempfails the message, so a retry decrypts it.
