@@ -297,7 +297,7 @@ struct in_job {
 	int		 unwrapped;
 	char		 reason[512];
 	char		 detail[128];
-	char		 ar[1024];	/* authserv-id; one result per signed layer */
+	char		 ar[900];	/* authserv-id; one result per signed layer */
 	char		 note[600];	/* what each signed layer gave, for the log */
 };
 
@@ -342,7 +342,11 @@ ar_result(const struct smime_verify_result *r, const char *problem, char *buf, s
 		snprintf(buf, len, "smime=pass body.smime-identifier=%.200s", who);
 }
 
-/* ar_add - append one layer's result to the Authentication-Results value */
+/*
+ * ar_add - append one layer's result to the Authentication-Results value;
+ * a result that does not fit whole is left out (the log says so), so the
+ * header stays well formed and under the 998-octet line limit
+ */
 static void
 ar_add(struct in_job *j, const char *result)
 {
@@ -350,8 +354,11 @@ ar_add(struct in_job *j, const char *result)
 
 	if (n == 0)
 		snprintf(j->ar, sizeof(j->ar), "%s; %s", j->c->in_authserv_id, result);
-	else if (n < sizeof(j->ar))
+	else if (n + 2 + strlen(result) < sizeof(j->ar))
 		snprintf(j->ar + n, sizeof(j->ar) - n, "; %s", result);
+	else
+		log_info("%s: inbound: Authentication-Results full, result of an inner "
+		    "signature left out: %s", message_qid(j->m), result);
 }
 
 /* note_add - append one layer's log note */

@@ -200,6 +200,32 @@ def _():
     delivered_verifies(d)
 
 
+@case("nested_signatures_malformed_and_deep", "openssl", "nested-signed")
+def _():
+    # a detached signature over an entity that claims signed-data but holds
+    # garbage: the outer result, then a permerror for the inner; unchanged
+    junk = (b"Content-Type: application/pkcs7-mime; smime-type=signed-data; "
+            b"name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+            ti.crlf(ti.base64.encodebytes(b"not CMS " * 40)))
+    raw = ti.mail(sign(junk), [BOB])
+    d = ti.deliver(raw)
+    res = ar_results(d)
+    check(len(res) == 2 and res[0] == pass_for(DAVE) and res[1].startswith(
+        "smime=permerror ("), "smime results: %r (%s)" % (res, d.why()))
+    check(ti.labsmtp.lf(d.body) == ti.labsmtp.lf(ti.labsmtp.split_message(raw)[1]),
+          "body changed")
+    # eight detached signatures one inside the other: bounded (the outer one
+    # and five nested), delivered as sent, kmilter still up
+    ent = ti.inner("deep")
+    for _i in range(8):
+        ent = sign(ent)
+    raw = ti.mail(ent, [BOB])
+    d = ti.deliver(raw)
+    check_eq(ar_results(d), [pass_for(DAVE)] * 6, "smime results (%s)" % d.why())
+    check_eq(d.fields.get("action"), "verify", "log action (%s)" % d.line)
+    check(ti.pid_alive(ti.state["pid"]), "kmilter (pid %d) is gone" % ti.state["pid"])
+
+
 # --- Outlook and Thunderbird forms ---------------------------------------
 
 @case("outlook_x_pkcs7_sha1_opaque_with_sender_copy", "outlook-like", "signenc")
