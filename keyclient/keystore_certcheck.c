@@ -64,19 +64,17 @@ cert_has_addr(X509 *cert, const char *addr)
 
 /* keystore_cert_check - usable encryption certificate for addr? */
 enum km_status
-keystore_cert_check(X509 *cert, const char *addr, char *errstr, size_t errlen)
+keystore_cert_check(X509 *cert, const char *addr, struct kmerr *err)
 {
 	uint32_t eku, ku;
 
-	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
-		seterr(errstr, errlen, "certificate for %s expired", addr);
-		return KM_PERMFAIL;
-	}
-	if (X509_cmp_time(X509_get0_notBefore(cert), NULL) >= 0) {
-		seterr(errstr, errlen, "certificate for %s not yet valid",
+	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s expired", addr);
+	if (X509_cmp_time(X509_get0_notBefore(cert), NULL) >= 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s not yet valid",
 		    addr);
-		return KM_PERMFAIL;
-	}
 	/* X509_get_extended_key_usage() caches the extensions; absent
 	 * EKU/KU mean any. */
 	eku = X509_get_extended_key_usage(cert);
@@ -84,13 +82,12 @@ keystore_cert_check(X509 *cert, const char *addr, char *errstr, size_t errlen)
 	if (!(eku & XKU_SMIME) ||
 	    !(ku & (KU_KEY_ENCIPHERMENT | KU_KEY_AGREEMENT))) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "certificate for %s is not for "
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s is not for "
 		    "emailProtection encryption", addr);
-		return KM_PERMFAIL;
 	}
-	if (!cert_has_addr(cert, addr)) {
-		seterr(errstr, errlen, "certificate does not name %s", addr);
-		return KM_PERMFAIL;
-	}
+	if (!cert_has_addr(cert, addr))
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate does not name %s", addr);
 	return KM_OK;
 }

@@ -15,7 +15,7 @@
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
- *	KM_OK; KM_PERMFAIL with the reason in errstr.
+ *	KM_OK; KM_PERMFAIL with the reason in err.
  * THREADS
  *	Thread-safe (the certificate's extension cache is filled by OpenSSL
  *	under its own lock).
@@ -24,9 +24,10 @@
 
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 enum km_status	 keystore_cert_check(X509 *cert, const char *addr,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

@@ -29,7 +29,7 @@ kind_of(const char *ctype)
 	struct mime_ctype *ct = NULL;
 	enum mime_smime_kind k = MIME_SMIME_NONE;
 
-	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK)
 		k = mime_smime_kind(ct);
 	mime_ctype_free(ct);
 	return k;
@@ -43,8 +43,8 @@ entity_header(const char *ent, size_t len, const char *name)
 	size_t hl, bo;
 	char *r = NULL;
 
-	if (mime_entity_split(ent, len, &hl, &bo, NULL, 0) == KM_OK &&
-	    mime_headers_parse(ent, hl, &h, NULL, 0) == KM_OK &&
+	if (mime_entity_split(ent, len, &hl, &bo, NULL) == KM_OK &&
+	    mime_headers_parse(ent, hl, &h, NULL) == KM_OK &&
 	    mime_headers_get(h, name) != NULL)
 		r = strdup(mime_headers_get(h, name));
 	mime_headers_free(h);
@@ -117,6 +117,7 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 	const struct message *m = s->msg;
 	enum km_status st;
 	char err[256];
+	struct kmerr ke = { 0 };
 
 	/* One body reaches every recipient: all must be internal. */
 	for (int i = 0; i < m->nrcpts; i++)
@@ -134,7 +135,8 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 		int fits = 0;
 
 		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
-		    &ks->keys[ks->n], &ks->nkeys[ks->n], err, sizeof(err));
+		    &ks->keys[ks->n], &ks->nkeys[ks->n], &ke);
+		snprintf(err, sizeof(err), "%s", ke.msg);
 		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
 			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
 			return st;
@@ -202,11 +204,14 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 	int *matched = NULL, failed = -1;
 	enum km_status st;
 	BIO *bio = NULL;
-	char err[256], cbuf[64];
+	struct kmerr err;
+	char cbuf[64];
 	const char *cipher;
 
-	if ((st = smime_envelope_open(ctype, body, len, &env, reason, rlen)) != KM_OK)
+	if ((st = smime_envelope_open(ctype, body, len, &env, &err)) != KM_OK) {
+		snprintf(reason, rlen, "%s", err.msg);
 		return st;
+	}
 	if ((cipher = smime_envelope_cipher(env, cbuf, sizeof(cbuf))) != NULL &&
 	    cipher_use(cipher) == CIPHER_REFUSED) {
 		verdict_downgrade(v, "kept encrypted: content cipher %s is not accepted "
@@ -237,7 +242,7 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 		}
 	}
 	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, bio, &failed, matched,
-	    err, sizeof(err));
+	    &err);
 	if (st == KM_PERMFAIL && failed >= 0) {
 		verdict_downgrade(v, "kept encrypted: <%.200s> cannot open it (its "
 		    "RecipientInfo does not yield the content key)", m->rcpts[failed]);
@@ -245,7 +250,7 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 		goto out;
 	}
 	if (st != KM_OK) {
-		snprintf(reason, rlen, "left encrypted: %s", err);
+		snprintf(reason, rlen, "left encrypted: %s", err.msg);
 		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
 		goto out;
 	}
@@ -386,16 +391,18 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 	struct smime_verify_result res;
 	X509_STORE *trust = runtime_trust();
 	BIO *bio = content != NULL ? BIO_new(BIO_s_mem()) : NULL;
-	char err[256], result[512];
+	struct kmerr err;
+	char result[512];
 	enum km_status st;
 
 	memset(&res, 0, sizeof(res));
-	st = smime_verify(ctype, body, len, trust, from, &res, bio, err, sizeof(err));
-	ar_result(&res, st != KM_OK ? err : NULL, result, sizeof(result));
+	kmerr_clear(&err);
+	st = smime_verify(ctype, body, len, trust, from, &res, bio, &err);
+	ar_result(&res, st != KM_OK ? err.msg : NULL, result, sizeof(result));
 	if (j->c->in_verify)
 		ar_add(j, result);
 	if (st != KM_OK)
-		snprintf(note, nlen, "signature not checked: %s", err);
+		snprintf(note, nlen, "signature not checked: %s", err.msg);
 	else {
 		snprintf(note, nlen, "signature %s signer=%.200s%s%s%s", res.sig_ok && res.chain_ok &&
 		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown",
@@ -471,7 +478,7 @@ is_rfc822(const char *ctype)
 	struct mime_ctype *ct = NULL;
 	int r = 0;
 
-	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK)
 		r = strcasecmp(mime_ctype_type(ct), "message") == 0 &&
 		    strcasecmp(mime_ctype_subtype(ct), "rfc822") == 0;
 	mime_ctype_free(ct);
@@ -489,7 +496,7 @@ rfc822_open(char *ent, size_t len, size_t *outlen)
 	size_t hl, bo;
 	char *r = NULL;
 
-	if (mime_entity_split(ent, len, &hl, &bo, NULL, 0) == KM_OK && bo < len &&
+	if (mime_entity_split(ent, len, &hl, &bo, NULL) == KM_OK && bo < len &&
 	    (r = secmem_alloc(len - bo + 1)) != NULL) {
 		memcpy(r, ent + bo, len - bo);
 		*outlen = len - bo;
@@ -640,11 +647,13 @@ open_layers(struct in_job *j, enum mime_smime_kind kind, const unsigned char *bo
 static void
 deliver(struct in_job *j)
 {
+	struct kmerr err;
 	enum km_status st;
 
 	if (j->cur != NULL &&
-	    (st = entity_replace(j->v, j->m, j->cur, j->curlen, j->reason,
-	    sizeof(j->reason))) != KM_OK) {
+	    (st = entity_replace(j->v, j->m, j->cur, j->curlen, &err)) !=
+	    KM_OK) {
+		snprintf(j->reason, sizeof(j->reason), "%s", err.msg);
 		if (st == KM_PROTO)
 			malformed(j->s, j->v, j->reason);
 		else
@@ -680,6 +689,7 @@ inbound_eom(struct session *s, struct verdict *v)
 	const unsigned char *body;
 	size_t bodylen;
 	enum mime_smime_kind kind;
+	struct kmerr err;
 
 	/* Forged X-Kmilter-* and Authentication-Results are gone already:
 	 * pipeline_run() removes them in every direction (forged.h). */
@@ -687,7 +697,8 @@ inbound_eom(struct session *s, struct verdict *v)
 	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
 	    kind == MIME_SMIME_COMPRESSED)
 		return;
-	if (spool_map(j.m->body, &body, &bodylen, j.reason, sizeof(j.reason)) != KM_OK) {
+	if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
+		snprintf(j.reason, sizeof(j.reason), "%s", err.msg);
 		verdict_tempfail(v, "%s", j.reason);
 		return;
 	}
