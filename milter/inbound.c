@@ -302,6 +302,11 @@ struct in_job {
 	int		 unwrapped;
 	char		 reason[512];
 	char		 detail[128];
+	char		*held;		/* triple wrapping: what is delivered if */
+	size_t		 heldlen;	/* the envelope under a detached */
+	char		*heldtype;	/* signature stays shut */
+	int		 holding;
+	int		 heldunwrapped;
 	char		 ar[900];	/* authserv-id; one result per signed layer */
 	char		 note[600];	/* what each signed layer gave, for the log */
 };
@@ -438,6 +443,48 @@ take_layer(struct in_job *j, char *next, size_t nextlen)
 	j->curtype = entity_ctype(j->cur, j->curlen);
 }
 
+/*
+ * hold_layer - a detached signature's content is an envelope: keep the
+ * current entity (NULL: the message as it came) until it is known whether
+ * the envelope opens, so the signature is not lost when it does not
+ */
+static void
+hold_layer(struct in_job *j)
+{
+	j->held = j->cur;
+	j->heldlen = j->curlen;
+	j->heldtype = j->curtype;
+	j->heldunwrapped = j->unwrapped;
+	j->holding = 1;
+	j->cur = NULL;
+	j->curlen = 0;
+	j->curtype = NULL;
+}
+
+/* settle_held - the envelope opened (keep what is inside) or not (go back) */
+static void
+settle_held(struct in_job *j, int opened)
+{
+	if (!j->holding)
+		return;
+	if (opened) {
+		if (j->held != NULL)
+			secmem_free(j->held, j->heldlen);
+		free(j->heldtype);
+	} else {
+		if (j->cur != NULL)
+			secmem_free(j->cur, j->curlen);
+		free(j->curtype);
+		j->cur = j->held;
+		j->curlen = j->heldlen;
+		j->curtype = j->heldtype;
+		j->unwrapped = j->heldunwrapped;
+	}
+	j->held = j->heldtype = NULL;
+	j->heldlen = 0;
+	j->holding = 0;
+}
+
 /* decrypt_step - open an enveloped layer (see decrypt_layer) */
 static enum in_step
 decrypt_step(struct in_job *j, enum mime_smime_kind *kind, const char *ctype,
@@ -464,8 +511,10 @@ decrypt_step(struct in_job *j, enum mime_smime_kind *kind, const char *ctype,
 		return STEP_FAIL;
 	} else if (st != KM_OK) {
 		log_info("%s: inbound: %s", message_qid(j->m), j->reason);
+		settle_held(j, 0);
 		return STEP_STOP;
 	}
+	settle_held(j, 1);
 	j->decrypted++;
 	take_layer(j, next, nextlen);
 	return STEP_NEXT;
@@ -598,6 +647,7 @@ verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *
 		/* Triple wrapping (RFC 2634): the signature over the envelope
 		   is reported; the reader needs what is inside it. */
 		unwrap = opaque = 1;
+		hold_layer(j);
 	}
 	if (!unwrap || !opaque) {
 		/* Delivered as it is: only report what is signed inside. */
@@ -702,8 +752,11 @@ inbound_eom(struct session *s, struct verdict *v)
 		verdict_tempfail(v, "%s", j.reason);
 		return;
 	}
-	if (open_layers(&j, kind, body, bodylen) == 0)
+	if (open_layers(&j, kind, body, bodylen) == 0) {
+		settle_held(&j, 0);	/* an envelope left unopened */
 		deliver(&j);
+	}
+	settle_held(&j, 1);
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);
 	if (j.cur)

@@ -290,6 +290,20 @@ def _():
     check_eq(ar_results(d), [pass_for(DAVE), pass_for(DAVE)], "smime results (%s)" % d.why())
 
 
+@case("triple_wrapped_envelope_that_stays_shut_keeps_the_signature", "openssl", "triple-wrap")
+def _():
+    # frank, also a recipient, holds no key for the envelope inside: the
+    # message goes out as sent, outer signature intact and reported
+    outer = sign(encrypt(sign(ti.inner("triple-shut")), ["bob.crt"]))
+    raw = ti.mail(outer, [BOB, FRANK])
+    d = ti.deliver(raw, rcpts=(BOB, FRANK))
+    ti.check_left_as_sent(d, raw, "triple wrapped, envelope shut")
+    check_eq(ar_results(d), [pass_for(DAVE)], "smime results (%s)" % d.why())
+    check_eq(d.fields.get("result"), "downgraded", "result (%s)" % d.line)
+    check_eq(d.fields.get("action"), "verify", "log action (%s)" % d.line)
+    delivered_verifies(d)
+
+
 # --- recipients ----------------------------------------------------------
 
 @case("encrypted_to_several_internal_users", "openssl", "enc-multi")
