@@ -22,6 +22,10 @@
  *	<x> is not internal", "... holds no key this message was encrypted
  *	to", "... cannot open it").  A key lookup that fails or a key the
  *	hook keeps locked also leaves it encrypted ("left encrypted: ...").
+ *	Content ciphers: AES (CBC, GCM) is decrypted; Triple-DES too, marked
+ *	"weak cipher DES-EDE3-CBC" in X-Kmilter-Decrypted; RC2, single DES
+ *	and any other stay encrypted ("kept encrypted: content cipher RC2-CBC
+ *	is not accepted (weak)", a downgrade).
  *	The decrypted entity replaces the message's Content-* headers
  *	and body; nested layers (encrypted again, or signed inside) are
  *	opened up to three deep.
@@ -37,7 +41,8 @@
  *	comment "(weak digest sha1)".  multipart/signed is kept intact so
  *	clients can verify again, unless what it signs is encrypted (triple
  *	wrapping): then the signature is reported and the envelope inside is
- *	opened; opaque signed-data is unwrapped into readable content when
+ *	opened, and when it stays shut the message goes on as it came; opaque
+ *	signed-data is unwrapped into readable content when
  *	policy.inbound.unwrap_opaque is set.
  *	Malformed CMS or MIME gets policy.on_malformed: pass unchanged,
  *	reject (550 5.6.0) or tempfail.  A key store that cannot be reached
