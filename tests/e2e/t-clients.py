@@ -16,8 +16,12 @@ the forms seen from Outlook and Thunderbird (tests must not depend on
   result per layer, outermost first (failure 6), opaque and detached;
 - Outlook's application/x-pkcs7-mime and x-pkcs7-signature, smime.p7m,
   SHA-1 signatures (pass, "weak digest sha1"), the sender's own copy as a
-  second RecipientInfo; Thunderbird's AES-128-CBC and multipart/signed;
-- triple wrapping (signed, encrypted, signed), detached and opaque;
+  second RecipientInfo; x-pkcs7-mime without smime-type (older clients);
+  Thunderbird's AES-128-CBC and multipart/signed;
+- malformed signed-data inside a signature (permerror) and eight nested
+  signatures (bounded: six results);
+- triple wrapping (signed, encrypted, signed), detached and opaque, and
+  one whose envelope stays shut (delivered as it came, signature intact);
 - one message encrypted to several internal users (RSA and EC);
 - LF-only entities everywhere inside the CMS;
 - content ciphers: 3DES decrypted and marked weak (openssl and gpgsm);
@@ -250,6 +254,26 @@ def _():
     check_eq(ar_results(d), [pass_for(DAVE, "(weak digest sha1)")],
              "smime results (%s)" % d.why())
     check("weak-digest=sha1" in " ".join(d.all_log()), "log: %s" % d.all_log())
+
+
+def untyped(entity):
+    """Older clients: application/x-pkcs7-mime; name=smime.p7m, no smime-type."""
+    head, sep, body = outlook_types(entity).partition(b"\r\n\r\n")
+    head = re.sub(rb";\s*smime-type=[\w-]+", b"", head)
+    return head + sep + body
+
+
+@case("x_pkcs7_mime_without_smime_type", "outlook-like", "untyped")
+def _():
+    ent = ti.inner("untyped-enc")
+    out = untyped(encrypt(ent, ["bob.crt"]))
+    check(b"smime-type" not in out.partition(b"\r\n\r\n")[0], "precondition: smime-type")
+    d = ti.deliver(ti.mail(out, [BOB]))
+    ti.check_decrypted(d, ent)
+    signed = untyped(sign(ti.inner("untyped-signed"), opaque=True))
+    d = ti.deliver(ti.mail(signed, [BOB]))
+    check_eq(ar_results(d), [pass_for(DAVE)], "smime results (%s)" % d.why())
+    check_eq(d.fields.get("action"), "unwrap+verify", "log action (%s)" % d.line)
 
 
 @case("thunderbird_aes128_signed_with_sender_copy", "thunderbird-like", "signenc")
