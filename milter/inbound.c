@@ -568,6 +568,49 @@ signer_from(const struct in_job *j, int inside_signature, const char *ent, size_
 	return *own != NULL ? *own : message_header(j->m, "From");
 }
 
+/* nests - is an entity of this Content-Type worth opening after a signature? */
+static int
+nests(const char *ctype)
+{
+	enum mime_smime_kind k = kind_of(ctype);
+
+	return k == MIME_SMIME_SIGNED_OPAQUE || k == MIME_SMIME_SIGNED_DETACHED ||
+	    k == MIME_SMIME_ENVELOPED || k == MIME_SMIME_AUTH_ENVELOPED || is_rfc822(ctype);
+}
+
+/*
+ * first_part_nests - does the signed part of a multipart/signed (ctype and
+ * body, or a whole entity when ctype is NULL) hold a signature, an
+ * envelope or a forwarded message?  Read in place, so the signed content
+ * is copied out only when it is opened.
+ */
+static int
+first_part_nests(const char *ctype, const char *b, size_t len)
+{
+	struct mime_ctype *ct = NULL;
+	struct mime_parts *parts = NULL;
+	char *own = NULL, *c0 = NULL;
+	size_t hl = 0, bo = 0;
+	int r = 0;
+
+	if (ctype == NULL) {
+		if (mime_entity_split(b, len, &hl, &bo, NULL) != KM_OK)
+			return 0;
+		ctype = own = entity_ctype(b, len);
+	}
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK &&
+	    mime_multipart_split(b + bo, len - bo, mime_ctype_param(ct, "boundary"),
+	    &parts, NULL) == KM_OK && parts->count > 0) {
+		c0 = entity_ctype(b + bo + parts->part[0].off, parts->part[0].len);
+		r = nests(c0);
+	}
+	free(c0);
+	mime_parts_free(parts);
+	mime_ctype_free(ct);
+	free(own);
+	return r;
+}
+
 /*
  * nested_signed - report the signatures inside signed content that is
  * delivered as it is (part 0 of multipart/signed, or signed-data not
@@ -588,8 +631,11 @@ nested_signed(struct in_job *j, char *ent, size_t len, int depth)
 		if (fwd)
 			next = rfc822_open(ent, len, &nextlen);
 		else if (k == MIME_SMIME_SIGNED_OPAQUE || k == MIME_SMIME_SIGNED_DETACHED) {
+			int look = k == MIME_SMIME_SIGNED_OPAQUE ||
+			    first_part_nests(NULL, ent, len);
+
 			verify_layer(j, NULL, ent, len, signer_from(j, 1, ent, len, &own),
-			    &opaque, &next, &nextlen, note, sizeof(note));
+			    &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
 			free(own);
 			secmem_free(ent, len);
 		} else {
@@ -625,13 +671,14 @@ verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *
 	int unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque;
 	char *next = NULL, *own = NULL, note[300];
 	size_t nextlen = 0;
-	int opaque = 0;
+	int opaque = 0, look;
 	enum km_status st;
 
 	if (!j->c->in_verify && !unwrap)
 		return STEP_STOP;
+	look = kind == MIME_SMIME_SIGNED_OPAQUE || first_part_nests(ctype, b, blen);
 	st = verify_layer(j, ctype, b, blen, signer_from(j, j->unwrapped, layer ? b : NULL,
-	    blen, &own), &opaque, &next, &nextlen, note, sizeof(note));
+	    blen, &own), &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
 	free(own);
 	if (st == KM_PROTO && layer == 0) {
 		/* Not S/MIME we can read at all: policy.on_malformed. */
