@@ -164,7 +164,8 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 }
 
 /*
- * Content ciphers accepted inbound (README "Inbound"): AES in CBC or GCM;
+ * Content ciphers accepted inbound (README, "Inbound S/MIME as clients
+ * send it"): AES in CBC or GCM;
  * Triple-DES still, as RFC 8551 2.7 lets receivers (older Outlook and
  * gpgsm send it), marked weak in X-Kmilter-Decrypted; RC2 (RC2/40 of old
  * Windows clients), single DES and anything else stay encrypted and the
@@ -329,19 +330,36 @@ weak_digest(const char *digest)
 	return strcmp(digest, "sha1") == 0 || strcmp(digest, "md5") == 0;
 }
 
+/*
+ * comment_text - text for an RFC 8601 comment: no parenthesis, backslash
+ * or semicolon that would end it, or the result, early
+ */
+static void
+comment_text(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 1 < len; in++)
+		out[o++] = *in == '(' ? '[' : *in == ')' ? ']' : *in == '\\' ? '/' :
+		    *in == ';' ? ',' : *in;
+	out[o] = '\0';
+}
+
 /* ar_result - one "smime=..." result (RFC 8601 resinfo) for a verification */
 static void
 ar_result(const struct smime_verify_result *r, const char *problem, char *buf, size_t len)
 {
 	const char *who = *r->email ? r->email : "unknown";	/* %.200s below */
+	char why[201];
 
+	comment_text(problem != NULL ? problem : r->chain_error, why, sizeof(why));
 	if (problem != NULL)
-		snprintf(buf, len, "smime=permerror (%.200s)", problem);
+		snprintf(buf, len, "smime=permerror (%s)", why);
 	else if (!r->sig_ok)
 		snprintf(buf, len, "smime=fail (bad signature) body.smime-identifier=%.200s", who);
 	else if (!r->chain_ok)
 		snprintf(buf, len, "smime=fail (untrusted signer: %.100s) "
-		    "body.smime-identifier=%.200s", r->chain_error, who);
+		    "body.smime-identifier=%.200s", why, who);
 	else if (!r->from_match)
 		snprintf(buf, len, "smime=fail (signer does not match From) "
 		    "body.smime-identifier=%.200s", who);
