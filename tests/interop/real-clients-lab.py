@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from ktest import wait_for  # noqa: E402
 
+sys.dont_write_bytecode = True     # no __pycache__ beside the suites
 _spec = importlib.util.spec_from_file_location(
     "t_inbound", os.path.join(HERE, "..", "e2e", "t-inbound.py"))
 ti = importlib.util.module_from_spec(_spec)
