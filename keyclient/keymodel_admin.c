@@ -16,11 +16,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "certenc.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
 #include "keymodel_cert.h"
 #include "keymodel_int.h"
 #include "keymodel_name.h"
+#include "keymodel_p12.h"
 #include "kmip.h"
 #include "log.h"
 #include "pkcs8pw.h"
@@ -377,14 +379,7 @@ out:
 static enum km_status
 check_for_addr(X509 *cert, const char *addr, char *errstr, size_t errlen)
 {
-	char low[KEYMODEL_ADDR_MAX + 1];
-	size_t i;
-
-	for (i = 0; addr[i] != '\0' && i < KEYMODEL_ADDR_MAX; i++)
-		low[i] = (char)tolower((unsigned char)addr[i]);
-	low[i] = '\0';
-	if (X509_check_email(cert, addr, 0, 0) != 1 &&
-	    X509_check_email(cert, low, 0, 0) != 1) {
+	if (!certenc_names(cert, addr)) {
 		ERR_clear_error();
 		seterr(errstr, errlen, "the certificate is not issued to %s",
 		    addr);
@@ -401,42 +396,18 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
     int *generation, char *errstr, size_t errlen)
 {
 	struct admin a;
-	const unsigned char *p = buf;
-	PKCS12 *p12 = NULL;
+	struct kmerr e;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
-	STACK_OF(X509) *ca = NULL;
 	unsigned char *der = NULL;
 	size_t derlen = 0;
-	char *pwz = NULL;
 	enum km_status st;
 	int gen;
 
 	memset(&a, 0, sizeof(a));
-	if (len > LONG_MAX ||
-	    (p12 = d2i_PKCS12(NULL, &p, (long)len)) == NULL) {
-		ERR_clear_error();
-		seterr(errstr, errlen, "not a PKCS#12 file");
-		return KM_PROTO;
-	}
-	if ((pwz = secmem_alloc(pwlen + 1)) == NULL) {
-		st = KM_NOMEM;
-		seterr(errstr, errlen, "out of memory");
-		goto out;
-	}
-	if (pwlen > 0)
-		memcpy(pwz, pw, pwlen);
-	if (PKCS12_parse(p12, pwz, &key, &cert, &ca) != 1) {
-		ERR_clear_error();
-		seterr(errstr, errlen, "cannot open the PKCS#12 file (wrong "
-		    "password?)");
-		st = KM_PERMFAIL;
-		goto out;
-	}
-	if (key == NULL || cert == NULL) {
-		seterr(errstr, errlen, "the PKCS#12 file needs both a private "
-		    "key and its certificate");
-		st = KM_PROTO;
+	if ((st = keymodel_p12_parse(buf, len, pw, pwlen, &key, &cert, &e)) !=
+	    KM_OK || (st = certenc_check(cert, &e)) != KM_OK) {
+		seterr(errstr, errlen, "%s", e.msg);
 		goto out;
 	}
 	if ((st = keymodel_check_pair(cert, key, errstr, errlen)) != KM_OK ||
@@ -452,11 +423,8 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 out:
 	keymodel_admin_close(&a);
 	secmem_free(der, derlen);
-	secmem_free(pwz, pwlen + 1);
 	EVP_PKEY_free(key);
 	X509_free(cert);
-	sk_X509_pop_free(ca, X509_free);
-	PKCS12_free(p12);
 	return st;
 }
 
@@ -468,6 +436,7 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
     size_t errlen)
 {
 	struct admin a;
+	struct kmerr e;
 	const unsigned char *p = data;
 	X509 *cert = NULL;
 	BIO *b;
@@ -495,6 +464,10 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 	if (cert == NULL) {
 		seterr(errstr, errlen, "not an X.509 certificate (PEM or DER)");
 		return KM_PROTO;
+	}
+	if ((st = certenc_check(cert, &e)) != KM_OK) {
+		seterr(errstr, errlen, "%s", e.msg);
+		goto out;
 	}
 	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK ||
 	    (st = check_for_addr(cert, a.norm, errstr, errlen)) != KM_OK)
