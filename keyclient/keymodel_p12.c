@@ -117,7 +117,6 @@ content_alg(PKCS12 *p12, char *out, size_t outlen)
 		}
 	}
 	sk_PKCS7_pop_free(safes, PKCS7_free);
-	ERR_clear_error();
 }
 
 /* cannot_decrypt - the password is right but the contents do not open */
@@ -126,7 +125,9 @@ cannot_decrypt(PKCS12 *p12, struct kmerr *err)
 {
 	char alg[80], what[160];
 
+	ERR_set_mark();		/* keep PKCS12_parse's reason for below */
 	content_alg(p12, alg, sizeof(alg));
+	ERR_pop_to_mark();
 	snprintf(what, sizeof(what), "the password is right, but the "
 	    "PKCS#12 file uses %s%s, which this OpenSSL cannot decrypt%s",
 	    *alg ? "" : "an algorithm", alg,
