@@ -22,7 +22,11 @@ without certificate is refused at RCPT with 550 5.7.1; client-encrypted
 mail passes untouched; client-signed mail is encrypted around the client's
 signature; malformed MIME to dave (who has a certificate) leaves encrypted
 to him, or is refused per policy.on_malformed, never in plaintext, and
-kmilter stays up.
+kmilter stays up.  Issue 15: a DSA certificate claiming keyEncipherment,
+put in the KM by hand (keymodel-probe plantcert, as kmctl import refuses
+it), is "no usable certificate": signed only and downgraded, or 550 at RCPT
+for a mandatory recipient, never 451; RCPT Dave@Outside.EXAMPLE is
+encrypted to dave@outside.example's certificate.
 Env: T_OUTBOUND_BIG_MB (size of the big attachment, default 5).
 """
 import base64
