@@ -6,6 +6,11 @@ PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
 MANDIR     ?= $(PREFIX)/share/man
+DATADIR    ?= $(PREFIX)/share/kmilter
+LIBEXECDIR ?= $(PREFIX)/libexec/kmilter
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+DEFAULTDIR ?= $(SYSCONFDIR)/default
 INSTALL    ?= install
 
 CC         ?= cc
@@ -67,7 +72,7 @@ FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 KMILTER = $(BUILD)/kmilter
 KMCTL   = $(BUILD)/kmctl
 
-.PHONY: all test check check-asan unit bench soak fuzz fuzzers demo deps install uninstall clean tools
+.PHONY: all test check check-asan unit bench soak fuzz fuzzers demo deps install uninstall deb clean tools
 
 all: $(KMILTER) $(KMCTL) milter/kmilter kmctl/kmctl
 
@@ -156,24 +161,61 @@ demo: deps
 	$(MAKE) all
 	tests/demo
 
+# install: the programs, the man pages, the configuration (never over an
+# existing one), the systemd unit and tmpfiles.d entry with this install's
+# paths, and SYSCONFDIR/default/kmilter.  As root with DESTDIR empty it also
+# does the system set-up (contrib/kmilter-setup: the user kmilter, its
+# directories, the configuration root:kmilter 0640, /run/kmilter); run
+# again, it changes nothing.  The Debian package (make deb) does the same
+# set-up in its postinst.
+UNIT_SED = -e 's|/usr/local/sbin/|$(SBINDIR)/|g' -e 's|/etc/kmilter/|$(SYSCONFDIR)/kmilter/|g' \
+	   -e 's|/etc/default/kmilter|$(DEFAULTDIR)/kmilter|g'
 install: all
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/kmilter \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR) \
+		$(DESTDIR)$(LIBEXECDIR) \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DEFAULTDIR)
 	$(INSTALL) -m 0755 $(KMILTER) $(DESTDIR)$(SBINDIR)/kmilter
 	$(INSTALL) -m 0755 $(KMCTL) $(DESTDIR)$(SBINDIR)/kmctl
-	$(INSTALL) -m 0640 conf/kmilter.conf $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf.sample
+	$(INSTALL) -m 0644 conf/kmilter.conf $(DESTDIR)$(DATADIR)/kmilter.conf.sample
 	[ -e $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf ] || \
 		$(INSTALL) -m 0640 conf/kmilter.conf $(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf
+	[ -e $(DESTDIR)$(DEFAULTDIR)/kmilter ] || \
+		$(INSTALL) -m 0644 contrib/default/kmilter $(DESTDIR)$(DEFAULTDIR)/kmilter
+	$(INSTALL) -m 0755 contrib/kmilter-setup $(DESTDIR)$(LIBEXECDIR)/kmilter-setup
+	sed $(UNIT_SED) contrib/systemd/kmilter.service > $(BUILD)/kmilter.service
+	$(INSTALL) -m 0644 $(BUILD)/kmilter.service $(DESTDIR)$(UNITDIR)/kmilter.service
+	$(INSTALL) -m 0644 contrib/tmpfiles.d/kmilter.conf $(DESTDIR)$(TMPFILESDIR)/kmilter.conf
 	$(INSTALL) -m 0644 conf/kmilter.conf.5 $(DESTDIR)$(MANDIR)/man5/kmilter.conf.5
 	for m in milter/kmilter.8 kmctl/kmctl.8 keyclient/kmilter-hook.8; do \
 		[ ! -f $$m ] || $(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/man8/; done
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		contrib/kmilter-setup $(SYSCONFDIR)/kmilter/kmilter.conf \
+			$(TMPFILESDIR)/kmilter.conf; \
+		! command -v systemctl >/dev/null || [ ! -d /run/systemd/system ] || \
+			systemctl daemon-reload; \
+	fi
 
+# uninstall: what install put in place, except the configuration, the
+# default file, the user and the state (keys): remove those by hand.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/kmilter $(DESTDIR)$(SBINDIR)/kmctl \
-		$(DESTDIR)$(SYSCONFDIR)/kmilter/kmilter.conf.sample \
+		$(DESTDIR)$(DATADIR)/kmilter.conf.sample \
+		$(DESTDIR)$(LIBEXECDIR)/kmilter-setup \
+		$(DESTDIR)$(UNITDIR)/kmilter.service \
+		$(DESTDIR)$(TMPFILESDIR)/kmilter.conf \
 		$(DESTDIR)$(MANDIR)/man5/kmilter.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/kmilter.8 $(DESTDIR)$(MANDIR)/man8/kmctl.8 \
 		$(DESTDIR)$(MANDIR)/man8/kmilter-hook.8
+	-rmdir $(DESTDIR)$(DATADIR) $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
+
+# deb: ../kmilter_VERSION_ARCH.deb from debian/ (dpkg-buildpackage, binary
+# only, unsigned); DEB_OUT names another directory for the results.
+DEB_OUT ?= ..
+deb:
+	dpkg-buildpackage -b -us -uc
+	[ "$(DEB_OUT)" = ".." ] || mv ../kmilter_$(VERSION)_*.deb ../kmilter-dbgsym_$(VERSION)_*.deb \
+		../kmilter_$(VERSION)_*.buildinfo ../kmilter_$(VERSION)_*.changes $(DEB_OUT)/
 
 clean:
 	rm -rf build build-asan build-fuzz milter/kmilter kmctl/kmctl

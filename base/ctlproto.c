@@ -37,7 +37,7 @@ ctlproto_read_command(int fd, char *cmd, size_t len)
 /* ctlproto_ask - send one command to a running kmilter and read the answer */
 int
 ctlproto_ask(const char *path, const char *cmd, char *out, size_t outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct sockaddr_un sun;
 	size_t got = 0;
@@ -46,13 +46,15 @@ ctlproto_ask(const char *path, const char *cmd, char *out, size_t outlen,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(errstr, errlen, "control socket path too long: %s", path);
+		kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+		    "control socket path too long: %s", path);
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(errstr, errlen, "cannot reach kmilter at %s: %s", path, strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+		    "cannot reach kmilter at %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -64,7 +66,8 @@ ctlproto_ask(const char *path, const char *cmd, char *out, size_t outlen,
 		/* One write: the server answers as soon as it has the line. */
 		if (n < 0 || (size_t)n >= sizeof(line) ||
 		    send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
-			snprintf(errstr, errlen, "control socket %s: %s", path,
+			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+			    "control socket %s: %s", path,
 			    strerror(errno));
 			close(fd);
 			return -1;

@@ -16,7 +16,8 @@
  *	The answer of ctlproto_ask() is written into the caller's buffer,
  *	NUL-terminated and cut at outlen - 1 bytes.
  * ERRORS
- *	ctlproto_ask() returns -1 with errstr when kmilter cannot be reached;
+ *	ctlproto_ask() returns -1 with err (KM_TEMPFAIL,
+ *	KMERR_UNREACHABLE) when kmilter cannot be reached;
  *	ctlproto_read_command() returns -1 when the client sent nothing
  *	within CTLPROTO_READ_MS.
  * THREADS
@@ -24,11 +25,13 @@
  */
 #include <stddef.h>
 
+#include "kmerr.h"
+
 #define CTLPROTO_CMD_MAX	64	/* longest command line, with its LF */
 #define CTLPROTO_READ_MS	2000	/* the server waits this long for it */
 
 int	ctlproto_ask(const char *path, const char *cmd, char *out, size_t outlen,
-	    char *errstr, size_t errlen);
+	    struct kmerr *err);
 int	ctlproto_read_command(int fd, char *cmd, size_t len);
 
 #endif

@@ -38,36 +38,41 @@ trusted_owner(const struct stat *st, uid_t user)
 /*
  * check_step - one step of the lookup: a directory on the way, the
  *	hook's own directory (strict: no group or other write, even sticky)
- *	or the hook itself.  Returns 0 if safe, -1 with errstr.
+ *	or the hook itself.  Returns 0 if safe, -1 with err set.
  */
 static int
 check_step(const char *p, const struct stat *st, uid_t user, int last,
-    int parent, char *errstr, size_t errlen)
+    int parent, struct kmerr *err)
 {
 	if (S_ISLNK(st->st_mode)) {
-		snprintf(errstr, errlen, "%s is a symbolic link: name the real "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s is a symbolic link: name the real "
 		    "path", p);
 		return -1;
 	}
 	if (!trusted_owner(st, user)) {
-		snprintf(errstr, errlen, "%s is owned by uid %u, not by root or "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s is owned by uid %u, not by root or "
 		    "uid %u", p, (unsigned)st->st_uid, (unsigned)user);
 		return -1;
 	}
 	if (last) {
 		if (!S_ISREG(st->st_mode)) {
-			snprintf(errstr, errlen, "%s is not a regular file", p);
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "%s is not a regular file", p);
 			return -1;
 		}
 	} else if (!S_ISDIR(st->st_mode)) {
-		snprintf(errstr, errlen, "%s is not a directory", p);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s is not a directory", p);
 		return -1;
 	}
 	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
 		return 0;
 	if (!last && !parent && (st->st_mode & S_ISVTX) && st->st_uid == 0)
 		return 0;
-	snprintf(errstr, errlen, "%s is writable by %s (mode %04o)", p,
+	kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+	    "%s is writable by %s (mode %04o)", p,
 	    (st->st_mode & S_IWOTH) ? "others" : "its group",
 	    (unsigned)(st->st_mode & 07777));
 	return -1;
@@ -75,19 +80,20 @@ check_step(const char *p, const struct stat *st, uid_t user, int last,
 
 /* trustpath_check - can only root and user change what path names? */
 enum trustpath
-trustpath_check(const char *path, uid_t user, char *errstr, size_t errlen)
+trustpath_check(const char *path, uid_t user, struct kmerr *err)
 {
 	char buf[4096];
 	size_t len;
 	struct stat st;
 
 	if (!plain_path(path)) {
-		snprintf(errstr, errlen, "\"%s\" is not an absolute path without "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "\"%s\" is not an absolute path without "
 		    "\".\", \"..\", \"//\" or a trailing \"/\"", path ? path : "");
 		return TRUSTPATH_UNSAFE;
 	}
 	if ((len = strlen(path)) >= sizeof(buf)) {
-		snprintf(errstr, errlen, "path too long");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "path too long");
 		return TRUSTPATH_UNSAFE;
 	}
 	/* "/", each directory below it, then the file: every step of the
@@ -101,13 +107,15 @@ trustpath_check(const char *path, uid_t user, char *errstr, size_t errlen)
 		memcpy(buf, path, n);
 		buf[n] = '\0';
 		if (lstat(buf, &st) != 0) {
-			snprintf(errstr, errlen, "%s: %s", buf, strerror(errno));
-			return errno == ENOENT ? TRUSTPATH_MISSING :
-			    TRUSTPATH_UNSAFE;
+			int missing = errno == ENOENT;
+
+			kmerr_set(err, KM_PERMFAIL, missing ? KMERR_NOTFOUND :
+			    KMERR_NONE, "%s: %s", buf, strerror(errno));
+			return missing ? TRUSTPATH_MISSING : TRUSTPATH_UNSAFE;
 		}
 		if (check_step(buf, &st, user, last,
 		    !last && strchr(path + end + 1, '/') == NULL,
-		    errstr, errlen) != 0)
+		    err) != 0)
 			return TRUSTPATH_UNSAFE;
 	}
 	return TRUSTPATH_SAFE;

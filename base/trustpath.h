@@ -20,13 +20,16 @@
  *	check (conf.h) use it.
  * ERRORS
  *	TRUSTPATH_SAFE, TRUSTPATH_MISSING (a component does not exist; what
- *	exists above it is safe) or TRUSTPATH_UNSAFE, with errstr naming the
- *	offending path and what is wrong.
+ *	exists above it is safe) or TRUSTPATH_UNSAFE, with err (KM_PERMFAIL;
+ *	reason KMERR_NOTFOUND when missing) naming the offending path and
+ *	what is wrong.
  * THREADS
  *	Safe (lstat only).
  */
 #include <sys/types.h>
 #include <stddef.h>
+
+#include "kmerr.h"
 
 enum trustpath {
 	TRUSTPATH_SAFE = 0,
@@ -34,7 +37,7 @@ enum trustpath {
 	TRUSTPATH_UNSAFE	/* someone other than root or the user could change it */
 };
 
-enum trustpath	trustpath_check(const char *path, uid_t user, char *errstr,
-		    size_t errlen);
+enum trustpath	trustpath_check(const char *path, uid_t user,
+		    struct kmerr *err);
 
 #endif

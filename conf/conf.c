@@ -441,13 +441,14 @@ check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *
 {
 	struct passwd *pw;
 	uid_t user = geteuid();
-	char why[512];
+	struct kmerr tp;
+	const char *why = tp.msg;
 
 	if (*c->hook_path == '\0')
 		return;
 	if (user == 0 && *c->user && (pw = getpwnam(c->user)) != NULL)
 		user = pw->pw_uid;
-	if (trustpath_check(c->hook_path, user, why, sizeof(why)) == TRUSTPATH_UNSAFE)
+	if (trustpath_check(c->hook_path, user, &tp) == TRUSTPATH_UNSAFE)
 		err_add(e, setting_of(cfg, "hook.path"), "hook.path",
 		    "refused: %s (the hook must be writable only by root or %s)", why,
 		    *c->user ? c->user : "the milter user");
@@ -481,12 +482,12 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 			    "policy.internal_domains", "\"%s\" is not a domain name",
 			    c->internal_domains[i]);
 	if (*c->sender_login_map != '\0') {
-		char why[512];
+		struct kmerr why;
 
 		if (loginmap_load(c->sender_login_map, &c->sender_logins,
-		    &c->n_sender_logins, why, sizeof(why)) < 0)
+		    &c->n_sender_logins, &why) < 0)
 			err_add(e, setting_of(cfg, "policy.sender_login_map"),
-			    "policy.sender_login_map", "%s", why);
+			    "policy.sender_login_map", "%s", why.msg);
 	}
 	if (c->km_nservers == 1)
 		err_add(e, setting_of(cfg, "km.servers"), "km.servers",

@@ -109,18 +109,20 @@ find_dup(const struct conf_login_map *m, int n, const char *address)
 /* loginmap_load - read the map file into an array of entries */
 int
 loginmap_load(const char *path, struct conf_login_map **out, int *n,
-    char *errbuf, size_t errlen)
+    struct kmerr *err)
 {
 	struct conf_login_map *m = NULL, *nm;
 	char line[LINE_MAX_LEN + 2];
 	int cnt = 0, lineno = 0, *lines = NULL;
 	const char *why = NULL;
+	enum km_status st = KM_PROTO;
 	FILE *fp;
 
 	*out = NULL;
 	*n = 0;
 	if ((fp = fopen(path, "r")) == NULL) {
-		snprintf(errbuf, errlen, "%s: cannot read: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, errno == ENOENT ? KMERR_NOTFOUND :
+		    KMERR_NONE, "%s: cannot read: %s", path, strerror(errno));
 		return -1;
 	}
 	while (why == NULL && fgets(line, sizeof(line), fp) != NULL) {
@@ -140,6 +142,7 @@ loginmap_load(const char *path, struct conf_login_map **out, int *n,
 		if ((nm = realloc(m, sizeof(*m) * (size_t)(cnt + 1))) == NULL ||
 		    (m = nm, (nl = realloc(lines, sizeof(*nl) * (size_t)(cnt + 1))) == NULL)) {
 			why = "out of memory";
+			st = KM_NOMEM;
 			break;
 		}
 		lines = nl;
@@ -148,19 +151,23 @@ loginmap_load(const char *path, struct conf_login_map **out, int *n,
 		why = parse_line(p, &m[cnt]);
 		cnt++;
 		if (why == NULL && find_dup(m, cnt - 1, m[cnt - 1].address) >= 0) {
-			snprintf(errbuf, errlen, "%s:%d: %s is listed already at line %d", path,
+			kmerr_set(err, KM_PROTO, KMERR_EXISTS,
+			    "%s:%d: %s is listed already at line %d", path,
 			    lineno, m[cnt - 1].address, lines[find_dup(m, cnt - 1,
 			    m[cnt - 1].address)]);
 			why = "";
 		}
 	}
-	if (why == NULL && ferror(fp))
+	if (why == NULL && ferror(fp)) {
 		why = "read error";
+		st = KM_PERMFAIL;
+	}
 	fclose(fp);
 	free(lines);
 	if (why != NULL) {
 		if (*why != '\0')
-			snprintf(errbuf, errlen, "%s:%d: %s", path, lineno, why);
+			kmerr_set(err, st, st == KM_PROTO ? KMERR_BADINPUT :
+			    KMERR_NONE, "%s:%d: %s", path, lineno, why);
 		loginmap_free(m, cnt);
 		return -1;
 	}

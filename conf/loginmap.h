@@ -22,16 +22,20 @@
  *	loginmap_load() returns an array of *n entries the caller frees with
  *	loginmap_free(); every string belongs to the array.
  * ERRORS
- *	-1 with the first problem in errbuf; 0 on success.
+ *	-1 with the first problem in err (KM_PERMFAIL when the file cannot
+ *	be read, reason KMERR_NOTFOUND when it is missing; KM_PROTO with
+ *	KMERR_BADINPUT for a malformed line, KMERR_EXISTS for an address
+ *	listed twice); 0 on success.
  * THREADS
  *	Thread-safe: no static state.
  */
 #include <stddef.h>
 
 #include "conf.h"
+#include "kmerr.h"
 
-int		 loginmap_load(const char *path, struct conf_login_map **out, int *n,
-		    char *errbuf, size_t errlen);
+int		 loginmap_load(const char *path, struct conf_login_map **out,
+		    int *n, struct kmerr *err);
 struct conf_login_map *loginmap_free(struct conf_login_map *, int n);
 
 #endif

@@ -42,7 +42,7 @@ static redisContext *
 acquire(struct cache *c, int *fresh)
 {
 	redisContext *ctx;
-	char err[200];
+	struct kmerr err;
 
 	pthread_mutex_lock(&c->mtx);
 	if (c->nidle > 0) {
@@ -61,11 +61,12 @@ acquire(struct cache *c, int *fresh)
 	}
 	pthread_mutex_unlock(&c->mtx);
 
-	ctx = cache_conn_open(&c->conn, err, sizeof(err));
+	ctx = cache_conn_open(&c->conn, &err);
 	*fresh = 1;
 	pthread_mutex_lock(&c->mtx);
 	if (ctx == NULL)
-		cache_conn_health_fail(&c->health, &c->conn, "connect", err);
+		cache_conn_health_fail(&c->health, &c->conn, "connect",
+		    err.msg);
 	else
 		c->health.probing = 0;
 	pthread_mutex_unlock(&c->mtx);
@@ -172,37 +173,53 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	return KM_TEMPFAIL;
 }
 
-/* cache_new - a cache handle; does not connect */
-struct cache *
-cache_new(const struct cache_opts *opts, char *errstr, size_t errlen)
+/* cache_make - a cache handle; does not connect; NULL with err set */
+static struct cache *
+cache_make(const struct cache_opts *opts, struct kmerr *err)
 {
 	struct cache *c;
 
 	if (opts == NULL || opts->key == NULL) {
-		cache_conn_seterr(errstr, errlen, "cache: no seal key");
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "cache: no seal key");
 		return NULL;
 	}
 	if (opts->pool_size < 0 || opts->pool_size > CACHE_POOL_MAX) {
-		cache_conn_seterr(errstr, errlen,
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "cache: pool size must be 0..%d", CACHE_POOL_MAX);
 		return NULL;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		cache_conn_seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
-	if (cache_conn_init(&c->conn, opts, errstr, errlen) == -1) {
+	if (cache_conn_init(&c->conn, opts, err) == -1) {
 		free(c);
 		return NULL;
 	}
 	if (pthread_mutex_init(&c->mtx, NULL) != 0) {
 		cache_conn_clear(&c->conn);
 		free(c);
-		cache_conn_seterr(errstr, errlen, "cache: mutex init failed");
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "cache: mutex init failed");
 		return NULL;
 	}
 	c->key = opts->key;
 	c->pool_size = opts->pool_size ? opts->pool_size : CACHE_DEFAULT_POOL;
+	return c;
+}
+
+/* cache_new - cache_make, its reason as text (until keystore takes a
+ * struct kmerr) */
+struct cache *
+cache_new(const struct cache_opts *opts, char *errstr, size_t errlen)
+{
+	struct kmerr err;
+	struct cache *c;
+
+	if ((c = cache_make(opts, &err)) == NULL && errstr != NULL &&
+	    errlen > 0)
+		snprintf(errstr, errlen, "%s", err.msg);
 	return c;
 }
 
@@ -238,7 +255,9 @@ enum km_status
 cache_get(struct cache *c, const char *kind, const char *addr,
     unsigned char **buf, size_t *len, int *negative)
 {
-	char name[SEAL_NAME_MAX], err[160];
+	char name[SEAL_NAME_MAX];
+	struct kmerr serr;
+	const char *err = serr.msg;
 	const char *argv[2];
 	size_t lens[2];
 	redisReply *r;
@@ -281,7 +300,7 @@ cache_get(struct cache *c, const char *kind, const char *addr,
 	}
 	st = seal_open(c->key, name, (const unsigned char *)r->str,
 	    (size_t)r->len, (int64_t)time(NULL), &plain, &plen, &flags, NULL,
-	    err, sizeof(err));
+	    &serr);
 	freeReplyObject(r);
 	if (st == KM_NOMEM)
 		return st;
@@ -312,7 +331,8 @@ static enum km_status
 put_sealed(struct cache *c, const char *kind, const char *addr,
     const unsigned char *buf, size_t len, unsigned flags, int ttl)
 {
-	char name[SEAL_NAME_MAX], ttlbuf[16], err[128];
+	char name[SEAL_NAME_MAX], ttlbuf[16];
+	struct kmerr serr;
 	const char *argv[5];
 	size_t lens[5];
 	unsigned char *sealed = NULL;
@@ -325,8 +345,8 @@ put_sealed(struct cache *c, const char *kind, const char *addr,
 	if ((st = seal_entry_name(c->key, kind, addr, name)) != KM_OK)
 		return st;
 	if ((st = seal_seal(c->key, name, buf, len, (int64_t)time(NULL) + ttl,
-	    flags, &sealed, &slen, err, sizeof(err))) != KM_OK) {
-		log_warnx("cache: cannot seal entry %s: %s", name, err);
+	    flags, &sealed, &slen, &serr)) != KM_OK) {
+		log_warnx("cache: cannot seal entry %s: %s", name, serr.msg);
 		return st;
 	}
 	snprintf(ttlbuf, sizeof(ttlbuf), "%d", ttl);

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +20,6 @@
 #include "clock.h"
 #include "log.h"
 #include "secmem.h"
-
-/* cache_conn_seterr - format a reason into a caller's buffer (may be NULL) */
-void
-cache_conn_seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ms_tv - a millisecond count as a struct timeval */
 static struct timeval
@@ -94,31 +80,33 @@ cache_conn_clear(struct cache_conn *cn)
 /* cache_conn_init - validate and copy the connection options */
 int
 cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	int cms, tms;
 
 	memset(cn, 0, sizeof(*cn));
 	if (o == NULL) {
-		cache_conn_seterr(errstr, errlen, "no cache options");
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "no cache options");
 		return -1;
 	}
 	if (o->unix_path == NULL && (o->host == NULL || *o->host == '\0' ||
 	    o->port <= 0 || o->port > 65535)) {
-		cache_conn_seterr(errstr, errlen, "redis: need unix_path or "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "redis: need unix_path or "
 		    "host and a port in 1..65535");
 		return -1;
 	}
 	if (o->unix_path != NULL && (*o->unix_path == '\0' ||
 	    strlen(o->unix_path) > 107)) {
-		cache_conn_seterr(errstr, errlen,
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "redis: bad unix socket path");
 		return -1;
 	}
 	if (o->database < 0 || o->database > 1000000 ||
 	    o->connect_timeout_ms < 0 || o->command_timeout_ms < 0 ||
 	    o->backoff_min_ms < 0 || o->backoff_max_ms < 0) {
-		cache_conn_seterr(errstr, errlen, "redis: negative database, "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "redis: negative database, "
 		    "timeout or back-off");
 		return -1;
 	}
@@ -149,7 +137,7 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 	if ((cn->unix_path == NULL && cn->host == NULL) ||
 	    (o->password != NULL && cn->password == NULL)) {
 		cache_conn_clear(cn);
-		cache_conn_seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -166,7 +154,7 @@ cache_conn_timed_out(const redisContext *ctx)
 
 /* conn_open1 - connect, set the command timeout, AUTH and SELECT */
 static redisContext *
-conn_open1(const struct cache_conn *cn, char *errstr, size_t errlen)
+conn_open1(const struct cache_conn *cn, struct kmerr *err)
 {
 	redisContext *ctx;
 	redisReply *r = NULL;
@@ -176,22 +164,24 @@ conn_open1(const struct cache_conn *cn, char *errstr, size_t errlen)
 	else
 		ctx = redisConnectWithTimeout(cn->host, cn->port, cn->ctv);
 	if (ctx == NULL) {
-		cache_conn_seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	if (ctx->err) {
-		cache_conn_seterr(errstr, errlen, "connect: %s", ctx->errstr);
+		kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "connect: %s",
+		    ctx->errstr);
 		goto fail;
 	}
 	if (redisSetTimeout(ctx, cn->ttv) != REDIS_OK) {
-		cache_conn_seterr(errstr, errlen, "set timeout: %s",
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "set timeout: %s",
 		    ctx->errstr);
 		goto fail;
 	}
 	if (cn->password != NULL) {
 		r = redisCommand(ctx, "AUTH %s", cn->password);
 		if (r == NULL) {
-			cache_conn_seterr(errstr, errlen, "AUTH: %s",
+			kmerr_set(err, KM_TEMPFAIL, cache_conn_timed_out(ctx) ?
+			    KMERR_TIMEOUT : KMERR_UNREACHABLE, "AUTH: %s",
 			    cache_conn_timed_out(ctx) ?
 			    "no answer within the command timeout" :
 			    ctx->errstr);
@@ -199,8 +189,8 @@ conn_open1(const struct cache_conn *cn, char *errstr, size_t errlen)
 		}
 		if (r->type == REDIS_REPLY_ERROR) {
 			/* Redis's own message never echoes the password. */
-			cache_conn_seterr(errstr, errlen, "AUTH refused: %.80s",
-			    r->str);
+			kmerr_set(err, KM_TEMPFAIL, KMERR_REFUSED,
+			    "AUTH refused: %.80s", r->str);
 			goto fail;
 		}
 		freeReplyObject(r);
@@ -209,7 +199,8 @@ conn_open1(const struct cache_conn *cn, char *errstr, size_t errlen)
 	if (cn->database != 0) {
 		r = redisCommand(ctx, "SELECT %d", cn->database);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-			cache_conn_seterr(errstr, errlen, "SELECT %d: %.80s",
+			kmerr_set(err, KM_TEMPFAIL, r != NULL ? KMERR_REFUSED :
+			    KMERR_NONE, "SELECT %d: %.80s",
 			    cn->database, r ? r->str :
 			    cache_conn_timed_out(ctx) ? "timeout" :
 			    ctx->errstr);
@@ -228,13 +219,13 @@ fail:
 
 /* cache_conn_open - conn_open1 with SIGPIPE held off */
 redisContext *
-cache_conn_open(const struct cache_conn *cn, char *errstr, size_t errlen)
+cache_conn_open(const struct cache_conn *cn, struct kmerr *err)
 {
 	struct cache_conn_guard g;
 	redisContext *ctx;
 
 	cache_conn_guard_begin(&g);
-	ctx = conn_open1(cn, errstr, errlen);
+	ctx = conn_open1(cn, err);
 	cache_conn_guard_end(&g);
 	return ctx;
 }

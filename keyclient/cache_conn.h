@@ -7,7 +7,7 @@
  *	cache_conn_init(), cache_conn_clear(), cache_conn_open(),
  *	cache_conn_timed_out(), cache_conn_guard_begin(),
  *	cache_conn_guard_end(), cache_conn_health_fail(),
- *	cache_conn_health_ok(), cache_conn_seterr()
+ *	cache_conn_health_ok()
  * DESCRIPTION
  *	Internal to the cache (cache.c, cache_sub.c).  cache_conn_init()
  *	validates struct cache_opts (cache_opts.h) and copies what a
@@ -25,9 +25,11 @@
  *	them with cache_conn_clear().  cache_conn_open() returns a context the
  *	caller frees with redisFree().
  * ERRORS
- *	cache_conn_init(): 0, or -1 with a reason in errstr (bad options, no
- *	memory).  cache_conn_open(): NULL with a reason in errstr (never the
- *	password).
+ *	cache_conn_init(): 0, or -1 with err set (bad options: KM_PERMFAIL,
+ *	KMERR_BADINPUT; KM_NOMEM).  cache_conn_open(): NULL with err set
+ *	(never the password): KM_TEMPFAIL with KMERR_UNREACHABLE (no
+ *	connection), KMERR_TIMEOUT or KMERR_REFUSED (AUTH, SELECT said no);
+ *	KM_NOMEM.
  * THREADS
  *	A struct cache_conn is read-only after cache_conn_init().  A struct
  *	cache_health must be guarded by its owner (the cache's mutex; the
@@ -42,6 +44,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache_opts.h"
+#include "kmerr.h"
 #include "log.h"
 
 /* How to reach Redis: copied options shared by the pool and subscriber. */
@@ -79,13 +82,11 @@ struct cache_conn_guard {
 	int		pending;	/* a SIGPIPE was pending before */
 };
 
-void		 cache_conn_seterr(char *errstr, size_t errlen,
-		    const char *fmt, ...) KM_PRINTF(3, 4);
 int		 cache_conn_init(struct cache_conn *, const struct cache_opts *,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 void		 cache_conn_clear(struct cache_conn *);
-redisContext	*cache_conn_open(const struct cache_conn *, char *errstr,
-		    size_t errlen);
+redisContext	*cache_conn_open(const struct cache_conn *,
+		    struct kmerr *err);
 int		 cache_conn_timed_out(const redisContext *);
 void		 cache_conn_guard_begin(struct cache_conn_guard *);
 void		 cache_conn_guard_end(struct cache_conn_guard *);

@@ -71,7 +71,7 @@ sub_handle(struct cache_sub *s, redisReply *r)
 
 /* sub_session - SUBSCRIBE on ctx; 1 when subscribed, 0 with a reason */
 static int
-sub_session(redisContext *ctx, char *err, size_t errlen)
+sub_session(redisContext *ctx, struct kmerr *err)
 {
 	struct cache_conn_guard g;
 	redisReply *r;
@@ -80,14 +80,15 @@ sub_session(redisContext *ctx, char *err, size_t errlen)
 	r = redisCommand(ctx, "SUBSCRIBE %s", CACHE_CHANNEL);
 	cache_conn_guard_end(&g);
 	if (r == NULL) {
-		cache_conn_seterr(err, errlen, "SUBSCRIBE: %s",
+		kmerr_set(err, KM_TEMPFAIL, cache_conn_timed_out(ctx) ?
+		    KMERR_TIMEOUT : KMERR_UNREACHABLE, "SUBSCRIBE: %s",
 		    cache_conn_timed_out(ctx) ?
 		    "no answer within the command timeout" : ctx->errstr);
 		return 0;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
-		cache_conn_seterr(err, errlen, "SUBSCRIBE refused: %.80s",
-		    r->str);
+		kmerr_set(err, KM_TEMPFAIL, KMERR_REFUSED,
+		    "SUBSCRIBE refused: %.80s", r->str);
 		freeReplyObject(r);
 		return 0;
 	}
@@ -97,7 +98,7 @@ sub_session(redisContext *ctx, char *err, size_t errlen)
 
 /* sub_loop - read messages on a subscribed connection; 1 when stopping */
 static int
-sub_loop(struct cache_sub *s, redisContext *ctx, char *err, size_t errlen)
+sub_loop(struct cache_sub *s, redisContext *ctx, struct kmerr *err)
 {
 	struct pollfd pfd[2];
 	void *rv;
@@ -106,8 +107,8 @@ sub_loop(struct cache_sub *s, redisContext *ctx, char *err, size_t errlen)
 		for (;;) {
 			rv = NULL;
 			if (redisGetReplyFromReader(ctx, &rv) != REDIS_OK) {
-				cache_conn_seterr(err, errlen, "protocol: %s",
-				    ctx->errstr);
+				kmerr_set(err, KM_TEMPFAIL, KMERR_BADINPUT,
+				    "protocol: %s", ctx->errstr);
 				return 0;
 			}
 			if (rv == NULL)
@@ -123,15 +124,15 @@ sub_loop(struct cache_sub *s, redisContext *ctx, char *err, size_t errlen)
 		if (poll(pfd, 2, -1) == -1) {
 			if (errno == EINTR)
 				continue;
-			cache_conn_seterr(err, errlen, "poll: %s",
+			kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "poll: %s",
 			    strerror(errno));
 			return 0;
 		}
 		if (pfd[0].revents)
 			return 1;
 		if (pfd[1].revents && redisBufferRead(ctx) != REDIS_OK) {
-			cache_conn_seterr(err, errlen, "%s", ctx->errstr[0] ?
-			    ctx->errstr : "connection lost");
+			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "%s",
+			    ctx->errstr[0] ? ctx->errstr : "connection lost");
 			return 0;
 		}
 	}
@@ -143,23 +144,23 @@ sub_main(void *arg)
 {
 	struct cache_sub *s = arg;
 	redisContext *ctx;
-	char err[200];
+	struct kmerr err;
 	int subscribed_before = 0;
 
 	for (;;) {
 		if (s->health.down && sub_wait(s, s->health.backoff))
 			break;
-		err[0] = '\0';
-		ctx = cache_conn_open(&s->conn, err, sizeof(err));
+		kmerr_clear(&err);
+		ctx = cache_conn_open(&s->conn, &err);
 		if (ctx == NULL) {
 			cache_conn_health_fail(&s->health, &s->conn,
-			    "subscribe", err);
+			    "subscribe", err.msg);
 			continue;
 		}
-		if (sub_session(ctx, err, sizeof(err)) == 0) {
+		if (sub_session(ctx, &err) == 0) {
 			redisFree(ctx);
 			cache_conn_health_fail(&s->health, &s->conn,
-			    "subscribe", err);
+			    "subscribe", err.msg);
 			continue;
 		}
 		cache_conn_health_ok(&s->health, &s->conn);
@@ -170,45 +171,46 @@ sub_main(void *arg)
 		if (subscribed_before)
 			s->fn(NULL, s->arg);
 		subscribed_before = 1;
-		if (sub_loop(s, ctx, err, sizeof(err))) {
+		if (sub_loop(s, ctx, &err)) {
 			redisFree(ctx);
 			break;
 		}
 		redisFree(ctx);
 		cache_conn_health_fail(&s->health, &s->conn, "subscription",
-		    err);
+		    err.msg);
 	}
 	return NULL;
 }
 
-/* cache_subscribe_start - start the invalidation subscriber thread */
-struct cache_sub *
-cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
-    void *arg, char *errstr, size_t errlen)
+/* sub_start - start the invalidation subscriber thread; NULL with err */
+static struct cache_sub *
+sub_start(const struct cache_opts *opts, cache_invalidate_fn fn, void *arg,
+    struct kmerr *err)
 {
 	struct cache_sub *s;
 	int rc;
 
 	if (fn == NULL) {
-		cache_conn_seterr(errstr, errlen,
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "cache: no invalidation callback");
 		return NULL;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		cache_conn_seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	s->wake[0] = s->wake[1] = -1;
-	if (cache_conn_init(&s->conn, opts, errstr, errlen) == -1)
+	if (cache_conn_init(&s->conn, opts, err) == -1)
 		goto fail;
 	if (pipe2(s->wake, O_CLOEXEC) == -1) {
-		cache_conn_seterr(errstr, errlen, "pipe: %s", strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pipe: %s",
+		    strerror(errno));
 		goto fail;
 	}
 	s->fn = fn;
 	s->arg = arg;
 	if ((rc = pthread_create(&s->tid, NULL, sub_main, s)) != 0) {
-		cache_conn_seterr(errstr, errlen, "pthread_create: %s",
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pthread_create: %s",
 		    strerror(rc));
 		goto fail;
 	}
@@ -221,6 +223,21 @@ fail:
 	cache_conn_clear(&s->conn);
 	free(s);
 	return NULL;
+}
+
+/* cache_subscribe_start - sub_start, its reason as text (until keystore
+ * takes a struct kmerr) */
+struct cache_sub *
+cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
+    void *arg, char *errstr, size_t errlen)
+{
+	struct kmerr err;
+	struct cache_sub *s;
+
+	if ((s = sub_start(opts, fn, arg, &err)) == NULL && errstr != NULL &&
+	    errlen > 0)
+		snprintf(errstr, errlen, "%s", err.msg);
+	return s;
 }
 
 /* cache_subscribe_stop - stop and join the subscriber; returns NULL */

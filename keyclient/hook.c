@@ -39,9 +39,9 @@ struct hook {
 	struct hook_stats st;
 };
 
-/* hook_new - check the options and make a hook; NULL with errstr on error */
-struct hook *
-hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
+/* hook_make - check the options and make a hook; NULL with err set */
+static struct hook *
+hook_make(const struct hook_opts *o, struct kmerr *err)
 {
 	struct hook *h = NULL;
 	pthread_condattr_t ca;
@@ -49,21 +49,25 @@ hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
 	int have_mu = 0;
 
 	if (o == NULL || o->path == NULL || o->path[0] != '/') {
-		snprintf(errstr, errlen, "hook path must be absolute");
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook path must be absolute");
 		return NULL;
 	}
 	if (o->timeout_ms < 1 || o->timeout_ms > HOOK_TIMEOUT_MAX) {
-		snprintf(errstr, errlen, "hook timeout must be 1..%d ms",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook timeout must be 1..%d ms",
 		    HOOK_TIMEOUT_MAX);
 		return NULL;
 	}
 	if (o->max_running < 1 || o->max_running > HOOK_RUNNING_MAX) {
-		snprintf(errstr, errlen, "hook max_running must be 1..%d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook max_running must be 1..%d",
 		    HOOK_RUNNING_MAX);
 		return NULL;
 	}
 	if (o->wait_ms < 0 || o->wait_ms > HOOK_TIMEOUT_MAX) {
-		snprintf(errstr, errlen, "hook wait must be 0..%d ms",
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook wait must be 0..%d ms",
 		    HOOK_TIMEOUT_MAX);
 		return NULL;
 	}
@@ -72,12 +76,14 @@ hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
 	dr = o->on_failure_release ? o->on_failure_release : HOOK_ACTION_DENY;
 	if (du == HOOK_ACTION_PASSWORD ||
 	    !hook_action_valid(HOOK_EVENT_UNLOCK, du)) {
-		snprintf(errstr, errlen, "hook default for unlock must be "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook default for unlock must be "
 		    "keep-encrypted or tempfail, not %s", hook_action_name(du));
 		return NULL;
 	}
 	if (!hook_action_valid(HOOK_EVENT_RELEASE, dr)) {
-		snprintf(errstr, errlen, "hook default for release must be "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "hook default for release must be "
 		    "allow or deny, not %s", hook_action_name(dr));
 		return NULL;
 	}
@@ -105,7 +111,7 @@ hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
 	return h;
 
 nomem:
-	snprintf(errstr, errlen, "hook: out of memory");
+	kmerr_set(err, KM_NOMEM, KMERR_NONE, "hook: out of memory");
 	if (h != NULL) {
 		if (have_mu)
 			pthread_mutex_destroy(&h->mu);
@@ -113,6 +119,19 @@ nomem:
 		free(h);
 	}
 	return NULL;
+}
+
+/* hook_new - hook_make, its reason as text (until keystore takes a
+ * struct kmerr) */
+struct hook *
+hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
+{
+	struct kmerr err;
+	struct hook *h;
+
+	if ((h = hook_make(o, &err)) == NULL && errstr != NULL && errlen > 0)
+		snprintf(errstr, errlen, "%s", err.msg);
+	return h;
 }
 
 /* hook_free - free a hook (no hook_ask may be running); returns NULL */
@@ -257,21 +276,24 @@ out:
  *	say; unsafe is HOOK_FAIL_UNSAFE and logged at warning level.
  */
 static enum hook_failure
-vet_hook(struct hook *h, char *errstr, size_t errlen)
+vet_hook(struct hook *h, struct kmerr *err)
 {
-	char why[512];
+	struct kmerr tp;
+	const char *why = tp.msg;
 
-	switch (trustpath_check(h->path, geteuid(), why, sizeof(why))) {
+	switch (trustpath_check(h->path, geteuid(), &tp)) {
 	case TRUSTPATH_SAFE:
 		return HOOK_FAIL_NONE;
 	case TRUSTPATH_MISSING:
-		snprintf(errstr, errlen, "cannot run %s: %s", h->path, why);
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NOTFOUND, "cannot run %s: %s",
+		    h->path, why);
 		return HOOK_FAIL_SPAWN;
 	case TRUSTPATH_UNSAFE:
 		break;
 	}
 	log_warnx("hook %s not run: %s", h->path, why);
-	snprintf(errstr, errlen, "%s not run: %s", h->path, why);
+	kmerr_set(err, KM_TEMPFAIL, KMERR_REFUSED, "%s not run: %s", h->path,
+	    why);
 	return HOOK_FAIL_UNSAFE;
 }
 
@@ -292,7 +314,7 @@ struct run {
 
 /* run_pipes - make the three channels, all above descriptor 2 */
 static enum hook_failure
-run_pipes(struct run *r, char *errstr, size_t errlen)
+run_pipes(struct run *r, struct kmerr *err)
 {
 	int *fds[] = { &r->sv[0], &r->sv[1], &r->po[0], &r->po[1],
 	    &r->pe[0], &r->pe[1] };
@@ -307,8 +329,8 @@ run_pipes(struct run *r, char *errstr, size_t errlen)
 		if (*fds[i] < 0)
 			bad = 1;
 	if (bad) {
-		snprintf(errstr, errlen, "cannot create pipes: %s",
-		    strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "cannot create pipes: %s", strerror(errno));
 		return HOOK_FAIL_NOMEM;
 	}
 	return HOOK_FAIL_NONE;
@@ -316,17 +338,17 @@ run_pipes(struct run *r, char *errstr, size_t errlen)
 
 /* run_start - create the channels and spawn the hook on them */
 static enum hook_failure
-run_start(struct run *r, char *errstr, size_t errlen)
+run_start(struct run *r, struct kmerr *err)
 {
 	enum hook_failure f;
 	int e;
 
-	if ((f = run_pipes(r, errstr, errlen)) != HOOK_FAIL_NONE)
+	if ((f = run_pipes(r, err)) != HOOK_FAIL_NONE)
 		return f;
 	if ((e = spawn_hook(r->h, r->sv[1], r->po[1], r->pe[1],
 	    &r->pid)) != 0) {
-		snprintf(errstr, errlen, "cannot run %s: %s", r->h->path,
-		    strerror(e));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "cannot run %s: %s",
+		    r->h->path, strerror(e));
 		r->pid = -1;
 		return HOOK_FAIL_SPAWN;
 	}
@@ -385,11 +407,10 @@ read_diag(struct run *r, struct hook_answer *out)
 
 /*
  * run_exchange - send the request, read the answer and stderr until both
- *	close; HOOK_FAIL_TIMEOUT, _TOOLONG or _IO (errstr set) on failure
+ *	close; HOOK_FAIL_TIMEOUT, _TOOLONG or _IO (err set) on failure
  */
 static enum hook_failure
-run_exchange(struct run *r, struct hook_answer *out, char *errstr,
-    size_t errlen)
+run_exchange(struct run *r, struct hook_answer *out, struct kmerr *err)
 {
 	long long left;
 
@@ -409,7 +430,8 @@ run_exchange(struct run *r, struct hook_answer *out, char *errstr,
 		if (pr == -1 && errno == EINTR)
 			continue;
 		if (pr == -1) {
-			snprintf(errstr, errlen, "poll: %s", strerror(errno));
+			kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "poll: %s",
+			    strerror(errno));
 			return HOOK_FAIL_IO;
 		}
 		if (iw >= 0 && pfd[iw].revents)
@@ -455,7 +477,7 @@ run_wait_exit(struct run *r)
  *	behind) and reap the hook; HOOK_FAIL_IO if it cannot be reaped */
 static enum hook_failure
 run_reap(struct run *r, enum hook_failure f, struct hook_answer *out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	int w;
 
@@ -464,8 +486,8 @@ run_reap(struct run *r, enum hook_failure f, struct hook_answer *out,
 		;
 	if (w == -1) {
 		if (f == HOOK_FAIL_NONE) {
-			snprintf(errstr, errlen, "cannot reap %s: %s",
-			    r->h->path, strerror(errno));
+			kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+			    "cannot reap %s: %s", r->h->path, strerror(errno));
 			f = HOOK_FAIL_IO;
 		}
 		r->status = 0;
@@ -486,7 +508,7 @@ log_unknown_keys(const struct run *r, const struct hook_answer *out)
 
 	hook_proto_scan_init(&sc, r->ans, r->alen);
 	while (n < out->unknown_keys &&
-	    hook_proto_scan_next(&sc, &l, NULL, 0) == 1) {
+	    hook_proto_scan_next(&sc, &l, NULL) == 1) {
 		if (hook_proto_key_known(&l))
 			continue;
 		log_warnx("hook answer line %d: unknown key \"%.*s\" "
@@ -498,51 +520,51 @@ log_unknown_keys(const struct run *r, const struct hook_answer *out)
 /* run_parse - parse the answer of a hook that exited 0 */
 static enum hook_failure
 run_parse(struct run *r, enum hook_event ev, struct hook_answer *out,
-    char *errstr, size_t errlen, enum km_status *st)
+    struct kmerr *err, enum km_status *st)
 {
-	char ebuf[512];
-
-	*st = hook_answer_parse(r->ans, r->alen, ev, out, ebuf, sizeof(ebuf));
+	*st = hook_answer_parse(r->ans, r->alen, ev, out, err);
 	log_unknown_keys(r, out);
 	if (*st == KM_OK)
 		return HOOK_FAIL_NONE;
-	snprintf(errstr, errlen, "%s: malformed answer: %s", r->h->path, ebuf);
+	kmerr_prefix(err, "%s: malformed answer: ", r->h->path);
 	return *st == KM_NOMEM ? HOOK_FAIL_NOMEM : HOOK_FAIL_MALFORMED;
 }
 
 /* run_classify - what the run came to: a failure kind, or the parsed answer */
 static enum hook_failure
 run_classify(struct run *r, enum hook_failure f, int killed,
-    enum hook_event ev, struct hook_answer *out, char *errstr, size_t errlen,
+    enum hook_event ev, struct hook_answer *out, struct kmerr *err,
     enum km_status *st)
 {
 	const char *path = r->h->path;
 	int status = r->status;
 
 	if (f == HOOK_FAIL_TIMEOUT) {
-		snprintf(errstr, errlen, "%s did not answer within %d ms: "
-		    "killed", path, r->h->timeout_ms);
+		kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT, "%s did not answer "
+		    "within %d ms: killed", path, r->h->timeout_ms);
 		return f;
 	}
 	if (f == HOOK_FAIL_TOOLONG) {
-		snprintf(errstr, errlen, "%s wrote more than %d bytes: killed",
-		    path, HOOK_ANSWER_MAX);
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "%s wrote more than %d bytes: killed", path,
+		    HOOK_ANSWER_MAX);
 		*st = KM_PROTO;
 		return f;
 	}
 	if (f != HOOK_FAIL_NONE)
 		return f;
 	if (!killed && WIFSIGNALED(status)) {
-		snprintf(errstr, errlen, "%s killed by signal %d (%s)", path,
-		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "%s killed by signal %d (%s)", path, WTERMSIG(status),
+		    strsignal(WTERMSIG(status)));
 		return HOOK_FAIL_SIGNAL;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-		snprintf(errstr, errlen, "%s exited with status %d", path,
-		    WEXITSTATUS(status));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "%s exited with status %d", path, WEXITSTATUS(status));
 		return HOOK_FAIL_EXIT;
 	}
-	return run_parse(r, ev, out, errstr, errlen, st);
+	return run_parse(r, ev, out, err, st);
 }
 
 /* run_close - kill and reap a hook still there, close, wipe the answer */
@@ -566,11 +588,11 @@ run_close(struct run *r)
 /*
  * run_hook - spawn the hook, talk to it, reap it, parse its answer
  *	Returns HOOK_FAIL_NONE with *out filled, or the failure kind with
- *	errstr set and *st the status to return.
+ *	err set and *st the status to return.
  */
 static enum hook_failure
 run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
-    struct hook_answer *out, char *errstr, size_t errlen, enum km_status *st)
+    struct hook_answer *out, struct kmerr *err, enum km_status *st)
 {
 	struct run r = { .h = h, .req = req, .reqlen = reqlen,
 	    .sv = { -1, -1 }, .po = { -1, -1 }, .pe = { -1, -1 }, .pid = -1,
@@ -579,22 +601,22 @@ run_hook(struct hook *h, const char *req, size_t reqlen, enum hook_event ev,
 	int killed;
 
 	*st = KM_TEMPFAIL;
-	if ((f = vet_hook(h, errstr, errlen)) != HOOK_FAIL_NONE)
+	if ((f = vet_hook(h, err)) != HOOK_FAIL_NONE)
 		return f;
 	if ((r.ans = secmem_alloc(HOOK_ANSWER_MAX + 1)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		*st = KM_NOMEM;
 		return HOOK_FAIL_NOMEM;
 	}
-	if ((f = run_start(&r, errstr, errlen)) != HOOK_FAIL_NONE)
+	if ((f = run_start(&r, err)) != HOOK_FAIL_NONE)
 		goto out;
-	f = run_exchange(&r, out, errstr, errlen);
+	f = run_exchange(&r, out, err);
 	close_fd(&r.sv[0]);
 	if (f == HOOK_FAIL_NONE)
 		f = run_wait_exit(&r);
 	killed = (f != HOOK_FAIL_NONE);
-	f = run_reap(&r, f, out, errstr, errlen);
-	f = run_classify(&r, f, killed, ev, out, errstr, errlen, st);
+	f = run_reap(&r, f, out, err);
+	f = run_classify(&r, f, killed, ev, out, err, st);
 out:
 	run_close(&r);
 	return f;
@@ -611,8 +633,10 @@ apply_default(struct hook *h, enum hook_event ev, struct hook_answer *out,
 	out->password_len = 0;
 	out->action = ev == HOOK_EVENT_RELEASE ? h->def_release : h->def_unlock;
 	out->failure = f;
-	snprintf(out->reason, sizeof(out->reason), "hook failed (%s): %s",
-	    hook_failure_name(f), why);
+	/* A long reason is cut to fit: it is for a log line. */
+	if (snprintf(out->reason, sizeof(out->reason), "hook failed (%s): %s",
+	    hook_failure_name(f), why) < 0)
+		out->reason[0] = '\0';
 }
 
 /* hook_ask - ask the hook; *out always holds a usable action afterwards */
@@ -627,22 +651,24 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	enum hook_event ev = rq->event == HOOK_EVENT_RELEASE ?
 	    HOOK_EVENT_RELEASE : HOOK_EVENT_UNLOCK;
 	enum km_status st;
+	struct kmerr err;
 
 	hook_answer_clear(out);
 	pthread_mutex_lock(&h->mu);
 	h->st.asked++;
 	pthread_mutex_unlock(&h->mu);
 
-	if ((st = hook_request_format(rq, req, sizeof(req), &reqlen, errstr,
-	    errlen)) != KM_OK)
+	kmerr_clear(&err);
+	if ((st = hook_request_format(rq, req, sizeof(req), &reqlen,
+	    &err)) != KM_OK)
 		f = HOOK_FAIL_REQUEST;
 	else if (slot_acquire(h, t0 + h->wait_ms) != 0) {
-		snprintf(errstr, errlen, "hook busy: %d already running for "
-		    "%d ms", h->max_running, h->wait_ms);
-		st = KM_TEMPFAIL;
+		st = kmerr_set(&err, KM_TEMPFAIL, KMERR_TIMEOUT,
+		    "hook busy: %d "
+		    "already running for %d ms", h->max_running, h->wait_ms);
 		f = HOOK_FAIL_BUSY;
 	} else {
-		f = run_hook(h, req, reqlen, ev, out, errstr, errlen, &st);
+		f = run_hook(h, req, reqlen, ev, out, &err, &st);
 		slot_release(h);
 	}
 	secmem_wipe(req, sizeof(req));
@@ -661,7 +687,9 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	pthread_mutex_unlock(&h->mu);
 
 	if (f != HOOK_FAIL_NONE) {
-		apply_default(h, ev, out, f, errstr);
+		if (errstr != NULL && errlen > 0)
+			snprintf(errstr, errlen, "%s", err.msg);
+		apply_default(h, ev, out, f, err.msg);
 		log_debug(1, "hook %s %s: %s, using default %s",
 		    hook_event_name(ev),
 		    rq->address && hook_proto_field_ok(rq->address) ?

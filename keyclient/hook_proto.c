@@ -113,16 +113,18 @@ hook_proto_field_ok(const char *s)
 	return n > 0;
 }
 
-/* request_check - whether every request field is valid; errstr if not */
+/* request_check - whether every request field is valid; err if not */
 static enum km_status
-request_check(const struct hook_request *rq, char *errstr, size_t errlen)
+request_check(const struct hook_request *rq, struct kmerr *err)
 {
 	if (rq->event != HOOK_EVENT_UNLOCK && rq->event != HOOK_EVENT_RELEASE) {
-		snprintf(errstr, errlen, "request: invalid event");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid event");
 		return KM_PROTO;
 	}
 	if (rq->address == NULL || !hook_proto_field_ok(rq->address)) {
-		snprintf(errstr, errlen, "request: address missing, too long "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: address missing, too long "
 		    "or with control characters");
 		return KM_PROTO;
 	}
@@ -130,7 +132,8 @@ request_check(const struct hook_request *rq, char *errstr, size_t errlen)
 	    !hook_proto_field_ok(rq->queue_id)) ||
 	    (rq->gateway && rq->gateway[0] &&
 	    !hook_proto_field_ok(rq->gateway))) {
-		snprintf(errstr, errlen, "request: queue_id or gateway too "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: queue_id or gateway too "
 		    "long or with control characters");
 		return KM_PROTO;
 	}
@@ -140,12 +143,12 @@ request_check(const struct hook_request *rq, char *errstr, size_t errlen)
 /* hook_request_format - write the request text into buf */
 enum km_status
 hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
-    size_t *outlen, char *errstr, size_t errlen)
+    size_t *outlen, struct kmerr *err)
 {
 	const char *key, *level;
 	int n;
 
-	if (request_check(rq, errstr, errlen) != KM_OK)
+	if (request_check(rq, err) != KM_OK)
 		return KM_PROTO;
 	switch (rq->key) {
 	case HOOK_KEY_ENCRYPTION:
@@ -155,7 +158,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 		key = "signing";
 		break;
 	default:
-		snprintf(errstr, errlen, "request: invalid key kind");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid key kind");
 		return KM_PROTO;
 	}
 	switch (rq->level) {
@@ -166,7 +170,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 		level = "enhanced";
 		break;
 	default:
-		snprintf(errstr, errlen, "request: invalid level");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: invalid level");
 		return KM_PROTO;
 	}
 	n = snprintf(buf, buflen,
@@ -179,7 +184,8 @@ hook_request_format(const struct hook_request *rq, char *buf, size_t buflen,
 	    rq->gateway && rq->gateway[0] ? rq->gateway : "",
 	    rq->gateway && rq->gateway[0] ? "\n" : "");
 	if (n < 0 || (size_t)n >= buflen) {
-		snprintf(errstr, errlen, "request: buffer too small");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "request: buffer too small");
 		return KM_PROTO;
 	}
 	*outlen = (size_t)n;
@@ -227,7 +233,7 @@ hook_proto_scan_init(struct hook_proto_scan *sc, const char *buf, size_t len)
 /* hook_proto_scan_next - the next non-blank line; 1, 0 at the end, -1 bad */
 int
 hook_proto_scan_next(struct hook_proto_scan *sc, struct hook_proto_line *l,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	while (sc->p < sc->end) {
 		const char *p = sc->p, *nl, *lend, *eq;
@@ -241,18 +247,21 @@ hook_proto_scan_next(struct hook_proto_scan *sc, struct hook_proto_line *l,
 			lend--;
 		llen = (size_t)(lend - p);
 		if (llen > HOOK_LINE_MAX) {
-			snprintf(errstr, errlen, "line %d longer than %d bytes",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d longer than %d bytes",
 			    sc->lineno, HOOK_LINE_MAX);
 			return -1;
 		}
 		if (llen == 0)
 			continue;
 		if ((eq = memchr(p, '=', llen)) == NULL) {
-			snprintf(errstr, errlen, "line %d: no '='", sc->lineno);
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d: no '='", sc->lineno);
 			return -1;
 		}
 		if (!key_ok(p, (size_t)(eq - p))) {
-			snprintf(errstr, errlen, "line %d: invalid key",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "line %d: invalid key",
 			    sc->lineno);
 			return -1;
 		}
@@ -273,17 +282,18 @@ struct parse_state {
 };
 
 typedef enum km_status (*key_fn)(struct parse_state *,
-    const struct hook_proto_line *, char *, size_t);
+    const struct hook_proto_line *, struct kmerr *);
 
 /* take_action - the "action" line */
 static enum km_status
 take_action(struct parse_state *ps, const struct hook_proto_line *l,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char name[24];
 
 	if (ps->have_action++) {
-		snprintf(errstr, errlen, "line %d: duplicate key \"action\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"action\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -294,7 +304,8 @@ take_action(struct parse_state *ps, const struct hook_proto_line *l,
 		ps->act = hook_action_from_name(name);
 	}
 	if (ps->act == HOOK_ACTION_NONE) {
-		snprintf(errstr, errlen, "line %d: unknown action", l->lineno);
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: unknown action", l->lineno);
 		return KM_PROTO;
 	}
 	return KM_OK;
@@ -303,10 +314,11 @@ take_action(struct parse_state *ps, const struct hook_proto_line *l,
 /* take_password - the "password" line (checked once the action is known) */
 static enum km_status
 take_password(struct parse_state *ps, const struct hook_proto_line *l,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	if (ps->pw != NULL) {
-		snprintf(errstr, errlen, "line %d: duplicate key \"password\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"password\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -318,17 +330,19 @@ take_password(struct parse_state *ps, const struct hook_proto_line *l,
 /* take_reason - the "reason" line, truncated to fit */
 static enum km_status
 take_reason(struct parse_state *ps, const struct hook_proto_line *l,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	size_t vlen = l->vlen;
 
 	if (ps->have_reason++) {
-		snprintf(errstr, errlen, "line %d: duplicate key \"reason\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: duplicate key \"reason\"",
 		    l->lineno);
 		return KM_PROTO;
 	}
 	if (has_ctl(l->val, vlen)) {
-		snprintf(errstr, errlen, "line %d: control character in reason",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "line %d: control character in reason",
 		    l->lineno);
 		return KM_PROTO;
 	}
@@ -369,26 +383,29 @@ hook_proto_key_known(const struct hook_proto_line *l)
 
 /* check_password - the password rules, once the action is known */
 static enum km_status
-check_password(const struct parse_state *ps, char *errstr, size_t errlen)
+check_password(const struct parse_state *ps, struct kmerr *err)
 {
 	if (ps->act != HOOK_ACTION_PASSWORD) {
 		if (ps->pw == NULL)
 			return KM_OK;
-		snprintf(errstr, errlen, "password given with action \"%s\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "password given with action \"%s\"",
 		    hook_action_name(ps->act));
 		return KM_PROTO;
 	}
 	if (ps->pw == NULL) {
-		snprintf(errstr, errlen, "action \"password\" without "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "action \"password\" without "
 		    "a password");
 		return KM_PROTO;
 	}
 	if (ps->pwlen == 0) {
-		snprintf(errstr, errlen, "empty password");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "empty password");
 		return KM_PROTO;
 	}
 	if (has_ctl(ps->pw, ps->pwlen)) {
-		snprintf(errstr, errlen, "control character in password");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "control character in password");
 		return KM_PROTO;
 	}
 	return KM_OK;
@@ -397,22 +414,23 @@ check_password(const struct parse_state *ps, char *errstr, size_t errlen)
 /* finish - check the whole answer and fill *out */
 static enum km_status
 finish(const struct parse_state *ps, enum hook_event ev,
-    struct hook_answer *out, char *errstr, size_t errlen)
+    struct hook_answer *out, struct kmerr *err)
 {
 	if (!ps->have_action) {
-		snprintf(errstr, errlen, "no action in answer");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "no action in answer");
 		return KM_PROTO;
 	}
 	if (!hook_action_valid(ev, ps->act)) {
-		snprintf(errstr, errlen, "action \"%s\" is not valid for event "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "action \"%s\" is not valid for event "
 		    "\"%s\"", hook_action_name(ps->act), hook_event_name(ev));
 		return KM_PROTO;
 	}
-	if (check_password(ps, errstr, errlen) != KM_OK)
+	if (check_password(ps, err) != KM_OK)
 		return KM_PROTO;
 	if (ps->act == HOOK_ACTION_PASSWORD) {
 		if ((out->password = secmem_alloc(ps->pwlen + 1)) == NULL) {
-			snprintf(errstr, errlen, "out of memory");
+			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 			return KM_NOMEM;
 		}
 		memcpy(out->password, ps->pw, ps->pwlen);
@@ -427,7 +445,7 @@ finish(const struct parse_state *ps, enum hook_event ev,
 /* hook_answer_parse - strict parser of a hook's answer */
 enum km_status
 hook_answer_parse(const char *buf, size_t len, enum hook_event ev,
-    struct hook_answer *out, char *errstr, size_t errlen)
+    struct hook_answer *out, struct kmerr *err)
 {
 	struct parse_state ps = { .act = HOOK_ACTION_NONE };
 	struct hook_proto_scan sc;
@@ -444,22 +462,23 @@ hook_answer_parse(const char *buf, size_t len, enum hook_event ev,
 	out->unknown_keys = 0;
 
 	if (len > HOOK_ANSWER_MAX) {
-		snprintf(errstr, errlen, "answer longer than %d bytes",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "answer longer than %d bytes",
 		    HOOK_ANSWER_MAX);
 		return KM_PROTO;
 	}
 	if (len > 0 && memchr(buf, '\0', len) != NULL) {
-		snprintf(errstr, errlen, "NUL byte in answer");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "NUL byte in answer");
 		return KM_PROTO;
 	}
 	hook_proto_scan_init(&sc, buf, len);
-	while ((r = hook_proto_scan_next(&sc, &l, errstr, errlen)) == 1) {
+	while ((r = hook_proto_scan_next(&sc, &l, err)) == 1) {
 		if ((take = key_taker(&l)) == NULL)
 			out->unknown_keys++;
-		else if (take(&ps, &l, errstr, errlen) != KM_OK)
+		else if (take(&ps, &l, err) != KM_OK)
 			return KM_PROTO;
 	}
 	if (r == -1)
 		return KM_PROTO;
-	return finish(&ps, ev, out, errstr, errlen);
+	return finish(&ps, ev, out, err);
 }

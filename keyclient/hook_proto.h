@@ -42,17 +42,18 @@
  *	The name functions return static strings.
  * ERRORS
  *	hook_request_format(): KM_OK, or KM_PROTO if a field is invalid or
- *	buf too small (errstr says which, never a value).
- *	hook_answer_parse(): KM_OK or KM_PROTO (errstr says which line and
+ *	buf too small (err says which, never a value).
+ *	hook_answer_parse(): KM_OK or KM_PROTO (err says which line and
  *	what is wrong, never a value), KM_NOMEM.
- *	hook_proto_scan_next(): 1 a line, 0 the end, -1 malformed (errstr,
+ *	hook_proto_scan_next(): 1 a line, 0 the end, -1 malformed (err,
  *	which may be NULL, says which line and what is wrong).
+ *	Every KM_PROTO carries the reason KMERR_BADINPUT (base/kmerr.h).
  * THREADS
  *	Thread-safe: no shared state.
  */
 #include <stddef.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 #define HOOK_ANSWER_MAX	4096	/* bytes of stdout read at most */
 #define HOOK_LINE_MAX	1024	/* longest answer line, without its LF */
@@ -142,14 +143,14 @@ struct hook_proto_line {
 
 enum km_status	 hook_answer_parse(const char *buf, size_t len,
 		    enum hook_event, struct hook_answer *out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 void		 hook_answer_clear(struct hook_answer *);
 
 /* Format the request text into buf; KM_PROTO if a field is invalid or
  * buf too small.  *outlen gets the length (without a NUL). */
 enum km_status	 hook_request_format(const struct hook_request *,
 		    char *buf, size_t buflen, size_t *outlen,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 const char	*hook_action_name(enum hook_action);	/* "keep-encrypted" */
 enum hook_action hook_action_from_name(const char *);	/* NONE if unknown */
@@ -161,7 +162,7 @@ int		 hook_proto_field_ok(const char *);	/* a valid value */
 void		 hook_proto_scan_init(struct hook_proto_scan *,
 		    const char *buf, size_t len);
 int		 hook_proto_scan_next(struct hook_proto_scan *,
-		    struct hook_proto_line *, char *errstr, size_t errlen);
+		    struct hook_proto_line *, struct kmerr *err);
 int		 hook_proto_key_known(const struct hook_proto_line *);
 
 #endif

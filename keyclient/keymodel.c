@@ -31,28 +31,25 @@
 /* keymodel_split - split key into a random share A and B = key xor A */
 enum km_status
 keymodel_split(const unsigned char *key, size_t len, unsigned char **share_a,
-    unsigned char **share_b, char *errstr, size_t errlen)
+    unsigned char **share_b, struct kmerr *err)
 {
 	unsigned char *a, *b;
 	size_t i;
 
 	*share_a = *share_b = NULL;
-	if (key == NULL || len == 0 || len > INT32_MAX) {
-		seterr(errstr, errlen, "nothing to split");
-		return KM_PROTO;
-	}
+	if (key == NULL || len == 0 || len > INT32_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "nothing to split");
 	a = secmem_alloc(len);
 	b = secmem_alloc(len);
 	if (a == NULL || b == NULL) {
 		secmem_free(a, len);
 		secmem_free(b, len);
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	}
 	if (RAND_priv_bytes(a, (int)len) != 1) {
 		secmem_free(a, len);
 		secmem_free(b, len);
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen, "RAND_priv_bytes");
+		return kmerr_ossl(err, KM_TEMPFAIL, "RAND_priv_bytes");
 	}
 	for (i = 0; i < len; i++)
 		b[i] = key[i] ^ a[i];
@@ -64,23 +61,19 @@ keymodel_split(const unsigned char *key, size_t len, unsigned char **share_a,
 /* keymodel_combine - xor two shares of equal length back into the key */
 enum km_status
 keymodel_combine(const unsigned char *a, size_t alen, const unsigned char *b,
-    size_t blen, unsigned char **out, size_t *outlen, char *errstr,
-    size_t errlen)
+    size_t blen, unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	unsigned char *k;
 	size_t i;
 
 	*out = NULL;
 	*outlen = 0;
-	if (a == NULL || b == NULL || alen == 0 || alen != blen) {
-		seterr(errstr, errlen, "key shares differ in length (%zu and "
+	if (a == NULL || b == NULL || alen == 0 || alen != blen)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "key shares differ in length (%zu and "
 		    "%zu bytes)", alen, blen);
-		return KM_PROTO;
-	}
-	if ((k = secmem_alloc(alen)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
+	if ((k = secmem_alloc(alen)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	for (i = 0; i < alen; i++)
 		k[i] = a[i] ^ b[i];
 	*out = k;
@@ -93,19 +86,20 @@ keymodel_combine(const unsigned char *a, size_t alen, const unsigned char *b,
 
 /* keymodel_new - open connection pools to both KM servers */
 struct keymodel *
-keymodel_new(const struct kmilter_conf *conf, char *errstr, size_t errlen)
+keymodel_new(const struct kmilter_conf *conf, struct kmerr *err)
 {
 	struct keymodel *km;
 	struct kmip_server_opts o;
 	int i;
 
 	if (conf == NULL || conf->km_nservers != 2) {
-		seterr(errstr, errlen, "the key model needs exactly two KM "
+		kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "the key model needs exactly two KM "
 		    "servers in km.servers");
 		return NULL;
 	}
 	if ((km = calloc(1, sizeof(*km))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	km->parallel = 1;
@@ -122,9 +116,11 @@ keymodel_new(const struct kmilter_conf *conf, char *errstr, size_t errlen)
 		snprintf(km->name[i], sizeof(km->name[i]), "%s",
 		    o.name != NULL ? o.name : (i == 0 ? "A" : "B"));
 		km->pool[i] = kmip_pool_new(&o, conf->km_pool_size > 0 ?
-		    conf->km_pool_size : 4, errstr, errlen);
-		if (km->pool[i] == NULL)
+		    conf->km_pool_size : 4, ERRBRIDGE_BUF(err));
+		if (km->pool[i] == NULL) {
+			errbridge_took(err, KM_PERMFAIL);
 			return keymodel_free(km);
+		}
 	}
 	return km;
 }
@@ -155,17 +151,10 @@ keymodel_server_name(const struct keymodel *km, int server)
 	return server == 0 || server == 1 ? km->name[server] : "?";
 }
 
-/* keymodel_notfound - does this error mean "nothing for that address"? */
-int
-keymodel_notfound(const char *errstr)
-{
-	return errstr != NULL && strncmp(errstr, "no ", 3) == 0;
-}
-
 /* keymodel_ping - Discover Versions on one server, timed */
 enum km_status
 keymodel_ping(struct keymodel *km, int server, double *ms, char *version,
-    size_t versionlen, char *errstr, size_t errlen)
+    size_t versionlen, struct kmerr *err)
 {
 	struct kmip_conn *c = NULL;
 	struct kmip_version v[8];
@@ -177,10 +166,12 @@ keymodel_ping(struct keymodel *km, int server, double *ms, char *version,
 	if (versionlen > 0)
 		version[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((st = kmip_pool_get(km->pool[server], &c, errstr, errlen)) !=
+	if ((st = errbridge_took(err, kmip_pool_get(km->pool[server], &c,
+	    ERRBRIDGE_BUF(err)))) !=
 	    KM_OK)
 		return st;
-	st = kmip_discover_versions(c, v, 8, &n, errstr, errlen);
+	st = errbridge_took(err, kmip_discover_versions(c, v, 8, &n,
+	    ERRBRIDGE_BUF(err)));
 	kmip_pool_put(km->pool[server], c);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	*ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
@@ -209,7 +200,7 @@ keymodel_scan_clear(struct scan *s)
  * generation */
 enum km_status
 keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct kmip_locate_req q;
 	struct kmip_uid_list *l = NULL;
@@ -221,19 +212,19 @@ keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
 	q.name = name;
 	s->v = NULL;
 	s->n = 0;
-	if ((st = kmip_locate(c, &q, &l, errstr, errlen)) != KM_OK)
+	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
+	    ERRBRIDGE_BUF(err)))) != KM_OK)
 		return st;
 	if (l->count > 0 && (s->v = calloc(l->count, sizeof(*s->v))) ==
 	    NULL) {
 		kmip_uid_list_free(l);
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	}
 	for (i = 0; i < l->count; i++) {
 		struct kobj *o = &s->v[s->n];
 
-		if ((st = kmip_get_attributes(c, l->uids[i], &a, errstr,
-		    errlen)) != KM_OK) {
+		if ((st = errbridge_took(err, kmip_get_attributes(c,
+		    l->uids[i], &a, ERRBRIDGE_BUF(err)))) != KM_OK) {
 			kmip_uid_list_free(l);
 			keymodel_scan_clear(s);
 			return st;
@@ -349,7 +340,7 @@ keymodel_build_gens(struct scan s[2], struct genrec **out, size_t *nout)
 /* cert_from - the Active certificate of name on one server */
 static enum km_status
 cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
-    X509 **out, char *errstr, size_t errlen)
+    X509 **out, struct kmerr *err)
 {
 	struct kmip_conn *c = NULL;
 	struct kmip_locate_req q;
@@ -364,24 +355,27 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 	int gen, best = -1, enh;
 	enum km_status st;
 
-	if ((st = kmip_pool_get(km->pool[srv], &c, errstr, errlen)) != KM_OK)
+	if ((st = errbridge_took(err, kmip_pool_get(km->pool[srv], &c,
+	    ERRBRIDGE_BUF(err)))) != KM_OK)
 		return st;
 	memset(&q, 0, sizeof(q));
 	q.name = name;
 	q.type = KMIP_OBJ_CERTIFICATE;
 	q.state = KMIP_STATE_ACTIVE;
-	if ((st = kmip_locate(c, &q, &l, errstr, errlen)) != KM_OK)
+	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
+	    ERRBRIDGE_BUF(err)))) != KM_OK)
 		goto out;
 	if (l->count == 0) {
-		seterr(errstr, errlen, "no certificate for %s", addr);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate for %s", addr);
 		goto out;
 	}
 	uid = l->uids[0];
 	if (l->count > 1) {		/* renewal in progress: newest wins */
 		for (i = 0; i < l->count; i++) {
-			if ((st = kmip_get_attributes(c, l->uids[i], &a,
-			    errstr, errlen)) != KM_OK)
+			if ((st = errbridge_took(err, kmip_get_attributes(c,
+			    l->uids[i], &a,
+			    ERRBRIDGE_BUF(err)))) != KM_OK)
 				goto out;
 			if (keymodel_group_parse(a.group, &kind, &gen, &enh) ==
 			    KM_OK && kind == KEYMODEL_CERT && gen > best) {
@@ -390,16 +384,17 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 			}
 		}
 	}
-	if ((st = kmip_get(c, uid, &type, &data, &len, errstr, errlen)) !=
+	if ((st = errbridge_took(err, kmip_get(c, uid, &type, &data, &len,
+	    ERRBRIDGE_BUF(err)))) !=
 	    KM_OK)
 		goto out;
 	p = data;
 	if (type != KMIP_OBJ_CERTIFICATE || len > LONG_MAX ||
 	    (*out = d2i_X509(NULL, &p, (long)len)) == NULL) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "server %s: object %s of %s is not an "
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "server %s: object %s of %s is not an "
 		    "X.509 certificate", km->name[srv], uid, addr);
-		st = KM_PROTO;
 	}
 out:
 	secmem_free(data, len);
@@ -411,48 +406,50 @@ out:
 /* keymodel_current_cert - the Active generation's certificate (A, then B) */
 enum km_status
 keymodel_current_cert(struct keymodel *km, const char *addr, X509 **out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char name[KEYMODEL_NAME_MAX], norm[KEYMODEL_ADDR_MAX + 1];
-	char err0[256];
+	struct kmerr err0;
 	enum km_status st;
 
 	*out = NULL;
-	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
-	    errlen)) != KM_OK ||
-	    (st = keymodel_object_name(norm, name, sizeof(name), errstr,
-	    errlen)) != KM_OK)
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm),
+	    err)) != KM_OK ||
+	    (st = keymodel_object_name(norm, name, sizeof(name), err)) != KM_OK)
 		return st;
-	err0[0] = '\0';
-	st = cert_from(km, 0, name, norm, out, err0, sizeof(err0));
+	kmerr_clear(&err0);
+	st = cert_from(km, 0, name, norm, out, &err0);
 	if (st == KM_OK || st == KM_PERMFAIL || st == KM_NOMEM) {
-		seterr(errstr, errlen, "%s", err0);
+		if (err != NULL)
+			*err = err0;
 		return st;
 	}
-	log_warnx("keymodel: %s; asking server %s", err0, km->name[1]);
-	st = cert_from(km, 1, name, norm, out, errstr, errlen);
+	log_warnx("keymodel: %s; asking server %s", err0.msg, km->name[1]);
+	st = cert_from(km, 1, name, norm, out, err);
 	if (st == KM_TEMPFAIL || st == KM_PROTO)
-		seterr(errstr, errlen, "%s (and %s)", err0, "server B failed "
-		    "too");
+		kmerr_set(err, st, KMERR_NONE, "%s (and %s)", err0.msg,
+		    "server B failed too");
 	return st;
 }
 
 /* revcount_from - how many of name's objects on one server are Compromised */
 static enum km_status
 revcount_from(struct keymodel *km, int srv, const char *name,
-    uint32_t *count, char *errstr, size_t errlen)
+    uint32_t *count, struct kmerr *err)
 {
 	struct kmip_conn *c = NULL;
 	struct kmip_locate_req q;
 	struct kmip_uid_list *l = NULL;
 	enum km_status st;
 
-	if ((st = kmip_pool_get(km->pool[srv], &c, errstr, errlen)) != KM_OK)
+	if ((st = errbridge_took(err, kmip_pool_get(km->pool[srv], &c,
+	    ERRBRIDGE_BUF(err)))) != KM_OK)
 		return st;
 	memset(&q, 0, sizeof(q));
 	q.name = name;
 	q.state = KMIP_STATE_COMPROMISED;
-	if ((st = kmip_locate(c, &q, &l, errstr, errlen)) == KM_OK)
+	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
+	    ERRBRIDGE_BUF(err)))) == KM_OK)
 		*count = l->count > UINT32_MAX ? UINT32_MAX :
 		    (uint32_t)l->count;
 	kmip_uid_list_free(l);
@@ -463,29 +460,29 @@ revcount_from(struct keymodel *km, int srv, const char *name,
 /* keymodel_revocation_count - Compromised objects of addr (A, then B) */
 enum km_status
 keymodel_revocation_count(struct keymodel *km, const char *addr,
-    uint32_t *count, char *errstr, size_t errlen)
+    uint32_t *count, struct kmerr *err)
 {
 	char name[KEYMODEL_NAME_MAX], norm[KEYMODEL_ADDR_MAX + 1];
-	char err0[256];
+	struct kmerr err0;
 	enum km_status st;
 
 	*count = 0;
-	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
-	    errlen)) != KM_OK ||
-	    (st = keymodel_object_name(norm, name, sizeof(name), errstr,
-	    errlen)) != KM_OK)
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm),
+	    err)) != KM_OK ||
+	    (st = keymodel_object_name(norm, name, sizeof(name), err)) != KM_OK)
 		return st;
-	err0[0] = '\0';
-	st = revcount_from(km, 0, name, count, err0, sizeof(err0));
+	kmerr_clear(&err0);
+	st = revcount_from(km, 0, name, count, &err0);
 	if (st == KM_OK || st == KM_NOMEM) {
-		seterr(errstr, errlen, "%s", err0);
+		if (err != NULL)
+			*err = err0;
 		return st;
 	}
-	log_warnx("keymodel: %s; asking server %s", err0, km->name[1]);
-	st = revcount_from(km, 1, name, count, errstr, errlen);
+	log_warnx("keymodel: %s; asking server %s", err0.msg, km->name[1]);
+	st = revcount_from(km, 1, name, count, err);
 	if (st != KM_OK && st != KM_NOMEM)
-		seterr(errstr, errlen, "%s (and %s)", err0, "server B failed "
-		    "too");
+		kmerr_set(err, st, KMERR_NONE, "%s (and %s)", err0.msg,
+		    "server B failed too");
 	return st;
 }
 
@@ -496,7 +493,7 @@ struct fetch {
 	int		 want;		/* fetch bytes of usable objects */
 	struct scan	 scan;
 	enum km_status	 st;
-	char		 err[256];
+	struct kmerr	 err;
 };
 
 /* fetch_run - scan one server and Get the bytes of its usable objects */
@@ -508,11 +505,11 @@ fetch_run(void *arg)
 	enum kmip_object_type type;
 	size_t i;
 
-	f->st = kmip_pool_get(f->km->pool[f->srv], &c, f->err, sizeof(f->err));
+	f->st = errbridge_took(&f->err, kmip_pool_get(f->km->pool[f->srv], &c,
+	    ERRBRIDGE_BUF(&f->err)));
 	if (f->st != KM_OK)
 		return NULL;
-	f->st = keymodel_scan_server(c, f->name, &f->scan, f->err,
-	    sizeof(f->err));
+	f->st = keymodel_scan_server(c, f->name, &f->scan, &f->err);
 	for (i = 0; f->st == KM_OK && f->want && i < f->scan.n; i++) {
 		struct kobj *o = &f->scan.v[i];
 
@@ -520,13 +517,12 @@ fetch_run(void *arg)
 			continue;
 		if (o->kind == KEYMODEL_CERT && f->srv != 0)
 			continue;	/* certificates come from server A */
-		f->st = kmip_get(c, o->uid, &type, &o->data, &o->len, f->err,
-		    sizeof(f->err));
-		if (f->st == KM_OK && type != o->type) {
-			snprintf(f->err, sizeof(f->err), "server %s: object "
-			    "%s changed type", f->km->name[f->srv], o->uid);
-			f->st = KM_PROTO;
-		}
+		f->st = errbridge_took(&f->err, kmip_get(c, o->uid, &type,
+		    &o->data, &o->len, ERRBRIDGE_BUF(&f->err)));
+		if (f->st == KM_OK && type != o->type)
+			f->st = kmerr_set(&f->err, KM_PROTO, KMERR_NONE,
+			    "server %s: object %s changed type",
+			    f->km->name[f->srv], o->uid);
 	}
 	if (f->st != KM_OK)
 		keymodel_scan_clear(&f->scan);
@@ -537,7 +533,7 @@ fetch_run(void *arg)
 /* fetch_both - run fetch_run on both servers, in parallel if allowed */
 static enum km_status
 fetch_both(struct keymodel *km, const char *name, int want, int parallel,
-    struct scan s[2], char *errstr, size_t errlen)
+    struct scan s[2], struct kmerr *err)
 {
 	struct fetch f[2];
 	pthread_t th;
@@ -559,7 +555,8 @@ fetch_both(struct keymodel *km, const char *name, int want, int parallel,
 		fetch_run(&f[1]);
 	for (i = 0; i < 2; i++) {
 		if (f[i].st != KM_OK) {
-			seterr(errstr, errlen, "%s", f[i].err);
+			if (err != NULL)
+				*err = f[i].err;
 			keymodel_scan_clear(&f[0].scan);
 			keymodel_scan_clear(&f[1].scan);
 			return f[i].st;
@@ -573,67 +570,61 @@ fetch_both(struct keymodel *km, const char *name, int want, int parallel,
 /* keymodel_make_gen - combine one generation's shares and check them */
 enum km_status
 keymodel_make_gen(struct keymodel *km, const char *addr, struct genrec *r,
-    struct keymodel_gen *g, char *errstr, size_t errlen)
+    struct keymodel_gen *g, struct kmerr *err)
 {
 	const unsigned char *p;
 	enum pkcs8pw_kind kind;
-	char e[160];
+	struct kmerr e;
 	enum km_status st;
 
 	memset(g, 0, sizeof(*g));
 	g->generation = r->gen;
 	g->state = r->state;
-	if (r->nshare[0] != 1 || r->nshare[1] != 1) {
-		seterr(errstr, errlen, "generation %d of %s: expected one key "
+	if (r->nshare[0] != 1 || r->nshare[1] != 1)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: expected one key "
 		    "share on each server, found %d on %s and %d on %s",
 		    r->gen, addr, r->nshare[0], km->name[0], r->nshare[1],
 		    km->name[1]);
-		return KM_PROTO;
-	}
-	if (r->ncert[0] != 1 || r->cert[0]->data == NULL) {
-		seterr(errstr, errlen, "generation %d of %s: expected one "
+	if (r->ncert[0] != 1 || r->cert[0]->data == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: expected one "
 		    "certificate on server %s, found %d", r->gen, addr,
 		    km->name[0], r->ncert[0]);
-		return KM_PROTO;
-	}
 	p = r->cert[0]->data;
 	if (r->cert[0]->len > LONG_MAX ||
 	    (g->cert = d2i_X509(NULL, &p, (long)r->cert[0]->len)) == NULL) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "generation %d of %s: the certificate "
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: the certificate "
 		    "does not parse", r->gen, addr);
-		return KM_PROTO;
 	}
 	if ((st = keymodel_combine(r->share[0]->data, r->share[0]->len,
-	    r->share[1]->data, r->share[1]->len, &g->der, &g->derlen, e,
-	    sizeof(e))) != KM_OK) {
-		seterr(errstr, errlen, "generation %d of %s: %s", r->gen, addr,
-		    e);
-		return st;
-	}
+	    r->share[1]->data, r->share[1]->len, &g->der, &g->derlen,
+	    &e)) != KM_OK)
+		return kmerr_set(err, st, e.reason, "generation %d of %s: %s",
+		    r->gen, addr, e.msg);
 	kind = pkcs8pw_detect(g->der, g->derlen);
 	if (kind == PKCS8PW_ENCRYPTED) {
 		g->enhanced = 1;
 		return KM_OK;
 	}
 	if (kind != PKCS8PW_PLAIN || (g->key = keymodel_der_to_pkey(g->der,
-	    g->derlen)) == NULL) {
-		seterr(errstr, errlen, "generation %d of %s: the key shares do "
+	    g->derlen)) == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: the key shares do "
 		    "not combine into a PKCS#8 key", r->gen, addr);
-		return KM_PROTO;
-	}
-	if (keymodel_check_pair(g->cert, g->key, NULL, 0) != KM_OK) {
-		seterr(errstr, errlen, "generation %d of %s: the combined key "
+	if (keymodel_check_pair(g->cert, g->key, NULL) != KM_OK)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: the combined key "
 		    "does not match the certificate", r->gen, addr);
-		return KM_PROTO;
-	}
 	return KM_OK;
 }
 
 /* keymodel_decryption_keys - every usable generation's key, both servers */
 enum km_status
 keymodel_decryption_keys(struct keymodel *km, const char *addr,
-    struct keymodel_gen **out, size_t *n, char *errstr, size_t errlen)
+    struct keymodel_gen **out, size_t *n, struct kmerr *err)
 {
 	char name[KEYMODEL_NAME_MAX], norm[KEYMODEL_ADDR_MAX + 1];
 	struct scan s[2];
@@ -644,21 +635,20 @@ keymodel_decryption_keys(struct keymodel *km, const char *addr,
 
 	*out = NULL;
 	*n = 0;
-	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
-	    errlen)) != KM_OK ||
-	    (st = keymodel_object_name(norm, name, sizeof(name), errstr,
-	    errlen)) != KM_OK)
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm),
+	    err)) != KM_OK ||
+	    (st = keymodel_object_name(norm, name, sizeof(name), err)) != KM_OK)
 		return st;
-	if ((st = fetch_both(km, name, 1, km->parallel, s, errstr, errlen)) !=
+	if ((st = fetch_both(km, name, 1, km->parallel, s, err)) !=
 	    KM_OK)
 		return st;
 	if ((st = keymodel_build_gens(s, &recs, &nrecs)) != KM_OK) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, st, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	if (nrecs > 0 && (gens = calloc(nrecs, sizeof(*gens))) == NULL) {
 		st = KM_NOMEM;
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < nrecs; i++) {
@@ -666,7 +656,7 @@ keymodel_decryption_keys(struct keymodel *km, const char *addr,
 		    recs[i].nshare[0] + recs[i].nshare[1] == 0)
 			continue;	/* revoked, half-made, or cert only */
 		if ((st = keymodel_make_gen(km, norm, &recs[i], &gens[ng],
-		    errstr, errlen)) != KM_OK) {
+		    err)) != KM_OK) {
 			keymodel_gens_free(gens, ng + 1);
 			gens = NULL;
 			ng = 0;
@@ -675,8 +665,8 @@ keymodel_decryption_keys(struct keymodel *km, const char *addr,
 		ng++;
 	}
 	if (ng == 0) {
-		seterr(errstr, errlen, "no keys for %s", norm);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys for %s", norm);
 		free(gens);
 		gens = NULL;
 		goto out;

@@ -11,8 +11,7 @@
  *	lookups (milter): keymodel_new(), keymodel_free(),
  *	keymodel_current_cert(), keymodel_decryption_keys(),
  *	keymodel_gens_free(), keymodel_revocation_count(),
- *	keymodel_set_parallel(), keymodel_ping(), keymodel_server_name(),
- *	keymodel_notfound().
+ *	keymodel_set_parallel(), keymodel_ping(), keymodel_server_name().
  *	keymodel_name.h: addresses and names: keymodel_addr_normalize(),
  *	keymodel_object_name(), keymodel_group_format(),
  *	keymodel_group_parse(), KEYMODEL_ADDR_MAX and the other limits.
@@ -25,7 +24,7 @@
  *	keymodel_infos_free().
  *	keymodel_protect.h (kmctl): keymodel_set_password(),
  *	keymodel_clear_password().
- *	keymodel_int.h, keymodel_err.h: internals shared by the family only.
+ *	keymodel_int.h: internals shared by the family only.
  *	The files depend one way: keymodel_admin.c and keymodel_protect.c
  *	on keymodel.c, keymodel.c on keymodel_cert.c, keymodel_cert.c on
  *	keymodel_name.c.
@@ -122,20 +121,21 @@
  *	secmem_free(p, len).  Passwords are borrowed and never copied
  *	outside secmem.
  * ERRORS
- *	enum km_status; unless KM_OK, one line in errstr (never key bytes,
- *	never a password):
+ *	enum km_status; unless KM_OK, the same status, a reason and one line
+ *	in err (kmerr.h; never key bytes, never a password):
  *	  KM_PROTO     malformed address or input file, shares that do not
  *	               combine, a key that does not match its certificate;
  *	  KM_PERMFAIL  (set/clear-password, rewrap) "wrong password ...",
- *	               "... already protected by another password ...";
+ *	               "... already protected by another password ..."
+ *	               (reason KMERR_BADPASSWORD);
  *	               "no certificate for ADDR", "no keys for ADDR" (nothing
  *	               usable), "no generation N for ADDR": every not-found
- *	               message starts with "no " (keymodel_notfound());
+ *	               has the reason KMERR_NOTFOUND (kmctl exits 3);
  *	               otherwise a server refused an operation, bad CA,
  *	               already enrolled;
  *	  KM_TEMPFAIL  a KM server unreachable or timed out;
  *	  KM_NOMEM     allocation failed.
- *	keymodel_new() returns NULL with the reason in errstr.
+ *	keymodel_new() returns NULL with the reason in err.
  * THREADS
  *	A struct keymodel is thread-safe for lookups: it holds two
  *	thread-safe kmip pools and nothing mutable (keymodel_set_parallel()
@@ -150,6 +150,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 struct kmilter_conf;
@@ -186,35 +187,30 @@ struct keymodel;
 /* Split keys (pure, no KM). */
 enum km_status	 keymodel_split(const unsigned char *key, size_t len,
 		    unsigned char **share_a, unsigned char **share_b,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 keymodel_combine(const unsigned char *a, size_t alen,
 		    const unsigned char *b, size_t blen, unsigned char **out,
-		    size_t *outlen, char *errstr, size_t errlen);
+		    size_t *outlen, struct kmerr *err);
 
 /* Lookups. */
-struct keymodel	*keymodel_new(const struct kmilter_conf *, char *errstr,
-		    size_t errlen);
+struct keymodel	*keymodel_new(const struct kmilter_conf *,
+		    struct kmerr *err);
 struct keymodel	*keymodel_free(struct keymodel *);
 /* 1 (default): both servers in parallel; 0: one after the other. */
 void		 keymodel_set_parallel(struct keymodel *, int parallel);
 enum km_status	 keymodel_current_cert(struct keymodel *, const char *addr,
-		    X509 **out, char *errstr, size_t errlen);
+		    X509 **out, struct kmerr *err);
 enum km_status	 keymodel_decryption_keys(struct keymodel *,
 		    const char *addr, struct keymodel_gen **out, size_t *n,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 void		 keymodel_gens_free(struct keymodel_gen *, size_t n);
 /* How many of addr's objects are Compromised (revoked): one Locate on
  * server A (B if A fails transiently).  kmctl revoke raises it. */
 enum km_status	 keymodel_revocation_count(struct keymodel *,
-		    const char *addr, uint32_t *count, char *errstr,
-		    size_t errlen);
+		    const char *addr, uint32_t *count, struct kmerr *err);
 /* Discover Versions on server 0 (A) or 1 (B); *ms = round trip. */
 enum km_status	 keymodel_ping(struct keymodel *, int server, double *ms,
-		    char *version, size_t versionlen, char *errstr,
-		    size_t errlen);
+		    char *version, size_t versionlen, struct kmerr *err);
 const char	*keymodel_server_name(const struct keymodel *, int server);
-/* 1 when a KM_PERMFAIL's errstr means "nothing for that address" (the
- * message starts with "no "), so kmctl can exit 3. */
-int		 keymodel_notfound(const char *errstr);
 
 #endif

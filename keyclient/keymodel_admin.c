@@ -49,7 +49,7 @@ keymodel_admin_close(struct admin *a)
  * scan both */
 enum km_status
 keymodel_admin_open(struct admin *a, struct keymodel *km, const char *addr,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	enum km_status st;
 	int i;
@@ -57,23 +57,22 @@ keymodel_admin_open(struct admin *a, struct keymodel *km, const char *addr,
 	memset(a, 0, sizeof(*a));
 	a->km = km;
 	if ((st = keymodel_addr_normalize(addr, a->norm, sizeof(a->norm),
-	    errstr, errlen)) != KM_OK ||
+	    err)) != KM_OK ||
 	    (st = keymodel_object_name(a->norm, a->name, sizeof(a->name),
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
 	for (i = 0; i < 2; i++) {
-		if ((st = kmip_pool_get(km->pool[i], &a->c[i], errstr,
-		    errlen)) != KM_OK ||
+		if ((st = errbridge_took(err, kmip_pool_get(km->pool[i],
+		    &a->c[i], ERRBRIDGE_BUF(err)))) != KM_OK ||
 		    (st = keymodel_scan_server(a->c[i], a->name, &a->s[i],
-		    errstr, errlen)) != KM_OK) {
+		    err)) != KM_OK) {
 			keymodel_admin_close(a);
 			return st;
 		}
 	}
 	if (keymodel_build_gens(a->s, &a->recs, &a->nrecs) != KM_OK) {
 		keymodel_admin_close(a);
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	}
 	return KM_OK;
 }
@@ -105,7 +104,7 @@ admin_active(struct admin *a)
  * destroyed again. */
 static enum km_status
 install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
-    size_t derlen, int enhanced, char *errstr, size_t errlen)
+    size_t derlen, int enhanced, struct kmerr *err)
 {
 	struct kmip_register_req q;
 	char uids[4][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
@@ -117,13 +116,13 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 	if ((clen = i2d_X509(cert, NULL)) <= 0 ||
 	    (cder = malloc((size_t)clen)) == NULL) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "cannot encode the certificate");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot encode the certificate");
 	}
 	p = cder;
 	i2d_X509(cert, &p);
 	if (der != NULL && (st = keymodel_split(der, derlen, &sh[0], &sh[1],
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto fail;
 	for (i = 0; i < 4; i++) {
 		srv = i % 2;
@@ -146,14 +145,14 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 			keymodel_group_format(KEYMODEL_SHARE, gen, enhanced,
 			    group, sizeof(group));
 		}
-		if ((st = kmip_register(a->c[srv], &q, uids[i], errstr,
-		    errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_register(a->c[srv], &q,
+		    uids[i], ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto fail;
 		nreg++;
 	}
 	for (i = 0; i < nreg; i++)
-		if ((st = kmip_activate(a->c[i % 2], uids[i], errstr,
-		    errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_activate(a->c[i % 2],
+		    uids[i], ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto fail;
 	for (srv = 0; srv < 2; srv++) {
 		for (j = 0; j < a->s[srv].n; j++) {
@@ -161,12 +160,14 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 
 			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
 				continue;
-			if ((st = kmip_revoke(a->c[srv], o->uid,
+			if ((st = errbridge_took(err, kmip_revoke(a->c[srv],
+			    o->uid,
 			    KMIP_REVOKE_CESSATION_OF_OPERATION,
-			    "superseded by a new generation", errstr,
-			    errlen)) != KM_OK) {
+			    "superseded by a new generation",
+			    ERRBRIDGE_BUF(err)))) != KM_OK) {
 				log_warnx("keymodel: %s: generation %d stays "
-				    "Active: %s", a->norm, o->gen, errstr);
+				    "Active: %s", a->norm, o->gen,
+				    err != NULL ? err->msg : "");
 				goto out;
 			}
 			o->state = KMIP_STATE_DEACTIVATED;
@@ -200,7 +201,7 @@ out:
 static enum km_status
 new_generation(struct admin *a, X509 *ca_cert, EVP_PKEY *ca_key,
     const char *keytype, int days, const char *pw, size_t pwlen,
-    int *generation, char *errstr, size_t errlen)
+    int *generation, struct kmerr *err)
 {
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
@@ -209,24 +210,24 @@ new_generation(struct admin *a, X509 *ca_cert, EVP_PKEY *ca_key,
 	enum km_status st;
 	int gen = keymodel_admin_next_gen(a);
 
-	if ((st = keymodel_keygen(keytype, &key, errstr, errlen)) != KM_OK ||
+	if ((st = keymodel_keygen(keytype, &key, err)) != KM_OK ||
 	    (st = keymodel_issue_cert(key, a->norm, ca_cert, ca_key, days,
-	    KEYMODEL_USE_ENCRYPT, &cert, errstr, errlen)) != KM_OK ||
-	    (st = keymodel_pkey_to_der(key, &der, &derlen, errstr, errlen)) !=
+	    KEYMODEL_USE_ENCRYPT, &cert, err)) != KM_OK ||
+	    (st = keymodel_pkey_to_der(key, &der, &derlen, err)) !=
 	    KM_OK)
 		goto out;
 	EVP_PKEY_free(key);		/* wipes the key: only shares remain */
 	key = NULL;
 	if (pw != NULL) {
 		if ((st = pkcs8pw_wrap_der(der, derlen, pw, pwlen, 0, &wrapped,
-		    &wlen, errstr, errlen)) != KM_OK)
+		    &wlen, err)) != KM_OK)
 			goto out;
 		secmem_free(der, derlen);
 		der = NULL;
 		derlen = 0;
 	}
 	if ((st = install(a, gen, cert, pw != NULL ? wrapped : der,
-	    pw != NULL ? wlen : derlen, pw != NULL, errstr, errlen)) ==
+	    pw != NULL ? wlen : derlen, pw != NULL, err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -241,32 +242,31 @@ out:
 enum km_status
 keymodel_enroll(struct keymodel *km, const char *addr, X509 *ca_cert,
     EVP_PKEY *ca_key, const char *keytype, int days, int *generation,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	return keymodel_enroll_protected(km, addr, ca_cert, ca_key, keytype,
-	    days, NULL, 0, generation, errstr, errlen);
+	    days, NULL, 0, generation, err);
 }
 
 /* keymodel_enroll_protected - enroll; with pw at protection level enhanced */
 enum km_status
 keymodel_enroll_protected(struct keymodel *km, const char *addr,
     X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype, int days,
-    const char *pw, size_t pwlen, int *generation, char *errstr,
-    size_t errlen)
+    const char *pw, size_t pwlen, int *generation, struct kmerr *err)
 {
 	struct admin a;
 	struct genrec *cur;
 	enum km_status st;
 
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	if ((cur = admin_active(&a)) != NULL) {
-		seterr(errstr, errlen, "%s is already enrolled (generation %d "
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s is already enrolled (generation %d "
 		    "is Active): use renew", a.norm, cur->gen);
-		st = KM_PERMFAIL;
 	} else
 		st = new_generation(&a, ca_cert, ca_key, keytype, days, pw,
-		    pwlen, generation, errstr, errlen);
+		    pwlen, generation, err);
 	keymodel_admin_close(&a);
 	return st;
 }
@@ -275,27 +275,27 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 enum km_status
 keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
     EVP_PKEY *ca_key, const char *keytype, int days, int *generation,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct admin a;
 	struct genrec *cur;
 	X509 *old = NULL;
 	enum km_status st;
 
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	if ((cur = admin_active(&a)) == NULL) {
-		seterr(errstr, errlen, "no Active generation for %s: enroll "
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no Active generation for %s: enroll "
 		    "first", a.norm);
-		st = KM_PERMFAIL;
 		goto out;
 	}
 	if (cur->enhanced) {
 		/* a plain new generation would silently lower the level */
-		seterr(errstr, errlen, "%s's key is protected by a password "
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s's key is protected by a password "
 		    "(level enhanced): clear-password, renew, then "
 		    "set-password again", a.norm);
-		st = KM_PERMFAIL;
 		goto out;
 	}
 	if (keytype == NULL && cur->ncert[0] > 0) {
@@ -304,8 +304,9 @@ keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
 		const unsigned char *p;
 		size_t l = 0;
 
-		if ((st = kmip_get(a.c[0], cur->cert[0]->uid, &t, &d, &l,
-		    errstr, errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_get(a.c[0],
+		    cur->cert[0]->uid, &t, &d, &l,
+		    ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto out;
 		p = d;
 		if (l <= LONG_MAX && (old = d2i_X509(NULL, &p, (long)l)) !=
@@ -315,7 +316,7 @@ keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
 		secmem_free(d, l);
 	}
 	st = new_generation(&a, ca_cert, ca_key, keytype, days, NULL, 0,
-	    generation, errstr, errlen);
+	    generation, err);
 out:
 	X509_free(old);
 	keymodel_admin_close(&a);
@@ -325,7 +326,7 @@ out:
 /* keymodel_revoke - mark one generation (or all) Compromised everywhere */
 enum km_status
 keymodel_revoke(struct keymodel *km, const char *addr, int generation,
-    int *nrevoked, char *errstr, size_t errlen)
+    int *nrevoked, struct kmerr *err)
 {
 	struct admin a;
 	enum km_status st;
@@ -334,7 +335,7 @@ keymodel_revoke(struct keymodel *km, const char *addr, int generation,
 
 	if (nrevoked != NULL)
 		*nrevoked = 0;
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	for (srv = 0; srv < 2; srv++) {
 		for (j = 0; j < a.s[srv].n; j++) {
@@ -346,9 +347,10 @@ keymodel_revoke(struct keymodel *km, const char *addr, int generation,
 			if (o->state == KMIP_STATE_COMPROMISED ||
 			    o->state == KMIP_STATE_DESTROYED_COMPROMISED)
 				continue;
-			if ((st = kmip_revoke(a.c[srv], o->uid,
+			if ((st = errbridge_took(err, kmip_revoke(a.c[srv],
+			    o->uid,
 			    KMIP_REVOKE_KEY_COMPROMISE, "revoked by kmctl",
-			    errstr, errlen)) != KM_OK)
+			    ERRBRIDGE_BUF(err)))) != KM_OK)
 				goto out;
 			o->state = KMIP_STATE_COMPROMISED;
 			for (k = 0; k < a.nrecs; k++)
@@ -361,12 +363,11 @@ keymodel_revoke(struct keymodel *km, const char *addr, int generation,
 	}
 	if (!found) {
 		if (generation != 0)
-			seterr(errstr, errlen, "no generation %d for %s",
-			    generation, a.norm);
+			st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+			    "no generation %d for %s", generation, a.norm);
 		else
-			seterr(errstr, errlen, "no keys or certificates for %s",
-			    a.norm);
-		st = KM_PERMFAIL;
+			st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+			    "no keys or certificates for %s", a.norm);
 	}
 out:
 	if (nrevoked != NULL)
@@ -377,13 +378,13 @@ out:
 
 /* check_for_addr - refuse a certificate that is not for addr */
 static enum km_status
-check_for_addr(X509 *cert, const char *addr, char *errstr, size_t errlen)
+check_for_addr(X509 *cert, const char *addr, struct kmerr *err)
 {
 	if (!certenc_names(cert, addr)) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "the certificate is not issued to %s",
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "the certificate is not issued to %s",
 		    addr);
-		return KM_PROTO;
 	}
 	return KM_OK;
 }
@@ -393,10 +394,9 @@ check_for_addr(X509 *cert, const char *addr, char *errstr, size_t errlen)
 enum km_status
 keymodel_import_p12(struct keymodel *km, const char *addr,
     const unsigned char *buf, size_t len, const char *pw, size_t pwlen,
-    int *generation, char *errstr, size_t errlen)
+    int *generation, struct kmerr *err)
 {
 	struct admin a;
-	struct kmerr e;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	unsigned char *der = NULL;
@@ -405,19 +405,16 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 	int gen;
 
 	memset(&a, 0, sizeof(a));
-	if ((st = keymodel_p12_parse(buf, len, pw, pwlen, &key, &cert, &e)) !=
-	    KM_OK || (st = certenc_check(cert, &e)) != KM_OK) {
-		seterr(errstr, errlen, "%s", e.msg);
-		goto out;
-	}
-	if ((st = keymodel_check_pair(cert, key, errstr, errlen)) != KM_OK ||
-	    (st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK ||
-	    (st = check_for_addr(cert, a.norm, errstr, errlen)) != KM_OK ||
-	    (st = keymodel_pkey_to_der(key, &der, &derlen, errstr, errlen)) !=
+	if ((st = keymodel_p12_parse(buf, len, pw, pwlen, &key, &cert, err)) !=
+	    KM_OK || (st = certenc_check(cert, err)) != KM_OK ||
+	    (st = keymodel_check_pair(cert, key, err)) != KM_OK ||
+	    (st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
+	    (st = check_for_addr(cert, a.norm, err)) != KM_OK ||
+	    (st = keymodel_pkey_to_der(key, &der, &derlen, err)) !=
 	    KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, der, derlen, 0, errstr, errlen)) ==
+	if ((st = install(&a, gen, cert, der, derlen, 0, err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -432,11 +429,9 @@ out:
  * DER), on both servers, no key */
 enum km_status
 keymodel_import_cert(struct keymodel *km, const char *addr,
-    const unsigned char *data, size_t len, int *generation, char *errstr,
-    size_t errlen)
+    const unsigned char *data, size_t len, int *generation, struct kmerr *err)
 {
 	struct admin a;
-	struct kmerr e;
 	const unsigned char *p = data;
 	X509 *cert = NULL;
 	BIO *b;
@@ -444,10 +439,9 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 	int gen;
 
 	memset(&a, 0, sizeof(a));
-	if (len > INT32_MAX) {
-		seterr(errstr, errlen, "certificate file too large");
-		return KM_PROTO;
-	}
+	if (len > INT32_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "certificate file too large");
 	if ((b = BIO_new_mem_buf(data, (int)len)) != NULL) {
 		cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
 		BIO_free(b);
@@ -461,19 +455,15 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 		}
 	}
 	ERR_clear_error();
-	if (cert == NULL) {
-		seterr(errstr, errlen, "not an X.509 certificate (PEM or DER)");
-		return KM_PROTO;
-	}
-	if ((st = certenc_check(cert, &e)) != KM_OK) {
-		seterr(errstr, errlen, "%s", e.msg);
-		goto out;
-	}
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK ||
-	    (st = check_for_addr(cert, a.norm, errstr, errlen)) != KM_OK)
+	if (cert == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "not an X.509 certificate (PEM or DER)");
+	if ((st = certenc_check(cert, err)) != KM_OK ||
+	    (st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
+	    (st = check_for_addr(cert, a.norm, err)) != KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, NULL, 0, 0, errstr, errlen)) ==
+	if ((st = install(&a, gen, cert, NULL, 0, 0, err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -511,7 +501,7 @@ fill_info(struct keymodel_info *in, X509 *x)
 /* keymodel_show - every generation of an address, without key material */
 enum km_status
 keymodel_show(struct keymodel *km, const char *addr,
-    struct keymodel_info **out, size_t *n, char *errstr, size_t errlen)
+    struct keymodel_info **out, size_t *n, struct kmerr *err)
 {
 	struct admin a;
 	struct keymodel_info *v = NULL;
@@ -521,17 +511,16 @@ keymodel_show(struct keymodel *km, const char *addr,
 
 	*out = NULL;
 	*n = 0;
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	if (a.nrecs == 0) {
-		seterr(errstr, errlen, "no keys or certificates for %s",
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys or certificates for %s",
 		    a.norm);
-		st = KM_PERMFAIL;
 		goto out;
 	}
 	if ((v = calloc(a.nrecs, sizeof(*v))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < a.nrecs; i++) {
@@ -548,8 +537,9 @@ keymodel_show(struct keymodel *km, const char *addr,
 		v[i].enhanced = r->enhanced;
 		if (r->ncert[srv] == 0)
 			continue;
-		if ((st = kmip_get(a.c[srv], r->cert[srv]->uid, &t, &d, &l,
-		    errstr, errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_get(a.c[srv],
+		    r->cert[srv]->uid, &t, &d, &l,
+		    ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto out;
 		p = d;
 		if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) !=

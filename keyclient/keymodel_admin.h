@@ -29,8 +29,8 @@
  *	(NULL-safe, returns NULL).  The CA certificate and key, input files
  *	and passwords are borrowed; a password is copied only into secmem.
  * ERRORS
- *	enum km_status with one line in errstr, as in keymodel.h: KM_PERMFAIL
- *	for "no ..." (keymodel_notfound()), already enrolled, a refused
+ *	enum km_status with err set, as in keymodel.h: KM_PERMFAIL for
+ *	"no ..." (reason KMERR_NOTFOUND), already enrolled, a refused
  *	operation or a wrong PKCS#12 password; KM_PROTO for a malformed file
  *	or address; KM_TEMPFAIL, KM_NOMEM.
  * THREADS
@@ -41,30 +41,26 @@
 /* Administration.  *generation receives the generation made. */
 enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
-		    int days, int *generation, char *errstr, size_t errlen);
+		    int days, int *generation, struct kmerr *err);
 /* pw NULL: level default, as keymodel_enroll(); else level enhanced. */
 enum km_status	 keymodel_enroll_protected(struct keymodel *,
 		    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key,
 		    const char *keytype, int days, const char *pw,
-		    size_t pwlen, int *generation, char *errstr,
-		    size_t errlen);
+		    size_t pwlen, int *generation, struct kmerr *err);
 enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
-		    int days, int *generation, char *errstr, size_t errlen);
+		    int days, int *generation, struct kmerr *err);
 /* generation 0 = every generation. */
 enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
-		    int generation, int *nrevoked, char *errstr,
-		    size_t errlen);
+		    int generation, int *nrevoked, struct kmerr *err);
 enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
 		    const unsigned char *p12, size_t len, const char *pw,
-		    size_t pwlen, int *generation, char *errstr,
-		    size_t errlen);
+		    size_t pwlen, int *generation, struct kmerr *err);
 enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
 		    const unsigned char *data, size_t len, int *generation,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 keymodel_show(struct keymodel *, const char *addr,
-		    struct keymodel_info **out, size_t *n, char *errstr,
-		    size_t errlen);
+		    struct keymodel_info **out, size_t *n, struct kmerr *err);
 struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
 
 #endif

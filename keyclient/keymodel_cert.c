@@ -14,36 +14,35 @@
 #include <openssl/x509v3.h>
 
 #include "keymodel_cert.h"
-#include "keymodel_err.h"
+#include "kmerr.h"
 #include "keymodel_name.h"
 #include "pkcs8pw.h"
 #include "secmem.h"
 
 /* keymodel_check_pair - is key the private half of cert's public key? */
 enum km_status
-keymodel_check_pair(X509 *cert, EVP_PKEY *key, char *errstr, size_t errlen)
+keymodel_check_pair(X509 *cert, EVP_PKEY *key, struct kmerr *err)
 {
 	EVP_PKEY *pub;
 
 	if (cert == NULL || key == NULL ||
 	    (pub = X509_get0_pubkey(cert)) == NULL) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "no key or certificate to compare");
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "no key or certificate to compare");
 	}
 	if (EVP_PKEY_eq(pub, key) != 1) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "private key does not match the "
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "private key does not match the "
 		    "certificate");
-		return KM_PROTO;
 	}
 	return KM_OK;
 }
 
 /* keymodel_keygen - generate a key pair of a named type */
 enum km_status
-keymodel_keygen(const char *type, EVP_PKEY **out, char *errstr,
-    size_t errlen)
+keymodel_keygen(const char *type, EVP_PKEY **out, struct kmerr *err)
 {
 	EVP_PKEY *k = NULL;
 
@@ -55,12 +54,12 @@ keymodel_keygen(const char *type, EVP_PKEY **out, char *errstr,
 	else if (strcmp(type, "ec-p256") == 0)
 		k = EVP_EC_gen("P-256");
 	else {
-		seterr(errstr, errlen, "unknown key type \"%.32s\" (rsa2048, "
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "unknown key type \"%.32s\" (rsa2048, "
 		    "rsa3072 or ec-p256)", type);
-		return KM_PROTO;
 	}
 	if (k == NULL)
-		return ossl_fail(KM_NOMEM, errstr, errlen, "key generation");
+		return kmerr_ossl(err, KM_NOMEM, "key generation");
 	*out = k;
 	return KM_OK;
 }
@@ -85,7 +84,7 @@ add_ext(X509 *x, X509 *ca, int nid, const char *value)
 enum km_status
 keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
     EVP_PKEY *ca_key, int days, enum keymodel_usage usage, X509 **out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], san[KEYMODEL_ADDR_MAX + 8];
 	unsigned char rnd[20];
@@ -96,18 +95,17 @@ keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
 	enum km_status st;
 
 	*out = NULL;
-	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
-	    errlen)) != KM_OK)
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm),
+	    err)) != KM_OK)
 		return st;
-	if (key == NULL || ca_cert == NULL || ca_key == NULL) {
-		seterr(errstr, errlen, "no key or CA to issue a certificate");
-		return KM_PROTO;
-	}
+	if (key == NULL || ca_cert == NULL || ca_key == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "no key or CA to issue a certificate");
 	if (X509_check_private_key(ca_cert, ca_key) != 1) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "the organization CA key does not "
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "the organization CA key does not "
 		    "match the CA certificate");
-		return KM_PERMFAIL;
 	}
 	if (days <= 0)
 		days = usage == KEYMODEL_USE_SIGN ? KEYMODEL_DAYS_SIGN :
@@ -120,7 +118,7 @@ keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
 		ku = "critical,keyEncipherment";
 	snprintf(san, sizeof(san), "email:%s", norm);
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen, "RAND_bytes");
+		return kmerr_ossl(err, KM_TEMPFAIL, "RAND_bytes");
 	rnd[0] = (rnd[0] & 0x7f) | 0x40;	/* positive, 159 bits */
 	if ((x = X509_new()) == NULL ||
 	    (bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL ||
@@ -130,7 +128,7 @@ keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
 	    X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL ||
 	    X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) != 1 ||
 	    X509_set_pubkey(x, key) != 1) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "certificate setup");
+		st = kmerr_ossl(err, KM_NOMEM, "certificate setup");
 		goto fail;
 	}
 	subj = X509_get_subject_name(x);
@@ -145,12 +143,12 @@ keymodel_issue_cert(EVP_PKEY *key, const char *addr, X509 *ca_cert,
 	    !add_ext(x, ca_cert, NID_subject_key_identifier, "hash") ||
 	    !add_ext(x, ca_cert, NID_authority_key_identifier,
 	    "keyid,issuer")) {
-		st = ossl_fail(KM_PROTO, errstr, errlen, "certificate "
+		st = kmerr_ossl(err, KM_PROTO, "certificate "
 		    "extensions");
 		goto fail;
 	}
 	if (X509_sign(x, ca_key, EVP_sha256()) <= 0) {
-		st = ossl_fail(KM_PERMFAIL, errstr, errlen, "certificate "
+		st = kmerr_ossl(err, KM_PERMFAIL, "certificate "
 		    "signature");
 		goto fail;
 	}
@@ -220,7 +218,7 @@ keymodel_keytype_of(X509 *cert)
 /* keymodel_pkey_to_der - PKCS#8 PrivateKeyInfo DER of a key, in secmem */
 enum km_status
 keymodel_pkey_to_der(EVP_PKEY *key, unsigned char **out, size_t *outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	PKCS8_PRIV_KEY_INFO *p8;
 	unsigned char *buf, *p;
@@ -231,18 +229,17 @@ keymodel_pkey_to_der(EVP_PKEY *key, unsigned char **out, size_t *outlen,
 	if ((p8 = EVP_PKEY2PKCS8(key)) == NULL ||
 	    (n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL)) <= 0) {
 		PKCS8_PRIV_KEY_INFO_free(p8);
-		return ossl_fail(KM_PROTO, errstr, errlen, "PKCS#8 encoding");
+		return kmerr_ossl(err, KM_PROTO, "PKCS#8 encoding");
 	}
 	if ((buf = secmem_alloc((size_t)n)) == NULL) {
 		PKCS8_PRIV_KEY_INFO_free(p8);
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	}
 	p = buf;
 	if (i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != n) {
 		PKCS8_PRIV_KEY_INFO_free(p8);
 		secmem_free(buf, (size_t)n);
-		return ossl_fail(KM_PROTO, errstr, errlen, "PKCS#8 encoding");
+		return kmerr_ossl(err, KM_PROTO, "PKCS#8 encoding");
 	}
 	PKCS8_PRIV_KEY_INFO_free(p8);
 	*out = buf;
@@ -279,8 +276,7 @@ keymodel_der_to_pkey(const unsigned char *der, size_t len)
 enum km_status
 keymodel_rewrap(X509 *cert, const unsigned char *der, size_t len,
     const char *oldpw, size_t oldlen, const char *newpw, size_t newlen,
-    int iter, unsigned char **out, size_t *outlen, char *errstr,
-    size_t errlen)
+    int iter, unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	enum pkcs8pw_kind kind = pkcs8pw_detect(der, len);
 	unsigned char *plain = NULL, *wrapped = NULL;
@@ -290,34 +286,32 @@ keymodel_rewrap(X509 *cert, const unsigned char *der, size_t len,
 
 	*out = NULL;
 	*outlen = 0;
-	if (kind != (oldpw != NULL ? PKCS8PW_ENCRYPTED : PKCS8PW_PLAIN)) {
-		seterr(errstr, errlen, "the key is %s, expected %s",
+	if (kind != (oldpw != NULL ? PKCS8PW_ENCRYPTED : PKCS8PW_PLAIN))
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "the key is %s, expected %s",
 		    pkcs8pw_kind_name(kind), oldpw != NULL ?
 		    pkcs8pw_kind_name(PKCS8PW_ENCRYPTED) :
 		    pkcs8pw_kind_name(PKCS8PW_PLAIN));
-		return KM_PROTO;
-	}
 	if (oldpw != NULL) {
 		if ((st = pkcs8pw_unwrap(der, len, oldpw, oldlen, &plain,
-		    &plainlen, errstr, errlen)) != KM_OK)
+		    &plainlen, err)) != KM_OK)
 			return st;
 	} else {
-		if ((plain = secmem_alloc(len)) == NULL) {
-			seterr(errstr, errlen, "out of memory");
-			return KM_NOMEM;
-		}
+		if ((plain = secmem_alloc(len)) == NULL)
+			return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+			    "out of memory");
 		memcpy(plain, der, len);
 		plainlen = len;
 	}
 	if ((key = keymodel_der_to_pkey(plain, plainlen)) == NULL) {
-		seterr(errstr, errlen, "the key does not parse");
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "the key does not parse");
 		goto out;
 	}
-	if (cert != NULL && keymodel_check_pair(cert, key, NULL, 0) != KM_OK) {
-		seterr(errstr, errlen, "the key does not match its "
+	if (cert != NULL && keymodel_check_pair(cert, key, NULL) != KM_OK) {
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "the key does not match its "
 		    "certificate");
-		st = KM_PROTO;
 		goto out;
 	}
 	if (newpw == NULL) {
@@ -328,11 +322,10 @@ keymodel_rewrap(X509 *cert, const unsigned char *der, size_t len,
 		goto out;
 	}
 	if ((st = pkcs8pw_wrap_der(plain, plainlen, newpw, newlen, iter,
-	    &wrapped, &wlen, errstr, errlen)) != KM_OK)
+	    &wrapped, &wlen, err)) != KM_OK)
 		goto out;
 	if ((*out = secmem_alloc(wlen)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	memcpy(*out, wrapped, wlen);

@@ -42,7 +42,7 @@
  *	secmem_free(*out, *outlen), and so is keymodel_pkey_to_der()'s.
  *	Inputs and passwords are borrowed.
  * ERRORS
- *	enum km_status with one line in errstr: KM_PROTO (unknown key type,
+ *	enum km_status with one line in err: KM_PROTO (unknown key type,
  *	malformed address or key, a key that does not match its
  *	certificate), KM_PERMFAIL (CA key does not match the CA certificate,
  *	signing failed, a password that does not open the key), KM_TEMPFAIL
@@ -56,6 +56,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 /* validity of an issued certificate when days is 0 */
@@ -68,14 +69,13 @@ enum keymodel_usage {
 };
 
 enum km_status	 keymodel_check_pair(X509 *cert, EVP_PKEY *key,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 /* type: "rsa2048", "rsa3072" or "ec-p256" (NULL = "rsa2048") */
 enum km_status	 keymodel_keygen(const char *type, EVP_PKEY **out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, int days,
-		    enum keymodel_usage, X509 **out, char *errstr,
-		    size_t errlen);
+		    enum keymodel_usage, X509 **out, struct kmerr *err);
 void		 keymodel_cert_fingerprint(X509 *cert, char *out,
 		    size_t outlen);
 /* One PKCS#8 DER from one level to the other: oldpw NULL = der is plain,
@@ -85,12 +85,11 @@ void		 keymodel_cert_fingerprint(X509 *cert, char *out,
 enum km_status	 keymodel_rewrap(X509 *cert, const unsigned char *der,
 		    size_t len, const char *oldpw, size_t oldlen,
 		    const char *newpw, size_t newlen, int iter,
-		    unsigned char **out, size_t *outlen, char *errstr,
-		    size_t errlen);
+		    unsigned char **out, size_t *outlen, struct kmerr *err);
 
 /* For the keymodel family. */
 enum km_status	 keymodel_pkey_to_der(EVP_PKEY *, unsigned char **out,
-		    size_t *outlen, char *errstr, size_t errlen);
+		    size_t *outlen, struct kmerr *err);
 EVP_PKEY	*keymodel_der_to_pkey(const unsigned char *der, size_t len);
 const char	*keymodel_keytype_of(X509 *cert);
 void		 keymodel_key_type_name(EVP_PKEY *, char *out, size_t outlen);

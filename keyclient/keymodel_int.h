@@ -9,7 +9,7 @@
  *	keymodel_name.c do not need it).
  *	Types: struct keymodel (the handle), struct kobj, struct scan,
  *	struct genrec, struct admin.
- *	Error helpers: seterr(), ossl_fail() (keymodel_err.h).
+ *	Errors: struct kmerr (kmerr.h).
  *	Scanning (keymodel.c): keymodel_scan_server(), keymodel_scan_clear(),
  *	keymodel_build_gens(), keymodel_usable(), keymodel_make_gen().
  *	Administration sessions (keymodel_admin.c): keymodel_admin_open(),
@@ -28,12 +28,13 @@
  *	took (also after a failed open).  keymodel_make_gen() fills a
  *	struct keymodel_gen whose members the caller frees.
  * ERRORS
- *	enum km_status with one line in errstr, as in keymodel.h.
+ *	enum km_status with one line in err, as in keymodel.h.
  * THREADS
  *	As keymodel.h: scans and admin sessions belong to one thread.
  */
 #include "keymodel.h"
-#include "keymodel_err.h"
+#include "errbridge.h"
+#include "kmerr.h"
 #include "keymodel_name.h"
 #include "kmip.h"
 
@@ -88,17 +89,16 @@ struct admin {
 /* Scanning and lookups (keymodel.c). */
 void		 keymodel_scan_clear(struct scan *);
 enum km_status	 keymodel_scan_server(struct kmip_conn *, const char *name,
-		    struct scan *, char *errstr, size_t errlen);
+		    struct scan *, struct kmerr *err);
 int		 keymodel_usable(int state);
 enum km_status	 keymodel_build_gens(struct scan s[2], struct genrec **out,
 		    size_t *nout);
 enum km_status	 keymodel_make_gen(struct keymodel *, const char *addr,
-		    struct genrec *, struct keymodel_gen *, char *errstr,
-		    size_t errlen);
+		    struct genrec *, struct keymodel_gen *, struct kmerr *err);
 
 /* Administration sessions (keymodel_admin.c). */
 enum km_status	 keymodel_admin_open(struct admin *, struct keymodel *,
-		    const char *addr, char *errstr, size_t errlen);
+		    const char *addr, struct kmerr *err);
 void		 keymodel_admin_close(struct admin *);
 int		 keymodel_admin_next_gen(const struct admin *);
 

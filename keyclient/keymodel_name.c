@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "keymodel_err.h"
+#include "kmerr.h"
 #include "keymodel_name.h"
 
 #define GROUP_PREFIX	"kmilter:gen:"
@@ -15,85 +15,72 @@
 /* keymodel_addr_normalize - check an address; keep the local part, lower-case the domain */
 enum km_status
 keymodel_addr_normalize(const char *addr, char *out, size_t outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	const char *at = NULL, *p;
 	size_t len, i;
 	int label = 0;
 
-	if (addr == NULL || *addr == '\0') {
-		seterr(errstr, errlen, "empty address");
-		return KM_PROTO;
-	}
+	if (addr == NULL || *addr == '\0')
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "empty address");
 	len = strlen(addr);
-	if (len > KEYMODEL_ADDR_MAX) {
-		seterr(errstr, errlen, "address too long (%zu characters, at "
+	if (len > KEYMODEL_ADDR_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "address too long (%zu characters, at "
 		    "most %d)", len, KEYMODEL_ADDR_MAX);
-		return KM_PROTO;
-	}
 	for (p = addr; *p != '\0'; p++) {
 		unsigned char ch = (unsigned char)*p;
 
-		if (ch <= 0x20 || ch >= 0x7f) {
-			seterr(errstr, errlen, "malformed address: space, "
+		if (ch <= 0x20 || ch >= 0x7f)
+			return kmerr_set(err, KM_PROTO, KMERR_NONE,
+			    "malformed address: space, "
 			    "control or non-ASCII character at offset %td",
 			    p - addr);
-			return KM_PROTO;
-		}
-		if (strchr("()<>[]\\,;:\"", ch) != NULL) {
-			seterr(errstr, errlen, "malformed address: character "
+		if (strchr("()<>[]\\,;:\"", ch) != NULL)
+			return kmerr_set(err, KM_PROTO, KMERR_NONE,
+			    "malformed address: character "
 			    "'%c' not allowed", ch);
-			return KM_PROTO;
-		}
 		if (ch == '@') {
-			if (at != NULL) {
-				seterr(errstr, errlen, "malformed address: "
+			if (at != NULL)
+				return kmerr_set(err, KM_PROTO, KMERR_NONE,
+				    "malformed address: "
 				    "more than one '@'");
-				return KM_PROTO;
-			}
 			at = p;
 		}
 	}
-	if (at == NULL) {
-		seterr(errstr, errlen, "malformed address: no '@'");
-		return KM_PROTO;
-	}
-	if (at == addr) {
-		seterr(errstr, errlen, "malformed address: empty local part");
-		return KM_PROTO;
-	}
-	if (at[1] == '\0') {
-		seterr(errstr, errlen, "malformed address: empty domain");
-		return KM_PROTO;
-	}
+	if (at == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "malformed address: no '@'");
+	if (at == addr)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "malformed address: empty local part");
+	if (at[1] == '\0')
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "malformed address: empty domain");
 	for (p = at + 1; ; p++) {
 		if (*p == '.' || *p == '\0') {
-			if (label == 0 || p[-1] == '-') {
-				seterr(errstr, errlen, "malformed address: "
+			if (label == 0 || p[-1] == '-')
+				return kmerr_set(err, KM_PROTO, KMERR_NONE,
+				    "malformed address: "
 				    "bad domain label");
-				return KM_PROTO;
-			}
 			if (*p == '\0')
 				break;
 			label = 0;
 			continue;
 		}
-		if (!isalnum((unsigned char)*p) && *p != '-') {
-			seterr(errstr, errlen, "malformed address: character "
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return kmerr_set(err, KM_PROTO, KMERR_NONE,
+			    "malformed address: character "
 			    "'%c' not allowed in the domain", *p);
-			return KM_PROTO;
-		}
-		if (label == 0 && *p == '-') {
-			seterr(errstr, errlen, "malformed address: bad "
+		if (label == 0 && *p == '-')
+			return kmerr_set(err, KM_PROTO, KMERR_NONE,
+			    "malformed address: bad "
 			    "domain label");
-			return KM_PROTO;
-		}
 		label++;
 	}
-	if (outlen < len + 1) {
-		seterr(errstr, errlen, "address buffer too small");
-		return KM_PROTO;
-	}
+	if (outlen < len + 1)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "address buffer too small");
 	for (i = 0; i < len; i++)
 		out[i] = addr + i > at ? (char)tolower((unsigned char)addr[i]) :
 		    addr[i];
@@ -104,19 +91,18 @@ keymodel_addr_normalize(const char *addr, char *out, size_t outlen,
 /* keymodel_object_name - the KMIP Name of an address's objects */
 enum km_status
 keymodel_object_name(const char *addr, char *out, size_t outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1];
 	enum km_status st;
 
-	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm), errstr,
-	    errlen)) != KM_OK)
+	if ((st = keymodel_addr_normalize(addr, norm, sizeof(norm),
+	    err)) != KM_OK)
 		return st;
 	if ((size_t)snprintf(out, outlen, "%s%s", KEYMODEL_NAME_PREFIX,
-	    norm) >= outlen) {
-		seterr(errstr, errlen, "name buffer too small");
-		return KM_PROTO;
-	}
+	    norm) >= outlen)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "name buffer too small");
 	/* lookups fold the whole address, as seal_name_hash() does */
 	for (; *out != '\0'; out++)
 		*out = (char)tolower((unsigned char)*out);

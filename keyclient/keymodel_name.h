@@ -18,12 +18,13 @@
  * ERRORS
  *	KM_PROTO for a malformed address, a buffer too small, a generation
  *	out of range or an Object Group that is not kmilter's; one line in
- *	errstr where the function takes one.
+ *	err where the function takes one.
  * THREADS
  *	Thread-safe.
  */
 #include <stddef.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 #define KEYMODEL_ADDR_MAX	254		/* characters, without NUL */
@@ -38,9 +39,9 @@ enum keymodel_kind {
 };
 
 enum km_status	 keymodel_addr_normalize(const char *addr, char *out,
-		    size_t outlen, char *errstr, size_t errlen);
+		    size_t outlen, struct kmerr *err);
 enum km_status	 keymodel_object_name(const char *addr, char *out,
-		    size_t outlen, char *errstr, size_t errlen);
+		    size_t outlen, struct kmerr *err);
 enum km_status	 keymodel_group_format(enum keymodel_kind, int generation,
 		    int enhanced, char *out, size_t outlen);
 enum km_status	 keymodel_group_parse(const char *group,

@@ -18,16 +18,15 @@
 /* remove_obj - take one object out of use: revoke it (Cessation of
  * Operation) when it is Active, then Destroy it */
 static enum km_status
-remove_obj(struct kmip_conn *c, const char *uid, int active, char *errstr,
-    size_t errlen)
+remove_obj(struct kmip_conn *c, const char *uid, int active, struct kmerr *err)
 {
 	enum km_status st;
 
-	if (active && (st = kmip_revoke(c, uid,
-	    KMIP_REVOKE_CESSATION_OF_OPERATION, "replaced by kmctl", errstr,
-	    errlen)) != KM_OK)
+	if (active && (st = errbridge_took(err, kmip_revoke(c, uid,
+	    KMIP_REVOKE_CESSATION_OF_OPERATION, "replaced by kmctl",
+	    ERRBRIDGE_BUF(err)))) != KM_OK)
 		return st;
-	return kmip_destroy(c, uid, errstr, errlen);
+	return errbridge_took(err, kmip_destroy(c, uid, ERRBRIDGE_BUF(err)));
 }
 
 /* reshare - replace one generation's two shares by shares of der: register
@@ -37,15 +36,16 @@ remove_obj(struct kmip_conn *c, const char *uid, int active, char *errstr,
  * removes them again. */
 static enum km_status
 reshare(struct admin *a, struct genrec *r, const unsigned char *der,
-    size_t len, int enhanced, char *errstr, size_t errlen)
+    size_t len, int enhanced, struct kmerr *err)
 {
 	struct kmip_register_req q;
-	char uids[2][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX], e[256];
+	char uids[2][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
+	struct kmerr e;
 	unsigned char *sh[2] = { NULL, NULL };
 	int srv, nreg = 0, active = 0;
 	enum km_status st;
 
-	if ((st = keymodel_split(der, len, &sh[0], &sh[1], errstr, errlen)) !=
+	if ((st = keymodel_split(der, len, &sh[0], &sh[1], err)) !=
 	    KM_OK)
 		return st;
 	keymodel_group_format(KEYMODEL_SHARE, r->gen, enhanced, group,
@@ -58,14 +58,14 @@ reshare(struct admin *a, struct genrec *r, const unsigned char *der,
 		q.secret_type = KMIP_SECRET_SEED;
 		q.data = sh[srv];
 		q.len = len;
-		if ((st = kmip_register(a->c[srv], &q, uids[srv], errstr,
-		    errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_register(a->c[srv], &q,
+		    uids[srv], ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto fail;
 		nreg++;
 	}
 	for (srv = 0; srv < 2; srv++) {
-		if ((st = kmip_activate(a->c[srv], uids[srv], errstr,
-		    errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_activate(a->c[srv],
+		    uids[srv], ERRBRIDGE_BUF(err)))) != KM_OK)
 			goto fail;
 		active = srv + 1;
 	}
@@ -73,20 +73,21 @@ reshare(struct admin *a, struct genrec *r, const unsigned char *der,
 		for (srv = 0; srv < 2; srv++)
 			if (kmip_revoke(a->c[srv], uids[srv],
 			    KMIP_REVOKE_CESSATION_OF_OPERATION,
-			    "earlier generation", e, sizeof(e)) != KM_OK)
+			    "earlier generation", ERRBRIDGE_BUF(&e)) != KM_OK)
 				log_warnx("keymodel: %s: new share %s of "
 				    "generation %d stays Active: %s", a->norm,
-				    uids[srv], r->gen, e);
+				    uids[srv], r->gen, e.msg);
 	for (srv = 0; srv < 2; srv++) {
 		struct kobj *o = r->share[srv];
 
 		if ((st = remove_obj(a->c[srv], o->uid, o->state ==
-		    KMIP_STATE_ACTIVE, e, sizeof(e))) != KM_OK) {
-			seterr(errstr, errlen, "generation %d: new key shares "
-			    "are in place, but the old share %s on %s could "
-			    "not be removed (%s): remove it by hand", r->gen,
-			    o->uid, a->km->name[srv], e);
-			log_warnx("keymodel: %s: %s", a->norm, errstr);
+		    KMIP_STATE_ACTIVE, &e)) != KM_OK) {
+			kmerr_set(err, st, KMERR_NONE, "generation %d: new key "
+			    "shares are in place, but the old share %s on %s "
+			    "could not be removed (%s): remove it by hand",
+			    r->gen, o->uid, a->km->name[srv], e.msg);
+			log_warnx("keymodel: %s: %s", a->norm,
+			    err != NULL ? err->msg : "");
 			goto out;
 		}
 	}
@@ -94,10 +95,10 @@ reshare(struct admin *a, struct genrec *r, const unsigned char *der,
 	goto out;
 fail:
 	for (srv = 0; srv < nreg; srv++)
-		if (remove_obj(a->c[srv], uids[srv], srv < active, e,
-		    sizeof(e)) != KM_OK)
+		if (remove_obj(a->c[srv], uids[srv], srv < active, &e) !=
+		    KM_OK)
 			log_warnx("keymodel: %s: cannot remove half-made "
-			    "share %s: %s", a->norm, uids[srv], e);
+			    "share %s: %s", a->norm, uids[srv], e.msg);
 out:
 	secmem_free(sh[0], len);
 	secmem_free(sh[1], len);
@@ -106,20 +107,19 @@ out:
 
 /* fetch_gen - Get one generation's certificate (A) and shares (A, B) */
 static enum km_status
-fetch_gen(struct admin *a, struct genrec *r, char *errstr, size_t errlen)
+fetch_gen(struct admin *a, struct genrec *r, struct kmerr *err)
 {
 	struct kobj *objs[3];
 	enum kmip_object_type t;
 	int i, srv;
 	enum km_status st;
 
-	if (r->nshare[0] != 1 || r->nshare[1] != 1 || r->ncert[0] != 1) {
-		seterr(errstr, errlen, "generation %d of %s: expected one "
+	if (r->nshare[0] != 1 || r->nshare[1] != 1 || r->ncert[0] != 1)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "generation %d of %s: expected one "
 		    "certificate on %s and one key share on each server, "
 		    "found %d, %d and %d", r->gen, a->norm, a->km->name[0],
 		    r->ncert[0], r->nshare[0], r->nshare[1]);
-		return KM_PROTO;
-	}
 	objs[0] = r->cert[0];
 	objs[1] = r->share[0];
 	objs[2] = r->share[1];
@@ -127,14 +127,15 @@ fetch_gen(struct admin *a, struct genrec *r, char *errstr, size_t errlen)
 		srv = i == 2 ? 1 : 0;
 		if (objs[i]->data != NULL)
 			continue;
-		if ((st = kmip_get(a->c[srv], objs[i]->uid, &t,
-		    &objs[i]->data, &objs[i]->len, errstr, errlen)) != KM_OK)
+		if ((st = errbridge_took(err, kmip_get(a->c[srv], objs[i]->uid,
+		    &t,
+		    &objs[i]->data, &objs[i]->len,
+		    ERRBRIDGE_BUF(err)))) != KM_OK)
 			return st;
-		if (t != objs[i]->type) {
-			seterr(errstr, errlen, "server %s: object %s changed "
+		if (t != objs[i]->type)
+			return kmerr_set(err, KM_PROTO, KMERR_NONE,
+			    "server %s: object %s changed "
 			    "type", a->km->name[srv], objs[i]->uid);
-			return KM_PROTO;
-		}
 	}
 	return KM_OK;
 }
@@ -191,24 +192,23 @@ gen_clear(struct keymodel_gen *g)
 static enum km_status
 change_level(struct keymodel *km, const char *addr, const char *oldpw,
     size_t oldlen, const char *newpw, size_t newlen, int *nchanged,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct admin a;
 	struct keymodel_gen g;
 	unsigned char **nder = NULL;
 	size_t *nlen = NULL, i, nkeys = 0;
-	char e[256];
+	struct kmerr e;
 	enum km_status st;
 	int done = 0;
 
 	if (nchanged != NULL)
 		*nchanged = 0;
-	if ((st = keymodel_admin_open(&a, km, addr, errstr, errlen)) != KM_OK)
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	if (a.nrecs > 0 && ((nder = calloc(a.nrecs, sizeof(*nder))) == NULL ||
 	    (nlen = calloc(a.nrecs, sizeof(*nlen))) == NULL)) {
-		seterr(errstr, errlen, "out of memory");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	drop_leftovers(&a);
@@ -220,9 +220,8 @@ change_level(struct keymodel *km, const char *addr, const char *oldpw,
 			continue;	/* revoked, half-made, or cert only */
 		nkeys++;
 		memset(&g, 0, sizeof(g));
-		if ((st = fetch_gen(&a, r, errstr, errlen)) != KM_OK ||
-		    (st = keymodel_make_gen(km, a.norm, r, &g, errstr,
-		    errlen)) != KM_OK) {
+		if ((st = fetch_gen(&a, r, err)) != KM_OK ||
+		    (st = keymodel_make_gen(km, a.norm, r, &g, err)) != KM_OK) {
 			gen_clear(&g);
 			goto out;
 		}
@@ -231,42 +230,43 @@ change_level(struct keymodel *km, const char *addr, const char *oldpw,
 			 * password? */
 			st = newpw != NULL ? keymodel_rewrap(g.cert, g.der,
 			    g.derlen, newpw, newlen, NULL, 0, 0, &nder[i],
-			    &nlen[i], e, sizeof(e)) : KM_OK;
+			    &nlen[i], &e) : KM_OK;
 			secmem_free(nder[i], nlen[i]);
 			nder[i] = NULL;
 			nlen[i] = 0;
 			if (st == KM_PERMFAIL)
-				seterr(errstr, errlen, "generation %d of %s is "
-				    "already protected by another password: "
-				    "clear-password first", r->gen, a.norm);
+				kmerr_set(err, st, KMERR_BADPASSWORD,
+				    "generation %d of %s is already protected "
+				    "by another password: clear-password first",
+				    r->gen, a.norm);
 			else if (st != KM_OK)
-				seterr(errstr, errlen, "generation %d of %s: "
-				    "%s", r->gen, a.norm, e);
+				kmerr_set(err, st, e.reason, "generation %d of "
+				    "%s: %s", r->gen, a.norm, e.msg);
 		} else {
 			st = keymodel_rewrap(g.cert, g.der, g.derlen, oldpw,
-			    oldlen, newpw, newlen, 0, &nder[i], &nlen[i], e,
-			    sizeof(e));
+			    oldlen, newpw, newlen, 0, &nder[i], &nlen[i], &e);
 			if (st == KM_PERMFAIL)
-				seterr(errstr, errlen, "wrong password for "
-				    "generation %d of %s", r->gen, a.norm);
+				kmerr_set(err, st, KMERR_BADPASSWORD, "wrong "
+				    "password for generation %d of %s", r->gen,
+				    a.norm);
 			else if (st != KM_OK)
-				seterr(errstr, errlen, "generation %d of %s: "
-				    "%s", r->gen, a.norm, e);
+				kmerr_set(err, st, e.reason, "generation %d of "
+				    "%s: %s", r->gen, a.norm, e.msg);
 		}
 		gen_clear(&g);
 		if (st != KM_OK)
 			goto out;
 	}
 	if (nkeys == 0) {
-		seterr(errstr, errlen, "no keys for %s", a.norm);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys for %s", a.norm);
 		goto out;
 	}
 	for (i = 0; i < a.nrecs; i++) {
 		if (nder[i] == NULL)
 			continue;
 		if ((st = reshare(&a, &a.recs[i], nder[i], nlen[i],
-		    newpw != NULL, errstr, errlen)) != KM_OK)
+		    newpw != NULL, err)) != KM_OK)
 			goto out;
 		done++;
 		log_info("keymodel: %s: generation %d is now at protection "
@@ -289,27 +289,20 @@ out:
  * under pw (level enhanced) */
 enum km_status
 keymodel_set_password(struct keymodel *km, const char *addr, const char *pw,
-    size_t pwlen, int *nchanged, char *errstr, size_t errlen)
+    size_t pwlen, int *nchanged, struct kmerr *err)
 {
-	if (pw == NULL || pwlen == 0) {
-		seterr(errstr, errlen, "empty password");
-		return KM_PROTO;
-	}
-	return change_level(km, addr, NULL, 0, pw, pwlen, nchanged, errstr,
-	    errlen);
+	if (pw == NULL || pwlen == 0)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "empty password");
+	return change_level(km, addr, NULL, 0, pw, pwlen, nchanged, err);
 }
 
 /* keymodel_clear_password - back to level default; pw must be the current
  * protection password */
 enum km_status
 keymodel_clear_password(struct keymodel *km, const char *addr,
-    const char *pw, size_t pwlen, int *nchanged, char *errstr,
-    size_t errlen)
+    const char *pw, size_t pwlen, int *nchanged, struct kmerr *err)
 {
-	if (pw == NULL || pwlen == 0) {
-		seterr(errstr, errlen, "empty password");
-		return KM_PROTO;
-	}
-	return change_level(km, addr, pw, pwlen, NULL, 0, nchanged, errstr,
-	    errlen);
+	if (pw == NULL || pwlen == 0)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "empty password");
+	return change_level(km, addr, pw, pwlen, NULL, 0, nchanged, err);
 }

@@ -32,7 +32,7 @@
  * OWNERSHIP
  *	Passwords are borrowed and never copied outside secmem.
  * ERRORS
- *	enum km_status with one line in errstr (never a password):
+ *	enum km_status with one line in err (never a password):
  *	KM_PROTO empty password or a generation that does not convert;
  *	KM_PERMFAIL "wrong password ...", "... already protected by another
  *	password ...", "no keys for ADDR", or a refused operation (a
@@ -47,9 +47,9 @@
  * already at the wanted level are not counted). */
 enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
 		    const char *pw, size_t pwlen, int *nchanged,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 keymodel_clear_password(struct keymodel *,
 		    const char *addr, const char *pw, size_t pwlen,
-		    int *nchanged, char *errstr, size_t errlen);
+		    int *nchanged, struct kmerr *err);
 
 #endif

@@ -38,32 +38,31 @@
 
 /* real_km_cert - keymodel_current_cert */
 static enum km_status
-real_km_cert(void *arg, const char *addr, X509 **out, char *errstr,
-    size_t errlen)
+real_km_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
 {
 	struct keystore *ks = arg;
 
-	return keymodel_current_cert(ks->km, addr, out, errstr, errlen);
+	return keymodel_current_cert(ks->km, addr, out, err);
 }
 
 /* real_km_keys - keymodel_decryption_keys */
 static enum km_status
 real_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
-    size_t *n, char *errstr, size_t errlen)
+    size_t *n, struct kmerr *err)
 {
 	struct keystore *ks = arg;
 
-	return keymodel_decryption_keys(ks->km, addr, out, n, errstr, errlen);
+	return keymodel_decryption_keys(ks->km, addr, out, n, err);
 }
 
 /* real_km_revcount - keymodel_revocation_count */
 static enum km_status
-real_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr,
-    size_t errlen)
+real_km_revcount(void *arg, const char *addr, uint32_t *count,
+    struct kmerr *err)
 {
 	struct keystore *ks = arg;
 
-	return keymodel_revocation_count(ks->km, addr, count, errstr, errlen);
+	return keymodel_revocation_count(ks->km, addr, count, err);
 }
 
 /* real_km_gens_free - keymodel_gens_free */
@@ -77,17 +76,16 @@ real_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 /* real_signer - signstore_load from the state directory */
 static enum km_status
 real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    STACK_OF(X509) **chain, struct kmerr *err)
 {
 	struct keystore *ks = arg;
 
-	if (ks->seal_err[0] != '\0') {
-		seterr(errstr, errlen, "no signing key for %s here: %s",
+	if (ks->seal_err[0] != '\0')
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no signing key for %s here: %s",
 		    addr, ks->seal_err);
-		return KM_PERMFAIL;
-	}
 	return signstore_load(ks->state_dir, ks->seal, addr, cert, key, chain,
-	    errstr, errlen);
+	    err);
 }
 
 /* real_l2_get - cache_get */
@@ -126,20 +124,22 @@ real_l2_invalidate(void *arg, const char *addr)
 
 /* read_secret_file - read a short secret file (password) into secmem */
 static char *
-read_secret_file(const char *path, char *errstr, size_t errlen)
+read_secret_file(const char *path, struct kmerr *err)
 {
 	char buf[512], *s;
 	ssize_t r;
 	int fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	r = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (r < 0) {
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	buf[r] = '\0';
@@ -147,7 +147,7 @@ read_secret_file(const char *path, char *errstr, size_t errlen)
 	s = secmem_strdup(buf);
 	secmem_wipe(buf, sizeof(buf));
 	if (s == NULL)
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	return s;
 }
 
@@ -175,29 +175,35 @@ on_invalidate(const char *addr_hash, void *arg)
 /* load_seal - the gateway seal key, or an ephemeral one without L2 */
 static int
 load_seal(struct keystore *ks, const struct kmilter_conf *conf, int need,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
-	char path[1024], why[128] = "";
+	char path[1024];
+	struct kmerr why;
 	unsigned char ikm[SEAL_KEY_LEN];
 
+	kmerr_clear(&why);
 	if (signstore_seal_key_path(conf, path, sizeof(path)) == KM_OK)
-		ks->seal = seal_key_load(path, why, sizeof(why));
+		ks->seal = seal_key_load(path, &why);
 	else
-		snprintf(why, sizeof(why), "seal key path too long");
+		kmerr_set(&why, KM_PERMFAIL, KMERR_NONE,
+		    "seal key path too long");
 	if (ks->seal != NULL)
 		return 0;
 	if (need) {
-		seterr(errstr, errlen, "seal key: %s", why);
+		kmerr_set(err, why.status, why.reason, "seal key: %s",
+		    why.msg);
 		return -1;
 	}
 	/* No Redis: the key only names L1 entries, any key will do; the
 	 * signing store cannot be opened without the real one. */
-	snprintf(ks->seal_err, sizeof(ks->seal_err), "seal key: %s", why);
+	snprintf(ks->seal_err, sizeof(ks->seal_err), "seal key: %.127s",
+	    why.msg);
 	if (RAND_priv_bytes(ikm, sizeof(ikm)) != 1) {
-		seterr(errstr, errlen, "no randomness for a seal key");
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "no randomness for a seal key");
 		return -1;
 	}
-	ks->seal = seal_key_from_bytes(ikm, sizeof(ikm), errstr, errlen);
+	ks->seal = seal_key_from_bytes(ikm, sizeof(ikm), err);
 	OPENSSL_cleanse(ikm, sizeof(ikm));
 	if (ks->seal == NULL)
 		return -1;
@@ -208,8 +214,8 @@ load_seal(struct keystore *ks, const struct kmilter_conf *conf, int need,
 
 /* start_l2 - connect the Redis cache and its invalidation subscriber */
 static int
-start_l2(struct keystore *ks, const struct kmilter_conf *conf, char *errstr,
-    size_t errlen)
+start_l2(struct keystore *ks, const struct kmilter_conf *conf,
+    struct kmerr *err)
 {
 	struct cache_opts o;
 	char *pw = NULL, why[256];
@@ -226,13 +232,15 @@ start_l2(struct keystore *ks, const struct kmilter_conf *conf, char *errstr,
 	o.command_timeout_ms = conf->redis_command_timeout_ms;
 	o.key = ks->seal;
 	if (conf->redis_password_file && *conf->redis_password_file) {
-		if ((pw = read_secret_file(conf->redis_password_file, errstr,
-		    errlen)) == NULL)
+		if ((pw = read_secret_file(conf->redis_password_file,
+		    err)) == NULL)
 			goto out;
 		o.password = pw;
 	}
-	if ((ks->cache = cache_new(&o, errstr, errlen)) == NULL)
+	if ((ks->cache = cache_new(&o, ERRBRIDGE_BUF(err))) == NULL) {
+		errbridge_took(err, KM_PERMFAIL);
 		goto out;
+	}
 	ks->sub = cache_subscribe_start(&o, on_invalidate, ks, why,
 	    sizeof(why));
 	if (ks->sub == NULL)
@@ -246,7 +254,7 @@ out:
 /* start_hook - the admin hook of the configuration */
 static int
 start_hook(struct keystore *ks, const struct kmilter_conf *conf,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct hook_opts ho;
 
@@ -258,8 +266,10 @@ start_hook(struct keystore *ks, const struct kmilter_conf *conf,
 	    HOOKFAIL_TEMPFAIL ? HOOK_ACTION_TEMPFAIL :
 	    HOOK_ACTION_KEEP_ENCRYPTED;
 	ho.on_failure_release = HOOK_ACTION_DENY;
-	if ((ks->hook = hook_new(&ho, errstr, errlen)) == NULL)
+	if ((ks->hook = hook_new(&ho, ERRBRIDGE_BUF(err))) == NULL) {
+		errbridge_took(err, KM_PERMFAIL);
 		return -1;
+	}
 	return 0;
 }
 
@@ -267,14 +277,14 @@ start_hook(struct keystore *ks, const struct kmilter_conf *conf,
  * servers of the configuration and Redis (when want_l2) */
 static int
 use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
-    int want_l2, char *errstr, size_t errlen)
+    int want_l2, struct kmerr *err)
 {
 	ks->be.arg = ks;
 	ks->be.signer = real_signer;
 	if (ks->hook != NULL)
 		ks->be.hook_ask = keystore_real_hook_ask;
 	if (conf->km_nservers > 0) {
-		if ((ks->km = keymodel_new(conf, errstr, errlen)) == NULL)
+		if ((ks->km = keymodel_new(conf, err)) == NULL)
 			return -1;
 		ks->be.km_cert = real_km_cert;
 		ks->be.km_keys = real_km_keys;
@@ -283,7 +293,7 @@ use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
 		ks->has_km = 1;
 	}
 	if (want_l2) {
-		if (start_l2(ks, conf, errstr, errlen) < 0)
+		if (start_l2(ks, conf, err) < 0)
 			return -1;
 		ks->be.l2_get = real_l2_get;
 		ks->be.l2_put = real_l2_put;
@@ -297,14 +307,14 @@ use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
 /* keystore_new_backend - a keystore over the given backend functions */
 struct keystore *
 keystore_new_backend(const struct kmilter_conf *conf,
-    const struct keystore_backend *be, char *errstr, size_t errlen)
+    const struct keystore_backend *be, struct kmerr *err)
 {
 	struct keystore *ks;
 	int want_l2 = (conf->redis_socket && *conf->redis_socket) ||
 	    (conf->redis_host && *conf->redis_host);
 
 	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	ks->memory_ttl = conf->memory_ttl > 0 ? conf->memory_ttl : 60;
@@ -318,27 +328,27 @@ keystore_new_backend(const struct kmilter_conf *conf,
 	    strdup(conf->gateway_name) : NULL;
 	if (ks->state_dir == NULL || (conf->gateway_name &&
 	    *conf->gateway_name && ks->gateway == NULL)) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto fail;
 	}
-	if (load_seal(ks, conf, be == NULL && want_l2, errstr, errlen) < 0)
+	if (load_seal(ks, conf, be == NULL && want_l2, err) < 0)
 		goto fail;
 	if (conf->memory_entries > 0 && (ks->l1 = memcache_new(
 	    (size_t)conf->memory_entries, be ? be->clock_ms : NULL,
 	    be ? be->arg : NULL)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto fail;
 	}
 	if ((ks->released = memcache_new(RELEASE_ENTRIES,
 	    be ? be->clock_ms : NULL, be ? be->arg : NULL)) == NULL ||
 	    (ks->revc = memcache_new(REVC_ENTRIES, be ? be->clock_ms : NULL,
 	    be ? be->arg : NULL)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto fail;
 	}
 	if (conf->hook_path && *conf->hook_path &&
 	    (be == NULL || be->hook_ask == NULL) &&
-	    start_hook(ks, conf, errstr, errlen) < 0)
+	    start_hook(ks, conf, err) < 0)
 		goto fail;
 	if (be != NULL) {
 		ks->be = *be;
@@ -350,7 +360,7 @@ keystore_new_backend(const struct kmilter_conf *conf,
 		ks->has_l2 = be->l2_get != NULL;
 		return ks;
 	}
-	if (use_real_backend(ks, conf, want_l2, errstr, errlen) < 0)
+	if (use_real_backend(ks, conf, want_l2, err) < 0)
 		goto fail;
 	log_info("keystore: L1 %s, L2 %s, KM %s, hook %s%s",
 	    ks->l1 ? "on" : "off", ks->has_l2 ? "redis" : "off",
@@ -364,9 +374,9 @@ fail:
 
 /* keystore_new - the keystore of a configuration (real KM, Redis, hook) */
 struct keystore *
-keystore_new(const struct kmilter_conf *conf, char *errstr, size_t errlen)
+keystore_new(const struct kmilter_conf *conf, struct kmerr *err)
 {
-	return keystore_new_backend(conf, NULL, errstr, errlen);
+	return keystore_new_backend(conf, NULL, err);
 }
 
 /* keystore_free - stop the subscriber, free caches and handles */
@@ -396,11 +406,10 @@ void
 keystore_invalidate(struct keystore *ks, const char *addr)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
-	char why[160];
 	enum km_status st;
 
 	if (addr == NULL || keymodel_addr_normalize(addr, norm, sizeof(norm),
-	    why, sizeof(why)) != KM_OK ||
+	    NULL) != KM_OK ||
 	    seal_name_hash(ks->seal, norm, hash) != KM_OK) {
 		log_warnx("keystore: invalidate: malformed address");
 		return;

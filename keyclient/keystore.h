@@ -59,8 +59,11 @@
  *	mismatched certificate, "no KM configured", "locked: <reason>",
  *	"release denied"); KM_TEMPFAIL (KM unreachable and nothing cached,
  *	hook answered tempfail); KM_PROTO (malformed address or KM data);
- *	KM_NOMEM.  errstr always says why, never with key material or a
- *	password.
+ *	KM_NOMEM.  err always says why, never with key material or a
+ *	password.  Reasons: KMERR_NOTFOUND (no certificate or key for the
+ *	address), KMERR_BADPASSWORD ("locked: wrong password"),
+ *	KMERR_REFUSED (the admin hook itself said keep-encrypted, or denied
+ *	the release: a policy decision, not a failure).
  *
  *	keystore_new_backend() is the test seam: the same keystore with the
  *	KM, signstore, Redis, hook and L1 clock replaced by the functions in
@@ -77,6 +80,7 @@
 #include <openssl/x509.h>
 #include <openssl/evp.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 struct kmilter_conf;
@@ -109,19 +113,19 @@ struct keystore_stats {
 	unsigned long	 l2_stale;	/* L2 entries refused: stale counter */
 };
 
-struct keystore	*keystore_new(const struct kmilter_conf *, char *errstr,
-		    size_t errlen);
+struct keystore	*keystore_new(const struct kmilter_conf *,
+		    struct kmerr *err);
 struct keystore	*keystore_free(struct keystore *);
 
 enum km_status	 keystore_get_cert(struct keystore *, const char *addr,
-		    X509 **cert, char *errstr, size_t errlen);
+		    X509 **cert, struct kmerr *err);
 enum km_status	 keystore_get_keys(struct keystore *, const char *addr,
 		    const char *queue_id, struct keystore_key **keys,
-		    size_t *n, char *errstr, size_t errlen);
+		    size_t *n, struct kmerr *err);
 void		 keystore_keys_free(struct keystore_key *, size_t n);
 enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 void		 keystore_invalidate(struct keystore *, const char *addr);
 void		 keystore_stats(struct keystore *, struct keystore_stats *);
 
@@ -129,16 +133,16 @@ void		 keystore_stats(struct keystore *, struct keystore_stats *);
 struct keystore_backend {
 	void		*arg;
 	enum km_status	(*km_cert)(void *, const char *addr, X509 **out,
-			    char *errstr, size_t errlen);
+			    struct kmerr *err);
 	enum km_status	(*km_keys)(void *, const char *addr,
 			    struct keymodel_gen **out, size_t *n,
-			    char *errstr, size_t errlen);
+			    struct kmerr *err);
 	void		(*km_gens_free)(void *, struct keymodel_gen *, size_t n);
 	enum km_status	(*km_revcount)(void *, const char *addr,
-			    uint32_t *count, char *errstr, size_t errlen);
+			    uint32_t *count, struct kmerr *err);
 	enum km_status	(*signer)(void *, const char *addr, X509 **cert,
 			    EVP_PKEY **key, STACK_OF(X509) **chain,
-			    char *errstr, size_t errlen);
+			    struct kmerr *err);
 	enum km_status	(*l2_get)(void *, const char *kind, const char *addr,
 			    unsigned char **buf, size_t *len, int *negative);
 	enum km_status	(*l2_put)(void *, const char *kind, const char *addr,
@@ -146,12 +150,11 @@ struct keystore_backend {
 	enum km_status	(*l2_del)(void *, const char *kind, const char *addr);
 	enum km_status	(*l2_invalidate)(void *, const char *addr);
 	enum km_status	(*hook_ask)(void *, const struct hook_request *,
-			    struct hook_answer *, char *errstr, size_t errlen);
+			    struct hook_answer *, struct kmerr *err);
 	int64_t		(*clock_ms)(void *);	/* L1 clock; NULL: monotonic */
 };
 
 struct keystore	*keystore_new_backend(const struct kmilter_conf *,
-		    const struct keystore_backend *, char *errstr,
-		    size_t errlen);
+		    const struct keystore_backend *, struct kmerr *err);
 
 #endif

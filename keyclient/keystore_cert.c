@@ -28,12 +28,11 @@ x509_free_cb(void *p)
 
 /* cert_result - check a found certificate and hand out a reference */
 static enum km_status
-cert_result(X509 *c, const char *addr, X509 **cert, char *errstr,
-    size_t errlen)
+cert_result(X509 *c, const char *addr, X509 **cert, struct kmerr *err)
 {
 	enum km_status st;
 
-	if ((st = keystore_cert_check(c, addr, errstr, errlen)) != KM_OK)
+	if ((st = keystore_cert_check(c, addr, err)) != KM_OK)
 		return st;
 	X509_up_ref(c);
 	*cert = c;
@@ -45,7 +44,7 @@ cert_result(X509 *c, const char *addr, X509 **cert, char *errstr,
  * (remembered in L1) */
 static enum km_status
 cert_from_l2(struct keystore *ks, struct revc *rc, const char *norm,
-    const char *hash, X509 **c, char *errstr, size_t errlen)
+    const char *hash, X509 **c, struct kmerr *err)
 {
 	unsigned char *buf = NULL;
 	const unsigned char *p;
@@ -64,8 +63,8 @@ cert_from_l2(struct keystore *ks, struct revc *rc, const char *norm,
 		if (ks->l1)
 			memcache_put_negative(ks->l1, K_CERT, hash,
 			    min_ms(ks->memory_ttl, ks->negative_ttl));
-		seterr(errstr, errlen, "no certificate for %s", norm);
-		return KM_PERMFAIL;
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate for %s", norm);
 	}
 	p = buf;
 	*c = d2i_X509(NULL, &p, (long)len);
@@ -85,18 +84,17 @@ cert_from_l2(struct keystore *ks, struct revc *rc, const char *norm,
  * remembered in L2 and L1 */
 static enum km_status
 cert_from_km(struct keystore *ks, const struct revc *rc, const char *norm,
-    const char *hash, X509 **c, char *errstr, size_t errlen)
+    const char *hash, X509 **c, struct kmerr *err)
 {
 	unsigned char *der = NULL;
 	enum km_status st;
 	int dl;
 
-	if (!ks->has_km) {
-		seterr(errstr, errlen, "no KM configured");
-		return KM_PERMFAIL;
-	}
+	if (!ks->has_km)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "no KM configured");
 	bump(&ks->km_fetches);
-	st = ks->be.km_cert(ks->be.arg, norm, c, errstr, errlen);
+	st = ks->be.km_cert(ks->be.arg, norm, c, err);
 	if (st == KM_PERMFAIL) {
 		bump(&ks->misses);
 		keystore_l2_put(ks, rc, K_CERT, norm, NULL, 0, 1,
@@ -108,8 +106,8 @@ cert_from_km(struct keystore *ks, const struct revc *rc, const char *norm,
 	}
 	if (st != KM_OK) {
 		bump(&ks->km_errors);
-		log_warnx("keystore: %s: KM: %s", norm, errstr ?
-		    errstr : km_status_name(st));
+		log_warnx("keystore: %s: KM: %s", norm, err != NULL ?
+		    err->msg : km_status_name(st));
 		return st;
 	}
 	if (ks->has_l2 && (dl = i2d_X509(*c, &der)) > 0) {
@@ -123,7 +121,7 @@ cert_from_km(struct keystore *ks, const struct revc *rc, const char *norm,
 /* keystore_get_cert - the current encryption certificate of addr */
 enum km_status
 keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
 	struct memcache_ref *ref;
@@ -132,29 +130,29 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 	enum km_status st;
 
 	*cert = NULL;
-	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash, errstr,
-	    errlen)) != KM_OK)
+	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash,
+	    err)) != KM_OK)
 		return st;
 	if (keystore_l1_get(ks, K_CERT, hash, &ref) == KM_OK) {
 		bump(&ks->l1_hits);
 		if (memcache_is_negative(ref)) {
 			bump(&ks->negative_hits);
-			seterr(errstr, errlen, "no certificate for %s", norm);
-			st = KM_PERMFAIL;
+			st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+			    "no certificate for %s", norm);
 		} else
 			st = cert_result(memcache_value(ref), norm, cert,
-			    errstr, errlen);
+			    err);
 		memcache_release(ref);
 		return st;
 	}
 	memset(&rc, 0, sizeof(rc));
-	if (ks->has_l2 && (st = cert_from_l2(ks, &rc, norm, hash, &c, errstr,
-	    errlen)) != KM_OK)
+	if (ks->has_l2 && (st = cert_from_l2(ks, &rc, norm, hash, &c,
+	    err)) != KM_OK)
 		return st;
-	if (c == NULL && (st = cert_from_km(ks, &rc, norm, hash, &c, errstr,
-	    errlen)) != KM_OK)
+	if (c == NULL && (st = cert_from_km(ks, &rc, norm, hash, &c,
+	    err)) != KM_OK)
 		return st;
-	st = cert_result(c, norm, cert, errstr, errlen);
+	st = cert_result(c, norm, cert, err);
 	if (ks->l1 == NULL || memcache_put(ks->l1, K_CERT, hash, c,
 	    x509_free_cb, min_ms(ks->memory_ttl, ks->cert_ttl)) != KM_OK)
 		X509_free(c);

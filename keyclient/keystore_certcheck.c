@@ -14,40 +14,35 @@
 
 /* keystore_cert_check - usable encryption certificate for addr? */
 enum km_status
-keystore_cert_check(X509 *cert, const char *addr, char *errstr, size_t errlen)
+keystore_cert_check(X509 *cert, const char *addr, struct kmerr *err)
 {
-	struct kmerr err;
 	enum km_status st;
 	uint32_t eku;
 
-	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0) {
-		seterr(errstr, errlen, "certificate for %s expired", addr);
-		return KM_PERMFAIL;
-	}
-	if (X509_cmp_time(X509_get0_notBefore(cert), NULL) >= 0) {
-		seterr(errstr, errlen, "certificate for %s not yet valid",
+	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s expired", addr);
+	if (X509_cmp_time(X509_get0_notBefore(cert), NULL) >= 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s not yet valid",
 		    addr);
-		return KM_PERMFAIL;
-	}
 	/* X509_get_extended_key_usage() caches the extensions; absent
-	 * EKU/KU mean any. */
+	 * EKU means any. */
 	eku = X509_get_extended_key_usage(cert);
 	if (!(eku & XKU_SMIME)) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "certificate for %s is not for "
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate for %s is not for "
 		    "emailProtection encryption", addr);
-		return KM_PERMFAIL;
 	}
 	/* a key CMS cannot encrypt to is no certificate at all, never a
 	 * temporary failure at encryption time */
-	if ((st = certenc_check(cert, &err)) != KM_OK) {
-		seterr(errstr, errlen, "certificate for %s: %s", addr,
-		    err.msg);
-		return st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
+	if ((st = certenc_check(cert, err)) != KM_OK) {
+		kmerr_prefix(err, "certificate for %s: ", addr);
+		return st;
 	}
-	if (!certenc_names(cert, addr)) {
-		seterr(errstr, errlen, "certificate does not name %s", addr);
-		return KM_PERMFAIL;
-	}
+	if (!certenc_names(cert, addr))
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "certificate does not name %s", addr);
 	return KM_OK;
 }

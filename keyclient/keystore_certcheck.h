@@ -7,18 +7,18 @@
  *	keystore_cert_check().
  *	Part of the keystore family (keystore_int.h); not for other callers.
  * DESCRIPTION
- * *	Checks, in order: not expired, already valid, extendedKeyUsage
+ *	Checks, in order: not expired, already valid, extendedKeyUsage
  *	emailProtection (absent means any), a key CMS can encrypt to with a
  *	keyUsage that allows it (certenc.h: RSA with keyEncipherment, EC
  *	with keyAgreement; DSA and other signing-only keys never), and the
  *	address is named in the SAN (rfc822Name) or the subject
  *	(emailAddress), compared case-insensitively as clients do
- *	(certenc_addr_eq).
+ *	(certenc_names).
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
- *	KM_OK; KM_PERMFAIL with the reason in errstr (the caller treats
- *	it as "no usable certificate"); KM_NOMEM.
+ *	KM_OK; KM_PERMFAIL with the reason in err (the caller treats it
+ *	as "no usable certificate"); KM_NOMEM.
  * THREADS
  *	Thread-safe (the certificate's extension cache is filled by OpenSSL
  *	under its own lock).
@@ -27,9 +27,10 @@
 
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 enum km_status	 keystore_cert_check(X509 *cert, const char *addr,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

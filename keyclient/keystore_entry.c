@@ -101,7 +101,7 @@ keystore_entry_encode(const struct keymodel_gen *g, size_t n,
 /* keystore_parse_plain - parse a plain PKCS#8 key and check it against cert */
 enum km_status
 keystore_parse_plain(const unsigned char *der, size_t len, X509 *cert,
-    EVP_PKEY **out, char *errstr, size_t errlen)
+    EVP_PKEY **out, struct kmerr *err)
 {
 	const unsigned char *p = der;
 	PKCS8_PRIV_KEY_INFO *p8;
@@ -113,15 +113,15 @@ keystore_parse_plain(const unsigned char *der, size_t len, X509 *cert,
 	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
 		PKCS8_PRIV_KEY_INFO_free(p8);
 		ERR_clear_error();
-		seterr(errstr, errlen, "private key does not parse");
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "private key does not parse");
 	}
 	PKCS8_PRIV_KEY_INFO_free(p8);
 	if (cert != NULL && X509_check_private_key(cert, k) != 1) {
 		EVP_PKEY_free(k);
 		ERR_clear_error();
-		seterr(errstr, errlen, "private key does not match certificate");
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "private key does not match certificate");
 	}
 	*out = k;
 	return KM_OK;
@@ -131,7 +131,7 @@ keystore_parse_plain(const unsigned char *der, size_t len, X509 *cert,
  * too */
 enum km_status
 keystore_entry_decode(const unsigned char *buf, size_t len,
-    struct keymodel_gen **out, size_t *nout, char *errstr, size_t errlen)
+    struct keymodel_gen **out, size_t *nout, struct kmerr *err)
 {
 	const unsigned char *p = buf, *end = buf + len;
 	struct keymodel_gen *g = NULL;
@@ -141,15 +141,11 @@ keystore_entry_decode(const unsigned char *buf, size_t len,
 
 	*out = NULL;
 	*nout = 0;
-	if (len < 8 || memcmp(buf, SET_MAGIC, 4) != 0) {
-		seterr(errstr, errlen, "bad set header");
-		return KM_PROTO;
-	}
+	if (len < 8 || memcmp(buf, SET_MAGIC, 4) != 0)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "bad set header");
 	p += 4;
-	if (get32(&p, end, &n) < 0 || n == 0 || n > SET_MAX) {
-		seterr(errstr, errlen, "bad set count");
-		return KM_PROTO;
-	}
+	if (get32(&p, end, &n) < 0 || n == 0 || n > SET_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "bad set count");
 	if ((g = calloc(n ? n : 1, sizeof(*g))) == NULL)
 		return KM_NOMEM;
 	for (i = 0; i < n; i++) {
@@ -188,7 +184,7 @@ keystore_entry_decode(const unsigned char *buf, size_t len,
 		if (kind != (g[i].enhanced ? PKCS8PW_ENCRYPTED : PKCS8PW_PLAIN))
 			goto bad;
 		if (!g[i].enhanced && (st = keystore_parse_plain(g[i].der,
-		    g[i].derlen, g[i].cert, &g[i].key, errstr, errlen)) != KM_OK)
+		    g[i].derlen, g[i].cert, &g[i].key, err)) != KM_OK)
 			goto fail;
 	}
 	if (p != end)
@@ -197,8 +193,8 @@ keystore_entry_decode(const unsigned char *buf, size_t len,
 	*nout = n;
 	return KM_OK;
 bad:
-	seterr(errstr, errlen, "malformed generation %zu", i + 1);
-	st = KM_PROTO;
+	st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+	    "malformed generation %zu", i + 1);
 fail:
 	ERR_clear_error();
 	keystore_gens_free(g, n);
@@ -242,7 +238,7 @@ keystore_env_wrap(uint32_t revcount, int negative, const unsigned char *body,
 enum km_status
 keystore_env_unwrap(const unsigned char *buf, size_t len, uint32_t *revcount,
     int *negative, const unsigned char **body, size_t *bodylen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	const unsigned char *p = buf + 4;
 
@@ -251,18 +247,15 @@ keystore_env_unwrap(const unsigned char *buf, size_t len, uint32_t *revcount,
 	*body = NULL;
 	*bodylen = 0;
 	if (buf == NULL || len < KEYSTORE_ENV_LEN ||
-	    memcmp(buf, KEYSTORE_ENV_MAGIC, 4) != 0) {
-		seterr(errstr, errlen, "old format or not a keystore entry");
-		return KM_PROTO;
-	}
-	if (buf[8] & ~KEYSTORE_ENV_NEGATIVE) {
-		seterr(errstr, errlen, "unknown entry flags 0x%02x", buf[8]);
-		return KM_PROTO;
-	}
-	if ((buf[8] & KEYSTORE_ENV_NEGATIVE) && len != KEYSTORE_ENV_LEN) {
-		seterr(errstr, errlen, "negative entry with a body");
-		return KM_PROTO;
-	}
+	    memcmp(buf, KEYSTORE_ENV_MAGIC, 4) != 0)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "old format or not a keystore entry");
+	if (buf[8] & ~KEYSTORE_ENV_NEGATIVE)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "unknown entry flags 0x%02x", buf[8]);
+	if ((buf[8] & KEYSTORE_ENV_NEGATIVE) && len != KEYSTORE_ENV_LEN)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "negative entry with a body");
 	(void)get32(&p, buf + len, revcount);
 	*negative = (buf[8] & KEYSTORE_ENV_NEGATIVE) != 0;
 	*body = buf + KEYSTORE_ENV_LEN;

@@ -37,7 +37,7 @@
  *	reference (EVP_PKEY_free).
  * ERRORS
  *	KM_OK; KM_PROTO malformed entry, a key that does not parse or does
- *	not match its certificate (reason in errstr); KM_NOMEM.
+ *	not match its certificate (reason in err); KM_NOMEM.
  * THREADS
  *	Thread-safe.
  */
@@ -48,16 +48,16 @@
 #include <openssl/x509.h>
 
 #include "keymodel.h"
+#include "kmerr.h"
 #include "status.h"
 
 enum km_status	 keystore_entry_encode(const struct keymodel_gen *, size_t n,
 		    unsigned char **out, size_t *outlen);
 enum km_status	 keystore_entry_decode(const unsigned char *buf, size_t len,
-		    struct keymodel_gen **out, size_t *nout, char *errstr,
-		    size_t errlen);
+		    struct keymodel_gen **out, size_t *nout, struct kmerr *err);
 void		 keystore_gens_free(struct keymodel_gen *, size_t n);
 enum km_status	 keystore_parse_plain(const unsigned char *der, size_t len,
-		    X509 *cert, EVP_PKEY **out, char *errstr, size_t errlen);
+		    X509 *cert, EVP_PKEY **out, struct kmerr *err);
 
 #define KEYSTORE_ENV_MAGIC	"KSE1"
 #define KEYSTORE_ENV_LEN	9	/* magic(4) revcount(4) flags(1) */
@@ -68,7 +68,7 @@ enum km_status	 keystore_env_wrap(uint32_t revcount, int negative,
 		    size_t *outlen);
 enum km_status	 keystore_env_unwrap(const unsigned char *buf, size_t len,
 		    uint32_t *revcount, int *negative,
-		    const unsigned char **body, size_t *bodylen, char *errstr,
-		    size_t errlen);
+		    const unsigned char **body, size_t *bodylen,
+		    struct kmerr *err);
 
 #endif

@@ -20,34 +20,34 @@
 /* keystore_real_hook_ask - hook_ask on the configured hook */
 enum km_status
 keystore_real_hook_ask(void *arg, const struct hook_request *req,
-    struct hook_answer *out, char *errstr, size_t errlen)
+    struct hook_answer *out, struct kmerr *err)
 {
-	return hook_ask(((struct keystore *)arg)->hook, req, out, errstr,
-	    errlen);
+	return errbridge_took(err, hook_ask(((struct keystore *)arg)->hook,
+	    req, out, ERRBRIDGE_BUF(err)));
 }
 
 /* be_hook - the hook function to call, with its argument */
 static enum km_status
 be_hook(struct keystore *ks, const struct hook_request *req,
-    struct hook_answer *a, char *errstr, size_t errlen)
+    struct hook_answer *a, struct kmerr *err)
 {
 	/* keystore_real_hook_ask wants the keystore, a fake its own arg */
 	void *arg = ks->be.hook_ask == keystore_real_hook_ask ? (void *)ks :
 	    ks->be.arg;
 
 	bump(&ks->hook_calls);
-	return ks->be.hook_ask(arg, req, a, errstr, errlen);
+	return ks->be.hook_ask(arg, req, a, err);
 }
 
 /* keystore_release_check - hook_release: may this gateway have the keys? */
 enum km_status
 keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
-    int enhanced, const char *queue_id, char *errstr, size_t errlen)
+    int enhanced, const char *queue_id, struct kmerr *err)
 {
 	struct memcache_ref *ref;
 	struct hook_request rq;
 	struct hook_answer a;
-	char why[160] = "";
+	struct kmerr why;
 	static int allowed = 1;
 
 	if (!ks->hook_release)
@@ -58,13 +58,12 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 		memcache_release(ref);
 		if (!neg)
 			return KM_OK;
-		seterr(errstr, errlen, "release denied");
-		return KM_PERMFAIL;
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "release denied");
 	}
-	if (ks->be.hook_ask == NULL) {
-		seterr(errstr, errlen, "release denied: no hook configured");
-		return KM_PERMFAIL;
-	}
+	if (ks->be.hook_ask == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "release denied: no hook configured");
 	memset(&rq, 0, sizeof(rq));
 	memset(&a, 0, sizeof(a));
 	rq.event = HOOK_EVENT_RELEASE;
@@ -73,7 +72,8 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 	rq.level = enhanced ? HOOK_LEVEL_ENHANCED : HOOK_LEVEL_DEFAULT;
 	rq.queue_id = queue_id;
 	rq.gateway = ks->gateway;
-	be_hook(ks, &rq, &a, why, sizeof(why));
+	kmerr_clear(&why);
+	be_hook(ks, &rq, &a, &why);
 	if (a.action == HOOK_ACTION_ALLOW) {
 		memcache_put(ks->released, K_RELEASE, hash, &allowed, NULL,
 		    (int64_t)RELEASE_TTL * 1000);
@@ -86,8 +86,9 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 		memcache_put_negative(ks->released, K_RELEASE, hash,
 		    (int64_t)ks->negative_ttl * 1000);
 	log_info("%s keystore: %s: release denied%s%s", queue_id ? queue_id :
-	    "-", norm, why[0] ? ": " : "", why);
-	seterr(errstr, errlen, "release denied%s%s", a.reason[0] ? ": " : "",
+	    "-", norm, why.msg[0] ? ": " : "", why.msg);
+	kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+	    "release denied%s%s", a.reason[0] ? ": " : "",
 	    a.reason);
 	hook_answer_clear(&a);
 	return KM_PERMFAIL;
@@ -103,7 +104,7 @@ keystore_use_unlocked(struct keystore *ks, struct revc *rc, const char *norm,
 	size_t len = 0, un = 0;
 	struct keymodel_gen *u = NULL;
 	int neg = 0;
-	char why[160];
+	struct kmerr why;
 
 	if (keystore_l2_get(ks, rc, K_UNLOCKED, norm, hash, &buf, &len,
 	    &neg) != KM_OK)
@@ -112,10 +113,9 @@ keystore_use_unlocked(struct keystore *ks, struct revc *rc, const char *norm,
 		secmem_free(buf, len);
 		return;
 	}
-	if (keystore_entry_decode(buf, len, &u, &un, why, sizeof(why)) !=
-	    KM_OK) {
+	if (keystore_entry_decode(buf, len, &u, &un, &why) != KM_OK) {
 		log_warnx("keystore: %s: bad unlocked entry (%s), deleted",
-		    norm, why);
+		    norm, why.msg);
 		ks->be.l2_del(ks->be.arg, K_UNLOCKED, norm);
 	}
 	secmem_free(buf, len);
@@ -174,25 +174,26 @@ keystore_locked_lookup(struct keystore *ks, struct revc *rc,
 
 /*
  * keystore_unlock - unlock every enhanced generation with the hook's password.
- * Returns KM_OK (all unlocked), KM_PERMFAIL with reason in why ("locked"),
+ * Returns KM_OK (all unlocked), KM_PERMFAIL with the reason in why
+ * ("locked"; KMERR_REFUSED when the hook itself said keep-encrypted),
  * KM_TEMPFAIL, or *wrongpw set when the password did not open a key.
  */
 enum km_status
 keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
     const char *queue_id, struct keymodel_gen *g, size_t n, int *wrongpw,
-    char *why, size_t wlen)
+    struct kmerr *why)
 {
 	struct hook_request rq;
 	struct hook_answer a;
 	struct keymodel_gen *u = NULL;
 	size_t un = 0;
-	char herr[160] = "";
+	struct kmerr herr;
 	enum km_status st = KM_OK;
 
 	*wrongpw = 0;
 	if (ks->be.hook_ask == NULL) {
-		snprintf(why, wlen, "no hook configured");
-		return KM_PERMFAIL;
+		return kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+		    "no hook configured");
 	}
 	memset(&rq, 0, sizeof(rq));
 	memset(&a, 0, sizeof(a));
@@ -202,32 +203,33 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 	rq.level = HOOK_LEVEL_ENHANCED;
 	rq.queue_id = queue_id;
 	rq.gateway = ks->gateway;
-	be_hook(ks, &rq, &a, herr, sizeof(herr));
+	kmerr_clear(&herr);
+	be_hook(ks, &rq, &a, &herr);
 	switch (a.action) {
 	case HOOK_ACTION_PASSWORD:
 		break;
 	case HOOK_ACTION_TEMPFAIL:
 		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s (tempfail)",
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook failed: %s (tempfail)",
 			    hook_failure_name(a.failure));
 		else
-			snprintf(why, wlen, "hook: tempfail%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_TEMPFAIL;
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook: tempfail%s%.100s", a.reason[0] ? ": " : "",
+			    a.reason);
 		goto out;
 	default:
 		if (a.failure != HOOK_FAIL_NONE)
-			snprintf(why, wlen, "hook failed: %s",
-			    hook_failure_name(a.failure));
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+			    "hook failed: %s", hook_failure_name(a.failure));
 		else
-			snprintf(why, wlen, "keep-encrypted%s%.100s",
-			    a.reason[0] ? ": " : "", a.reason);
-		st = KM_PERMFAIL;
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_REFUSED,
+			    "keep-encrypted%s%.100s", a.reason[0] ? ": " : "",
+			    a.reason);
 		goto out;
 	}
 	if ((u = calloc(n, sizeof(*u))) == NULL) {
-		st = KM_NOMEM;
-		snprintf(why, wlen, "out of memory");
+		st = kmerr_set(why, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -238,18 +240,19 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 		if (!g[i].enhanced || g[i].key != NULL)
 			continue;
 		st = pkcs8pw_unwrap(g[i].der, g[i].derlen, a.password,
-		    a.password_len, &plain, &plen, herr, sizeof(herr));
+		    a.password_len, &plain, &plen, &herr);
 		if (st == KM_OK)
 			st = keystore_parse_plain(plain, plen, g[i].cert, &k,
-			    herr, sizeof(herr));
+			    &herr);
 		if (st != KM_OK) {
 			secmem_free(plain, plen);
 			if (st == KM_PERMFAIL || st == KM_PROTO) {
 				*wrongpw = 1;
-				snprintf(why, wlen, "wrong password");
-				st = KM_PERMFAIL;
+				st = kmerr_set(why, KM_PERMFAIL,
+				    KMERR_BADPASSWORD, "wrong password");
 			} else
-				snprintf(why, wlen, "%s", herr);
+				kmerr_set(why, st, herr.reason, "%.*s",
+				    REASON_MAX - 1, herr.msg);
 			goto out;
 		}
 		g[i].key = k;

@@ -8,7 +8,7 @@
  *	header.
  *	Types: struct keystore (the handle), struct keyset (an L1 key set).
  *	Entry kinds K_*, RELEASE_TTL, REASON_MAX.
- *	Helpers: seterr(), bump(), min_ms() (static inline).
+ *	Helpers: bump(), min_ms() (static inline).
  *	keystore_lookup.c: keystore_prepare(), keystore_l1_get(),
  *	keystore_revc(), keystore_l2_get(), keystore_l2_put(): every L2
  *	entry is wrapped (keystore_env_wrap()) with the user's revocation
@@ -41,7 +41,7 @@
  *	Generations handed in are modified in place (key references added);
  *	the caller still owns and frees them.  Everything else is borrowed.
  * ERRORS
- *	enum km_status, reasons in errstr or why.  keystore_unlock():
+ *	enum km_status, reasons in err or why.  keystore_unlock():
  *	KM_OK (all unlocked), KM_PERMFAIL ("locked", *wrongpw set when the
  *	password did not open a key), KM_TEMPFAIL, KM_NOMEM.
  * THREADS
@@ -55,6 +55,7 @@
 #include "keystore.h"
 #include "keystore_certcheck.h"
 #include "keystore_entry.h"
+#include "errbridge.h"
 #include "log.h"
 #include "seal.h"
 
@@ -117,19 +118,6 @@ struct keystore {
 	atomic_ulong		 revc_fetches, l2_stale;
 };
 
-/* seterr - format a reason into the caller's buffer, if any */
-static inline void KM_PRINTF(3, 4)
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* bump - add one to a counter */
 static inline void
 bump(atomic_ulong *c)
@@ -148,8 +136,7 @@ min_ms(int a, int b)
  * L2 entries bound to the revocation counter. */
 enum km_status	 keystore_prepare(struct keystore *, const char *addr,
 		    char *norm, size_t normlen,
-		    char hash[SEAL_HASH_HEXLEN + 1], char *errstr,
-		    size_t errlen);
+		    char hash[SEAL_HASH_HEXLEN + 1], struct kmerr *err);
 enum km_status	 keystore_l1_get(struct keystore *, const char *kind,
 		    const char *hash, struct memcache_ref **);
 enum km_status	 keystore_revc(struct keystore *, const char *norm,
@@ -165,10 +152,10 @@ void		 keystore_l2_put(struct keystore *, const struct revc *,
 /* The admin hook's part of a key lookup (keystore_hook.c). */
 enum km_status	 keystore_real_hook_ask(void *ks,
 		    const struct hook_request *, struct hook_answer *,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 keystore_release_check(struct keystore *,
 		    const char *norm, const char *hash, int enhanced,
-		    const char *queue_id, char *errstr, size_t errlen);
+		    const char *queue_id, struct kmerr *err);
 int		 keystore_locked_lookup(struct keystore *, struct revc *,
 		    const char *norm, const char *hash, char *why,
 		    size_t wlen);
@@ -177,7 +164,7 @@ void		 keystore_use_unlocked(struct keystore *, struct revc *,
 		    struct keymodel_gen *, size_t n);
 enum km_status	 keystore_unlock(struct keystore *, const struct revc *,
 		    const char *norm, const char *queue_id,
-		    struct keymodel_gen *, size_t n, int *wrongpw, char *why,
-		    size_t wlen);
+		    struct keymodel_gen *, size_t n, int *wrongpw,
+		    struct kmerr *why);
 
 #endif

@@ -70,15 +70,14 @@ keys_copy(const struct keyset *s, struct keystore_key **out, size_t *n)
 /* raw_set - the set of generations as the KM holds it: L2, else KM */
 static enum km_status
 raw_set(struct keystore *ks, struct revc *rc, const char *norm,
-    const char *hash, struct keymodel_gen **g, size_t *n, char *errstr,
-    size_t errlen)
+    const char *hash, struct keymodel_gen **g, size_t *n, struct kmerr *err)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0;
 	struct keymodel_gen *kg = NULL;
 	size_t kn = 0;
 	int neg = 0;
-	char why[160];
+	struct kmerr why;
 	enum km_status st;
 
 	if (ks->has_l2) {
@@ -88,12 +87,11 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 			secmem_free(buf, len);
 			bump(&ks->l2_hits);
 			bump(&ks->negative_hits);
-			seterr(errstr, errlen, "no keys for %s", norm);
-			return KM_PERMFAIL;
+			return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+			    "no keys for %s", norm);
 		}
 		if (st == KM_OK) {
-			st = keystore_entry_decode(buf, len, g, n, why,
-			    sizeof(why));
+			st = keystore_entry_decode(buf, len, g, n, &why);
 			secmem_free(buf, len);
 			if (st == KM_OK) {
 				bump(&ks->l2_hits);
@@ -102,20 +100,19 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 			if (st == KM_NOMEM)
 				return st;
 			log_warnx("keystore: %s: bad key set in L2 (%s), "
-			    "deleted", norm, why);
+			    "deleted", norm, why.msg);
 			ks->be.l2_del(ks->be.arg, K_KEYS, norm);
 		}
 	}
-	if (!ks->has_km) {
-		seterr(errstr, errlen, "no KM configured");
-		return KM_PERMFAIL;
-	}
+	if (!ks->has_km)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "no KM configured");
 	bump(&ks->km_fetches);
-	st = ks->be.km_keys(ks->be.arg, norm, &kg, &kn, errstr, errlen);
+	st = ks->be.km_keys(ks->be.arg, norm, &kg, &kn, err);
 	if (st == KM_OK && kn == 0) {
 		ks->be.km_gens_free(ks->be.arg, kg, kn);
-		seterr(errstr, errlen, "no keys for %s", norm);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys for %s", norm);
 	}
 	if (st == KM_PERMFAIL) {
 		bump(&ks->misses);
@@ -125,7 +122,7 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 	}
 	if (st != KM_OK) {
 		bump(&ks->km_errors);
-		log_warnx("keystore: %s: KM: %s", norm, errstr ? errstr :
+		log_warnx("keystore: %s: KM: %s", norm, err != NULL ? err->msg :
 		    km_status_name(st));
 		return st;
 	}
@@ -133,10 +130,10 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 	st = keystore_entry_encode(kg, kn, &buf, &len);
 	ks->be.km_gens_free(ks->be.arg, kg, kn);
 	if (st != KM_OK) {
-		seterr(errstr, errlen, "cannot encode key set");
+		kmerr_set(err, st, KMERR_NONE, "cannot encode key set");
 		return st;
 	}
-	st = keystore_entry_decode(buf, len, g, n, errstr, errlen);
+	st = keystore_entry_decode(buf, len, g, n, err);
 	if (st == KM_OK)
 		keystore_l2_put(ks, rc, K_KEYS, norm, buf, len, 0, ks->key_ttl);
 	secmem_free(buf, len);
@@ -188,13 +185,13 @@ build_set(struct keymodel_gen *g, size_t n)
  */
 static enum km_status
 locked_result(struct keystore *ks, const struct revc *rc, const char *norm,
-    const char *hash, const char *why, int remember, int to_l2,
-    char *errstr, size_t errlen)
+    const char *hash, const char *why, enum kmerr_reason reason,
+    int remember, int to_l2, struct kmerr *err)
 {
 	struct keyset *s;
 
 	bump(&ks->hook_locked);
-	seterr(errstr, errlen, "locked: %s", why);
+	kmerr_set(err, KM_PERMFAIL, reason, "locked: %s", why);
 	if (!remember)
 		return KM_PERMFAIL;
 	if (to_l2)
@@ -214,7 +211,7 @@ locked_result(struct keystore *ks, const struct revc *rc, const char *norm,
 /* l1_result - the answer of an L1 hit on addr's key set (ref released) */
 static enum km_status
 l1_result(struct keystore *ks, struct memcache_ref *ref, const char *norm,
-    struct keystore_key **keys, size_t *n, char *errstr, size_t errlen)
+    struct keystore_key **keys, size_t *n, struct kmerr *err)
 {
 	const struct keyset *ls = memcache_value(ref);
 	enum km_status st;
@@ -223,11 +220,11 @@ l1_result(struct keystore *ks, struct memcache_ref *ref, const char *norm,
 	if (memcache_is_negative(ref) || ls->locked)
 		bump(&ks->negative_hits);
 	if (memcache_is_negative(ref)) {
-		seterr(errstr, errlen, "no keys for %s", norm);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys for %s", norm);
 	} else if (ls->locked) {
-		seterr(errstr, errlen, "locked: %s", ls->reason);
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "locked: %s", ls->reason);	/* only wrong passwords stay */
 	} else
 		st = keys_copy(ls, keys, n);
 	memcache_release(ref);
@@ -241,32 +238,33 @@ l1_result(struct keystore *ks, struct memcache_ref *ref, const char *norm,
 static enum km_status
 unlock_enhanced(struct keystore *ks, struct revc *rc,
     const char *norm, const char *hash, const char *queue_id,
-    struct keymodel_gen *g, size_t gn, char *errstr, size_t errlen)
+    struct keymodel_gen *g, size_t gn, struct kmerr *err)
 {
 	char why[REASON_MAX] = "";
+	struct kmerr uerr;
 	int need_hook = 0, wrongpw = 0;
 	enum km_status st;
 
 	if (keystore_locked_lookup(ks, rc, norm, hash, why, sizeof(why)))
-		return locked_result(ks, rc, norm, hash, why, 1, 0, errstr,
-		    errlen);
+		return locked_result(ks, rc, norm, hash, why,
+		    KMERR_BADPASSWORD, 1, 0, err);
 	keystore_use_unlocked(ks, rc, norm, hash, g, gn);
 	for (size_t i = 0; i < gn; i++)
 		if (g[i].enhanced && g[i].key == NULL)
 			need_hook = 1;
 	if (!need_hook)
 		return KM_OK;
-	st = keystore_unlock(ks, rc, norm, queue_id, g, gn, &wrongpw, why,
-	    sizeof(why));
+	kmerr_clear(&uerr);
+	st = keystore_unlock(ks, rc, norm, queue_id, g, gn, &wrongpw, &uerr);
 	if (st == KM_PERMFAIL) {
-		st = locked_result(ks, rc, norm, hash, why, wrongpw, 1,
-		    errstr, errlen);
+		st = locked_result(ks, rc, norm, hash, uerr.msg, uerr.reason,
+		    wrongpw, 1, err);
 		log_info("%s keystore: %s: key locked: %s",
-		    queue_id ? queue_id : "-", norm, why);
+		    queue_id ? queue_id : "-", norm, uerr.msg);
 		return st;
 	}
 	if (st != KM_OK) {		/* KM_TEMPFAIL, KM_NOMEM */
-		seterr(errstr, errlen, "%s", why);
+		kmerr_set(err, st, uerr.reason, "%s", uerr.msg);
 		return st;
 	}
 	bump(&ks->hook_unlocked);
@@ -278,7 +276,7 @@ unlock_enhanced(struct keystore *ks, struct revc *rc,
 /* keystore_get_keys - every usable decryption key of addr */
 enum km_status
 keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
-    struct keystore_key **keys, size_t *n, char *errstr, size_t errlen)
+    struct keystore_key **keys, size_t *n, struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
 	struct memcache_ref *ref;
@@ -292,13 +290,13 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 
 	*keys = NULL;
 	*n = 0;
-	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash, errstr,
-	    errlen)) != KM_OK)
+	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash,
+	    err)) != KM_OK)
 		return st;
 	if (keystore_l1_get(ks, K_KEYS, hash, &ref) == KM_OK)
-		return l1_result(ks, ref, norm, keys, n, errstr, errlen);
+		return l1_result(ks, ref, norm, keys, n, err);
 	(void)keystore_revc(ks, norm, hash, &rc);
-	st = raw_set(ks, &rc, norm, hash, &g, &gn, errstr, errlen);
+	st = raw_set(ks, &rc, norm, hash, &g, &gn, err);
 	if (st == KM_PERMFAIL && ks->has_km && ks->l1 != NULL)
 		memcache_put_negative(ks->l1, K_KEYS, hash,
 		    min_ms(ks->memory_ttl, ks->negative_ttl));
@@ -308,21 +306,20 @@ keystore_get_keys(struct keystore *ks, const char *addr, const char *queue_id,
 		if (g[i].enhanced)
 			enhanced = 1;
 	if ((st = keystore_release_check(ks, norm, hash, enhanced, queue_id,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto out;
 	if (enhanced) {
 		if ((st = unlock_enhanced(ks, &rc, norm, hash, queue_id, g, gn,
-		    errstr, errlen)) != KM_OK)
+		    err)) != KM_OK)
 			goto out;
 		unlocked = 1;
 	}
 	if ((s = build_set(g, gn)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	if ((st = keys_copy(s, keys, n)) != KM_OK) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	ttl = min_ms(ks->memory_ttl, ks->key_ttl);

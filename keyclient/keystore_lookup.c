@@ -19,20 +19,17 @@
 /* keystore_prepare - normalize the address and compute its keyed hash */
 enum km_status
 keystore_prepare(struct keystore *ks, const char *addr, char *norm, size_t normlen,
-    char hash[SEAL_HASH_HEXLEN + 1], char *errstr, size_t errlen)
+    char hash[SEAL_HASH_HEXLEN + 1], struct kmerr *err)
 {
 	enum km_status st;
 
 	bump(&ks->lookups);
-	if (addr == NULL) {
-		seterr(errstr, errlen, "no address");
-		return KM_PROTO;
-	}
-	if ((st = keymodel_addr_normalize(addr, norm, normlen, errstr,
-	    errlen)) != KM_OK)
+	if (addr == NULL)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "no address");
+	if ((st = keymodel_addr_normalize(addr, norm, normlen, err)) != KM_OK)
 		return st;
 	if ((st = seal_name_hash(ks->seal, norm, hash)) != KM_OK)
-		seterr(errstr, errlen, "cannot hash address");
+		kmerr_set(err, st, KMERR_NONE, "cannot hash address");
 	return st;
 }
 
@@ -61,7 +58,7 @@ static enum km_status
 revc_fetch(struct keystore *ks, const char *norm, const char *hash,
     struct revc *rc)
 {
-	char err[256] = "";
+	struct kmerr err;
 	uint32_t n = 0, *v;
 	enum km_status st;
 
@@ -74,10 +71,12 @@ revc_fetch(struct keystore *ks, const char *norm, const char *hash,
 		return KM_PERMFAIL;
 	}
 	bump(&ks->revc_fetches);
-	st = ks->be.km_revcount(ks->be.arg, norm, &n, err, sizeof(err));
+	kmerr_clear(&err);
+	st = ks->be.km_revcount(ks->be.arg, norm, &n, &err);
 	if (st != KM_OK) {
 		log_warnx("keystore: %s: revocation counter: %s; L2 entries "
-		    "not used", norm, err[0] ? err : km_status_name(st));
+		    "not used", norm, err.msg[0] ? err.msg :
+		    km_status_name(st));
 		return st;
 	}
 	rc->known = 1;
@@ -151,6 +150,7 @@ keystore_l2_get(struct keystore *ks, struct revc *rc, const char *kind,
 	uint32_t n;
 	int neg = 0;
 	char why[128];
+	struct kmerr uerr;
 	enum km_status st;
 
 	*body = NULL;
@@ -170,10 +170,10 @@ keystore_l2_get(struct keystore *ks, struct revc *rc, const char *kind,
 		    "without a revocation counter");
 		return KM_PERMFAIL;
 	}
-	if (keystore_env_unwrap(buf, blen, &n, &neg, &b, &bl, why,
-	    sizeof(why)) != KM_OK) {
+	if (keystore_env_unwrap(buf, blen, &n, &neg, &b, &bl, &uerr) !=
+	    KM_OK) {
 		secmem_free(buf, blen);
-		l2_refuse(ks, kind, norm, "unusable", why);
+		l2_refuse(ks, kind, norm, "unusable", uerr.msg);
 		return KM_PERMFAIL;
 	}
 	if (n != rc->n && rc->cached) {

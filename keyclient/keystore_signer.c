@@ -44,21 +44,19 @@ signer_free(void *p)
 /* signer_out - hand out new references of a cached signer */
 static enum km_status
 signer_out(const struct signer *s, const char *norm, X509 **cert,
-    EVP_PKEY **key, STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    EVP_PKEY **key, STACK_OF(X509) **chain, struct kmerr *err)
 {
 	STACK_OF(X509) *ch = NULL;
 
-	if (X509_cmp_time(X509_get0_notAfter(s->cert), NULL) <= 0) {
-		seterr(errstr, errlen, "signing certificate for %s expired",
+	if (X509_cmp_time(X509_get0_notAfter(s->cert), NULL) <= 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "signing certificate for %s expired",
 		    norm);
-		return KM_PERMFAIL;
-	}
 	if (chain != NULL) {
 		ch = s->chain ? X509_chain_up_ref(s->chain) : sk_X509_new_null();
-		if (ch == NULL) {
-			seterr(errstr, errlen, "out of memory");
-			return KM_NOMEM;
-		}
+		if (ch == NULL)
+			return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+			    "out of memory");
 		*chain = ch;
 	}
 	X509_up_ref(s->cert);
@@ -71,7 +69,7 @@ signer_out(const struct signer *s, const char *norm, X509 **cert,
 /* keystore_get_signer - this gateway's signing key for an internal sender */
 enum km_status
 keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
-    EVP_PKEY **key, STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    EVP_PKEY **key, STACK_OF(X509) **chain, struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
 	struct memcache_ref *ref;
@@ -82,32 +80,29 @@ keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
 	*key = NULL;
 	if (chain != NULL)
 		*chain = NULL;
-	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash, errstr,
-	    errlen)) != KM_OK)
+	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash,
+	    err)) != KM_OK)
 		return st;
 	if (keystore_l1_get(ks, K_SIGNER, hash, &ref) == KM_OK) {
 		bump(&ks->l1_hits);
 		if (memcache_is_negative(ref)) {
 			bump(&ks->negative_hits);
-			seterr(errstr, errlen, "no signing key for %s here",
+			st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+			    "no signing key for %s here",
 			    norm);
-			st = KM_PERMFAIL;
 		} else
 			st = signer_out(memcache_value(ref), norm, cert, key,
-			    chain, errstr, errlen);
+			    chain, err);
 		memcache_release(ref);
 		return st;
 	}
-	if (ks->be.signer == NULL) {
-		seterr(errstr, errlen, "no signing store");
-		return KM_PERMFAIL;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
+	if (ks->be.signer == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "no signing store");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	st = ks->be.signer(ks->be.arg, norm, &s->cert, &s->key, &s->chain,
-	    errstr, errlen);
+	    err);
 	if (st != KM_OK) {
 		signer_free(s);
 		if (st == KM_PERMFAIL) {
@@ -118,7 +113,7 @@ keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
 		}
 		return st;
 	}
-	st = signer_out(s, norm, cert, key, chain, errstr, errlen);
+	st = signer_out(s, norm, cert, key, chain, err);
 	if (ks->l1 == NULL || memcache_put(ks->l1, K_SIGNER, hash, s,
 	    signer_free, (int64_t)ks->memory_ttl * 1000) != KM_OK)
 		signer_free(s);

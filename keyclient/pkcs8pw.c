@@ -77,7 +77,7 @@ pkcs8pw_detect(const unsigned char *der, size_t len)
 /* wrap_inf - encrypt a PrivateKeyInfo into DER EncryptedPrivateKeyInfo */
 static enum km_status
 wrap_inf(PKCS8_PRIV_KEY_INFO *inf, const char *pw, size_t pwlen, int iter,
-    unsigned char **out, size_t *outlen, char *errstr, size_t errlen)
+    unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	unsigned char salt[SALT_LEN], *buf = NULL;
 	X509_ALGOR *pbe = NULL;
@@ -89,35 +89,33 @@ wrap_inf(PKCS8_PRIV_KEY_INFO *inf, const char *pw, size_t pwlen, int iter,
 	*outlen = 0;
 	if (iter == 0)
 		iter = PKCS8PW_ITER_DEFAULT;
-	if (iter < PKCS8PW_ITER_MIN || iter > PKCS8PW_ITER_MAX) {
-		snprintf(errstr, errlen, "iteration count %d out of range "
+	if (iter < PKCS8PW_ITER_MIN || iter > PKCS8PW_ITER_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "iteration count %d out of range "
 		    "%d..%d", iter, PKCS8PW_ITER_MIN, PKCS8PW_ITER_MAX);
-		return KM_PROTO;
-	}
-	if (pw == NULL || pwlen == 0 || pwlen > INT_MAX) {
-		snprintf(errstr, errlen, "empty or over-long password");
-		return KM_PROTO;
-	}
+	if (pw == NULL || pwlen == 0 || pwlen > INT_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "empty or over-long password");
 	if (RAND_bytes(salt, sizeof(salt)) != 1) {
-		snprintf(errstr, errlen, "no random bytes for the salt");
-		st = KM_TEMPFAIL;
+		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "no random bytes for the salt");
 		goto fail;
 	}
 	if ((pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iter, salt,
 	    sizeof(salt), NULL, NID_hmacWithSHA256, NULL)) == NULL) {
-		snprintf(errstr, errlen, "cannot set up PBES2");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot set up PBES2");
 		goto fail;
 	}
 	if ((sig = PKCS8_set0_pbe(pw, (int)pwlen, inf, pbe)) == NULL) {
-		snprintf(errstr, errlen, "cannot encrypt the key");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot encrypt the key");
 		goto fail;
 	}
 	pbe = NULL;	/* now owned by sig */
 	if ((n = i2d_X509_SIG(sig, &buf)) <= 0) {
-		snprintf(errstr, errlen, "cannot encode the encrypted key");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot encode the encrypted key");
 		goto fail;
 	}
 	*out = buf;
@@ -135,7 +133,7 @@ fail:
 /* pkcs8pw_wrap - encrypt a private key under a password */
 enum km_status
 pkcs8pw_wrap(EVP_PKEY *key, const char *pw, size_t pwlen, int iter,
-    unsigned char **out, size_t *outlen, char *errstr, size_t errlen)
+    unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	PKCS8_PRIV_KEY_INFO *inf;
 	enum km_status st;
@@ -144,10 +142,10 @@ pkcs8pw_wrap(EVP_PKEY *key, const char *pw, size_t pwlen, int iter,
 	*outlen = 0;
 	if (key == NULL || (inf = EVP_PKEY2PKCS8(key)) == NULL) {
 		drain("pkcs8pw wrap");
-		snprintf(errstr, errlen, "cannot encode the private key");
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "cannot encode the private key");
 	}
-	st = wrap_inf(inf, pw, pwlen, iter, out, outlen, errstr, errlen);
+	st = wrap_inf(inf, pw, pwlen, iter, out, outlen, err);
 	PKCS8_PRIV_KEY_INFO_free(inf);	/* wipes the key bytes */
 	return st;
 }
@@ -156,7 +154,7 @@ pkcs8pw_wrap(EVP_PKEY *key, const char *pw, size_t pwlen, int iter,
 enum km_status
 pkcs8pw_wrap_der(const unsigned char *p8, size_t p8len, const char *pw,
     size_t pwlen, int iter, unsigned char **out, size_t *outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	const unsigned char *p = p8;
 	PKCS8_PRIV_KEY_INFO *inf = NULL;
@@ -169,17 +167,17 @@ pkcs8pw_wrap_der(const unsigned char *p8, size_t p8len, const char *pw,
 	    p != p8 + p8len) {
 		PKCS8_PRIV_KEY_INFO_free(inf);
 		drain("pkcs8pw wrap");
-		snprintf(errstr, errlen, "not a DER PrivateKeyInfo");
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "not a DER PrivateKeyInfo");
 	}
-	st = wrap_inf(inf, pw, pwlen, iter, out, outlen, errstr, errlen);
+	st = wrap_inf(inf, pw, pwlen, iter, out, outlen, err);
 	PKCS8_PRIV_KEY_INFO_free(inf);
 	return st;
 }
 
 /* check_pbes2 - refuse anything but PBES2/PBKDF2/AES-CBC with sane counts */
 static enum km_status
-check_pbes2(const X509_SIG *sig, char *errstr, size_t errlen)
+check_pbes2(const X509_SIG *sig, struct kmerr *err)
 {
 	const X509_ALGOR *alg = NULL;
 	const ASN1_OBJECT *oid = NULL;
@@ -193,35 +191,41 @@ check_pbes2(const X509_SIG *sig, char *errstr, size_t errlen)
 	X509_SIG_get0(sig, &alg, NULL);
 	X509_ALGOR_get0(&oid, &ptype, &pval, alg);
 	if (OBJ_obj2nid(oid) != NID_pbes2) {
-		snprintf(errstr, errlen, "not a PBES2-encrypted key");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not a PBES2-encrypted key");
 		goto out;
 	}
 	if (ptype != V_ASN1_SEQUENCE || (pbe2 = ASN1_item_unpack(pval,
 	    ASN1_ITEM_rptr(PBE2PARAM))) == NULL) {
-		snprintf(errstr, errlen, "malformed PBES2 parameters");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed PBES2 parameters");
 		goto out;
 	}
 	if (OBJ_obj2nid(pbe2->keyfunc->algorithm) != NID_id_pbkdf2) {
-		snprintf(errstr, errlen, "unsupported key derivation "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "unsupported key derivation "
 		    "(only PBKDF2)");
 		goto out;
 	}
 	cnid = OBJ_obj2nid(pbe2->encryption->algorithm);
 	if (cnid != NID_aes_256_cbc && cnid != NID_aes_192_cbc &&
 	    cnid != NID_aes_128_cbc) {
-		snprintf(errstr, errlen, "unsupported cipher (only AES-CBC)");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "unsupported cipher (only AES-CBC)");
 		goto out;
 	}
 	if (pbe2->keyfunc->parameter == NULL ||
 	    pbe2->keyfunc->parameter->type != V_ASN1_SEQUENCE ||
 	    (kdf = ASN1_item_unpack(pbe2->keyfunc->parameter->value.sequence,
 	    ASN1_ITEM_rptr(PBKDF2PARAM))) == NULL) {
-		snprintf(errstr, errlen, "malformed PBKDF2 parameters");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed PBKDF2 parameters");
 		goto out;
 	}
 	iter = ASN1_INTEGER_get(kdf->iter);
 	if (iter < 1 || iter > PKCS8PW_ITER_MAX) {
-		snprintf(errstr, errlen, "PBKDF2 iteration count out of range "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "PBKDF2 iteration count out of range "
 		    "1..%d", PKCS8PW_ITER_MAX);
 		goto out;
 	}
@@ -235,7 +239,7 @@ out:
 /* decrypt_inf - check and decrypt DER EncryptedPrivateKeyInfo */
 static enum km_status
 decrypt_inf(const unsigned char *der, size_t len, const char *pw, size_t pwlen,
-    PKCS8_PRIV_KEY_INFO **out, char *errstr, size_t errlen)
+    PKCS8_PRIV_KEY_INFO **out, struct kmerr *err)
 {
 	const unsigned char *p = der;
 	X509_SIG *sig = NULL;
@@ -245,22 +249,22 @@ decrypt_inf(const unsigned char *der, size_t len, const char *pw, size_t pwlen,
 	if (der == NULL || len == 0 || len > LONG_MAX ||
 	    (sig = d2i_X509_SIG(NULL, &p, (long)len)) == NULL ||
 	    p != der + len) {
-		snprintf(errstr, errlen, "not a DER EncryptedPrivateKeyInfo");
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "not a DER EncryptedPrivateKeyInfo");
 		goto out;
 	}
-	if ((st = check_pbes2(sig, errstr, errlen)) != KM_OK)
+	if ((st = check_pbes2(sig, err)) != KM_OK)
 		goto out;
 	if (pw == NULL || pwlen == 0 || pwlen > INT_MAX) {
-		snprintf(errstr, errlen, "wrong password (empty)");
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "wrong password (empty)");
 		goto out;
 	}
 	/* Bad padding or an undecodable plaintext: the password is wrong
 	 * (or the ciphertext damaged, which looks the same). */
 	if ((*out = PKCS8_decrypt(sig, pw, (int)pwlen)) == NULL) {
-		snprintf(errstr, errlen, "wrong password");
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "wrong password");
 		goto out;
 	}
 	st = KM_OK;
@@ -273,8 +277,7 @@ out:
 /* pkcs8pw_unwrap - decrypt to DER PrivateKeyInfo in secure memory */
 enum km_status
 pkcs8pw_unwrap(const unsigned char *der, size_t len, const char *pw,
-    size_t pwlen, unsigned char **out, size_t *outlen, char *errstr,
-    size_t errlen)
+    size_t pwlen, unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	PKCS8_PRIV_KEY_INFO *inf = NULL;
 	unsigned char *buf = NULL, *q;
@@ -283,24 +286,23 @@ pkcs8pw_unwrap(const unsigned char *der, size_t len, const char *pw,
 
 	*out = NULL;
 	*outlen = 0;
-	if ((st = decrypt_inf(der, len, pw, pwlen, &inf, errstr, errlen))
+	if ((st = decrypt_inf(der, len, pw, pwlen, &inf, err))
 	    != KM_OK)
 		return st;
 	if ((n = i2d_PKCS8_PRIV_KEY_INFO(inf, NULL)) <= 0) {
-		snprintf(errstr, errlen, "cannot encode the decrypted key");
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "cannot encode the decrypted key");
 		goto out;
 	}
 	if ((buf = secmem_alloc((size_t)n)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	q = buf;
 	if (i2d_PKCS8_PRIV_KEY_INFO(inf, &q) != n) {
-		snprintf(errstr, errlen, "cannot encode the decrypted key");
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "cannot encode the decrypted key");
 		buf = secmem_free(buf, (size_t)n);
-		st = KM_PROTO;
 		goto out;
 	}
 	*out = buf;
@@ -314,18 +316,18 @@ out:
 /* pkcs8pw_unwrap_pkey - decrypt to an EVP_PKEY */
 enum km_status
 pkcs8pw_unwrap_pkey(const unsigned char *der, size_t len, const char *pw,
-    size_t pwlen, EVP_PKEY **out, char *errstr, size_t errlen)
+    size_t pwlen, EVP_PKEY **out, struct kmerr *err)
 {
 	PKCS8_PRIV_KEY_INFO *inf = NULL;
 	enum km_status st;
 
 	*out = NULL;
-	if ((st = decrypt_inf(der, len, pw, pwlen, &inf, errstr, errlen))
+	if ((st = decrypt_inf(der, len, pw, pwlen, &inf, err))
 	    != KM_OK)
 		return st;
 	if ((*out = EVP_PKCS82PKEY(inf)) == NULL) {
-		snprintf(errstr, errlen, "decrypted key cannot be decoded");
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "decrypted key cannot be decoded");
 	}
 	drain("pkcs8pw unwrap");
 	PKCS8_PRIV_KEY_INFO_free(inf);

@@ -45,6 +45,7 @@
 
 #include <openssl/evp.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 #define PKCS8PW_ITER_MIN	100000
@@ -62,17 +63,17 @@ const char	*pkcs8pw_kind_name(enum pkcs8pw_kind);
 
 enum km_status	 pkcs8pw_wrap(EVP_PKEY *key, const char *pw, size_t pwlen,
 		    int iter, unsigned char **out, size_t *outlen,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 pkcs8pw_wrap_der(const unsigned char *p8, size_t p8len,
 		    const char *pw, size_t pwlen, int iter,
 		    unsigned char **out, size_t *outlen,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 pkcs8pw_unwrap(const unsigned char *der, size_t len,
 		    const char *pw, size_t pwlen,
 		    unsigned char **out, size_t *outlen,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 pkcs8pw_unwrap_pkey(const unsigned char *der, size_t len,
 		    const char *pw, size_t pwlen, EVP_PKEY **out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

@@ -32,19 +32,6 @@ struct seal_key {
 	unsigned char	name[32];
 };
 
-/* seterr - format a reason into a caller's buffer (which may be NULL) */
-static void KM_PRINTF(3, 4)
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* hkdf - derive len bytes from ikm with HKDF-SHA256 and the given info */
 static int
 hkdf(const unsigned char *ikm, size_t ikmlen, const char *info,
@@ -81,23 +68,23 @@ out:
 
 /* seal_key_from_bytes - derive the two subkeys from raw key bytes */
 struct seal_key *
-seal_key_from_bytes(const unsigned char *ikm, size_t len, char *errstr,
-    size_t errlen)
+seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 {
 	struct seal_key *key;
 
 	if (ikm == NULL || len != SEAL_KEY_LEN) {
-		seterr(errstr, errlen, "seal key must be %d bytes, not %zu",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "seal key must be %d bytes, not %zu",
 		    SEAL_KEY_LEN, len);
 		return NULL;
 	}
 	if ((key = secmem_alloc(sizeof(*key))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	if (!hkdf(ikm, len, "aead", key->aead, sizeof(key->aead)) ||
 	    !hkdf(ikm, len, "name", key->name, sizeof(key->name))) {
-		seterr(errstr, errlen, "HKDF-SHA256 failed");
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HKDF-SHA256 failed");
 		return seal_key_free(key);
 	}
 	return key;
@@ -112,7 +99,7 @@ seal_key_free(struct seal_key *key)
 
 /* seal_key_create - write a new random seal key file, mode 0600, O_EXCL */
 enum km_status
-seal_key_create(const char *path, char *errstr, size_t errlen)
+seal_key_create(const char *path, struct kmerr *err)
 {
 	unsigned char raw[SEAL_KEY_LEN];
 	enum km_status st = KM_PERMFAIL;
@@ -121,17 +108,20 @@ seal_key_create(const char *path, char *errstr, size_t errlen)
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
 		log_openssl("seal: RAND_bytes");
-		seterr(errstr, errlen, "no randomness for the seal key");
-		return KM_TEMPFAIL;
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "no randomness for the seal key");
 	}
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600)) == -1) {
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL,
+		    errno == EEXIST ? KMERR_EXISTS : KMERR_NONE, "%s: %s", path,
+		    strerror(errno));
 		goto out;
 	}
 	/* The umask may only narrow the mode; make it exact anyway. */
 	if (fchmod(fd, 0600) == -1) {
-		seterr(errstr, errlen, "%s: chmod: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: chmod: %s", path, strerror(errno));
 		goto fail;
 	}
 	while (off < sizeof(raw)) {
@@ -140,7 +130,8 @@ seal_key_create(const char *path, char *errstr, size_t errlen)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			seterr(errstr, errlen, "%s: write: %s", path,
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "%s: write: %s", path,
 			    n == 0 ? "short write" : strerror(errno));
 			goto fail;
 		}
@@ -148,7 +139,8 @@ seal_key_create(const char *path, char *errstr, size_t errlen)
 	}
 	if (fsync(fd) == -1 || close(fd) == -1) {
 		fd = -1;
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	fd = -1;
@@ -168,7 +160,7 @@ out:
 
 /* seal_key_load - read a seal key file, refusing unsafe modes and owners */
 struct seal_key *
-seal_key_load(const char *path, char *errstr, size_t errlen)
+seal_key_load(const char *path, struct kmerr *err)
 {
 	unsigned char raw[SEAL_KEY_LEN + 1];
 	struct seal_key *key = NULL;
@@ -177,27 +169,33 @@ seal_key_load(const char *path, char *errstr, size_t errlen)
 	int fd, saved;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL,
+		    errno == ENOENT ? KMERR_NOTFOUND : KMERR_NONE, "%s: %s", path,
+		    strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &sb) == -1) {
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		seterr(errstr, errlen, "%s: not a regular file", path);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: not a regular file", path);
 		goto out;
 	}
 	/* Root loads the key at start-up, before dropping to the user
 	 * that owns it; anyone else must own it (or root must). */
 	if (geteuid() != 0 && sb.st_uid != geteuid() && sb.st_uid != 0) {
-		seterr(errstr, errlen, "%s: owned by uid %lu, not by the "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: owned by uid %lu, not by the "
 		    "running user (uid %lu) or root", path, (unsigned long)sb.st_uid,
 		    (unsigned long)geteuid());
 		goto out;
 	}
 	if (sb.st_mode & 077) {
-		seterr(errstr, errlen, "%s: mode %04o is group or world "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: mode %04o is group or world "
 		    "accessible (must be 0600 or stricter)", path,
 		    (unsigned)(sb.st_mode & 07777));
 		goto out;
@@ -208,7 +206,8 @@ seal_key_load(const char *path, char *errstr, size_t errlen)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1) {
-			seterr(errstr, errlen, "%s: %s", path, strerror(errno));
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "%s: %s", path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -218,12 +217,13 @@ seal_key_load(const char *path, char *errstr, size_t errlen)
 			break;
 	}
 	if (off != SEAL_KEY_LEN) {
-		seterr(errstr, errlen, "%s: a seal key is exactly %d bytes, "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: a seal key is exactly %d bytes, "
 		    "this file has %s%zu", path, SEAL_KEY_LEN,
 		    off == sizeof(raw) ? "more than " : "", off);
 		goto out;
 	}
-	key = seal_key_from_bytes(raw, SEAL_KEY_LEN, errstr, errlen);
+	key = seal_key_from_bytes(raw, SEAL_KEY_LEN, err);
 out:
 	saved = errno;
 	secmem_wipe(raw, sizeof(raw));
@@ -359,8 +359,7 @@ aead_init(const struct seal_key *key, const unsigned char *nonce,
 enum km_status
 seal_seal(const struct seal_key *key, const char *name,
     const unsigned char *payload, size_t len, int64_t expires,
-    unsigned flags, unsigned char **out, size_t *outlen, char *errstr,
-    size_t errlen)
+    unsigned flags, unsigned char **out, size_t *outlen, struct kmerr *err)
 {
 	EVP_CIPHER_CTX *ctx = NULL;
 	unsigned char inner[SEAL_INNER_LEN], *buf = NULL, *ct;
@@ -371,20 +370,17 @@ seal_seal(const struct seal_key *key, const char *name,
 	*out = NULL;
 	*outlen = 0;
 	if (key == NULL || name == NULL || *name == '\0' ||
-	    (payload == NULL && len > 0) || len > (1u << 30)) {
-		seterr(errstr, errlen, "bad arguments to seal");
-		return KM_PROTO;
-	}
+	    (payload == NULL && len > 0) || len > (1u << 30))
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "bad arguments to seal");
 	total = SEAL_OVERHEAD + len;
-	if ((buf = malloc(total)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
+	if ((buf = malloc(total)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	buf[0] = SEAL_VERSION;
 	if (RAND_bytes(buf + 1, SEAL_NONCE_LEN) != 1) {
 		log_openssl("seal: RAND_bytes");
-		seterr(errstr, errlen, "no randomness for the nonce");
-		st = KM_TEMPFAIL;
+		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "no randomness for the nonce");
 		goto fail;
 	}
 	put_be64(inner, (uint64_t)expires);
@@ -398,7 +394,8 @@ seal_seal(const struct seal_key *key, const char *name,
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN,
 	    ct + n1 + n2 + n3) != 1) {
 		log_openssl("seal: AES-256-GCM encrypt");
-		seterr(errstr, errlen, "AES-256-GCM encryption failed");
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "AES-256-GCM encryption failed");
 		goto fail;
 	}
 	EVP_CIPHER_CTX_free(ctx);
@@ -416,8 +413,7 @@ fail:
 enum km_status
 seal_open(const struct seal_key *key, const char *name,
     const unsigned char *in, size_t inlen, int64_t now, unsigned char **out,
-    size_t *outlen, unsigned *flags, int64_t *expires, char *errstr,
-    size_t errlen)
+    size_t *outlen, unsigned *flags, int64_t *expires, struct kmerr *err)
 {
 	EVP_CIPHER_CTX *ctx = NULL;
 	unsigned char *plain = NULL, tag[SEAL_TAG_LEN];
@@ -430,47 +426,41 @@ seal_open(const struct seal_key *key, const char *name,
 	*out = NULL;
 	*outlen = 0;
 	if (key == NULL || name == NULL || *name == '\0' ||
-	    (in == NULL && inlen > 0)) {
-		seterr(errstr, errlen, "bad arguments to open");
-		return KM_PROTO;
-	}
-	if (inlen < 1) {
-		seterr(errstr, errlen, "empty sealed value");
-		return KM_PROTO;
-	}
-	if (in[0] != SEAL_VERSION) {
-		seterr(errstr, errlen, "unknown seal version %u", in[0]);
-		return KM_PROTO;
-	}
-	if (inlen < SEAL_OVERHEAD) {
-		seterr(errstr, errlen, "truncated sealed value (%zu bytes, "
+	    (in == NULL && inlen > 0))
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "bad arguments to open");
+	if (inlen < 1)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "empty sealed value");
+	if (in[0] != SEAL_VERSION)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "unknown seal version %u", in[0]);
+	if (inlen < SEAL_OVERHEAD)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "truncated sealed value (%zu bytes, "
 		    "at least %d needed)", inlen, SEAL_OVERHEAD);
-		return KM_PROTO;
-	}
-	if (inlen - SEAL_OVERHEAD > (1u << 30)) {
-		seterr(errstr, errlen, "sealed value too large");
-		return KM_PROTO;
-	}
+	if (inlen - SEAL_OVERHEAD > (1u << 30))
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "sealed value too large");
 	ct = in + SEAL_HEADER_LEN;
 	ctlen = inlen - SEAL_HEADER_LEN - SEAL_TAG_LEN;
 	memcpy(tag, in + inlen - SEAL_TAG_LEN, SEAL_TAG_LEN);
-	if ((plain = secmem_alloc(ctlen)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
-	}
+	if ((plain = secmem_alloc(ctlen)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	if ((ctx = aead_init(key, in + 1, name, 0)) == NULL ||
 	    EVP_DecryptUpdate(ctx, plain, &n1, ct, (int)ctlen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN,
 	    tag) != 1) {
 		log_openssl("seal: AES-256-GCM decrypt");
-		seterr(errstr, errlen, "AES-256-GCM setup failed");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "AES-256-GCM setup failed");
 		goto fail;
 	}
 	if (EVP_DecryptFinal_ex(ctx, plain + n1, &n2) != 1) {
 		/* A tag mismatch queues no useful error; drop any anyway. */
 		ERR_clear_error();
-		seterr(errstr, errlen, "authentication failed (tampered value, "
+		kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "authentication failed (tampered value, "
 		    "entry copied under another name, or another seal key)");
 		goto fail;
 	}
@@ -483,8 +473,7 @@ seal_open(const struct seal_key *key, const char *name,
 	if (expires != NULL)
 		*expires = exp;
 	if (exp <= now) {
-		seterr(errstr, errlen, "expired");
-		st = KM_PERMFAIL;
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "expired");
 		goto fail;
 	}
 	/* Move the payload to the front; the header bytes are not secret

@@ -41,7 +41,7 @@
  * ERRORS
  *	seal_key_create(): KM_OK, KM_PERMFAIL (file exists, cannot write),
  *	KM_TEMPFAIL (no randomness).
- *	seal_key_load(): NULL with a reason in errstr (missing file, wrong
+ *	seal_key_load(): NULL with a reason in err (missing file, wrong
  *	size, mode wider than 0600, wrong owner).
  *	seal_name_hash()/seal_entry_name(): KM_PROTO on a bad kind or
  *	address, KM_NOMEM.
@@ -57,6 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 #define SEAL_KEY_LEN		32
@@ -75,10 +76,10 @@
 
 struct seal_key;
 
-enum km_status	 seal_key_create(const char *path, char *errstr, size_t errlen);
-struct seal_key	*seal_key_load(const char *path, char *errstr, size_t errlen);
+enum km_status	 seal_key_create(const char *path, struct kmerr *err);
+struct seal_key	*seal_key_load(const char *path, struct kmerr *err);
 struct seal_key	*seal_key_from_bytes(const unsigned char *ikm, size_t len,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 struct seal_key	*seal_key_free(struct seal_key *key);
 
 enum km_status	 seal_name_hash(const struct seal_key *key, const char *addr,
@@ -89,10 +90,10 @@ enum km_status	 seal_entry_name(const struct seal_key *key, const char *kind,
 enum km_status	 seal_seal(const struct seal_key *key, const char *name,
 		    const unsigned char *payload, size_t len, int64_t expires,
 		    unsigned flags, unsigned char **out, size_t *outlen,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 seal_open(const struct seal_key *key, const char *name,
 		    const unsigned char *in, size_t inlen, int64_t now,
 		    unsigned char **out, size_t *outlen, unsigned *flags,
-		    int64_t *expires, char *errstr, size_t errlen);
+		    int64_t *expires, struct kmerr *err);
 
 #endif

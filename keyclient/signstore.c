@@ -34,21 +34,6 @@
 #define NEVER		INT64_C(253402300799)	/* 9999-12-31: the
 						   certificate's dates rule */
 
-static void seterr(char *, size_t, const char *, ...) KM_PRINTF(3, 4);
-
-/* seterr - format one error line into errstr, if there is one */
-static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* signstore_seal_key_path - where the gateway seal key file is */
 enum km_status
 signstore_seal_key_path(const struct kmilter_conf *conf, char *out,
@@ -69,52 +54,47 @@ signstore_seal_key_path(const struct kmilter_conf *conf, char *out,
 static enum km_status
 paths(const char *state_dir, const struct seal_key *sk, const char *addr,
     char *norm, char *dir, char *crt, char *key, char *keyname,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char h[SEAL_HASH_HEXLEN + 1];
 	enum km_status st;
 
 	if ((st = keymodel_addr_normalize(addr, norm, KEYMODEL_ADDR_MAX + 1,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
-	if (state_dir == NULL || *state_dir == '\0' || sk == NULL) {
-		seterr(errstr, errlen, "no state directory or seal key");
-		return KM_PERMFAIL;
-	}
+	if (state_dir == NULL || *state_dir == '\0' || sk == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "no state directory or seal key");
 	if ((st = seal_name_hash(sk, norm, h)) != KM_OK) {
-		seterr(errstr, errlen, "cannot hash the address");
+		kmerr_set(err, st, KMERR_NONE, "cannot hash the address");
 		return st;
 	}
 	snprintf(keyname, FILE_MAX, "%s.key", h);
 	if (snprintf(dir, PATH_MAX, "%s/%s", state_dir, SIGN_DIR) >= PATH_MAX ||
 	    snprintf(crt, PATH_MAX, "%s/%s.crt", dir, h) >= PATH_MAX ||
-	    snprintf(key, PATH_MAX, "%s/%s", dir, keyname) >= PATH_MAX) {
-		seterr(errstr, errlen, "state directory path too long");
-		return KM_PROTO;
-	}
+	    snprintf(key, PATH_MAX, "%s/%s", dir, keyname) >= PATH_MAX)
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "state directory path too long");
 	return KM_OK;
 }
 
 /* write_file - write bytes to path via a 0600 temporary file and rename */
 static enum km_status
 write_file(const char *path, const unsigned char *buf, size_t len,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char tmp[PATH_MAX];
 	size_t off = 0;
 	ssize_t w;
 	int fd, saved;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		seterr(errstr, errlen, "path too long");
-		return KM_PROTO;
-	}
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return kmerr_set(err, KM_PROTO, KMERR_NONE, "path too long");
 	unlink(tmp);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
-	    -1) {
-		seterr(errstr, errlen, "%s: %s", tmp, strerror(errno));
-		return KM_PERMFAIL;
-	}
+	    -1)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", tmp, strerror(errno));
 	while (off < len) {
 		if ((w = write(fd, buf + off, len - off)) < 0) {
 			if (errno == EINTR)
@@ -136,7 +116,8 @@ fail:
 	if (fd != -1)
 		close(fd);
 	unlink(tmp);
-	seterr(errstr, errlen, "%s: %s", path, strerror(saved));
+	kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+	    "%s: %s", path, strerror(saved));
 	errno = saved;
 	return KM_PERMFAIL;
 }
@@ -144,7 +125,7 @@ fail:
 /* read_file - read a whole private file (regular, not group/world readable) */
 static enum km_status
 read_file(const char *path, size_t max, unsigned char **out, size_t *outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct stat sb;
 	unsigned char *buf = NULL;
@@ -155,31 +136,30 @@ read_file(const char *path, size_t max, unsigned char **out, size_t *outlen,
 	*out = NULL;
 	*outlen = 0;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		if (errno == ENOENT)
-			return KM_PERMFAIL;	/* caller words it */
-		seterr(errstr, errlen, "%s: %s", path, strerror(errno));
-		return KM_PERMFAIL;
+		/* KMERR_NOTFOUND: the caller words it */
+		return kmerr_set(err, KM_PERMFAIL, errno == ENOENT ?
+		    KMERR_NOTFOUND : KMERR_NONE, "%s: %s", path,
+		    strerror(errno));
 	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		close(fd);
-		seterr(errstr, errlen, "%s: not a regular file", path);
-		return KM_PERMFAIL;
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: not a regular file", path);
 	}
 	if ((sb.st_mode & 077) != 0) {
 		close(fd);
-		seterr(errstr, errlen, "%s: mode %03o is too open (0600 "
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: mode %03o is too open (0600 "
 		    "needed)", path, (unsigned)(sb.st_mode & 0777));
-		return KM_PERMFAIL;
 	}
 	if (sb.st_size <= 0 || (uintmax_t)sb.st_size > max) {
 		close(fd);
-		seterr(errstr, errlen, "%s: bad size", path);
-		return KM_PROTO;
+		return kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "%s: bad size", path);
 	}
 	if ((buf = secmem_alloc((size_t)sb.st_size)) == NULL) {
 		close(fd);
-		seterr(errstr, errlen, "out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	}
 	while (off < (size_t)sb.st_size) {
 		r = read(fd, buf + off, (size_t)sb.st_size - off);
@@ -188,8 +168,8 @@ read_file(const char *path, size_t max, unsigned char **out, size_t *outlen,
 		if (r <= 0) {
 			close(fd);
 			secmem_free(buf, (size_t)sb.st_size);
-			seterr(errstr, errlen, "%s: short read", path);
-			return KM_PERMFAIL;
+			return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "%s: short read", path);
 		}
 		off += (size_t)r;
 	}
@@ -202,7 +182,7 @@ read_file(const char *path, size_t max, unsigned char **out, size_t *outlen,
 /* cert_pem - the certificate then the CA certificate, PEM, malloc'd */
 static enum km_status
 cert_pem(X509 *cert, X509 *ca, unsigned char **out, size_t *outlen,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	BIO *b;
 	char *p;
@@ -216,8 +196,8 @@ cert_pem(X509 *cert, X509 *ca, unsigned char **out, size_t *outlen,
 	    (*out = malloc((size_t)n)) == NULL) {
 		BIO_free(b);
 		ERR_clear_error();
-		seterr(errstr, errlen, "cannot encode the certificate");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot encode the certificate");
 	}
 	memcpy(*out, p, (size_t)n);
 	*outlen = (size_t)n;
@@ -229,7 +209,7 @@ cert_pem(X509 *cert, X509 *ca, unsigned char **out, size_t *outlen,
 enum km_status
 signstore_enroll(const char *state_dir, const struct seal_key *sk,
     const char *addr, X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
-    int days, char *errstr, size_t errlen)
+    int days, struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
 	char keyp[PATH_MAX], keyname[FILE_MAX];
@@ -242,41 +222,39 @@ signstore_enroll(const char *state_dir, const struct seal_key *sk,
 	int n;
 
 	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		seterr(errstr, errlen, "%s: %s", dir, strerror(errno));
-		return KM_PERMFAIL;
-	}
-	if (chmod(dir, 0700) != 0) {
-		seterr(errstr, errlen, "%s: %s", dir, strerror(errno));
-		return KM_PERMFAIL;
-	}
-	if ((st = keymodel_keygen(keytype, &key, errstr, errlen)) != KM_OK ||
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", dir, strerror(errno));
+	if (chmod(dir, 0700) != 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: %s", dir, strerror(errno));
+	if ((st = keymodel_keygen(keytype, &key, err)) != KM_OK ||
 	    (st = keymodel_issue_cert(key, norm, ca_cert, ca_key,
 	    days > 0 ? days : KEYMODEL_DAYS_SIGN, KEYMODEL_USE_SIGN, &cert,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto out;
 	if ((p8 = EVP_PKEY2PKCS8(key)) == NULL ||
 	    (n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL)) <= 0 ||
 	    (der = secmem_alloc((size_t)n)) == NULL) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "cannot encode the signing key");
-		st = KM_NOMEM;
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot encode the signing key");
 		goto out;
 	}
 	derlen = (size_t)n;
 	p = der;
 	i2d_PKCS8_PRIV_KEY_INFO(p8, &p);
 	if ((st = seal_seal(sk, keyname, der, derlen, NEVER, 0, &sealed,
-	    &sealedlen, errstr, errlen)) != KM_OK ||
-	    (st = cert_pem(cert, ca_cert, &pem, &pemlen, errstr, errlen)) !=
+	    &sealedlen, err)) != KM_OK ||
+	    (st = cert_pem(cert, ca_cert, &pem, &pemlen, err)) !=
 	    KM_OK)
 		goto out;
 	/* key first: a certificate is never there without its key */
-	if ((st = write_file(keyp, sealed, sealedlen, errstr, errlen)) !=
+	if ((st = write_file(keyp, sealed, sealedlen, err)) !=
 	    KM_OK ||
-	    (st = write_file(crt, pem, pemlen, errstr, errlen)) != KM_OK)
+	    (st = write_file(crt, pem, pemlen, err)) != KM_OK)
 		goto out;
 	log_info("signstore: signing key for %s enrolled", norm);
 out:
@@ -293,10 +271,11 @@ out:
 enum km_status
 signstore_load(const char *state_dir, const struct seal_key *sk,
     const char *addr, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
-	char keyp[PATH_MAX], keyname[FILE_MAX], e[256];
+	char keyp[PATH_MAX], keyname[FILE_MAX];
+	struct kmerr e;
 	unsigned char *sealed = NULL, *der = NULL, *pem = NULL;
 	const unsigned char *p;
 	size_t sealedlen = 0, derlen = 0, pemlen = 0;
@@ -312,59 +291,59 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 	if (chain != NULL)
 		*chain = NULL;
 	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
-	e[0] = '\0';
-	if ((st = read_file(keyp, SEALED_MAX, &sealed, &sealedlen, e,
-	    sizeof(e))) != KM_OK ||
-	    (st = read_file(crt, CERTS_MAX, &pem, &pemlen, e, sizeof(e))) !=
-	    KM_OK) {
-		if (e[0] == '\0')
-			seterr(errstr, errlen, "no signing key for %s here",
-			    norm);
+	if ((st = read_file(keyp, SEALED_MAX, &sealed, &sealedlen, &e)) !=
+	    KM_OK ||
+	    (st = read_file(crt, CERTS_MAX, &pem, &pemlen, &e)) != KM_OK) {
+		if (kmerr_is(&e, KMERR_NOTFOUND))
+			kmerr_set(err, st, KMERR_NOTFOUND,
+			    "no signing key for %s here", norm);
 		else
-			seterr(errstr, errlen, "signing key for %s: %s", norm,
-			    e);
+			kmerr_set(err, st, e.reason, "signing key for %s: %s",
+			    norm, e.msg);
 		goto out;
 	}
 	if ((st = seal_open(sk, keyname, sealed, sealedlen, (int64_t)time(NULL), &der, &derlen,
-	    NULL, NULL, e, sizeof(e))) != KM_OK) {
-		seterr(errstr, errlen, "signing key for %s does not open: %s",
-		    norm, e);
-		st = KM_PROTO;
+	    NULL, NULL, &e)) != KM_OK) {
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "signing key for %s does not open: %s",
+		    norm, e.msg);
 		goto out;
 	}
 	p = der;
 	if (derlen > LONG_MAX ||
 	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)derlen)) == NULL ||
 	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
-		seterr(errstr, errlen, "signing key for %s does not parse",
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "signing key for %s does not parse",
 		    norm);
-		st = KM_PROTO;
 		goto out;
 	}
 	if ((b = BIO_new_mem_buf(pem, (int)pemlen)) == NULL ||
 	    (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
-		seterr(errstr, errlen, "signing certificate for %s does not "
+		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
+		    "signing certificate for %s does not "
 		    "parse", norm);
-		st = KM_PROTO;
 		goto out;
 	}
-	if ((st = keymodel_check_pair(x, k, e, sizeof(e))) != KM_OK) {
-		seterr(errstr, errlen, "signing key for %s: %s", norm, e);
+	if ((st = keymodel_check_pair(x, k, &e)) != KM_OK) {
+		kmerr_set(err, st, e.reason, "signing key for %s: %s", norm,
+		    e.msg);
 		goto out;
 	}
 	if (chain != NULL) {
 		if ((ch = sk_X509_new_null()) == NULL) {
 			st = KM_NOMEM;
-			seterr(errstr, errlen, "out of memory");
+			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 			goto out;
 		}
 		while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
 			if (sk_X509_push(ch, c) <= 0) {
 				X509_free(c);
 				st = KM_NOMEM;
-				seterr(errstr, errlen, "out of memory");
+				kmerr_set(err, KM_NOMEM, KMERR_NONE,
+				    "out of memory");
 				goto out;
 			}
 		*chain = ch;
@@ -391,7 +370,7 @@ out:
 /* signstore_remove - delete addr's signing key and certificate */
 enum km_status
 signstore_remove(const char *state_dir, const struct seal_key *sk,
-    const char *addr, char *errstr, size_t errlen)
+    const char *addr, struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
 	char keyp[PATH_MAX], keyname[FILE_MAX];
@@ -399,15 +378,14 @@ signstore_remove(const char *state_dir, const struct seal_key *sk,
 	int gone = 0;
 
 	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
 	if (unlink(crt) == 0)
 		gone++;
 	if (unlink(keyp) == 0)
 		gone++;
-	if (gone == 0) {
-		seterr(errstr, errlen, "no signing key for %s here", norm);
-		return KM_PERMFAIL;
-	}
+	if (gone == 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no signing key for %s here", norm);
 	return KM_OK;
 }

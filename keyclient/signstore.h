@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "status.h"
 
 struct seal_key;
@@ -57,14 +58,13 @@ struct kmilter_conf;
 enum km_status	 signstore_enroll(const char *state_dir,
 		    const struct seal_key *, const char *addr, X509 *ca_cert,
 		    EVP_PKEY *ca_key, const char *keytype, int days,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 enum km_status	 signstore_load(const char *state_dir,
 		    const struct seal_key *, const char *addr, X509 **cert,
-		    EVP_PKEY **key, STACK_OF(X509) **chain, char *errstr,
-		    size_t errlen);
+		    EVP_PKEY **key, STACK_OF(X509) **chain, struct kmerr *err);
 enum km_status	 signstore_remove(const char *state_dir,
-		    const struct seal_key *, const char *addr, char *errstr,
-		    size_t errlen);
+		    const struct seal_key *, const char *addr,
+		    struct kmerr *err);
 enum km_status	 signstore_seal_key_path(const struct kmilter_conf *,
 		    char *out, size_t outlen);
 

@@ -22,7 +22,8 @@
 static struct seal_key *
 ensure_seal_key(const struct kmilter_conf *conf, int create, int *created)
 {
-	char path[PATH_MAX], err[512];
+	char path[PATH_MAX];
+	struct kmerr err;
 	struct seal_key *sk;
 
 	*created = 0;
@@ -36,14 +37,14 @@ ensure_seal_key(const struct kmilter_conf *conf, int create, int *created)
 			kmctl_warn("%s: %s", conf->state_dir, strerror(errno));
 			return NULL;
 		}
-		if (seal_key_create(path, err, sizeof(err)) != KM_OK) {
-			kmctl_warn("%s", err);
+		if (seal_key_create(path, &err) != KM_OK) {
+			kmctl_warn("%s", err.msg);
 			return NULL;
 		}
 		*created = 1;
 	}
-	if ((sk = seal_key_load(path, err, sizeof(err))) == NULL)
-		kmctl_warn("%s", err);
+	if ((sk = seal_key_load(path, &err)) == NULL)
+		kmctl_warn("%s", err.msg);
 	return sk;
 }
 
@@ -75,7 +76,8 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	struct seal_key *sk;
 	X509 *ca = NULL, *cert = NULL;
 	EVP_PKEY *cakey = NULL, *key = NULL;
-	char err[512], fp[96];
+	char fp[96];
+	struct kmerr err;
 	enum km_status st;
 	int created, rc = EX_FAIL;
 
@@ -89,10 +91,10 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 		goto out;
 	}
 	if ((st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
-	    o->keytype, o->days, err, sizeof(err))) != KM_OK ||
+	    o->keytype, o->days, &err)) != KM_OK ||
 	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
-	    err, sizeof(err))) != KM_OK) {
-		kmctl_warn("signing-enroll %s: %s", addr, err);
+	    &err)) != KM_OK) {
+		kmctl_warn("signing-enroll %s: %s", addr, err.msg);
 		rc = EX_FAIL;
 		goto out;
 	}

@@ -29,7 +29,8 @@ enroll_or_renew(const struct kmilter_conf *conf, const struct opts *o,
 	struct keymodel *km = NULL;
 	X509 *ca = NULL;
 	EVP_PKEY *cakey = NULL;
-	char err[512], *pw = NULL;
+	char *pw = NULL;
+	struct kmerr err;
 	size_t pwlen = 0;
 	enum km_status st;
 	int gen = 0, rc = EX_FAIL;
@@ -51,13 +52,14 @@ enroll_or_renew(const struct kmilter_conf *conf, const struct opts *o,
 		goto out;
 	if (renew)
 		st = keymodel_renew(km, addr, ca, cakey, o->keytype, o->days,
-		    &gen, err, sizeof(err));
+		    &gen, &err);
 	else
 		st = keymodel_enroll_protected(km, addr, ca, cakey, o->keytype,
-		    o->days, pw, pwlen, &gen, err, sizeof(err));
+		    o->days, pw, pwlen, &gen, &err);
 	if (st != KM_OK) {
-		kmctl_warn("%s %s: %s", renew ? "renew" : "enroll", addr, err);
-		rc = kmctl_exit_for(st, err);
+		kmctl_warn("%s %s: %s", renew ? "renew" : "enroll", addr,
+		    err.msg);
+		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
 	kmctl_after_change(conf, addr);
@@ -79,7 +81,8 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, int set)
 {
 	struct keymodel *km = NULL;
-	char err[512], *pw;
+	char *pw;
+	struct kmerr err;
 	size_t pwlen = 0;
 	enum km_status st;
 	int n = 0, rc;
@@ -91,19 +94,17 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
 		return EX_FAIL;
 	}
 	if (set)
-		st = keymodel_set_password(km, addr, pw, pwlen, &n, err,
-		    sizeof(err));
+		st = keymodel_set_password(km, addr, pw, pwlen, &n, &err);
 	else
-		st = keymodel_clear_password(km, addr, pw, pwlen, &n, err,
-		    sizeof(err));
+		st = keymodel_clear_password(km, addr, pw, pwlen, &n, &err);
 	secmem_free(pw, PW_MAX + 1);
 	keymodel_free(km);
 	if (st != KM_OK) {
 		if (n > 0)		/* some generations did change */
 			kmctl_after_change(conf, addr);
 		kmctl_warn("%s %s: %s", set ? "set-password" : "clear-password",
-		    addr, err);
-		return kmctl_exit_for(st, err);
+		    addr, err.msg);
+		return kmctl_exit_for(st, &err);
 	}
 	rc = kmctl_after_change(conf, addr);	/* also when nothing changed */
 	printf("%s: protection %s (%d generation%s changed)\n", addr,
@@ -153,7 +154,8 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, const char *genarg)
 {
 	struct keymodel *km;
-	char err[512], *end;
+	char *end;
+	struct kmerr err;
 	enum km_status st;
 	long gen = 0;
 	int n = 0;
@@ -170,13 +172,13 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	if ((km = kmctl_open_km(conf)) == NULL)
 		return EX_FAIL;
-	st = keymodel_revoke(km, addr, (int)gen, &n, err, sizeof(err));
+	st = keymodel_revoke(km, addr, (int)gen, &n, &err);
 	keymodel_free(km);
 	if (n > 0)
 		kmctl_after_change(conf, addr);
 	if (st != KM_OK) {
-		kmctl_warn("revoke %s: %s", addr, err);
-		return kmctl_exit_for(st, err);
+		kmctl_warn("revoke %s: %s", addr, err.msg);
+		return kmctl_exit_for(st, &err);
 	}
 	printf("%s: %d generation%s revoked\n", addr, n, n == 1 ? "" : "s");
 	return EX_OK_;
@@ -189,7 +191,8 @@ cmd_import(const struct kmilter_conf *conf, const struct opts *o,
 {
 	struct keymodel *km = NULL;
 	unsigned char *buf;
-	char err[512], *pw = NULL;
+	char *pw = NULL;
+	struct kmerr err;
 	size_t len, pwlen = 0;
 	enum km_status st;
 	int gen = 0, rc = EX_FAIL, is_p12;
@@ -207,13 +210,12 @@ cmd_import(const struct kmilter_conf *conf, const struct opts *o,
 		goto out;
 	if (is_p12)
 		st = keymodel_import_p12(km, addr, buf, len, pw ? pw : "",
-		    pwlen, &gen, err, sizeof(err));
+		    pwlen, &gen, &err);
 	else
-		st = keymodel_import_cert(km, addr, buf, len, &gen, err,
-		    sizeof(err));
+		st = keymodel_import_cert(km, addr, buf, len, &gen, &err);
 	if (st != KM_OK) {
-		kmctl_warn("import %s: %s", addr, err);
-		rc = kmctl_exit_for(st, err);
+		kmctl_warn("import %s: %s", addr, err.msg);
+		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
 	kmctl_after_change(conf, addr);

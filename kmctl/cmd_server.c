@@ -17,7 +17,8 @@ cmd_ping(const struct kmilter_conf *conf, const struct opts *o,
     const char *a1, const char *a2)
 {
 	struct keymodel *km;
-	char err[512], ver[16];
+	char ver[16];
+	struct kmerr err;
 	double ms;
 	int i, rc = EX_OK_;
 
@@ -28,7 +29,7 @@ cmd_ping(const struct kmilter_conf *conf, const struct opts *o,
 		return EX_FAIL;
 	for (i = 0; i < 2; i++) {
 		enum km_status st = keymodel_ping(km, i, &ms, ver,
-		    sizeof(ver), err, sizeof(err));
+		    sizeof(ver), &err);
 
 		if (st == KM_OK)
 			printf("%s %s:%d: OK KMIP %s, %.1f ms\n",
@@ -39,7 +40,7 @@ cmd_ping(const struct kmilter_conf *conf, const struct opts *o,
 			printf("%s %s:%d: error: %s\n",
 			    keymodel_server_name(km, i),
 			    conf->km_servers[i].host,
-			    conf->km_servers[i].port, err);
+			    conf->km_servers[i].port, err.msg);
 			if (rc == EX_OK_)
 				rc = st == KM_TEMPFAIL ? EX_UNREACH : EX_FAIL;
 		}
@@ -53,14 +54,15 @@ int
 cmd_stats(const struct kmilter_conf *conf, const struct opts *o,
     const char *a1, const char *a2)
 {
-	char out[8192], err[512];
+	char out[8192];
+	struct kmerr err;
 
 	(void)o;
 	(void)a1;
 	(void)a2;
-	if (ctlproto_ask(conf->control_socket, "stats", out, sizeof(out), err,
-	    sizeof(err)) != 0) {
-		kmctl_warn("%s", err);
+	if (ctlproto_ask(conf->control_socket, "stats", out, sizeof(out),
+	    &err) != 0) {
+		kmctl_warn("%s", err.msg);
 		return EX_UNREACH;
 	}
 	fputs(out, stdout);

@@ -33,7 +33,8 @@ cmd_show(const struct kmilter_conf *conf, const struct opts *o,
 {
 	struct keymodel *km;
 	struct keymodel_info *v = NULL;
-	char err[512], t1[32], t2[32];
+	char t1[32], t2[32];
+	struct kmerr err;
 	enum km_status st;
 	size_t n = 0, i;
 	int plain = 0, enhanced = 0;
@@ -42,11 +43,11 @@ cmd_show(const struct kmilter_conf *conf, const struct opts *o,
 	(void)a2;
 	if ((km = kmctl_open_km(conf)) == NULL)
 		return EX_FAIL;
-	st = keymodel_show(km, addr, &v, &n, err, sizeof(err));
+	st = keymodel_show(km, addr, &v, &n, &err);
 	keymodel_free(km);
 	if (st != KM_OK) {
-		kmctl_warn("show %s: %s", addr, err);
-		return kmctl_exit_for(st, err);
+		kmctl_warn("show %s: %s", addr, err.msg);
+		return kmctl_exit_for(st, &err);
 	}
 	for (i = 0; i < n; i++) {
 		printf("%s generation %d state %s key %s protection %s "
@@ -82,18 +83,18 @@ cmd_export_cert(const struct kmilter_conf *conf, const struct opts *o,
 {
 	struct keymodel *km;
 	X509 *x = NULL;
-	char err[512];
+	struct kmerr err;
 	enum km_status st;
 
 	(void)o;
 	(void)a2;
 	if ((km = kmctl_open_km(conf)) == NULL)
 		return EX_FAIL;
-	st = keymodel_current_cert(km, addr, &x, err, sizeof(err));
+	st = keymodel_current_cert(km, addr, &x, &err);
 	keymodel_free(km);
 	if (st != KM_OK) {
-		kmctl_warn("export-cert %s: %s", addr, err);
-		return kmctl_exit_for(st, err);
+		kmctl_warn("export-cert %s: %s", addr, err.msg);
+		return kmctl_exit_for(st, &err);
 	}
 	if (PEM_write_X509(stdout, x) != 1 || fflush(stdout) != 0) {
 		X509_free(x);

@@ -253,7 +253,7 @@ main(int argc, char **argv)
 	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0 };
 	const struct command *c;
 	const char *a1, *a2;
-	char err[2048], **subv;
+	char **subv;
 	int nargs, rc, subc;
 
 	log_init("kmctl", 0, 1, 0);
@@ -272,10 +272,11 @@ main(int argc, char **argv)
 		return usage();
 	if (a1 != NULL) {		/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
+		struct kmerr err;
 
-		if (keymodel_addr_normalize(a1, norm, sizeof(norm), err,
-		    sizeof(err)) != KM_OK) {
-			kmctl_warn("%s", err);
+		if (keymodel_addr_normalize(a1, norm, sizeof(norm), &err) !=
+		    KM_OK) {
+			kmctl_warn("%s", err.msg);
 			return EX_USAGE_;
 		}
 	}

@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "kmerr.h"
 #include "log.h"
 #include "status.h"
 
@@ -56,7 +57,7 @@ struct opts {
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);
-int		 kmctl_exit_for(enum km_status, const char *err);
+int		 kmctl_exit_for(enum km_status, const struct kmerr *err);
 int		 kmctl_after_change(const struct kmilter_conf *,
 		    const char *addr);
 struct keymodel	*kmctl_open_km(const struct kmilter_conf *);

@@ -33,11 +33,11 @@ kmctl_warn(const char *fmt, ...)
 
 /* kmctl_exit_for - the exit code for a failed keymodel call */
 int
-kmctl_exit_for(enum km_status st, const char *err)
+kmctl_exit_for(enum km_status st, const struct kmerr *err)
 {
 	if (st == KM_TEMPFAIL)
 		return EX_UNREACH;
-	if (st == KM_PERMFAIL && keymodel_notfound(err))
+	if (st == KM_PERMFAIL && kmerr_is(err, KMERR_NOTFOUND))
 		return EX_NOTFOUND;
 	return EX_FAIL;
 }
@@ -48,11 +48,11 @@ kmctl_exit_for(enum km_status st, const char *err)
 int
 kmctl_after_change(const struct kmilter_conf *conf, const char *addr)
 {
-	char err[512];
-	struct keystore *ks = keystore_new(conf, err, sizeof(err));
+	struct kmerr err;
+	struct keystore *ks = keystore_new(conf, &err);
 
 	if (ks == NULL) {
-		kmctl_warn("cache not invalidated for %s: %s", addr, err);
+		kmctl_warn("cache not invalidated for %s: %s", addr, err.msg);
 		return EX_FAIL;
 	}
 	keystore_invalidate(ks, addr);
@@ -171,9 +171,9 @@ struct keymodel *
 kmctl_open_km(const struct kmilter_conf *conf)
 {
 	struct keymodel *km;
-	char err[512];
+	struct kmerr err;
 
-	if ((km = keymodel_new(conf, err, sizeof(err))) == NULL)
-		kmctl_warn("%s", err);
+	if ((km = keymodel_new(conf, &err)) == NULL)
+		kmctl_warn("%s", err.msg);
 	return km;
 }

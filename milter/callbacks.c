@@ -394,7 +394,7 @@ static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct session *s = smfi_getpriv(ctx);
-	char err[256];
+	struct kmerr err;
 
 	if (s != NULL)
 		idle_leave(s);
@@ -402,9 +402,9 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 		return SMFIS_NOREPLY;
 	if (claim_body(s, len) != 0)
 		return SMFIS_NOREPLY;
-	if (message_append_body(s->msg, chunk, len, err, sizeof(err)) != KM_OK) {
+	if (message_append_body(s->msg, chunk, len, &err) != KM_OK) {
 		s->msg->failed = 1;
-		snprintf(s->msg->failure, sizeof(s->msg->failure), "%s", err);
+		snprintf(s->msg->failure, sizeof(s->msg->failure), "%s", err.msg);
 	}
 	return SMFIS_NOREPLY;
 }

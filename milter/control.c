@@ -95,13 +95,14 @@ control_thread(void *arg)
 
 /* control_start - listen on path (mode 0600) in a thread of its own */
 int
-control_start(const char *path, char *errstr, size_t errlen)
+control_start(const char *path, struct kmerr *err)
 {
 	struct sockaddr_un sun;
 	mode_t old;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(errstr, errlen, "control socket path too long: %s", path);
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "control socket path too long: %s", path);
 		return -1;
 	}
 	memset(&sun, 0, sizeof(sun));
@@ -111,19 +112,22 @@ control_start(const char *path, char *errstr, size_t errlen)
 	unlink(path);
 	if ((listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    pipe2(stop_pipe, O_CLOEXEC) != 0) {
-		snprintf(errstr, errlen, "control socket: %s", strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "control socket: %s",
+		    strerror(errno));
 		return -1;
 	}
 	old = umask(0177);
 	if (bind(listen_fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
 	    listen(listen_fd, 8) != 0) {
 		umask(old);
-		snprintf(errstr, errlen, "control socket %s: %s", path, strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "control socket %s: %s",
+		    path, strerror(errno));
 		return -1;
 	}
 	umask(old);
 	if (pthread_create(&control_tid, NULL, control_thread, NULL) != 0) {
-		snprintf(errstr, errlen, "control thread: %s", strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "control thread: %s",
+		    strerror(errno));
 		return -1;
 	}
 	return 0;

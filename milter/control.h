@@ -14,13 +14,15 @@
  *	counters line of the milter and of the key store, one "name=value"
  *	per line).
  * ERRORS
- *	control_start() returns -1 (errstr says why).
+ *	control_start() returns -1 (err says why: base/kmerr.h).
  * THREADS
  *	One listener thread; answers are built from atomic counters.
  */
 #include <stddef.h>
 
-int	control_start(const char *path, char *errstr, size_t errlen);
+#include "kmerr.h"
+
+int	control_start(const char *path, struct kmerr *err);
 void	control_stop(void);
 
 #endif

@@ -93,7 +93,7 @@ log_dropped(const struct message *m, const struct mime_headers *h, int n, const 
 	struct mime_ctype *ct = NULL;
 	const char *hp = NULL, *why = "";
 
-	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK)
 		hp = mime_ctype_param(ct, "hp");
 	if (hp != NULL && strcasecmp(hp, "cipher") == 0)
 		why = "; RFC 9788 hp=cipher protected headers are not shown yet";
@@ -115,7 +115,7 @@ log_dropped(const struct message *m, const struct mime_headers *h, int n, const 
  */
 enum km_status
 entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct mime_headers *h = NULL;
 	size_t hdr_len, body_off;
@@ -124,9 +124,9 @@ entity_replace(struct verdict *v, const struct message *m, const char *entity, s
 	char names[160] = "";
 	int ndropped = 0;
 
-	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, errstr, errlen)) != KM_OK)
+	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, err)) != KM_OK)
 		return st;
-	if ((st = mime_headers_parse(entity, hdr_len, &h, errstr, errlen)) != KM_OK)
+	if ((st = mime_headers_parse(entity, hdr_len, &h, err)) != KM_OK)
 		return st;
 	/* Delete the old Content-* headers, last occurrence first, so the
 	 * indexes of the ones still to delete do not move. */
@@ -167,7 +167,7 @@ entity_replace(struct verdict *v, const struct message *m, const char *entity, s
 out:
 	mime_headers_free(h);
 	if (st == KM_NOMEM)
-		snprintf(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	return st;
 }
 

@@ -34,14 +34,14 @@
 
 #include <openssl/bio.h>
 
+#include "kmerr.h"
 #include "session.h"
-#include "status.h"
 #include "verdict.h"
 
 enum km_status entity_from_message(const struct message *, const unsigned char *body,
 		    size_t bodylen, char **out, size_t *outlen);
 enum km_status entity_replace(struct verdict *, const struct message *,
-		    const char *entity, size_t len, char *errstr, size_t errlen);
+		    const char *entity, size_t len, struct kmerr *err);
 int	       entity_is_content_header(const char *name);
 char	      *entity_from_bio(BIO *, size_t *len);
 

@@ -29,7 +29,7 @@ kind_of(const char *ctype)
 	struct mime_ctype *ct = NULL;
 	enum mime_smime_kind k = MIME_SMIME_NONE;
 
-	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL, 0) == KM_OK)
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK)
 		k = mime_smime_kind(ct);
 	mime_ctype_free(ct);
 	return k;
@@ -43,8 +43,8 @@ entity_ctype(const char *ent, size_t len)
 	size_t hl, bo;
 	char *r = NULL;
 
-	if (mime_entity_split(ent, len, &hl, &bo, NULL, 0) == KM_OK &&
-	    mime_headers_parse(ent, hl, &h, NULL, 0) == KM_OK &&
+	if (mime_entity_split(ent, len, &hl, &bo, NULL) == KM_OK &&
+	    mime_headers_parse(ent, hl, &h, NULL) == KM_OK &&
 	    mime_headers_get(h, "Content-Type") != NULL)
 		r = strdup(mime_headers_get(h, "Content-Type"));
 	mime_headers_free(h);
@@ -110,6 +110,7 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 	const struct message *m = s->msg;
 	enum km_status st;
 	char err[256];
+	struct kmerr ke = { 0 };
 
 	/* One body reaches every recipient: all must be internal. */
 	for (int i = 0; i < m->nrcpts; i++)
@@ -127,7 +128,8 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 		int fits = 0;
 
 		st = keystore_get_keys(runtime_keystore(), m->rcpts[i], m->queue_id,
-		    &ks->keys[ks->n], &ks->nkeys[ks->n], err, sizeof(err));
+		    &ks->keys[ks->n], &ks->nkeys[ks->n], &ke);
+		snprintf(err, sizeof(err), "%s", ke.msg);
 		if (st == KM_TEMPFAIL || st == KM_NOMEM) {
 			snprintf(reason, rlen, "keys of <%s>: %s", m->rcpts[i], err);
 			return st;
@@ -173,10 +175,12 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 	int *matched = NULL, failed = -1;
 	enum km_status st;
 	BIO *bio = NULL;
-	char err[256];
+	struct kmerr err;
 
-	if ((st = smime_envelope_open(ctype, body, len, &env, reason, rlen)) != KM_OK)
+	if ((st = smime_envelope_open(ctype, body, len, &env, &err)) != KM_OK) {
+		snprintf(reason, rlen, "%s", err.msg);
 		return st;
+	}
 	if ((st = readers_of(s, v, env, &ks, reason, rlen)) != KM_OK)
 		goto out;
 	for (int r = 0; r < ks.n; r++)
@@ -199,7 +203,7 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 		}
 	}
 	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, bio, &failed, matched,
-	    err, sizeof(err));
+	    &err);
 	if (st == KM_PERMFAIL && failed >= 0) {
 		verdict_downgrade(v, "kept encrypted: <%.200s> cannot open it (its "
 		    "RecipientInfo does not yield the content key)", m->rcpts[failed]);
@@ -207,7 +211,7 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 		goto out;
 	}
 	if (st != KM_OK) {
-		snprintf(reason, rlen, "left encrypted: %s", err);
+		snprintf(reason, rlen, "left encrypted: %s", err.msg);
 		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
 		goto out;
 	}
@@ -275,15 +279,15 @@ verify_layer(const struct session *s, const char *ctype, const char *body, size_
 	struct smime_verify_result res;
 	X509_STORE *trust = runtime_trust();
 	BIO *bio = want_content ? BIO_new(BIO_s_mem()) : NULL;
-	char err[256];
+	struct kmerr err;
 	enum km_status st;
 
 	memset(&res, 0, sizeof(res));
 	st = smime_verify(ctype, body, len, trust, message_header(s->msg, "From"), &res, bio,
-	    err, sizeof(err));
+	    &err);
 	if (st != KM_OK) {
-		ar_header(s, &res, err, ar, arlen);
-		snprintf(note, nlen, "signature not checked: %s", err);
+		ar_header(s, &res, err.msg, ar, arlen);
+		snprintf(note, nlen, "signature not checked: %s", err.msg);
 	} else {
 		ar_header(s, &res, NULL, ar, arlen);
 		snprintf(note, nlen, "signature %s signer=%s", res.sig_ok && res.chain_ok &&
@@ -432,11 +436,13 @@ open_layers(struct in_job *j, enum mime_smime_kind kind, const unsigned char *bo
 static void
 deliver(struct in_job *j)
 {
+	struct kmerr err;
 	enum km_status st;
 
 	if (j->cur != NULL &&
-	    (st = entity_replace(j->v, j->m, j->cur, j->curlen, j->reason,
-	    sizeof(j->reason))) != KM_OK) {
+	    (st = entity_replace(j->v, j->m, j->cur, j->curlen, &err)) !=
+	    KM_OK) {
+		snprintf(j->reason, sizeof(j->reason), "%s", err.msg);
 		if (st == KM_PROTO)
 			malformed(j->s, j->v, j->reason);
 		else
@@ -472,6 +478,7 @@ inbound_eom(struct session *s, struct verdict *v)
 	const unsigned char *body;
 	size_t bodylen;
 	enum mime_smime_kind kind;
+	struct kmerr err;
 
 	/* Forged X-Kmilter-* and Authentication-Results are gone already:
 	 * pipeline_run() removes them in every direction (forged.h). */
@@ -479,7 +486,8 @@ inbound_eom(struct session *s, struct verdict *v)
 	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
 	    kind == MIME_SMIME_COMPRESSED)
 		return;
-	if (spool_map(j.m->body, &body, &bodylen, j.reason, sizeof(j.reason)) != KM_OK) {
+	if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
+		snprintf(j.reason, sizeof(j.reason), "%s", err.msg);
 		verdict_tempfail(v, "%s", j.reason);
 		return;
 	}

@@ -404,6 +404,7 @@ static void
 reload(const char *path)
 {
 	char err[4096];
+	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
 
 	if (new == NULL) {
@@ -414,8 +415,8 @@ reload(const char *path)
 		log_warnx("reload: %s has errors: keeping the running configuration", path);
 		return;
 	}
-	if (runtime_reload_trust(new, err, sizeof(err)) != 0) {
-		log_warnx("reload: %s: keeping the running configuration", err);
+	if (runtime_reload_trust(new, &kerr) != 0) {
+		log_warnx("reload: %s: keeping the running configuration", kerr.msg);
 		conf_unref(new);
 		return;
 	}
@@ -484,7 +485,7 @@ static void
 start_runtime(struct kmilter_conf *conf)
 {
 	sigset_t block, oldmask;
-	char err[8192];
+	struct kmerr err = { 0 };
 
 	/* Credentials and keys are read before privileges are dropped.
 	 * runtime_init starts threads (the cache's invalidation subscriber):
@@ -497,8 +498,8 @@ start_runtime(struct kmilter_conf *conf)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
-	if (runtime_init(conf, err, sizeof(err)) != 0)
-		fatalx("%s", err);
+	if (runtime_init(conf, &err) != 0)
+		fatalx("%s", err.msg);
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 }
 
@@ -639,6 +640,7 @@ main(int argc, char **argv)
 	struct options o = { 0 };
 	int ready_fd = -1;
 	char err[8192];
+	struct kmerr kerr;
 	struct kmilter_conf *conf;
 	struct passwd *pw = NULL;
 	struct rlimit rl = { 0, 0 };
@@ -685,8 +687,8 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 	tid = start_milter_thread(ready_fd);
-	if (control_start(conf->control_socket, err, sizeof(err)) != 0)
-		log_warnx("%s: kmctl stats will not work", err);
+	if (control_start(conf->control_socket, &kerr) != 0)
+		log_warnx("%s: kmctl stats will not work", kerr.msg);
 	log_started(pw);
 	serve(o.path);
 	stop(tid);

@@ -25,7 +25,7 @@ struct mime_headers {
 /* mime_entity_split - find the end of the header block and the body start */
 enum km_status
 mime_entity_split(const char *buf, size_t len, size_t *hdr_len,
-    size_t *body_off, char *errstr, size_t errlen)
+    size_t *body_off, struct kmerr *err)
 {
 	size_t i = 0;
 
@@ -44,7 +44,8 @@ mime_entity_split(const char *buf, size_t len, size_t *hdr_len,
 		}
 		i = eol + 1;
 	}
-	seterr(errstr, errlen, "no empty line after the header block");
+	kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+	    "no empty line after the header block");
 	return KM_PROTO;
 }
 
@@ -96,11 +97,11 @@ unfold(const char *v, size_t n)
 /*
  * field_name_end - find the colon that ends the field name of the line at i
  * Sets *colon and *end (the name without trailing white space); a reason
- * into errstr and KM_PROTO when the line has no valid name and colon.
+ * into err and KM_PROTO when the line has no valid name and colon.
  */
 static enum km_status
 field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
-    size_t *colonp, size_t *endp, char *errstr, size_t errlen)
+    size_t *colonp, size_t *endp, struct kmerr *err)
 {
 	size_t start = i, colon, end;
 
@@ -111,7 +112,8 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 		if (c == ':')
 			break;
 		if (c == '\r' || c == '\n') {
-			seterr(errstr, errlen, "header line %zu: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "header line %zu: no "
 			    "colon", lineno);
 			return KM_PROTO;
 		}
@@ -129,18 +131,21 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 				break;
 			}
 			if (c == ' ' || c == '\t')
-				seterr(errstr, errlen, "header line "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "header line "
 				    "%zu: no colon after the field "
 				    "name", lineno);
 			else
-				seterr(errstr, errlen, "header line "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "header line "
 				    "%zu: invalid byte 0x%02x in field "
 				    "name", lineno, c);
 			return KM_PROTO;
 		}
 	}
 	if (colon == len) {
-		seterr(errstr, errlen, "header line %zu: no colon",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "header line %zu: no colon",
 		    lineno);
 		return KM_PROTO;
 	}
@@ -149,7 +154,8 @@ field_name_end(const char *buf, size_t len, size_t i, size_t lineno,
 	    buf[end - 1] == '\t'))
 		end--;
 	if (end == start) {
-		seterr(errstr, errlen, "header line %zu: empty field "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "header line %zu: empty field "
 		    "name", lineno);
 		return KM_PROTO;
 	}
@@ -202,7 +208,7 @@ field_add(struct mime_headers *h, const char *name, size_t namelen,
 /* mime_headers_parse - parse a header block into ordered fields */
 enum km_status
 mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct mime_headers *h;
 	enum km_status st = KM_PROTO;
@@ -210,11 +216,12 @@ mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
 
 	*out = NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
-		seterr(errstr, errlen, "NUL byte in header block");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "NUL byte in header block");
 		goto fail;
 	}
 	while (i < len) {
@@ -226,13 +233,14 @@ mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
 		    buf[i + 1] == '\n'))
 			break;
 		if (buf[i] == ' ' || buf[i] == '\t') {
-			seterr(errstr, errlen, "header line %zu: continuation "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "header line %zu: continuation "
 			    "line without a field before it", lineno);
 			st = KM_PROTO;
 			goto fail;
 		}
 		if ((st = field_name_end(buf, len, i, lineno, &colon, &end,
-		    errstr, errlen)) != KM_OK)
+		    err)) != KM_OK)
 			goto fail;
 		next = field_value_end(buf, len, colon + 1);
 		if (field_add(h, buf + i, end - i, buf + colon + 1,
@@ -243,7 +251,7 @@ mime_headers_parse(const char *buf, size_t len, struct mime_headers **out,
 	*out = h;
 	return KM_OK;
 nomem:
-	seterr(errstr, errlen, "out of memory");
+	kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	st = KM_NOMEM;
 fail:
 	mime_headers_free(h);

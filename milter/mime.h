@@ -53,15 +53,15 @@
  *	mime_base64_decode() returns a malloc'ed buffer the caller free()s
  *	(or secmem_free()s when it holds a secret).
  * ERRORS
- *	KM_OK, KM_PROTO (malformed input: errstr says what and where),
- *	KM_NOMEM.  Every function that takes errstr writes a NUL-terminated
- *	reason there on failure (errstr may be NULL).
+ *	KM_OK, KM_PROTO (malformed input: err says what and where, reason
+ *	KMERR_BADINPUT), KM_NOMEM.  Every function that takes err (last
+ *	argument, may be NULL) fills it on failure (base/kmerr.h).
  * THREADS
  *	Thread-safe: no shared state.
  */
 #include <stddef.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 struct mime_headers;
 struct mime_ctype;
@@ -93,12 +93,11 @@ enum mime_smime_kind {
 
 /* Entity: header block / body boundary. */
 enum km_status	 mime_entity_split(const char *buf, size_t len,
-		    size_t *hdr_len, size_t *body_off, char *errstr,
-		    size_t errlen);
+		    size_t *hdr_len, size_t *body_off, struct kmerr *err);
 
 /* Header block. */
 enum km_status	 mime_headers_parse(const char *buf, size_t len,
-		    struct mime_headers **out, char *errstr, size_t errlen);
+		    struct mime_headers **out, struct kmerr *err);
 size_t		 mime_headers_count(const struct mime_headers *);
 const char	*mime_headers_name(const struct mime_headers *, size_t i);
 const char	*mime_headers_value(const struct mime_headers *, size_t i);
@@ -107,7 +106,7 @@ struct mime_headers *mime_headers_free(struct mime_headers *);
 
 /* Content-Type. */
 enum km_status	 mime_ctype_parse(const char *value, struct mime_ctype **out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 const char	*mime_ctype_type(const struct mime_ctype *);	/* "multipart" */
 const char	*mime_ctype_subtype(const struct mime_ctype *);	/* "signed" */
 const char	*mime_ctype_param(const struct mime_ctype *, const char *name);
@@ -119,12 +118,11 @@ const char	*mime_smime_kind_name(enum mime_smime_kind);
 /* Multipart. */
 enum km_status	 mime_multipart_split(const char *body, size_t len,
 		    const char *boundary, struct mime_parts **out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 struct mime_parts *mime_parts_free(struct mime_parts *);
 
 /* Base64. */
 enum km_status	 mime_base64_decode(const char *in, size_t len,
-		    unsigned char **out, size_t *outlen, char *errstr,
-		    size_t errlen);
+		    unsigned char **out, size_t *outlen, struct kmerr *err);
 
 #endif

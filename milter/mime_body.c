@@ -103,7 +103,7 @@ parts_add(struct mime_parts *ps, size_t *cap, size_t off, size_t len)
 /* mime_multipart_split - split a multipart body at its boundary */
 enum km_status
 mime_multipart_split(const char *body, size_t len, const char *boundary,
-    struct mime_parts **out, char *errstr, size_t errlen)
+    struct mime_parts **out, struct kmerr *err)
 {
 	struct mime_parts *ps;
 	size_t bdlen, cap = 0, d, next, start;
@@ -111,25 +111,29 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 
 	*out = NULL;
 	if (boundary == NULL || (bdlen = strlen(boundary)) == 0) {
-		seterr(errstr, errlen, "multipart without a boundary");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "multipart without a boundary");
 		return KM_PROTO;
 	}
 	if (bdlen > 70) {
-		seterr(errstr, errlen, "boundary longer than 70 characters");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "boundary longer than 70 characters");
 		return KM_PROTO;
 	}
 	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	d = find_delim(body, len, 0, boundary, bdlen, &close, &next);
 	if (d == len) {
-		seterr(errstr, errlen, "no delimiter line for boundary "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no delimiter line for boundary "
 		    "\"%s\"", boundary);
 		goto fail;
 	}
 	if (close) {
-		seterr(errstr, errlen, "close delimiter before any part");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "close delimiter before any part");
 		goto fail;
 	}
 	ps->preamble_len = d;
@@ -140,7 +144,8 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 		d = find_delim(body, len, start ? start - 1 : 0, boundary,
 		    bdlen, &close, &next);
 		if (d == len) {
-			seterr(errstr, errlen, "body truncated before the "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "body truncated before the "
 			    "closing boundary \"--%s--\"", boundary);
 			goto fail;
 		}
@@ -151,7 +156,7 @@ mime_multipart_split(const char *body, size_t len, const char *boundary,
 		if (end > start && body[end - 1] == '\r')
 			end--;
 		if (parts_add(ps, &cap, start, end - start) != KM_OK) {
-			seterr(errstr, errlen, "out of memory");
+			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 			mime_parts_free(ps);
 			return KM_NOMEM;
 		}
@@ -197,7 +202,7 @@ b64val(unsigned char c)
 /* mime_base64_decode - strict base64 decoding, white space ignored */
 enum km_status
 mime_base64_decode(const char *in, size_t len, unsigned char **out,
-    size_t *outlen, char *errstr, size_t errlen)
+    size_t *outlen, struct kmerr *err)
 {
 	unsigned char *buf;
 	size_t i, o = 0;
@@ -207,7 +212,7 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 	*out = NULL;
 	*outlen = 0;
 	if ((buf = malloc(len / 4 * 3 + 3)) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	for (i = 0; i < len; i++) {
@@ -218,7 +223,8 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 			continue;
 		if (c == '=') {
 			if (n < 2) {
-				seterr(errstr, errlen, "base64: misplaced "
+				kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+				    "base64: misplaced "
 				    "'=' at offset %zu", i);
 				goto fail;
 			}
@@ -236,7 +242,7 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 					c = (unsigned char)in[i];
 					if (c != '\r' && c != '\n' &&
 					    c != ' ' && c != '\t') {
-						seterr(errstr, errlen,
+						kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
 						    "base64: data after the "
 						    "padding at offset %zu", i);
 						goto fail;
@@ -247,12 +253,14 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 			continue;
 		}
 		if (pad) {
-			seterr(errstr, errlen, "base64: data inside the "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "base64: data inside the "
 			    "padding at offset %zu", i);
 			goto fail;
 		}
 		if ((v = b64val(c)) < 0) {
-			seterr(errstr, errlen, "base64: invalid byte 0x%02x at "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "base64: invalid byte 0x%02x at "
 			    "offset %zu", c, i);
 			goto fail;
 		}
@@ -266,7 +274,8 @@ mime_base64_decode(const char *in, size_t len, unsigned char **out,
 		}
 	}
 	if (n != 0) {
-		seterr(errstr, errlen, "base64: truncated (%d characters in "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "base64: truncated (%d characters in "
 		    "the last group)", n);
 		goto fail;
 	}

@@ -28,8 +28,7 @@ struct mime_ctype {
 struct lex {
 	const char *s;
 	size_t	 i;
-	char	*err;
-	size_t	 errlen;
+	struct kmerr *err;
 	int	 nomem;
 };
 
@@ -48,7 +47,7 @@ skip_cfws(struct lex *lx)
 			do {
 				c = lx->s[lx->i];
 				if (c == '\0') {
-					seterr(lx->err, lx->errlen,
+					kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
 					    "unterminated comment");
 					return -1;
 				}
@@ -85,15 +84,17 @@ lex_token(struct lex *lx, int lower, const char *what)
 		unsigned char c = (unsigned char)lx->s[lx->i];
 
 		if (c == '\0')
-			seterr(lx->err, lx->errlen, "missing %s", what);
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "missing %s", what);
 		else
-			seterr(lx->err, lx->errlen, "invalid byte 0x%02x "
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "invalid byte 0x%02x "
 			    "where %s expected", c, what);
 		return NULL;
 	}
 	if ((t = dupn(lx->s + start, lx->i - start)) == NULL) {
 		lx->nomem = 1;
-		seterr(lx->err, lx->errlen, "out of memory");
+		kmerr_set(lx->err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	if (lower)
@@ -112,7 +113,8 @@ lex_quoted(struct lex *lx)
 	/* First pass: find the end and check it is terminated. */
 	while (lx->s[lx->i] != '"') {
 		if (lx->s[lx->i] == '\0') {
-			seterr(lx->err, lx->errlen, "unterminated quoted "
+			kmerr_set(lx->err, KM_PROTO, KMERR_BADINPUT,
+			    "unterminated quoted "
 			    "string");
 			return NULL;
 		}
@@ -123,7 +125,7 @@ lex_quoted(struct lex *lx)
 	}
 	if ((t = malloc(n + 1)) == NULL) {
 		lx->nomem = 1;
-		seterr(lx->err, lx->errlen, "out of memory");
+		kmerr_set(lx->err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
 	for (o = t; start < lx->i; start++) {
@@ -157,16 +159,15 @@ ctype_add(struct mime_ctype *ct, char *name, char *value)
 
 /* mime_ctype_parse - parse a Content-Type value */
 enum km_status
-mime_ctype_parse(const char *value, struct mime_ctype **out, char *errstr,
-    size_t errlen)
+mime_ctype_parse(const char *value, struct mime_ctype **out, struct kmerr *err)
 {
-	struct lex lx = { value, 0, errstr, errlen, 0 };
+	struct lex lx = { value, 0, err, 0 };
 	struct mime_ctype *ct;
 	char *name = NULL, *val = NULL;
 
 	*out = NULL;
 	if ((ct = calloc(1, sizeof(*ct))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	if (skip_cfws(&lx) == -1 ||
@@ -174,7 +175,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, char *errstr,
 	    skip_cfws(&lx) == -1)
 		goto fail;
 	if (value[lx.i] != '/') {
-		seterr(errstr, errlen, "no '/' after media type \"%s\"",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no '/' after media type \"%s\"",
 		    ct->type);
 		goto fail;
 	}
@@ -188,7 +190,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, char *errstr,
 		if (value[lx.i] == '\0')
 			break;
 		if (value[lx.i] != ';') {
-			seterr(errstr, errlen, "unexpected byte 0x%02x after "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "unexpected byte 0x%02x after "
 			    "%s", (unsigned char)value[lx.i],
 			    ct->n ? "parameter" : "media type");
 			goto fail;
@@ -202,7 +205,8 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, char *errstr,
 		    skip_cfws(&lx) == -1)
 			goto fail;
 		if (value[lx.i] != '=') {
-			seterr(errstr, errlen, "parameter \"%s\" without '='",
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "parameter \"%s\" without '='",
 			    name);
 			goto fail;
 		}
@@ -220,7 +224,7 @@ mime_ctype_parse(const char *value, struct mime_ctype **out, char *errstr,
 			free(name);
 			free(val);
 		} else if (ctype_add(ct, name, val) != KM_OK) {
-			seterr(errstr, errlen, "out of memory");
+			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 			free(name);
 			free(val);
 			mime_ctype_free(ct);

@@ -6,8 +6,8 @@
  *	mime_body.c)
  * SUMMARY
  *	Private to the mime family: nothing else includes this header.
- *	seterr() formats a reason into a caller's errstr; dupn() copies n
- *	bytes into a new string (both static inline).
+ *	dupn() copies n bytes into a new string (static inline).  Errors go
+ *	into a struct kmerr (kmerr_set(), base/kmerr.h).
  * DESCRIPTION
  *	Small enough to inline; here so that each file of the family does
  *	not write them again.
@@ -19,25 +19,10 @@
  * THREADS
  *	Thread-safe.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-
-/* seterr - format a reason into errstr when there is one */
-static inline KM_PRINTF(3, 4) void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "kmerr.h"
 
 /* dupn - copy n bytes into a new NUL-terminated string */
 static inline char *

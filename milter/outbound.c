@@ -25,10 +25,15 @@
 static enum km_status
 lookup_cert(struct message *m, int i, char *err, size_t errlen)
 {
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
-	return keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
-	    err, errlen);
+	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
+	    &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	return st;
 }
 
 /* outbound_rcpt - look up a recipient's certificate; refuse when policy needs one */
@@ -150,16 +155,16 @@ add_cert(X509 **list, size_t *n, X509 *c)
  *	KM_OK yes; KM_PROTO/KM_PERMFAIL no (why in err); KM_TEMPFAIL/KM_NOMEM.
  */
 static enum km_status
-client_encrypted(struct message *m, const char *ctype, char *err, size_t errlen)
+client_encrypted(struct message *m, const char *ctype, struct kmerr *err)
 {
 	struct smime_envelope *env = NULL;
 	const unsigned char *body;
 	size_t bodylen;
 	enum km_status st;
 
-	if ((st = spool_map(m->body, &body, &bodylen, err, errlen)) != KM_OK)
+	if ((st = spool_map(m->body, &body, &bodylen, err)) != KM_OK)
 		return st == KM_NOMEM ? KM_NOMEM : KM_TEMPFAIL;
-	st = smime_envelope_open(ctype, (const char *)body, bodylen, &env, err, errlen);
+	st = smime_envelope_open(ctype, (const char *)body, bodylen, &env, err);
 	smime_envelope_free(env);
 	return st;
 }
@@ -215,27 +220,27 @@ client_done(struct message *m, struct verdict *v, enum mime_smime_kind *kind)
 {
 	const char *ctype = message_header(m, "Content-Type");
 	struct mime_ctype *ct = NULL;
-	char err[512];
+	struct kmerr err;
 
 	*kind = MIME_SMIME_NONE;
-	if (ctype != NULL && mime_ctype_parse(ctype, &ct, err, sizeof(err)) == KM_OK)
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, &err) == KM_OK)
 		*kind = mime_smime_kind(ct);
 	mime_ctype_free(ct);
 	if (*kind != MIME_SMIME_ENVELOPED && *kind != MIME_SMIME_AUTH_ENVELOPED &&
 	    *kind != MIME_SMIME_PKCS7_UNKNOWN)
 		return 0;
-	switch (client_encrypted(m, ctype, err, sizeof(err))) {
+	switch (client_encrypted(m, ctype, &err)) {
 	case KM_OK:
 		snprintf(v->result, sizeof(v->result), "already encrypted by the client");
 		return 1;
 	case KM_TEMPFAIL:
 	case KM_NOMEM:
-		verdict_tempfail(v, "%s", err);
+		verdict_tempfail(v, "%s", err.msg);
 		return 1;
 	default:
 		log_warnx("%s: outbound: labelled %s but not CMS enveloped data (%s): "
 		    "treated as content, signed and encrypted as policy says",
-		    message_qid(m), mime_smime_kind_name(*kind), err);
+		    message_qid(m), mime_smime_kind_name(*kind), err.msg);
 		*kind = MIME_SMIME_NONE;
 		return 0;
 	}
@@ -320,6 +325,7 @@ static int
 choose_signer(struct out_job *j)
 {
 	struct message *m = j->m;
+	struct kmerr ke = { 0 };
 	enum policy_signer ps;
 	enum km_status st;
 	char err[512], reason[300];
@@ -336,7 +342,8 @@ choose_signer(struct out_job *j)
 		return 0;
 	}
 	st = keystore_get_signer(runtime_keystore(), m->from, &j->signer, &j->key, &j->chain,
-	    err, sizeof(err));
+	    &ke);
+	snprintf(err, sizeof(err), "%s", ke.msg);
 	if (st == KM_TEMPFAIL || st == KM_NOMEM ||
 	    (st != KM_OK && j->c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
 		verdict_tempfail(j->v, "signing key of <%s>: %s", m->from, err);
@@ -375,7 +382,7 @@ sign_entity(struct out_job *j)
 	enum smime_sign_mode mode = j->c->out_signature == SIGFORM_OPAQUE ?
 	    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
 	BIO *out;
-	char err[512];
+	struct kmerr err;
 	enum km_status st;
 
 	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
@@ -386,8 +393,8 @@ sign_entity(struct out_job *j)
 		return -1;
 	}
 	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
-	    map_digest(j->c->out_digest), mode, out, err, sizeof(err));
-	return take_output(j, st, "signing", err, out, &j->signed_ent, &j->signedlen);
+	    map_digest(j->c->out_digest), mode, out, &err);
+	return take_output(j, st, "signing", err.msg, out, &j->signed_ent, &j->signedlen);
 }
 
 /*
@@ -398,6 +405,7 @@ static int
 encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
+	struct kmerr ke = { 0 };
 	enum km_status st;
 	char err[512];
 
@@ -409,7 +417,8 @@ encrypt_to(struct out_job *j)
 		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
 	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
 		return 0;
-	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, err, sizeof(err));
+	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, &ke);
+	snprintf(err, sizeof(err), "%s", ke.msg);
 	if (st == KM_OK)
 		add_cert(j->certs, &j->ncerts, j->self);
 	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
@@ -426,7 +435,7 @@ static int
 encrypt_entity(struct out_job *j)
 {
 	BIO *out;
-	char err[512];
+	struct kmerr err;
 	enum km_status st;
 
 	if (encrypt_to(j) != 0)
@@ -439,8 +448,8 @@ encrypt_entity(struct out_job *j)
 	    j->sign ? j->signedlen : j->entlen, j->certs, j->ncerts,
 	    map_cipher(j->c->out_cipher),
 	    j->c->out_rsa_padding == PADDING_OAEP ? SMIME_PAD_OAEP : SMIME_PAD_PKCS1,
-	    out, err, sizeof(err));
-	return take_output(j, st, "encryption", err, out, &j->final, &j->finallen);
+	    out, &err);
+	return take_output(j, st, "encryption", err.msg, out, &j->final, &j->finallen);
 }
 
 /* rewrite - sign and/or encrypt the entity and put it in the verdict */
@@ -449,11 +458,11 @@ rewrite(struct out_job *j)
 {
 	const unsigned char *body;
 	size_t bodylen;
-	char err[512];
+	struct kmerr err;
 	enum km_status st;
 
-	if (spool_map(j->m->body, &body, &bodylen, err, sizeof(err)) != KM_OK) {
-		verdict_tempfail(j->v, "%s", err);
+	if (spool_map(j->m->body, &body, &bodylen, &err) != KM_OK) {
+		verdict_tempfail(j->v, "%s", err.msg);
 		return;
 	}
 	if (entity_from_message(j->m, body, bodylen, &j->entity, &j->entlen) != KM_OK) {
@@ -470,9 +479,8 @@ rewrite(struct out_job *j)
 		j->finallen = j->signedlen;
 		j->signed_ent = NULL;
 	}
-	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, err, sizeof(err))) !=
-	    KM_OK) {
-		verdict_tempfail(j->v, "rewrite: %s", err);
+	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, &err)) != KM_OK) {
+		verdict_tempfail(j->v, "rewrite: %s", err.msg);
 		return;
 	}
 	j->v->action_name = j->sign && j->encrypt ? "sign+encrypt" : j->sign ? "sign" :

@@ -16,21 +16,22 @@ static pthread_mutex_t trust_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 /* load_trust - a store with the org CA and the configured CA bundle */
 static X509_STORE *
-load_trust(const struct kmilter_conf *c, char *errstr, size_t errlen)
+load_trust(const struct kmilter_conf *c, struct kmerr *err)
 {
 	X509_STORE *st = X509_STORE_new();
 	const char *files[] = { c->org_ca_cert, c->in_ca_file };
 
 	if (st == NULL) {
-		snprintf(errstr, errlen, "trust store: out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "trust store: out of memory");
 		return NULL;
 	}
 	for (size_t i = 0; i < 2; i++) {
 		if (*files[i] == '\0')
 			continue;
 		if (X509_STORE_load_file(st, files[i]) != 1) {
-			snprintf(errstr, errlen, "%s: cannot load CA certificates from %s",
-			    i == 0 ? "km.org_ca_cert" : "policy.inbound.ca_file", files[i]);
+			kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+			    "%s: cannot load CA certificates from %s", i == 0 ? "km.org_ca_cert" : "policy.inbound.ca_file", files[i]);
 			ERR_clear_error();
 			X509_STORE_free(st);
 			return NULL;
@@ -41,20 +42,20 @@ load_trust(const struct kmilter_conf *c, char *errstr, size_t errlen)
 
 /* runtime_init - make the key store and the trust store */
 int
-runtime_init(const struct kmilter_conf *c, char *errstr, size_t errlen)
+runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 {
-	if ((trust = load_trust(c, errstr, errlen)) == NULL)
+	if ((trust = load_trust(c, err)) == NULL)
 		return -1;
-	if ((keystore = keystore_new(c, errstr, errlen)) == NULL)
+	if ((keystore = keystore_new(c, err)) == NULL)
 		return -1;
 	return 0;
 }
 
 /* runtime_reload_trust - rebuild the trust store from a new configuration */
 int
-runtime_reload_trust(const struct kmilter_conf *c, char *errstr, size_t errlen)
+runtime_reload_trust(const struct kmilter_conf *c, struct kmerr *err)
 {
-	X509_STORE *st = load_trust(c, errstr, errlen), *old;
+	X509_STORE *st = load_trust(c, err), *old;
 
 	if (st == NULL)
 		return -1;

@@ -16,7 +16,9 @@
  *	runtime_keystore() is borrowed for the life of the process.
  *	runtime_trust() returns a new reference: X509_STORE_free() it.
  * ERRORS
- *	runtime_init() returns -1 and fills errstr.
+ *	runtime_init() and runtime_reload_trust() return -1 and fill err
+ *	(a CA file that does not load: KM_PERMFAIL, KMERR_BADINPUT; the key
+ *	store's own errors otherwise).
  * THREADS
  *	Thread-safe after runtime_init().
  */
@@ -25,11 +27,12 @@
 #include <openssl/x509_vfy.h>
 
 #include "conf.h"
+#include "kmerr.h"
 
 struct keystore;
 
-int		 runtime_init(const struct kmilter_conf *, char *errstr, size_t errlen);
-int		 runtime_reload_trust(const struct kmilter_conf *, char *errstr, size_t errlen);
+int		 runtime_init(const struct kmilter_conf *, struct kmerr *err);
+int		 runtime_reload_trust(const struct kmilter_conf *, struct kmerr *err);
 struct keystore	*runtime_keystore(void);
 X509_STORE	*runtime_trust(void);
 void		 runtime_free(void);

@@ -153,9 +153,9 @@ message_add_header(struct message *m, const char *name, const char *value)
 /* message_append_body - spool a body chunk */
 enum km_status
 message_append_body(struct message *m, const unsigned char *p, size_t n,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
-	return spool_append(m->body, p, n, errstr, errlen);
+	return spool_append(m->body, p, n, err);
 }
 
 /* message_drop_body - forget the body spooled so far and give back its budget */

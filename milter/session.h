@@ -33,7 +33,7 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
-#include "status.h"
+#include "kmerr.h"
 
 struct spool;
 
@@ -90,7 +90,7 @@ enum km_status	 message_add_rcpt(struct message *, const char *rcpt);
 void		 message_drop_last_rcpt(struct message *);
 enum km_status	 message_add_header(struct message *, const char *name, const char *value);
 enum km_status	 message_append_body(struct message *, const unsigned char *, size_t,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 void		 message_drop_body(struct message *);
 const char	*message_header(const struct message *, const char *name);
 void		 message_set_queue_id(struct message *, const char *);

@@ -68,12 +68,12 @@ to_crlf(const char *in, size_t len, char **copy, size_t *copylen)
  */
 static enum km_status
 crlf_input(const char *what, const char **entity, size_t *len, char **copy,
-    size_t *copylen, char *errstr, size_t errlen)
+    size_t *copylen, struct kmerr *err)
 {
 	enum km_status st;
 
 	if ((st = to_crlf(*entity, *len, copy, copylen)) != KM_OK) {
-		seterr(errstr, errlen, "%s: out of memory", what);
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "%s: out of memory", what);
 		return st;
 	}
 	if (*copy != NULL) {
@@ -81,7 +81,8 @@ crlf_input(const char *what, const char **entity, size_t *len, char **copy,
 		*len = *copylen;
 	}
 	if (*len > INT_MAX) {
-		seterr(errstr, errlen, "%s: entity too large", what);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s: entity too large", what);
 		return KM_PERMFAIL;
 	}
 	return KM_OK;
@@ -177,22 +178,22 @@ sign_digest(enum smime_digest digest, const char **micalg)
 
 /*
  * sign_cms - a CMS SignedData with one signer and the chain, not final
- * NULL on failure (reason in errstr, *st set).
+ * NULL on failure (reason in err, *st set).
  */
 static CMS_ContentInfo *
 sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
     const EVP_MD *md, unsigned int flags, enum km_status *st,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	CMS_ContentInfo *cms;
 	int i;
 
 	if ((cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) == NULL) {
-		*st = ossl_fail(KM_NOMEM, errstr, errlen, "sign: CMS_sign");
+		*st = smime_ossl(err, KM_NOMEM, "sign: CMS_sign");
 		return NULL;
 	}
 	if (CMS_add1_signer(cms, cert, key, md, CMS_BINARY) == NULL) {
-		*st = ossl_fail(KM_PERMFAIL, errstr, errlen,
+		*st = smime_ossl(err, KM_PERMFAIL,
 		    "sign: unusable signer certificate or key");
 		CMS_ContentInfo_free(cms);
 		return NULL;
@@ -212,17 +213,17 @@ sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
  */
 static enum km_status
 sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
-    const char *micalg, BIO *out, char *errstr, size_t errlen)
+    const char *micalg, BIO *out, struct kmerr *err)
 {
 	BIO *b64 = NULL;
 	char bd[64], hdr[512];
 	enum km_status st;
 
 	if (!final_content(cms, entity, len))
-		return ossl_fail(KM_PERMFAIL, errstr, errlen,
+		return smime_ossl(err, KM_PERMFAIL,
 		    "sign: CMS_final");
 	if ((st = make_boundary(bd, sizeof(bd), entity, len)) != KM_OK) {
-		seterr(errstr, errlen, "sign: no random boundary");
+		kmerr_set(err, st, KMERR_NONE, "sign: no random boundary");
 		return st;
 	}
 	snprintf(hdr, sizeof(hdr),
@@ -248,7 +249,7 @@ sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
 	if (!puts_out(out, hdr))
 		goto write_fail;
 	if ((b64 = smime_b64_new(out)) == NULL)
-		return ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
+		return smime_ossl(err, KM_NOMEM, "sign: BIO");
 	if (!i2d_CMS_bio(b64, cms) || !smime_b64_finish(b64))
 		goto write_fail;
 	smime_b64_free(b64);
@@ -259,13 +260,13 @@ sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
 	return KM_OK;
 write_fail:
 	smime_b64_free(b64);
-	return ossl_fail(KM_TEMPFAIL, errstr, errlen, "sign: writing output");
+	return smime_ossl(err, KM_TEMPFAIL, "sign: writing output");
 }
 
 /* sign_opaque - stream in through cms as opaque signed-data */
 static enum km_status
 sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	BIO *b64;
 	int ok;
@@ -278,15 +279,15 @@ sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
 	    "filename=\"smime.p7m\"\r\n"
 	    "Content-Description: S/MIME Signed Message\r\n"
 	    "\r\n"))
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		return smime_ossl(err, KM_TEMPFAIL,
 		    "sign: writing output");
 	if ((b64 = smime_b64_new(out)) == NULL)
-		return ossl_fail(KM_NOMEM, errstr, errlen, "sign: BIO");
+		return smime_ossl(err, KM_NOMEM, "sign: BIO");
 	ok = stream_content(b64, cms, entity, len) &&
 	    smime_b64_finish(b64);
 	smime_b64_free(b64);
 	if (!ok)
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		return smime_ossl(err, KM_TEMPFAIL,
 		    "sign: writing output");
 	return KM_OK;
 }
@@ -295,7 +296,7 @@ sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
 enum km_status
 smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
     STACK_OF(X509) *chain, enum smime_digest digest,
-    enum smime_sign_mode mode, BIO *out, char *errstr, size_t errlen)
+    enum smime_sign_mode mode, BIO *out, struct kmerr *err)
 {
 	const EVP_MD *md;
 	const char *micalg = NULL;
@@ -307,30 +308,29 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 
 	ERR_clear_error();
 	if ((md = sign_digest(digest, &micalg)) == NULL) {
-		seterr(errstr, errlen, "sign: unknown digest %d", (int)digest);
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "sign: unknown digest %d", (int)digest);
 		return KM_PERMFAIL;
 	}
 	if (cert == NULL || key == NULL || out == NULL) {
-		seterr(errstr, errlen, "sign: no signer certificate or key");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "sign: no signer certificate or key");
 		return KM_PERMFAIL;
 	}
-	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, errstr,
-	    errlen)) != KM_OK)
+	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, err)) != KM_OK)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
 		flags |= CMS_DETACHED;
 	else
 		flags |= CMS_STREAM;
-	if ((cms = sign_cms(cert, key, chain, md, flags, &st, errstr,
-	    errlen)) == NULL)
+	if ((cms = sign_cms(cert, key, chain, md, flags, &st, err)) == NULL)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
-		st = sign_detached(cms, entity, len, micalg, out, errstr,
-		    errlen);
+		st = sign_detached(cms, entity, len, micalg, out, err);
 	else
-		st = sign_opaque(cms, entity, len, out, errstr, errlen);
+		st = sign_opaque(cms, entity, len, out, err);
 	if (st == KM_OK && BIO_flush(out) != 1)
-		st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		st = smime_ossl(err, KM_TEMPFAIL,
 		    "sign: writing output");
 out:
 	CMS_ContentInfo_free(cms);
@@ -356,7 +356,7 @@ encrypt_cipher(enum smime_cipher cipher, const char **stype)
 /* add_recipients - one RecipientInfo per certificate, OAEP if asked */
 static enum km_status
 add_recipients(CMS_ContentInfo *cms, X509 *const *rcpts, size_t nrcpts,
-    enum smime_padding padding, char *errstr, size_t errlen)
+    enum smime_padding padding, struct kmerr *err)
 {
 	size_t i;
 
@@ -373,7 +373,7 @@ add_recipients(CMS_ContentInfo *cms, X509 *const *rcpts, size_t nrcpts,
 
 			snprintf(what, sizeof(what), "encrypt: unusable "
 			    "recipient certificate %zu", i);
-			return ossl_fail(KM_PERMFAIL, errstr, errlen, what);
+			return smime_ossl(err, KM_PERMFAIL, what);
 		}
 		if (oaep) {
 			EVP_PKEY_CTX *pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
@@ -383,7 +383,7 @@ add_recipients(CMS_ContentInfo *cms, X509 *const *rcpts, size_t nrcpts,
 			    RSA_PKCS1_OAEP_PADDING) <= 0 ||
 			    EVP_PKEY_CTX_set_rsa_oaep_md(pctx,
 			    EVP_sha256()) <= 0)
-				return ossl_fail(KM_PERMFAIL, errstr, errlen,
+				return smime_ossl(err, KM_PERMFAIL,
 				    "encrypt: OAEP parameters");
 		}
 	}
@@ -394,7 +394,7 @@ add_recipients(CMS_ContentInfo *cms, X509 *const *rcpts, size_t nrcpts,
 enum km_status
 smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
     size_t nrcpts, enum smime_cipher cipher, enum smime_padding padding,
-    BIO *out, char *errstr, size_t errlen)
+    BIO *out, struct kmerr *err)
 {
 	const EVP_CIPHER *ciph;
 	const char *stype;
@@ -407,29 +407,31 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 
 	ERR_clear_error();
 	if ((ciph = encrypt_cipher(cipher, &stype)) == NULL) {
-		seterr(errstr, errlen, "encrypt: unknown cipher %d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: unknown cipher %d",
 		    (int)cipher);
 		return KM_PERMFAIL;
 	}
 	if (padding != SMIME_PAD_PKCS1 && padding != SMIME_PAD_OAEP) {
-		seterr(errstr, errlen, "encrypt: unknown padding %d",
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: unknown padding %d",
 		    (int)padding);
 		return KM_PERMFAIL;
 	}
 	if (nrcpts == 0 || rcpts == NULL || out == NULL) {
-		seterr(errstr, errlen, "encrypt: no recipients");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "encrypt: no recipients");
 		return KM_PERMFAIL;
 	}
 	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto out;
 	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
-		st = ossl_fail(KM_PERMFAIL, errstr, errlen,
+		st = smime_ossl(err, KM_PERMFAIL,
 		    "encrypt: CMS_encrypt");
 		goto out;
 	}
-	if ((st = add_recipients(cms, rcpts, nrcpts, padding, errstr,
-	    errlen)) != KM_OK)
+	if ((st = add_recipients(cms, rcpts, nrcpts, padding, err)) != KM_OK)
 		goto out;
 	snprintf(hdr, sizeof(hdr),
 	    "Content-Type: application/pkcs7-mime; smime-type=%s;\r\n"
@@ -441,7 +443,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 	if (!puts_out(out, hdr))
 		goto write_fail;
 	if ((b64 = smime_b64_new(out)) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "encrypt: BIO");
+		st = smime_ossl(err, KM_NOMEM, "encrypt: BIO");
 		goto out;
 	}
 	if (!stream_content(b64, cms, entity, len) ||
@@ -450,7 +452,7 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 	st = KM_OK;
 	goto out;
 write_fail:
-	st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
+	st = smime_ossl(err, KM_TEMPFAIL,
 	    "encrypt: writing output");
 out:
 	smime_b64_free(b64);

@@ -86,14 +86,14 @@
  *	struct smime_verify_result is filled in place (fixed arrays).
  *	Decrypted plaintext in temporary buffers is wiped before it is freed.
  * ERRORS
- *	KM_OK; KM_PROTO malformed input (MIME or CMS; errstr says which);
+ *	KM_OK; KM_PROTO malformed input (MIME or CMS; err says which);
  *	KM_PERMFAIL the operation is impossible with what was given (no
  *	matching recipient, decryption failed, unusable key or certificate,
  *	unsupported algorithm); KM_NOMEM.  smime_verify() returns KM_OK when
  *	the signature could be checked at all: the verdict is in the result.
- *	Every failure writes a reason to errstr (may be NULL) and drains the
- *	OpenSSL error queue into it (first error) and into the log at debug
- *	level 1, so that no stale error is left for the next message.
+ *	Every failure fills err (last argument, may be NULL: base/kmerr.h;
+ *	reason KMERR_BADINPUT for malformed input) and drains the OpenSSL
+ *	error queue into it (first error) and into the log at debug level 1, so that no stale error is left for the next message.
  * THREADS
  *	Thread-safe: no static state; OpenSSL 3 objects given by the caller
  *	may be shared by threads since they are only read.
@@ -106,7 +106,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 enum smime_digest {
 	SMIME_MD_SHA256 = 0,
@@ -148,23 +148,21 @@ struct smime_envelope;
 enum km_status	 smime_sign(const char *entity, size_t len, X509 *cert,
 		    EVP_PKEY *key, STACK_OF(X509) *chain,
 		    enum smime_digest digest, enum smime_sign_mode mode,
-		    BIO *out, char *errstr, size_t errlen);
+		    BIO *out, struct kmerr *err);
 
 /* smime_encrypt - encrypt an entity to every certificate in rcpts */
 enum km_status	 smime_encrypt(const char *entity, size_t len,
 		    X509 *const *rcpts, size_t nrcpts,
 		    enum smime_cipher cipher, enum smime_padding padding,
-		    BIO *out, char *errstr, size_t errlen);
+		    BIO *out, struct kmerr *err);
 
 /* smime_decrypt - decrypt with the first candidate that matches */
 enum km_status	 smime_decrypt(const char *ctype, const char *body,
 		    size_t len, const struct smime_keypair *cands,
-		    size_t ncands, BIO *out, int *matched, char *errstr,
-		    size_t errlen);
+		    size_t ncands, BIO *out, int *matched, struct kmerr *err);
 
 enum km_status	 smime_envelope_open(const char *ctype, const char *body,
-		    size_t len, struct smime_envelope **out, char *errstr,
-		    size_t errlen);
+		    size_t len, struct smime_envelope **out, struct kmerr *err);
 size_t		 smime_envelope_count(const struct smime_envelope *);
 /* "issuer=<RFC 2253 DN>;serial=<hex>" or "ski=<hex>", with a "kari:"
    prefix for key agreement; NULL when i is out of range */
@@ -172,12 +170,12 @@ const char	*smime_envelope_rid(const struct smime_envelope *, size_t i);
 /* 1 when the certificate matches one of the RecipientInfos, else 0 */
 int		 smime_envelope_match(const struct smime_envelope *, X509 *);
 /* *matched = index of the candidate that decrypted, or -1 when none
-   matched a RecipientInfo (KM_PERMFAIL "no matching recipient"); a
-   matching candidate whose key fails gives KM_PERMFAIL "decryption
-   failed" with *matched = its index */
+   matched a RecipientInfo (KM_PERMFAIL, KMERR_NOTFOUND, "no matching
+   recipient"); a matching candidate whose key fails gives KM_PERMFAIL
+   "decryption failed" with *matched = its index */
 enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
 		    const struct smime_keypair *cands, size_t ncands,
-		    BIO *out, int *matched, char *errstr, size_t errlen);
+		    BIO *out, int *matched, struct kmerr *err);
 /* KM_OK when every reader, with its own candidates only, obtains the
    same content (so the same content key) through its own RecipientInfo;
    out gets the plaintext once and matched[r] (nreaders entries, may be
@@ -187,8 +185,7 @@ enum km_status	 smime_envelope_decrypt(struct smime_envelope *,
    content key): discard out then */
 enum km_status	 smime_envelope_decrypt_readers(struct smime_envelope *,
 		    const struct smime_reader *readers, size_t nreaders,
-		    BIO *out, int *failed, int *matched, char *errstr,
-		    size_t errlen);
+		    BIO *out, int *failed, int *matched, struct kmerr *err);
 int		 smime_envelope_is_auth(const struct smime_envelope *);
 struct smime_envelope *smime_envelope_free(struct smime_envelope *);
 

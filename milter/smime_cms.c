@@ -20,23 +20,25 @@
 /* smime_der_to_cms - parse DER (or BER) bytes as a CMS ContentInfo */
 enum km_status
 smime_der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	const unsigned char *p = der;
 
 	*out = NULL;
 	if (len == 0) {
-		seterr(errstr, errlen, "malformed CMS: empty");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: empty");
 		return KM_PROTO;
 	}
 	if (len > INT_MAX) {
-		seterr(errstr, errlen, "malformed CMS: too large");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: too large");
 		return KM_PROTO;
 	}
 	/* d2i straight from the buffer: d2i_CMS_bio() would copy it. */
 	*out = d2i_CMS_ContentInfo(NULL, &p, (long)len);
 	if (*out == NULL)
-		return ossl_fail(KM_PROTO, errstr, errlen, "malformed CMS");
+		return smime_ossl(err, KM_PROTO, "malformed CMS");
 	return KM_OK;
 }
 
@@ -47,7 +49,7 @@ smime_der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
  */
 enum km_status
 smime_body_to_cms(const char *cte, const char *body, size_t len,
-    CMS_ContentInfo **out, char *errstr, size_t errlen)
+    CMS_ContentInfo **out, struct kmerr *err)
 {
 	unsigned char *der = NULL;
 	size_t derlen = 0;
@@ -57,20 +59,21 @@ smime_body_to_cms(const char *cte, const char *body, size_t len,
 	if (cte != NULL && (strcasecmp(cte, "binary") == 0 ||
 	    strcasecmp(cte, "8bit") == 0 || strcasecmp(cte, "7bit") == 0))
 		return smime_der_to_cms((const unsigned char *)body, len, out,
-		    errstr, errlen);
+		    err);
 	if (cte != NULL && strcasecmp(cte, "base64") != 0) {
-		seterr(errstr, errlen, "malformed S/MIME: unsupported "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed S/MIME: unsupported "
 		    "Content-Transfer-Encoding \"%s\"", cte);
 		return KM_PROTO;
 	}
-	st = mime_base64_decode(body, len, &der, &derlen, errstr, errlen);
+	st = mime_base64_decode(body, len, &der, &derlen, err);
 	if (st == KM_PROTO && cte == NULL && len > 0 &&
 	    (unsigned char)body[0] == 0x30)
 		return smime_der_to_cms((const unsigned char *)body, len, out,
-		    errstr, errlen);
+		    err);
 	if (st != KM_OK)
 		return st;
-	st = smime_der_to_cms(der, derlen, out, errstr, errlen);
+	st = smime_der_to_cms(der, derlen, out, err);
 	/* Opaque signed-data holds its content in clear: wipe it. */
 	secmem_wipe(der, derlen);
 	free(der);
@@ -85,11 +88,10 @@ smime_body_to_cms(const char *cte, const char *body, size_t len,
 enum km_status
 smime_open_entity(const char *ctype, const char *body, size_t len,
     struct mime_ctype **ct, const char **cte, const char **b, size_t *blen,
-    struct mime_headers **hp, char *errstr, size_t errlen)
+    struct mime_headers **hp, struct kmerr *err)
 {
 	size_t hlen, boff;
 	enum km_status st;
-	char why[128];
 
 	*ct = NULL;
 	*hp = NULL;
@@ -97,18 +99,18 @@ smime_open_entity(const char *ctype, const char *body, size_t len,
 	*b = body;
 	*blen = len;
 	if (ctype == NULL) {
-		if ((st = mime_entity_split(body, len, &hlen, &boff, why,
-		    sizeof(why))) != KM_OK) {
-			seterr(errstr, errlen, "malformed MIME: %s", why);
+		if ((st = mime_entity_split(body, len, &hlen, &boff,
+		    err)) != KM_OK) {
+			kmerr_prefix(err, "malformed MIME: ");
 			return st;
 		}
-		if ((st = mime_headers_parse(body, hlen, hp, why,
-		    sizeof(why))) != KM_OK) {
-			seterr(errstr, errlen, "malformed MIME: %s", why);
+		if ((st = mime_headers_parse(body, hlen, hp, err)) != KM_OK) {
+			kmerr_prefix(err, "malformed MIME: ");
 			return st;
 		}
 		if ((ctype = mime_headers_get(*hp, "Content-Type")) == NULL) {
-			seterr(errstr, errlen, "malformed MIME: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "malformed MIME: no "
 			    "Content-Type");
 			*hp = mime_headers_free(*hp);
 			return KM_PROTO;
@@ -117,8 +119,8 @@ smime_open_entity(const char *ctype, const char *body, size_t len,
 		*b = body + boff;
 		*blen = len - boff;
 	}
-	if ((st = mime_ctype_parse(ctype, ct, why, sizeof(why))) != KM_OK) {
-		seterr(errstr, errlen, "malformed Content-Type: %s", why);
+	if ((st = mime_ctype_parse(ctype, ct, err)) != KM_OK) {
+		kmerr_prefix(err, "malformed Content-Type: ");
 		*hp = mime_headers_free(*hp);
 		return st;
 	}

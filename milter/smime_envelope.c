@@ -36,7 +36,7 @@ struct smime_envelope {
  */
 static enum km_status
 load_cms(const char *ctype, const char *body, size_t len,
-    CMS_ContentInfo **cms, char *errstr, size_t errlen)
+    CMS_ContentInfo **cms, struct kmerr *err)
 {
 	struct mime_headers *h = NULL;
 	struct mime_ctype *ct = NULL;
@@ -48,20 +48,21 @@ load_cms(const char *ctype, const char *body, size_t len,
 	*cms = NULL;
 	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30)
 		return smime_der_to_cms((const unsigned char *)body, len, cms,
-		    errstr, errlen);
+		    err);
 	if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b, &blen, &h,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		return st;
 	k = mime_smime_kind(ct);
 	if (k != MIME_SMIME_ENVELOPED && k != MIME_SMIME_AUTH_ENVELOPED &&
 	    k != MIME_SMIME_SIGNED_OPAQUE && k != MIME_SMIME_PKCS7_UNKNOWN) {
-		seterr(errstr, errlen, "not an S/MIME pkcs7-mime entity "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not an S/MIME pkcs7-mime entity "
 		    "(%s/%s, %s)", mime_ctype_type(ct), mime_ctype_subtype(ct),
 		    mime_smime_kind_name(k));
 		st = KM_PROTO;
 		goto out;
 	}
-	st = smime_body_to_cms(cte, b, blen, cms, errstr, errlen);
+	st = smime_body_to_cms(cte, b, blen, cms, err);
 out:
 	mime_ctype_free(ct);
 	mime_headers_free(h);
@@ -203,7 +204,7 @@ env_add_ri(struct smime_envelope *env, CMS_RecipientInfo *ri)
 /* smime_envelope_open - parse an enveloped message once */
 enum km_status
 smime_envelope_open(const char *ctype, const char *body, size_t len,
-    struct smime_envelope **out, char *errstr, size_t errlen)
+    struct smime_envelope **out, struct kmerr *err)
 {
 	struct smime_envelope *env;
 	STACK_OF(CMS_RecipientInfo) *ris;
@@ -213,17 +214,18 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 	*out = NULL;
 	ERR_clear_error();
 	if ((env = calloc(1, sizeof(*env))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
-	if ((st = load_cms(ctype, body, len, &env->cms, errstr, errlen)) !=
+	if ((st = load_cms(ctype, body, len, &env->cms, err)) !=
 	    KM_OK)
 		goto fail;
 	nid = OBJ_obj2nid(CMS_get0_type(env->cms));
 	if (nid == NID_id_smime_ct_authEnvelopedData)
 		env->auth = 1;
 	else if (nid != NID_pkcs7_enveloped) {
-		seterr(errstr, errlen, "not enveloped data: CMS content type "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not enveloped data: CMS content type "
 		    "%s", OBJ_nid2sn(nid));
 		st = KM_PROTO;
 		goto fail;
@@ -231,14 +233,15 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 	if ((ris = CMS_get0_RecipientInfos(env->cms)) == NULL ||
 	    sk_CMS_RecipientInfo_num(ris) <= 0) {
 		ERR_clear_error();
-		seterr(errstr, errlen, "malformed CMS: no RecipientInfos");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: no RecipientInfos");
 		st = KM_PROTO;
 		goto fail;
 	}
 	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
 		if ((st = env_add_ri(env, sk_CMS_RecipientInfo_value(ris,
 		    i))) != KM_OK) {
-			seterr(errstr, errlen, "out of memory");
+			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 			goto fail;
 		}
 	}
@@ -313,17 +316,18 @@ smime_envelope_match(const struct smime_envelope *env, X509 *cert)
 enum km_status
 smime_envelope_decrypt(struct smime_envelope *env,
     const struct smime_keypair *cands, size_t ncands, BIO *out,
-    int *matched, char *errstr, size_t errlen)
+    int *matched, struct kmerr *err)
 {
 	size_t i;
 	int any = 0, got = -1;
-	char why[200] = "";
+	struct kmerr why = { KM_OK, KMERR_NONE, "" };
 
 	if (matched != NULL)
 		*matched = -1;
 	ERR_clear_error();
 	if (env == NULL || out == NULL) {
-		seterr(errstr, errlen, "decrypt: no envelope or output");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "decrypt: no envelope or output");
 		return KM_PERMFAIL;
 	}
 	/* Unwrap the content-encryption key first: no output until one
@@ -336,7 +340,7 @@ smime_envelope_decrypt(struct smime_envelope *env,
 		if (matched != NULL)
 			*matched = (int)i;
 		if (X509_check_private_key(cands[i].cert, cands[i].key) != 1) {
-			ossl_fail(KM_PERMFAIL, why, sizeof(why),
+			smime_ossl(&why, KM_PERMFAIL,
 			    "decryption failed: candidate key does not match "
 			    "its certificate");
 			continue;
@@ -348,27 +352,29 @@ smime_envelope_decrypt(struct smime_envelope *env,
 		    cands[i].cert) == 1)
 			got = (int)i;
 		else
-			ossl_fail(KM_PERMFAIL, why, sizeof(why),
+			smime_ossl(&why, KM_PERMFAIL,
 			    "decryption failed");
 	}
 	if (!any) {
-		seterr(errstr, errlen, "no matching recipient: none of %zu "
+		kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no matching recipient: none of %zu "
 		    "candidate certificates matches the %zu RecipientInfos",
 		    ncands, env->nrid);
 		return KM_PERMFAIL;
 	}
 	if (got < 0) {
-		seterr(errstr, errlen, "%s", why[0] ? why :
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "%s", why.msg[0] ? why.msg :
 		    "decryption failed");
 		return KM_PERMFAIL;
 	}
 	if (matched != NULL)
 		*matched = got;
 	if (CMS_decrypt(env->cms, NULL, NULL, NULL, out, CMS_BINARY) != 1)
-		return ossl_fail(KM_PERMFAIL, errstr, errlen,
+		return smime_ossl(err, KM_PERMFAIL,
 		    "decryption failed");
 	if (BIO_flush(out) != 1)
-		return ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		return smime_ossl(err, KM_TEMPFAIL,
 		    "decrypt: writing output");
 	return KM_OK;
 }
@@ -465,7 +471,7 @@ out:
 enum km_status
 smime_envelope_decrypt_readers(struct smime_envelope *env,
     const struct smime_reader *readers, size_t nreaders, BIO *out,
-    int *failed, int *matched, char *errstr, size_t errlen)
+    int *failed, int *matched, struct kmerr *err)
 {
 	unsigned char ref[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
 	unsigned int reflen = 0, mdlen = 0;
@@ -477,14 +483,15 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		*failed = -1;
 	ERR_clear_error();
 	if (env == NULL || out == NULL || readers == NULL || nreaders == 0) {
-		seterr(errstr, errlen, "decrypt: no envelope, output or reader");
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "decrypt: no envelope, output or reader");
 		return KM_PERMFAIL;
 	}
 	if (nreaders == 1) {
 		/* One reader: its own keys opening it is all there is to
 		   prove; no copy, no digest. */
 		enum km_status st = smime_envelope_decrypt(env, readers[0].cands,
-		    readers[0].ncands, out, matched, errstr, errlen);
+		    readers[0].ncands, out, matched, err);
 
 		if (st != KM_OK)
 			(void)mem_discard(out);
@@ -493,7 +500,7 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		return st;
 	}
 	if ((null = BIO_new(BIO_s_null())) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	for (r = 0; r < nreaders; r++) {
@@ -521,7 +528,8 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		if (!ok) {
 			if (failed != NULL)
 				*failed = (int)r;
-			seterr(errstr, errlen, "reader %zu: its RecipientInfo "
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "reader %zu: its RecipientInfo "
 			    "does not yield the content key", r);
 			BIO_free(null);
 			return KM_PERMFAIL;
@@ -557,18 +565,17 @@ smime_envelope_free(struct smime_envelope *env)
 enum km_status
 smime_decrypt(const char *ctype, const char *body, size_t len,
     const struct smime_keypair *cands, size_t ncands, BIO *out,
-    int *matched, char *errstr, size_t errlen)
+    int *matched, struct kmerr *err)
 {
 	struct smime_envelope *env = NULL;
 	enum km_status st;
 
 	if (matched != NULL)
 		*matched = -1;
-	if ((st = smime_envelope_open(ctype, body, len, &env, errstr,
-	    errlen)) != KM_OK)
+	if ((st = smime_envelope_open(ctype, body, len, &env, err)) != KM_OK)
 		return st;
 	st = smime_envelope_decrypt(env, cands, ncands, out, matched,
-	    errstr, errlen);
+	    err);
 	smime_envelope_free(env);
 	return st;
 }

@@ -6,7 +6,7 @@
  *	smime_cms.c, smime_envelope.c, smime_verify.c)
  * SUMMARY
  *	Private to the smime family: nothing else includes this header.
- *	Error helpers: seterr(), ossl_fail(), ossl_drain() (static inline).
+ *	Error helpers: smime_ossl(), ossl_drain() (static inline).
  *	Reading CMS inputs (smime_cms.c): smime_der_to_cms(),
  *	smime_body_to_cms(), smime_open_entity().
  * DESCRIPTION
@@ -20,71 +20,38 @@
  *	smime_open_entity(): *ct (mime_ctype_free) and *hp (mime_headers_free)
  *	are the caller's; *cte and *b point into *hp or body.
  * ERRORS
- *	KM_OK; KM_PROTO malformed MIME or CMS; KM_NOMEM; reason in errstr,
- *	OpenSSL errors drained (ossl_fail: first error in errstr, all logged
- *	at debug level 1).
+ *	KM_OK; KM_PROTO malformed MIME or CMS (reason KMERR_BADINPUT);
+ *	KM_NOMEM; the message in err, OpenSSL errors drained (smime_ossl:
+ *	the first error in err, logged at debug level 1).
  * THREADS
  *	Thread-safe.
  */
-#include <stdarg.h>
-#include <stdio.h>
-#include <string.h>
-
 #include <openssl/cms.h>
 #include <openssl/err.h>
 
+#include "kmerr.h"
 #include "log.h"
 #include "mime.h"
-#include "status.h"
-
-/* seterr - format a reason into errstr when there is one */
-static inline KM_PRINTF(3, 4) void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
- * ossl_fail - drain the OpenSSL error queue into errstr and the log
- * Returns st.  The first (root-cause) error goes into errstr after what;
- * every error is logged at debug level 1.
+ * smime_ossl - what failed and OpenSSL's first queued reason into err
+ * (kmerr_ossl; just what when nothing is queued), also logged at debug
+ * level 1; the queue is emptied.  KM_PROTO means the input is malformed:
+ * reason KMERR_BADINPUT.  Returns st.
  */
 static inline enum km_status
-ossl_fail(enum km_status st, char *errstr, size_t errlen, const char *what)
+smime_ossl(struct kmerr *err, enum km_status st, const char *what)
 {
-	const char *file, *func, *data;
-	unsigned long e;
-	int line, flags, first = 1;
-	char buf[256];
+	enum kmerr_reason why = st == KM_PROTO ? KMERR_BADINPUT : KMERR_NONE;
+	struct kmerr mine;
 
-	while ((e = ERR_get_error_all(&file, &line, &func, &data,
-	    &flags)) != 0) {
-		const char *r = ERR_reason_error_string(e);
-		const char *d = (flags & ERR_TXT_STRING) && data ? data : "";
-
-		if (first) {
-			seterr(errstr, errlen, "%s: %s%s%s%s", what,
-			    r ? r : "error", func && *func ? " in " : "",
-			    func ? func : "", *d ? " " : "");
-			if (*d && errstr != NULL) {
-				size_t n = strlen(errstr);
-
-				if (n < errlen)
-					snprintf(errstr + n, errlen - n, "(%s)", d);
-			}
-			first = 0;
-		}
-		ERR_error_string_n(e, buf, sizeof(buf));
-		log_debug(1, "smime: %s: %s", what, buf);
-	}
-	if (first)
-		seterr(errstr, errlen, "%s", what);
+	if (err == NULL)
+		err = &mine;
+	if (ERR_peek_error() == 0)
+		return kmerr_set(err, st, why, "%s", what);
+	kmerr_ossl(err, st, what);
+	err->reason = why;
+	log_debug(1, "smime: %s", err->msg);
 	return st;
 }
 
@@ -102,13 +69,12 @@ ossl_drain(const char *what)
 }
 
 enum km_status	 smime_der_to_cms(const unsigned char *der, size_t len,
-		    CMS_ContentInfo **out, char *errstr, size_t errlen);
+		    CMS_ContentInfo **out, struct kmerr *err);
 enum km_status	 smime_body_to_cms(const char *cte, const char *body,
-		    size_t len, CMS_ContentInfo **out, char *errstr,
-		    size_t errlen);
+		    size_t len, CMS_ContentInfo **out, struct kmerr *err);
 enum km_status	 smime_open_entity(const char *ctype, const char *body,
 		    size_t len, struct mime_ctype **ct, const char **cte,
 		    const char **b, size_t *blen, struct mime_headers **hp,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

@@ -134,10 +134,10 @@ out:
  * check_digests - refuse a SignerInfo whose digest algorithm no provider
  * implements, before CMS_verify() sees it (OpenSSL 3 leaks its partly
  * built digest context on that path).  KM_PROTO, "unsupported digest
- * algorithm OID x.y.z" in errstr.
+ * algorithm OID x.y.z" in err.
  */
 static enum km_status
-check_digests(STACK_OF(CMS_SignerInfo) *sis, char *errstr, size_t errlen)
+check_digests(STACK_OF(CMS_SignerInfo) *sis, struct kmerr *err)
 {
 	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
 		X509_ALGOR *dig = NULL;
@@ -149,7 +149,8 @@ check_digests(STACK_OF(CMS_SignerInfo) *sis, char *errstr, size_t errlen)
 		if (dig != NULL)
 			X509_ALGOR_get0(&oid, NULL, NULL, dig);
 		if (oid == NULL || OBJ_obj2txt(txt, sizeof(txt), oid, 1) <= 0) {
-			seterr(errstr, errlen, "unsupported digest algorithm OID (none)");
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "unsupported digest algorithm OID (none)");
 			return KM_PROTO;
 		}
 		/* Providers know each digest by its dotted OID as well. */
@@ -157,7 +158,8 @@ check_digests(STACK_OF(CMS_SignerInfo) *sis, char *errstr, size_t errlen)
 		md = EVP_MD_fetch(NULL, txt, NULL);
 		ERR_pop_to_mark();
 		if (md == NULL) {
-			seterr(errstr, errlen, "unsupported digest algorithm OID %s", txt);
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "unsupported digest algorithm OID %s", txt);
 			return KM_PROTO;
 		}
 		EVP_MD_free(md);
@@ -191,35 +193,32 @@ content_bio(const char *content, size_t clen)
  */
 static enum km_status
 sig_part_cms(const char *sp, size_t splen, CMS_ContentInfo **cms,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct mime_headers *sh = NULL;
 	struct mime_ctype *sct = NULL;
 	const char *stype, *scte;
 	size_t hlen, boff;
 	enum km_status st;
-	char why[160];
 
-	if ((st = mime_entity_split(sp, splen, &hlen, &boff, why,
-	    sizeof(why))) != KM_OK ||
-	    (st = mime_headers_parse(sp, hlen, &sh, why, sizeof(why))) !=
-	    KM_OK) {
-		seterr(errstr, errlen, "malformed signature part: %s", why);
+	if ((st = mime_entity_split(sp, splen, &hlen, &boff, err)) !=
+	    KM_OK || (st = mime_headers_parse(sp, hlen, &sh, err)) != KM_OK) {
+		kmerr_prefix(err, "malformed signature part: ");
 		goto out;
 	}
 	if ((stype = mime_headers_get(sh, "Content-Type")) == NULL ||
-	    (st = mime_ctype_parse(stype, &sct, why, sizeof(why))) != KM_OK ||
+	    (st = mime_ctype_parse(stype, &sct, NULL)) != KM_OK ||
 	    strcmp(mime_ctype_type(sct), "application") != 0 ||
 	    (strcmp(mime_ctype_subtype(sct), "pkcs7-signature") != 0 &&
 	    strcmp(mime_ctype_subtype(sct), "x-pkcs7-signature") != 0)) {
-		seterr(errstr, errlen, "malformed multipart/signed: second "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed multipart/signed: second "
 		    "part is not application/pkcs7-signature");
 		st = KM_PROTO;
 		goto out;
 	}
 	scte = mime_headers_get(sh, "Content-Transfer-Encoding");
-	st = smime_body_to_cms(scte, sp + boff, splen - boff, cms, errstr,
-	    errlen);
+	st = smime_body_to_cms(scte, sp + boff, splen - boff, cms, err);
 out:
 	mime_ctype_free(sct);
 	mime_headers_free(sh);
@@ -233,19 +232,19 @@ out:
 static enum km_status
 load_detached(const struct mime_ctype *ct, const char *b, size_t blen,
     const char **content, size_t *clen, CMS_ContentInfo **cms,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct mime_parts *parts = NULL;
 	enum km_status st;
-	char why[160];
 
 	if ((st = mime_multipart_split(b, blen, mime_ctype_param(ct,
-	    "boundary"), &parts, why, sizeof(why))) != KM_OK) {
-		seterr(errstr, errlen, "malformed multipart/signed: %s", why);
+	    "boundary"), &parts, err)) != KM_OK) {
+		kmerr_prefix(err, "malformed multipart/signed: ");
 		goto out;
 	}
 	if (parts->count != 2) {
-		seterr(errstr, errlen, "malformed multipart/signed: %zu "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed multipart/signed: %zu "
 		    "parts, not 2", parts->count);
 		st = KM_PROTO;
 		goto out;
@@ -253,7 +252,7 @@ load_detached(const struct mime_ctype *ct, const char *b, size_t blen,
 	*content = b + parts->part[0].off;
 	*clen = parts->part[0].len;
 	st = sig_part_cms(b + parts->part[1].off, parts->part[1].len, cms,
-	    errstr, errlen);
+	    err);
 out:
 	mime_parts_free(parts);
 	return st;
@@ -267,7 +266,7 @@ out:
 static enum km_status
 load_signed(const char *ctype, const char *body, size_t len,
     struct smime_verify_result *res, const char **content, size_t *clen,
-    CMS_ContentInfo **cms, char *errstr, size_t errlen)
+    CMS_ContentInfo **cms, struct kmerr *err)
 {
 	struct mime_headers *h = NULL;
 	struct mime_ctype *ct = NULL;
@@ -278,24 +277,23 @@ load_signed(const char *ctype, const char *body, size_t len,
 
 	if (ctype == NULL && len > 0 && (unsigned char)body[0] == 0x30) {
 		if ((st = smime_der_to_cms((const unsigned char *)body, len,
-		    cms, errstr, errlen)) == KM_OK)
+		    cms, err)) == KM_OK)
 			res->opaque = 1;
 		return st;
 	}
 	if ((st = smime_open_entity(ctype, body, len, &ct, &cte, &b,
-	    &blen, &h, errstr, errlen)) != KM_OK)
+	    &blen, &h, err)) != KM_OK)
 		return st;
 	k = mime_smime_kind(ct);
 	if (k == MIME_SMIME_SIGNED_DETACHED)
-		st = load_detached(ct, b, blen, content, clen, cms, errstr,
-		    errlen);
+		st = load_detached(ct, b, blen, content, clen, cms, err);
 	else if (k == MIME_SMIME_SIGNED_OPAQUE ||
 	    k == MIME_SMIME_PKCS7_UNKNOWN) {
-		if ((st = smime_body_to_cms(cte, b, blen, cms, errstr,
-		    errlen)) == KM_OK)
+		if ((st = smime_body_to_cms(cte, b, blen, cms, err)) == KM_OK)
 			res->opaque = 1;
 	} else {
-		seterr(errstr, errlen, "not a signed S/MIME entity "
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not a signed S/MIME entity "
 		    "(%s/%s, %s)", mime_ctype_type(ct),
 		    mime_ctype_subtype(ct), mime_smime_kind_name(k));
 		st = KM_PROTO;
@@ -356,20 +354,21 @@ signer_report(CMS_ContentInfo *cms, CMS_SignerInfo *si, X509_STORE *store,
  */
 static enum km_status
 signed_content(CMS_ContentInfo *cms, int opaque, const char **content,
-    size_t *clen, BIO **dcont, char *errstr, size_t errlen)
+    size_t *clen, BIO **dcont, struct kmerr *err)
 {
 	if (opaque) {
 		ASN1_OCTET_STRING **pos = CMS_get0_content(cms);
 
 		if (pos == NULL || *pos == NULL) {
-			seterr(errstr, errlen, "malformed signed-data: no "
+			kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+			    "malformed signed-data: no "
 			    "encapsulated content");
 			return KM_PROTO;
 		}
 		*content = (const char *)ASN1_STRING_get0_data(*pos);
 		*clen = (size_t)ASN1_STRING_length(*pos);
 	} else if ((*dcont = content_bio(*content, *clen)) == NULL)
-		return ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+		return smime_ossl(err, KM_NOMEM, "verify: BIO");
 	return KM_OK;
 }
 
@@ -377,7 +376,7 @@ signed_content(CMS_ContentInfo *cms, int opaque, const char **content,
 enum km_status
 smime_verify(const char *ctype, const char *body, size_t len,
     X509_STORE *store, const char *from, struct smime_verify_result *res,
-    BIO *content_out, char *errstr, size_t errlen)
+    BIO *content_out, struct kmerr *err)
 {
 	CMS_ContentInfo *cms = NULL;
 	STACK_OF(CMS_SignerInfo) *sis;
@@ -389,42 +388,44 @@ smime_verify(const char *ctype, const char *body, size_t len,
 	memset(res, 0, sizeof(*res));
 	ERR_clear_error();
 	if ((st = load_signed(ctype, body, len, res, &content, &clen, &cms,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto out;
 	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
-		seterr(errstr, errlen, "not signed data: CMS content type %s",
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not signed data: CMS content type %s",
 		    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
 		st = KM_PROTO;
 		goto out;
 	}
 	if ((st = signed_content(cms, res->opaque, &content, &clen, &dcont,
-	    errstr, errlen)) != KM_OK)
+	    err)) != KM_OK)
 		goto out;
 	sis = CMS_get0_SignerInfos(cms);
 	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
 	if (res->nsigners <= 0) {
-		seterr(errstr, errlen, "signed data without SignerInfos");
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "signed data without SignerInfos");
 		st = KM_PROTO;
 		goto out;
 	}
-	if ((st = check_digests(sis, errstr, errlen)) != KM_OK)
+	if ((st = check_digests(sis, err)) != KM_OK)
 		goto out;
 	/* Signature first, without the chain: the chain is judged apart. */
 	if ((sink = BIO_new(BIO_s_null())) == NULL) {
-		st = ossl_fail(KM_NOMEM, errstr, errlen, "verify: BIO");
+		st = smime_ossl(err, KM_NOMEM, "verify: BIO");
 		goto out;
 	}
 	if (CMS_verify(cms, NULL, NULL, dcont, sink,
 	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
 		res->sig_ok = 1;
 	else
-		ossl_fail(KM_OK, errstr, errlen, "signature");
+		smime_ossl(err, KM_OK, "signature");
 	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, from, res);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
 	    clen) ||
 	    BIO_flush(content_out) != 1)) {
-		st = ossl_fail(KM_TEMPFAIL, errstr, errlen,
+		st = smime_ossl(err, KM_TEMPFAIL,
 		    "verify: writing content");
 		goto out;
 	}

@@ -16,7 +16,7 @@
  *	rfc822Name SANs) with the From address.  The signed content (part 0
  *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
  *	is written to content_out if it is not NULL, even when the signature
- *	is bad (the caller decides what to deliver); when sig_ok is 0, errstr
+ *	is bad (the caller decides what to deliver); when sig_ok is 0, err
  *	holds the reason OpenSSL gave.  Only the first SignerInfo is reported
  *	in detail (nsigners counts them all); sig_ok needs all to verify.
  * OWNERSHIP
@@ -29,7 +29,7 @@
  *	CMS, or not signed data, or a SignerInfo whose digest algorithm no
  *	provider implements ("unsupported digest algorithm OID x.y.z": the
  *	signature is not checked, a permerror for the caller); KM_NOMEM; KM_TEMPFAIL when content_out
- *	cannot be written.  The OpenSSL error queue is drained (errstr, log).
+ *	cannot be written.  The OpenSSL error queue is drained (err, log).
  * THREADS
  *	Thread-safe: no static state; the store may be shared, it is only
  *	read.
@@ -40,7 +40,7 @@
 #include <openssl/bio.h>
 #include <openssl/x509_vfy.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 struct smime_verify_result {
 	int	 opaque;		/* 1 signed-data, 0 multipart/signed */
@@ -61,6 +61,6 @@ struct smime_verify_result {
 enum km_status	 smime_verify(const char *ctype, const char *body,
 		    size_t len, X509_STORE *store, const char *from,
 		    struct smime_verify_result *res, BIO *content_out,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

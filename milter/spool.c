@@ -130,13 +130,13 @@ grow(struct spool *s, size_t need)
 
 /* spool_append - add body bytes */
 enum km_status
-spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t errlen)
+spool_append(struct spool *s, const void *data, size_t n, struct kmerr *err)
 {
 	unmap(s);
 	if (s->fd < 0 && s->len + n <= s->memmax) {
 		if (s->len + n > s->cap && grow(s, s->len + n) != KM_OK) {
-			snprintf(errstr, errlen, "spool: out of memory");
-			return KM_NOMEM;
+			return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+			    "spool: out of memory");
 		}
 		memcpy(s->mem + s->len, data, n);
 		s->len += n;
@@ -144,9 +144,9 @@ spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t e
 	}
 	if (s->fd < 0) {
 		if ((s->fd = open_tmp(s->dir)) < 0) {
-			snprintf(errstr, errlen, "spool: cannot create a temporary file in %s: %s",
+			return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+			    "spool: cannot create a temporary file in %s: %s",
 			    s->dir, strerror(errno));
-			return KM_TEMPFAIL;
 		}
 		if (write_all(s->fd, s->mem, s->len) < 0)
 			goto fail;
@@ -159,8 +159,9 @@ spool_append(struct spool *s, const void *data, size_t n, char *errstr, size_t e
 	s->len += n;
 	return KM_OK;
 fail:
-	snprintf(errstr, errlen, "spool: cannot write to %s: %s", s->dir, strerror(errno));
-	return KM_TEMPFAIL;
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+	    "spool: cannot write to %s: %s",
+	    s->dir, strerror(errno));
 }
 
 /* spool_size - bytes held */
@@ -179,7 +180,7 @@ spool_on_disk(const struct spool *s)
 
 /* spool_map - the whole content as one readable byte range */
 enum km_status
-spool_map(struct spool *s, const unsigned char **data, size_t *len, char *errstr, size_t errlen)
+spool_map(struct spool *s, const unsigned char **data, size_t *len, struct kmerr *err)
 {
 	static const unsigned char empty[1];
 
@@ -192,9 +193,9 @@ spool_map(struct spool *s, const unsigned char **data, size_t *len, char *errstr
 		s->map = mmap(NULL, s->len, PROT_READ, MAP_SHARED, s->fd, 0);
 		if (s->map == MAP_FAILED) {
 			s->map = NULL;
-			snprintf(errstr, errlen, "spool: cannot map %zu bytes: %s",
-			    s->len, strerror(errno));
-			return KM_TEMPFAIL;
+			return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+			    "spool: cannot map %zu bytes: %s", s->len,
+			    strerror(errno));
 		}
 		s->maplen = s->len;
 	}

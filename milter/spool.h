@@ -17,22 +17,23 @@
  *	Caller frees with spool_free(), which returns NULL.
  * ERRORS
  *	KM_NOMEM when memory runs out; KM_TEMPFAIL when the spool directory
- *	is full or unwritable (errstr says which and why).
+ *	is full or unwritable (err says which and why).
  * THREADS
  *	A spool belongs to one message, used by one thread at a time.
  */
 #include <stddef.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 struct spool;
 
 struct spool	*spool_new(const char *dir, size_t memmax);
 struct spool	*spool_free(struct spool *);
-enum km_status	 spool_append(struct spool *, const void *, size_t, char *errstr, size_t errlen);
+enum km_status	 spool_append(struct spool *, const void *, size_t,
+		    struct kmerr *err);
 size_t		 spool_size(const struct spool *);
 int		 spool_on_disk(const struct spool *);
 enum km_status	 spool_map(struct spool *, const unsigned char **data, size_t *len,
-		    char *errstr, size_t errlen);
+		    struct kmerr *err);
 
 #endif

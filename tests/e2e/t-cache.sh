@@ -6,6 +6,7 @@
 # mid-run, and a fake Redis that never answers.
 . "$(dirname "$0")/../lib/suite.sh"
 probe=$build/tools/cache-probe
+. "$top/tests/lablib/common.sh"		# lab_wait_until: waits for events
 check() { if [ "$2" = 0 ]; then pass "$1"; else fail "$1" "${3:-}"; fi; }
 
 suite_need_built "$probe"
@@ -55,13 +56,22 @@ redis_up() {
 	rm -f "$sock"
 	redis-server "$D/redis.conf" </dev/null >/dev/null 2>&1 &
 	redis_pid=$!
-	n=0
-	while [ "$(rcli ping 2>/dev/null)" != PONG ]; do
-		n=$((n + 1))
-		if [ $n -gt 100 ]; then echo "FAIL setup: redis did not start"; tail "$D/redis.log"; exit 1; fi
-		sleep 0.05
-	done
+	if ! lab_wait_until 10 "redis-server (pid $redis_pid) answering PING" redis_pong; then
+		echo "FAIL setup: redis did not start"; tail "$D/redis.log"; exit 1
+	fi
 }
+redis_pong() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }
+# subscribed - true when one client listens on the invalidation channel
+subscribed() { [ "$(rcli pubsub numsub kmilter:invalidate 2>/dev/null | tail -1)" = 1 ]; }
+# wait_subscribed NAME - wait for the probe's subscription, else FAIL NAME
+wait_subscribed() {
+	lab_wait_until 10 "the subscriber listening on kmilter:invalidate" subscribed 2>"$D/wait.err" ||
+		fail "$1" "$(cat "$D/wait.err"; cat "$D/sub.err")"
+}
+# progress FIELD - the latest count FIELD of the loop's progress file
+progress() { tail -1 "$D/loop.progress" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# progress_at_least FIELD N - true when the loop counted N of FIELD
+progress_at_least() { [ "$(progress "$1")" -ge "$2" ] 2>/dev/null; }
 # redis_down - kill redis-server by pid (SIGKILL: a crash) and wait
 redis_down() {
 	kill -9 "$redis_pid" 2>/dev/null
@@ -113,11 +123,21 @@ ttl=$(rcli ttl "$name")
 check entry_has_ttl "$([ "$ttl" -gt 0 ] && [ "$ttl" -le 60 ]; echo $?)" "ttl=$ttl"
 
 # --- TTL expiry ---------------------------------------------------------
+# Time passing is the thing tested: poll until the entry (TTL 2 s) is gone
+# and measure when, from before the put.  Redis drops it 2000 ms after the
+# SET; the sealed expiry inside is whole seconds (time() + 2, expired once
+# time() reaches it), so the probe calls it gone after 1000-2000 ms
+# (measured 1924).  Bounds: over 1000 ms (a TTL cut to 1 s or taken as
+# 0 fails) and under 2700 ms, 2000 plus 700 for the 50 ms polls on a
+# loaded machine (a TTL ignored or doubled fails).
+t0=$(now_ms)
 P put cert short@example.org soon-gone 2 >/dev/null
 out=$(P get cert short@example.org | head -1)
-sleep 3.1
-out2=$(P get cert short@example.org | head -1)
-check ttl_expiry "$([ "$out" = "ok soon-gone" ] && [ "$out2" = permfail ]; echo $?)" "$out / $out2"
+gone() { [ "$(P get cert short@example.org | head -1)" = permfail ]; }
+lab_wait_until 5 "the 2 s entry expiring" gone 2>"$D/wait.err"; rc=$?
+gone_ms=$(( $(now_ms) - t0 ))
+echo "FIGURE t-cache entry with TTL 2 s gone after ${gone_ms} ms"
+check ttl_expiry "$([ "$out" = "ok soon-gone" ] && [ $rc = 0 ] && [ "$gone_ms" -gt 1000 ] && [ "$gone_ms" -lt 2700 ]; echo $?)" "$out / gone after ${gone_ms} ms (want 1000..2700) $(cat "$D/wait.err")"
 
 # --- negative entries ---------------------------------------------------
 out=$(P putneg cert nobody@example.org 30)
@@ -204,10 +224,7 @@ P put enckey carol@example.org c2 60 >/dev/null
 P put cert dave@example.org d1 60 >/dev/null
 P subscribe 1 5 > "$D/sub.out" 2>"$D/sub.err" &
 sub_pid=$!
-n=0
-while [ "$(rcli pubsub numsub kmilter:invalidate | tail -1)" != 1 ] && [ $n -lt 100 ]; do
-	sleep 0.02; n=$((n + 1))
-done
+wait_subscribed publish_subscriber_listening
 t0=$(now_ms)
 out=$(P invalidate Carol@example.org)
 wait "$sub_pid"; src=$?
@@ -226,19 +243,16 @@ check published_hash_not_address "$(grep -q carol "$D/sub.out"; [ $? = 1 ]; echo
 # --- subscriber survives a malformed message and a Redis restart -----------
 P subscribe 2 10 > "$D/sub.out" 2>"$D/sub.err" &
 sub_pid=$!
-n=0
-while [ "$(rcli pubsub numsub kmilter:invalidate | tail -1)" != 1 ] && [ $n -lt 100 ]; do
-	sleep 0.02; n=$((n + 1))
-done
+wait_subscribed reconnect_subscriber_listening
 rcli publish kmilter:invalidate "not-a-hash" >/dev/null
 P invalidate erin@example.org >/dev/null
 redis_down
-sleep 0.5
+# the event: the subscriber saw its connection go (health_fail logs it)
+lab_wait_until 10 "the subscriber noticing Redis gone (\"unavailable\" on its stderr)" \
+	grep -q unavailable "$D/sub.err" 2>"$D/wait.err" ||
+	fail subscriber_sees_outage "$(cat "$D/wait.err" "$D/sub.err")"
 redis_up
-n=0
-while [ "$(rcli pubsub numsub kmilter:invalidate | tail -1)" != 1 ] && [ $n -lt 200 ]; do
-	sleep 0.05; n=$((n + 1))
-done
+wait_subscribed subscriber_listening_again
 P invalidate frank@example.org >/dev/null
 wait "$sub_pid"; src=$?
 sub_pid=""
@@ -246,12 +260,16 @@ check subscriber_ignores_malformed "$(grep -q "malformed invalidation" "$D/sub.e
 check subscriber_reconnects "$([ $src = 0 ] && grep -qx reset "$D/sub.out" && grep -qx "invalidate $(P hash frank@example.org)" "$D/sub.out"; echo $?)" "$(cat "$D/sub.out")"
 
 # --- Redis killed mid-run and restarted ---------------------------------------
-# 400 lookups 10 ms apart (~4 s+); Redis dies after ~0.8 s, returns ~1.5 s later.
-P -c 100 -t 100 -b 200 -B 800 loop 400 10 cert loop@example.org > "$D/loop.out" 2>"$D/loop.err" &
+# 400 lookups 10 ms apart (~4 s+); Redis dies once 60 have been answered and
+# returns once 25 have failed (the progress file counts them).
+P -c 100 -t 100 -b 200 -B 800 -P "$D/loop.progress" loop 400 10 cert loop@example.org \
+	> "$D/loop.out" 2>"$D/loop.err" &
 loop_pid=$!
-sleep 0.8
+lab_wait_until 10 "60 lookups answered before the outage" progress_at_least ok 60 2>"$D/wait.err" ||
+	fail outage_loop_started "$(cat "$D/wait.err") $(tail -1 "$D/loop.progress" 2>/dev/null)"
 redis_down
-sleep 1.5
+lab_wait_until 10 "25 lookups failing while Redis is down" progress_at_least tempfail 25 2>"$D/wait.err" ||
+	fail outage_seen_by_loop "$(cat "$D/wait.err") $(tail -1 "$D/loop.progress" 2>/dev/null)"
 redis_up
 wait "$loop_pid"
 res=$(cat "$D/loop.out")
@@ -283,8 +301,8 @@ while True:
     held.append(c)        # read nothing, answer nothing
 EOF
 fake_pid=$!
-n=0
-while ! grep -q ready "$D/fake.out" && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+lab_wait_until 10 "the fake Redis listening (\"ready\")" grep -q ready "$D/fake.out" 2>"$D/wait.err" ||
+	fail fake_redis_started "$(cat "$D/wait.err" "$D/fake.out")"
 PF() { "$probe" -H 127.0.0.1 -p "$fport" -k "$D/seal.key" -c 200 -t 300 "$@"; }
 t0=$(now_ms)
 out=$(PF get cert alice@example.org 2>"$D/err")

@@ -30,6 +30,7 @@ suite_need_built "$probe"
 suite_need_cmd redis-server redis-cli /usr/bin/pykmip-server
 
 . "$top/tests/lablib/km.sh"
+. "$top/tests/lablib/common.sh"		# lab_wait_until: waits for events
 
 D=$(mktemp -d /tmp/t-keystore.XXXXXX)
 chmod 700 "$D"
@@ -88,13 +89,12 @@ redis_up() {
 	rm -f "$D/redis.sock"
 	redis-server "$D/redis.conf" </dev/null >/dev/null 2>&1 &
 	redis_pid=$!
-	n=0
-	while [ "$(rcli ping 2>/dev/null)" != PONG ]; do
-		n=$((n + 1))
-		[ $n -gt 100 ] && { echo "FAIL setup: redis did not start"; exit 1; }
-		sleep 0.05
-	done
+	lab_wait_until 10 "redis-server (pid $redis_pid) answering PING" redis_pong ||
+		{ echo "FAIL setup: redis did not start"; exit 1; }
 }
+redis_pong() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }
+# subscribers_are N - true when N clients listen on the invalidation channel
+subscribers_are() { [ "$(rcli pubsub numsub kmilter:invalidate 2>/dev/null | tail -1)" = "$1" ]; }
 redis_down() {
 	kill -9 "$redis_pid" 2>/dev/null
 	wait "$redis_pid" 2>/dev/null
@@ -209,17 +209,16 @@ expect redis_back_miss_refills "$out" '^keys ok (KM|L2) '
 
 # --- revocation in another process reaches a running process's L1 ---
 P keys bob@example.org 1 >/dev/null
+sub0=$(rcli pubsub numsub kmilter:invalidate | tail -1)
 P watch bob@example.org 30 > "$D/watch.out" &
 watch_pid=$!
-n=0
-while ! grep -q '^ready' "$D/watch.out" 2>/dev/null; do
-	n=$((n + 1)); [ $n -gt 200 ] && break; sleep 0.05
-done
+lab_wait_until 10 "the watcher's \"ready\" line" grep -q '^ready' "$D/watch.out"
 expect watch_warm_in_l1 "$(cat "$D/watch.out")" '^ready L1'
-sleep 0.3
+# the event: the watcher's invalidation subscriber listens (else the
+# revocation's PUBLISH could come before it and be lost)
+lab_wait_until 10 "the watcher subscribed to kmilter:invalidate" subscribers_are $((sub0 + 1))
 rev=$(P revoke bob@example.org)
-n=0
-while ! grep -q '^changed' "$D/watch.out" && [ $n -lt 60 ]; do n=$((n + 1)); sleep 0.05; done
+lab_wait_until 3 "the watcher seeing the revocation (\"changed\")" grep -q '^changed' "$D/watch.out"
 wait "$watch_pid" 2>/dev/null
 watch_pid=""
 at_inv=$(printf '%s\n' "$rev" | sed -n 's/.*invalidated_at=\([0-9]*\).*/\1/p')

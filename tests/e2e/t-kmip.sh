@@ -7,6 +7,7 @@
 probe=$build/tools/kmip-probe
 hostile=$top/tests/tools/kmip-hostile.py
 . "$top/tests/lablib/km.sh"
+. "$top/tests/lablib/common.sh"		# lab_wait_until: waits for events
 
 suite_need_built "$probe"
 suite_need_cmd /usr/bin/pykmip-server
@@ -194,18 +195,16 @@ openssl req -new -key "$pki/wrong.key" -subj "/CN=wrong.example" 2>/dev/null |
 # hostile MODE CERT: start the hostile server on $ph
 hostile() {
 	[ -n "$hpid" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
+	# the last server's READY must not count for this one
+	rm -f "$lab/hostile.out"
 	/usr/bin/python3 "$hostile" "$1" "$ph" "$pki/$2.crt" "$pki/$2.key" "$pki/ca.crt" \
 	    >"$lab/hostile.out" 2>"$lab/hostile.err" &
 	hpid=$!
-	# wait for its READY line (30 s: the machine may be loaded); a server
-	# that never gets ready is a failure of its own, not a wrong answer
-	i=0
-	while ! grep -q READY "$lab/hostile.out" 2>/dev/null && [ $i -lt 600 ]; do
-		kill -0 "$hpid" 2>/dev/null || break
-		sleep 0.05; i=$((i + 1))
-	done
-	grep -q READY "$lab/hostile.out" 2>/dev/null ||
-	    fail "hostile_server_$1_ready" "no READY line: $(cat "$lab/hostile.err")"
+	# its READY line (30 s: the machine may be loaded); a server that never
+	# gets ready is a failure of its own, not a wrong answer
+	lab_wait_until 30 "the hostile KMIP server ($1) printing READY" \
+	    grep -qs READY "$lab/hostile.out" ||
+	    fail "hostile_server_$1_ready" "$(cat "$lab/hostile.err")"
 }
 PH="$probe -n evil -p $ph -C $pki/ca.crt -c $pki/kmilter.crt -k $pki/kmilter.key"
 

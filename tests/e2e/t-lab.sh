@@ -7,6 +7,7 @@
 LAB=$KM_TOP/tests/lab
 PY=/usr/bin/python3
 SMTP="$PY $KM_TOP/tests/lib/labsmtp.py"
+. "$KM_TOP/tests/lablib/common.sh"	# lab_pid_alive, lab_wait_until
 # absent PATTERN FILE...: every FILE exists and none holds PATTERN; a glob
 # that matched nothing or a grep error (status 2) is not "absent"
 absent() {
@@ -123,7 +124,7 @@ else fail "up on a running lab is refused" "$(cat "$base/err")"; fi
 
 mpid=$(cat "$A/pids/milter.pid")
 kill "$mpid"
-n=0; while grep -q '^State:[^Z]*$' "/proc/$mpid/status" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.05; n=$((n + 1)); done
+lab_wait_until 10 "the killed milter (pid $mpid) gone" eval '! lab_pid_alive "$mpid"'
 if $SMTP send "$A" alice@partner.test bob@example.org >/dev/null 2>"$base/err"; then
 	fail "milter down: Postfix tempfails (milter_default_action)" "message accepted"
 elif grep -q "451" "$base/err"; then pass "milter down: Postfix tempfails with 451"
@@ -139,7 +140,6 @@ pids=$(cat "$A"/pids/*.pid)
 master=$(cat "$A/postfix/queue/pid/master.pid" | tr -dc 0-9)
 "$LAB" down "$A" >/dev/null 2>&1
 alive=""
-. "$KM_TOP/tests/lablib/common.sh"
 for p in $pids $master; do lab_pid_alive "$p" && alive="$alive $p"; done
 if [ -z "$alive" ] && ! $PY -c "import socket; socket.create_connection(('127.0.0.1', $LAB_SMTP_PORT), 1)" 2>/dev/null; then
 	pass "down: every recorded pid and the postfix master are gone, port closed"

@@ -61,22 +61,21 @@ one(const char *ctype, const char *buf, size_t len)
 	struct smime_verify_result r;
 	struct smime_keypair kp = { cert, key };
 	BIO *out = BIO_new(BIO_s_mem());
-	char err[256];
+	struct kmerr err = { 0 };
 	size_t i;
 	int m;
 
-	if (smime_envelope_open(ctype, buf, len, &env, err, sizeof(err)) ==
+	if (smime_envelope_open(ctype, buf, len, &env, &err) ==
 	    KM_OK) {
 		for (i = 0; i < smime_envelope_count(env); i++)
 			if (smime_envelope_rid(env, i) == NULL)
 				abort();
 		(void)smime_envelope_match(env, cert);
-		(void)smime_envelope_decrypt(env, &kp, 1, out, &m, err,
-		    sizeof(err));
+		(void)smime_envelope_decrypt(env, &kp, 1, out, &m, &err);
 	}
 	smime_envelope_free(env);
 	(void)smime_verify(ctype, buf, len, NULL, "a@b.example", &r, out,
-	    err, sizeof(err));
+	    &err);
 	BIO_free(out);
 	if (ERR_peek_error() != 0)
 		abort();

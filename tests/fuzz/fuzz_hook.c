@@ -41,7 +41,7 @@ unknown_seen(const char *buf, size_t len)
 	int n = 0;
 
 	hook_proto_scan_init(&sc, buf, len);
-	while (hook_proto_scan_next(&sc, &l, NULL, 0) == 1)
+	while (hook_proto_scan_next(&sc, &l, NULL) == 1)
 		if (!hook_proto_key_known(&l))
 			n++;
 	return n;
@@ -54,14 +54,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct hook_answer a;
 	enum hook_event ev;
 	enum km_status st;
-	char err[256];
+	struct kmerr err;
 
 	if (size < 1)
 		return 0;
 	memset(&a, 0, sizeof(a));
 	ev = (data[0] & 1) ? HOOK_EVENT_RELEASE : HOOK_EVENT_UNLOCK;
-	st = hook_answer_parse((const char *)data + 1, size - 1, ev, &a, err,
-	    sizeof(err));
+	st = hook_answer_parse((const char *)data + 1, size - 1, ev, &a, &err);
 	if (st == KM_OK) {
 		if (!hook_action_valid(ev, a.action))
 			abort();
@@ -72,7 +71,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (memchr(a.reason, '\0', sizeof(a.reason)) == NULL)
 			abort();
 	} else if (st != KM_PROTO || a.password != NULL ||
-	    a.action != HOOK_ACTION_NONE || memchr(err, '\0', sizeof(err)) == NULL)
+	    a.action != HOOK_ACTION_NONE || err.status != st ||
+	    !kmerr_is(&err, KMERR_BADINPUT) ||
+	    memchr(err.msg, '\0', sizeof(err.msg)) == NULL)
 		abort();
 	if (a.unknown_keys < 0 ||
 	    a.unknown_keys > unknown_seen((const char *)data + 1, size - 1))

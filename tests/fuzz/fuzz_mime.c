@@ -12,7 +12,8 @@
  * Content-Type, the body split at the boundary (when there is one) and
  * each part parsed again as an entity, and the body base64-decoded.  The
  * parsers must never crash, overread or leak, and what they return must be
- * consistent (part ranges inside the body, decoded length bounds).
+ * consistent (part ranges inside the body, decoded length bounds, an
+ * error object that says the status returned, KMERR_BADINPUT for KM_PROTO).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +22,16 @@
 #include "mime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* said - st, once the error object is seen to agree with it */
+static enum km_status
+said(enum km_status st, const struct kmerr *err)
+{
+	if (st != KM_OK && (err->status != st ||
+	    (st == KM_PROTO && !kmerr_is(err, KMERR_BADINPUT))))
+		abort();
+	return st;
+}
 
 /* entity - parse one entity; recurse into multipart bodies */
 static void
@@ -31,34 +42,34 @@ entity(const char *buf, size_t len, int depth)
 	struct mime_parts *ps = NULL;
 	unsigned char *dec = NULL;
 	size_t hl = 0, bo = 0, dl = 0, i;
-	char err[128];
+	struct kmerr err = { 0 };
 
-	if (mime_entity_split(buf, len, &hl, &bo, err, sizeof(err)) != KM_OK) {
+	if (said(mime_entity_split(buf, len, &hl, &bo, &err), &err) != KM_OK) {
 		hl = len;
 		bo = len;
 	}
 	if (hl > len || bo > len || hl > bo)
 		abort();
-	if (mime_headers_parse(buf, hl, &h, err, sizeof(err)) == KM_OK) {
+	if (said(mime_headers_parse(buf, hl, &h, &err), &err) == KM_OK) {
 		for (i = 0; i < mime_headers_count(h); i++) {
 			struct mime_ctype *c = NULL;
 
 			if (mime_headers_name(h, i) == NULL ||
 			    mime_headers_value(h, i) == NULL)
 				abort();
-			if (mime_ctype_parse(mime_headers_value(h, i), &c,
-			    err, sizeof(err)) == KM_OK) {
+			if (said(mime_ctype_parse(mime_headers_value(h, i), &c,
+			    &err), &err) == KM_OK) {
 				(void)mime_smime_kind_name(mime_smime_kind(c));
 				(void)mime_ctype_param(c, "boundary");
 			}
 			mime_ctype_free(c);
 		}
 		if (mime_headers_get(h, "content-type") != NULL &&
-		    mime_ctype_parse(mime_headers_get(h, "content-type"), &ct,
-		    err, sizeof(err)) == KM_OK &&
-		    mime_multipart_split(buf + bo, len - bo,
-		    mime_ctype_param(ct, "boundary"), &ps, err,
-		    sizeof(err)) == KM_OK) {
+		    said(mime_ctype_parse(mime_headers_get(h, "content-type"),
+		    &ct, &err), &err) == KM_OK &&
+		    said(mime_multipart_split(buf + bo, len - bo,
+		    mime_ctype_param(ct, "boundary"), &ps, &err), &err) ==
+		    KM_OK) {
 			for (i = 0; i < ps->count; i++) {
 				if (ps->part[i].off > len - bo ||
 				    ps->part[i].len > len - bo - ps->part[i].off)
@@ -69,8 +80,8 @@ entity(const char *buf, size_t len, int depth)
 			}
 		}
 	}
-	if (mime_base64_decode(buf + bo, len - bo, &dec, &dl, err,
-	    sizeof(err)) == KM_OK && dl > (len - bo) / 4 * 3 + 3)
+	if (said(mime_base64_decode(buf + bo, len - bo, &dec, &dl, &err),
+	    &err) == KM_OK && dl > (len - bo) / 4 * 3 + 3)
 		abort();
 	free(dec);
 	mime_parts_free(ps);

@@ -8,6 +8,12 @@
 # lab_wait_tcp PORT SECS   wait until 127.0.0.1:PORT accepts a connection
 # lab_wait_unix PATH SECS  wait until the unix stream socket PATH accepts
 # lab_wait_file PATH SECS  wait until PATH exists and is not empty
+# lab_wait_until SECS WHAT CMD [ARG...]
+#                          run CMD every 50 ms until it succeeds; after SECS
+#                          print "not within SECS s: WHAT" on stderr and
+#                          return 1.  The way to wait for an event in a shell
+#                          test (never a bare sleep; tests/lib/ktest.py
+#                          wait_for is the python one).
 # lab_pid_alive PID        true if PID runs and is not a zombie
 # lab_stop_pid PID [SECS]  SIGTERM PID, wait up to SECS (default 10), then SIGKILL
 # lab_record_pid DIR NAME PID   remember a pid in DIR/pids/NAME.pid
@@ -103,14 +109,22 @@ while True:
 PYEOF
 }
 
-lab_wait_file() {
-	_n=0
-	while [ ! -s "$1" ]; do
-		_n=$((_n + 1))
-		[ "$_n" -gt $(($2 * 20)) ] && return 1
+lab_wait_until() {
+	_wu_secs=$1 _wu_what=$2
+	shift 2
+	_wu_end=$(( $(date +%s%N) / 1000000 + $(echo "$_wu_secs" | awk '{ printf "%d", $1 * 1000 }') ))
+	until "$@"; do
+		if [ $(( $(date +%s%N) / 1000000 )) -gt "$_wu_end" ]; then
+			echo "not within ${_wu_secs}s: $_wu_what" >&2
+			return 1
+		fi
 		sleep 0.05
 	done
 	return 0
+}
+
+lab_wait_file() {
+	lab_wait_until "$2" "$1 present and not empty" test -s "$1"
 }
 
 lab_pid_alive() {

@@ -10,8 +10,10 @@
 
 Each case prints "PASS name", "FAIL name: reason" or "SKIP name: reason";
 run() prints the totals and returns the exit status (1 on any failure).
-Also: helpers to start and stop daemons by pid, and paths from the
-environment of tests/run (KM_TOP, KM_BUILD).
+Also: wait_for(predicate, secs, what), the one way to wait for an event
+(a FAIL naming what did not happen, never a bare sleep); helpers to start
+and stop daemons by pid; paths from the environment of tests/run (KM_TOP,
+KM_BUILD).
 """
 
 import os
@@ -128,11 +130,8 @@ def stop_pid(pid, secs=10.0):
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
-    end = time.time() + secs
-    while time.time() < end:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
+    if wait_for(lambda: not pid_alive(pid), secs):
+        return True
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -140,14 +139,24 @@ def stop_pid(pid, secs=10.0):
     return False
 
 
-def wait_for(fn, secs=10.0, step=0.05):
-    """Poll fn() until it returns a true value (returned) or secs pass (None)."""
-    end = time.time() + secs
+def wait_for(fn, secs=10.0, what=None, step=0.05):
+    """Poll fn() until it returns a true value, which is returned.  After
+    secs: raise Failure("not within Ns: WHAT") when what names the
+    event (a string, or a function giving one at the deadline), else
+    return None (the caller reports).  Use this, never a bare
+    sleep, to wait for something to happen (a log line, a socket, a pid
+    gone, a file); a sleep only where time passing is the thing tested."""
+    t0 = time.monotonic()
+    end = t0 + secs
     while True:
         v = fn()
         if v:
             return v
-        if time.time() > end:
+        now = time.monotonic()
+        if now > end:
+            if what:
+                raise Failure("not within %.1fs: %s" % (
+                    now - t0, what() if callable(what) else what))
             return None
         time.sleep(step)
 

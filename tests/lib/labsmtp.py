@@ -25,6 +25,8 @@ import socket
 import sys
 import time
 
+from ktest import wait_for
+
 QUEUED_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
 
 
@@ -156,14 +158,11 @@ def find_delivered(env, qid):
 
 def wait_delivered(env, qid, timeout=60):
     """Wait until Postfix logged status=sent for qid and its file exists."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if _sent_in_maillog(env, qid):
-            path = find_delivered(env, qid)
-            if path:
-                return path
-        time.sleep(0.05)
-    raise LabError("%s not delivered within %ds" % (qid, timeout))
+    path = wait_for(lambda: _sent_in_maillog(env, qid) and find_delivered(env, qid),
+                    timeout)
+    if not path:
+        raise LabError("%s not delivered within %ds" % (qid, timeout))
+    return path
 
 
 def read_delivered(path):
@@ -219,13 +218,8 @@ def log_line(env, qid):
 
 
 def wait_log_line(env, qid, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        line = log_line(env, qid)
-        if line:
-            return line
-        time.sleep(0.05)
-    return None
+    """kmilter's per-message line for qid once logged; None after timeout."""
+    return wait_for(lambda: log_line(env, qid), timeout)
 
 
 def parse_log_line(line):

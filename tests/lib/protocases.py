@@ -10,7 +10,6 @@ client and sender, external recipients, so nothing may be modified.
 import os
 import socket
 import struct
-import time
 
 from ktest import check, check_eq, wait_for
 import milterclient as mc
@@ -31,6 +30,20 @@ def new_client(m):
     c = mc.MilterClient(m.sock, timeout=15)
     c.negotiate()
     return c
+
+
+def open_sessions(m):
+    """Connections the milter holds open on its socket: the accepted ends,
+    which /proc/net/unix lists under the listening socket's path with
+    state 03 (connected)."""
+    n = 0
+    with open("/proc/net/unix") as fp:
+        next(fp)
+        for line in fp:
+            f = line.split()
+            if len(f) >= 8 and f[7] == m.sock and f[5] == "03":
+                n += 1
+    return n
 
 
 def assert_passed(steps, res, what="message"):
@@ -120,8 +133,13 @@ def add_cases(suite, m):
         c.body(b"x" * 200000)
         # half a body packet, then hang up
         c.send_raw(struct.pack(">I", 1000) + b"B" + b"y" * 100)
+        check(open_sessions(m) >= 1, "no connection of the milter's seen on %s "
+              "in /proc/net/unix: the wait below would prove nothing" % m.sock)
         c.close()
-        time.sleep(0.3)
+        # the event: the milter closed its end of the dropped session
+        wait_for(lambda: open_sessions(m) == 0, 10,
+                 "the milter closing its end of the dropped connection on %s"
+                 % m.sock)
         check(m.alive(), "milter died after a dropped connection")
         c2 = new_client(m)
         steps, res = c2.message(SENDER, RCPTS, HEADERS, BODY, queue_id="DROP2")

@@ -8,6 +8,8 @@
  *   -c MS     connect timeout          -t MS             command timeout
  *   -b MS     minimum back-off         -B MS             maximum back-off
  *   -v        more log output (stderr)
+ *   -P FILE   loop: append "n=.. ok=.. permfail=.. tempfail=.." to FILE
+ *             after every call (the progress a test waits for)
  *   The Redis password, if any, is read from $KM_REDIS_PASSWORD.
  * commands:
  *   keygen PATH                 create a seal key file
@@ -50,13 +52,14 @@
 
 static struct cache_opts opts;
 static const char *keyfile;
+static const char *progress_path;
 
 /* usage - print usage and exit 2 */
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: cache-probe [-s path | -H host -p port] "
-	    "[-k keyfile] [-d db] [-c ms] [-t ms] [-b ms] [-B ms] [-v] "
+	    "[-k keyfile] [-d db] [-c ms] [-t ms] [-b ms] [-B ms] [-P file] [-v] "
 	    "command [args]\n");
 	exit(2);
 }
@@ -75,15 +78,15 @@ mono_us(void)
 static struct seal_key *
 load_key(void)
 {
-	char err[256];
+	struct kmerr ke;
 	struct seal_key *k;
 
 	if (keyfile == NULL) {
 		fprintf(stderr, "cache-probe: -k keyfile is required\n");
 		exit(2);
 	}
-	if ((k = seal_key_load(keyfile, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "cache-probe: %s\n", err);
+	if ((k = seal_key_load(keyfile, &ke)) == NULL) {
+		fprintf(stderr, "cache-probe: %s\n", ke.msg);
 		exit(2);
 	}
 	return k;
@@ -147,6 +150,15 @@ do_loop(struct cache *c, int n, int interval_ms, const char *kind,
 	int counts[KM_PROTO + 1] = { 0 };
 	int64_t max_us = 0, start = mono_us(), fail_at = -1, back_at = -1;
 	enum km_status last = KM_OK;
+	FILE *pf = NULL;
+
+	if (progress_path != NULL) {
+		if ((pf = fopen(progress_path, "a")) == NULL) {
+			perror(progress_path);
+			exit(2);
+		}
+		setvbuf(pf, NULL, _IOLBF, 0);	/* one write per line */
+	}
 
 	for (int i = 0; i < n; i++) {
 		unsigned char *buf = NULL;
@@ -168,6 +180,10 @@ do_loop(struct cache *c, int n, int interval_ms, const char *kind,
 			back_at = t0 - start;
 		counts[st]++;
 		last = st;
+		if (pf != NULL)
+			fprintf(pf, "n=%d ok=%d permfail=%d tempfail=%d\n", i + 1,
+			    counts[KM_OK], counts[KM_PERMFAIL],
+			    counts[KM_TEMPFAIL]);
 		if (interval_ms > 0)
 			usleep((useconds_t)interval_ms * 1000);
 	}
@@ -178,6 +194,8 @@ do_loop(struct cache *c, int n, int interval_ms, const char *kind,
 	    (long long)(fail_at < 0 ? -1 : fail_at / 1000),
 	    (long long)(back_at < 0 ? -1 : back_at / 1000),
 	    km_status_name(last), (long long)((mono_us() - start) / 1000));
+	if (pf != NULL)
+		fclose(pf);
 }
 
 static pthread_mutex_t sub_mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -385,11 +403,12 @@ main(int argc, char **argv)
 	struct seal_key *k = NULL;
 	struct cache *c = NULL;
 	const char *cmd;
-	char out[SEAL_NAME_MAX], err[256];
+	char out[SEAL_NAME_MAX];
+	struct kmerr ke;
 	int ch, verbose = 0, rc = 0;
 	enum km_status st;
 
-	while ((ch = getopt(argc, argv, "s:H:p:k:d:c:t:b:B:v")) != -1) {
+	while ((ch = getopt(argc, argv, "s:H:p:k:d:c:t:b:B:P:v")) != -1) {
 		switch (ch) {
 		case 's': opts.unix_path = optarg; break;
 		case 'H': opts.host = optarg; break;
@@ -400,6 +419,7 @@ main(int argc, char **argv)
 		case 't': opts.command_timeout_ms = atoi(optarg); break;
 		case 'b': opts.backoff_min_ms = atoi(optarg); break;
 		case 'B': opts.backoff_max_ms = atoi(optarg); break;
+		case 'P': progress_path = optarg; break;
 		case 'v': verbose++; break;
 		default: usage();
 		}
@@ -414,8 +434,8 @@ main(int argc, char **argv)
 	cmd = argv[0];
 
 	if (strcmp(cmd, "keygen") == 0 && argc == 2) {
-		if (seal_key_create(argv[1], err, sizeof(err)) != KM_OK) {
-			fprintf(stderr, "cache-probe: %s\n", err);
+		if (seal_key_create(argv[1], &ke) != KM_OK) {
+			fprintf(stderr, "cache-probe: %s\n", ke.msg);
 			return 2;
 		}
 		return 0;

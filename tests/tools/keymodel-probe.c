@@ -49,7 +49,7 @@
 
 /* code - exit code of a status */
 static int
-code(enum km_status st, const char *err)
+code(enum km_status st, const struct kmerr *err)
 {
 	switch (st) {
 	case KM_OK:
@@ -59,7 +59,7 @@ code(enum km_status st, const char *err)
 	case KM_PROTO:
 		return 5;
 	case KM_PERMFAIL:
-		return keymodel_notfound(err) ? 3 : 1;
+		return kmerr_is(err, KMERR_NOTFOUND) ? 3 : 1;
 	default:
 		return 1;
 	}
@@ -85,15 +85,16 @@ static int
 keys(struct keymodel *km, const char *addr, const char *dir)
 {
 	struct keymodel_gen *g = NULL;
-	char err[512], fp[96], path[PATH_MAX];
+	struct kmerr err;
+	char fp[96], path[PATH_MAX];
 	enum km_status st;
 	size_t n = 0, i;
 
-	st = keymodel_decryption_keys(km, addr, &g, &n, err, sizeof(err));
+	st = keymodel_decryption_keys(km, addr, &g, &n, &err);
 	if (st != KM_OK) {
 		fprintf(stderr, "keymodel-probe: %s: %s\n",
-		    km_status_name(st), err);
-		return code(st, err);
+		    km_status_name(st), err.msg);
+		return code(st, &err);
 	}
 	for (i = 0; i < n; i++) {
 		keymodel_cert_fingerprint(g[i].cert, fp, sizeof(fp));
@@ -124,14 +125,15 @@ static int
 cert(struct keymodel *km, const char *addr)
 {
 	X509 *x = NULL;
-	char err[512], fp[96], subj[256];
+	struct kmerr err;
+	char fp[96], subj[256];
 	enum km_status st;
 
-	if ((st = keymodel_current_cert(km, addr, &x, err, sizeof(err))) !=
+	if ((st = keymodel_current_cert(km, addr, &x, &err)) !=
 	    KM_OK) {
 		fprintf(stderr, "keymodel-probe: %s: %s\n",
-		    km_status_name(st), err);
-		return code(st, err);
+		    km_status_name(st), err.msg);
+		return code(st, &err);
 	}
 	keymodel_cert_fingerprint(x, fp, sizeof(fp));
 	X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
@@ -170,7 +172,7 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 	X509 *x;
 	uint32_t rc;
 	double *t;
-	char err[512];
+	struct kmerr err;
 	size_t ng;
 	int i;
 
@@ -181,21 +183,18 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (what == 0) {
-			st = keymodel_decryption_keys(km, addr, &g, &ng, err,
-			    sizeof(err));
+			st = keymodel_decryption_keys(km, addr, &g, &ng, &err);
 			if (st == KM_OK)
 				keymodel_gens_free(g, ng);
 		} else if (what == 1) {
-			st = keymodel_current_cert(km, addr, &x, err,
-			    sizeof(err));
+			st = keymodel_current_cert(km, addr, &x, &err);
 			X509_free(st == KM_OK ? x : NULL);
 		} else
-			st = keymodel_revocation_count(km, addr, &rc, err,
-			    sizeof(err));
+			st = keymodel_revocation_count(km, addr, &rc, &err);
 		if (st != KM_OK) {
-			fprintf(stderr, "keymodel-probe: %s\n", err);
+			fprintf(stderr, "keymodel-probe: %s\n", err.msg);
 			free(t);
-			return code(st, err);
+			return code(st, &err);
 		}
 		if (i >= 0)
 			t[i] = ms_since(&t0);
@@ -233,9 +232,8 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 	}
 	if (lena > sizeof(share) || lenb > sizeof(share) ||
 	    (certfile != NULL && x == NULL) || (certfile == NULL &&
-	    keymodel_current_cert(km, addr, &x, err, sizeof(err)) != KM_OK) ||
-	    keymodel_object_name(addr, name, sizeof(name), err,
-	    sizeof(err)) != KM_OK ||
+	    keymodel_current_cert(km, addr, &x, NULL) != KM_OK) ||
+	    keymodel_object_name(addr, name, sizeof(name), NULL) != KM_OK ||
 	    (dlen = i2d_X509(x, NULL)) <= 0 ||
 	    (der = malloc((size_t)dlen)) == NULL) {
 		fprintf(stderr, "keymodel-probe: plant: cannot start\n");
@@ -303,25 +301,25 @@ signload(const struct kmilter_conf *conf, const char *addr)
 	X509 *x = NULL;
 	EVP_PKEY *k = NULL;
 	STACK_OF(X509) *chain = NULL;
-	char path[PATH_MAX], err[512], fp[96];
+	char path[PATH_MAX], fp[96];
+	struct kmerr err;
 	enum km_status st;
 
 	if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK ||
-	    (sk = seal_key_load(path, err, sizeof(err))) == NULL) {
+	    (sk = seal_key_load(path, &err)) == NULL) {
 		fprintf(stderr, "keymodel-probe: no seal key\n");
 		return 1;
 	}
-	st = signstore_load(conf->state_dir, sk, addr, &x, &k, &chain, err,
-	    sizeof(err));
+	st = signstore_load(conf->state_dir, sk, addr, &x, &k, &chain, &err);
 	seal_key_free(sk);
 	if (st != KM_OK) {
 		fprintf(stderr, "keymodel-probe: %s: %s\n",
-		    km_status_name(st), err);
-		return code(st, err);
+		    km_status_name(st), err.msg);
+		return code(st, &err);
 	}
 	keymodel_cert_fingerprint(x, fp, sizeof(fp));
 	printf("signing key %s matches certificate sha256 %s chain %d\n",
-	    keymodel_check_pair(x, k, NULL, 0) == KM_OK ? "really" : "NOT",
+	    keymodel_check_pair(x, k, NULL) == KM_OK ? "really" : "NOT",
 	    fp, sk_X509_num(chain));
 	X509_free(x);
 	EVP_PKEY_free(k);
@@ -336,6 +334,7 @@ main(int argc, char **argv)
 	struct kmilter_conf *conf;
 	struct keymodel *km;
 	char err[2048];
+	struct kmerr ke;
 	const char *cfg = NULL;
 	int rc = 2;
 
@@ -359,8 +358,8 @@ main(int argc, char **argv)
 		conf_unref(conf);
 		return rc;
 	}
-	if ((km = keymodel_new(conf, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "keymodel-probe: %s\n", err);
+	if ((km = keymodel_new(conf, &ke)) == NULL) {
+		fprintf(stderr, "keymodel-probe: %s\n", ke.msg);
 		conf_unref(conf);
 		return 1;
 	}

@@ -40,6 +40,7 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
+#include "errbridge.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
 #include "keymodel_cert.h"
@@ -91,11 +92,11 @@ level(const struct keystore_stats *a, const struct keystore_stats *b)
 static struct keystore *
 open_ks(const struct kmilter_conf *c)
 {
-	char err[512];
-	struct keystore *ks = keystore_new(c, err, sizeof(err));
+	struct kmerr err = { 0 };
+	struct keystore *ks = keystore_new(c, &err);
 
 	if (ks == NULL) {
-		fprintf(stderr, "keystore-probe: %s\n", err);
+		fprintf(stderr, "keystore-probe: %s\n", err.msg);
 		exit(2);
 	}
 	return ks;
@@ -120,7 +121,7 @@ load_ca(X509 **ca, EVP_PKEY **cakey)
 
 /* enroll_enhanced - register generation 1 with a password-protected key */
 static enum km_status
-enroll_enhanced(const char *addr, const char *pw, char *err, size_t errlen)
+enroll_enhanced(const char *addr, const char *pw, struct kmerr *err)
 {
 	char name[KEYMODEL_NAME_MAX], cgroup[KEYMODEL_GROUP_MAX];
 	char sgroup[KEYMODEL_GROUP_MAX], uid[KMIP_UID_MAX];
@@ -132,17 +133,15 @@ enroll_enhanced(const char *addr, const char *pw, char *err, size_t errlen)
 	enum km_status st;
 
 	if (conf->km_nservers != 2 || load_ca(&ca, &cakey) < 0) {
-		snprintf(err, errlen, "need two KM servers and the org CA");
-		return KM_PERMFAIL;
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "need two KM servers and the org CA");
 	}
-	if ((st = keymodel_object_name(addr, name, sizeof(name), err,
-	    errlen)) != KM_OK ||
-	    (st = keymodel_keygen("ec-p256", &key, err, errlen)) != KM_OK ||
+	if ((st = keymodel_object_name(addr, name, sizeof(name), err)) != KM_OK ||
+	    (st = keymodel_keygen("ec-p256", &key, err)) != KM_OK ||
 	    (st = keymodel_issue_cert(key, addr, ca, cakey, KEYMODEL_DAYS_ENC,
-	    KEYMODEL_USE_ENCRYPT, &cert, err, errlen)) != KM_OK ||
-	    (st = pkcs8pw_wrap(key, pw, strlen(pw), 0, &wder, &wlen, err,
-	    errlen)) != KM_OK ||
-	    (st = keymodel_split(wder, wlen, &sh[0], &sh[1], err, errlen)) !=
+	    KEYMODEL_USE_ENCRYPT, &cert, err)) != KM_OK ||
+	    (st = pkcs8pw_wrap(key, pw, strlen(pw), 0, &wder, &wlen, err)) != KM_OK ||
+	    (st = keymodel_split(wder, wlen, &sh[0], &sh[1], err)) !=
 	    KM_OK)
 		goto out;
 	clen = i2d_X509(cert, &cder);
@@ -160,8 +159,8 @@ enroll_enhanced(const char *addr, const char *pw, char *err, size_t errlen)
 		o.ca_file = conf->km_ca_file;
 		o.cert_file = conf->km_client_cert;
 		o.key_file = conf->km_client_key;
-		if ((c = kmip_conn_new(&o, err, errlen)) == NULL) {
-			st = KM_TEMPFAIL;
+		if ((c = kmip_conn_new(&o, ERRBRIDGE_BUF(err))) == NULL) {
+			st = errbridge_took(err, KM_TEMPFAIL);
 			break;
 		}
 		for (int i = 0; i < 2 && st == KM_OK; i++) {
@@ -179,9 +178,11 @@ enroll_enhanced(const char *addr, const char *pw, char *err, size_t errlen)
 				q.len = wlen;
 				q.group = sgroup;
 			}
-			if ((st = kmip_register(c, &q, uid, err, errlen)) ==
+			if ((st = errbridge_took(err, kmip_register(c, &q, uid,
+			    ERRBRIDGE_BUF(err)))) ==
 			    KM_OK)
-				st = kmip_activate(c, uid, err, errlen);
+				st = errbridge_took(err, kmip_activate(c, uid,
+				    ERRBRIDGE_BUF(err)));
 		}
 		kmip_conn_free(c);
 	}
@@ -201,7 +202,7 @@ out:
 static int
 cmd_admin(const char *cmd, const char *addr, const char *pw)
 {
-	char err[512] = "";
+	struct kmerr err = { 0 };
 	struct keymodel *km = NULL;
 	struct keystore *ks;
 	X509 *ca = NULL;
@@ -212,8 +213,8 @@ cmd_admin(const char *cmd, const char *addr, const char *pw)
 	if (strcmp(cmd, "invalidate") != 0 &&
 	    strcmp(cmd, "enroll-enhanced") != 0 &&
 	    strcmp(cmd, "signing-enroll") != 0 &&
-	    (km = keymodel_new(conf, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "keystore-probe: %s\n", err);
+	    (km = keymodel_new(conf, &err)) == NULL) {
+		fprintf(stderr, "keystore-probe: %s\n", err.msg);
 		return 2;
 	}
 	if ((strcmp(cmd, "enroll") == 0 || strcmp(cmd, "signing-enroll") == 0 ||
@@ -224,29 +225,29 @@ cmd_admin(const char *cmd, const char *addr, const char *pw)
 	}
 	if (strcmp(cmd, "enroll") == 0)
 		st = keymodel_enroll(km, addr, ca, cakey, "ec-p256", 0, &gen,
-		    err, sizeof(err));
+		    &err);
 	else if (strcmp(cmd, "enroll-enhanced") == 0)
-		st = enroll_enhanced(addr, pw, err, sizeof(err));
+		st = enroll_enhanced(addr, pw, &err);
 	else if (strcmp(cmd, "revoke") == 0)
-		st = keymodel_revoke(km, addr, 0, &n, err, sizeof(err));
+		st = keymodel_revoke(km, addr, 0, &n, &err);
 	else if (strcmp(cmd, "signing-enroll") == 0) {
-		char path[1024], why[256];
+		char path[1024];
 		struct seal_key *sk = NULL;
 
 		if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK ||
-		    (sk = seal_key_load(path, why, sizeof(why))) == NULL) {
+		    (sk = seal_key_load(path, NULL)) == NULL) {
 			fprintf(stderr, "keystore-probe: seal key\n");
 			return 2;
 		}
 		st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
-		    "ec-p256", 0, err, sizeof(err));
+		    "ec-p256", 0, &err);
 		seal_key_free(sk);
 	}
 	X509_free(ca);
 	EVP_PKEY_free(cakey);
 	keymodel_free(km);
 	if (st != KM_OK) {
-		printf("%s %s %s\n", cmd, km_status_name(st), err);
+		printf("%s %s %s\n", cmd, km_status_name(st), err.msg);
 		return 1;
 	}
 	ks = open_ks(conf);
@@ -263,20 +264,20 @@ one_cert(struct keystore *ks, const char *addr, int print, double *us,
     const char **lvl)
 {
 	struct keystore_stats a, b;
-	char err[512] = "";
+	struct kmerr err = { 0 };
 	X509 *c = NULL;
 	double t0;
 	enum km_status st;
 
 	keystore_stats(ks, &a);
 	t0 = now_us();
-	st = keystore_get_cert(ks, addr, &c, err, sizeof(err));
+	st = keystore_get_cert(ks, addr, &c, &err);
 	*us = now_us() - t0;
 	keystore_stats(ks, &b);
 	*lvl = level(&a, &b);
 	if (print)
 		printf("cert %s %s %.0f %s\n", km_status_name(st), *lvl, *us,
-		    err);
+		    err.msg);
 	X509_free(c);
 	return st;
 }
@@ -289,13 +290,14 @@ one_keys(struct keystore *ks, const char *addr, int print, double *us,
 	struct keystore_stats a, b;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[512] = "", gens[256] = "";
+	char gens[256] = "";
+	struct kmerr err = { 0 };
 	double t0;
 	enum km_status st;
 
 	keystore_stats(ks, &a);
 	t0 = now_us();
-	st = keystore_get_keys(ks, addr, "PROBE", &k, &n, err, sizeof(err));
+	st = keystore_get_keys(ks, addr, "PROBE", &k, &n, &err);
 	*us = now_us() - t0;
 	keystore_stats(ks, &b);
 	*lvl = level(&a, &b);
@@ -309,7 +311,7 @@ one_keys(struct keystore *ks, const char *addr, int print, double *us,
 	}
 	if (print)
 		printf("keys %s %s %.0f n=%zu gens=%s %s\n",
-		    km_status_name(st), *lvl, *us, n, gens, err);
+		    km_status_name(st), *lvl, *us, n, gens, err.msg);
 	keystore_keys_free(k, n);
 	return st;
 }
@@ -336,16 +338,17 @@ static int
 cmd_signer(const char *addr)
 {
 	struct keystore *ks = open_ks(conf);
-	char err[512] = "", subj[256] = "";
+	char subj[256] = "";
+	struct kmerr err = { 0 };
 	X509 *c = NULL;
 	EVP_PKEY *k = NULL;
 	STACK_OF(X509) *ch = NULL;
 	enum km_status st;
 
-	st = keystore_get_signer(ks, addr, &c, &k, &ch, err, sizeof(err));
+	st = keystore_get_signer(ks, addr, &c, &k, &ch, &err);
 	if (st == KM_OK)
 		X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof(subj));
-	printf("signer %s %s%s chain=%d\n", km_status_name(st), subj, err,
+	printf("signer %s %s%s chain=%d\n", km_status_name(st), subj, err.msg,
 	    ch ? sk_X509_num(ch) : 0);
 	X509_free(c);
 	EVP_PKEY_free(k);
@@ -363,15 +366,14 @@ cmd_watch(const char *addr, int seconds)
 	double start = 0, us, end = now_us() + seconds * 1e6;
 	const char *lvl;
 	int ready = 0;
-	char err[512];
+	struct kmerr err = { 0 };
 
 	while (now_us() < end) {
 		struct keystore_key *k = NULL;
 		size_t n = 0;
 		enum km_status st;
 
-		st = keystore_get_keys(ks, addr, "WATCH", &k, &n, err,
-		    sizeof(err));
+		st = keystore_get_keys(ks, addr, "WATCH", &k, &n, &err);
 		keystore_keys_free(k, n);
 		if (st == KM_OK && !ready) {
 			ready = 1;
@@ -382,7 +384,7 @@ cmd_watch(const char *addr, int seconds)
 		} else if (st != KM_OK && ready) {
 			printf("changed at=%lld after_ready_ms=%.0f %s %s\n",
 			    wall_ms(), (now_us() - start) / 1e3,
-			    km_status_name(st), err);
+			    km_status_name(st), err.msg);
 			keystore_free(ks);
 			return 0;
 		}
@@ -480,7 +482,8 @@ cmd_ratio(const char *domain, int nusers, int nlookups)
 	struct keystore *ks = open_ks(conf);
 	struct keystore_stats s;
 	double *cdf = calloc(nusers, sizeof(*cdf)), sum = 0, t0;
-	char addr[128], err[256];
+	char addr[128];
+	struct kmerr err = { 0 };
 
 	for (int i = 0; i < nusers; i++)
 		cdf[i] = (sum += 1.0 / (i + 1));
@@ -500,7 +503,7 @@ cmd_ratio(const char *domain, int nusers, int nlookups)
 				hi = mid;
 		}
 		snprintf(addr, sizeof(addr), "u%d@%s", lo, domain);
-		keystore_get_cert(ks, addr, &c, err, sizeof(err));
+		keystore_get_cert(ks, addr, &c, &err);
 		X509_free(c);
 	}
 	keystore_stats(ks, &s);
@@ -519,6 +522,7 @@ main(int argc, char **argv)
 {
 	const char *cfg = NULL, *domain = "example.org";
 	char err[2048];
+	struct kmerr ke;
 	int ch, verbose = 0;
 
 	while ((ch = getopt(argc, argv, "c:d:v")) != -1) {
@@ -535,8 +539,8 @@ main(int argc, char **argv)
 		goto usage;
 	log_init("keystore-probe", LOG_MAIL, 1, verbose);
 	if (strcmp(argv[0], "sealkey") == 0) {
-		if (seal_key_create(argv[1], err, sizeof(err)) != KM_OK) {
-			fprintf(stderr, "keystore-probe: %s\n", err);
+		if (seal_key_create(argv[1], &ke) != KM_OK) {
+			fprintf(stderr, "keystore-probe: %s\n", ke.msg);
 			return 2;
 		}
 		return 0;

@@ -85,25 +85,25 @@ static int
 once(const unsigned char *der, int len, const struct smime_reader *rd, int nr)
 {
 	struct smime_envelope *env;
-	char err[256];
+	struct kmerr err = { 0 };
 	int matched[NREADERS], failed;
 	BIO *out = BIO_new(BIO_s_mem());
 	enum km_status st;
 
 	if (out == NULL || smime_envelope_open(NULL, (const char *)der, (size_t)len, &env,
-	    err, sizeof(err)) != KM_OK) {
+	    &err) != KM_OK) {
 		BIO_free(out);
 		return -1;
 	}
 	if (nr == 0)
-		st = smime_envelope_decrypt(env, rd[0].cands, 1, out, matched, err, sizeof(err));
+		st = smime_envelope_decrypt(env, rd[0].cands, 1, out, matched, &err);
 	else
 		st = smime_envelope_decrypt_readers(env, rd, (size_t)nr, out, &failed, matched,
-		    err, sizeof(err));
+		    &err);
 	smime_envelope_free(env);
 	BIO_free(out);
 	if (st != KM_OK)
-		fprintf(stderr, "readers-bench: %s\n", err);
+		fprintf(stderr, "readers-bench: %s\n", err.msg);
 	return st == KM_OK ? 0 : -1;
 }
 

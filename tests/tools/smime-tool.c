@@ -187,7 +187,8 @@ static int
 bench(X509 *cert, EVP_PKEY *key, X509 **rc, size_t nr, size_t size,
     int count)
 {
-	char *ent = malloc(size + 128), err[256];
+	char *ent = malloc(size + 128);
+	struct kmerr err = { 0 };
 	size_t off, i;
 	double t0, t1;
 	int n;
@@ -207,15 +208,14 @@ bench(X509 *cert, EVP_PKEY *key, X509 **rc, size_t nr, size_t size,
 		long sl;
 
 		if (smime_sign(ent, size, cert, key, NULL, SMIME_MD_SHA256,
-		    SMIME_MODE_DETACHED, s, err, sizeof(err)) != KM_OK) {
-			fprintf(stderr, "sign: %s\n", err);
+		    SMIME_MODE_DETACHED, s, &err) != KM_OK) {
+			fprintf(stderr, "sign: %s\n", err.msg);
 			return 1;
 		}
 		sl = BIO_get_mem_data(s, &p);
 		if (smime_encrypt(p, (size_t)sl, rc, nr,
-		    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, e, err,
-		    sizeof(err)) != KM_OK) {
-			fprintf(stderr, "encrypt: %s\n", err);
+		    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, e, &err) != KM_OK) {
+			fprintf(stderr, "encrypt: %s\n", err.msg);
 			return 1;
 		}
 		BIO_free(s);
@@ -232,7 +232,7 @@ bench(X509 *cert, EVP_PKEY *key, X509 **rc, size_t nr, size_t size,
 /* mimecmd - the part and unwrap commands */
 static enum km_status
 mimecmd(const char *cmd, const char *in, size_t len, int n, BIO *out,
-    char *err, size_t errlen)
+    struct kmerr *err)
 {
 	struct mime_headers *h = NULL;
 	struct mime_ctype *ct = NULL;
@@ -241,28 +241,27 @@ mimecmd(const char *cmd, const char *in, size_t len, int n, BIO *out,
 	size_t hl, bo, dl = 0;
 	enum km_status st;
 
-	if ((st = mime_entity_split(in, len, &hl, &bo, err, errlen)) != KM_OK ||
-	    (st = mime_headers_parse(in, hl, &h, err, errlen)) != KM_OK)
+	if ((st = mime_entity_split(in, len, &hl, &bo, err)) != KM_OK ||
+	    (st = mime_headers_parse(in, hl, &h, err)) != KM_OK)
 		goto out;
 	if (strcmp(cmd, "unwrap") == 0) {
-		if ((st = mime_base64_decode(in + bo, len - bo, &der, &dl, err,
-		    errlen)) == KM_OK)
+		if ((st = mime_base64_decode(in + bo, len - bo, &der, &dl, err)) == KM_OK)
 			BIO_write(out, der, (int)dl);
 		goto out;
 	}
 	if (mime_headers_get(h, "content-type") == NULL) {
-		snprintf(err, errlen, "no Content-Type");
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no Content-Type");
 		goto out;
 	}
 	if ((st = mime_ctype_parse(mime_headers_get(h, "content-type"), &ct,
-	    err, errlen)) != KM_OK ||
+	    err)) != KM_OK ||
 	    (st = mime_multipart_split(in + bo, len - bo,
-	    mime_ctype_param(ct, "boundary"), &ps, err, errlen)) != KM_OK)
+	    mime_ctype_param(ct, "boundary"), &ps, err)) != KM_OK)
 		goto out;
 	if (n < 0 || (size_t)n >= ps->count) {
-		snprintf(err, errlen, "no part %d (%zu parts)", n, ps->count);
-		st = KM_PROTO;
+		st = kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "no part %d (%zu parts)", n, ps->count);
 		goto out;
 	}
 	BIO_write(out, in + bo + ps->part[n].off, (int)ps->part[n].len);
@@ -289,7 +288,8 @@ main(int argc, char **argv)
 	enum smime_padding pad = SMIME_PAD_PKCS1;
 	STACK_OF(X509) *chain = NULL;
 	enum km_status st = KM_OK;
-	char err[256] = "", *in = NULL;
+	struct kmerr err = { 0 };
+	char *in = NULL;
 	int c, verbose = 0, rc = 0, count = 1000;
 	BIO *out;
 
@@ -378,12 +378,11 @@ main(int argc, char **argv)
 		if (ncert < 1 || nkey < 1)
 			usage();
 		st = smime_sign(in, len, certs[0], keys[0], chain, md, mode,
-		    out, err, sizeof(err));
+		    out, &err);
 	} else if (strcmp(cmd, "encrypt") == 0) {
 		if (nrcpt < 1)
 			usage();
-		st = smime_encrypt(in, len, rcpts, nrcpt, ciph, pad, out, err,
-		    sizeof(err));
+		st = smime_encrypt(in, len, rcpts, nrcpt, ciph, pad, out, &err);
 	} else if (strcmp(cmd, "decrypt") == 0) {
 		struct smime_keypair kp[MAXC];
 		int matched = -1;
@@ -395,7 +394,7 @@ main(int argc, char **argv)
 			kp[i].key = keys[i];
 		}
 		st = smime_decrypt(NULL, in, len, kp, ncert, out, &matched,
-		    err, sizeof(err));
+		    &err);
 		fprintf(stderr, "matched=%d\n", matched);
 	} else if (strcmp(cmd, "verify") == 0) {
 		struct smime_verify_result r;
@@ -409,8 +408,7 @@ main(int argc, char **argv)
 				return 3;
 			}
 		}
-		st = smime_verify(NULL, in, len, store, from, &r, out, err,
-		    sizeof(err));
+		st = smime_verify(NULL, in, len, store, from, &r, out, &err);
 		X509_STORE_free(store);
 		if (st == KM_OK) {
 			fprintf(stderr, "opaque=%d\nsig_ok=%d\nchain_ok=%d\n"
@@ -421,14 +419,13 @@ main(int argc, char **argv)
 			    r.nsigners, r.subject, r.email, r.fingerprint,
 			    (long long)r.signing_time, r.digest);
 			if (!r.sig_ok)
-				fprintf(stderr, "reason=%s\n", err);
+				fprintf(stderr, "reason=%s\n", err.msg);
 			rc = !r.sig_ok ? 1 : !r.chain_ok ? 2 : 0;
 		}
 	} else if (strcmp(cmd, "recipients") == 0) {
 		struct smime_envelope *env = NULL;
 
-		st = smime_envelope_open(NULL, in, len, &env, err,
-		    sizeof(err));
+		st = smime_envelope_open(NULL, in, len, &env, &err);
 		if (st == KM_OK) {
 			printf("auth=%d\n", smime_envelope_is_auth(env));
 			for (i = 0; i < smime_envelope_count(env); i++)
@@ -440,12 +437,12 @@ main(int argc, char **argv)
 		smime_envelope_free(env);
 		goto done;
 	} else if (strcmp(cmd, "part") == 0 || strcmp(cmd, "unwrap") == 0) {
-		st = mimecmd(cmd, in, len, count, out, err, sizeof(err));
+		st = mimecmd(cmd, in, len, count, out, &err);
 	} else
 		usage();
 	if (st != KM_OK) {
 		fprintf(stderr, "smime-tool %s: %s: %s\n", cmd,
-		    km_status_name(st), err);
+		    km_status_name(st), err.msg);
 		rc = st == KM_PROTO ? 1 : 1;
 	} else if (write_out(out, outpath) != 0)
 		rc = 3;

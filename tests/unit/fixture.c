@@ -130,14 +130,13 @@ fixture_ids_make(struct fixture_id *ids)
 
 /* fake_km_cert - FAKE KM: the table's certificate, else "no certificate" */
 static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errlen)
+fake_km_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
 {
 	struct fixture_id *f = fixture_find(arg, addr);
 
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no certificate in KM");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL || f->cert == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate in KM");
 	X509_up_ref(f->cert);
 	*out = f->cert;
 	return KM_OK;
@@ -146,7 +145,7 @@ fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr, size_t errle
 /* fake_km_keys - FAKE KM: one active, plain (not enhanced) generation */
 static enum km_status
 fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out, size_t *n,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct fixture_id *f = fixture_find(arg, addr);
 	struct keymodel_gen *g;
@@ -154,10 +153,8 @@ fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out, size_t *n,
 	unsigned char *p8 = NULL;
 	int l;
 
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no keys in KM");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL || f->cert == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND, "no keys in KM");
 	if ((g = calloc(1, sizeof(*g))) == NULL || (pi = EVP_PKEY2PKCS8(f->key)) == NULL) {
 		free(g);
 		return KM_NOMEM;
@@ -197,7 +194,7 @@ fake_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 
 /* fake_km_revcount - FAKE KM: nothing was ever revoked */
 static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, size_t errlen)
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, struct kmerr *err)
 {
 	*count = 0;
 	return KM_OK;
@@ -206,14 +203,12 @@ fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr, siz
 /* fake_signer - FAKE signing store: the table's key for its addresses */
 static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    STACK_OF(X509) **chain, struct kmerr *err)
 {
 	struct fixture_id *f = fixture_find(arg, addr);
 
-	if (f == NULL || f->cert == NULL) {
-		snprintf(errstr, errlen, "no signing key");
-		return KM_PERMFAIL;
-	}
+	if (f == NULL || f->cert == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND, "no signing key");
 	X509_up_ref(f->cert);
 	EVP_PKEY_up_ref(f->key);
 	*cert = f->cert;

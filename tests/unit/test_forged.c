@@ -262,11 +262,11 @@ TEST(entity_lifts_only_content_headers)
 	    "hello\r\n";
 	struct message *m = make_message(hv);
 	struct verdict v;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	CHECK(m != NULL);
 	verdict_init(&v);
-	CHECK(entity_replace(&v, m, ent, sizeof(ent) - 1, err, sizeof(err)) == KM_OK);
+	CHECK(entity_replace(&v, m, ent, sizeof(ent) - 1, &err) == KM_OK);
 	/* the old Content-* deleted, the new Content-* added, nothing else */
 	CHECK(has_change(&v, "Content-Type", 1, NULL));
 	CHECK(has_change(&v, "Content-Transfer-Encoding", 1, NULL));

@@ -27,6 +27,8 @@
 #include "trustpath.h"
 
 static char errbuf[512];
+static struct kmerr tperr;	/* trustpath_check() */
+static struct kmerr perr;	/* what the pure parsers say */
 
 /* top - the repository root */
 static const char *
@@ -76,8 +78,15 @@ ask(struct hook *h, enum hook_event ev, const char *addr,
 static enum km_status
 parse(const char *s, enum hook_event ev, struct hook_answer *a)
 {
-	errbuf[0] = '\0';
-	return hook_answer_parse(s, strlen(s), ev, a, errbuf, sizeof(errbuf));
+	enum km_status st;
+
+	kmerr_clear(&perr);
+	st = hook_answer_parse(s, strlen(s), ev, a, &perr);
+	snprintf(errbuf, sizeof(errbuf), "%s", perr.msg);
+	if (st != KM_OK && (perr.status != st ||
+	    (st == KM_PROTO && !kmerr_is(&perr, KMERR_BADINPUT))))
+		snprintf(errbuf, sizeof(errbuf), "error object disagrees");
+	return st;
 }
 
 TEST(parse_unlock_password)
@@ -201,10 +210,10 @@ TEST(parse_nul_and_lengths)
 	size_t n;
 
 	CHECK_EQ_INT(hook_answer_parse("action=allow\0\n", 14,
-	    HOOK_EVENT_RELEASE, &a, errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "NUL") != NULL);
+	    HOOK_EVENT_RELEASE, &a, &perr), KM_PROTO);
+	CHECK(strstr(perr.msg, "NUL") != NULL);
 	CHECK_EQ_INT(hook_answer_parse("action=password\npassword=a\0b\n", 29,
-	    HOOK_EVENT_UNLOCK, &a, errbuf, sizeof(errbuf)), KM_PROTO);
+	    HOOK_EVENT_UNLOCK, &a, &perr), KM_PROTO);
 	CHECK(a.password == NULL);
 
 	big = malloc(HOOK_ANSWER_MAX + 2);
@@ -215,20 +224,20 @@ TEST(parse_nul_and_lengths)
 	n += HOOK_LINE_MAX - 2;
 	big[n] = '\n';
 	CHECK_EQ_INT(hook_answer_parse(big, n + 1, HOOK_EVENT_RELEASE, &a,
-	    errbuf, sizeof(errbuf)), KM_OK);
+	    &perr), KM_OK);
 	big[n] = 'a';
 	big[n + 1] = '\n';
 	CHECK_EQ_INT(hook_answer_parse(big, n + 2, HOOK_EVENT_RELEASE, &a,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "line 2 longer than") != NULL);
+	    &perr), KM_PROTO);
+	CHECK(strstr(perr.msg, "line 2 longer than") != NULL);
 	/* The whole answer is bounded too. */
 	memset(big, '\n', HOOK_ANSWER_MAX + 1);
 	memcpy(big, "action=allow", 12);
 	CHECK_EQ_INT(hook_answer_parse(big, HOOK_ANSWER_MAX, HOOK_EVENT_RELEASE,
-	    &a, errbuf, sizeof(errbuf)), KM_OK);
+	    &a, &perr), KM_OK);
 	CHECK_EQ_INT(hook_answer_parse(big, HOOK_ANSWER_MAX + 1,
-	    HOOK_EVENT_RELEASE, &a, errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "longer than 4096") != NULL);
+	    HOOK_EVENT_RELEASE, &a, &perr), KM_PROTO);
+	CHECK(strstr(perr.msg, "longer than 4096") != NULL);
 	free(big);
 }
 
@@ -302,7 +311,7 @@ TEST(parse_random_input)
 		}
 		if (i == 39999)		/* one oversize buffer */
 			n = sizeof(buf);
-		st = hook_answer_parse(buf, n, ev, &a, errbuf, sizeof(errbuf));
+		st = hook_answer_parse(buf, n, ev, &a, &perr);
 		if (!check_invariants(st, ev, &a) && bad == 0)
 			bad = i + 1;
 		ok += st == KM_OK;
@@ -328,8 +337,7 @@ TEST(request_format)
 	char buf[1024], big[400];
 	size_t n = 0;
 
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_OK);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_OK);
 	CHECK_EQ_STR(buf, "event=unlock\naddress=alice@example.com\n"
 	    "key=signing\nlevel=enhanced\nqueue_id=ABC123\n"
 	    "gateway=mx1.example.com\n\n");
@@ -339,39 +347,31 @@ TEST(request_format)
 	rq.level = HOOK_LEVEL_DEFAULT;
 	rq.queue_id = NULL;
 	rq.gateway = "";
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_OK);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_OK);
 	CHECK_EQ_STR(buf, "event=release\naddress=alice@example.com\n"
 	    "key=encryption\nlevel=default\n\n");
 	/* Injection of a line, control characters, missing and long fields. */
 	rq.address = "alice@example.com\naction=allow";
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
+	CHECK(kmerr_is(&perr, KMERR_BADINPUT));
 	rq.address = "al\x7fice@example.com";
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.address = "";
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.address = NULL;
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	rq.address = big;
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.address = "bob@example.com";
 	rq.gateway = "mx\r1";
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.gateway = NULL;
 	rq.level = (enum hook_level)7;
-	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, sizeof(buf), &n, &perr), KM_PROTO);
 	rq.level = HOOK_LEVEL_DEFAULT;
-	CHECK_EQ_INT(hook_request_format(&rq, buf, 20, &n, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(hook_request_format(&rq, buf, 20, &n, &perr), KM_PROTO);
 }
 
 TEST(new_validates_options)
@@ -464,24 +464,25 @@ TEST(scan_lines)
 	static const char ans[] = "\nx-note=a=b\r\naction=deny\nzz=\n";
 	struct hook_proto_scan sc;
 	struct hook_proto_line l;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	hook_proto_scan_init(&sc, ans, sizeof(ans) - 1);
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, &err), 1);
 	CHECK_EQ_INT(l.lineno, 2);
 	CHECK(l.klen == 6 && memcmp(l.key, "x-note", 6) == 0);
 	CHECK(l.vlen == 3 && memcmp(l.val, "a=b", 3) == 0);
 	CHECK(!hook_proto_key_known(&l));
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, &err), 1);
 	CHECK_EQ_INT(l.lineno, 3);
 	CHECK(hook_proto_key_known(&l));
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, &err), 1);
 	CHECK(l.lineno == 4 && l.klen == 2 && l.vlen == 0);
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), 0);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, &err), 0);
 	hook_proto_scan_init(&sc, "a=1\nno equals\n", 14);
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, NULL, 0), 1);
-	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, err, sizeof(err)), -1);
-	CHECK_EQ_STR(err, "line 2: no '='");
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, NULL), 1);
+	CHECK_EQ_INT(hook_proto_scan_next(&sc, &l, &err), -1);
+	CHECK_EQ_STR(err.msg, "line 2: no '='");
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
 }
 
 /* run_one - ask a test hook once with a fresh struct hook */
@@ -878,6 +879,22 @@ busy_thread(void *arg)
 	return NULL;
 }
 
+/* wait_running - poll until n hooks run; 0 after ms */
+static int
+wait_running(struct hook *h, int n, int ms)
+{
+	struct hook_stats hs;
+
+	for (int waited = 0; waited <= ms; waited += 5) {
+		hook_stats(h, &hs);
+		if (hs.running == n)
+			return 1;
+		usleep(5000);
+	}
+	fprintf(stderr, "    not within %d ms: %d hook(s) running\n", ms, n);
+	return 0;
+}
+
 TEST(run_busy)
 {
 	struct hook_opts o = { .path = hook_path("sleep"), .timeout_ms = 800,
@@ -889,7 +906,9 @@ TEST(run_busy)
 
 	CHECK((b.h = hook_new(&o, errbuf, sizeof(errbuf))) != NULL);
 	CHECK(pthread_create(&t, NULL, busy_thread, &b) == 0);
-	usleep(100 * 1000);
+	/* Ask only once the slow hook holds the slot: a fixed pause lost
+	 * the race on a loaded machine (this ask took the slot first). */
+	CHECK(wait_running(b.h, 1, 5000));
 	CHECK_EQ_INT(ask(b.h, HOOK_EVENT_UNLOCK, "x@example.com", &a),
 	    KM_TEMPFAIL);
 	pthread_join(t, NULL);
@@ -1046,17 +1065,16 @@ TEST(check_path_safe_and_missing)
 	char dir[64], hook[128], p[160];
 
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_SAFE);
 	/* /tmp above it is world-writable but sticky and root's: fine */
-	CHECK_EQ_INT(trustpath_check(hook_path("allow"), 0, errbuf,
-	    sizeof(errbuf)), TRUSTPATH_SAFE);
+	CHECK_EQ_INT(trustpath_check(hook_path("allow"), 0, &tperr), TRUSTPATH_SAFE);
 	snprintf(p, sizeof(p), "%s/nothere", dir);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_MISSING);
 	/* owned by the milter user (not root) is fine when that is the user */
 	CHECK(chown(hook, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 65534, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 65534, &tperr),
 	    TRUSTPATH_SAFE);
 	cleanup_tree(dir);
 }
@@ -1067,31 +1085,31 @@ TEST(check_path_refuses_writable_or_foreign)
 
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
 	CHECK(chmod(hook, 0757) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, hook) != NULL && strstr(errbuf, "others") != NULL);
+	CHECK(strstr(tperr.msg, hook) != NULL && strstr(tperr.msg, "others") != NULL);
 	CHECK(chmod(hook, 0775) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "group") != NULL);
+	CHECK(strstr(tperr.msg, "group") != NULL);
 	CHECK(chmod(hook, 0755) == 0);
 	/* a world-writable directory, even sticky: others could replace it */
 	CHECK(chmod(dir, 01777) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, dir) != NULL);
+	CHECK(strstr(tperr.msg, dir) != NULL);
 	CHECK(chmod(dir, 0755) == 0);
 	/* owned by someone other than root and the user */
 	CHECK(chown(hook, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 1, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 1, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "owned by uid 65534") != NULL);
+	CHECK(strstr(tperr.msg, "owned by uid 65534") != NULL);
 	CHECK(chown(hook, 0, 0) == 0);
 	CHECK(chown(dir, 65534, 65534) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 1, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 1, &tperr),
 	    TRUSTPATH_UNSAFE);
 	CHECK(chown(dir, 0, 0) == 0);
-	CHECK_EQ_INT(trustpath_check(hook, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(hook, 0, &tperr),
 	    TRUSTPATH_SAFE);
 	cleanup_tree(dir);
 }
@@ -1103,18 +1121,18 @@ TEST(check_path_refuses_links_and_odd_paths)
 	CHECK(safe_tree(dir, sizeof(dir), hook, sizeof(hook)) == 0);
 	snprintf(p, sizeof(p), "%s/link", dir);
 	CHECK(symlink(hook, p) == 0);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK(strstr(errbuf, "symbolic link") != NULL);
+	CHECK(strstr(tperr.msg, "symbolic link") != NULL);
 	snprintf(p, sizeof(p), "%s/../%s/hook", dir, dir + 5);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
 	snprintf(p, sizeof(p), "%s//hook", dir);
-	CHECK_EQ_INT(trustpath_check(p, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(p, 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK_EQ_INT(trustpath_check("hook", 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check("hook", 0, &tperr),
 	    TRUSTPATH_UNSAFE);
-	CHECK_EQ_INT(trustpath_check(dir, 0, errbuf, sizeof(errbuf)),
+	CHECK_EQ_INT(trustpath_check(dir, 0, &tperr),
 	    TRUSTPATH_UNSAFE);		/* a directory, not a file */
 	cleanup_tree(dir);
 }

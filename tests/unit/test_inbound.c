@@ -66,6 +66,7 @@ setup(void)
 {
 	struct keystore_backend be;
 	char err[8192];
+	struct kmerr kerr;
 
 	if (fake_ks != NULL)
 		return 1;
@@ -77,8 +78,8 @@ setup(void)
 		return 0;
 	fixture_backend(&be, ids);
 	be.signer = NULL;		/* nothing is signed here */
-	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+	if ((fake_ks = keystore_new_backend(conf, &be, &kerr)) == NULL)
+		printf("    keystore_new_backend: %s\n", kerr.msg);
 	return fake_ks != NULL;
 }
 
@@ -94,13 +95,14 @@ mkmsg(const char **rcpts, const char **to)
 	X509 *certs[4];
 	size_t nc = 0;
 	BIO *out = BIO_new(BIO_s_mem());
-	char err[256], *ent = NULL, *sep;
+	struct kmerr err = { 0 };
+	char *ent = NULL, *sep;
 	long n;
 
 	for (int i = 0; to[i] && nc < 4; i++)
 		certs[nc++] = fixture_find(ids, to[i])->cert;
 	if (out == NULL || smime_encrypt(inner, sizeof(inner) - 1, certs, nc,
-	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, out, err, sizeof(err)) != KM_OK)
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, out, &err) != KM_OK)
 		goto fail;
 	if ((n = BIO_get_mem_data(out, &ent)) <= 0 ||
 	    (sep = memmem(ent, (size_t)n, "\r\n\r\n", 4)) == NULL)
@@ -119,12 +121,12 @@ mkmsg(const char **rcpts, const char **to)
 	    "smime-type=enveloped-data; name=smime.p7m") != KM_OK ||
 	    message_add_header(s->msg, "Content-Transfer-Encoding", "base64") != KM_OK ||
 	    message_append_body(s->msg, (const unsigned char *)sep,
-	    (size_t)n - (size_t)(sep - ent), err, sizeof(err)) != KM_OK)
+	    (size_t)n - (size_t)(sep - ent), &err) != KM_OK)
 		goto fail;
 	BIO_free(out);
 	return s;
 fail:
-	printf("    mkmsg: %s\n", err);
+	printf("    mkmsg: %s\n", err.msg);
 	BIO_free(out);
 	return session_free(s);
 }

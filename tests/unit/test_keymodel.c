@@ -21,10 +21,9 @@ static const char *
 norm(const char *addr)
 {
 	static char buf[KEYMODEL_ADDR_MAX + 1];
-	char err[128];
+	struct kmerr err;
 
-	return keymodel_addr_normalize(addr, buf, sizeof(buf), err,
-	    sizeof(err)) == KM_OK ? buf : NULL;
+	return keymodel_addr_normalize(addr, buf, sizeof(buf), &err) == KM_OK ? buf : NULL;
 }
 
 TEST(addr_domain_lowercased_local_kept)
@@ -46,46 +45,44 @@ TEST(addr_malformed_refused)
 		"<alice@example.com>", "al\x7fice@example.com",
 		"al\xc3\xa9@example.com", NULL
 	};
-	char buf[KEYMODEL_ADDR_MAX + 1], err[128];
+	char buf[KEYMODEL_ADDR_MAX + 1];
+	struct kmerr err;
 	int i;
 
 	for (i = 0; bad[i] != NULL; i++) {
-		err[0] = '\0';
-		if (keymodel_addr_normalize(bad[i], buf, sizeof(buf), err,
-		    sizeof(err)) != KM_PROTO || err[0] == '\0') {
+		kmerr_clear(&err);
+		if (keymodel_addr_normalize(bad[i], buf, sizeof(buf), &err) != KM_PROTO || err.msg[0] == '\0') {
 			printf("    accepted: \"%s\"\n", bad[i]);
 			CHECK(0);
 		}
 	}
-	CHECK(keymodel_addr_normalize(NULL, buf, sizeof(buf), err,
-	    sizeof(err)) == KM_PROTO);
+	CHECK(keymodel_addr_normalize(NULL, buf, sizeof(buf), &err) == KM_PROTO);
 }
 
 TEST(addr_length_limit)
 {
-	char a[300], buf[KEYMODEL_ADDR_MAX + 1], err[128];
+	char a[300], buf[KEYMODEL_ADDR_MAX + 1];
+	struct kmerr err;
 
 	memset(a, 'a', sizeof(a));
 	memcpy(a + 254 - 12, "@example.com", 13);	/* exactly 254 */
 	CHECK_EQ_INT(strlen(a), 254);
-	CHECK(keymodel_addr_normalize(a, buf, sizeof(buf), err,
-	    sizeof(err)) == KM_OK);
+	CHECK(keymodel_addr_normalize(a, buf, sizeof(buf), &err) == KM_OK);
 	memset(a, 'a', sizeof(a));
 	memcpy(a + 255 - 12, "@example.com", 13);	/* 255 */
-	CHECK(keymodel_addr_normalize(a, buf, sizeof(buf), err,
-	    sizeof(err)) == KM_PROTO);
-	CHECK(strstr(err, "too long") != NULL);
+	CHECK(keymodel_addr_normalize(a, buf, sizeof(buf), &err) == KM_PROTO);
+	CHECK(strstr(err.msg, "too long") != NULL);
 }
 
 TEST(object_name_folds_case)
 {
-	char name[KEYMODEL_NAME_MAX], err[128];
+	char name[KEYMODEL_NAME_MAX];
+	struct kmerr err;
 
 	CHECK(keymodel_object_name("Alice@EXAMPLE.COM", name, sizeof(name),
-	    err, sizeof(err)) == KM_OK);
+	    &err) == KM_OK);
 	CHECK_EQ_STR(name, "kmilter:enc:alice@example.com");
-	CHECK(keymodel_object_name("alice", name, sizeof(name), err,
-	    sizeof(err)) == KM_PROTO);
+	CHECK(keymodel_object_name("alice", name, sizeof(name), &err) == KM_PROTO);
 }
 
 TEST(group_roundtrip)
@@ -131,33 +128,33 @@ TEST(split_combine)
 {
 	unsigned char key[1217], *a, *b, *k;
 	size_t klen, i, same_a = 0;
-	char err[128];
+	struct kmerr err;
 
 	for (i = 0; i < sizeof(key); i++)
 		key[i] = (unsigned char)(i * 7 + 3);
-	CHECK(keymodel_split(key, sizeof(key), &a, &b, err, sizeof(err)) ==
+	CHECK(keymodel_split(key, sizeof(key), &a, &b, &err) ==
 	    KM_OK);
 	for (i = 0; i < sizeof(key); i++)
 		same_a += a[i] == key[i];
 	CHECK(same_a < 40);		/* a is random, not the key */
 	CHECK(memcmp(a, b, sizeof(key)) != 0);
 	CHECK(keymodel_combine(a, sizeof(key), b, sizeof(key), &k, &klen,
-	    err, sizeof(err)) == KM_OK);
+	    &err) == KM_OK);
 	CHECK_EQ_INT(klen, sizeof(key));
 	CHECK(memcmp(k, key, klen) == 0);
 	secmem_free(k, klen);
 	/* XOR is symmetric: the order of the servers does not matter */
 	CHECK(keymodel_combine(b, sizeof(key), a, sizeof(key), &k, &klen,
-	    err, sizeof(err)) == KM_OK && memcmp(k, key, klen) == 0);
+	    &err) == KM_OK && memcmp(k, key, klen) == 0);
 	secmem_free(k, klen);
 	CHECK(keymodel_combine(a, sizeof(key), b, sizeof(key) - 1, &k, &klen,
-	    err, sizeof(err)) == KM_PROTO);
-	CHECK(k == NULL && strstr(err, "differ in length") != NULL);
-	CHECK(keymodel_combine(a, 0, b, 0, &k, &klen, err, sizeof(err)) ==
+	    &err) == KM_PROTO);
+	CHECK(k == NULL && strstr(err.msg, "differ in length") != NULL);
+	CHECK(keymodel_combine(a, 0, b, 0, &k, &klen, &err) ==
 	    KM_PROTO);
 	secmem_free(a, sizeof(key));
 	secmem_free(b, sizeof(key));
-	CHECK(keymodel_split(key, 0, &a, &b, err, sizeof(err)) == KM_PROTO);
+	CHECK(keymodel_split(key, 0, &a, &b, &err) == KM_PROTO);
 }
 
 TEST(issue_and_check_pair)
@@ -165,18 +162,18 @@ TEST(issue_and_check_pair)
 	X509 *ca, *x = NULL;
 	EVP_PKEY *cakey, *key = NULL, *other = NULL;
 	GENERAL_NAMES *san;
-	char err[256];
+	struct kmerr err;
 	int ok_san = 0, i, days, secs;
 
 	CHECK(fixture_ca(&ca, &cakey));	/* shared: not freed */
-	CHECK(keymodel_keygen("rsa2048", &key, err, sizeof(err)) == KM_OK);
-	CHECK(keymodel_keygen("ec-p256", &other, err, sizeof(err)) == KM_OK);
+	CHECK(keymodel_keygen("rsa2048", &key, &err) == KM_OK);
+	CHECK(keymodel_keygen("ec-p256", &other, &err) == KM_OK);
 	CHECK(keymodel_issue_cert(key, "Alice@EXAMPLE.COM", ca, cakey, 0,
-	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_OK);
+	    KEYMODEL_USE_ENCRYPT, &x, &err) == KM_OK);
 	CHECK(X509_verify(x, cakey) == 1);
-	CHECK(keymodel_check_pair(x, key, err, sizeof(err)) == KM_OK);
-	CHECK(keymodel_check_pair(x, other, err, sizeof(err)) == KM_PROTO);
-	CHECK(strstr(err, "does not match") != NULL);
+	CHECK(keymodel_check_pair(x, key, &err) == KM_OK);
+	CHECK(keymodel_check_pair(x, other, &err) == KM_PROTO);
+	CHECK(strstr(err.msg, "does not match") != NULL);
 	CHECK((X509_get_key_usage(x) & KU_KEY_ENCIPHERMENT) != 0);
 	CHECK((X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE) == 0);
 	CHECK((X509_get_extended_key_usage(x) & XKU_SMIME) != 0);
@@ -200,12 +197,12 @@ TEST(issue_and_check_pair)
 	x = NULL;
 	/* EC encryption key: keyAgreement; signing profile */
 	CHECK(keymodel_issue_cert(other, "a@b.example", ca, cakey, 0,
-	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_OK);
+	    KEYMODEL_USE_ENCRYPT, &x, &err) == KM_OK);
 	CHECK((X509_get_key_usage(x) & KU_KEY_AGREEMENT) != 0);
 	X509_free(x);
 	x = NULL;
 	CHECK(keymodel_issue_cert(other, "a@b.example", ca, cakey, 0,
-	    KEYMODEL_USE_SIGN, &x, err, sizeof(err)) == KM_OK);
+	    KEYMODEL_USE_SIGN, &x, &err) == KM_OK);
 	CHECK((X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE) != 0);
 	CHECK(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x),
 	    X509_get0_notAfter(x)) == 1 && days == KEYMODEL_DAYS_SIGN);
@@ -213,12 +210,12 @@ TEST(issue_and_check_pair)
 	x = NULL;
 	/* wrong CA key, bad address, bad key type */
 	CHECK(keymodel_issue_cert(key, "a@b.example", ca, other, 0,
-	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_PERMFAIL);
+	    KEYMODEL_USE_ENCRYPT, &x, &err) == KM_PERMFAIL);
 	CHECK(x == NULL);
 	CHECK(keymodel_issue_cert(key, "a b@example", ca, cakey, 0,
-	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_PROTO);
+	    KEYMODEL_USE_ENCRYPT, &x, &err) == KM_PROTO);
 	EVP_PKEY_free(other);
-	CHECK(keymodel_keygen("dsa1024", &other, err, sizeof(err)) == KM_PROTO);
+	CHECK(keymodel_keygen("dsa1024", &other, &err) == KM_PROTO);
 	CHECK(other == NULL);
 	EVP_PKEY_free(key);
 }
@@ -245,43 +242,43 @@ TEST(rewrap_levels)
 	size_t enclen = 0, backlen = 0, tmplen = 0;
 	PKCS8_PRIV_KEY_INFO *pki;
 	int p8len;
-	char err[256];
+	struct kmerr err;
 
 	CHECK(fixture_ca(&ca, &cakey));	/* shared: not freed */
-	CHECK(keymodel_keygen("ec-p256", &key, err, sizeof(err)) == KM_OK);
-	CHECK(keymodel_keygen("ec-p256", &other, err, sizeof(err)) == KM_OK);
+	CHECK(keymodel_keygen("ec-p256", &key, &err) == KM_OK);
+	CHECK(keymodel_keygen("ec-p256", &other, &err) == KM_OK);
 	CHECK(keymodel_issue_cert(key, "a@example.com", ca, cakey, 0,
-	    KEYMODEL_USE_ENCRYPT, &x, err, sizeof(err)) == KM_OK);
+	    KEYMODEL_USE_ENCRYPT, &x, &err) == KM_OK);
 	CHECK(keymodel_issue_cert(other, "a@example.com", ca, cakey, 0,
-	    KEYMODEL_USE_ENCRYPT, &y, err, sizeof(err)) == KM_OK);
+	    KEYMODEL_USE_ENCRYPT, &y, &err) == KM_OK);
 	CHECK((pki = EVP_PKEY2PKCS8(key)) != NULL);
 	CHECK((p8len = i2d_PKCS8_PRIV_KEY_INFO(pki, &p8)) > 0);
 	PKCS8_PRIV_KEY_INFO_free(pki);
 	/* default -> enhanced */
 	CHECK(keymodel_rewrap(x, p8, (size_t)p8len, NULL, 0, "pw-one-1", 8,
-	    PKCS8PW_ITER_MIN, &enc, &enclen, err, sizeof(err)) == KM_OK);
+	    PKCS8PW_ITER_MIN, &enc, &enclen, &err) == KM_OK);
 	CHECK(pkcs8pw_detect(enc, enclen) == PKCS8PW_ENCRYPTED);
 	/* a plain key where an encrypted one is expected, and vice versa */
 	CHECK(keymodel_rewrap(x, p8, (size_t)p8len, "pw-one-1", 8, NULL, 0,
-	    0, &tmp, &tmplen, err, sizeof(err)) == KM_PROTO);
+	    0, &tmp, &tmplen, &err) == KM_PROTO);
 	CHECK(keymodel_rewrap(x, enc, enclen, NULL, 0, "x", 1, 0, &tmp,
-	    &tmplen, err, sizeof(err)) == KM_PROTO);
+	    &tmplen, &err) == KM_PROTO);
 	/* wrong password: PERMFAIL, nothing out, no password in errstr */
 	CHECK(keymodel_rewrap(x, enc, enclen, "pw-two-2", 8, NULL, 0, 0,
-	    &tmp, &tmplen, err, sizeof(err)) == KM_PERMFAIL);
+	    &tmp, &tmplen, &err) == KM_PERMFAIL);
 	CHECK(tmp == NULL && tmplen == 0);
-	CHECK(strstr(err, "pw-two-2") == NULL);
+	CHECK(strstr(err.msg, "pw-two-2") == NULL);
 	/* the key does not match this certificate */
 	CHECK(keymodel_rewrap(y, enc, enclen, "pw-one-1", 8, NULL, 0, 0,
-	    &tmp, &tmplen, err, sizeof(err)) == KM_PROTO);
-	CHECK(strstr(err, "does not match") != NULL);
+	    &tmp, &tmplen, &err) == KM_PROTO);
+	CHECK(strstr(err.msg, "does not match") != NULL);
 	/* enhanced -> default gives the very same PKCS#8 back */
 	CHECK(keymodel_rewrap(x, enc, enclen, "pw-one-1", 8, NULL, 0, 0,
-	    &back, &backlen, err, sizeof(err)) == KM_OK);
+	    &back, &backlen, &err) == KM_OK);
 	CHECK(backlen == (size_t)p8len && memcmp(back, p8, backlen) == 0);
 	/* a password change in one step; NULL certificate: no check */
 	CHECK(keymodel_rewrap(NULL, enc, enclen, "pw-one-1", 8, "pw-two-2", 8,
-	    PKCS8PW_ITER_MIN, &tmp, &tmplen, err, sizeof(err)) == KM_OK);
+	    PKCS8PW_ITER_MIN, &tmp, &tmplen, &err) == KM_OK);
 	CHECK(pkcs8pw_detect(tmp, tmplen) == PKCS8PW_ENCRYPTED);
 	secmem_free(tmp, tmplen);
 	OPENSSL_free(p8);
@@ -291,13 +288,6 @@ TEST(rewrap_levels)
 	EVP_PKEY_free(other);
 	X509_free(x);
 	X509_free(y);
-}
-
-TEST(notfound_convention)
-{
-	CHECK(keymodel_notfound("no keys for a@b"));
-	CHECK(!keymodel_notfound("server km1: Locate: timeout"));
-	CHECK(!keymodel_notfound(NULL));
 }
 
 static const struct test_case tests[] = {
@@ -310,7 +300,6 @@ static const struct test_case tests[] = {
 	T(split_combine),
 	T(issue_and_check_pair),
 	T(fingerprint_format),
-	T(notfound_convention),
 	T(rewrap_levels),
 	{ NULL, NULL }
 };

@@ -131,7 +131,7 @@ fake_user_add(const char *addr, int ngens, int enhanced)
 	u->addr = addr;
 	u->ngens = ngens;
 	for (int i = 0; i < ngens; i++) {
-		keymodel_keygen("ec-p256", &u->gens[i].key, NULL, 0);
+		keymodel_keygen("ec-p256", &u->gens[i].key, NULL);
 		u->gens[i].cert = mkcert(u->gens[i].key, addr, NULL, -60,
 		    86400, "emailProtection");
 		u->gens[i].generation = i + 1;
@@ -156,20 +156,16 @@ fake_find(const char *addr)
 
 /* fake_km_cert - KM certificate lookup over the table */
 static enum km_status
-fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr,
-    size_t errlen)
+fake_km_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
 {
 	struct fake_user *u;
 
 	F.km_cert_calls++;
-	if (F.km_down) {
-		snprintf(errstr, errlen, "fake KM down");
-		return KM_TEMPFAIL;
-	}
-	if ((u = fake_find(addr)) == NULL || u->current == NULL) {
-		snprintf(errstr, errlen, "no certificate for %s", addr);
-		return KM_PERMFAIL;
-	}
+	if (F.km_down)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "fake KM down");
+	if ((u = fake_find(addr)) == NULL || u->current == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate for %s", addr);
 	X509_up_ref(u->current);
 	*out = u->current;
 	return KM_OK;
@@ -177,16 +173,13 @@ fake_km_cert(void *arg, const char *addr, X509 **out, char *errstr,
 
 /* fake_km_revcount - the user's revocation counter (0 if unknown) */
 static enum km_status
-fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr,
-    size_t errlen)
+fake_km_revcount(void *arg, const char *addr, uint32_t *count, struct kmerr *err)
 {
 	struct fake_user *u;
 
 	F.km_revc_calls++;
-	if (F.km_down) {
-		snprintf(errstr, errlen, "fake KM down");
-		return KM_TEMPFAIL;
-	}
+	if (F.km_down)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "fake KM down");
 	*count = (u = fake_find(addr)) != NULL ? u->revcount : 0;
 	return KM_OK;
 }
@@ -194,20 +187,17 @@ fake_km_revcount(void *arg, const char *addr, uint32_t *count, char *errstr,
 /* fake_km_keys - KM key lookup: PKCS#8 DER, encrypted when enhanced */
 static enum km_status
 fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
-    size_t *n, char *errstr, size_t errlen)
+    size_t *n, struct kmerr *err)
 {
 	struct fake_user *u;
 	struct keymodel_gen *g;
 
 	F.km_keys_calls++;
-	if (F.km_down) {
-		snprintf(errstr, errlen, "fake KM down");
-		return KM_TEMPFAIL;
-	}
-	if ((u = fake_find(addr)) == NULL) {
-		snprintf(errstr, errlen, "no keys for %s", addr);
-		return KM_PERMFAIL;
-	}
+	if (F.km_down)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "fake KM down");
+	if ((u = fake_find(addr)) == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no keys for %s", addr);
 	g = calloc(u->ngens, sizeof(*g));
 	for (int i = 0; i < u->ngens; i++) {
 		unsigned char *p8 = NULL, *w = NULL;
@@ -224,7 +214,7 @@ fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
 		g[i].enhanced = u->gens[i].enhanced;
 		if (g[i].enhanced) {
 			pkcs8pw_wrap_der(p8, (size_t)l, PW, strlen(PW), 0, &w,
-			    &wl, NULL, 0);
+			    &wl, NULL);
 			g[i].der = secmem_alloc(wl);
 			memcpy(g[i].der, w, wl);
 			g[i].derlen = wl;
@@ -373,7 +363,7 @@ fake_l2_negative(const char *kind, const char *addr)
 	int neg = 0;
 
 	return e != NULL && keystore_env_unwrap(e->buf, e->len, &n, &neg, &b,
-	    &bl, NULL, 0) == KM_OK && neg;
+	    &bl, NULL) == KM_OK && neg;
 }
 
 /* fake_l2_del - DEL */
@@ -416,7 +406,7 @@ fake_l2_count(void)
 /* fake_hook_ask - answers what F says */
 static enum km_status
 fake_hook_ask(void *arg, const struct hook_request *rq,
-    struct hook_answer *a, char *errstr, size_t errlen)
+    struct hook_answer *a, struct kmerr *err)
 {
 	if (rq->event == HOOK_EVENT_RELEASE) {
 		F.release_calls++;
@@ -440,18 +430,17 @@ static X509 *sign_cert;
 /* fake_signer - the signing store knows alice only */
 static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, char *errstr, size_t errlen)
+    STACK_OF(X509) **chain, struct kmerr *err)
 {
 	X509 *ca;
 	EVP_PKEY *cakey;
 
 	F.signer_calls++;
-	if (strcmp(addr, "alice@example.org") != 0) {
-		snprintf(errstr, errlen, "no signing key for %s here", addr);
-		return KM_PERMFAIL;
-	}
+	if (strcmp(addr, "alice@example.org") != 0)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no signing key for %s here", addr);
 	if (sign_key == NULL) {
-		keymodel_keygen("ec-p256", &sign_key, NULL, 0);
+		keymodel_keygen("ec-p256", &sign_key, NULL);
 		sign_cert = mkcert(sign_key, addr, NULL, -60, 86400,
 		    "emailProtection");
 	}
@@ -508,7 +497,7 @@ static struct keystore *
 mk(int with_km, int with_l2)
 {
 	struct keystore_backend be;
-	char err[256];
+	struct kmerr err;
 	struct keystore *ks;
 
 	memset(&be, 0, sizeof(be));
@@ -527,9 +516,9 @@ mk(int with_km, int with_l2)
 	be.hook_ask = fake_hook_ask;
 	be.signer = fake_signer;
 	be.clock_ms = fake_clock;
-	ks = keystore_new_backend(&conf, &be, err, sizeof(err));
+	ks = keystore_new_backend(&conf, &be, &err);
 	if (ks == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+		printf("    keystore_new_backend: %s\n", err.msg);
 	return ks;
 }
 
@@ -546,7 +535,7 @@ setup_users(void)
 	fake_user_add("bob@example.org", 1, 1);
 	/* KM returns a certificate naming someone else */
 	u = fake_user_add("carol@example.org", 1, 0);
-	keymodel_keygen("ec-p256", &k, NULL, 0);
+	keymodel_keygen("ec-p256", &k, NULL);
 	u->current = mkcert(k, "mallory@example.org", NULL, -60, 86400,
 	    "emailProtection");
 	/* expired */
@@ -582,13 +571,12 @@ TEST(cert_miss_l2_l1_order)
 	struct keystore *ks;
 	struct keystore_stats s;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	CHECK(X509_cmp(c, fake_find("alice@example.org")->current) == 0);
 	X509_free(c);
 	CHECK_EQ_INT(F.km_cert_calls, 1);
@@ -596,15 +584,13 @@ TEST(cert_miss_l2_l1_order)
 	CHECK_EQ_INT(fake_l2_find("cert", "alice@example.org")->ttl, 3600);
 	/* L1 hit: neither L2 nor KM asked */
 	F.l2_gets = 0;
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(F.l2_gets, 0);
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	/* L1 expired: L2 hit */
 	F.now_ms += 61 * 1000;
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(F.l2_gets, 1);
 	CHECK_EQ_INT(F.km_cert_calls, 1);
@@ -621,26 +607,25 @@ TEST(cert_negative_cached)
 	struct keystore *ks;
 	struct keystore_stats s;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, &err), KM_PERMFAIL);
 	CHECK(c == NULL);
-	CHECK(strstr(err, "no certificate") != NULL);
+	CHECK(strstr(err.msg, "no certificate") != NULL);
 	CHECK(fake_l2_negative("cert", "nobody@example.org"));
 	CHECK_EQ_INT(fake_l2_find("cert", "nobody@example.org")->ttl, 30);
-	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));		/* L1 negative */
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	/* L1 negative holds min(memory_ttl, negative_ttl) = 30 s */
 	F.now_ms += 31 * 1000;
 	F.l2_gets = 0;
-	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "nobody@example.org", &c, &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.l2_gets, 1);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));		/* L2 negative */
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	keystore_stats(ks, &s);
 	CHECK_EQ_INT(s.misses, 1);
@@ -653,26 +638,23 @@ TEST(km_down_tempfail_then_recovers)
 	struct keystore *ks;
 	struct keystore_stats s;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	F.km_down = 1;
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_TEMPFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_TEMPFAIL);
 	CHECK(fake_l2_count() == 0);	/* a failure is not cached */
 	F.km_down = 0;
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	/* L1 and the revocation counter expired, KM down: the L2 entry
 	 * cannot be checked against a revocation, so it is not used (and
 	 * not deleted either) */
 	F.km_down = 1;
 	F.now_ms += 61 * 1000;
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_TEMPFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_TEMPFAIL);
 	CHECK(c == NULL);
 	CHECK(fake_l2_find("cert", "alice@example.org") != NULL);
 	keystore_stats(ks, &s);
@@ -687,26 +669,26 @@ TEST(km_down_l2_used_while_counter_known)
 	struct keystore_stats s;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	conf.memory_entries = 0;	/* no L1: every lookup goes to L2 */
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	/* KM down, counter still in memory: L2 answers, checked */
 	F.km_down = 1;
 	F.now_ms += 30 * 1000;
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	keystore_keys_free(k, n);
 	/* the counter expired with memory_ttl: tempfail, like a KM outage */
 	F.now_ms += 31 * 1000;
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
-	    err, sizeof(err)), KM_TEMPFAIL);
+	    &err), KM_TEMPFAIL);
 	CHECK(fake_l2_find("enckey", "alice@example.org") != NULL);
 	keystore_stats(ks, &s);
 	CHECK_EQ_INT(s.l2_hits, 1);
@@ -748,21 +730,19 @@ TEST(replayed_entries_after_revocation_refused)
 	struct fake_entry ce, ke, ne;
 	size_t n = 0;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	u = fake_find("alice@example.org");
 	CHECK((ks = mk(1, 1)) != NULL);
 	/* warm L2, save alice's entries and a negative one */
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
-	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, &err), KM_PERMFAIL);
 	ce = l2_save("cert", "alice@example.org");
 	ke = l2_save("enckey", "alice@example.org");
 	ne = l2_save("cert", "gina@example.org");
@@ -783,19 +763,17 @@ TEST(replayed_entries_after_revocation_refused)
 	l2_restore(&ne);
 	F.km_cert_calls = F.km_keys_calls = 0;
 	/* refused: the KM is asked, and has no certificate any more */
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_PERMFAIL);
 	CHECK(c == NULL);
 	CHECK_EQ_INT(F.km_cert_calls, 1);
 	CHECK(fake_l2_negative("cert", "alice@example.org"));
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.km_keys_calls, 1);
 	/* a negative entry from before is refused as well: it would hide
 	 * the certificate imported since */
-	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "gina@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(F.km_cert_calls, 2);
 	fake_find("gina@example.org")->current = NULL;
@@ -812,7 +790,7 @@ TEST(outdated_counter_in_memory_rechecked)
 	struct keystore_key *k = NULL;
 	struct fake_user *u;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
@@ -821,7 +799,7 @@ TEST(outdated_counter_in_memory_rechecked)
 	CHECK((ks = mk(1, 1)) != NULL);
 	/* this gateway holds counter 0 in memory ... */
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	/* ... when another gateway writes an entry with counter 1 (it
 	 * saw a revocation whose message has not reached us yet) */
@@ -832,14 +810,14 @@ TEST(outdated_counter_in_memory_rechecked)
 
 		CHECK(other != NULL);
 		CHECK_EQ_INT(keystore_get_keys(other, "alice@example.org",
-		    "Q2", &k, &n, err, sizeof(err)), KM_OK);
+		    "Q2", &k, &n, &err), KM_OK);
 		keystore_keys_free(k, n);
 		keystore_free(other);
 	}
 	F.km_keys_calls = 0;
 	/* our counter is re-read once, the entry is current: used */
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.km_keys_calls, 0);
 	keystore_stats(ks, &s);
@@ -855,7 +833,7 @@ TEST(old_format_entries_are_a_miss)
 	struct keystore_key *k = NULL;
 	size_t n = 0;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 	static const unsigned char der[] = "KSG1\0\0\0\0";
 
 	reset();
@@ -867,11 +845,10 @@ TEST(old_format_entries_are_a_miss)
 	    600);
 	fake_l2_store("cert", "alice@example.org", NULL, 0, 1, 60);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	keystore_keys_free(k, n);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(F.km_keys_calls, 1);
 	CHECK_EQ_INT(F.km_cert_calls, 1);
@@ -897,29 +874,29 @@ TEST(envelope_strict)
 	CHECK_EQ_INT(keystore_env_wrap(0x01020304, 0, body, 7, &w, &wl),
 	    KM_OK);
 	CHECK_EQ_INT(wl, KEYSTORE_ENV_LEN + 7);
-	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL),
 	    KM_OK);
 	CHECK(n == 0x01020304 && neg == 0 && bl == 7 &&
 	    memcmp(b, body, 7) == 0);
 	/* every truncation into the header fails */
 	for (size_t i = 0; i < KEYSTORE_ENV_LEN; i++)
 		CHECK_EQ_INT(keystore_env_unwrap(w, i, &n, &neg, &b, &bl,
-		    NULL, 0), KM_PROTO);
+		    NULL), KM_PROTO);
 	/* bad magic (an old KSG1 set), unknown flags */
 	w[0] = 'X';
-	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL),
 	    KM_PROTO);
 	w[0] = 'K';
 	w[8] = 0x02;
-	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL),
 	    KM_PROTO);
 	/* a negative entry has no body */
 	w[8] = KEYSTORE_ENV_NEGATIVE;
-	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL),
 	    KM_PROTO);
 	secmem_free(w, wl);
 	CHECK_EQ_INT(keystore_env_wrap(7, 1, NULL, 0, &w, &wl), KM_OK);
-	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL, 0),
+	CHECK_EQ_INT(keystore_env_unwrap(w, wl, &n, &neg, &b, &bl, NULL),
 	    KM_OK);
 	CHECK(n == 7 && neg == 1 && bl == 0);
 	secmem_free(w, wl);
@@ -932,17 +909,16 @@ TEST(l2_down_goes_to_km)
 	struct keystore_key *k = NULL;
 	size_t n = 0;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	F.l2_down = 1;
 	CHECK((ks = mk(1, 1)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	keystore_keys_free(k, n);
 	keystore_stats(ks, &s);
@@ -957,17 +933,17 @@ TEST(no_km_configured)
 	struct keystore_key *k = NULL;
 	size_t n = 0;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(0, 0)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK_EQ_STR(err, "no KM configured");
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "no KM configured");
+	CHECK(!kmerr_is(&err, KMERR_NOTFOUND));
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", NULL, &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
-	CHECK_EQ_STR(err, "no KM configured");
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "no KM configured");
 	keystore_free(ks);
 }
 
@@ -975,47 +951,38 @@ TEST(cert_checks)
 {
 	struct keystore *ks;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "does not name") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "does not name") != NULL);
 	/* cached, but still checked on the L1 hit */
-	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "does not name") != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "dave@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "expired") != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "erin@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "emailProtection") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "carol@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "does not name") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "dave@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "expired") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "erin@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "emailProtection") != NULL);
 	/* subject emailAddress, domain compared case-insensitively */
-	CHECK_EQ_INT(keystore_get_cert(ks, "frank@Example.Org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "frank@Example.Org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK(c != NULL);
 	/* the local part too, as mail clients match certificates (issue
 	 * 15: Bob@ against a certificate for bob@ went out unencrypted) */
-	CHECK_EQ_INT(keystore_get_cert(ks, "Frank@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "Frank@example.org", &c, &err), KM_OK);
 	X509_free(c);
-	CHECK_EQ_INT(keystore_get_cert(ks, "ALICE@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "ALICE@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	/* a DSA certificate claiming keyEncipherment: no usable
 	 * certificate (PERMFAIL), never a temporary failure */
-	CHECK_EQ_INT(keystore_get_cert(ks, "hank@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "cannot encrypt") != NULL);
-	CHECK(strstr(err, "DSA") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "hank@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "cannot encrypt") != NULL);
+	CHECK(strstr(err.msg, "DSA") != NULL);
 	/* an RSA certificate whose keyUsage forbids encryption */
-	CHECK_EQ_INT(keystore_get_cert(ks, "ivy@example.org", &c, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "lacks keyEncipherment") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "ivy@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "lacks keyEncipherment") != NULL);
 	keystore_free(ks);
 }
 
@@ -1027,25 +994,24 @@ TEST(malformed_address)
 	X509 *c = NULL;
 	EVP_PKEY *pk = NULL;
 	STACK_OF(X509) *ch = NULL;
-	char err[256];
+	struct kmerr err;
 	char big[600];
 
 	reset();
 	CHECK((ks = mk(1, 1)) != NULL);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	CHECK_EQ_INT(keystore_get_cert(ks, NULL, &c, err, sizeof(err)),
+	CHECK_EQ_INT(keystore_get_cert(ks, NULL, &c, &err),
 	    KM_PROTO);
-	CHECK_EQ_INT(keystore_get_cert(ks, "no-at-sign", &c, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(keystore_get_cert(ks, "a@b@c", &c, err, sizeof(err)),
+	CHECK_EQ_INT(keystore_get_cert(ks, "no-at-sign", &c, &err), KM_PROTO);
+	CHECK_EQ_INT(keystore_get_cert(ks, "a@b@c", &c, &err),
 	    KM_PROTO);
-	CHECK_EQ_INT(keystore_get_cert(ks, big, &c, err, sizeof(err)),
+	CHECK_EQ_INT(keystore_get_cert(ks, big, &c, &err),
 	    KM_PROTO);
 	CHECK_EQ_INT(keystore_get_keys(ks, "x y@example.org", NULL, &k, &n,
-	    err, sizeof(err)), KM_PROTO);
+	    &err), KM_PROTO);
 	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", &c, &pk, &ch,
-	    err, sizeof(err)), KM_PROTO);
+	    &err), KM_PROTO);
 	CHECK_EQ_INT(F.km_cert_calls + F.km_keys_calls + F.l2_gets, 0);
 	keystore_invalidate(ks, "garbage");	/* logged, no crash */
 	keystore_free(ks);
@@ -1056,13 +1022,13 @@ TEST(keys_plain_order_and_cache)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	CHECK_EQ_INT(k[0].generation, 2);
 	CHECK_EQ_INT(k[0].current, 1);
@@ -1077,20 +1043,20 @@ TEST(keys_plain_order_and_cache)
 	CHECK_EQ_INT(fake_l2_find("enckey", "alice@example.org")->ttl, 600);
 	/* L1 then L2 */
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	F.now_ms += 61 * 1000;
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q3", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	CHECK(X509_check_private_key(k[0].cert, k[0].key) == 1);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.km_keys_calls, 1);
 	/* unknown user: negative-cached */
 	CHECK_EQ_INT(keystore_get_keys(ks, "nobody@example.org", "Q4", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "nobody@example.org", "Q5", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.km_keys_calls, 2);
 	CHECK(fake_l2_negative("enckey", "nobody@example.org"));
 	keystore_free(ks);
@@ -1101,7 +1067,7 @@ TEST(keys_bad_l2_entry_refetched)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 	static const unsigned char junk[] = "KSG1\0\0\0\1garbage";
 	unsigned char *w = NULL;
 	size_t wl = 0;
@@ -1115,7 +1081,7 @@ TEST(keys_bad_l2_entry_refetched)
 	fake_l2_put(NULL, "enckey", "alice@example.org", w, wl, 600);
 	secmem_free(w, wl);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 2);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.km_keys_calls, 1);
@@ -1130,14 +1096,14 @@ TEST(enhanced_password_unlocks_and_is_cached)
 	struct keystore_stats s;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 	struct fake_entry *e;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 1);
 	CHECK(EVP_PKEY_eq(k[0].key, fake_find("bob@example.org")->
 	    gens[0].key) == 1);
@@ -1150,11 +1116,11 @@ TEST(enhanced_password_unlocks_and_is_cached)
 	CHECK_EQ_INT(e->ttl, 300);
 	/* L1, then the unlocked L2 entry: the hook is not asked again */
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	F.now_ms += 61 * 1000;
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q3", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_INT(n, 1);
 	CHECK(X509_check_private_key(k[0].cert, k[0].key) == 1);
 	keystore_keys_free(k, n);
@@ -1164,7 +1130,7 @@ TEST(enhanced_password_unlocks_and_is_cached)
 	fake_l2_del(NULL, "enckey-unl", "bob@example.org");
 	F.now_ms += 61 * 1000;
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q4", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.hook_calls, 2);
 	keystore_stats(ks, &s);
@@ -1178,21 +1144,22 @@ TEST(enhanced_keep_encrypted_is_locked)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	F.hook_action = HOOK_ACTION_KEEP_ENCRYPTED;
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK(k == NULL && n == 0);
-	CHECK(strncmp(err, "locked: keep-encrypted", 22) == 0);
-	CHECK(strstr(err, "user decrypts") != NULL);
+	CHECK(strncmp(err.msg, "locked: keep-encrypted", 22) == 0);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));	/* the hook's own decision */
+	CHECK(strstr(err.msg, "user decrypts") != NULL);
 	CHECK(fake_l2_find("enckey-unl", "bob@example.org") == NULL);
 	/* not cached: the hook decides for every message */
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.hook_calls, 2);
 	CHECK_EQ_INT(F.km_keys_calls, 1);	/* the set came from L2 */
 	keystore_free(ks);
@@ -1203,31 +1170,34 @@ TEST(enhanced_wrong_password_negative_cached)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	F.hook_pw = "wrong";
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
-	CHECK_EQ_STR(err, "locked: wrong password");
-	CHECK(strstr(err, "wrong\"") == NULL);
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from the hook */
+	CHECK(strstr(err.msg, "wrong\"") == NULL);
 	CHECK_EQ_INT(fake_l2_find("enckey-lck", "bob@example.org")->ttl, 30);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q2", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
-	CHECK_EQ_STR(err, "locked: wrong password");
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from L1 */
 	F.now_ms += 61 * 1000;		/* L1 gone, L2 remembers */
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q3", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
-	CHECK_EQ_STR(err, "locked: wrong password");
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "locked: wrong password");
+	CHECK(kmerr_is(&err, KMERR_BADPASSWORD)); /* from L2 */
 	CHECK_EQ_INT(F.hook_calls, 1);
 	/* invalidation (e.g. the password was reset) clears it */
 	F.hook_pw = PW;
 	keystore_invalidate(ks, "bob@example.org");
 	CHECK(fake_l2_find("enckey-lck", "bob@example.org") == NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q4", &k, &n,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	keystore_keys_free(k, n);
 	CHECK_EQ_INT(F.hook_calls, 2);
 	keystore_free(ks);
@@ -1238,15 +1208,15 @@ TEST(enhanced_hook_tempfail)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	F.hook_action = HOOK_ACTION_TEMPFAIL;
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "bob@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_TEMPFAIL);
-	CHECK(strstr(err, "tempfail") != NULL);
+	    &err), KM_TEMPFAIL);
+	CHECK(strstr(err.msg, "tempfail") != NULL);
 	keystore_free(ks);
 }
 
@@ -1255,7 +1225,7 @@ TEST(release_denied_and_allowed_once)
 	struct keystore *ks;
 	struct keystore_key *k = NULL;
 	size_t n = 0;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
@@ -1263,8 +1233,15 @@ TEST(release_denied_and_allowed_once)
 	F.release_action = HOOK_ACTION_DENY;
 	CHECK((ks = mk(1, 1)) != NULL);
 	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
-	    err, sizeof(err)), KM_PERMFAIL);
-	CHECK(strncmp(err, "release denied", 14) == 0);
+	    &err), KM_PERMFAIL);
+	CHECK(strncmp(err.msg, "release denied", 14) == 0);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
+	CHECK_EQ_INT(F.release_calls, 1);
+	/* the denial is remembered: same answer, same reason, no new ask */
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q2", &k, &n,
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "release denied");
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
 	CHECK_EQ_INT(F.release_calls, 1);
 	keystore_free(ks);
 
@@ -1273,7 +1250,7 @@ TEST(release_denied_and_allowed_once)
 	CHECK((ks = mk(1, 1)) != NULL);
 	for (int i = 0; i < 3; i++) {
 		CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q",
-		    &k, &n, err, sizeof(err)), KM_OK);
+		    &k, &n, &err), KM_OK);
 		keystore_keys_free(k, n);
 		F.now_ms += 61 * 1000;	/* past L1: from L2 each time */
 	}
@@ -1286,19 +1263,17 @@ TEST(invalidate_drops_l1_and_l2)
 {
 	struct keystore *ks;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	keystore_invalidate(ks, "alice@example.org");
 	CHECK_EQ_INT(F.l2_invalidates, 1);
 	CHECK(fake_l2_find("cert", "alice@example.org") == NULL);
-	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK_EQ_INT(F.km_cert_calls, 2);
 	keystore_free(ks);
@@ -1308,7 +1283,7 @@ TEST(no_l1_goes_to_l2_each_time)
 {
 	struct keystore *ks;
 	X509 *c = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
@@ -1316,7 +1291,7 @@ TEST(no_l1_goes_to_l2_each_time)
 	CHECK((ks = mk(1, 1)) != NULL);
 	for (int i = 0; i < 3; i++) {
 		CHECK_EQ_INT(keystore_get_cert(ks, "alice@example.org", &c,
-		    err, sizeof(err)), KM_OK);
+		    &err), KM_OK);
 		X509_free(c);
 	}
 	CHECK_EQ_INT(F.l2_gets, 3);
@@ -1330,14 +1305,14 @@ TEST(signer_l1_never_l2)
 	X509 *c = NULL;
 	EVP_PKEY *k = NULL;
 	STACK_OF(X509) *ch = NULL;
-	char err[256];
+	struct kmerr err;
 
 	reset();
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	for (int i = 0; i < 2; i++) {
 		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", &c,
-		    &k, &ch, err, sizeof(err)), KM_OK);
+		    &k, &ch, &err), KM_OK);
 		CHECK(X509_check_private_key(c, k) == 1);
 		CHECK_EQ_INT(sk_X509_num(ch), 1);
 		X509_free(c);
@@ -1347,9 +1322,9 @@ TEST(signer_l1_never_l2)
 	CHECK_EQ_INT(F.signer_calls, 1);
 	CHECK_EQ_INT(F.l2_gets + F.l2_puts, 0);
 	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.signer_calls, 2);
 	CHECK_EQ_INT(fake_l2_count(), 0);
 	keystore_free(ks);
@@ -1367,22 +1342,20 @@ hammer(void *p)
 	struct thr *t = p;
 	static const char *who[] = { "alice@example.org", "bob@example.org",
 	    "nobody@example.org" };
-	char err[256];
+	struct kmerr err;
 
 	for (int i = 0; i < 300; i++) {
 		X509 *c = NULL;
 		struct keystore_key *k = NULL;
 		size_t n = 0;
 		const char *a = who[i % 3];
-		enum km_status st = keystore_get_cert(t->ks, a, &c, err,
-		    sizeof(err));
+		enum km_status st = keystore_get_cert(t->ks, a, &c, &err);
 
 		if ((st == KM_OK) != (i % 3 != 2))
 			t->bad++;
 		X509_free(c);
 		if (i % 3 == 0) {
-			if (keystore_get_keys(t->ks, a, "Q", &k, &n, err,
-			    sizeof(err)) != KM_OK || n != 2)
+			if (keystore_get_keys(t->ks, a, "Q", &k, &n, &err) != KM_OK || n != 2)
 				t->bad++;
 			keystore_keys_free(k, n);
 		}

@@ -13,11 +13,11 @@
 TEST(headers_basic_order_and_case)
 {
 	struct mime_headers *h = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 	const char blk[] = "From: a@example.org\r\nTo: b@example.org\r\n"
 	    "Subject: hi\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\nbody";
 
-	CHECK_EQ_INT(mime_headers_parse(S(blk), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(S(blk), &h, &err), KM_OK);
 	CHECK_EQ_INT(mime_headers_count(h), 5);
 	CHECK_EQ_STR(mime_headers_name(h, 0), "From");
 	CHECK_EQ_STR(mime_headers_value(h, 1), "b@example.org");
@@ -33,19 +33,19 @@ TEST(headers_basic_order_and_case)
 TEST(headers_folded_lf_and_crlf)
 {
 	struct mime_headers *h = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 	const char crlf[] = "Content-Type: multipart/signed;\r\n"
 	    "\tprotocol=\"application/pkcs7-signature\";\r\n"
 	    "  boundary=x  \r\nSubject: one\r\n two\r\n";
 	const char lf[] = "Subject:   a\n\tb\nX: y\n";
 
-	CHECK_EQ_INT(mime_headers_parse(S(crlf), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(S(crlf), &h, &err), KM_OK);
 	CHECK_EQ_INT(mime_headers_count(h), 2);
 	CHECK_EQ_STR(mime_headers_value(h, 0), "multipart/signed;"
 	    "\tprotocol=\"application/pkcs7-signature\";  boundary=x");
 	CHECK_EQ_STR(mime_headers_get(h, "subject"), "one two");
 	mime_headers_free(h);
-	CHECK_EQ_INT(mime_headers_parse(S(lf), &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(S(lf), &h, &err), KM_OK);
 	CHECK_EQ_STR(mime_headers_get(h, "subject"), "a\tb");
 	CHECK_EQ_STR(mime_headers_get(h, "x"), "y");
 	mime_headers_free(h);
@@ -54,17 +54,15 @@ TEST(headers_folded_lf_and_crlf)
 TEST(headers_no_final_newline_and_empty_value)
 {
 	struct mime_headers *h = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 
-	CHECK_EQ_INT(mime_headers_parse(S("A:\r\nB: last"), &h, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(S("A:\r\nB: last"), &h, &err), KM_OK);
 	CHECK_EQ_INT(mime_headers_count(h), 2);
 	CHECK_EQ_STR(mime_headers_get(h, "a"), "");
 	CHECK_EQ_STR(mime_headers_get(h, "b"), "last");
 	mime_headers_free(h);
 	/* Obsolete white space before the colon. */
-	CHECK_EQ_INT(mime_headers_parse(S("Subject : x\r\n"), &h, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(S("Subject : x\r\n"), &h, &err), KM_OK);
 	CHECK_EQ_STR(mime_headers_get(h, "subject"), "x");
 	mime_headers_free(h);
 }
@@ -72,70 +70,67 @@ TEST(headers_no_final_newline_and_empty_value)
 TEST(headers_malformed)
 {
 	struct mime_headers *h = (struct mime_headers *)1;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	CHECK_EQ_INT(mime_headers_parse(S("From: a\r\nno colon here\r\n"), &h,
-	    err, sizeof(err)), KM_PROTO);
+	    &err), KM_PROTO);
 	CHECK(h == NULL);
-	CHECK(strstr(err, "line 2") != NULL);
-	CHECK(strstr(err, "colon") != NULL);
-	CHECK_EQ_INT(mime_headers_parse(S("NoColon\r\n"), &h, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "no colon") != NULL);
-	CHECK_EQ_INT(mime_headers_parse(S(" folded: first\r\n"), &h, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "continuation") != NULL);
-	CHECK_EQ_INT(mime_headers_parse(S("Na\xe9me: v\r\n"), &h, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "0xe9") != NULL);
-	CHECK_EQ_INT(mime_headers_parse(S("A: b\0c\r\n"), &h, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "NUL") != NULL);
-	CHECK_EQ_INT(mime_headers_parse(S(": empty name\r\n"), &h, err,
-	    sizeof(err)), KM_PROTO);
+	/* the error object says the same as the return, and why */
+	CHECK_EQ_INT(err.status, KM_PROTO);
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
+	CHECK(strstr(err.msg, "line 2") != NULL);
+	CHECK(strstr(err.msg, "colon") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("NoColon\r\n"), &h, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "no colon") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S(" folded: first\r\n"), &h, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "continuation") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("Na\xe9me: v\r\n"), &h, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "0xe9") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S("A: b\0c\r\n"), &h, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "NUL") != NULL);
+	CHECK_EQ_INT(mime_headers_parse(S(": empty name\r\n"), &h, &err), KM_PROTO);
 	/* 8-bit in a value is fine (RFC 6532). */
 	CHECK_EQ_INT(mime_headers_parse(S("Subject: caf\xc3\xa9\r\n"), &h,
-	    err, sizeof(err)), KM_OK);
+	    &err), KM_OK);
 	CHECK_EQ_STR(mime_headers_get(h, "subject"), "caf\xc3\xa9");
 	mime_headers_free(h);
-	/* NULL errstr must not crash. */
-	CHECK_EQ_INT(mime_headers_parse(S("bad\r\n"), &h, NULL, 0), KM_PROTO);
+	/* NULL err must not crash. */
+	CHECK_EQ_INT(mime_headers_parse(S("bad\r\n"), &h, NULL), KM_PROTO);
 }
 
 TEST(entity_split)
 {
 	size_t hl = 0, bo = 0;
-	char err[128];
+	struct kmerr err = { 0 };
 	const char e1[] = "A: b\r\nC: d\r\n\r\nbody\r\n";
 	const char e2[] = "A: b\n\nbody";
 	const char e3[] = "\r\nonly body";
 
-	CHECK_EQ_INT(mime_entity_split(S(e1), &hl, &bo, err, sizeof(err)),
+	CHECK_EQ_INT(mime_entity_split(S(e1), &hl, &bo, &err),
 	    KM_OK);
 	CHECK_EQ_INT(hl, 12);
 	CHECK_EQ_STR(e1 + bo, "body\r\n");
-	CHECK_EQ_INT(mime_entity_split(S(e2), &hl, &bo, err, sizeof(err)),
+	CHECK_EQ_INT(mime_entity_split(S(e2), &hl, &bo, &err),
 	    KM_OK);
 	CHECK_EQ_INT(hl, 5);
 	CHECK_EQ_STR(e2 + bo, "body");
-	CHECK_EQ_INT(mime_entity_split(S(e3), &hl, &bo, err, sizeof(err)),
+	CHECK_EQ_INT(mime_entity_split(S(e3), &hl, &bo, &err),
 	    KM_OK);
 	CHECK_EQ_INT(hl, 0);
 	CHECK_EQ_INT(bo, 2);
-	CHECK_EQ_INT(mime_entity_split(S("A: b\r\nC: d\r\n"), &hl, &bo, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "empty line") != NULL);
+	CHECK_EQ_INT(mime_entity_split(S("A: b\r\nC: d\r\n"), &hl, &bo, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "empty line") != NULL);
 }
 
 TEST(ctype_params_quotes_comments)
 {
 	struct mime_ctype *ct = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	CHECK_EQ_INT(mime_ctype_parse("Multipart/Signed (a (nested) "
 	    "comment); Protocol=\"application/pkcs7-signature\"; "
 	    "micalg=sha-256;\r\n\tboundary=\"----=_Part \\\"q\\\" 1\"; ",
-	    &ct, err, sizeof(err)), KM_OK);
+	    &ct, &err), KM_OK);
 	CHECK_EQ_STR(mime_ctype_type(ct), "multipart");
 	CHECK_EQ_STR(mime_ctype_subtype(ct), "signed");
 	CHECK_EQ_STR(mime_ctype_param(ct, "protocol"),
@@ -147,7 +142,7 @@ TEST(ctype_params_quotes_comments)
 	mime_ctype_free(ct);
 
 	CHECK_EQ_INT(mime_ctype_parse("text/plain; charset=UTF-8; "
-	    "name=a.txt; charset=latin1", &ct, err, sizeof(err)), KM_OK);
+	    "name=a.txt; charset=latin1", &ct, &err), KM_OK);
 	CHECK_EQ_STR(mime_ctype_param(ct, "charset"), "UTF-8");
 	CHECK_EQ_STR(mime_ctype_param(ct, "name"), "a.txt");
 	CHECK_EQ_INT(mime_smime_kind(ct), MIME_SMIME_NONE);
@@ -157,32 +152,27 @@ TEST(ctype_params_quotes_comments)
 TEST(ctype_malformed)
 {
 	struct mime_ctype *ct = (struct mime_ctype *)1;
-	char err[128];
+	struct kmerr err = { 0 };
 
-	CHECK_EQ_INT(mime_ctype_parse("text", &ct, err, sizeof(err)),
+	CHECK_EQ_INT(mime_ctype_parse("text", &ct, &err),
 	    KM_PROTO);
 	CHECK(ct == NULL);
-	CHECK(strstr(err, "'/'") != NULL);
-	CHECK_EQ_INT(mime_ctype_parse("text/", &ct, err, sizeof(err)),
+	CHECK(strstr(err.msg, "'/'") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/", &ct, &err),
 	    KM_PROTO);
-	CHECK(strstr(err, "subtype") != NULL);
+	CHECK(strstr(err.msg, "subtype") != NULL);
 	CHECK_EQ_INT(mime_ctype_parse("multipart/mixed; boundary=\"abc",
-	    &ct, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "unterminated quoted") != NULL);
-	CHECK_EQ_INT(mime_ctype_parse("text/plain (oops", &ct, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "unterminated comment") != NULL);
-	CHECK_EQ_INT(mime_ctype_parse("text/plain; charset", &ct, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "without '='") != NULL);
-	CHECK_EQ_INT(mime_ctype_parse("text/plain junk", &ct, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_ctype_parse("te\xffxt/plain", &ct, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_ctype_parse("", &ct, err, sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=\"x\\", &ct, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=", &ct, NULL, 0),
+	    &ct, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "unterminated quoted") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain (oops", &ct, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "unterminated comment") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; charset", &ct, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "without '='") != NULL);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain junk", &ct, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("te\xffxt/plain", &ct, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("", &ct, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=\"x\\", &ct, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_ctype_parse("text/plain; a=", &ct, NULL),
 	    KM_PROTO);
 }
 
@@ -213,12 +203,12 @@ TEST(smime_kinds)
 		{ "application/pkcs7-signature", MIME_SMIME_NONE },
 		{ "text/plain", MIME_SMIME_NONE },
 	};
-	char err[128];
+	struct kmerr err = { 0 };
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		struct mime_ctype *ct = NULL;
 
-		CHECK_EQ_INT(mime_ctype_parse(v[i].ct, &ct, err, sizeof(err)),
+		CHECK_EQ_INT(mime_ctype_parse(v[i].ct, &ct, &err),
 		    KM_OK);
 		CHECK_EQ_INT(mime_smime_kind(ct), v[i].k);
 		mime_ctype_free(ct);
@@ -231,12 +221,11 @@ TEST(smime_kinds)
 TEST(multipart_crlf)
 {
 	struct mime_parts *ps = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 	const char b[] = "preamble\r\n--xyz\r\nA: 1\r\n\r\npart one\r\n"
 	    "--xyz  \r\nB: 2\r\n\r\npart two\r\n\r\n--xyz--\r\nepilogue\r\n";
 
-	CHECK_EQ_INT(mime_multipart_split(S(b), "xyz", &ps, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_multipart_split(S(b), "xyz", &ps, &err), KM_OK);
 	CHECK_EQ_INT(ps->count, 2);
 	CHECK_EQ_INT(ps->preamble_len, 10);
 	CHECK_EQ_INT(ps->part[0].len, strlen("A: 1\r\n\r\npart one"));
@@ -254,13 +243,13 @@ TEST(multipart_crlf)
 TEST(multipart_lf_and_prefix_boundaries)
 {
 	struct mime_parts *ps = NULL;
-	char err[128];
+	struct kmerr err = { 0 };
 	/* "--ab" is a prefix of "--abc": must not split there; "--ab" in
 	   the middle of a line is not a delimiter either. */
 	const char b[] = "--ab\nx --ab y\n--abc\nnot a delimiter\n--ab\n\n"
 	    "--ab--";
 
-	CHECK_EQ_INT(mime_multipart_split(S(b), "ab", &ps, err, sizeof(err)),
+	CHECK_EQ_INT(mime_multipart_split(S(b), "ab", &ps, &err),
 	    KM_OK);
 	CHECK_EQ_INT(ps->count, 2);
 	CHECK_EQ_INT(ps->preamble_len, 0);
@@ -276,33 +265,29 @@ TEST(multipart_lf_and_prefix_boundaries)
 TEST(multipart_malformed)
 {
 	struct mime_parts *ps = (struct mime_parts *)1;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	CHECK_EQ_INT(mime_multipart_split(S("--a\r\nx\r\n--a--\r\n"), NULL,
-	    &ps, err, sizeof(err)), KM_PROTO);
+	    &ps, &err), KM_PROTO);
 	CHECK(ps == NULL);
-	CHECK(strstr(err, "without a boundary") != NULL);
+	CHECK(strstr(err.msg, "without a boundary") != NULL);
 	CHECK_EQ_INT(mime_multipart_split(S("no delimiters at all\r\n"), "a",
-	    &ps, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "no delimiter") != NULL);
+	    &ps, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "no delimiter") != NULL);
 	CHECK_EQ_INT(mime_multipart_split(S("--a\r\npart\r\n--a\r\nmore"),
-	    "a", &ps, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "truncated") != NULL);
-	CHECK_EQ_INT(mime_multipart_split(S("--a\r\npart"), "a", &ps, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_multipart_split(S("--a--\r\n"), "a", &ps, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_multipart_split(S("--a"), "a", &ps, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_multipart_split("", 0, "a", &ps, err, sizeof(err)),
+	    "a", &ps, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	CHECK_EQ_INT(mime_multipart_split(S("--a\r\npart"), "a", &ps, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split(S("--a--\r\n"), "a", &ps, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split(S("--a"), "a", &ps, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_multipart_split("", 0, "a", &ps, &err),
 	    KM_PROTO);
 	{
 		char longb[80];
 
 		memset(longb, 'b', 75);
 		longb[75] = '\0';
-		CHECK_EQ_INT(mime_multipart_split(S("x"), longb, &ps, err,
-		    sizeof(err)), KM_PROTO);
+		CHECK_EQ_INT(mime_multipart_split(S("x"), longb, &ps, &err), KM_PROTO);
 	}
 }
 
@@ -341,14 +326,14 @@ static double
 split_cpu(const char *b, size_t len, int *ok)
 {
 	double best = 1e9;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	*ok = 1;
 	for (int r = 0; r < 3; r++) {
 		struct mime_parts *ps = NULL;
 		double t0 = cpu_now(), t;
 
-		if (mime_multipart_split(b, len, "B", &ps, err, sizeof(err)) != KM_OK ||
+		if (mime_multipart_split(b, len, "B", &ps, &err) != KM_OK ||
 		    ps->count != 1)
 			*ok = 0;
 		t = cpu_now() - t0;
@@ -389,24 +374,22 @@ TEST(base64_ok)
 {
 	unsigned char *out = NULL;
 	size_t n = 0;
-	char err[128];
+	struct kmerr err = { 0 };
 
 	CHECK_EQ_INT(mime_base64_decode(S("aGVsbG8g\r\nd29y bGQ=\r\n"), &out,
-	    &n, err, sizeof(err)), KM_OK);
+	    &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 11);
 	CHECK(memcmp(out, "hello world", 11) == 0);
 	free(out);
-	CHECK_EQ_INT(mime_base64_decode(S("YQ=="), &out, &n, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ=="), &out, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 1);
 	CHECK_EQ_INT(out[0], 'a');
 	free(out);
-	CHECK_EQ_INT(mime_base64_decode(S(""), &out, &n, err, sizeof(err)),
+	CHECK_EQ_INT(mime_base64_decode(S(""), &out, &n, &err),
 	    KM_OK);
 	CHECK_EQ_INT(n, 0);
 	free(out);
-	CHECK_EQ_INT(mime_base64_decode(S("+/+/"), &out, &n, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_base64_decode(S("+/+/"), &out, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 3);
 	CHECK_EQ_INT(out[0], 0xfb);
 	CHECK_EQ_INT(out[2], 0xbf);
@@ -417,26 +400,20 @@ TEST(base64_malformed)
 {
 	unsigned char *out = (unsigned char *)1;
 	size_t n = 7;
-	char err[128];
+	struct kmerr err = { 0 };
 
-	CHECK_EQ_INT(mime_base64_decode(S("aGVsbG8"), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("aGVsbG8"), &out, &n, &err), KM_PROTO);
 	CHECK(out == NULL);
 	CHECK_EQ_INT(n, 0);
-	CHECK(strstr(err, "truncated") != NULL);
-	CHECK_EQ_INT(mime_base64_decode(S("aGVs*G8="), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "invalid byte 0x2a at offset 4") != NULL);
-	CHECK_EQ_INT(mime_base64_decode(S("YQ==YQ=="), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "after the padding") != NULL);
-	CHECK_EQ_INT(mime_base64_decode(S("Y==="), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_base64_decode(S("YQ=a"), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_base64_decode(S("YQ="), &out, &n, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK_EQ_INT(mime_base64_decode(S("\xc3\xa9QQQ"), &out, &n, NULL, 0),
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("aGVs*G8="), &out, &n, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "invalid byte 0x2a at offset 4") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ==YQ=="), &out, &n, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "after the padding") != NULL);
+	CHECK_EQ_INT(mime_base64_decode(S("Y==="), &out, &n, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ=a"), &out, &n, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("YQ="), &out, &n, &err), KM_PROTO);
+	CHECK_EQ_INT(mime_base64_decode(S("\xc3\xa9QQQ"), &out, &n, NULL),
 	    KM_PROTO);
 }
 

@@ -63,6 +63,7 @@ setup(void)
 {
 	struct keystore_backend be;
 	char err[8192];
+	struct kmerr kerr;
 
 	if (fake_ks != NULL)
 		return 1;
@@ -75,8 +76,8 @@ setup(void)
 	fixture_backend(&be, ids);
 	be.km_keys = NULL;		/* nothing is decrypted here */
 	be.km_gens_free = NULL;
-	if ((fake_ks = keystore_new_backend(conf, &be, err, sizeof(err))) == NULL)
-		printf("    keystore_new_backend: %s\n", err);
+	if ((fake_ks = keystore_new_backend(conf, &be, &kerr)) == NULL)
+		printf("    keystore_new_backend: %s\n", kerr.msg);
 	return fake_ks != NULL;
 }
 
@@ -85,7 +86,7 @@ static struct session *
 mkmsg(const char **rcpts, const char *ctype, const char *body)
 {
 	struct session *s = session_new(conf, NULL, "localhost");
-	char err[256];
+	struct kmerr err;
 
 	if (s == NULL || session_message_begin(s, "<alice@example.com>", NULL) != KM_OK)
 		return session_free(s);
@@ -97,8 +98,8 @@ mkmsg(const char **rcpts, const char *ctype, const char *body)
 	    message_add_header(s->msg, "Subject", "test") != KM_OK ||
 	    message_add_header(s->msg, "MIME-Version", "1.0") != KM_OK ||
 	    message_add_header(s->msg, "Content-Type", ctype) != KM_OK ||
-	    message_append_body(s->msg, (const unsigned char *)body, strlen(body), err,
-	    sizeof(err)) != KM_OK)
+	    message_append_body(s->msg, (const unsigned char *)body, strlen(body),
+	    &err) != KM_OK)
 		return session_free(s);
 	return s;
 }

@@ -20,7 +20,7 @@
 #include "pkcs8pw.h"
 #include "secmem.h"
 
-static char errbuf[256];
+static struct kmerr errbuf;
 static const char PW[] = "correct horse battery staple";
 
 /* key_rsa - a fresh RSA key (generated once) */
@@ -75,7 +75,7 @@ round_trip(EVP_PKEY *k)
 	if (pkcs8pw_detect(plain, plainlen) != PKCS8PW_PLAIN)
 		goto out;
 	if (pkcs8pw_wrap(k, PW, strlen(PW), PKCS8PW_ITER_MIN, &enc, &enclen,
-	    errbuf, sizeof(errbuf)) != KM_OK)
+	    &errbuf) != KM_OK)
 		goto out;
 	if (pkcs8pw_detect(enc, enclen) != PKCS8PW_ENCRYPTED)
 		goto out;
@@ -83,18 +83,16 @@ round_trip(EVP_PKEY *k)
 	if (enclen >= plainlen && memmem(enc, enclen, plain + plainlen - 32,
 	    32) != NULL)
 		goto out;
-	if (pkcs8pw_unwrap(enc, enclen, PW, strlen(PW), &dec, &declen, errbuf,
-	    sizeof(errbuf)) != KM_OK)
+	if (pkcs8pw_unwrap(enc, enclen, PW, strlen(PW), &dec, &declen, &errbuf) != KM_OK)
 		goto out;
 	if (declen != plainlen || memcmp(dec, plain, plainlen) != 0)
 		goto out;
-	if (pkcs8pw_unwrap_pkey(enc, enclen, PW, strlen(PW), &got, errbuf,
-	    sizeof(errbuf)) != KM_OK)
+	if (pkcs8pw_unwrap_pkey(enc, enclen, PW, strlen(PW), &got, &errbuf) != KM_OK)
 		goto out;
 	ok = EVP_PKEY_eq(k, got) == 1 && ERR_peek_error() == 0;
 out:
 	if (!ok)
-		printf("    round trip: %s\n", errbuf);
+		printf("    round trip: %s\n", errbuf.msg);
 	EVP_PKEY_free(got);
 	secmem_free(dec, declen);
 	OPENSSL_free(enc);
@@ -121,20 +119,20 @@ TEST(wrap_der_round_trip)
 
 	CHECK((plain = plain_der(key_ec(), &plainlen)) != NULL);
 	CHECK_EQ_INT(pkcs8pw_wrap_der(plain, plainlen, "pw", 2,
-	    PKCS8PW_ITER_MIN, &enc, &enclen, errbuf, sizeof(errbuf)), KM_OK);
+	    PKCS8PW_ITER_MIN, &enc, &enclen, &errbuf), KM_OK);
 	CHECK_EQ_INT(pkcs8pw_unwrap(enc, enclen, "pw", 2, &dec, &declen,
-	    errbuf, sizeof(errbuf)), KM_OK);
+	    &errbuf), KM_OK);
 	CHECK(declen == plainlen && memcmp(dec, plain, plainlen) == 0);
 	secmem_free(dec, declen);
 	OPENSSL_free(enc);
 	/* Not a PrivateKeyInfo, trailing bytes, empty. */
 	CHECK_EQ_INT(pkcs8pw_wrap_der(plain, plainlen - 1, "pw", 2,
-	    PKCS8PW_ITER_MIN, &enc, &enclen, errbuf, sizeof(errbuf)), KM_PROTO);
+	    PKCS8PW_ITER_MIN, &enc, &enclen, &errbuf), KM_PROTO);
 	CHECK(enc == NULL);
 	CHECK_EQ_INT(pkcs8pw_wrap_der((const unsigned char *)"\x30\x00", 2,
-	    "pw", 2, 0, &enc, &enclen, errbuf, sizeof(errbuf)), KM_PROTO);
+	    "pw", 2, 0, &enc, &enclen, &errbuf), KM_PROTO);
 	CHECK_EQ_INT(pkcs8pw_wrap_der(plain, 0, "pw", 2, 0, &enc, &enclen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
+	    &errbuf), KM_PROTO);
 	CHECK_EQ_INT(ERR_peek_error(), 0);
 	OPENSSL_clear_free(plain, plainlen);
 }
@@ -151,7 +149,7 @@ TEST(parameters_written)
 	int prf;
 
 	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), PW, strlen(PW), 0, &enc, &enclen,
-	    errbuf, sizeof(errbuf)), KM_OK);
+	    &errbuf), KM_OK);
 	p = enc;
 	CHECK((sig = d2i_X509_SIG(NULL, &p, (long)enclen)) != NULL);
 	X509_SIG_get0(sig, &alg, NULL);
@@ -173,21 +171,20 @@ TEST(parameters_written)
 	X509_SIG_free(sig);
 	/* Random salt and IV: the same key and password never repeat. */
 	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), PW, strlen(PW), PKCS8PW_ITER_MIN,
-	    &enc2, &enclen2, errbuf, sizeof(errbuf)), KM_OK);
+	    &enc2, &enclen2, &errbuf), KM_OK);
 	CHECK(enclen != enclen2 || memcmp(enc, enc2, enclen) != 0);
 	OPENSSL_free(enc);
 	OPENSSL_free(enc2);
 	/* Too few or too many iterations, empty password, no key. */
 	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), PW, strlen(PW), 1000, &enc,
-	    &enclen, errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "iteration count") != NULL);
+	    &enclen, &errbuf), KM_PROTO);
+	CHECK(strstr(errbuf.msg, "iteration count") != NULL);
 	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), PW, strlen(PW),
-	    PKCS8PW_ITER_MAX + 1, &enc, &enclen, errbuf, sizeof(errbuf)),
+	    PKCS8PW_ITER_MAX + 1, &enc, &enclen, &errbuf),
 	    KM_PROTO);
-	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), "", 0, 0, &enc, &enclen, errbuf,
-	    sizeof(errbuf)), KM_PROTO);
+	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), "", 0, 0, &enc, &enclen, &errbuf), KM_PROTO);
 	CHECK_EQ_INT(pkcs8pw_wrap(NULL, PW, strlen(PW), 0, &enc, &enclen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
+	    &errbuf), KM_PROTO);
 	CHECK(enc == NULL);
 }
 
@@ -202,25 +199,24 @@ TEST(wrong_password)
 	    "staple ", NULL };
 
 	CHECK_EQ_INT(pkcs8pw_wrap(key_rsa(), PW, strlen(PW), PKCS8PW_ITER_MIN,
-	    &enc, &enclen, errbuf, sizeof(errbuf)), KM_OK);
+	    &enc, &enclen, &errbuf), KM_OK);
 	for (int i = 0; wrong[i] != NULL; i++) {
 		CHECK_EQ_INT(pkcs8pw_unwrap(enc, enclen, wrong[i],
-		    strlen(wrong[i]), &dec, &declen, errbuf, sizeof(errbuf)),
+		    strlen(wrong[i]), &dec, &declen, &errbuf),
 		    KM_PERMFAIL);
-		CHECK_EQ_STR(errbuf, "wrong password");
+		CHECK_EQ_STR(errbuf.msg, "wrong password");
+		CHECK(kmerr_is(&errbuf, KMERR_BADPASSWORD));
 		CHECK(dec == NULL && declen == 0);
 		CHECK_EQ_INT(ERR_peek_error(), 0);	/* queue drained */
 	}
-	CHECK_EQ_INT(pkcs8pw_unwrap_pkey(enc, enclen, "nope", 4, &got, errbuf,
-	    sizeof(errbuf)), KM_PERMFAIL);
+	CHECK_EQ_INT(pkcs8pw_unwrap_pkey(enc, enclen, "nope", 4, &got, &errbuf), KM_PERMFAIL);
 	CHECK(got == NULL);
-	CHECK_EQ_INT(pkcs8pw_unwrap(enc, enclen, "", 0, &dec, &declen, errbuf,
-	    sizeof(errbuf)), KM_PERMFAIL);
+	CHECK_EQ_INT(pkcs8pw_unwrap(enc, enclen, "", 0, &dec, &declen, &errbuf), KM_PERMFAIL);
 	/* The password is pointer + length: a NUL-less buffer works. */
 	memcpy(longer, PW, strlen(PW));
 	memcpy(longer + strlen(PW), "trailing", 8);
 	CHECK_EQ_INT(pkcs8pw_unwrap(enc, enclen, longer, strlen(PW),
-	    &dec, &declen, errbuf, sizeof(errbuf)), KM_OK);
+	    &dec, &declen, &errbuf), KM_OK);
 	secmem_free(dec, declen);
 	OPENSSL_free(enc);
 }
@@ -232,12 +228,12 @@ TEST(truncated_and_corrupted)
 	int permfail = 0, proto = 0;
 
 	CHECK_EQ_INT(pkcs8pw_wrap(key_ec(), PW, strlen(PW), PKCS8PW_ITER_MIN,
-	    &enc, &enclen, errbuf, sizeof(errbuf)), KM_OK);
+	    &enc, &enclen, &errbuf), KM_OK);
 	/* Every truncation is malformed, and found before any key stretch. */
 	for (size_t n = 0; n < enclen; n++) {
 		if (pkcs8pw_unwrap(enc, n, PW, strlen(PW), &dec, &declen,
-		    errbuf, sizeof(errbuf)) != KM_PROTO) {
-			printf("    truncated to %zu: %s\n", n, errbuf);
+		    &errbuf) != KM_PROTO) {
+			printf("    truncated to %zu: %s\n", n, errbuf.msg);
 			CHECK(0);
 		}
 		CHECK(pkcs8pw_detect(enc, n) == PKCS8PW_UNKNOWN);
@@ -247,7 +243,7 @@ TEST(truncated_and_corrupted)
 	memcpy(bad, enc, enclen);
 	bad[enclen] = 0;
 	CHECK_EQ_INT(pkcs8pw_unwrap(bad, enclen + 1, PW, strlen(PW), &dec,
-	    &declen, errbuf, sizeof(errbuf)), KM_PROTO);
+	    &declen, &errbuf), KM_PROTO);
 	CHECK(pkcs8pw_detect(bad, enclen + 1) == PKCS8PW_UNKNOWN);
 	/* Flipped bytes in the last cipher block: wrong password (the two
 	 * cannot be told apart); flipped bytes anywhere: never KM_OK with a
@@ -258,7 +254,7 @@ TEST(truncated_and_corrupted)
 		memcpy(bad, enc, enclen);
 		bad[i] ^= 0x5a;
 		st = pkcs8pw_unwrap(bad, enclen, PW, strlen(PW), &dec, &declen,
-		    errbuf, sizeof(errbuf));
+		    &errbuf);
 		if (st == KM_OK) {
 			dec = secmem_free(dec, declen);
 			continue;	/* e.g. a flipped unused bit */
@@ -327,8 +323,8 @@ TEST(refused_algorithms_forged)
 	CHECK(der != NULL);
 	CHECK(pkcs8pw_detect(der, len) == PKCS8PW_ENCRYPTED);
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "iteration count") != NULL);
+	    &errbuf), KM_PROTO);
+	CHECK(strstr(errbuf.msg, "iteration count") != NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	CHECK(ms < 500);
@@ -338,24 +334,26 @@ TEST(refused_algorithms_forged)
 	    2048, salt, 8), &len);
 	CHECK(der != NULL);
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "not a PBES2") != NULL);
+	    &errbuf), KM_PROTO);
+	CHECK(strstr(errbuf.msg, "not a PBES2") != NULL);
+	CHECK(kmerr_is(&errbuf, KMERR_BADINPUT));
 	free(der);
 	/* scrypt. */
 	der = forge_der(PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), salt,
 	    sizeof(salt), NULL, 16384, 8, 1), &len);
 	CHECK(der != NULL);
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "only PBKDF2") != NULL);
+	    &errbuf), KM_PROTO);
+	CHECK(strstr(errbuf.msg, "only PBKDF2") != NULL);
 	free(der);
 	/* A cipher other than AES-CBC. */
 	der = forge_der(PKCS5_pbe2_set_iv_ex(EVP_des_ede3_cbc(), 2048, salt,
 	    sizeof(salt), NULL, NID_hmacWithSHA256, NULL), &len);
 	CHECK(der != NULL);
 	CHECK_EQ_INT(pkcs8pw_unwrap(der, len, PW, strlen(PW), &dec, &declen,
-	    errbuf, sizeof(errbuf)), KM_PROTO);
-	CHECK(strstr(errbuf, "only AES-CBC") != NULL);
+	    &errbuf), KM_PROTO);
+	CHECK(strstr(errbuf.msg, "only AES-CBC") != NULL);
+	CHECK(kmerr_is(&errbuf, KMERR_BADINPUT));
 	free(der);
 	CHECK(dec == NULL);
 	CHECK_EQ_INT(ERR_peek_error(), 0);

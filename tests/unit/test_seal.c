@@ -24,13 +24,13 @@ static const unsigned char payload[] = "-----BEGIN CERTIFICATE-----\nMIIB...";
 static unsigned char *
 sealed(const unsigned char *ikm, const char *name, size_t *len)
 {
-	struct seal_key *k = seal_key_from_bytes(ikm, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k = seal_key_from_bytes(ikm, SEAL_KEY_LEN, NULL);
 	unsigned char *out = NULL;
 
 	if (k == NULL)
 		return NULL;
 	if (seal_seal(k, name, payload, sizeof(payload), NOW + 60, 0, &out,
-	    len, NULL, 0) != KM_OK)
+	    len, NULL) != KM_OK)
 		out = NULL;
 	seal_key_free(k);
 	return out;
@@ -38,16 +38,16 @@ sealed(const unsigned char *ikm, const char *name, size_t *len)
 
 /* try_open - open buf with ikm1 under name; returns the status */
 static enum km_status
-try_open(const char *name, const unsigned char *buf, size_t len, char *err,
-    size_t errlen)
+try_open(const char *name, const unsigned char *buf, size_t len,
+    struct kmerr *err)
 {
-	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL);
 	unsigned char *out = NULL;
 	size_t outlen = 0;
 	enum km_status st;
 
 	st = seal_open(k, name, buf, len, NOW, &out, &outlen, NULL, NULL,
-	    err, errlen);
+	    err);
 	if (st != KM_OK && out != NULL)
 		st = KM_NOMEM;		/* a failure must not return data */
 	secmem_free(out, outlen);
@@ -57,7 +57,7 @@ try_open(const char *name, const unsigned char *buf, size_t len, char *err,
 
 TEST(round_trip)
 {
-	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL);
 	unsigned char *buf = NULL, *out = NULL;
 	size_t len = 0, outlen = 0;
 	unsigned flags = 99;
@@ -65,13 +65,13 @@ TEST(round_trip)
 
 	CHECK(k != NULL);
 	CHECK_EQ_INT(seal_seal(k, NAME, payload, sizeof(payload), NOW + 60,
-	    0, &buf, &len, NULL, 0), KM_OK);
+	    0, &buf, &len, NULL), KM_OK);
 	CHECK_EQ_INT(len, sizeof(payload) + SEAL_OVERHEAD);
 	CHECK_EQ_INT(buf[0], SEAL_VERSION);
 	/* the payload must not appear in clear */
 	CHECK(memmem(buf, len, "BEGIN", 5) == NULL);
 	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, &flags,
-	    &exp, NULL, 0), KM_OK);
+	    &exp, NULL), KM_OK);
 	CHECK_EQ_INT(outlen, sizeof(payload));
 	CHECK(memcmp(out, payload, outlen) == 0);
 	CHECK_EQ_INT(flags, 0);
@@ -96,17 +96,17 @@ TEST(nonce_differs)
 
 TEST(negative_empty_payload)
 {
-	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL);
 	unsigned char *buf = NULL, *out = NULL;
 	size_t len = 0, outlen = 99;
 	unsigned flags = 0;
 
 	CHECK(k != NULL);
 	CHECK_EQ_INT(seal_seal(k, NAME, NULL, 0, NOW + 5, SEAL_NEGATIVE,
-	    &buf, &len, NULL, 0), KM_OK);
+	    &buf, &len, NULL), KM_OK);
 	CHECK_EQ_INT(len, SEAL_OVERHEAD);
 	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, &flags,
-	    NULL, NULL, 0), KM_OK);
+	    NULL, NULL), KM_OK);
 	CHECK(out != NULL);
 	CHECK_EQ_INT(outlen, 0);
 	CHECK_EQ_INT(flags, SEAL_NEGATIVE);
@@ -117,20 +117,19 @@ TEST(negative_empty_payload)
 
 TEST(expired)
 {
-	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL);
 	unsigned char *buf = NULL, *out = NULL;
 	size_t len = 0, outlen = 0;
-	char err[128] = "";
+	struct kmerr err;
 
 	CHECK(k != NULL);
-	CHECK_EQ_INT(seal_seal(k, NAME, payload, 4, NOW, 0, &buf, &len, NULL,
-	    0), KM_OK);
+	CHECK_EQ_INT(seal_seal(k, NAME, payload, 4, NOW, 0, &buf, &len, NULL), KM_OK);
 	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW, &out, &outlen, NULL,
-	    NULL, err, sizeof(err)), KM_PERMFAIL);
+	    NULL, &err), KM_PERMFAIL);
 	CHECK(out == NULL);
-	CHECK_EQ_STR(err, "expired");
+	CHECK_EQ_STR(err.msg, "expired");
 	CHECK_EQ_INT(seal_open(k, NAME, buf, len, NOW - 1, &out, &outlen,
-	    NULL, NULL, NULL, 0), KM_OK);
+	    NULL, NULL, NULL), KM_OK);
 	secmem_free(out, outlen);
 	free(buf);
 	seal_key_free(k);
@@ -140,20 +139,20 @@ TEST(tamper_every_byte)
 {
 	size_t len, i;
 	unsigned char *buf = sealed(ikm1, NAME, &len);
-	char err[128];
+	struct kmerr err;
 
 	CHECK(buf != NULL);
-	CHECK_EQ_INT(try_open(NAME, buf, len, NULL, 0), KM_OK);
+	CHECK_EQ_INT(try_open(NAME, buf, len, NULL), KM_OK);
 	/* Flip one bit in each byte in turn: version, nonce, ciphertext
 	 * (including the expiry) and tag must all be covered. */
 	for (i = 0; i < len; i++) {
 		buf[i] ^= 0x01;
-		err[0] = '\0';
-		CHECK_EQ_INT(try_open(NAME, buf, len, err, sizeof(err)), KM_PROTO);
-		CHECK(err[0] != '\0');
+		kmerr_clear(&err);
+		CHECK_EQ_INT(try_open(NAME, buf, len, &err), KM_PROTO);
+		CHECK(err.msg[0] != '\0');
 		buf[i] ^= 0x01;
 	}
-	CHECK_EQ_INT(try_open(NAME, buf, len, NULL, 0), KM_OK);
+	CHECK_EQ_INT(try_open(NAME, buf, len, NULL), KM_OK);
 	free(buf);
 }
 
@@ -161,18 +160,18 @@ TEST(truncated)
 {
 	size_t len, i;
 	unsigned char *buf = sealed(ikm1, NAME, &len);
-	char err[128];
+	struct kmerr err;
 
 	CHECK(buf != NULL);
 	for (i = 0; i < len; i++) {
-		err[0] = '\0';
-		CHECK_EQ_INT(try_open(NAME, buf, i, err, sizeof(err)), KM_PROTO);
-		CHECK(err[0] != '\0');
+		kmerr_clear(&err);
+		CHECK_EQ_INT(try_open(NAME, buf, i, &err), KM_PROTO);
+		CHECK(err.msg[0] != '\0');
 	}
-	CHECK(strstr(err, "authentication") != NULL);	/* len-1: tag check */
-	CHECK_EQ_INT(try_open(NAME, buf, 10, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "truncated") != NULL);
-	CHECK_EQ_INT(try_open(NAME, buf, 0, err, sizeof(err)), KM_PROTO);
+	CHECK(strstr(err.msg, "authentication") != NULL);	/* len-1: tag check */
+	CHECK_EQ_INT(try_open(NAME, buf, 10, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	CHECK_EQ_INT(try_open(NAME, buf, 0, &err), KM_PROTO);
 	/* extended by a byte is also refused */
 	{
 		unsigned char *longer = malloc(len + 1);
@@ -180,7 +179,7 @@ TEST(truncated)
 		CHECK(longer != NULL);
 		memcpy(longer, buf, len);
 		longer[len] = 0;
-		CHECK_EQ_INT(try_open(NAME, longer, len + 1, NULL, 0), KM_PROTO);
+		CHECK_EQ_INT(try_open(NAME, longer, len + 1, NULL), KM_PROTO);
 		free(longer);
 	}
 	free(buf);
@@ -204,24 +203,24 @@ TEST(refused)
 	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
 		size_t len;
 		unsigned char *buf = sealed(refusals[i].ikm, NAME, &len);
-		char err[128] = "";
+		struct kmerr err = { 0 };
 		enum km_status st;
 
 		printf("    %s\n", refusals[i].what);
 		CHECK(buf != NULL);
 		if (refusals[i].version >= 0)
 			buf[0] = (unsigned char)refusals[i].version;
-		st = try_open(refusals[i].open_name, buf, len, err, sizeof(err));
+		st = try_open(refusals[i].open_name, buf, len, &err);
 		free(buf);
 		CHECK_EQ_INT(st, KM_PROTO);
-		CHECK(strstr(err, refusals[i].reason) != NULL);
+		CHECK(strstr(err.msg, refusals[i].reason) != NULL);
 	}
 }
 
 TEST(names)
 {
-	struct seal_key *k1 = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL, 0);
-	struct seal_key *k2 = seal_key_from_bytes(ikm2, SEAL_KEY_LEN, NULL, 0);
+	struct seal_key *k1 = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL);
+	struct seal_key *k2 = seal_key_from_bytes(ikm2, SEAL_KEY_LEN, NULL);
 	char a[SEAL_NAME_MAX], b[SEAL_NAME_MAX], h[SEAL_HASH_HEXLEN + 1];
 	char longaddr[SEAL_ADDR_MAX + 2];
 
@@ -271,11 +270,11 @@ TEST(names)
 
 TEST(bad_key_bytes)
 {
-	char err[128] = "";
+	struct kmerr err;
 
-	CHECK(seal_key_from_bytes(ikm1, 31, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "32 bytes") != NULL);
-	CHECK(seal_key_from_bytes(NULL, 32, NULL, 0) == NULL);
+	CHECK(seal_key_from_bytes(ikm1, 31, &err) == NULL);
+	CHECK(strstr(err.msg, "32 bytes") != NULL);
+	CHECK(seal_key_from_bytes(NULL, 32, NULL) == NULL);
 	CHECK(seal_key_free(NULL) == NULL);
 }
 
@@ -289,7 +288,8 @@ tmpdir(char *buf, size_t len)
 
 TEST(key_file)
 {
-	char dir[64], path[128], err[256] = "";
+	char dir[64], path[128];
+	struct kmerr err;
 	struct seal_key *k1, *k2;
 	char n1[SEAL_NAME_MAX], n2[SEAL_NAME_MAX];
 	struct stat sb;
@@ -297,16 +297,17 @@ TEST(key_file)
 
 	CHECK(tmpdir(dir, sizeof(dir)) != NULL);
 	snprintf(path, sizeof(path), "%s/seal.key", dir);
-	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(seal_key_create(path, &err), KM_OK);
 	CHECK(stat(path, &sb) == 0);
 	CHECK_EQ_INT(sb.st_mode & 07777, 0600);
 	CHECK_EQ_INT(sb.st_size, SEAL_KEY_LEN);
 	/* never overwrite an existing key */
-	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "exists") != NULL);
-	k1 = seal_key_load(path, err, sizeof(err));
+	CHECK_EQ_INT(seal_key_create(path, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "exists") != NULL);
+	CHECK(kmerr_is(&err, KMERR_EXISTS));
+	k1 = seal_key_load(path, &err);
 	CHECK(k1 != NULL);
-	k2 = seal_key_load(path, err, sizeof(err));
+	k2 = seal_key_load(path, &err);
 	CHECK(k2 != NULL);
 	CHECK_EQ_INT(seal_entry_name(k1, "cert", "a@b", n1), KM_OK);
 	CHECK_EQ_INT(seal_entry_name(k2, "cert", "a@b", n2), KM_OK);
@@ -314,15 +315,16 @@ TEST(key_file)
 	seal_key_free(k2);
 	/* mode 0400 is fine, 0640 and 0604 are not */
 	CHECK(chmod(path, 0400) == 0);
-	k2 = seal_key_load(path, err, sizeof(err));
+	k2 = seal_key_load(path, &err);
 	CHECK(k2 != NULL);
 	k2 = seal_key_free(k2);
 	CHECK(chmod(path, 0640) == 0);
-	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "0640") != NULL);
+	CHECK(seal_key_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "0640") != NULL);
+	CHECK(!kmerr_is(&err, KMERR_NOTFOUND));
 	CHECK(chmod(path, 0604) == 0);
-	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "world") != NULL);
+	CHECK(seal_key_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "world") != NULL);
 	CHECK(chmod(path, 0600) == 0);
 	/* owners (only testable as root): root loads a key owned by the
 	 * user it will drop to; another user is refused it */
@@ -331,7 +333,7 @@ TEST(key_file)
 		int status = 0;
 
 		CHECK(chown(path, 65534, 65534) == 0);
-		k2 = seal_key_load(path, err, sizeof(err));
+		k2 = seal_key_load(path, &err);
 		CHECK(k2 != NULL);
 		k2 = seal_key_free(k2);
 		CHECK(chmod(dir, 0755) == 0);
@@ -340,8 +342,8 @@ TEST(key_file)
 
 			if (setresgid(65533, 65533, 65533) != 0 || setresuid(65533, 65533, 65533) != 0)
 				_exit(3);
-			k3 = seal_key_load(path, err, sizeof(err));
-			_exit(k3 == NULL && strstr(err, "Permission denied") != NULL ? 0 : 1);
+			k3 = seal_key_load(path, &err);
+			_exit(k3 == NULL && strstr(err.msg, "Permission denied") != NULL ? 0 : 1);
 		}
 		CHECK(pid > 0);
 		CHECK(waitpid(pid, &status, 0) == pid);
@@ -350,8 +352,8 @@ TEST(key_file)
 	}
 	/* a second create gives a different key */
 	unlink(path);
-	CHECK_EQ_INT(seal_key_create(path, err, sizeof(err)), KM_OK);
-	k2 = seal_key_load(path, err, sizeof(err));
+	CHECK_EQ_INT(seal_key_create(path, &err), KM_OK);
+	k2 = seal_key_load(path, &err);
 	CHECK(k2 != NULL);
 	CHECK_EQ_INT(seal_entry_name(k2, "cert", "a@b", n2), KM_OK);
 	CHECK(strcmp(n1, n2) != 0);
@@ -363,27 +365,28 @@ TEST(key_file)
 	CHECK(fd >= 0);
 	CHECK(write(fd, "short", 5) == 5);
 	close(fd);
-	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "has 5") != NULL);
+	CHECK(seal_key_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "has 5") != NULL);
 	fd = open(path, O_WRONLY | O_TRUNC);
 	CHECK(fd >= 0);
 	CHECK(write(fd, ikm1, 32) == 32 && write(fd, "x", 1) == 1);
 	close(fd);
-	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "more than") != NULL);
+	CHECK(seal_key_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "more than") != NULL);
 	unlink(path);
-	CHECK(seal_key_load(path, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "No such file") != NULL);
-	CHECK(seal_key_load(dir, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "not a regular file") != NULL);
+	CHECK(seal_key_load(path, &err) == NULL);
+	CHECK(strstr(err.msg, "No such file") != NULL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
+	CHECK(seal_key_load(dir, &err) == NULL);
+	CHECK(strstr(err.msg, "not a regular file") != NULL);
 	{
 		char link[160], target[160];
 
 		snprintf(target, sizeof(target), "%s/real.key", dir);
 		snprintf(link, sizeof(link), "%s/link.key", dir);
-		CHECK_EQ_INT(seal_key_create(target, err, sizeof(err)), KM_OK);
+		CHECK_EQ_INT(seal_key_create(target, &err), KM_OK);
 		CHECK(symlink(target, link) == 0);
-		CHECK(seal_key_load(link, err, sizeof(err)) == NULL);
+		CHECK(seal_key_load(link, &err) == NULL);
 		unlink(link);
 		unlink(target);
 	}

@@ -107,13 +107,13 @@ do_sign(const char *in, size_t inlen, struct ident *id,
     enum smime_digest md, enum smime_sign_mode mode, size_t *len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
-	char err[256], *r = NULL;
+	struct kmerr err = { 0 };
+	char *r = NULL;
 
-	if (smime_sign(in, inlen, id->cert, id->key, NULL, md, mode, b, err,
-	    sizeof(err)) == KM_OK)
+	if (smime_sign(in, inlen, id->cert, id->key, NULL, md, mode, b, &err) == KM_OK)
 		r = mem(b, len);
 	else
-		printf("    sign: %s\n", err);
+		printf("    sign: %s\n", err.msg);
 	BIO_free(b);
 	return r;
 }
@@ -124,13 +124,14 @@ do_encrypt(const char *in, size_t inlen, X509 **rc, size_t n,
     enum smime_cipher c, enum smime_padding p, size_t *len)
 {
 	BIO *b = BIO_new(BIO_s_mem());
-	char err[256], *r = NULL;
+	struct kmerr err = { 0 };
+	char *r = NULL;
 
-	if (smime_encrypt(in, inlen, rc, n, c, p, b, err, sizeof(err)) ==
+	if (smime_encrypt(in, inlen, rc, n, c, p, b, &err) ==
 	    KM_OK)
 		r = mem(b, len);
 	else
-		printf("    encrypt: %s\n", err);
+		printf("    encrypt: %s\n", err.msg);
 	BIO_free(b);
 	return r;
 }
@@ -138,7 +139,7 @@ do_encrypt(const char *in, size_t inlen, X509 **rc, size_t n,
 /* do_decrypt - decrypt with one candidate, returns status and output */
 static enum km_status
 do_decrypt(const char *in, size_t inlen, struct ident *id, char **out,
-    size_t *outlen, char *err, size_t errlen)
+    size_t *outlen, struct kmerr *err)
 {
 	struct smime_keypair kp = { id->cert, id->key };
 	BIO *b = BIO_new(BIO_s_mem());
@@ -146,7 +147,7 @@ do_decrypt(const char *in, size_t inlen, struct ident *id, char **out,
 	int matched = -2;
 
 	*out = NULL;
-	st = smime_decrypt(NULL, in, inlen, &kp, 1, b, &matched, err, errlen);
+	st = smime_decrypt(NULL, in, inlen, &kp, 1, b, &matched, err);
 	if (st == KM_OK && matched == 0)
 		*out = mem(b, outlen);
 	BIO_free(b);
@@ -165,7 +166,8 @@ TEST(sign_detached_roundtrip_all_digests)
 	for (int i = 0; i < 3; i++) {
 		struct smime_verify_result r;
 		size_t len = 0, clen = 0;
-		char err[256], *c;
+		struct kmerr err = { 0 };
+		char *c;
 		char *s = do_sign(entity, sizeof(entity) - 1, &alice_rsa,
 		    mds[i], SMIME_MODE_DETACHED, &len);
 		BIO *cb = BIO_new(BIO_s_mem());
@@ -179,7 +181,7 @@ TEST(sign_detached_roundtrip_all_digests)
 		CHECK(strstr(s, entity) != NULL);
 		CHECK(strstr(s, "name=\"smime.p7s\"") != NULL);
 		CHECK_EQ_INT(smime_verify(NULL, s, len, store,
-		    "Alice <ALICE@example.org>", &r, cb, err, sizeof(err)),
+		    "Alice <ALICE@example.org>", &r, cb, &err),
 		    KM_OK);
 		CHECK_EQ_INT(r.sig_ok, 1);
 		CHECK_EQ_INT(r.chain_ok, 1);
@@ -205,7 +207,8 @@ TEST(sign_opaque_roundtrip_ec)
 {
 	struct smime_verify_result r;
 	size_t len = 0, clen = 0;
-	char err[256], *c, *s;
+	struct kmerr err = { 0 };
+	char *c, *s;
 	BIO *cb = BIO_new(BIO_s_mem());
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
@@ -215,7 +218,7 @@ TEST(sign_opaque_roundtrip_ec)
 	CHECK(strstr(s, "smime-type=signed-data") != NULL);
 	CHECK(strstr(s, "Hello Bob") == NULL);	/* inside the CMS */
 	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "alice@example.org",
-	    &r, cb, err, sizeof(err)), KM_OK);
+	    &r, cb, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	CHECK_EQ_INT(r.chain_ok, 1);
 	CHECK_EQ_INT(r.opaque, 1);
@@ -236,7 +239,8 @@ TEST(sign_canonicalises_lf_and_lines_are_crlf)
 	    "line two\r\n";
 	struct smime_verify_result r;
 	size_t len = 0, clen = 0, i;
-	char err[256], *s, *c;
+	struct kmerr err = { 0 };
+	char *s, *c;
 	BIO *cb = BIO_new(BIO_s_mem());
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
@@ -261,8 +265,7 @@ TEST(sign_canonicalises_lf_and_lines_are_crlf)
 			CHECK(col <= 76);
 		}
 	}
-	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, cb, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, cb, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	c = mem(cb, &clen);
 	CHECK_EQ_INT(clen, sizeof(crlf) - 1);
@@ -277,17 +280,18 @@ TEST(verify_with_ctype_and_body_apart)
 	struct smime_verify_result r;
 	size_t len = 0, hl = 0, bo = 0;
 	struct mime_headers *h = NULL;
-	char err[256], *s;
+	struct kmerr err = { 0 };
+	char *s;
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &alice_ec, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
-	CHECK_EQ_INT(mime_entity_split(s, len, &hl, &bo, err, sizeof(err)),
+	CHECK_EQ_INT(mime_entity_split(s, len, &hl, &bo, &err),
 	    KM_OK);
-	CHECK_EQ_INT(mime_headers_parse(s, hl, &h, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(mime_headers_parse(s, hl, &h, &err), KM_OK);
 	CHECK_EQ_INT(smime_verify(mime_headers_get(h, "content-type"), s + bo,
-	    len - bo, store, "alice@example.org", &r, NULL, err, sizeof(err)),
+	    len - bo, store, "alice@example.org", &r, NULL, &err),
 	    KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	CHECK_EQ_INT(r.chain_ok, 1);
@@ -300,7 +304,8 @@ TEST(verify_tampered_content_and_signature)
 {
 	struct smime_verify_result r;
 	size_t len = 0;
-	char err[256], *s, *p;
+	struct kmerr err = { 0 };
+	char *s, *p;
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
@@ -309,13 +314,11 @@ TEST(verify_tampered_content_and_signature)
 	p = strstr(s, "secret plan");
 	CHECK(p != NULL);
 	p[0] = 'S';
-	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 0);
-	CHECK(err[0] != '\0');
+	CHECK(err.msg[0] != '\0');
 	p[0] = 's';
-	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	free(s);
 
@@ -327,8 +330,7 @@ TEST(verify_tampered_content_and_signature)
 	CHECK(p != NULL);
 	p += 4 + 120;
 	*p = (*p == 'A') ? 'B' : 'A';
-	CHECK(smime_verify(NULL, s, len, store, NULL, &r, NULL, err,
-	    sizeof(err)) != KM_OK || r.sig_ok == 0);
+	CHECK(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err) != KM_OK || r.sig_ok == 0);
 	CHECK(ERR_peek_error() == 0);	/* queue drained */
 	free(s);
 }
@@ -337,21 +339,21 @@ TEST(verify_untrusted_chain)
 {
 	struct smime_verify_result r;
 	size_t len = 0;
-	char err[256], *s;
+	struct kmerr err = { 0 };
+	char *s;
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	s = do_sign(entity, sizeof(entity) - 1, &mallory, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
 	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "mallory@example.org",
-	    &r, NULL, err, sizeof(err)), KM_OK);
+	    &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	CHECK_EQ_INT(r.chain_ok, 0);
 	CHECK(r.chain_error[0] != '\0');
 	CHECK_EQ_INT(r.from_match, 1);
 	/* No trust store at all: never trusted. */
-	CHECK_EQ_INT(smime_verify(NULL, s, len, NULL, NULL, &r, NULL, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, NULL, NULL, &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.chain_ok, 0);
 	free(s);
 }
@@ -372,7 +374,8 @@ TEST(encrypt_decrypt_every_option)
 	for (int c = 0; c < 3; c++)
 		for (int p = 0; p < 2; p++) {
 			size_t len = 0, olen = 0;
-			char err[256], *out;
+			struct kmerr err = { 0 };
+			char *out;
 			char *e = do_encrypt(entity, sizeof(entity) - 1, rc, 3,
 			    ciphers[c], pads[p], &len);
 
@@ -384,7 +387,7 @@ TEST(encrypt_decrypt_every_option)
 			CHECK(strstr(e, "secret") == NULL);
 			for (int k = 0; k < 3; k++) {
 				CHECK_EQ_INT(do_decrypt(e, len, ids[k], &out,
-				    &olen, err, sizeof(err)), KM_OK);
+				    &olen, &err), KM_OK);
 				CHECK(out != NULL);
 				CHECK_EQ_INT(olen, sizeof(entity) - 1);
 				CHECK(memcmp(out, entity, olen) == 0);
@@ -400,7 +403,8 @@ TEST(envelope_recipients_and_matching)
 	struct smime_keypair kp[3];
 	X509 *rc[2];
 	size_t len = 0;
-	char err[256], *e;
+	struct kmerr err = { 0 };
+	char *e;
 	BIO *b = BIO_new(BIO_s_mem());
 	int matched = -2;
 
@@ -410,7 +414,7 @@ TEST(envelope_recipients_and_matching)
 	e = do_encrypt(entity, sizeof(entity) - 1, rc, 2,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
 	CHECK(e != NULL);
-	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, err, sizeof(err)),
+	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, &err),
 	    KM_OK);
 	CHECK_EQ_INT(smime_envelope_count(env), 2);
 	CHECK(strncmp(smime_envelope_rid(env, 0), "issuer=", 7) == 0);
@@ -427,8 +431,7 @@ TEST(envelope_recipients_and_matching)
 	kp[0].cert = alice_rsa.cert; kp[0].key = alice_rsa.key;
 	kp[1].cert = mallory.cert; kp[1].key = mallory.key;
 	kp[2].cert = alice_ec.cert; kp[2].key = alice_ec.key;
-	CHECK_EQ_INT(smime_envelope_decrypt(env, kp, 3, b, &matched, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_envelope_decrypt(env, kp, 3, b, &matched, &err), KM_OK);
 	CHECK_EQ_INT(matched, 2);
 	CHECK_EQ_INT(BIO_pending(b), sizeof(entity) - 1);
 	smime_envelope_free(env);
@@ -441,7 +444,8 @@ TEST(decrypt_wrong_key_fails_cleanly)
 	struct smime_keypair kp;
 	X509 *rc[1];
 	size_t len = 0, olen;
-	char err[256], *e, *out;
+	struct kmerr err = { 0 };
+	char *e, *out;
 	BIO *b = BIO_new(BIO_s_mem());
 	int matched = -2;
 
@@ -450,21 +454,19 @@ TEST(decrypt_wrong_key_fails_cleanly)
 	e = do_encrypt(entity, sizeof(entity) - 1, rc, 1,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
 	CHECK(e != NULL);
-	CHECK_EQ_INT(do_decrypt(e, len, &bob_rsa, &out, &olen, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "no matching recipient") != NULL);
+	CHECK_EQ_INT(do_decrypt(e, len, &bob_rsa, &out, &olen, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "no matching recipient") != NULL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
 	/* Right certificate, wrong key. */
 	kp.cert = alice_rsa.cert;
 	kp.key = bob_rsa.key;
-	CHECK_EQ_INT(smime_decrypt(NULL, e, len, &kp, 1, b, &matched, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(smime_decrypt(NULL, e, len, &kp, 1, b, &matched, &err), KM_PERMFAIL);
 	CHECK_EQ_INT(matched, 0);
-	CHECK(strstr(err, "decryption failed") != NULL);
+	CHECK(strstr(err.msg, "decryption failed") != NULL);
 	CHECK_EQ_INT(BIO_pending(b), 0);
 	CHECK(ERR_peek_error() == 0);
 	/* No candidates at all. */
-	CHECK_EQ_INT(smime_decrypt(NULL, e, len, NULL, 0, b, &matched, err,
-	    sizeof(err)), KM_PERMFAIL);
+	CHECK_EQ_INT(smime_decrypt(NULL, e, len, NULL, 0, b, &matched, &err), KM_PERMFAIL);
 	CHECK_EQ_INT(matched, -1);
 	BIO_free(b);
 	free(e);
@@ -478,7 +480,8 @@ TEST(decrypt_tampered_ciphertext)
 	rc[0] = alice_rsa.cert;
 	for (int gcm = 0; gcm < 2; gcm++) {
 		size_t len = 0, olen = 0;
-		char err[256], *e, *out, *p, *end;
+		struct kmerr err = { 0 };
+		char *e, *out, *p, *end;
 		enum km_status st;
 
 		e = do_encrypt(entity, sizeof(entity) - 1, rc, 1, gcm ?
@@ -492,8 +495,7 @@ TEST(decrypt_tampered_ciphertext)
 			end--;
 		p = end - 40;
 		*p = (*p == 'A') ? 'B' : 'A';
-		st = do_decrypt(e, len, &alice_rsa, &out, &olen, err,
-		    sizeof(err));
+		st = do_decrypt(e, len, &alice_rsa, &out, &olen, &err);
 		if (st == KM_OK) {
 			/* CBC can decrypt to changed bytes; it must not be
 			   the original then. */
@@ -516,7 +518,8 @@ TEST(malformed_inputs)
 	struct smime_envelope *env = NULL;
 	X509 *rc[1];
 	size_t len = 0, olen;
-	char err[256], *e, *out, *body;
+	struct kmerr err = { 0 };
+	char *e, *out, *body;
 	static const char notsmime[] = "Content-Type: text/plain\r\n\r\nhi\r\n";
 	static const char garbage[] = "Content-Type: application/pkcs7-mime; "
 	    "smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64"
@@ -528,47 +531,45 @@ TEST(malformed_inputs)
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	CHECK_EQ_INT(smime_envelope_open(NULL, notsmime, sizeof(notsmime) - 1,
-	    &env, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "not an S/MIME") != NULL);
+	    &env, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "not an S/MIME") != NULL);
 	CHECK_EQ_INT(smime_envelope_open(NULL, garbage, sizeof(garbage) - 1,
-	    &env, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "malformed CMS") != NULL);
+	    &env, &err), KM_PROTO);
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
+	CHECK(strstr(err.msg, "malformed CMS") != NULL);
 	CHECK_EQ_INT(smime_envelope_open(NULL, badb64, sizeof(badb64) - 1,
-	    &env, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "base64") != NULL);
-	CHECK_EQ_INT(smime_envelope_open(NULL, "", 0, &env, err, sizeof(err)),
+	    &env, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "base64") != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, "", 0, &env, &err),
 	    KM_PROTO);
 	CHECK_EQ_INT(smime_envelope_open(NULL, "\x30\x03\x02\x01", 4, &env,
-	    err, sizeof(err)), KM_PROTO);
+	    &err), KM_PROTO);
 	CHECK_EQ_INT(smime_verify(NULL, nobd, sizeof(nobd) - 1, store, NULL,
-	    &r, NULL, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "boundary") != NULL);
+	    &r, NULL, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "boundary") != NULL);
 	CHECK_EQ_INT(smime_verify(NULL, notsmime, sizeof(notsmime) - 1, store,
-	    NULL, &r, NULL, err, sizeof(err)), KM_PROTO);
+	    NULL, &r, NULL, &err), KM_PROTO);
 
 	/* Truncated base64 of a real message. */
 	rc[0] = alice_rsa.cert;
 	e = do_encrypt(entity, sizeof(entity) - 1, rc, 1,
 	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, &len);
 	CHECK(e != NULL);
-	CHECK_EQ_INT(do_decrypt(e, len - 5, &alice_rsa, &out, &olen, err,
-	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(do_decrypt(e, len - 5, &alice_rsa, &out, &olen, &err), KM_PROTO);
 	/* Cut at a whole base64 group: valid base64, truncated DER. */
 	body = strstr(e, "\r\n\r\n") + 4;
 	CHECK_EQ_INT(do_decrypt(e, (size_t)(body - e) + 154, &alice_rsa,
-	    &out, &olen, err, sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "malformed CMS") != NULL);
+	    &out, &olen, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "malformed CMS") != NULL);
 	/* Wrong content types: an enveloped message is not signed data, a
 	   signed one cannot be decrypted. */
-	CHECK_EQ_INT(smime_verify(NULL, e, len, store, NULL, &r, NULL, err,
-	    sizeof(err)), KM_PROTO);
+	CHECK_EQ_INT(smime_verify(NULL, e, len, store, NULL, &r, NULL, &err), KM_PROTO);
 	free(e);
 	e = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
 	    SMIME_MODE_OPAQUE, &len);
 	CHECK(e != NULL);
-	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, err,
-	    sizeof(err)), KM_PROTO);
-	CHECK(strstr(err, "not enveloped") != NULL);
+	CHECK_EQ_INT(smime_envelope_open(NULL, e, len, &env, &err), KM_PROTO);
+	CHECK(strstr(err.msg, "not enveloped") != NULL);
 	free(e);
 	CHECK(ERR_peek_error() == 0);
 }
@@ -578,7 +579,8 @@ TEST(sign_then_encrypt_nested)
 	struct smime_verify_result r;
 	X509 *rc[2];
 	size_t slen = 0, elen = 0, dlen = 0, clen = 0;
-	char err[256], *s, *e, *d, *c;
+	struct kmerr err = { 0 };
+	char *s, *e, *d, *c;
 	BIO *cb = BIO_new(BIO_s_mem());
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
@@ -590,12 +592,11 @@ TEST(sign_then_encrypt_nested)
 	e = do_encrypt(s, slen, rc, 2, SMIME_CIPHER_AES256_CBC,
 	    SMIME_PAD_PKCS1, &elen);
 	CHECK(e != NULL);
-	CHECK_EQ_INT(do_decrypt(e, elen, &bob_rsa, &d, &dlen, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(do_decrypt(e, elen, &bob_rsa, &d, &dlen, &err), KM_OK);
 	CHECK_EQ_INT(dlen, slen);
 	CHECK(memcmp(d, s, slen) == 0);
 	CHECK_EQ_INT(smime_verify(NULL, d, dlen, store, "alice@example.org",
-	    &r, cb, err, sizeof(err)), KM_OK);
+	    &r, cb, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	CHECK_EQ_INT(r.chain_ok, 1);
 	CHECK_EQ_INT(r.from_match, 1);
@@ -612,23 +613,21 @@ TEST(sign_then_encrypt_nested)
 TEST(bad_arguments)
 {
 	BIO *b = BIO_new(BIO_s_mem());
-	char err[256];
+	struct kmerr err = { 0 };
 
 	CHECK(pki());	/* a test PKI that cannot be made is a failure */
 	CHECK_EQ_INT(smime_encrypt(entity, sizeof(entity) - 1, NULL, 0,
-	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, b, err, sizeof(err)),
+	    SMIME_CIPHER_AES256_CBC, SMIME_PAD_PKCS1, b, &err),
 	    KM_PERMFAIL);
 	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
-	    NULL, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, err,
-	    sizeof(err)), KM_PERMFAIL);
+	    NULL, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, &err), KM_PERMFAIL);
 	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
 	    alice_rsa.key, NULL, (enum smime_digest)9, SMIME_MODE_DETACHED, b,
-	    err, sizeof(err)), KM_PERMFAIL);
+	    &err), KM_PERMFAIL);
 	/* A key that does not belong to the certificate. */
 	CHECK_EQ_INT(smime_sign(entity, sizeof(entity) - 1, alice_rsa.cert,
-	    bob_rsa.key, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, err,
-	    sizeof(err)), KM_PERMFAIL);
-	CHECK(strstr(err, "unusable signer") != NULL);
+	    bob_rsa.key, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, b, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "unusable signer") != NULL);
 	CHECK(ERR_peek_error() == 0);
 	BIO_free(b);
 }
@@ -648,7 +647,8 @@ worker(void *arg)
 	for (int i = 0; i < 20 && t->ok; i++) {
 		struct smime_verify_result r;
 		size_t sl = 0, el = 0, dl = 0;
-		char err[256], *s, *e, *d = NULL;
+		struct kmerr err = { 0 };
+		char *s, *e, *d = NULL;
 
 		s = do_sign(entity, sizeof(entity) - 1, &alice_rsa,
 		    SMIME_MD_SHA256, i % 2 ? SMIME_MODE_OPAQUE :
@@ -656,10 +656,9 @@ worker(void *arg)
 		e = s ? do_encrypt(s, sl, rc, 2, SMIME_CIPHER_AES256_GCM,
 		    SMIME_PAD_OAEP, &el) : NULL;
 		if (e == NULL || do_decrypt(e, el, i % 2 ? &alice_ec :
-		    &bob_rsa, &d, &dl, err, sizeof(err)) != KM_OK ||
+		    &bob_rsa, &d, &dl, &err) != KM_OK ||
 		    dl != sl || memcmp(d, s, sl) != 0 ||
-		    smime_verify(NULL, d, dl, store, NULL, &r, NULL, err,
-		    sizeof(err)) != KM_OK || !r.sig_ok || !r.chain_ok)
+		    smime_verify(NULL, d, dl, store, NULL, &r, NULL, &err) != KM_OK || !r.sig_ok || !r.chain_ok)
 			t->ok = 0;
 		free(s);
 		free(e);
@@ -698,7 +697,8 @@ static double
 roundtrip_cpu(size_t n, int *ok)
 {
 	size_t off, sl = 0, el = 0, dl = 0;
-	char *in = malloc(n + 64), *s = NULL, *e = NULL, *d = NULL, err[256];
+	char *in = malloc(n + 64), *s = NULL, *e = NULL, *d = NULL;
+	struct kmerr err = { 0 };
 	struct smime_verify_result r;
 	X509 *rc[1] = { bob_rsa.cert };
 	double t0, t;
@@ -718,10 +718,9 @@ roundtrip_cpu(size_t n, int *ok)
 	    SMIME_MODE_DETACHED, &sl)) != NULL &&
 	    (e = do_encrypt(s, sl, rc, 1, SMIME_CIPHER_AES256_CBC,
 	    SMIME_PAD_PKCS1, &el)) != NULL &&
-	    do_decrypt(e, el, &bob_rsa, &d, &dl, err, sizeof(err)) == KM_OK &&
+	    do_decrypt(e, el, &bob_rsa, &d, &dl, &err) == KM_OK &&
 	    d != NULL && dl == sl && memcmp(d, s, sl) == 0 &&
-	    smime_verify(NULL, d, dl, store, NULL, &r, NULL, err,
-	    sizeof(err)) == KM_OK && r.sig_ok == 1)
+	    smime_verify(NULL, d, dl, store, NULL, &r, NULL, &err) == KM_OK && r.sig_ok == 1)
 		*ok = 1;
 	t = cpu_now() - t0;
 	free(in);
@@ -804,7 +803,7 @@ readers_try(const char *der, size_t len, struct ident **ids, size_t n,
 	struct smime_keypair kp[4];
 	struct smime_reader rd[4];
 	int matched[4];
-	char err[256];
+	struct kmerr err = { 0 };
 	BIO *b = BIO_new(BIO_s_mem());
 	enum km_status st;
 
@@ -814,10 +813,10 @@ readers_try(const char *der, size_t len, struct ident **ids, size_t n,
 		rd[i].cands = &kp[i];
 		rd[i].ncands = 1;
 	}
-	st = smime_envelope_open(NULL, der, len, &env, err, sizeof(err));
+	st = smime_envelope_open(NULL, der, len, &env, &err);
 	if (st == KM_OK)
 		st = smime_envelope_decrypt_readers(env, rd, n, b, failed,
-		    matched, err, sizeof(err));
+		    matched, &err);
 	*outlen = (size_t)BIO_pending(b);
 	if (st == KM_OK && (*outlen != sizeof(entity) - 1 ||
 	    matched[n - 1] != 0))
@@ -842,7 +841,8 @@ TEST(readers_spliced_recipientinfo)
 	X509_NAME *iss;
 	ASN1_INTEGER *sno;
 	X509 *rc[2];
-	char *der, err[256];
+	char *der;
+	struct kmerr err = { 0 };
 	size_t len, olen;
 	int failed = -2;
 
@@ -868,8 +868,7 @@ TEST(readers_spliced_recipientinfo)
 	CMS_ContentInfo_free(donor);
 	CHECK((der = cms_der(cms, &len)) != NULL);
 	CMS_ContentInfo_free(cms);
-	CHECK_EQ_INT(smime_envelope_open(NULL, der, len, &env, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(smime_envelope_open(NULL, der, len, &env, &err), KM_OK);
 	/* What kmilter used to trust: bob's certificate matches. */
 	CHECK_EQ_INT(smime_envelope_match(env, bob_rsa.cert), 1);
 	smime_envelope_free(env);
@@ -969,7 +968,7 @@ TEST(verify_unknown_digest_is_permerror)
 	struct smime_verify_result r;
 	CMS_ContentInfo *cms;
 	unsigned char *der = NULL;
-	char err[256];
+	struct kmerr err = { 0 };
 	BIO *in;
 	int dlen;
 
@@ -981,17 +980,17 @@ TEST(verify_unknown_digest_is_permerror)
 	CHECK(dlen > 0);
 	/* Sound before the patch. */
 	CHECK_EQ_INT(smime_verify(NULL, (const char *)der, (size_t)dlen,
-	    store, NULL, &r, NULL, err, sizeof(err)), KM_OK);
+	    store, NULL, &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
 	/* digestAlgorithms and the SignerInfo's digestAlgorithm. */
 	CHECK(patch_oid(der, (size_t)dlen, sha256, bogus, sizeof(sha256)) >= 2);
 	for (int i = 0; i < 3; i++) {
-		err[0] = '\0';
+		err.msg[0] = '\0';
 		CHECK_EQ_INT(smime_verify(NULL, (const char *)der,
-		    (size_t)dlen, store, NULL, &r, NULL, err, sizeof(err)),
+		    (size_t)dlen, store, NULL, &r, NULL, &err),
 		    KM_PROTO);
 		CHECK_EQ_INT(r.sig_ok, 0);
-		CHECK(strstr(err, "unsupported digest algorithm OID "
+		CHECK(strstr(err.msg, "unsupported digest algorithm OID "
 		    "2.16.840.1.101.3.4.2.127") != NULL);
 	}
 	CHECK(ERR_peek_error() == 0);

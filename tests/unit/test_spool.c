@@ -47,7 +47,7 @@ count_entries(const char *dir)
 
 /* fill - append n bytes of a repeating pattern starting at offset off */
 static enum km_status
-fill(struct spool *s, size_t off, size_t n, char *err, size_t errlen)
+fill(struct spool *s, size_t off, size_t n, struct kmerr *err)
 {
 	unsigned char buf[1000];
 
@@ -59,7 +59,7 @@ fill(struct spool *s, size_t off, size_t n, char *err, size_t errlen)
 
 		for (size_t i = 0; i < k; i++)
 			buf[i] = (unsigned char)('a' + (off + i) % 26);
-		if ((st = spool_append(s, buf, k, err, errlen)) != KM_OK)
+		if ((st = spool_append(s, buf, k, err)) != KM_OK)
 			return st;
 		off += k;
 		n -= k;
@@ -79,7 +79,8 @@ pattern_ok(const unsigned char *p, size_t n)
 
 TEST(memory_below_limit)
 {
-	char *dir = tmpdir(), err[256];
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
 	struct spool *s;
 	const unsigned char *p;
 	size_t n;
@@ -87,13 +88,13 @@ TEST(memory_below_limit)
 	CHECK(dir != NULL);
 	CHECK((s = spool_new(dir, 100000)) != NULL);
 	CHECK_EQ_INT(spool_size(s), 0);
-	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_map(s, &p, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 0);
 	CHECK(p != NULL);
-	CHECK_EQ_INT(fill(s, 0, 100000, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 0, 100000, &err), KM_OK);
 	CHECK_EQ_INT(spool_size(s), 100000);
 	CHECK_EQ_INT(spool_on_disk(s), 0);	/* exactly the limit stays in memory */
-	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_map(s, &p, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 100000);
 	CHECK(pattern_ok(p, n));
 	spool_free(s);
@@ -102,7 +103,8 @@ TEST(memory_below_limit)
 
 TEST(file_past_limit)
 {
-	char *dir = tmpdir(), err[256];
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
 	struct spool *s;
 	const unsigned char *p;
 	size_t n;
@@ -110,19 +112,19 @@ TEST(file_past_limit)
 
 	CHECK(dir != NULL);
 	CHECK((s = spool_new(dir, 4096)) != NULL);
-	CHECK_EQ_INT(fill(s, 0, 4096, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 0, 4096, &err), KM_OK);
 	CHECK_EQ_INT(spool_on_disk(s), 0);
-	CHECK_EQ_INT(fill(s, 4096, 1, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 4096, 1, &err), KM_OK);
 	CHECK_EQ_INT(spool_on_disk(s), 1);	/* one byte past the limit moves it */
 	CHECK_EQ_INT(count_entries(dir), 0);	/* the file is unlinked */
-	CHECK_EQ_INT(fill(s, 4097, 300000 - 4097, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 4097, 300000 - 4097, &err), KM_OK);
 	CHECK_EQ_INT(spool_size(s), 300000);
-	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(spool_map(s, &p, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 300000);
 	CHECK(pattern_ok(p, n));
 	/* an append after a map invalidates it; a new map sees every byte */
-	CHECK_EQ_INT(fill(s, 300000, 26, err, sizeof(err)), KM_OK);
-	CHECK_EQ_INT(spool_map(s, &p, &n, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 300000, 26, &err), KM_OK);
+	CHECK_EQ_INT(spool_map(s, &p, &n, &err), KM_OK);
 	CHECK_EQ_INT(n, 300026);
 	CHECK(pattern_ok(p, n));
 	for (int fd = 0; fd < 256; fd++)
@@ -137,14 +139,15 @@ TEST(file_past_limit)
 
 TEST(file_is_private)
 {
-	char *dir = tmpdir(), err[256];
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
 	struct spool *s;
 	struct stat st;
 	int found = 0;
 
 	CHECK(dir != NULL);
 	CHECK((s = spool_new(dir, 10)) != NULL);
-	CHECK_EQ_INT(fill(s, 0, 100, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(fill(s, 0, 100, &err), KM_OK);
 	CHECK_EQ_INT(spool_on_disk(s), 1);
 	/* the only new descriptor open on an unlinked file is ours: 0600 */
 	for (int fd = 3; fd < 256; fd++) {
@@ -161,14 +164,14 @@ TEST(file_is_private)
 
 TEST(missing_dir_tempfail)
 {
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	struct spool *s;
 
 	CHECK((s = spool_new("/nonexistent/kmilter-spool", 64)) != NULL);
-	CHECK_EQ_INT(fill(s, 0, 64, err, sizeof(err)), KM_OK);
-	CHECK_EQ_INT(fill(s, 64, 1, err, sizeof(err)), KM_TEMPFAIL);
-	CHECK(strstr(err, "/nonexistent/kmilter-spool") != NULL);
-	CHECK(strstr(err, "cannot create") != NULL);
+	CHECK_EQ_INT(fill(s, 0, 64, &err), KM_OK);
+	CHECK_EQ_INT(fill(s, 64, 1, &err), KM_TEMPFAIL);
+	CHECK(strstr(err.msg, "/nonexistent/kmilter-spool") != NULL);
+	CHECK(strstr(err.msg, "cannot create") != NULL);
 	spool_free(s);
 }
 
@@ -176,12 +179,13 @@ TEST(not_a_dir_tempfail)
 {
 	/* "unwritable": a path that is not a directory (root would write
 	   through a mode 0500 directory, so that would prove nothing here) */
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	struct spool *s;
 
 	CHECK((s = spool_new("/dev/null", 64)) != NULL);
-	CHECK_EQ_INT(fill(s, 0, 200, err, sizeof(err)), KM_TEMPFAIL);
-	CHECK(strstr(err, "/dev/null") != NULL);
+	CHECK_EQ_INT(fill(s, 0, 200, &err), KM_TEMPFAIL);
+	CHECK_EQ_INT(err.status, KM_TEMPFAIL);
+	CHECK(strstr(err.msg, "/dev/null") != NULL);
 	spool_free(s);
 }
 
@@ -189,7 +193,8 @@ TEST(full_dir_tempfail)
 {
 	/* A full file system, simulated with RLIMIT_FSIZE: write() fails
 	   with EFBIG (SIGXFSZ ignored) exactly as it would with ENOSPC. */
-	char *dir = tmpdir(), err[256] = "";
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
 	struct spool *s;
 	struct rlimit old, lim;
 	enum km_status st1, st2;
@@ -201,14 +206,14 @@ TEST(full_dir_tempfail)
 	lim.rlim_cur = 8192;
 	CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
 	CHECK((s = spool_new(dir, 1024)) != NULL);
-	st1 = fill(s, 0, 4096, err, sizeof(err));		/* moves to the file */
-	st2 = fill(s, 4096, 65536, err, sizeof(err));		/* the "disk" fills */
+	st1 = fill(s, 0, 4096, &err);		/* moves to the file */
+	st2 = fill(s, 4096, 65536, &err);		/* the "disk" fills */
 	setrlimit(RLIMIT_FSIZE, &old);
 	signal(SIGXFSZ, SIG_DFL);
 	CHECK_EQ_INT(st1, KM_OK);
 	CHECK_EQ_INT(st2, KM_TEMPFAIL);
-	CHECK(strstr(err, "cannot write") != NULL);
-	CHECK(strstr(err, dir) != NULL);
+	CHECK(strstr(err.msg, "cannot write") != NULL);
+	CHECK(strstr(err.msg, dir) != NULL);
 	spool_free(s);
 	CHECK_EQ_INT(count_entries(dir), 0);
 	rmdir(dir);
@@ -222,7 +227,8 @@ TEST(free_null)
 TEST(wiped_before_free)
 {
 #if FREEWATCH
-	char *dir = tmpdir(), err[256];
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
 	struct spool *s;
 	unsigned char chunk[5000];
 	int bad, unwiped;
@@ -234,14 +240,14 @@ TEST(wiped_before_free)
 	/* in memory, grown several times (every old buffer must be wiped) */
 	s = spool_new(dir, 1u << 20);
 	for (int i = 0; s != NULL && i < 20; i++)
-		if (spool_append(s, chunk, sizeof(chunk), err, sizeof(err)) != KM_OK)
+		if (spool_append(s, chunk, sizeof(chunk), &err) != KM_OK)
 			break;
 	if (s != NULL && spool_size(s) == 20 * sizeof(chunk))
 		s = spool_free(s);
 	/* moved to a file: the memory copy must be wiped when it moves */
 	s = s ? s : spool_new(dir, 16384);
 	for (int i = 0; s != NULL && i < 10; i++)
-		if (spool_append(s, chunk, sizeof(chunk), err, sizeof(err)) != KM_OK)
+		if (spool_append(s, chunk, sizeof(chunk), &err) != KM_OK)
 			break;
 	bad = s == NULL || !spool_on_disk(s);
 	spool_free(s);

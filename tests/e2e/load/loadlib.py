@@ -143,18 +143,16 @@ class Lab:
         """kmilter's counters (kmctl stats).  Retried: kmctl stats fails now
         and then with "Broken pipe" (see stats_reliability in t-load);
         self.stats_failures counts those failures."""
-        out = {}
-        for _ in range(15):
+        def once():
             r = self.kmctl("stats", ok=False)
-            for m in re.finditer(rb"(\w+)=(\d+)", r.stdout):
-                out[m.group(1).decode()] = int(m.group(2))
+            out = {m.group(1).decode(): int(m.group(2))
+                   for m in re.finditer(rb"(\w+)=(\d+)", r.stdout)}
             if r.returncode == 0 and out:
                 return out
-            out = {}
             self.stats_failures = getattr(self, "stats_failures", 0) + 1
             self.stats_error = "rc %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:])
-            time.sleep(0.1)
-        return out
+            return None
+        return wait_for(once, 5, step=0.1) or {}
 
     def postqueue(self, unknown=None):
         """Queue ids still in Postfix's queue.  When postqueue cannot tell
@@ -427,6 +425,8 @@ def resend_unaccepted(env, msgs, sessions=4, rounds=5, pause=1.0):
         n += len(todo)
         send_all(env, todo, sessions=sessions)
         if any(m.status in ("tempfail", "error") for m in todo):
+            # the client's retry interval: time passing is what an SMTP
+            # client does between tries, not a wait for an event
             time.sleep(pause)
     return n
 
@@ -436,16 +436,18 @@ def resend_unaccepted(env, msgs, sessions=4, rounds=5, pause=1.0):
 def wait_queue_empty(lab, secs=120, flush_every=10.0):
     """Wait until Postfix's queue is empty (postqueue -f now and then);
     returns the ids left."""
-    end = time.time() + secs
-    last_flush = time.time()
-    while True:
-        left = lab.postqueue()
-        if not left or time.time() > end:
-            return left
-        if time.time() - last_flush > flush_every:
+    last_flush = [time.time()]
+
+    def empty():
+        if not lab.postqueue():
+            return True
+        if time.time() - last_flush[0] > flush_every:
             lab.flush()
-            last_flush = time.time()
-        time.sleep(0.5)
+            last_flush[0] = time.time()
+        return False
+    if wait_for(empty, secs, step=0.2):
+        return []
+    return lab.postqueue()
 
 
 def scan_out(env):
