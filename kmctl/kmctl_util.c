@@ -91,6 +91,17 @@ kmctl_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+static OSSL_PROVIDER *providers[2];
+
+/* unload_providers - at exit, before OpenSSL's own clean-up */
+static void
+unload_providers(void)
+{
+	for (int i = 1; i >= 0; i--)
+		if (providers[i] != NULL)
+			OSSL_PROVIDER_unload(providers[i]);
+}
+
 /*
  * kmctl_legacy_providers - OpenSSL's legacy provider beside the default
  * one, for the PKCS#12 files Windows and older NSS export (RC2-40, and
@@ -107,9 +118,10 @@ kmctl_legacy_providers(void)
 
 	if (done++)
 		return;
-	if (OSSL_PROVIDER_load(NULL, "default") == NULL ||
-	    OSSL_PROVIDER_load(NULL, "legacy") == NULL)
+	if ((providers[0] = OSSL_PROVIDER_load(NULL, "default")) == NULL ||
+	    (providers[1] = OSSL_PROVIDER_load(NULL, "legacy")) == NULL)
 		ERR_clear_error();
+	atexit(unload_providers);
 }
 
 /* no_pass - PEM password callback that refuses (keys must be plain) */

@@ -22,6 +22,7 @@
 #define PW	"s3cret-pw"
 
 static OSSL_LIB_CTX *legacy_ctx;	/* where the RC2 files are made */
+static OSSL_PROVIDER *made_with[2];	/* its providers */
 static EVP_PKEY *key;
 static X509 *cert;
 
@@ -35,8 +36,9 @@ setup(void)
 	if (key != NULL)
 		return 1;
 	if ((legacy_ctx = OSSL_LIB_CTX_new()) == NULL ||
-	    OSSL_PROVIDER_load(legacy_ctx, "default") == NULL ||
-	    OSSL_PROVIDER_load(legacy_ctx, "legacy") == NULL)
+	    (made_with[0] = OSSL_PROVIDER_load(legacy_ctx, "default")) ==
+	    NULL || (made_with[1] = OSSL_PROVIDER_load(legacy_ctx,
+	    "legacy")) == NULL)
 		return 0;
 	key = EVP_RSA_gen(2048);
 	cert = fixture_cert(key, &spec, NULL, NULL);
@@ -147,9 +149,10 @@ TEST(armored_imports)
 /* must run last: loads the legacy provider into the default context */
 TEST(rc2_needs_legacy_and_says_so)
 {
+	OSSL_PROVIDER *dflt, *legacy;
 	struct kmerr e;
 	unsigned char *der;
-	int len;
+	int len, st;
 
 	CHECK(setup());
 	CHECK(!OSSL_PROVIDER_available(NULL, "legacy"));
@@ -163,9 +166,12 @@ TEST(rc2_needs_legacy_and_says_so)
 	CHECK(strstr(e.msg, "pbeWithSHA1And40BitRC2-CBC") != NULL);
 	CHECK(strstr(e.msg, "legacy provider not loaded") != NULL);
 	/* as kmctl does: default, then legacy */
-	CHECK(OSSL_PROVIDER_load(NULL, "default") != NULL);
-	CHECK(OSSL_PROVIDER_load(NULL, "legacy") != NULL);
-	CHECK_EQ_INT(parse(der, (size_t)len, PW, &e), KM_OK);
+	CHECK((dflt = OSSL_PROVIDER_load(NULL, "default")) != NULL);
+	CHECK((legacy = OSSL_PROVIDER_load(NULL, "legacy")) != NULL);
+	st = parse(der, (size_t)len, PW, &e);
+	OSSL_PROVIDER_unload(legacy);
+	OSSL_PROVIDER_unload(dflt);
+	CHECK_EQ_INT(st, KM_OK);
 	OPENSSL_free(der);
 	/* no MAC (openssl pkcs12 -nomac): OpenSSL opens none with a
 	 * password; said so, not "wrong password" */
@@ -175,6 +181,12 @@ TEST(rc2_needs_legacy_and_says_so)
 	CHECK(strstr(e.msg, "no integrity check") != NULL);
 	CHECK(strstr(e.msg, "wrong password") == NULL);
 	OPENSSL_free(der);
+	/* a loaded provider outlives its library context (and leaks) unless
+	 * it is unloaded first */
+	OSSL_PROVIDER_unload(made_with[1]);
+	OSSL_PROVIDER_unload(made_with[0]);
+	OSSL_LIB_CTX_free(legacy_ctx);
+	legacy_ctx = NULL;
 }
 
 static const struct test_case tests[] = {
