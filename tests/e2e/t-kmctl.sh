@@ -260,6 +260,20 @@ if openssl pkcs12 -in "$lab/rc2.p12" -info -noout -passin pass:s3cret-pw 2>&1 |
 else fail import_rc2 "openssl pkcs12 -export -legacy made no RC2-40 file"; fi
 mkp12 des3 des3@example.com -certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1 2>/dev/null
 import_decrypts des3 des3@example.com "$lab/des3.p12"
+# NSS itself (pk12util, as Thunderbird's backup): RC2-40 certificates, 3DES key
+if command -v pk12util >/dev/null && command -v certutil >/dev/null; then
+	mkp12 nss-in nss@example.com 2>/dev/null
+	mkdir "$lab/nssdb" && certutil -N -d "sql:$lab/nssdb" --empty-password &&
+	pk12util -i "$lab/nss-in.p12" -d "sql:$lab/nssdb" -W s3cret-pw -K "" >/dev/null 2>&1 &&
+	pk12util -o "$lab/nss.p12" -n nss-in -d "sql:$lab/nssdb" -W s3cret-pw -K "" \
+	    -C "PKCS #12 V2 PBE With SHA-1 And 40 Bit RC2 CBC" \
+	    -c "PKCS #12 V2 PBE With SHA-1 And 3KEY Triple DES-CBC" >/dev/null 2>&1
+	cp "$lab/nss-in.crt" "$lab/nss.crt"
+	if openssl pkcs12 -in "$lab/nss.p12" -info -noout -legacy -passin pass:s3cret-pw 2>&1 |
+	    grep -q 'Encrypted data: pbeWithSHA1And40BitRC2-CBC'; then
+		import_decrypts nss nss@example.com "$lab/nss.p12"
+	else fail import_nss "pk12util made no RC2-40 file"; fi
+else fail import_nss "pk12util/certutil not installed (tests/install-deps: libnss3-tools)"; fi
 mkp12 armored armored@example.com -legacy 2>/dev/null
 { echo '-----BEGIN PKCS12-----'; openssl base64 -in "$lab/armored.p12"
   echo '-----END PKCS12-----'; } > "$lab/armored.pem"
