@@ -479,6 +479,7 @@ fill_info(struct keymodel_info *in, X509 *x)
 	const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
 	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
 	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+	struct kmerr e;
 	struct tm tm;
 
 	keymodel_cert_fingerprint(x, in->sha256, sizeof(in->sha256));
@@ -493,6 +494,9 @@ fill_info(struct keymodel_info *in, X509 *x)
 		in->not_after = timegm(&tm);
 	keymodel_key_type_name(X509_get0_pubkey(x), in->key_type,
 	    sizeof(in->key_type));
+	/* put there before kmctl import refused such certificates */
+	if (certenc_check(x, &e) != KM_OK)
+		snprintf(in->unusable, sizeof(in->unusable), "%s", e.msg);
 	OPENSSL_free(hex);
 	BN_free(bn);
 	ERR_clear_error();

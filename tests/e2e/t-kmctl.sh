@@ -238,7 +238,7 @@ import_decrypts() {
 		fail "import_$1" "$(why)"; return
 	fi
 	run $K show "$2"
-	if [ $rc != 0 ] || ! has 'generation 1 state Active key escrowed'; then
+	if [ $rc != 0 ] || ! has 'generation 1 state Active key escrowed' || has unusable; then
 		fail "import_$1" "show: $(why) $(head -2 "$out")"; return
 	fi
 	openssl cms -encrypt -binary -aes256 -in "$lab/msg.txt" -out "$lab/enc-$1.msg" \
@@ -298,6 +298,12 @@ else fail import_dsa_cert_refused "$(why)"; fi
 run $K import dsa@partner.example "$lab/dsa.p12" --password-file "$lab/pw"
 if [ $rc = 1 ] && err_has 'cannot encrypt' && err_has 'DSA'; then pass import_dsa_p12_refused
 else fail import_dsa_p12_refused "$(why)"; fi
+# one put in the KM before (by hand here): kmctl show says it is unusable
+run $P plantcert dsa@partner.example 1 "$lab/dsa.crt"
+run $K show dsa@partner.example
+if [ $rc = 0 ] && has 'generation 1 state Active key none' &&
+    has 'unusable: cannot encrypt: a DSA key'; then pass show_unusable_cert
+else fail show_unusable_cert "$(why) $(cat "$out")"; fi
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$lab/signonly.key" -days 365 \
     -subj "/CN=signonly" -addext "subjectAltName=email:signonly@partner.example" \
     -addext "keyUsage=critical,digitalSignature" -out "$lab/signonly.crt" 2>/dev/null
