@@ -146,6 +146,31 @@ TEST(armored_imports)
 	OPENSSL_free(der);
 }
 
+TEST(malformed_refused_cleanly)
+{
+	static const char bad_armor[] = "-----BEGIN PKCS12-----\n"
+	    "!!not base64!!\n-----END PKCS12-----\n";
+	static const char junk_armor[] = "-----BEGIN PKCS12-----\n"
+	    "aGVsbG8gd29ybGQ=\n-----END PKCS12-----\n";
+	struct kmerr e;
+	unsigned char *der;
+	int len, cut;
+
+	CHECK(setup());
+	CHECK((der = mkp12(0, 0, 1, &len)) != NULL);
+	for (cut = 1; cut < len; cut += 97) {
+		CHECK(!keymodel_p12_sniff(der, (size_t)cut));
+		CHECK_EQ_INT(parse(der, (size_t)cut, PW, &e), KM_PROTO);
+	}
+	OPENSSL_free(der);
+	CHECK_EQ_INT(parse((const unsigned char *)bad_armor,
+	    sizeof(bad_armor) - 1, PW, &e), KM_PROTO);
+	CHECK_EQ_INT(parse((const unsigned char *)junk_armor,
+	    sizeof(junk_armor) - 1, PW, &e), KM_PROTO);
+	CHECK_EQ_INT(parse((const unsigned char *)"", 0, PW, &e), KM_PROTO);
+	CHECK(ERR_peek_error() == 0);	/* nothing left in the queue */
+}
+
 /* must run last: loads the legacy provider into the default context */
 TEST(rc2_needs_legacy_and_says_so)
 {
@@ -193,6 +218,7 @@ static const struct test_case tests[] = {
 	T(aes_and_3des_import),
 	T(wrong_password_said),
 	T(armored_imports),
+	T(malformed_refused_cleanly),
 	T(rc2_needs_legacy_and_says_so),
 	{ NULL, NULL }
 };
