@@ -173,9 +173,9 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	return KM_TEMPFAIL;
 }
 
-/* cache_make - a cache handle; does not connect; NULL with err set */
-static struct cache *
-cache_make(const struct cache_opts *opts, struct kmerr *err)
+/* cache_new - a cache handle; does not connect; NULL with err set */
+struct cache *
+cache_new(const struct cache_opts *opts, struct kmerr *err)
 {
 	struct cache *c;
 
@@ -206,20 +206,6 @@ cache_make(const struct cache_opts *opts, struct kmerr *err)
 	}
 	c->key = opts->key;
 	c->pool_size = opts->pool_size ? opts->pool_size : CACHE_DEFAULT_POOL;
-	return c;
-}
-
-/* cache_new - cache_make, its reason as text (until keystore takes a
- * struct kmerr) */
-struct cache *
-cache_new(const struct cache_opts *opts, char *errstr, size_t errlen)
-{
-	struct kmerr err;
-	struct cache *c;
-
-	if ((c = cache_make(opts, &err)) == NULL && errstr != NULL &&
-	    errlen > 0)
-		snprintf(errstr, errlen, "%s", err.msg);
 	return c;
 }
 

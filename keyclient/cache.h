@@ -46,7 +46,7 @@
  *	The addr_hash given to the subscriber callback is valid only during
  *	the call.
  * ERRORS
- *	cache_new(): NULL with a reason in errstr (bad options, no memory);
+ *	cache_new(): NULL with err set (bad options, no memory);
  *	it does not connect, so a Redis that is down is not an error.
  *	cache_get(): KM_OK hit (check *negative), KM_PERMFAIL miss (or a bad
  *	entry, deleted), KM_TEMPFAIL Redis unavailable or slow, KM_PROTO bad
@@ -61,13 +61,13 @@
 
 #include "cache_opts.h"
 #include "cache_sub.h"
+#include "kmerr.h"
 #include "seal.h"
 #include "status.h"
 
 struct cache;
 
-struct cache	*cache_new(const struct cache_opts *opts, char *errstr,
-		    size_t errlen);
+struct cache	*cache_new(const struct cache_opts *opts, struct kmerr *err);
 struct cache	*cache_free(struct cache *c);
 
 enum km_status	 cache_get(struct cache *c, const char *kind, const char *addr,

@@ -182,9 +182,10 @@ sub_main(void *arg)
 	return NULL;
 }
 
-/* sub_start - start the invalidation subscriber thread; NULL with err */
-static struct cache_sub *
-sub_start(const struct cache_opts *opts, cache_invalidate_fn fn, void *arg,
+/* cache_subscribe_start - start the invalidation subscriber thread;
+ * NULL with err set */
+struct cache_sub *
+cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn, void *arg,
     struct kmerr *err)
 {
 	struct cache_sub *s;
@@ -223,21 +224,6 @@ fail:
 	cache_conn_clear(&s->conn);
 	free(s);
 	return NULL;
-}
-
-/* cache_subscribe_start - sub_start, its reason as text (until keystore
- * takes a struct kmerr) */
-struct cache_sub *
-cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
-    void *arg, char *errstr, size_t errlen)
-{
-	struct kmerr err;
-	struct cache_sub *s;
-
-	if ((s = sub_start(opts, fn, arg, &err)) == NULL && errstr != NULL &&
-	    errlen > 0)
-		snprintf(errstr, errlen, "%s", err.msg);
-	return s;
 }
 
 /* cache_subscribe_stop - stop and join the subscriber; returns NULL */

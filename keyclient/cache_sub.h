@@ -21,7 +21,7 @@
  *	and returns NULL (NULL is fine).  The addr_hash given to the callback
  *	is valid only during the call.
  * ERRORS
- *	cache_subscribe_start(): NULL with a reason in errstr (no callback,
+ *	cache_subscribe_start(): NULL with err set (no callback,
  *	bad options, no memory, no thread); it does not wait for Redis, so a
  *	Redis that is down is not an error.
  * THREADS
@@ -31,14 +31,14 @@
 #include <stddef.h>
 
 #include "cache_opts.h"
+#include "kmerr.h"
 
 struct cache_sub;
 
 typedef void	(*cache_invalidate_fn)(const char *addr_hash, void *arg);
 
 struct cache_sub *cache_subscribe_start(const struct cache_opts *opts,
-		    cache_invalidate_fn fn, void *arg, char *errstr,
-		    size_t errlen);
+		    cache_invalidate_fn fn, void *arg, struct kmerr *err);
 struct cache_sub *cache_subscribe_stop(struct cache_sub *sub);
 
 #endif

@@ -39,9 +39,9 @@ struct hook {
 	struct hook_stats st;
 };
 
-/* hook_make - check the options and make a hook; NULL with err set */
-static struct hook *
-hook_make(const struct hook_opts *o, struct kmerr *err)
+/* hook_new - check the options and make a hook; NULL with err set */
+struct hook *
+hook_new(const struct hook_opts *o, struct kmerr *err)
 {
 	struct hook *h = NULL;
 	pthread_condattr_t ca;
@@ -119,19 +119,6 @@ nomem:
 		free(h);
 	}
 	return NULL;
-}
-
-/* hook_new - hook_make, its reason as text (until keystore takes a
- * struct kmerr) */
-struct hook *
-hook_new(const struct hook_opts *o, char *errstr, size_t errlen)
-{
-	struct kmerr err;
-	struct hook *h;
-
-	if ((h = hook_make(o, &err)) == NULL && errstr != NULL && errlen > 0)
-		snprintf(errstr, errlen, "%s", err.msg);
-	return h;
 }
 
 /* hook_free - free a hook (no hook_ask may be running); returns NULL */
@@ -642,7 +629,7 @@ apply_default(struct hook *h, enum hook_event ev, struct hook_answer *out,
 /* hook_ask - ask the hook; *out always holds a usable action afterwards */
 enum km_status
 hook_ask(struct hook *h, const struct hook_request *rq,
-    struct hook_answer *out, char *errstr, size_t errlen)
+    struct hook_answer *out, struct kmerr *errp)
 {
 	char req[REQUEST_MAX];
 	size_t reqlen = 0;
@@ -687,8 +674,8 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	pthread_mutex_unlock(&h->mu);
 
 	if (f != HOOK_FAIL_NONE) {
-		if (errstr != NULL && errlen > 0)
-			snprintf(errstr, errlen, "%s", err.msg);
+		kmerr_set(errp, st == KM_OK ? KM_TEMPFAIL : st, err.reason,
+		    "%s", err.msg);
 		apply_default(h, ev, out, f, err.msg);
 		log_debug(1, "hook %s %s: %s, using default %s",
 		    hook_event_name(ev),

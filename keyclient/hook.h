@@ -33,8 +33,8 @@
  *	Whatever happens, after hook_ask() returns, out->action is an action
  *	valid for the event: the hook's own answer (out->failure ==
  *	HOOK_FAIL_NONE), or the configured default for that event together
- *	with out->failure saying why and errstr a one-line reason for the
- *	log.  The reason never contains the password.
+ *	with out->failure saying why and err (status as returned) a
+ *	one-line reason for the log.  The reason never contains the password.
  *
  *	Right before each run, hook_ask() checks the path with
  *	trustpath_check() (trusted owners: root and the running user): an
@@ -51,7 +51,7 @@
  *	The request's strings are borrowed for the duration of the call.
  *	The answer is owned as hook_proto.h says (hook_answer_clear()).
  * ERRORS
- *	hook_new(): NULL with errstr set on invalid options or no memory.
+ *	hook_new(): NULL with err set on invalid options or no memory.
  *	hook_ask(): KM_OK (the hook answered validly), KM_TEMPFAIL (busy,
  *	cannot start, timeout, killed by a signal, non-zero exit),
  *	KM_PROTO (malformed or too long answer, or an invalid request such
@@ -67,6 +67,7 @@
 #include <stddef.h>
 
 #include "hook_proto.h"
+#include "kmerr.h"
 #include "status.h"
 
 #define HOOK_TIMEOUT_MAX 600000	/* largest timeout_ms accepted */
@@ -100,10 +101,10 @@ struct hook_stats {
 
 struct hook;
 
-struct hook	*hook_new(const struct hook_opts *, char *errstr, size_t errlen);
+struct hook	*hook_new(const struct hook_opts *, struct kmerr *err);
 struct hook	*hook_free(struct hook *);
 enum km_status	 hook_ask(struct hook *, const struct hook_request *,
-		    struct hook_answer *out, char *errstr, size_t errlen);
+		    struct hook_answer *out, struct kmerr *err);
 void		 hook_stats(struct hook *, struct hook_stats *out);
 
 #endif

@@ -116,11 +116,9 @@ keymodel_new(const struct kmilter_conf *conf, struct kmerr *err)
 		snprintf(km->name[i], sizeof(km->name[i]), "%s",
 		    o.name != NULL ? o.name : (i == 0 ? "A" : "B"));
 		km->pool[i] = kmip_pool_new(&o, conf->km_pool_size > 0 ?
-		    conf->km_pool_size : 4, ERRBRIDGE_BUF(err));
-		if (km->pool[i] == NULL) {
-			errbridge_took(err, KM_PERMFAIL);
+		    conf->km_pool_size : 4, err);
+		if (km->pool[i] == NULL)
 			return keymodel_free(km);
-		}
 	}
 	return km;
 }
@@ -166,12 +164,12 @@ keymodel_ping(struct keymodel *km, int server, double *ms, char *version,
 	if (versionlen > 0)
 		version[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((st = errbridge_took(err, kmip_pool_get(km->pool[server], &c,
-	    ERRBRIDGE_BUF(err)))) !=
+	if ((st = kmip_pool_get(km->pool[server], &c,
+	    err)) !=
 	    KM_OK)
 		return st;
-	st = errbridge_took(err, kmip_discover_versions(c, v, 8, &n,
-	    ERRBRIDGE_BUF(err)));
+	st = kmip_discover_versions(c, v, 8, &n,
+	    err);
 	kmip_pool_put(km->pool[server], c);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	*ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
@@ -212,8 +210,8 @@ keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
 	q.name = name;
 	s->v = NULL;
 	s->n = 0;
-	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
-	    ERRBRIDGE_BUF(err)))) != KM_OK)
+	if ((st = kmip_locate(c, &q, &l,
+	    err)) != KM_OK)
 		return st;
 	if (l->count > 0 && (s->v = calloc(l->count, sizeof(*s->v))) ==
 	    NULL) {
@@ -223,8 +221,8 @@ keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
 	for (i = 0; i < l->count; i++) {
 		struct kobj *o = &s->v[s->n];
 
-		if ((st = errbridge_took(err, kmip_get_attributes(c,
-		    l->uids[i], &a, ERRBRIDGE_BUF(err)))) != KM_OK) {
+		if ((st = kmip_get_attributes(c,
+		    l->uids[i], &a, err)) != KM_OK) {
 			kmip_uid_list_free(l);
 			keymodel_scan_clear(s);
 			return st;
@@ -355,15 +353,15 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 	int gen, best = -1, enh;
 	enum km_status st;
 
-	if ((st = errbridge_took(err, kmip_pool_get(km->pool[srv], &c,
-	    ERRBRIDGE_BUF(err)))) != KM_OK)
+	if ((st = kmip_pool_get(km->pool[srv], &c,
+	    err)) != KM_OK)
 		return st;
 	memset(&q, 0, sizeof(q));
 	q.name = name;
 	q.type = KMIP_OBJ_CERTIFICATE;
 	q.state = KMIP_STATE_ACTIVE;
-	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
-	    ERRBRIDGE_BUF(err)))) != KM_OK)
+	if ((st = kmip_locate(c, &q, &l,
+	    err)) != KM_OK)
 		goto out;
 	if (l->count == 0) {
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
@@ -373,9 +371,9 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 	uid = l->uids[0];
 	if (l->count > 1) {		/* renewal in progress: newest wins */
 		for (i = 0; i < l->count; i++) {
-			if ((st = errbridge_took(err, kmip_get_attributes(c,
+			if ((st = kmip_get_attributes(c,
 			    l->uids[i], &a,
-			    ERRBRIDGE_BUF(err)))) != KM_OK)
+			    err)) != KM_OK)
 				goto out;
 			if (keymodel_group_parse(a.group, &kind, &gen, &enh) ==
 			    KM_OK && kind == KEYMODEL_CERT && gen > best) {
@@ -384,8 +382,8 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 			}
 		}
 	}
-	if ((st = errbridge_took(err, kmip_get(c, uid, &type, &data, &len,
-	    ERRBRIDGE_BUF(err)))) !=
+	if ((st = kmip_get(c, uid, &type, &data, &len,
+	    err)) !=
 	    KM_OK)
 		goto out;
 	p = data;
@@ -442,14 +440,14 @@ revcount_from(struct keymodel *km, int srv, const char *name,
 	struct kmip_uid_list *l = NULL;
 	enum km_status st;
 
-	if ((st = errbridge_took(err, kmip_pool_get(km->pool[srv], &c,
-	    ERRBRIDGE_BUF(err)))) != KM_OK)
+	if ((st = kmip_pool_get(km->pool[srv], &c,
+	    err)) != KM_OK)
 		return st;
 	memset(&q, 0, sizeof(q));
 	q.name = name;
 	q.state = KMIP_STATE_COMPROMISED;
-	if ((st = errbridge_took(err, kmip_locate(c, &q, &l,
-	    ERRBRIDGE_BUF(err)))) == KM_OK)
+	if ((st = kmip_locate(c, &q, &l,
+	    err)) == KM_OK)
 		*count = l->count > UINT32_MAX ? UINT32_MAX :
 		    (uint32_t)l->count;
 	kmip_uid_list_free(l);
@@ -505,8 +503,8 @@ fetch_run(void *arg)
 	enum kmip_object_type type;
 	size_t i;
 
-	f->st = errbridge_took(&f->err, kmip_pool_get(f->km->pool[f->srv], &c,
-	    ERRBRIDGE_BUF(&f->err)));
+	f->st = kmip_pool_get(f->km->pool[f->srv], &c,
+	    &f->err);
 	if (f->st != KM_OK)
 		return NULL;
 	f->st = keymodel_scan_server(c, f->name, &f->scan, &f->err);
@@ -517,8 +515,8 @@ fetch_run(void *arg)
 			continue;
 		if (o->kind == KEYMODEL_CERT && f->srv != 0)
 			continue;	/* certificates come from server A */
-		f->st = errbridge_took(&f->err, kmip_get(c, o->uid, &type,
-		    &o->data, &o->len, ERRBRIDGE_BUF(&f->err)));
+		f->st = kmip_get(c, o->uid, &type,
+		    &o->data, &o->len, &f->err);
 		if (f->st == KM_OK && type != o->type)
 			f->st = kmerr_set(&f->err, KM_PROTO, KMERR_NONE,
 			    "server %s: object %s changed type",

@@ -62,8 +62,8 @@ keymodel_admin_open(struct admin *a, struct keymodel *km, const char *addr,
 	    err)) != KM_OK)
 		return st;
 	for (i = 0; i < 2; i++) {
-		if ((st = errbridge_took(err, kmip_pool_get(km->pool[i],
-		    &a->c[i], ERRBRIDGE_BUF(err)))) != KM_OK ||
+		if ((st = kmip_pool_get(km->pool[i],
+		    &a->c[i], err)) != KM_OK ||
 		    (st = keymodel_scan_server(a->c[i], a->name, &a->s[i],
 		    err)) != KM_OK) {
 			keymodel_admin_close(a);
@@ -145,14 +145,14 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 			keymodel_group_format(KEYMODEL_SHARE, gen, enhanced,
 			    group, sizeof(group));
 		}
-		if ((st = errbridge_took(err, kmip_register(a->c[srv], &q,
-		    uids[i], ERRBRIDGE_BUF(err)))) != KM_OK)
+		if ((st = kmip_register(a->c[srv], &q,
+		    uids[i], err)) != KM_OK)
 			goto fail;
 		nreg++;
 	}
 	for (i = 0; i < nreg; i++)
-		if ((st = errbridge_took(err, kmip_activate(a->c[i % 2],
-		    uids[i], ERRBRIDGE_BUF(err)))) != KM_OK)
+		if ((st = kmip_activate(a->c[i % 2],
+		    uids[i], err)) != KM_OK)
 			goto fail;
 	for (srv = 0; srv < 2; srv++) {
 		for (j = 0; j < a->s[srv].n; j++) {
@@ -160,11 +160,11 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 
 			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
 				continue;
-			if ((st = errbridge_took(err, kmip_revoke(a->c[srv],
+			if ((st = kmip_revoke(a->c[srv],
 			    o->uid,
 			    KMIP_REVOKE_CESSATION_OF_OPERATION,
 			    "superseded by a new generation",
-			    ERRBRIDGE_BUF(err)))) != KM_OK) {
+			    err)) != KM_OK) {
 				log_warnx("keymodel: %s: generation %d stays "
 				    "Active: %s", a->norm, o->gen,
 				    err != NULL ? err->msg : "");
@@ -177,17 +177,17 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 	goto out;
 fail:
 	for (i = 0; i < nreg; i++) {
-		char e[256];
+		struct kmerr e;
 
 		/* a Pre-Active object can be destroyed; an activated one
 		 * is revoked first */
-		if (kmip_destroy(a->c[i % 2], uids[i], e, sizeof(e)) != KM_OK &&
+		if (kmip_destroy(a->c[i % 2], uids[i], &e) != KM_OK &&
 		    (kmip_revoke(a->c[i % 2], uids[i],
-		    KMIP_REVOKE_KEY_COMPROMISE, "enrollment failed", e,
-		    sizeof(e)) != KM_OK ||
-		    kmip_destroy(a->c[i % 2], uids[i], e, sizeof(e)) != KM_OK))
+		    KMIP_REVOKE_KEY_COMPROMISE, "enrollment failed",
+		    &e) != KM_OK ||
+		    kmip_destroy(a->c[i % 2], uids[i], &e) != KM_OK))
 			log_warnx("keymodel: %s: cannot remove half-made "
-			    "object %s: %s", a->norm, uids[i], e);
+			    "object %s: %s", a->norm, uids[i], e.msg);
 	}
 out:
 	free(cder);
@@ -304,9 +304,9 @@ keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
 		const unsigned char *p;
 		size_t l = 0;
 
-		if ((st = errbridge_took(err, kmip_get(a.c[0],
+		if ((st = kmip_get(a.c[0],
 		    cur->cert[0]->uid, &t, &d, &l,
-		    ERRBRIDGE_BUF(err)))) != KM_OK)
+		    err)) != KM_OK)
 			goto out;
 		p = d;
 		if (l <= LONG_MAX && (old = d2i_X509(NULL, &p, (long)l)) !=
@@ -347,10 +347,10 @@ keymodel_revoke(struct keymodel *km, const char *addr, int generation,
 			if (o->state == KMIP_STATE_COMPROMISED ||
 			    o->state == KMIP_STATE_DESTROYED_COMPROMISED)
 				continue;
-			if ((st = errbridge_took(err, kmip_revoke(a.c[srv],
+			if ((st = kmip_revoke(a.c[srv],
 			    o->uid,
 			    KMIP_REVOKE_KEY_COMPROMISE, "revoked by kmctl",
-			    ERRBRIDGE_BUF(err)))) != KM_OK)
+			    err)) != KM_OK)
 				goto out;
 			o->state = KMIP_STATE_COMPROMISED;
 			for (k = 0; k < a.nrecs; k++)
@@ -541,9 +541,9 @@ keymodel_show(struct keymodel *km, const char *addr,
 		v[i].enhanced = r->enhanced;
 		if (r->ncert[srv] == 0)
 			continue;
-		if ((st = errbridge_took(err, kmip_get(a.c[srv],
+		if ((st = kmip_get(a.c[srv],
 		    r->cert[srv]->uid, &t, &d, &l,
-		    ERRBRIDGE_BUF(err)))) != KM_OK)
+		    err)) != KM_OK)
 			goto out;
 		p = d;
 		if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) !=

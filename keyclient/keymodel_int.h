@@ -33,7 +33,6 @@
  *	As keymodel.h: scans and admin sessions belong to one thread.
  */
 #include "keymodel.h"
-#include "errbridge.h"
 #include "kmerr.h"
 #include "keymodel_name.h"
 #include "kmip.h"

@@ -22,11 +22,11 @@ remove_obj(struct kmip_conn *c, const char *uid, int active, struct kmerr *err)
 {
 	enum km_status st;
 
-	if (active && (st = errbridge_took(err, kmip_revoke(c, uid,
+	if (active && (st = kmip_revoke(c, uid,
 	    KMIP_REVOKE_CESSATION_OF_OPERATION, "replaced by kmctl",
-	    ERRBRIDGE_BUF(err)))) != KM_OK)
+	    err)) != KM_OK)
 		return st;
-	return errbridge_took(err, kmip_destroy(c, uid, ERRBRIDGE_BUF(err)));
+	return kmip_destroy(c, uid, err);
 }
 
 /* reshare - replace one generation's two shares by shares of der: register
@@ -58,14 +58,14 @@ reshare(struct admin *a, struct genrec *r, const unsigned char *der,
 		q.secret_type = KMIP_SECRET_SEED;
 		q.data = sh[srv];
 		q.len = len;
-		if ((st = errbridge_took(err, kmip_register(a->c[srv], &q,
-		    uids[srv], ERRBRIDGE_BUF(err)))) != KM_OK)
+		if ((st = kmip_register(a->c[srv], &q,
+		    uids[srv], err)) != KM_OK)
 			goto fail;
 		nreg++;
 	}
 	for (srv = 0; srv < 2; srv++) {
-		if ((st = errbridge_took(err, kmip_activate(a->c[srv],
-		    uids[srv], ERRBRIDGE_BUF(err)))) != KM_OK)
+		if ((st = kmip_activate(a->c[srv],
+		    uids[srv], err)) != KM_OK)
 			goto fail;
 		active = srv + 1;
 	}
@@ -73,7 +73,7 @@ reshare(struct admin *a, struct genrec *r, const unsigned char *der,
 		for (srv = 0; srv < 2; srv++)
 			if (kmip_revoke(a->c[srv], uids[srv],
 			    KMIP_REVOKE_CESSATION_OF_OPERATION,
-			    "earlier generation", ERRBRIDGE_BUF(&e)) != KM_OK)
+			    "earlier generation", &e) != KM_OK)
 				log_warnx("keymodel: %s: new share %s of "
 				    "generation %d stays Active: %s", a->norm,
 				    uids[srv], r->gen, e.msg);
@@ -127,10 +127,10 @@ fetch_gen(struct admin *a, struct genrec *r, struct kmerr *err)
 		srv = i == 2 ? 1 : 0;
 		if (objs[i]->data != NULL)
 			continue;
-		if ((st = errbridge_took(err, kmip_get(a->c[srv], objs[i]->uid,
+		if ((st = kmip_get(a->c[srv], objs[i]->uid,
 		    &t,
 		    &objs[i]->data, &objs[i]->len,
-		    ERRBRIDGE_BUF(err)))) != KM_OK)
+		    err)) != KM_OK)
 			return st;
 		if (t != objs[i]->type)
 			return kmerr_set(err, KM_PROTO, KMERR_NONE,
@@ -145,7 +145,7 @@ fetch_gen(struct admin *a, struct genrec *r, struct kmerr *err)
 static void
 drop_leftovers(struct admin *a)
 {
-	char e[256];
+	struct kmerr e;
 	size_t i, k;
 	int srv;
 
@@ -161,15 +161,14 @@ drop_leftovers(struct admin *a)
 					break;
 			if (k == a->nrecs || !keymodel_usable(a->recs[k].state))
 				continue;
-			if (kmip_destroy(a->c[srv], o->uid, e, sizeof(e)) ==
-			    KM_OK)
+			if (kmip_destroy(a->c[srv], o->uid, &e) == KM_OK)
 				log_info("keymodel: %s: removed left-over share "
 				    "%s of generation %d", a->norm, o->uid,
 				    o->gen);
 			else
 				log_warnx("keymodel: %s: cannot remove "
 				    "left-over share %s: %s", a->norm, o->uid,
-				    e);
+				    e.msg);
 		}
 	}
 }

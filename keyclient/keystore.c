@@ -218,7 +218,8 @@ start_l2(struct keystore *ks, const struct kmilter_conf *conf,
     struct kmerr *err)
 {
 	struct cache_opts o;
-	char *pw = NULL, why[256];
+	struct kmerr why;
+	char *pw = NULL;
 	int rc = -1;
 
 	memset(&o, 0, sizeof(o));
@@ -237,14 +238,11 @@ start_l2(struct keystore *ks, const struct kmilter_conf *conf,
 			goto out;
 		o.password = pw;
 	}
-	if ((ks->cache = cache_new(&o, ERRBRIDGE_BUF(err))) == NULL) {
-		errbridge_took(err, KM_PERMFAIL);
+	if ((ks->cache = cache_new(&o, err)) == NULL)
 		goto out;
-	}
-	ks->sub = cache_subscribe_start(&o, on_invalidate, ks, why,
-	    sizeof(why));
+	ks->sub = cache_subscribe_start(&o, on_invalidate, ks, &why);
 	if (ks->sub == NULL)
-		log_warnx("keystore: no invalidation subscriber: %s", why);
+		log_warnx("keystore: no invalidation subscriber: %s", why.msg);
 	rc = 0;
 out:
 	secmem_strfree(pw);
@@ -266,10 +264,8 @@ start_hook(struct keystore *ks, const struct kmilter_conf *conf,
 	    HOOKFAIL_TEMPFAIL ? HOOK_ACTION_TEMPFAIL :
 	    HOOK_ACTION_KEEP_ENCRYPTED;
 	ho.on_failure_release = HOOK_ACTION_DENY;
-	if ((ks->hook = hook_new(&ho, ERRBRIDGE_BUF(err))) == NULL) {
-		errbridge_took(err, KM_PERMFAIL);
+	if ((ks->hook = hook_new(&ho, err)) == NULL)
 		return -1;
-	}
 	return 0;
 }
 

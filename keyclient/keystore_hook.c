@@ -22,8 +22,8 @@ enum km_status
 keystore_real_hook_ask(void *arg, const struct hook_request *req,
     struct hook_answer *out, struct kmerr *err)
 {
-	return errbridge_took(err, hook_ask(((struct keystore *)arg)->hook,
-	    req, out, ERRBRIDGE_BUF(err)));
+	return hook_ask(((struct keystore *)arg)->hook,
+	    req, out, err);
 }
 
 /* be_hook - the hook function to call, with its argument */

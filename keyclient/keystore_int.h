@@ -55,7 +55,6 @@
 #include "keystore.h"
 #include "keystore_certcheck.h"
 #include "keystore_entry.h"
-#include "errbridge.h"
 #include "log.h"
 #include "seal.h"
 

@@ -108,7 +108,13 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "no KM configured");
 	bump(&ks->km_fetches);
-	st = ks->be.km_keys(ks->be.arg, norm, &kg, &kn, err);
+	kmerr_clear(&why);
+	st = ks->be.km_keys(ks->be.arg, norm, &kg, &kn, &why);
+	/* KMERR_REFUSED from the keystore means the admin hook decided
+	 * (keystore.h): a KM server's Permission Denied is a failure */
+	if (st != KM_OK)
+		kmerr_set(err, st, why.reason == KMERR_REFUSED ? KMERR_NONE :
+		    why.reason, "%s", why.msg);
 	if (st == KM_OK && kn == 0) {
 		ks->be.km_gens_free(ks->be.arg, kg, kn);
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,41 +42,26 @@ struct response {
 	struct kmip_msg_reply reply;	/* points into buf */
 };
 
-static void seterr(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* seterr - format into the caller's error buffer if there is one */
-static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* conn_create - a connection object; connects now if connect is set */
 static struct kmip_conn *
 conn_create(const struct kmip_server_opts *o, SSL_CTX *ctx, int connect,
-    enum km_status *stp, char *errstr, size_t errlen)
+    enum km_status *stp, struct kmerr *err)
 {
 	struct kmip_conn *c = NULL;
 	const char *name;
-	char e[256];
 
 	*stp = KM_PERMFAIL;
 	if (o == NULL || o->host == NULL || o->port <= 0 || o->port > 65535) {
-		seterr(errstr, errlen, "kmip: server host and port are required");
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+		    "kmip: server host and port are required");
 		return NULL;
 	}
 	name = o->name ? o->name : o->host;
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->name = strdup(name)) == NULL ||
 	    (c->host = strdup(o->host)) == NULL) {
-		seterr(errstr, errlen, "server %s: out of memory", name);
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "server %s: out of memory",
+		    name);
 		*stp = KM_NOMEM;
 		goto fail;
 	}
@@ -89,15 +73,15 @@ conn_create(const struct kmip_server_opts *o, SSL_CTX *ctx, int connect,
 		SSL_CTX_up_ref(ctx);
 		c->ctx = ctx;
 	} else if ((c->ctx = tls_ctx_new(o->ca_file, o->cert_file,
-	    o->key_file, e, sizeof(e))) == NULL) {
-		seterr(errstr, errlen, "server %s: %s", name, e);
+	    o->key_file, err)) == NULL) {
+		kmerr_prefix(err, "server %s: ", name);
 		goto fail;
 	}
 	if (connect) {
 		if ((*stp = tls_connect(c->ctx, c->host, c->port,
-		    c->connect_timeout_ms, c->io_timeout_ms, &c->tls, e,
-		    sizeof(e))) != KM_OK) {
-			seterr(errstr, errlen, "server %s: %s", name, e);
+		    c->connect_timeout_ms, c->io_timeout_ms, &c->tls,
+		    err)) != KM_OK) {
+			kmerr_prefix(err, "server %s: ", name);
 			goto fail;
 		}
 		c->connects++;
@@ -111,21 +95,21 @@ fail:
 
 /* kmip_conn_new - load TLS material and connect to one server */
 struct kmip_conn *
-kmip_conn_new(const struct kmip_server_opts *o, char *errstr, size_t errlen)
+kmip_conn_new(const struct kmip_server_opts *o, struct kmerr *err)
 {
 	enum km_status st;
 
-	return conn_create(o, NULL, 1, &st, errstr, errlen);
+	return conn_create(o, NULL, 1, &st, err);
 }
 
 /* kmip_conn_open - kmip_conn_new() that also says why it failed */
 enum km_status
 kmip_conn_open(const struct kmip_server_opts *o, struct kmip_conn **out,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	enum km_status st;
 
-	*out = conn_create(o, NULL, 1, &st, errstr, errlen);
+	*out = conn_create(o, NULL, 1, &st, err);
 	return st;
 }
 
@@ -175,69 +159,64 @@ drop(struct kmip_conn *c)
 
 /* op_fail - "server NAME: Operation: why" for the caller; returns status */
 static enum km_status
-op_fail(struct kmip_conn *c, enum kmip_op op, const struct kmerr *err,
-    char *errstr, size_t errlen)
+op_fail(struct kmip_conn *c, enum kmip_op op, const struct kmerr *e,
+    struct kmerr *err)
 {
-	seterr(errstr, errlen, "server %s: %s: %s", c->name,
-	    kmip_msg_op_name(op), err->msg);
-	return err->status;
+	return kmerr_set(err, e->status, e->reason, "server %s: %s: %s",
+	    c->name, kmip_msg_op_name(op), e->msg);
 }
 
 /* read_response - read one length-bounded response message */
 static enum km_status
 read_response(struct kmip_conn *c, struct response *r, size_t *got,
-    char *e, size_t elen)
+    struct kmerr *e)
 {
 	unsigned char hdr[KMIP_MSG_HEADER];
-	struct kmerr err;
 	enum km_status st;
 	size_t len;
 
 	*got = 0;
-	if ((st = tls_read(c->tls, hdr, sizeof(hdr), got, e, elen)) != KM_OK)
+	if ((st = tls_read(c->tls, hdr, sizeof(hdr), got, e)) != KM_OK)
 		return st;
-	if ((st = kmip_msg_header(hdr, &len, &err)) != KM_OK) {
-		seterr(e, elen, "%s", err.msg);
+	if ((st = kmip_msg_header(hdr, &len, e)) != KM_OK)
 		return st;
-	}
 	r->len = sizeof(hdr) + len;
-	if ((r->buf = secmem_alloc(r->len)) == NULL) {
-		seterr(e, elen, "out of memory");
-		return KM_NOMEM;
-	}
+	if ((r->buf = secmem_alloc(r->len)) == NULL)
+		return kmerr_set(e, KM_NOMEM, KMERR_NONE, "out of memory");
 	memcpy(r->buf, hdr, sizeof(hdr));
-	return tls_read(c->tls, r->buf + sizeof(hdr), len, NULL, e, elen);
+	return tls_read(c->tls, r->buf + sizeof(hdr), len, NULL, e);
 }
 
 /* decode_response - decode and check what read_response() read */
 static enum km_status
 decode_response(struct kmip_conn *c, enum kmip_op op, struct response *r,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
-	st = kmip_msg_reply_decode(r->buf, r->len, op, &r->reply, &err);
+	st = kmip_msg_reply_decode(r->buf, r->len, op, &r->reply, &e);
 	if (st == KM_OK)
 		return KM_OK;
 	/* the server's own error keeps the connection; garbage does not */
 	if (st != KM_PERMFAIL && st != KM_TEMPFAIL)
 		drop(c);
 	response_clear(r);
-	return op_fail(c, op, &err, errstr, errlen);
+	return op_fail(c, op, &e, err);
 }
 
 /* transact - send a request, read and check the response */
 static enum km_status
 transact(struct kmip_conn *c, enum kmip_op op, const struct ttlv_buf *b,
-    int idempotent, struct response *r, char *errstr, size_t errlen)
+    int idempotent, struct response *r, struct kmerr *err)
 {
 	const unsigned char *req;
 	size_t reqlen, got;
 	enum km_status st;
-	char e[256];
+	struct kmerr e;
 
 	req = ttlv_buf_data(b, &reqlen);
+	kmerr_clear(&e);
 	if (c->tls != NULL && tls_conn_stale(c->tls)) {
 		log_debug(2, "kmip: server %s: idle connection closed, "
 		    "reconnecting", c->name);
@@ -247,12 +226,12 @@ transact(struct kmip_conn *c, enum kmip_op op, const struct ttlv_buf *b,
 		if (c->tls == NULL) {
 			st = tls_connect(c->ctx, c->host, c->port,
 			    c->connect_timeout_ms, c->io_timeout_ms, &c->tls,
-			    e, sizeof(e));
+			    &e);
 			if (st != KM_OK)
 				goto fail;
 			c->connects++;
 		}
-		st = tls_write(c->tls, req, reqlen, e, sizeof(e));
+		st = tls_write(c->tls, req, reqlen, &e);
 		if (st != KM_OK) {
 			/* an incompletely written request was not executed */
 			if (attempt == 0 && tls_conn_peer_closed(c->tls)) {
@@ -261,7 +240,7 @@ transact(struct kmip_conn *c, enum kmip_op op, const struct ttlv_buf *b,
 			}
 			goto fail;
 		}
-		st = read_response(c, r, &got, e, sizeof(e));
+		st = read_response(c, r, &got, &e);
 		if (st == KM_OK)
 			break;
 		if (attempt == 0 && idempotent && got == 0 &&
@@ -274,10 +253,10 @@ transact(struct kmip_conn *c, enum kmip_op op, const struct ttlv_buf *b,
 		}
 		goto fail;
 	}
-	return decode_response(c, op, r, errstr, errlen);
+	return decode_response(c, op, r, err);
 fail:
-	seterr(errstr, errlen, "server %s: %s: %s", c->name,
-	    kmip_msg_op_name(op), e);
+	kmerr_set(err, st, e.reason, "server %s: %s: %s", c->name,
+	    kmip_msg_op_name(op), e.msg);
 	response_clear(r);
 	drop(c);
 	return st;
@@ -286,15 +265,15 @@ fail:
 /* exchange - send the request built (or say why it was not), free it */
 static enum km_status
 exchange(struct kmip_conn *c, enum kmip_op op, enum km_status built,
-    struct ttlv_buf *b, const struct kmerr *err, int idempotent,
-    struct response *r, char *errstr, size_t errlen)
+    struct ttlv_buf *b, const struct kmerr *e, int idempotent,
+    struct response *r, struct kmerr *err)
 {
 	enum km_status st;
 
 	memset(r, 0, sizeof(*r));
 	if (built != KM_OK)
-		return op_fail(c, op, err, errstr, errlen);
-	st = transact(c, op, b, idempotent, r, errstr, errlen);
+		return op_fail(c, op, e, err);
+	st = transact(c, op, b, idempotent, r, err);
 	ttlv_buf_free(b);		/* wipes a Register's key bytes */
 	return st;
 }
@@ -302,119 +281,118 @@ exchange(struct kmip_conn *c, enum kmip_op op, enum km_status built,
 /* finish - free the response; report a decoder's failure */
 static enum km_status
 finish(struct kmip_conn *c, enum kmip_op op, enum km_status st,
-    struct response *r, const struct kmerr *err, char *errstr,
-    size_t errlen)
+    struct response *r, const struct kmerr *e, struct kmerr *err)
 {
 	response_clear(r);
-	return st == KM_OK ? KM_OK : op_fail(c, op, err, errstr, errlen);
+	return st == KM_OK ? KM_OK : op_fail(c, op, e, err);
 }
 
 /* kmip_discover_versions - the protocol versions the server supports */
 enum km_status
 kmip_discover_versions(struct kmip_conn *c, struct kmip_version *out,
-    size_t max, size_t *nout, char *errstr, size_t errlen)
+    size_t max, size_t *nout, struct kmerr *err)
 {
 	const enum kmip_op op = KMIP_OP_DISCOVER_VERSIONS;
 	struct ttlv_buf *b;
 	struct response r;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	*nout = 0;
-	st = kmip_msg_req_discover_versions(&b, &err);
-	if ((st = exchange(c, op, st, b, &err, 1, &r, errstr, errlen)) != KM_OK)
+	st = kmip_msg_req_discover_versions(&b, &e);
+	if ((st = exchange(c, op, st, b, &e, 1, &r, err)) != KM_OK)
 		return st;
-	st = kmip_msg_dec_versions(&r.reply, out, max, nout, &err);
-	return finish(c, op, st, &r, &err, errstr, errlen);
+	st = kmip_msg_dec_versions(&r.reply, out, max, nout, &e);
+	return finish(c, op, st, &r, &e, err);
 }
 
 /* kmip_register - register a certificate, secret data or private key */
 enum km_status
 kmip_register(struct kmip_conn *c, const struct kmip_register_req *q,
-    char uid[KMIP_UID_MAX], char *errstr, size_t errlen)
+    char uid[KMIP_UID_MAX], struct kmerr *err)
 {
 	const enum kmip_op op = KMIP_OP_REGISTER;
 	struct ttlv_buf *b;
 	struct response r;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	uid[0] = '\0';
-	st = kmip_msg_req_register(q, &b, &err);
-	if ((st = exchange(c, op, st, b, &err, 0, &r, errstr, errlen)) != KM_OK)
+	st = kmip_msg_req_register(q, &b, &e);
+	if ((st = exchange(c, op, st, b, &e, 0, &r, err)) != KM_OK)
 		return st;
-	st = kmip_msg_dec_register(&r.reply, uid, &err);
-	return finish(c, op, st, &r, &err, errstr, errlen);
+	st = kmip_msg_dec_register(&r.reply, uid, &e);
+	return finish(c, op, st, &r, &e, err);
 }
 
 /* kmip_locate - unique identifiers of the objects matching all criteria */
 enum km_status
 kmip_locate(struct kmip_conn *c, const struct kmip_locate_req *q,
-    struct kmip_uid_list **out, char *errstr, size_t errlen)
+    struct kmip_uid_list **out, struct kmerr *err)
 {
 	const enum kmip_op op = KMIP_OP_LOCATE;
 	struct ttlv_buf *b;
 	struct response r;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	*out = NULL;
-	st = kmip_msg_req_locate(q, &b, &err);
-	if ((st = exchange(c, op, st, b, &err, 1, &r, errstr, errlen)) != KM_OK)
+	st = kmip_msg_req_locate(q, &b, &e);
+	if ((st = exchange(c, op, st, b, &e, 1, &r, err)) != KM_OK)
 		return st;
-	st = kmip_msg_dec_locate(&r.reply, out, &err);
-	return finish(c, op, st, &r, &err, errstr, errlen);
+	st = kmip_msg_dec_locate(&r.reply, out, &e);
+	return finish(c, op, st, &r, &e, err);
 }
 
 /* kmip_get - the bytes of one object */
 enum km_status
 kmip_get(struct kmip_conn *c, const char *uid, enum kmip_object_type *type,
-    unsigned char **data, size_t *len, char *errstr, size_t errlen)
+    unsigned char **data, size_t *len, struct kmerr *err)
 {
 	const enum kmip_op op = KMIP_OP_GET;
 	struct ttlv_buf *b;
 	struct response r;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	*data = NULL;
 	*len = 0;
 	*type = KMIP_OBJ_NONE;
-	st = kmip_msg_req_uid(op, uid, &b, &err);
-	if ((st = exchange(c, op, st, b, &err, 1, &r, errstr, errlen)) != KM_OK)
+	st = kmip_msg_req_uid(op, uid, &b, &e);
+	if ((st = exchange(c, op, st, b, &e, 1, &r, err)) != KM_OK)
 		return st;
-	st = kmip_msg_dec_get(&r.reply, type, data, len, &err);
-	return finish(c, op, st, &r, &err, errstr, errlen);
+	st = kmip_msg_dec_get(&r.reply, type, data, len, &e);
+	return finish(c, op, st, &r, &e, err);
 }
 
 /* kmip_get_attributes - State, Name, Object Type and dates of an object */
 enum km_status
 kmip_get_attributes(struct kmip_conn *c, const char *uid,
-    struct kmip_attrs *a, char *errstr, size_t errlen)
+    struct kmip_attrs *a, struct kmerr *err)
 {
 	const enum kmip_op op = KMIP_OP_GET_ATTRIBUTES;
 	struct ttlv_buf *b;
 	struct response r;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	memset(a, 0, sizeof(*a));
-	st = kmip_msg_req_get_attributes(uid, &b, &err);
-	if ((st = exchange(c, op, st, b, &err, 1, &r, errstr, errlen)) != KM_OK)
+	st = kmip_msg_req_get_attributes(uid, &b, &e);
+	if ((st = exchange(c, op, st, b, &e, 1, &r, err)) != KM_OK)
 		return st;
-	st = kmip_msg_dec_attributes(&r.reply, a, &err);
-	return finish(c, op, st, &r, &err, errstr, errlen);
+	st = kmip_msg_dec_attributes(&r.reply, a, &e);
+	return finish(c, op, st, &r, &e, err);
 }
 
 /* simple_op - an operation whose response carries nothing kmilter reads */
 static enum km_status
 simple_op(struct kmip_conn *c, enum kmip_op op, enum km_status built,
-    struct ttlv_buf *b, const struct kmerr *err, char *errstr, size_t errlen)
+    struct ttlv_buf *b, const struct kmerr *e, struct kmerr *err)
 {
 	struct response r;
 	enum km_status st;
 
-	st = exchange(c, op, built, b, err, 0, &r, errstr, errlen);
+	st = exchange(c, op, built, b, e, 0, &r, err);
 	if (st == KM_OK)
 		response_clear(&r);
 	return st;
@@ -422,58 +400,54 @@ simple_op(struct kmip_conn *c, enum kmip_op op, enum km_status built,
 
 /* kmip_activate - PRE_ACTIVE -> ACTIVE */
 enum km_status
-kmip_activate(struct kmip_conn *c, const char *uid, char *errstr,
-    size_t errlen)
+kmip_activate(struct kmip_conn *c, const char *uid, struct kmerr *err)
 {
 	struct ttlv_buf *b;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
-	st = kmip_msg_req_uid(KMIP_OP_ACTIVATE, uid, &b, &err);
-	return simple_op(c, KMIP_OP_ACTIVATE, st, b, &err, errstr, errlen);
+	st = kmip_msg_req_uid(KMIP_OP_ACTIVATE, uid, &b, &e);
+	return simple_op(c, KMIP_OP_ACTIVATE, st, b, &e, err);
 }
 
 /* kmip_destroy - destroy an object (not ACTIVE: revoke it first) */
 enum km_status
-kmip_destroy(struct kmip_conn *c, const char *uid, char *errstr,
-    size_t errlen)
+kmip_destroy(struct kmip_conn *c, const char *uid, struct kmerr *err)
 {
 	struct ttlv_buf *b;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
-	st = kmip_msg_req_uid(KMIP_OP_DESTROY, uid, &b, &err);
-	return simple_op(c, KMIP_OP_DESTROY, st, b, &err, errstr, errlen);
+	st = kmip_msg_req_uid(KMIP_OP_DESTROY, uid, &b, &e);
+	return simple_op(c, KMIP_OP_DESTROY, st, b, &e, err);
 }
 
 /* kmip_revoke - revoke an object for a reason */
 enum km_status
 kmip_revoke(struct kmip_conn *c, const char *uid,
-    enum kmip_revoke_reason reason, const char *message, char *errstr,
-    size_t errlen)
+    enum kmip_revoke_reason reason, const char *message, struct kmerr *err)
 {
 	struct ttlv_buf *b;
-	struct kmerr err;
+	struct kmerr e;
 	enum km_status st;
 
 	st = kmip_msg_req_revoke(uid, reason, message, (int64_t)time(NULL), &b,
-	    &err);
-	return simple_op(c, KMIP_OP_REVOKE, st, b, &err, errstr, errlen);
+	    &e);
+	return simple_op(c, KMIP_OP_REVOKE, st, b, &e, err);
 }
 
 /* kmip_pool_new - a pool of up to max connections to one server */
 struct kmip_pool *
-kmip_pool_new(const struct kmip_server_opts *o, int max, char *errstr,
-    size_t errlen)
+kmip_pool_new(const struct kmip_server_opts *o, int max, struct kmerr *err)
 {
 	struct kmip_pool *p;
 	enum km_status st;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		seterr(errstr, errlen, "kmip: out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "kmip: out of memory");
 		return NULL;
 	}
-	if ((p->tmpl = conn_create(o, NULL, 0, &st, errstr, errlen)) == NULL) {
+	if ((p->tmpl = conn_create(o, NULL, 0, &st, err)) == NULL) {
 		free(p);
 		return NULL;
 	}
@@ -509,8 +483,7 @@ kmip_pool_free(struct kmip_pool *p)
 
 /* kmip_pool_get - borrow a warm connection, or open one */
 enum km_status
-kmip_pool_get(struct kmip_pool *p, struct kmip_conn **out, char *errstr,
-    size_t errlen)
+kmip_pool_get(struct kmip_pool *p, struct kmip_conn **out, struct kmerr *err)
 {
 	struct kmip_conn *c;
 	struct timespec ts;
@@ -537,15 +510,13 @@ kmip_pool_get(struct kmip_pool *p, struct kmip_conn **out, char *errstr,
 	}
 	if (p->total >= p->max) {
 		pthread_mutex_unlock(&p->mtx);
-		seterr(errstr, errlen, "server %s: pool exhausted: %d "
-		    "connections busy for %d ms", p->tmpl->name, p->max,
-		    p->tmpl->io_timeout_ms);
-		return KM_TEMPFAIL;
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT, "server %s: "
+		    "pool exhausted: %d connections busy for %d ms",
+		    p->tmpl->name, p->max, p->tmpl->io_timeout_ms);
 	}
 	p->total++;
 	pthread_mutex_unlock(&p->mtx);
-	if ((c = conn_create(&p->opts, p->tmpl->ctx, 1, &st, errstr,
-	    errlen)) == NULL) {
+	if ((c = conn_create(&p->opts, p->tmpl->ctx, 1, &st, err)) == NULL) {
 		pthread_mutex_lock(&p->mtx);
 		p->total--;
 		pthread_cond_signal(&p->cond);

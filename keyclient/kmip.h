@@ -49,12 +49,16 @@
  *	kmip_pool_get() lends a connection; give it back with kmip_pool_put()
  *	(never kmip_conn_free() it).
  * ERRORS
- *	Every operation returns enum km_status and, unless KM_OK, writes one
- *	line into errstr (if errstr != NULL), of the form
+ *	Every operation takes a struct kmerr * last (may be NULL), returns
+ *	enum km_status and, unless KM_OK, fills err with that status, a
+ *	reason and one line of the form
  *	  "server NAME: Operation: RESULT_REASON: server message"
  *	for an error the server reported, or
  *	  "server NAME: Operation: what went wrong"
- *	otherwise.  Never any key bytes.
+ *	otherwise.  Never any key bytes.  Reasons: KMERR_NOTFOUND (Item
+ *	Not Found), KMERR_REFUSED (Permission Denied), KMERR_EXISTS,
+ *	KMERR_BADINPUT (garbage from the server, or an invalid argument),
+ *	KMERR_TIMEOUT, KMERR_UNREACHABLE; KMERR_NONE otherwise.
  *	  KM_OK        success.
  *	  KM_PERMFAIL  the server answered with an error (Item Not Found,
  *	               Permission Denied, Invalid Field, ...), or TLS peer
@@ -69,7 +73,7 @@
  *	               missing fields, wrong operation echoed.  The connection
  *	               is closed (reopened on the next call).
  *	  KM_NOMEM     allocation failed.
- *	kmip_conn_new() returns NULL on failure (errstr says why); it
+ *	kmip_conn_new() returns NULL on failure (err says why); it
  *	connects at once, so an unreachable server fails here.
  *	Invalid arguments (no name, bad uid, unsupported object type) give
  *	KM_PERMFAIL without any network traffic.
@@ -84,7 +88,7 @@
 #include <stdint.h>
 
 #include "kmip_types.h"
-#include "status.h"
+#include "kmerr.h"
 
 struct kmip_server_opts {
 	const char *name;		/* for messages, e.g. "km1" */
@@ -104,12 +108,12 @@ struct kmip_pool;
 
 /* Connections. */
 struct kmip_conn *kmip_conn_new(const struct kmip_server_opts *,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 /* the same, with the reason as a status: KM_OK and *out set, or
  * KM_TEMPFAIL (unreachable, time-out), KM_PERMFAIL (bad TLS material,
  * verification failed), KM_NOMEM, and *out NULL */
 enum km_status kmip_conn_open(const struct kmip_server_opts *,
-    struct kmip_conn **out, char *errstr, size_t errlen);
+    struct kmip_conn **out, struct kmerr *err);
 struct kmip_conn *kmip_conn_free(struct kmip_conn *);
 const char *kmip_conn_name(const struct kmip_conn *);
 /* How many TLS connections this conn has opened so far (1 + reconnects). */
@@ -120,18 +124,18 @@ unsigned long kmip_conn_connects(const struct kmip_conn *);
 /* Discover Versions: up to max versions the server supports, best first. */
 enum km_status kmip_discover_versions(struct kmip_conn *,
     struct kmip_version *out, size_t max, size_t *nout,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 
 /* Register: on KM_OK uid (KMIP_UID_MAX bytes) holds the new object's id.
  * The new object is PRE_ACTIVE; call kmip_activate() to make it ACTIVE. */
 enum km_status kmip_register(struct kmip_conn *,
     const struct kmip_register_req *, char uid[KMIP_UID_MAX],
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 
 /* Locate: on KM_OK *out is a list (maybe count 0: nothing matches or the
  * caller may not see it); caller frees with kmip_uid_list_free(). */
 enum km_status kmip_locate(struct kmip_conn *, const struct kmip_locate_req *,
-    struct kmip_uid_list **out, char *errstr, size_t errlen);
+    struct kmip_uid_list **out, struct kmerr *err);
 
 /* Get: on KM_OK *type is the object type and *data, *len its bytes: the
  * X.509 DER of a Certificate, the PKCS#8 DER of a PrivateKey, the key
@@ -140,21 +144,21 @@ enum km_status kmip_locate(struct kmip_conn *, const struct kmip_locate_req *,
  * bytes of a COMPROMISED object too; check the State attribute. */
 enum km_status kmip_get(struct kmip_conn *, const char *uid,
     enum kmip_object_type *type, unsigned char **data, size_t *len,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 
 /* Get Attributes: asks for State, Name, Object Type, Initial Date,
  * Activation Date, Object Group and Cryptographic Usage Mask. */
 enum km_status kmip_get_attributes(struct kmip_conn *, const char *uid,
-    struct kmip_attrs *out, char *errstr, size_t errlen);
+    struct kmip_attrs *out, struct kmerr *err);
 
 enum km_status kmip_activate(struct kmip_conn *, const char *uid,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 /* Revoke: KEY_COMPROMISE also sends Compromise Occurrence Date = now. */
 enum km_status kmip_revoke(struct kmip_conn *, const char *uid,
     enum kmip_revoke_reason, const char *message,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 enum km_status kmip_destroy(struct kmip_conn *, const char *uid,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 
 /* Pool of warm connections to one server (shares one SSL_CTX).
  * kmip_pool_new() loads the TLS material but does not connect.
@@ -164,10 +168,10 @@ enum km_status kmip_destroy(struct kmip_conn *, const char *uid,
  * no-op; a connection that broke (KM_PROTO/KM_TEMPFAIL) is closed there
  * rather than kept. */
 struct kmip_pool *kmip_pool_new(const struct kmip_server_opts *, int max,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 struct kmip_pool *kmip_pool_free(struct kmip_pool *);
 enum km_status kmip_pool_get(struct kmip_pool *, struct kmip_conn **out,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 void kmip_pool_put(struct kmip_pool *, struct kmip_conn *);
 
 #endif

@@ -522,15 +522,13 @@ kmip_msg_reply_decode(const unsigned char *buf, size_t len, enum kmip_op op,
 {
 	enum km_status st;
 	size_t bodylen;
-	char te[200];
 
 	memset(r, 0, sizeof(*r));
 	if (len >= KMIP_MSG_HEADER &&
 	    (st = kmip_msg_header(buf, &bodylen, err)) != KM_OK)
 		return st;
-	if ((st = ttlv_decode(buf, len, &r->root, te, sizeof(te))) != KM_OK)
-		return kmerr_set(err, st, st == KM_PROTO ? KMERR_BADINPUT :
-		    KMERR_NONE, "bad response: %s", te);
+	if ((st = ttlv_decode(buf, len, &r->root, err)) != KM_OK)
+		return kmerr_prefix(err, "bad response: ");
 	if ((st = check_result(r, op, err)) != KM_OK)
 		kmip_msg_reply_clear(r);
 	return st;

@@ -12,7 +12,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +37,6 @@ struct tls_conn {
 	int io_timeout_ms;
 	int peer_closed;
 };
-
-static void seterr(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* seterr - format into the caller's error buffer if there is one */
-static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errstr == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errstr, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* ssl_reason - text of the first queued OpenSSL error; drains the queue */
 static const char *
@@ -81,54 +64,61 @@ ssl_reason(char *buf, size_t len)
 /* tls_ctx_new - an SSL_CTX for talking to one KMIP server */
 SSL_CTX *
 tls_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	SSL_CTX *ctx = NULL;
 	struct stat sb;
 	char r[160];
 
 	if (ca_file == NULL || cert_file == NULL || key_file == NULL) {
-		seterr(errstr, errlen, "CA file, certificate and key are all "
+		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "CA file, "
+		    "certificate and key are all "
 		    "required");
 		return NULL;
 	}
 	if (stat(key_file, &sb) == -1) {
-		seterr(errstr, errlen, "key file %s: %s", key_file,
-		    strerror(errno));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "key file %s: %s",
+		    key_file, strerror(errno));
 		return NULL;
 	}
 	if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		seterr(errstr, errlen, "key file %s is group or world "
-		    "accessible (mode %04o): refusing it, chmod 600 it",
+		kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED, "key file %s is "
+		    "group or world accessible (mode %04o): refusing it, "
+		    "chmod 600 it",
 		    key_file, (unsigned)(sb.st_mode & 07777));
 		return NULL;
 	}
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		seterr(errstr, errlen, "SSL_CTX_new: %s", ssl_reason(r, sizeof(r)));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "SSL_CTX_new: %s",
+		    ssl_reason(r, sizeof(r)));
 		return NULL;
 	}
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_cipher_list(ctx, KMIP_CIPHERS) != 1) {
-		seterr(errstr, errlen, "TLS settings: %s", ssl_reason(r, sizeof(r)));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "TLS settings: %s",
+		    ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-		seterr(errstr, errlen, "CA file %s: %s", ca_file,
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "CA file %s: %s",
+		    ca_file,
 		    ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
-		seterr(errstr, errlen, "certificate %s: %s", cert_file,
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "certificate %s: %s",
+		    cert_file,
 		    ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
-		seterr(errstr, errlen, "key file %s: %s", key_file,
-		    ssl_reason(r, sizeof(r)));
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "key file %s: %s",
+		    key_file, ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		seterr(errstr, errlen, "key %s does not match certificate %s",
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "key %s does not match "
+		    "certificate %s",
 		    key_file, cert_file);
 		ssl_reason(r, sizeof(r));
 		goto fail;
@@ -177,7 +167,7 @@ wait_fd(int fd, short events, long long deadline)
 /* tcp_connect - non-blocking connect to host:port within the deadline */
 static enum km_status
 tcp_connect(const char *host, int port, long long deadline, int timeout_ms,
-    int *fdp, char *errstr, size_t errlen)
+    int *fdp, struct kmerr *err)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char portstr[16];
@@ -190,29 +180,34 @@ tcp_connect(const char *host, int port, long long deadline, int timeout_ms,
 	hints.ai_flags = AI_NUMERICSERV;
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-		seterr(errstr, errlen, "cannot resolve %s: %s", host,
+		kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "cannot resolve "
+		    "%s: %s", host,
 		    gai_strerror(rc));
 		return KM_TEMPFAIL;
 	}
-	seterr(errstr, errlen, "no address for %s", host);
+	kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "no address for %s",
+	    host);
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd == -1) {
-			seterr(errstr, errlen, "socket: %s", strerror(errno));
+			kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "socket: %s",
+			    strerror(errno));
 			continue;
 		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		if (errno != EINPROGRESS) {
-			seterr(errstr, errlen, "connect to %s port %d: %s", host,
-			    port, strerror(errno));
+			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+			    "connect to %s port %d: %s", host, port,
+			    strerror(errno));
 			goto next;
 		}
 		rc = wait_fd(fd, POLLOUT, deadline);
 		if (rc == 0) {
-			seterr(errstr, errlen, "connect to %s port %d timed out "
-			    "after %d ms", host, port, timeout_ms);
+			kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT,
+			    "connect to %s port %d timed out after %d ms",
+			    host, port, timeout_ms);
 			goto next;
 		}
 		sl = sizeof(soerr);
@@ -221,8 +216,8 @@ tcp_connect(const char *host, int port, long long deadline, int timeout_ms,
 			soerr = errno;
 		if (soerr == 0)
 			break;
-		seterr(errstr, errlen, "connect to %s port %d: %s", host, port,
-		    strerror(soerr));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "connect to %s "
+		    "port %d: %s", host, port, strerror(soerr));
 next:
 		close(fd);
 		fd = -1;
@@ -248,7 +243,7 @@ is_ip_literal(const char *host)
 /* tls_connect - connect, handshake and verify the server */
 enum km_status
 tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
-    int io_timeout_ms, struct tls_conn **out, char *errstr, size_t errlen)
+    int io_timeout_ms, struct tls_conn **out, struct kmerr *err)
 {
 	struct tls_conn *c;
 	X509_VERIFY_PARAM *vp;
@@ -265,7 +260,7 @@ tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
 		io_timeout_ms = 5000;
 	deadline = clock_ms() + connect_timeout_ms;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		seterr(errstr, errlen, "out of memory");
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
 	}
 	c->fd = -1;
@@ -273,12 +268,13 @@ tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
 	SSL_CTX_up_ref(ctx);
 	c->ctx = ctx;
 	st = tcp_connect(host, port, deadline, connect_timeout_ms, &c->fd,
-	    errstr, errlen);
+	    err);
 	if (st != KM_OK)
 		goto fail;
 	st = KM_NOMEM;
 	if ((c->ssl = SSL_new(ctx)) == NULL) {
-		seterr(errstr, errlen, "SSL_new: %s", ssl_reason(r, sizeof(r)));
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "SSL_new: %s",
+		    ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
 	vp = SSL_get0_param(c->ssl);
@@ -290,7 +286,8 @@ tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
 		rc = X509_VERIFY_PARAM_set1_host(vp, host, 0) &&
 		    SSL_set_tlsext_host_name(c->ssl, host);
 	if (rc != 1 || SSL_set_fd(c->ssl, c->fd) != 1) {
-		seterr(errstr, errlen, "TLS setup for %s: %s", host,
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "TLS setup for %s: %s",
+		    host,
 		    ssl_reason(r, sizeof(r)));
 		goto fail;
 	}
@@ -306,26 +303,30 @@ tls_connect(SSL_CTX *ctx, const char *host, int port, int connect_timeout_ms,
 			    POLLOUT, deadline);
 			if (w == 1)
 				continue;
-			seterr(errstr, errlen, "TLS handshake with %s port %d "
-			    "timed out after %d ms", host, port,
+			kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT,
+			    "TLS handshake with %s port %d timed out after "
+			    "%d ms", host, port,
 			    connect_timeout_ms);
 			st = KM_TEMPFAIL;
 			goto fail;
 		}
 		vr = SSL_get_verify_result(c->ssl);
 		if (vr != X509_V_OK) {
-			seterr(errstr, errlen, "server certificate verification "
-			    "failed for %s: %s", host,
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "server certificate verification failed for %s: "
+			    "%s", host,
 			    X509_verify_cert_error_string(vr));
 			ssl_reason(r, sizeof(r));
 			st = KM_PERMFAIL;
 		} else if (e == SSL_ERROR_SSL) {
-			seterr(errstr, errlen, "TLS handshake with %s port %d "
-			    "failed: %s", host, port, ssl_reason(r, sizeof(r)));
+			kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+			    "TLS handshake with %s port %d failed: %s", host,
+			    port, ssl_reason(r, sizeof(r)));
 			st = KM_PERMFAIL;
 		} else {
-			seterr(errstr, errlen, "TLS handshake with %s port %d: "
-			    "connection closed by server%s%s", host, port,
+			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "TLS "
+			    "handshake with %s port %d: connection closed by "
+			    "server%s%s", host, port,
 			    errno ? ": " : "", errno ? strerror(errno) : "");
 			ssl_reason(r, sizeof(r));
 			st = KM_TEMPFAIL;
@@ -341,8 +342,7 @@ fail:
 
 /* io_fail - classify an SSL I/O error */
 static enum km_status
-io_fail(struct tls_conn *c, int rc, const char *what, char *errstr,
-    size_t errlen)
+io_fail(struct tls_conn *c, int rc, const char *what, struct kmerr *err)
 {
 	int e = SSL_get_error(c->ssl, rc);
 	char r[160];
@@ -354,24 +354,26 @@ io_fail(struct tls_conn *c, int rc, const char *what, char *errstr,
 		if (e == SSL_ERROR_SSL)
 			errno = 0;
 		c->peer_closed = 1;
-		seterr(errstr, errlen, "%s: connection closed by server%s%s",
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "%s: connection closed "
+		    "by server%s%s",
 		    what, errno ? ": " : "", errno ? strerror(errno) : "");
 		ERR_clear_error();
 		return KM_TEMPFAIL;
 	}
 	if (e == SSL_ERROR_SYSCALL) {
-		seterr(errstr, errlen, "%s: %s", what, strerror(errno));
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "%s: %s", what,
+		    strerror(errno));
 		ERR_clear_error();
 		return KM_TEMPFAIL;
 	}
-	seterr(errstr, errlen, "%s: TLS error: %s", what, ssl_reason(r, sizeof(r)));
+	kmerr_set(err, KM_PROTO, KMERR_NONE, "%s: TLS error: %s", what,
+	    ssl_reason(r, sizeof(r)));
 	return KM_PROTO;
 }
 
 /* tls_write - write all n bytes, each wait bounded by the I/O time-out */
 enum km_status
-tls_write(struct tls_conn *c, const void *buf, size_t n, char *errstr,
-    size_t errlen)
+tls_write(struct tls_conn *c, const void *buf, size_t n, struct kmerr *err)
 {
 	const unsigned char *p = buf;
 	size_t done = 0, w;
@@ -391,19 +393,20 @@ tls_write(struct tls_conn *c, const void *buf, size_t n, char *errstr,
 			if (wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN :
 			    POLLOUT, clock_ms() + c->io_timeout_ms) == 1)
 				continue;
-			seterr(errstr, errlen, "write timed out after %d ms",
+			kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT,
+			    "write timed out after %d ms",
 			    c->io_timeout_ms);
 			return KM_TEMPFAIL;
 		}
-		return io_fail(c, rc, "write", errstr, errlen);
+		return io_fail(c, rc, "write", err);
 	}
 	return KM_OK;
 }
 
 /* tls_read - read exactly n bytes, each wait bounded by the I/O time-out */
 enum km_status
-tls_read(struct tls_conn *c, void *buf, size_t n, size_t *got, char *errstr,
-    size_t errlen)
+tls_read(struct tls_conn *c, void *buf, size_t n, size_t *got,
+    struct kmerr *err)
 {
 	unsigned char *p = buf;
 	size_t done = 0, r;
@@ -424,12 +427,13 @@ tls_read(struct tls_conn *c, void *buf, size_t n, size_t *got, char *errstr,
 			if (wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN :
 			    POLLOUT, clock_ms() + c->io_timeout_ms) == 1)
 				continue;
-			seterr(errstr, errlen, "read timed out after %d ms "
+			kmerr_set(err, KM_TEMPFAIL, KMERR_TIMEOUT,
+			    "read timed out after %d ms "
 			    "(%zu of %zu bytes)", c->io_timeout_ms, done, n);
 			st = KM_TEMPFAIL;
 			break;
 		}
-		st = io_fail(c, rc, "read", errstr, errlen);
+		st = io_fail(c, rc, "read", err);
 		break;
 	}
 	if (got != NULL)

@@ -31,15 +31,19 @@
  *	tls_conn_free() (NULL is fine; returns NULL), which sends a
  *	close_notify without waiting and closes the socket.
  * ERRORS
- *	tls_ctx_new(): NULL on failure with errstr set (unreadable files,
- *	key/cert mismatch, unsafe key file mode).
+ *	Every function that can fail fills its struct kmerr (may be NULL)
+ *	with the status it returns and a one-line message.
+ *	tls_ctx_new(): NULL on failure, err KM_PERMFAIL (unreadable files,
+ *	key/cert mismatch; an unsafe key file mode has reason KMERR_REFUSED).
  *	tls_connect(): KM_OK; KM_TEMPFAIL (resolution, refused, time-out,
- *	reset, EOF during handshake); KM_PERMFAIL (certificate verification
+ *	reset, EOF during handshake; reason KMERR_TIMEOUT for a time-out,
+ *	KMERR_UNREACHABLE when nothing answered); KM_PERMFAIL (certificate verification
  *	failed: unknown CA, wrong host name, expired...; or the handshake was
  *	refused with a TLS alert); KM_NOMEM.
- *	tls_write()/tls_read(): KM_OK; KM_TEMPFAIL (time-out, EOF, reset; see
+ *	tls_write()/tls_read(): KM_OK; KM_TEMPFAIL (time-out with reason
+ *	KMERR_TIMEOUT, EOF, reset; see
  *	tls_conn_peer_closed()); KM_PROTO (TLS protocol error).
- *	errstr never names the server (kmip.c adds that).
+ *	The message never names the server (kmip.c adds that).
  * THREADS
  *	An SSL_CTX from tls_ctx_new() may be shared by many threads; a
  *	struct tls_conn is used by one thread at a time.
@@ -48,22 +52,22 @@
 
 #include <openssl/ssl.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 struct tls_conn;
 
 SSL_CTX *tls_ctx_new(const char *ca_file, const char *cert_file,
-    const char *key_file, char *errstr, size_t errlen);
+    const char *key_file, struct kmerr *err);
 SSL_CTX *tls_ctx_free(SSL_CTX *);
 
 enum km_status tls_connect(SSL_CTX *, const char *host, int port,
     int connect_timeout_ms, int io_timeout_ms, struct tls_conn **out,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 enum km_status tls_write(struct tls_conn *, const void *, size_t,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 /* read exactly n bytes; *got (may be NULL) = bytes read before an error */
 enum km_status tls_read(struct tls_conn *, void *, size_t n, size_t *got,
-    char *errstr, size_t errlen);
+    struct kmerr *err);
 /* 1 if the last error was EOF/reset/broken pipe from the peer */
 int tls_conn_peer_closed(const struct tls_conn *);
 /* 1 if an idle connection is unusable: the peer closed it or sent

@@ -21,8 +21,7 @@ struct dec {
 	const unsigned char *buf;
 	struct ttlv_item *items;
 	size_t nitems, maxitems;
-	char *errstr;
-	size_t errlen;
+	struct kmerr *err;
 };
 
 static enum km_status dec_fail(struct dec *, size_t off, const char *, ...)
@@ -35,13 +34,13 @@ dec_fail(struct dec *d, size_t off, const char *fmt, ...)
 	char msg[128];
 	va_list ap;
 
-	if (d->errstr == NULL || d->errlen == 0)
+	if (d->err == NULL)
 		return KM_PROTO;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(d->errstr, d->errlen, "ttlv: %s at offset %zu", msg, off);
-	return KM_PROTO;
+	return kmerr_set(d->err, KM_PROTO, KMERR_BADINPUT,
+	    "ttlv: %s at offset %zu", msg, off);
 }
 
 /* get_be - read an n-byte big-endian unsigned number */
@@ -173,7 +172,7 @@ parse_item(struct dec *d, size_t off, size_t end, int depth,
 /* ttlv_decode - decode one complete TTLV message into a tree */
 enum km_status
 ttlv_decode(const unsigned char *buf, size_t len, struct ttlv_item **root,
-    char *errstr, size_t errlen)
+    struct kmerr *err)
 {
 	struct dec d;
 	struct ttlv_item *top;
@@ -183,8 +182,7 @@ ttlv_decode(const unsigned char *buf, size_t len, struct ttlv_item **root,
 	*root = NULL;
 	memset(&d, 0, sizeof(d));
 	d.buf = buf;
-	d.errstr = errstr;
-	d.errlen = errlen;
+	d.err = err;
 	if (buf == NULL || len == 0)
 		return dec_fail(&d, 0, "empty input");
 	d.maxitems = len / 8;
@@ -193,9 +191,8 @@ ttlv_decode(const unsigned char *buf, size_t len, struct ttlv_item **root,
 	if (d.maxitems == 0)
 		return dec_fail(&d, 0, "truncated item header (%zu bytes)", len);
 	if ((d.items = calloc(d.maxitems, sizeof(*d.items))) == NULL) {
-		if (errstr && errlen)
-			snprintf(errstr, errlen, "ttlv: out of memory");
-		return KM_NOMEM;
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "ttlv: out of memory");
 	}
 	st = parse_item(&d, 0, len, 1, &top, &used);
 	if (st == KM_OK && used != len)

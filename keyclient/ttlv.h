@@ -38,8 +38,8 @@
  *	ttlv_buf_data() returns a pointer owned by the buffer, valid until the
  *	next add or ttlv_buf_free().
  * ERRORS
- *	ttlv_decode(): KM_OK, KM_PROTO (malformed; errstr says what and at
- *	which offset), KM_NOMEM.
+ *	ttlv_decode(): KM_OK, KM_PROTO (malformed: err has reason
+ *	KMERR_BADINPUT and says what and at which offset), KM_NOMEM.
  *	ttlv_get_*(): KM_OK, or KM_PROTO when the item is NULL or of another
  *	type (so a missing or mistyped field is one check).
  *	Encoder: ttlv_buf_status() returns KM_OK, KM_NOMEM or KM_PROTO.
@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "kmerr.h"
 
 #define TTLV_MAX_DEPTH	16
 #define TTLV_MAX_ITEMS	4096
@@ -84,7 +84,7 @@ struct ttlv_buf;
 
 /* Decoder. */
 enum km_status ttlv_decode(const unsigned char *buf, size_t len,
-    struct ttlv_item **root, char *errstr, size_t errlen);
+    struct ttlv_item **root, struct kmerr *err);
 struct ttlv_item *ttlv_free(struct ttlv_item *root);
 /* first child of s with tag, or NULL; s may be NULL */
 const struct ttlv_item *ttlv_find(const struct ttlv_item *s, uint32_t tag);

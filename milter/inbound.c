@@ -90,11 +90,11 @@ keyset_free(struct keyset *ks)
  * or is not released (policy), rather than something failing?
  */
 static int
-kept_by_hook(const char *err)
+kept_by_hook(const struct kmerr *err)
 {
-	return strstr(err, "locked: keep-encrypted") != NULL ||
-	    (strncmp(err, "release denied", 14) == 0 &&
-	    strstr(err, "no hook configured") == NULL);
+	/* the key store gives this reason to the hook's decisions only
+	 * (keep-encrypted, release denied); see keystore.h */
+	return kmerr_is(err, KMERR_REFUSED);
 }
 
 /*
@@ -137,7 +137,7 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 		if (st != KM_OK) {
 			/* No key, or locked: the hook's own decision is policy;
 			   anything else leaves it less readable than wanted. */
-			if (!kept_by_hook(err))
+			if (!kept_by_hook(&ke))
 				verdict_downgrade(v, "kept encrypted: <%.200s>: %.200s",
 				    m->rcpts[i], err);
 			snprintf(reason, rlen, "left encrypted: <%s>: %s", m->rcpts[i], err);

@@ -107,11 +107,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ttlv_item *root = NULL;
 	struct ttlv_buf *b;
 	const unsigned char *out;
-	char err[160];
+	struct kmerr err;
+	enum km_status st;
 	size_t n;
 
-	if (ttlv_decode(data, size, &root, err, sizeof(err)) != KM_OK) {
-		if (root != NULL || strncmp(err, "ttlv: ", 6) != 0)
+	if ((st = ttlv_decode(data, size, &root, &err)) != KM_OK) {
+		/* the error object carries the status returned; malformed
+		 * input says so by its reason too */
+		if (root != NULL || err.status != st ||
+		    strncmp(err.msg, "ttlv: ", 6) != 0 ||
+		    (st == KM_PROTO && !kmerr_is(&err, KMERR_BADINPUT)))
 			abort();
 		return 0;
 	}

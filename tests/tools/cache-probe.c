@@ -96,12 +96,12 @@ load_key(void)
 static struct cache *
 open_cache(const struct seal_key *k)
 {
-	char err[256];
+	struct kmerr err = { 0 };
 	struct cache *c;
 
 	opts.key = k;
-	if ((c = cache_new(&opts, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "cache-probe: %s\n", err);
+	if ((c = cache_new(&opts, &err)) == NULL) {
+		fprintf(stderr, "cache-probe: %s\n", err.msg);
 		exit(2);
 	}
 	return c;
@@ -225,13 +225,13 @@ do_subscribe(const struct seal_key *k, int n, int seconds)
 {
 	struct cache_sub *s;
 	struct timespec deadline;
-	char err[256];
+	struct kmerr err = { 0 };
 	int ok;
 
 	opts.key = k;
-	if ((s = cache_subscribe_start(&opts, on_invalidate, NULL, err,
-	    sizeof(err))) == NULL) {
-		fprintf(stderr, "cache-probe: %s\n", err);
+	if ((s = cache_subscribe_start(&opts, on_invalidate, NULL,
+	    &err)) == NULL) {
+		fprintf(stderr, "cache-probe: %s\n", err.msg);
 		return 2;
 	}
 	clock_gettime(CLOCK_REALTIME, &deadline);

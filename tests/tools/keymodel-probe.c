@@ -85,7 +85,7 @@ static int
 keys(struct keymodel *km, const char *addr, const char *dir)
 {
 	struct keymodel_gen *g = NULL;
-	struct kmerr err;
+	struct kmerr err = { 0 };
 	char fp[96], path[PATH_MAX];
 	enum km_status st;
 	size_t n = 0, i;
@@ -125,7 +125,7 @@ static int
 cert(struct keymodel *km, const char *addr)
 {
 	X509 *x = NULL;
-	struct kmerr err;
+	struct kmerr err = { 0 };
 	char fp[96], subj[256];
 	enum km_status st;
 
@@ -172,7 +172,7 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 	X509 *x;
 	uint32_t rc;
 	double *t;
-	struct kmerr err;
+	struct kmerr err = { 0 };
 	size_t ng;
 	int i;
 
@@ -218,7 +218,8 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 	struct kmip_conn *c;
 	X509 *x = NULL;
 	unsigned char *der = NULL, *p, share[8192];
-	char err[512], name[KEYMODEL_NAME_MAX], group[KEYMODEL_GROUP_MAX];
+	struct kmerr err = { 0 };
+	char name[KEYMODEL_NAME_MAX], group[KEYMODEL_GROUP_MAX];
 	char uid[KMIP_UID_MAX];
 	int i, dlen, rc = 1;
 
@@ -249,8 +250,8 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 		o.ca_file = conf->km_ca_file;
 		o.cert_file = conf->km_client_cert;
 		o.key_file = conf->km_client_key;
-		if ((c = kmip_conn_new(&o, err, sizeof(err))) == NULL) {
-			fprintf(stderr, "keymodel-probe: %s\n", err);
+		if ((c = kmip_conn_new(&o, &err)) == NULL) {
+			fprintf(stderr, "keymodel-probe: %s\n", err.msg);
 			goto out;
 		}
 		memset(&q, 0, sizeof(q));
@@ -261,8 +262,8 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 		q.group = group;
 		keymodel_group_format(KEYMODEL_CERT, gen, 0, group,
 		    sizeof(group));
-		if (kmip_register(c, &q, uid, err, sizeof(err)) != KM_OK ||
-		    kmip_activate(c, uid, err, sizeof(err)) != KM_OK)
+		if (kmip_register(c, &q, uid, &err) != KM_OK ||
+		    kmip_activate(c, uid, &err) != KM_OK)
 			goto connfail;
 		if (lena == 0 && lenb == 0) {
 			kmip_conn_free(c);
@@ -274,13 +275,13 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 		q.len = i == 0 ? lena : lenb;
 		keymodel_group_format(KEYMODEL_SHARE, gen, 0, group,
 		    sizeof(group));
-		if (kmip_register(c, &q, uid, err, sizeof(err)) != KM_OK ||
-		    kmip_activate(c, uid, err, sizeof(err)) != KM_OK)
+		if (kmip_register(c, &q, uid, &err) != KM_OK ||
+		    kmip_activate(c, uid, &err) != KM_OK)
 			goto connfail;
 		kmip_conn_free(c);
 		continue;
 connfail:
-		fprintf(stderr, "keymodel-probe: %s\n", err);
+		fprintf(stderr, "keymodel-probe: %s\n", err.msg);
 		kmip_conn_free(c);
 		goto out;
 	}
@@ -302,7 +303,7 @@ signload(const struct kmilter_conf *conf, const char *addr)
 	EVP_PKEY *k = NULL;
 	STACK_OF(X509) *chain = NULL;
 	char path[PATH_MAX], fp[96];
-	struct kmerr err;
+	struct kmerr err = { 0 };
 	enum km_status st;
 
 	if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK ||

@@ -40,7 +40,6 @@
 #include <openssl/x509.h>
 
 #include "conf.h"
-#include "errbridge.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
 #include "keymodel_cert.h"
@@ -159,8 +158,8 @@ enroll_enhanced(const char *addr, const char *pw, struct kmerr *err)
 		o.ca_file = conf->km_ca_file;
 		o.cert_file = conf->km_client_cert;
 		o.key_file = conf->km_client_key;
-		if ((c = kmip_conn_new(&o, ERRBRIDGE_BUF(err))) == NULL) {
-			st = errbridge_took(err, KM_TEMPFAIL);
+		if ((c = kmip_conn_new(&o, err)) == NULL) {
+			st = KM_TEMPFAIL;
 			break;
 		}
 		for (int i = 0; i < 2 && st == KM_OK; i++) {
@@ -178,11 +177,11 @@ enroll_enhanced(const char *addr, const char *pw, struct kmerr *err)
 				q.len = wlen;
 				q.group = sgroup;
 			}
-			if ((st = errbridge_took(err, kmip_register(c, &q, uid,
-			    ERRBRIDGE_BUF(err)))) ==
+			if ((st = kmip_register(c, &q, uid,
+			    err)) ==
 			    KM_OK)
-				st = errbridge_took(err, kmip_activate(c, uid,
-				    ERRBRIDGE_BUF(err)));
+				st = kmip_activate(c, uid,
+				    err);
 		}
 		kmip_conn_free(c);
 	}

@@ -126,30 +126,29 @@ bench_get(const char *uid, int count, int fresh)
 	unsigned char *d;
 	size_t n;
 	double *ms = calloc((size_t)count, sizeof(double)), t0;
-	char err[512];
+	struct kmerr err = { 0 };
 	enum km_status st = KM_OK;
 
 	if (ms == NULL)
 		return 4;
-	if (!fresh && (st = kmip_conn_open(&opts, &c, err, sizeof(err))) !=
+	if (!fresh && (st = kmip_conn_open(&opts, &c, &err)) !=
 	    KM_OK)
-		return finish(st, err);
+		return finish(st, err.msg);
 	if (!fresh) {			/* warm up */
-		if ((st = kmip_get(c, uid, &t, &d, &n, err, sizeof(err))) != KM_OK)
-			return finish(st, err);
+		if ((st = kmip_get(c, uid, &t, &d, &n, &err)) != KM_OK)
+			return finish(st, err.msg);
 		secmem_free(d, n);
 	}
 	for (int i = 0; i < count; i++) {
 		t0 = now_us();
-		if (fresh && (st = kmip_conn_open(&opts, &c, err,
-		    sizeof(err))) != KM_OK)
-			return finish(st, err);
-		st = kmip_get(c, uid, &t, &d, &n, err, sizeof(err));
+		if (fresh && (st = kmip_conn_open(&opts, &c, &err)) != KM_OK)
+			return finish(st, err.msg);
+		st = kmip_get(c, uid, &t, &d, &n, &err);
 		if (fresh)
 			c = kmip_conn_free(c);
 		ms[i] = (now_us() - t0) / 1000.0;
 		if (st != KM_OK)
-			return finish(st, err);
+			return finish(st, err.msg);
 		secmem_free(d, n);
 	}
 	qsort(ms, (size_t)count, sizeof(double), cmp_double);
@@ -177,19 +176,19 @@ pool_worker(void *arg)
 	enum kmip_object_type t;
 	unsigned char *d;
 	size_t n;
-	char err[512];
+	struct kmerr err = { 0 };
 
 	for (int i = 0; i < j->count; i++) {
-		if (kmip_pool_get(j->pool, &c, err, sizeof(err)) != KM_OK) {
-			fprintf(stderr, "pool: %s\n", err);
+		if (kmip_pool_get(j->pool, &c, &err) != KM_OK) {
+			fprintf(stderr, "pool: %s\n", err.msg);
 			j->fail++;
 			continue;
 		}
-		if (kmip_get(c, j->uid, &t, &d, &n, err, sizeof(err)) == KM_OK) {
+		if (kmip_get(c, j->uid, &t, &d, &n, &err) == KM_OK) {
 			j->ok++;
 			secmem_free(d, n);
 		} else {
-			fprintf(stderr, "get: %s\n", err);
+			fprintf(stderr, "get: %s\n", err.msg);
 			j->fail++;
 		}
 		kmip_pool_put(j->pool, c);
@@ -204,14 +203,14 @@ pool_get(const char *uid, int threads, int count, int max)
 	struct kmip_pool *p;
 	struct pool_job jobs[64];
 	pthread_t tid[64];
-	char err[512];
+	struct kmerr err = { 0 };
 	int ok = 0, fail = 0;
 	double t0;
 
 	if (threads < 1 || threads > 64)
 		usage();
-	if ((p = kmip_pool_new(&opts, max, err, sizeof(err))) == NULL)
-		return finish(KM_PERMFAIL, err);
+	if ((p = kmip_pool_new(&opts, max, &err)) == NULL)
+		return finish(KM_PERMFAIL, err.msg);
 	t0 = now_us();
 	for (int i = 0; i < threads; i++) {
 		jobs[i] = (struct pool_job){ p, uid, count, 0, 0 };
@@ -232,7 +231,8 @@ main(int argc, char **argv)
 {
 	struct kmip_conn *c;
 	enum km_status st;
-	char err[512], uid[KMIP_UID_MAX];
+	struct kmerr err = { 0 };
+	char uid[KMIP_UID_MAX];
 	const char *op;
 	int ch;
 
@@ -264,13 +264,13 @@ main(int argc, char **argv)
 		return bench_get(argv[1], atoi(argv[2]), strcmp(argv[3], "new") == 0);
 	if (strcmp(op, "pool-get") == 0 && argc == 5)
 		return pool_get(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-	if ((st = kmip_conn_open(&opts, &c, err, sizeof(err))) != KM_OK)
-		return finish(st, err);
+	if ((st = kmip_conn_open(&opts, &c, &err)) != KM_OK)
+		return finish(st, err.msg);
 	if (strcmp(op, "versions") == 0) {
 		struct kmip_version v[16];
 		size_t n;
 
-		if ((st = kmip_discover_versions(c, v, 16, &n, err, sizeof(err))) ==
+		if ((st = kmip_discover_versions(c, v, 16, &n, &err)) ==
 		    KM_OK)
 			for (size_t i = 0; i < n; i++)
 				printf("version=%d.%d\n", v[i].major, v[i].minor);
@@ -282,7 +282,7 @@ main(int argc, char **argv)
 		q.data = read_file(argv[3], &q.len);
 		q.group = argc >= 5 ? argv[4] : NULL;
 		q.usage_mask = argc >= 6 ? (uint32_t)strtoul(argv[5], NULL, 0) : 0;
-		if ((st = kmip_register(c, &q, uid, err, sizeof(err))) == KM_OK)
+		if ((st = kmip_register(c, &q, uid, &err)) == KM_OK)
 			printf("uid=%s\n", uid);
 		secmem_free((void *)q.data, q.len);
 	} else if (strcmp(op, "locate") == 0) {
@@ -303,7 +303,7 @@ main(int argc, char **argv)
 			else
 				usage();
 		}
-		if ((st = kmip_locate(c, &q, &l, err, sizeof(err))) == KM_OK) {
+		if ((st = kmip_locate(c, &q, &l, &err)) == KM_OK) {
 			printf("count=%zu\n", l->count);
 			for (size_t i = 0; i < l->count; i++)
 				printf("uid=%s\n", l->uids[i]);
@@ -314,7 +314,7 @@ main(int argc, char **argv)
 		unsigned char *d;
 		size_t n;
 
-		if ((st = kmip_get(c, argv[1], &t, &d, &n, err, sizeof(err))) ==
+		if ((st = kmip_get(c, argv[1], &t, &d, &n, &err)) ==
 		    KM_OK) {
 			printf("type=%s len=%zu\n", kmip_object_type_name(t), n);
 			if (argc >= 3) {
@@ -331,7 +331,7 @@ main(int argc, char **argv)
 	} else if (strcmp(op, "attrs") == 0 && argc >= 2) {
 		struct kmip_attrs a;
 
-		if ((st = kmip_get_attributes(c, argv[1], &a, err, sizeof(err))) ==
+		if ((st = kmip_get_attributes(c, argv[1], &a, &err)) ==
 		    KM_OK)
 			printf("state=%s\ntype=%s\nname=%s\ngroup=%s\n"
 			    "initial_date=%lld\nactivation_date=%lld\n"
@@ -341,13 +341,13 @@ main(int argc, char **argv)
 			    (long long)a.activation_date,
 			    a.has_usage_mask ? "" : "none/", a.usage_mask);
 	} else if (strcmp(op, "activate") == 0 && argc >= 2) {
-		st = kmip_activate(c, argv[1], err, sizeof(err));
+		st = kmip_activate(c, argv[1], &err);
 	} else if (strcmp(op, "destroy") == 0 && argc >= 2) {
-		st = kmip_destroy(c, argv[1], err, sizeof(err));
+		st = kmip_destroy(c, argv[1], &err);
 	} else if (strcmp(op, "revoke") == 0 && argc >= 3) {
 		st = kmip_revoke(c, argv[1], strcmp(argv[2], "compromise") == 0 ?
 		    KMIP_REVOKE_KEY_COMPROMISE : KMIP_REVOKE_CESSATION_OF_OPERATION,
-		    "kmip-probe", err, sizeof(err));
+		    "kmip-probe", &err);
 	} else if (strcmp(op, "repeat-get") == 0 && argc >= 4) {
 		/* repeat-get UID COUNT SLEEP_MS: Gets on one connection with
 		 * pauses, for reconnect tests; prints connects= at the end */
@@ -359,8 +359,7 @@ main(int argc, char **argv)
 		for (int i = 0; i < atoi(argv[2]) && st == KM_OK; i++) {
 			if (i > 0)
 				usleep((useconds_t)atoi(argv[3]) * 1000);
-			if ((st = kmip_get(c, argv[1], &t, &d, &n, err,
-			    sizeof(err))) == KM_OK)
+			if ((st = kmip_get(c, argv[1], &t, &d, &n, &err)) == KM_OK)
 				secmem_free(d, n);
 		}
 		printf("connects=%lu\n", kmip_conn_connects(c));
@@ -374,5 +373,5 @@ main(int argc, char **argv)
 	    strcmp(op, "repeat-get") != 0)
 		printf("ok\n");
 	kmip_conn_free(c);
-	return finish(st, err);
+	return finish(st, err.msg);
 }

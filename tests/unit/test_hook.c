@@ -29,6 +29,7 @@
 static char errbuf[512];
 static struct kmerr tperr;	/* trustpath_check() */
 static struct kmerr perr;	/* what the pure parsers say */
+static struct kmerr herr;	/* what hook_new() and hook_ask() say */
 
 /* top - the repository root */
 static const char *
@@ -51,6 +52,31 @@ hook_path(const char *name)
 	return p;
 }
 
+/* took - errbuf = herr's message, or a complaint when herr does not carry
+ * the status st the call returned */
+static void
+took(enum km_status st)
+{
+	snprintf(errbuf, sizeof(errbuf), "%s", herr.msg);
+	if (herr.status != st)
+		snprintf(errbuf, sizeof(errbuf), "error object disagrees");
+}
+
+/* mkopts - hook_new() with its reason in errbuf */
+static struct hook *
+mkopts(const struct hook_opts *o)
+{
+	struct hook *h;
+
+	kmerr_clear(&herr);
+	h = hook_new(o, &herr);
+	/* NULL must come with a failure status, a hook with none */
+	took(h != NULL || herr.status == KM_OK ? KM_OK : herr.status);
+	if (h == NULL && herr.status == KM_OK)
+		snprintf(errbuf, sizeof(errbuf), "error object disagrees");
+	return h;
+}
+
 /* mk - a hook on a path with timeout and slots */
 static struct hook *
 mk(const char *path, int timeout_ms, int max_running)
@@ -58,7 +84,7 @@ mk(const char *path, int timeout_ms, int max_running)
 	struct hook_opts o = { .path = path, .timeout_ms = timeout_ms,
 	    .max_running = max_running };
 
-	return hook_new(&o, errbuf, sizeof(errbuf));
+	return mkopts(&o);
 }
 
 /* ask - ask a hook for one address */
@@ -70,8 +96,12 @@ ask(struct hook *h, enum hook_event ev, const char *addr,
 	    .key = HOOK_KEY_ENCRYPTION, .level = HOOK_LEVEL_ENHANCED,
 	    .queue_id = "4XyZ12", .gateway = "mx1.example.com" };
 
-	errbuf[0] = '\0';
-	return hook_ask(h, &rq, a, errbuf, sizeof(errbuf));
+	enum km_status st;
+
+	kmerr_clear(&herr);
+	st = hook_ask(h, &rq, a, &herr);
+	took(st);
+	return st;
 }
 
 /* parse - parse a C string answer */
@@ -380,33 +410,33 @@ TEST(new_validates_options)
 	    .max_running = 2 };
 	struct hook *h;
 
-	CHECK((h = hook_new(&o, errbuf, sizeof(errbuf))) != NULL);
+	CHECK((h = mkopts(&o)) != NULL);
 	h = hook_free(h);
 	CHECK(h == NULL);
 	o.path = "relative/hook";
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	CHECK(strstr(errbuf, "absolute") != NULL);
 	o.path = "/bin/true";
 	o.timeout_ms = 0;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	o.timeout_ms = HOOK_TIMEOUT_MAX + 1;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	o.timeout_ms = 1000;
 	o.max_running = 0;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	o.max_running = 1;
 	o.wait_ms = -1;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	o.wait_ms = 0;
 	o.on_failure_unlock = HOOK_ACTION_PASSWORD;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	CHECK(strstr(errbuf, "keep-encrypted or tempfail") != NULL);
 	o.on_failure_unlock = HOOK_ACTION_ALLOW;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
 	o.on_failure_unlock = HOOK_ACTION_TEMPFAIL;
 	o.on_failure_release = HOOK_ACTION_KEEP_ENCRYPTED;
-	CHECK(hook_new(&o, errbuf, sizeof(errbuf)) == NULL);
-	CHECK(hook_new(NULL, errbuf, sizeof(errbuf)) == NULL);
+	CHECK(mkopts(&o) == NULL);
+	CHECK(mkopts(NULL) == NULL);
 	CHECK(hook_free(NULL) == NULL);
 }
 
@@ -652,7 +682,7 @@ TEST(run_configured_defaults)
 	    .max_running = 1, .on_failure_unlock = HOOK_ACTION_TEMPFAIL,
 	    .on_failure_release = HOOK_ACTION_ALLOW };
 	struct hook_answer a = { 0 };
-	struct hook *h = hook_new(&o, errbuf, sizeof(errbuf));
+	struct hook *h = mkopts(&o);
 
 	CHECK(h != NULL);
 	CHECK_EQ_INT(ask(h, HOOK_EVENT_UNLOCK, "a@example.com", &a),
@@ -765,15 +795,15 @@ conc_thread(void *arg)
 	struct hook_answer a = { 0 };
 	struct hook_request rq = { .event = HOOK_EVENT_RELEASE,
 	    .address = "c@example.com" };
-	char err[256];
+	struct kmerr err;
 	sigset_t all;
 
 	sigfillset(&all);	/* like the milter's worker threads */
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	c->ok = hook_ask(c->h, &rq, &a, err, sizeof(err)) == KM_OK &&
+	c->ok = hook_ask(c->h, &rq, &a, &err) == KM_OK &&
 	    a.action == HOOK_ACTION_ALLOW && a.failure == HOOK_FAIL_NONE;
 	if (!c->ok)
-		printf("    thread: %s\n", err);
+		printf("    thread: %s\n", err.msg);
 	return NULL;
 }
 
@@ -873,9 +903,9 @@ busy_thread(void *arg)
 	struct busy_arg *b = arg;
 	struct hook_request rq = { .event = HOOK_EVENT_UNLOCK,
 	    .address = "slow@example.com" };
-	char err[256];
+	struct kmerr err;
 
-	hook_ask(b->h, &rq, &b->a, err, sizeof(err));
+	hook_ask(b->h, &rq, &b->a, &err);
 	return NULL;
 }
 
@@ -904,7 +934,7 @@ TEST(run_busy)
 	struct hook_stats hs;
 	pthread_t t;
 
-	CHECK((b.h = hook_new(&o, errbuf, sizeof(errbuf))) != NULL);
+	CHECK((b.h = mkopts(&o)) != NULL);
 	CHECK(pthread_create(&t, NULL, busy_thread, &b) == 0);
 	/* Ask only once the slow hook holds the slot: a fixed pause lost
 	 * the race on a loaded machine (this ask took the slot first). */

@@ -110,6 +110,7 @@ static int nusers;
 /* counters and switches of all the fakes */
 struct fakes {
 	int	 km_down;
+	int	 km_refused;	/* the KM server says Permission Denied */
 	int	 km_cert_calls, km_keys_calls, km_revc_calls;
 	int	 l2_down;
 	int	 l2_gets, l2_puts, l2_dels, l2_invalidates;
@@ -195,6 +196,9 @@ fake_km_keys(void *arg, const char *addr, struct keymodel_gen **out,
 	F.km_keys_calls++;
 	if (F.km_down)
 		return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "fake KM down");
+	if (F.km_refused)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED, "server A: "
+		    "Locate: PERMISSION_DENIED: not yours");
 	if ((u = fake_find(addr)) == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no keys for %s", addr);
@@ -1220,6 +1224,28 @@ TEST(enhanced_hook_tempfail)
 	keystore_free(ks);
 }
 
+/* KMERR_REFUSED from the key store is the hook's decision only: a KM
+ * server's Permission Denied is passed on as a plain failure, its text kept
+ * (inbound.c downgrades on it, where it keeps a hook's decision quiet) */
+TEST(km_refusal_is_not_the_hooks)
+{
+	struct keystore *ks;
+	struct keystore_key *k = NULL;
+	size_t n = 0;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	F.km_refused = 1;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_get_keys(ks, "alice@example.org", "Q1", &k, &n,
+	    &err), KM_PERMFAIL);
+	CHECK_EQ_STR(err.msg, "server A: Locate: PERMISSION_DENIED: not yours");
+	CHECK_EQ_INT(err.status, KM_PERMFAIL);
+	CHECK(!kmerr_is(&err, KMERR_REFUSED));
+	keystore_free(ks);
+}
+
 TEST(release_denied_and_allowed_once)
 {
 	struct keystore *ks;
@@ -1407,6 +1433,7 @@ static const struct test_case tests[] = {
 	T(enhanced_keep_encrypted_is_locked),
 	T(enhanced_wrong_password_negative_cached),
 	T(enhanced_hook_tempfail),
+	T(km_refusal_is_not_the_hooks),
 	T(release_denied_and_allowed_once),
 	T(invalidate_drops_l1_and_l2),
 	T(no_l1_goes_to_l2_each_time),

@@ -111,13 +111,14 @@ now_ms(void)
 TEST(missing_host_is_refused)
 {
 	struct kmip_server_opts o = { 0 };
-	char err[256] = "";
+	struct kmerr err = { 0 };
 
-	CHECK(kmip_conn_new(&o, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "host and port are required") != NULL);
+	CHECK(kmip_conn_new(&o, &err) == NULL);
+	CHECK(strstr(err.msg, "host and port are required") != NULL);
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
 	o.host = "127.0.0.1";
 	o.port = 70000;
-	CHECK(kmip_conn_new(&o, err, sizeof(err)) == NULL);
+	CHECK(kmip_conn_new(&o, &err) == NULL);
 	CHECK(kmip_conn_free(NULL) == NULL);
 	CHECK(kmip_pool_free(NULL) == NULL);
 	CHECK(kmip_uid_list_free(NULL) == NULL);
@@ -125,44 +126,48 @@ TEST(missing_host_is_refused)
 
 TEST(loose_key_file_is_refused)
 {
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	SSL_CTX *ctx;
 
 	CHECK(make_creds());
-	CHECK((ctx = tls_ctx_new(crt, crt, key, err, sizeof(err))) != NULL);
+	CHECK((ctx = tls_ctx_new(crt, crt, key, &err)) != NULL);
 	tls_ctx_free(ctx);
 	CHECK(chmod(key, 0640) == 0);
-	CHECK(tls_ctx_new(crt, crt, key, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "group or world accessible (mode 0640)") != NULL);
+	CHECK(tls_ctx_new(crt, crt, key, &err) == NULL);
+	CHECK(strstr(err.msg, "group or world accessible (mode 0640)") != NULL);
+	CHECK_EQ_INT(err.status, KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
 	CHECK(chmod(key, 0600) == 0);
-	CHECK(tls_ctx_new(crt, crt, "/nonexistent/k", err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "No such file") != NULL);
-	CHECK(tls_ctx_new(crt, key, key, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "certificate") != NULL);
+	CHECK(tls_ctx_new(crt, crt, "/nonexistent/k", &err) == NULL);
+	CHECK(strstr(err.msg, "No such file") != NULL);
+	CHECK(tls_ctx_new(crt, key, key, &err) == NULL);
+	CHECK(strstr(err.msg, "certificate") != NULL);
 }
 
 TEST(refused_port_is_tempfail)
 {
 	struct kmip_server_opts o;
 	struct kmip_conn *c = (struct kmip_conn *)1;
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	int port, fd;
 
 	CHECK(make_creds());
 	CHECK((fd = listener(&port)) >= 0);
 	close(fd);			/* nobody listens there now */
 	o = opts_for(port, 1000);
-	CHECK_EQ_INT(kmip_conn_open(&o, &c, err, sizeof(err)), KM_TEMPFAIL);
+	CHECK_EQ_INT(kmip_conn_open(&o, &c, &err), KM_TEMPFAIL);
 	CHECK(c == NULL);
-	CHECK(strstr(err, "server t: connect to 127.0.0.1") != NULL);
-	CHECK(strstr(err, "Connection refused") != NULL);
+	CHECK(strstr(err.msg, "server t: connect to 127.0.0.1") != NULL);
+	CHECK(strstr(err.msg, "Connection refused") != NULL);
+	CHECK_EQ_INT(err.status, KM_TEMPFAIL);	/* the error says what it returned */
+	CHECK(kmerr_is(&err, KMERR_UNREACHABLE));
 }
 
 TEST(silent_server_handshake_times_out)
 {
 	struct kmip_server_opts o;
 	struct kmip_conn *c;
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	int port, fd;
 	long t0, dt;
 
@@ -170,10 +175,11 @@ TEST(silent_server_handshake_times_out)
 	CHECK((fd = listener(&port)) >= 0);
 	o = opts_for(port, 300);
 	t0 = now_ms();
-	CHECK_EQ_INT(kmip_conn_open(&o, &c, err, sizeof(err)), KM_TEMPFAIL);
+	CHECK_EQ_INT(kmip_conn_open(&o, &c, &err), KM_TEMPFAIL);
 	dt = now_ms() - t0;
 	close(fd);
-	CHECK(strstr(err, "timed out after 300 ms") != NULL);
+	CHECK(strstr(err.msg, "timed out after 300 ms") != NULL);
+	CHECK(kmerr_is(&err, KMERR_TIMEOUT));
 	CHECK(dt >= 290 && dt < 2000);
 }
 
@@ -182,23 +188,24 @@ TEST(pool_reports_unreachable_server)
 	struct kmip_server_opts o;
 	struct kmip_pool *p;
 	struct kmip_conn *c = (struct kmip_conn *)1;
-	char err[256] = "";
+	struct kmerr err = { 0 };
 	int port, fd;
 
 	CHECK(make_creds());
 	CHECK((fd = listener(&port)) >= 0);
 	close(fd);
 	o = opts_for(port, 300);
-	CHECK((p = kmip_pool_new(&o, 2, err, sizeof(err))) != NULL);
+	CHECK((p = kmip_pool_new(&o, 2, &err)) != NULL);
 	for (int i = 0; i < 3; i++) {	/* failed opens give the slot back */
-		CHECK_EQ_INT(kmip_pool_get(p, &c, err, sizeof(err)), KM_TEMPFAIL);
+		CHECK_EQ_INT(kmip_pool_get(p, &c, &err), KM_TEMPFAIL);
 		CHECK(c == NULL);
+		CHECK(kmerr_is(&err, KMERR_UNREACHABLE));
 	}
 	kmip_pool_put(p, NULL);
 	kmip_pool_free(p);
 	o.key_file = "/nonexistent";
-	CHECK(kmip_pool_new(&o, 2, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "server t: key file /nonexistent") != NULL);
+	CHECK(kmip_pool_new(&o, 2, &err) == NULL);
+	CHECK(strstr(err.msg, "server t: key file /nonexistent") != NULL);
 }
 
 TEST(names)

@@ -444,12 +444,12 @@ TEST(revoke_carries_the_given_time)
 	const unsigned char *p;
 	int64_t when;
 	size_t n;
-	char e[128];
+	struct kmerr e;
 
 	CHECK_EQ_INT(kmip_msg_req_revoke("7", KMIP_REVOKE_KEY_COMPROMISE,
 	    "lost", 1795422880, &b, &err), KM_OK);
 	CHECK((p = ttlv_buf_data(b, &n)) != NULL);
-	CHECK_EQ_INT(ttlv_decode(p, n, &root, e, sizeof(e)), KM_OK);
+	CHECK_EQ_INT(ttlv_decode(p, n, &root, &e), KM_OK);
 	CHECK_EQ_INT(ttlv_get_datetime(ttlv_path(root, date), &when), KM_OK);
 	CHECK_EQ_INT(when, 1795422880);
 	ttlv_free(root);
@@ -458,7 +458,7 @@ TEST(revoke_carries_the_given_time)
 	    KMIP_REVOKE_CESSATION_OF_OPERATION, NULL, 1795422880, &b, &err),
 	    KM_OK);
 	CHECK((p = ttlv_buf_data(b, &n)) != NULL);
-	CHECK_EQ_INT(ttlv_decode(p, n, &root, e, sizeof(e)), KM_OK);
+	CHECK_EQ_INT(ttlv_decode(p, n, &root, &e), KM_OK);
 	CHECK(ttlv_path(root, date) == NULL);
 	ttlv_free(root);
 	ttlv_buf_free(b);

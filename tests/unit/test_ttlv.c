@@ -172,10 +172,10 @@ reencode(struct ttlv_buf *b, const struct ttlv_item *it)
 /* decode_hex - decode a hex vector; the caller frees both */
 static enum km_status
 decode_hex(const char *hex, unsigned char **buf, size_t *len,
-    struct ttlv_item **root, char *err, size_t errlen)
+    struct ttlv_item **root, struct kmerr *err)
 {
 	*buf = unhex(hex, len);
-	return ttlv_decode(*buf, *len, root, err, errlen);
+	return ttlv_decode(*buf, *len, root, err);
 }
 
 /* request_header - the 1.x/2.0 request header PyKMIP's client sends */
@@ -219,13 +219,12 @@ TEST(decode_locate_response_12)
 	struct ttlv_item *root;
 	const struct ttlv_item *hdr, *bi, *pl, *u;
 	const char *s;
-	char err[160];
+	struct kmerr err;
 	int32_t v;
 	uint32_t e;
 	int64_t ts;
 
-	CHECK_EQ_INT(decode_hex(LOCATE_RESP_12, &buf, &len, &root, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(decode_hex(LOCATE_RESP_12, &buf, &len, &root, &err), KM_OK);
 	CHECK_EQ_INT(len, 168);
 	CHECK_EQ_INT(root->tag, T_RESP_MSG);
 	CHECK_EQ_INT(root->type, TTLV_STRUCTURE);
@@ -268,11 +267,11 @@ TEST(decode_get_response_12)
 	struct ttlv_item *root;
 	const struct ttlv_item *pl, *sd;
 	const unsigned char *km;
-	char err[160], uid[8];
+	struct kmerr err;
+	char uid[8];
 	uint32_t e;
 
-	CHECK_EQ_INT(decode_hex(GET_RESP_12, &buf, &len, &root, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(decode_hex(GET_RESP_12, &buf, &len, &root, &err), KM_OK);
 	pl = ttlv_path(root, (const uint32_t[]){ T_BATCH_ITEM, T_RESP_PAYLOAD, 0 });
 	CHECK_EQ_INT(ttlv_get_enum(ttlv_find(pl, T_OBJECT_TYPE), &e), KM_OK);
 	CHECK_EQ_INT(e, 7);
@@ -305,11 +304,11 @@ TEST(decode_locate_response_20)
 	size_t len;
 	struct ttlv_item *root;
 	const struct ttlv_item *pl, *u;
-	char err[160], uid[8];
+	struct kmerr err;
+	char uid[8];
 	int count = 0;
 
-	CHECK_EQ_INT(decode_hex(LOCATE_RESP_20, &buf, &len, &root, err,
-	    sizeof(err)), KM_OK);
+	CHECK_EQ_INT(decode_hex(LOCATE_RESP_20, &buf, &len, &root, &err), KM_OK);
 	pl = ttlv_path(root, (const uint32_t[]){ T_BATCH_ITEM, T_RESP_PAYLOAD, 0 });
 	for (u = ttlv_find(pl, T_UID); u; u = ttlv_next(u)) {
 		CHECK_EQ_INT(ttlv_copy_text(u, uid, sizeof(uid)), KM_OK);
@@ -332,10 +331,9 @@ TEST(all_samples_reencode_identically)
 		size_t len;
 		struct ttlv_item *root;
 		struct ttlv_buf *b;
-		char err[160];
+		struct kmerr err;
 
-		CHECK_EQ_INT(decode_hex(v[i], &buf, &len, &root, err,
-		    sizeof(err)), KM_OK);
+		CHECK_EQ_INT(decode_hex(v[i], &buf, &len, &root, &err), KM_OK);
 		b = ttlv_buf_new();
 		reencode(b, root);
 		CHECK(same_as_hex(b, v[i]));
@@ -433,7 +431,7 @@ TEST(encode_all_types_and_padding)
 	struct ttlv_item *root;
 	const struct ttlv_item *c;
 	size_t n;
-	char err[160];
+	struct kmerr err;
 
 	ttlv_begin(b, 0x420001);
 	ttlv_add_int(b, 0x420002, -5);
@@ -450,7 +448,7 @@ TEST(encode_all_types_and_padding)
 	/* 8 header + 8*(8+8) fixed/small + text "" (8) + text 8 (16) + bytes 9 (24) */
 	CHECK_EQ_INT(n, 8 + 16 + 16 + 16 + 16 + 8 + 16 + 24 + 16);
 	CHECK_EQ_INT(n % 8, 0);
-	CHECK_EQ_INT(ttlv_decode(p, n, &root, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(ttlv_decode(p, n, &root, &err), KM_OK);
 	CHECK_EQ_INT(root->nchildren, 8);
 	c = root->child;
 	CHECK_EQ_INT(c->num, -5);
@@ -499,12 +497,12 @@ static int
 expect_proto(const unsigned char *p, size_t n, const char *want)
 {
 	struct ttlv_item *root = (struct ttlv_item *)1;
-	char err[160] = "";
-	enum km_status st = ttlv_decode(p, n, &root, err, sizeof(err));
+	struct kmerr err = { 0 };
+	enum km_status st = ttlv_decode(p, n, &root, &err);
 
-	if (st != KM_PROTO || root != NULL || strstr(err, want) == NULL) {
+	if (st != KM_PROTO || root != NULL || strstr(err.msg, want) == NULL) {
 		printf("    status %s, error \"%s\", wanted \"%s\"\n",
-		    km_status_name(st), err, want);
+		    km_status_name(st), err.msg, want);
 		return 0;
 	}
 	return 1;
@@ -527,9 +525,9 @@ TEST(malformed_every_truncation)
 	buf = unhex(GET_RESP_12, &len);
 	for (size_t n = 1; n < len; n++) {
 		struct ttlv_item *root;
-		char err[160];
+		struct kmerr err;
 
-		CHECK_EQ_INT(ttlv_decode(buf, n, &root, err, sizeof(err)),
+		CHECK_EQ_INT(ttlv_decode(buf, n, &root, &err),
 		    KM_PROTO);
 		CHECK(root == NULL);
 	}
@@ -607,13 +605,13 @@ TEST(malformed_too_deep)
 	/* 16 nested structures are fine, 17 are not */
 	for (int depth = 16; depth <= 17; depth++) {
 		struct ttlv_item *root;
-		char err[160];
+		struct kmerr err;
 		enum km_status st;
 
 		total = 8 * depth;
 		for (int i = 0; i < depth; i++)
 			item(buf + 8 * i, 0x420001, 1, total - 8 * (i + 1));
-		st = ttlv_decode(buf, total, &root, err, sizeof(err));
+		st = ttlv_decode(buf, total, &root, &err);
 		if (depth == 16) {
 			CHECK_EQ_INT(st, KM_OK);
 			ttlv_free(root);
@@ -635,11 +633,10 @@ TEST(malformed_too_many_items)
 	/* one fewer is fine */
 	{
 		struct ttlv_item *root;
-		char err[160];
+		struct kmerr err;
 
 		item(buf, 0x420001, 1, total - 8 - 32);
-		CHECK_EQ_INT(ttlv_decode(buf, total - 32, &root, err,
-		    sizeof(err)), KM_OK);
+		CHECK_EQ_INT(ttlv_decode(buf, total - 32, &root, &err), KM_OK);
 		CHECK_EQ_INT(root->nchildren, TTLV_MAX_ITEMS - 1);
 		ttlv_free(root);
 	}
@@ -681,7 +678,7 @@ TEST(unknown_tags_are_kept)
 	unsigned char buf[48];
 	struct ttlv_item *root;
 	const struct ttlv_item *x;
-	char err[160];
+	struct kmerr err;
 	int32_t v;
 
 	memset(buf, 0, sizeof(buf));
@@ -690,7 +687,7 @@ TEST(unknown_tags_are_kept)
 	memcpy(buf + 16, "abc", 3);
 	item(buf + 24, 0x42000D, 2, 4);
 	buf[35] = 7;
-	CHECK_EQ_INT(ttlv_decode(buf, 40, &root, err, sizeof(err)), KM_OK);
+	CHECK_EQ_INT(ttlv_decode(buf, 40, &root, &err), KM_OK);
 	x = ttlv_find(root, 0x54FFFF);
 	CHECK(x != NULL && x->len == 3);
 	CHECK_EQ_INT(ttlv_get_int(ttlv_find(root, 0x42000D), &v), KM_OK);
@@ -713,7 +710,7 @@ TEST(random_mutations_never_crash)
 
 		for (int round = 0; round < 3000; round++) {
 			struct ttlv_item *root;
-			char err[160];
+			struct kmerr err;
 			int flips;
 
 			memcpy(m, orig, len);
@@ -724,11 +721,11 @@ TEST(random_mutations_never_crash)
 				m[(seed >> 8) % len] ^= (unsigned char)(1u <<
 				    ((seed >> 4) % 8));
 			}
-			if (ttlv_decode(m, len, &root, err, sizeof(err)) == KM_OK) {
+			if (ttlv_decode(m, len, &root, &err) == KM_OK) {
 				ok++;
 				ttlv_free(root);
 			} else {
-				CHECK(root == NULL && strncmp(err, "ttlv: ", 6) == 0);
+				CHECK(root == NULL && strncmp(err.msg, "ttlv: ", 6) == 0);
 				bad++;
 			}
 		}
