@@ -180,6 +180,8 @@ struct keymodel_info {
 	char	 issuer[256];
 	char	 serial[96];		/* hex */
 	char	 key_type[32];		/* "RSA-2048", "EC-prime256v1" */
+	char	 unusable[KMERR_MSG_MAX]; /* why no mail can be encrypted to
+					 * it (certenc.h), or "" */
 };
 
 struct keymodel;

@@ -16,11 +16,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "certenc.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
 #include "keymodel_cert.h"
 #include "keymodel_int.h"
 #include "keymodel_name.h"
+#include "keymodel_p12.h"
 #include "kmip.h"
 #include "log.h"
 #include "pkcs8pw.h"
@@ -378,14 +380,7 @@ out:
 static enum km_status
 check_for_addr(X509 *cert, const char *addr, struct kmerr *err)
 {
-	char low[KEYMODEL_ADDR_MAX + 1];
-	size_t i;
-
-	for (i = 0; addr[i] != '\0' && i < KEYMODEL_ADDR_MAX; i++)
-		low[i] = (char)tolower((unsigned char)addr[i]);
-	low[i] = '\0';
-	if (X509_check_email(cert, addr, 0, 0) != 1 &&
-	    X509_check_email(cert, low, 0, 0) != 1) {
+	if (!certenc_names(cert, addr)) {
 		ERR_clear_error();
 		return kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "the certificate is not issued to %s",
@@ -402,45 +397,17 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
     int *generation, struct kmerr *err)
 {
 	struct admin a;
-	const unsigned char *p = buf;
-	PKCS12 *p12 = NULL;
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
-	STACK_OF(X509) *ca = NULL;
 	unsigned char *der = NULL;
 	size_t derlen = 0;
-	char *pwz = NULL;
 	enum km_status st;
 	int gen;
 
 	memset(&a, 0, sizeof(a));
-	if (len > LONG_MAX ||
-	    (p12 = d2i_PKCS12(NULL, &p, (long)len)) == NULL) {
-		ERR_clear_error();
-		return kmerr_set(err, KM_PROTO, KMERR_NONE,
-		    "not a PKCS#12 file");
-	}
-	if ((pwz = secmem_alloc(pwlen + 1)) == NULL) {
-		st = KM_NOMEM;
-		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
-		goto out;
-	}
-	if (pwlen > 0)
-		memcpy(pwz, pw, pwlen);
-	if (PKCS12_parse(p12, pwz, &key, &cert, &ca) != 1) {
-		ERR_clear_error();
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
-		    "cannot open the PKCS#12 file (wrong "
-		    "password?)");
-		goto out;
-	}
-	if (key == NULL || cert == NULL) {
-		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
-		    "the PKCS#12 file needs both a private "
-		    "key and its certificate");
-		goto out;
-	}
-	if ((st = keymodel_check_pair(cert, key, err)) != KM_OK ||
+	if ((st = keymodel_p12_parse(buf, len, pw, pwlen, &key, &cert, err)) !=
+	    KM_OK || (st = certenc_check(cert, err)) != KM_OK ||
+	    (st = keymodel_check_pair(cert, key, err)) != KM_OK ||
 	    (st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
 	    (st = check_for_addr(cert, a.norm, err)) != KM_OK ||
 	    (st = keymodel_pkey_to_der(key, &der, &derlen, err)) !=
@@ -453,11 +420,8 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 out:
 	keymodel_admin_close(&a);
 	secmem_free(der, derlen);
-	secmem_free(pwz, pwlen + 1);
 	EVP_PKEY_free(key);
 	X509_free(cert);
-	sk_X509_pop_free(ca, X509_free);
-	PKCS12_free(p12);
 	return st;
 }
 
@@ -494,7 +458,8 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 	if (cert == NULL)
 		return kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "not an X.509 certificate (PEM or DER)");
-	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
+	if ((st = certenc_check(cert, err)) != KM_OK ||
+	    (st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
 	    (st = check_for_addr(cert, a.norm, err)) != KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
@@ -514,6 +479,7 @@ fill_info(struct keymodel_info *in, X509 *x)
 	const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
 	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
 	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+	struct kmerr e;
 	struct tm tm;
 
 	keymodel_cert_fingerprint(x, in->sha256, sizeof(in->sha256));
@@ -528,6 +494,9 @@ fill_info(struct keymodel_info *in, X509 *x)
 		in->not_after = timegm(&tm);
 	keymodel_key_type_name(X509_get0_pubkey(x), in->key_type,
 	    sizeof(in->key_type));
+	/* put there before kmctl import refused such certificates */
+	if (certenc_check(x, &e) != KM_OK)
+		snprintf(in->unusable, sizeof(in->unusable), "%s", e.msg);
 	OPENSSL_free(hex);
 	BN_free(bn);
 	ERR_clear_error();

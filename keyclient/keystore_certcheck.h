@@ -8,14 +8,17 @@
  *	Part of the keystore family (keystore_int.h); not for other callers.
  * DESCRIPTION
  *	Checks, in order: not expired, already valid, extendedKeyUsage
- *	emailProtection and keyUsage keyEncipherment or keyAgreement
- *	(absent extensions mean any), and the address is named in the SAN
- *	(rfc822Name) or the subject (emailAddress): the local part compared
- *	exactly, the domain case-insensitively.
+ *	emailProtection (absent means any), a key CMS can encrypt to with a
+ *	keyUsage that allows it (certenc.h: RSA with keyEncipherment, EC
+ *	with keyAgreement; DSA and other signing-only keys never), and the
+ *	address is named in the SAN (rfc822Name) or the subject
+ *	(emailAddress), compared case-insensitively as clients do
+ *	(certenc_names).
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
- *	KM_OK; KM_PERMFAIL with the reason in err.
+ *	KM_OK; KM_PERMFAIL with the reason in err (the caller treats it
+ *	as "no usable certificate"); KM_NOMEM.
  * THREADS
  *	Thread-safe (the certificate's extension cache is filled by OpenSSL
  *	under its own lock).

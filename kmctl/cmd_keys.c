@@ -15,6 +15,7 @@
 #include "keymodel.h"
 #include "keymodel_admin.h"
 #include "keymodel_name.h"
+#include "keymodel_p12.h"
 #include "keymodel_protect.h"
 #include "kmctl.h"
 #include "kmctl_password.h"
@@ -190,8 +191,6 @@ cmd_import(const struct kmilter_conf *conf, const struct opts *o,
 {
 	struct keymodel *km = NULL;
 	unsigned char *buf;
-	const unsigned char *p;
-	PKCS12 *p12;
 	char *pw = NULL;
 	struct kmerr err;
 	size_t len, pwlen = 0;
@@ -200,11 +199,8 @@ cmd_import(const struct kmilter_conf *conf, const struct opts *o,
 
 	if ((buf = kmctl_read_file(file, &len)) == NULL)
 		return EX_FAIL;
-	p = buf;
-	p12 = d2i_PKCS12(NULL, &p, (long)len);
-	is_p12 = p12 != NULL;
-	PKCS12_free(p12);
-	ERR_clear_error();
+	if ((is_p12 = keymodel_p12_sniff(buf, len)))
+		kmctl_legacy_providers();
 	if (is_p12 && (o->pwfd >= 0 || o->pwfile != NULL) &&
 	    (pw = kmctl_read_password(o, &pwlen)) == NULL)
 		goto out;

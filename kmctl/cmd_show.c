@@ -61,6 +61,8 @@ cmd_show(const struct kmilter_conf *conf, const struct opts *o,
 		printf("  subject %s\n", v[i].subject);
 		printf("  issuer %s\n", v[i].issuer);
 		printf("  serial %s\n", v[i].serial);
+		if (v[i].unusable[0] != '\0')
+			printf("  unusable: %s\n", v[i].unusable);
 		if (v[i].has_key && (v[i].state == KMIP_STATE_ACTIVE ||
 		    v[i].state == KMIP_STATE_DEACTIVATED)) {
 			if (v[i].enhanced)

@@ -7,8 +7,8 @@
  * SUMMARY
  *	struct opts (the parsed command line); EX_* exit codes (kmctl.8);
  *	kmctl_warn(), kmctl_exit_for(), kmctl_after_change(),
- *	kmctl_open_km(), kmctl_load_org_ca(), kmctl_read_file()
- *	(kmctl_util.c).
+ *	kmctl_open_km(), kmctl_load_org_ca(), kmctl_read_file(),
+ *	kmctl_legacy_providers() (kmctl_util.c).
  * DESCRIPTION
  *	kmctl.c parses the command line into a struct opts and runs one
  *	command of cmd.h; the commands (cmd_*.c) report on stderr with
@@ -64,5 +64,6 @@ struct keymodel	*kmctl_open_km(const struct kmilter_conf *);
 int		 kmctl_load_org_ca(const struct kmilter_conf *, X509 **cert,
 		    EVP_PKEY **key);
 unsigned char	*kmctl_read_file(const char *path, size_t *len);
+void		 kmctl_legacy_providers(void);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
 
 #include "conf.h"
 #include "keymodel.h"
@@ -88,6 +89,39 @@ kmctl_read_file(const char *path, size_t *len)
 	fclose(f);
 	*len = n;
 	return buf;
+}
+
+static OSSL_PROVIDER *providers[2];
+
+/* unload_providers - at exit, before OpenSSL's own clean-up */
+static void
+unload_providers(void)
+{
+	for (int i = 1; i >= 0; i--)
+		if (providers[i] != NULL)
+			OSSL_PROVIDER_unload(providers[i]);
+}
+
+/*
+ * kmctl_legacy_providers - OpenSSL's legacy provider beside the default
+ * one, for the PKCS#12 files Windows and older NSS export (RC2-40, and
+ * other pre-AES algorithms).  Only kmctl reads such files: the daemon
+ * never loads it.  Loading "default" first keeps it: once a provider is
+ * loaded by name, OpenSSL no longer loads the default one by itself.
+ * Without the legacy module the import of such a file says so
+ * (keymodel_p12.h); other files still import.
+ */
+void
+kmctl_legacy_providers(void)
+{
+	static int done;
+
+	if (done++)
+		return;
+	if ((providers[0] = OSSL_PROVIDER_load(NULL, "default")) == NULL ||
+	    (providers[1] = OSSL_PROVIDER_load(NULL, "legacy")) == NULL)
+		ERR_clear_error();
+	atexit(unload_providers);
 }
 
 /* no_pass - PEM password callback that refuses (keys must be plain) */

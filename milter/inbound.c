@@ -36,9 +36,9 @@ kind_of(const char *ctype)
 	return k;
 }
 
-/* entity_ctype - the Content-Type of an entity held in memory, malloc'ed */
+/* entity_header - a header of an entity held in memory, malloc'ed or NULL */
 static char *
-entity_ctype(const char *ent, size_t len)
+entity_header(const char *ent, size_t len, const char *name)
 {
 	struct mime_headers *h = NULL;
 	size_t hl, bo;
@@ -46,10 +46,17 @@ entity_ctype(const char *ent, size_t len)
 
 	if (mime_entity_split(ent, len, &hl, &bo, NULL) == KM_OK &&
 	    mime_headers_parse(ent, hl, &h, NULL) == KM_OK &&
-	    mime_headers_get(h, "Content-Type") != NULL)
-		r = strdup(mime_headers_get(h, "Content-Type"));
+	    mime_headers_get(h, name) != NULL)
+		r = strdup(mime_headers_get(h, name));
 	mime_headers_free(h);
 	return r;
+}
+
+/* entity_ctype - the Content-Type of an entity held in memory, malloc'ed */
+static char *
+entity_ctype(const char *ent, size_t len)
+{
+	return entity_header(ent, len, "Content-Type");
 }
 
 /* malformed - apply policy.on_malformed */
@@ -158,6 +165,29 @@ readers_of(const struct session *s, struct verdict *v, const struct smime_envelo
 }
 
 /*
+ * Content ciphers accepted inbound (README, "Inbound S/MIME as clients
+ * send it"): AES in CBC or GCM;
+ * Triple-DES still, as RFC 8551 2.7 lets receivers (older Outlook and
+ * gpgsm send it), marked weak in X-Kmilter-Decrypted; RC2 (RC2/40 of old
+ * Windows clients), single DES and anything else stay encrypted and the
+ * verdict says so.  kmilter itself only ever encrypts with AES.
+ */
+enum cipher_use { CIPHER_OK, CIPHER_WEAK, CIPHER_REFUSED };
+
+/* cipher_use - how an inbound content cipher (OpenSSL short name) is taken */
+static enum cipher_use
+cipher_use(const char *name)
+{
+	static const char *const ok[] = { "AES-128-CBC", "AES-192-CBC", "AES-256-CBC",
+	    "id-aes128-GCM", "id-aes192-GCM", "id-aes256-GCM" };
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strcmp(name, ok[i]) == 0)
+			return CIPHER_OK;
+	return strcmp(name, "DES-EDE3-CBC") == 0 ? CIPHER_WEAK : CIPHER_REFUSED;
+}
+
+/*
  * decrypt_layer - decrypt one enveloped layer if every envelope recipient
  * is internal and can read it with its own keys (see inbound.h).
  * Returns KM_OK with *out (plaintext entity); KM_PERMFAIL when it stays
@@ -177,10 +207,20 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 	enum km_status st;
 	BIO *bio = NULL;
 	struct kmerr err;
+	char cbuf[64];
+	const char *cipher;
 
 	if ((st = smime_envelope_open(ctype, body, len, &env, &err)) != KM_OK) {
 		snprintf(reason, rlen, "%s", err.msg);
 		return st;
+	}
+	if ((cipher = smime_envelope_cipher(env, cbuf, sizeof(cbuf))) != NULL &&
+	    cipher_use(cipher) == CIPHER_REFUSED) {
+		verdict_downgrade(v, "kept encrypted: content cipher %s is not accepted "
+		    "(weak)", cipher);
+		snprintf(reason, rlen, "%s", v->result);
+		st = KM_PERMFAIL;
+		goto out;
 	}
 	if ((st = readers_of(s, v, env, &ks, reason, rlen)) != KM_OK)
 		goto out;
@@ -224,6 +264,13 @@ decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, con
 	if (matched[0] >= 0)
 		snprintf(detail, dlen, "generation %d%s", ks.keys[0][matched[0]].generation,
 		    ks.keys[0][matched[0]].current ? "" : " (expired)");
+	if (cipher != NULL && cipher_use(cipher) == CIPHER_WEAK) {
+		size_t n = strlen(detail);
+
+		snprintf(detail + n, dlen - n, "%sweak cipher %s", n ? ", " : "", cipher);
+		log_info("%s: inbound: content cipher %s is weak (accepted)",
+		    message_qid(m), cipher);
+	}
 	st = KM_OK;
 out:
 	if (bio != NULL) {
@@ -244,63 +291,6 @@ out:
 	return st;
 }
 
-/* ar_header - the Authentication-Results value for a verification */
-static void
-ar_header(const struct session *s, const struct smime_verify_result *r, const char *problem,
-    char *buf, size_t len)
-{
-	const char *id = s->conf->in_authserv_id;
-
-	if (problem != NULL)
-		snprintf(buf, len, "%s; smime=permerror (%.200s)", id, problem);
-	else if (!r->sig_ok)
-		snprintf(buf, len, "%s; smime=fail (bad signature) body.smime-identifier=%s",
-		    id, *r->email ? r->email : "unknown");
-	else if (!r->chain_ok)
-		snprintf(buf, len, "%s; smime=fail (untrusted signer: %.100s) "
-		    "body.smime-identifier=%s", id, r->chain_error, *r->email ? r->email : "unknown");
-	else if (!r->from_match)
-		snprintf(buf, len, "%s; smime=fail (signer does not match From) "
-		    "body.smime-identifier=%s", id, *r->email ? r->email : "unknown");
-	else
-		snprintf(buf, len, "%s; smime=pass body.smime-identifier=%s", id, r->email);
-}
-
-/*
- * verify_layer - verify a signed entity; fills the AR value; for opaque
- * signed-data with unwrapping, *content gets the inner entity.  Returns
- * smime_verify()'s status: KM_OK when the signature could be checked at
- * all (the verdict is in the AR value), else why not in note.
- */
-static enum km_status
-verify_layer(const struct session *s, const char *ctype, const char *body, size_t len,
-    int want_content, char **content, size_t *clen, char *ar, size_t arlen, char *note,
-    size_t nlen)
-{
-	struct smime_verify_result res;
-	X509_STORE *trust = runtime_trust();
-	BIO *bio = want_content ? BIO_new(BIO_s_mem()) : NULL;
-	struct kmerr err;
-	enum km_status st;
-
-	memset(&res, 0, sizeof(res));
-	st = smime_verify(ctype, body, len, trust, message_header(s->msg, "From"), &res, bio,
-	    &err);
-	if (st != KM_OK) {
-		ar_header(s, &res, err.msg, ar, arlen);
-		snprintf(note, nlen, "signature not checked: %s", err.msg);
-	} else {
-		ar_header(s, &res, NULL, ar, arlen);
-		snprintf(note, nlen, "signature %s signer=%s", res.sig_ok && res.chain_ok &&
-		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown");
-		if (bio != NULL && res.opaque)
-			*content = entity_from_bio(bio, clen);
-	}
-	BIO_free(bio);
-	X509_STORE_free(trust);
-	return st;
-}
-
 /* What opening the layers of one message found, and the entity so far. */
 struct in_job {
 	struct session	*s;
@@ -313,9 +303,14 @@ struct in_job {
 	int		 decrypted;
 	int		 unwrapped;
 	char		 reason[512];
-	char		 detail[64];
-	char		 ar[512];
-	char		 note[300];
+	char		 detail[128];
+	char		*held;		/* triple wrapping: what is delivered if */
+	size_t		 heldlen;	/* the envelope under a detached */
+	char		*heldtype;	/* signature stays shut */
+	int		 holding;
+	int		 heldunwrapped;
+	char		 ar[900];	/* authserv-id; one result per signed layer */
+	char		 note[600];	/* what each signed layer gave, for the log */
 };
 
 /* What to do after one step of opening a layer. */
@@ -325,6 +320,135 @@ enum in_step {
 	STEP_STOP,	/* nothing more to open */
 	STEP_FAIL	/* the verdict is made (tempfail, reject, malformed) */
 };
+
+/*
+ * weak_digest - a digest a signature may still use but that no longer
+ * resists collisions (SHA-1, MD5): accepted, and said so in the result
+ */
+static int
+weak_digest(const char *digest)
+{
+	return strcmp(digest, "sha1") == 0 || strcmp(digest, "md5") == 0;
+}
+
+/*
+ * comment_text - text for an RFC 8601 comment: no parenthesis, backslash
+ * or semicolon that would end it, or the result, early
+ */
+static void
+comment_text(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *in != '\0' && o + 1 < len; in++)
+		out[o++] = *in == '(' ? '[' : *in == ')' ? ']' : *in == '\\' ? '/' :
+		    *in == ';' ? ',' : *in;
+	out[o] = '\0';
+}
+
+/* ar_result - one "smime=..." result (RFC 8601 resinfo) for a verification */
+static void
+ar_result(const struct smime_verify_result *r, const char *problem, char *buf, size_t len)
+{
+	const char *who = *r->email ? r->email : "unknown";	/* %.200s below */
+	char why[201];
+
+	comment_text(problem != NULL ? problem : r->chain_error, why, sizeof(why));
+	if (problem != NULL)
+		snprintf(buf, len, "smime=permerror (%s)", why);
+	else if (!r->sig_ok)
+		snprintf(buf, len, "smime=fail (bad signature) body.smime-identifier=%.200s", who);
+	else if (!r->chain_ok)
+		snprintf(buf, len, "smime=fail (untrusted signer: %.100s) "
+		    "body.smime-identifier=%.200s", why, who);
+	else if (!r->from_match)
+		snprintf(buf, len, "smime=fail (signer does not match From) "
+		    "body.smime-identifier=%.200s", who);
+	else if (weak_digest(r->digest))
+		snprintf(buf, len, "smime=pass (weak digest %s) body.smime-identifier=%.200s",
+		    r->digest, who);
+	else
+		snprintf(buf, len, "smime=pass body.smime-identifier=%.200s", who);
+}
+
+/*
+ * ar_add - append one layer's result to the Authentication-Results value;
+ * a result that does not fit whole is left out (the log says so), so the
+ * header stays well formed and under the 998-octet line limit
+ */
+static void
+ar_add(struct in_job *j, const char *result)
+{
+	size_t n = strlen(j->ar);
+
+	if (n == 0)
+		snprintf(j->ar, sizeof(j->ar), "%s; %s", j->c->in_authserv_id, result);
+	else if (n + 2 + strlen(result) < sizeof(j->ar))
+		snprintf(j->ar + n, sizeof(j->ar) - n, "; %s", result);
+	else
+		log_info("%s: inbound: Authentication-Results full, result of an inner "
+		    "signature left out: %s", message_qid(j->m), result);
+}
+
+/* note_add - append one layer's log note */
+static void
+note_add(struct in_job *j, const char *note)
+{
+	size_t n = strlen(j->note);
+
+	if (n < sizeof(j->note))
+		snprintf(j->note + n, sizeof(j->note) - n, "%s%s", n ? "; " : "", note);
+}
+
+/*
+ * verify_layer - verify a signed entity and add its result (outer layers
+ * first: RFC 8601 allows one result per signature); from is the From
+ * address it is compared with.  When content is not NULL it gets the
+ * signed content (the unwrapped entity of opaque signed-data, part 0 of
+ * multipart/signed).  Returns smime_verify()'s status: KM_OK when the
+ * signature could be checked at all, else why not in note.
+ */
+static enum km_status
+verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
+    const char *from, int *opaque, char **content, size_t *clen, char *note, size_t nlen)
+{
+	struct smime_verify_result res;
+	X509_STORE *trust = runtime_trust();
+	BIO *bio = content != NULL ? BIO_new(BIO_s_mem()) : NULL;
+	struct kmerr err;
+	char result[512];
+	enum km_status st;
+
+	memset(&res, 0, sizeof(res));
+	kmerr_clear(&err);
+	st = smime_verify(ctype, body, len, trust, from, &res, bio, &err);
+	ar_result(&res, st != KM_OK ? err.msg : NULL, result, sizeof(result));
+	if (j->c->in_verify)
+		ar_add(j, result);
+	if (st != KM_OK)
+		snprintf(note, nlen, "signature not checked: %s", err.msg);
+	else {
+		snprintf(note, nlen, "signature %s signer=%.200s%s%s%s", res.sig_ok && res.chain_ok &&
+		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown",
+		    weak_digest(res.digest) ? " weak-digest=" : "",
+		    weak_digest(res.digest) ? res.digest : "",
+		    res.canonical ? " (verified in canonical CRLF form)" : "");
+		*opaque = res.opaque;
+		if (bio != NULL)
+			*content = entity_from_bio(bio, clen);
+	}
+	note_add(j, note);
+	if (bio != NULL) {
+		char *data;
+		long n = BIO_get_mem_data(bio, &data);
+
+		if (n > 0)
+			secmem_wipe(data, (size_t)n);
+	}
+	BIO_free(bio);
+	X509_STORE_free(trust);
+	return st;
+}
 
 /* take_layer - the entity just opened becomes the current one */
 static void
@@ -336,6 +460,48 @@ take_layer(struct in_job *j, char *next, size_t nextlen)
 	j->curlen = nextlen;
 	free(j->curtype);
 	j->curtype = entity_ctype(j->cur, j->curlen);
+}
+
+/*
+ * hold_layer - a detached signature's content is an envelope: keep the
+ * current entity (NULL: the message as it came) until it is known whether
+ * the envelope opens, so the signature is not lost when it does not
+ */
+static void
+hold_layer(struct in_job *j)
+{
+	j->held = j->cur;
+	j->heldlen = j->curlen;
+	j->heldtype = j->curtype;
+	j->heldunwrapped = j->unwrapped;
+	j->holding = 1;
+	j->cur = NULL;
+	j->curlen = 0;
+	j->curtype = NULL;
+}
+
+/* settle_held - the envelope opened (keep what is inside) or not (go back) */
+static void
+settle_held(struct in_job *j, int opened)
+{
+	if (!j->holding)
+		return;
+	if (opened) {
+		if (j->held != NULL)
+			secmem_free(j->held, j->heldlen);
+		free(j->heldtype);
+	} else {
+		if (j->cur != NULL)
+			secmem_free(j->cur, j->curlen);
+		free(j->curtype);
+		j->cur = j->held;
+		j->curlen = j->heldlen;
+		j->curtype = j->heldtype;
+		j->unwrapped = j->heldunwrapped;
+	}
+	j->held = j->heldtype = NULL;
+	j->heldlen = 0;
+	j->holding = 0;
 }
 
 /* decrypt_step - open an enveloped layer (see decrypt_layer) */
@@ -364,39 +530,199 @@ decrypt_step(struct in_job *j, enum mime_smime_kind *kind, const char *ctype,
 		return STEP_FAIL;
 	} else if (st != KM_OK) {
 		log_info("%s: inbound: %s", message_qid(j->m), j->reason);
+		settle_held(j, 0);
 		return STEP_STOP;
 	}
+	settle_held(j, 1);
 	j->decrypted++;
 	take_layer(j, next, nextlen);
 	return STEP_NEXT;
 }
 
-/* verify_step - verify a signed layer, and unwrap opaque signed-data if asked */
+/* is_rfc822 - is this Content-Type message/rfc822 (a forwarded message)? */
+static int
+is_rfc822(const char *ctype)
+{
+	struct mime_ctype *ct = NULL;
+	int r = 0;
+
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK)
+		r = strcasecmp(mime_ctype_type(ct), "message") == 0 &&
+		    strcasecmp(mime_ctype_subtype(ct), "rfc822") == 0;
+	mime_ctype_free(ct);
+	return r;
+}
+
+/*
+ * rfc822_open - the forwarded message inside a message/rfc822 entity, as
+ * an entity of its own (secmem_alloc'ed copy); the old one is freed.
+ * NULL when it has no body.
+ */
+static char *
+rfc822_open(char *ent, size_t len, size_t *outlen)
+{
+	size_t hl, bo;
+	char *r = NULL;
+
+	if (mime_entity_split(ent, len, &hl, &bo, NULL) == KM_OK && bo < len &&
+	    (r = secmem_alloc(len - bo + 1)) != NULL) {
+		memcpy(r, ent + bo, len - bo);
+		*outlen = len - bo;
+	}
+	secmem_free(ent, len);
+	return r;
+}
+
+/*
+ * signer_from - the From a signed entity's signer is compared with: a
+ * signed entity inside a signature (a forwarded message, or one carrying
+ * its own protected headers) has its own From; else the message's.
+ * *own gets the malloc'ed copy to free.
+ */
+static const char *
+signer_from(const struct in_job *j, int inside_signature, const char *ent, size_t len,
+    char **own)
+{
+	*own = inside_signature && ent != NULL ? entity_header(ent, len, "From") : NULL;
+	return *own != NULL ? *own : message_header(j->m, "From");
+}
+
+/* nests - is an entity of this Content-Type worth opening after a signature? */
+static int
+nests(const char *ctype)
+{
+	enum mime_smime_kind k = kind_of(ctype);
+
+	return k == MIME_SMIME_SIGNED_OPAQUE || k == MIME_SMIME_SIGNED_DETACHED ||
+	    k == MIME_SMIME_ENVELOPED || k == MIME_SMIME_AUTH_ENVELOPED || is_rfc822(ctype);
+}
+
+/*
+ * first_part_nests - does the signed part of a multipart/signed (ctype and
+ * body, or a whole entity when ctype is NULL) hold a signature, an
+ * envelope or a forwarded message?  Read in place, so the signed content
+ * is copied out only when it is opened.
+ */
+static int
+first_part_nests(const char *ctype, const char *b, size_t len)
+{
+	struct mime_ctype *ct = NULL;
+	struct mime_parts *parts = NULL;
+	char *own = NULL, *c0 = NULL;
+	size_t hl = 0, bo = 0;
+	int r = 0;
+
+	if (ctype == NULL) {
+		if (mime_entity_split(b, len, &hl, &bo, NULL) != KM_OK)
+			return 0;
+		ctype = own = entity_ctype(b, len);
+	}
+	if (ctype != NULL && mime_ctype_parse(ctype, &ct, NULL) == KM_OK &&
+	    mime_multipart_split(b + bo, len - bo, mime_ctype_param(ct, "boundary"),
+	    &parts, NULL) == KM_OK && parts->count > 0) {
+		c0 = entity_ctype(b + bo + parts->part[0].off, parts->part[0].len);
+		r = nests(c0);
+	}
+	free(c0);
+	mime_parts_free(parts);
+	mime_ctype_free(ct);
+	free(own);
+	return r;
+}
+
+/*
+ * nested_signed - report the signatures inside signed content that is
+ * delivered as it is (part 0 of multipart/signed, or signed-data not
+ * unwrapped): each inner layer is verified and gets its own result,
+ * nothing is changed.  A message/rfc822 (a forwarded message) is looked
+ * into.  Takes ent (secmem).
+ */
+static void
+nested_signed(struct in_job *j, char *ent, size_t len, int depth)
+{
+	for (; ent != NULL && depth < 2 * MAX_LAYERS; depth++) {
+		char *ctype = entity_ctype(ent, len), *own = NULL, *next = NULL, note[300];
+		enum mime_smime_kind k = kind_of(ctype);
+		size_t nextlen = 0;
+		int opaque = 0, fwd = is_rfc822(ctype);
+
+		free(ctype);
+		if (fwd)
+			next = rfc822_open(ent, len, &nextlen);
+		else if (k == MIME_SMIME_SIGNED_OPAQUE || k == MIME_SMIME_SIGNED_DETACHED) {
+			int look = k == MIME_SMIME_SIGNED_OPAQUE ||
+			    first_part_nests(NULL, ent, len);
+
+			verify_layer(j, NULL, ent, len, signer_from(j, 1, ent, len, &own),
+			    &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
+			free(own);
+			secmem_free(ent, len);
+		} else {
+			secmem_free(ent, len);
+			return;
+		}
+		ent = next;
+		len = nextlen;
+	}
+	if (ent != NULL)
+		secmem_free(ent, len);
+}
+
+/* encrypted_entity - is this entity enveloped or auth-enveloped data? */
+static int
+encrypted_entity(const char *ent, size_t len)
+{
+	char *ctype = entity_ctype(ent, len);
+	enum mime_smime_kind k = kind_of(ctype);
+
+	free(ctype);
+	return k == MIME_SMIME_ENVELOPED || k == MIME_SMIME_AUTH_ENVELOPED;
+}
+
+/*
+ * verify_step - verify a signed layer, unwrap opaque signed-data if asked,
+ * and report the signatures nested in what stays signed
+ */
 static enum in_step
 verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *ctype,
     const char *b, size_t blen)
 {
 	int unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque;
-	char *next = NULL;
+	char *next = NULL, *own = NULL, note[300];
 	size_t nextlen = 0;
+	int opaque = 0, look;
 	enum km_status st;
 
 	if (!j->c->in_verify && !unwrap)
 		return STEP_STOP;
-	st = verify_layer(j->s, ctype, b, blen, unwrap, &next, &nextlen, j->ar,
-	    sizeof(j->ar), j->note, sizeof(j->note));
+	look = kind == MIME_SMIME_SIGNED_OPAQUE || first_part_nests(ctype, b, blen);
+	st = verify_layer(j, ctype, b, blen, signer_from(j, j->unwrapped, layer ? b : NULL,
+	    blen, &own), &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
+	free(own);
 	if (st == KM_PROTO && layer == 0) {
 		/* Not S/MIME we can read at all: policy.on_malformed. */
-		malformed(j->s, j->v, j->note);
+		malformed(j->s, j->v, note);
 		return STEP_FAIL;
 	}
 	if (st != KM_OK && *j->reason == '\0')
 		/* The message's log line says why it was not checked. */
-		snprintf(j->reason, sizeof(j->reason), "%.300s", j->note);
-	if (!j->c->in_verify)
-		j->ar[0] = '\0';
+		snprintf(j->reason, sizeof(j->reason), "%.300s", note);
 	if (next == NULL)
 		return STEP_STOP;
+	if (!opaque && j->c->in_decrypt && encrypted_entity(next, nextlen)) {
+		/* Triple wrapping (RFC 2634): the signature over the envelope
+		   is reported; the reader needs what is inside it. */
+		unwrap = opaque = 1;
+		hold_layer(j);
+	}
+	if (!unwrap || !opaque) {
+		/* Delivered as it is: only report what is signed inside. */
+		if (j->c->in_verify)
+			nested_signed(j, next, nextlen, layer + 1);
+		else
+			secmem_free(next, nextlen);
+		return STEP_STOP;
+	}
 	j->unwrapped = 1;
 	take_layer(j, next, nextlen);
 	return STEP_NEXT;
@@ -520,8 +846,11 @@ inbound_eom(struct session *s, struct verdict *v)
 		verdict_tempfail(v, "%s", j.reason);
 		return;
 	}
-	if (open_layers(&j, kind, body, bodylen) == 0)
+	if (open_layers(&j, kind, body, bodylen) == 0) {
+		settle_held(&j, 0);	/* an envelope left unopened */
 		deliver(&j);
+	}
+	settle_held(&j, 1);
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);
 	if (j.cur)

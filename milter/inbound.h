@@ -22,6 +22,10 @@
  *	<x> is not internal", "... holds no key this message was encrypted
  *	to", "... cannot open it").  A key lookup that fails or a key the
  *	hook keeps locked also leaves it encrypted ("left encrypted: ...").
+ *	Content ciphers: AES (CBC, GCM) is decrypted; Triple-DES too, marked
+ *	"weak cipher DES-EDE3-CBC" in X-Kmilter-Decrypted; RC2, single DES
+ *	and any other stay encrypted ("kept encrypted: content cipher RC2-CBC
+ *	is not accepted (weak)", a downgrade).
  *	The decrypted entity replaces the message's Content-* headers
  *	and body; nested layers (encrypted again, or signed inside) are
  *	opened up to three deep.
@@ -29,9 +33,17 @@
  *	against the trust store (organization CA and policy.inbound.ca_file,
  *	purpose smimesign) and the From address, and reported in an
  *	Authentication-Results header (RFC 8601, method smime as in RFC 7281)
- *	with the configured authserv-id.  multipart/signed is kept intact so
- *	clients can verify again; opaque signed-data is unwrapped into
- *	readable content when policy.inbound.unwrap_opaque is set.
+ *	with the configured authserv-id: one smime result per signed layer,
+ *	outermost first (a sender's signature around a forwarded signed
+ *	message gives two; a signed layer inside a signature is compared
+ *	with its own From when it has one, else the message's).  A
+ *	signature that verifies with a SHA-1 or MD5 digest passes with the
+ *	comment "(weak digest sha1)".  multipart/signed is kept intact so
+ *	clients can verify again, unless what it signs is encrypted (triple
+ *	wrapping): then the signature is reported and the envelope inside is
+ *	opened, and when it stays shut the message goes on as it came; opaque
+ *	signed-data is unwrapped into readable content when
+ *	policy.inbound.unwrap_opaque is set.
  *	Malformed CMS or MIME gets policy.on_malformed: pass unchanged,
  *	reject (550 5.6.0) or tempfail.  A key store that cannot be reached
  *	tempfails the message, so a retry decrypts it.

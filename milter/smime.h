@@ -187,6 +187,11 @@ enum km_status	 smime_envelope_decrypt_readers(struct smime_envelope *,
 		    const struct smime_reader *readers, size_t nreaders,
 		    BIO *out, int *failed, int *matched, struct kmerr *err);
 int		 smime_envelope_is_auth(const struct smime_envelope *);
+/* the content-encryption algorithm's OpenSSL short name (e.g.
+   "AES-256-CBC", "DES-EDE3-CBC", "RC2-CBC") or dotted OID, in buf;
+   NULL when the envelope cannot be read that far */
+const char	*smime_envelope_cipher(struct smime_envelope *, char *buf,
+		    size_t len);
 struct smime_envelope *smime_envelope_free(struct smime_envelope *);
 
 #endif

@@ -312,6 +312,90 @@ smime_envelope_match(const struct smime_envelope *env, X509 *cert)
 	return found;
 }
 
+/*
+ * der_enter - read the header of the TLV at *p (end is the end of the
+ * enclosing value); want is its tag (-1: any).  *vlen gets its length;
+ * *p then points at its contents.  0 on a mismatch or bad encoding.
+ */
+static int
+der_enter(const unsigned char **p, const unsigned char *end, int want, int wclass,
+    long *vlen)
+{
+	int tag, xclass, r;
+
+	r = ASN1_get_object(p, vlen, &tag, &xclass, end - *p);
+	if ((r & 0x80) || (r & 0x01) || *vlen > end - *p)
+		return 0;	/* an error, or indefinite length (not DER) */
+	return (want < 0 || tag == want) && xclass == wclass;
+}
+
+/* der_skip - step over the TLV at *p, whatever its tag */
+static int
+der_skip(const unsigned char **p, const unsigned char *end)
+{
+	long vlen;
+	int tag, xclass, r;
+
+	r = ASN1_get_object(p, &vlen, &tag, &xclass, end - *p);
+	if ((r & 0x80) || (r & 0x01) || vlen > end - *p)
+		return 0;
+	*p += vlen;
+	return 1;
+}
+
+/*
+ * smime_envelope_cipher - the content-encryption algorithm, as OpenSSL's
+ * short name ("AES-256-CBC", "DES-EDE3-CBC", "RC2-CBC", ...) or its
+ * dotted OID; NULL when it cannot be read.  Read from the DER encoding:
+ * OpenSSL 3 has no getter for EncryptedContentInfo.  Enveloped and
+ * AuthEnveloped data have the same fields before it: version,
+ * [0] originatorInfo (optional), recipientInfos.
+ */
+const char *
+smime_envelope_cipher(struct smime_envelope *env, char *buf, size_t len)
+{
+	const unsigned char *p, *end, *q;
+	ASN1_OBJECT *oid = NULL;
+	long vlen;
+	int nid;
+
+	if (env == NULL || (env->der == NULL &&
+	    (env->derlen = i2d_CMS_ContentInfo(env->cms, &env->der)) <= 0)) {
+		if (env != NULL)
+			env->der = NULL;
+		return NULL;
+	}
+	p = env->der;
+	end = p + env->derlen;
+	/* ContentInfo { contentType, [0] EXPLICIT content } */
+	if (!der_enter(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &vlen) ||
+	    !der_skip(&p, end))
+		return NULL;
+	if (!der_enter(&p, end, 0, V_ASN1_CONTEXT_SPECIFIC, &vlen) ||
+	    !der_enter(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &vlen))
+		return NULL;
+	end = p + vlen;
+	if (!der_skip(&p, end))				/* version */
+		return NULL;
+	q = p;
+	if (der_enter(&q, end, 0, V_ASN1_CONTEXT_SPECIFIC, &vlen))
+		p = q + vlen;				/* originatorInfo */
+	if (!der_skip(&p, end) ||			/* recipientInfos */
+	    !der_enter(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &vlen) ||
+	    !der_skip(&p, end) ||			/* contentType */
+	    !der_enter(&p, end, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &vlen) ||
+	    (oid = d2i_ASN1_OBJECT(NULL, &p, end - p)) == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	if ((nid = OBJ_obj2nid(oid)) != NID_undef)
+		snprintf(buf, len, "%s", OBJ_nid2sn(nid));
+	else if (OBJ_obj2txt(buf, (int)len, oid, 1) <= 0)
+		snprintf(buf, len, "unknown");
+	ASN1_OBJECT_free(oid);
+	return buf;
+}
+
 /* smime_envelope_decrypt - unwrap with the first matching candidate */
 enum km_status
 smime_envelope_decrypt(struct smime_envelope *env,

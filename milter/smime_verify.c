@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "mime.h"
+#include "secmem.h"
 #include "smime.h"
 #include "smime_verify.h"
 #include "smime_b64.h"
@@ -372,6 +373,69 @@ signed_content(CMS_ContentInfo *cms, int opaque, const char **content,
 	return KM_OK;
 }
 
+/* has_bare_lf - does the content hold a line feed without CR before it? */
+static int
+has_bare_lf(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			return 1;
+	return 0;
+}
+
+/*
+ * canonical_copy - the content in canonical form (RFC 8551 3.1.1): each
+ * bare LF becomes CRLF, a CRLF stays one.  secmem_alloc'ed (it may be
+ * decrypted text), *outlen its length; NULL when out of memory.
+ */
+static char *
+canonical_copy(const char *p, size_t n, size_t *outlen)
+{
+	size_t extra = 0, o = 0;
+	char *c;
+
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			extra++;
+	if ((c = secmem_alloc(n + extra)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n' && (i == 0 || p[i - 1] != '\r'))
+			c[o++] = '\r';
+		c[o++] = p[i];
+	}
+	*outlen = o;
+	return c;
+}
+
+/*
+ * verify_canonical - the detached content failed as it stands and holds
+ * bare LFs: check the signature over its canonical CRLF form, which is
+ * what RFC 8551 3.1.1 says the signer signed (NSS keeps LF inside the
+ * envelope).  1 when that verifies; errstr is kept from the first try
+ * otherwise.
+ */
+static int
+verify_canonical(CMS_ContentInfo *cms, const char *content, size_t clen,
+    BIO *sink)
+{
+	size_t cl = 0;
+	char *c;
+	BIO *b;
+	int ok = 0;
+
+	if (!has_bare_lf(content, clen) ||
+	    (c = canonical_copy(content, clen, &cl)) == NULL)
+		return 0;
+	if ((b = content_bio(c, cl)) != NULL)
+		ok = CMS_verify(cms, NULL, NULL, b, sink,
+		    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1;
+	ERR_clear_error();
+	BIO_free_all(b);
+	secmem_free(c, cl);
+	return ok;
+}
+
 /* smime_verify - check a signed entity */
 enum km_status
 smime_verify(const char *ctype, const char *body, size_t len,
@@ -418,8 +482,16 @@ smime_verify(const char *ctype, const char *body, size_t len,
 	if (CMS_verify(cms, NULL, NULL, dcont, sink,
 	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
 		res->sig_ok = 1;
-	else
+	else {
 		smime_ossl(err, KM_OK, "signature");
+		/* Byte for byte first: a signer may have signed bare LFs. */
+		if (!res->opaque && verify_canonical(cms, content, clen,
+		    sink)) {
+			res->sig_ok = 1;
+			res->canonical = 1;
+			kmerr_clear(err);
+		}
+	}
 	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, from, res);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,

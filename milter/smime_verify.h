@@ -17,7 +17,11 @@
  *	of multipart/signed byte for byte, or the unwrapped entity of opaque)
  *	is written to content_out if it is not NULL, even when the signature
  *	is bad (the caller decides what to deliver); when sig_ok is 0, err
- *	holds the reason OpenSSL gave.  Only the first SignerInfo is reported
+ *	holds the reason OpenSSL gave.  Detached content is checked as it
+ *	stands and, when that fails and it holds bare LFs, again in the
+ *	canonical CRLF form RFC 8551 3.1.1 says was signed (canonical = 1
+ *	then; content_out still gets the bytes as they stand).  Only the
+ *	first SignerInfo is reported
  *	in detail (nsigners counts them all); sig_ok needs all to verify.
  * OWNERSHIP
  *	The trust store is borrowed and only read.  content_out is the
@@ -54,6 +58,7 @@ struct smime_verify_result {
 	char	 fingerprint[65];	/* SHA-256 of signer certificate, hex */
 	time_t	 signing_time;		/* 0 when absent */
 	char	 digest[16];		/* "sha256", ... */
+	int	 canonical;		/* verified only once bare LFs became CRLF */
 };
 
 /* smime_verify - check a signed entity; from may be NULL or

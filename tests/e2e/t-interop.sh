@@ -193,6 +193,39 @@ else
 	for c in enc detached opaque; do fail "we-read-cmsutil-$c" "NSS cmsutil missing or its set-up failed (tests/install-deps)"; done
 fi
 
+# --- what real clients send beyond the above (issue 15) ----------------
+# NSS leaves bare LF inside the envelope: a detached signature made over
+# the canonical form still verifies (canonical=1), and the LF-only content
+# is handed on as it is.
+tr -d '\r' < os.eml > os-lf.eml
+sed 's/\r$//' inner.mime > inner-lf.mime
+lfverify() {
+	$T verify -A ca.crt -f "Bob <bob@example.org>" -i os-lf.eml -o os-lf.content 2>os-lf.res &&
+	    grep -q '^sig_ok=1' os-lf.res && grep -q '^canonical=1' os-lf.res &&
+	    grep -q '^from_match=1' os-lf.res && cmp os-lf.content inner-lf.mime
+}
+check we-verify-openssl-detached-lf-only lfverify
+# SHA-1 (Outlook's default): verifies, and the digest is reported.
+openssl cms -sign -md sha1 -signer bob-rsa.crt -inkey bob-rsa.key -binary -in inner.mime -out os1.eml 2>/dev/null
+check we-verify-openssl-sha1-and-say-so sh -c "$T verify -A ca.crt -i os1.eml -o /dev/null 2>os1.res; grep -q '^sig_ok=1' os1.res && grep -q '^digest=sha1' os1.res"
+# Content ciphers are named (the milter's inbound policy decides by them).
+cipherof() {	# file want
+	$T recipients -i "$1" > "$1.rec" && grep -qx "cipher=$2" "$1.rec"
+}
+openssl cms -encrypt -des-ede3-cbc -binary -in inner.mime -out o3des.eml alice-rsa.crt 2>/dev/null
+check we-decrypt-openssl-3des sh -c "$T decrypt -c alice-rsa.crt -k alice-rsa.key -i o3des.eml -o o3des.out && cmp o3des.out inner.mime"
+check we-name-3des cipherof o3des.eml DES-EDE3-CBC
+openssl cms -encrypt -rc2-40-cbc -provider legacy -provider default -binary -in inner.mime -out orc2.eml alice-rsa.crt 2>/dev/null
+check we-name-rc2-40 cipherof orc2.eml RC2-CBC
+check we-name-aes256 cipherof oe.eml AES-256-CBC
+if [ $have_gpgsm = 1 ]; then
+	G --cipher-algo 3DES -r "0x$alice_fpr" --encrypt -o ge3.der inner.mime >/dev/null 2>&1
+	check we-decrypt-gpgsm-3des ourdecrypt ge3.der
+	check we-name-gpgsm-3des cipherof ge3.der DES-EDE3-CBC
+else
+	fail we-read-gpgsm-3des "gpgsm missing or its set-up failed (tests/install-deps)"
+fi
+
 # --- negative: a tampered message fails everywhere ----------------------
 sed 's/interop test/interop TEST/' signed.eml > tampered.eml
 $T verify -A ca.crt -i tampered.eml -o /dev/null 2>t.res

@@ -216,6 +216,101 @@ run $K import carol@example.com "$lab/bob.p12" --password-file "$lab/pw"
 if [ $rc = 1 ] && err_has 'not issued to carol@example.com'; then pass import_wrong_address
 else fail import_wrong_address "$(why)"; fi
 
+# --- key files as Windows and NSS export them (issue 15): RC2-40 or 3DES
+# certificate encryption, base64 armor; each imports and its key decrypts
+# mail encrypted to its certificate; a wrong password is said as such
+# mkp12 NAME ADDR [pkcs12 -export options]: $lab/NAME.p12 for ADDR (RSA)
+mkp12() {
+	_n=$1 _a=$2; shift 2
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$lab/$_n.key" -subj "/CN=$_n" \
+	    -out "$lab/$_n.csr" 2>/dev/null
+	printf 'subjectAltName=email:%s\nextendedKeyUsage=emailProtection\nkeyUsage=digitalSignature,keyEncipherment\n' \
+	    "$_a" > "$lab/$_n.ext"
+	openssl x509 -req -in "$lab/$_n.csr" -CA "$pki/other-ca.crt" -CAkey "$pki/other-ca.key" \
+	    -CAcreateserial -days 365 -extfile "$lab/$_n.ext" -out "$lab/$_n.crt" 2>/dev/null &&
+	openssl pkcs12 -export -inkey "$lab/$_n.key" -in "$lab/$_n.crt" -passout pass:s3cret-pw \
+	    "$@" -out "$lab/$_n.p12"
+}
+# import_decrypts NAME ADDR FILE: import, show lists it, its key decrypts
+import_decrypts() {
+	run $K import "$2" "$3" --password-file "$lab/pw"
+	if [ $rc != 0 ] || ! has 'imported key and certificate as generation 1'; then
+		fail "import_$1" "$(why)"; return
+	fi
+	run $K show "$2"
+	if [ $rc != 0 ] || ! has 'generation 1 state Active key escrowed' || has unusable; then
+		fail "import_$1" "show: $(why) $(head -2 "$out")"; return
+	fi
+	openssl cms -encrypt -binary -aes256 -in "$lab/msg.txt" -out "$lab/enc-$1.msg" \
+	    "$lab/$1.crt" 2>/dev/null
+	rm -f "$lab"/k/*
+	run $P keys "$2" "$lab/k"
+	if [ $rc = 0 ] && openssl cms -decrypt -in "$lab/enc-$1.msg" -inkey "$lab/k/gen1.key" \
+	    2>/dev/null | cmp -s - "$lab/msg.txt"; then pass "import_$1"
+	else fail "import_$1" "keys/decrypt: $(why)"; fi
+}
+mkp12 rc2 rc2@example.com -legacy 2>/dev/null
+if openssl pkcs12 -in "$lab/rc2.p12" -info -noout -passin pass:s3cret-pw 2>&1 |
+    grep -q 'pbeWithSHA1And40BitRC2-CBC'; then
+	run $K import rc2@example.com "$lab/rc2.p12" --password-file "$lab/badpw"
+	if [ $rc = 1 ] && err_has 'wrong password' && ! err_has 'password is right'; then
+		pass import_rc2_wrong_password
+	else fail import_rc2_wrong_password "$(why)"; fi
+	import_decrypts rc2 rc2@example.com "$lab/rc2.p12"
+else fail import_rc2 "openssl pkcs12 -export -legacy made no RC2-40 file"; fi
+mkp12 des3 des3@example.com -certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1 2>/dev/null
+import_decrypts des3 des3@example.com "$lab/des3.p12"
+# NSS itself (pk12util, as Thunderbird's backup): RC2-40 certificates, 3DES key
+if command -v pk12util >/dev/null && command -v certutil >/dev/null; then
+	mkp12 nss-in nss@example.com 2>/dev/null
+	mkdir "$lab/nssdb" && certutil -N -d "sql:$lab/nssdb" --empty-password &&
+	pk12util -i "$lab/nss-in.p12" -d "sql:$lab/nssdb" -W s3cret-pw -K "" >/dev/null 2>&1 &&
+	pk12util -o "$lab/nss.p12" -n nss-in -d "sql:$lab/nssdb" -W s3cret-pw -K "" \
+	    -C "PKCS #12 V2 PBE With SHA-1 And 40 Bit RC2 CBC" \
+	    -c "PKCS #12 V2 PBE With SHA-1 And 3KEY Triple DES-CBC" >/dev/null 2>&1
+	cp "$lab/nss-in.crt" "$lab/nss.crt"
+	if openssl pkcs12 -in "$lab/nss.p12" -info -noout -legacy -passin pass:s3cret-pw 2>&1 |
+	    grep -q 'Encrypted data: pbeWithSHA1And40BitRC2-CBC'; then
+		import_decrypts nss nss@example.com "$lab/nss.p12"
+	else fail import_nss "pk12util made no RC2-40 file"; fi
+else fail import_nss "pk12util/certutil not installed (tests/install-deps: libnss3-tools)"; fi
+mkp12 armored armored@example.com -legacy 2>/dev/null
+{ echo '-----BEGIN PKCS12-----'; openssl base64 -in "$lab/armored.p12"
+  echo '-----END PKCS12-----'; } > "$lab/armored.pem"
+import_decrypts armored armored@example.com "$lab/armored.pem"
+
+# --- certificates that cannot encrypt are refused at import (issue 15)
+openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 \
+    -out "$lab/dsa.param" 2>/dev/null
+openssl genpkey -paramfile "$lab/dsa.param" -out "$lab/dsa.key" 2>/dev/null
+openssl req -new -key "$lab/dsa.key" -subj "/CN=dsa" -out "$lab/dsa.csr" 2>/dev/null
+printf 'subjectAltName=email:dsa@partner.example\nextendedKeyUsage=emailProtection\nkeyUsage=digitalSignature,keyEncipherment\n' > "$lab/dsa.ext"
+openssl x509 -req -in "$lab/dsa.csr" -CA "$pki/other-ca.crt" -CAkey "$pki/other-ca.key" \
+    -CAcreateserial -days 365 -extfile "$lab/dsa.ext" -out "$lab/dsa.crt" 2>/dev/null
+openssl pkcs12 -export -inkey "$lab/dsa.key" -in "$lab/dsa.crt" -passout pass:s3cret-pw \
+    -out "$lab/dsa.p12" 2>/dev/null
+run $K import dsa@partner.example "$lab/dsa.crt"
+if [ $rc = 1 ] && err_has 'cannot encrypt' && err_has 'DSA'; then
+	run $K show dsa@partner.example
+	if [ $rc = 3 ]; then pass import_dsa_cert_refused
+	else fail import_dsa_cert_refused "stored anyway: $(why)"; fi
+else fail import_dsa_cert_refused "$(why)"; fi
+run $K import dsa@partner.example "$lab/dsa.p12" --password-file "$lab/pw"
+if [ $rc = 1 ] && err_has 'cannot encrypt' && err_has 'DSA'; then pass import_dsa_p12_refused
+else fail import_dsa_p12_refused "$(why)"; fi
+# one put in the KM before (by hand here): kmctl show says it is unusable
+run $P plantcert dsa@partner.example 1 "$lab/dsa.crt"
+run $K show dsa@partner.example
+if [ $rc = 0 ] && has 'generation 1 state Active key none' &&
+    has 'unusable: cannot encrypt: a DSA key'; then pass show_unusable_cert
+else fail show_unusable_cert "$(why) $(cat "$out")"; fi
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$lab/signonly.key" -days 365 \
+    -subj "/CN=signonly" -addext "subjectAltName=email:signonly@partner.example" \
+    -addext "keyUsage=critical,digitalSignature" -out "$lab/signonly.crt" 2>/dev/null
+run $K import signonly@partner.example "$lab/signonly.crt"
+if [ $rc = 1 ] && err_has 'lacks keyEncipherment'; then pass import_sign_only_rsa_refused
+else fail import_sign_only_rsa_refused "$(why)"; fi
+
 # --- import a correspondent's certificate alone (DER)
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$lab/carol.key" -days 365 \
     -subj "/CN=carol@partner.example" -addext "subjectAltName=email:carol@partner.example" \

@@ -22,7 +22,11 @@ without certificate is refused at RCPT with 550 5.7.1; client-encrypted
 mail passes untouched; client-signed mail is encrypted around the client's
 signature; malformed MIME to dave (who has a certificate) leaves encrypted
 to him, or is refused per policy.on_malformed, never in plaintext, and
-kmilter stays up.
+kmilter stays up.  Issue 15: a DSA certificate claiming keyEncipherment,
+put in the KM by hand (keymodel-probe plantcert, as kmctl import refuses
+it), is "no usable certificate": signed only and downgraded, or 550 at RCPT
+for a mandatory recipient, never 451; RCPT Dave@Outside.EXAMPLE is
+encrypted to dave@outside.example's certificate.
 Env: T_OUTBOUND_BIG_MB (size of the big attachment, default 5).
 """
 import base64
@@ -48,6 +52,8 @@ DAVE = "dave@outside.example"
 ERIN = "erin@outside.example"
 NOCERT = "nocert@nowhere.example"
 STRICT = "x@strict.example"
+DSA = "dsa@outside.example"
+STRICT_DSA = "dsa@strict.example"
 POLICY = 'rules = ( { match = "strict.example"; encrypt = "mandatory"; } );'
 P12PASS = "kmtest-p12"
 ENCRYPTED = ("sign+encrypt", "encrypt")
@@ -744,6 +750,82 @@ def main():
         refused = [ln for ln in open(e["LAB_LOG"], errors="replace")
                    if "rcpt=<%s> refused" % STRICT in ln]
         check(refused, "kmilter did not log the refusal of %s" % STRICT)
+
+    # --- certificates that cannot encrypt, address case (issue 15) -------------
+
+    def plant_dsa(addr):
+        """A DSA certificate for addr claiming keyEncipherment, put in the KM
+        by hand (kmctl import refuses it now; an older kmctl did not)."""
+        d = wpath("dsa")
+        os.makedirs(d, 0o755, exist_ok=True)
+        name = addr.split("@")[0] + "-" + addr.split("@")[1].split(".")[0]
+        key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
+        param = os.path.join(d, "dsa.param")
+        if not os.path.exists(param):
+            run(["openssl", "genpkey", "-genparam", "-algorithm", "DSA", "-pkeyopt",
+                 "dsa_paramgen_bits:2048", "-out", param])
+        run(["openssl", "genpkey", "-paramfile", param, "-out", key])
+        run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=%s" % addr, "-out", key + ".csr"])
+        with open(key + ".ext", "w") as fp:
+            fp.write("keyUsage=critical,digitalSignature,keyEncipherment\n"
+                     "extendedKeyUsage=emailProtection\nsubjectAltName=email:%s\n" % addr)
+        run(["openssl", "x509", "-req", "-in", key + ".csr", "-CA", S["pki"]["outca"],
+             "-CAkey", os.path.join(wpath("pki"), "outca.key"), "-set_serial",
+             "0x" + os.urandom(12).hex(), "-days", "700", "-extfile", key + ".ext", "-out", crt])
+        os.chmod(crt, 0o644)
+        r = run(["runuser", "-u", "kmilter", "--", os.path.join(BUILD, "tools", "keymodel-probe"),
+                 "-c", S["env"]["LAB_CONF"], "plantcert", addr, "1", crt], ok=False)
+        check(r.returncode == 0, "plantcert %s: %s" % (addr, r.stderr[-300:]))
+        kmctl("flush", addr)
+        return crt
+
+    @suite.case("DSA certificate (keyUsage claims keyEncipherment): signed only, downgraded, "
+                "not tempfailed")
+    def _():
+        env()
+        plant_dsa(DSA)
+        raw = mkmsg([DSA], "dsa", ["Content-Type: text/plain; charset=us-ascii"],
+                    "Your certificate cannot receive encrypted mail.\r\n")
+        # a tempfail would leave it queued: send() waits for the delivery
+        qid, msg, f = send([DSA], raw)
+        check_log(f, "sign", result="downgraded")
+        line = [ln for _, ln in S["sent"] if "%s: from=" % qid in ln][0]
+        check("reason=not encrypted: <%s>" % DSA in line and "cannot encrypt" in line
+              and "DSA" in line, "log line: %s" % line)
+        check(ctype_of(msg).startswith("multipart/signed"), "delivered %r" % ctype_of(msg))
+        check_signed_content(msg, raw, "dsa")
+
+    @suite.case("DSA certificate, mandatory recipient: RCPT 550 5.7.1 (no usable certificate), "
+                "not 451")
+    def _():
+        e = env()
+        plant_dsa(STRICT_DSA)
+        s = smtplib.SMTP(e["LAB_SMTP_HOST"], int(e["LAB_SMTP_PORT"]), timeout=120,
+                         local_hostname="client.example.com")
+        try:
+            s.ehlo()
+            check_eq(s.mail(ALICE)[0], 250, "MAIL FROM")
+            code, text = s.rcpt(STRICT_DSA)
+            text = text.decode("utf-8", "replace")
+            check_eq(code, 550, "RCPT %s reply code (%s)" % (STRICT_DSA, text))
+            check("no usable S/MIME certificate" in text and "cannot encrypt" in text,
+                  "reply: %r" % text)
+        finally:
+            try:
+                s.quit()
+            except (smtplib.SMTPException, OSError):
+                s.close()
+
+    @suite.case("address case: RCPT Dave@Outside.EXAMPLE (certificate for dave@outside.example) "
+                "is encrypted, result=ok")
+    def _():
+        env()
+        mixed = "Dave@Outside.EXAMPLE"
+        raw = mkmsg([mixed], "case", ["Content-Type: text/plain; charset=us-ascii"],
+                    "Mixed case still reaches Dave encrypted.\r\n")
+        qid, msg, f = send([mixed], raw)
+        check_log(f, "sign+encrypt")
+        decrypt_verify_compare(msg, raw, "dave", "case")
 
     # --- what the client already did ------------------------------------------
 

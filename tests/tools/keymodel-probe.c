@@ -13,6 +13,11 @@
  *   keymodel-probe -c CONF plant ADDR GEN LENA LENB
  *       register a bogus generation GEN by hand: the current certificate
  *       on both servers and random "shares" of LENA/LENB bytes, Active
+ *   keymodel-probe -c CONF plantcert ADDR GEN FILE
+ *       register the PEM certificate in FILE by hand as generation GEN
+ *       of ADDR, Active, without shares and without the checks of kmctl
+ *       import: what an older kmctl or another tool may have left in the
+ *       KM (a DSA certificate, one naming someone else)
  *   keymodel-probe -c CONF signload ADDR     signstore_load from state_dir
  *
  * Exit: 0 ok, 1 failure (message on stderr), 2 usage, 3 not found,
@@ -201,10 +206,12 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 	return 0;
 }
 
-/* plant - register a bogus generation by hand, bypassing the key model */
+/* plant - register a bogus generation by hand, bypassing the key model:
+ * the certificate in certfile (no shares when both lengths are 0), else
+ * the current one */
 static int
 plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
-    int gen, size_t lena, size_t lenb)
+    int gen, size_t lena, size_t lenb, const char *certfile)
 {
 	struct kmip_server_opts o;
 	struct kmip_register_req q;
@@ -216,8 +223,17 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 	char uid[KMIP_UID_MAX];
 	int i, dlen, rc = 1;
 
+	if (certfile != NULL) {
+		FILE *f = fopen(certfile, "r");
+
+		if (f != NULL) {
+			x = PEM_read_X509(f, NULL, NULL, NULL);
+			fclose(f);
+		}
+	}
 	if (lena > sizeof(share) || lenb > sizeof(share) ||
-	    keymodel_current_cert(km, addr, &x, NULL) != KM_OK ||
+	    (certfile != NULL && x == NULL) || (certfile == NULL &&
+	    keymodel_current_cert(km, addr, &x, NULL) != KM_OK) ||
 	    keymodel_object_name(addr, name, sizeof(name), NULL) != KM_OK ||
 	    (dlen = i2d_X509(x, NULL)) <= 0 ||
 	    (der = malloc((size_t)dlen)) == NULL) {
@@ -249,6 +265,10 @@ plant(const struct kmilter_conf *conf, struct keymodel *km, const char *addr,
 		if (kmip_register(c, &q, uid, &err) != KM_OK ||
 		    kmip_activate(c, uid, &err) != KM_OK)
 			goto connfail;
+		if (lena == 0 && lenb == 0) {
+			kmip_conn_free(c);
+			continue;
+		}
 		RAND_bytes(share, sizeof(share));
 		q.type = KMIP_OBJ_SECRET_DATA;
 		q.data = share;
@@ -327,7 +347,7 @@ main(int argc, char **argv)
 	}
 	if (cfg == NULL || argc < 3) {
 		fprintf(stderr, "usage: keymodel-probe -c CONF "
-		    "keys|cert|bench|plant|signload ADDR [args]\n");
+		    "keys|cert|bench|plant|plantcert|signload ADDR [args]\n");
 		return 2;
 	}
 	if ((conf = conf_load(cfg, err, sizeof(err))) == NULL) {
@@ -365,7 +385,9 @@ main(int argc, char **argv)
 			rc = bench_one(km, argv[2], n, 2, "revocation_count");
 	} else if (strcmp(argv[1], "plant") == 0 && argc == 6)
 		rc = plant(conf, km, argv[2], atoi(argv[3]),
-		    (size_t)atol(argv[4]), (size_t)atol(argv[5]));
+		    (size_t)atol(argv[4]), (size_t)atol(argv[5]), NULL);
+	else if (strcmp(argv[1], "plantcert") == 0 && argc == 5)
+		rc = plant(conf, km, argv[2], atoi(argv[3]), 0, 0, argv[4]);
 	keymodel_free(km);
 	conf_unref(conf);
 	return rc;

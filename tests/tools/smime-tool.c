@@ -414,10 +414,10 @@ main(int argc, char **argv)
 			fprintf(stderr, "opaque=%d\nsig_ok=%d\nchain_ok=%d\n"
 			    "chain_error=%s\nfrom_match=%d\nnsigners=%d\n"
 			    "subject=%s\nemail=%s\nfingerprint=%s\n"
-			    "signing_time=%lld\ndigest=%s\n", r.opaque,
+			    "signing_time=%lld\ndigest=%s\ncanonical=%d\n", r.opaque,
 			    r.sig_ok, r.chain_ok, r.chain_error, r.from_match,
 			    r.nsigners, r.subject, r.email, r.fingerprint,
-			    (long long)r.signing_time, r.digest);
+			    (long long)r.signing_time, r.digest, r.canonical);
 			if (!r.sig_ok)
 				fprintf(stderr, "reason=%s\n", err.msg);
 			rc = !r.sig_ok ? 1 : !r.chain_ok ? 2 : 0;
@@ -427,7 +427,11 @@ main(int argc, char **argv)
 
 		st = smime_envelope_open(NULL, in, len, &env, &err);
 		if (st == KM_OK) {
-			printf("auth=%d\n", smime_envelope_is_auth(env));
+			char cb[64];
+			const char *cn = smime_envelope_cipher(env, cb, sizeof(cb));
+
+			printf("auth=%d\ncipher=%s\n", smime_envelope_is_auth(env),
+			    cn ? cn : "(unreadable)");
 			for (i = 0; i < smime_envelope_count(env); i++)
 				printf("rid %s\n", smime_envelope_rid(env, i));
 			for (i = 0; i < ncert; i++)

@@ -82,6 +82,11 @@ static const struct {
 	  "t.conf:2: log.verbose: value 10 out of range 0..9" },
 	{ MIN "policy: { outbound: { cipher = \"des\"; }; };",
 	  "t.conf:2: policy.outbound.cipher: \"des\" is not one of aes-256-cbc|aes-128-cbc|aes-256-gcm" },
+	/* 3DES and RC2 are read inbound (README) but never produced */
+	{ MIN "policy: { outbound: { cipher = \"des-ede3-cbc\"; }; };",
+	  "t.conf:2: policy.outbound.cipher: \"des-ede3-cbc\" is not one of aes-256-cbc|aes-128-cbc|aes-256-gcm" },
+	{ MIN "policy: { outbound: { cipher = \"rc2-40-cbc\"; }; };",
+	  "t.conf:2: policy.outbound.cipher: \"rc2-40-cbc\" is not one of aes-256-cbc|aes-128-cbc|aes-256-gcm" },
 	{ "log: { verbose = 1; };",
 	  "t.conf: milter.socket: required setting is missing" },
 	{ MIN "bogus: { a = 1; };", "t.conf:2: bogus: unknown setting" },

@@ -51,6 +51,41 @@ mkcert(EVP_PKEY *key, const char *san, const char *email, long nb, long na,
 	return fixture_cert(key, &spec, ca, cakey);
 }
 
+/* mkcert_ku - an S/MIME certificate for key (freed here) with keyUsage ku */
+static X509 *
+mkcert_ku(EVP_PKEY *key, const char *san, const char *ku)
+{
+	struct fixture_cert spec = { .serial = 43, .cn = "user", .san = san,
+	    .ku = ku, .eku = "emailProtection" };
+	X509 *ca, *x = NULL;
+	EVP_PKEY *cakey;
+
+	if (key != NULL && fixture_ca(&ca, &cakey))
+		x = fixture_cert(key, &spec, ca, cakey);
+	EVP_PKEY_free(key);
+	return x;
+}
+
+/* dsa_key - a DSA-2048 key, or NULL */
+static EVP_PKEY *
+dsa_key(void)
+{
+	EVP_PKEY_CTX *pc, *kc = NULL;
+	EVP_PKEY *params = NULL, *k = NULL;
+
+	if ((pc = EVP_PKEY_CTX_new_from_name(NULL, "DSA", NULL)) != NULL &&
+	    EVP_PKEY_paramgen_init(pc) > 0 &&
+	    EVP_PKEY_CTX_set_dsa_paramgen_bits(pc, 2048) > 0 &&
+	    EVP_PKEY_paramgen(pc, &params) > 0 &&
+	    (kc = EVP_PKEY_CTX_new_from_pkey(NULL, params, NULL)) != NULL &&
+	    EVP_PKEY_keygen_init(kc) > 0)
+		EVP_PKEY_keygen(kc, &k);
+	EVP_PKEY_CTX_free(pc);
+	EVP_PKEY_CTX_free(kc);
+	EVP_PKEY_free(params);
+	return k;
+}
+
 /* ---- fake KM: a table of users ---- */
 
 struct fake_gen {
@@ -69,7 +104,7 @@ struct fake_user {
 	uint32_t	 revcount;	/* what km_revcount returns */
 };
 
-static struct fake_user users[8];
+static struct fake_user users[16];
 static int nusers;
 
 /* counters and switches of all the fakes */
@@ -113,8 +148,9 @@ fake_user_add(const char *addr, int ngens, int enhanced)
 static struct fake_user *
 fake_find(const char *addr)
 {
+	/* the KM folds the whole address (keymodel_object_name) */
 	for (int i = 0; i < nusers; i++)
-		if (strcmp(users[i].addr, addr) == 0)
+		if (strcasecmp(users[i].addr, addr) == 0)
 			return &users[i];
 	return NULL;
 }
@@ -518,6 +554,14 @@ setup_users(void)
 	u = fake_user_add("frank@example.org", 1, 0);
 	u->current = mkcert(k, NULL, "frank@EXAMPLE.ORG", -60, 86400,
 	    "emailProtection");
+	/* a DSA key whose certificate claims keyEncipherment */
+	u = fake_user_add("hank@example.org", 1, 0);
+	u->current = mkcert_ku(dsa_key(), "hank@example.org",
+	    "digitalSignature,keyEncipherment");
+	/* RSA, signing only */
+	u = fake_user_add("ivy@example.org", 1, 0);
+	u->current = mkcert_ku(EVP_RSA_gen(2048), "ivy@example.org",
+	    "digitalSignature");
 	/* an outside correspondent without a certificate (for now) */
 	u = fake_user_add("gina@example.org", 1, 0);
 	u->current = NULL;
@@ -929,8 +973,20 @@ TEST(cert_checks)
 	CHECK_EQ_INT(keystore_get_cert(ks, "frank@Example.Org", &c, &err), KM_OK);
 	X509_free(c);
 	CHECK(c != NULL);
-	/* local part is exact */
-	CHECK_EQ_INT(keystore_get_cert(ks, "Frank@example.org", &c, &err), KM_PERMFAIL);
+	/* the local part too, as mail clients match certificates (issue
+	 * 15: Bob@ against a certificate for bob@ went out unencrypted) */
+	CHECK_EQ_INT(keystore_get_cert(ks, "Frank@example.org", &c, &err), KM_OK);
+	X509_free(c);
+	CHECK_EQ_INT(keystore_get_cert(ks, "ALICE@example.org", &c, &err), KM_OK);
+	X509_free(c);
+	/* a DSA certificate claiming keyEncipherment: no usable
+	 * certificate (PERMFAIL), never a temporary failure */
+	CHECK_EQ_INT(keystore_get_cert(ks, "hank@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "cannot encrypt") != NULL);
+	CHECK(strstr(err.msg, "DSA") != NULL);
+	/* an RSA certificate whose keyUsage forbids encryption */
+	CHECK_EQ_INT(keystore_get_cert(ks, "ivy@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "lacks keyEncipherment") != NULL);
 	keystore_free(ks);
 }
 

@@ -300,6 +300,23 @@ TEST(verify_with_ctype_and_body_apart)
 	free(s);
 }
 
+/*
+ * tampered_fails - change "secret plan" to "Secret plan" in a signed
+ * entity: 1 when the signature is then checked and found bad, with a reason
+ */
+static int
+tampered_fails(char *s, size_t len, struct smime_verify_result *r)
+{
+	struct kmerr err = { 0 };
+	char *p = strstr(s, "secret plan");
+
+	if (p == NULL)
+		return 0;
+	p[0] = 'S';
+	return smime_verify(NULL, s, len, store, NULL, r, NULL, &err) == KM_OK &&
+	    r->sig_ok == 0 && err.msg[0] != '\0';
+}
+
 TEST(verify_tampered_content_and_signature)
 {
 	struct smime_verify_result r;
@@ -311,12 +328,9 @@ TEST(verify_tampered_content_and_signature)
 	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
 	    SMIME_MODE_DETACHED, &len);
 	CHECK(s != NULL);
-	p = strstr(s, "secret plan");
+	CHECK(tampered_fails(s, len, &r));
+	p = strstr(s, "Secret plan");
 	CHECK(p != NULL);
-	p[0] = 'S';
-	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err), KM_OK);
-	CHECK_EQ_INT(r.sig_ok, 0);
-	CHECK(err.msg[0] != '\0');
 	p[0] = 's';
 	CHECK_EQ_INT(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err), KM_OK);
 	CHECK_EQ_INT(r.sig_ok, 1);
@@ -333,6 +347,59 @@ TEST(verify_tampered_content_and_signature)
 	CHECK(smime_verify(NULL, s, len, store, NULL, &r, NULL, &err) != KM_OK || r.sig_ok == 0);
 	CHECK(ERR_peek_error() == 0);	/* queue drained */
 	free(s);
+}
+
+/* to_lf - every CRLF of s becomes LF, in place; the new length */
+static size_t
+to_lf(char *s, size_t len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (!(s[i] == '\r' && i + 1 < len && s[i + 1] == '\n'))
+			s[o++] = s[i];
+	s[o] = '\0';
+	return o;
+}
+
+/*
+ * A multipart/signed whose line ends became bare LF (as NSS leaves it
+ * inside an envelope) verifies in canonical form (RFC 8551 3.1.1); a
+ * tampered one still fails; CRLF input verifies byte for byte.
+ */
+TEST(verify_lf_only_detached_in_canonical_form)
+{
+	struct smime_verify_result r;
+	size_t len = 0, clen = 0;
+	struct kmerr err = { 0 };
+	char *s, *c;
+	BIO *cb = BIO_new(BIO_s_mem());
+
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
+	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "alice@example.org", &r,
+	    NULL, &err), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.canonical, 0);
+	len = to_lf(s, len);
+	CHECK(strstr(s, "\r") == NULL);
+	CHECK_EQ_INT(smime_verify(NULL, s, len, store, "alice@example.org", &r,
+	    cb, &err), KM_OK);
+	CHECK_EQ_INT(r.sig_ok, 1);
+	CHECK_EQ_INT(r.canonical, 1);
+	CHECK_EQ_INT(r.chain_ok, 1);
+	CHECK_EQ_INT(r.from_match, 1);
+	/* The content handed on is the bytes as they came. */
+	c = mem(cb, &clen);
+	CHECK(c != NULL && strstr(c, "secret plan.\n--") != NULL);
+	free(c);
+	CHECK(tampered_fails(s, len, &r));
+	CHECK_EQ_INT(r.canonical, 0);
+	CHECK(ERR_peek_error() == 0);	/* queue drained */
+	free(s);
+	BIO_free(cb);
 }
 
 TEST(verify_untrusted_chain)
@@ -1005,6 +1072,7 @@ static const struct test_case tests[] = {
 	T(sign_canonicalises_lf_and_lines_are_crlf),
 	T(verify_with_ctype_and_body_apart),
 	T(verify_tampered_content_and_signature),
+	T(verify_lf_only_detached_in_canonical_form),
 	T(verify_untrusted_chain),
 	T(verify_unknown_digest_is_permerror),
 	T(encrypt_decrypt_every_option),
