@@ -793,7 +793,7 @@ def main():
         check("reason=not encrypted: <%s>" % DSA in line and "cannot encrypt" in line
               and "DSA" in line, "log line: %s" % line)
         check(ctype_of(msg).startswith("multipart/signed"), "delivered %r" % ctype_of(msg))
-        check_signed_content(msg, raw, "dsa")
+        check_signed_content(msg, raw, "dsa", hp="clear")
 
     @suite.case("DSA certificate, mandatory recipient: RCPT 550 5.7.1 (no usable certificate), "
                 "not 451")
