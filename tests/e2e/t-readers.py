@@ -203,7 +203,8 @@ def check_kept_encrypted(token, raw, mid, rcpts, who, why, delivered=None):
               "ciphertext for %s changed" % c.rcpts)
     line, f = decrypt_pass_line(cs[0])
     check_eq(f.get("result"), "downgraded", "result (%s)" % line)
-    check("<%s> %s" % (who, why) in line, "log line does not say <%s> %s: %s" % (who, why, line))
+    want = why if who is None else "<%s> %s" % (who, why)   # who None: a reason of the message
+    check(want in line, "log line does not say %s: %s" % (want, line))
     return cs
 
 
@@ -261,15 +262,19 @@ def _():
 
 @suite.case("spliced_ri_of_other_message_kept_encrypted")
 def _():
-    # AES-256-OFB has no padding: bob's wrong content key "decrypts" to
-    # other bytes without any error, only comparing the plaintexts tells.
-    for cipher in ("-aes-256-cbc", "-aes-256-ofb"):
+    # With AES-CBC bob's wrong content key fails (255 times in 256) on the
+    # padding, else only comparing the plaintexts tells; AES-256-OFB, which
+    # has no padding at all, is no longer even tried: inbound takes AES-CBC
+    # and AES-GCM only (issue 15), so that splice stays encrypted for its
+    # cipher before any reader is asked.
+    for cipher, who, why in (("-aes-256-cbc", BOB, "cannot open it"),
+                             ("-aes-256-ofb", None, "content cipher AES-256-OFB is not accepted")):
         token = "donor" + cipher[-3:]
         mine = encrypt_der(inner(token), ["alice.crt"], cipher=cipher)
         donor = encrypt_der(inner("other"), ["bob.crt"], cipher=cipher)
         raw, mid = mail(splice("add-ri", mine, donor), [ALICE, BOB], token)
         send(raw, [ALICE, BOB])
-        check_kept_encrypted(token, raw, mid, [ALICE, BOB], BOB, "cannot open it")
+        check_kept_encrypted(token, raw, mid, [ALICE, BOB], who, why)
 
 
 @suite.case("spliced_rid_copy_of_alice_key_kept_encrypted")
