@@ -974,14 +974,18 @@ TEST(readers_spliced_recipientinfo)
 	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
 	    KM_PERMFAIL);
 	CHECK_EQ_INT(failed, 1);
-	/* Order does not matter: bob first fails as reader 0, and out is
-	   left empty. */
+	/* Order does not matter: bob first is refused too.  Usually as
+	   reader 0 with out left empty; but RSA's implicit rejection hands
+	   bob a random content key, and one time in 256 that passes the CBC
+	   padding: then bob's "plaintext" is the reference and alice, the
+	   genuine reader, differs from it (reader 1).  Either way: refused. */
 	ab[0] = &bob_rsa;
 	ab[1] = &alice_rsa;
 	CHECK_EQ_INT(readers_try(der, len, ab, 2, &failed, &olen),
 	    KM_PERMFAIL);
-	CHECK_EQ_INT(failed, 0);
-	CHECK_EQ_INT(olen, 0);
+	CHECK(failed == 0 || failed == 1);
+	if (failed == 0)
+		CHECK_EQ_INT(olen, 0);
 	free(der);
 
 	/* 3. bob alone with a spliced RecipientInfo, AES-GCM: the tag
