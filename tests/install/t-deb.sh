@@ -21,13 +21,8 @@
 # on failure: trap), and the purge checked: state, spool, /run/kmilter,
 # /etc/kmilter gone; the user stays.
 # Runs as root; it refuses to touch a kmilter package it did not install.
-set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-np=0 nf=0 ns=0
-pass() { echo "PASS $1"; np=$((np + 1)); }
-fail() { echo "FAIL $1: $2"; nf=$((nf + 1)); }
-skip() { echo "SKIP $1: $2"; ns=$((ns + 1)); }
-summary() { echo "tests: $np passed, $nf failed, $ns skipped"; }
+. "$(dirname "$0")/../lib/suite.sh"	# set -u, top, pass, fail, suite_ok
+skip() { echo "SKIP $1: $2"; }
 # check NAME WHY CMD... - PASS when CMD succeeds, else FAIL NAME: WHY
 check() {
 	_n=$1 _w=$2
@@ -48,18 +43,15 @@ mode_is() {
 
 if [ "$(id -u)" != 0 ]; then
 	skip deb "ci-unavailable: installs a package: runs as root only"
-	summary
 	exit 0
 fi
 if dpkg-query -W -f='${Status}' kmilter 2>/dev/null | grep -q 'installed\|config-files'; then
 	fail deb "a kmilter package is already on this machine: not touching it (dpkg --purge kmilter)"
-	summary
 	exit 1
 fi
 for p in /etc/kmilter /var/lib/kmilter /var/spool/kmilter /run/kmilter; do
 	if [ -e "$p" ]; then
 		fail deb "$p exists: another kmilter install is here; not touching it"
-		summary
 		exit 1
 	fi
 done
@@ -101,7 +93,6 @@ else
 fi
 if [ -z "$deb" ]; then
 	fail build "make deb failed: $(tail -5 "$W/build.log")"
-	summary
 	exit 1
 fi
 pass "build: make deb made $(basename "$deb") in $(( $(date +%s) - t0 ))s"
@@ -120,7 +111,6 @@ fi
 st=$(dpkg-query -W -f='${Status}' kmilter 2>/dev/null)
 if [ "$st" != "install ok installed" ]; then
 	fail install "dpkg -i: status '$st': $(tail -5 "$W/install.log")"
-	summary
 	exit 1
 fi
 pass "install: dpkg -i"
@@ -174,7 +164,6 @@ if env KM_BUILD="$W/bin" LAB_MILTER=none "$top/tests/lab" up "$LAB" >"$W/lab.log
 else
 	labup=1
 	fail lab "tests/lab up: $(tail -5 "$W/lab.log")"
-	summary
 	exit 1
 fi
 . "$LAB/env"
@@ -366,5 +355,4 @@ check "purge: /etc/kmilter keeps only the administrator's organization CA" "$(ls
 	[ "$(ls -A /etc/kmilter 2>&1)" = orgca ]
 rm -rf /etc/kmilter/orgca
 rmdir /etc/kmilter 2>/dev/null
-summary
-[ $nf = 0 ]
+suite_ok

@@ -10,13 +10,8 @@
 # SYSCONFDIR (systemd-analyze verify clean); a second `make install`
 # changes nothing and keeps an edited configuration; `make uninstall`
 # removes the programs and the unit but keeps the configuration.
-set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-np=0 nf=0 ns=0
-pass() { echo "PASS $1"; np=$((np + 1)); }
-fail() { echo "FAIL $1: $2"; nf=$((nf + 1)); }
-skip() { echo "SKIP $1: $2"; ns=$((ns + 1)); }
-summary() { echo "tests: $np passed, $nf failed, $ns skipped"; }
+. "$(dirname "$0")/../lib/suite.sh"	# set -u, top, pass, fail, suite_ok
+skip() { echo "SKIP $1: $2"; }
 check() {
 	_n=$1 _w=$2
 	shift 2
@@ -26,13 +21,11 @@ modes() { stat -c '%n %U:%G %a' "$@" 2>&1; }
 
 if [ "$(id -u)" != 0 ]; then
 	skip install "ci-unavailable: the system set-up runs as root only"
-	summary
 	exit 0
 fi
 for p in /var/lib/kmilter /var/spool/kmilter /run/kmilter; do
 	if [ -e "$p" ]; then
 		fail install "$p exists: another kmilter install is here; not touching it"
-		summary
 		exit 1
 	fi
 done
@@ -51,7 +44,6 @@ if mk install; then
 	pass "make install PREFIX=$P SYSCONFDIR=$E"
 else
 	fail "make install" "$(tail -5 "$W/make.log")"
-	summary
 	exit 1
 fi
 check "user: system user and group kmilter" "$(getent passwd kmilter)" \
@@ -99,5 +91,4 @@ if mk uninstall; then
 else
 	fail uninstall "$(tail -5 "$W/make.log")"
 fi
-summary
-[ $nf = 0 ]
+suite_ok
