@@ -45,6 +45,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "load"))
 import loadlib as L  # noqa: E402
 from ktest import BUILD, TOP, Suite, check, check_eq, skip, stop_pid, wait_for  # noqa: E402
+from ktest import need as ktest_need  # noqa: E402
 
 KMILTER = os.path.join(BUILD, "kmilter")
 ALICE, DAVE, NOCERT = "alice@example.com", "dave@partner.example", "nocert@elsewhere.example"
@@ -60,9 +61,7 @@ os.chmod(W, 0o755)
 
 
 def need(*keys):
-    for k in keys:
-        if k not in S:
-            skip("an earlier step failed (no %s)" % k)
+    ktest_need(S, *keys)
 
 
 def need_namespace():
