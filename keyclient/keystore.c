@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "cache.h"
+#include "certdir.h"
 #include "conf.h"
 #include "hook.h"
 #include "keymodel.h"
@@ -269,6 +270,15 @@ start_hook(struct keystore *ks, const struct kmilter_conf *conf,
 	return 0;
 }
 
+/* real_dir_cert - the directories of the configuration */
+static enum km_status
+real_dir_cert(void *arg, const char *addr, X509 **out, struct kmerr *err)
+{
+	struct keystore *ks = arg;
+
+	return certdir_lookup(ks->dirs, addr, out, err);
+}
+
 /* use_real_backend - the default back end: signstore, the hook, the KM
  * servers of the configuration and Redis (when want_l2) */
 static int
@@ -279,6 +289,9 @@ use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
 	ks->be.signer = real_signer;
 	if (ks->hook != NULL)
 		ks->be.hook_ask = keystore_real_hook_ask;
+	if ((ks->dirs = certdir_new(conf, err)) == NULL)
+		return -1;
+	ks->be.dir_cert = real_dir_cert;
 	if (conf->km_nservers > 0) {
 		if ((ks->km = keymodel_new(conf, err)) == NULL)
 			return -1;
@@ -385,6 +398,7 @@ keystore_free(struct keystore *ks)
 	ks->cache = cache_free(ks->cache);
 	ks->km = keymodel_free(ks->km);
 	ks->hook = hook_free(ks->hook);
+	ks->dirs = certdir_free(ks->dirs);
 	ks->l1 = memcache_free(ks->l1);
 	ks->released = memcache_free(ks->released);
 	ks->revc = memcache_free(ks->revc);

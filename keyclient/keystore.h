@@ -41,6 +41,11 @@
  *	"no KM configured").  With Redis, it starts the invalidation
  *	subscriber, which drops L1 entries for published address hashes.
  *
+ *	An address the KM has no certificate for is looked up in the
+ *	directories (certdir.h: LDAP, DNS SMIMEA); their answers, found or
+ *	not, are cached like the KM's.  A directory that did not answer
+ *	means "no certificate" for this lookup, and nothing is cached.
+ *
  *	keystore_get_cert() checks before returning: not expired, purpose
  *	emailProtection, and the address matches the certificate (SAN
  *	rfc822Name or subject emailAddress; the domain compared
@@ -152,6 +157,10 @@ struct keystore_backend {
 	enum km_status	(*hook_ask)(void *, const struct hook_request *,
 			    struct hook_answer *, struct kmerr *err);
 	int64_t		(*clock_ms)(void *);	/* L1 clock; NULL: monotonic */
+	/* directories, asked when the KM has no certificate (the real
+	 * back end: certdir.h); NULL: none */
+	enum km_status	(*dir_cert)(void *, const char *addr, X509 **out,
+			    struct kmerr *err);
 };
 
 struct keystore	*keystore_new_backend(const struct kmilter_conf *,

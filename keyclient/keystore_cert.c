@@ -80,21 +80,57 @@ cert_from_l2(struct keystore *ks, struct revc *rc, const char *norm,
 	return KM_OK;
 }
 
-/* cert_from_km - addr's certificate from the KM, kept in L2; a "none" is
- * remembered in L2 and L1 */
+/* cert_from_dirs - after the KM said "none": the directories' answer;
+ * one that did not come is "none" for this lookup only (not cached) */
+static enum km_status
+cert_from_dirs(struct keystore *ks, const char *norm, X509 **c,
+    int *cacheable, struct kmerr *err)
+{
+	enum km_status st;
+	struct kmerr derr;
+
+	*cacheable = 1;
+	if (ks->be.dir_cert == NULL)
+		return KM_PERMFAIL;
+	kmerr_clear(&derr);
+	st = ks->be.dir_cert(ks->be.arg, norm, c, &derr);
+	if (st == KM_OK || st == KM_NOMEM) {
+		if (st == KM_NOMEM)
+			kmerr_set(err, st, KMERR_NONE, "%s", derr.msg);
+		return st;
+	}
+	if (st != KM_PERMFAIL || !kmerr_is(&derr, KMERR_NOTFOUND)) {
+		*cacheable = 0;
+		log_warnx("keystore: %s: directory: %s", norm, derr.msg);
+	}
+	return KM_PERMFAIL;
+}
+
+/* cert_from_km - addr's certificate from the KM, else from the
+ * directories, kept in L2; a "none" is remembered in L2 and L1 */
 static enum km_status
 cert_from_km(struct keystore *ks, const struct revc *rc, const char *norm,
     const char *hash, X509 **c, struct kmerr *err)
 {
 	unsigned char *der = NULL;
 	enum km_status st;
-	int dl;
+	int dl, cacheable = 1;
 
-	if (!ks->has_km)
+	if (!ks->has_km && ks->be.dir_cert == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "no KM configured");
-	bump(&ks->km_fetches);
-	st = ks->be.km_cert(ks->be.arg, norm, c, err);
+	if (ks->has_km) {
+		bump(&ks->km_fetches);
+		st = ks->be.km_cert(ks->be.arg, norm, c, err);
+	} else
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "no certificate for %s", norm);
+	if (st == KM_PERMFAIL && kmerr_is(err, KMERR_NOTFOUND))
+		st = cert_from_dirs(ks, norm, c, &cacheable, err);
+	if (st == KM_PERMFAIL && !cacheable) {
+		bump(&ks->misses);
+		return KM_PERMFAIL;
+	}
 	if (st == KM_PERMFAIL) {
 		bump(&ks->misses);
 		keystore_l2_put(ks, rc, K_CERT, norm, NULL, 0, 1,

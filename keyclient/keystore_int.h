@@ -106,6 +106,7 @@ struct keystore {
 	struct memcache		*released;
 	struct memcache		*revc;		/* revocation counters */
 	struct hook		*hook;
+	struct certdir		*dirs;		/* directories of the conf */
 	char			*state_dir;
 	char			*gateway;
 	int			 memory_ttl, cert_ttl, key_ttl, negative_ttl;

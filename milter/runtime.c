@@ -1,5 +1,6 @@
 /*
- * runtime.c - key store and trust store shared by all messages (see runtime.h).
+ * runtime.c - key store, trust store and revocation checker shared by all
+ * messages (see runtime.h).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -8,9 +9,11 @@
 #include <openssl/x509_vfy.h>
 
 #include "keystore.h"
+#include "revcheck.h"
 #include "runtime.h"
 
 static struct keystore *keystore;
+static struct revcheck *revcheck;
 static X509_STORE *trust;
 static pthread_mutex_t trust_mtx = PTHREAD_MUTEX_INITIALIZER;
 
@@ -48,6 +51,8 @@ runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 		return -1;
 	if ((keystore = keystore_new(c, err)) == NULL)
 		return -1;
+	if ((revcheck = revcheck_new(c, err)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -74,6 +79,13 @@ runtime_keystore(void)
 	return keystore;
 }
 
+/* runtime_revcheck - the revocation checker */
+struct revcheck *
+runtime_revcheck(void)
+{
+	return revcheck;
+}
+
 /* runtime_trust - a reference to the current trust store */
 X509_STORE *
 runtime_trust(void)
@@ -93,6 +105,7 @@ void
 runtime_free(void)
 {
 	keystore = keystore_free(keystore);
+	revcheck = revcheck_free(revcheck);
 	X509_STORE_free(trust);
 	trust = NULL;
 }
