@@ -36,6 +36,7 @@ enum conf_padding	{ PADDING_PKCS1, PADDING_OAEP };
 enum conf_missing	{ MISSING_SIGN_ONLY, MISSING_REFUSE };
 enum conf_nosignkey	{ NOSIGNKEY_UNSIGNED, NOSIGNKEY_TEMPFAIL };
 enum conf_malformed	{ MALFORMED_PASS, MALFORMED_REJECT, MALFORMED_TEMPFAIL };
+enum conf_revcheck	{ REVCHECK_OFF, REVCHECK_SOFT, REVCHECK_HARD };
 enum conf_hookfail	{ HOOKFAIL_KEEP_ENCRYPTED, HOOKFAIL_TEMPFAIL };
 enum conf_sign		{ SIGN_NO, SIGN_YES };
 enum conf_rulesign	{ RULESIGN_DEFAULT, RULESIGN_YES, RULESIGN_NO };
@@ -145,6 +146,15 @@ struct kmilter_conf {
 	char	*in_ca_file;
 	int	 in_unwrap_opaque;
 	char	*in_decrypt_daemon;	/* "" = one pass */
+
+	/* revocation (of outside certificates) */
+	int	 rev_check;		/* enum conf_revcheck */
+	char	**rev_crl_files;
+	int	 rev_ncrl_files;
+	int	 rev_timeout_ms;
+	int	 rev_cache_entries;
+	int	 rev_cache_ttl;
+	int	 rev_backoff_ms;
 
 	/* hook */
 	char	*hook_path;

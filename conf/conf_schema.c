@@ -114,6 +114,13 @@ const struct conf_key conf_schema[] = {
 	BOOL("policy.inbound.unwrap_opaque", in_unwrap_opaque, "true"),
 	STR("policy.inbound.decrypt_daemon", in_decrypt_daemon, ""),
 
+	ENUM("revocation.check", rev_check, "off", "off|soft|hard"),
+	LIST("revocation.crl_files", rev_crl_files, rev_ncrl_files, NULL),
+	INT("revocation.timeout_ms", rev_timeout_ms, "3000", 100, 60000),
+	INT("revocation.cache_entries", rev_cache_entries, "4096", 1, 1000000),
+	INT("revocation.cache_ttl", rev_cache_ttl, "3600", 1, 604800),
+	INT("revocation.backoff_ms", rev_backoff_ms, "60000", 0, 86400000),
+
 	STR("hook.path", hook_path, ""),
 	INT("hook.timeout_ms", hook_timeout_ms, "5000", 10, 600000),
 	INT("hook.max_running", hook_max_running, "4", 1, 256),

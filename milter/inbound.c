@@ -147,6 +147,12 @@ ar_result(const struct smime_verify_result *r, const char *problem, char *buf, s
 	else if (!r->chain_ok)
 		snprintf(buf, len, "smime=fail (untrusted signer: %.100s) "
 		    "body.smime-identifier=%.200s", why, who);
+	else if (r->revoked)
+		snprintf(buf, len, "smime=fail (revoked) "
+		    "body.smime-identifier=%.200s", who);
+	else if (r->rev_unknown)
+		snprintf(buf, len, "smime=temperror (revocation status unknown) "
+		    "body.smime-identifier=%.200s", who);
 	else if (!r->from_match)
 		snprintf(buf, len, "smime=fail (signer does not match From) "
 		    "body.smime-identifier=%.200s", who);
@@ -207,18 +213,28 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 
 	memset(&res, 0, sizeof(res));
 	kmerr_clear(&err);
-	st = smime_verify(ctype, body, len, trust, from, &res, bio, &err);
+	st = smime_verify_rev(ctype, body, len, trust, runtime_revcheck(), from,
+	    &res, bio, &err);
 	ar_result(&res, st != KM_OK ? err.msg : NULL, result, sizeof(result));
 	if (j->c->in_verify)
 		ar_add(j, result);
 	if (st != KM_OK)
 		snprintf(note, nlen, "signature not checked: %s", err.msg);
 	else {
-		snprintf(note, nlen, "signature %s signer=%.200s%s%s%s", res.sig_ok && res.chain_ok &&
-		    res.from_match ? "pass" : "fail", *res.email ? res.email : "unknown",
+		/* a cut note is fine: it is a log line */
+		if (snprintf(note, nlen, "signature %s signer=%.200s%s%s%s%s%.160s",
+		    res.sig_ok && res.chain_ok && res.from_match && !res.revoked &&
+		    !res.rev_unknown ? "pass" : "fail", *res.email ? res.email : "unknown",
 		    weak_digest(res.digest) ? " weak-digest=" : "",
 		    weak_digest(res.digest) ? res.digest : "",
-		    res.canonical ? " (verified in canonical CRLF form)" : "");
+		    res.canonical ? " (verified in canonical CRLF form)" : "",
+		    res.revoked ? " revoked: " : res.rev_unknown ?
+		    " revocation status unknown: " : "",
+		    res.revoked || res.rev_unknown ? res.rev_error : "") >= (int)nlen)
+			log_debug(2, "%s: inbound: note cut", message_qid(j->m));
+		if (*res.rev_error && !res.revoked && !res.rev_unknown)
+			log_debug(1, "%s: inbound: signer %.200s: %s", message_qid(j->m),
+			    *res.email ? res.email : "unknown", res.rev_error);
 		*opaque = res.opaque;
 		if (bio != NULL)
 			*content = entity_from_bio(bio, clen);

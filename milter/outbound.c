@@ -17,23 +17,69 @@
 #include "mime.h"
 #include "outbound.h"
 #include "policy.h"
+#include "revcheck.h"
 #include "runtime.h"
 #include "secmem.h"
 #include "smime.h"
 #include "spool.h"
 
-/* lookup_cert - the recipient's certificate, from RCPT time or now */
+/*
+ * revoked_check - is an outside recipient's certificate revoked?  KM_OK to
+ * use it; else it is dropped: KM_PERMFAIL (revoked, or its status unknown
+ * under revocation.check = hard: *unknown set then), reason in err.  The
+ * KM's own certificates (internal domains) are revoked with kmctl revoke,
+ * the KM never hands those out: not asked.
+ */
 static enum km_status
-lookup_cert(struct message *m, int i, char *err, size_t errlen)
+revoked_check(const struct kmilter_conf *c, struct message *m, int i,
+    int *unknown, char *err, size_t errlen)
+{
+	X509_STORE *trust;
+	struct kmerr ke;
+	enum km_status st;
+
+	if (policy_domain_internal(c, m->rcpts[i]))
+		return KM_OK;
+	kmerr_clear(&ke);
+	trust = runtime_trust();
+	st = revcheck_cert(runtime_revcheck(), m->rcpt_certs[i], NULL, trust, &ke);
+	X509_STORE_free(trust);
+	if (st == KM_OK) {
+		if (ke.msg[0] != '\0')
+			log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m),
+			    m->rcpts[i], ke.msg);
+		return KM_OK;
+	}
+	X509_free(m->rcpt_certs[i]);
+	m->rcpt_certs[i] = NULL;
+	if (st == KM_PERMFAIL && kmerr_is(&ke, KMERR_REFUSED))
+		snprintf(err, errlen, "revoked: %s", ke.msg);
+	else {
+		*unknown = 1;
+		snprintf(err, errlen, "%s", ke.msg);
+	}
+	log_warnx("%s: outbound: rcpt=<%s>: certificate not used: %s", message_qid(m),
+	    m->rcpts[i], err);
+	return KM_PERMFAIL;
+}
+
+/* lookup_cert - the recipient's usable certificate, from RCPT time or now
+ * (*unknown: none because its revocation status is unknown, hard-fail) */
+static enum km_status
+lookup_cert(const struct kmilter_conf *c, struct message *m, int i, int *unknown,
+    char *err, size_t errlen)
 {
 	struct kmerr ke = { 0 };
 	enum km_status st;
 
+	*unknown = 0;
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
 	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
 	    &ke);
 	snprintf(err, errlen, "%s", ke.msg);
+	if (st == KM_OK && m->rcpt_certs[i] != NULL)
+		st = revoked_check(c, m, i, unknown, err, errlen);
 	return st;
 }
 
@@ -46,17 +92,21 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 	struct rcpt_policy pol = policy_for_rcpt(s->conf, m->rcpts[i]);
 	char err[256];
 	enum km_status st;
+	int unknown;
 
 	if (pol.encrypt == ENCRYPT_NEVER)
 		return KM_OK;
-	st = lookup_cert(m, i, err, sizeof(err));
+	st = lookup_cert(s->conf, m, i, &unknown, err, sizeof(err));
 	if (st == KM_OK)
 		return KM_OK;
-	if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+	if (st == KM_TEMPFAIL || st == KM_NOMEM || (unknown &&
+	    (pol.encrypt == ENCRYPT_MANDATORY ||
+	    s->conf->out_missing_cert == MISSING_REFUSE))) {
 		*rcode = "451";
 		*xcode = "4.7.1";
-		snprintf(reply, replylen, "<%s>: cannot look up the S/MIME certificate "
-		    "now, try again later", m->rcpts[i]);
+		snprintf(reply, replylen, "<%s>: cannot %s the S/MIME certificate "
+		    "now, try again later", m->rcpts[i], unknown ?
+		    "learn the revocation status of" : "look up");
 		log_warnx("%s: outbound: rcpt=<%s>: certificate lookup: %s", message_qid(m),
 		    m->rcpts[i], err);
 		return KM_TEMPFAIL;
@@ -277,6 +327,7 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 	int any_mandatory = 0, want_encrypt = 0;
 	char err[512], blockers[200] = "", reason[300];
 	enum km_status st;
+	int unknown;
 
 	j->encrypt = 1;
 	for (int i = 0; i < m->nrcpts; i++) {
@@ -294,9 +345,11 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 		if (pol.encrypt == ENCRYPT_NEVER) {
 			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
-		} else if ((st = lookup_cert(m, i, err, sizeof(err))) == KM_OK)
+		} else if ((st = lookup_cert(j->c, m, i, &unknown, err, sizeof(err))) ==
+		    KM_OK)
 			continue;
-		else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+		else if (st == KM_TEMPFAIL || st == KM_NOMEM ||
+		    (unknown && pol.encrypt == ENCRYPT_MANDATORY)) {
 			verdict_tempfail(j->v, "certificate lookup for <%s>: %s", m->rcpts[i], err);
 			return -1;
 		} else {

@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "mime.h"
+#include "revcheck.h"
 #include "secmem.h"
 #include "smime.h"
 #include "smime_verify.h"
@@ -99,10 +100,30 @@ signing_time(CMS_SignerInfo *si)
 	return timegm(&tm);
 }
 
+/* check_revoked - ask revcheck about a signer whose chain verified */
+static void
+check_revoked(struct revcheck *rv, X509 *signer, X509_STORE_CTX *ctx,
+    X509_STORE *store, struct smime_verify_result *r)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get1_chain(ctx);
+	struct kmerr e;
+	enum km_status st;
+
+	kmerr_clear(&e);
+	st = revcheck_cert(rv, signer, chain, store, &e);
+	if (st == KM_PERMFAIL && kmerr_is(&e, KMERR_REFUSED))
+		r->revoked = 1;
+	else if (st != KM_OK)
+		r->rev_unknown = 1;
+	if (st != KM_OK || e.msg[0] != '\0')
+		snprintf(r->rev_error, sizeof(r->rev_error), "%.159s", e.msg);
+	sk_X509_pop_free(chain, X509_free);
+}
+
 /* verify_chain - check the signer's chain, purpose smimesign */
 static void
 verify_chain(CMS_ContentInfo *cms, X509 *signer, X509_STORE *store,
-    struct smime_verify_result *r)
+    struct revcheck *rv, struct smime_verify_result *r)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *certs = CMS_get1_certs(cms);
@@ -119,9 +140,11 @@ verify_chain(CMS_ContentInfo *cms, X509 *signer, X509_STORE *store,
 		    "cannot set up chain verification");
 		goto out;
 	}
-	if (X509_verify_cert(ctx) == 1)
+	if (X509_verify_cert(ctx) == 1) {
 		r->chain_ok = 1;
-	else
+		if (rv != NULL)
+			check_revoked(rv, signer, ctx, store, r);
+	} else
 		snprintf(r->chain_error, sizeof(r->chain_error), "%s",
 		    X509_verify_cert_error_string(
 		    X509_STORE_CTX_get_error(ctx)));
@@ -311,7 +334,7 @@ load_signed(const char *ctype, const char *body, size_t len,
  */
 static void
 signer_report(CMS_ContentInfo *cms, CMS_SignerInfo *si, X509_STORE *store,
-    const char *from, struct smime_verify_result *res)
+    struct revcheck *rv, const char *from, struct smime_verify_result *res)
 {
 	X509 *signer = NULL;
 	X509_ALGOR *dig = NULL, *sig = NULL;
@@ -340,7 +363,7 @@ signer_report(CMS_ContentInfo *cms, CMS_SignerInfo *si, X509_STORE *store,
 	res->signing_time = signing_time(si);
 	if (signer != NULL) {
 		signer_details(signer, from, res);
-		verify_chain(cms, signer, store, res);
+		verify_chain(cms, signer, store, rv, res);
 	} else {
 		res->sig_ok = 0;
 		snprintf(res->chain_error, sizeof(res->chain_error),
@@ -442,6 +465,16 @@ smime_verify(const char *ctype, const char *body, size_t len,
     X509_STORE *store, const char *from, struct smime_verify_result *res,
     BIO *content_out, struct kmerr *err)
 {
+	return smime_verify_rev(ctype, body, len, store, NULL, from, res,
+	    content_out, err);
+}
+
+/* smime_verify_rev - check a signed entity and its signer's revocation */
+enum km_status
+smime_verify_rev(const char *ctype, const char *body, size_t len,
+    X509_STORE *store, struct revcheck *rv, const char *from,
+    struct smime_verify_result *res, BIO *content_out, struct kmerr *err)
+{
 	CMS_ContentInfo *cms = NULL;
 	STACK_OF(CMS_SignerInfo) *sis;
 	const char *content = NULL;
@@ -492,7 +525,8 @@ smime_verify(const char *ctype, const char *body, size_t len,
 			kmerr_clear(err);
 		}
 	}
-	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, from, res);
+	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, rv, from,
+	    res);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
 	    clen) ||

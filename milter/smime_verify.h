@@ -23,6 +23,11 @@
  *	then; content_out still gets the bytes as they stand).  Only the
  *	first SignerInfo is reported
  *	in detail (nsigners counts them all); sig_ok needs all to verify.
+ *	smime_verify_rev() also asks revcheck (revcheck.h) about a signer
+ *	whose chain verified, with the verified chain: revoked is set when
+ *	its CA revoked it (chain_ok stays 1: the chain itself is sound),
+ *	rev_unknown when its status could not be learned and hard-fail is
+ *	configured; rev_error says what revcheck said.
  * OWNERSHIP
  *	The trust store is borrowed and only read.  content_out is the
  *	caller's and is not freed.  The struct smime_verify_result is filled
@@ -46,6 +51,8 @@
 
 #include "kmerr.h"
 
+struct revcheck;
+
 struct smime_verify_result {
 	int	 opaque;		/* 1 signed-data, 0 multipart/signed */
 	int	 sig_ok;		/* digest and signature value correct */
@@ -59,6 +66,9 @@ struct smime_verify_result {
 	time_t	 signing_time;		/* 0 when absent */
 	char	 digest[16];		/* "sha256", ... */
 	int	 canonical;		/* verified only once bare LFs became CRLF */
+	int	 revoked;		/* the signer's CA revoked its certificate */
+	int	 rev_unknown;		/* its status unknown, hard-fail configured */
+	char	 rev_error[160];	/* what revcheck said, when either is set */
 };
 
 /* smime_verify - check a signed entity; from may be NULL or
@@ -67,5 +77,11 @@ enum km_status	 smime_verify(const char *ctype, const char *body,
 		    size_t len, X509_STORE *store, const char *from,
 		    struct smime_verify_result *res, BIO *content_out,
 		    struct kmerr *err);
+/* smime_verify_rev - the same, then the revocation status of a signer
+   whose chain verified (rv NULL: not checked) */
+enum km_status	 smime_verify_rev(const char *ctype, const char *body,
+		    size_t len, X509_STORE *store, struct revcheck *rv,
+		    const char *from, struct smime_verify_result *res,
+		    BIO *content_out, struct kmerr *err);
 
 #endif

@@ -53,6 +53,13 @@ runtime_trust(void)
 	return X509_STORE_new();
 }
 
+/* runtime_revcheck - FAKE: no revocation checker (checking is off) */
+struct revcheck *
+runtime_revcheck(void)
+{
+	return NULL;
+}
+
 /* ---- set-up ---- */
 
 #define CONF "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \

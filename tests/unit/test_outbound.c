@@ -49,6 +49,19 @@ runtime_keystore(void)
 	return fake_ks;
 }
 
+/* runtime_revcheck, runtime_trust - FAKE: no revocation checker (off) */
+struct revcheck *
+runtime_revcheck(void)
+{
+	return NULL;
+}
+
+X509_STORE *
+runtime_trust(void)
+{
+	return X509_STORE_new();
+}
+
 /* ---- set-up ---- */
 
 #define CONF "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \
