@@ -171,14 +171,56 @@ mark_down(struct revcheck *rv, const char *src, const char *why)
 
 /* ---- HTTP ---- */
 
+/*
+ * read_all - the body of an answer OpenSSL hands out as a stream (not
+ * ASN.1-checked, so that garbage gets to the parser and a PEM CRL is
+ * read), in a memory BIO; NULL (why set) past the deadline or the size
+ * limit
+ */
+static BIO *
+read_all(BIO *in, time_t deadline, char *why, size_t whylen)
+{
+	BIO *out;
+	char buf[4096];
+	size_t total = 0;
+	int n;
+
+	if (BIO_method_type(in) == BIO_TYPE_MEM) {
+		BIO_up_ref(in);
+		return in;
+	}
+	if ((out = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	for (;;) {
+		if ((n = BIO_read(in, buf, sizeof(buf))) > 0) {
+			if ((total += (size_t)n) > REV_MAX_RESP ||
+			    BIO_write(out, buf, n) != n) {
+				snprintf(why, whylen, "answer larger than %d "
+				    "bytes", REV_MAX_RESP);
+				break;
+			}
+			continue;
+		}
+		if (!BIO_should_retry(in))
+			return out;	/* end of the answer */
+		if (BIO_wait(in, deadline, 50) <= 0) {
+			snprintf(why, whylen, "answer not complete in time");
+			break;
+		}
+	}
+	BIO_free(out);
+	return NULL;
+}
+
 /* http_fetch - GET url, or POST req to it; the answer in a memory BIO */
 static BIO *
 http_fetch(struct revcheck *rv, const char *url, BIO *req, char *why,
     size_t whylen)
 {
 	char *host = NULL, *port = NULL, *path = NULL;
+	time_t deadline = time(NULL) + rv->timeout_s;
 	unsigned long e;
-	BIO *resp = NULL;
+	BIO *resp = NULL, *body = NULL;
 	int ssl = 0;
 
 	if (OSSL_HTTP_parse_url(url, &ssl, NULL, &host, &port, NULL, &path,
@@ -195,13 +237,15 @@ http_fetch(struct revcheck *rv, const char *url, BIO *req, char *why,
 		e = ERR_peek_last_error();
 		snprintf(why, whylen, "no answer within %ds (%s)",
 		    rv->timeout_s, e ? ERR_reason_error_string(e) : "?");
-	}
+	} else
+		body = read_all(resp, deadline, why, whylen);
 out:
+	BIO_free_all(resp);
 	ERR_clear_error();
 	OPENSSL_free(host);
 	OPENSSL_free(port);
 	OPENSSL_free(path);
-	return resp;
+	return body;
 }
 
 /* ---- CRLs ---- */

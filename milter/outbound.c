@@ -52,14 +52,15 @@ revoked_check(const struct kmilter_conf *c, struct message *m, int i,
 	}
 	X509_free(m->rcpt_certs[i]);
 	m->rcpt_certs[i] = NULL;
+	/* the reason the message line carries is short; the details here */
 	if (st == KM_PERMFAIL && kmerr_is(&ke, KMERR_REFUSED))
-		snprintf(err, errlen, "revoked: %s", ke.msg);
+		snprintf(err, errlen, "revoked");
 	else {
 		*unknown = 1;
-		snprintf(err, errlen, "%s", ke.msg);
+		snprintf(err, errlen, "revocation status unknown");
 	}
 	log_warnx("%s: outbound: rcpt=<%s>: certificate not used: %s", message_qid(m),
-	    m->rcpts[i], err);
+	    m->rcpts[i], ke.msg);
 	return KM_PERMFAIL;
 }
 
