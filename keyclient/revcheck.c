@@ -649,12 +649,12 @@ verdict(struct revcheck *rv, X509 *cert, enum revstatus rs, const char *why,
 {
 	char subj[200];
 
+	if (rs == REV_GOOD)
+		return KM_OK;
 	subject_of(cert, subj, sizeof(subj));
 	if (rs == REV_REVOKED)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "certificate %s %s", subj, why);
-	if (rs == REV_GOOD)
-		return KM_OK;
 	if (rv->mode == REVCHECK_HARD)
 		return kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
 		    "revocation status unknown of certificate %s: %s", subj,

@@ -28,15 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import socket
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from ktest import (BUILD, TOP, Failure, Suite, check, check_eq, pid_alive, skip,  # noqa: E402
-                   stop_pid, wait_for)
+                   stop_pid)
 import labsmtp  # noqa: E402
+from revca import free_port, gencrl, issue, mkca, revoke, start_server  # noqa: E402
 
 LAB = os.path.join(TOP, "tests", "lab")
-HTTPD = os.path.join(TOP, "tests", "lablib", "revocation_http.py")
 ALICE = "alice@example.com"
 GOOD = "good@outside.example"        # AIA OCSP + CDP; good
 REV = "rev@outside.example"          # AIA OCSP; revoked
@@ -58,88 +57,6 @@ def run(argv, input=None, ok=True, env=None, timeout=120):
         raise Failure("%s: rc %d: %s" % (" ".join(argv[:3]), r.returncode,
                                          (r.stderr or r.stdout)[-400:].decode("utf-8", "replace")))
     return r
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def ca_conf(d):
-    with open(os.path.join(d, "ca.cnf"), "w") as fp:
-        fp.write("""[ ca ]
-default_ca = CA_default
-[ CA_default ]
-dir = %(d)s
-database = %(d)s/index.txt
-new_certs_dir = %(d)s/newcerts
-certificate = %(d)s/ca.crt
-private_key = %(d)s/ca.key
-serial = %(d)s/serial
-crlnumber = %(d)s/crlnumber
-default_md = sha256
-default_days = 700
-default_crl_days = 1
-policy = pol
-unique_subject = no
-[ pol ]
-organizationName = optional
-commonName = supplied
-emailAddress = optional
-""" % {"d": d})
-    return os.path.join(d, "ca.cnf")
-
-
-def mkca(d, cn):
-    os.makedirs(os.path.join(d, "newcerts"))
-    open(os.path.join(d, "index.txt"), "w").close()
-    with open(os.path.join(d, "serial"), "w") as fp:
-        fp.write("1000\n")
-    with open(os.path.join(d, "crlnumber"), "w") as fp:
-        fp.write("01\n")
-    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-         os.path.join(d, "ca.key"), "-out", os.path.join(d, "ca.crt"), "-days", "3650",
-         "-subj", "/O=Outside Test/CN=" + cn,
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-         "-addext", "subjectKeyIdentifier=hash"])
-    return ca_conf(d)
-
-
-def issue(d, cnf, email, ocsp=None, cdp=None):
-    """A user certificate (RSA, sign and encrypt) from the CA in d."""
-    name = email.split("@")[0] + "." + email.split("@")[1].split(".")[0]
-    key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
-    run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-         "-out", key])
-    run(["openssl", "req", "-new", "-key", key, "-subj",
-         "/O=Outside Test/CN=%s/emailAddress=%s" % (name, email), "-out", key + ".csr"])
-    ext = ["basicConstraints=CA:FALSE",
-           "keyUsage=critical,digitalSignature,keyEncipherment",
-           "extendedKeyUsage=emailProtection", "subjectAltName=email:" + email,
-           "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
-    if ocsp:
-        ext.append("authorityInfoAccess=OCSP;URI:" + ocsp)
-    if cdp:
-        ext.append("crlDistributionPoints=URI:" + cdp)
-    with open(key + ".ext", "w") as fp:
-        fp.write("[ usr ]\n" + "\n".join(ext) + "\n")
-    run(["openssl", "ca", "-batch", "-notext", "-config", cnf, "-in", key + ".csr",
-         "-out", crt, "-extfile", key + ".ext", "-extensions", "usr"])
-    os.chmod(crt, 0o644)
-    return crt, key
-
-
-def revoke(cnf, crt):
-    run(["openssl", "ca", "-config", cnf, "-revoke", crt, "-crl_reason", "keyCompromise"])
-
-
-def gencrl(cnf, out):
-    run(["openssl", "ca", "-config", cnf, "-gencrl", "-out", out])
-    os.chmod(out, 0o644)
 
 
 def env():
@@ -290,18 +207,8 @@ def main():
                     fp.write(c.read())
         os.chmod(os.path.join(work, "cas.pem"), 0o644)
         S["httpd_log"] = os.path.join(work, "httpd.log")
-        S["httpd"] = subprocess.Popen(
-            [sys.executable, HTTPD, str(port), ca, os.path.join(ca, "ca.crt"),
-             os.path.join(ca, "ca.key"), os.path.join(ca, "index.txt")],
-            stdout=subprocess.DEVNULL, stderr=open(S["httpd_log"], "w"))
-
-        def up():
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return True
-            except OSError:
-                return False
-        check(wait_for(up, 10, "the CA's HTTP server"), "CA server did not start")
+        S["httpd"] = start_server(ca, port, S["httpd_log"])
+        check(S["httpd"] is not None, "CA server did not start")
         # the responder says what the index says (before kmilter asks)
         r = run(["openssl", "ocsp", "-issuer", os.path.join(ca, "ca.crt"), "-cert", pki[REV][0],
                  "-url", url + "/ocsp", "-CAfile", os.path.join(ca, "ca.crt")])
