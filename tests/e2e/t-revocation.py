@@ -14,7 +14,7 @@ encrypted to (signed only, result=downgraded, reason revoked); a revoked
 signer of inbound mail gives smime=fail (revoked), a good one smime=pass;
 a responder that does not answer: soft = encrypted anyway, warned once,
 hard = downgraded ("revocation status unknown") and 451 at RCPT for a
-mandatory recipient; a garbage OCSP answer and a garbage CRL: a clear log
+mandatory recipient, smime=temperror for a signer; a garbage OCSP answer and a garbage CRL: a clear log
 line, mail delivered, kmilter up; with hard-fail the garbage answer means
 not encrypted.
 """
@@ -298,7 +298,8 @@ def main():
         check("/junk.crl: malformed CRL" in log_text(), "no clear log line for the garbage CRL")
         milter_alive()
 
-    @suite.case("hard: responder down -> downgraded (status unknown); mandatory -> 451")
+    @suite.case("hard: responder down -> downgraded (status unknown); mandatory -> 451; "
+                "signer -> smime=temperror")
     def _():
         env()
         set_mode("hard")
@@ -310,6 +311,10 @@ def main():
             code = ex.recipients[DOWNM][0]
             check_eq(code, 451, "RCPT reply code")
         downgraded(JUNK, "junk hard", "revocation status unknown")
+        crt, key = S["pki"][DOWN]
+        ar = signed_inbound(crt, key, DOWN, "signed, status unknown, hard")
+        check(any("smime=temperror (revocation status unknown)" in v for v in ar),
+              "Authentication-Results: %r" % ar)
         # what is known is still used
         encrypted_to(GOOD, "good hard")
         milter_alive()
