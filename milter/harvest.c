@@ -1,0 +1,197 @@
+/*
+ * harvest.c - keep the encryption certificates correspondents send in
+ * their verified signatures (see harvest.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "certenc.h"
+#include "harvest.h"
+#include "keymodel_cert.h"
+#include "keymodel_harvest.h"
+#include "keystore_certcheck.h"
+#include "keystore_harvest.h"
+#include "log.h"
+#include "revcheck.h"
+
+/* fp - a certificate's "AB:CD:..." SHA-256 fingerprint */
+static const char *
+fp(X509 *x, char *buf, size_t len)
+{
+	keymodel_cert_fingerprint(x, buf, len);
+	return buf;
+}
+
+/* refuse - log one refusal */
+static void
+refuse(const char *qid, const char *addr, X509 *x, const char *why)
+{
+	char f[96];
+
+	log_info("%s: harvest: refused %s sha256=%s: %s", qid, addr,
+	    fp(x, f, sizeof(f)), why);
+}
+
+/* chain - does x chain to the trust store (the set as intermediates)? */
+static enum km_status
+chain(X509_STORE *trust, STACK_OF(X509) *set, X509 *x, struct kmerr *err)
+{
+	X509_STORE_CTX *ctx = NULL;
+	enum km_status st = KM_OK;
+
+	if (trust == NULL)
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "no trust store");
+	else if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, trust, x, set))
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot set up chain verification");
+	else if (X509_verify_cert(ctx) != 1)
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "untrusted: %s", X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(ctx)));
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return st;
+}
+
+/* check - may this candidate be stored?  KM_OK, else why in err */
+static enum km_status
+check(X509_STORE *trust, struct revcheck *rv, STACK_OF(X509) *set,
+    const char *addr, X509 *x, struct kmerr *err)
+{
+	enum km_status st;
+
+	if ((st = keystore_cert_check(x, addr, err)) != KM_OK ||
+	    (st = chain(trust, set, x, err)) != KM_OK)
+		return st;
+	if ((st = revcheck_cert(rv, x, set, trust, err)) == KM_PERMFAIL)
+		kmerr_prefix(err, "revoked: ");
+	else if (st != KM_OK)
+		kmerr_prefix(err, "revocation status unknown: ");
+	return st;
+}
+
+/* newest_first - qsort: by notBefore, newest first */
+static int
+newest_first(const void *a, const void *b)
+{
+	X509 *x = *(X509 *const *)a, *y = *(X509 *const *)b;
+
+	return ASN1_TIME_compare(X509_get0_notBefore(y),
+	    X509_get0_notBefore(x));
+}
+
+/*
+ * candidates - what encKeyPref names, else the end-entity certificates of
+ * the set that name addr and can be encrypted to; newest first.  How many
+ * in *n (at most HARVEST_SET_MAX)
+ */
+static void
+candidates(const struct smime_signer_certs *sc, const char *addr,
+    X509 **out, size_t *n)
+{
+	struct kmerr e;
+
+	*n = 0;
+	if (sc->pref != NULL) {
+		out[(*n)++] = sc->pref;
+		return;
+	}
+	for (int i = 0; i < sk_X509_num(sc->certs); i++) {
+		X509 *x = sk_X509_value(sc->certs, i);
+
+		if (X509_check_ca(x) == 0 && certenc_names(x, addr) &&
+		    certenc_check(x, &e) == KM_OK)
+			out[(*n)++] = x;
+	}
+	ERR_clear_error();
+	qsort(out, *n, sizeof(*out), newest_first);
+}
+
+/* store_one - hand one checked certificate to store and log the outcome */
+static int
+store_one(const struct kmilter_conf *c, const char *qid, const char *addr,
+    X509 *x, harvest_store_fn store, void *arg)
+{
+	struct keymodel_harvest_rules r = {
+		.replace_imported = c->in_harvest_replace_imported,
+		.max_per_address = c->in_harvest_max_per_address
+	};
+	struct kmerr e;
+	char f[96];
+	int gen = 0;
+	enum km_status st;
+
+	kmerr_clear(&e);
+	st = store(arg, addr, x, &r, &gen, &e);
+	if (st == KM_OK) {
+		log_info("%s: harvest: stored %s sha256=%s generation %d", qid,
+		    addr, fp(x, f, sizeof(f)), gen);
+		return 1;
+	}
+	if (st == KM_PERMFAIL && e.reason == KMERR_EXISTS)
+		log_debug(1, "%s: harvest: %s sha256=%s: %s", qid, addr,
+		    fp(x, f, sizeof(f)), e.msg);
+	else if (st == KM_PERMFAIL && e.reason == KMERR_REFUSED)
+		refuse(qid, addr, x, e.msg);
+	else
+		log_warnx("%s: harvest: %s sha256=%s: not stored: %s "
+		    "(the message goes on)", qid, addr, fp(x, f, sizeof(f)),
+		    e.msg);
+	return 0;
+}
+
+/* harvest_signature - store what a verified signature carries for addr */
+int
+harvest_signature(const struct kmilter_conf *c, X509_STORE *trust,
+    struct revcheck *rv, const char *qid, const char *addr,
+    const struct smime_signer_certs *sc, harvest_store_fn store, void *arg)
+{
+	X509 *cand[HARVEST_SET_MAX], *ok[HARVEST_SET_MAX];
+	size_t n = 0, nok = 0, i;
+	struct kmerr e;
+	char why[160];
+	int stored = 0;
+
+	if (!c->in_harvest || sc->certs == NULL || addr == NULL ||
+	    *addr == '\0')
+		return 0;
+	if (sk_X509_num(sc->certs) > HARVEST_SET_MAX) {
+		log_info("%s: harvest: refused %s: the signature carries %d "
+		    "certificates (more than %d are not looked into)", qid,
+		    addr, sk_X509_num(sc->certs), HARVEST_SET_MAX);
+		return 0;
+	}
+	candidates(sc, addr, cand, &n);
+	for (i = 0; i < n; i++) {
+		kmerr_clear(&e);
+		if (i >= (size_t)c->in_harvest_max_per_message) {
+			snprintf(why, sizeof(why), "more than %d certificates "
+			    "for %s in one message "
+			    "(harvest_max_per_message)",
+			    c->in_harvest_max_per_message, addr);
+			refuse(qid, addr, cand[i], why);
+		} else if (check(trust, rv, sc->certs, addr, cand[i],
+		    &e) != KM_OK)
+			refuse(qid, addr, cand[i], e.msg);
+		else
+			ok[nok++] = cand[i];
+	}
+	while (nok > 0)		/* oldest first: the newest ends up current */
+		stored += store_one(c, qid, addr, ok[--nok], store, arg);
+	return stored;
+}
+
+/* harvest_store_keystore - the milter's store: keystore_harvest() */
+enum km_status
+harvest_store_keystore(void *arg, const char *addr, X509 *cert,
+    const struct keymodel_harvest_rules *r, int *generation,
+    struct kmerr *err)
+{
+	return keystore_harvest(arg, addr, cert, r, generation, err);
+}
