@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include "certenc.h"
 #include "keymodel.h"
 #include "keymodel_cert.h"
 #include "keymodel_harvest.h"
@@ -144,7 +145,14 @@ keymodel_harvest_cert(struct keymodel *km, const char *addr, X509 *cert,
 		goto out;
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
-	if ((st = describe(&a, v, err)) != KM_OK ||
+	/* the caller checked it; what is stored for addr names addr, always */
+	if (!certenc_names(cert, a.norm)) {
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "the certificate is not issued to %s", a.norm);
+		goto out;
+	}
+	if ((st = certenc_check(cert, err)) != KM_OK ||
+	    (st = describe(&a, v, err)) != KM_OK ||
 	    (st = keymodel_harvest_decide(v, a.nrecs, a.norm, fp,
 	    not_before(cert), r, err)) != KM_OK)
 		goto out;

@@ -9,8 +9,10 @@
  * DESCRIPTION
  *	The caller (milter/harvest.c) has checked the certificate itself:
  *	it names the address, chains to a trust anchor, is valid now, is
- *	not revoked and can be encrypted to.  What is decided here depends
- *	on what the KM already holds for the address:
+ *	not revoked and can be encrypted to; the first and the last are
+ *	checked here again (refused: KMERR_REFUSED), so nothing stored for
+ *	an address ever names another.  What is decided here depends on
+ *	what the KM already holds for the address:
  *	  - the same certificate (SHA-256) in any generation: nothing to do
  *	    (KMERR_EXISTS); in a Compromised generation: refused;
  *	  - an address with a key pair of its own in the KM (an internal

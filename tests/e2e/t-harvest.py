@@ -15,7 +15,8 @@ kmctl show says "source harvested"; then alice@example.com writes to carol
 and the message is encrypted to that certificate (no kmctl import); the
 same certificate again stores nothing; never stored: a bad signature, a
 signer from an unknown CA, a signer that is not the From address, an
-encryption certificate for another address, an expired one; a flood of
+encryption certificate for another address, an expired one, one from an
+unknown CA; a flood of
 new certificates for erin stops at harvest_max_per_address; frank's
 imported certificate is not replaced.  Every message is delivered.
 Env: KTEST_ONLY=substring; T_HARVEST_KEEP=1 leaves the lab in place.
@@ -347,13 +348,16 @@ def _():
                          capture_output=True).returncode != 0, "dave has a certificate")
 
 
-@suite.case("wrong_address_and_expired_refused_once")
+@suite.case("wrong_address_expired_untrusted_refused_once")
 def _():
     d = deliver(mail(signed("wrong", "carol-sign", pref="mallory-enc"), CAROL), CAROL)
     check_eq(ar(d), "pass", "Authentication-Results (%s)" % d.why())
     refused_once(d, CAROL, "mallory-enc", "does not name %s" % CAROL)
     d = deliver(mail(signed("expired", "carol-sign", pref="carol-expired"), CAROL), CAROL)
     refused_once(d, CAROL, "carol-expired", "expired")
+    # a trusted signer carrying an encryption certificate of an unknown CA
+    d = deliver(mail(signed("rogue-enc", "carol-sign", pref="carol-rogue-enc"), CAROL), CAROL)
+    refused_once(d, CAROL, "carol-rogue-enc", "untrusted")
     check_eq(generations(CAROL), ["1"], "carol's generations")
 
 
