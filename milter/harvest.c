@@ -2,21 +2,101 @@
  * harvest.c - keep the encryption certificates correspondents send in
  * their verified signatures (see harvest.h).
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "certenc.h"
+#include "clock.h"
 #include "harvest.h"
 #include "keymodel_cert.h"
 #include "keymodel_harvest.h"
+#include "keymodel_name.h"
 #include "keystore_certcheck.h"
 #include "keystore_harvest.h"
 #include "log.h"
 #include "revcheck.h"
+
+/*
+ * What the KM said lately, so that a correspondent's every message does not
+ * cost an administration scan: per certificate and address, a refusal or
+ * "already there" for MEMO_MS; after a KM failure, no KM write at all for
+ * BACKOFF_MS.
+ */
+#define MEMO_SLOTS	256
+#define MEMO_MS		(600 * 1000)
+#define BACKOFF_MS	(60 * 1000)
+
+struct memo {
+	char	 fp[96];
+	char	 addr[KEYMODEL_ADDR_MAX + 1];
+	int64_t	 until;
+};
+
+static struct memo memo[MEMO_SLOTS];
+static int64_t km_backoff_until;
+static pthread_mutex_t memo_mtx = PTHREAD_MUTEX_INITIALIZER;
+
+/* memo_slot - the slot of a fingerprint (FNV-1a) */
+static struct memo *
+memo_slot(const char *f)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *f != '\0'; f++)
+		h = (h ^ (unsigned char)*f) * 16777619u;
+	return &memo[h % MEMO_SLOTS];
+}
+
+/* memo_recall - did the KM answer for this certificate and address
+ * lately, or is the KM in back-off? */
+static int
+memo_recall(const char *f, const char *addr)
+{
+	struct memo *m = memo_slot(f);
+	int64_t now = clock_ms();
+	int r;
+
+	pthread_mutex_lock(&memo_mtx);
+	r = now < km_backoff_until || (now < m->until &&
+	    strcmp(m->fp, f) == 0 && strcasecmp(m->addr, addr) == 0);
+	pthread_mutex_unlock(&memo_mtx);
+	return r;
+}
+
+/* memo_keep - remember a KM answer (backoff: the KM failed) */
+static void
+memo_keep(const char *f, const char *addr, int backoff)
+{
+	struct memo *m = memo_slot(f);
+
+	pthread_mutex_lock(&memo_mtx);
+	if (backoff)
+		km_backoff_until = clock_ms() + BACKOFF_MS;
+	else {
+		snprintf(m->fp, sizeof(m->fp), "%s", f);
+		snprintf(m->addr, sizeof(m->addr), "%s", addr);
+		m->until = clock_ms() + MEMO_MS;
+	}
+	pthread_mutex_unlock(&memo_mtx);
+}
+
+/* harvest_forget - forget what the KM said (tests) */
+void
+harvest_forget(void)
+{
+	pthread_mutex_lock(&memo_mtx);
+	memset(memo, 0, sizeof(memo));
+	km_backoff_until = 0;
+	pthread_mutex_unlock(&memo_mtx);
+}
 
 /* fp - a certificate's "AB:CD:..." SHA-256 fingerprint */
 static const char *
@@ -127,22 +207,33 @@ store_one(const struct kmilter_conf *c, const char *qid, const char *addr,
 	int gen = 0;
 	enum km_status st;
 
+	fp(x, f, sizeof(f));
+	if (memo_recall(f, addr)) {
+		log_debug(1, "%s: harvest: %s sha256=%s: decided lately, or "
+		    "the KM is in back-off", qid, addr, f);
+		return 0;
+	}
 	kmerr_clear(&e);
 	st = store(arg, addr, x, &r, &gen, &e);
+	if (st == KM_PERMFAIL && (e.reason == KMERR_EXISTS ||
+	    e.reason == KMERR_REFUSED))
+		memo_keep(f, addr, 0);
+	else if (st == KM_TEMPFAIL)
+		memo_keep(f, addr, 1);
 	if (st == KM_OK) {
 		log_info("%s: harvest: stored %s sha256=%s generation %d", qid,
-		    addr, fp(x, f, sizeof(f)), gen);
+		    addr, f, gen);
 		return 1;
 	}
 	if (st == KM_PERMFAIL && e.reason == KMERR_EXISTS)
-		log_debug(1, "%s: harvest: %s sha256=%s: %s", qid, addr,
-		    fp(x, f, sizeof(f)), e.msg);
+		log_debug(1, "%s: harvest: %s sha256=%s: %s", qid, addr, f,
+		    e.msg);
 	else if (st == KM_PERMFAIL && e.reason == KMERR_REFUSED)
 		refuse(qid, addr, x, e.msg);
 	else
 		log_warnx("%s: harvest: %s sha256=%s: not stored: %s "
-		    "(the message goes on)", qid, addr, fp(x, f, sizeof(f)),
-		    e.msg);
+		    "(the message goes on%s)", qid, addr, f, e.msg,
+		    st == KM_TEMPFAIL ? "; no harvest for 60 s" : "");
 	return 0;
 }
 

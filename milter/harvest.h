@@ -5,7 +5,8 @@
  *	harvest - keep the encryption certificates correspondents send in
  *	their verified signatures
  * SUMMARY
- *	harvest_signature(), harvest_store_keystore(), HARVEST_SET_MAX.
+ *	harvest_signature(), harvest_store_keystore(), harvest_forget(),
+ *	HARVEST_SET_MAX.
  * DESCRIPTION
  *	harvest_signature() is called by inbound.c for a signature that
  *	verified (signature, chain to a trust anchor with smimesign, signer
@@ -30,6 +31,15 @@
  *	at warning ("QID: harvest: ADDR sha256=FP: not stored: why");
  *	the same certificate again only at debug level 1.  Nothing here
  *	changes the message's verdict.
+ *
+ *	Bounded cost: what the KM side answered for a certificate and
+ *	address (already there, or refused by its rules) is remembered for
+ *	10 minutes and not asked again (a correspondent whose imported
+ *	certificate is kept does not cost a KM scan per message, and the
+ *	refusal is logged once); after a KM failure (KM_TEMPFAIL) no
+ *	certificate is written for 60 s, so a KM outage costs one timeout
+ *	per minute, not one per signed message.  harvest_forget() clears
+ *	both (tests).
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
@@ -58,6 +68,7 @@ int		harvest_signature(const struct kmilter_conf *, X509_STORE *trust,
 		    struct revcheck *, const char *qid, const char *addr,
 		    const struct smime_signer_certs *, harvest_store_fn store,
 		    void *arg);
+void		harvest_forget(void);
 /* store for harvest_signature(): arg is the struct keystore */
 enum km_status	harvest_store_keystore(void *arg, const char *addr,
 		    X509 *cert, const struct keymodel_harvest_rules *,

@@ -161,8 +161,9 @@ static EVP_PKEY *cakey;
 
 /* The fake store: what it was given, in order. */
 static X509 *stored[8];
-static int nstored;
+static int nstored, store_calls;
 static enum km_status store_answer = KM_OK;
+static enum kmerr_reason store_reason = KMERR_UNREACHABLE;
 
 static enum km_status
 fake_store(void *arg, const char *addr, X509 *cert,
@@ -171,9 +172,10 @@ fake_store(void *arg, const char *addr, X509 *cert,
 {
 	(void)arg;
 	(void)r;
+	store_calls++;
 	if (store_answer != KM_OK)
-		return kmerr_set(err, store_answer, KMERR_UNREACHABLE,
-		    "KM down (fake)");
+		return kmerr_set(err, store_answer, store_reason,
+		    "KM says no (fake)");
 	if (strcmp(addr, ADDR) != 0 || nstored >= 8)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED, "fake");
 	X509_up_ref(cert);
@@ -188,6 +190,9 @@ store_reset(void)
 	while (nstored > 0)
 		X509_free(stored[--nstored]);
 	store_answer = KM_OK;
+	store_reason = KMERR_UNREACHABLE;
+	store_calls = 0;
+	harvest_forget();
 }
 
 /* enc_cert - an EC certificate for san that can encrypt; issuer NULL:
@@ -382,6 +387,46 @@ TEST(huge_set_not_looked_into_and_km_error_harmless)
 	X509_free(x);
 }
 
+TEST(km_answers_remembered_and_km_failure_backs_off)
+{
+	X509 *x, *y;
+	STACK_OF(X509) *s, *t;
+
+	CHECK(setup());
+	store_reset();
+	x = enc_cert(ADDR, NULL, NULL, 0, 0, 61);
+	y = enc_cert(ADDR, NULL, NULL, 0, 0, 62);
+	s = set_of(x, NULL, NULL);
+	t = set_of(y, NULL, NULL);
+	/* refused by the KM side (e.g. imported kept): asked once */
+	store_answer = KM_PERMFAIL;
+	store_reason = KMERR_REFUSED;
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	CHECK_EQ_INT(store_calls, 1);
+	/* another certificate is asked about */
+	CHECK_EQ_INT(run(2, t, NULL), 0);
+	CHECK_EQ_INT(store_calls, 2);
+	harvest_forget();
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	CHECK_EQ_INT(store_calls, 3);
+	/* KM down: nothing is asked during the back-off, whatever the
+	 * certificate */
+	harvest_forget();
+	store_answer = KM_TEMPFAIL;
+	store_reason = KMERR_UNREACHABLE;
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	CHECK_EQ_INT(run(2, t, NULL), 0);
+	CHECK_EQ_INT(store_calls, 4);
+	store_reset();
+	CHECK_EQ_INT(run(2, t, NULL), 1);
+	store_reset();
+	sk_X509_pop_free(s, X509_free);
+	sk_X509_pop_free(t, X509_free);
+	X509_free(x);
+	X509_free(y);
+}
+
 /* ---- smime_verify_certs: the encKeyPref attribute ---- */
 
 /* signed_with_pref - opaque signed-data by signer, carrying extra, with
@@ -489,6 +534,7 @@ static const struct test_case tests[] = {
 	T(per_message_limit_keeps_the_newest_stored_oldest_first),
 	T(enckeypref_chooses),
 	T(huge_set_not_looked_into_and_km_error_harmless),
+	T(km_answers_remembered_and_km_failure_backs_off),
 	T(enckeypref_read_from_signature),
 	{ NULL, NULL }
 };
