@@ -43,6 +43,7 @@ struct memo {
 static struct memo memo[MEMO_SLOTS];
 static int64_t km_backoff_until;
 static pthread_mutex_t memo_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_mtx = PTHREAD_MUTEX_INITIALIZER;
 
 /* memo_slot - the slot of a fingerprint (FNV-1a) */
 static struct memo *
@@ -213,8 +214,16 @@ store_one(const struct kmilter_conf *c, const char *qid, const char *addr,
 		    "the KM is in back-off", qid, addr, f);
 		return 0;
 	}
+	/* one KM write at a time in this process, and none waits for it:
+	 * a correspondent's next message tries again */
+	if (pthread_mutex_trylock(&write_mtx) != 0) {
+		log_debug(1, "%s: harvest: %s sha256=%s: another harvest is "
+		    "being written; skipped", qid, addr, f);
+		return 0;
+	}
 	kmerr_clear(&e);
 	st = store(arg, addr, x, &r, &gen, &e);
+	pthread_mutex_unlock(&write_mtx);
 	if (st == KM_PERMFAIL && (e.reason == KMERR_EXISTS ||
 	    e.reason == KMERR_REFUSED))
 		memo_keep(f, addr, 0);

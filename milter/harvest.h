@@ -38,15 +38,17 @@
  *	certificate is kept does not cost a KM scan per message, and the
  *	refusal is logged once); after a KM failure (KM_TEMPFAIL) no
  *	certificate is written for 60 s, so a KM outage costs one timeout
- *	per minute, not one per signed message.  harvest_forget() clears
- *	both (tests).
+ *	per minute, not one per signed message.  One KM write at a time
+ *	per process: a harvest while another is being written is skipped
+ *	(debug level 1), never waited for.  harvest_forget() clears the
+ *	memory and the back-off (tests).
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
  *	harvest_signature() returns how many certificates were stored; all
  *	else is logged.
  * THREADS
- *	Thread-safe when store is.
+ *	Thread-safe when store is; store is called by one thread at a time.
  */
 #include <openssl/x509_vfy.h>
 
