@@ -19,7 +19,9 @@ encryption certificate for another address, an expired one, one from an
 unknown CA; a flood of
 new certificates for erin stops at harvest_max_per_address; frank's
 imported certificate is not replaced (and his next message is not refused
-again in the log: the KM's answer is remembered).  Every message is delivered.
+again in the log: the KM's answer is remembered); with KM server B down a
+signed message is delivered, the KM error logged once, and the next one
+does not try the KM (back-off).  Every message is delivered.
 Env: KTEST_ONLY=substring; T_HARVEST_KEEP=1 leaves the lab in place.
 """
 import atexit
@@ -50,6 +52,7 @@ AUTHSERV = "mx.example.com"
 ALICE = "alice@example.com"
 CAROL, ERIN, FRANK, DAVE = ("carol@partner.example", "erin@partner.example",
                             "frank@partner.example", "dave@partner.example")
+GEORGE = "george@partner.example"
 MAX_PER_ADDRESS = 2
 
 W = None
@@ -251,6 +254,9 @@ def setup(base):
     mkuser("erin-sign", ERIN, "partnerca", enc=False)
     for i in range(1, 5):
         mkuser("erin-enc%d" % i, ERIN, "partnerca", enc=True, nb_hours=-10 + i)
+    mkuser("george-sign", GEORGE, "partnerca", enc=False)
+    mkuser("george-enc", GEORGE, "partnerca", enc=True)
+    mkuser("george-enc2", GEORGE, "partnerca", enc=True)
     mkuser("frank-sign", FRANK, "partnerca", enc=False)
     mkuser("frank-imported", FRANK, "partnerca", enc=True, nb_hours=-5)
     mkuser("frank-new", FRANK, "partnerca", enc=True, nb_hours=-1)
@@ -397,6 +403,38 @@ def _():
     check_eq(generations(FRANK), ["1"], "frank's generations")
     check(state["fp:frank-imported"] in out and state["fp:frank-new"] not in out,
           "kmctl show frank: %s" % out)
+
+
+def km_sh(fn, name, port=""):
+    """km_stop / km_start of tests/lablib/km.sh for one KM server."""
+    script = ". %s/tests/lablib/common.sh; . %s/tests/lablib/km.sh; %s %s %s %s" % (
+        shlex.quote(TOP), shlex.quote(TOP), fn,
+        shlex.quote(os.path.join(env["LAB_DIR"], "km")), name, port)
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, timeout=60)
+
+
+@suite.case("km_down_logged_message_delivered_then_back_off")
+def _():
+    km_sh("km_stop", "km-b")
+    try:
+        t0 = time.monotonic()
+        d = deliver(mail(signed("kmdown", "george-sign", pref="george-enc"), GEORGE), GEORGE)
+        t1 = time.monotonic() - t0
+        check_eq(ar(d), "pass", "Authentication-Results (%s)" % d.why())
+        lines = [ln for ln in d.harvest() if "not stored" in ln]
+        check(len(lines) == 1 and "no harvest for 60 s" in lines[0],
+              "KM error not logged once: %s" % d.why())
+        # back-off: the next new certificate does not try the KM at all
+        d = deliver(mail(signed("kmdown2", "george-sign", pref="george-enc2"), GEORGE),
+                    GEORGE)
+        check(not any("not stored" in ln or " stored " in ln for ln in d.harvest()),
+              "KM asked during the back-off: %s" % d.why())
+        print("FIGURE harvest: signed message delivered in %.2fs with KM server B down "
+              "(harvest failed, logged)" % t1, flush=True)
+    finally:
+        r = km_sh("km_start", "km-b", env["LAB_KM_B"].rpartition(":")[2])
+        if r.returncode != 0:
+            print("km-b did not restart: %s" % r.stderr.decode()[-300:], flush=True)
 
 
 def main():
