@@ -22,6 +22,7 @@
 #include "keystore_certcheck.h"
 #include "keystore_harvest.h"
 #include "log.h"
+#include "policy.h"
 #include "revcheck.h"
 
 /*
@@ -261,6 +262,12 @@ harvest_signature(const struct kmilter_conf *c, X509_STORE *trust,
 	if (!c->in_harvest || sc->certs == NULL || addr == NULL ||
 	    *addr == '\0')
 		return 0;
+	if (policy_domain_internal(c, addr)) {
+		/* our own users' certificates come from the KM, not the mail */
+		log_debug(1, "%s: harvest: %s is internal: not harvested", qid,
+		    addr);
+		return 0;
+	}
 	if (sk_X509_num(sc->certs) > HARVEST_SET_MAX) {
 		log_info("%s: harvest: refused %s: the signature carries %d "
 		    "certificates (more than %d are not looked into)", qid,

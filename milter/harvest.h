@@ -10,8 +10,9 @@
  * DESCRIPTION
  *	harvest_signature() is called by inbound.c for a signature that
  *	verified (signature, chain to a trust anchor with smimesign, signer
- *	address = the message's From; policy.inbound.harvest on).  It
- *	chooses the candidates: the certificate the signature's
+ *	address = the message's From; policy.inbound.harvest on).  An
+ *	address in policy.internal_domains is never harvested (our own
+ *	users' certificates come from the KM).  It chooses the candidates: the certificate the signature's
  *	SMIMEEncryptionKeyPreference names, when the set holds it; else
  *	every end-entity certificate of the set that names the address
  *	(a set of more than HARVEST_SET_MAX certificates is not looked

@@ -215,6 +215,10 @@ enc_cert(const char *san, X509 *issuer, EVP_PKEY *issuer_key, long nb,
 	return x;
 }
 
+/* policy.internal_domains of run() */
+static char *internal[1];
+static int ninternal;
+
 /* run - harvest_signature over a set; how many stored */
 static int
 run(int max_per_message, STACK_OF(X509) *set, X509 *pref)
@@ -228,6 +232,8 @@ run(int max_per_message, STACK_OF(X509) *set, X509 *pref)
 	c.in_harvest = 1;
 	c.in_harvest_max_per_message = max_per_message;
 	c.in_harvest_max_per_address = 4;
+	c.internal_domains = internal;
+	c.n_internal_domains = ninternal;
 	X509_STORE_add_cert(trust, ca);
 	n = harvest_signature(&c, trust, NULL, "QID", ADDR, &sc, fake_store,
 	    NULL);
@@ -307,6 +313,25 @@ TEST(bad_certificates_never_stored)
 	X509_free(expired);
 	X509_free(wrong);
 	X509_free(untrusted);
+}
+
+TEST(internal_address_never_harvested)
+{
+	X509 *x;
+	STACK_OF(X509) *s;
+
+	CHECK(setup());
+	x = enc_cert(ADDR, NULL, NULL, 0, 0, 14);
+	s = set_of(x, NULL, NULL);
+	internal[0] = (char *)"partner.example";
+	ninternal = 1;
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	ninternal = 0;
+	CHECK_EQ_INT(nstored, 0);
+	CHECK_EQ_INT(run(2, s, NULL), 1);
+	store_reset();
+	sk_X509_pop_free(s, X509_free);
+	X509_free(x);
 }
 
 TEST(signing_only_certificate_not_a_candidate)
@@ -530,6 +555,7 @@ static const struct test_case tests[] = {
 	T(group_harvested_round_trip),
 	T(valid_certificate_stored),
 	T(bad_certificates_never_stored),
+	T(internal_address_never_harvested),
 	T(signing_only_certificate_not_a_candidate),
 	T(per_message_limit_keeps_the_newest_stored_oldest_first),
 	T(enckeypref_chooses),
