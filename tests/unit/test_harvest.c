@@ -20,6 +20,7 @@
 #include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
+#include "revcheck.h"
 #include "smime_verify.h"
 
 #define ADDR "carol@partner.example"
@@ -155,6 +156,30 @@ TEST(group_harvested_round_trip)
 }
 
 /* ---- harvest_signature: choice and checks, with a fake store ---- */
+
+/*
+ * revcheck_cert - FAKE: replaces keyclient/revcheck.c's at link time
+ * (revcheck.o is then not taken from the library): serial 66 is revoked,
+ * 67 has an unknown status under hard-fail, every other one is good.
+ */
+enum km_status
+revcheck_cert(struct revcheck *rv, X509 *cert, STACK_OF(X509) *chain,
+    X509_STORE *trust, struct kmerr *err)
+{
+	long serial = ASN1_INTEGER_get(X509_get0_serialNumber(cert));
+
+	(void)rv;
+	(void)chain;
+	(void)trust;
+	if (serial == 66)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "by the test CA (fake)");
+	if (serial == 67)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+		    "no responder (fake)");
+	kmerr_clear(err);
+	return KM_OK;
+}
 
 static X509 *ca;
 static EVP_PKEY *cakey;
@@ -332,6 +357,25 @@ TEST(internal_address_never_harvested)
 	store_reset();
 	sk_X509_pop_free(s, X509_free);
 	X509_free(x);
+}
+
+TEST(revoked_or_unknown_status_never_stored)
+{
+	X509 *rev, *unk;
+	STACK_OF(X509) *s;
+
+	CHECK(setup());
+	rev = enc_cert(ADDR, NULL, NULL, 0, 0, 66);
+	unk = enc_cert(ADDR, NULL, NULL, 0, 0, 67);
+	s = set_of(rev, NULL, NULL);
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	sk_X509_pop_free(s, X509_free);
+	s = set_of(unk, NULL, NULL);
+	CHECK_EQ_INT(run(2, s, NULL), 0);
+	sk_X509_pop_free(s, X509_free);
+	CHECK_EQ_INT(store_calls, 0);
+	X509_free(rev);
+	X509_free(unk);
 }
 
 TEST(signing_only_certificate_not_a_candidate)
@@ -556,6 +600,7 @@ static const struct test_case tests[] = {
 	T(valid_certificate_stored),
 	T(bad_certificates_never_stored),
 	T(internal_address_never_harvested),
+	T(revoked_or_unknown_status_never_stored),
 	T(signing_only_certificate_not_a_candidate),
 	T(per_message_limit_keeps_the_newest_stored_oldest_first),
 	T(enckeypref_chooses),
