@@ -2,10 +2,7 @@
  * keystore_harvest.c - store a harvested certificate and invalidate the
  * caches (see keystore_harvest.h).
  */
-#include <string.h>
-
 #include "keymodel.h"
-#include "keymodel_cert.h"
 #include "keymodel_harvest.h"
 #include "keystore.h"
 #include "keystore_harvest.h"
@@ -35,7 +32,7 @@ keystore_harvest(struct keystore *ks, const char *addr, X509 *cert,
 	enum km_status st;
 
 	if (ks->km == NULL)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "no KM configured");
 	if (same_as_current(ks, addr, cert))
 		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,

@@ -17,8 +17,9 @@
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
- *	As keymodel_harvest_cert(); KM_PERMFAIL "no KM configured" when the
- *	key store has no KM (the unit tests' back ends).
+ *	As keymodel_harvest_cert(); KM_PERMFAIL, KMERR_REFUSED "no KM
+ *	configured" when the key store has no KM (a refusal like the
+ *	others: logged once, not a failure).
  * THREADS
  *	Thread-safe as keystore.h; two harvests of one address at once may
  *	both add a generation (keymodel_harvest.h).
