@@ -10,8 +10,10 @@ with an SMIMEEncryptionKeyPreference attribute made by
 build/tools/sign-keypref (openssl cms cannot add it).
 
 Cases: carol's certificate named by encKeyPref is stored (not the other,
-newer one in the set), logged with address, fingerprint and queue id, and
-kmctl show says "source harvested"; then alice@example.com writes to carol
+newer one in the set), logged with address, fingerprint and queue id;
+helen's, signed by openssl cms without encKeyPref, is found in the set by
+its address (another address's beside it is not looked at); kmctl show
+says "source harvested"; then alice@example.com writes to carol
 and the message is encrypted to that certificate (no kmctl import); the
 same certificate again stores nothing; never stored: a bad signature, a
 signer from an unknown CA, a signer that is not the From address, an
@@ -52,7 +54,7 @@ AUTHSERV = "mx.example.com"
 ALICE = "alice@example.com"
 CAROL, ERIN, FRANK, DAVE = ("carol@partner.example", "erin@partner.example",
                             "frank@partner.example", "dave@partner.example")
-GEORGE = "george@partner.example"
+GEORGE, HELEN = "george@partner.example", "helen@partner.example"
 MAX_PER_ADDRESS = 2
 
 W = None
@@ -254,6 +256,8 @@ def setup(base):
     mkuser("erin-sign", ERIN, "partnerca", enc=False)
     for i in range(1, 5):
         mkuser("erin-enc%d" % i, ERIN, "partnerca", enc=True, nb_hours=-10 + i)
+    mkuser("helen-sign", HELEN, "partnerca", enc=False)
+    mkuser("helen-enc", HELEN, "partnerca", enc=True)
     mkuser("george-sign", GEORGE, "partnerca", enc=False)
     mkuser("george-enc", GEORGE, "partnerca", enc=True)
     mkuser("george-enc2", GEORGE, "partnerca", enc=True)
@@ -291,6 +295,28 @@ def _():
     check(len(d.harvest()) == 1, "the decoy (not named by encKeyPref) was looked at: %s"
           % d.why())
     state["carol_raw"] = d
+
+
+@suite.case("without_enckeypref_the_certificate_for_from_is_harvested")
+def _():
+    # openssl cms cannot add encKeyPref: helen's encryption certificate
+    # travels in the set only, beside one for another address
+    with open(path("helen-in.mime"), "wb") as fp:
+        fp.write(inner("openssl"))
+    with open(path("helen-extra.pem"), "wb") as fp:
+        for c in ("helen-enc", "mallory-enc"):
+            with open(path(c + ".crt"), "rb") as cf:
+                fp.write(cf.read())
+    der = run(["openssl", "cms", "-sign", "-binary", "-nodetach", "-outform", "DER",
+               "-md", "sha256", "-signer", path("helen-sign.crt"),
+               "-inkey", path("helen-sign.key"), "-certfile", path("helen-extra.pem"),
+               "-in", path("helen-in.mime")])
+    d = deliver(mail(der, HELEN), HELEN)
+    check_eq(ar(d), "pass", "Authentication-Results (%s)" % d.why())
+    lines = d.harvest()
+    check(len(lines) == 1 and lines[0].endswith(
+        "stored %s sha256=%s generation 1" % (HELEN, state["fp:helen-enc"])),
+        "helen-enc not (only) stored: %s" % d.why())
 
 
 @suite.case("kmctl_show_says_harvested")
