@@ -25,7 +25,22 @@ struct errs {
 	size_t	 used;
 	int	 count;
 	const char *file;
+	size_t	 schema_used;	/* end of the schema's lines; 0 before the semantic checks */
 };
+
+/* reported - a schema line names the setting already (a semantic check would repeat it) */
+static int
+reported(const struct errs *e, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = e->buf; p != NULL && p < e->buf + e->schema_used;
+	    p = strchr(p + 1, ':'))
+		if (strncmp(p, ": ", 2) == 0 && strncmp(p + 2, name, n) == 0 &&
+		    p[2 + n] == ':')
+			return 1;
+	return 0;
+}
 
 /* err_add - append one "FILE:LINE: SETTING: what" line to the error list */
 static void __attribute__((format(printf, 4, 5)))
@@ -36,6 +51,8 @@ err_add(struct errs *e, const config_setting_t *s, const char *name,
 	va_list ap;
 	int n;
 
+	if (e->schema_used > 0 && reported(e, name))
+		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -581,7 +598,7 @@ conf_free(struct kmilter_conf *c)
 static struct kmilter_conf *
 conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 {
-	struct errs e = { errbuf, errlen, 0, 0, name };
+	struct errs e = { errbuf, errlen, 0, 0, name, 0 };
 	struct kmilter_conf *c = calloc(1, sizeof(*c));
 
 	if (errlen)
@@ -598,8 +615,8 @@ conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 	for (const struct conf_key *k = conf_schema; k->name; k++)
 		if (k->required && config_lookup(cfg, k->name) == NULL)
 			err_add(&e, NULL, k->name, "required setting is missing");
-	if (e.count == 0)
-		check_semantics(&e, cfg, c);
+	e.schema_used = e.used;
+	check_semantics(&e, cfg, c);	/* every problem in one pass */
 	if (e.count > 0) {
 		conf_free(c);
 		return NULL;

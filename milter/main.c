@@ -28,6 +28,7 @@
 #include <openssl/crypto.h>
 
 #include "callbacks.h"
+#include "check.h"
 #include "conf.h"
 #include "control.h"
 #include "log.h"
@@ -40,6 +41,7 @@
 
 static int	signal_pipe[2] = { -1, -1 };
 static int	milter_status;
+static int	log_to_stderr_now;
 
 /* usage - print the synopsis and exit */
 static noreturn void
@@ -192,6 +194,62 @@ warn_public_socket(const struct kmilter_conf *c)
 	log_warnx("WARNING: milter.socket %s is not bound to a loopback address: "
 	    "anyone who can reach it can have mail decrypted and signed; use a "
 	    "unix socket or a loopback address, or firewall the port", c->socket);
+}
+
+/* report_check - kmilter -n: each problem on its own line */
+static void
+report_check(void *arg, int key, const char *line)
+{
+	(void)arg;
+	(void)key;
+	fprintf(stderr, "%s\n", line);
+}
+
+/* check_mode - kmilter -n: the configuration's files too; exit status */
+static int
+check_mode(const char *path, struct kmilter_conf *conf)
+{
+	int n;
+
+	warn_public_socket(conf);
+	n = check_files(conf, report_check, NULL);
+	conf_unref(conf);
+	if (n > 0) {
+		fprintf(stderr, "kmilter: %s: %d problem%s\n", path, n, n == 1 ? "" : "s");
+		return 1;
+	}
+	printf("kmilter: %s: configuration OK\n", path);
+	return 0;
+}
+
+/* report_start - a problem found at start-up: stderr and the log */
+static void
+report_start(void *arg, int key, const char *line)
+{
+	int *keys = arg;
+
+	if (key)
+		(*keys)++;
+	if (!log_to_stderr_now)
+		fprintf(stderr, "kmilter: %s\n", line);
+	log_warnx("%s", line);
+}
+
+/*
+ * check_keys - refuse to start when the milter user cannot read its keys
+ *	(the KM client key, the seal key, the signing keys...): kmilter
+ *	would run and send mail unsigned.  Other problems are warnings.
+ */
+static void
+check_keys(const struct kmilter_conf *conf)
+{
+	int keys = 0;
+
+	check_files(conf, report_start, &keys);
+	if (keys > 0)
+		fatalx("refusing to start: %d key file%s cannot be used by %s "
+		    "(kmilter -n -c %s lists every problem)", keys, keys == 1 ? "" : "s",
+		    *conf->user ? conf->user : "this user", conf->path);
 }
 
 /* socket_gid - the group a unix socket gets: milter.socket_group or the user's */
@@ -651,13 +709,11 @@ main(int argc, char **argv)
 		print_errors(err);
 		return 1;
 	}
-	if (o.check) {
-		warn_public_socket(conf);
-		printf("kmilter: %s: configuration OK\n", o.path);
-		conf_unref(conf);
-		return 0;
-	}
+	if (o.check)
+		return check_mode(o.path, conf);
 	start_logging(conf, o.to_stderr | conf->log_stderr, o.verbose);
+	log_to_stderr_now = o.to_stderr | conf->log_stderr;
+	log_tee_stderr(1);
 	warn_public_socket(conf);
 
 	/* No core dumps: they would hold keys and message bodies. */
@@ -671,6 +727,7 @@ main(int argc, char **argv)
 		log_warnx("running as root: set milter.user to an unprivileged user");
 	ensure_dir(conf->state_dir, pw);
 	ensure_dir(conf->spool_dir, pw);
+	check_keys(conf);
 
 	/* Detach before runtime_init starts threads: a fork keeps only the
 	 * calling thread (the cache's subscriber would be lost). */
@@ -687,6 +744,7 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 	tid = start_milter_thread(ready_fd);
+	log_tee_stderr(0);
 	if (control_start(conf->control_socket, &kerr) != 0)
 		log_warnx("%s: kmctl stats will not work", kerr.msg);
 	log_started(pw);

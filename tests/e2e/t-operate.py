@@ -99,6 +99,155 @@ def _():
     check_eq(r.returncode, 2, "kmilter -Z (a usage error): exit status")
 
 
+# ------------------------------------------- kmilter -n and a refused start
+
+def need_root_and_user():
+    if os.geteuid() != 0:
+        skip("ci-unavailable: not root (kmilter -n checks files as milter.user)")
+    try:
+        pwd.getpwnam("kmilter")
+    except KeyError:
+        skip("ci-unavailable: no kmilter user (tests/install-deps makes it)")
+
+
+CHECK_CONF = """milter: {
+  socket = "unix:%(d)s/run/k.sock";
+  user = "kmilter";
+  pidfile = "%(d)s/run/k.pid";
+  state_dir = "%(d)s/state";
+  spool_dir = "%(d)s/spool";
+};
+log: { stderr = false; };
+km: {
+  servers = ( { name = "a"; host = "127.0.0.1"; port = 1; },
+              { name = "b"; host = "127.0.0.1"; port = 2; } );
+  ca_file = "%(d)s/ca.crt";
+  client_cert = "%(d)s/client.crt";
+  client_key = "%(d)s/client.key";
+  org_ca_cert = "%(d)s/org-ca.crt";
+};
+cache: { redis: { host = "127.0.0.1"; port = 1; password_file = "%(d)s/redis.pw"; }; };
+hook: { path = "%(d)s/hook"; };
+"""
+
+
+def check_fixture(name):
+    """A directory with the files CHECK_CONF names, all as kmilter needs
+    them (owned by kmilter where kmilter writes or reads secrets)."""
+    d = os.path.join(W, name)
+    os.mkdir(d)
+    os.chmod(d, 0o755)
+    L.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=t",
+           "-days", "2", "-keyout", os.path.join(d, "client.key"),
+           "-out", os.path.join(d, "client.crt")])
+    for f in ("ca.crt", "org-ca.crt"):
+        shutil.copy(os.path.join(d, "client.crt"), os.path.join(d, f))
+    with open(os.path.join(d, "redis.pw"), "w") as fp:
+        fp.write("secret\n")
+    with open(os.path.join(d, "hook"), "w") as fp:
+        fp.write("#!/bin/sh\nexit 0\n")
+    os.chmod(os.path.join(d, "hook"), 0o755)
+    for sub in ("run", "state", "state/signing", "spool"):
+        os.mkdir(os.path.join(d, sub))
+    with open(os.path.join(d, "state", "gateway.key"), "wb") as fp:
+        fp.write(os.urandom(32))
+    with open(os.path.join(d, "state", "signing", "0a.key"), "wb") as fp:
+        fp.write(b"sealed")
+    for f in ("client.key", "redis.pw", "state", "state/gateway.key", "state/signing",
+              "state/signing/0a.key", "spool"):
+        shutil.chown(os.path.join(d, f), "kmilter", "kmilter")
+        os.chmod(os.path.join(d, f), 0o700 if os.path.isdir(os.path.join(d, f)) else 0o600)
+    conf = os.path.join(d, "kmilter.conf")
+    with open(conf, "w") as fp:
+        fp.write(CHECK_CONF % {"d": d})
+    return d, conf
+
+
+def start_refused(d, conf):
+    """kmilter started as a daemon with conf; one that did start is stopped
+    (by its pid file) so a failing check leaves nothing running."""
+    r = subprocess.run([KMILTER, "-c", conf], capture_output=True, timeout=60)
+    pidfile = os.path.join(d, "run", "k.pid")
+    if r.returncode == 0 and wait_for(lambda: os.path.exists(pidfile), 10):
+        with open(pidfile) as fp:
+            stop_pid(int(fp.read().strip()))
+    return r.returncode, r.stderr.decode()
+
+
+def kmilter_n(conf):
+    r = subprocess.run([KMILTER, "-n", "-c", conf], capture_output=True, timeout=60)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+@suite.case("kmilter -n: every problem of the files in one pass, FILE:LINE: setting, exit 1; none: OK")
+def _():
+    need_root_and_user()
+    d, conf = check_fixture("check-n")
+    rc, out, err = kmilter_n(conf)
+    check(rc == 0 and "configuration OK" in out, "the good fixture: %d %r %r" % (rc, out, err))
+    # break one thing of each kind
+    os.rmdir(os.path.join(d, "run"))                                 # socket + pid dir
+    shutil.chown(os.path.join(d, "client.key"), "root", "root")      # unreadable key
+    os.unlink(os.path.join(d, "redis.pw"))                           # missing secret
+    os.unlink(os.path.join(d, "org-ca.crt"))                         # missing org CA
+    os.chmod(os.path.join(d, "hook"), 0o644)                         # hook not executable
+    shutil.chown(os.path.join(d, "spool"), "root", "root")           # spool not writable
+    shutil.chown(os.path.join(d, "state", "signing", "0a.key"), "root", "root")
+    rc, out, err = kmilter_n(conf)
+    check_eq(rc, 1, "kmilter -n exit status with problems (%r)" % err)
+    want = [
+        r"kmilter\.conf:2: milter\.socket: directory %s/run .*No such file" % d,
+        r"kmilter\.conf:4: milter\.pidfile: directory %s/run .*No such file" % d,
+        r"kmilter\.conf:6: milter\.spool_dir: %s/spool: not writable by kmilter: Permission denied" % d,
+        r"kmilter\.conf:14: km\.client_key: %s/client\.key: cannot be read by kmilter: "
+        r"Permission denied" % d,
+        r"kmilter\.conf:15: km\.org_ca_cert: %s/org-ca\.crt: .*No such file" % d,
+        r"kmilter\.conf:17: cache\.redis\.password_file: %s/redis\.pw: .*No such file" % d,
+        r"kmilter\.conf:18: hook\.path: %s/hook: cannot be run by kmilter: Permission denied" % d,
+        r"kmilter\.conf:5: milter\.state_dir: %s/state/signing/0a\.key: cannot be read by "
+        r"kmilter: Permission denied" % d,
+    ]
+    lines = err.splitlines()
+    for pat in want:
+        check(any(re.search(pat, line) for line in lines), "no line like %r in:\n%s" % (pat, err))
+    check_eq(len(lines), len(want) + 1, "lines (one per problem and a count):\n%s" % err)
+    check(lines[-1].endswith(": %d problems" % len(want)), "the last line: %r" % lines[-1])
+    # a bad word and a bad CIDR come together too (issue 19: not in stages)
+    with open(conf, "a") as fp:
+        fp.write('policy: { internal_hosts = [ "10.1.2.0/40" ];\n'
+                 '  outbound: { encrypt = "sometimes"; }; };\n')
+    rc, out, err = kmilter_n(conf)
+    check(rc == 1 and "policy.outbound.encrypt" in err and "10.1.2.0/40" in err,
+          "the schema and the CIDR error in one pass: %r" % err)
+
+
+@suite.case("a start without readable keys is refused before detaching: file, setting, errno on stderr")
+def _():
+    need_root_and_user()
+    d, conf = check_fixture("check-start")
+    sock = os.path.join(d, "run", "k.sock")
+    # kmctl keygen run as root before kmilter made the state directory
+    st = os.path.join(d, "state")
+    for f in ("state/gateway.key", "state/signing/0a.key", "state/signing", "state"):
+        shutil.chown(os.path.join(d, f), "root", "root")
+    rc, err = start_refused(d, conf)
+    check(rc != 0, "kmilter started with keys it cannot read (%r)" % err)
+    check(re.search(r"kmilter\.conf:5: milter\.state_dir: %s/gateway\.key: cannot be read "
+                    r"by kmilter: Permission denied" % st, err),
+          "stderr does not name the seal key, the setting and the errno: %r" % err)
+    check("refusing to start" in err, "stderr does not say it refuses to start: %r" % err)
+    check(not os.path.lexists(sock) and not os.path.lexists(os.path.join(d, "run", "k.pid")),
+          "a socket or pid file was left")
+    # the KM client key, the same way
+    for f in ("state", "state/signing", "state/signing/0a.key", "state/gateway.key"):
+        shutil.chown(os.path.join(d, f), "kmilter", "kmilter")
+    shutil.chown(os.path.join(d, "client.key"), "root", "root")
+    rc, err = start_refused(d, conf)
+    check(rc != 0 and re.search(r"km\.client_key: %s/client\.key: cannot be read by "
+                                          r"kmilter: Permission denied" % d, err),
+          "the unreadable client key: %d %r" % (rc, err))
+
+
 # ------------------------------------------------- a syslog daemon of our own
 
 class SyslogListener:

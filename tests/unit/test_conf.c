@@ -139,6 +139,19 @@ TEST(all_errors_reported)
 	CHECK_EQ_INT(lines, 3);
 }
 
+/* issue 19: a bad word and a bad CIDR in one pass, not one after the other */
+TEST(schema_and_semantic_errors_together)
+{
+	struct kmilter_conf *c = load("milter: { socket = \"unix:/run/k.sock\"; };\n"
+	    "policy: { internal_hosts = [ \"10.0.0.0/99\" ];\n"
+	    "  outbound: { encrypt = \"always\"; }; };");
+
+	CHECK(c == NULL);
+	CHECK(strstr(err, "policy.outbound.encrypt") != NULL);
+	CHECK(strstr(err, "10.0.0.0/99") != NULL);
+	CHECK(strstr(err, "t.conf:2: policy.internal_hosts") != NULL);
+}
+
 TEST(missing_file)
 {
 	struct kmilter_conf *c = conf_load("/nonexistent/kmilter.conf", err, sizeof(err));
@@ -237,6 +250,7 @@ TEST(sample_loads)
 
 static const struct test_case tests[] = {
 	T(minimal_defaults), T(full_values), T(bad_files), T(all_errors_reported),
+	T(schema_and_semantic_errors_together),
 	T(missing_file), T(refcount), T(documented), T(sample_loads), { 0 }
 };
 
