@@ -478,6 +478,14 @@ reload(const char *path)
 		conf_unref(new);
 		return;
 	}
+	/* km, cache and hook: a new key store beside the old one, which the
+	 * messages in progress keep until they are done with it. */
+	if (runtime_reload_keystore(new, &kerr) != 0) {
+		log_warnx("reload: key store (km, cache, hook): %s: keeping the "
+		    "running configuration and key store", kerr.msg);
+		conf_unref(new);
+		return;
+	}
 	old = callbacks_conf();
 	warn_restart_needed(old, new);
 	conf_unref(old);

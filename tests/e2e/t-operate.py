@@ -406,6 +406,7 @@ def _():
     S["dave"] = L.import_certs(lab, pki, [DAVE])[DAVE]
     S["pki"] = pki
     conf = operate_conf(lab, not why)
+    S["conf"] = conf
     old = lab.milter_pid()
     check(old and stop_pid(old), "the lab's kmilter did not stop")
     if why:
@@ -638,6 +639,47 @@ def _():
     print("INFO kmilter logged the invalidation %+.3f s from kmctl's return" % (got[0][0] - t1),
           flush=True)
     check(got[0][0] - t1 <= 1.0, "invalidation logged %.3f s after kmctl returned" % (got[0][0] - t1))
+
+
+# ------------------------------------------------------------------ SIGHUP
+
+def reload_with(text, *pats):
+    """Write text as kmilter's configuration, SIGHUP, wait for each of pats
+    (after the signal) and return the lines found."""
+    with open(S["conf"], "w") as fp:
+        fp.write(text)
+    mark = S["syslog"].count()
+    os.kill(S["proc"].pid, signal.SIGHUP)
+    for pat in pats:
+        found = wait_for(lambda: S["syslog"].find(pat, mark), 20)
+        check(found, "no line like %r after SIGHUP" % pat)
+    return mark
+
+
+@suite.case("SIGHUP applies km, cache and hook: a new key store is built and used; a broken one keeps the old")
+def _():
+    need("env")
+    with open(S["conf"]) as fp:
+        orig = fp.read()
+    check("cache: {\n" in orig and "password_file = " in orig, "the lab's config has no cache group")
+    hook = os.path.join(W, "hook.sh")
+    with open(hook, "w") as fp:
+        fp.write("#!/bin/sh\nexit 0\n")
+    os.chmod(hook, 0o755)
+    changed = orig.replace("cache: {\n", "cache: {\n\tmemory_entries = 0;\n", 1) + \
+        'hook: { path = "%s"; };\n' % hook
+    reload_with(changed, r"^keystore: L1 off, L2 redis, KM on, hook on",
+                r"^reloaded configuration from ")
+    msg = to_dave("after the reload")
+    check(decrypts_with(msg, *S["dave"]), "after the reload: dave cannot decrypt")
+    # a cache group the key store cannot be built from: the running one stays
+    broken = re.sub(r'password_file = "[^"]*"', 'password_file = "%s/no-such-pw"' % W, changed, count=1)
+    mark = reload_with(broken, r"^reload: key store \(km, cache, hook\): .*no-such-pw.*keeping")
+    msg = to_dave("after the refused reload")
+    check(decrypts_with(msg, *S["dave"]), "after the refused reload: dave cannot decrypt")
+    check(not S["syslog"].find(r"^reloaded configuration from ", mark),
+          "a reload line after the refused key store")
+    reload_with(orig, r"^keystore: L1 on, L2 redis, KM on, hook off", r"^reloaded configuration from ")
 
 
 # ---------------------------------------------------------------- SIGTERM
