@@ -4,12 +4,14 @@
  * gateway).  See cmd.h and kmctl.8.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "conf.h"
 #include "ctlproto.h"
 #include "keymodel.h"
+#include "keymodel_admin.h"
 #include "kmctl.h"
 
 /* cmd_ping - Discover Versions on both KM servers, timed */
@@ -208,10 +210,26 @@ int
 cmd_list(const struct kmilter_conf *conf, const struct opts *o,
     const char *a1, const char *a2)
 {
-	(void)conf;
+	struct keymodel *km;
+	struct keymodel_user *v;
+	struct kmerr err;
+	enum km_status st;
+	size_t n;
+
 	(void)o;
 	(void)a1;
 	(void)a2;
-	kmctl_warn("list: not implemented yet");
-	return EX_FAIL;
+	if ((km = kmctl_open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_list(km, &v, &n, &err);
+	keymodel_free(km);
+	if (st != KM_OK) {
+		kmctl_warn("list: %s", err.msg);
+		return kmctl_exit_for(st, &err);
+	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s\n", v[i].addr, v[i].has_key ? "key" :
+		    "certificate-only");
+	free(v);
+	return EX_OK_;
 }

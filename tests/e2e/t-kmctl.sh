@@ -413,6 +413,12 @@ run $K enroll zed@outside.example --force
 if [ $rc = 0 ] && has 'generation 1 is Active'; then pass enroll_outside_force
 else fail enroll_outside_force "$(why)"; fi
 
+run $K list
+if [ $rc = 0 ] && has '^alice@example.com key$' && has '^zed@outside.example key$' &&
+    has '^carol@partner.example certificate-only$' && LC_ALL=C sort -c "$out" &&
+    [ "$(cut -d' ' -f1 "$out" | sort -u | wc -l)" = "$(wc -l < "$out")" ]; then pass list
+else fail list "$(why) $(head -c 300 "$out")"; fi
+
 # --- flush: an invalidation Redis refuses to publish is an error
 if command -v redis-server >/dev/null; then
 	rs=$lab/redis.sock
