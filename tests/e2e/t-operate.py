@@ -32,6 +32,7 @@ skipped as ci-unavailable, with the reason.
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import smtplib
@@ -586,6 +587,86 @@ def _():
     _, body = L.labsmtp.split_message(msg)
     check(L.labsmtp.lf(body) == L.labsmtp.lf(m.body), "the retried message is not delivered whole")
     in_namespace("mount", "-o", "remount,size=%s" % SPOOL_TMPFS, S["spool"])
+
+
+# ---------------------------------------------------------- Prometheus
+
+PROM_SAMPLE = re.compile(r'(kmilter_[a-z0-9_]+)(\{[a-z_]+="[^"\\]*"\})? (-?[0-9]+)')
+
+
+def prom_parse(text):
+    """The Prometheus text format as node_exporter's textfile collector
+    reads it: {family: (type, {labels: value})}; every family with HELP
+    and TYPE before its first sample, its samples together."""
+    fams, order, helps, cur = {}, [], set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            check(name not in helps, "HELP twice for %s" % name)
+            helps.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split()
+            check(name in helps and name not in fams, "TYPE of %s without HELP, or twice" % name)
+            check(typ in ("counter", "gauge", "untyped"), "type %r" % typ)
+            check(typ != "counter" or name.endswith("_total"), "counter %s without _total" % name)
+            fams[name] = (typ, {})
+            order.append(name)
+            cur = name
+            continue
+        m = PROM_SAMPLE.fullmatch(line)
+        check(m, "not a sample line: %r" % line)
+        check(m.group(1) == cur, "sample of %s outside its family (after %s)" % (m.group(1), cur))
+        fams[cur][1][m.group(2) or ""] = int(m.group(3))
+    return fams
+
+
+@suite.case("kmctl stats --format prometheus: kmilter_* families with HELP/TYPE agree with kmctl stats; the textfile collector script")
+def _():
+    need("env")
+    kmctl = shlex.split(S["env"]["LAB_KMCTL"])
+    text = L.run(kmctl + ["stats"]).stdout.decode()
+    prom = L.run(kmctl + ["stats", "--format", "prometheus"]).stdout.decode()
+    plain = stats_fields(text)
+    fams = prom_parse(prom)
+    msgs = fams.get("kmilter_messages_total", (None, {}))[1]
+    for d in ("outbound", "inbound", "pass"):
+        check_eq(msgs.get('{direction="%s"}' % d), plain[d], "messages %s" % d)
+    check(plain["outbound"] >= 1, "no outbound message counted: %r" % text)
+    outcomes = fams["kmilter_message_outcomes_total"][1]
+    for o in ("rewritten", "passed", "rejected", "tempfailed", "aborted"):
+        check_eq(outcomes.get('{outcome="%s"}' % o), plain[o], "outcome %s" % o)
+    check_eq(fams["kmilter_connections_total"][1][""], plain["connections"], "connections")
+    check_eq(set(fams["kmilter_latency_milliseconds"][1]),
+             {'{quantile="0.5"}', '{quantile="0.9"}', '{quantile="0.99"}'}, "latency quantiles")
+    hits = fams["kmilter_key_cache_hits_total"][1]
+    check_eq((hits['{level="l1"}'], hits['{level="l2"}']),
+             (plain["keys_l1_hits"], plain["keys_l2_hits"]), "cache hits")
+    for f in ("kmilter_key_lookups_total", "kmilter_km_errors_total", "kmilter_km_fetches_total",
+              "kmilter_cache_errors_total", "kmilter_hook_calls_total", "kmilter_hook_outcomes_total"):
+        check(f in fams, "no %s in:\n%s" % (f, prom))
+    # contrib/prometheus/kmilter-textfile: the same, and kmilter_up
+    out = os.path.join(W, "textfile")
+    os.mkdir(out)
+    os.chmod(out, 0o777)
+    script = os.path.join(TOP, "contrib", "prometheus", "kmilter-textfile")
+    as_kmilter = ["runuser", "-u", "kmilter", "--", "env", "KMCTL=" + os.path.join(BUILD, "kmctl")]
+    L.run(as_kmilter + ["KMILTER_CONF=" + S["conf"], script, out])
+    check_eq(sorted(os.listdir(out)), ["kmilter.prom"], "files the collector script left")
+    got = prom_parse(read(os.path.join(out, "kmilter.prom")).decode())
+    check_eq(got["kmilter_up"], ("gauge", {"": 1}), "kmilter_up")
+    check("kmilter_messages_total" in got, "no messages in the textfile")
+    # kmilter not reachable: kmilter_up 0 and nothing else
+    bad = os.path.join(W, "no-control.conf")
+    with open(S["conf"]) as fp:
+        conf_text = fp.read()
+    with open(bad, "w") as fp:
+        fp.write(conf_text.replace("milter: {\n", 'milter: {\n\tcontrol_socket = "%s/none.sock";\n' % W, 1))
+    os.chmod(bad, 0o644)
+    L.run(as_kmilter + ["KMILTER_CONF=" + bad, script, out])
+    got = prom_parse(read(os.path.join(out, "kmilter.prom")).decode())
+    check_eq(list(got), ["kmilter_up"], "families with kmilter down")
+    check_eq(got["kmilter_up"][1][""], 0, "kmilter_up with kmilter down")
 
 
 # ------------------------------------------------------------ invalidation
