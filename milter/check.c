@@ -74,9 +74,9 @@ dir_of(const char *path, char *buf, size_t len)
 	return buf;
 }
 
-/* unix_socket_path - the file of a unix socket spec, or NULL */
-static const char *
-unix_socket_path(const char *spec)
+/* check_socket_path - the file of a unix socket spec, or NULL */
+const char *
+check_socket_path(const char *spec)
 {
 	if (strncmp(spec, "unix:", 5) == 0)
 		return spec + 5;
@@ -124,7 +124,7 @@ creatable_dir(struct ck *k, const char *setting, const char *dir)
 static void
 root_checks(struct ck *k, const struct kmilter_conf *c)
 {
-	const char *sock = unix_socket_path(c->socket);
+	const char *sock = check_socket_path(c->socket);
 	struct stat st;
 
 	if (geteuid() == 0 && *c->user && getpwnam(c->user) == NULL)

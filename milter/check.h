@@ -5,7 +5,7 @@
  *	check - the files and directories a configuration names, checked as
  *	the user kmilter runs as (kmilter -n, and start-up)
  * SUMMARY
- *	check_files()
+ *	check_files(), check_socket_path()
  * DESCRIPTION
  *	check_files() goes through every file and directory the
  *	configuration names and reports each problem once, in one pass:
@@ -27,6 +27,9 @@
  *	files holding keys and secrets (KM client certificate and key, KM
  *	CA, seal key, signing keys, Redis password), which kmilter cannot
  *	run without.
+ *
+ *	check_socket_path() is the file of a unix socket spec ("unix:PATH",
+ *	"local:PATH" or "/PATH"), NULL for an inet socket.
  * ERRORS
  *	check_files() returns the number of problems (0: none); a child
  *	that could not be started or drop privileges is a problem too.
@@ -37,7 +40,8 @@
 
 typedef void	(*check_report_fn)(void *arg, int key, const char *line);
 
-int	check_files(const struct kmilter_conf *, check_report_fn report,
-	    void *arg);
+int		 check_files(const struct kmilter_conf *, check_report_fn report,
+		    void *arg);
+const char	*check_socket_path(const char *spec);
 
 #endif

@@ -122,19 +122,6 @@ drop_privileges(const struct passwd *pw)
 		fatalx("privileges were not dropped to %s", pw->pw_name);
 }
 
-/* socket_path - the file name of a unix socket spec, or NULL */
-static const char *
-socket_path(const char *spec)
-{
-	if (strncmp(spec, "unix:", 5) == 0)
-		return spec + 5;
-	if (strncmp(spec, "local:", 6) == 0)
-		return spec + 6;
-	if (spec[0] == '/')
-		return spec;
-	return NULL;
-}
-
 /* all_loopback - every address host stands for is a loopback address */
 static int
 all_loopback(const char *host, int family)
@@ -276,7 +263,7 @@ static void
 open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 {
 	static char spec[1024];
-	const char *path = socket_path(c->socket);
+	const char *path = check_socket_path(c->socket);
 	mode_t mode = (mode_t)strtol(c->socket_mode, NULL, 8) & 0777;
 	gid_t gid = path != NULL ? socket_gid(c, pw) : (gid_t)-1;
 	struct stat st;

@@ -117,19 +117,28 @@ runtime_reload_trust(const struct kmilter_conf *c, struct kmerr *err)
 	return 0;
 }
 
-/* runtime_reload_keystore - a key store of c in place of the current one */
-int
-runtime_reload_keystore(const struct kmilter_conf *c, struct kmerr *err)
+/* ksref_swap - r becomes current; the runtime's reference to the old one is dropped */
+static void
+ksref_swap(struct ksref *r)
 {
-	struct ksref *r = ksref_new(c, err), *old;
+	struct ksref *old;
 
-	if (r == NULL)
-		return -1;
 	pthread_mutex_lock(&ks_mtx);
 	old = current;
 	current = r;
 	pthread_mutex_unlock(&ks_mtx);
 	ksref_drop(old);		/* freed now, or by the last message using it */
+}
+
+/* runtime_reload_keystore - a key store of c in place of the current one */
+int
+runtime_reload_keystore(const struct kmilter_conf *c, struct kmerr *err)
+{
+	struct ksref *r = ksref_new(c, err);
+
+	if (r == NULL)
+		return -1;
+	ksref_swap(r);
 	return 0;
 }
 
@@ -198,13 +207,7 @@ runtime_trust(void)
 void
 runtime_free(void)
 {
-	struct ksref *r;
-
-	pthread_mutex_lock(&ks_mtx);
-	r = current;
-	current = NULL;
-	pthread_mutex_unlock(&ks_mtx);
-	ksref_drop(r);
+	ksref_swap(NULL);
 	revcheck = revcheck_free(revcheck);
 	X509_STORE_free(trust);
 	trust = NULL;
