@@ -666,6 +666,66 @@ conf_load_string(const char *text, const char *name, char *errbuf, size_t errlen
 	return c;
 }
 
+/* field_differs - one setting (of a key table) in a and b, at base a and b */
+static int
+field_differs(const struct conf_key *k, const char *a, const char *b)
+{
+	const char *fa = a + k->off, *fb = b + k->off;
+	int na, nb;
+
+	switch (k->type) {
+	case CT_BOOL:
+	case CT_INT:
+	case CT_ENUM:
+		return *(const int *)fa != *(const int *)fb;
+	case CT_STRING:
+		return strcmp(*(char *const *)fa ? *(char *const *)fa : "",
+		    *(char *const *)fb ? *(char *const *)fb : "") != 0;
+	case CT_STRLIST:
+		if ((na = *(const int *)(a + k->count_off)) !=
+		    (nb = *(const int *)(b + k->count_off)))
+			return 1;
+		for (int i = 0; i < na; i++)
+			if (strcmp((*(char **const *)fa)[i], (*(char **const *)fb)[i]) != 0)
+				return 1;
+		return 0;
+	case CT_GROUPLIST:
+		if ((na = *(const int *)(a + k->count_off)) !=
+		    (nb = *(const int *)(b + k->count_off)))
+			return 1;
+		for (int i = 0; i < na; i++)
+			for (const struct conf_key *sk = k->sub; sk->name; sk++)
+				if (field_differs(sk, *(char *const *)fa + (size_t)i * k->elem_size,
+				    *(char *const *)fb + (size_t)i * k->elem_size))
+					return 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* conf_differs - does a setting named by one of names (a group "km." or a
+ * whole name) differ between a and b?  Writes the first such name to
+ * which (may be NULL). */
+int
+conf_differs(const struct kmilter_conf *a, const struct kmilter_conf *b,
+    const char *const *names, const char **which)
+{
+	for (const struct conf_key *k = conf_schema; k->name; k++)
+		for (const char *const *n = names; *n; n++) {
+			size_t len = strlen(*n);
+
+			if (strncmp(k->name, *n, len) != 0 ||
+			    ((*n)[len - 1] != '.' && k->name[len] != '\0'))
+				continue;
+			if (field_differs(k, (const char *)a, (const char *)b)) {
+				if (which != NULL)
+					*which = k->name;
+				return 1;
+			}
+		}
+	return 0;
+}
+
 /* conf_ref - take a reference */
 struct kmilter_conf *
 conf_ref(struct kmilter_conf *c)

@@ -449,8 +449,11 @@ static void
 reload(const char *path)
 {
 	char err[4096];
+	static const char *const keystore_settings[] = { "km.", "cache.", "hook.",
+	    "milter.state_dir", "milter.gateway_name", NULL };
 	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
+	const char *changed = NULL;
 
 	if (new == NULL) {
 		char *save = NULL;
@@ -465,15 +468,20 @@ reload(const char *path)
 		conf_unref(new);
 		return;
 	}
-	/* km, cache and hook: a new key store beside the old one, which the
-	 * messages in progress keep until they are done with it. */
-	if (runtime_reload_keystore(new, &kerr) != 0) {
-		log_warnx("reload: key store (km, cache, hook): %s: keeping the "
-		    "running configuration and key store", kerr.msg);
-		conf_unref(new);
-		return;
-	}
 	old = callbacks_conf();
+	/* km, cache and hook changed: a new key store beside the old one,
+	 * which the messages in progress keep until they are done with it.
+	 * Unchanged, the running one keeps its caches and connections. */
+	if (conf_differs(old, new, keystore_settings, &changed)) {
+		if (runtime_reload_keystore(new, &kerr) != 0) {
+			log_warnx("reload: key store (km, cache, hook): %s: keeping "
+			    "the running configuration and key store", kerr.msg);
+			conf_unref(old);
+			conf_unref(new);
+			return;
+		}
+		log_info("reload: %s changed: new key store", changed);
+	}
 	warn_restart_needed(old, new);
 	conf_unref(old);
 	log_set_verbose(new->log_verbose);
