@@ -596,7 +596,8 @@ conf_free(struct kmilter_conf *c)
 
 /* conf_build - validate a parsed libconfig tree into a kmilter_conf */
 static struct kmilter_conf *
-conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
+conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen,
+    int *nerrors)
 {
 	struct errs e = { errbuf, errlen, 0, 0, name, 0 };
 	struct kmilter_conf *c = calloc(1, sizeof(*c));
@@ -617,6 +618,10 @@ conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 			err_add(&e, NULL, k->name, "required setting is missing");
 	e.schema_used = e.used;
 	check_semantics(&e, cfg, c);	/* every problem in one pass */
+	if (nerrors != NULL) {		/* conf_load_all: the errors and the rest */
+		*nerrors = e.count;
+		return c;
+	}
 	if (e.count > 0) {
 		conf_free(c);
 		return NULL;
@@ -624,9 +629,9 @@ conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 	return c;
 }
 
-/* conf_load - read, validate and return the configuration in path */
-struct kmilter_conf *
-conf_load(const char *path, char *errbuf, size_t errlen)
+/* load_file - read and validate path; nerrors as conf_build */
+static struct kmilter_conf *
+load_file(const char *path, char *errbuf, size_t errlen, int *nerrors)
 {
 	config_t cfg;
 	struct kmilter_conf *c;
@@ -642,9 +647,23 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 		config_destroy(&cfg);
 		return NULL;
 	}
-	c = conf_build(&cfg, path, errbuf, errlen);
+	c = conf_build(&cfg, path, errbuf, errlen, nerrors);
 	config_destroy(&cfg);
 	return c;
+}
+
+/* conf_load - read, validate and return the configuration in path */
+struct kmilter_conf *
+conf_load(const char *path, char *errbuf, size_t errlen)
+{
+	return load_file(path, errbuf, errlen, NULL);
+}
+
+/* conf_load_all - the same, also with errors: kmilter -n checks the rest */
+struct kmilter_conf *
+conf_load_all(const char *path, char *errbuf, size_t errlen, int *nerrors)
+{
+	return load_file(path, errbuf, errlen, nerrors);
 }
 
 /* conf_load_string - the same from a string (tests, fuzzing); name is used in errors */
@@ -661,7 +680,7 @@ conf_load_string(const char *text, const char *name, char *errbuf, size_t errlen
 		config_destroy(&cfg);
 		return NULL;
 	}
-	c = conf_build(&cfg, name, errbuf, errlen);
+	c = conf_build(&cfg, name, errbuf, errlen, NULL);
 	config_destroy(&cfg);
 	return c;
 }

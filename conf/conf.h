@@ -4,8 +4,8 @@
  * NAME
  *	conf - kmilter's configuration: one libconfig file, validated whole
  * SUMMARY
- *	conf_load(), conf_load_string(), conf_ref(), conf_unref(), conf_dump(),
- *	conf_differs()
+ *	conf_load(), conf_load_string(), conf_load_all(), conf_ref(),
+ *	conf_unref(), conf_dump(), conf_differs()
  * DESCRIPTION
  *	conf_load() reads a libconfig file, checks every setting against the
  *	schema (conf_schema.c: name, type, default, range or allowed values,
@@ -25,6 +25,10 @@
  *	All strings belong to the configuration.
  * ERRORS
  *	conf_load() returns NULL and fills errbuf.
+ *	conf_load_all() (kmilter -n) returns NULL only when the file cannot be
+ *	read or parsed; otherwise the configuration, with *nerrors lines in
+ *	errbuf and the settings in error left at their defaults: never run
+ *	with one that has errors.
  * THREADS
  *	A loaded configuration is read-only and may be shared by threads;
  *	conf_ref()/conf_unref() are atomic.
@@ -164,6 +168,8 @@ struct kmilter_conf {
 struct kmilter_conf *conf_load(const char *path, char *errbuf, size_t errlen);
 struct kmilter_conf *conf_load_string(const char *text, const char *name,
 	    char *errbuf, size_t errlen);
+struct kmilter_conf *conf_load_all(const char *path, char *errbuf, size_t errlen,
+	    int *nerrors);
 struct kmilter_conf *conf_ref(struct kmilter_conf *);
 struct kmilter_conf *conf_unref(struct kmilter_conf *);
 int		    conf_differs(const struct kmilter_conf *, const struct kmilter_conf *,

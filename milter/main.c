@@ -192,14 +192,22 @@ report_check(void *arg, int key, const char *line)
 	fprintf(stderr, "%s\n", line);
 }
 
-/* check_mode - kmilter -n: the configuration's files too; exit status */
+/* check_mode - kmilter -n: the settings' errors and the files' problems, in one pass */
 static int
-check_mode(const char *path, struct kmilter_conf *conf)
+check_mode(const char *path)
 {
-	int n;
+	char err[8192];
+	struct kmilter_conf *conf;
+	int n = 0;
 
+	if ((conf = conf_load_all(path, err, sizeof(err), &n)) == NULL) {
+		print_errors(err);
+		return 1;
+	}
+	if (n > 0)
+		print_errors(err);
 	warn_public_socket(conf);
-	n = check_files(conf, report_check, NULL);
+	n += check_files(conf, report_check, NULL);
 	conf_unref(conf);
 	if (n > 0) {
 		fprintf(stderr, "kmilter: %s: %d problem%s\n", path, n, n == 1 ? "" : "s");
@@ -708,12 +716,12 @@ main(int argc, char **argv)
 	pthread_t tid;
 
 	parse_args(argc, argv, &o);
+	if (o.check)
+		return check_mode(o.path);
 	if ((conf = conf_load(o.path, err, sizeof(err))) == NULL) {
 		print_errors(err);
 		return 1;
 	}
-	if (o.check)
-		return check_mode(o.path, conf);
 	start_logging(conf, o.to_stderr | conf->log_stderr, o.verbose);
 	log_to_stderr_now = o.to_stderr | conf->log_stderr;
 	log_tee_stderr(1);

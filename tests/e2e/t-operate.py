@@ -220,6 +220,12 @@ def _():
     rc, out, err = kmilter_n(conf)
     check(rc == 1 and "policy.outbound.encrypt" in err and "10.1.2.0/40" in err,
           "the schema and the CIDR error in one pass: %r" % err)
+    # ... and the files' problems with them, not after they are fixed
+    lines = err.splitlines()
+    for pat in want:
+        check(any(re.search(pat, line) for line in lines),
+              "with setting errors, no line like %r in:\n%s" % (pat, err))
+    check(lines[-1].endswith(": %d problems" % (len(want) + 2)), "the last line: %r" % lines[-1])
 
 
 @suite.case("a start without readable keys is refused before detaching: file, setting, errno on stderr")
