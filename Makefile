@@ -94,7 +94,7 @@ $(LAYER_LIBS):
 $(KMILTER): $(BUILD)/obj/milter/main.o $(LAYER_LIBS)
 	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(KMCTL): $(KMCTL_OBJS) $(BUILD)/libkmmilter.a $(BUILD)/libkmkey.a $(BUILD)/libkmconf.a $(BUILD)/libkmbase.a
+$(KMCTL): $(KMCTL_OBJS) $(BUILD)/libkmkey.a $(BUILD)/libkmconf.a $(BUILD)/libkmbase.a
 	$(CC) $(REAL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/obj/%.o: %.c

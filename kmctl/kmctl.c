@@ -20,10 +20,10 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "domain.h"
 #include "keymodel_name.h"
 #include "kmctl.h"
 #include "log.h"
-#include "policy.h"
 
 #ifndef KMILTER_CONF
 #define KMILTER_CONF	"/etc/kmilter/kmilter.conf"
@@ -301,7 +301,7 @@ run(const struct command *c, const struct opts *o, const char *a1,
 		conf->redis_connect_timeout_ms = 2000;
 	if (conf->redis_command_timeout_ms < 2000)
 		conf->redis_command_timeout_ms = 2000;
-	if (c->internal && !o->force && !policy_domain_internal(conf, a1)) {
+	if (c->internal && !o->force && !domain_internal(conf, a1)) {
 		kmctl_warn("%s: %s is not in policy.internal_domains of %s: refused "
 		    "(kmilter would never sign or decrypt for it; --force to %s it "
 		    "anyway)", c->name, a1, o->config, c->name);
