@@ -18,6 +18,7 @@
 #include "inbound.h"
 #include "keymodel.h"
 #include "keystore.h"
+#include "revcheck.h"
 #include "kmip.h"
 #include "runtime.h"
 #include "secmem.h"
@@ -53,7 +54,8 @@ runtime_trust(void)
 	return X509_STORE_new();
 }
 
-/* runtime_revcheck - FAKE: no revocation checker (checking is off) */
+/* runtime_revcheck - FAKE likewise: no revocation checker (harvest.c
+ * asks it only for a signature that verified) */
 struct revcheck *
 runtime_revcheck(void)
 {
