@@ -100,7 +100,7 @@ const struct conf_key conf_schema[] = {
 	ENUM("policy.outbound.rsa_padding", out_rsa_padding, "pkcs1", "pkcs1|oaep"),
 	BOOL("policy.outbound.encrypt_to_self", out_encrypt_to_self, "true"),
 	ENUM("policy.outbound.missing_cert", out_missing_cert, "sign-only",
-	    "sign-only|refuse"),
+	    "sign-only|refuse|split"),
 	ENUM("policy.outbound.no_signing_key", out_no_signing_key, "unsigned",
 	    "unsigned|tempfail"),
 	STR("policy.outbound.subject_tag", out_subject_tag, ""),
