@@ -275,6 +275,9 @@ def _():
     need("lab")
     check(S["lab"].milter_pid() is not None and ktest.pid_alive(S["lab"].milter_pid()),
           "kmilter is not running")
+    log = S["lab"].log_text()
+    check(b"ERROR: AddressSanitizer" not in log and b"runtime error:" not in log,
+          "sanitizer report in kmilter's log")
     check(wait_for(lambda: not S["lab"].postqueue(), 30, "gateway queue empty"),
           "gateway queue: %s" % S["lab"].postqueue())
     if "internal" in S:
