@@ -25,6 +25,13 @@ certificate imported; nocert@nowhere.example has none.
   client resends a 452'd recipient at once or at its next queue run.
   Again with nocert@zz.example, which Postfix's recipient order (by
   domain) puts after dave: the encrypted transaction goes first.
+- dave + 22 recipients without a certificate, with the gateway Postfix's
+  smtpd error limits set to Postfix's defaults (soft 10, hard 20, sleep
+  1s): every 452 counts as an error, and the gateway cuts the session with
+  421 before DATA, dave included: nothing is delivered (documented in
+  docs/split.md); with the limits raised again (the lab's 1000) and the
+  internal queue flushed, dave's copy arrives encrypted and the 22 in one
+  signed transaction.
 Env: T_SPLIT_BACKOFF (the internal Postfix's minimal_backoff_time in
 seconds, default 10).
 """
@@ -268,6 +275,62 @@ def _():
             "group first")
 def _():
     relayed(NOCERT_LATE, "relayed-late")
+
+
+def gateway_limits(soft, hard, sleep):
+    """Set the running gateway Postfix's smtpd error limits; reload."""
+    conf = S["lab"].env["LAB_POSTFIX_CONF"]
+    L.run(["postconf", "-c", conf, "-e", "smtpd_soft_error_limit=%d" % soft,
+           "smtpd_hard_error_limit=%d" % hard, "smtpd_error_sleep_time=%ds" % sleep])
+    L.run(["postfix", "-c", conf, "reload"])
+
+
+@suite.case("22 recipients split off: with Postfix's default smtpd error limits the gateway "
+            "cuts the session (421 too many errors); with them raised all are delivered")
+def _():
+    need("lab", "internal")
+    env, ienv, idir = S["lab"].env, S["internal"]["env"], S["internal"]["dir"]
+    many = ["n%02d@zz.example" % i for i in range(22)]
+    tok, raw = message([DAVE] + many, "many")
+    # Postfix's defaults (postconf -d); the lab's gateway has 1000, 1000, 0s
+    gateway_limits(10, 20, 1)
+    suite.cleanups.append(lambda: gateway_limits(1000, 1000, 0))
+    t0 = time.time()
+    iqid = labsmtp.submit(ienv, ALICE, [DAVE] + many, raw)
+
+    def ilog():
+        with open(os.path.join(idir, "postfix", "maillog"), "rb") as fp:
+            return fp.read().decode("utf-8", "replace")
+    cut = r" %s: to=<[^>]*>.*status=deferred.*said: 421 4\.7\.0 .*too many errors" % iqid
+    check(wait_for(lambda: re.search(cut, ilog()), 60, "421 too many errors"),
+          "the gateway did not cut the session")
+    lost = re.search(r" %s: to=<%s>.*status=deferred" % (iqid, re.escape(DAVE)), ilog())
+    check(lost, "dave, accepted in the cut session, was not deferred")
+    check(not L.scan_out(env).get(tok), "delivered although the session was cut")
+    print("figure: Postfix default smtpd error limits (soft 10, hard 20, sleep 1s): dave + 22 "
+          "split recipients: session cut with 421 after %.1f s, nothing delivered"
+          % (time.time() - t0), flush=True)
+
+    gateway_limits(1000, 1000, 0)
+    L.run(["postqueue", "-c", os.path.join(idir, "postfix"), "-f"], ok=False)
+    files = {}
+
+    def arrived():
+        for p in L.scan_out(env).get(tok, []):
+            sink, _ = labsmtp.read_delivered(p)
+            files[p] = [r.strip("<> ").split()[0].strip("<>") for r in sink.get("X-Rcpt-Args", [])]
+        return sum(len(v) for v in files.values()) == 23
+    check(wait_for(arrived, 90, "all 23 recipients at the sink"),
+          "delivered: %r" % sorted(files.values()))
+    check_eq(sorted(len(v) for v in files.values()), [1, 22], "recipients per transaction")
+    for p, rc in files.items():
+        _, msg = labsmtp.read_delivered(p)
+        f, line = gateway_line(msg)
+        if rc == [DAVE]:
+            check(L.is_enveloped(msg) and f.get("action") == "sign+encrypt", "dave's: %s" % line)
+        else:
+            check_eq(sorted(rc), many, "the signed transaction's recipients")
+            check_eq((f.get("rcpts"), f.get("action")), ("22", "sign"), "signed: %s" % line)
 
 
 @suite.case("kmilter survived, nothing left in either queue")
