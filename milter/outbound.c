@@ -40,6 +40,7 @@ lookup_cert(struct message *m, int i, char *err, size_t errlen)
 /* What a recipient gets (missing_cert "split"); 0 is "not known yet". */
 enum protection { PROT_ENCRYPTED = 1, PROT_SIGNED };
 
+/* protection_name - a group's name in replies and log lines */
 static const char *
 protection_name(int p)
 {
