@@ -60,8 +60,8 @@ def main():
     suite = Suite()
     tmp = tempfile.mkdtemp(prefix="t-split.")
     os.chmod(tmp, 0o755)
-    checks = {w: conf_check(tmp, w) for w in ("split", "splitt")}
     k = tk.Kmilter(tmp)
+    checks = {w: conf_check(tmp, w) for w in ("split", "splitt")}  # its dirs exist now
     suite.cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
     suite.cleanups.append(lambda: (stop_pid(k.pid), k.proc.wait(5)))
 
