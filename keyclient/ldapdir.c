@@ -433,6 +433,9 @@ srv_open(const struct ldapsrv *s, LDAP **out)
 		return rc;
 	(void)ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
 	(void)ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	/* libldap waits for a TLS handshake with the network timeout only
+	 * on an asynchronous connection; otherwise it spins without one */
+	(void)ldap_set_option(ld, LDAP_OPT_CONNECT_ASYNC, LDAP_OPT_ON);
 	(void)ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
 	if (s->ca_file != NULL)
 		(void)ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE,
@@ -566,6 +569,8 @@ srv_search(const struct ldapsrv *s, const char *filter,
 	} else if (rc == LDAP_NO_SUCH_OBJECT)
 		rc = LDAP_SUCCESS;	/* no base: nobody there */
 out:
+	if (rc != LDAP_SUCCESS && clock_ms() >= deadline)
+		rc = LDAP_TIMEOUT;	/* libldap says "can't contact" */
 	ldap_msgfree(res);
 	ldap_unbind_ext_s(ld, NULL, NULL);
 	return rc;
