@@ -16,6 +16,7 @@
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 
+#include "cache_conn.h"
 #include "clock.h"
 #include "conf.h"
 #include "keymodel_cert.h"
@@ -581,6 +582,7 @@ static enum km_status
 srv_lookup(struct ldapdir *ldd, struct ldapsrv *s, const char *addr,
     const char *filter, X509 **cert, struct kmerr *err)
 {
+	struct cache_conn_guard guard;
 	STACK_OF(X509) *found;
 	const char *step;
 	enum km_status st;
@@ -593,7 +595,11 @@ srv_lookup(struct ldapdir *ldd, struct ldapsrv *s, const char *addr,
 		    s->uri, (long long)left);
 	if ((found = sk_X509_new_null()) == NULL)
 		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
-	if ((rc = srv_search(s, filter, found, &step)) != LDAP_SUCCESS) {
+	/* libldap writes with write(2): a reset connection raises SIGPIPE */
+	cache_conn_guard_begin(&guard);
+	rc = srv_search(s, filter, found, &step);
+	cache_conn_guard_end(&guard);
+	if (rc != LDAP_SUCCESS) {
 		char why[200];
 
 		snprintf(why, sizeof(why), "%s: %s", step,
