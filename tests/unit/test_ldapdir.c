@@ -5,6 +5,7 @@
  * certificate is picked, the configuration checks, and the back-off of a
  * directory that cannot be reached.  tests/e2e/t-ldap.py asks a real slapd.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -264,8 +265,55 @@ TEST(backoff)
 	conf_unref(c);
 }
 
+static struct ldapdir *shared;
+static int tempfails;
+static pthread_mutex_t tf_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* looker - lookups from one thread */
+static void *
+looker(void *arg)
+{
+	struct kmerr err;
+	X509 *got = NULL;
+	char addr[64];
+
+	for (int i = 0; i < 25; i++) {
+		snprintf(addr, sizeof(addr), "t%ld-%d@x.example", (long)arg, i);
+		kmerr_clear(&err);
+		if (ldapdir_lookup(shared, addr, &got, &err) == KM_TEMPFAIL) {
+			pthread_mutex_lock(&tf_mu);
+			tempfails++;
+			pthread_mutex_unlock(&tf_mu);
+		}
+		X509_free(got);
+	}
+	return NULL;
+}
+
+/* one handle, 8 threads at once, against a directory that refuses and
+ * with no back-off: every lookup a temporary failure, nothing shared
+ * breaks (run under ASan by make SANITIZE=1 unit) */
+TEST(threads)
+{
+	struct kmilter_conf *c;
+	struct kmerr err = { 0 };
+	pthread_t th[8];
+
+	c = conf("domains = [ \"x.example\" ]; uri = \"ldap://127.0.0.1:1/\";",
+	    "backoff_ms = 0;");
+	CHECK(c != NULL && (shared = ldapdir_new(c, &err)) != NULL);
+	for (long i = 0; i < 8; i++)
+		CHECK(pthread_create(&th[i], NULL, looker, (void *)i) == 0);
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	CHECK_EQ_INT(tempfails, 8 * 25);
+	shared = ldapdir_free(shared);
+	conf_unref(c);
+}
+
 static const struct test_case tests[] = {
-	T(escape), T(parse_values), T(pick), T(config), T(backoff), { 0 }
+	T(escape), T(parse_values), T(pick), T(config), T(backoff), T(threads),
+	{ 0 }
 };
 
 int
