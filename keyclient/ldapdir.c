@@ -27,6 +27,7 @@
 #define LDAPDIR_FILTER_MAX	1024	/* "(mail=" escaped address ")" */
 #define LDAPDIR_VALUE_MAX	65536	/* bytes of one attribute value */
 #define LDAPDIR_CERTS_MAX	32	/* certificates considered per lookup */
+#define LDAPDIR_VALUES_MAX	64	/* values looked at per lookup */
 
 struct ldapsrv {
 	char		**domains;
@@ -480,7 +481,7 @@ srv_connect(const struct ldapsrv *s, LDAP *ld, int64_t deadline,
 /* add_values - the certificates of one attribute of one entry */
 static void
 add_values(LDAP *ld, LDAPMessage *e, const char *attr, const char *dn,
-    const char *where, STACK_OF(X509) *found)
+    const char *where, STACK_OF(X509) *found, int *nvals)
 {
 	struct berval **vals;
 	int n;
@@ -488,7 +489,8 @@ add_values(LDAP *ld, LDAPMessage *e, const char *attr, const char *dn,
 	if ((vals = ldap_get_values_len(ld, e, attr)) == NULL)
 		return;
 	for (int i = 0; vals[i] != NULL; i++) {
-		if (sk_X509_num(found) >= LDAPDIR_CERTS_MAX)
+		if (sk_X509_num(found) >= LDAPDIR_CERTS_MAX ||
+		    ++*nvals > LDAPDIR_VALUES_MAX)
 			break;
 		n = ldapdir_parse_value((const unsigned char *)
 		    vals[i]->bv_val, vals[i]->bv_len, found);
@@ -516,7 +518,7 @@ static int
 collect(LDAP *ld, LDAPMessage *res, const char *where,
     STACK_OF(X509) *found)
 {
-	int nent = 0;
+	int nent = 0, nvals = 0;
 
 	for (LDAPMessage *e = ldap_first_entry(ld, res); e != NULL;
 	    e = ldap_next_entry(ld, e)) {
@@ -528,12 +530,17 @@ collect(LDAP *ld, LDAPMessage *res, const char *where,
 		    a = ldap_next_attribute(ld, e, ber)) {
 			if (is_cert_attr(a))
 				add_values(ld, e, a, dn != NULL ? dn : "?",
-				    where, found);
+				    where, found, &nvals);
 			ldap_memfree(a);
 		}
 		ber_free(ber, 0);
 		ldap_memfree(dn);
 	}
+	if (nvals > LDAPDIR_VALUES_MAX || sk_X509_num(found) >=
+	    LDAPDIR_CERTS_MAX)
+		log_warnx("ldapdir: %s: more than %d values or %d "
+		    "certificates: the rest not looked at", where,
+		    LDAPDIR_VALUES_MAX, LDAPDIR_CERTS_MAX);
 	return nent;
 }
 

@@ -19,7 +19,8 @@ signed-only mail, result=downgraded, and the second message does not search
 again (negative answer cached); mallory@partner.example, whose entry holds
 garbage, a certificate for another address and an expired one, gets
 signed-only mail, each bad value logged once with its reason, not again for
-the second message; slapd stopped (SIGSTOP: it accepts connections and
+the second message; an entry with 100 garbage values costs 64 log lines and
+one saying the rest was not looked at; slapd stopped (SIGSTOP: it accepts connections and
 never answers): the message to dan@partner.example still goes, signed only,
 after one timeout (measured), the next one at once (back-off, measured),
 and once slapd answers again and the back-off period ended, dan's mail is
@@ -49,6 +50,7 @@ MALLORY = "mallory@partner.example"
 EVE = "eve@partner.example"
 DAN = "dan@partner.example"
 ERIN = "erin@partner.example"
+FLOOD = "flood@partner.example"
 SUFFIX = "dc=partner,dc=example"
 TIMEOUT_MS = 1500
 BACKOFF_MS = 8000
@@ -214,6 +216,8 @@ def _():
     ldif += entry(MALLORY, [("userSMIMECertificate", b"\x30\x82garbage, not DER " * 9),
                             ("userSMIMECertificate", p7_of(people[EVE][0])),
                             ("userSMIMECertificate", expired)])
+    ldif += entry(FLOOD, [("userSMIMECertificate", b"junk value %03d " % i * 4)
+                          for i in range(100)])
     path = lab.wpath("people.ldif")
     with open(path, "w") as fp:
         fp.write(ldif)
@@ -288,6 +292,15 @@ def _():
         check_eq(n, 1, "log lines for the %s value (%s)" % (what, bad))
     check(not any("certificate for %s found" % MALLORY in ln for ln in bad),
           "a bad certificate for mallory was used")
+
+
+@suite.case("a flood of 100 bad values: at most 64 looked at, one line says so, signed only")
+def _():
+    need("lab")
+    signed_only(FLOOD, "ldap-flood")
+    lines = [ln for ln in klog().splitlines() if "cn=flood," in ln]
+    check_eq(len(lines), 64, "log lines for flood's values")
+    check_eq(klog().count("more than 64 values"), 1, "lines saying the rest was not looked at")
 
 
 @suite.case("slapd not answering: mail goes signed only after one timeout, then at once")
