@@ -30,6 +30,7 @@ import datetime
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "load"))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import loadlib as L  # noqa: E402
-from ktest import TOP, Failure, Suite, check, check_eq, need as kneed, wait_for  # noqa: E402
+from ktest import TOP, Failure, Suite, check, check_eq, need as kneed, skip, wait_for  # noqa: E402
 import labsmtp  # noqa: E402
 
 ALICE = "alice@example.com"
@@ -197,6 +198,10 @@ def slapd_tls(pki):
 
 @suite.case("setup: slapd (LDAPS + StartTLS) with the entries, lab with two directories")
 def _():
+    for prog in ("slapd", "ldapadd"):
+        if shutil.which(prog) is None and not os.access("/usr/sbin/" + prog, os.X_OK):
+            skip("ci-unavailable: %s is not installed (tests/install-deps: slapd, ldap-utils)"
+                 % prog)
     lab = L.Lab("ldap")
     S["lab_obj"] = lab
     pki = L.OutsidePKI(lab, "partner.example")
