@@ -26,7 +26,7 @@
 
 #define LDAPDIR_FILTER_MAX	1024	/* "(mail=" escaped address ")" */
 #define LDAPDIR_VALUE_MAX	65536	/* bytes of one attribute value */
-#define LDAPDIR_CERTS_MAX	32	/* certificates considered per lookup */
+#define LDAPDIR_CERTS_MAX	32	/* certificates looked at per lookup */
 #define LDAPDIR_VALUES_MAX	64	/* values looked at per lookup */
 
 struct ldapsrv {
@@ -41,8 +41,8 @@ struct ldapsrv {
 	int		  starttls;
 	int		  timeout_ms;
 	int		  size_limit;
-	pthread_mutex_t	  mu;		/* the back-off state below */
-	int64_t		  quiet_until;	/* clock_ms(): not asked before */
+	pthread_mutex_t	  mu;		/* guards the two below */
+	int64_t		  quiet_until;	/* not asked before (clock_ms) */
 	int		  down;		/* last attempt failed */
 };
 
@@ -364,7 +364,8 @@ covers(const struct ldapsrv *s, const char *domain)
 
 		if (strcmp(d, "*") == 0 || strcasecmp(d, domain) == 0)
 			return 1;
-		if (d[0] == '.' && dl > n && strcasecmp(domain + dl - n, d) == 0)
+		if (d[0] == '.' && dl > n &&
+		    strcasecmp(domain + dl - n, d) == 0)
 			return 1;
 	}
 	return 0;

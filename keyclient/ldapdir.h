@@ -12,19 +12,22 @@
  *	configuration, for the entries (mail=ADDR) and their attributes
  *	userSMIMECertificate (a PKCS#7 certs-only SignedData, or one DER
  *	certificate as some directories store it) and userCertificate;binary
- *	(DER).  Of the certificates found, the usable ones (certenc_check(),
- *	naming the address, valid now) compete and the newest notBefore
- *	wins (keystore_cert_check(), the test the key store applies to
- *	every certificate it hands out).  A value that is not a certificate, or a certificate that is
- *	not usable, is logged (one line each, with the reason) and skipped.
+ *	(DER).  Of the certificates found, the usable ones compete
+ *	(keystore_cert_check(), the test the key store applies to every
+ *	certificate it hands out: valid now, emailProtection, a key mail
+ *	can be encrypted to, naming the address) and the newest notBefore
+ *	wins.  A value that is not a certificate, or a certificate that is
+ *	not usable, is logged (one line each, with the reason) and skipped;
+ *	at most 64 values and 32 certificates are looked at per lookup.
  *
  *	Each lookup opens its own connection (ldap:// with optional
  *	StartTLS, or ldaps://; the server's certificate checked against
  *	ca_file), binds (simple, or anonymously) and searches with a size
- *	limit; connect, bind and search each have timeout_ms.  A directory
- *	that does not answer is left alone for directory.backoff_ms: its
- *	lookups in that period are KM_TEMPFAIL at once, so a dead directory
- *	costs one timeout per period.
+ *	limit, all of it within timeout_ms.  A directory that does not
+ *	answer is left alone for directory.backoff_ms: its lookups in that
+ *	period are KM_TEMPFAIL at once, so a dead directory costs one
+ *	timeout per period (the first lookup after the period is the only
+ *	one that tries it).
  *
  *	ldapdir_escape() writes an assertion value for a search filter
  *	(RFC 4515 3: NUL, '(', ')', '*', '\' as \XX); ldapdir_parse_value()
@@ -57,7 +60,8 @@
 struct kmilter_conf;
 struct ldapdir;
 
-struct ldapdir	*ldapdir_new(const struct kmilter_conf *, struct kmerr *err);
+struct ldapdir	*ldapdir_new(const struct kmilter_conf *,
+		    struct kmerr *err);
 struct ldapdir	*ldapdir_free(struct ldapdir *);
 int		 ldapdir_count(const struct ldapdir *);
 enum km_status	 ldapdir_lookup(struct ldapdir *, const char *addr,
