@@ -24,7 +24,8 @@ one saying the rest was not looked at; slapd stopped (SIGSTOP: it accepts connec
 never answers): the message to dan@partner.example still goes, signed only,
 after one timeout (measured), the next one at once (back-off, measured),
 and once slapd answers again and the back-off period ended, dan's mail is
-encrypted (the failed lookup was not cached as "none").
+encrypted (the failed lookup was not cached as "none"); a reload (SIGHUP)
+that changes a directory setting makes a new key store.
 """
 import datetime
 import os
@@ -338,6 +339,24 @@ def _():
              BACKOFF_MS / 1000.0 + 5)
     encrypted_to(DAN, S["keys"][DAN], "ldap-back")
     check("answers again" in klog(), "no log line saying the directory answers again")
+
+
+@suite.case("reload with a changed directory setting: a new key store (SIGHUP)")
+def _():
+    need("lab")
+    lab = S["lab"]
+    conf = lab.env["LAB_CONF"]
+    with open(conf) as fp:
+        text = fp.read()
+    check("backoff_ms = %d;" % BACKOFF_MS in text, "backoff_ms not in %s" % conf)
+    with open(conf, "w") as fp:
+        fp.write(text.replace("backoff_ms = %d;" % BACKOFF_MS, "backoff_ms = %d;" % (BACKOFF_MS + 1)))
+    os.kill(lab.milter_pid(), signal.SIGHUP)
+    line = wait_for(lambda: re.search(r"reload: (directory\.\S+) changed: new key store", klog()), 15)
+    check(line is not None, "no new key store after a reload that changed directory.backoff_ms")
+    check_eq(line.group(1), "directory.backoff_ms", "the setting the reload names")
+    wait_for(lambda: "reloaded configuration" in klog(), 10)
+    encrypted_to(BOB, S["keys"][BOB], "ldap-after-reload")
 
 
 def main():
