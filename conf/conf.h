@@ -57,6 +57,20 @@ struct conf_km_server {
 	int	 port;
 };
 
+/* One element of directory.ldap (keyclient/ldapdir.c). */
+struct conf_ldap {
+	char	**domains;	/* "example.net", ".example.net" (subdomains), "*" */
+	int	 ndomains;
+	char	*uri;		/* ldap://host:port/ or ldaps://host:port/ */
+	char	*base;		/* search base */
+	char	*bind_dn;	/* "" = anonymous */
+	char	*password_file;	/* the bind password, first line */
+	int	 starttls;
+	char	*ca_file;	/* CA of the server's certificate ("" = system) */
+	int	 timeout_ms;	/* connect, bind and search, each */
+	int	 size_limit;	/* entries per search */
+};
+
 struct conf_rule {
 	char	*match;		/* "domain.tld", ".sub.domain" or "user@domain" */
 	int	 encrypt;	/* enum conf_ruleenc */
@@ -157,6 +171,11 @@ struct kmilter_conf {
 	int	 in_harvest_replace_imported;
 	int	 in_harvest_max_per_message;	/* 0: none stored */
 	int	 in_harvest_max_per_address;	/* harvested generations kept */
+
+	/* directory */
+	struct conf_ldap *ldap;
+	int	 nldap;
+	int	 dir_backoff_ms;
 
 	/* hook */
 	char	*hook_path;
