@@ -15,6 +15,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "mime.h"
+#include "orgchain.h"
 #include "outbound.h"
 #include "policy.h"
 #include "runtime.h"
@@ -201,7 +202,10 @@ struct out_job {
 	X509		*signer;
 	EVP_PKEY	*key;
 	STACK_OF(X509)	*chain;
-	X509		*self;
+	X509		*self;		/* the sender's encryption certificate, or NULL */
+	int		 self_looked;	/* self asked for already (found or not) */
+	char		 self_err[256];	/* why not found */
+	STACK_OF(X509)	*org;		/* the org CA, published with self */
 	X509		**certs;
 	size_t		 ncerts;
 	char		*entity;	/* plaintext: wiped */
@@ -364,6 +368,57 @@ choose_signer(struct out_job *j)
 }
 
 /*
+ * sender_cert - j->self: the sender's encryption certificate, asked for
+ * once per message; the keystore's answer (err filled)
+ */
+static enum km_status
+sender_cert(struct out_job *j, char *err, size_t errlen)
+{
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
+	if (j->self_looked) {
+		snprintf(err, errlen, "%s", j->self_err);
+		return j->self != NULL ? KM_OK : KM_PERMFAIL;
+	}
+	st = keystore_get_cert(runtime_keystore(), j->m->from, &j->self, &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	if (st != KM_TEMPFAIL && st != KM_NOMEM) {
+		j->self_looked = 1;
+		snprintf(j->self_err, sizeof(j->self_err), "%s", ke.msg);
+	}
+	return st;
+}
+
+/*
+ * choose_publish - what the signature publishes: the sender's encryption
+ * certificate and the org CA (policy.outbound.publish_cert).  Without a
+ * certificate the message is signed as it would be anyway: logged, not a
+ * downgrade; a KM that does not answer is no reason to hold the mail.
+ */
+static void
+choose_publish(struct out_job *j)
+{
+	char err[512];
+	enum km_status st;
+
+	if (!j->sign || !j->c->out_publish_cert)
+		return;
+	st = sender_cert(j, err, sizeof(err));
+	if (st == KM_TEMPFAIL || st == KM_NOMEM)
+		log_warnx("%s: outbound: encryption certificate of <%s> not "
+		    "published this time: %s", message_qid(j->m), j->m->from, err);
+	else if (st != KM_OK)
+		log_info("%s: outbound: <%s> has no encryption certificate: "
+		    "signed without publishing one: %s", message_qid(j->m),
+		    j->m->from, err);
+	else if ((j->org = orgchain_get()) == NULL)
+		log_warnx("%s: outbound: org CA not published with the "
+		    "certificate of <%s>: out of memory", message_qid(j->m),
+		    j->m->from);
+}
+
+/*
  * take_output - what sign or encrypt wrote to out, copied into *buf; or
  * the verdict made (tempfail: what failed, or out of memory).  Frees out.
  * 0, or -1 with the verdict made.
@@ -386,6 +441,7 @@ sign_entity(struct out_job *j)
 {
 	enum smime_sign_mode mode = j->c->out_signature == SIGFORM_OPAQUE ?
 	    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
+	struct smime_publish pub = { .enc = NULL, .chain = j->org };
 	BIO *out;
 	struct kmerr err;
 	enum km_status st;
@@ -393,12 +449,14 @@ sign_entity(struct out_job *j)
 	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
 	    !seven_bit_clean(j->entity, j->entlen))
 		mode = SMIME_MODE_OPAQUE;
+	if (j->c->out_publish_cert)
+		pub.enc = j->self;	/* set by choose_publish(), or NULL */
 	if ((out = BIO_new(BIO_s_mem())) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
 		return -1;
 	}
-	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
-	    map_digest(j->c->out_digest), mode, out, &err);
+	st = smime_sign_publish(j->entity, j->entlen, j->signer, j->key, j->chain,
+	    &pub, map_digest(j->c->out_digest), mode, out, &err);
 	return take_output(j, st, "signing", err.msg, out, &j->signed_ent, &j->signedlen);
 }
 
@@ -410,7 +468,6 @@ static int
 encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
-	struct kmerr ke = { 0 };
 	enum km_status st;
 	char err[512];
 
@@ -422,8 +479,7 @@ encrypt_to(struct out_job *j)
 		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
 	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
 		return 0;
-	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, &ke);
-	snprintf(err, sizeof(err), "%s", ke.msg);
+	st = sender_cert(j, err, sizeof(err));
 	if (st == KM_OK)
 		add_cert(j->certs, &j->ncerts, j->self);
 	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
@@ -540,6 +596,7 @@ out_job_clear(struct out_job *j)
 	free(j->certs);
 	free(j->newsubj);
 	X509_free(j->self);
+	sk_X509_pop_free(j->org, X509_free);
 	X509_free(j->signer);
 	EVP_PKEY_free(j->key);
 	sk_X509_pop_free(j->chain, X509_free);
@@ -565,6 +622,7 @@ outbound_eom(struct session *s, struct verdict *v)
 		goto out;
 	if (choose_encrypt(&j, tagged) != 0 || choose_signer(&j) != 0)
 		goto out;
+	choose_publish(&j);
 	if (j.sign || j.encrypt)
 		rewrite(&j);
 out:

@@ -12,7 +12,8 @@
  *	dropped: it makes the key store (keyclient: caches and the KM) and
  *	the trust store for signature verification (the organization CA,
  *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
- *	trust store; the key store's servers change only at restart.
+ *	trust store (and the org CA chain, orgchain.h); the key store's
+ *	servers change only at restart.
  * OWNERSHIP
  *	runtime_keystore() and runtime_revcheck() are borrowed for the life
  *	of the process.
