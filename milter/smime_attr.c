@@ -186,9 +186,8 @@ smime_enckeypref_names(const ASN1_TYPE *v, X509 *cert)
 	p = v->value.asn1_string->data;
 	end = p + v->value.asn1_string->length;
 	if ((ASN1_get_object(&p, &clen, &tag, &xclass, end - p) & 0x80) ||
-	    tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC || clen > end - p)
+	    tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC || clen != end - p)
 		goto out;
-	end = p + clen;
 	if ((name = d2i_X509_NAME(NULL, &p, end - p)) == NULL ||
 	    (serial = d2i_ASN1_INTEGER(NULL, &p, end - p)) == NULL || p != end)
 		goto out;

@@ -6,7 +6,8 @@
  * is encrypted anyway; every recipient with a certificate gives an
  * encrypted, not downgraded, message whose body no longer holds the text;
  * no buffer that held the plaintext (the entity, the signed entity, the
- * memory BIOs, the new body) is freed without being wiped first.
+ * memory BIOs, the new body) is freed without being wiped first; a
+ * signature publishes the sender's certificate unless publish_cert is off.
  */
 #include <strings.h>
 
@@ -449,6 +450,79 @@ TEST(subject_tag_removed_inside)
 	conf_unref(c2);
 }
 
+/*
+ * signed_cms - the CMS of a signed-only verdict: its new Content-Type
+ * and body read back by OpenSSL
+ */
+static CMS_ContentInfo *
+signed_cms(const struct verdict *v)
+{
+	const char *ct = ctype_change(v);
+	BIO *in, *cont = NULL;
+	CMS_ContentInfo *cms = NULL;
+
+	if (ct == NULL || v->body == NULL || (in = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (BIO_printf(in, "Content-Type: %s\r\n\r\n", ct) > 0 &&
+	    BIO_write(in, v->body, (int)v->bodylen) == (int)v->bodylen)
+		cms = SMIME_read_CMS(in, &cont);
+	BIO_free(cont);
+	BIO_free(in);
+	return cms;
+}
+
+/* enckeypref - does the signature's encKeyPref name cert? 1, 0, -1 none */
+static int
+enckeypref(CMS_ContentInfo *cms, X509 *cert)
+{
+	CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+	int i = si ? CMS_signed_get_attr_by_NID(si, NID_id_smime_aa_encrypKeyPref, -1) : -1;
+
+	if (i < 0)
+		return -1;
+	return smime_enckeypref_names(X509_ATTRIBUTE_get0_type(CMS_signed_get_attr(si, i), 0),
+	    cert);
+}
+
+/* policy.outbound.publish_cert: the sender's certificate named in its signature, or not */
+TEST(signature_publishes_sender_cert)
+{
+	const char *bob[] = { "bob@partner.example", NULL };
+	struct fixture_id *alice;
+	struct kmilter_conf *c2 = NULL;
+	CMS_ContentInfo *cms;
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	alice = fixture_find(ids, "alice@example.com");
+	CHECK(alice != NULL);
+	CHECK((s = mkmsg(bob, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(cms, alice->cert), 1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+
+	s = mkmsg_conf("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ];\n"
+	    "  outbound: { publish_cert = false; }; };\n", &c2, bob);
+	CHECK(s != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK_EQ_INT(v.downgraded, 1);	/* bob has no certificate, as above */
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(cms, alice->cert), -1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+	conf_unref(c2);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(encrypted_headers_protected_subject_hidden),
@@ -458,6 +532,7 @@ static const struct test_case tests[] = {
 	T(enveloped_label_on_plaintext_encrypted_anyway),
 	T(plaintext_wiped_before_free),
 	T(rule_sign_yes_over_outbound_sign_no),
+	T(signature_publishes_sender_cert),
 	{ 0 }
 };
 
