@@ -339,7 +339,9 @@ def main():
         def make(inner):
             # the certificate chosen from the set by the encKeyPref serial
             serial = cert_fields(S["alice.crt"])[0]
-            cert = next(p for p in certs_of(S["alice.sig"], "o") if cert_fields(p)[0] == serial)
+            found = [p for p in certs_of(S["alice.sig"], "o") if cert_fields(p)[0] == serial]
+            check(found, "no certificate with the encKeyPref's serial in the set")
+            cert = found[0]
             out = run(["openssl", "cms", "-encrypt", "-aes-256-cbc", "-binary", "-recip", cert],
                       input=inner).stdout
             return crlf(out)
