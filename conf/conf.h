@@ -154,6 +154,10 @@ struct kmilter_conf {
 	char	*in_ca_file;
 	int	 in_unwrap_opaque;
 	char	*in_decrypt_daemon;	/* "" = one pass */
+	int	 in_harvest;		/* store signers' encryption certs */
+	int	 in_harvest_replace_imported;
+	int	 in_harvest_max_per_message;	/* 0: none stored */
+	int	 in_harvest_max_per_address;	/* harvested generations kept */
 
 	/* hook */
 	char	*hook_path;

@@ -98,13 +98,15 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
-/* install - register a new generation on both servers, activate it, then
- * deactivate the older Active objects.  Registered objects stay Pre-Active
+/* keymodel_admin_install - register a new generation on both servers,
+ * activate it, then deactivate the older Active objects (harvested: the
+ * certificate's Object Group says so).  Registered objects stay Pre-Active
  * (invisible to lookups) until all four exist; on failure they are
  * destroyed again. */
-static enum km_status
-install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
-    size_t derlen, int enhanced, struct kmerr *err)
+enum km_status
+keymodel_admin_install(struct admin *a, int gen, X509 *cert,
+    const unsigned char *der, size_t derlen, int enhanced, int harvested,
+    struct kmerr *err)
 {
 	struct kmip_register_req q;
 	char uids[4][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
@@ -133,8 +135,12 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 			q.type = KMIP_OBJ_CERTIFICATE;
 			q.data = cder;
 			q.len = (size_t)clen;
-			keymodel_group_format(KEYMODEL_CERT, gen, 0, group,
-			    sizeof(group));
+			if (harvested)
+				keymodel_group_format_harvested(gen, group,
+				    sizeof(group));
+			else
+				keymodel_group_format(KEYMODEL_CERT, gen, 0,
+				    group, sizeof(group));
 		} else {
 			if (der == NULL)
 				break;
@@ -226,8 +232,8 @@ new_generation(struct admin *a, X509 *ca_cert, EVP_PKEY *ca_key,
 		der = NULL;
 		derlen = 0;
 	}
-	if ((st = install(a, gen, cert, pw != NULL ? wrapped : der,
-	    pw != NULL ? wlen : derlen, pw != NULL, err)) ==
+	if ((st = keymodel_admin_install(a, gen, cert, pw != NULL ? wrapped :
+	    der, pw != NULL ? wlen : derlen, pw != NULL, 0, err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -414,7 +420,8 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 	    KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, der, derlen, 0, err)) ==
+	if ((st = keymodel_admin_install(&a, gen, cert, der, derlen, 0, 0,
+	    err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -463,7 +470,8 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 	    (st = check_for_addr(cert, a.norm, err)) != KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, NULL, 0, 0, err)) ==
+	if ((st = keymodel_admin_install(&a, gen, cert, NULL, 0, 0, 0,
+	    err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -539,6 +547,7 @@ keymodel_show(struct keymodel *km, const char *addr,
 		v[i].state = r->state;
 		v[i].has_key = r->nshare[0] > 0 && r->nshare[1] > 0;
 		v[i].enhanced = r->enhanced;
+		v[i].harvested = r->harvested;
 		if (r->ncert[srv] == 0)
 			continue;
 		if ((st = kmip_get(a.c[srv],
