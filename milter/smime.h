@@ -5,7 +5,7 @@
  *	smime - S/MIME sign, encrypt, decrypt and verify with OpenSSL 3 CMS
  * SUMMARY
  *	smime_sign(), smime_sign_publish(), smime_encrypt() in smime.c;
- *	smime_enckeypref_names() in smime_attr.c; smime_decrypt(),
+ *	smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
  *	smime_envelope_decrypt_readers(), smime_envelope_free() in
@@ -56,9 +56,7 @@
  *	SMIMEEncryptionKeyPreference (RFC 8551 2.5.3) names it by issuer and
  *	serial, so that a correspondent's client knows what to encrypt to.
  *	smime_sign() is smime_sign_publish() with nothing to publish.
- *	smime_enckeypref_names() reads such an attribute value back: 1 when
- *	it names cert, 0 when another certificate, -1 when it is not the
- *	IssuerAndSerialNumber choice or malformed.
+ *	smime_verify_certs() (smime_verify.h) reads the attribute back.
  *
  *	smime_encrypt(): one EnvelopedData (AuthEnvelopedData for AES-GCM)
  *	for all recipients; RSA recipients get key transport (PKCS#1 v1.5 or
@@ -174,9 +172,6 @@ enum km_status	 smime_sign_publish(const char *entity, size_t len, X509 *cert,
 		    EVP_PKEY *key, STACK_OF(X509) *chain,
 		    const struct smime_publish *pub, enum smime_digest digest,
 		    enum smime_sign_mode mode, BIO *out, struct kmerr *err);
-
-/* smime_enckeypref_names - does an encKeyPref value name cert? 1, 0, -1 */
-int		 smime_enckeypref_names(const ASN1_TYPE *value, X509 *cert);
 
 /* smime_encrypt - encrypt an entity to every certificate in rcpts */
 enum km_status	 smime_encrypt(const char *entity, size_t len,

@@ -165,37 +165,3 @@ smime_add_enckeypref(CMS_SignerInfo *si, X509 *enc)
 	free(der);
 	return ok;
 }
-
-/*
- * smime_enckeypref_names - 1 when the attribute's value (an ASN1_TYPE
- * holding the [0] IssuerAndSerialNumber choice) names cert, 0 when it
- * names another, -1 when it is not that choice or malformed
- */
-int
-smime_enckeypref_names(const ASN1_TYPE *v, X509 *cert)
-{
-	const unsigned char *p, *end;
-	long clen;
-	int tag, xclass, r = -1;
-	X509_NAME *name = NULL;
-	ASN1_INTEGER *serial = NULL;
-
-	if (v == NULL || (v->type != V_ASN1_SEQUENCE && v->type != V_ASN1_OTHER) ||
-	    v->value.asn1_string == NULL)
-		return -1;
-	p = v->value.asn1_string->data;
-	end = p + v->value.asn1_string->length;
-	if ((ASN1_get_object(&p, &clen, &tag, &xclass, end - p) & 0x80) ||
-	    tag != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC || clen != end - p)
-		goto out;
-	if ((name = d2i_X509_NAME(NULL, &p, end - p)) == NULL ||
-	    (serial = d2i_ASN1_INTEGER(NULL, &p, end - p)) == NULL || p != end)
-		goto out;
-	r = X509_NAME_cmp(name, X509_get_issuer_name(cert)) == 0 &&
-	    ASN1_INTEGER_cmp(serial, X509_get0_serialNumber(cert)) == 0;
-out:
-	ossl_drain("encKeyPref");
-	X509_NAME_free(name);
-	ASN1_INTEGER_free(serial);
-	return r;
-}

@@ -10,7 +10,7 @@
  *	Reading CMS inputs (smime_cms.c): smime_der_to_cms(),
  *	smime_body_to_cms(), smime_open_entity().
  *	Signed attributes (smime_attr.c): smime_add_caps(),
- *	smime_add_enckeypref() (smime_enckeypref_names() is in smime.h).
+ *	smime_add_enckeypref().
  * DESCRIPTION
  *	smime_der_to_cms() parses DER (or BER) bytes as a CMS ContentInfo;
  *	smime_body_to_cms() decodes a CMS body by its transfer encoding

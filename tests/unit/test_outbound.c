@@ -25,6 +25,7 @@
 #include "runtime.h"
 #include "session.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "verdict.h"
 
 #define SECRET "the-plaintext-marker-4711"
@@ -471,17 +472,22 @@ signed_cms(const struct verdict *v)
 	return cms;
 }
 
-/* enckeypref - does the signature's encKeyPref name cert? 1, 0, -1 none */
+/* enckeypref - does the verdict's signature name cert as its encKeyPref? 1, 0, -1 none */
 static int
-enckeypref(CMS_ContentInfo *cms, X509 *cert)
+enckeypref(const struct verdict *v, X509 *cert)
 {
-	CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
-	int i = si ? CMS_signed_get_attr_by_NID(si, NID_id_smime_aa_encrypKeyPref, -1) : -1;
+	struct smime_signer_certs sc;
+	struct smime_verify_result r;
+	struct kmerr err;
+	int named = -1;
 
-	if (i < 0)
-		return -1;
-	return smime_enckeypref_names(X509_ATTRIBUTE_get0_type(CMS_signed_get_attr(si, i), 0),
-	    cert);
+	if (ctype_change(v) == NULL || v->body == NULL)
+		return -2;
+	if (smime_verify_certs(ctype_change(v), (const char *)v->body, v->bodylen,
+	    NULL, NULL, &r, NULL, &sc, &err) == KM_OK && sc.has_pref)
+		named = sc.pref != NULL && X509_cmp(sc.pref, cert) == 0;
+	smime_signer_certs_clear(&sc);
+	return named;
 }
 
 /* policy.outbound.publish_cert: the sender's certificate named in its signature, or not */
@@ -502,7 +508,7 @@ TEST(signature_publishes_sender_cert)
 	outbound_eom(s, &v);
 	CHECK_EQ_STR(v.action_name, "sign");
 	CHECK((cms = signed_cms(&v)) != NULL);
-	CHECK_EQ_INT(enckeypref(cms, alice->cert), 1);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), 1);
 	CMS_ContentInfo_free(cms);
 	verdict_clear(&v);
 	session_free(s);
@@ -516,7 +522,7 @@ TEST(signature_publishes_sender_cert)
 	CHECK_EQ_STR(v.action_name, "sign");
 	CHECK_EQ_INT(v.downgraded, 1);	/* bob has no certificate, as above */
 	CHECK((cms = signed_cms(&v)) != NULL);
-	CHECK_EQ_INT(enckeypref(cms, alice->cert), -1);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), -1);
 	CMS_ContentInfo_free(cms);
 	verdict_clear(&v);
 	session_free(s);
