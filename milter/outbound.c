@@ -22,18 +22,24 @@
 #include "smime.h"
 #include "spool.h"
 
-/* lookup_cert - the recipient's certificate, from RCPT time or now */
+/* lookup_cert - the recipient's certificate, from RCPT time or now;
+ * *unreachable (if not NULL) says a "none" came from a directory that did
+ * not answer */
 static enum km_status
-lookup_cert(struct message *m, int i, char *err, size_t errlen)
+lookup_cert(struct message *m, int i, char *err, size_t errlen, int *unreachable)
 {
 	struct kmerr ke = { 0 };
 	enum km_status st;
 
+	if (unreachable != NULL)
+		*unreachable = 0;
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
 	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
 	    &ke);
 	snprintf(err, errlen, "%s", ke.msg);
+	if (unreachable != NULL)
+		*unreachable = st == KM_PERMFAIL && kmerr_is(&ke, KMERR_UNREACHABLE);
 	return st;
 }
 
@@ -64,7 +70,7 @@ encrypts(const struct kmilter_conf *c, const struct rcpt_policy *pol)
  * rcpt_protection - what recipient i can have: *prot encrypted (policy
  * wants it and a usable certificate was found) or signed only; *cert
  * whether it has a usable certificate (looked up unless its policy is
- * "never").  KM_OK (err: why no certificate), or the lookup's
+ * "never"): 1 yes, 0 no, -1 not known (a directory did not answer).  KM_OK (err: why no certificate), or the lookup's
  * KM_TEMPFAIL/KM_NOMEM.
  */
 static enum km_status
@@ -72,6 +78,7 @@ rcpt_protection(struct session *s, int i, int *prot, int *cert, char *err, size_
 {
 	struct rcpt_policy pol = policy_for_rcpt(s->conf, s->msg->rcpts[i]);
 	enum km_status st;
+	int unreachable;
 
 	*prot = PROT_SIGNED;
 	*cert = 0;
@@ -79,11 +86,11 @@ rcpt_protection(struct session *s, int i, int *prot, int *cert, char *err, size_
 		snprintf(err, errlen, "policy: encrypt never");
 		return KM_OK;
 	}
-	st = lookup_cert(s->msg, i, err, errlen);
+	st = lookup_cert(s->msg, i, err, errlen, &unreachable);
 	if (st == KM_TEMPFAIL || st == KM_NOMEM)
 		return st;
-	*cert = st == KM_OK;
-	if (*cert && encrypts(s->conf, &pol))
+	*cert = st == KM_OK ? 1 : unreachable ? -1 : 0;
+	if (*cert > 0 && encrypts(s->conf, &pol))
 		*prot = PROT_ENCRYPTED;
 	return KM_OK;
 }
@@ -152,8 +159,10 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 	st = rcpt_protection(s, i, &prot, &cert, err, sizeof(err));
 	if (st != KM_OK)
 		return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
-	if (!cert && pol.encrypt != ENCRYPT_NEVER &&
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER &&
 	    (pol.encrypt == ENCRYPT_MANDATORY || s->conf->out_missing_cert == MISSING_REFUSE)) {
+		if (cert < 0)	/* a directory did not answer: not a "no" */
+			return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
 		*rcode = "550";
 		*xcode = "5.7.1";
 		snprintf(reply, replylen, "<%s>: no usable S/MIME certificate (%s), and "
@@ -161,7 +170,7 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		log_info("%s: outbound: rcpt=<%s> refused: %s", message_qid(m), m->rcpts[i], err);
 		return KM_PERMFAIL;
 	}
-	if (!cert && pol.encrypt != ENCRYPT_NEVER)
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER)
 		log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m), m->rcpts[i], err);
 	return split ? split_rcpt(s, i, prot, reply, replylen, rcode, xcode) : KM_OK;
 }
@@ -386,7 +395,7 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 		if (pol.encrypt == ENCRYPT_NEVER) {
 			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
-		} else if ((st = lookup_cert(m, i, err, sizeof(err))) == KM_OK)
+		} else if ((st = lookup_cert(m, i, err, sizeof(err), NULL)) == KM_OK)
 			continue;
 		else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
 			verdict_tempfail(j->v, "certificate lookup for <%s>: %s", m->rcpts[i], err);
