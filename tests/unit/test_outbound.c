@@ -8,6 +8,13 @@
  * no buffer that held the plaintext (the entity, the signed entity, the
  * memory BIOs, the new body) is freed without being wiped first; a
  * signature publishes the sender's certificate unless publish_cert is off.
+ * outbound_rcpt() with missing_cert = "split": a recipient whose
+ * protection (encrypted: a usable certificate and a policy that encrypts;
+ * else signed only) differs from the first accepted one's gets 452 4.5.3
+ * and is dropped, whichever group comes first; a rule "never" is signed
+ * only; mandatory without a certificate is still 550; with sign-only, or
+ * encrypt = never, nobody is split; the transaction that stays is
+ * encrypted (no downgrade) or signed for all.
  */
 #include <strings.h>
 
@@ -529,6 +536,158 @@ TEST(signature_publishes_sender_cert)
 	conf_unref(c2);
 }
 
+/* ---- missing_cert = "split" at RCPT ---- */
+
+#define SPLIT_CONF(outbound) "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \
+	"policy: { internal_domains = [ \"example.com\" ];\n" \
+	"  outbound: { " outbound " };\n" \
+	"  rules = ( { match = \"secure.example\"; encrypt = \"mandatory\"; },\n" \
+	"    { match = \"plain.example\"; encrypt = \"never\"; },\n" \
+	"    { match = \"partner.example\"; encrypt = \"opportunistic\"; } ); };\n"
+
+/*
+ * rcpt_codes - a session under conf text ctext; alice's message gets
+ * rcpts one RCPT at a time, each answered by outbound_rcpt() ("250" for
+ * accepted; a refused one is dropped, as callbacks.c does).  codes gets
+ * "code xcode" per recipient; returns the session (its message holds the
+ * accepted recipients), or NULL.
+ */
+static struct session *
+rcpt_codes(const char *ctext, const char **rcpts, char codes[][16], char *lastreply,
+    size_t replylen)
+{
+	struct kmilter_conf *c;
+	struct session *s;
+	char err[512];
+
+	if ((c = conf_load_string(ctext, "split.conf", err, sizeof(err))) == NULL) {
+		printf("    conf: %s\n", err);
+		return NULL;
+	}
+	s = session_new(c, NULL, "localhost");
+	conf_unref(c);
+	if (s == NULL || session_message_begin(s, "<alice@example.com>", NULL) != KM_OK)
+		return session_free(s);
+	message_set_queue_id(s->msg, "TESTSPLIT");
+	for (int i = 0; rcpts[i]; i++) {
+		const char *rcode = NULL, *xcode = NULL;
+		char reply[512];
+
+		if (message_add_rcpt(s->msg, rcpts[i]) != KM_OK)
+			return session_free(s);
+		if (outbound_rcpt(s, s->msg->nrcpts - 1, reply, sizeof(reply), &rcode,
+		    &xcode) == KM_OK) {
+			snprintf(codes[i], 16, "250");
+			continue;
+		}
+		snprintf(codes[i], 16, "%s %s", rcode ? rcode : "?", xcode ? xcode : "?");
+		snprintf(lastreply, replylen, "%s", reply);
+		message_drop_last_rcpt(s->msg);
+	}
+	return s;
+}
+
+TEST(split_cert_first_then_nocert_452)
+{
+	const char *rc[] = { "carol@partner.example", "bob@partner.example",
+	    "dave@secure.example", "x@plain.example", NULL };
+	char codes[4][16], reply[512] = "";
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), rc, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK_EQ_STR(codes[0], "250");
+	CHECK_EQ_STR(codes[1], "452 4.5.3");	/* no certificate */
+	CHECK_EQ_STR(codes[2], "250");		/* mandatory with a certificate */
+	CHECK_EQ_STR(codes[3], "452 4.5.3");	/* rule never: signed only */
+	CHECK(strstr(reply, "<x@plain.example>") != NULL);
+	CHECK(strstr(reply, "send it separately") != NULL);
+	CHECK_EQ_INT(s->msg->nrcpts, 2);
+	/* what stays is encrypted to everyone in it, not a downgrade */
+	CHECK(message_add_header(s->msg, "From", "alice@example.com") == KM_OK);
+	CHECK(message_add_header(s->msg, "Content-Type", "text/plain") == KM_OK);
+	CHECK(message_append_body(s->msg, (const unsigned char *)SECRET "\r\n",
+	    strlen(SECRET) + 2, &(struct kmerr){ 0 }) == KM_OK);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK_EQ_INT(v.downgraded, 0);
+	CHECK(reader_gets_secret(&v, "carol@partner.example"));
+	CHECK(reader_gets_secret(&v, "dave@secure.example"));
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(split_nocert_first_then_cert_452)
+{
+	const char *rc[] = { "bob@partner.example", "carol@partner.example",
+	    "x@plain.example", "nocert@secure.example", NULL };
+	char codes[4][16], reply[512] = "";
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), rc, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK_EQ_STR(codes[0], "250");
+	CHECK_EQ_STR(codes[1], "452 4.5.3");	/* carol could be encrypted to */
+	CHECK_EQ_STR(codes[2], "250");		/* never: signed only, like bob */
+	CHECK_EQ_STR(codes[3], "550 5.7.1");	/* mandatory without: refused, not split */
+	CHECK_EQ_INT(s->msg->nrcpts, 2);
+	CHECK(message_add_header(s->msg, "From", "alice@example.com") == KM_OK);
+	CHECK(message_add_header(s->msg, "Content-Type", "text/plain") == KM_OK);
+	CHECK(message_append_body(s->msg, (const unsigned char *)SECRET "\r\n",
+	    strlen(SECRET) + 2, &(struct kmerr){ 0 }) == KM_OK);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(split_only_when_it_matters)
+{
+	const char *rc[] = { "carol@partner.example", "bob@partner.example",
+	    "x@plain.example", NULL };
+	const char *settings[] = { "missing_cert = \"sign-only\";",
+	    "missing_cert = \"split\"; encrypt = \"never\";", NULL };
+	char codes[3][16], reply[512];
+	struct session *s;
+
+	CHECK(setup());
+	for (int k = 0; settings[k]; k++) {
+		char ctext[1024];
+
+		snprintf(ctext, sizeof(ctext), SPLIT_CONF("%s"), settings[k]);
+		CHECK((s = rcpt_codes(ctext, rc, codes, reply, sizeof(reply))) != NULL);
+		/* encrypt = never: a rule's opportunistic does not encrypt (outbound_eom) */
+		for (int i = 0; i < 3; i++)
+			CHECK_EQ_STR(codes[i], "250");
+		session_free(s);
+	}
+}
+
+/* a first recipient accepted before the message was outbound is classified later */
+TEST(split_first_rcpt_classified_late)
+{
+	const char *none[] = { NULL };
+	const char *rcode = NULL, *xcode = NULL;
+	char codes[1][16], reply[512];
+	struct session *s;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), none, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK(message_add_rcpt(s->msg, "bob@partner.example") == KM_OK);	/* not asked */
+	CHECK(message_add_rcpt(s->msg, "carol@partner.example") == KM_OK);
+	CHECK_EQ_INT(outbound_rcpt(s, 1, reply, sizeof(reply), &rcode, &xcode), KM_TEMPFAIL);
+	CHECK_EQ_STR(rcode, "452");
+	CHECK_EQ_STR(xcode, "4.5.3");
+	session_free(s);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(encrypted_headers_protected_subject_hidden),
@@ -539,6 +698,10 @@ static const struct test_case tests[] = {
 	T(plaintext_wiped_before_free),
 	T(rule_sign_yes_over_outbound_sign_no),
 	T(signature_publishes_sender_cert),
+	T(split_cert_first_then_nocert_452),
+	T(split_nocert_first_then_cert_452),
+	T(split_only_when_it_matters),
+	T(split_first_rcpt_classified_late),
 	{ 0 }
 };
 
