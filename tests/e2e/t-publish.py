@@ -20,7 +20,6 @@ certificate by openssl cms (chosen by the encKeyPref), gpgsm and cmsutil,
 sent from outside, arrives at alice decrypted; bob (no encryption
 certificate) is signed for as before: no encKeyPref, result ok, logged at
 info.
-Env: KTEST_ONLY=substring runs only matching cases (set-up always runs).
 """
 import base64
 import os
