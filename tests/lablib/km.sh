@@ -23,9 +23,9 @@ km__cert() {
 	    -out "$_d/$_n.csr" 2>/dev/null || return 1
 	printf '%s\n' "$_ext" > "$_d/$_n.ext"
 	openssl x509 -req -in "$_d/$_n.csr" -CA "$_d/ca.crt" -CAkey "$_d/ca.key" \
-	    -CAcreateserial -days 825 -sha256 -extfile "$_d/$_n.ext" \
+	    -CAserial "$_d/$_n.srl" -CAcreateserial -days 825 -sha256 -extfile "$_d/$_n.ext" \
 	    -out "$_d/$_n.crt" 2>/dev/null || return 1
-	rm -f "$_d/$_n.csr" "$_d/$_n.ext"
+	rm -f "$_d/$_n.csr" "$_d/$_n.ext" "$_d/$_n.srl"
 	chmod 600 "$_d/$_n.key"
 }
 
@@ -41,19 +41,25 @@ km_pki() {
 	    -addext "basicConstraints=critical,CA:TRUE" \
 	    -addext "keyUsage=critical,keyCertSign,cRLSign" \
 	    -out "$_p/ca.crt" 2>/dev/null || { echo "km_pki: cannot create CA" >&2; return 1; }
+	# The four keys below are made at once (RSA key generation is most of
+	# the lab's start-up time); each cert has its own serial file.
 	km__cert "$_p" server localhost "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost" || { echo "km_pki: server cert failed" >&2; return 1; }
-	for _cn in kmilter intruder; do
-		km__cert "$_p" "$_cn" "$_cn" "basicConstraints=CA:FALSE
+subjectAltName=IP:127.0.0.1,DNS:localhost" & _j1=$!
+	km__cert "$_p" kmilter kmilter "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth" || { echo "km_pki: $_cn cert failed" >&2; return 1; }
-	done
+extendedKeyUsage=clientAuth" & _j2=$!
+	km__cert "$_p" intruder intruder "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth" & _j3=$!
 	# an unrelated CA for "wrong CA" tests
 	( umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -keyout "$_p/other-ca.key" \
 	    -days 3650 -subj "/CN=some other CA" -out "$_p/other-ca.crt" 2>/dev/null ) || {
 		echo "km_pki: other CA failed" >&2; return 1; }
+	wait $_j1 || { echo "km_pki: server cert failed" >&2; return 1; }
+	wait $_j2 || { echo "km_pki: kmilter cert failed" >&2; return 1; }
+	wait $_j3 || { echo "km_pki: intruder cert failed" >&2; return 1; }
 	if [ -n "$_owner" ]; then
 		chown "$_owner" "$_p/kmilter.key" "$_p/kmilter.crt" || return 1
 	fi
