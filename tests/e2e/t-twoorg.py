@@ -49,10 +49,50 @@ def kmctl(env, *args):
     return r.returncode, r.stdout + r.stderr
 
 
+def certs(env, addr):
+    """kmctl show addr at that organization: one dict per generation
+    (generation, key, source, sha256); [] when the KM knows nothing."""
+    rc, out = kmctl(env, "show", addr)
+    if rc != 0:
+        return []
+    gens = []
+    for ln in out.splitlines():
+        m = re.match(r"\S+ generation (\d+) state (\S+) key (\S+)", ln)
+        if m:
+            gens.append({"generation": m.group(1), "state": m.group(2), "key": m.group(3)})
+        elif gens and re.match(r"  (source|sha256) ", ln):
+            k, _, v = ln.strip().partition(" ")
+            gens[-1][k] = v
+    return gens
+
+
 def has_cert(env, addr):
     """Does that organization's KM hold a certificate for addr."""
-    rc, out = kmctl(env, "show", addr)
-    return rc == 0 and "sha256" in out
+    return bool(certs(env, addr))
+
+
+def check_harvest(src, dst, addr, qid):
+    """dst's KM holds addr's encryption certificate, harvested from the
+    message dst queued as qid: the one src's KM holds with its key (not the
+    signing certificate), and dst's kmilter logged it for that message."""
+    wait_for(lambda: has_cert(dst, addr), 10, "%s's KM has a certificate for %s" % (dst["LAB_ORG"], addr))
+    own = [g for g in certs(src, addr) if g["key"] == "escrowed"]
+    check_eq(len(own), 1, "%s's own generations of %s" % (src["LAB_ORG"], addr))
+    got = certs(dst, addr)
+    check_eq([(g.get("sha256"), g.get("source", "").split(" ")[0]) for g in got],
+             [(own[0]["sha256"], "harvested")], "%s's certificates of %s (sha256, source)" % (
+                 dst["LAB_ORG"], addr))
+    fp = own[0]["sha256"]
+
+    def logged():
+        with open(dst["LAB_LOG"], "rb") as f:
+            for ln in f:
+                if re.search(rb"\b" + qid.encode() + rb": harvest: .*" + re.escape(addr.encode()), ln):
+                    return ln.decode("utf-8", "replace")
+        return None
+    ln = wait_for(logged, 5, "%s's harvest line for %s" % (dst["LAB_ORG"], qid))
+    check(fp.replace(":", "").lower() in ln.replace(":", "").lower(),
+          "the harvest line does not name %s: %s" % (fp, ln))
 
 
 def header(msg, name):
@@ -65,7 +105,7 @@ def fields(line):
     return labsmtp.parse_log_line(line) if line else {}
 
 
-def hop(state, src, dst, sender, rcpt, subject, want_out, want_in):
+def hop(src, dst, sender, rcpt, subject, want_out, want_in):
     """One message from src's user to dst's: submitted at src as an
     internal client, relayed to dst, delivered there.  Checks the log line
     of each gateway (direction, action, result) and returns
@@ -97,8 +137,7 @@ def hop(state, src, dst, sender, rcpt, subject, want_out, want_in):
     check(re.search(r"smime=pass\b.*" + re.escape(sender), ar),
           "%s's signature not reported as passing at %s: %r" % (sender, dst["LAB_ORG"], ar))
     figures.append("%s -> %s (%s): delivered in %.2f s" % (sender, rcpt, subject, took))
-    state.setdefault("hops", []).append((line, line2))
-    return msg, f, f2
+    return msg, qid2
 
 
 def main():
@@ -152,40 +191,35 @@ def main():
     def _():
         need(state, "enrolled")
         a, b = state["a"], state["b"]
-        _, fa, _ = hop(state, a, b, ALICE, BOB, "first contact",
+        _, state["hop1"] = hop(a, b, ALICE, BOB, "first contact",
                        {"direction": "outbound", "action": "sign", "result": "downgraded"},
                        {"direction": "inbound", "action": "verify", "result": "ok"})
-        state["hop1"] = True
 
     @suite.case("1: B harvested alice's encryption certificate into its KM")
     def _():
         need(state, "hop1")
-        wait_for(lambda: has_cert(state["b"], ALICE), 10,
-                 "B's KM has a certificate for %s" % ALICE)
-        state["harvest_b"] = True
+        check_harvest(state["a"], state["b"], ALICE, state["hop1"])
 
     @suite.case("2: bob -> alice: encrypted at B to alice's published certificate, decrypted at A")
     def _():
         need(state, "hop1")
         a, b = state["a"], state["b"]
-        msg, _, _ = hop(state, b, a, BOB, ALICE, "reply",
+        msg, qid = hop(b, a, BOB, ALICE, "reply",
                         {"direction": "outbound", "action": "sign+encrypt", "result": "ok"},
                         {"direction": "inbound", "action": "decrypt+verify", "result": "ok"})
         check(header(msg, "X-Kmilter-Decrypted"), "no X-Kmilter-Decrypted header at A")
-        state["hop2"] = True
+        state["hop2"] = qid
 
     @suite.case("2: A harvested bob's encryption certificate into its KM")
     def _():
         need(state, "hop2")
-        wait_for(lambda: has_cert(state["a"], BOB), 10,
-                 "A's KM has a certificate for %s" % BOB)
-        state["harvest_a"] = True
+        check_harvest(state["b"], state["a"], BOB, state["hop2"])
 
     @suite.case("3: alice -> bob again: encrypted at A to bob's harvested certificate, decrypted at B")
     def _():
         need(state, "hop2")
         a, b = state["a"], state["b"]
-        msg, _, _ = hop(state, a, b, ALICE, BOB, "second",
+        msg, _ = hop(a, b, ALICE, BOB, "second",
                         {"direction": "outbound", "action": "sign+encrypt", "result": "ok"},
                         {"direction": "inbound", "action": "decrypt+verify", "result": "ok"})
         check(header(msg, "X-Kmilter-Decrypted"), "no X-Kmilter-Decrypted header at B")
