@@ -170,16 +170,26 @@ def wait_delivered(env, qid, timeout=60):
 
 def relayed_qid(env, qid):
     """The queue id the peer's Postfix gave qid (from this lab's maillog:
-    relayed over the peer transport of a lab pair), or None."""
+    relayed over the peer transport of a lab pair), or None.  In the
+    two-pass layout the decrypt pass's own queue id is followed."""
     try:
         with open(os.path.join(env["LAB_DIR"], "postfix", "maillog"), "rb") as fp:
             data = fp.read()
     except OSError:
         return None
-    m = re.search(rb" " + qid.encode() + rb": to=<[^>]*>, relay=[^ ]+:" +
-                  env["LAB_PEER_SMTP_PORT"].encode() + rb",.*status=sent \(250 [^)]*queued as ([0-9A-Za-z]+)\)",
-                  data)
-    return m.group(1).decode() if m else None
+    hops = 0
+    while hops < 3:
+        m = re.search(rb" " + qid.encode() + rb": to=<[^>]*>, relay=[^ ]+:([0-9]+),.*status=sent "
+                      rb"\(250 [^)]*queued as ([0-9A-Za-z]+)\)", data)
+        if not m:
+            return None
+        port, qid = m.group(1).decode(), m.group(2).decode()
+        if port == env.get("LAB_PEER_SMTP_PORT"):
+            return qid
+        if port != env.get("LAB_DECRYPT_PORT"):
+            return None
+        hops += 1
+    return None
 
 
 def wait_relayed(env, qid, timeout=60):
