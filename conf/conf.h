@@ -160,6 +160,7 @@ struct kmilter_conf {
 	int	 out_no_signing_key;	/* enum conf_nosignkey */
 	char	*out_subject_tag;
 	int	 out_hide_subject;	/* encrypted mail: outer Subject "[...]" (RFC 9788) */
+	int	 out_publish_cert;	/* signatures carry the sender's encryption certificate */
 	struct conf_rule *rules;
 	int	 nrules;
 	int	 in_decrypt;

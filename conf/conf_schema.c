@@ -119,6 +119,7 @@ const struct conf_key conf_schema[] = {
 	    "unsigned|tempfail"),
 	STR("policy.outbound.subject_tag", out_subject_tag, ""),
 	BOOL("policy.outbound.hide_subject", out_hide_subject, "true"),
+	BOOL("policy.outbound.publish_cert", out_publish_cert, "true"),
 	{ "policy.rules", CT_GROUPLIST, O(rules), NULL, 0, 10000, NULL, 0,
 	  rule_keys, sizeof(struct conf_rule), O(nrules) },
 	BOOL("policy.inbound.decrypt", in_decrypt, "true"),

@@ -15,6 +15,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "mime.h"
+#include "orgchain.h"
 #include "outbound.h"
 #include "policy.h"
 #include "revcheck.h"
@@ -26,7 +27,8 @@
 /*
  * revoked_check - is an outside recipient's certificate revoked?  KM_OK to
  * use it; else it is dropped: KM_PERMFAIL (revoked, or its status unknown
- * under revocation.check = hard: *unknown set then), reason in err.  The
+ * under revocation.check = hard: *unknown set then if not NULL), reason in
+ * err.  The
  * KM's own certificates (internal domains) are revoked with kmctl revoke,
  * the KM never hands those out: not asked.
  */
@@ -56,7 +58,8 @@ revoked_check(const struct kmilter_conf *c, struct message *m, int i,
 	if (st == KM_PERMFAIL && kmerr_is(&ke, KMERR_REFUSED))
 		snprintf(err, errlen, "revoked");
 	else {
-		*unknown = 1;
+		if (unknown != NULL)
+			*unknown = 1;
 		snprintf(err, errlen, "revocation status unknown");
 	}
 	log_warnx("%s: outbound: rcpt=<%s>: certificate not used: %s", message_qid(m),
@@ -64,21 +67,26 @@ revoked_check(const struct kmilter_conf *c, struct message *m, int i,
 	return KM_PERMFAIL;
 }
 
-/* lookup_cert - the recipient's usable certificate, from RCPT time or now
- * (*unknown: none because its revocation status is unknown, hard-fail) */
+/* lookup_cert - the recipient's usable certificate, from RCPT time or now;
+ * *unknown (if not NULL) says a "none" is not a "no": a directory did not
+ * answer, or nobody could tell whether its outside certificate was revoked
+ * (revocation.check = hard) */
 static enum km_status
-lookup_cert(const struct kmilter_conf *c, struct message *m, int i, int *unknown,
-    char *err, size_t errlen)
+lookup_cert(const struct kmilter_conf *c, struct message *m, int i, char *err,
+    size_t errlen, int *unknown)
 {
 	struct kmerr ke = { 0 };
 	enum km_status st;
 
-	*unknown = 0;
+	if (unknown != NULL)
+		*unknown = 0;
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
 	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
 	    &ke);
 	snprintf(err, errlen, "%s", ke.msg);
+	if (unknown != NULL)
+		*unknown = st == KM_PERMFAIL && kmerr_is(&ke, KMERR_UNREACHABLE);
 	if (st == KM_OK && m->rcpt_certs[i] != NULL)
 		st = revoked_check(c, m, i, unknown, err, errlen);
 	return st;
@@ -111,10 +119,10 @@ encrypts(const struct kmilter_conf *c, const struct rcpt_policy *pol)
  * rcpt_protection - what recipient i can have: *prot encrypted (policy
  * wants it and a usable certificate was found) or signed only; *cert
  * whether it has a usable certificate (looked up unless its policy is
- * "never").  KM_OK (err: why no certificate), or the lookup's
- * KM_TEMPFAIL/KM_NOMEM; KM_TEMPFAIL too when nobody can tell whether its
- * outside certificate was revoked (revocation.check = hard) and policy
- * needs encryption (mandatory, or missing_cert refuse).
+ * "never"): 1 yes, 0 no, -1 not known (a directory did not answer, or
+ * nobody could tell whether its outside certificate was revoked under
+ * revocation.check = hard).  KM_OK (err: why no certificate), or the
+ * lookup's KM_TEMPFAIL/KM_NOMEM.
  */
 static enum km_status
 rcpt_protection(struct session *s, int i, int *prot, int *cert, char *err, size_t errlen)
@@ -129,14 +137,11 @@ rcpt_protection(struct session *s, int i, int *prot, int *cert, char *err, size_
 		snprintf(err, errlen, "policy: encrypt never");
 		return KM_OK;
 	}
-	st = lookup_cert(s->conf, s->msg, i, &unknown, err, errlen);
+	st = lookup_cert(s->conf, s->msg, i, err, errlen, &unknown);
 	if (st == KM_TEMPFAIL || st == KM_NOMEM)
 		return st;
-	if (unknown && (pol.encrypt == ENCRYPT_MANDATORY ||
-	    s->conf->out_missing_cert == MISSING_REFUSE))
-		return KM_TEMPFAIL;
-	*cert = st == KM_OK;
-	if (*cert && encrypts(s->conf, &pol))
+	*cert = st == KM_OK ? 1 : unknown ? -1 : 0;
+	if (*cert > 0 && encrypts(s->conf, &pol))
 		*prot = PROT_ENCRYPTED;
 	return KM_OK;
 }
@@ -205,8 +210,10 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 	st = rcpt_protection(s, i, &prot, &cert, err, sizeof(err));
 	if (st != KM_OK)
 		return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
-	if (!cert && pol.encrypt != ENCRYPT_NEVER &&
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER &&
 	    (pol.encrypt == ENCRYPT_MANDATORY || s->conf->out_missing_cert == MISSING_REFUSE)) {
+		if (cert < 0)	/* a directory did not answer: not a "no" */
+			return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
 		*rcode = "550";
 		*xcode = "5.7.1";
 		snprintf(reply, replylen, "<%s>: no usable S/MIME certificate (%s), and "
@@ -214,7 +221,7 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		log_info("%s: outbound: rcpt=<%s> refused: %s", message_qid(m), m->rcpts[i], err);
 		return KM_PERMFAIL;
 	}
-	if (!cert && pol.encrypt != ENCRYPT_NEVER)
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER)
 		log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m), m->rcpts[i], err);
 	return split ? split_rcpt(s, i, prot, reply, replylen, rcode, xcode) : KM_OK;
 }
@@ -346,7 +353,10 @@ struct out_job {
 	X509		*signer;
 	EVP_PKEY	*key;
 	STACK_OF(X509)	*chain;
-	X509		*self;
+	X509		*self;		/* the sender's encryption certificate, or NULL */
+	int		 self_looked;	/* self asked for already (found or not) */
+	char		 self_err[256];	/* why not found */
+	STACK_OF(X509)	*org;		/* the org CA, published with self */
 	X509		**certs;
 	size_t		 ncerts;
 	char		*entity;	/* plaintext: wiped */
@@ -440,7 +450,7 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 		if (pol.encrypt == ENCRYPT_NEVER) {
 			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
-		} else if ((st = lookup_cert(j->c, m, i, &unknown, err, sizeof(err))) ==
+		} else if ((st = lookup_cert(j->c, m, i, err, sizeof(err), &unknown)) ==
 		    KM_OK)
 			continue;
 		else if (st == KM_TEMPFAIL || st == KM_NOMEM ||
@@ -512,6 +522,57 @@ choose_signer(struct out_job *j)
 }
 
 /*
+ * sender_cert - j->self: the sender's encryption certificate, asked for
+ * once per message; the keystore's answer (err filled)
+ */
+static enum km_status
+sender_cert(struct out_job *j, char *err, size_t errlen)
+{
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
+	if (j->self_looked) {
+		snprintf(err, errlen, "%s", j->self_err);
+		return j->self != NULL ? KM_OK : KM_PERMFAIL;
+	}
+	st = keystore_get_cert(runtime_keystore(), j->m->from, &j->self, &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	if (st != KM_TEMPFAIL && st != KM_NOMEM) {
+		j->self_looked = 1;
+		snprintf(j->self_err, sizeof(j->self_err), "%s", ke.msg);
+	}
+	return st;
+}
+
+/*
+ * choose_publish - what the signature publishes: the sender's encryption
+ * certificate and the org CA (policy.outbound.publish_cert).  Without a
+ * certificate the message is signed as it would be anyway: logged, not a
+ * downgrade; a KM that does not answer is no reason to hold the mail.
+ */
+static void
+choose_publish(struct out_job *j)
+{
+	char err[512];
+	enum km_status st;
+
+	if (!j->sign || !j->c->out_publish_cert)
+		return;
+	st = sender_cert(j, err, sizeof(err));
+	if (st == KM_TEMPFAIL || st == KM_NOMEM)
+		log_warnx("%s: outbound: encryption certificate of <%s> not "
+		    "published this time: %s", message_qid(j->m), j->m->from, err);
+	else if (st != KM_OK)
+		log_info("%s: outbound: <%s> has no encryption certificate: "
+		    "signed without publishing one: %s", message_qid(j->m),
+		    j->m->from, err);
+	else if ((j->org = orgchain_get()) == NULL)
+		log_warnx("%s: outbound: org CA not published with the "
+		    "certificate of <%s>: out of memory", message_qid(j->m),
+		    j->m->from);
+}
+
+/*
  * take_output - what sign or encrypt wrote to out, copied into *buf; or
  * the verdict made (tempfail: what failed, or out of memory).  Frees out.
  * 0, or -1 with the verdict made.
@@ -534,6 +595,7 @@ sign_entity(struct out_job *j)
 {
 	enum smime_sign_mode mode = j->c->out_signature == SIGFORM_OPAQUE ?
 	    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
+	struct smime_publish pub = { .enc = NULL, .chain = j->org };
 	BIO *out;
 	struct kmerr err;
 	enum km_status st;
@@ -541,12 +603,14 @@ sign_entity(struct out_job *j)
 	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
 	    !seven_bit_clean(j->entity, j->entlen))
 		mode = SMIME_MODE_OPAQUE;
+	if (j->c->out_publish_cert)
+		pub.enc = j->self;	/* set by choose_publish(), or NULL */
 	if ((out = BIO_new(BIO_s_mem())) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
 		return -1;
 	}
-	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
-	    map_digest(j->c->out_digest), mode, out, &err);
+	st = smime_sign_publish(j->entity, j->entlen, j->signer, j->key, j->chain,
+	    &pub, map_digest(j->c->out_digest), mode, out, &err);
 	return take_output(j, st, "signing", err.msg, out, &j->signed_ent, &j->signedlen);
 }
 
@@ -558,7 +622,6 @@ static int
 encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
-	struct kmerr ke = { 0 };
 	enum km_status st;
 	char err[512];
 
@@ -570,8 +633,7 @@ encrypt_to(struct out_job *j)
 		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
 	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
 		return 0;
-	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, &ke);
-	snprintf(err, sizeof(err), "%s", ke.msg);
+	st = sender_cert(j, err, sizeof(err));
 	if (st == KM_OK)
 		add_cert(j->certs, &j->ncerts, j->self);
 	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
@@ -688,6 +750,7 @@ out_job_clear(struct out_job *j)
 	free(j->certs);
 	free(j->newsubj);
 	X509_free(j->self);
+	sk_X509_pop_free(j->org, X509_free);
 	X509_free(j->signer);
 	EVP_PKEY_free(j->key);
 	sk_X509_pop_free(j->chain, X509_free);
@@ -713,6 +776,7 @@ outbound_eom(struct session *s, struct verdict *v)
 		goto out;
 	if (choose_encrypt(&j, tagged) != 0 || choose_signer(&j) != 0)
 		goto out;
+	choose_publish(&j);
 	if (j.sign || j.encrypt)
 		rewrite(&j);
 out:

@@ -31,7 +31,12 @@
  *	sign = "no", the client already signed it, or policy_signer() says
  *	the sender may not be signed for (outside or null sender: never;
  *	SMTP AUTH login that does not own the address; unauthenticated with
- *	policy.sign_unauthenticated off).  Sign first, then encrypt.  Mail
+ *	policy.sign_unauthenticated off).  The signature publishes the
+ *	sender's encryption certificate from the KM and the org CA, named
+ *	by an SMIMEEncryptionKeyPreference attribute, unless
+ *	policy.outbound.publish_cert is off (a sender without one: logged at
+ *	info, signed as before; a KM that does not answer: not published this
+ *	time, logged).  Sign first, then encrypt.  Mail
  *	whose body parses as CMS enveloped data passes untouched ("already
  *	encrypted by the client"); a body merely labelled
  *	application/pkcs7-mime is logged and treated as content.  A message

@@ -53,6 +53,7 @@ EVE = "eve@partner.example"
 DAN = "dan@partner.example"
 ERIN = "erin@partner.example"
 FLOOD = "flood@partner.example"
+FRANK = "frank@partner.example"  # encryption mandatory by rule, in no directory
 SUFFIX = "dc=partner,dc=example"
 TIMEOUT_MS = 1500
 BACKOFF_MS = 8000
@@ -108,6 +109,16 @@ def send(rcpt, subject):
     line = labsmtp.wait_log_line(env, qid, 10)
     check(line is not None, "no kmilter log line for %s" % qid)
     return msg, labsmtp.parse_log_line(line), secs, tok
+
+
+def rcpt_reply(rcpt):
+    """The gateway's reply to RCPT TO rcpt in a submission from alice."""
+    s = labsmtp.connect(S["lab"].env)
+    try:
+        s.mail(ALICE)
+        return s.rcpt(rcpt)
+    finally:
+        s.close()
 
 
 def encrypted_to(rcpt, key, subject):
@@ -203,7 +214,7 @@ def _():
         if shutil.which(prog) is None and not os.access("/usr/sbin/" + prog, os.X_OK):
             skip("ci-unavailable: %s is not installed (tests/install-deps: slapd, ldap-utils)"
                  % prog)
-    lab = L.Lab("ldap")
+    lab = L.Lab("ldap", policy='rules = ( { match = "%s"; encrypt = "mandatory"; } );' % FRANK)
     S["lab_obj"] = lab
     pki = L.OutsidePKI(lab, "partner.example")
     S["ldapdir"] = lab.wpath("slapd")
@@ -320,6 +331,7 @@ def _():
         t_fail = time.monotonic()
         fast = signed_only(ERIN, "ldap-down-2")
         after = klog().count("not asked again for")
+        mandatory = rcpt_reply(FRANK)
     finally:
         os.kill(pid, signal.SIGCONT)
     print("FIGURE ldap-down first message: %.2fs (timeout_ms %d)" % (slow, TIMEOUT_MS))
@@ -329,6 +341,9 @@ def _():
     check(slow < TIMEOUT_MS / 1000.0 + 3, "the first message took %.2fs" % slow)
     check(fast < min(1.0, slow - 0.5), "the message in the back-off period took %.2fs" % fast)
     check_eq(after - before, 1, "warnings about the directory not answering")
+    check(mandatory[0] == 451 and mandatory[1].startswith(b"4.7.1"),
+          "RCPT of %s (encryption mandatory) while the directory does not answer: %r, "
+          "want 451 4.7.1 (a 5xx would bounce the mail)" % (FRANK, mandatory))
     S["t_fail"] = t_fail
 
 

@@ -6,7 +6,8 @@
  * is encrypted anyway; every recipient with a certificate gives an
  * encrypted, not downgraded, message whose body no longer holds the text;
  * no buffer that held the plaintext (the entity, the signed entity, the
- * memory BIOs, the new body) is freed without being wiped first.
+ * memory BIOs, the new body) is freed without being wiped first; a
+ * signature publishes the sender's certificate unless publish_cert is off.
  * outbound_rcpt() with missing_cert = "split": a recipient whose
  * protection (encrypted: a usable certificate and a policy that encrypts;
  * else signed only) differs from the first accepted one's gets 452 4.5.3
@@ -31,6 +32,7 @@
 #include "runtime.h"
 #include "session.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "verdict.h"
 
 #define SECRET "the-plaintext-marker-4711"
@@ -469,6 +471,84 @@ TEST(subject_tag_removed_inside)
 	conf_unref(c2);
 }
 
+/*
+ * signed_cms - the CMS of a signed-only verdict: its new Content-Type
+ * and body read back by OpenSSL
+ */
+static CMS_ContentInfo *
+signed_cms(const struct verdict *v)
+{
+	const char *ct = ctype_change(v);
+	BIO *in, *cont = NULL;
+	CMS_ContentInfo *cms = NULL;
+
+	if (ct == NULL || v->body == NULL || (in = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (BIO_printf(in, "Content-Type: %s\r\n\r\n", ct) > 0 &&
+	    BIO_write(in, v->body, (int)v->bodylen) == (int)v->bodylen)
+		cms = SMIME_read_CMS(in, &cont);
+	BIO_free(cont);
+	BIO_free(in);
+	return cms;
+}
+
+/* enckeypref - does the verdict's signature name cert as its encKeyPref? 1, 0, -1 none */
+static int
+enckeypref(const struct verdict *v, X509 *cert)
+{
+	struct smime_signer_certs sc;
+	struct smime_verify_result r;
+	struct kmerr err;
+	int named = -1;
+
+	if (ctype_change(v) == NULL || v->body == NULL)
+		return -2;
+	if (smime_verify_certs(ctype_change(v), (const char *)v->body, v->bodylen,
+	    NULL, NULL, &r, NULL, &sc, &err) == KM_OK && sc.has_pref)
+		named = sc.pref != NULL && X509_cmp(sc.pref, cert) == 0;
+	smime_signer_certs_clear(&sc);
+	return named;
+}
+
+/* policy.outbound.publish_cert: the sender's certificate named in its signature, or not */
+TEST(signature_publishes_sender_cert)
+{
+	const char *bob[] = { "bob@partner.example", NULL };
+	struct fixture_id *alice;
+	struct kmilter_conf *c2 = NULL;
+	CMS_ContentInfo *cms;
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	alice = fixture_find(ids, "alice@example.com");
+	CHECK(alice != NULL);
+	CHECK((s = mkmsg(bob, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), 1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+
+	s = mkmsg_conf("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ];\n"
+	    "  outbound: { publish_cert = false; }; };\n", &c2, bob);
+	CHECK(s != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK_EQ_INT(v.downgraded, 1);	/* bob has no certificate, as above */
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), -1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+	conf_unref(c2);
+}
+
 /* ---- missing_cert = "split" at RCPT ---- */
 
 #define SPLIT_CONF(outbound) "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \
@@ -630,6 +710,7 @@ static const struct test_case tests[] = {
 	T(enveloped_label_on_plaintext_encrypted_anyway),
 	T(plaintext_wiped_before_free),
 	T(rule_sign_yes_over_outbound_sign_no),
+	T(signature_publishes_sender_cert),
 	T(split_cert_first_then_nocert_452),
 	T(split_nocert_first_then_cert_452),
 	T(split_only_when_it_matters),
