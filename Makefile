@@ -45,7 +45,9 @@ REAL_CFLAGS = -std=c11 -D_GNU_SOURCE -DKMILTER_VERSION='"$(VERSION)"' \
 	      -Ibase -Iconf -Ikeyclient -Imilter -Ikmctl $(WARNINGS) $(SAN_FLAGS) \
 	      $(PKG_CFLAGS) $(MILTER_CFLAGS) $(CFLAGS) -MMD -MP
 REAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) $(MILTER_LIBS) -lpthread
+# libunbound: DNS SMIMEA lookups with DNSSEC validation (keyclient/smimea.c)
+UNBOUND_LIBS ?= $(shell $(PKG_CONFIG) --libs libunbound 2>/dev/null || echo -lunbound)
+LIBS = $(PKG_LIBS) $(MILTER_LIBS) $(UNBOUND_LIBS) -lpthread
 
 # The layers, from the bottom: base (log, secure memory, status codes,
 # clock, paths, control protocol), conf, keyclient, then the programs:

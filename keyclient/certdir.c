@@ -3,13 +3,38 @@
  * certdir.h.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "certdir.h"
 #include "conf.h"
+#include "smimea.h"
 
 struct certdir {
 	int	 nsources;	/* directories configured */
+	struct smimea *smimea;	/* DNS SMIMEA, after LDAP; NULL: off */
 };
+
+/* smimea_source - DNS SMIMEA as a source, when enabled */
+static int
+smimea_source(struct certdir *cd, const struct kmilter_conf *conf,
+    struct kmerr *err)
+{
+	struct smimea_opts o;
+
+	if (!conf->smimea_enabled)
+		return 0;
+	memset(&o, 0, sizeof(o));
+	o.resolver = conf->smimea_resolver;
+	o.stub = conf->smimea_stub;
+	o.trust_anchor_file = conf->smimea_trust_anchor_file;
+	o.timeout_ms = conf->smimea_timeout_ms;
+	o.domains = conf->smimea_domains;
+	o.ndomains = conf->n_smimea_domains;
+	if ((cd->smimea = smimea_new(&o, err)) == NULL)
+		return -1;
+	cd->nsources++;
+	return 0;
+}
 
 /* certdir_new - the directories of the configuration */
 struct certdir *
@@ -17,11 +42,12 @@ certdir_new(const struct kmilter_conf *conf, struct kmerr *err)
 {
 	struct certdir *cd;
 
-	(void)conf;
 	if ((cd = calloc(1, sizeof(*cd))) == NULL) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
+	if (smimea_source(cd, conf, err) != 0)
+		return certdir_free(cd);
 	return cd;
 }
 
@@ -29,6 +55,9 @@ certdir_new(const struct kmilter_conf *conf, struct kmerr *err)
 struct certdir *
 certdir_free(struct certdir *cd)
 {
+	if (cd == NULL)
+		return NULL;
+	smimea_free(cd->smimea);
 	free(cd);
 	return NULL;
 }
@@ -45,8 +74,10 @@ enum km_status
 certdir_lookup(struct certdir *cd, const char *addr, X509 **cert,
     struct kmerr *err)
 {
-	(void)cd;
 	*cert = NULL;
+	if (cd != NULL && cd->smimea != NULL &&
+	    smimea_wants(cd->smimea, addr))
+		return smimea_lookup(cd->smimea, addr, cert, err);
 	return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 	    "no directory has a certificate for %s", addr);
 }
