@@ -1,0 +1,231 @@
+/*
+ * test_smimea.c - keyclient/smimea.c without DNS: the owner name of an
+ * address (RFC 8162 section 3, checked against the RFC 7929 example that
+ * uses the same hashing) and which SMIMEA records give a certificate mail
+ * may be encrypted to (usage 3, selector 0, matching type 0, the whole
+ * DER and nothing after it, valid now, for the address, a key that can
+ * receive mail); everything else is refused with a reason.  The DNS part
+ * (validation, timeouts) is tested against nsd by tests/e2e/t-smimea.py.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "fixture.h"
+#include "harness.h"
+#include "smimea.h"
+
+/* rdata - an SMIMEA rdata: usage selector mtype and the DER of c */
+static unsigned char *
+rdata(int usage, int sel, int mtype, X509 *c, size_t extra, size_t *len)
+{
+	int n = i2d_X509(c, NULL);
+	unsigned char *buf, *p;
+
+	if (n <= 0 || (buf = calloc(1, 3 + (size_t)n + extra)) == NULL)
+		return NULL;
+	buf[0] = (unsigned char)usage;
+	buf[1] = (unsigned char)sel;
+	buf[2] = (unsigned char)mtype;
+	p = buf + 3;
+	i2d_X509(c, &p);
+	*len = 3 + (size_t)n + extra;
+	return buf;
+}
+
+/* user_cert - an RSA certificate for addr valid from nb to na */
+static X509 *
+user_cert(const char *addr, long nb, long na)
+{
+	struct fixture_cert spec = { 0 };
+	X509 *ca, *c;
+	EVP_PKEY *cak, *k;
+
+	if (!fixture_ca(&ca, &cak) || (k = EVP_RSA_gen(2048)) == NULL)
+		return NULL;
+	spec.cn = addr;
+	spec.san = addr;
+	spec.ku = "critical,digitalSignature,keyEncipherment";
+	spec.notbefore = nb;
+	spec.notafter = na;
+	c = fixture_cert(k, &spec, ca, cak);
+	EVP_PKEY_free(k);
+	return c;
+}
+
+/* verdict - what smimea_rr_cert says of one record */
+static enum km_status
+verdict(const unsigned char *rd, size_t len, const char *addr,
+    struct kmerr *err)
+{
+	struct smimea_rr rr;
+	enum km_status st;
+	X509 *got = NULL;
+
+	kmerr_clear(err);
+	if ((st = smimea_rdata(rd, len, &rr, err)) != KM_OK)
+		return st;
+	st = smimea_rr_cert(&rr, addr, &got, err);
+	if (st == KM_OK && got == NULL)
+		return KM_PROTO;	/* OK without a certificate */
+	X509_free(got);
+	return st;
+}
+
+TEST(owner_name_rfc_example)
+{
+	char buf[SMIMEA_OWNER_MAX];
+
+	/* RFC 7929 section 3's example, same hashing as RFC 8162 3 */
+	CHECK(smimea_owner("hugh@example.com", buf, sizeof(buf)) == 0);
+	CHECK_EQ_STR(buf, "c93f1e400f26708f98cb19d936620da35eec8f72e57f9eec01"
+	    "c1afd6._smimecert.example.com");
+	/* the last '@' separates the domain; the local part is hashed */
+	CHECK(smimea_owner("\"a@b\"@example.com", buf, sizeof(buf)) == 0);
+	CHECK(strstr(buf, "._smimecert.example.com") == buf + 56);
+}
+
+TEST(owner_name_refuses_malformed)
+{
+	char buf[SMIMEA_OWNER_MAX];
+	char big[400];
+
+	CHECK(smimea_owner("nobody", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("@example.com", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@exa mple.com", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@example..com", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@.example.com", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@example.com.", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@exa\\046mple.com", buf, sizeof(buf)) == -1);
+	CHECK(smimea_owner("a@example.com", buf, 40) == -1);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[0] = 'x';
+	big[1] = '@';
+	CHECK(smimea_owner(big, buf, sizeof(buf)) == -1);	/* label > 63 */
+}
+
+TEST(rdata_too_short_refused)
+{
+	struct smimea_rr rr;
+	struct kmerr err;
+	const unsigned char three[] = { 3, 0, 0 };
+
+	kmerr_clear(&err);
+	CHECK(smimea_rdata(three, sizeof(three), &rr, &err) == KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_BADINPUT));
+	CHECK(smimea_rdata(NULL, 0, &rr, &err) == KM_PERMFAIL);
+}
+
+TEST(dane_ee_full_cert_used)
+{
+	X509 *c = user_cert("carol@smimea.example", 0, 0);
+	struct kmerr err;
+	unsigned char *rd;
+	size_t len;
+
+	CHECK(c != NULL);
+	CHECK((rd = rdata(3, 0, 0, c, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_OK);
+	CHECK(verdict(rd, len, "Carol@SMIMEA.example", &err) == KM_OK);
+	free(rd);
+	X509_free(c);
+}
+
+TEST(other_records_skipped_with_reason)
+{
+	X509 *c = user_cert("carol@smimea.example", 0, 0);
+	struct kmerr err;
+	unsigned char *rd;
+	size_t len;
+
+	CHECK(c != NULL);
+	for (int u = 0; u <= 2; u++) {
+		CHECK((rd = rdata(u, 0, 0, c, 0, &len)) != NULL);
+		CHECK(verdict(rd, len, "carol@smimea.example", &err) ==
+		    KM_PERMFAIL);
+		CHECK(kmerr_is(&err, KMERR_REFUSED));
+		CHECK(strstr(err.msg, "usage") != NULL);
+		free(rd);
+	}
+	CHECK((rd = rdata(3, 1, 0, c, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
+	CHECK(strstr(err.msg, "selector 1") != NULL);
+	free(rd);
+	CHECK((rd = rdata(3, 0, 1, c, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
+	CHECK(strstr(err.msg, "matching type 1") != NULL);
+	free(rd);
+	X509_free(c);
+}
+
+TEST(garbage_and_trailing_bytes_refused)
+{
+	X509 *c = user_cert("carol@smimea.example", 0, 0);
+	const unsigned char junk[] = { 3, 0, 0, 0x30, 0x82, 0x7f, 0xff, 1 };
+	struct kmerr err;
+	unsigned char *rd;
+	size_t len;
+
+	CHECK(c != NULL);
+	CHECK(verdict(junk, sizeof(junk), "carol@smimea.example", &err) ==
+	    KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_REFUSED));
+	CHECK((rd = rdata(3, 0, 0, c, 5, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
+	CHECK(strstr(err.msg, "after the certificate") != NULL);
+	/* cut short: not a certificate */
+	CHECK(verdict(rd, len - 40, "carol@smimea.example", &err) ==
+	    KM_PERMFAIL);
+	free(rd);
+	X509_free(c);
+}
+
+TEST(wrong_address_expired_refused)
+{
+	X509 *c = user_cert("carol@smimea.example", 0, 0);
+	X509 *old = user_cert("carol@smimea.example", -86400 * 10, -86400);
+	X509 *later = user_cert("carol@smimea.example", 86400, 86400 * 10);
+	struct kmerr err;
+	unsigned char *rd;
+	size_t len;
+
+	CHECK(c != NULL && old != NULL && later != NULL);
+	CHECK((rd = rdata(3, 0, 0, c, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "mallory@smimea.example", &err) ==
+	    KM_PERMFAIL);
+	CHECK(strstr(err.msg, "not for mallory@smimea.example") != NULL);
+	free(rd);
+	CHECK((rd = rdata(3, 0, 0, old, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
+	CHECK(strstr(err.msg, "expired") != NULL);
+	free(rd);
+	CHECK((rd = rdata(3, 0, 0, later, 0, &len)) != NULL);
+	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
+	CHECK(strstr(err.msg, "not valid yet") != NULL);
+	free(rd);
+	X509_free(c);
+	X509_free(old);
+	X509_free(later);
+}
+
+static const struct test_case tests[] = {
+	T(owner_name_rfc_example),
+	T(owner_name_refuses_malformed),
+	T(rdata_too_short_refused),
+	T(dane_ee_full_cert_used),
+	T(other_records_skipped_with_reason),
+	T(garbage_and_trailing_bytes_refused),
+	T(wrong_address_expired_refused),
+	{ NULL, NULL }
+};
+
+/* main - run the cases */
+int
+main(int argc, char **argv)
+{
+	return harness_main(argc, argv, tests);
+}
