@@ -441,6 +441,7 @@ smimea_lookup(struct smimea *sm, const char *addr, X509 **cert,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "SMIMEA: %s is not an address to look up", addr);
 	}
+	log_debug(1, "smimea: %s: looking up %s", addr, owner);
 	if ((st = resolve(sm, owner, &res, err)) != KM_OK)
 		return kmerr_prefix(err, "SMIMEA %s: ", owner);
 	if (res->bogus) {
