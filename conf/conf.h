@@ -160,6 +160,7 @@ struct kmilter_conf {
 	char	*smimea_stub;		/* "" = none; else for smimea_domains */
 	char	*smimea_trust_anchor_file;
 	int	 smimea_timeout_ms;
+	int	 smimea_backoff_ms;	/* a domain that did not answer */
 	char	**smimea_domains;	/* none = every domain */
 	int	 n_smimea_domains;
 

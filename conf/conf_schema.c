@@ -127,6 +127,7 @@ const struct conf_key conf_schema[] = {
 	STR("directory.smimea.trust_anchor_file", smimea_trust_anchor_file,
 	    "/usr/share/dns/root.key"),
 	INT("directory.smimea.timeout_ms", smimea_timeout_ms, "2000", 10, 60000),
+	INT("directory.smimea.backoff_ms", smimea_backoff_ms, "30000", 0, 3600000),
 	LIST("directory.smimea.domains", smimea_domains, n_smimea_domains, NULL),
 
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }

@@ -28,6 +28,7 @@ smimea_source(struct certdir *cd, const struct kmilter_conf *conf,
 	o.stub = conf->smimea_stub;
 	o.trust_anchor_file = conf->smimea_trust_anchor_file;
 	o.timeout_ms = conf->smimea_timeout_ms;
+	o.backoff_ms = conf->smimea_backoff_ms;
 	o.domains = conf->smimea_domains;
 	o.ndomains = conf->n_smimea_domains;
 	if ((cd->smimea = smimea_new(&o, err)) == NULL)

@@ -26,6 +26,13 @@
 #define RR_CLASS_IN	1
 #define RCODE_NXDOMAIN	3
 #define OWNER_HASH_LEN	28	/* octets of SHA2-256 kept (RFC 8162 3) */
+#define NBACKOFF	64	/* domains remembered as not answering */
+
+/* A domain whose servers did not answer: not asked again until "until". */
+struct backoff {
+	char	 domain[254];
+	int64_t	 until;		/* clock_ms(); 0: free slot */
+};
 
 struct smimea {
 	struct ub_ctx	*ctx;
@@ -35,6 +42,8 @@ struct smimea {
 	pthread_mutex_t	 mu;
 	pthread_cond_t	 cv;
 	int		 polling;	/* a thread is in poll()/ub_process() */
+	int		 backoff_ms;
+	struct backoff	 bo[NBACKOFF];	/* under mu */
 };
 
 /* One outstanding query: the asking thread and the callback meet here. */
@@ -242,6 +251,7 @@ smimea_new(const struct smimea_opts *o, struct kmerr *err)
 	pthread_cond_init(&sm->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	sm->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
+	sm->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 0;
 	if (copy_domains(sm, o->domains, o->ndomains) != 0) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return smimea_free(sm);
@@ -426,6 +436,80 @@ pick(const struct ub_result *res, const char *addr, X509 **cert,
 	    "SMIMEA: %s for %s", n ? "no usable record" : "no record", addr);
 }
 
+/* backoff_left - ms domain stays in its back-off period (0: none) */
+static int64_t
+backoff_left(struct smimea *sm, const char *domain)
+{
+	int64_t left = 0, now = clock_ms();
+
+	pthread_mutex_lock(&sm->mu);
+	for (int i = 0; i < NBACKOFF; i++)
+		if (sm->bo[i].until > now &&
+		    strcasecmp(sm->bo[i].domain, domain) == 0)
+			left = sm->bo[i].until - now;
+	pthread_mutex_unlock(&sm->mu);
+	return left;
+}
+
+/* backoff_set - start domain's back-off period (on) or end it (!on); a
+ * new entry takes a free or expired slot, else the one ending first */
+static void
+backoff_set(struct smimea *sm, const char *domain, int on)
+{
+	int64_t now = clock_ms();
+	int slot = -1;
+
+	if (sm->backoff_ms == 0)
+		return;
+	pthread_mutex_lock(&sm->mu);
+	for (int i = 0; i < NBACKOFF; i++) {
+		if (sm->bo[i].until != 0 &&
+		    strcasecmp(sm->bo[i].domain, domain) == 0) {
+			slot = i;
+			break;
+		}
+		if (slot < 0 || sm->bo[i].until < sm->bo[slot].until)
+			slot = i;
+	}
+	if (on) {
+		snprintf(sm->bo[slot].domain, sizeof(sm->bo[slot].domain),
+		    "%s", domain);
+		sm->bo[slot].until = now + sm->backoff_ms;
+	} else if (sm->bo[slot].until != 0 &&
+	    strcasecmp(sm->bo[slot].domain, domain) == 0)
+		sm->bo[slot].until = 0;
+	pthread_mutex_unlock(&sm->mu);
+}
+
+/* answer - what a resolved answer means for addr */
+static enum km_status
+answer(const struct ub_result *res, const char *addr, const char *owner,
+    X509 **cert, struct kmerr *err)
+{
+	enum km_status st;
+
+	if (res->bogus) {
+		log_warnx("smimea: %s: answer for %s does not validate, not "
+		    "used: %s", addr, owner,
+		    res->why_bogus ? res->why_bogus : "bogus");
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "SMIMEA: %s: answer does not validate", addr);
+	}
+	if (res->rcode != 0 && res->rcode != RCODE_NXDOMAIN)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+		    "SMIMEA %s: rcode %d", owner, res->rcode);
+	if (!res->secure) {
+		log_debug(1, "smimea: %s: answer for %s is not DNSSEC "
+		    "signed, not used", addr, owner);
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
+		    "SMIMEA: %s: insecure answer", addr);
+	}
+	if ((st = pick(res, addr, cert, err)) == KM_OK)
+		log_info("smimea: %s: certificate from SMIMEA %s", addr,
+		    owner);
+	return st;
+}
+
 /* smimea_lookup - addr's certificate from its validated SMIMEA records */
 enum km_status
 smimea_lookup(struct smimea *sm, const char *addr, X509 **cert,
@@ -434,6 +518,8 @@ smimea_lookup(struct smimea *sm, const char *addr, X509 **cert,
 	char owner[SMIMEA_OWNER_MAX];
 	struct ub_result *res;
 	enum km_status st;
+	const char *domain;
+	int64_t left;
 
 	*cert = NULL;
 	if (smimea_owner(addr, owner, sizeof(owner)) != 0) {
@@ -441,26 +527,18 @@ smimea_lookup(struct smimea *sm, const char *addr, X509 **cert,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "SMIMEA: %s is not an address to look up", addr);
 	}
+	domain = strrchr(addr, '@') + 1;
+	if ((left = backoff_left(sm, domain)) > 0)
+		return kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
+		    "SMIMEA: %s did not answer, not asked for %lld ms more",
+		    domain, (long long)left);
 	log_debug(1, "smimea: %s: looking up %s", addr, owner);
-	if ((st = resolve(sm, owner, &res, err)) != KM_OK)
-		return kmerr_prefix(err, "SMIMEA %s: ", owner);
-	if (res->bogus) {
-		log_warnx("smimea: %s: answer for %s does not validate, not "
-		    "used: %s", addr, owner,
-		    res->why_bogus ? res->why_bogus : "bogus");
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
-		    "SMIMEA: %s: answer does not validate", addr);
-	} else if (res->rcode != 0 && res->rcode != RCODE_NXDOMAIN)
-		st = kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
-		    "SMIMEA %s: rcode %d", owner, res->rcode);
-	else if (!res->secure) {
-		log_debug(1, "smimea: %s: answer for %s is not DNSSEC "
-		    "signed, not used", addr, owner);
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
-		    "SMIMEA: %s: insecure answer", addr);
-	} else if ((st = pick(res, addr, cert, err)) == KM_OK)
-		log_info("smimea: %s: certificate from SMIMEA %s", addr,
-		    owner);
-	ub_resolve_free(res);
+	if ((st = resolve(sm, owner, &res, err)) == KM_OK) {
+		st = answer(res, addr, owner, cert, err);
+		ub_resolve_free(res);
+	} else
+		kmerr_prefix(err, "SMIMEA %s: ", owner);
+	if (st != KM_NOMEM)
+		backoff_set(sm, domain, st == KM_TEMPFAIL);
 	return st;
 }

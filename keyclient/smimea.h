@@ -23,7 +23,9 @@
  *	this module does not do, usages 0 and 2 name CAs: skipped.
  *
  *	Every lookup is bounded by timeout_ms: the query is asynchronous
- *	and cancelled at the deadline.  The resolver: full recursion from
+ *	and cancelled at the deadline.  A domain whose servers did not
+ *	answer (timeout, SERVFAIL) is not asked again for backoff_ms: its
+ *	lookups are KM_TEMPFAIL at once (64 domains remembered).  The resolver: full recursion from
  *	the root, or a forwarder (opts.resolver, "addr[@port]"), and for
  *	the domains listed, a stub server (opts.stub) authoritative for
  *	each domain as a zone.
@@ -40,7 +42,8 @@
  *	validated answer (or a bogus or insecure one, never used) gave no
  *	usable certificate; KM_TEMPFAIL, KMERR_TIMEOUT or
  *	KMERR_UNREACHABLE: no answer in time, or the servers failed
- *	(SERVFAIL and the like); KM_NOMEM.
+ *	(SERVFAIL and the like), or the domain is in its back-off period;
+ *	KM_NOMEM.
  *	smimea_owner(): -1 when addr has no local part or its domain is
  *	not a host name.  smimea_rdata(): KM_PERMFAIL, KMERR_BADINPUT.
  *	smimea_rr_cert(): KM_PERMFAIL, KMERR_REFUSED with the reason.
@@ -66,6 +69,7 @@ struct smimea_opts {
 	const char	*stub;		/* "" or NULL: none; else for domains */
 	const char	*trust_anchor_file;	/* DS/DNSKEY lines */
 	int		 timeout_ms;
+	int		 backoff_ms;	/* 0: none */
 	char		**domains;	/* NULL: every domain */
 	int		 ndomains;
 };

@@ -19,7 +19,8 @@ record: signed only, and the "none" is cached (one lookup for two
 messages); a bogus answer (tampered record, wrong trust anchor) is never
 used, logged once for two messages, mail signed only; NSD stopped: the
 mail goes signed only within timeout_ms plus a margin, kmilter logs that
-the directory did not answer.
+the directory did not answer; the next message does not wait (the domain
+is in its back-off period, directory.smimea.backoff_ms).
 """
 import os
 import re
@@ -179,12 +180,20 @@ def _():
     never_used(WRONGTA)
 
 
-@suite.case("NSD stopped: mail goes signed only within the timeout, logged")
+@suite.case("NSD stopped: mail goes signed only within the timeout, logged, then back-off")
 def _():
     need("env", "ns")
     S["ns"].stop()
     _, _, _, secs = signed_only(LATE)
     check(secs < TIMEOUT_MS / 1000.0 + 10, "alice -> %s took %.1fs" % (LATE, secs))
+    # in its back-off period the domain is not asked: no second timeout
+    _, _, _, secs = signed_only(LATE)
+    check(secs < TIMEOUT_MS / 1000.0, "second alice -> %s took %.1fs" % (LATE, secs))
+    check_eq(log_count(r"smimea: %s: looking up " % re.escape(LATE)), 1,
+             "SMIMEA lookups for %s (back-off)" % LATE)
+    check(log_count(r"keystore: %s: directory: SMIMEA: late.example did not answer, "
+                    r"not asked for \d+ ms more" % re.escape(LATE)) >= 1,
+          "no back-off line for %s" % LATE)
     check(log_count(r"keystore: %s: directory: SMIMEA \S+: (no answer in %d ms|rcode)"
                     % (re.escape(LATE), TIMEOUT_MS)) >= 1,
           "no 'directory did not answer' line for %s" % LATE)
