@@ -157,6 +157,9 @@ def _():
     signed_only(NOBODY)
     n = log_count(r"smimea: %s: looking up " % re.escape(NOBODY))
     check_eq(n, 1, "SMIMEA lookups for %s" % NOBODY)
+    # a cached "none", not a failure kept from asking (back-off)
+    check_eq(log_count(r"keystore: %s: directory:" % re.escape(NOBODY)), 0,
+             "directory failure lines for %s" % NOBODY)
 
 
 def never_used(rcpt):
