@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -91,6 +92,16 @@ open_sm(void)
 	return sm;
 }
 
+/* now_us - the monotonic clock in microseconds */
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int
 cmp64(const void *a, const void *b)
 {
@@ -114,18 +125,18 @@ bench(int n, char **addrs, int naddrs)
 		for (int i = 0; i < naddrs; i++, k++) {
 			struct smimea *sm = open_sm();
 
-			t0 = clock_ms();
+			t0 = now_us();
 			ok += one(sm, addrs[i], 1);
-			cold[k] = clock_ms() - t0;
-			t0 = clock_ms();
+			cold[k] = now_us() - t0;
+			t0 = now_us();
 			ok += one(sm, addrs[i], 1);
-			warm[k] = clock_ms() - t0;
+			warm[k] = now_us() - t0;
 			smimea_free(sm);
 		}
 	qsort(cold, (size_t)k, sizeof(*cold), cmp64);
 	qsort(warm, (size_t)k, sizeof(*warm), cmp64);
-	printf("lookups=%d ok=%d cold_median_ms=%lld cached_median_ms=%lld\n",
-	    2 * k, ok, (long long)cold[k / 2], (long long)warm[k / 2]);
+	printf("lookups=%d ok=%d cold_median_ms=%.3f cached_median_ms=%.3f\n",
+	    2 * k, ok, cold[k / 2] / 1000.0, warm[k / 2] / 1000.0);
 	free(cold);
 	free(warm);
 }
