@@ -27,6 +27,7 @@ smimea_source(struct certdir *cd, const struct kmilter_conf *conf,
 	o.resolver = conf->smimea_resolver;
 	o.stub = conf->smimea_stub;
 	o.trust_anchor_file = conf->smimea_trust_anchor_file;
+	o.pkix_ca_file = conf->in_ca_file;	/* usage 1 (PKIX-EE) */
 	o.timeout_ms = conf->smimea_timeout_ms;
 	o.backoff_ms = conf->smimea_backoff_ms;
 	o.domains = conf->smimea_domains;

@@ -12,8 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <unbound.h>
 
@@ -44,6 +46,7 @@ struct smimea {
 	int		 polling;	/* a thread is in poll()/ub_process() */
 	int		 backoff_ms;
 	struct backoff	 bo[NBACKOFF];	/* under mu */
+	X509_STORE	*pkix;		/* for usage 1 (PKIX-EE); NULL: none */
 };
 
 /* One outstanding query: the asking thread and the callback meet here. */
@@ -131,19 +134,47 @@ check_time(X509 *c, struct kmerr *err)
 	return KM_OK;
 }
 
+/* check_pkix - usage 1 (PKIX-EE): the certificate must also verify to
+ * one of our trust anchors for S/MIME encryption */
+static enum km_status
+check_pkix(X509 *c, X509_STORE *pkix, struct kmerr *err)
+{
+	X509_STORE_CTX *ctx;
+	enum km_status st = KM_OK;
+
+	if (pkix == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "usage 1 (PKIX-EE): no CA file to verify it with "
+		    "(policy.inbound.ca_file)");
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, pkix, c, NULL) ||
+	    !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_ENCRYPT))
+		st = kmerr_ossl(err, KM_NOMEM, "usage 1 (PKIX-EE)");
+	else if (X509_verify_cert(ctx) != 1) {
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "usage 1 (PKIX-EE): %s", X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(ctx)));
+		ERR_clear_error();
+	}
+	X509_STORE_CTX_free(ctx);
+	return st;
+}
+
 /* smimea_rr_cert - the certificate of one record, if mail may use it */
 enum km_status
-smimea_rr_cert(const struct smimea_rr *rr, const char *addr, X509 **cert,
-    struct kmerr *err)
+smimea_rr_cert(const struct smimea_rr *rr, const char *addr,
+    X509_STORE *pkix, X509 **cert, struct kmerr *err)
 {
 	const unsigned char *p = rr->data;
 	enum km_status st;
 	X509 *c;
 
 	*cert = NULL;
-	if (rr->usage != SMIMEA_USAGE_DANE_EE)
+	if (rr->usage != SMIMEA_USAGE_DANE_EE &&
+	    rr->usage != SMIMEA_USAGE_PKIX_EE)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
-		    "usage %d (only 3, DANE-EE, is used)", rr->usage);
+		    "usage %d (a CA, not the address's certificate)",
+		    rr->usage);
 	if (rr->selector != 0 || rr->mtype != 0)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "selector %d matching type %d: not a whole certificate",
@@ -165,6 +196,8 @@ smimea_rr_cert(const struct smimea_rr *rr, const char *addr, X509 **cert,
 	    !certenc_names(c, addr))
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "the certificate is not for %s", addr);
+	if (st == KM_OK && rr->usage == SMIMEA_USAGE_PKIX_EE)
+		st = check_pkix(c, pkix, err);
 	if (st != KM_OK) {
 		X509_free(c);
 		if (st == KM_PERMFAIL)
@@ -266,6 +299,13 @@ smimea_new(const struct smimea_opts *o, struct kmerr *err)
 		    "smimea: no trust anchor file: no answer could validate");
 		return smimea_free(sm);
 	}
+	if (o->pkix_ca_file && *o->pkix_ca_file &&
+	    ((sm->pkix = X509_STORE_new()) == NULL ||
+	    X509_STORE_load_file(sm->pkix, o->pkix_ca_file) != 1)) {
+		kmerr_ossl(err, KM_PERMFAIL, "smimea: CA file");
+		kmerr_prefix(err, "%s: ", o->pkix_ca_file);
+		return smimea_free(sm);
+	}
 	if (setup_ctx(sm, o, err) != KM_OK)
 		return smimea_free(sm);
 	return sm;
@@ -279,6 +319,7 @@ smimea_free(struct smimea *sm)
 		return NULL;
 	if (sm->ctx)
 		ub_ctx_delete(sm->ctx);
+	X509_STORE_free(sm->pkix);
 	for (int i = 0; i < sm->ndomains; i++)
 		free(sm->domains[i]);
 	free(sm->domains);
@@ -411,8 +452,8 @@ resolve(struct smimea *sm, const char *owner, struct ub_result **res,
 
 /* pick - the first usable certificate of a validated answer */
 static enum km_status
-pick(const struct ub_result *res, const char *addr, X509 **cert,
-    struct kmerr *err)
+pick(struct smimea *sm, const struct ub_result *res, const char *addr,
+    X509 **cert, struct kmerr *err)
 {
 	struct smimea_rr rr;
 	struct kmerr why;
@@ -424,7 +465,7 @@ pick(const struct ub_result *res, const char *addr, X509 **cert,
 		st = smimea_rdata((const unsigned char *)res->data[i],
 		    (size_t)res->len[i], &rr, &why);
 		if (st == KM_OK)
-			st = smimea_rr_cert(&rr, addr, cert, &why);
+			st = smimea_rr_cert(&rr, addr, sm->pkix, cert, &why);
 		if (st == KM_OK)
 			return KM_OK;
 		if (st == KM_NOMEM)
@@ -483,8 +524,8 @@ backoff_set(struct smimea *sm, const char *domain, int on)
 
 /* answer - what a resolved answer means for addr */
 static enum km_status
-answer(const struct ub_result *res, const char *addr, const char *owner,
-    X509 **cert, struct kmerr *err)
+answer(struct smimea *sm, const struct ub_result *res, const char *addr,
+    const char *owner, X509 **cert, struct kmerr *err)
 {
 	enum km_status st;
 
@@ -504,7 +545,7 @@ answer(const struct ub_result *res, const char *addr, const char *owner,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "SMIMEA: %s: insecure answer", addr);
 	}
-	if ((st = pick(res, addr, cert, err)) == KM_OK)
+	if ((st = pick(sm, res, addr, cert, err)) == KM_OK)
 		log_info("smimea: %s: certificate from SMIMEA %s", addr,
 		    owner);
 	return st;
@@ -534,7 +575,7 @@ smimea_lookup(struct smimea *sm, const char *addr, X509 **cert,
 		    domain, (long long)left);
 	log_debug(1, "smimea: %s: looking up %s", addr, owner);
 	if ((st = resolve(sm, owner, &res, err)) == KM_OK) {
-		st = answer(res, addr, owner, cert, err);
+		st = answer(sm, res, addr, owner, cert, err);
 		ub_resolve_free(res);
 	} else
 		kmerr_prefix(err, "SMIMEA %s: ", owner);

@@ -16,11 +16,12 @@
  *	a record was tampered with) is logged at warning and never used; an
  *	insecure one (no chain of trust) is not used either (debug).  Of
  *	the records, the first that carries a whole certificate (selector
- *	0 Cert, matching type 0 Full) with usage 3 (DANE-EE), valid now,
- *	for the address (certenc_names()) and that mail can be encrypted
- *	to (certenc_check()) is the answer; the others are skipped and say
- *	why at debug level 1.  Usage 1 (PKIX-EE) would need a PKIX check
- *	this module does not do, usages 0 and 2 name CAs: skipped.
+ *	0 Cert, matching type 0 Full) with usage 3 (DANE-EE), or usage 1
+ *	(PKIX-EE) whose certificate also verifies to a CA of
+ *	opts.pkix_ca_file for S/MIME encryption, valid now, for the
+ *	address (certenc_names()) and that mail can be encrypted to
+ *	(certenc_check()) is the answer; the others are skipped and say
+ *	why at debug level 1.  Usages 0 and 2 name CAs: skipped.
  *
  *	Every lookup is bounded by timeout_ms: the query is asynchronous
  *	and cancelled at the deadline.  A domain whose servers did not
@@ -36,7 +37,7 @@
  *	smimea_new() copies opts; free with smimea_free(), which returns
  *	NULL.  *cert of smimea_lookup() and smimea_rr_cert() is a new
  *	reference (X509_free()).  struct smimea_rr points into the rdata
- *	it was parsed from.
+ *	it was parsed from.  smimea_rr_cert() borrows pkix (may be NULL).
  * ERRORS
  *	smimea_lookup(): KM_OK with *cert; KM_PERMFAIL, KMERR_NOTFOUND: a
  *	validated answer (or a bogus or insecure one, never used) gave no
@@ -68,6 +69,7 @@ struct smimea_opts {
 	const char	*resolver;	/* "" or NULL: recursion from the root */
 	const char	*stub;		/* "" or NULL: none; else for domains */
 	const char	*trust_anchor_file;	/* DS/DNSKEY lines */
+	const char	*pkix_ca_file;	/* "" or NULL: usage 1 never used */
 	int		 timeout_ms;
 	int		 backoff_ms;	/* 0: none */
 	char		**domains;	/* NULL: every domain */
@@ -94,6 +96,6 @@ int		 smimea_owner(const char *addr, char *buf, size_t len);
 enum km_status	 smimea_rdata(const unsigned char *rdata, size_t len,
 		    struct smimea_rr *rr, struct kmerr *err);
 enum km_status	 smimea_rr_cert(const struct smimea_rr *, const char *addr,
-		    X509 **cert, struct kmerr *err);
+		    X509_STORE *pkix, X509 **cert, struct kmerr *err);
 
 #endif

@@ -7,13 +7,16 @@ nsd.conf under the suite's directory, zones signed with ldns-keygen and
 ldns-signzone, stopped by pid); kmilter asks it as a stub
 (directory.smimea.stub) with the zones' DS records as trust anchor.
   smimea.example   carol: her certificate, usage 3 selector 0 mtype 0;
-                   skip: records kmilter cannot encrypt to (usage 1,
+                   pkix: usage 1 (PKIX-EE), issued by a CA of
+                   policy.inbound.ca_file; skip: records kmilter cannot
+                   encrypt to (usage 1 self-signed, so no PKIX chain;
                    selector 1 + a SHA-256 of the key); nobody: none.
   bogus.example    carol's record changed after signing (RRSIG broken).
   wrongta.example  signed with a key whose DS is not the trust anchor's.
   late.example     never asked until NSD is stopped.
 Cases: alice -> carol@smimea.example is encrypted to the certificate in
-DNS (openssl decrypts with carol's key); records that do not carry a
+DNS (openssl decrypts with carol's key), and so is alice -> pkix (usage
+1, its chain verifies); records that do not carry a
 certificate are skipped (said at debug) and the mail is signed only; no
 record: signed only, and the "none" is cached (one lookup for two
 messages); a bogus answer (tampered record, wrong trust anchor) is never
@@ -38,6 +41,7 @@ from ktest import Suite, check, check_eq, need as kneed  # noqa: E402
 
 ALICE = "alice@example.com"
 CAROL = "carol@smimea.example"
+PKIX = "pkix@smimea.example"
 SKIPPED = "skip@smimea.example"
 NOBODY = "nobody@smimea.example"
 BOGUS = "carol@bogus.example"
@@ -75,6 +79,31 @@ def log_count(pattern):
     return len(re.findall(pattern.encode(), S["lab"].log_text()))
 
 
+def self_signed(addr):
+    """A self-signed certificate for addr (no chain to any CA we trust)."""
+    base = S["lab"].wpath(addr.replace("@", "_at_") + "-self")
+    L.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+           "-subj", "/CN=" + addr, "-addext", "subjectAltName=email:" + addr,
+           "-addext", "keyUsage=critical,digitalSignature,keyEncipherment",
+           "-keyout", base + ".key", "-out", base + ".crt"])
+    return base + ".crt"
+
+
+def encrypted_to(rcpt, crt, key):
+    """alice -> rcpt arrives encrypted; rcpt's key decrypts it."""
+    m, msg, f, _ = send(rcpt)
+    problem = L.check_delivery(m, msg)
+    check(not problem, problem)
+    check_eq(f.get("action"), "sign+encrypt", "action")
+    src = S["lab"].wpath(rcpt + ".eml")
+    with open(src, "wb") as fp:
+        fp.write(L.crlf(msg))
+    r = L.run(["openssl", "cms", "-decrypt", "-in", src, "-recip", crt, "-inkey", key])
+    check(m.marker.encode() in r.stdout, "%s's plaintext lacks %s" % (rcpt, m.marker))
+    check(log_count(r"smimea: %s: certificate from SMIMEA " % re.escape(rcpt)) >= 1,
+          "no 'certificate from SMIMEA' line for %s" % rcpt)
+
+
 def signed_only(rcpt):
     m, msg, f, secs = send(rcpt)
     problem = L.check_delivery(L.Msg(m.token, m.sender, m.rcpts, m.raw, "signonly",
@@ -93,14 +122,18 @@ def _():
     S["lab"] = lab
     suite.cleanups.append(lambda: lab.down())
     pki = L.OutsidePKI(lab, "smimea.example")
+    # usage 1 (PKIX-EE) needs a chain to policy.inbound.ca_file
+    lab.policy = 'inbound: { ca_file = "%s"; };' % pki.ca_crt
     carol_crt, carol_key = pki.make(CAROL)
     S["carol"] = (carol_crt, carol_key)
+    pkix_crt, pkix_key = pki.make(PKIX)
+    S["pkix"] = (pkix_crt, pkix_key)
     ns = smimeazone.Nsd(lab.wpath("dns"))
     os.chmod(ns.dir, 0o755)
     z = ns.zone("smimea.example")
     z.smimea(CAROL, der(carol_crt))
-    skip_crt, _ = pki.make(SKIPPED)
-    z.smimea(SKIPPED, der(skip_crt), usage=1)
+    z.smimea(PKIX, der(pkix_crt), usage=1)
+    z.smimea(SKIPPED, der(self_signed(SKIPPED)), usage=1)
     z.smimea(SKIPPED, bytes.fromhex("ab" * 32), usage=3, selector=1, mtype=1)
     b = ns.zone("bogus.example")
     bogus_crt, _ = pki.make(BOGUS)
@@ -123,29 +156,24 @@ def _():
     L.enroll_users(lab, [ALICE])
 
 
-@suite.case("SMIMEA certificate: alice -> carol encrypted to it, carol decrypts")
+@suite.case("SMIMEA certificate (DANE-EE): alice -> carol encrypted to it, carol decrypts")
 def _():
     need("env")
-    m, msg, f, _ = send(CAROL)
-    problem = L.check_delivery(m, msg)
-    check(not problem, problem)
-    check_eq(f.get("action"), "sign+encrypt", "action")
-    src = S["lab"].wpath("carol.eml")
-    with open(src, "wb") as fp:
-        fp.write(L.crlf(msg))
-    crt, key = S["carol"]
-    r = L.run(["openssl", "cms", "-decrypt", "-in", src, "-recip", crt, "-inkey", key])
-    check(m.marker.encode() in r.stdout, "carol's plaintext lacks %s" % m.marker)
-    check(log_count(r"smimea: %s: certificate from SMIMEA " % re.escape(CAROL)) >= 1,
-          "no 'certificate from SMIMEA' line for carol")
+    encrypted_to(CAROL, *S["carol"])
+
+
+@suite.case("SMIMEA certificate (PKIX-EE, chain to our CA file): alice -> pkix encrypted")
+def _():
+    need("env")
+    encrypted_to(PKIX, *S["pkix"])
 
 
 @suite.case("records without a usable certificate are skipped (debug), mail signed only")
 def _():
     need("env")
     signed_only(SKIPPED)
-    check(log_count(r"smimea: %s: record \d skipped: usage 1" % re.escape(SKIPPED)) == 1,
-          "usage 1 record not said skipped")
+    check(log_count(r"smimea: %s: record \d skipped: usage 1 \(PKIX-EE\): self.signed"
+                    % re.escape(SKIPPED)) == 1, "self-signed usage 1 record not said skipped")
     check(log_count(r"smimea: %s: record \d skipped: selector 1 matching type 1"
                     % re.escape(SKIPPED)) == 1, "selector 1 record not said skipped")
 

@@ -2,7 +2,8 @@
  * test_smimea.c - keyclient/smimea.c without DNS: the owner name of an
  * address (RFC 8162 section 3, checked against the RFC 7929 example that
  * uses the same hashing) and which SMIMEA records give a certificate mail
- * may be encrypted to (usage 3, selector 0, matching type 0, the whole
+ * may be encrypted to (usage 3, or usage 1 verified to a CA we trust;
+ * selector 0, matching type 0, the whole
  * DER and nothing after it, valid now, for the address, a key that can
  * receive mail); everything else is refused with a reason.  The DNS part
  * (validation, timeouts) is tested against nsd by tests/e2e/t-smimea.py.
@@ -35,6 +36,22 @@ rdata(int usage, int sel, int mtype, X509 *c, size_t extra, size_t *len)
 	return buf;
 }
 
+/* test_ca - a CA (basicConstraints CA:TRUE, as PKIX wants), made once */
+static int
+test_ca(X509 **cert, EVP_PKEY **key)
+{
+	static const struct fixture_cert spec = { .cn = "smimea test CA",
+	    .bc = "critical,CA:TRUE", .ku = "critical,keyCertSign" };
+	static X509 *ca;
+	static EVP_PKEY *cakey;
+
+	if (ca == NULL && (cakey = EVP_EC_gen("P-256")) != NULL)
+		ca = fixture_cert(cakey, &spec, NULL, NULL);
+	*cert = ca;
+	*key = cakey;
+	return ca != NULL;
+}
+
 /* user_cert - an RSA certificate for addr valid from nb to na */
 static X509 *
 user_cert(const char *addr, long nb, long na)
@@ -43,7 +60,7 @@ user_cert(const char *addr, long nb, long na)
 	X509 *ca, *c;
 	EVP_PKEY *cak, *k;
 
-	if (!fixture_ca(&ca, &cak) || (k = EVP_RSA_gen(2048)) == NULL)
+	if (!test_ca(&ca, &cak) || (k = EVP_RSA_gen(2048)) == NULL)
 		return NULL;
 	spec.cn = addr;
 	spec.san = addr;
@@ -55,10 +72,10 @@ user_cert(const char *addr, long nb, long na)
 	return c;
 }
 
-/* verdict - what smimea_rr_cert says of one record */
+/* verdict_with - what smimea_rr_cert says of one record, given a CA store */
 static enum km_status
-verdict(const unsigned char *rd, size_t len, const char *addr,
-    struct kmerr *err)
+verdict_with(const unsigned char *rd, size_t len, const char *addr,
+    X509_STORE *pkix, struct kmerr *err)
 {
 	struct smimea_rr rr;
 	enum km_status st;
@@ -67,11 +84,19 @@ verdict(const unsigned char *rd, size_t len, const char *addr,
 	kmerr_clear(err);
 	if ((st = smimea_rdata(rd, len, &rr, err)) != KM_OK)
 		return st;
-	st = smimea_rr_cert(&rr, addr, &got, err);
+	st = smimea_rr_cert(&rr, addr, pkix, &got, err);
 	if (st == KM_OK && got == NULL)
 		return KM_PROTO;	/* OK without a certificate */
 	X509_free(got);
 	return st;
+}
+
+/* verdict - what smimea_rr_cert says of one record, no CA store */
+static enum km_status
+verdict(const unsigned char *rd, size_t len, const char *addr,
+    struct kmerr *err)
+{
+	return verdict_with(rd, len, addr, NULL, err);
 }
 
 TEST(owner_name_rfc_example)
@@ -212,6 +237,50 @@ TEST(wrong_address_expired_refused)
 	X509_free(later);
 }
 
+TEST(pkix_ee_needs_a_ca_that_verifies_it)
+{
+	X509 *c = user_cert("carol@smimea.example", 0, 0), *ca, *other;
+	struct fixture_cert spec = { 0 };
+	X509_STORE *good = X509_STORE_new(), *bad = X509_STORE_new();
+	EVP_PKEY *cak, *ok;
+	struct kmerr err;
+	enum km_status st;
+	unsigned char *rd;
+	size_t len;
+
+	CHECK(c != NULL && good != NULL && bad != NULL);
+	CHECK(test_ca(&ca, &cak));
+	CHECK((ok = EVP_EC_gen("P-256")) != NULL);
+	spec.cn = "another CA";
+	spec.bc = "critical,CA:TRUE";
+	spec.ku = "critical,keyCertSign";
+	CHECK((other = fixture_cert(ok, &spec, NULL, NULL)) != NULL);
+	X509_STORE_add_cert(good, ca);
+	X509_STORE_add_cert(bad, other);
+	CHECK((rd = rdata(1, 0, 0, c, 0, &len)) != NULL);
+	st = verdict_with(rd, len, "carol@smimea.example", good, &err);
+	if (st != KM_OK)
+		printf("    %s\n", err.msg);
+	CHECK(st == KM_OK);
+	CHECK(verdict_with(rd, len, "carol@smimea.example", bad, &err) ==
+	    KM_PERMFAIL);
+	CHECK(strstr(err.msg, "usage 1 (PKIX-EE): ") != NULL);
+	CHECK(verdict_with(rd, len, "carol@smimea.example", NULL, &err) ==
+	    KM_PERMFAIL);
+	CHECK(strstr(err.msg, "no CA file") != NULL);
+	/* the CA itself as usage 1: not a certificate mail goes to */
+	free(rd);
+	CHECK((rd = rdata(1, 0, 0, ca, 0, &len)) != NULL);
+	CHECK(verdict_with(rd, len, "carol@smimea.example", good, &err) ==
+	    KM_PERMFAIL);
+	free(rd);
+	X509_free(c);
+	X509_free(other);
+	EVP_PKEY_free(ok);
+	X509_STORE_free(good);
+	X509_STORE_free(bad);
+}
+
 static const struct test_case tests[] = {
 	T(owner_name_rfc_example),
 	T(owner_name_refuses_malformed),
@@ -220,6 +289,7 @@ static const struct test_case tests[] = {
 	T(other_records_skipped_with_reason),
 	T(garbage_and_trailing_bytes_refused),
 	T(wrong_address_expired_refused),
+	T(pkix_ee_needs_a_ca_that_verifies_it),
 	{ NULL, NULL }
 };
 
