@@ -2,7 +2,7 @@
 """t-smimea - certificates from DNS SMIMEA records (RFC 8162), validated
 with DNSSEC, through the lab (issue 16, item 3b).
 
-NSD serves four signed zones on 127.0.0.1 and a random port (its own
+NSD serves four signed zones and an unsigned one on 127.0.0.1 and a random port (its own
 nsd.conf under the suite's directory, zones signed with ldns-keygen and
 ldns-signzone, stopped by pid); kmilter asks it as a stub
 (directory.smimea.stub) with the zones' DS records as trust anchor.
@@ -14,13 +14,15 @@ ldns-signzone, stopped by pid); kmilter asks it as a stub
   bogus.example    carol's record changed after signing (RRSIG broken).
   wrongta.example  signed with a key whose DS is not the trust anchor's.
   late.example     never asked until NSD is stopped.
+  unsigned.example carol's certificate in a zone with no DNSSEC.
 Cases: alice -> carol@smimea.example is encrypted to the certificate in
 DNS (openssl decrypts with carol's key), and so is alice -> pkix (usage
 1, its chain verifies); records that do not carry a
 certificate are skipped (said at debug) and the mail is signed only; no
 record: signed only, and the "none" is cached (one lookup for two
 messages); a bogus answer (tampered record, wrong trust anchor) is never
-used, logged once for two messages, mail signed only; NSD stopped: the
+used, logged once for two messages, mail signed only; an insecure answer
+(unsigned zone) is not used either (said at debug); NSD stopped: the
 mail goes signed only within timeout_ms plus a margin, kmilter logs that
 the directory did not answer; the next message does not wait (the domain
 is in its back-off period, directory.smimea.backoff_ms).
@@ -47,6 +49,7 @@ NOBODY = "nobody@smimea.example"
 BOGUS = "carol@bogus.example"
 WRONGTA = "carol@wrongta.example"
 LATE = "carol@late.example"
+UNSIGNED = "carol@unsigned.example"
 TIMEOUT_MS = 1500
 
 suite = Suite()
@@ -113,7 +116,7 @@ def signed_only(rcpt):
     return m, msg, f, secs
 
 
-@suite.case("lab up with NSD serving four signed zones")
+@suite.case("lab up with NSD serving four signed zones and an unsigned one")
 def _():
     for tool in ("nsd", "ldns-keygen", "ldns-signzone", "drill"):
         check(shutil.which(tool) or os.path.exists("/usr/sbin/" + tool),
@@ -145,6 +148,9 @@ def _():
     late = ns.zone("late.example")
     late_crt, _ = pki.make(LATE)
     late.smimea(LATE, der(late_crt))
+    u = ns.zone("unsigned.example", signed=False)
+    unsigned_crt, _ = pki.make(UNSIGNED)
+    u.smimea(UNSIGNED, der(unsigned_crt))
     ns.start()
     S["ns"] = ns
     suite.cleanups.append(ns.stop)
@@ -209,6 +215,16 @@ def _():
 def _():
     need("env")
     never_used(WRONGTA)
+
+
+@suite.case("unsigned zone (insecure answer): not used, said at debug, signed only")
+def _():
+    need("env")
+    signed_only(UNSIGNED)
+    check_eq(log_count(r"smimea: %s: answer for \S+ is not DNSSEC signed, not used"
+                       % re.escape(UNSIGNED)), 1, "'not DNSSEC signed' lines")
+    check_eq(log_count(r"smimea: %s: certificate from SMIMEA" % re.escape(UNSIGNED)), 0,
+             "certificate lines for %s" % UNSIGNED)
 
 
 @suite.case("NSD stopped: mail goes signed only within the timeout, logged, then back-off")

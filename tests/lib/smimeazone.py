@@ -10,7 +10,8 @@ on loopback by NSD, for t-smimea and the SMIMEA latency figure.
     ns.ta                                  # DS lines of the zones' KSKs
     ns.stop()                              # by pid
 
-Zone options: wrong_ta=True puts the DS of a key the zone does not use in
+Zone options: signed=False serves the zone unsigned (no keys, nothing in
+the trust anchor file: answers are insecure); wrong_ta=True puts the DS of a key the zone does not use in
 the trust anchor file (nothing in it can validate); tamper(owner) changes
 one octet of a record after signing (its RRSIG no longer matches).
 nsd runs in the foreground (-d) on 127.0.0.1 and a free port, its own
@@ -59,19 +60,21 @@ def run(argv, cwd=None):
 
 
 class Zone:
-    def __init__(self, ns, name, wrong_ta=False):
-        self.ns, self.name, self.wrong_ta = ns, name, wrong_ta
+    def __init__(self, ns, name, wrong_ta=False, signed=True):
+        self.ns, self.name, self.wrong_ta, self.is_signed = ns, name, wrong_ta, signed
         self.dir = os.path.join(ns.dir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.records = []
         self.tampered = []
+        self.signed = os.path.join(self.dir, "zone.signed")
+        if not signed:
+            return
         alg = "ECDSAP256SHA256"
         self.ksk = run(["ldns-keygen", "-k", "-a", alg, name], cwd=self.dir).strip()
         self.zsk = run(["ldns-keygen", "-a", alg, name], cwd=self.dir).strip()
         self.other = None
         if wrong_ta:
             self.other = run(["ldns-keygen", "-k", "-a", alg, name], cwd=self.dir).strip()
-        self.signed = os.path.join(self.dir, "zone.signed")
 
     def raw(self, rel, rtype, rdata):
         """A record: owner relative to the zone, type, rdata text."""
@@ -95,6 +98,9 @@ class Zone:
             fp.write("@ IN NS ns.%s.\nns IN A 127.0.0.1\n" % self.name)
             for r in self.records:
                 fp.write(r + "\n")
+            if not self.is_signed:
+                os.rename(src, self.signed)
+                return ""
             for k in (self.ksk, self.zsk):
                 with open(os.path.join(self.dir, k + ".key")) as kf:
                     fp.write(kf.read())
@@ -129,8 +135,8 @@ class Nsd:
         self.proc = None
         self.ta = os.path.join(workdir, "trust-anchor")
 
-    def zone(self, name, wrong_ta=False):
-        z = Zone(self, name, wrong_ta)
+    def zone(self, name, wrong_ta=False, signed=True):
+        z = Zone(self, name, wrong_ta, signed)
         self.zones.append(z)
         return z
 
