@@ -200,6 +200,9 @@ smimea_rr_cert(const struct smimea_rr *rr, const char *addr,
 		st = check_pkix(c, pkix, err);
 	if (st != KM_OK) {
 		X509_free(c);
+		/* certenc_check() can leave OpenSSL's complaint about a
+		 * certificate's extensions queued; err says why already */
+		ERR_clear_error();
 		if (st == KM_PERMFAIL)
 			err->reason = KMERR_REFUSED;
 		return st;
