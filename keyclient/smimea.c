@@ -227,6 +227,32 @@ copy_domains(struct smimea *sm, char **domains, int n)
 	return 0;
 }
 
+/* anchors - how many DS or DNSKEY records the trust anchor file has
+ * (libunbound reads it only at the first query: say it is wrong now) */
+static int
+anchors(const char *path)
+{
+	char line[4096], *tok, *save;
+	int n = 0;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if ((tok = strchr(line, ';')) != NULL)
+			*tok = '\0';
+		for (tok = strtok_r(line, " \t\r\n", &save); tok != NULL;
+		    tok = strtok_r(NULL, " \t\r\n", &save))
+			if (strcmp(tok, "DS") == 0 ||
+			    strcmp(tok, "DNSKEY") == 0) {
+				n++;
+				break;
+			}
+	}
+	fclose(fp);
+	return n;
+}
+
 /* setup_ctx - the libunbound context: resolver, stubs, trust anchor */
 static enum km_status
 setup_ctx(struct smimea *sm, const struct smimea_opts *o, struct kmerr *err)
@@ -258,10 +284,10 @@ setup_ctx(struct smimea *sm, const struct smimea_opts *o, struct kmerr *err)
 			goto fail;
 	}
 	what = o->trust_anchor_file;
-	if (access(o->trust_anchor_file, R_OK) != 0)
+	if ((rc = anchors(o->trust_anchor_file)) <= 0)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "smimea: trust anchor file %s: %s", o->trust_anchor_file,
-		    strerror(errno));
+		    rc < 0 ? strerror(errno) : "no DS or DNSKEY record");
 	if ((rc = ub_ctx_add_ta_file(sm->ctx, o->trust_anchor_file)) != 0)
 		goto fail;
 	return KM_OK;

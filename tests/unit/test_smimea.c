@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -281,6 +282,64 @@ TEST(pkix_ee_needs_a_ca_that_verifies_it)
 	X509_STORE_free(bad);
 }
 
+/* ta_file - a temporary file holding text; its path in buf */
+static int
+ta_file(char *buf, const char *text)
+{
+	int fd;
+
+	strcpy(buf, "/tmp/test_smimea.XXXXXX");
+	if ((fd = mkstemp(buf)) < 0)
+		return -1;
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+TEST(new_refuses_bad_settings)
+{
+	struct smimea_opts o = { 0 };
+	char good[64], empty[64], dom[] = "smimea.example";
+	char *doms[] = { dom };
+	struct smimea *sm;
+	struct kmerr err;
+
+	CHECK(ta_file(good, "; the zone's KSK\nsmimea.example.\tIN\tDS\t"
+	    "50862 13 2 8f9a87ceceb34199869f4dc13e5c364a9dab43ef807c124d67"
+	    "39e5b8a82d8838\n") == 0);
+	CHECK(ta_file(empty, "; DS would be here\n") == 0);
+	kmerr_clear(&err);
+	CHECK(smimea_new(&o, &err) == NULL);		/* no trust anchor */
+	CHECK(strstr(err.msg, "no trust anchor") != NULL);
+	o.trust_anchor_file = empty;
+	CHECK(smimea_new(&o, &err) == NULL);
+	CHECK(strstr(err.msg, "no DS or DNSKEY record") != NULL);
+	o.trust_anchor_file = "/nonexistent/ta";
+	CHECK(smimea_new(&o, &err) == NULL);
+	o.trust_anchor_file = good;
+	o.stub = "127.0.0.1@5353";
+	CHECK(smimea_new(&o, &err) == NULL);		/* stub, no domains */
+	CHECK(strstr(err.msg, "needs the domains") != NULL);
+	o.domains = doms;
+	o.ndomains = 1;
+	o.pkix_ca_file = empty;				/* not certificates */
+	CHECK(smimea_new(&o, &err) == NULL);
+	o.pkix_ca_file = NULL;
+	o.stub = "not an address";
+	CHECK(smimea_new(&o, &err) == NULL);
+	o.stub = "127.0.0.1@5353";
+	CHECK((sm = smimea_new(&o, &err)) != NULL);
+	CHECK(smimea_wants(sm, "carol@SMIMEA.example"));
+	CHECK(!smimea_wants(sm, "carol@other.example"));
+	CHECK(!smimea_wants(sm, "carol"));
+	smimea_free(sm);
+	unlink(good);
+	unlink(empty);
+}
+
 static const struct test_case tests[] = {
 	T(owner_name_rfc_example),
 	T(owner_name_refuses_malformed),
@@ -290,6 +349,7 @@ static const struct test_case tests[] = {
 	T(garbage_and_trailing_bytes_refused),
 	T(wrong_address_expired_refused),
 	T(pkix_ee_needs_a_ca_that_verifies_it),
+	T(new_refuses_bad_settings),
 	{ NULL, NULL }
 };
 
