@@ -26,10 +26,12 @@
  *	Every lookup is bounded by timeout_ms: the query is asynchronous
  *	and cancelled at the deadline.  A domain whose servers did not
  *	answer (timeout, SERVFAIL) is not asked again for backoff_ms: its
- *	lookups are KM_TEMPFAIL at once (64 domains remembered).  The resolver: full recursion from
- *	the root, or a forwarder (opts.resolver, "addr[@port]"), and for
- *	the domains listed, a stub server (opts.stub) authoritative for
- *	each domain as a zone.
+ *	lookups are KM_TEMPFAIL at once (64 domains remembered).  The
+ *	resolver: full recursion from the root, or a forwarder
+ *	(opts.resolver, "addr[@port]"), and for the domains listed, a
+ *	stub server (opts.stub) authoritative for each domain as a zone.
+ *	The trust anchor file must hold a DS or DNSKEY record
+ *	(smimea_new() refuses it otherwise).
  *
  *	smimea_owner(), smimea_rdata() and smimea_rr_cert() are the pure
  *	parts (no DNS), for tests.
@@ -50,9 +52,12 @@
  *	smimea_rr_cert(): KM_PERMFAIL, KMERR_REFUSED with the reason.
  * THREADS
  *	Thread-safe: one libunbound context (its functions are documented
- *	thread-safe, libunbound(3)) shared by every thread; the thread
- *	that waits polls ub_fd() and runs ub_process(), whose callbacks
- *	hand each answer to the thread that asked, under a mutex.
+ *	thread-safe, libunbound(3); ub_ctx_async(1): a resolver thread,
+ *	not a forked process) shared by every thread.  One waiting thread
+ *	at a time polls ub_fd() and runs ub_process(); the callbacks hand
+ *	each answer to the thread that asked, under a mutex, and a query
+ *	given up at its deadline is cancelled (or freed by its callback
+ *	when it was already being delivered).
  */
 #include <stddef.h>
 
