@@ -6,15 +6,24 @@
  * selector 0, matching type 0, the whole
  * DER and nothing after it, valid now, for the address, a key that can
  * receive mail); everything else is refused with a reason.  The DNS part
- * (validation, timeouts) is tested against nsd by tests/e2e/t-smimea.py.
+ * (validation) is tested against nsd by tests/e2e/t-smimea.py; here, a
+ * stub that never answers: four threads sharing one handle each give up
+ * at their deadline, and the domain is then left alone (back-off).
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "clock.h"
 #include "fixture.h"
 #include "harness.h"
 #include "smimea.h"
@@ -340,6 +349,93 @@ TEST(new_refuses_bad_settings)
 	unlink(empty);
 }
 
+/* silent_port - a UDP socket on 127.0.0.1 that never answers; its port */
+static int
+silent_port(int *fd)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((*fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
+	    bind(*fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    getsockname(*fd, (struct sockaddr *)&sin, &sl) != 0)
+		return -1;
+	return ntohs(sin.sin_port);
+}
+
+struct waiter {
+	struct smimea	*sm;
+	enum km_status	 st;
+	int64_t		 ms;
+};
+
+/* lookup_thread - one lookup of carol's records, timed */
+static void *
+lookup_thread(void *p)
+{
+	struct waiter *w = p;
+	struct kmerr err;
+	X509 *c = NULL;
+	int64_t t0 = clock_ms();
+
+	kmerr_clear(&err);
+	w->st = smimea_lookup(w->sm, "carol@smimea.example", &c, &err);
+	w->ms = clock_ms() - t0;
+	X509_free(c);
+	return NULL;
+}
+
+TEST(silent_server_bounded_then_backoff)
+{
+	struct smimea_opts o = { 0 };
+	char ta[64], stub[32], dom[] = "smimea.example";
+	char *doms[] = { dom };
+	struct waiter w[4];
+	pthread_t th[4];
+	struct smimea *sm;
+	struct kmerr err;
+	X509 *c = NULL;
+	int fd, port;
+	int64_t t0;
+
+	CHECK((port = silent_port(&fd)) > 0);
+	snprintf(stub, sizeof(stub), "127.0.0.1@%d", port);
+	CHECK(ta_file(ta, "smimea.example. IN DS 50862 13 2 8f9a87ceceb341"
+	    "99869f4dc13e5c364a9dab43ef807c124d6739e5b8a82d8838\n") == 0);
+	o.trust_anchor_file = ta;
+	o.stub = stub;
+	o.domains = doms;
+	o.ndomains = 1;
+	o.timeout_ms = 300;
+	o.backoff_ms = 60000;
+	kmerr_clear(&err);
+	CHECK((sm = smimea_new(&o, &err)) != NULL);
+	/* four threads wait at once: each gives up at its own deadline */
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct waiter){ sm, KM_OK, 0 };
+		CHECK(pthread_create(&th[i], NULL, lookup_thread, &w[i]) == 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++) {
+		CHECK(w[i].st == KM_TEMPFAIL);
+		CHECK(w[i].ms < 300 + 1000);
+	}
+	/* in its back-off period the domain is not asked */
+	t0 = clock_ms();
+	CHECK(smimea_lookup(sm, "dave@smimea.example", &c, &err) ==
+	    KM_TEMPFAIL);
+	CHECK(clock_ms() - t0 < 100);
+	CHECK(strstr(err.msg, "did not answer") != NULL);
+	CHECK(c == NULL);
+	smimea_free(sm);
+	close(fd);
+	unlink(ta);
+}
+
 static const struct test_case tests[] = {
 	T(owner_name_rfc_example),
 	T(owner_name_refuses_malformed),
@@ -350,6 +446,7 @@ static const struct test_case tests[] = {
 	T(wrong_address_expired_refused),
 	T(pkix_ee_needs_a_ca_that_verifies_it),
 	T(new_refuses_bad_settings),
+	T(silent_server_bounded_then_backoff),
 	{ NULL, NULL }
 };
 
