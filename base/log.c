@@ -16,6 +16,7 @@
 
 static int	log_to_stderr = 1;
 static int	log_verbosity;
+static int	log_tee;
 static char	log_ident[64] = "kmilter";
 static pthread_mutex_t log_mtx = PTHREAD_MUTEX_INITIALIZER;
 
@@ -42,6 +43,13 @@ log_init(const char *ident, int facility, int to_stderr, int verbose)
 	log_verbosity = verbose;
 	if (!to_stderr)
 		openlog(log_ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+/* log_tee_stderr - fatal lines to stderr too, while start-up still has a terminal */
+void
+log_tee_stderr(int on)
+{
+	log_tee = on;
 }
 
 /* log_set_verbose - change the verbosity (configuration reload) */
@@ -110,6 +118,13 @@ vlog(int pri, const char *errstr, const char *fmt, va_list ap)
 		syslog(pri, "%s: %s", buf, errstr);
 	else
 		syslog(pri, "%s", buf);
+	if (!log_to_stderr && log_tee && pri <= LOG_ERR) {
+		if (errstr)
+			fprintf(stderr, "%s: %s: %s\n", log_ident, buf, errstr);
+		else
+			fprintf(stderr, "%s: %s\n", log_ident, buf);
+		fflush(stderr);
+	}
 	errno = saved;
 }
 

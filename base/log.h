@@ -4,12 +4,15 @@
  * NAME
  *	log - kmilter's logging: syslog, or stderr for tests and -f runs
  * SUMMARY
- *	log_init(), log_warn(), log_warnx(), log_info(), log_debug(),
+ *	log_init(), log_tee_stderr(), log_warn(), log_warnx(), log_info(), log_debug(),
  *	log_openssl(), fatal(), fatalx(), log_panic()
  * DESCRIPTION
  *	log_warn() appends strerror(errno); log_warnx() does not.
  *	log_debug(level, ...) is written only when the verbosity given to
  *	log_init() is at least level (higher means more output).
+ *	log_tee_stderr(1) makes fatal()/fatalx() lines go to stderr as well
+ *	when logging to syslog: start-up errors reach the terminal (or the
+ *	service manager) that started kmilter.
  *	log_openssl() drains the OpenSSL error queue into warning lines so
  *	that stale errors never show up against the next message.
  *	fatal()/fatalx() log and exit(1): allowed only at start-up and in the
@@ -29,6 +32,7 @@
 #define KM_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 void log_init(const char *ident, int facility, int to_stderr, int verbose);
+void log_tee_stderr(int on);
 void log_set_verbose(int verbose);
 int  log_verbose(void);
 int  log_facility_from_name(const char *name);	/* -1 if unknown */

@@ -25,7 +25,22 @@ struct errs {
 	size_t	 used;
 	int	 count;
 	const char *file;
+	size_t	 schema_used;	/* end of the schema's lines; 0 before the semantic checks */
 };
+
+/* reported - a schema line names the setting already (a semantic check would repeat it) */
+static int
+reported(const struct errs *e, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = e->buf; p != NULL && p < e->buf + e->schema_used;
+	    p = strchr(p + 1, ':'))
+		if (strncmp(p, ": ", 2) == 0 && strncmp(p + 2, name, n) == 0 &&
+		    p[2 + n] == ':')
+			return 1;
+	return 0;
+}
 
 /* err_add - append one "FILE:LINE: SETTING: what" line to the error list */
 static void __attribute__((format(printf, 4, 5)))
@@ -36,6 +51,8 @@ err_add(struct errs *e, const config_setting_t *s, const char *name,
 	va_list ap;
 	int n;
 
+	if (e->schema_used > 0 && reported(e, name))
+		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -579,9 +596,10 @@ conf_free(struct kmilter_conf *c)
 
 /* conf_build - validate a parsed libconfig tree into a kmilter_conf */
 static struct kmilter_conf *
-conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
+conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen,
+    int *nerrors)
 {
-	struct errs e = { errbuf, errlen, 0, 0, name };
+	struct errs e = { errbuf, errlen, 0, 0, name, 0 };
 	struct kmilter_conf *c = calloc(1, sizeof(*c));
 
 	if (errlen)
@@ -598,8 +616,12 @@ conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 	for (const struct conf_key *k = conf_schema; k->name; k++)
 		if (k->required && config_lookup(cfg, k->name) == NULL)
 			err_add(&e, NULL, k->name, "required setting is missing");
-	if (e.count == 0)
-		check_semantics(&e, cfg, c);
+	e.schema_used = e.used;
+	check_semantics(&e, cfg, c);	/* every problem in one pass */
+	if (nerrors != NULL) {		/* conf_load_all: the errors and the rest */
+		*nerrors = e.count;
+		return c;
+	}
 	if (e.count > 0) {
 		conf_free(c);
 		return NULL;
@@ -607,9 +629,9 @@ conf_build(config_t *cfg, const char *name, char *errbuf, size_t errlen)
 	return c;
 }
 
-/* conf_load - read, validate and return the configuration in path */
-struct kmilter_conf *
-conf_load(const char *path, char *errbuf, size_t errlen)
+/* load_file - read and validate path; nerrors as conf_build */
+static struct kmilter_conf *
+load_file(const char *path, char *errbuf, size_t errlen, int *nerrors)
 {
 	config_t cfg;
 	struct kmilter_conf *c;
@@ -625,9 +647,23 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 		config_destroy(&cfg);
 		return NULL;
 	}
-	c = conf_build(&cfg, path, errbuf, errlen);
+	c = conf_build(&cfg, path, errbuf, errlen, nerrors);
 	config_destroy(&cfg);
 	return c;
+}
+
+/* conf_load - read, validate and return the configuration in path */
+struct kmilter_conf *
+conf_load(const char *path, char *errbuf, size_t errlen)
+{
+	return load_file(path, errbuf, errlen, NULL);
+}
+
+/* conf_load_all - the same, also with errors: kmilter -n checks the rest */
+struct kmilter_conf *
+conf_load_all(const char *path, char *errbuf, size_t errlen, int *nerrors)
+{
+	return load_file(path, errbuf, errlen, nerrors);
 }
 
 /* conf_load_string - the same from a string (tests, fuzzing); name is used in errors */
@@ -644,9 +680,69 @@ conf_load_string(const char *text, const char *name, char *errbuf, size_t errlen
 		config_destroy(&cfg);
 		return NULL;
 	}
-	c = conf_build(&cfg, name, errbuf, errlen);
+	c = conf_build(&cfg, name, errbuf, errlen, NULL);
 	config_destroy(&cfg);
 	return c;
+}
+
+/* field_differs - one setting (of a key table) in a and b, at base a and b */
+static int
+field_differs(const struct conf_key *k, const char *a, const char *b)
+{
+	const char *fa = a + k->off, *fb = b + k->off;
+	int na, nb;
+
+	switch (k->type) {
+	case CT_BOOL:
+	case CT_INT:
+	case CT_ENUM:
+		return *(const int *)fa != *(const int *)fb;
+	case CT_STRING:
+		return strcmp(*(char *const *)fa ? *(char *const *)fa : "",
+		    *(char *const *)fb ? *(char *const *)fb : "") != 0;
+	case CT_STRLIST:
+		if ((na = *(const int *)(a + k->count_off)) !=
+		    (nb = *(const int *)(b + k->count_off)))
+			return 1;
+		for (int i = 0; i < na; i++)
+			if (strcmp((*(char **const *)fa)[i], (*(char **const *)fb)[i]) != 0)
+				return 1;
+		return 0;
+	case CT_GROUPLIST:
+		if ((na = *(const int *)(a + k->count_off)) !=
+		    (nb = *(const int *)(b + k->count_off)))
+			return 1;
+		for (int i = 0; i < na; i++)
+			for (const struct conf_key *sk = k->sub; sk->name; sk++)
+				if (field_differs(sk, *(char *const *)fa + (size_t)i * k->elem_size,
+				    *(char *const *)fb + (size_t)i * k->elem_size))
+					return 1;
+		return 0;
+	}
+	return 1;
+}
+
+/* conf_differs - does a setting named by one of names (a group "km." or a
+ * whole name) differ between a and b?  Writes the first such name to
+ * which (may be NULL). */
+int
+conf_differs(const struct kmilter_conf *a, const struct kmilter_conf *b,
+    const char *const *names, const char **which)
+{
+	for (const struct conf_key *k = conf_schema; k->name; k++)
+		for (const char *const *n = names; *n; n++) {
+			size_t len = strlen(*n);
+
+			if (strncmp(k->name, *n, len) != 0 ||
+			    ((*n)[len - 1] != '.' && k->name[len] != '\0'))
+				continue;
+			if (field_differs(k, (const char *)a, (const char *)b)) {
+				if (which != NULL)
+					*which = k->name;
+				return 1;
+			}
+		}
+	return 0;
 }
 
 /* conf_ref - take a reference */

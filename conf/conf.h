@@ -4,7 +4,8 @@
  * NAME
  *	conf - kmilter's configuration: one libconfig file, validated whole
  * SUMMARY
- *	conf_load(), conf_load_string(), conf_ref(), conf_unref(), conf_dump()
+ *	conf_load(), conf_load_string(), conf_load_all(), conf_ref(),
+ *	conf_unref(), conf_dump(), conf_differs()
  * DESCRIPTION
  *	conf_load() reads a libconfig file, checks every setting against the
  *	schema (conf_schema.c: name, type, default, range or allowed values,
@@ -15,12 +16,19 @@
  *	one per line, in the caller's error buffer.
  *	The configuration is reference counted so that a reload (SIGHUP) can
  *	swap in a new one while sessions keep the one they started with.
+ *	conf_differs() tells a reload whether any setting of some groups
+ *	("km." names the group km) or some whole names changed; *which
+ *	gets the first that did.
  * OWNERSHIP
  *	conf_load() returns a configuration with one reference; conf_ref()
  *	adds one, conf_unref() drops one and frees at zero (returns NULL).
  *	All strings belong to the configuration.
  * ERRORS
  *	conf_load() returns NULL and fills errbuf.
+ *	conf_load_all() (kmilter -n) returns NULL only when the file cannot be
+ *	read or parsed; otherwise the configuration, with *nerrors lines in
+ *	errbuf and the settings in error left at their defaults: never run
+ *	with one that has errors.
  * THREADS
  *	A loaded configuration is read-only and may be shared by threads;
  *	conf_ref()/conf_unref() are atomic.
@@ -145,6 +153,10 @@ struct kmilter_conf {
 	char	*in_ca_file;
 	int	 in_unwrap_opaque;
 	char	*in_decrypt_daemon;	/* "" = one pass */
+	int	 in_harvest;		/* store signers' encryption certs */
+	int	 in_harvest_replace_imported;
+	int	 in_harvest_max_per_message;	/* 0: none stored */
+	int	 in_harvest_max_per_address;	/* harvested generations kept */
 
 	/* hook */
 	char	*hook_path;
@@ -170,8 +182,12 @@ struct kmilter_conf {
 struct kmilter_conf *conf_load(const char *path, char *errbuf, size_t errlen);
 struct kmilter_conf *conf_load_string(const char *text, const char *name,
 	    char *errbuf, size_t errlen);
+struct kmilter_conf *conf_load_all(const char *path, char *errbuf, size_t errlen,
+	    int *nerrors);
 struct kmilter_conf *conf_ref(struct kmilter_conf *);
 struct kmilter_conf *conf_unref(struct kmilter_conf *);
+int		    conf_differs(const struct kmilter_conf *, const struct kmilter_conf *,
+		    const char *const *names, const char **which);
 
 /* Schema access, for the documentation check and `kmilter -n -v`. */
 size_t      conf_schema_count(void);

@@ -113,6 +113,14 @@ const struct conf_key conf_schema[] = {
 	STR("policy.inbound.ca_file", in_ca_file, ""),
 	BOOL("policy.inbound.unwrap_opaque", in_unwrap_opaque, "true"),
 	STR("policy.inbound.decrypt_daemon", in_decrypt_daemon, ""),
+	/* issue 16 item 2: harvest correspondents' certificates */
+	BOOL("policy.inbound.harvest", in_harvest, "true"),
+	BOOL("policy.inbound.harvest_replace_imported", in_harvest_replace_imported,
+	    "false"),
+	INT("policy.inbound.harvest_max_per_message", in_harvest_max_per_message,
+	    "2", 0, 16),
+	INT("policy.inbound.harvest_max_per_address", in_harvest_max_per_address,
+	    "4", 1, 100),
 
 	STR("hook.path", hook_path, ""),
 	INT("hook.timeout_ms", hook_timeout_ms, "5000", 10, 600000),

@@ -239,6 +239,7 @@ keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
 			continue;
 		}
 		snprintf(o->uid, sizeof(o->uid), "%s", l->uids[i]);
+		o->harvested = keymodel_group_harvested(a.group);
 		o->type = a.type;
 		o->state = a.state;
 		s->n++;
@@ -320,6 +321,7 @@ keymodel_build_gens(struct scan s[2], struct genrec **out, size_t *nout)
 			if (o->kind == KEYMODEL_CERT) {
 				if (g[j].ncert[srv]++ == 0)
 					g[j].cert[srv] = o;
+				g[j].harvested |= o->harvested;
 			} else {
 				if (g[j].nshare[srv]++ == 0)
 					g[j].share[srv] = o;

@@ -51,6 +51,10 @@
  *	and costs one scan of the server's database: ~6 ms on PyKMIP).
  *	The generation and protection level travel in the Object Group:
  *	    kmilter:gen:N            on certificates
+ *	    kmilter:gen:N:harvested  on an outside correspondent's
+ *	                             certificate taken from a verified
+ *	                             signature (keymodel_harvest.h), not
+ *	                             imported by an administrator
  *	    kmilter:gen:N:default    on shares of a plain PKCS#8 key
  *	    kmilter:gen:N:enhanced   on shares of an EncryptedPrivateKeyInfo
  *	(N = 1, 2, ... per address) and is read back with Get Attributes
@@ -182,6 +186,8 @@ struct keymodel_info {
 	char	 key_type[32];		/* "RSA-2048", "EC-prime256v1" */
 	char	 unusable[KMERR_MSG_MAX]; /* why no mail can be encrypted to
 					 * it (certenc.h), or "" */
+	int	 harvested;		/* taken from a signature (Object
+					   Group ":harvested"), not imported */
 };
 
 struct keymodel;

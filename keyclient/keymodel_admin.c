@@ -98,13 +98,15 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
-/* install - register a new generation on both servers, activate it, then
- * deactivate the older Active objects.  Registered objects stay Pre-Active
+/* keymodel_admin_install - register a new generation on both servers,
+ * activate it, then deactivate the older Active objects (harvested: the
+ * certificate's Object Group says so).  Registered objects stay Pre-Active
  * (invisible to lookups) until all four exist; on failure they are
  * destroyed again. */
-static enum km_status
-install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
-    size_t derlen, int enhanced, struct kmerr *err)
+enum km_status
+keymodel_admin_install(struct admin *a, int gen, X509 *cert,
+    const unsigned char *der, size_t derlen, int enhanced, int harvested,
+    struct kmerr *err)
 {
 	struct kmip_register_req q;
 	char uids[4][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
@@ -133,8 +135,12 @@ install(struct admin *a, int gen, X509 *cert, const unsigned char *der,
 			q.type = KMIP_OBJ_CERTIFICATE;
 			q.data = cder;
 			q.len = (size_t)clen;
-			keymodel_group_format(KEYMODEL_CERT, gen, 0, group,
-			    sizeof(group));
+			if (harvested)
+				keymodel_group_format_harvested(gen, group,
+				    sizeof(group));
+			else
+				keymodel_group_format(KEYMODEL_CERT, gen, 0,
+				    group, sizeof(group));
 		} else {
 			if (der == NULL)
 				break;
@@ -226,8 +232,8 @@ new_generation(struct admin *a, X509 *ca_cert, EVP_PKEY *ca_key,
 		der = NULL;
 		derlen = 0;
 	}
-	if ((st = install(a, gen, cert, pw != NULL ? wrapped : der,
-	    pw != NULL ? wlen : derlen, pw != NULL, err)) ==
+	if ((st = keymodel_admin_install(a, gen, cert, pw != NULL ? wrapped :
+	    der, pw != NULL ? wlen : derlen, pw != NULL, 0, err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -414,7 +420,8 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 	    KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, der, derlen, 0, err)) ==
+	if ((st = keymodel_admin_install(&a, gen, cert, der, derlen, 0, 0,
+	    err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -463,7 +470,8 @@ keymodel_import_cert(struct keymodel *km, const char *addr,
 	    (st = check_for_addr(cert, a.norm, err)) != KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
-	if ((st = install(&a, gen, cert, NULL, 0, 0, err)) ==
+	if ((st = keymodel_admin_install(&a, gen, cert, NULL, 0, 0, 0,
+	    err)) ==
 	    KM_OK && generation != NULL)
 		*generation = gen;
 out:
@@ -539,6 +547,7 @@ keymodel_show(struct keymodel *km, const char *addr,
 		v[i].state = r->state;
 		v[i].has_key = r->nshare[0] > 0 && r->nshare[1] > 0;
 		v[i].enhanced = r->enhanced;
+		v[i].harvested = r->harvested;
 		if (r->ncert[srv] == 0)
 			continue;
 		if ((st = kmip_get(a.c[srv],
@@ -570,4 +579,109 @@ keymodel_infos_free(struct keymodel_info *v)
 {
 	free(v);
 	return NULL;
+}
+
+/* list_add - addr into the sorted, unique list v (kind: 1 key share, 0 certificate) */
+static enum km_status
+list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
+    int share, struct kmerr *err)
+{
+	size_t lo = 0, hi = *n, len = strlen(addr);
+
+	if (len > KEYMODEL_ADDR_MAX)
+		return KM_OK;		/* not a name kmilter makes */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp((*v)[mid].addr, addr);
+
+		if (c == 0) {
+			(*v)[mid].has_key |= share;
+			(*v)[mid].has_cert |= !share;
+			return KM_OK;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 32;
+		struct keymodel_user *nv = realloc(*v, nc * sizeof(*nv));
+
+		if (nv == NULL)
+			return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		*v = nv;
+		*cap = nc;
+	}
+	memmove(&(*v)[lo + 1], &(*v)[lo], (*n - lo) * sizeof(**v));
+	memset(&(*v)[lo], 0, sizeof(**v));
+	memcpy((*v)[lo].addr, addr, len + 1);
+	(*v)[lo].has_key = share;
+	(*v)[lo].has_cert = !share;
+	(*n)++;
+	return KM_OK;
+}
+
+/* list_kind - the addresses of kmilter's Active objects of one type on c */
+static enum km_status
+list_kind(struct kmip_conn *c, enum kmip_object_type type,
+    struct keymodel_user **v, size_t *n, size_t *cap, struct kmerr *err)
+{
+	const size_t plen = strlen(KEYMODEL_NAME_PREFIX);
+	struct kmip_locate_req q;
+	struct kmip_uid_list *l = NULL;
+	struct kmip_attrs at;
+	enum km_status st;
+
+	memset(&q, 0, sizeof(q));
+	q.type = type;
+	q.state = KMIP_STATE_ACTIVE;
+	if ((st = kmip_locate(c, &q, &l, err)) != KM_OK)
+		return st;
+	for (size_t i = 0; i < l->count && st == KM_OK; i++) {
+		if ((st = kmip_get_attributes(c, l->uids[i], &at, err)) != KM_OK)
+			break;
+		if (strncmp(at.name, KEYMODEL_NAME_PREFIX, plen) == 0 &&
+		    at.name[plen] != '\0')
+			st = list_add(v, n, cap, at.name + plen,
+			    type == KMIP_OBJ_SECRET_DATA, err);
+	}
+	kmip_uid_list_free(l);
+	return st;
+}
+
+/* keymodel_list - every address with an Active certificate or key share */
+enum km_status
+keymodel_list(struct keymodel *km, struct keymodel_user **out, size_t *n,
+    struct kmerr *err)
+{
+	struct keymodel_user *v = NULL;
+	struct kmip_conn *c = NULL;
+	enum km_status st = KM_TEMPFAIL;
+	size_t cap = 0;
+	int i;
+
+	*out = NULL;
+	*n = 0;
+	/* The first server that answers: both hold every address. */
+	for (i = 0; i < 2; i++) {
+		if ((st = kmip_pool_get(km->pool[i], &c, err)) != KM_OK)
+			continue;
+		st = list_kind(c, KMIP_OBJ_CERTIFICATE, &v, n, &cap, err);
+		if (st == KM_OK)
+			st = list_kind(c, KMIP_OBJ_SECRET_DATA, &v, n, &cap, err);
+		kmip_pool_put(km->pool[i], c);
+		if (st != KM_TEMPFAIL)
+			break;
+		free(v);
+		v = NULL;
+		*n = cap = 0;
+	}
+	if (st != KM_OK) {
+		free(v);
+		*n = 0;
+		return st;
+	}
+	*out = v;
+	return KM_OK;
 }

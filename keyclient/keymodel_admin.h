@@ -7,7 +7,7 @@
  * SUMMARY
  *	keymodel_enroll(), keymodel_enroll_protected(), keymodel_renew(),
  *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
- *	keymodel_show(), keymodel_infos_free().
+ *	keymodel_show(), keymodel_infos_free(), keymodel_list().
  *	Included by keymodel.h: callers include keymodel.h.
  * DESCRIPTION
  *	Each function opens an administration session (a connection to each
@@ -24,9 +24,13 @@
  *	keymodel_import_cert() an outside correspondent's certificate (no
  *	key); both refuse a certificate not issued to the address.
  *	keymodel_show() describes every generation, without key material.
+ *	keymodel_list() gives every address that has an Active certificate
+ *	or Active key shares (Locate by type and state, then each object's
+ *	Name) from the first server that answers, sorted.
  * OWNERSHIP
  *	keymodel_show() returns an array freed with keymodel_infos_free()
- *	(NULL-safe, returns NULL).  The CA certificate and key, input files
+ *	(NULL-safe, returns NULL).  keymodel_list() returns an array (NULL
+ *	when empty) freed with free().  The CA certificate and key, input files
  *	and passwords are borrowed; a password is copied only into secmem.
  * ERRORS
  *	enum km_status with err set, as in keymodel.h: KM_PERMFAIL for
@@ -37,6 +41,7 @@
  *	Meant for one process (kmctl) at a time per address.
  */
 #include "keymodel.h"
+#include "keymodel_name.h"
 
 /* Administration.  *generation receives the generation made. */
 enum km_status	 keymodel_enroll(struct keymodel *, const char *addr,
@@ -62,5 +67,14 @@ enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
 enum km_status	 keymodel_show(struct keymodel *, const char *addr,
 		    struct keymodel_info **out, size_t *n, struct kmerr *err);
 struct keymodel_info *keymodel_infos_free(struct keymodel_info *);
+
+/* One address of keymodel_list(). */
+struct keymodel_user {
+	char	 addr[KEYMODEL_ADDR_MAX + 1];
+	int	 has_cert;		/* an Active certificate */
+	int	 has_key;		/* Active key shares */
+};
+enum km_status	 keymodel_list(struct keymodel *, struct keymodel_user **out,
+		    size_t *n, struct kmerr *err);
 
 #endif

@@ -4,7 +4,8 @@
  * NAME
  *	keymodel_int - internals shared by the keymodel module family
  * SUMMARY
- *	Private to keymodel.c, keymodel_admin.c and keymodel_protect.c:
+ *	Private to keymodel.c, keymodel_admin.c, keymodel_protect.c and
+ *	keymodel_harvest.c:
  *	nothing else includes this header (keymodel_cert.c and
  *	keymodel_name.c do not need it).
  *	Types: struct keymodel (the handle), struct kobj, struct scan,
@@ -13,7 +14,8 @@
  *	Scanning (keymodel.c): keymodel_scan_server(), keymodel_scan_clear(),
  *	keymodel_build_gens(), keymodel_usable(), keymodel_make_gen().
  *	Administration sessions (keymodel_admin.c): keymodel_admin_open(),
- *	keymodel_admin_close(), keymodel_admin_next_gen().
+ *	keymodel_admin_close(), keymodel_admin_next_gen(),
+ *	keymodel_admin_install() (also keymodel_harvest.c).
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -52,6 +54,7 @@ struct kobj {
 	enum keymodel_kind	 kind;
 	int			 gen;
 	int			 enhanced;
+	int			 harvested;	/* Object Group ":harvested" */
 	unsigned char		*data;		/* Get result (secmem) or NULL */
 	size_t			 len;
 };
@@ -70,6 +73,7 @@ struct genrec {
 	struct kobj	*share[2];
 	int		 nshare[2];
 	int		 enhanced;
+	int		 harvested;	/* its certificate was harvested */
 	int		 revoked;	/* keymodel_revoke() changed it */
 };
 
@@ -100,5 +104,8 @@ enum km_status	 keymodel_admin_open(struct admin *, struct keymodel *,
 		    const char *addr, struct kmerr *err);
 void		 keymodel_admin_close(struct admin *);
 int		 keymodel_admin_next_gen(const struct admin *);
+enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
+		    const unsigned char *der, size_t derlen, int enhanced,
+		    int harvested, struct kmerr *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include "keymodel_name.h"
 
 #define GROUP_PREFIX	"kmilter:gen:"
+#define HARVESTED	":harvested"
 
 /* keymodel_addr_normalize - check an address; keep the local part, lower-case the domain */
 enum km_status
@@ -126,6 +127,31 @@ keymodel_group_format(enum keymodel_kind kind, int generation, int enhanced,
 	return n < 0 || (size_t)n >= outlen ? KM_PROTO : KM_OK;
 }
 
+/* keymodel_group_format_harvested - the Object Group of a harvested
+ * certificate (an outside correspondent's, taken from a signature) */
+enum km_status
+keymodel_group_format_harvested(int generation, char *out, size_t outlen)
+{
+	int n;
+
+	if (generation < 1 || generation > KEYMODEL_GEN_MAX)
+		return KM_PROTO;
+	n = snprintf(out, outlen, GROUP_PREFIX "%d" HARVESTED, generation);
+	return n < 0 || (size_t)n >= outlen ? KM_PROTO : KM_OK;
+}
+
+/* keymodel_group_harvested - is this the Object Group of a harvested
+ * certificate? */
+int
+keymodel_group_harvested(const char *group)
+{
+	size_t n = group != NULL ? strlen(group) : 0;
+
+	return n > sizeof(HARVESTED) - 1 && strncmp(group, GROUP_PREFIX,
+	    sizeof(GROUP_PREFIX) - 1) == 0 &&
+	    strcmp(group + n - (sizeof(HARVESTED) - 1), HARVESTED) == 0;
+}
+
 /* keymodel_group_parse - read kind, generation and level from an Object Group */
 enum km_status
 keymodel_group_parse(const char *group, enum keymodel_kind *kind,
@@ -148,6 +174,10 @@ keymodel_group_parse(const char *group, enum keymodel_kind *kind,
 	*generation = (int)g;
 	*enhanced = 0;
 	if (*p == '\0') {
+		*kind = KEYMODEL_CERT;
+		return KM_OK;
+	}
+	if (strcmp(p, HARVESTED) == 0) {
 		*kind = KEYMODEL_CERT;
 		return KM_OK;
 	}

@@ -412,7 +412,7 @@ keystore_free(struct keystore *ks)
 /* ---- administration ---- */
 
 /* keystore_invalidate - drop L1 and L2 entries of addr and publish */
-void
+enum km_status
 keystore_invalidate(struct keystore *ks, const char *addr)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
@@ -422,7 +422,7 @@ keystore_invalidate(struct keystore *ks, const char *addr)
 	    NULL) != KM_OK ||
 	    seal_name_hash(ks->seal, norm, hash) != KM_OK) {
 		log_warnx("keystore: invalidate: malformed address");
-		return;
+		return KM_PROTO;
 	}
 	bump(&ks->invalidations);
 	if (ks->l1 != NULL)
@@ -430,12 +430,13 @@ keystore_invalidate(struct keystore *ks, const char *addr)
 	memcache_invalidate(ks->released, hash);
 	memcache_invalidate(ks->revc, hash);
 	if (!ks->has_l2)
-		return;
+		return KM_OK;
 	ks->be.l2_del(ks->be.arg, K_UNLOCKED, norm);
 	ks->be.l2_del(ks->be.arg, K_LOCKED, norm);
 	if ((st = ks->be.l2_invalidate(ks->be.arg, norm)) != KM_OK)
 		log_warnx("keystore: %s: invalidation not published: %s",
 		    norm, km_status_name(st));
+	return st;
 }
 
 /* keystore_stats - a snapshot of the counters */

@@ -65,7 +65,9 @@
  *	"release denied"); KM_TEMPFAIL (KM unreachable and nothing cached,
  *	hook answered tempfail); KM_PROTO (malformed address or KM data);
  *	KM_NOMEM.  err always says why, never with key material or a
- *	password.  Reasons: KMERR_NOTFOUND (no certificate or key for the
+ *	password.  keystore_invalidate() returns KM_OK when the entries are
+ *	dropped and the invalidation published (or there is no Redis),
+ *	KM_PROTO for a malformed address, else the Redis error (logged).  Reasons: KMERR_NOTFOUND (no certificate or key for the
  *	address), KMERR_BADPASSWORD ("locked: wrong password"),
  *	KMERR_REFUSED (the admin hook itself said keep-encrypted, or denied
  *	the release: a policy decision, not a failure).
@@ -131,7 +133,7 @@ void		 keystore_keys_free(struct keystore_key *, size_t n);
 enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
 		    struct kmerr *err);
-void		 keystore_invalidate(struct keystore *, const char *addr);
+enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
 void		 keystore_stats(struct keystore *, struct keystore_stats *);
 
 /* Test seam: every function gets arg as its first parameter. */

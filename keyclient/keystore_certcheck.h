@@ -5,7 +5,9 @@
  *	keystore_certcheck - is a certificate usable to encrypt to an address?
  * SUMMARY
  *	keystore_cert_check().
- *	Part of the keystore family (keystore_int.h); not for other callers.
+ *	Part of the keystore family (keystore_int.h); outside it only
+ *	milter/harvest.c calls it (the same checks before a certificate is
+ *	harvested).
  * DESCRIPTION
  *	Checks, in order: not expired, already valid, extendedKeyUsage
  *	emailProtection (absent means any), a key CMS can encrypt to with a

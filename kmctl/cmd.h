@@ -51,5 +51,7 @@ int	cmd_stats(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 int	cmd_flush(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
+int	cmd_list(const struct kmilter_conf *, const struct opts *,
+	    const char *a1, const char *a2);
 
 #endif

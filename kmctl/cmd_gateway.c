@@ -68,6 +68,42 @@ cmd_keygen(const struct kmilter_conf *conf, const struct opts *o,
 	return EX_OK_;
 }
 
+/*
+ * may_replace - addr has no signing key, or the administrator agrees to
+ *	replace it: --yes (or --force), or "y" typed at the question when
+ *	stdin is a terminal.  Without either it is kept.
+ */
+static int
+may_replace(const struct kmilter_conf *conf, const struct opts *o,
+    const struct seal_key *sk, const char *addr)
+{
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	char fp[96], answer[16];
+	struct kmerr err;
+
+	if (signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
+	    &err) != KM_OK)
+		return 1;		/* none (or unreadable): enroll */
+	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	if (o->yes || o->force)
+		return 1;
+	if (!isatty(STDIN_FILENO)) {
+		kmctl_warn("signing-enroll: %s already has a signing key (sha256 %s): "
+		    "kept; --yes replaces it", addr, fp);
+		return 0;
+	}
+	fprintf(stderr, "kmctl: %s already has a signing key (sha256 %s).\n"
+	    "Replace it? [y/N] ", addr, fp);
+	if (fgets(answer, sizeof(answer), stdin) != NULL &&
+	    (strcmp(answer, "y\n") == 0 || strcmp(answer, "yes\n") == 0))
+		return 1;
+	kmctl_warn("signing-enroll: %s: kept", addr);
+	return 0;
+}
+
 /* cmd_signing_enroll - this gateway's signing key and certificate */
 int
 cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
@@ -90,6 +126,8 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 		kmctl_warn("%s: %s", conf->state_dir, strerror(errno));
 		goto out;
 	}
+	if (!may_replace(conf, o, sk, addr))
+		goto out;
 	if ((st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
 	    o->keytype, o->days, &err)) != KM_OK ||
 	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
@@ -100,8 +138,8 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
 	printf("%s: signing certificate sha256 %s\n", addr, fp);
-	kmctl_after_change(conf, addr);	/* a gateway may have cached "no signing key" */
-	rc = EX_OK_;
+	/* a gateway may have cached "no signing key" */
+	rc = kmctl_after_change(conf, addr);
 out:
 	X509_free(cert);
 	EVP_PKEY_free(key);

@@ -62,10 +62,9 @@ enroll_or_renew(const struct kmilter_conf *conf, const struct opts *o,
 		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
-	kmctl_after_change(conf, addr);
 	printf("%s: generation %d is Active%s\n", addr, gen,
 	    pw != NULL ? ", protection enhanced" : "");
-	rc = EX_OK_;
+	rc = kmctl_after_change(conf, addr);
 out:
 	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
 	keymodel_free(km);
@@ -158,7 +157,7 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
 	struct kmerr err;
 	enum km_status st;
 	long gen = 0;
-	int n = 0;
+	int n = 0, rc;
 
 	(void)o;
 	if (genarg != NULL) {
@@ -174,14 +173,13 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
 		return EX_FAIL;
 	st = keymodel_revoke(km, addr, (int)gen, &n, &err);
 	keymodel_free(km);
-	if (n > 0)
-		kmctl_after_change(conf, addr);
+	rc = n > 0 ? kmctl_after_change(conf, addr) : EX_OK_;
 	if (st != KM_OK) {
 		kmctl_warn("revoke %s: %s", addr, err.msg);
 		return kmctl_exit_for(st, &err);
 	}
 	printf("%s: %d generation%s revoked\n", addr, n, n == 1 ? "" : "s");
-	return EX_OK_;
+	return rc;
 }
 
 /* cmd_import - a PKCS#12 (key + certificate) or a certificate alone */
@@ -218,10 +216,9 @@ cmd_import(const struct kmilter_conf *conf, const struct opts *o,
 		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
-	kmctl_after_change(conf, addr);
 	printf("%s: imported %s as generation %d\n", addr,
 	    is_p12 ? "key and certificate" : "certificate", gen);
-	rc = EX_OK_;
+	rc = kmctl_after_change(conf, addr);
 out:
 	keymodel_free(km);
 	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);

@@ -57,6 +57,9 @@ cmd_show(const struct kmilter_conf *conf, const struct opts *o,
 		    "default") : "-", v[i].key_type[0] ? v[i].key_type : "?");
 		printf("  valid %s .. %s\n", fmt_time(v[i].not_before, t1,
 		    sizeof(t1)), fmt_time(v[i].not_after, t2, sizeof(t2)));
+		printf("  source %s\n", v[i].harvested ? "harvested (from a "
+		    "verified signature)" : v[i].has_key ? "own key pair" :
+		    "imported");
 		printf("  sha256 %s\n", v[i].sha256);
 		printf("  subject %s\n", v[i].subject);
 		printf("  issuer %s\n", v[i].issuer);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "domain.h"
 #include "keymodel_name.h"
 #include "kmctl.h"
 #include "log.h"
@@ -27,52 +29,86 @@
 #define KMILTER_CONF	"/etc/kmilter/kmilter.conf"
 #endif
 
-/* One command: its word, how many arguments it takes, what runs it and
- * whether it leaves files in the state directory (given to its owner). */
+/* One command: its word, how many arguments it takes, what runs it,
+ * whether it leaves files in the state directory (given to its owner),
+ * whether its address must be internal (unless --force), and its usage. */
 struct command {
 	const char	*name;
 	int		 min, max;
 	int		(*run)(const struct kmilter_conf *, const struct opts *,
 			    const char *, const char *);
 	int		 state_files;
+	int		 internal;
+	const char	*args;
+	const char	*what;
 };
 
 static const struct command commands[] = {
-	{ "enroll",		1, 1, cmd_enroll,		0 },
-	{ "renew",		1, 1, cmd_renew,		0 },
-	{ "set-password",	1, 1, cmd_set_password,		0 },
-	{ "clear-password",	1, 1, cmd_clear_password,	0 },
-	{ "revoke",		1, 2, cmd_revoke,		0 },
-	{ "import",		2, 2, cmd_import,		0 },
-	{ "show",		1, 1, cmd_show,			0 },
-	{ "export-cert",	1, 1, cmd_export_cert,		0 },
-	{ "signing-enroll",	1, 1, cmd_signing_enroll,	1 },
-	{ "ping",		0, 0, cmd_ping,			0 },
-	{ "flush",		1, 1, cmd_flush,		0 },
-	{ "stats",		0, 0, cmd_stats,		0 },
-	{ "keygen",		0, 0, cmd_keygen,		1 },
+	{ "enroll", 1, 1, cmd_enroll, 0, 1,
+	    "ADDR [--key rsa2048|rsa3072|ec-p256] [--days N] [--protect] [--force]",
+	    "a first key pair for an internal user" },
+	{ "renew", 1, 1, cmd_renew, 0, 0, "ADDR [--key TYPE] [--days N]",
+	    "a new generation, the current one deactivated" },
+	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION]",
+	    "revoke one generation, or all" },
+	{ "import", 2, 2, cmd_import, 0, 0,
+	    "ADDR FILE.p12|CERT.pem|CERT.der [--password-fd N | --password-file F]",
+	    "a PKCS#12 (key and certificate) or a certificate alone" },
+	{ "set-password", 1, 1, cmd_set_password, 0, 0,
+	    "ADDR [--password-fd N | --password-file F]", "protect ADDR's keys with a password" },
+	{ "clear-password", 1, 1, cmd_clear_password, 0, 0,
+	    "ADDR [--password-fd N | --password-file F]", "back to default protection" },
+	{ "show", 1, 1, cmd_show, 0, 0, "ADDR", "ADDR's generations" },
+	{ "export-cert", 1, 1, cmd_export_cert, 0, 0, "ADDR", "ADDR's current certificate (PEM)" },
+	{ "list", 0, 0, cmd_list, 0, 0, "", "the users enrolled in the KM" },
+	{ "signing-enroll", 1, 1, cmd_signing_enroll, 1, 1,
+	    "ADDR [--key TYPE] [--days N] [--yes] [--force]",
+	    "this gateway's signing key for an internal address" },
+	{ "flush", 1, 1, cmd_flush, 0, 0, "ADDR", "drop ADDR's cached entries on every gateway" },
+	{ "stats", 0, 0, cmd_stats, 0, 0, "[--format text|prometheus]",
+	    "counters of the running kmilter" },
+	{ "ping", 0, 0, cmd_ping, 0, 0, "", "check both KM servers" },
+	{ "keygen", 0, 0, cmd_keygen, 1, 0, "", "create the gateway seal key" },
 };
 
-/* usage - print the synopsis and return the usage exit code */
-static int
-usage(void)
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+/* usage_to - the synopsis of every command to fp */
+static void
+usage_to(FILE *fp)
 {
-	fprintf(stderr,
-	    "usage: kmctl [-c config] command [args]\n"
-	    "  enroll ADDR [--key rsa2048|rsa3072|ec-p256] [--days N] [--protect]\n"
-	    "  renew ADDR [--key TYPE] [--days N]\n"
-	    "  revoke ADDR [GENERATION]\n"
-	    "  import ADDR FILE.p12 [--password-fd N | --password-file F]\n"
-	    "  import ADDR CERT.pem|CERT.der\n"
-	    "  set-password ADDR [--password-fd N | --password-file F]\n"
-	    "  clear-password ADDR [--password-fd N | --password-file F]\n"
-	    "  show ADDR\n"
-	    "  export-cert ADDR\n"
-	    "  signing-enroll ADDR [--key TYPE] [--days N]\n"
-	    "  flush ADDR          drop ADDR's cached entries on every gateway\n"
-	    "  stats               counters of the running kmilter\n"
-	    "  ping\n"
-	    "  keygen\n");
+	fprintf(fp, "usage: kmctl [-c config] command [args]\n"
+	    "       kmctl -h | --help | -V\n"
+	    "       kmctl command --help\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(fp, "  %s%s%s\n      %s\n", commands[i].name,
+		    *commands[i].args ? " " : "", commands[i].args, commands[i].what);
+}
+
+/* command_usage - one command's usage line to fp */
+static void
+command_usage(FILE *fp, const struct command *c)
+{
+	fprintf(fp, "usage: kmctl [-c config] %s%s%s\n", c->name, *c->args ? " " : "",
+	    c->args);
+}
+
+/* usage_error - what was wrong, then the command's usage line; exit code 2 */
+static int __attribute__((format(printf, 2, 3)))
+usage_error(const struct command *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kmctl_warn("%s", msg);
+	if (c != NULL)
+		command_usage(stderr, c);
+	else
+		fprintf(stderr, "usage: kmctl [-c config] command [args] (kmctl --help "
+		    "lists the commands)\n");
 	return EX_USAGE_;
 }
 
@@ -105,14 +141,20 @@ give_to_state_owner(const struct kmilter_conf *conf)
 	closedir(d);
 }
 
-/* parse_global - the options before the command word: -c, -h, -V.
+/* parse_global - the options before the command word: -c, -h/--help, -V.
  * Returns -1 to go on, else the exit code. */
 static int
 parse_global(int argc, char **argv, struct opts *o)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
 	int ch;
 
-	while ((ch = getopt(argc, argv, "+c:hV")) != -1) {
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+:c:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			o->config = optarg;
@@ -121,30 +163,30 @@ parse_global(int argc, char **argv, struct opts *o)
 			printf("kmctl %s\n", KMILTER_VERSION);
 			return EX_OK_;
 		case 'h':
-			usage();
+			usage_to(stdout);
 			return EX_OK_;
+		case ':':
+			return usage_error(NULL, "option -%c needs an argument", optopt);
 		default:
-			return usage();
+			return usage_error(NULL, "unknown option \"%s\"", argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)
-		return usage();
+		return usage_error(NULL, "no command given");
 	return -1;
 }
 
-/* parse_number - an option's integer in [lo, hi], or -1 after a message */
+/* parse_number - an option's integer in [lo, hi], or -1 */
 static int
-parse_number(const char *opt, const char *arg, long lo, long hi, int *out)
+parse_number(const char *arg, long lo, long hi, int *out)
 {
 	char *end;
 	long v;
 
 	errno = 0;
 	v = strtol(arg, &end, 10);
-	if (errno || *end || v < lo || v > hi) {
-		kmctl_warn("bad %s \"%s\"", opt, arg);
+	if (errno || *end || v < lo || v > hi)
 		return -1;
-	}
 	*out = (int)v;
 	return 0;
 }
@@ -153,7 +195,7 @@ parse_number(const char *opt, const char *arg, long lo, long hi, int *out)
  * (subv[0] is the command word, argv[0] of its own option scan), checked
  * together.  Returns -1 to go on, else the exit code. */
 static int
-parse_command(int subc, char **subv, struct opts *o)
+parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{ "key", required_argument, NULL, 'k' },
@@ -161,26 +203,30 @@ parse_command(int subc, char **subv, struct opts *o)
 		{ "password-fd", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
 		{ "protect", no_argument, NULL, 'p' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "yes", no_argument, NULL, 'y' },
+		{ "format", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
 
 	optind = 0;			/* full reset of glibc's getopt */
-	while ((ch = getopt_long(subc, subv, "", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((ch = getopt_long(subc, subv, ":", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'k':
 			o->keytype = optarg;
 			break;
 		case 'd':
-			if (parse_number("--days", optarg, 1, 36500,
-			    &o->days) != 0)
-				return EX_USAGE_;
+			if (parse_number(optarg, 1, 36500, &o->days) != 0)
+				return usage_error(c, "%s: bad --days \"%s\" (1 to 36500)",
+				    c->name, optarg);
 			break;
 		case 'P':
-			if (parse_number("--password-fd", optarg, 0, INT_MAX,
-			    &o->pwfd) != 0)
-				return EX_USAGE_;
+			if (parse_number(optarg, 0, INT_MAX, &o->pwfd) != 0)
+				return usage_error(c, "%s: bad --password-fd \"%s\" (a "
+				    "descriptor number)", c->name, optarg);
 			break;
 		case 'F':
 			o->pwfile = optarg;
@@ -188,34 +234,50 @@ parse_command(int subc, char **subv, struct opts *o)
 		case 'p':
 			o->protect = 1;
 			break;
+		case 'f':
+			o->force = 1;
+			break;
+		case 'y':
+			o->yes = 1;
+			break;
+		case 'o':
+			if (strcmp(optarg, "text") != 0 && strcmp(optarg, "prometheus") != 0)
+				return usage_error(c, "%s: unknown --format \"%s\" (text, "
+				    "prometheus)", c->name, optarg);
+			o->format = optarg;
+			break;
+		case 'h':
+			command_usage(stdout, c);
+			printf("  %s\n", c->what);
+			return EX_OK_;
+		case ':':
+			return usage_error(c, "%s: option %s needs an argument", c->name,
+			    subv[optind - 1]);
 		default:
-			return usage();
+			return usage_error(c, "%s: unknown option \"%s\"", c->name,
+			    subv[optind - 1]);
 		}
 	}
-	if (o->pwfd >= 0 && o->pwfile != NULL) {
-		kmctl_warn("--password-fd and --password-file exclude each other");
-		return EX_USAGE_;
-	}
+	if (o->pwfd >= 0 && o->pwfile != NULL)
+		return usage_error(c, "%s: --password-fd and --password-file "
+		    "exclude each other", c->name);
 	if (o->keytype != NULL && strcmp(o->keytype, "rsa2048") != 0 &&
 	    strcmp(o->keytype, "rsa3072") != 0 &&
-	    strcmp(o->keytype, "ec-p256") != 0) {
-		kmctl_warn("unknown key type \"%s\" (rsa2048, rsa3072, ec-p256)",
-		    o->keytype);
-		return EX_USAGE_;
-	}
+	    strcmp(o->keytype, "ec-p256") != 0)
+		return usage_error(c, "%s: unknown key type \"%s\" (rsa2048, "
+		    "rsa3072, ec-p256)", c->name, o->keytype);
 	return -1;
 }
 
-/* find_command - the table entry of name, or NULL after a message */
+/* find_command - the table entry of name, or NULL */
 static const struct command *
 find_command(const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	for (i = 0; i < NCOMMANDS; i++)
 		if (strcmp(commands[i].name, name) == 0)
 			return &commands[i];
-	kmctl_warn("unknown command \"%s\"", name);
 	return NULL;
 }
 
@@ -239,6 +301,13 @@ run(const struct command *c, const struct opts *o, const char *a1,
 		conf->redis_connect_timeout_ms = 2000;
 	if (conf->redis_command_timeout_ms < 2000)
 		conf->redis_command_timeout_ms = 2000;
+	if (c->internal && !o->force && !domain_internal(conf, a1)) {
+		kmctl_warn("%s: %s is not in policy.internal_domains of %s: refused "
+		    "(kmilter would never sign or decrypt for it; --force to %s it "
+		    "anyway)", c->name, a1, o->config, c->name);
+		conf_unref(conf);
+		return EX_FAIL;
+	}
 	rc = c->run(conf, o, a1, a2);
 	if (c->state_files)
 		give_to_state_owner(conf);
@@ -250,7 +319,7 @@ run(const struct command *c, const struct opts *o, const char *a1,
 int
 main(int argc, char **argv)
 {
-	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0 };
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text" };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;
@@ -261,24 +330,28 @@ main(int argc, char **argv)
 		return rc;
 	subv = argv + optind;
 	subc = argc - optind;
-	if ((rc = parse_command(subc, subv, &o)) >= 0)
+	if ((c = find_command(subv[0])) == NULL)
+		return usage_error(NULL, "unknown command \"%s\"", subv[0]);
+	if ((rc = parse_command(c, subc, subv, &o)) >= 0)
 		return rc;
 	nargs = subc - optind;
 	a1 = nargs > 0 ? subv[optind] : NULL;
 	a2 = nargs > 1 ? subv[optind + 1] : NULL;
-	if ((c = find_command(subv[0])) == NULL)
-		return usage();
-	if (nargs < c->min || nargs > c->max)
-		return usage();
-	if (a1 != NULL) {		/* check the address before any work */
+	if (nargs < c->min)
+		return usage_error(c, "%s: %s", c->name, c->min - nargs == 1 &&
+		    c->min == 1 ? "no address given" : "missing arguments");
+	if (nargs > c->max)
+		return usage_error(c, "%s: unexpected argument \"%s\"", c->name,
+		    subv[optind + c->max]);
+	if (o.format != NULL && strcmp(o.format, "text") != 0 && c->run != cmd_stats)
+		return usage_error(c, "%s: --format is for stats", c->name);
+	if (a1 != NULL && c->min > 0) {	/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;
 
 		if (keymodel_addr_normalize(a1, norm, sizeof(norm), &err) !=
-		    KM_OK) {
-			kmctl_warn("%s", err.msg);
-			return EX_USAGE_;
-		}
+		    KM_OK)
+			return usage_error(c, "%s: %s", c->name, err.msg);
 	}
 	return run(c, &o, a1, a2);
 }

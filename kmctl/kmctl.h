@@ -54,6 +54,9 @@ struct opts {
 	int		 pwfd;
 	const char	*pwfile;
 	int		 protect;	/* enroll --protect */
+	int		 force;		/* --force: an address outside the internal domains */
+	int		 yes;		/* --yes: replace without asking */
+	const char	*format;	/* stats --format: "text" or "prometheus" */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);

@@ -50,13 +50,20 @@ kmctl_after_change(const struct kmilter_conf *conf, const char *addr)
 {
 	struct kmerr err;
 	struct keystore *ks = keystore_new(conf, &err);
+	enum km_status st;
 
 	if (ks == NULL) {
 		kmctl_warn("cache not invalidated for %s: %s", addr, err.msg);
 		return EX_FAIL;
 	}
-	keystore_invalidate(ks, addr);
+	st = keystore_invalidate(ks, addr);
 	keystore_free(ks);
+	if (st != KM_OK) {
+		kmctl_warn("cache invalidation for %s not published: %s (the "
+		    "gateways keep their cached entries until they expire; run "
+		    "kmctl flush %s again)", addr, km_status_name(st), addr);
+		return st == KM_TEMPFAIL ? EX_UNREACH : EX_FAIL;
+	}
 	return EX_OK_;
 }
 

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "outbound.h"
 #include "pipeline.h"
+#include "runtime.h"
 #include "session.h"
 #include "stats.h"
 #include "verdict.h"
@@ -302,7 +303,9 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	if (s == NULL || s->msg == NULL)
 		return SMFIS_TEMPFAIL;
 	idle_enter(s);
+	runtime_pin();		/* a reload frees this key store after us */
 	r = rcpt_step(ctx, s, argv);
+	runtime_unpin();
 	idle_leave(s);
 	return r;
 }
@@ -558,7 +561,9 @@ mlfi_eom(SMFICTX *ctx)
 	if (s == NULL || s->msg == NULL)
 		return SMFIS_TEMPFAIL;
 	idle_enter(s);
+	runtime_pin();		/* a reload frees this key store after us */
 	r = eom_step(ctx, s);
+	runtime_unpin();
 	idle_leave(s);
 	return r;
 }

@@ -33,8 +33,10 @@ answer_stats(char *buf, size_t len)
 	size_t n = stats_format(buf, len);
 
 	memset(&ks, 0, sizeof(ks));
+	runtime_pin();
 	if (runtime_keystore() != NULL)
 		keystore_stats(runtime_keystore(), &ks);
+	runtime_unpin();
 	/* stats_format writes "stats: a=1 b=2 ..."; make it one per line. */
 	for (size_t i = 0; i < n; i++)
 		if (buf[i] == ' ')

@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 
 #include "entity.h"
+#include "harvest.h"
 #include "hp.h"
 #include "inbound.h"
 #include "inbound_decrypt.h"
@@ -199,15 +200,28 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
     const char *from, int *opaque, char **content, size_t *clen, char *note, size_t nlen)
 {
 	struct smime_verify_result res;
+	struct smime_signer_certs sc;
 	X509_STORE *trust = runtime_trust();
 	BIO *bio = content != NULL ? BIO_new(BIO_s_mem()) : NULL;
 	struct kmerr err;
 	char result[512];
 	enum km_status st;
+	/* only a signer compared with the message's own From (not a
+	   forwarded message's) gives its certificates (harvest.h) */
+	int harvest = j->c->in_harvest && from != NULL &&
+	    from == message_header(j->m, "From");
 
 	memset(&res, 0, sizeof(res));
 	kmerr_clear(&err);
-	st = smime_verify(ctype, body, len, trust, from, &res, bio, &err);
+	st = smime_verify_certs(ctype, body, len, trust, from, &res, bio,
+	    harvest ? &sc : NULL, &err);
+	if (harvest && st == KM_OK && res.sig_ok && res.chain_ok &&
+	    res.from_match)
+		harvest_signature(j->c, trust, runtime_revcheck(),
+		    message_qid(j->m), res.email, &sc, harvest_store_keystore,
+		    runtime_keystore());
+	if (harvest)
+		smime_signer_certs_clear(&sc);
 	ar_result(&res, st != KM_OK ? err.msg : NULL, result, sizeof(result));
 	if (j->c->in_verify)
 		ar_add(j, result);

@@ -28,6 +28,7 @@
 #include <openssl/crypto.h>
 
 #include "callbacks.h"
+#include "check.h"
 #include "conf.h"
 #include "control.h"
 #include "log.h"
@@ -40,6 +41,7 @@
 
 static int	signal_pipe[2] = { -1, -1 };
 static int	milter_status;
+static int	log_to_stderr_now;
 
 /* usage - print the synopsis and exit */
 static noreturn void
@@ -120,19 +122,6 @@ drop_privileges(const struct passwd *pw)
 		fatalx("privileges were not dropped to %s", pw->pw_name);
 }
 
-/* socket_path - the file name of a unix socket spec, or NULL */
-static const char *
-socket_path(const char *spec)
-{
-	if (strncmp(spec, "unix:", 5) == 0)
-		return spec + 5;
-	if (strncmp(spec, "local:", 6) == 0)
-		return spec + 6;
-	if (spec[0] == '/')
-		return spec;
-	return NULL;
-}
-
 /* all_loopback - every address host stands for is a loopback address */
 static int
 all_loopback(const char *host, int family)
@@ -194,6 +183,70 @@ warn_public_socket(const struct kmilter_conf *c)
 	    "unix socket or a loopback address, or firewall the port", c->socket);
 }
 
+/* report_check - kmilter -n: each problem on its own line */
+static void
+report_check(void *arg, int key, const char *line)
+{
+	(void)arg;
+	(void)key;
+	fprintf(stderr, "%s\n", line);
+}
+
+/* check_mode - kmilter -n: the settings' errors and the files' problems, in one pass */
+static int
+check_mode(const char *path)
+{
+	char err[8192];
+	struct kmilter_conf *conf;
+	int n = 0;
+
+	if ((conf = conf_load_all(path, err, sizeof(err), &n)) == NULL) {
+		print_errors(err);
+		return 1;
+	}
+	if (n > 0)
+		print_errors(err);
+	warn_public_socket(conf);
+	n += check_files(conf, report_check, NULL);
+	conf_unref(conf);
+	if (n > 0) {
+		fprintf(stderr, "kmilter: %s: %d problem%s\n", path, n, n == 1 ? "" : "s");
+		return 1;
+	}
+	printf("kmilter: %s: configuration OK\n", path);
+	return 0;
+}
+
+/* report_start - a problem found at start-up: stderr and the log */
+static void
+report_start(void *arg, int key, const char *line)
+{
+	int *keys = arg;
+
+	if (key)
+		(*keys)++;
+	if (!log_to_stderr_now)
+		fprintf(stderr, "kmilter: %s\n", line);
+	log_warnx("%s", line);
+}
+
+/*
+ * check_keys - refuse to start when the milter user cannot read its keys
+ *	(the KM client key, the seal key, the signing keys...): kmilter
+ *	would run and send mail unsigned.  Other problems are warnings.
+ */
+static void
+check_keys(const struct kmilter_conf *conf)
+{
+	int keys = 0;
+
+	check_files(conf, report_start, &keys);
+	if (keys > 0)
+		fatalx("refusing to start: %d key file%s cannot be used by %s "
+		    "(kmilter -n -c %s lists every problem)", keys, keys == 1 ? "" : "s",
+		    *conf->user ? conf->user : "this user", conf->path);
+}
+
 /* socket_gid - the group a unix socket gets: milter.socket_group or the user's */
 static gid_t
 socket_gid(const struct kmilter_conf *c, const struct passwd *pw)
@@ -218,7 +271,7 @@ static void
 open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 {
 	static char spec[1024];
-	const char *path = socket_path(c->socket);
+	const char *path = check_socket_path(c->socket);
 	mode_t mode = (mode_t)strtol(c->socket_mode, NULL, 8) & 0777;
 	gid_t gid = path != NULL ? socket_gid(c, pw) : (gid_t)-1;
 	struct stat st;
@@ -404,8 +457,11 @@ static void
 reload(const char *path)
 {
 	char err[4096];
+	static const char *const keystore_settings[] = { "km.", "cache.", "hook.",
+	    "milter.state_dir", "milter.gateway_name", NULL };
 	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
+	const char *changed = NULL;
 
 	if (new == NULL) {
 		char *save = NULL;
@@ -421,6 +477,19 @@ reload(const char *path)
 		return;
 	}
 	old = callbacks_conf();
+	/* km, cache and hook changed: a new key store beside the old one,
+	 * which the messages in progress keep until they are done with it.
+	 * Unchanged, the running one keeps its caches and connections. */
+	if (conf_differs(old, new, keystore_settings, &changed)) {
+		if (runtime_reload_keystore(new, &kerr) != 0) {
+			log_warnx("reload: key store (km, cache, hook): %s: keeping "
+			    "the running configuration and key store", kerr.msg);
+			conf_unref(old);
+			conf_unref(new);
+			return;
+		}
+		log_info("reload: %s changed: new key store", changed);
+	}
 	warn_restart_needed(old, new);
 	conf_unref(old);
 	log_set_verbose(new->log_verbose);
@@ -647,17 +716,15 @@ main(int argc, char **argv)
 	pthread_t tid;
 
 	parse_args(argc, argv, &o);
+	if (o.check)
+		return check_mode(o.path);
 	if ((conf = conf_load(o.path, err, sizeof(err))) == NULL) {
 		print_errors(err);
 		return 1;
 	}
-	if (o.check) {
-		warn_public_socket(conf);
-		printf("kmilter: %s: configuration OK\n", o.path);
-		conf_unref(conf);
-		return 0;
-	}
 	start_logging(conf, o.to_stderr | conf->log_stderr, o.verbose);
+	log_to_stderr_now = o.to_stderr | conf->log_stderr;
+	log_tee_stderr(1);
 	warn_public_socket(conf);
 
 	/* No core dumps: they would hold keys and message bodies. */
@@ -671,6 +738,7 @@ main(int argc, char **argv)
 		log_warnx("running as root: set milter.user to an unprivileged user");
 	ensure_dir(conf->state_dir, pw);
 	ensure_dir(conf->spool_dir, pw);
+	check_keys(conf);
 
 	/* Detach before runtime_init starts threads: a fork keeps only the
 	 * calling thread (the cache's subscriber would be lost). */
@@ -687,6 +755,7 @@ main(int argc, char **argv)
 		fatal("pipe");
 	callbacks_set_conf(conf);
 	tid = start_milter_thread(ready_fd);
+	log_tee_stderr(0);
 	if (control_start(conf->control_socket, &kerr) != 0)
 		log_warnx("%s: kmctl stats will not work", kerr.msg);
 	log_started(pw);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "domain.h"
 #include "policy.h"
 
 /* is_atext - an RFC 5322 atext character (what a dot-atom is made of) */
@@ -180,56 +181,11 @@ policy_host_internal(const struct kmilter_conf *c, const char *addr)
 	return 0;
 }
 
-/* domain_of - the domain part of an address, or NULL */
-static const char *
-domain_of(const char *address)
-{
-	const char *at = strrchr(address, '@');
-
-	return at && at[1] ? at + 1 : NULL;
-}
-
-/* tail_eq - do the last n bytes of s equal p[0..n) (case-insensitive)? */
-static int
-tail_eq(const char *s, size_t sl, const char *p, size_t n)
-{
-	return sl >= n && strncasecmp(s + sl - n, p, n) == 0;
-}
-
-/* bare_len - length of a configured name without its trailing dots */
-static size_t
-bare_len(const char *p)
-{
-	size_t n = strlen(p);
-
-	while (n > 0 && p[n - 1] == '.')
-		n--;
-	return n;
-}
-
-/*
- * domain_matches - does dom equal pattern, or sit below ".pattern"?
- *	dom is normalized (policy_addr_normalize); a configured pattern may
- *	still end in a dot: "secure.example." is the same domain.
- */
-static int
-domain_matches(const char *dom, const char *pattern)
-{
-	size_t dl = strlen(dom), pl = bare_len(pattern);
-
-	if (pl == 0)
-		return 0;	/* "." names no domain, it does not mean "all" */
-	if (pattern[0] == '.')
-		return (dl > pl && tail_eq(dom, dl, pattern, pl)) ||
-		    (dl == pl - 1 && tail_eq(dom, dl, pattern + 1, pl - 1));
-	return dl == pl && tail_eq(dom, dl, pattern, pl);
-}
-
 /* address_matches - is a configured address (maybe with a trailing dot) this one? */
 static int
 address_matches(const char *addr, const char *pattern)
 {
-	size_t pl = bare_len(pattern);
+	size_t pl = domain_bare_len(pattern);
 
 	return strlen(addr) == pl && strncasecmp(addr, pattern, pl) == 0;
 }
@@ -238,14 +194,7 @@ address_matches(const char *addr, const char *pattern)
 int
 policy_domain_internal(const struct kmilter_conf *c, const char *address)
 {
-	const char *dom = domain_of(address);
-
-	if (dom == NULL)
-		return 0;
-	for (int i = 0; i < c->n_internal_domains; i++)
-		if (domain_matches(dom, c->internal_domains[i]))
-			return 1;
-	return 0;
+	return domain_internal(c, address);
 }
 
 /* policy_client_trusted - an internal host, or an SMTP AUTH login we trust */

@@ -4,6 +4,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
@@ -12,7 +13,16 @@
 #include "revcheck.h"
 #include "runtime.h"
 
-static struct keystore *keystore;
+/* A key store with the messages that use it: freed by the last one out. */
+struct ksref {
+	struct keystore	*ks;
+	int		 refs;		/* runtime's own + one per pin */
+};
+
+static struct ksref *current;
+static pthread_mutex_t ks_mtx = PTHREAD_MUTEX_INITIALIZER;
+static __thread struct ksref *pinned;
+static __thread int pin_depth;
 static struct revcheck *revcheck;
 static X509_STORE *trust;
 static pthread_mutex_t trust_mtx = PTHREAD_MUTEX_INITIALIZER;
@@ -43,13 +53,48 @@ load_trust(const struct kmilter_conf *c, struct kmerr *err)
 	return st;
 }
 
+/* ksref_new - a key store of c with the runtime's reference */
+static struct ksref *
+ksref_new(const struct kmilter_conf *c, struct kmerr *err)
+{
+	struct ksref *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "key store: out of memory");
+		return NULL;
+	}
+	if ((r->ks = keystore_new(c, err)) == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->refs = 1;
+	return r;
+}
+
+/* ksref_drop - one reference less; the last frees the key store */
+static void
+ksref_drop(struct ksref *r)
+{
+	int last;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&ks_mtx);
+	last = --r->refs == 0;
+	pthread_mutex_unlock(&ks_mtx);
+	if (last) {
+		keystore_free(r->ks);
+		free(r);
+	}
+}
+
 /* runtime_init - make the key store and the trust store */
 int
 runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 {
 	if ((trust = load_trust(c, err)) == NULL)
 		return -1;
-	if ((keystore = keystore_new(c, err)) == NULL)
+	if ((current = ksref_new(c, err)) == NULL)
 		return -1;
 	if ((revcheck = revcheck_new(c, err)) == NULL)
 		return -1;
@@ -72,11 +117,69 @@ runtime_reload_trust(const struct kmilter_conf *c, struct kmerr *err)
 	return 0;
 }
 
-/* runtime_keystore - the key store */
+/* ksref_swap - r becomes current; the runtime's reference to the old one is dropped */
+static void
+ksref_swap(struct ksref *r)
+{
+	struct ksref *old;
+
+	pthread_mutex_lock(&ks_mtx);
+	old = current;
+	current = r;
+	pthread_mutex_unlock(&ks_mtx);
+	ksref_drop(old);		/* freed now, or by the last message using it */
+}
+
+/* runtime_reload_keystore - a key store of c in place of the current one */
+int
+runtime_reload_keystore(const struct kmilter_conf *c, struct kmerr *err)
+{
+	struct ksref *r = ksref_new(c, err);
+
+	if (r == NULL)
+		return -1;
+	ksref_swap(r);
+	return 0;
+}
+
+/* runtime_pin - this thread's key store stays until runtime_unpin */
+void
+runtime_pin(void)
+{
+	if (pin_depth++ > 0)
+		return;
+	pthread_mutex_lock(&ks_mtx);
+	pinned = current;
+	if (pinned != NULL)
+		pinned->refs++;
+	pthread_mutex_unlock(&ks_mtx);
+}
+
+/* runtime_unpin - release what runtime_pin took */
+void
+runtime_unpin(void)
+{
+	struct ksref *r;
+
+	if (pin_depth == 0 || --pin_depth > 0)
+		return;
+	r = pinned;
+	pinned = NULL;
+	ksref_drop(r);
+}
+
+/* runtime_keystore - the pinned key store, else the current one */
 struct keystore *
 runtime_keystore(void)
 {
-	return keystore;
+	struct keystore *ks;
+
+	if (pinned != NULL)
+		return pinned->ks;
+	pthread_mutex_lock(&ks_mtx);
+	ks = current != NULL ? current->ks : NULL;
+	pthread_mutex_unlock(&ks_mtx);
+	return ks;
 }
 
 /* runtime_revcheck - the revocation checker */
@@ -100,11 +203,11 @@ runtime_trust(void)
 	return st;
 }
 
-/* runtime_free - release both at exit */
+/* runtime_free - release everything at exit */
 void
 runtime_free(void)
 {
-	keystore = keystore_free(keystore);
+	ksref_swap(NULL);
 	revcheck = revcheck_free(revcheck);
 	X509_STORE_free(trust);
 	trust = NULL;

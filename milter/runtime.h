@@ -5,20 +5,32 @@
  *	runtime - the long-lived objects every message uses: key store,
  *	trust store and revocation checker
  * SUMMARY
- *	runtime_init(), runtime_reload_trust(), runtime_keystore(),
- *	runtime_trust(), runtime_revcheck(), runtime_free()
+ *	runtime_init(), runtime_reload_trust(), runtime_reload_keystore(),
+ *	runtime_pin(), runtime_unpin(), runtime_keystore(), runtime_trust(),
+ *	runtime_revcheck(), runtime_free()
  * DESCRIPTION
  *	runtime_init() is called at start-up, before privileges are
  *	dropped: it makes the key store (keyclient: caches and the KM) and
  *	the trust store for signature verification (the organization CA,
  *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
- *	trust store; the key store's servers change only at restart.
+ *	trust store, and runtime_reload_keystore() builds a key store from
+ *	the new configuration (km, cache, hook groups) beside the old one and
+ *	swaps it in; when it cannot be built, the old one stays.
+ *
+ *	A key store is reference counted: runtime_pin() holds the current one
+ *	for the calling thread (one callback's work on a message) until
+ *	runtime_unpin(); runtime_keystore() returns the pinned one, else the
+ *	current one.  A key store replaced by a reload is freed when the last
+ *	thread that pinned it unpins.  Pins nest (counted per thread).
  * OWNERSHIP
- *	runtime_keystore() and runtime_revcheck() are borrowed for the life
- *	of the process.
+ *	runtime_keystore() is borrowed: between runtime_pin() and
+ *	runtime_unpin() in the same thread; without a pin, until the next
+ *	reload (start-up and tests only).  runtime_revcheck() is borrowed for
+ *	the life of the process.
  *	runtime_trust() returns a new reference: X509_STORE_free() it.
  * ERRORS
- *	runtime_init() and runtime_reload_trust() return -1 and fill err
+ *	runtime_init(), runtime_reload_trust() and runtime_reload_keystore()
+ *	return -1 and fill err
  *	(a CA file that does not load: KM_PERMFAIL, KMERR_BADINPUT; the key
  *	store's own errors otherwise).
  * THREADS
@@ -36,6 +48,9 @@ struct revcheck;
 
 int		 runtime_init(const struct kmilter_conf *, struct kmerr *err);
 int		 runtime_reload_trust(const struct kmilter_conf *, struct kmerr *err);
+int		 runtime_reload_keystore(const struct kmilter_conf *, struct kmerr *err);
+void		 runtime_pin(void);
+void		 runtime_unpin(void);
 struct keystore	*runtime_keystore(void);
 X509_STORE	*runtime_trust(void);
 struct revcheck	*runtime_revcheck(void);

@@ -436,11 +436,99 @@ verify_canonical(CMS_ContentInfo *cms, const char *content, size_t clen,
 	return ok;
 }
 
+/*
+ * pref_matches - does x answer an SMIMEEncryptionKeyPreference value (the
+ * whole TLV of the CHOICE): [0] IssuerAndSerialNumber or [2]
+ * SubjectKeyIdentifier ([1] RecipientKeyIdentifier is not followed)
+ */
+static int
+pref_matches(const unsigned char *der, long len, X509 *x)
+{
+	const unsigned char *p = der, *end;
+	const ASN1_OCTET_STRING *skid;
+	X509_NAME *nm = NULL;
+	ASN1_INTEGER *sn = NULL;
+	long hl;
+	int tag, xclass, r, ok = 0;
+
+	r = ASN1_get_object(&p, &hl, &tag, &xclass, len);
+	if ((r & 0x80) != 0 || xclass != V_ASN1_CONTEXT_SPECIFIC)
+		return 0;
+	end = p + hl;
+	if (tag == 0 && (r & V_ASN1_CONSTRUCTED) != 0) {
+		if ((nm = d2i_X509_NAME(NULL, &p, end - p)) != NULL &&
+		    (sn = d2i_ASN1_INTEGER(NULL, &p, end - p)) != NULL &&
+		    p == end)
+			ok = X509_NAME_cmp(X509_get_issuer_name(x), nm) == 0 &&
+			    ASN1_INTEGER_cmp(X509_get0_serialNumber(x),
+			    sn) == 0;
+	} else if (tag == 2 && (r & V_ASN1_CONSTRUCTED) == 0 &&
+	    (skid = X509_get0_subject_key_id(x)) != NULL)
+		ok = ASN1_STRING_length(skid) == hl &&
+		    memcmp(ASN1_STRING_get0_data(skid), p, (size_t)hl) == 0;
+	X509_NAME_free(nm);
+	ASN1_INTEGER_free(sn);
+	return ok;
+}
+
+/*
+ * signer_certs - the certificate set and the certificate the first
+ * SignerInfo's encKeyPref attribute names, for harvesting
+ */
+static void
+signer_certs(CMS_ContentInfo *cms, CMS_SignerInfo *si,
+    struct smime_signer_certs *sc)
+{
+	ASN1_OBJECT *oid = OBJ_txt2obj(SMIME_OID_ENCKEYPREF, 1);
+	X509_ATTRIBUTE *a;
+	ASN1_TYPE *t;
+	int idx;
+
+	sc->certs = CMS_get1_certs(cms);
+	if (oid == NULL || (idx = CMS_signed_get_attr_by_OBJ(si, oid,
+	    -1)) < 0 || (a = CMS_signed_get_attr(si, idx)) == NULL ||
+	    (t = X509_ATTRIBUTE_get0_type(a, 0)) == NULL) {
+		ASN1_OBJECT_free(oid);
+		return;
+	}
+	ASN1_OBJECT_free(oid);
+	sc->has_pref = 1;
+	if (t->type != V_ASN1_OTHER && t->type != V_ASN1_SEQUENCE)
+		return;
+	for (int i = 0; i < sk_X509_num(sc->certs); i++) {
+		X509 *x = sk_X509_value(sc->certs, i);
+
+		if (pref_matches(ASN1_STRING_get0_data(t->value.asn1_string),
+		    ASN1_STRING_length(t->value.asn1_string), x)) {
+			sc->pref = x;
+			return;
+		}
+	}
+}
+
+/* smime_signer_certs_clear - free what smime_verify_certs() gave */
+void
+smime_signer_certs_clear(struct smime_signer_certs *sc)
+{
+	sk_X509_pop_free(sc->certs, X509_free);
+	memset(sc, 0, sizeof(*sc));
+}
+
 /* smime_verify - check a signed entity */
 enum km_status
 smime_verify(const char *ctype, const char *body, size_t len,
     X509_STORE *store, const char *from, struct smime_verify_result *res,
     BIO *content_out, struct kmerr *err)
+{
+	return smime_verify_certs(ctype, body, len, store, from, res,
+	    content_out, NULL, err);
+}
+
+/* smime_verify_certs - check a signed entity; sc gets its certificates */
+enum km_status
+smime_verify_certs(const char *ctype, const char *body, size_t len,
+    X509_STORE *store, const char *from, struct smime_verify_result *res,
+    BIO *content_out, struct smime_signer_certs *sc, struct kmerr *err)
 {
 	CMS_ContentInfo *cms = NULL;
 	STACK_OF(CMS_SignerInfo) *sis;
@@ -450,6 +538,8 @@ smime_verify(const char *ctype, const char *body, size_t len,
 	enum km_status st;
 
 	memset(res, 0, sizeof(*res));
+	if (sc != NULL)
+		memset(sc, 0, sizeof(*sc));
 	ERR_clear_error();
 	if ((st = load_signed(ctype, body, len, res, &content, &clen, &cms,
 	    err)) != KM_OK)
@@ -493,6 +583,8 @@ smime_verify(const char *ctype, const char *body, size_t len,
 		}
 	}
 	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, from, res);
+	if (sc != NULL)
+		signer_certs(cms, sk_CMS_SignerInfo_value(sis, 0), sc);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
 	    clen) ||

@@ -4,7 +4,9 @@
  * NAME
  *	smime_verify - check an S/MIME signature with OpenSSL 3 CMS
  * SUMMARY
- *	smime_verify(), struct smime_verify_result.
+ *	smime_verify(), struct smime_verify_result; for harvesting
+ *	smime_verify_certs(), struct smime_signer_certs,
+ *	smime_signer_certs_clear().
  *	Callers include smime.h (the types) and this header.
  * DESCRIPTION
  *	Inputs are given as in smime.h (ctype, body, len).
@@ -23,10 +25,20 @@
  *	then; content_out still gets the bytes as they stand).  Only the
  *	first SignerInfo is reported
  *	in detail (nsigners counts them all); sig_ok needs all to verify.
+ *
+ *	smime_verify_certs() does the same and, when the signature could be
+ *	checked, gives the signature's certificate set and the certificate
+ *	the first SignerInfo's SMIMEEncryptionKeyPreference attribute
+ *	(RFC 8551 2.5.3, OID 1.2.840.113549.1.9.16.2.11) names by issuer and
+ *	serial or by subject key identifier, if the set holds it (has_pref
+ *	says whether the attribute is there at all).  Nothing in it is
+ *	checked: that is the caller's business (milter/harvest.c).
  * OWNERSHIP
  *	The trust store is borrowed and only read.  content_out is the
  *	caller's and is not freed.  The struct smime_verify_result is filled
- *	in place (fixed arrays).
+ *	in place (fixed arrays).  A struct smime_signer_certs is cleared on
+ *	entry and holds new references (pref borrows from certs): free with
+ *	smime_signer_certs_clear(), also after an error.
  * ERRORS
  *	KM_OK when the signature could be checked at all: the verdict is in
  *	the result (sig_ok, chain_ok, from_match); KM_PROTO malformed MIME or
@@ -61,11 +73,25 @@ struct smime_verify_result {
 	int	 canonical;		/* verified only once bare LFs became CRLF */
 };
 
+#define SMIME_OID_ENCKEYPREF	"1.2.840.113549.1.9.16.2.11"
+
+/* What harvesting needs of a signature (smime_verify_certs). */
+struct smime_signer_certs {
+	STACK_OF(X509)	*certs;		/* the certificate set, or NULL */
+	X509		*pref;		/* the one encKeyPref names, or NULL */
+	int		 has_pref;	/* the attribute is there */
+};
+
 /* smime_verify - check a signed entity; from may be NULL or
    "Name <addr>" or a bare addr-spec */
 enum km_status	 smime_verify(const char *ctype, const char *body,
 		    size_t len, X509_STORE *store, const char *from,
 		    struct smime_verify_result *res, BIO *content_out,
 		    struct kmerr *err);
+enum km_status	 smime_verify_certs(const char *ctype, const char *body,
+		    size_t len, X509_STORE *store, const char *from,
+		    struct smime_verify_result *res, BIO *content_out,
+		    struct smime_signer_certs *sc, struct kmerr *err);
+void		 smime_signer_certs_clear(struct smime_signer_certs *);
 
 #endif

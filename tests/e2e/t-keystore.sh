@@ -148,9 +148,10 @@ P() {
 	return $_rc
 }
 
-# --- enrollment: kmctl when it works, else the probe (keymodel_enroll) ---
+# --- enrollment: kmctl when it works, else the probe (keymodel_enroll); --force:
+# this configuration has no policy.internal_domains ---
 enroll() {
-	if [ -x "$build/kmctl" ] && "$build/kmctl" -c "$D/kmilter.conf" enroll "$1" \
+	if [ -x "$build/kmctl" ] && "$build/kmctl" -c "$D/kmilter.conf" enroll --force "$1" \
 	    >>"$D/kmctl.out" 2>&1; then
 		P invalidate "$1" >/dev/null
 		echo kmctl

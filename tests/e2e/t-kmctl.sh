@@ -55,6 +55,7 @@ km: {
   org_ca_cert = "$lab/orgca.crt";
   org_ca_key = "$lab/orgca.key";
 };
+policy: { internal_domains = [ "example.com" ]; };
 EOF
 K="$kmctl -c $conf"
 P="$probe -c $conf"
@@ -362,9 +363,90 @@ if [ $rc = 5 ] && err_has 'does not open'; then pass signstore_tampered
 else fail signstore_tampered "$(why)"; fi
 cp "$lab/key.bak" "$skey"; chmod 600 "$skey"
 
+# --- a signing key is not replaced without --yes (or a "y" at the terminal)
+sum_sd() { cat "$sd"/* | sha256sum; }
+before=$(sum_sd)
+run $K signing-enroll alice@example.com </dev/null
+if [ $rc = 1 ] && err_has 'alice@example.com already has a signing key (sha256 ' &&
+    err_has 'kept; --yes replaces it' && [ "$(sum_sd)" = "$before" ]; then pass signing_enroll_kept
+else fail signing_enroll_kept "$(why)"; fi
+run $K signing-enroll alice@example.com --yes </dev/null
+if [ $rc = 0 ] && has 'signing certificate sha256' && [ "$(sum_sd)" != "$before" ] &&
+    [ "$(ls "$sd" | wc -l)" = 2 ]; then pass signing_enroll_yes_replaces
+else fail signing_enroll_yes_replaces "$(why)"; fi
+
+# --- help and usage errors: exit 2 with what was wrong and the usage line
+run $K --help
+if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] command' && has '^  list$' &&
+    has '^  signing-enroll ADDR' && [ ! -s "$err" ]; then pass help
+else fail help "$(why)"; fi
+run $K enroll --help
+if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] enroll ADDR .*--force'; then pass help_command
+else fail help_command "$(why)"; fi
+usage_case() {	# NAME PATTERN ARGS...: exit 2, PATTERN and a usage line on stderr
+	_n=$1 _p=$2; shift 2
+	run $K "$@"
+	if [ $rc = 2 ] && err_has "$_p" && err_has '^usage: kmctl '; then pass "usage_$_n"
+	else fail "usage_$_n" "$(why)"; fi
+}
+usage_case extra_arg 'enroll: unexpected argument "bob@example.com"' enroll alice@example.com bob@example.com
+usage_case no_arg 'show: no address given' show
+usage_case no_command 'no command given'
+usage_case unknown_command 'unknown command "enrol"' enrol alice@example.com
+usage_case unknown_option 'renew: unknown option "--dayz"' renew alice@example.com --dayz 3
+usage_case bad_days 'enroll: bad --days "0"' enroll alice@example.com --days 0
+usage_case format_elsewhere 'show: --format is for stats' show alice@example.com --format prometheus
+usage_case bad_format 'stats: unknown --format "xml"' stats --format xml
+
+# --- addresses outside policy.internal_domains: refused unless --force
+run $K enroll zed@outside.example
+if [ $rc = 1 ] && err_has 'zed@outside.example is not in policy.internal_domains' &&
+    err_has '--force'; then pass enroll_outside_refused
+else fail enroll_outside_refused "$(why)"; fi
+run $K show zed@outside.example
+if [ $rc = 3 ]; then pass enroll_outside_nothing_made; else fail enroll_outside_nothing_made "$(why)"; fi
+run $K signing-enroll zed@outside.example
+if [ $rc = 1 ] && err_has 'not in policy.internal_domains' &&
+    [ "$(ls "$sd" | wc -l)" = 2 ]; then pass signing_enroll_outside_refused
+else fail signing_enroll_outside_refused "$(why)"; fi
+run $K enroll zed@outside.example --force
+if [ $rc = 0 ] && has 'generation 1 is Active'; then pass enroll_outside_force
+else fail enroll_outside_force "$(why)"; fi
+
+run $K list
+if [ $rc = 0 ] && has '^alice@example.com key$' && has '^zed@outside.example key$' &&
+    has '^carol@partner.example certificate-only$' && LC_ALL=C sort -c "$out" &&
+    [ "$(cut -d' ' -f1 "$out" | sort -u | wc -l)" = "$(wc -l < "$out")" ]; then pass list
+else fail list "$(why) $(head -c 300 "$out")"; fi
+
+# --- flush: an invalidation Redis refuses to publish is an error
+if command -v redis-server >/dev/null; then
+	rs=$lab/redis.sock
+	printf 'pw-%s\n' "$$" > "$lab/redis.pw"; chmod 600 "$lab/redis.pw"
+	redis-server --port 0 --unixsocket "$rs" --unixsocketperm 700 --dir "$lab" --save '' \
+	    --daemonize yes --pidfile "$lab/redis.pid" --logfile "$lab/redis.log" \
+	    --user default on ">pw-$$" '~*' '&*' '+@all' '-publish' >/dev/null
+	for _ in $(seq 100); do [ -S "$rs" ] && [ -s "$lab/redis.pid" ] && break; sleep 0.05; done
+	conf_r=$lab/kmilter-redis.conf
+	{ cat "$conf"; printf 'cache: { redis: { socket = "%s"; password_file = "%s"; }; };\n' \
+	    "$rs" "$lab/redis.pw"; } > "$conf_r"
+	run $kmctl -c "$conf_r" flush alice@example.com
+	if [ $rc != 0 ] && err_has 'cache invalidation for alice@example.com not published'; then
+		pass flush_unpublished_fails
+	else fail flush_unpublished_fails "$(why)"; fi
+	redis-cli -s "$rs" --user default --pass "pw-$$" --no-auth-warning \
+	    ACL SETUSER default +publish >/dev/null
+	run $kmctl -c "$conf_r" flush alice@example.com
+	if [ $rc = 0 ]; then pass flush_published; else fail flush_published "$(why)"; fi
+	kill "$(cat "$lab/redis.pid")"
+else
+	echo "SKIP flush_unpublished_fails: ci-unavailable: no redis-server"
+fi
+
 # --- malformed addresses and nobody
 run $K show not-an-address
-if [ $rc = 2 ] && err_has "^kmctl: malformed address: no '@'"; then pass malformed_address
+if [ $rc = 2 ] && err_has "^kmctl: show: malformed address: no '@'" &&
+    err_has '^usage: kmctl \[-c config\] show ADDR'; then pass malformed_address
 else fail malformed_address "$(why)"; fi
 run $K enroll 'a b@example.com'
 if [ $rc = 2 ] && err_has 'malformed address'; then pass malformed_address_space

@@ -32,6 +32,7 @@ skipped as ci-unavailable, with the reason.
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import smtplib
@@ -97,6 +98,161 @@ def _():
         check('"%s"' % lines[0] in fp.readline(), "kmilter.8 names another version than %r" % lines[0])
     r = subprocess.run([KMILTER, "-Z"], capture_output=True, timeout=30)
     check_eq(r.returncode, 2, "kmilter -Z (a usage error): exit status")
+
+
+# ------------------------------------------- kmilter -n and a refused start
+
+def need_root_and_user():
+    if os.geteuid() != 0:
+        skip("ci-unavailable: not root (kmilter -n checks files as milter.user)")
+    try:
+        pwd.getpwnam("kmilter")
+    except KeyError:
+        skip("ci-unavailable: no kmilter user (tests/install-deps makes it)")
+
+
+CHECK_CONF = """milter: {
+  socket = "unix:%(d)s/run/k.sock";
+  user = "kmilter";
+  pidfile = "%(d)s/run/k.pid";
+  state_dir = "%(d)s/state";
+  spool_dir = "%(d)s/spool";
+};
+log: { stderr = false; };
+km: {
+  servers = ( { name = "a"; host = "127.0.0.1"; port = 1; },
+              { name = "b"; host = "127.0.0.1"; port = 2; } );
+  ca_file = "%(d)s/ca.crt";
+  client_cert = "%(d)s/client.crt";
+  client_key = "%(d)s/client.key";
+  org_ca_cert = "%(d)s/org-ca.crt";
+};
+cache: { redis: { host = "127.0.0.1"; port = 1; password_file = "%(d)s/redis.pw"; }; };
+hook: { path = "%(d)s/hook"; };
+"""
+
+
+def check_fixture(name):
+    """A directory with the files CHECK_CONF names, all as kmilter needs
+    them (owned by kmilter where kmilter writes or reads secrets)."""
+    d = os.path.join(W, name)
+    os.mkdir(d)
+    os.chmod(d, 0o755)
+    L.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=t",
+           "-days", "2", "-keyout", os.path.join(d, "client.key"),
+           "-out", os.path.join(d, "client.crt")])
+    for f in ("ca.crt", "org-ca.crt"):
+        shutil.copy(os.path.join(d, "client.crt"), os.path.join(d, f))
+    with open(os.path.join(d, "redis.pw"), "w") as fp:
+        fp.write("secret\n")
+    with open(os.path.join(d, "hook"), "w") as fp:
+        fp.write("#!/bin/sh\nexit 0\n")
+    os.chmod(os.path.join(d, "hook"), 0o755)
+    for sub in ("run", "state", "state/signing", "spool"):
+        os.mkdir(os.path.join(d, sub))
+    with open(os.path.join(d, "state", "gateway.key"), "wb") as fp:
+        fp.write(os.urandom(32))
+    with open(os.path.join(d, "state", "signing", "0a.key"), "wb") as fp:
+        fp.write(b"sealed")
+    for f in ("client.key", "redis.pw", "state", "state/gateway.key", "state/signing",
+              "state/signing/0a.key", "spool"):
+        shutil.chown(os.path.join(d, f), "kmilter", "kmilter")
+        os.chmod(os.path.join(d, f), 0o700 if os.path.isdir(os.path.join(d, f)) else 0o600)
+    conf = os.path.join(d, "kmilter.conf")
+    with open(conf, "w") as fp:
+        fp.write(CHECK_CONF % {"d": d})
+    return d, conf
+
+
+def start_refused(d, conf):
+    """kmilter started as a daemon with conf; one that did start is stopped
+    (by its pid file) so a failing check leaves nothing running."""
+    r = subprocess.run([KMILTER, "-c", conf], capture_output=True, timeout=60)
+    pidfile = os.path.join(d, "run", "k.pid")
+    if r.returncode == 0 and wait_for(lambda: os.path.exists(pidfile), 10):
+        with open(pidfile) as fp:
+            stop_pid(int(fp.read().strip()))
+    return r.returncode, r.stderr.decode()
+
+
+def kmilter_n(conf):
+    r = subprocess.run([KMILTER, "-n", "-c", conf], capture_output=True, timeout=60)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+@suite.case("kmilter -n: every problem of the files in one pass, FILE:LINE: setting, exit 1; none: OK")
+def _():
+    need_root_and_user()
+    d, conf = check_fixture("check-n")
+    rc, out, err = kmilter_n(conf)
+    check(rc == 0 and "configuration OK" in out, "the good fixture: %d %r %r" % (rc, out, err))
+    # break one thing of each kind
+    os.rmdir(os.path.join(d, "run"))                                 # socket + pid dir
+    shutil.chown(os.path.join(d, "client.key"), "root", "root")      # unreadable key
+    os.unlink(os.path.join(d, "redis.pw"))                           # missing secret
+    os.unlink(os.path.join(d, "org-ca.crt"))                         # missing org CA
+    os.chmod(os.path.join(d, "hook"), 0o644)                         # hook not executable
+    shutil.chown(os.path.join(d, "spool"), "root", "root")           # spool not writable
+    shutil.chown(os.path.join(d, "state", "signing", "0a.key"), "root", "root")
+    rc, out, err = kmilter_n(conf)
+    check_eq(rc, 1, "kmilter -n exit status with problems (%r)" % err)
+    want = [
+        r"kmilter\.conf:2: milter\.socket: directory %s/run .*No such file" % d,
+        r"kmilter\.conf:4: milter\.pidfile: directory %s/run .*No such file" % d,
+        r"kmilter\.conf:6: milter\.spool_dir: %s/spool: not writable by kmilter: Permission denied" % d,
+        r"kmilter\.conf:14: km\.client_key: %s/client\.key: cannot be read by kmilter: "
+        r"Permission denied" % d,
+        r"kmilter\.conf:15: km\.org_ca_cert: %s/org-ca\.crt: .*No such file" % d,
+        r"kmilter\.conf:17: cache\.redis\.password_file: %s/redis\.pw: .*No such file" % d,
+        r"kmilter\.conf:18: hook\.path: %s/hook: cannot be run by kmilter: Permission denied" % d,
+        r"kmilter\.conf:5: milter\.state_dir: %s/state/signing/0a\.key: cannot be read by "
+        r"kmilter: Permission denied" % d,
+    ]
+    lines = err.splitlines()
+    for pat in want:
+        check(any(re.search(pat, line) for line in lines), "no line like %r in:\n%s" % (pat, err))
+    check_eq(len(lines), len(want) + 1, "lines (one per problem and a count):\n%s" % err)
+    check(lines[-1].endswith(": %d problems" % len(want)), "the last line: %r" % lines[-1])
+    # a bad word and a bad CIDR come together too (issue 19: not in stages)
+    with open(conf, "a") as fp:
+        fp.write('policy: { internal_hosts = [ "10.1.2.0/40" ];\n'
+                 '  outbound: { encrypt = "sometimes"; }; };\n')
+    rc, out, err = kmilter_n(conf)
+    check(rc == 1 and "policy.outbound.encrypt" in err and "10.1.2.0/40" in err,
+          "the schema and the CIDR error in one pass: %r" % err)
+    # ... and the files' problems with them, not after they are fixed
+    lines = err.splitlines()
+    for pat in want:
+        check(any(re.search(pat, line) for line in lines),
+              "with setting errors, no line like %r in:\n%s" % (pat, err))
+    check(lines[-1].endswith(": %d problems" % (len(want) + 2)), "the last line: %r" % lines[-1])
+
+
+@suite.case("a start without readable keys is refused before detaching: file, setting, errno on stderr")
+def _():
+    need_root_and_user()
+    d, conf = check_fixture("check-start")
+    sock = os.path.join(d, "run", "k.sock")
+    # kmctl keygen run as root before kmilter made the state directory
+    st = os.path.join(d, "state")
+    for f in ("state/gateway.key", "state/signing/0a.key", "state/signing", "state"):
+        shutil.chown(os.path.join(d, f), "root", "root")
+    rc, err = start_refused(d, conf)
+    check(rc != 0, "kmilter started with keys it cannot read (%r)" % err)
+    check(re.search(r"kmilter\.conf:5: milter\.state_dir: %s/gateway\.key: cannot be read "
+                    r"by kmilter: Permission denied" % st, err),
+          "stderr does not name the seal key, the setting and the errno: %r" % err)
+    check("refusing to start" in err, "stderr does not say it refuses to start: %r" % err)
+    check(not os.path.lexists(sock) and not os.path.lexists(os.path.join(d, "run", "k.pid")),
+          "a socket or pid file was left")
+    # the KM client key, the same way
+    for f in ("state", "state/signing", "state/signing/0a.key", "state/gateway.key"):
+        shutil.chown(os.path.join(d, f), "kmilter", "kmilter")
+    shutil.chown(os.path.join(d, "client.key"), "root", "root")
+    rc, err = start_refused(d, conf)
+    check(rc != 0 and re.search(r"km\.client_key: %s/client\.key: cannot be read by "
+                                          r"kmilter: Permission denied" % d, err),
+          "the unreadable client key: %d %r" % (rc, err))
 
 
 # ------------------------------------------------- a syslog daemon of our own
@@ -257,6 +413,7 @@ def _():
     S["dave"] = L.import_certs(lab, pki, [DAVE])[DAVE]
     S["pki"] = pki
     conf = operate_conf(lab, not why)
+    S["conf"] = conf
     old = lab.milter_pid()
     check(old and stop_pid(old), "the lab's kmilter did not stop")
     if why:
@@ -438,6 +595,86 @@ def _():
     in_namespace("mount", "-o", "remount,size=%s" % SPOOL_TMPFS, S["spool"])
 
 
+# ---------------------------------------------------------- Prometheus
+
+PROM_SAMPLE = re.compile(r'(kmilter_[a-z0-9_]+)(\{[a-z_]+="[^"\\]*"\})? (-?[0-9]+)')
+
+
+def prom_parse(text):
+    """The Prometheus text format as node_exporter's textfile collector
+    reads it: {family: (type, {labels: value})}; every family with HELP
+    and TYPE before its first sample, its samples together."""
+    fams, order, helps, cur = {}, [], set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            check(name not in helps, "HELP twice for %s" % name)
+            helps.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split()
+            check(name in helps and name not in fams, "TYPE of %s without HELP, or twice" % name)
+            check(typ in ("counter", "gauge", "untyped"), "type %r" % typ)
+            check(typ != "counter" or name.endswith("_total"), "counter %s without _total" % name)
+            fams[name] = (typ, {})
+            order.append(name)
+            cur = name
+            continue
+        m = PROM_SAMPLE.fullmatch(line)
+        check(m, "not a sample line: %r" % line)
+        check(m.group(1) == cur, "sample of %s outside its family (after %s)" % (m.group(1), cur))
+        fams[cur][1][m.group(2) or ""] = int(m.group(3))
+    return fams
+
+
+@suite.case("kmctl stats --format prometheus: kmilter_* families with HELP/TYPE agree with kmctl stats; the textfile collector script")
+def _():
+    need("env")
+    kmctl = shlex.split(S["env"]["LAB_KMCTL"])
+    text = L.run(kmctl + ["stats"]).stdout.decode()
+    prom = L.run(kmctl + ["stats", "--format", "prometheus"]).stdout.decode()
+    plain = stats_fields(text)
+    fams = prom_parse(prom)
+    msgs = fams.get("kmilter_messages_total", (None, {}))[1]
+    for d in ("outbound", "inbound", "pass"):
+        check_eq(msgs.get('{direction="%s"}' % d), plain[d], "messages %s" % d)
+    check(plain["outbound"] >= 1, "no outbound message counted: %r" % text)
+    outcomes = fams["kmilter_message_outcomes_total"][1]
+    for o in ("rewritten", "passed", "rejected", "tempfailed", "aborted"):
+        check_eq(outcomes.get('{outcome="%s"}' % o), plain[o], "outcome %s" % o)
+    check_eq(fams["kmilter_connections_total"][1][""], plain["connections"], "connections")
+    check_eq(set(fams["kmilter_latency_milliseconds"][1]),
+             {'{quantile="0.5"}', '{quantile="0.9"}', '{quantile="0.99"}'}, "latency quantiles")
+    hits = fams["kmilter_key_cache_hits_total"][1]
+    check_eq((hits['{level="l1"}'], hits['{level="l2"}']),
+             (plain["keys_l1_hits"], plain["keys_l2_hits"]), "cache hits")
+    for f in ("kmilter_key_lookups_total", "kmilter_km_errors_total", "kmilter_km_fetches_total",
+              "kmilter_cache_errors_total", "kmilter_hook_calls_total", "kmilter_hook_outcomes_total"):
+        check(f in fams, "no %s in:\n%s" % (f, prom))
+    # contrib/prometheus/kmilter-textfile: the same, and kmilter_up
+    out = os.path.join(W, "textfile")
+    os.mkdir(out)
+    os.chmod(out, 0o777)
+    script = os.path.join(TOP, "contrib", "prometheus", "kmilter-textfile")
+    as_kmilter = ["runuser", "-u", "kmilter", "--", "env", "KMCTL=" + os.path.join(BUILD, "kmctl")]
+    L.run(as_kmilter + ["KMILTER_CONF=" + S["conf"], script, out])
+    check_eq(sorted(os.listdir(out)), ["kmilter.prom"], "files the collector script left")
+    got = prom_parse(read(os.path.join(out, "kmilter.prom")).decode())
+    check_eq(got["kmilter_up"], ("gauge", {"": 1}), "kmilter_up")
+    check("kmilter_messages_total" in got, "no messages in the textfile")
+    # kmilter not reachable: kmilter_up 0 and nothing else
+    bad = os.path.join(W, "no-control.conf")
+    with open(S["conf"]) as fp:
+        conf_text = fp.read()
+    with open(bad, "w") as fp:
+        fp.write(conf_text.replace("milter: {\n", 'milter: {\n\tcontrol_socket = "%s/none.sock";\n' % W, 1))
+    os.chmod(bad, 0o644)
+    L.run(as_kmilter + ["KMILTER_CONF=" + bad, script, out])
+    got = prom_parse(read(os.path.join(out, "kmilter.prom")).decode())
+    check_eq(list(got), ["kmilter_up"], "families with kmilter down")
+    check_eq(got["kmilter_up"][1][""], 0, "kmilter_up with kmilter down")
+
+
 # ------------------------------------------------------------ invalidation
 
 def decrypts_with(msg, crt, key):
@@ -489,6 +726,47 @@ def _():
     print("INFO kmilter logged the invalidation %+.3f s from kmctl's return" % (got[0][0] - t1),
           flush=True)
     check(got[0][0] - t1 <= 1.0, "invalidation logged %.3f s after kmctl returned" % (got[0][0] - t1))
+
+
+# ------------------------------------------------------------------ SIGHUP
+
+def reload_with(text, *pats):
+    """Write text as kmilter's configuration, SIGHUP, wait for each of pats
+    (after the signal) and return the lines found."""
+    with open(S["conf"], "w") as fp:
+        fp.write(text)
+    mark = S["syslog"].count()
+    os.kill(S["proc"].pid, signal.SIGHUP)
+    for pat in pats:
+        found = wait_for(lambda: S["syslog"].find(pat, mark), 20)
+        check(found, "no line like %r after SIGHUP" % pat)
+    return mark
+
+
+@suite.case("SIGHUP applies km, cache and hook: a new key store is built and used; a broken one keeps the old")
+def _():
+    need("env")
+    with open(S["conf"]) as fp:
+        orig = fp.read()
+    check("cache: {\n" in orig and "password_file = " in orig, "the lab's config has no cache group")
+    hook = os.path.join(W, "hook.sh")
+    with open(hook, "w") as fp:
+        fp.write("#!/bin/sh\nexit 0\n")
+    os.chmod(hook, 0o755)
+    changed = orig.replace("cache: {\n", "cache: {\n\tmemory_entries = 0;\n", 1) + \
+        'hook: { path = "%s"; };\n' % hook
+    reload_with(changed, r"^keystore: L1 off, L2 redis, KM on, hook on",
+                r"^reloaded configuration from ")
+    msg = to_dave("after the reload")
+    check(decrypts_with(msg, *S["dave"]), "after the reload: dave cannot decrypt")
+    # a cache group the key store cannot be built from: the running one stays
+    broken = re.sub(r'password_file = "[^"]*"', 'password_file = "%s/no-such-pw"' % W, changed, count=1)
+    mark = reload_with(broken, r"^reload: key store \(km, cache, hook\): .*no-such-pw.*keeping")
+    msg = to_dave("after the refused reload")
+    check(decrypts_with(msg, *S["dave"]), "after the refused reload: dave cannot decrypt")
+    check(not S["syslog"].find(r"^reloaded configuration from ", mark),
+          "a reload line after the refused key store")
+    reload_with(orig, r"^keystore: L1 on, L2 redis, KM on, hook off", r"^reloaded configuration from ")
 
 
 # ---------------------------------------------------------------- SIGTERM

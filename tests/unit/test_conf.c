@@ -139,6 +139,57 @@ TEST(all_errors_reported)
 	CHECK_EQ_INT(lines, 3);
 }
 
+/* issue 19: a bad word and a bad CIDR in one pass, not one after the other */
+TEST(schema_and_semantic_errors_together)
+{
+	struct kmilter_conf *c = load("milter: { socket = \"unix:/run/k.sock\"; };\n"
+	    "policy: { internal_hosts = [ \"10.0.0.0/99\" ];\n"
+	    "  outbound: { encrypt = \"always\"; }; };");
+
+	CHECK(c == NULL);
+	CHECK(strstr(err, "policy.outbound.encrypt") != NULL);
+	CHECK(strstr(err, "10.0.0.0/99") != NULL);
+	CHECK(strstr(err, "t.conf:2: policy.internal_hosts") != NULL);
+}
+
+/* a reload rebuilds the key store only when its settings changed */
+TEST(differs_by_group)
+{
+	static const char *const ks[] = { "km.", "cache.", "hook.", "milter.state_dir", NULL };
+	static const char *const base = "milter: { socket = \"unix:/run/k.sock\"; };\n";
+	char text[1024];
+	struct kmilter_conf *a = load(MIN), *b;
+	const char *which = NULL;
+
+	CHECK(a != NULL);
+	CHECK((b = load(MIN)) != NULL);
+	CHECK_EQ_INT(conf_differs(a, b, ks, &which), 0);
+	conf_unref(b);
+	snprintf(text, sizeof(text), "%s%s", base, "policy: { internal_domains = [ \"x.org\" ]; };");
+	CHECK((b = load(text)) != NULL);
+	CHECK_EQ_INT(conf_differs(a, b, ks, &which), 0);	/* policy is not the key store's */
+	conf_unref(b);
+	snprintf(text, sizeof(text), "%s%s", base, "cache: { redis: { port = 6380; }; };");
+	CHECK((b = load(text)) != NULL);
+	CHECK_EQ_INT(conf_differs(a, b, ks, &which), 1);
+	CHECK_EQ_STR(which, "cache.redis.port");
+	conf_unref(b);
+	snprintf(text, sizeof(text), "%s%s", base, "km: { servers = ( { name = \"a\"; "
+	    "host = \"h\"; port = 1; }, { name = \"b\"; host = \"h\"; port = 2; } ); "
+	    "ca_file = \"/c\"; client_cert = \"/c\"; client_key = \"/k\"; };");
+	CHECK((b = load(text)) != NULL);
+	CHECK_EQ_INT(conf_differs(a, b, ks, &which), 1);
+	CHECK_EQ_INT(conf_differs(b, b, ks, &which), 0);
+	conf_unref(b);
+	snprintf(text, sizeof(text), "milter: { socket = \"unix:/run/k.sock\"; "
+	    "state_dir = \"/elsewhere\"; };");
+	CHECK((b = load(text)) != NULL);
+	CHECK_EQ_INT(conf_differs(a, b, ks, &which), 1);
+	CHECK_EQ_STR(which, "milter.state_dir");
+	conf_unref(b);
+	conf_unref(a);
+}
+
 TEST(missing_file)
 {
 	struct kmilter_conf *c = conf_load("/nonexistent/kmilter.conf", err, sizeof(err));
@@ -237,6 +288,7 @@ TEST(sample_loads)
 
 static const struct test_case tests[] = {
 	T(minimal_defaults), T(full_values), T(bad_files), T(all_errors_reported),
+	T(schema_and_semantic_errors_together), T(differs_by_group),
 	T(missing_file), T(refcount), T(documented), T(sample_loads), { 0 }
 };
 

@@ -1,0 +1,346 @@
+/*
+ * check.c - the files and directories of a configuration, checked as the
+ * milter user (see check.h).
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "check.h"
+
+/* One pass of checks: where the lines go and the parsed file for line numbers. */
+struct ck {
+	config_t	 cfg;
+	int		 have_cfg;
+	const char	*file;
+	const char	*user;		/* who the files are checked for */
+	int		 fd;		/* the child's pipe, or -1: report() */
+	check_report_fn	 report;
+	void		*arg;
+	int		 count;
+};
+
+/* problem - one "FILE:LINE: SETTING: what" line */
+static void __attribute__((format(printf, 4, 5)))
+problem(struct ck *k, int key, const char *setting, const char *fmt, ...)
+{
+	const config_setting_t *s = k->have_cfg ? config_lookup(&k->cfg, setting) : NULL;
+	char msg[768], line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL && config_setting_source_line(s) > 0)
+		snprintf(line, sizeof(line), "%s:%d: %s: %s", k->file,
+		    config_setting_source_line(s), setting, msg);
+	else
+		snprintf(line, sizeof(line), "%s: %s: %s", k->file, setting, msg);
+	k->count++;
+	if (k->fd < 0) {
+		k->report(k->arg, key, line);
+		return;
+	}
+	n = dprintf(k->fd, "%c%s\n", key ? 'K' : '-', line);
+	(void)n;
+}
+
+/* dir_of - the directory part of path into buf ("." for a bare name) */
+static const char *
+dir_of(const char *path, char *buf, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		snprintf(buf, len, ".");
+	else if (slash == path)
+		snprintf(buf, len, "/");
+	else
+		snprintf(buf, len, "%.*s", (int)(slash - path), path);
+	return buf;
+}
+
+/* check_socket_path - the file of a unix socket spec, or NULL */
+const char *
+check_socket_path(const char *spec)
+{
+	if (strncmp(spec, "unix:", 5) == 0)
+		return spec + 5;
+	if (strncmp(spec, "local:", 6) == 0)
+		return spec + 6;
+	return spec[0] == '/' ? spec : NULL;
+}
+
+/* need_dir - a directory kmilter (as root) puts a file in must exist */
+static void
+need_dir(struct ck *k, const char *setting, const char *path, const char *what)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+
+	dir_of(path, dir, sizeof(dir));
+	if (stat(dir, &st) != 0)
+		problem(k, 0, setting, "directory %s of the %s %s: %s (create it, "
+		    "owned by %s)", dir, what, path, strerror(errno), k->user);
+	else if (!S_ISDIR(st.st_mode))
+		problem(k, 0, setting, "%s (of the %s %s) is not a directory", dir,
+		    what, path);
+}
+
+/* creatable_dir - a directory kmilter creates at start: it, or its parent, exists */
+static void
+creatable_dir(struct ck *k, const char *setting, const char *dir)
+{
+	struct stat st;
+
+	if (*dir == '\0')
+		return;
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			problem(k, 0, setting, "%s is not a directory", dir);
+		return;
+	}
+	if (errno != ENOENT)
+		problem(k, 0, setting, "%s: %s", dir, strerror(errno));
+	else
+		need_dir(k, setting, dir, "directory");
+}
+
+/* root_checks - what kmilter does as root: the user, bind, pid file, mkdir */
+static void
+root_checks(struct ck *k, const struct kmilter_conf *c)
+{
+	const char *sock = check_socket_path(c->socket);
+	struct stat st;
+
+	if (geteuid() == 0 && *c->user && getpwnam(c->user) == NULL)
+		problem(k, 0, "milter.user", "no such user \"%s\" (create it: "
+		    "useradd --system %s)", c->user, c->user);
+	if (sock != NULL)
+		need_dir(k, "milter.socket", sock, "milter socket");
+	if (*c->pidfile)
+		need_dir(k, "milter.pidfile", c->pidfile, "pid file");
+	creatable_dir(k, "milter.state_dir", c->state_dir);
+	creatable_dir(k, "milter.spool_dir", c->spool_dir);
+	if (*c->org_ca_key && stat(c->org_ca_key, &st) != 0)
+		problem(k, 0, "km.org_ca_key", "%s: %s", c->org_ca_key,
+		    strerror(errno));
+}
+
+/* readable - a file the milter user must be able to read */
+static void
+readable(struct ck *k, int key, const char *setting, const char *path)
+{
+	int fd;
+
+	if (*path == '\0')
+		return;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+		problem(k, key, setting, "%s: cannot be read by %s: %s", path,
+		    k->user, strerror(errno));
+		return;
+	}
+	close(fd);
+}
+
+/* writable_dir - a directory the milter user creates files in */
+static void
+writable_dir(struct ck *k, const char *setting, const char *dir, int may_be_missing)
+{
+	struct stat st;
+
+	if (*dir == '\0')
+		return;
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT || !may_be_missing)
+			problem(k, 0, setting, "%s: %s", dir, strerror(errno));
+		return;
+	}
+	if (S_ISDIR(st.st_mode) && access(dir, W_OK | X_OK) != 0)
+		problem(k, 0, setting, "%s: not writable by %s: %s (chown %s %s)",
+		    dir, k->user, strerror(errno), k->user, dir);
+}
+
+/* seal_and_signing - the seal key and the signing keys kept with it */
+static void
+seal_and_signing(struct ck *k, const struct kmilter_conf *c)
+{
+	const char *setting = "cache.seal_key_file";
+	char dir[PATH_MAX], f[PATH_MAX + NAME_MAX + 2];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if (k->have_cfg && config_lookup(&k->cfg, setting) == NULL)
+		setting = "milter.state_dir";
+	if (stat(c->seal_key_file, &st) == 0)
+		readable(k, 1, setting, c->seal_key_file);
+	else if (errno != ENOENT)
+		problem(k, 1, setting, "%s: cannot be read by %s: %s",
+		    c->seal_key_file, k->user, strerror(errno));
+	else if (*c->redis_host || *c->redis_socket)
+		problem(k, 1, setting, "%s: no seal key, which the Redis cache "
+		    "needs (make it with kmctl keygen)", c->seal_key_file);
+	if (*c->state_dir == '\0')
+		return;
+	snprintf(dir, sizeof(dir), "%s/signing", c->state_dir);
+	if ((d = opendir(dir)) == NULL) {
+		if (errno != ENOENT)
+			problem(k, 1, "milter.state_dir", "signing keys %s: cannot "
+			    "be read by %s: %s", dir, k->user, strerror(errno));
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s", dir, de->d_name);
+		readable(k, 1, "milter.state_dir", f);
+	}
+	closedir(d);
+}
+
+/* hook_check - the hook exists, is a file the milter user can run, not writable by others */
+static void
+hook_check(struct ck *k, const char *path)
+{
+	struct stat st;
+
+	if (*path == '\0')
+		return;
+	if (stat(path, &st) != 0)
+		problem(k, 0, "hook.path", "%s: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		problem(k, 0, "hook.path", "%s is not a regular file", path);
+	else if (access(path, X_OK) != 0)
+		problem(k, 0, "hook.path", "%s: cannot be run by %s: %s", path,
+		    k->user, strerror(errno));
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		problem(k, 0, "hook.path", "%s is writable by its group or others "
+		    "(chmod go-w %s)", path, path);
+}
+
+/* user_checks - what the milter user opens after the privilege drop */
+static void
+user_checks(struct ck *k, const struct kmilter_conf *c)
+{
+	char dir[PATH_MAX];
+	int state_default;
+
+	writable_dir(k, "milter.state_dir", c->state_dir, 1);
+	writable_dir(k, "milter.spool_dir", c->spool_dir, 1);
+	dir_of(c->control_socket, dir, sizeof(dir));
+	state_default = strcmp(dir, c->state_dir) == 0;
+	writable_dir(k, "milter.control_socket", dir, state_default);
+	readable(k, 1, "km.ca_file", c->km_ca_file);
+	readable(k, 1, "km.client_cert", c->km_client_cert);
+	readable(k, 1, "km.client_key", c->km_client_key);
+	readable(k, 1, "cache.redis.password_file", c->redis_password_file);
+	readable(k, 0, "km.org_ca_cert", c->org_ca_cert);
+	readable(k, 0, "policy.inbound.ca_file", c->in_ca_file);
+	seal_and_signing(k, c);
+	hook_check(k, c->hook_path);
+}
+
+/* drop_to - become pw as kmilter does: primary group only */
+static int
+drop_to(const struct passwd *pw)
+{
+	return setgroups(1, &pw->pw_gid) == 0 &&
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) == 0 &&
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == 0 ? 0 : -1;
+}
+
+/* relay - the child's lines to report(); its exit status checked */
+static void
+relay(struct ck *k, int rfd, pid_t pid)
+{
+	FILE *fp = fdopen(rfd, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int status;
+
+	while (fp != NULL && (n = getline(&line, &cap, fp)) > 0) {
+		if (line[n - 1] == '\n')
+			line[n - 1] = '\0';
+		k->count++;
+		k->report(k->arg, line[0] == 'K', line + 1);
+	}
+	free(line);
+	if (fp != NULL)
+		fclose(fp);
+	else
+		close(rfd);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		problem(k, 1, "milter.user", "the check as %s did not finish", k->user);
+}
+
+/* as_user - user_checks in a child that runs as pw */
+static void
+as_user(struct ck *k, const struct kmilter_conf *c, const struct passwd *pw)
+{
+	int p[2];
+	pid_t pid;
+
+	fflush(NULL);
+	if (pipe2(p, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
+		problem(k, 1, "milter.user", "cannot check as %s: %s", k->user,
+		    strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		k->fd = p[1];
+		if (drop_to(pw) != 0) {
+			problem(k, 1, "milter.user", "cannot become %s: %s", k->user,
+			    strerror(errno));
+			_exit(1);
+		}
+		user_checks(k, c);
+		_exit(0);
+	}
+	close(p[1]);
+	relay(k, p[0], pid);
+}
+
+/* check_files - every file and directory of c, for the user kmilter runs as */
+int
+check_files(const struct kmilter_conf *c, check_report_fn report, void *arg)
+{
+	struct ck k;
+	struct passwd *pw = NULL;
+
+	memset(&k, 0, sizeof(k));
+	k.file = c->path ? c->path : "kmilter.conf";
+	k.fd = -1;
+	k.report = report;
+	k.arg = arg;
+	config_init(&k.cfg);
+	k.have_cfg = c->path && config_read_file(&k.cfg, c->path) == CONFIG_TRUE;
+	if (geteuid() == 0 && *c->user)
+		pw = getpwnam(c->user);
+	k.user = pw ? c->user : geteuid() == 0 ? "root" : "this user";
+	root_checks(&k, c);
+	if (pw != NULL)
+		as_user(&k, c, pw);
+	else
+		user_checks(&k, c);
+	config_destroy(&k.cfg);
+	return k.count;
+}
