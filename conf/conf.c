@@ -560,6 +560,25 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 	}
 }
 
+/* free_group - free the strings and lists of one element of a list of
+ * groups */
+static void
+free_group(const struct conf_key *tab, char *el)
+{
+	for (const struct conf_key *sk = tab; sk->name; sk++) {
+		if (sk->type == CT_STRING)
+			free(*(char **)(el + sk->off));
+		else if (sk->type == CT_STRLIST) {
+			char **l = *(char ***)(el + sk->off);
+			int n = *(int *)(el + sk->count_off);
+
+			for (int i = 0; l && i < n; i++)
+				free(l[i]);
+			free(l);
+		}
+	}
+}
+
 /* conf_free - free everything a configuration holds */
 static void
 conf_free(struct kmilter_conf *c)
@@ -583,9 +602,7 @@ conf_free(struct kmilter_conf *c)
 			char *arr = *(char **)field;
 
 			for (int i = 0; arr && i < n; i++)
-				for (const struct conf_key *sk = k->sub; sk->name; sk++)
-					if (sk->type == CT_STRING)
-						free(*(char **)(arr + (size_t)i * k->elem_size + sk->off));
+				free_group(k->sub, arr + (size_t)i * k->elem_size);
 			free(arr);
 		}
 	}

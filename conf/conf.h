@@ -41,7 +41,7 @@ enum conf_sigform	{ SIGFORM_DETACHED, SIGFORM_OPAQUE };
 enum conf_digest	{ DIGEST_SHA256, DIGEST_SHA384, DIGEST_SHA512 };
 enum conf_cipher	{ CIPHER_AES256_CBC, CIPHER_AES128_CBC, CIPHER_AES256_GCM };
 enum conf_padding	{ PADDING_PKCS1, PADDING_OAEP };
-enum conf_missing	{ MISSING_SIGN_ONLY, MISSING_REFUSE };
+enum conf_missing	{ MISSING_SIGN_ONLY, MISSING_REFUSE, MISSING_SPLIT };
 enum conf_nosignkey	{ NOSIGNKEY_UNSIGNED, NOSIGNKEY_TEMPFAIL };
 enum conf_malformed	{ MALFORMED_PASS, MALFORMED_REJECT, MALFORMED_TEMPFAIL };
 enum conf_hookfail	{ HOOKFAIL_KEEP_ENCRYPTED, HOOKFAIL_TEMPFAIL };
@@ -55,6 +55,20 @@ struct conf_km_server {
 	char	*name;
 	char	*host;
 	int	 port;
+};
+
+/* One element of directory.ldap (keyclient/ldapdir.c). */
+struct conf_ldap {
+	char	**domains;	/* "example.net", ".example.net" (subdomains), "*" */
+	int	 ndomains;
+	char	*uri;		/* ldap://host:port/ or ldaps://host:port/ */
+	char	*base;		/* search base */
+	char	*bind_dn;	/* "" = anonymous */
+	char	*password_file;	/* the bind password, first line */
+	int	 starttls;
+	char	*ca_file;	/* CA of the server's certificate ("" = system) */
+	int	 timeout_ms;	/* connect, bind and search, each */
+	int	 size_limit;	/* entries per search */
 };
 
 struct conf_rule {
@@ -145,6 +159,7 @@ struct kmilter_conf {
 	int	 out_no_signing_key;	/* enum conf_nosignkey */
 	char	*out_subject_tag;
 	int	 out_hide_subject;	/* encrypted mail: outer Subject "[...]" (RFC 9788) */
+	int	 out_publish_cert;	/* signatures carry the sender's encryption certificate */
 	struct conf_rule *rules;
 	int	 nrules;
 	int	 in_decrypt;
@@ -157,6 +172,11 @@ struct kmilter_conf {
 	int	 in_harvest_replace_imported;
 	int	 in_harvest_max_per_message;	/* 0: none stored */
 	int	 in_harvest_max_per_address;	/* harvested generations kept */
+
+	/* directory */
+	struct conf_ldap *ldap;
+	int	 nldap;
+	int	 dir_backoff_ms;
 
 	/* hook */
 	char	*hook_path;
@@ -172,7 +192,6 @@ struct kmilter_conf {
 	char	*smimea_stub;		/* "" = none; else for smimea_domains */
 	char	*smimea_trust_anchor_file;
 	int	 smimea_timeout_ms;
-	int	 smimea_backoff_ms;	/* a domain that did not answer */
 	char	**smimea_domains;	/* none = every domain */
 	int	 n_smimea_domains;
 

@@ -37,6 +37,20 @@ static const struct conf_key rule_keys[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }
 };
 
+#define LDAP_O(f)	offsetof(struct conf_ldap, f)
+static const struct conf_key ldap_keys[] = {
+	{ "domains", CT_STRLIST, LDAP_O(domains), NULL, 0, 0, NULL, 1, NULL, 0, LDAP_O(ndomains) },
+	{ "uri", CT_STRING, LDAP_O(uri), NULL, 0, 0, NULL, 1, NULL, 0, 0 },
+	{ "base", CT_STRING, LDAP_O(base), "", 0, 0, NULL, 0, NULL, 0, 0 },
+	{ "bind_dn", CT_STRING, LDAP_O(bind_dn), "", 0, 0, NULL, 0, NULL, 0, 0 },
+	{ "password_file", CT_STRING, LDAP_O(password_file), "", 0, 0, NULL, 0, NULL, 0, 0 },
+	{ "starttls", CT_BOOL, LDAP_O(starttls), "false", 0, 1, NULL, 0, NULL, 0, 0 },
+	{ "ca_file", CT_STRING, LDAP_O(ca_file), "", 0, 0, NULL, 0, NULL, 0, 0 },
+	{ "timeout_ms", CT_INT, LDAP_O(timeout_ms), "2000", 10, 60000, NULL, 0, NULL, 0, 0 },
+	{ "size_limit", CT_INT, LDAP_O(size_limit), "10", 1, 1000, NULL, 0, NULL, 0, 0 },
+	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }
+};
+
 const struct conf_key conf_schema[] = {
 	REQSTR("milter.socket", socket),
 	STR("milter.socket_mode", socket_mode, "0660"),
@@ -100,11 +114,12 @@ const struct conf_key conf_schema[] = {
 	ENUM("policy.outbound.rsa_padding", out_rsa_padding, "pkcs1", "pkcs1|oaep"),
 	BOOL("policy.outbound.encrypt_to_self", out_encrypt_to_self, "true"),
 	ENUM("policy.outbound.missing_cert", out_missing_cert, "sign-only",
-	    "sign-only|refuse"),
+	    "sign-only|refuse|split"),
 	ENUM("policy.outbound.no_signing_key", out_no_signing_key, "unsigned",
 	    "unsigned|tempfail"),
 	STR("policy.outbound.subject_tag", out_subject_tag, ""),
 	BOOL("policy.outbound.hide_subject", out_hide_subject, "true"),
+	BOOL("policy.outbound.publish_cert", out_publish_cert, "true"),
 	{ "policy.rules", CT_GROUPLIST, O(rules), NULL, 0, 10000, NULL, 0,
 	  rule_keys, sizeof(struct conf_rule), O(nrules) },
 	BOOL("policy.inbound.decrypt", in_decrypt, "true"),
@@ -122,6 +137,10 @@ const struct conf_key conf_schema[] = {
 	INT("policy.inbound.harvest_max_per_address", in_harvest_max_per_address,
 	    "4", 1, 100),
 
+	{ "directory.ldap", CT_GROUPLIST, O(ldap), NULL, 0, 64, NULL, 0,
+	  ldap_keys, sizeof(struct conf_ldap), O(nldap) },
+	INT("directory.backoff_ms", dir_backoff_ms, "60000", 0, 86400000),
+
 	STR("hook.path", hook_path, ""),
 	INT("hook.timeout_ms", hook_timeout_ms, "5000", 10, 600000),
 	INT("hook.max_running", hook_max_running, "4", 1, 256),
@@ -135,7 +154,6 @@ const struct conf_key conf_schema[] = {
 	STR("directory.smimea.trust_anchor_file", smimea_trust_anchor_file,
 	    "/usr/share/dns/root.key"),
 	INT("directory.smimea.timeout_ms", smimea_timeout_ms, "2000", 10, 60000),
-	INT("directory.smimea.backoff_ms", smimea_backoff_ms, "30000", 0, 3600000),
 	LIST("directory.smimea.domains", smimea_domains, n_smimea_domains, NULL),
 
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }

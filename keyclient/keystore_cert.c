@@ -102,6 +102,9 @@ cert_from_dirs(struct keystore *ks, const char *norm, X509 **c,
 	if (st != KM_PERMFAIL || !kmerr_is(&derr, KMERR_NOTFOUND)) {
 		*cacheable = 0;
 		log_warnx("keystore: %s: directory: %s", norm, derr.msg);
+		return kmerr_set(err, KM_PERMFAIL, KMERR_UNREACHABLE,
+		    "no certificate known for %s (directory: %s)", norm,
+		    derr.msg);
 	}
 	return KM_PERMFAIL;
 }

@@ -19,8 +19,8 @@
 
 #include <unbound.h>
 
-#include "certenc.h"
 #include "clock.h"
+#include "keystore_certcheck.h"
 #include "log.h"
 #include "smimea.h"
 
@@ -122,18 +122,6 @@ smimea_rdata(const unsigned char *rdata, size_t len, struct smimea_rr *rr,
 	return KM_OK;
 }
 
-/* check_time - refuse a certificate outside its validity period */
-static enum km_status
-check_time(X509 *c, struct kmerr *err)
-{
-	if (X509_cmp_current_time(X509_get0_notAfter(c)) <= 0)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED, "expired");
-	if (X509_cmp_current_time(X509_get0_notBefore(c)) >= 0)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
-		    "not valid yet");
-	return KM_OK;
-}
-
 /* check_pkix - usage 1 (PKIX-EE): the certificate must also verify to
  * one of our trust anchors for S/MIME encryption */
 static enum km_status
@@ -191,17 +179,15 @@ smimea_rr_cert(const struct smimea_rr *rr, const char *addr,
 		    "%zu octets after the certificate",
 		    (size_t)(rr->data + rr->len - p));
 	}
-	if ((st = check_time(c, err)) == KM_OK &&
-	    (st = certenc_check(c, err)) == KM_OK &&
-	    !certenc_names(c, addr))
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
-		    "the certificate is not for %s", addr);
+	/* the key store's test: valid now, emailProtection, a key mail
+	 * can be encrypted to, naming addr */
+	st = keystore_cert_check(c, addr, err);
 	if (st == KM_OK && rr->usage == SMIMEA_USAGE_PKIX_EE)
 		st = check_pkix(c, pkix, err);
 	if (st != KM_OK) {
 		X509_free(c);
-		/* certenc_check() can leave OpenSSL's complaint about a
-		 * certificate's extensions queued; err says why already */
+		/* a certificate's broken extensions can leave OpenSSL's
+		 * complaint queued; err says why already */
 		ERR_clear_error();
 		if (st == KM_PERMFAIL)
 			err->reason = KMERR_REFUSED;

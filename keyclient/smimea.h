@@ -18,10 +18,11 @@
  *	the records, the first that carries a whole certificate (selector
  *	0 Cert, matching type 0 Full) with usage 3 (DANE-EE), or usage 1
  *	(PKIX-EE) whose certificate also verifies to a CA of
- *	opts.pkix_ca_file for S/MIME encryption, valid now, for the
- *	address (certenc_names()) and that mail can be encrypted to
- *	(certenc_check()) is the answer; the others are skipped and say
- *	why at debug level 1.  Usages 0 and 2 name CAs: skipped.
+ *	opts.pkix_ca_file for S/MIME encryption, that passes the key
+ *	store's test (keystore_cert_check(): valid now, emailProtection, a
+ *	key mail can be encrypted to, naming the address) is the answer;
+ *	the others are skipped and say why at debug level 1.  Usages 0
+ *	and 2 name CAs: skipped.
  *
  *	Every lookup is bounded by timeout_ms: the query is asynchronous
  *	and cancelled at the deadline.  A domain whose servers did not

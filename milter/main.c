@@ -458,7 +458,7 @@ reload(const char *path)
 {
 	char err[4096];
 	static const char *const keystore_settings[] = { "km.", "cache.", "hook.",
-	    "milter.state_dir", "milter.gateway_name", NULL };
+	    "directory.", "milter.state_dir", "milter.gateway_name", NULL };
 	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
 	const char *changed = NULL;

@@ -15,6 +15,7 @@
 #include "keystore.h"
 #include "log.h"
 #include "mime.h"
+#include "orgchain.h"
 #include "outbound.h"
 #include "policy.h"
 #include "runtime.h"
@@ -22,47 +23,147 @@
 #include "smime.h"
 #include "spool.h"
 
-/* lookup_cert - the recipient's certificate, from RCPT time or now */
+/* lookup_cert - the recipient's certificate, from RCPT time or now;
+ * *unreachable (if not NULL) says a "none" came from a directory that did
+ * not answer */
 static enum km_status
-lookup_cert(struct message *m, int i, char *err, size_t errlen)
+lookup_cert(struct message *m, int i, char *err, size_t errlen, int *unreachable)
 {
 	struct kmerr ke = { 0 };
 	enum km_status st;
 
+	if (unreachable != NULL)
+		*unreachable = 0;
 	if (m->rcpt_certs[i] != NULL)
 		return KM_OK;
 	st = keystore_get_cert(runtime_keystore(), m->rcpts[i], &m->rcpt_certs[i],
 	    &ke);
 	snprintf(err, errlen, "%s", ke.msg);
+	if (unreachable != NULL)
+		*unreachable = st == KM_PERMFAIL && kmerr_is(&ke, KMERR_UNREACHABLE);
 	return st;
 }
 
-/* outbound_rcpt - look up a recipient's certificate; refuse when policy needs one */
+/* What a recipient gets (missing_cert "split"); 0 is "not known yet". */
+enum protection { PROT_ENCRYPTED = 1, PROT_SIGNED };
+
+/* protection_name - a group's name in replies and log lines */
+static const char *
+protection_name(int p)
+{
+	return p == PROT_ENCRYPTED ? "encrypted" : "signed-only";
+}
+
+/*
+ * encrypts - will outbound_eom() encrypt to a recipient of this policy
+ * who has a usable certificate?  Not when policy.outbound.encrypt is
+ * "never", unless the recipient's rule is mandatory (choose_encrypt()).
+ */
+static int
+encrypts(const struct kmilter_conf *c, const struct rcpt_policy *pol)
+{
+	if (pol->encrypt == ENCRYPT_NEVER)
+		return 0;
+	return pol->encrypt == ENCRYPT_MANDATORY || c->out_encrypt != ENCRYPT_NEVER;
+}
+
+/*
+ * rcpt_protection - what recipient i can have: *prot encrypted (policy
+ * wants it and a usable certificate was found) or signed only; *cert
+ * whether it has a usable certificate (looked up unless its policy is
+ * "never"): 1 yes, 0 no, -1 not known (a directory did not answer).  KM_OK (err: why no certificate), or the lookup's
+ * KM_TEMPFAIL/KM_NOMEM.
+ */
+static enum km_status
+rcpt_protection(struct session *s, int i, int *prot, int *cert, char *err, size_t errlen)
+{
+	struct rcpt_policy pol = policy_for_rcpt(s->conf, s->msg->rcpts[i]);
+	enum km_status st;
+	int unreachable;
+
+	*prot = PROT_SIGNED;
+	*cert = 0;
+	if (pol.encrypt == ENCRYPT_NEVER) {
+		snprintf(err, errlen, "policy: encrypt never");
+		return KM_OK;
+	}
+	st = lookup_cert(s->msg, i, err, errlen, &unreachable);
+	if (st == KM_TEMPFAIL || st == KM_NOMEM)
+		return st;
+	*cert = st == KM_OK ? 1 : unreachable ? -1 : 0;
+	if (*cert > 0 && encrypts(s->conf, &pol))
+		*prot = PROT_ENCRYPTED;
+	return KM_OK;
+}
+
+/* lookup_tempfail - 451 4.7.1: the certificate cannot be looked up now */
+static enum km_status
+lookup_tempfail(struct message *m, int i, const char *err, char *reply, size_t replylen,
+    const char **rcode, const char **xcode)
+{
+	*rcode = "451";
+	*xcode = "4.7.1";
+	snprintf(reply, replylen, "<%s>: cannot look up the S/MIME certificate "
+	    "now, try again later", m->rcpts[i]);
+	log_warnx("%s: outbound: rcpt=<%s>: certificate lookup: %s", message_qid(m),
+	    m->rcpts[i], err);
+	return KM_TEMPFAIL;
+}
+
+/*
+ * split_rcpt - missing_cert "split": recipient i (protection prot) joins
+ * the transaction only if it gets what the first accepted recipient gets;
+ * else 452 4.5.3, so that the client sends it in another transaction
+ * (RFC 5321 4.5.3.1.10).  The first recipient's protection is worked out
+ * here if it was accepted before the message was known to be outbound.
+ */
+static enum km_status
+split_rcpt(struct session *s, int i, int prot, char *reply, size_t replylen,
+    const char **rcode, const char **xcode)
+{
+	struct message *m = s->msg;
+	char err[256];
+	int first, cert;
+
+	if (m->protection == 0 && i > 0) {
+		if (rcpt_protection(s, 0, &first, &cert, err, sizeof(err)) != KM_OK)
+			return lookup_tempfail(m, 0, err, reply, replylen, rcode, xcode);
+		m->protection = first;
+	}
+	if (m->protection == 0 || m->protection == prot) {
+		m->protection = prot;
+		return KM_OK;
+	}
+	*rcode = "452";
+	*xcode = "4.5.3";
+	snprintf(reply, replylen, "<%s>: %s, unlike the recipients accepted so far (%s): "
+	    "different protection, send it separately", m->rcpts[i], protection_name(prot),
+	    protection_name(m->protection));
+	log_info("%s: outbound: rcpt=<%s> split: group=%s, transaction=%s: 452 4.5.3",
+	    message_qid(m), m->rcpts[i], protection_name(prot), protection_name(m->protection));
+	return KM_TEMPFAIL;
+}
+
+/* outbound_rcpt - look up a recipient's certificate; refuse or split as policy says */
 enum km_status
 outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
     const char **rcode, const char **xcode)
 {
 	struct message *m = s->msg;
 	struct rcpt_policy pol = policy_for_rcpt(s->conf, m->rcpts[i]);
+	int split = s->conf->out_missing_cert == MISSING_SPLIT, prot, cert;
 	char err[256];
 	enum km_status st;
 
-	if (pol.encrypt == ENCRYPT_NEVER)
+	if (pol.encrypt == ENCRYPT_NEVER && !split)
 		return KM_OK;
-	st = lookup_cert(m, i, err, sizeof(err));
-	if (st == KM_OK)
-		return KM_OK;
-	if (st == KM_TEMPFAIL || st == KM_NOMEM) {
-		*rcode = "451";
-		*xcode = "4.7.1";
-		snprintf(reply, replylen, "<%s>: cannot look up the S/MIME certificate "
-		    "now, try again later", m->rcpts[i]);
-		log_warnx("%s: outbound: rcpt=<%s>: certificate lookup: %s", message_qid(m),
-		    m->rcpts[i], err);
-		return KM_TEMPFAIL;
-	}
-	if (pol.encrypt == ENCRYPT_MANDATORY ||
-	    s->conf->out_missing_cert == MISSING_REFUSE) {
+	st = rcpt_protection(s, i, &prot, &cert, err, sizeof(err));
+	if (st != KM_OK)
+		return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER &&
+	    (pol.encrypt == ENCRYPT_MANDATORY || s->conf->out_missing_cert == MISSING_REFUSE)) {
+		if (cert < 0)	/* a directory did not answer: not a "no" */
+			return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
 		*rcode = "550";
 		*xcode = "5.7.1";
 		snprintf(reply, replylen, "<%s>: no usable S/MIME certificate (%s), and "
@@ -70,8 +171,9 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		log_info("%s: outbound: rcpt=<%s> refused: %s", message_qid(m), m->rcpts[i], err);
 		return KM_PERMFAIL;
 	}
-	log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m), m->rcpts[i], err);
-	return KM_OK;
+	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER)
+		log_debug(1, "%s: outbound: rcpt=<%s>: %s", message_qid(m), m->rcpts[i], err);
+	return split ? split_rcpt(s, i, prot, reply, replylen, rcode, xcode) : KM_OK;
 }
 
 /* strip_tag - the subject without the tag (case-insensitive), or NULL if absent */
@@ -201,7 +303,10 @@ struct out_job {
 	X509		*signer;
 	EVP_PKEY	*key;
 	STACK_OF(X509)	*chain;
-	X509		*self;
+	X509		*self;		/* the sender's encryption certificate, or NULL */
+	int		 self_looked;	/* self asked for already (found or not) */
+	char		 self_err[256];	/* why not found */
+	STACK_OF(X509)	*org;		/* the org CA, published with self */
 	X509		**certs;
 	size_t		 ncerts;
 	char		*entity;	/* plaintext: wiped */
@@ -294,7 +399,7 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 		if (pol.encrypt == ENCRYPT_NEVER) {
 			j->encrypt = 0;
 			snprintf(why, sizeof(why), "<%s> (policy never)", m->rcpts[i]);
-		} else if ((st = lookup_cert(m, i, err, sizeof(err))) == KM_OK)
+		} else if ((st = lookup_cert(m, i, err, sizeof(err), NULL)) == KM_OK)
 			continue;
 		else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
 			verdict_tempfail(j->v, "certificate lookup for <%s>: %s", m->rcpts[i], err);
@@ -364,6 +469,57 @@ choose_signer(struct out_job *j)
 }
 
 /*
+ * sender_cert - j->self: the sender's encryption certificate, asked for
+ * once per message; the keystore's answer (err filled)
+ */
+static enum km_status
+sender_cert(struct out_job *j, char *err, size_t errlen)
+{
+	struct kmerr ke = { 0 };
+	enum km_status st;
+
+	if (j->self_looked) {
+		snprintf(err, errlen, "%s", j->self_err);
+		return j->self != NULL ? KM_OK : KM_PERMFAIL;
+	}
+	st = keystore_get_cert(runtime_keystore(), j->m->from, &j->self, &ke);
+	snprintf(err, errlen, "%s", ke.msg);
+	if (st != KM_TEMPFAIL && st != KM_NOMEM) {
+		j->self_looked = 1;
+		snprintf(j->self_err, sizeof(j->self_err), "%s", ke.msg);
+	}
+	return st;
+}
+
+/*
+ * choose_publish - what the signature publishes: the sender's encryption
+ * certificate and the org CA (policy.outbound.publish_cert).  Without a
+ * certificate the message is signed as it would be anyway: logged, not a
+ * downgrade; a KM that does not answer is no reason to hold the mail.
+ */
+static void
+choose_publish(struct out_job *j)
+{
+	char err[512];
+	enum km_status st;
+
+	if (!j->sign || !j->c->out_publish_cert)
+		return;
+	st = sender_cert(j, err, sizeof(err));
+	if (st == KM_TEMPFAIL || st == KM_NOMEM)
+		log_warnx("%s: outbound: encryption certificate of <%s> not "
+		    "published this time: %s", message_qid(j->m), j->m->from, err);
+	else if (st != KM_OK)
+		log_info("%s: outbound: <%s> has no encryption certificate: "
+		    "signed without publishing one: %s", message_qid(j->m),
+		    j->m->from, err);
+	else if ((j->org = orgchain_get()) == NULL)
+		log_warnx("%s: outbound: org CA not published with the "
+		    "certificate of <%s>: out of memory", message_qid(j->m),
+		    j->m->from);
+}
+
+/*
  * take_output - what sign or encrypt wrote to out, copied into *buf; or
  * the verdict made (tempfail: what failed, or out of memory).  Frees out.
  * 0, or -1 with the verdict made.
@@ -386,6 +542,7 @@ sign_entity(struct out_job *j)
 {
 	enum smime_sign_mode mode = j->c->out_signature == SIGFORM_OPAQUE ?
 	    SMIME_MODE_OPAQUE : SMIME_MODE_DETACHED;
+	struct smime_publish pub = { .enc = NULL, .chain = j->org };
 	BIO *out;
 	struct kmerr err;
 	enum km_status st;
@@ -393,12 +550,14 @@ sign_entity(struct out_job *j)
 	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
 	    !seven_bit_clean(j->entity, j->entlen))
 		mode = SMIME_MODE_OPAQUE;
+	if (j->c->out_publish_cert)
+		pub.enc = j->self;	/* set by choose_publish(), or NULL */
 	if ((out = BIO_new(BIO_s_mem())) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
 		return -1;
 	}
-	st = smime_sign(j->entity, j->entlen, j->signer, j->key, j->chain,
-	    map_digest(j->c->out_digest), mode, out, &err);
+	st = smime_sign_publish(j->entity, j->entlen, j->signer, j->key, j->chain,
+	    &pub, map_digest(j->c->out_digest), mode, out, &err);
 	return take_output(j, st, "signing", err.msg, out, &j->signed_ent, &j->signedlen);
 }
 
@@ -410,7 +569,6 @@ static int
 encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
-	struct kmerr ke = { 0 };
 	enum km_status st;
 	char err[512];
 
@@ -422,8 +580,7 @@ encrypt_to(struct out_job *j)
 		add_cert(j->certs, &j->ncerts, m->rcpt_certs[i]);
 	if (!j->c->out_encrypt_to_self || !policy_domain_internal(j->c, m->from))
 		return 0;
-	st = keystore_get_cert(runtime_keystore(), m->from, &j->self, &ke);
-	snprintf(err, sizeof(err), "%s", ke.msg);
+	st = sender_cert(j, err, sizeof(err));
 	if (st == KM_OK)
 		add_cert(j->certs, &j->ncerts, j->self);
 	else if (st == KM_TEMPFAIL || st == KM_NOMEM) {
@@ -540,6 +697,7 @@ out_job_clear(struct out_job *j)
 	free(j->certs);
 	free(j->newsubj);
 	X509_free(j->self);
+	sk_X509_pop_free(j->org, X509_free);
 	X509_free(j->signer);
 	EVP_PKEY_free(j->key);
 	sk_X509_pop_free(j->chain, X509_free);
@@ -565,6 +723,7 @@ outbound_eom(struct session *s, struct verdict *v)
 		goto out;
 	if (choose_encrypt(&j, tagged) != 0 || choose_signer(&j) != 0)
 		goto out;
+	choose_publish(&j);
 	if (j.sign || j.encrypt)
 		rewrite(&j);
 out:

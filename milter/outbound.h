@@ -12,6 +12,15 @@
  *	has no usable certificate (550 5.7.1 naming the recipient and why),
  *	or any recipient without one when policy.outbound.missing_cert is
  *	"refuse"; a KM that cannot be reached gives 451 4.7.1.
+ *	With missing_cert "split", each accepted recipient is either
+ *	"encrypted" (its policy wants encryption, the configuration lets it
+ *	happen, and it has a usable certificate) or "signed-only"; the first
+ *	recipient accepted sets the transaction's group and every later one
+ *	in the other group gets 452 4.5.3 (RFC 5321 4.5.3.1.10: the client
+ *	sends it in another transaction), logged at info with its group.  So
+ *	each transaction is encrypted to all its recipients or signed for
+ *	all.  A recipient accepted before the message was known to be
+ *	outbound is classified when the first outbound one arrives.
  *	outbound_eom() decides for the whole message (one body reaches every
  *	recipient): it is encrypted when every recipient has a usable
  *	certificate and none is "never" (a mandatory recipient with another
@@ -22,7 +31,12 @@
  *	sign = "no", the client already signed it, or policy_signer() says
  *	the sender may not be signed for (outside or null sender: never;
  *	SMTP AUTH login that does not own the address; unauthenticated with
- *	policy.sign_unauthenticated off).  Sign first, then encrypt.  Mail
+ *	policy.sign_unauthenticated off).  The signature publishes the
+ *	sender's encryption certificate from the KM and the org CA, named
+ *	by an SMIMEEncryptionKeyPreference attribute, unless
+ *	policy.outbound.publish_cert is off (a sender without one: logged at
+ *	info, signed as before; a KM that does not answer: not published this
+ *	time, logged).  Sign first, then encrypt.  Mail
  *	whose body parses as CMS enveloped data passes untouched ("already
  *	encrypted by the client"); a body merely labelled
  *	application/pkcs7-mime is logged and treated as content.  A message

@@ -10,6 +10,7 @@
 #include <openssl/x509_vfy.h>
 
 #include "keystore.h"
+#include "orgchain.h"
 #include "revcheck.h"
 #include "runtime.h"
 
@@ -94,6 +95,8 @@ runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 {
 	if ((trust = load_trust(c, err)) == NULL)
 		return -1;
+	if (orgchain_load(c, err) != 0)
+		return -1;
 	if ((current = ksref_new(c, err)) == NULL)
 		return -1;
 	if ((revcheck = revcheck_new(c, err)) == NULL)
@@ -109,6 +112,10 @@ runtime_reload_trust(const struct kmilter_conf *c, struct kmerr *err)
 
 	if (st == NULL)
 		return -1;
+	if (orgchain_load(c, err) != 0) {
+		X509_STORE_free(st);
+		return -1;
+	}
 	pthread_mutex_lock(&trust_mtx);
 	old = trust;
 	trust = st;
@@ -211,4 +218,5 @@ runtime_free(void)
 	revcheck = revcheck_free(revcheck);
 	X509_STORE_free(trust);
 	trust = NULL;
+	orgchain_free();
 }

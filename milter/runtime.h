@@ -13,7 +13,8 @@
  *	dropped: it makes the key store (keyclient: caches and the KM) and
  *	the trust store for signature verification (the organization CA,
  *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
- *	trust store, and runtime_reload_keystore() builds a key store from
+ *	trust store (and the org CA chain, orgchain.h), and
+ *	runtime_reload_keystore() builds a key store from
  *	the new configuration (km, cache, hook groups) beside the old one and
  *	swaps it in; when it cannot be built, the old one stays.
  *

@@ -48,6 +48,9 @@ struct message {
 	char		**rcpts;	/* envelope recipients, normalized, without <> */
 	X509		**rcpt_certs;	/* outbound: certificate found at RCPT time */
 	int		 nrcpts;
+	int		 protection;	/* outbound, missing_cert "split": what the
+					   first accepted recipient gets (outbound.c),
+					   0 = not known yet */
 	struct header	*headers;
 	int		 nheaders;
 	int		 header_cap;

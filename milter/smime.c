@@ -176,33 +176,73 @@ sign_digest(enum smime_digest digest, const char **micalg)
 	return NULL;
 }
 
+/* add_certs - every certificate of certs into the set, duplicates skipped */
+static void
+add_certs(CMS_ContentInfo *cms, STACK_OF(X509) *certs)
+{
+	int i;
+
+	for (i = 0; certs != NULL && i < sk_X509_num(certs); i++) {
+		if (!CMS_add1_cert(cms, sk_X509_value(certs, i))) {
+			/* Adding a certificate twice is not an error. */
+			ossl_drain("sign: chain");
+		}
+	}
+}
+
 /*
- * sign_cms - a CMS SignedData with one signer and the chain, not final
+ * publish - the encryption certificate and its chain into the set, and
+ * the encKeyPref attribute naming it; KM_OK or KM_PERMFAIL (err set)
+ */
+static enum km_status
+publish(CMS_ContentInfo *cms, CMS_SignerInfo *si,
+    const struct smime_publish *pub, struct kmerr *err)
+{
+	if (pub == NULL || pub->enc == NULL)
+		return KM_OK;
+	if (!CMS_add1_cert(cms, pub->enc))
+		ossl_drain("sign: encryption certificate");	/* the signer's own */
+	add_certs(cms, pub->chain);
+	if (!smime_add_enckeypref(si, pub->enc))
+		return smime_ossl(err, KM_PERMFAIL,
+		    "sign: encryption key preference");
+	return KM_OK;
+}
+
+/*
+ * sign_cms - a CMS SignedData with one signer, the chain, our
+ * capabilities and what pub publishes, not final
  * NULL on failure (reason in err, *st set).
  */
 static CMS_ContentInfo *
 sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
-    const EVP_MD *md, unsigned int flags, enum km_status *st,
-    struct kmerr *err)
+    const struct smime_publish *pub, const EVP_MD *md, unsigned int flags,
+    enum km_status *st, struct kmerr *err)
 {
 	CMS_ContentInfo *cms;
-	int i;
+	CMS_SignerInfo *si;
 
 	if ((cms = CMS_sign(NULL, NULL, NULL, NULL, flags)) == NULL) {
 		*st = smime_ossl(err, KM_NOMEM, "sign: CMS_sign");
 		return NULL;
 	}
-	if (CMS_add1_signer(cms, cert, key, md, CMS_BINARY) == NULL) {
+	/* OpenSSL's own capability list is replaced by ours. */
+	if ((si = CMS_add1_signer(cms, cert, key, md,
+	    CMS_BINARY | CMS_NOSMIMECAP)) == NULL) {
 		*st = smime_ossl(err, KM_PERMFAIL,
 		    "sign: unusable signer certificate or key");
 		CMS_ContentInfo_free(cms);
 		return NULL;
 	}
-	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
-		if (!CMS_add1_cert(cms, sk_X509_value(chain, i))) {
-			/* Adding a certificate twice is not an error. */
-			ossl_drain("sign: chain");
-		}
+	if (!smime_add_caps(si)) {
+		*st = smime_ossl(err, KM_NOMEM, "sign: SMIMECapabilities");
+		CMS_ContentInfo_free(cms);
+		return NULL;
+	}
+	add_certs(cms, chain);
+	if ((*st = publish(cms, si, pub, err)) != KM_OK) {
+		CMS_ContentInfo_free(cms);
+		return NULL;
 	}
 	return cms;
 }
@@ -298,6 +338,17 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
     STACK_OF(X509) *chain, enum smime_digest digest,
     enum smime_sign_mode mode, BIO *out, struct kmerr *err)
 {
+	return smime_sign_publish(entity, len, cert, key, chain, NULL, digest,
+	    mode, out, err);
+}
+
+/* smime_sign_publish - sign, publishing the signer's encryption certificate */
+enum km_status
+smime_sign_publish(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
+    STACK_OF(X509) *chain, const struct smime_publish *pub,
+    enum smime_digest digest, enum smime_sign_mode mode, BIO *out,
+    struct kmerr *err)
+{
 	const EVP_MD *md;
 	const char *micalg = NULL;
 	CMS_ContentInfo *cms = NULL;
@@ -323,7 +374,7 @@ smime_sign(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 		flags |= CMS_DETACHED;
 	else
 		flags |= CMS_STREAM;
-	if ((cms = sign_cms(cert, key, chain, md, flags, &st, err)) == NULL)
+	if ((cms = sign_cms(cert, key, chain, pub, md, flags, &st, err)) == NULL)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
 		st = sign_detached(cms, entity, len, micalg, out, err);

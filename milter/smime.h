@@ -4,7 +4,8 @@
  * NAME
  *	smime - S/MIME sign, encrypt, decrypt and verify with OpenSSL 3 CMS
  * SUMMARY
- *	smime_sign(), smime_encrypt() in smime.c; smime_decrypt(),
+ *	smime_sign(), smime_sign_publish(), smime_encrypt() in smime.c;
+ *	smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
  *	smime_envelope_decrypt_readers(), smime_envelope_free() in
@@ -44,8 +45,18 @@
  *	protocol="application/pkcs7-signature"; micalg=sha-256 whose first
  *	part is the input entity unchanged, second part smime.p7s; opaque
  *	gives application/pkcs7-mime; smime-type=signed-data; name=smime.p7m.
- *	The SignerInfo has signing time and SMIMECapabilities; the signer
- *	certificate and the chain certificates are included.
+ *	The SignerInfo has signing time and SMIMECapabilities (what kmilter
+ *	decrypts, strongest first: AES-256-GCM, AES-256-CBC, AES-128-CBC,
+ *	RSAES-OAEP with SHA-256); the signer certificate and the chain
+ *	certificates are included.
+ *
+ *	smime_sign_publish() signs likewise and publishes the signer's
+ *	encryption certificate (pub->enc, when not NULL): it and pub->chain
+ *	go into the certificate set, and the signed attribute
+ *	SMIMEEncryptionKeyPreference (RFC 8551 2.5.3) names it by issuer and
+ *	serial, so that a correspondent's client knows what to encrypt to.
+ *	smime_sign() is smime_sign_publish() with nothing to publish.
+ *	smime_verify_certs() (smime_verify.h) reads the attribute back.
  *
  *	smime_encrypt(): one EnvelopedData (AuthEnvelopedData for AES-GCM)
  *	for all recipients; RSA recipients get key transport (PKCS#1 v1.5 or
@@ -142,6 +153,12 @@ struct smime_reader {
 	size_t		 ncands;
 };
 
+/* What a signature publishes besides the signer (borrowed). */
+struct smime_publish {
+	X509		*enc;	/* the signer's encryption certificate, or NULL */
+	STACK_OF(X509)	*chain;	/* its chain, may be NULL */
+};
+
 struct smime_envelope;
 
 /* smime_sign - sign an entity: multipart/signed or opaque signed-data */
@@ -149,6 +166,12 @@ enum km_status	 smime_sign(const char *entity, size_t len, X509 *cert,
 		    EVP_PKEY *key, STACK_OF(X509) *chain,
 		    enum smime_digest digest, enum smime_sign_mode mode,
 		    BIO *out, struct kmerr *err);
+
+/* smime_sign_publish - sign, publishing the signer's encryption certificate */
+enum km_status	 smime_sign_publish(const char *entity, size_t len, X509 *cert,
+		    EVP_PKEY *key, STACK_OF(X509) *chain,
+		    const struct smime_publish *pub, enum smime_digest digest,
+		    enum smime_sign_mode mode, BIO *out, struct kmerr *err);
 
 /* smime_encrypt - encrypt an entity to every certificate in rcpts */
 enum km_status	 smime_encrypt(const char *entity, size_t len,

@@ -9,12 +9,21 @@
  *	Error helpers: smime_ossl(), ossl_drain() (static inline).
  *	Reading CMS inputs (smime_cms.c): smime_der_to_cms(),
  *	smime_body_to_cms(), smime_open_entity().
+ *	Signed attributes (smime_attr.c): smime_add_caps(),
+ *	smime_add_enckeypref().
  * DESCRIPTION
  *	smime_der_to_cms() parses DER (or BER) bytes as a CMS ContentInfo;
  *	smime_body_to_cms() decodes a CMS body by its transfer encoding
  *	(base64 or binary; unknown: base64 first, then raw DER);
  *	smime_open_entity() finds the Content-Type, the transfer encoding and
  *	the body of an input given as in smime.h (ctype, body, len).
+ *
+ *	smime_add_caps() adds SMIMECapabilities to a SignerInfo: what
+ *	kmilter decrypts, strongest first (AES-256-GCM, AES-256-CBC,
+ *	AES-128-CBC, RSAES-OAEP with SHA-256 and MGF1-SHA-256);
+ *	smime_add_enckeypref() adds SMIMEEncryptionKeyPreference (RFC 8551
+ *	2.5.3) naming a certificate by issuer and serial ([0] choice).
+ *	Both return 1, or 0 with OpenSSL's error queued.
  * OWNERSHIP
  *	*out CMS_ContentInfo: the caller frees it (CMS_ContentInfo_free).
  *	smime_open_entity(): *ct (mime_ctype_free) and *hp (mime_headers_free)
@@ -72,6 +81,8 @@ enum km_status	 smime_der_to_cms(const unsigned char *der, size_t len,
 		    CMS_ContentInfo **out, struct kmerr *err);
 enum km_status	 smime_body_to_cms(const char *cte, const char *body,
 		    size_t len, CMS_ContentInfo **out, struct kmerr *err);
+int		 smime_add_caps(CMS_SignerInfo *);
+int		 smime_add_enckeypref(CMS_SignerInfo *, X509 *enc);
 enum km_status	 smime_open_entity(const char *ctype, const char *body,
 		    size_t len, struct mime_ctype **ct, const char **cte,
 		    const char **b, size_t *blen, struct mime_headers **hp,

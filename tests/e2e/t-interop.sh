@@ -3,7 +3,8 @@
 # build/tools/smime-tool) with openssl cms, gpgsm and NSS cmsutil.
 #
 # Our output (detached and opaque signatures, RSA + AES-CBC encryption,
-# sign-then-encrypt) must be read by all three; OAEP, GCM and ECDH output by
+# sign-then-encrypt, a signature publishing an encryption certificate)
+# must be read by all three; OAEP, GCM and ECDH output by
 # openssl (the Debian 12 gpgsm and NSS cannot read those: INTEROP.md); and
 # what each tool produces must be read by our API.  Prints PASS/FAIL
 # per case (gpgsm or NSS missing or failing to set up is a FAIL: CI installs
@@ -225,6 +226,36 @@ if [ $have_gpgsm = 1 ]; then
 else
 	fail we-read-gpgsm-3des "gpgsm missing or its set-up failed (tests/install-deps)"
 fi
+
+# --- issue 16: our signature publishes bob's encryption certificate ----
+# bob-enc (keyEncipherment only) goes into the set with the CA, named by
+# SMIMEEncryptionKeyPreference (smime-tool sign -P).  openssl still
+# verifies; NSS keeps it (-k, usage email recipient) and encrypts to bob
+# with it; gpgsm imports it from the signature.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out bob-enc.key 2>/dev/null
+openssl req -new -key bob-enc.key -subj "/O=kmilter test/CN=bob-enc/emailAddress=bob@example.org" -out bob-enc.csr 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:bob@example.org\n' > bob-enc.ext
+openssl x509 -req -in bob-enc.csr -CA ca.crt -CAkey ca.key -set_serial 0x16a1 -days 30 -extfile bob-enc.ext -out bob-enc.crt 2>/dev/null
+$T sign -c bob-rsa.crt -k bob-rsa.key -C ca.crt -P bob-enc.crt -i inner.mime -o pub.eml
+$T part -n 0 -i pub.eml -o pub.content
+$T part -n 1 -i pub.eml | $T unwrap -o pub.p7s
+check openssl-verifies-our-publishing osslverify pub.eml o6.out
+check openssl-reads-our-enckeypref sh -c 'openssl cms -cmsout -print -in pub.eml | grep -qE "encrypKeyPref|1\.2\.840\.113549\.1\.9\.16\.2\.11"'
+bob_enc_fpr=$(openssl x509 -in bob-enc.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
+nsspub() {	# NSS keeps bob-enc from the signature alone and encrypts to it
+	mkdir nsspub && certutil -N -d sql:nsspub --empty-password &&
+	    certutil -A -d sql:nsspub -n labca -t "CT,C,C" -i ca.crt &&
+	    cmsutil -D -k -d sql:nsspub -p "" -u 5 -c pub.content -i pub.p7s -o /dev/null &&
+	    cmsutil -E -d sql:nsspub -p "" -r bob@example.org -i inner.mime -o npub.der &&
+	    openssl cms -cmsout -print -inform DER -in npub.der | grep -qE 'serialNumber: (5793|0x16A1)$'
+}
+gpgpub() {	# gpgsm imports bob-enc from the signature
+	G --import pub.p7s && G --with-colons --list-keys bob@example.org | grep -q "^fpr:*$bob_enc_fpr:"
+}
+if [ $have_nss = 1 ]; then check cmsutil-keeps-our-published-cert nsspub
+else fail cmsutil-published "NSS cmsutil missing or its set-up failed (tests/install-deps)"; fi
+if [ $have_gpgsm = 1 ]; then check gpgsm-imports-our-published-cert gpgpub
+else fail gpgsm-published "gpgsm missing or its set-up failed (tests/install-deps)"; fi
 
 # --- negative: a tampered message fails everywhere ----------------------
 sed 's/interop test/interop TEST/' signed.eml > tampered.eml

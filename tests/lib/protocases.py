@@ -55,6 +55,29 @@ def assert_passed(steps, res, what="message"):
     check(res.mods == [], "%s: unexpected modifications %r" % (what, res.mods[:3]))
 
 
+def rcpt_replies(sock, sender, rcpts, queue_id, client_addr="127.0.0.1"):
+    """One connection from client_addr: MAIL sender, then each of rcpts;
+    the milter's reply to each RCPT (a Reply), then abort and quit.  What
+    an MTA would answer at RCPT, without a message."""
+    c = mc.MilterClient(sock, timeout=30)
+    c.negotiate()
+    c.macros("C", {"j": "mx.example.com", "{daemon_name}": "smtpd",
+                   "{client_addr}": client_addr})
+    r = c.connect("client.example", "4", 25, client_addr)
+    check(r.code in (None, "continue"), "connect: %r" % (r,))
+    c.helo("client.example")
+    c.macros("M", {"i": queue_id, "{mail_addr}": sender})
+    r = c.mail("<%s>" % sender)
+    check(r.code in (None, "continue"), "MAIL: %r" % (r,))
+    out = []
+    for a in rcpts:
+        c.macros("R", {"{rcpt_addr}": a})
+        out.append(c.rcpt("<%s>" % a))
+    c.abort()
+    c.quit()
+    return out
+
+
 def add_cases(suite, m):
     @suite.case("negotiate v6: version, actions, macros")
     def _():

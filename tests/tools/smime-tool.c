@@ -3,7 +3,9 @@
  *	smime-tool - drive kmilter's smime/mime API from the command line
  * SUMMARY
  *	smime-tool sign -c cert -k key [-C chain.pem] [-d sha256|sha384|sha512]
- *	    [-m detached|opaque] [-i in] [-o out]
+ *	    [-m detached|opaque] [-P enc.crt] [-i in] [-o out]
+ *	    (-P publishes enc.crt: in the set with the -C chain, named by
+ *	    an SMIMEEncryptionKeyPreference attribute)
  *	smime-tool encrypt -r cert [-r cert ...] [-a aes256|aes128|gcm]
  *	    [-p pkcs1|oaep] [-i in] [-o out]
  *	smime-tool decrypt -c cert -k key [-c cert -k key ...] [-i in] [-o out]
@@ -279,6 +281,7 @@ main(int argc, char **argv)
 {
 	const char *cmd, *inpath = "-", *outpath = "-", *cafile = NULL;
 	const char *from = NULL, *chainpath = NULL;
+	struct smime_publish pub = { NULL, NULL };
 	X509 *certs[MAXC], *rcpts[MAXC];
 	EVP_PKEY *keys[MAXC];
 	size_t ncert = 0, nkey = 0, nrcpt = 0, len = 0, size = 20000, i;
@@ -297,7 +300,7 @@ main(int argc, char **argv)
 		usage();
 	cmd = argv[1];
 	optind = 2;
-	while ((c = getopt(argc, argv, "A:a:C:c:d:f:i:k:m:n:o:p:r:s:v")) !=
+	while ((c = getopt(argc, argv, "A:a:C:c:d:f:i:k:m:n:o:P:p:r:s:v")) !=
 	    -1) {
 		switch (c) {
 		case 'A': cafile = optarg; break;
@@ -344,6 +347,7 @@ main(int argc, char **argv)
 			break;
 		case 'n': count = atoi(optarg); break;
 		case 'o': outpath = optarg; break;
+		case 'P': pub.enc = load_cert(optarg); break;
 		case 'p':
 			if (strcmp(optarg, "pkcs1") == 0)
 				pad = SMIME_PAD_PKCS1;
@@ -377,8 +381,9 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "sign") == 0) {
 		if (ncert < 1 || nkey < 1)
 			usage();
-		st = smime_sign(in, len, certs[0], keys[0], chain, md, mode,
-		    out, &err);
+		pub.chain = chain;
+		st = smime_sign_publish(in, len, certs[0], keys[0], chain, &pub,
+		    md, mode, out, &err);
 	} else if (strcmp(cmd, "encrypt") == 0) {
 		if (nrcpt < 1)
 			usage();

@@ -6,7 +6,15 @@
  * is encrypted anyway; every recipient with a certificate gives an
  * encrypted, not downgraded, message whose body no longer holds the text;
  * no buffer that held the plaintext (the entity, the signed entity, the
- * memory BIOs, the new body) is freed without being wiped first.
+ * memory BIOs, the new body) is freed without being wiped first; a
+ * signature publishes the sender's certificate unless publish_cert is off.
+ * outbound_rcpt() with missing_cert = "split": a recipient whose
+ * protection (encrypted: a usable certificate and a policy that encrypts;
+ * else signed only) differs from the first accepted one's gets 452 4.5.3
+ * and is dropped, whichever group comes first; a rule "never" is signed
+ * only; mandatory without a certificate is still 550; with sign-only, or
+ * encrypt = never, nobody is split; the transaction that stays is
+ * encrypted (no downgrade) or signed for all.
  */
 #include <strings.h>
 
@@ -24,6 +32,7 @@
 #include "runtime.h"
 #include "session.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "verdict.h"
 
 #define SECRET "the-plaintext-marker-4711"
@@ -449,6 +458,236 @@ TEST(subject_tag_removed_inside)
 	conf_unref(c2);
 }
 
+/*
+ * signed_cms - the CMS of a signed-only verdict: its new Content-Type
+ * and body read back by OpenSSL
+ */
+static CMS_ContentInfo *
+signed_cms(const struct verdict *v)
+{
+	const char *ct = ctype_change(v);
+	BIO *in, *cont = NULL;
+	CMS_ContentInfo *cms = NULL;
+
+	if (ct == NULL || v->body == NULL || (in = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (BIO_printf(in, "Content-Type: %s\r\n\r\n", ct) > 0 &&
+	    BIO_write(in, v->body, (int)v->bodylen) == (int)v->bodylen)
+		cms = SMIME_read_CMS(in, &cont);
+	BIO_free(cont);
+	BIO_free(in);
+	return cms;
+}
+
+/* enckeypref - does the verdict's signature name cert as its encKeyPref? 1, 0, -1 none */
+static int
+enckeypref(const struct verdict *v, X509 *cert)
+{
+	struct smime_signer_certs sc;
+	struct smime_verify_result r;
+	struct kmerr err;
+	int named = -1;
+
+	if (ctype_change(v) == NULL || v->body == NULL)
+		return -2;
+	if (smime_verify_certs(ctype_change(v), (const char *)v->body, v->bodylen,
+	    NULL, NULL, &r, NULL, &sc, &err) == KM_OK && sc.has_pref)
+		named = sc.pref != NULL && X509_cmp(sc.pref, cert) == 0;
+	smime_signer_certs_clear(&sc);
+	return named;
+}
+
+/* policy.outbound.publish_cert: the sender's certificate named in its signature, or not */
+TEST(signature_publishes_sender_cert)
+{
+	const char *bob[] = { "bob@partner.example", NULL };
+	struct fixture_id *alice;
+	struct kmilter_conf *c2 = NULL;
+	CMS_ContentInfo *cms;
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	alice = fixture_find(ids, "alice@example.com");
+	CHECK(alice != NULL);
+	CHECK((s = mkmsg(bob, "text/plain", "hello " SECRET "\r\n")) != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), 1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+
+	s = mkmsg_conf("milter: { socket = \"unix:/tmp/x.sock\"; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ];\n"
+	    "  outbound: { publish_cert = false; }; };\n", &c2, bob);
+	CHECK(s != NULL);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	CHECK_EQ_INT(v.downgraded, 1);	/* bob has no certificate, as above */
+	CHECK((cms = signed_cms(&v)) != NULL);
+	CHECK_EQ_INT(enckeypref(&v, alice->cert), -1);
+	CMS_ContentInfo_free(cms);
+	verdict_clear(&v);
+	session_free(s);
+	conf_unref(c2);
+}
+
+/* ---- missing_cert = "split" at RCPT ---- */
+
+#define SPLIT_CONF(outbound) "milter: { socket = \"unix:/tmp/x.sock\"; };\n" \
+	"policy: { internal_domains = [ \"example.com\" ];\n" \
+	"  outbound: { " outbound " };\n" \
+	"  rules = ( { match = \"secure.example\"; encrypt = \"mandatory\"; },\n" \
+	"    { match = \"plain.example\"; encrypt = \"never\"; },\n" \
+	"    { match = \"partner.example\"; encrypt = \"opportunistic\"; } ); };\n"
+
+/*
+ * rcpt_codes - a session under conf text ctext; alice's message gets
+ * rcpts one RCPT at a time, each answered by outbound_rcpt() ("250" for
+ * accepted; a refused one is dropped, as callbacks.c does).  codes gets
+ * "code xcode" per recipient; returns the session (its message holds the
+ * accepted recipients), or NULL.
+ */
+static struct session *
+rcpt_codes(const char *ctext, const char **rcpts, char codes[][16], char *lastreply,
+    size_t replylen)
+{
+	struct kmilter_conf *c;
+	struct session *s;
+	char err[512];
+
+	if ((c = conf_load_string(ctext, "split.conf", err, sizeof(err))) == NULL) {
+		printf("    conf: %s\n", err);
+		return NULL;
+	}
+	s = session_new(c, NULL, "localhost");
+	conf_unref(c);
+	if (s == NULL || session_message_begin(s, "<alice@example.com>", NULL) != KM_OK)
+		return session_free(s);
+	message_set_queue_id(s->msg, "TESTSPLIT");
+	for (int i = 0; rcpts[i]; i++) {
+		const char *rcode = NULL, *xcode = NULL;
+		char reply[512];
+
+		if (message_add_rcpt(s->msg, rcpts[i]) != KM_OK)
+			return session_free(s);
+		if (outbound_rcpt(s, s->msg->nrcpts - 1, reply, sizeof(reply), &rcode,
+		    &xcode) == KM_OK) {
+			snprintf(codes[i], 16, "250");
+			continue;
+		}
+		snprintf(codes[i], 16, "%s %s", rcode ? rcode : "?", xcode ? xcode : "?");
+		snprintf(lastreply, replylen, "%s", reply);
+		message_drop_last_rcpt(s->msg);
+	}
+	return s;
+}
+
+TEST(split_cert_first_then_nocert_452)
+{
+	const char *rc[] = { "carol@partner.example", "bob@partner.example",
+	    "dave@secure.example", "x@plain.example", NULL };
+	char codes[4][16], reply[512] = "";
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), rc, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK_EQ_STR(codes[0], "250");
+	CHECK_EQ_STR(codes[1], "452 4.5.3");	/* no certificate */
+	CHECK_EQ_STR(codes[2], "250");		/* mandatory with a certificate */
+	CHECK_EQ_STR(codes[3], "452 4.5.3");	/* rule never: signed only */
+	CHECK(strstr(reply, "<x@plain.example>") != NULL);
+	CHECK(strstr(reply, "send it separately") != NULL);
+	CHECK_EQ_INT(s->msg->nrcpts, 2);
+	/* what stays is encrypted to everyone in it, not a downgrade */
+	CHECK(message_add_header(s->msg, "From", "alice@example.com") == KM_OK);
+	CHECK(message_add_header(s->msg, "Content-Type", "text/plain") == KM_OK);
+	CHECK(message_append_body(s->msg, (const unsigned char *)SECRET "\r\n",
+	    strlen(SECRET) + 2, &(struct kmerr){ 0 }) == KM_OK);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign+encrypt");
+	CHECK_EQ_INT(v.downgraded, 0);
+	CHECK(reader_gets_secret(&v, "carol@partner.example"));
+	CHECK(reader_gets_secret(&v, "dave@secure.example"));
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(split_nocert_first_then_cert_452)
+{
+	const char *rc[] = { "bob@partner.example", "carol@partner.example",
+	    "x@plain.example", "nocert@secure.example", NULL };
+	char codes[4][16], reply[512] = "";
+	struct session *s;
+	struct verdict v;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), rc, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK_EQ_STR(codes[0], "250");
+	CHECK_EQ_STR(codes[1], "452 4.5.3");	/* carol could be encrypted to */
+	CHECK_EQ_STR(codes[2], "250");		/* never: signed only, like bob */
+	CHECK_EQ_STR(codes[3], "550 5.7.1");	/* mandatory without: refused, not split */
+	CHECK_EQ_INT(s->msg->nrcpts, 2);
+	CHECK(message_add_header(s->msg, "From", "alice@example.com") == KM_OK);
+	CHECK(message_add_header(s->msg, "Content-Type", "text/plain") == KM_OK);
+	CHECK(message_append_body(s->msg, (const unsigned char *)SECRET "\r\n",
+	    strlen(SECRET) + 2, &(struct kmerr){ 0 }) == KM_OK);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "sign");
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(split_only_when_it_matters)
+{
+	const char *rc[] = { "carol@partner.example", "bob@partner.example",
+	    "x@plain.example", NULL };
+	const char *settings[] = { "missing_cert = \"sign-only\";",
+	    "missing_cert = \"split\"; encrypt = \"never\";", NULL };
+	char codes[3][16], reply[512];
+	struct session *s;
+
+	CHECK(setup());
+	for (int k = 0; settings[k]; k++) {
+		char ctext[1024];
+
+		snprintf(ctext, sizeof(ctext), SPLIT_CONF("%s"), settings[k]);
+		CHECK((s = rcpt_codes(ctext, rc, codes, reply, sizeof(reply))) != NULL);
+		/* encrypt = never: a rule's opportunistic does not encrypt (outbound_eom) */
+		for (int i = 0; i < 3; i++)
+			CHECK_EQ_STR(codes[i], "250");
+		session_free(s);
+	}
+}
+
+/* a first recipient accepted before the message was outbound is classified later */
+TEST(split_first_rcpt_classified_late)
+{
+	const char *none[] = { NULL };
+	const char *rcode = NULL, *xcode = NULL;
+	char codes[1][16], reply[512];
+	struct session *s;
+
+	CHECK(setup());
+	CHECK((s = rcpt_codes(SPLIT_CONF("missing_cert = \"split\";"), none, codes, reply,
+	    sizeof(reply))) != NULL);
+	CHECK(message_add_rcpt(s->msg, "bob@partner.example") == KM_OK);	/* not asked */
+	CHECK(message_add_rcpt(s->msg, "carol@partner.example") == KM_OK);
+	CHECK_EQ_INT(outbound_rcpt(s, 1, reply, sizeof(reply), &rcode, &xcode), KM_TEMPFAIL);
+	CHECK_EQ_STR(rcode, "452");
+	CHECK_EQ_STR(xcode, "4.5.3");
+	session_free(s);
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(encrypted_headers_protected_subject_hidden),
@@ -458,6 +697,11 @@ static const struct test_case tests[] = {
 	T(enveloped_label_on_plaintext_encrypted_anyway),
 	T(plaintext_wiped_before_free),
 	T(rule_sign_yes_over_outbound_sign_no),
+	T(signature_publishes_sender_cert),
+	T(split_cert_first_then_nocert_452),
+	T(split_nocert_first_then_cert_452),
+	T(split_only_when_it_matters),
+	T(split_first_rcpt_classified_late),
 	{ 0 }
 };
 

@@ -1,7 +1,9 @@
 /*
  * test_smime.c - unit tests for milter/smime.c: round trips of every
  * option, RSA and EC (P-256) recipients, wrong keys, tampering, malformed
- * input, nested messages and concurrent use.  The PKI (a CA, an untrusted
+ * input, nested messages and concurrent use; the signed attributes
+ * (SMIMECapabilities, SMIMEEncryptionKeyPreference) and the published
+ * encryption certificate, checked against DER written out by hand.  The PKI (a CA, an untrusted
  * CA and users) is generated at test time with OpenSSL's C API.
  */
 #include <pthread.h>
@@ -25,7 +27,7 @@ struct ident {
 };
 
 static struct ident ca, other_ca, alice_rsa, alice_ec, bob_rsa, bob_ec,
-    mallory;
+    mallory, alice_enc;
 static X509_STORE *store;
 static int pki_ready = -1;
 
@@ -79,7 +81,8 @@ pki(void)
 	    make_ident(&bob_rsa, "bob-rsa", "bob@example.org", 0, &ca) &&
 	    make_ident(&bob_ec, "bob-ec", "bob@example.org", 1, &ca) &&
 	    make_ident(&mallory, "mallory", "mallory@example.org", 0,
-	    &other_ca) && (store = X509_STORE_new()) != NULL &&
+	    &other_ca) && make_ident(&alice_enc, "alice-enc",
+	    "alice@example.org", 0, &ca) && (store = X509_STORE_new()) != NULL &&
 	    X509_STORE_add_cert(store, ca.cert) == 1;
 	if (!pki_ready)
 		ERR_print_errors_fp(stdout);
@@ -230,6 +233,252 @@ TEST(sign_opaque_roundtrip_ec)
 	free(c);
 	free(s);
 	BIO_free(cb);
+}
+
+/*
+ * signed_cms - the CMS of a signed entity (multipart/signed or opaque),
+ * parsed by OpenSSL itself, not by kmilter's reader
+ */
+static CMS_ContentInfo *
+signed_cms(const char *s, size_t len)
+{
+	BIO *in = BIO_new_mem_buf(s, (int)len), *cont = NULL;
+	CMS_ContentInfo *cms = in ? SMIME_read_CMS(in, &cont) : NULL;
+
+	BIO_free(cont);
+	BIO_free(in);
+	return cms;
+}
+
+/* attr_der - the DER of the first value of the signer's attribute nid */
+static int
+attr_der(CMS_ContentInfo *cms, int nid, unsigned char **der)
+{
+	CMS_SignerInfo *si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+	int i = si ? CMS_signed_get_attr_by_NID(si, nid, -1) : -1;
+	X509_ATTRIBUTE *a = i >= 0 ? CMS_signed_get_attr(si, i) : NULL;
+
+	*der = NULL;
+	if (a == NULL || X509_ATTRIBUTE_count(a) != 1)
+		return -1;
+	return i2d_ASN1_TYPE(X509_ATTRIBUTE_get0_type(a, 0), der);
+}
+
+/* has_cert - is x in the CMS's certificate set? */
+static int
+has_cert(CMS_ContentInfo *cms, X509 *x)
+{
+	STACK_OF(X509) *certs = CMS_get1_certs(cms);
+	int found = 0;
+
+	for (int i = 0; certs != NULL && i < sk_X509_num(certs); i++)
+		found |= X509_cmp(sk_X509_value(certs, i), x) == 0;
+	sk_X509_pop_free(certs, X509_free);
+	return found;
+}
+
+/*
+ * SMIMECapabilities as RFC 8551 2.5.2 and RFC 3565/5084/4055 spell them,
+ * written out by hand: aes256-GCM, aes256-CBC, aes128-CBC (parameters
+ * absent), then rSAES-OAEP with SHA-256 and MGF1-SHA-256.
+ */
+static const unsigned char caps_der[] = {
+	0x30, 0x61,
+	0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2e,
+	0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a,
+	0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02,
+	0x30, 0x38, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x07,
+	0x30, 0x2b,
+	0xa0, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+	0x02, 0x01,
+	0xa1, 0x1a, 0x30, 0x18, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01,
+	0x01, 0x08, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+	0x02, 0x01,
+};
+
+/* enckeypref_expected - [0] IMPLICIT IssuerAndSerialNumber of x, by hand */
+static size_t
+enckeypref_expected(X509 *x, unsigned char *buf, size_t size)
+{
+	unsigned char *name = NULL, *serial = NULL;
+	int nlen = i2d_X509_NAME(X509_get_issuer_name(x), &name);
+	int slen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &serial);
+	size_t n = 0, body = (size_t)nlen + (size_t)slen;
+
+	if (nlen > 0 && slen > 0 && body < 0x80 && body + 2 <= size) {
+		buf[n++] = 0xa0;
+		buf[n++] = (unsigned char)body;
+	} else if (nlen > 0 && slen > 0 && body < 0x100 && body + 3 <= size) {
+		buf[n++] = 0xa0;
+		buf[n++] = 0x81;
+		buf[n++] = (unsigned char)body;
+	}
+	if (n > 0) {
+		memcpy(buf + n, name, (size_t)nlen);
+		memcpy(buf + n + nlen, serial, (size_t)slen);
+		n += body;
+	}
+	OPENSSL_free(name);
+	OPENSSL_free(serial);
+	return n;
+}
+
+TEST(sign_publishes_encryption_certificate)
+{
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	struct smime_publish pub = { NULL, chain };
+	static const enum smime_sign_mode modes[] = { SMIME_MODE_DETACHED,
+	    SMIME_MODE_OPAQUE };
+
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
+	CHECK(chain != NULL && sk_X509_push(chain, ca.cert));
+	pub.enc = alice_enc.cert;
+	for (int m = 0; m < 2; m++) {
+		BIO *b = BIO_new(BIO_s_mem()), *cb = BIO_new(BIO_s_mem());
+		struct smime_verify_result r;
+		struct kmerr err = { 0 };
+		struct smime_signer_certs sc;
+		CMS_ContentInfo *cms;
+		unsigned char *der, want[512];
+		size_t len = 0, wlen;
+		char *s;
+		int n;
+
+		CHECK_EQ_INT(smime_sign_publish(entity, sizeof(entity) - 1,
+		    alice_rsa.cert, alice_rsa.key, NULL, &pub, SMIME_MD_SHA256,
+		    modes[m], b, &err), KM_OK);
+		CHECK((s = mem(b, &len)) != NULL);
+		/* Still a good signature with the new attributes. */
+		CHECK_EQ_INT(smime_verify(NULL, s, len, store, "alice@example.org",
+		    &r, cb, &err), KM_OK);
+		CHECK_EQ_INT(r.sig_ok, 1);
+		CHECK_EQ_INT(r.chain_ok, 1);
+		CHECK_EQ_STR(r.email, "alice@example.org");
+		CHECK((cms = signed_cms(s, len)) != NULL);
+		/* The set: the signer, the encryption certificate, the CA. */
+		CHECK(has_cert(cms, alice_rsa.cert));
+		CHECK(has_cert(cms, alice_enc.cert));
+		CHECK(has_cert(cms, ca.cert));
+		/* encKeyPref names the encryption certificate, DER as by hand. */
+		n = attr_der(cms, NID_id_smime_aa_encrypKeyPref, &der);
+		wlen = enckeypref_expected(alice_enc.cert, want, sizeof(want));
+		CHECK(wlen > 0);
+		CHECK_EQ_INT(n, (int)wlen);
+		CHECK(der != NULL && memcmp(der, want, wlen) == 0);
+		OPENSSL_free(der);
+		/* kmilter's own reader (harvesting) finds it by that name. */
+		CHECK_EQ_INT(smime_verify_certs(NULL, s, len, store, NULL, &r,
+		    NULL, &sc, &err), KM_OK);
+		CHECK(sc.has_pref && sc.pref != NULL &&
+		    X509_cmp(sc.pref, alice_enc.cert) == 0);
+		smime_signer_certs_clear(&sc);
+		/* SMIMECapabilities: ours, strongest first, DER as by hand. */
+		n = attr_der(cms, NID_SMIMECapabilities, &der);
+		CHECK_EQ_INT(n, (int)sizeof(caps_der));
+		CHECK(der != NULL && memcmp(der, caps_der, sizeof(caps_der)) == 0);
+		OPENSSL_free(der);
+		CMS_ContentInfo_free(cms);
+		free(s);
+		BIO_free(b);
+		BIO_free(cb);
+	}
+	sk_X509_free(chain);
+}
+
+TEST(sign_without_publish_has_caps_only)
+{
+	unsigned char *der;
+	size_t len = 0;
+	CMS_ContentInfo *cms;
+	char *s;
+
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
+	s = do_sign(entity, sizeof(entity) - 1, &alice_rsa, SMIME_MD_SHA256,
+	    SMIME_MODE_DETACHED, &len);
+	CHECK(s != NULL);
+	CHECK((cms = signed_cms(s, len)) != NULL);
+	CHECK(has_cert(cms, alice_rsa.cert));
+	CHECK(!has_cert(cms, alice_enc.cert));
+	CHECK_EQ_INT(attr_der(cms, NID_id_smime_aa_encrypKeyPref, &der), -1);
+	CHECK_EQ_INT(attr_der(cms, NID_SMIMECapabilities, &der),
+	    (int)sizeof(caps_der));
+	CHECK(der != NULL && memcmp(der, caps_der, sizeof(caps_der)) == 0);
+	OPENSSL_free(der);
+	CMS_ContentInfo_free(cms);
+	free(s);
+}
+
+/*
+ * signed_with_pref - raw DER opaque signed-data by alice, carrying
+ * alice_enc, whose encKeyPref value is the bytes v as they stand
+ */
+static unsigned char *
+signed_with_pref(const char *v, int vlen, int *len)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	BIO *in = BIO_new_mem_buf("hello\r\n", 7);
+	CMS_ContentInfo *cms = NULL;
+	CMS_SignerInfo *si;
+	unsigned char *der = NULL;
+
+	*len = 0;
+	if (certs != NULL && in != NULL && sk_X509_push(certs, alice_enc.cert) &&
+	    (cms = CMS_sign(alice_rsa.cert, alice_rsa.key, certs, NULL,
+	    CMS_PARTIAL | CMS_BINARY)) != NULL &&
+	    (si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0)) != NULL &&
+	    CMS_signed_add1_attr_by_NID(si, NID_id_smime_aa_encrypKeyPref,
+	    V_ASN1_SEQUENCE, v, vlen) && CMS_final(cms, in, NULL, CMS_BINARY))
+		*len = i2d_CMS_ContentInfo(cms, &der);
+	ERR_clear_error();
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	sk_X509_free(certs);
+	return der;
+}
+
+/* Garbage where the encKeyPref value should be: never a preference, no crash. */
+TEST(enckeypref_malformed_values)
+{
+	static const struct {
+		const char	*what;
+		const char	*der;
+		int		 len;
+	} bad[] = {
+		{ "a SEQUENCE, not [0]", "\x30\x03\x02\x01\x01", 5 },
+		{ "the [1] choice", "\xa1\x03\x04\x01\x01", 5 },
+		{ "[0] longer than the value", "\xa0\x20\x30\x00", 4 },
+		{ "[0] without a serial", "\xa0\x02\x30\x00", 4 },
+		{ "[0] naming another serial", "\xa0\x05\x30\x00\x02\x01\x01", 7 },
+		{ "[2] empty key identifier", "\x82\x00", 2 },
+		{ "a lone tag", "\xa0", 1 },
+	};
+
+	int read = 0;
+
+	CHECK(pki());	/* a test PKI that cannot be made is a failure */
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct smime_signer_certs sc;
+		struct smime_verify_result r;
+		struct kmerr err = { 0 };
+		enum km_status st;
+		unsigned char *der;
+		int len;
+
+		/* OpenSSL may refuse to write some: then nothing to read. */
+		if ((der = signed_with_pref(bad[i].der, bad[i].len, &len)) == NULL)
+			continue;
+		st = smime_verify_certs(NULL, (const char *)der, (size_t)len,
+		    store, NULL, &r, NULL, &sc, &err);
+		if (sc.pref != NULL)
+			printf("    taken as a preference: %s\n", bad[i].what);
+		CHECK(st == KM_OK || st == KM_PROTO);
+		CHECK(sc.pref == NULL);
+		CHECK(ERR_peek_error() == 0);
+		read += st == KM_OK && sc.has_pref;
+		smime_signer_certs_clear(&sc);
+		OPENSSL_free(der);
+	}
+	CHECK(read >= 4);	/* most were signatures with the attribute */
 }
 
 TEST(sign_canonicalises_lf_and_lines_are_crlf)
@@ -1073,6 +1322,9 @@ TEST(verify_unknown_digest_is_permerror)
 static const struct test_case tests[] = {
 	T(sign_detached_roundtrip_all_digests),
 	T(sign_opaque_roundtrip_ec),
+	T(sign_publishes_encryption_certificate),
+	T(sign_without_publish_has_caps_only),
+	T(enckeypref_malformed_values),
 	T(sign_canonicalises_lf_and_lines_are_crlf),
 	T(verify_with_ctype_and_body_apart),
 	T(verify_tampered_content_and_signature),

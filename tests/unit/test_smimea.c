@@ -232,7 +232,7 @@ TEST(wrong_address_expired_refused)
 	CHECK((rd = rdata(3, 0, 0, c, 0, &len)) != NULL);
 	CHECK(verdict(rd, len, "mallory@smimea.example", &err) ==
 	    KM_PERMFAIL);
-	CHECK(strstr(err.msg, "not for mallory@smimea.example") != NULL);
+	CHECK(strstr(err.msg, "does not name mallory@smimea.example") != NULL);
 	free(rd);
 	CHECK((rd = rdata(3, 0, 0, old, 0, &len)) != NULL);
 	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
@@ -240,7 +240,7 @@ TEST(wrong_address_expired_refused)
 	free(rd);
 	CHECK((rd = rdata(3, 0, 0, later, 0, &len)) != NULL);
 	CHECK(verdict(rd, len, "carol@smimea.example", &err) == KM_PERMFAIL);
-	CHECK(strstr(err.msg, "not valid yet") != NULL);
+	CHECK(strstr(err.msg, "not yet valid") != NULL);
 	free(rd);
 	X509_free(c);
 	X509_free(old);
