@@ -25,7 +25,7 @@ used, logged once for two messages, mail signed only; an insecure answer
 (unsigned zone) is not used either (said at debug); NSD stopped: the
 mail goes signed only within timeout_ms plus a margin, kmilter logs that
 the directory did not answer; the next message does not wait (the domain
-is in its back-off period, directory.smimea.backoff_ms).
+is in its back-off period, directory.backoff_ms).
 """
 import os
 import re
