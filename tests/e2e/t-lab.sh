@@ -154,6 +154,57 @@ for i in 1 2; do
 done
 if [ $ok = 1 ]; then pass "up/down twice more in the same dir"; else fail "repeated up/down" "$(tail -3 "$base/err")"; fi
 
+# --- two organizations: up-pair ------------------------------------------------
+P=$base/pair
+out=$("$LAB" up-pair "$P" 2>"$base/err"); rc=$?
+if [ $rc = 0 ] && echo "$out" | grep -q "^lab: pair up in [0-9.]*s"; then
+	pass "up-pair: $(echo "$out" | tail -1)"
+else fail "up-pair" "rc=$rc $(tail -5 "$base/err")"; fi
+va=$(. "$P/a/env" && echo "$LAB_ORG $LAB_PEER_DOMAIN $LAB_SMTP_PORT $LAB_PEER_SMTP_PORT $LAB_PEER_CA")
+vb=$(. "$P/b/env" && echo "$LAB_ORG $LAB_PEER_DOMAIN $LAB_SMTP_PORT $LAB_PEER_SMTP_PORT $LAB_PEER_CA")
+set -- $va; sa=$3
+set -- $vb; sb=$3
+if [ "$va" = "example.com example.net $sa $sb $P/b/orgca/ca.crt" ] &&
+   [ "$vb" = "example.net example.com $sb $sa $P/a/orgca/ca.crt" ] &&
+   grep -q "ca_file = \"$P/b/orgca/ca.crt\"" "$P/a/kmilter/kmilter.conf" &&
+   grep -q 'internal_domains = \[ "example.net" \]' "$P/b/kmilter/kmilter.conf" &&
+   [ "$(postconf -c "$P/b/postfix" -h myhostname)" = mx.example.net ] &&
+   ! cmp -s "$P/a/orgca/ca.crt" "$P/b/orgca/ca.crt"; then
+	pass "pair: each org names its domain, its peer's port and CA"
+else fail "pair: env and config" "a: $va; b: $vb"; fi
+# pair_hop FROMDIR TODIR SENDER RCPT: relayed to the peer, delivered there
+# from 127.0.0.2 (an outside client for the peer), never in FROMDIR's out
+pair_hop() {
+	_q=$($SMTP send "$1" "$3" "$4" 2>>"$base/err") &&
+		_q2=$($SMTP relayed "$1" "$_q" 2>>"$base/err") &&
+		_f=$($SMTP wait "$2" "$_q2" 2>>"$base/err") &&
+		grep -q "^X-Rcpt-Args: <$4>" "$_f" &&
+		grep -q "^Received: from mx\.[a-z.]* (unknown \[127\.0\.0\.2\])" "$_f" &&
+		{ [ -z "$(ls "$1/out")" ] || absent "$4" "$1"/out/*; }
+}
+if pair_hop "$P/a" "$P/b" alice@example.com carol@example.net &&
+   pair_hop "$P/b" "$P/a" bob@example.net dave@example.com; then
+	pass "pair: each org relays the other's domain to it, from 127.0.0.2"
+else fail "pair: relaying between the orgs" "$(tail -3 "$base/err")"; fi
+q=$($SMTP send "$P/a" alice@example.com erin@example.org 2>"$base/err") &&
+	f=$($SMTP wait "$P/a" "$q" 2>>"$base/err")
+if [ -n "${f:-}" ] && absent "erin@example.org" "$P"/b/out/*; then
+	pass "pair: other domains still go to the org's own sink"
+else fail "pair: other domains" "$(tail -3 "$base/err")"; fi
+if "$LAB" up "$P" >/dev/null 2>"$base/err"; then fail "up on a pair dir is refused"
+elif grep -q "lab pair" "$base/err"; then pass "up on a pair dir is refused"
+else fail "up on a pair dir is refused" "$(cat "$base/err")"; fi
+pids=$(cat "$P"/a/pids/*.pid "$P"/b/pids/*.pid)
+st=$("$LAB" status "$P" 2>&1)
+if [ "$(echo "$st" | grep -c ' running$')" = "$(echo "$pids" | wc -w)" ]; then
+	pass "status on a pair dir shows both orgs"
+else fail "status on a pair dir" "$st"; fi
+"$LAB" down "$P" >/dev/null 2>&1
+alive=""
+for p in $pids; do lab_pid_alive "$p" && alive="$alive $p"; done
+if [ -z "$alive" ]; then pass "down on a pair dir stops both orgs"
+else fail "down on a pair dir" "alive:$alive"; fi
+
 if [ "$(etc_sum)" = "$etc_before" ]; then pass "/etc/postfix untouched"
 else fail "/etc/postfix untouched"; fi
 

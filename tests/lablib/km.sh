@@ -18,15 +18,20 @@ KM_PYKMIP_SERVER=${KM_PYKMIP_SERVER:-/usr/bin/pykmip-server}
 # km__cert DIR NAME CN EXT - a key (0600) and a cert signed by DIR/ca
 km__cert() {
 	_d=$1 _n=$2 _cn=$3 _ext=$4
-	( umask 077 && openssl genrsa -out "$_d/$_n.key" 2048 2>/dev/null ) || return 1
+	[ -s "$_d/$_n.key" ] || km__key "$_d/$_n.key" || return 1
 	openssl req -new -key "$_d/$_n.key" -subj "/O=kmilter lab/CN=$_cn" \
 	    -out "$_d/$_n.csr" 2>/dev/null || return 1
 	printf '%s\n' "$_ext" > "$_d/$_n.ext"
 	openssl x509 -req -in "$_d/$_n.csr" -CA "$_d/ca.crt" -CAkey "$_d/ca.key" \
-	    -CAcreateserial -days 825 -sha256 -extfile "$_d/$_n.ext" \
+	    -CAserial "$_d/$_n.srl" -CAcreateserial -days 825 -sha256 -extfile "$_d/$_n.ext" \
 	    -out "$_d/$_n.crt" 2>/dev/null || return 1
-	rm -f "$_d/$_n.csr" "$_d/$_n.ext"
+	rm -f "$_d/$_n.csr" "$_d/$_n.ext" "$_d/$_n.srl"
 	chmod 600 "$_d/$_n.key"
+}
+
+# km__key FILE - a new RSA key, mode 0600
+km__key() {
+	( umask 077 && openssl genrsa -out "$1" 2048 2>/dev/null )
 }
 
 km_pki() {
@@ -34,8 +39,15 @@ km_pki() {
 	_p=$_dir/pki
 	if [ -f "$_p/ca.crt" ]; then return 0; fi
 	mkdir -p "$_p" || return 1
-	( umask 077 && openssl genrsa -out "$_p/ca.key" 2048 2>/dev/null ) || {
-		echo "km_pki: cannot create CA key" >&2; return 1; }
+	# The five RSA keys are made at once (key generation is most of the
+	# lab's start-up time), then the certificates.
+	_jobs=""
+	for _k in ca server kmilter intruder other-ca; do
+		km__key "$_p/$_k.key" & _jobs="$_jobs $!"
+	done
+	for _j in $_jobs; do
+		wait "$_j" || { echo "km_pki: cannot create the RSA keys" >&2; return 1; }
+	done
 	openssl req -x509 -new -key "$_p/ca.key" -days 3650 -sha256 \
 	    -subj "/O=kmilter lab/CN=kmilter lab KM CA" \
 	    -addext "basicConstraints=critical,CA:TRUE" \
@@ -51,8 +63,8 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth" || { echo "km_pki: $_cn cert failed" >&2; return 1; }
 	done
 	# an unrelated CA for "wrong CA" tests
-	( umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -keyout "$_p/other-ca.key" \
-	    -days 3650 -subj "/CN=some other CA" -out "$_p/other-ca.crt" 2>/dev/null ) || {
+	openssl req -x509 -new -key "$_p/other-ca.key" -days 3650 \
+	    -subj "/CN=some other CA" -out "$_p/other-ca.crt" 2>/dev/null || {
 		echo "km_pki: other CA failed" >&2; return 1; }
 	if [ -n "$_owner" ]; then
 		chown "$_owner" "$_p/kmilter.key" "$_p/kmilter.crt" || return 1

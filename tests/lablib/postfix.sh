@@ -8,10 +8,17 @@
 #        DIR/postfix/virtual is the virtual_alias_maps (texthash: no postmap;
 #        read when a cleanup process starts, so fill it before postfix_start,
 #        e.g. from LAB_VIRTUAL_ALIASES, or run postfix reload after).
+#        myhostname is mx.LAB_ORG (LAB_ORG: the organization's domain,
+#        default example.com).
 #        DECRYPT_PORT set: kmilter's two-pass layout (contrib/postfix/
 #        master.cf.snippet): the public smtpd hands every message, after alias
 #        expansion, to a second smtpd on 127.0.0.1:DECRYPT_PORT with
 #        milter_macro_daemon_name=kmilter-decrypt, which relays to the sink.
+# postfix_peer DIR DOMAIN PORT
+#        mail for DOMAIN goes to the other organization's smtpd on
+#        127.0.0.1:PORT (transport_maps, texthash DIR/postfix/transport),
+#        through the service "peer" that connects from 127.0.0.2: the other
+#        gateway sees an outside client, as it would on the Internet.
 # postfix_check DIR      postfix -c DIR/postfix check (creates the queue)
 # postfix_start DIR      start the instance, wait for its master pid file
 # postfix_stop DIR       postfix stop, then wait until the master pid is gone
@@ -51,9 +58,9 @@ maillog_file = $_pd/maillog
 maillog_file_prefixes = $_pd
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-myhostname = mx.example.com
-mydomain = example.com
-myorigin = example.com
+myhostname = mx.${LAB_ORG:-example.com}
+mydomain = ${LAB_ORG:-example.com}
+myorigin = ${LAB_ORG:-example.com}
 mydestination =
 local_recipient_maps =
 local_transport = error:no local delivery in the lab
@@ -139,6 +146,19 @@ kmdecrypt unix  -       -       n       -       -       smtp
   -o milter_macro_daemon_name=kmilter-decrypt
   -o myhostname=kmilter-decrypt.localhost
   -o smtpd_authorized_xforward_hosts=127.0.0.0/8
+MASTERCF
+}
+
+postfix_peer() {
+	_pd=$1/postfix
+	printf '%s peer:[127.0.0.1]:%s\n' "$2" "$3" > "$_pd/transport"
+	cat >> "$_pd/main.cf" <<MAINCF
+# The other organization of a lab pair (tests/lab up-pair)
+transport_maps = texthash:$_pd/transport
+MAINCF
+	cat >> "$_pd/master.cf" <<MASTERCF
+peer      unix  -       -       n       -       -       smtp
+  -o smtp_bind_address=127.0.0.2
 MASTERCF
 }
 

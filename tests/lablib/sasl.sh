@@ -5,11 +5,11 @@
 # sasl_setup DIR    make DIR/sasl/{sasldb2,passwords} and
 #        DIR/postfix/sasl/smtpd.conf (where Debian's Postfix looks, whatever
 #        cyrus_sasl_config_path says; that is set to the same place) with the lab
-#        users (alice@example.com, bob@example.com; random passwords, in
+#        users (alice@ and bob@ the organization's domain LAB_ORG, default
+#        example.com; random passwords, in
 #        DIR/sasl/passwords as "user password" lines, mode 0600) and append
 #        the SASL settings to DIR/postfix/main.cf.  Without saslpasswd2
 #        (package sasl2-bin) it says so and leaves AUTH off.
-LAB_SASL_USERS="alice@example.com bob@example.com"
 
 sasl_setup() {
 	_sd=$1/sasl
@@ -21,7 +21,7 @@ sasl_setup() {
 	chmod 0755 "$_sd"
 	: > "$_sd/passwords"
 	chmod 0600 "$_sd/passwords"
-	for _u in $LAB_SASL_USERS; do
+	for _u in alice@${LAB_ORG:-example.com} bob@${LAB_ORG:-example.com}; do
 		_pw=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 		printf '%s\n' "$_pw" | saslpasswd2 -f "$_sd/sasldb2" -p -c "$_u" ||
 			return 1

@@ -9,11 +9,14 @@ find the delivered file, read kmilter's log line.  Standard library only.
     submit(env, ..., source=outside_client(env))   # from a client that is not
                                               # internal (127.0.0.2)
     submit(env, ..., auth=(user, sasl_password(env, user)))   # SMTP AUTH
+    qid2 = wait_relayed(env, qid)             # a lab pair (tests/lab up-pair):
+                                              # the other organization's queue id
 
 Also a command line for shell scripts and the demo:
     labsmtp.py send DIR FROM TO[,TO...] [FILE|-]  prints the queue id
     labsmtp.py wait DIR QID                       prints the delivered file
     labsmtp.py logline DIR QID                    prints kmilter's line
+    labsmtp.py relayed DIR QID                    prints the peer's queue id
 """
 
 import glob
@@ -165,6 +168,38 @@ def wait_delivered(env, qid, timeout=60):
     return path
 
 
+def relayed_qid(env, qid):
+    """The queue id the peer's Postfix gave qid (from this lab's maillog:
+    relayed over the peer transport of a lab pair), or None.  In the
+    two-pass layout the decrypt pass's own queue id is followed."""
+    try:
+        with open(os.path.join(env["LAB_DIR"], "postfix", "maillog"), "rb") as fp:
+            data = fp.read()
+    except OSError:
+        return None
+    hops = 0
+    while hops < 3:
+        m = re.search(rb" " + qid.encode() + rb": to=<[^>]*>, relay=[^ ]+:([0-9]+),.*status=sent "
+                      rb"\(250 [^)]*queued as ([0-9A-Za-z]+)\)", data)
+        if not m:
+            return None
+        port, qid = m.group(1).decode(), m.group(2).decode()
+        if port == env.get("LAB_PEER_SMTP_PORT"):
+            return qid
+        if port != env.get("LAB_DECRYPT_PORT"):
+            return None
+        hops += 1
+    return None
+
+
+def wait_relayed(env, qid, timeout=60):
+    """Wait until qid went to the peer organization; its queue id there."""
+    q = wait_for(lambda: relayed_qid(env, qid), timeout)
+    if not q:
+        raise LabError("%s not relayed to the peer within %ds" % (qid, timeout))
+    return q
+
+
 def read_delivered(path):
     """Split a smtp-sink dump into (sink headers dict, message bytes).
 
@@ -274,6 +309,8 @@ def main(argv):
         print(submit(env, argv[2], rcpts, raw))
     elif cmd == "wait" and len(argv) == 3:
         print(wait_delivered(env, argv[2]))
+    elif cmd == "relayed" and len(argv) == 3:
+        print(wait_relayed(env, argv[2]))
     elif cmd == "logline" and len(argv) == 3:
         line = wait_log_line(env, argv[2])
         if not line:
