@@ -23,6 +23,8 @@ MILTER_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags milter 2>/dev/null)
 MILTER_LIBS   ?= $(shell $(PKG_CONFIG) --libs milter 2>/dev/null || echo -lmilter)
 # LDAP directories (keyclient/ldapdir.c): OpenLDAP's client library
 LDAP_LIBS     ?= -lldap -llber
+# libunbound: DNS SMIMEA lookups with DNSSEC validation (keyclient/smimea.c)
+UNBOUND_LIBS ?= $(shell $(PKG_CONFIG) --libs libunbound 2>/dev/null || echo -lunbound)
 
 WARNINGS = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
 	   -Wwrite-strings -Wpointer-arith -Wformat=2 -Wno-unused-parameter
@@ -47,7 +49,7 @@ REAL_CFLAGS = -std=c11 -D_GNU_SOURCE -DKMILTER_VERSION='"$(VERSION)"' \
 	      -Ibase -Iconf -Ikeyclient -Imilter -Ikmctl $(WARNINGS) $(SAN_FLAGS) \
 	      $(PKG_CFLAGS) $(MILTER_CFLAGS) $(CFLAGS) -MMD -MP
 REAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) $(MILTER_LIBS) $(LDAP_LIBS) -lpthread
+LIBS = $(PKG_LIBS) $(MILTER_LIBS) $(LDAP_LIBS) $(UNBOUND_LIBS) -lpthread
 
 # The layers, from the bottom: base (log, secure memory, status codes,
 # clock, paths, control protocol), conf, keyclient, then the programs:

@@ -196,6 +196,15 @@ struct kmilter_conf {
 	int	 hook_release;
 	int	 hook_unlocked_key_ttl;
 
+	/* directory.smimea: certificates from DNS SMIMEA records (RFC 8162) */
+	int	 smimea_enabled;
+	char	*smimea_resolver;	/* "" = recursion from the root */
+	char	*smimea_stub;		/* "" = none; else for smimea_domains */
+	char	*smimea_trust_anchor_file;
+	int	 smimea_timeout_ms;
+	char	**smimea_domains;	/* none = every domain */
+	int	 n_smimea_domains;
+
 	int	 refcnt;
 };
 

@@ -155,6 +155,14 @@ const struct conf_key conf_schema[] = {
 	BOOL("hook.release", hook_release, "false"),
 	INT("hook.unlocked_key_ttl", hook_unlocked_key_ttl, "300", 1, 86400),
 
+	BOOL("directory.smimea.enabled", smimea_enabled, "false"),
+	STR("directory.smimea.resolver", smimea_resolver, ""),
+	STR("directory.smimea.stub", smimea_stub, ""),
+	STR("directory.smimea.trust_anchor_file", smimea_trust_anchor_file,
+	    "/usr/share/dns/root.key"),
+	INT("directory.smimea.timeout_ms", smimea_timeout_ms, "2000", 10, 60000),
+	LIST("directory.smimea.domains", smimea_domains, n_smimea_domains, NULL),
+
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, 0, 0 }
 };
 

@@ -5,9 +5,10 @@
  *	keystore_certcheck - is a certificate usable to encrypt to an address?
  * SUMMARY
  *	keystore_cert_check().
- *	Part of the keystore family (keystore_int.h); outside it only
+ *	Part of the keystore family (keystore_int.h); outside it
  *	milter/harvest.c calls it (the same checks before a certificate is
- *	harvested).
+ *	harvested), and the directories (ldapdir.c, smimea.c) before they
+ *	hand a certificate to the key store.
  * DESCRIPTION
  *	Checks, in order: not expired, already valid, extendedKeyUsage
  *	emailProtection (absent means any), a key CMS can encrypt to with a
