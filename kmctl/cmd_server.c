@@ -71,6 +71,9 @@ static const struct prom_family families[] = {
 	{ "kmilter_messages_total", "counter", "Messages by direction since start." },
 	{ "kmilter_message_outcomes_total", "counter",
 	    "Messages by what kmilter did with them since start." },
+	{ "kmilter_downgraded_total", "counter", "Messages that left less protected "
+	    "than policy wanted (unsigned, signed only, kept encrypted, certificate "
+	    "missing), by direction, since start." },
 	{ "kmilter_latency_milliseconds", "gauge", "Message processing time: upper "
 	    "bound of the latency bucket holding the quantile (-1: above 10 s)." },
 	{ "kmilter_key_lookups_total", "counter", "Key store lookups since start or reload." },
@@ -95,7 +98,8 @@ static const struct prom_metric metrics[] = {
 	{ "rejected", "kmilter_message_outcomes_total", "{outcome=\"rejected\"}" },
 	{ "tempfailed", "kmilter_message_outcomes_total", "{outcome=\"tempfailed\"}" },
 	{ "aborted", "kmilter_message_outcomes_total", "{outcome=\"aborted\"}" },
-	{ "downgraded", "kmilter_message_outcomes_total", "{outcome=\"downgraded\"}" },
+	{ "downgraded_outbound", "kmilter_downgraded_total", "{direction=\"outbound\"}" },
+	{ "downgraded_inbound", "kmilter_downgraded_total", "{direction=\"inbound\"}" },
 	{ "latency_p50_ms", "kmilter_latency_milliseconds", "{quantile=\"0.5\"}" },
 	{ "latency_p90_ms", "kmilter_latency_milliseconds", "{quantile=\"0.9\"}" },
 	{ "latency_p99_ms", "kmilter_latency_milliseconds", "{quantile=\"0.99\"}" },

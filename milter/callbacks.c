@@ -544,6 +544,9 @@ eom_step(SMFICTX *ctx, struct session *s)
 		stats_count(ST_TEMPFAILED);
 		break;
 	}
+	if (v.downgraded && strcmp(outcome, "ok") == 0 && dir != DIR_PASS)
+		stats_count(dir == DIR_OUTBOUND ? ST_DOWNGRADED_OUTBOUND :
+		    ST_DOWNGRADED_INBOUND);
 	log_message(s, dir, &v, outcome);
 	stats_latency(message_elapsed_ms(s->msg));
 	verdict_clear(&v);

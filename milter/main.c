@@ -43,6 +43,14 @@ static int	signal_pipe[2] = { -1, -1 };
 static int	milter_status;
 static int	log_to_stderr_now;
 
+/* What this process created, removed at the stop (settings a reload may change). */
+static struct {
+	char	 socket[PATH_MAX];	/* the unix socket bound, "" if none */
+	dev_t	 dev;			/* and its inode: remove only that one */
+	ino_t	 ino;
+	char	 pidfile[PATH_MAX];
+} made;
+
 /* usage - print the synopsis and exit */
 static noreturn void
 usage(void)
@@ -291,6 +299,9 @@ open_socket(const struct kmilter_conf *c, const struct passwd *pw)
 	if (!S_ISSOCK(st.st_mode) || (st.st_mode & 0777) != mode)
 		fatalx("milter socket %s is not the socket just bound with mode %04o",
 		    path, (unsigned)mode);
+	snprintf(made.socket, sizeof(made.socket), "%s", path);
+	made.dev = st.st_dev;
+	made.ino = st.st_ino;
 	if ((pw != NULL || gid != (gid_t)-1) &&
 	    lchown(path, pw ? pw->pw_uid : (uid_t)-1, gid) != 0)
 		fatal("chown %s to %s:%s", path, pw ? pw->pw_name : "-",
@@ -581,6 +592,7 @@ pidfile_and_drop(const struct kmilter_conf *conf, struct passwd *pw)
 	/* The pid file is written as root only in a directory only root can
 	 * write; anywhere else as the milter user, after the drop. */
 	if (*conf->pidfile) {
+		snprintf(made.pidfile, sizeof(made.pidfile), "%s", conf->pidfile);
 		piddir = pidfile_dir(conf->pidfile, &root_only);
 		if (root_only || pw == NULL) {
 			pidfile_write(piddir, conf->pidfile);
@@ -677,6 +689,25 @@ serve(const char *path)
 	}
 }
 
+/*
+ * remove_made - the pid file and the unix socket this process made
+ *	The socket only if the path is still the socket bound at start (same
+ *	device and inode): another kmilter may have bound one there since.
+ *	A file that cannot be removed (a directory only root can write: the
+ *	milter user cannot) is said, not ignored.
+ */
+static void
+remove_made(void)
+{
+	struct stat st;
+
+	if (*made.socket && lstat(made.socket, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == made.dev && st.st_ino == made.ino && unlink(made.socket) != 0)
+		log_warn("cannot remove the milter socket %s", made.socket);
+	if (*made.pidfile && unlink(made.pidfile) != 0 && errno != ENOENT)
+		log_warn("cannot remove the pid file %s", made.pidfile);
+}
+
 /* stop - let open connections finish, then release everything */
 static void
 stop(pthread_t tid)
@@ -695,8 +726,7 @@ stop(pthread_t tid)
 	c = callbacks_conf();
 	stats_format(line, sizeof(line));
 	log_info("%s", line);
-	if (*c->pidfile)
-		unlink(c->pidfile);
+	remove_made();
 	conf_unref(c);
 	callbacks_set_conf(NULL);
 	runtime_free();

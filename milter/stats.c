@@ -57,9 +57,11 @@ stats_format(char *buf, size_t len)
 	n = snprintf(buf, len,
 	    "stats: connections=%lu outbound=%lu inbound=%lu pass=%lu rewritten=%lu "
 	    "passed=%lu rejected=%lu tempfailed=%lu aborted=%lu "
+	    "downgraded_outbound=%lu downgraded_inbound=%lu "
 	    "latency_p50_ms=%ld latency_p90_ms=%ld latency_p99_ms=%ld",
 	    c[ST_CONNECTIONS], c[ST_MSG_OUTBOUND], c[ST_MSG_INBOUND], c[ST_MSG_PASS],
 	    c[ST_REWRITTEN], c[ST_PASSED], c[ST_REJECTED], c[ST_TEMPFAILED], c[ST_ABORTED],
+	    c[ST_DOWNGRADED_OUTBOUND], c[ST_DOWNGRADED_INBOUND],
 	    percentile(b, total, 0.5), percentile(b, total, 0.9), percentile(b, total, 0.99));
 	return n < 0 ? 0 : (size_t)n;
 }

@@ -6,8 +6,11 @@
  * SUMMARY
  *	stats_count(), stats_latency(), stats_format()
  * DESCRIPTION
- *	Lock-free counters of messages by direction and outcome, and a small
- *	latency histogram from which stats_format() derives percentiles.
+ *	Lock-free counters of messages by direction and outcome, of the
+ *	messages that left less protected than policy wanted (downgraded:
+ *	unsigned, signed only, kept encrypted, certificate missing) by
+ *	direction, and a small latency histogram from which stats_format()
+ *	derives percentiles.
  * OWNERSHIP
  *	stats_format() writes into the caller's buffer.
  * ERRORS
@@ -21,6 +24,7 @@ enum stat_counter {
 	ST_MSG_OUTBOUND, ST_MSG_INBOUND, ST_MSG_PASS,
 	ST_REWRITTEN, ST_PASSED, ST_REJECTED, ST_TEMPFAILED, ST_ABORTED,
 	ST_CONNECTIONS,
+	ST_DOWNGRADED_OUTBOUND, ST_DOWNGRADED_INBOUND,
 	ST_NCOUNTERS
 };
 

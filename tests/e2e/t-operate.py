@@ -11,7 +11,8 @@ on a running kmilter (issue 13, item 10).
     facility (local3), the ident kmilter[PID], level info for a message
     that went as policy wants and warning for a downgrade;
   - the counters line comes every log.stats_interval seconds and counts
-    the connections and messages this test sent;
+    the connections and messages this test sent, a downgraded one too
+    (downgraded_outbound; kmilter_downgraded_total in the Prometheus format);
   - a full spool: in the same namespace milter.spool_dir is a 256 kB tmpfs
     (write() fails with ENOSPC, as on a full disk); a larger message gets
     451 4.3.0, the log line says why, nothing is delivered or queued; with
@@ -23,7 +24,7 @@ on a running kmilter (issue 13, item 10).
   - SIGTERM while a message is in progress (its SMTP session past RCPT,
     the milter connection open): a new connection meanwhile is tempfailed,
     the message in progress is completed (250, delivered encrypted and
-    whole), kmilter exits 0, the pid file is gone.
+    whole), kmilter exits 0, the pid file and the milter socket are gone.
 
 The namespace needs root and mount rights; without them kmilter runs
 outside one, logging to stderr, and the syslog and full-spool cases are
@@ -522,21 +523,26 @@ def _():
     check(first, "no counters line within %d s" % (STATS_INTERVAL + 3))
     mark = lg.count()
     base = stats_fields(lg.find(STATS_RE)[-1][4])
-    # three connections: one outbound message (rewritten), two passed through
+    # four connections: one outbound message (rewritten), one outbound
+    # downgraded (signed only: no certificate), two passed through
     m = L.plain_msg(ALICE, DAVE, 1000, "outbound")
     submit(ALICE, DAVE, m.raw)
+    m = L.plain_msg(ALICE, NOCERT, 1000, "outbound")
+    _, line = submit(ALICE, NOCERT, m.raw)
+    check("result=downgraded" in line, "alice to %s: %r" % (NOCERT, line))
     for _ in range(2):
         m = L.plain_msg(OUTSIDER, DAVE, 1000, "pass")
         submit(OUTSIDER, DAVE, m.raw, source=L.OUTSIDE_CLIENT)
     mark2 = lg.count()
     want = dict(base)
-    for k, n in (("connections", 3), ("outbound", 1), ("pass", 2), ("rewritten", 1), ("passed", 2)):
+    for k, n in (("connections", 4), ("outbound", 2), ("pass", 2), ("rewritten", 2), ("passed", 2),
+                 ("downgraded_outbound", 1)):
         want[k] += n
     got = wait_for(lambda: lg.find(STATS_RE, mark2), STATS_INTERVAL + 3)
     check(got, "no counters line within %d s of the messages" % (STATS_INTERVAL + 3))
     f = stats_fields(got[0][4])
     for k in ("connections", "outbound", "inbound", "pass", "rewritten", "passed", "rejected",
-              "tempfailed", "aborted"):
+              "tempfailed", "aborted", "downgraded_outbound", "downgraded_inbound"):
         check_eq(f.get(k), want.get(k), "%s in %r (before: %r)" % (k, got[0][4], base))
     for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms"):
         check(k in f, "no %s in %r" % (k, got[0][4]))
@@ -643,6 +649,10 @@ def _():
     for o in ("rewritten", "passed", "rejected", "tempfailed", "aborted"):
         check_eq(outcomes.get('{outcome="%s"}' % o), plain[o], "outcome %s" % o)
     check_eq(fams["kmilter_connections_total"][1][""], plain["connections"], "connections")
+    dg = fams.get("kmilter_downgraded_total", ("", {}))
+    check_eq(dg, ("counter", {'{direction="outbound"}': plain["downgraded_outbound"],
+                              '{direction="inbound"}': plain["downgraded_inbound"]}), "downgraded")
+    check(plain["downgraded_outbound"] >= 1, "no downgraded message counted: %r" % text)
     check_eq(set(fams["kmilter_latency_milliseconds"][1]),
              {'{quantile="0.5"}', '{quantile="0.9"}', '{quantile="0.99"}'}, "latency quantiles")
     hits = fams["kmilter_key_cache_hits_total"][1]
@@ -771,7 +781,7 @@ def _():
 
 # ---------------------------------------------------------------- SIGTERM
 
-@suite.case("SIGTERM with a message in progress: it is completed, kmilter exits 0, pid file removed")
+@suite.case("SIGTERM with a message in progress: it is completed, kmilter exits 0, pid file and socket removed")
 def _():
     need("env")
     proc, lg = S["proc"], S["syslog"]
@@ -817,6 +827,8 @@ def _():
         check(False, "kmilter still runs 25 s after SIGTERM")
     check_eq(rc, 0, "kmilter's exit status after SIGTERM")
     check(not os.path.lexists(pidfile), "the pid file %s is left behind" % pidfile)
+    sock = S["env"]["LAB_MILTER_SOCK"]
+    check(not os.path.lexists(sock), "the milter socket %s is left behind" % sock)
     check(lg.find(r"^kmilter stopped$", mark), "no 'kmilter stopped' line")
     _, msg = L.labsmtp.read_delivered(L.labsmtp.wait_delivered(S["env"], qid, 30))
     check(L.is_enveloped(msg) and m.marker.encode() not in msg, "not delivered encrypted")
