@@ -451,28 +451,44 @@ milter_thread(void *arg)
 	return NULL;
 }
 
-/* restart_needed - settings a reload cannot change */
+/*
+ * warn_restart_needed - one line per changed setting a reload cannot
+ * apply: the socket and the pid file are made, the privileges dropped,
+ * the control socket bound, libmilter's timeout and the log opened once,
+ * at start.
+ */
 static void
 warn_restart_needed(const struct kmilter_conf *old, const struct kmilter_conf *new)
 {
-	if (strcmp(old->socket, new->socket) != 0 || strcmp(old->user, new->user) != 0 ||
-	    strcmp(old->pidfile, new->pidfile) != 0 ||
-	    strcmp(old->socket_mode, new->socket_mode) != 0 ||
-	    strcmp(old->socket_group, new->socket_group) != 0)
-		log_warnx("reload: milter.socket, socket_mode, socket_group, user and "
-		    "pidfile take effect only after a restart");
+	static const char *const at_start[] = { "milter.socket", "milter.socket_mode",
+	    "milter.socket_group", "milter.user", "milter.pidfile",
+	    "milter.control_socket", "milter.timeout", "log.facility", "log.stderr" };
+	const char *one[2] = { NULL, NULL };
+
+	for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
+		one[0] = at_start[i];
+		if (conf_differs(old, new, one, NULL))
+			log_warnx("reload: %s changed: needs a restart", at_start[i]);
+	}
 }
 
-/* reload - load the configuration again; a bad file keeps the running one */
+/*
+ * reload - load the configuration again; a bad file keeps the running one
+ *	km, cache and hook changed: a new key store beside the old one;
+ *	revocation changed: a new revocation checker.  The messages in
+ *	progress keep the ones they pinned until they are done with them.
+ *	Unchanged, the running ones keep their caches and connections.
+ */
 static void
 reload(const char *path)
 {
 	char err[4096];
 	static const char *const keystore_settings[] = { "km.", "cache.", "hook.",
 	    "directory.", "milter.state_dir", "milter.gateway_name", NULL };
+	static const char *const revcheck_settings[] = { "revocation.", NULL };
 	struct kmerr kerr;
 	struct kmilter_conf *new = conf_load(path, err, sizeof(err)), *old;
-	const char *changed = NULL;
+	const char *ks_changed = NULL, *rc_changed = NULL;
 
 	if (new == NULL) {
 		char *save = NULL;
@@ -488,19 +504,21 @@ reload(const char *path)
 		return;
 	}
 	old = callbacks_conf();
-	/* km, cache and hook changed: a new key store beside the old one,
-	 * which the messages in progress keep until they are done with it.
-	 * Unchanged, the running one keeps its caches and connections. */
-	if (conf_differs(old, new, keystore_settings, &changed)) {
-		if (runtime_reload_keystore(new, &kerr) != 0) {
-			log_warnx("reload: key store (km, cache, hook): %s: keeping "
-			    "the running configuration and key store", kerr.msg);
-			conf_unref(old);
-			conf_unref(new);
-			return;
-		}
-		log_info("reload: %s changed: new key store", changed);
+	conf_differs(old, new, keystore_settings, &ks_changed);
+	conf_differs(old, new, revcheck_settings, &rc_changed);
+	if ((ks_changed || rc_changed) &&
+	    runtime_reload(new, ks_changed != NULL, rc_changed != NULL, &kerr) != 0) {
+		log_warnx("reload: %s: %s: keeping the running configuration, key "
+		    "store and revocation checker", ks_changed ? "key store (km, cache, "
+		    "hook)" : "revocation checker", kerr.msg);
+		conf_unref(old);
+		conf_unref(new);
+		return;
 	}
+	if (ks_changed)
+		log_info("reload: %s changed: new key store", ks_changed);
+	if (rc_changed)
+		log_info("reload: %s changed: new revocation checker", rc_changed);
 	warn_restart_needed(old, new);
 	conf_unref(old);
 	log_set_verbose(new->log_verbose);

@@ -14,17 +14,23 @@
 #include "revcheck.h"
 #include "runtime.h"
 
-/* A key store with the messages that use it: freed by the last one out. */
-struct ksref {
-	struct keystore	*ks;
-	int		 refs;		/* runtime's own + one per pin */
+/*
+ * An object every message uses (the key store, the revocation checker)
+ * with the messages that use it: freed by the last one out.  A reload
+ * puts a new one in the slot; threads that pinned the old one keep it.
+ */
+struct ref {
+	void		*obj;
+	void		(*dtor)(void *);
+	int		 refs;		/* the slot's own + one per pin */
 };
 
-static struct ksref *current;
-static pthread_mutex_t ks_mtx = PTHREAD_MUTEX_INITIALIZER;
-static __thread struct ksref *pinned;
+enum { SLOT_KS, SLOT_RC, NSLOTS };
+
+static struct ref *current[NSLOTS];
+static pthread_mutex_t ref_mtx = PTHREAD_MUTEX_INITIALIZER;
+static __thread struct ref *pinned[NSLOTS];
 static __thread int pin_depth;
-static struct revcheck *revcheck;
 static X509_STORE *trust;
 static pthread_mutex_t trust_mtx = PTHREAD_MUTEX_INITIALIZER;
 
@@ -54,39 +60,80 @@ load_trust(const struct kmilter_conf *c, struct kmerr *err)
 	return st;
 }
 
-/* ksref_new - a key store of c with the runtime's reference */
-static struct ksref *
-ksref_new(const struct kmilter_conf *c, struct kmerr *err)
+/* ks_dtor, rc_dtor - free a key store, a revocation checker */
+static void
+ks_dtor(void *p)
 {
-	struct ksref *r = calloc(1, sizeof(*r));
+	keystore_free(p);
+}
 
-	if (r == NULL) {
-		kmerr_set(err, KM_NOMEM, KMERR_NONE, "key store: out of memory");
+static void
+rc_dtor(void *p)
+{
+	revcheck_free(p);
+}
+
+/* ref_new - obj (NULL: err says why) with the slot's reference */
+static struct ref *
+ref_new(void *obj, void (*dtor)(void *), struct kmerr *err)
+{
+	struct ref *r;
+
+	if (obj == NULL)
+		return NULL;
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		dtor(obj);
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "runtime: out of memory");
 		return NULL;
 	}
-	if ((r->ks = keystore_new(c, err)) == NULL) {
-		free(r);
-		return NULL;
-	}
+	r->obj = obj;
+	r->dtor = dtor;
 	r->refs = 1;
 	return r;
 }
 
-/* ksref_drop - one reference less; the last frees the key store */
+/* ref_drop - one reference less; the last frees the object */
 static void
-ksref_drop(struct ksref *r)
+ref_drop(struct ref *r)
 {
 	int last;
 
 	if (r == NULL)
 		return;
-	pthread_mutex_lock(&ks_mtx);
+	pthread_mutex_lock(&ref_mtx);
 	last = --r->refs == 0;
-	pthread_mutex_unlock(&ks_mtx);
+	pthread_mutex_unlock(&ref_mtx);
 	if (last) {
-		keystore_free(r->ks);
+		r->dtor(r->obj);
 		free(r);
 	}
+}
+
+/* ref_swap - r goes in slot; the slot's reference to the old one is dropped */
+static void
+ref_swap(int slot, struct ref *r)
+{
+	struct ref *old;
+
+	pthread_mutex_lock(&ref_mtx);
+	old = current[slot];
+	current[slot] = r;
+	pthread_mutex_unlock(&ref_mtx);
+	ref_drop(old);		/* freed now, or by the last message using it */
+}
+
+/* ref_get - the pinned object of slot, else the current one */
+static void *
+ref_get(int slot)
+{
+	void *obj;
+
+	if (pinned[slot] != NULL)
+		return pinned[slot]->obj;
+	pthread_mutex_lock(&ref_mtx);
+	obj = current[slot] != NULL ? current[slot]->obj : NULL;
+	pthread_mutex_unlock(&ref_mtx);
+	return obj;
 }
 
 /* runtime_init - make the key store and the trust store */
@@ -97,9 +144,9 @@ runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 		return -1;
 	if (orgchain_load(c, err) != 0)
 		return -1;
-	if ((current = ksref_new(c, err)) == NULL)
+	if ((current[SLOT_KS] = ref_new(keystore_new(c, err), ks_dtor, err)) == NULL)
 		return -1;
-	if ((revcheck = revcheck_new(c, err)) == NULL)
+	if ((current[SLOT_RC] = ref_new(revcheck_new(c, err), rc_dtor, err)) == NULL)
 		return -1;
 	return 0;
 }
@@ -124,76 +171,77 @@ runtime_reload_trust(const struct kmilter_conf *c, struct kmerr *err)
 	return 0;
 }
 
-/* ksref_swap - r becomes current; the runtime's reference to the old one is dropped */
-static void
-ksref_swap(struct ksref *r)
+/*
+ * runtime_reload - what a new configuration changed, built beside the
+ * running ones: the key store if keystore, the revocation checker if
+ * revcheck.  Both are built before either is swapped in: one that cannot
+ * be built leaves both running ones in place.
+ */
+int
+runtime_reload(const struct kmilter_conf *c, int keystore, int revcheck,
+    struct kmerr *err)
 {
-	struct ksref *old;
+	struct ref *ks = NULL, *rc = NULL;
 
-	pthread_mutex_lock(&ks_mtx);
-	old = current;
-	current = r;
-	pthread_mutex_unlock(&ks_mtx);
-	ksref_drop(old);		/* freed now, or by the last message using it */
+	if (keystore && (ks = ref_new(keystore_new(c, err), ks_dtor, err)) == NULL)
+		return -1;
+	if (revcheck && (rc = ref_new(revcheck_new(c, err), rc_dtor, err)) == NULL) {
+		ref_drop(ks);
+		return -1;
+	}
+	if (ks != NULL)
+		ref_swap(SLOT_KS, ks);
+	if (rc != NULL)
+		ref_swap(SLOT_RC, rc);
+	return 0;
 }
 
 /* runtime_reload_keystore - a key store of c in place of the current one */
 int
 runtime_reload_keystore(const struct kmilter_conf *c, struct kmerr *err)
 {
-	struct ksref *r = ksref_new(c, err);
-
-	if (r == NULL)
-		return -1;
-	ksref_swap(r);
-	return 0;
+	return runtime_reload(c, 1, 0, err);
 }
 
-/* runtime_pin - this thread's key store stays until runtime_unpin */
+/* runtime_pin - this thread's key store and revocation checker stay until runtime_unpin */
 void
 runtime_pin(void)
 {
 	if (pin_depth++ > 0)
 		return;
-	pthread_mutex_lock(&ks_mtx);
-	pinned = current;
-	if (pinned != NULL)
-		pinned->refs++;
-	pthread_mutex_unlock(&ks_mtx);
+	pthread_mutex_lock(&ref_mtx);
+	for (int i = 0; i < NSLOTS; i++)
+		if ((pinned[i] = current[i]) != NULL)
+			pinned[i]->refs++;
+	pthread_mutex_unlock(&ref_mtx);
 }
 
 /* runtime_unpin - release what runtime_pin took */
 void
 runtime_unpin(void)
 {
-	struct ksref *r;
-
 	if (pin_depth == 0 || --pin_depth > 0)
 		return;
-	r = pinned;
-	pinned = NULL;
-	ksref_drop(r);
+	for (int i = 0; i < NSLOTS; i++) {
+		struct ref *r = pinned[i];
+
+		pinned[i] = NULL;
+		ref_drop(r);
+	}
 }
 
 /* runtime_keystore - the pinned key store, else the current one */
 struct keystore *
 runtime_keystore(void)
 {
-	struct keystore *ks;
-
-	if (pinned != NULL)
-		return pinned->ks;
-	pthread_mutex_lock(&ks_mtx);
-	ks = current != NULL ? current->ks : NULL;
-	pthread_mutex_unlock(&ks_mtx);
-	return ks;
+	return ref_get(SLOT_KS);
 }
 
-/* runtime_revcheck - the revocation checker */
+/* runtime_revcheck - the pinned revocation checker, else the current one */
 struct revcheck *
 runtime_revcheck(void)
 {
-	return revcheck;
+	return ref_get(SLOT_RC);
 }
 
 /* runtime_trust - a reference to the current trust store */
@@ -214,8 +262,8 @@ runtime_trust(void)
 void
 runtime_free(void)
 {
-	ksref_swap(NULL);
-	revcheck = revcheck_free(revcheck);
+	ref_swap(SLOT_KS, NULL);
+	ref_swap(SLOT_RC, NULL);
 	X509_STORE_free(trust);
 	trust = NULL;
 	orgchain_free();

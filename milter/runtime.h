@@ -6,7 +6,8 @@
  *	trust store and revocation checker
  * SUMMARY
  *	runtime_init(), runtime_reload_trust(), runtime_reload_keystore(),
- *	runtime_pin(), runtime_unpin(), runtime_keystore(), runtime_trust(),
+ *	runtime_reload(), runtime_pin(), runtime_unpin(), runtime_keystore(),
+ *	runtime_trust(),
  *	runtime_revcheck(), runtime_free()
  * DESCRIPTION
  *	runtime_init() is called at start-up, before privileges are
@@ -17,21 +18,24 @@
  *	runtime_reload_keystore() builds a key store from
  *	the new configuration (km, cache, hook groups) beside the old one and
  *	swaps it in; when it cannot be built, the old one stays.
+ *	runtime_reload() does that for the key store, the revocation checker
+ *	(revocation group) or both: both are built before either is swapped
+ *	in, and one that cannot be built leaves both running ones.
  *
- *	A key store is reference counted: runtime_pin() holds the current one
- *	for the calling thread (one callback's work on a message) until
- *	runtime_unpin(); runtime_keystore() returns the pinned one, else the
- *	current one.  A key store replaced by a reload is freed when the last
- *	thread that pinned it unpins.  Pins nest (counted per thread).
+ *	The key store and the revocation checker are reference counted:
+ *	runtime_pin() holds the current ones for the calling thread (one
+ *	callback's work on a message) until runtime_unpin();
+ *	runtime_keystore() and runtime_revcheck() return the pinned one,
+ *	else the current one.  One replaced by a reload is freed when the
+ *	last thread that pinned it unpins.  Pins nest (counted per thread).
  * OWNERSHIP
  *	runtime_keystore() is borrowed: between runtime_pin() and
  *	runtime_unpin() in the same thread; without a pin, until the next
- *	reload (start-up and tests only).  runtime_revcheck() is borrowed for
- *	the life of the process.
+ *	reload (start-up and tests only); the same for runtime_revcheck().
  *	runtime_trust() returns a new reference: X509_STORE_free() it.
  * ERRORS
- *	runtime_init(), runtime_reload_trust() and runtime_reload_keystore()
- *	return -1 and fill err
+ *	runtime_init(), runtime_reload_trust(), runtime_reload_keystore() and
+ *	runtime_reload() return -1 and fill err
  *	(a CA file that does not load: KM_PERMFAIL, KMERR_BADINPUT; the key
  *	store's own errors otherwise).
  * THREADS
@@ -50,6 +54,8 @@ struct revcheck;
 int		 runtime_init(const struct kmilter_conf *, struct kmerr *err);
 int		 runtime_reload_trust(const struct kmilter_conf *, struct kmerr *err);
 int		 runtime_reload_keystore(const struct kmilter_conf *, struct kmerr *err);
+int		 runtime_reload(const struct kmilter_conf *, int keystore, int revcheck,
+		    struct kmerr *err);
 void		 runtime_pin(void);
 void		 runtime_unpin(void);
 struct keystore	*runtime_keystore(void);

@@ -1,6 +1,7 @@
 /*
- * test_runtime.c - the key store a reload replaces stays until the last
- * message that pinned it is done (milter/runtime.c over fake key stores).
+ * test_runtime.c - the key store and the revocation checker a reload
+ * replaces stay until the last message that pinned them is done
+ * (milter/runtime.c over fake key stores and revocation checkers).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,21 +42,39 @@ keystore_free(struct keystore *ks)
 	return NULL;
 }
 
+static int rc_made, rc_freed, rc_fail_next;
+
 struct revcheck *
 revcheck_new(const struct kmilter_conf *c, struct kmerr *err)
 {
-	static int dummy;
+	int *rc;
 
 	(void)c;
-	(void)err;
-	return (struct revcheck *)&dummy;
+	if (rc_fail_next) {
+		rc_fail_next = 0;
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "fake: no revocation checker");
+		return NULL;
+	}
+	if ((rc = malloc(sizeof(*rc))) == NULL)
+		abort();
+	*rc = ++rc_made;
+	return (struct revcheck *)rc;
 }
 
 struct revcheck *
 revcheck_free(struct revcheck *rc)
 {
-	(void)rc;
+	if (rc != NULL)
+		rc_freed++;
+	free(rc);
 	return NULL;
+}
+
+/* which_rc - the number of the revocation checker runtime_revcheck() gives */
+static int
+which_rc(void)
+{
+	return *(int *)runtime_revcheck();
 }
 
 /* which - the number of the key store runtime_keystore() gives */
@@ -75,6 +94,7 @@ setup(void)
 	struct kmerr kerr;
 
 	made = freed = fail_next = 0;
+	rc_made = rc_freed = rc_fail_next = 0;
 	conf = conf_load_string("milter: { socket = \"unix:/tmp/x.sock\"; };", "t.conf",
 	    err, sizeof(err));
 	return conf != NULL && runtime_init(conf, &kerr) == 0;
@@ -186,9 +206,51 @@ TEST(pins_are_per_thread)
 	teardown();
 }
 
+/* A new revocation checker: the pinned one stays, the key store is not touched. */
+TEST(reload_revcheck_after_last_unpin)
+{
+	struct kmerr kerr;
+
+	CHECK(setup());
+	runtime_pin();
+	CHECK_EQ_INT(which_rc(), 1);
+	CHECK_EQ_INT(runtime_reload(conf, 0, 1, &kerr), 0);
+	CHECK_EQ_INT(which_rc(), 1);		/* still the message's own */
+	CHECK_EQ_INT(rc_freed, 0);
+	runtime_unpin();
+	CHECK_EQ_INT(rc_freed, 1);
+	CHECK_EQ_INT(which_rc(), 2);
+	CHECK_EQ_INT(which(), 1);		/* the key store stays */
+	CHECK_EQ_INT(made, 1);
+	CHECK_EQ_INT(freed, 0);
+	teardown();
+	CHECK_EQ_INT(rc_freed, 2);
+}
+
+/* Both asked, one fails: neither is swapped, the one built is freed. */
+TEST(reload_both_or_neither)
+{
+	struct kmerr kerr;
+
+	CHECK(setup());
+	rc_fail_next = 1;
+	CHECK(runtime_reload(conf, 1, 1, &kerr) != 0);
+	CHECK(strstr(kerr.msg, "fake: no revocation checker") != NULL);
+	CHECK_EQ_INT(made, 2);			/* built ... */
+	CHECK_EQ_INT(freed, 1);			/* ... and dropped */
+	CHECK_EQ_INT(which(), 1);
+	CHECK_EQ_INT(which_rc(), 1);
+	CHECK_EQ_INT(runtime_reload(conf, 1, 1, &kerr), 0);
+	CHECK_EQ_INT(which(), 3);
+	CHECK_EQ_INT(which_rc(), 2);
+	CHECK_EQ_INT(rc_freed, 1);
+	teardown();
+}
+
 static const struct test_case tests[] = {
 	T(reload_frees_after_last_unpin), T(reload_unpinned_frees_at_once),
-	T(reload_failure_keeps_old), T(pins_are_per_thread), { 0 }
+	T(reload_failure_keeps_old), T(pins_are_per_thread),
+	T(reload_revcheck_after_last_unpin), T(reload_both_or_neither), { 0 }
 };
 
 int
