@@ -21,6 +21,9 @@ on a running kmilter (issue 13, item 10).
     while kmilter runs (its old one in kmilter's memory cache, which alone
     would keep it for cache.memory_ttl, 60 s) is used by the next message,
     within a second of kmctl's return (measured);
+  - SIGHUP applies the revocation group (a certificate revoked in a CRL
+    file is used before, not after) and says "<setting> changed: needs a
+    restart" once for each changed setting a reload cannot apply;
   - SIGTERM while a message is in progress (its SMTP session past RCPT,
     the milter connection open): a new connection meanwhile is tempfailed,
     the message in progress is completed (250, delivered encrypted and
@@ -48,10 +51,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "loa
 import loadlib as L  # noqa: E402
 from ktest import BUILD, TOP, Suite, check, check_eq, skip, stop_pid, wait_for  # noqa: E402
 from ktest import need as ktest_need  # noqa: E402
+import revca  # noqa: E402
 
 KMILTER = os.path.join(BUILD, "kmilter")
 ALICE, DAVE, NOCERT = "alice@example.com", "dave@partner.example", "nocert@elsewhere.example"
 OUTSIDER = "someone@elsewhere.example"
+REVOKED = "erin@revoked.example"        # a certificate its CA revoked, in a CRL file
 FACILITY = 19                   # local3
 STATS_INTERVAL = 2
 SPOOL_TMPFS = "256k"
@@ -749,7 +754,8 @@ def reload_with(text, *pats):
     os.kill(S["proc"].pid, signal.SIGHUP)
     for pat in pats:
         found = wait_for(lambda: S["syslog"].find(pat, mark), 20)
-        check(found, "no line like %r after SIGHUP" % pat)
+        check(found, "no line like %r after SIGHUP in:\n%s" %
+              (pat, "\n".join(x[4] for x in S["syslog"].find("", mark)[-20:])))
     return mark
 
 
@@ -777,6 +783,59 @@ def _():
     check(not S["syslog"].find(r"^reloaded configuration from ", mark),
           "a reload line after the refused key store")
     reload_with(orig, r"^keystore: L1 on, L2 redis, KM on, hook off", r"^reloaded configuration from ")
+
+
+def to_revoked(tag):
+    """alice to REVOKED: (delivered message, parsed log line)."""
+    m = L.plain_msg(ALICE, REVOKED, 1000, "outbound")
+    qid = L.labsmtp.submit(S["env"], ALICE, [REVOKED], m.raw)
+    _, msg = L.labsmtp.read_delivered(L.labsmtp.wait_delivered(S["env"], qid, 30))
+    line = L.labsmtp.wait_log_line(S["env"], qid, 10)
+    check(line, "%s: no kmilter log line for %s" % (tag, qid))
+    return msg, line
+
+
+@suite.case("SIGHUP applies revocation (a new checker: a revoked certificate is no longer used); "
+            "one line per changed setting that needs a restart")
+def _():
+    need("env")
+    with open(S["conf"]) as fp:
+        orig = fp.read()
+    check("policy: {\n" in orig and "inbound:" not in orig and "revocation:" not in orig,
+          "the lab's config: no policy group, or already an inbound or revocation group")
+    d = os.path.join(W, "revca")
+    cnf = revca.mkca(d, "Revoking CA")
+    crt, _ = revca.issue(d, cnf, REVOKED)
+    revca.revoke(cnf, crt)
+    crl = os.path.join(d, "ca.crl")
+    revca.gencrl(cnf, crl)
+    os.chmod(os.path.join(d, "ca.crt"), 0o644)
+    S["lab"].kmctl("import", REVOKED, crt)
+    msg, line = to_revoked("revocation off")
+    check(L.is_enveloped(msg) and "result=ok" in line, "revocation off: not encrypted: %r" % line)
+    # revocation on, its CA trusted; two settings only a restart applies
+    on = orig.replace("policy: {\n", 'policy: {\n\tinbound: { ca_file = "%s"; };\n'
+                      % os.path.join(d, "ca.crt"), 1) + \
+        'revocation: { check = "soft"; crl_files = [ "%s" ]; };\n' % crl
+    on = on.replace("milter: {\n", "milter: {\n\ttimeout = 123;\n", 1)
+    check("\tsocket_mode = \"0660\";\n" in on, "the lab's config has no socket_mode 0660")
+    on = on.replace("\tsocket_mode = \"0660\";\n", "\tsocket_mode = \"0600\";\n", 1)
+    mark = reload_with(on, r"^reload: revocation\.check changed: new revocation checker$",
+                       r"^reloaded configuration from ")
+    restart = [x[4] for x in S["syslog"].find(r"needs a restart", mark)]
+    check_eq(sorted(restart), ["reload: milter.socket_mode changed: needs a restart",
+                               "reload: milter.timeout changed: needs a restart"],
+             "the restart lines")
+    msg, line = to_revoked("revocation on")
+    f = L.labsmtp.parse_log_line(line)
+    check(not L.is_enveloped(msg) and f.get("result") == "downgraded" and "revoked" in line,
+          "revocation on after the reload: %r" % line)
+    # and off again: encrypted again, no restart line for what a reload applies
+    mark = reload_with(orig, r"^reload: revocation\.check changed: new revocation checker$",
+                       r"^reloaded configuration from ")
+    msg, line = to_revoked("revocation off again")
+    check(L.is_enveloped(msg) and "result=ok" in line, "revocation off again: %r" % line)
+    check_eq(len(S["syslog"].find(r"needs a restart", mark)), 2, "restart lines going back")
 
 
 # ---------------------------------------------------------------- SIGTERM
