@@ -27,7 +27,9 @@ on a running kmilter (issue 13, item 10).
   - SIGTERM while a message is in progress (its SMTP session past RCPT,
     the milter connection open): a new connection meanwhile is tempfailed,
     the message in progress is completed (250, delivered encrypted and
-    whole), kmilter exits 0, the pid file and the milter socket are gone.
+    whole), kmilter exits 0, the pid file and the milter socket are gone;
+    the same for a kmilter run as root (no milter.user), whose socket
+    libmilter does not remove.
 
 The namespace needs root and mount rights; without them kmilter runs
 outside one, logging to stderr, and the syslog and full-spool cases are
@@ -894,6 +896,42 @@ def _():
     check(decrypts_with(msg, *S["dave"]), "dave cannot decrypt it")
     line = L.labsmtp.log_line(S["env"], qid) or ""
     check("result=ok" in line, "its log line: %r" % line)
+
+
+@suite.case("kmilter run as root (no milter.user, where libmilter leaves its socket): a stop removes socket and pid file")
+def _():
+    need("env")
+    if os.geteuid() != 0:
+        skip("ci-unavailable: not root")
+    with open(S["conf"]) as fp:
+        text = fp.read()
+    sock, pidfile = os.path.join(W, "root.sock"), os.path.join(W, "root.pid")
+    log = os.path.join(W, "root.log")
+    new, n = re.subn(r'\n\tsocket = "[^"]*";', '\n\tsocket = "unix:%s";' % sock, text, count=1)
+    new, m = re.subn(r'\n\tpidfile = "[^"]*";', '\n\tpidfile = "%s";' % pidfile, new, count=1)
+    new, u = re.subn(r'\n\tuser = "kmilter";', "", new, count=1)
+    check((n, m, u) == (1, 1, 1), "the lab's config: socket, pidfile or user not found")
+    new = new.replace("\tstderr = false;\n", "\tstderr = true;\n", 1)
+    conf = os.path.join(W, "root.conf")
+    with open(conf, "w") as fp:
+        fp.write(new)
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([KMILTER, "-f", "-c", conf], stdin=subprocess.DEVNULL, stdout=err,
+                                stderr=err, start_new_session=True)
+    try:
+        up = wait_for(lambda: proc.poll() is not None or
+                      (os.path.exists(sock) and os.path.exists(pidfile)), 20)
+        check(up and proc.poll() is None, "kmilter as root did not start: %s" %
+              read(log)[-600:].decode("utf-8", "replace"))
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            stop_pid(proc.pid)
+            proc.wait(timeout=15)
+    check_eq(rc, 0, "exit status after SIGTERM")
+    check(not os.path.lexists(sock), "the milter socket %s is left behind" % sock)
+    check(not os.path.lexists(pidfile), "the pid file %s is left behind" % pidfile)
 
 
 def main():
