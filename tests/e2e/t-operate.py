@@ -909,7 +909,7 @@ def _():
     log = os.path.join(W, "root.log")
     new, n = re.subn(r'\n\tsocket = "[^"]*";', '\n\tsocket = "unix:%s";' % sock, text, count=1)
     new, m = re.subn(r'\n\tpidfile = "[^"]*";', '\n\tpidfile = "%s";' % pidfile, new, count=1)
-    new, u = re.subn(r'\n\tuser = "kmilter";', "", new, count=1)
+    new, u = re.subn(r'\n\tuser = "kmilter";', '\n\tuser = "";', new, count=1)
     check((n, m, u) == (1, 1, 1), "the lab's config: socket, pidfile or user not found")
     new = new.replace("\tstderr = false;\n", "\tstderr = true;\n", 1)
     conf = os.path.join(W, "root.conf")
@@ -929,6 +929,8 @@ def _():
         if proc.poll() is None:
             stop_pid(proc.pid)
             proc.wait(timeout=15)
+    check(re.search(rb"starting kmilter .*\(user unchanged,", read(log)), "not run as root: %s" %
+          read(log)[-600:].decode("utf-8", "replace"))
     check_eq(rc, 0, "exit status after SIGTERM")
     check(not os.path.lexists(sock), "the milter socket %s is left behind" % sock)
     check(not os.path.lexists(pidfile), "the pid file %s is left behind" % pidfile)
