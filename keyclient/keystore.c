@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "cache.h"
+#include "cache_conn.h"
 #include "certdir.h"
 #include "conf.h"
 #include "hook.h"
@@ -213,6 +214,64 @@ load_seal(struct keystore *ks, const struct kmilter_conf *conf, int need,
 	return 0;
 }
 
+/* l2_opts - the Redis options of conf into o; *pw the password read (secmem, or NULL) */
+static int
+l2_opts(const struct kmilter_conf *conf, struct cache_opts *o, char **pw,
+    struct kmerr *err)
+{
+	memset(o, 0, sizeof(*o));
+	*pw = NULL;
+	o->unix_path = conf->redis_socket && *conf->redis_socket ?
+	    conf->redis_socket : NULL;
+	o->host = conf->redis_host && *conf->redis_host ? conf->redis_host :
+	    NULL;
+	o->port = conf->redis_port;
+	o->database = conf->redis_database;
+	o->connect_timeout_ms = conf->redis_connect_timeout_ms;
+	o->command_timeout_ms = conf->redis_command_timeout_ms;
+	if (conf->redis_password_file && *conf->redis_password_file) {
+		if ((*pw = read_secret_file(conf->redis_password_file,
+		    err)) == NULL)
+			return -1;
+		o->password = *pw;
+	}
+	return 0;
+}
+
+/* keystore_check_redis - connect, AUTH, SELECT and PING as the cache would */
+int
+keystore_check_redis(const struct kmilter_conf *conf, struct kmerr *err)
+{
+	struct cache_conn_guard g;
+	struct cache_conn cn;
+	struct cache_opts o;
+	redisContext *ctx = NULL;
+	redisReply *r = NULL;
+	char *pw = NULL;
+	int rc = -1;
+
+	if (l2_opts(conf, &o, &pw, err) != 0 || cache_conn_init(&cn, &o, err) != 0)
+		goto out;
+	if ((ctx = cache_conn_open(&cn, err)) != NULL) {
+		cache_conn_guard_begin(&g);
+		r = redisCommand(ctx, "PING");
+		cache_conn_guard_end(&g);
+		if (r == NULL || r->type == REDIS_REPLY_ERROR)
+			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "PING: %.80s",
+			    r ? r->str : ctx->errstr);
+		else
+			rc = 0;
+	}
+	cache_conn_clear(&cn);
+out:
+	if (r != NULL)
+		freeReplyObject(r);
+	if (ctx != NULL)
+		redisFree(ctx);
+	secmem_strfree(pw);
+	return rc;
+}
+
 /* start_l2 - connect the Redis cache and its invalidation subscriber */
 static int
 start_l2(struct keystore *ks, const struct kmilter_conf *conf,
@@ -223,22 +282,9 @@ start_l2(struct keystore *ks, const struct kmilter_conf *conf,
 	char *pw = NULL;
 	int rc = -1;
 
-	memset(&o, 0, sizeof(o));
-	o.unix_path = conf->redis_socket && *conf->redis_socket ?
-	    conf->redis_socket : NULL;
-	o.host = conf->redis_host && *conf->redis_host ? conf->redis_host :
-	    NULL;
-	o.port = conf->redis_port;
-	o.database = conf->redis_database;
-	o.connect_timeout_ms = conf->redis_connect_timeout_ms;
-	o.command_timeout_ms = conf->redis_command_timeout_ms;
+	if (l2_opts(conf, &o, &pw, err) != 0)
+		goto out;
 	o.key = ks->seal;
-	if (conf->redis_password_file && *conf->redis_password_file) {
-		if ((pw = read_secret_file(conf->redis_password_file,
-		    err)) == NULL)
-			goto out;
-		o.password = pw;
-	}
 	if ((ks->cache = cache_new(&o, err)) == NULL)
 		goto out;
 	ks->sub = cache_subscribe_start(&o, on_invalidate, ks, &why);

@@ -4,7 +4,7 @@
  * NAME
  *	keystore - the key lookup facade the milter calls
  * SUMMARY
- *	keystore_new(), keystore_free(), keystore_get_cert(),
+ *	keystore_new(), keystore_free(), keystore_check_redis(), keystore_get_cert(),
  *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
  *	keystore_invalidate(), keystore_stats(), keystore_new_backend()
  * DESCRIPTION
@@ -45,6 +45,10 @@
  *	directories (certdir.h: LDAP, DNS SMIMEA); their answers, found or
  *	not, are cached like the KM's.  A directory that did not answer
  *	means "no certificate" for this lookup, and nothing is cached.
+ *
+ *	keystore_check_redis() (kmilter -n) connects to cache.redis.* as
+ *	the cache does (AUTH with the password file, SELECT) and sends PING:
+ *	0, or -1 with err saying why.
  *
  *	keystore_get_cert() checks before returning: not expired, purpose
  *	emailProtection, and the address matches the certificate (SAN
@@ -120,6 +124,7 @@ struct keystore_stats {
 	unsigned long	 l2_stale;	/* L2 entries refused: stale counter */
 };
 
+int		 keystore_check_redis(const struct kmilter_conf *, struct kmerr *);
 struct keystore	*keystore_new(const struct kmilter_conf *,
 		    struct kmerr *err);
 struct keystore	*keystore_free(struct keystore *);

@@ -20,6 +20,8 @@
 #include <libconfig.h>
 
 #include "check.h"
+#include "keystore.h"
+#include "tls.h"
 
 /* One pass of checks: where the lines go and the parsed file for line numbers. */
 struct ck {
@@ -175,6 +177,22 @@ writable_dir(struct ck *k, const char *setting, const char *dir, int may_be_miss
 		    dir, k->user, strerror(errno), k->user, dir);
 }
 
+/* private - a key file or directory: owned by the milter user (or root), nothing for others */
+static void
+private(struct ck *k, const char *setting, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return;			/* readable() says why */
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		problem(k, 0, setting, "%s: owned by uid %u, not by %s (chown %s %s)",
+		    path, (unsigned)st.st_uid, k->user, k->user, path);
+	if (st.st_mode & S_IRWXO)
+		problem(k, 0, setting, "%s: open to others (mode %04o; chmod o-rwx %s)",
+		    path, (unsigned)(st.st_mode & 07777), path);
+}
+
 /* seal_and_signing - the seal key and the signing keys kept with it */
 static void
 seal_and_signing(struct ck *k, const struct kmilter_conf *c)
@@ -187,8 +205,10 @@ seal_and_signing(struct ck *k, const struct kmilter_conf *c)
 
 	if (k->have_cfg && config_lookup(&k->cfg, setting) == NULL)
 		setting = "milter.state_dir";
-	if (stat(c->seal_key_file, &st) == 0)
+	if (stat(c->seal_key_file, &st) == 0) {
 		readable(k, 1, setting, c->seal_key_file);
+		private(k, setting, c->seal_key_file);
+	}
 	else if (errno != ENOENT)
 		problem(k, 1, setting, "%s: cannot be read by %s: %s",
 		    c->seal_key_file, k->user, strerror(errno));
@@ -204,16 +224,19 @@ seal_and_signing(struct ck *k, const struct kmilter_conf *c)
 			    "be read by %s: %s", dir, k->user, strerror(errno));
 		return;
 	}
+	private(k, "milter.state_dir", dir);
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(f, sizeof(f), "%s/%s", dir, de->d_name);
 		readable(k, 1, "milter.state_dir", f);
+		private(k, "milter.state_dir", f);
 	}
 	closedir(d);
 }
 
-/* hook_check - the hook exists, is a file the milter user can run, not writable by others */
+/* hook_check - the hook exists, is a file the milter user can run (who
+ * may write it along its path is conf.c's check: trustpath) */
 static void
 hook_check(struct ck *k, const char *path)
 {
@@ -228,9 +251,6 @@ hook_check(struct ck *k, const char *path)
 	else if (access(path, X_OK) != 0)
 		problem(k, 0, "hook.path", "%s: cannot be run by %s: %s", path,
 		    k->user, strerror(errno));
-	else if (st.st_mode & (S_IWGRP | S_IWOTH))
-		problem(k, 0, "hook.path", "%s is writable by its group or others "
-		    "(chmod go-w %s)", path, path);
 }
 
 /* user_checks - what the milter user opens after the privilege drop */
@@ -319,6 +339,78 @@ as_user(struct ck *k, const struct kmilter_conf *c, const struct passwd *pw)
 	relay(k, p[0], pid);
 }
 
+/* ck_open - a pass of checks of c reporting to report(arg); config_destroy(&k->cfg) after */
+static void
+ck_open(struct ck *k, const struct kmilter_conf *c, check_report_fn report, void *arg)
+{
+	memset(k, 0, sizeof(*k));
+	k->file = c->path ? c->path : "kmilter.conf";
+	k->fd = -1;
+	k->report = report;
+	k->arg = arg;
+	config_init(&k->cfg);
+	k->have_cfg = c->path && config_read_file(&k->cfg, c->path) == CONFIG_TRUE;
+}
+
+/* km_reachable - each KM server answers a TLS handshake with our CA and client certificate */
+static void
+km_reachable(struct ck *k, const struct kmilter_conf *c)
+{
+	struct tls_conn *t;
+	struct kmerr err;
+	SSL_CTX *ctx;
+
+	if (c->km_nservers == 0)
+		return;
+	if ((ctx = tls_ctx_new(c->km_ca_file, c->km_client_cert, c->km_client_key,
+	    &err)) == NULL) {
+		problem(k, 0, "km.servers", "not checked: no TLS client: %s", err.msg);
+		return;
+	}
+	for (int i = 0; i < c->km_nservers; i++) {
+		const struct conf_km_server *s = &c->km_servers[i];
+
+		t = NULL;
+		if (tls_connect(ctx, s->host, s->port, c->km_connect_timeout_ms,
+		    c->km_io_timeout_ms, &t, &err) != KM_OK)
+			problem(k, 0, "km.servers", "server %s (%s port %d): %s",
+			    s->name, s->host, s->port, err.msg);
+		tls_conn_free(t);
+	}
+	tls_ctx_free(ctx);
+}
+
+/* redis_reachable - Redis answers PING after AUTH and SELECT */
+static void
+redis_reachable(struct ck *k, const struct kmilter_conf *c)
+{
+	struct kmerr err;
+	char where[300];
+
+	if (*c->redis_socket)
+		snprintf(where, sizeof(where), "%s", c->redis_socket);
+	else if (*c->redis_host)
+		snprintf(where, sizeof(where), "%s port %d", c->redis_host, c->redis_port);
+	else
+		return;
+	if (keystore_check_redis(c, &err) != 0)
+		problem(k, 0, *c->redis_socket ? "cache.redis.socket" : "cache.redis.host",
+		    "%s: %s", where, err.msg);
+}
+
+/* check_network - the KM servers and Redis answer (kmilter -n without -N) */
+int
+check_network(const struct kmilter_conf *c, check_report_fn report, void *arg)
+{
+	struct ck k;
+
+	ck_open(&k, c, report, arg);
+	km_reachable(&k, c);
+	redis_reachable(&k, c);
+	config_destroy(&k.cfg);
+	return k.count;
+}
+
 /* check_files - every file and directory of c, for the user kmilter runs as */
 int
 check_files(const struct kmilter_conf *c, check_report_fn report, void *arg)
@@ -326,13 +418,7 @@ check_files(const struct kmilter_conf *c, check_report_fn report, void *arg)
 	struct ck k;
 	struct passwd *pw = NULL;
 
-	memset(&k, 0, sizeof(k));
-	k.file = c->path ? c->path : "kmilter.conf";
-	k.fd = -1;
-	k.report = report;
-	k.arg = arg;
-	config_init(&k.cfg);
-	k.have_cfg = c->path && config_read_file(&k.cfg, c->path) == CONFIG_TRUE;
+	ck_open(&k, c, report, arg);
 	if (geteuid() == 0 && *c->user)
 		pw = getpwnam(c->user);
 	k.user = pw ? c->user : geteuid() == 0 ? "root" : "this user";

@@ -56,11 +56,12 @@ static noreturn void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: kmilter [-dfnvV] [-c config]\n"
+	    "usage: kmilter [-dfnNvV] [-c config]\n"
 	    "  -c FILE  configuration file (default " KMILTER_CONF ")\n"
 	    "  -d       log to stderr instead of syslog\n"
 	    "  -f       stay in the foreground\n"
 	    "  -n       check the configuration and exit\n"
+	    "  -N       with -n: do not check that the KM servers and Redis answer\n"
 	    "  -v       more verbose logging (repeat for more)\n"
 	    "  -V       print the versions of kmilter and its libraries and exit\n");
 	exit(2);
@@ -200,9 +201,10 @@ report_check(void *arg, int key, const char *line)
 	fprintf(stderr, "%s\n", line);
 }
 
-/* check_mode - kmilter -n: the settings' errors and the files' problems, in one pass */
+/* check_mode - kmilter -n: the settings' errors, the files' problems and
+ * (unless no_network) the servers that do not answer, in one pass */
 static int
-check_mode(const char *path)
+check_mode(const char *path, int no_network)
 {
 	char err[8192];
 	struct kmilter_conf *conf;
@@ -216,6 +218,10 @@ check_mode(const char *path)
 		print_errors(err);
 	warn_public_socket(conf);
 	n += check_files(conf, report_check, NULL);
+	if (!no_network) {
+		signal(SIGPIPE, SIG_IGN);
+		n += check_network(conf, report_check, NULL);
+	}
 	conf_unref(conf);
 	if (n > 0) {
 		fprintf(stderr, "kmilter: %s: %d problem%s\n", path, n, n == 1 ? "" : "s");
@@ -541,6 +547,7 @@ wait_for_sessions(int seconds)
 struct options {
 	const char	*path;
 	int		 check;
+	int		 no_network;
 	int		 foreground;
 	int		 to_stderr;
 	int		 verbose;
@@ -553,18 +560,19 @@ parse_args(int argc, char **argv, struct options *o)
 	int ch;
 
 	o->path = KMILTER_CONF;
-	while ((ch = getopt(argc, argv, "c:dfnvVh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dfnNvVh")) != -1) {
 		switch (ch) {
 		case 'c': o->path = optarg; break;
 		case 'd': o->to_stderr = 1; break;
 		case 'f': o->foreground = 1; break;
 		case 'n': o->check = 1; break;
+		case 'N': o->no_network = 1; break;
 		case 'v': o->verbose++; break;
 		case 'V': print_versions(); exit(0);
 		default: usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (o->no_network && !o->check))
 		usage();
 }
 
@@ -765,7 +773,7 @@ main(int argc, char **argv)
 
 	parse_args(argc, argv, &o);
 	if (o.check)
-		return check_mode(o.path);
+		return check_mode(o.path, o.no_network);
 	if ((conf = conf_load(o.path, err, sizeof(err))) == NULL) {
 		print_errors(err);
 		return 1;

@@ -183,8 +183,8 @@ def start_refused(d, conf):
     return r.returncode, r.stderr.decode()
 
 
-def kmilter_n(conf):
-    r = subprocess.run([KMILTER, "-n", "-c", conf], capture_output=True, timeout=60)
+def kmilter_n(conf, *flags):
+    r = subprocess.run([KMILTER, "-n"] + list(flags) + ["-c", conf], capture_output=True, timeout=60)
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
@@ -192,7 +192,7 @@ def kmilter_n(conf):
 def _():
     need_root_and_user()
     d, conf = check_fixture("check-n")
-    rc, out, err = kmilter_n(conf)
+    rc, out, err = kmilter_n(conf, "-N")     # its KM and Redis ports are closed
     check(rc == 0 and "configuration OK" in out, "the good fixture: %d %r %r" % (rc, out, err))
     # break one thing of each kind
     os.rmdir(os.path.join(d, "run"))                                 # socket + pid dir
@@ -202,7 +202,7 @@ def _():
     os.chmod(os.path.join(d, "hook"), 0o644)                         # hook not executable
     shutil.chown(os.path.join(d, "spool"), "root", "root")           # spool not writable
     shutil.chown(os.path.join(d, "state", "signing", "0a.key"), "root", "root")
-    rc, out, err = kmilter_n(conf)
+    rc, out, err = kmilter_n(conf, "-N")
     check_eq(rc, 1, "kmilter -n exit status with problems (%r)" % err)
     want = [
         r"kmilter\.conf:2: milter\.socket: directory %s/run .*No such file" % d,
@@ -225,7 +225,7 @@ def _():
     with open(conf, "a") as fp:
         fp.write('policy: { internal_hosts = [ "10.1.2.0/40" ];\n'
                  '  outbound: { encrypt = "sometimes"; }; };\n')
-    rc, out, err = kmilter_n(conf)
+    rc, out, err = kmilter_n(conf, "-N")
     check(rc == 1 and "policy.outbound.encrypt" in err and "10.1.2.0/40" in err,
           "the schema and the CIDR error in one pass: %r" % err)
     # ... and the files' problems with them, not after they are fixed
@@ -234,6 +234,39 @@ def _():
         check(any(re.search(pat, line) for line in lines),
               "with setting errors, no line like %r in:\n%s" % (pat, err))
     check(lines[-1].endswith(": %d problems" % (len(want) + 2)), "the last line: %r" % lines[-1])
+
+
+@suite.case("kmilter -n: key files open to others or not the milter user's, a missing socket group, a hook others may write")
+def _():
+    need_root_and_user()
+    d, conf = check_fixture("check-modes")
+    st = os.path.join(d, "state")
+    os.chmod(os.path.join(st, "gateway.key"), 0o604)                  # seal key readable by others
+    os.chmod(os.path.join(st, "signing"), 0o705)                      # signing dir open to others
+    shutil.chown(os.path.join(st, "signing", "0a.key"), "nobody")     # not kmilter's (nor root's)
+    os.chmod(os.path.join(st, "signing", "0a.key"), 0o644)            # ... and readable by all
+    os.chmod(os.path.join(d, "hook"), 0o757)                          # others may write the hook
+    with open(conf) as fp:
+        text = fp.read()
+    with open(conf, "w") as fp:
+        fp.write(text.replace('  user = "kmilter";\n',
+                              '  user = "kmilter";\n  socket_group = "no-such-group-t";\n', 1))
+    rc, out, err = kmilter_n(conf, "-N")
+    check_eq(rc, 1, "kmilter -n exit status with problems (%r)" % err)
+    want = [
+        r"kmilter\.conf:4: milter\.socket_group: no such group \"no-such-group-t\"",
+        r"kmilter\.conf:6: milter\.state_dir: %s/gateway\.key: open to others \(mode 0604; "
+        r"chmod o-rwx " % st,
+        r"kmilter\.conf:6: milter\.state_dir: %s/signing: open to others \(mode 0705;" % st,
+        r"kmilter\.conf:6: milter\.state_dir: %s/signing/0a\.key: owned by uid \d+, not by kmilter"
+        % st,
+        r"kmilter\.conf:6: milter\.state_dir: %s/signing/0a\.key: open to others \(mode 0644;" % st,
+        r"kmilter\.conf:19: hook\.path: refused: %s/hook is writable by others" % d,
+    ]
+    lines = err.splitlines()
+    for pat in want:
+        check(any(re.search(pat, line) for line in lines), "no line like %r in:\n%s" % (pat, err))
+    check_eq(len(lines), len(want) + 1, "lines (one per problem and a count):\n%s" % err)
 
 
 @suite.case("a start without readable keys is refused before detaching: file, setting, errno on stderr")
@@ -486,6 +519,44 @@ def syslog_of(qid):
     got = S["syslog"].find(r"^%s: from=<" % qid)
     check(len(got) == 1, "syslog lines for %s: %r" % (qid, got))
     return got[0]
+
+
+@suite.case("kmilter -n asks the KM servers (TLS handshake) and Redis (PING): a closed KM port is one line; -N skips it")
+def _():
+    need("env")
+    with open(S["conf"]) as fp:
+        text = fp.read()
+    # the lab's configuration (operate_conf: kmilter -n said OK, KM and Redis answering)
+    port = revca.free_port()
+    bad, n = re.subn(r'(name = "km-b"; host = "127\.0\.0\.1"; port = )\d+;', r"\g<1>%d;" % port, text)
+    check_eq(n, 1, "km-b in the lab's config")
+    conf = os.path.join(W, "closed-km.conf")
+    with open(conf, "w") as fp:
+        fp.write(bad)
+    os.chmod(conf, 0o640)
+    shutil.chown(conf, "root", "kmilter")
+    rc, out, err = kmilter_n(conf)
+    lines = err.splitlines()
+    check(rc == 1 and len(lines) == 2, "a closed KM port: %d %r" % (rc, err))
+    check(re.match(r"%s:\d+: km\.servers: server km-b \(127\.0\.0\.1 port %d\): " % (re.escape(conf), port),
+                   lines[0]), "the line: %r" % lines[0])
+    check(lines[1].endswith(": 1 problem"), "the count: %r" % lines[1])
+    rc, out, err = kmilter_n(conf, "-N")
+    check(rc == 0 and "configuration OK" in out and err == "", "with -N: %d %r %r" % (rc, out, err))
+    # Redis refusing the password
+    pw = os.path.join(W, "wrong-redis.pw")
+    with open(pw, "w") as fp:
+        fp.write("not-the-password\n")
+    os.chmod(pw, 0o600)
+    shutil.chown(pw, "kmilter", "kmilter")
+    wrong, n = re.subn(r'password_file = "[^"]*"', 'password_file = "%s"' % pw, text, count=1)
+    with open(conf, "w") as fp:
+        fp.write(wrong)
+    rc, out, err = kmilter_n(conf)
+    lines = err.splitlines()
+    check(n == 1 and rc == 1 and len(lines) == 2 and
+          re.match(r"%s:\d+: cache\.redis\.socket: .*AUTH" % re.escape(conf), lines[0]),
+          "a wrong Redis password: %d %r" % (rc, err))
 
 
 @suite.case("syslog: facility local3, ident kmilter[pid], info for ok, warning for a downgrade")
