@@ -59,7 +59,7 @@ unit=$P/lib/systemd/system/kmilter.service
 check "unit: Exec lines name $P/sbin and $E/kmilter, EnvironmentFile $E/default" \
 	"$(grep -E '^(Exec|Environment)' "$unit" 2>&1)" \
 	sh -c 'grep -q "^ExecStart=$2/sbin/kmilter -f -c $3/kmilter/kmilter.conf" "$1" &&
-	    grep -q "^ExecStartPre=$2/sbin/kmilter -n -c $3/kmilter/kmilter.conf" "$1" &&
+	    grep -q "^ExecStartPre=$2/sbin/kmilter -n -N -c $3/kmilter/kmilter.conf" "$1" &&
 	    grep -q "^EnvironmentFile=-$3/default/kmilter" "$1" && ! grep -q /usr/local "$1"' \
 	- "$unit" "$P" "$E"
 if [ -x /usr/bin/systemd-analyze ]; then
