@@ -55,6 +55,15 @@ enum km_status	 keymodel_enroll_protected(struct keymodel *,
 enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
 		    int days, int *generation, struct kmerr *err);
+/* Renew only while the current certificate expires before due_before
+ * (re-read in the session; 0 = always, as keymodel_renew()) and no newer
+ * generation is being made; KM_OK with *generation = 0 when skipped.  Of
+ * two that race past that check, the one that registered first goes on,
+ * the other fails with KMERR_EXISTS (its objects removed). */
+enum km_status	 keymodel_renew_due(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, time_t due_before, int *generation,
+		    struct kmerr *err);
 /* generation 0 = every generation. */
 enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
 		    int generation, int *nrevoked, struct kmerr *err);
