@@ -98,6 +98,43 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
+/* uid_before - u was given out before v (PyKMIP numbers its objects) */
+static int
+uid_before(const char *u, const char *v)
+{
+	size_t lu = strlen(u), lv = strlen(v);
+
+	return lu != lv ? lu < lv : strcmp(u, v) < 0;
+}
+
+/* admin_elect - after registering generation gen (Pre-Active, certificate
+ * mine on server 0): another process that registered a certificate of the
+ * same generation first wins, and this one backs off (KM_PERMFAIL,
+ * KMERR_EXISTS).  Registrations are numbered in order, so of two renewals
+ * that scanned before either registered, exactly one goes on. */
+static enum km_status
+admin_elect(struct admin *a, int gen, const char *mine, struct kmerr *err)
+{
+	struct scan s;
+	enum km_status st;
+	size_t i;
+	int lost = 0;
+
+	memset(&s, 0, sizeof(s));
+	if ((st = keymodel_scan_server(a->c[0], a->name, &s, err)) != KM_OK)
+		return st;
+	for (i = 0; i < s.n; i++)
+		if (s.v[i].kind == KEYMODEL_CERT && s.v[i].gen == gen &&
+		    strcmp(s.v[i].uid, mine) != 0 &&
+		    uid_before(s.v[i].uid, mine))
+			lost = 1;
+	keymodel_scan_clear(&s);
+	if (lost)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
+		    "%s: generation %d is being made elsewhere", a->norm, gen);
+	return KM_OK;
+}
+
 /* keymodel_admin_install - register a new generation on both servers,
  * activate it, then deactivate the older Active objects (harvested: the
  * certificate's Object Group says so).  Registered objects stay Pre-Active
@@ -277,43 +314,6 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 		    pwlen, generation, err);
 	keymodel_admin_close(&a);
 	return st;
-}
-
-/* uid_before - u was given out before v (PyKMIP numbers its objects) */
-static int
-uid_before(const char *u, const char *v)
-{
-	size_t lu = strlen(u), lv = strlen(v);
-
-	return lu != lv ? lu < lv : strcmp(u, v) < 0;
-}
-
-/* admin_elect - after registering generation gen (Pre-Active, certificate
- * mine on server 0): another process that registered a certificate of the
- * same generation first wins, and this one backs off (KM_PERMFAIL,
- * KMERR_EXISTS).  Registrations are numbered in order, so of two renewals
- * that scanned before either registered, exactly one goes on. */
-static enum km_status
-admin_elect(struct admin *a, int gen, const char *mine, struct kmerr *err)
-{
-	struct scan s;
-	enum km_status st;
-	size_t i;
-	int lost = 0;
-
-	memset(&s, 0, sizeof(s));
-	if ((st = keymodel_scan_server(a->c[0], a->name, &s, err)) != KM_OK)
-		return st;
-	for (i = 0; i < s.n; i++)
-		if (s.v[i].kind == KEYMODEL_CERT && s.v[i].gen == gen &&
-		    strcmp(s.v[i].uid, mine) != 0 &&
-		    uid_before(s.v[i].uid, mine))
-			lost = 1;
-	keymodel_scan_clear(&s);
-	if (lost)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
-		    "%s: generation %d is being made elsewhere", a->norm, gen);
-	return KM_OK;
 }
 
 /* cert_not_after - the expiry of a generation's certificate (server 0 or
