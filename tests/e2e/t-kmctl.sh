@@ -377,7 +377,8 @@ else fail signing_enroll_yes_replaces "$(why)"; fi
 
 # --- help and usage errors: exit 2 with what was wrong and the usage line
 run $K --help
-if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] command' && has '^  list$' &&
+if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] command' && has '^  list \[--expiring DAYS\]$' &&
+    has '^  maintain \[--days N\]$' &&
     has '^  signing-enroll ADDR' && [ ! -s "$err" ]; then pass help
 else fail help "$(why)"; fi
 run $K enroll --help
