@@ -156,6 +156,49 @@ if [ $ok = 1 ] && [ $rc1 = 0 ] && [ $rc2 = 0 ]; then pass concurrent_once_each
 else fail concurrent_once_each "rc $rc1 $rc2:$detail $(tail -c 300 "$lab/m1.err" "$lab/m2.err")"; fi
 grep -h '^maintain:' "$lab/m1.out" "$lab/m2.out" | sed 's/^/  /'
 
+# --- an expired signing key of an address no longer enrolled is deleted;
+# one of an enrolled address is replaced.  Expired certificates are made
+# by rewriting the stored certificate file (the key stays; maintain reads
+# only the certificate to decide).
+expire_signing() {	# ADDR: its signing certificate file now expired
+	_before=$(ls "$lab/state/signing")
+	$K signing-enroll "$1" --yes >/dev/null || return 1
+	_f=$(ls "$lab/state/signing"/*.crt | while read -r f; do
+		openssl x509 -in "$f" -noout -subject | grep -qE "CN *= *$1(,|\$)" && echo "$f"; done)
+	[ -n "$_f" ] || return 1
+	python3 - "$_f" "$lab/orgca.crt" "$lab/orgca.key" <<'PY'
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+path, cacrt, cakey = sys.argv[1:]
+old = x509.load_pem_x509_certificate(open(path, "rb").read())
+ca = x509.load_pem_x509_certificate(open(cacrt, "rb").read())
+key = serialization.load_pem_private_key(open(cakey, "rb").read(), None)
+now = datetime.datetime.now(datetime.timezone.utc)
+b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject)
+     .public_key(old.public_key()).serial_number(x509.random_serial_number())
+     .not_valid_before(now - datetime.timedelta(days=30))
+     .not_valid_after(now - datetime.timedelta(days=1)))
+for e in old.extensions:
+    b = b.add_extension(e.value, e.critical)
+c = b.sign(key, hashes.SHA256())
+open(path, "wb").write(c.public_bytes(serialization.Encoding.PEM) +
+    ca.public_bytes(serialization.Encoding.PEM))
+PY
+}
+if expire_signing gone@example.com 2>"$lab/expire.err" &&
+    expire_signing due2@example.com 2>>"$lab/expire.err"; then
+	nfiles=$(ls "$lab/state/signing" | wc -l)
+	run $K maintain
+	if [ $rc = 0 ] && has '^signing deleted gone@example.com: expired 20[0-9-]*, not enrolled$' &&
+	    has '^signing renewed due2@example.com: the certificate expired 20' &&
+	    [ "$(ls "$lab/state/signing" | wc -l)" = $((nfiles - 2)) ]; then
+		pass signing_expired_deleted_or_replaced
+	else fail signing_expired_deleted_or_replaced "$(why) files $nfiles -> $(ls "$lab/state/signing" | wc -l)"; fi
+	run $P signload due2@example.com
+	if [ $rc = 0 ]; then pass signing_replaced_loads; else fail signing_replaced_loads "$(why)"; fi
+else fail signing_expired_setup "no expired signing certificate: $(tail -c 400 "$lab/expire.err")"; fi
+
 # --- figure: N users, M of them due
 N=${KM_MAINT_N:-100} M=${KM_MAINT_DUE:-10}
 users="" due=""
