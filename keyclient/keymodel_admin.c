@@ -660,7 +660,7 @@ keymodel_infos_free(struct keymodel_info *v)
 /* list_add - addr into the sorted, unique list v (kind: 1 key share, 0 certificate) */
 static enum km_status
 list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
-    int share, struct kmerr *err)
+    int share, time_t not_after, struct kmerr *err)
 {
 	size_t lo = 0, hi = *n, len = strlen(addr);
 
@@ -673,6 +673,8 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 		if (c == 0) {
 			(*v)[mid].has_key |= share;
 			(*v)[mid].has_cert |= !share;
+			if (not_after > (*v)[mid].not_after)
+				(*v)[mid].not_after = not_after;
 			return KM_OK;
 		}
 		if (c < 0)
@@ -694,7 +696,36 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 	memcpy((*v)[lo].addr, addr, len + 1);
 	(*v)[lo].has_key = share;
 	(*v)[lo].has_cert = !share;
+	(*v)[lo].not_after = not_after;
 	(*n)++;
+	return KM_OK;
+}
+
+/* list_not_after - the expiry of the certificate uid on c (0 when it
+ * does not parse) */
+static enum km_status
+list_not_after(struct kmip_conn *c, const char *uid, time_t *not_after,
+    struct kmerr *err)
+{
+	enum kmip_object_type t;
+	unsigned char *d = NULL;
+	const unsigned char *p;
+	size_t l = 0;
+	struct tm tm;
+	X509 *x;
+	enum km_status st;
+
+	*not_after = 0;
+	if ((st = kmip_get(c, uid, &t, &d, &l, err)) != KM_OK)
+		return st;
+	p = d;
+	if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) != NULL) {
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+			*not_after = timegm(&tm);
+		X509_free(x);
+	}
+	ERR_clear_error();
+	secmem_free(d, l);
 	return KM_OK;
 }
 
@@ -708,6 +739,7 @@ list_kind(struct kmip_conn *c, enum kmip_object_type type,
 	struct kmip_uid_list *l = NULL;
 	struct kmip_attrs at;
 	enum km_status st;
+	time_t not_after = 0;
 
 	memset(&q, 0, sizeof(q));
 	q.type = type;
@@ -717,10 +749,14 @@ list_kind(struct kmip_conn *c, enum kmip_object_type type,
 	for (size_t i = 0; i < l->count && st == KM_OK; i++) {
 		if ((st = kmip_get_attributes(c, l->uids[i], &at, err)) != KM_OK)
 			break;
-		if (strncmp(at.name, KEYMODEL_NAME_PREFIX, plen) == 0 &&
-		    at.name[plen] != '\0')
-			st = list_add(v, n, cap, at.name + plen,
-			    type == KMIP_OBJ_SECRET_DATA, err);
+		if (strncmp(at.name, KEYMODEL_NAME_PREFIX, plen) != 0 ||
+		    at.name[plen] == '\0')
+			continue;
+		if (type == KMIP_OBJ_CERTIFICATE && (st = list_not_after(c,
+		    l->uids[i], &not_after, err)) != KM_OK)
+			break;
+		st = list_add(v, n, cap, at.name + plen,
+		    type == KMIP_OBJ_SECRET_DATA, not_after, err);
 	}
 	kmip_uid_list_free(l);
 	return st;

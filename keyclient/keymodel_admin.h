@@ -26,7 +26,8 @@
  *	keymodel_show() describes every generation, without key material.
  *	keymodel_list() gives every address that has an Active certificate
  *	or Active key shares (Locate by type and state, then each object's
- *	Name) from the first server that answers, sorted.
+ *	Name, and each certificate's expiry) from the first server that
+ *	answers, sorted.
  * OWNERSHIP
  *	keymodel_show() returns an array freed with keymodel_infos_free()
  *	(NULL-safe, returns NULL).  keymodel_list() returns an array (NULL
@@ -82,6 +83,8 @@ struct keymodel_user {
 	char	 addr[KEYMODEL_ADDR_MAX + 1];
 	int	 has_cert;		/* an Active certificate */
 	int	 has_key;		/* Active key shares */
+	time_t	 not_after;		/* the latest expiry of its Active
+					 * certificates, 0 if none parses */
 };
 enum km_status	 keymodel_list(struct keymodel *, struct keymodel_user **out,
 		    size_t *n, struct kmerr *err);

@@ -139,15 +139,18 @@ struct tally {
  * limit (checked again inside keymodel_renew_due()) */
 static void
 renew_one(const struct kmilter_conf *conf, struct keymodel *km,
-    const char *addr, X509 *ca, EVP_PKEY *cakey, time_t limit,
+    const struct keymodel_user *u, X509 *ca, EVP_PKEY *cakey, time_t limit,
     struct tally *t)
 {
+	const char *addr = u->addr;
 	struct status s;
 	struct kmerr err;
 	enum km_status st;
 	char d[16];
 	int gen = 0;
 
+	if (u->not_after > limit)
+		return;		/* the list saw no certificate due */
 	if ((st = user_status(km, addr, &s, &err)) != KM_OK) {
 		kmctl_warn("maintain: %s: %s", addr, err.msg);
 		t->failed++;
@@ -330,7 +333,7 @@ cmd_maintain(const struct kmilter_conf *conf, const struct opts *o,
 		if (!v[i].has_key)
 			continue;	/* a correspondent's certificate */
 		t.users++;
-		renew_one(conf, km, v[i].addr, ca, cakey, limit, &t);
+		renew_one(conf, km, &v[i], ca, cakey, limit, &t);
 	}
 	sign_all(conf, v, n, ca, cakey, limit, &t);
 	printf("maintain: %d users, %d renewed, %d renewed elsewhere, "
