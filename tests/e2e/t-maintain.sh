@@ -138,6 +138,17 @@ if [ $rc = 0 ] && ! has '^renewed' && ! has '^signing' &&
     [ "$(gens due1@example.com)" = 1/2 ]; then pass second_run_changes_nothing
 else fail second_run_changes_nothing "$(why)"; fi
 
+# --- a user at level enhanced: renewal needs the password, so it is only
+# reported (and nothing changes)
+printf 'pr0tect-pw\n' > "$lab/pw"; chmod 600 "$lab/pw"
+run $K enroll prot@example.com --protect --password-file "$lab/pw" --days 10
+[ $rc = 0 ] || fail setup_protect "$(why)"
+run $K maintain
+if [ $rc = 0 ] && has '^attention prot@example.com: generation 1 expires 20[0-9-]* at level enhanced' &&
+    has '^maintain: 4 users, 0 renewed, 0 renewed elsewhere, 1 need attention, 0 failed;' &&
+    [ "$(gens prot@example.com)" = 1/1 ]; then pass enhanced_reported_not_renewed
+else fail enhanced_reported_not_renewed "$(why)"; fi
+
 # --- two maintains at once: each address renewed once
 race=""
 for i in 1 2 3 4 5 6 7 8; do race="$race race$i@example.com"; done
@@ -202,7 +213,7 @@ else fail signing_expired_setup "no expired signing certificate: $(tail -c 400 "
 # --- figure: N users, M of them due
 N=${KM_MAINT_N:-100} M=${KM_MAINT_DUE:-10}
 users="" due=""
-for i in $(seq 1 $((N - 11 - M))); do users="$users u$i@example.com"; done
+for i in $(seq 1 $((N - 12 - M))); do users="$users u$i@example.com"; done
 for i in $(seq 1 "$M"); do due="$due d$i@example.com"; done
 t0=$(now_ms)
 [ -z "$users" ] || enroll_all 1180 $users
