@@ -167,7 +167,8 @@ demo: deps
 
 # install: the programs, the man pages, the configuration (never over an
 # existing one), the systemd unit and tmpfiles.d entry with this install's
-# paths, and SYSCONFDIR/default/kmilter.  As root with DESTDIR empty it also
+# paths (kmilter.service, kmctl-maintain.service and .timer), and
+# SYSCONFDIR/default/kmilter.  As root with DESTDIR empty it also
 # does the system set-up (contrib/kmilter-setup: the user kmilter, its
 # directories, the configuration root:kmilter 0640, /run/kmilter); run
 # again, it changes nothing.  The Debian package (make deb) does the same
@@ -189,6 +190,11 @@ install: all
 	$(INSTALL) -m 0755 contrib/kmilter-setup $(DESTDIR)$(LIBEXECDIR)/kmilter-setup
 	sed $(UNIT_SED) contrib/systemd/kmilter.service > $(BUILD)/kmilter.service
 	$(INSTALL) -m 0644 $(BUILD)/kmilter.service $(DESTDIR)$(UNITDIR)/kmilter.service
+	sed $(UNIT_SED) contrib/systemd/kmctl-maintain.service > $(BUILD)/kmctl-maintain.service
+	$(INSTALL) -m 0644 $(BUILD)/kmctl-maintain.service \
+		$(DESTDIR)$(UNITDIR)/kmctl-maintain.service
+	$(INSTALL) -m 0644 contrib/systemd/kmctl-maintain.timer \
+		$(DESTDIR)$(UNITDIR)/kmctl-maintain.timer
 	$(INSTALL) -m 0644 contrib/tmpfiles.d/kmilter.conf $(DESTDIR)$(TMPFILESDIR)/kmilter.conf
 	$(INSTALL) -m 0644 conf/kmilter.conf.5 $(DESTDIR)$(MANDIR)/man5/kmilter.conf.5
 	for m in milter/kmilter.8 kmctl/kmctl.8 keyclient/kmilter-hook.8; do \
@@ -207,6 +213,8 @@ uninstall:
 		$(DESTDIR)$(DATADIR)/kmilter.conf.sample \
 		$(DESTDIR)$(LIBEXECDIR)/kmilter-setup \
 		$(DESTDIR)$(UNITDIR)/kmilter.service \
+		$(DESTDIR)$(UNITDIR)/kmctl-maintain.service \
+		$(DESTDIR)$(UNITDIR)/kmctl-maintain.timer \
 		$(DESTDIR)$(TMPFILESDIR)/kmilter.conf \
 		$(DESTDIR)$(MANDIR)/man5/kmilter.conf.5 \
 		$(DESTDIR)$(MANDIR)/man8/kmilter.8 $(DESTDIR)$(MANDIR)/man8/kmctl.8 \

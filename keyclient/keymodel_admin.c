@@ -98,6 +98,43 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
+/* uid_before - u was given out before v (PyKMIP numbers its objects) */
+static int
+uid_before(const char *u, const char *v)
+{
+	size_t lu = strlen(u), lv = strlen(v);
+
+	return lu != lv ? lu < lv : strcmp(u, v) < 0;
+}
+
+/* admin_elect - after registering generation gen (Pre-Active, certificate
+ * mine on server 0): another process that registered a certificate of the
+ * same generation first wins, and this one backs off (KM_PERMFAIL,
+ * KMERR_EXISTS).  Registrations are numbered in order, so of two renewals
+ * that scanned before either registered, exactly one goes on. */
+static enum km_status
+admin_elect(struct admin *a, int gen, const char *mine, struct kmerr *err)
+{
+	struct scan s;
+	enum km_status st;
+	size_t i;
+	int lost = 0;
+
+	memset(&s, 0, sizeof(s));
+	if ((st = keymodel_scan_server(a->c[0], a->name, &s, err)) != KM_OK)
+		return st;
+	for (i = 0; i < s.n; i++)
+		if (s.v[i].kind == KEYMODEL_CERT && s.v[i].gen == gen &&
+		    strcmp(s.v[i].uid, mine) != 0 &&
+		    uid_before(s.v[i].uid, mine))
+			lost = 1;
+	keymodel_scan_clear(&s);
+	if (lost)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
+		    "%s: generation %d is being made elsewhere", a->norm, gen);
+	return KM_OK;
+}
+
 /* keymodel_admin_install - register a new generation on both servers,
  * activate it, then deactivate the older Active objects (harvested: the
  * certificate's Object Group says so).  Registered objects stay Pre-Active
@@ -156,6 +193,8 @@ keymodel_admin_install(struct admin *a, int gen, X509 *cert,
 			goto fail;
 		nreg++;
 	}
+	if (a->elect && (st = admin_elect(a, gen, uids[0], err)) != KM_OK)
+		goto fail;
 	for (i = 0; i < nreg; i++)
 		if ((st = kmip_activate(a->c[i % 2],
 		    uids[i], err)) != KM_OK)
@@ -277,19 +316,62 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 	return st;
 }
 
+/* cert_not_after - the expiry of a generation's certificate (server 0 or
+ * 1), 0 when it cannot be read */
+static enum km_status
+cert_not_after(struct admin *a, const struct genrec *r, X509 **old,
+    time_t *not_after, struct kmerr *err)
+{
+	enum kmip_object_type t;
+	unsigned char *d = NULL;
+	const unsigned char *p;
+	size_t l = 0;
+	struct tm tm;
+	int srv = r->ncert[0] > 0 ? 0 : 1;
+	enum km_status st;
+
+	*not_after = 0;
+	if ((st = kmip_get(a->c[srv], r->cert[srv]->uid, &t, &d, &l, err)) !=
+	    KM_OK)
+		return st;
+	p = d;
+	if (l <= LONG_MAX && (*old = d2i_X509(NULL, &p, (long)l)) != NULL &&
+	    ASN1_TIME_to_tm(X509_get0_notAfter(*old), &tm) == 1)
+		*not_after = timegm(&tm);
+	ERR_clear_error();
+	secmem_free(d, l);
+	return KM_OK;
+}
+
 /* keymodel_renew - a new generation; the current one becomes Deactivated */
 enum km_status
 keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
     EVP_PKEY *ca_key, const char *keytype, int days, int *generation,
     struct kmerr *err)
 {
+	return keymodel_renew_due(km, addr, ca_cert, ca_key, keytype, days, 0,
+	    generation, err);
+}
+
+/* keymodel_renew_due - renew, with due_before != 0 only while the current
+ * certificate still expires before due_before (re-read now) and nobody is
+ * making a newer generation; *generation = 0 when skipped */
+enum km_status
+keymodel_renew_due(struct keymodel *km, const char *addr, X509 *ca_cert,
+    EVP_PKEY *ca_key, const char *keytype, int days, time_t due_before,
+    int *generation, struct kmerr *err)
+{
 	struct admin a;
 	struct genrec *cur;
 	X509 *old = NULL;
 	enum km_status st;
+	time_t not_after = 0;
 
+	if (generation != NULL)
+		*generation = 0;
 	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
+	a.elect = due_before != 0;
 	if ((cur = admin_active(&a)) == NULL) {
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no Active generation for %s: enroll "
@@ -304,22 +386,16 @@ keymodel_renew(struct keymodel *km, const char *addr, X509 *ca_cert,
 		    "set-password again", a.norm);
 		goto out;
 	}
-	if (keytype == NULL && cur->ncert[0] > 0) {
-		enum kmip_object_type t;
-		unsigned char *d = NULL;
-		const unsigned char *p;
-		size_t l = 0;
-
-		if ((st = kmip_get(a.c[0],
-		    cur->cert[0]->uid, &t, &d, &l,
-		    err)) != KM_OK)
-			goto out;
-		p = d;
-		if (l <= LONG_MAX && (old = d2i_X509(NULL, &p, (long)l)) !=
-		    NULL)
-			keytype = keymodel_keytype_of(old);
-		ERR_clear_error();
-		secmem_free(d, l);
+	if ((keytype == NULL || due_before != 0) &&
+	    (st = cert_not_after(&a, cur, &old, &not_after, err)) != KM_OK)
+		goto out;
+	if (keytype == NULL && old != NULL)
+		keytype = keymodel_keytype_of(old);
+	if (due_before != 0 && (not_after >= due_before ||
+	    a.recs[0].gen > cur->gen)) {
+		/* renewed (or being renewed) since the caller looked */
+		st = KM_OK;
+		goto out;
 	}
 	st = new_generation(&a, ca_cert, ca_key, keytype, days, NULL, 0,
 	    generation, err);
@@ -584,7 +660,7 @@ keymodel_infos_free(struct keymodel_info *v)
 /* list_add - addr into the sorted, unique list v (kind: 1 key share, 0 certificate) */
 static enum km_status
 list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
-    int share, struct kmerr *err)
+    int share, time_t not_after, struct kmerr *err)
 {
 	size_t lo = 0, hi = *n, len = strlen(addr);
 
@@ -597,6 +673,8 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 		if (c == 0) {
 			(*v)[mid].has_key |= share;
 			(*v)[mid].has_cert |= !share;
+			if (not_after > (*v)[mid].not_after)
+				(*v)[mid].not_after = not_after;
 			return KM_OK;
 		}
 		if (c < 0)
@@ -618,7 +696,36 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 	memcpy((*v)[lo].addr, addr, len + 1);
 	(*v)[lo].has_key = share;
 	(*v)[lo].has_cert = !share;
+	(*v)[lo].not_after = not_after;
 	(*n)++;
+	return KM_OK;
+}
+
+/* list_not_after - the expiry of the certificate uid on c (0 when it
+ * does not parse) */
+static enum km_status
+list_not_after(struct kmip_conn *c, const char *uid, time_t *not_after,
+    struct kmerr *err)
+{
+	enum kmip_object_type t;
+	unsigned char *d = NULL;
+	const unsigned char *p;
+	size_t l = 0;
+	struct tm tm;
+	X509 *x;
+	enum km_status st;
+
+	*not_after = 0;
+	if ((st = kmip_get(c, uid, &t, &d, &l, err)) != KM_OK)
+		return st;
+	p = d;
+	if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) != NULL) {
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+			*not_after = timegm(&tm);
+		X509_free(x);
+	}
+	ERR_clear_error();
+	secmem_free(d, l);
 	return KM_OK;
 }
 
@@ -632,6 +739,7 @@ list_kind(struct kmip_conn *c, enum kmip_object_type type,
 	struct kmip_uid_list *l = NULL;
 	struct kmip_attrs at;
 	enum km_status st;
+	time_t not_after = 0;
 
 	memset(&q, 0, sizeof(q));
 	q.type = type;
@@ -641,10 +749,14 @@ list_kind(struct kmip_conn *c, enum kmip_object_type type,
 	for (size_t i = 0; i < l->count && st == KM_OK; i++) {
 		if ((st = kmip_get_attributes(c, l->uids[i], &at, err)) != KM_OK)
 			break;
-		if (strncmp(at.name, KEYMODEL_NAME_PREFIX, plen) == 0 &&
-		    at.name[plen] != '\0')
-			st = list_add(v, n, cap, at.name + plen,
-			    type == KMIP_OBJ_SECRET_DATA, err);
+		if (strncmp(at.name, KEYMODEL_NAME_PREFIX, plen) != 0 ||
+		    at.name[plen] == '\0')
+			continue;
+		if (type == KMIP_OBJ_CERTIFICATE && (st = list_not_after(c,
+		    l->uids[i], &not_after, err)) != KM_OK)
+			break;
+		st = list_add(v, n, cap, at.name + plen,
+		    type == KMIP_OBJ_SECRET_DATA, not_after, err);
 	}
 	kmip_uid_list_free(l);
 	return st;

@@ -26,7 +26,8 @@
  *	keymodel_show() describes every generation, without key material.
  *	keymodel_list() gives every address that has an Active certificate
  *	or Active key shares (Locate by type and state, then each object's
- *	Name) from the first server that answers, sorted.
+ *	Name, and each certificate's expiry) from the first server that
+ *	answers, sorted.
  * OWNERSHIP
  *	keymodel_show() returns an array freed with keymodel_infos_free()
  *	(NULL-safe, returns NULL).  keymodel_list() returns an array (NULL
@@ -55,6 +56,15 @@ enum km_status	 keymodel_enroll_protected(struct keymodel *,
 enum km_status	 keymodel_renew(struct keymodel *, const char *addr,
 		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
 		    int days, int *generation, struct kmerr *err);
+/* Renew only while the current certificate expires before due_before
+ * (re-read in the session; 0 = always, as keymodel_renew()) and no newer
+ * generation is being made; KM_OK with *generation = 0 when skipped.  Of
+ * two that race past that check, the one that registered first goes on,
+ * the other fails with KMERR_EXISTS (its objects removed). */
+enum km_status	 keymodel_renew_due(struct keymodel *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+		    int days, time_t due_before, int *generation,
+		    struct kmerr *err);
 /* generation 0 = every generation. */
 enum km_status	 keymodel_revoke(struct keymodel *, const char *addr,
 		    int generation, int *nrevoked, struct kmerr *err);
@@ -73,6 +83,8 @@ struct keymodel_user {
 	char	 addr[KEYMODEL_ADDR_MAX + 1];
 	int	 has_cert;		/* an Active certificate */
 	int	 has_key;		/* Active key shares */
+	time_t	 not_after;		/* the latest expiry of its Active
+					 * certificates, 0 if none parses */
 };
 enum km_status	 keymodel_list(struct keymodel *, struct keymodel_user **out,
 		    size_t *n, struct kmerr *err);

@@ -87,6 +87,9 @@ struct admin {
 	struct scan		 s[2];
 	struct genrec		*recs;
 	size_t			 nrecs;
+	int			 elect;		/* install backs off when another
+						 * process registered the same
+						 * generation first */
 };
 
 /* Scanning and lookups (keymodel.c). */

@@ -10,6 +10,7 @@
  *	cmd_show.c: cmd_show(), cmd_export_cert().
  *	cmd_gateway.c: cmd_keygen(), cmd_signing_enroll().
  *	cmd_server.c: cmd_ping(), cmd_stats(), cmd_flush().
+ *	cmd_maintain.c: cmd_list(), cmd_maintain().
  * DESCRIPTION
  *	Every command takes the loaded configuration, the options and its
  *	arguments (a1, a2: NULL when absent; kmctl.c has checked how many
@@ -52,6 +53,8 @@ int	cmd_stats(const struct kmilter_conf *, const struct opts *,
 int	cmd_flush(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 int	cmd_list(const struct kmilter_conf *, const struct opts *,
+	    const char *a1, const char *a2);
+int	cmd_maintain(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 
 #endif

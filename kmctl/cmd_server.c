@@ -208,32 +208,3 @@ cmd_flush(const struct kmilter_conf *conf, const struct opts *o,
 	(void)a2;
 	return kmctl_after_change(conf, a1);
 }
-
-/* cmd_list - the users enrolled in the KM */
-int
-cmd_list(const struct kmilter_conf *conf, const struct opts *o,
-    const char *a1, const char *a2)
-{
-	struct keymodel *km;
-	struct keymodel_user *v;
-	struct kmerr err;
-	enum km_status st;
-	size_t n;
-
-	(void)o;
-	(void)a1;
-	(void)a2;
-	if ((km = kmctl_open_km(conf)) == NULL)
-		return EX_FAIL;
-	st = keymodel_list(km, &v, &n, &err);
-	keymodel_free(km);
-	if (st != KM_OK) {
-		kmctl_warn("list: %s", err.msg);
-		return kmctl_exit_for(st, &err);
-	}
-	for (size_t i = 0; i < n; i++)
-		printf("%s %s\n", v[i].addr, v[i].has_key ? "key" :
-		    "certificate-only");
-	free(v);
-	return EX_OK_;
-}

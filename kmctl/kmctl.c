@@ -60,7 +60,10 @@ static const struct command commands[] = {
 	    "ADDR [--password-fd N | --password-file F]", "back to default protection" },
 	{ "show", 1, 1, cmd_show, 0, 0, "ADDR", "ADDR's generations" },
 	{ "export-cert", 1, 1, cmd_export_cert, 0, 0, "ADDR", "ADDR's current certificate (PEM)" },
-	{ "list", 0, 0, cmd_list, 0, 0, "", "the users enrolled in the KM" },
+	{ "list", 0, 0, cmd_list, 0, 0, "[--expiring DAYS]",
+	    "the users enrolled in the KM: level, generations, expiry" },
+	{ "maintain", 0, 0, cmd_maintain, 1, 0, "[--days N]",
+	    "renew what expires within N days (30), delete expired signing keys" },
 	{ "signing-enroll", 1, 1, cmd_signing_enroll, 1, 1,
 	    "ADDR [--key TYPE] [--days N] [--yes] [--force]",
 	    "this gateway's signing key for an internal address" },
@@ -206,6 +209,7 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 		{ "force", no_argument, NULL, 'f' },
 		{ "yes", no_argument, NULL, 'y' },
 		{ "format", required_argument, NULL, 'o' },
+		{ "expiring", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -239,6 +243,11 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 			break;
 		case 'y':
 			o->yes = 1;
+			break;
+		case 'e':
+			if (parse_number(optarg, 0, 36500, &o->expiring) != 0)
+				return usage_error(c, "%s: bad --expiring \"%s\" (0 to "
+				    "36500)", c->name, optarg);
 			break;
 		case 'o':
 			if (strcmp(optarg, "text") != 0 && strcmp(optarg, "prometheus") != 0)
@@ -319,7 +328,7 @@ run(const struct command *c, const struct opts *o, const char *a1,
 int
 main(int argc, char **argv)
 {
-	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text" };
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1 };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;
@@ -345,6 +354,8 @@ main(int argc, char **argv)
 		    subv[optind + c->max]);
 	if (o.format != NULL && strcmp(o.format, "text") != 0 && c->run != cmd_stats)
 		return usage_error(c, "%s: --format is for stats", c->name);
+	if (o.expiring >= 0 && c->run != cmd_list)
+		return usage_error(c, "%s: --expiring is for list", c->name);
 	if (a1 != NULL && c->min > 0) {	/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;

@@ -57,6 +57,7 @@ struct opts {
 	int		 force;		/* --force: an address outside the internal domains */
 	int		 yes;		/* --yes: replace without asking */
 	const char	*format;	/* stats --format: "text" or "prometheus" */
+	int		 expiring;	/* list --expiring DAYS, -1 when not given */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);

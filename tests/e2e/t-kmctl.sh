@@ -377,7 +377,8 @@ else fail signing_enroll_yes_replaces "$(why)"; fi
 
 # --- help and usage errors: exit 2 with what was wrong and the usage line
 run $K --help
-if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] command' && has '^  list$' &&
+if [ $rc = 0 ] && has '^usage: kmctl \[-c config\] command' && has '^  list \[--expiring DAYS\]$' &&
+    has '^  maintain \[--days N\]$' &&
     has '^  signing-enroll ADDR' && [ ! -s "$err" ]; then pass help
 else fail help "$(why)"; fi
 run $K enroll --help
@@ -414,7 +415,8 @@ if [ $rc = 0 ] && has 'generation 1 is Active'; then pass enroll_outside_force
 else fail enroll_outside_force "$(why)"; fi
 
 run $K list
-if [ $rc = 0 ] && has '^alice@example.com key$' && has '^zed@outside.example key$' &&
+if [ $rc = 0 ] && has '^alice@example.com key level default generations [0-9]* current [0-9]* expires 20[0-9-]*$' &&
+    has '^zed@outside.example key level default generations 1 current 1 expires ' &&
     has '^carol@partner.example certificate-only$' && LC_ALL=C sort -c "$out" &&
     [ "$(cut -d' ' -f1 "$out" | sort -u | wc -l)" = "$(wc -l < "$out")" ]; then pass list
 else fail list "$(why) $(head -c 300 "$out")"; fi

@@ -142,6 +142,18 @@ if [ -x /usr/bin/systemd-analyze ]; then
 else
 	skip "unit: systemd-analyze verify" "ci-unavailable: systemd-analyze is not installed"
 fi
+munit=/lib/systemd/system/kmctl-maintain.service mtimer=/lib/systemd/system/kmctl-maintain.timer
+check "maintain: kmctl-maintain.service runs /usr/sbin/kmctl maintain, its timer daily, both disabled" \
+	"$(grep -E '^(Exec|OnCalendar)|/usr/local' "$munit" "$mtimer" 2>&1) $(systemctl is-enabled kmctl-maintain.timer 2>&1)" \
+	sh -c 'grep -q "^ExecStart=/usr/sbin/kmctl -c /etc/kmilter/kmilter.conf maintain$" "$1" &&
+	    ! grep -q /usr/local "$1" && grep -q "^OnCalendar=" "$2" &&
+	    grep -q "^WantedBy=timers.target" "$2" &&
+	    { ! [ -d /run/systemd/system ] || [ "$(systemctl is-enabled kmctl-maintain.timer 2>/dev/null)" != enabled ]; }' \
+	- "$munit" "$mtimer"
+if [ -x /usr/bin/systemd-analyze ]; then
+	vout=$(systemd-analyze verify --man=no "$munit" "$mtimer" 2>&1)
+	check "maintain: systemd-analyze verify of the service and timer is clean" "$vout" [ -z "$vout" ]
+fi
 check "man: kmilter(8), kmilter.conf(5), kmctl(8) installed" "missing" \
 	sh -c '[ -f /usr/share/man/man8/kmilter.8.gz ] && [ -f /usr/share/man/man5/kmilter.conf.5.gz ] &&
 	    [ -f /usr/share/man/man8/kmctl.8.gz ]'
@@ -343,7 +355,7 @@ installed=0
 check "purge: dpkg --purge kmilter" "$pout" [ $rc = 0 ]
 left=""
 for p in /usr/sbin/kmilter /usr/sbin/kmctl /etc/kmilter/kmilter.conf /etc/default/kmilter \
-    /var/lib/kmilter /var/spool/kmilter /run/kmilter $unit /usr/lib/tmpfiles.d/kmilter.conf \
+    /var/lib/kmilter /var/spool/kmilter /run/kmilter $unit $munit $mtimer /usr/lib/tmpfiles.d/kmilter.conf \
     /usr/libexec/kmilter; do
 	[ -e "$p" ] && left="$left $p"
 done

@@ -68,6 +68,16 @@ if [ -x /usr/bin/systemd-analyze ]; then
 else
 	skip "unit: systemd-analyze verify" "ci-unavailable: systemd-analyze is not installed"
 fi
+munit=$P/lib/systemd/system/kmctl-maintain.service mtimer=$P/lib/systemd/system/kmctl-maintain.timer
+check "maintain: kmctl-maintain.service runs $P/sbin/kmctl -c $E/kmilter/kmilter.conf maintain, timer daily" \
+	"$(grep -E '^(Exec|OnCalendar)' "$munit" "$mtimer" 2>&1)" \
+	sh -c 'grep -q "^ExecStart=$3/sbin/kmctl -c $4/kmilter/kmilter.conf maintain$" "$1" &&
+	    ! grep -q /usr/local "$1" && grep -q "^OnCalendar=" "$2" &&
+	    grep -q "^WantedBy=timers.target" "$2"' - "$munit" "$mtimer" "$P" "$E"
+if [ -x /usr/bin/systemd-analyze ]; then
+	vout=$(systemd-analyze verify --man=no "$munit" "$mtimer" 2>&1)
+	check "maintain: systemd-analyze verify of the service and timer is clean" "$vout" [ -z "$vout" ]
+fi
 check "files: programs, sample, tmpfiles.d entry, default file, man pages" "missing" \
 	sh -c 'for f in sbin/kmilter sbin/kmctl share/kmilter/kmilter.conf.sample \
 	    lib/tmpfiles.d/kmilter.conf libexec/kmilter/kmilter-setup share/man/man5/kmilter.conf.5 \
