@@ -100,11 +100,12 @@ def km_certs(addr):
     return len(re.findall(rb"^uid=", r.stdout, re.M))
 
 
-def set_mode(mode):
+def set_mode(mode, wait_ms=2000):
     conf = S["env"]["LAB_CONF"]
     with open(conf) as fp:
         text = fp.read()
     new = re.sub(r'auto_enroll = "[a-z]+";', 'auto_enroll = "%s";' % mode, text)
+    new = re.sub(r'auto_enroll_wait_ms = [0-9]+;', 'auto_enroll_wait_ms = %d;' % wait_ms, new)
     check(new != text or ('auto_enroll = "%s";' % mode) in text, "auto_enroll not in kmilter.conf")
     with open(conf, "w") as fp:
         fp.write(new)
@@ -193,7 +194,7 @@ def main():
         behave("deny")
         e = dict(os.environ, KM_BUILD=BUILD, LAB_MILTER="kmilter",
                  KMILTER_CONF_EXTRA='hook: { path = "%s"; timeout_ms = 3000; };' % hook,
-                 KMILTER_CONF_POLICY='auto_enroll = "off";')
+                 KMILTER_CONF_POLICY='auto_enroll = "off"; auto_enroll_wait_ms = 2000;')
         r = subprocess.run([LAB, "up", lab], env=e, capture_output=True, text=True, timeout=180)
         check(r.returncode == 0, "lab up failed (%d): %s %s" % (r.returncode, r.stdout[-500:],
                                                              r.stderr[-1500:]))
@@ -298,6 +299,18 @@ def main():
         # the rule the later one supersedes the first: two generations)
         check_eq(all_gens(u), [("1", "Active")], "generations of %s" % u)
         check_eq(km_certs(u), 1, "Active certificates of %s on KM A" % u)
+
+    @suite.case("on, wait 0 ms: 451 4.7.1 enrolling <addr>, the retry is signed")
+    def _():
+        env()
+        set_mode("on", 0)
+        u = "slow@example.com"
+        qid, _, tf = submit_retrying(u, DAVE, "retry")
+        check(tf >= 1, "no tempfail with auto_enroll_wait_ms 0")
+        msg, f, _ = delivered(qid)
+        check(signed(msg, f), "retry not signed: %r" % f)
+        check_eq(gens(u), ["1"], "Active generations of %s" % u)
+        set_mode("on")
 
     @suite.case("hook: deny and a malformed answer -> not enrolled; allow -> enrolled")
     def _():
