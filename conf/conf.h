@@ -43,6 +43,7 @@ enum conf_cipher	{ CIPHER_AES256_CBC, CIPHER_AES128_CBC, CIPHER_AES256_GCM };
 enum conf_padding	{ PADDING_PKCS1, PADDING_OAEP };
 enum conf_missing	{ MISSING_SIGN_ONLY, MISSING_REFUSE, MISSING_SPLIT };
 enum conf_nosignkey	{ NOSIGNKEY_UNSIGNED, NOSIGNKEY_TEMPFAIL };
+enum conf_autoenroll	{ AUTOENROLL_OFF, AUTOENROLL_ON, AUTOENROLL_HOOK };
 enum conf_malformed	{ MALFORMED_PASS, MALFORMED_REJECT, MALFORMED_TEMPFAIL };
 enum conf_revcheck	{ REVCHECK_OFF, REVCHECK_SOFT, REVCHECK_HARD };
 enum conf_hookfail	{ HOOKFAIL_KEEP_ENCRYPTED, HOOKFAIL_TEMPFAIL };
@@ -148,6 +149,8 @@ struct kmilter_conf {
 	int	 sign_unauthenticated;
 	struct conf_login_map *sender_logins;	/* loaded from sender_login_map */
 	int	 n_sender_logins;
+	int	 auto_enroll;		/* enum conf_autoenroll */
+	int	 auto_enroll_wait_ms;	/* longest wait of the triggering message */
 	int	 on_malformed;		/* enum conf_malformed */
 	int	 out_sign;		/* enum conf_sign */
 	int	 out_encrypt;		/* enum conf_encrypt */

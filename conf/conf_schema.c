@@ -103,6 +103,8 @@ const struct conf_key conf_schema[] = {
 	STR("policy.sender_login_map", sender_login_map, ""),
 	ENUM("policy.sender_login_mismatch", sender_login_mismatch, "refuse", "refuse|unsigned"),
 	BOOL("policy.sign_unauthenticated", sign_unauthenticated, "true"),
+	ENUM("policy.auto_enroll", auto_enroll, "off", "off|on|hook"),
+	INT("policy.auto_enroll_wait_ms", auto_enroll_wait_ms, "2000", 0, 60000),
 	ENUM("policy.on_malformed", on_malformed, "pass", "pass|reject|tempfail"),
 	ENUM("policy.outbound.sign", out_sign, "yes", "no|yes"),
 	ENUM("policy.outbound.encrypt", out_encrypt, "opportunistic",

@@ -618,7 +618,9 @@ apply_default(struct hook *h, enum hook_event ev, struct hook_answer *out,
 		secmem_free(out->password, out->password_len + 1);
 	out->password = NULL;
 	out->password_len = 0;
-	out->action = ev == HOOK_EVENT_RELEASE ? h->def_release : h->def_unlock;
+	/* enroll never follows a failure: no answer is no */
+	out->action = ev == HOOK_EVENT_ENROLL ? HOOK_ACTION_DENY :
+	    ev == HOOK_EVENT_RELEASE ? h->def_release : h->def_unlock;
 	out->failure = f;
 	/* A long reason is cut to fit: it is for a log line. */
 	if (snprintf(out->reason, sizeof(out->reason), "hook failed (%s): %s",
@@ -635,8 +637,8 @@ hook_ask(struct hook *h, const struct hook_request *rq,
 	size_t reqlen = 0;
 	long long t0 = clock_ms();
 	enum hook_failure f;
-	enum hook_event ev = rq->event == HOOK_EVENT_RELEASE ?
-	    HOOK_EVENT_RELEASE : HOOK_EVENT_UNLOCK;
+	enum hook_event ev = rq->event == HOOK_EVENT_RELEASE ||
+	    rq->event == HOOK_EVENT_ENROLL ? rq->event : HOOK_EVENT_UNLOCK;
 	enum km_status st;
 	struct kmerr err;
 

@@ -60,7 +60,7 @@ hook_action_valid(enum hook_event ev, enum hook_action a)
 	if (ev == HOOK_EVENT_UNLOCK)
 		return a == HOOK_ACTION_PASSWORD ||
 		    a == HOOK_ACTION_KEEP_ENCRYPTED || a == HOOK_ACTION_TEMPFAIL;
-	if (ev == HOOK_EVENT_RELEASE)
+	if (ev == HOOK_EVENT_RELEASE || ev == HOOK_EVENT_ENROLL)
 		return a == HOOK_ACTION_ALLOW || a == HOOK_ACTION_DENY;
 	return 0;
 }
@@ -74,6 +74,8 @@ hook_event_name(enum hook_event ev)
 		return "unlock";
 	case HOOK_EVENT_RELEASE:
 		return "release";
+	case HOOK_EVENT_ENROLL:
+		return "enroll";
 	}
 	return "invalid";
 }
@@ -117,7 +119,8 @@ hook_proto_field_ok(const char *s)
 static enum km_status
 request_check(const struct hook_request *rq, struct kmerr *err)
 {
-	if (rq->event != HOOK_EVENT_UNLOCK && rq->event != HOOK_EVENT_RELEASE) {
+	if (rq->event != HOOK_EVENT_UNLOCK && rq->event != HOOK_EVENT_RELEASE &&
+	    rq->event != HOOK_EVENT_ENROLL) {
 		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
 		    "request: invalid event");
 		return KM_PROTO;

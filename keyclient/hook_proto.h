@@ -63,7 +63,8 @@
 
 enum hook_event {
 	HOOK_EVENT_UNLOCK = 0,	/* may kmilter have the protection password? */
-	HOOK_EVENT_RELEASE	/* may this key be released to this gateway? */
+	HOOK_EVENT_RELEASE,	/* may this key be released to this gateway? */
+	HOOK_EVENT_ENROLL	/* may this address be enrolled automatically? */
 };
 
 enum hook_action {
@@ -71,8 +72,8 @@ enum hook_action {
 	HOOK_ACTION_PASSWORD,		/* unlock: here is the password */
 	HOOK_ACTION_KEEP_ENCRYPTED,	/* unlock: deliver still encrypted */
 	HOOK_ACTION_TEMPFAIL,		/* unlock: try again later */
-	HOOK_ACTION_ALLOW,		/* release: yes */
-	HOOK_ACTION_DENY		/* release: no */
+	HOOK_ACTION_ALLOW,		/* release, enroll: yes */
+	HOOK_ACTION_DENY		/* release, enroll: no */
 };
 
 enum hook_key {

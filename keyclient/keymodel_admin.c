@@ -195,6 +195,9 @@ keymodel_admin_install(struct admin *a, int gen, X509 *cert,
 	}
 	if (a->elect && (st = admin_elect(a, gen, uids[0], err)) != KM_OK)
 		goto fail;
+	if (a->contend && nreg > 0 &&
+	    (st = keymodel_admin_contend(a, uids[0], err)) != KM_OK)
+		goto fail;
 	for (i = 0; i < nreg; i++)
 		if ((st = kmip_activate(a->c[i % 2],
 		    uids[i], err)) != KM_OK)
@@ -309,9 +312,11 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "%s is already enrolled (generation %d "
 		    "is Active): use renew", a.norm, cur->gen);
-	} else
+	} else {
+		a.contend = 1;	/* keymodel_enroll_race.c */
 		st = new_generation(&a, ca_cert, ca_key, keytype, days, pw,
 		    pwlen, generation, err);
+	}
 	keymodel_admin_close(&a);
 	return st;
 }

@@ -39,7 +39,10 @@
  *	operation or a wrong PKCS#12 password; KM_PROTO for a malformed file
  *	or address; KM_TEMPFAIL, KM_NOMEM.
  * THREADS
- *	Meant for one process (kmctl) at a time per address.
+ *	Meant for one process (kmctl) at a time per address; two
+ *	enrollments of one address at once (threads, gateways) end with one
+ *	Active generation: the later one yields with KM_TEMPFAIL, reason
+ *	KMERR_REFUSED (keymodel_enroll_race.c).
  */
 #include "keymodel.h"
 #include "keymodel_name.h"

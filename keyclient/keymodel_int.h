@@ -16,6 +16,9 @@
  *	Administration sessions (keymodel_admin.c): keymodel_admin_open(),
  *	keymodel_admin_close(), keymodel_admin_next_gen(),
  *	keymodel_admin_install() (also keymodel_harvest.c).
+ *	Concurrent enrollments (keymodel_enroll_race.c):
+ *	keymodel_uid_before(), keymodel_admin_contend() (an enrollment
+ *	whose rival registered first yields before activating).
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -90,6 +93,7 @@ struct admin {
 	int			 elect;		/* install backs off when another
 						 * process registered the same
 						 * generation first */
+	int			 contend;	/* enrollment: yield to a rival */
 };
 
 /* Scanning and lookups (keymodel.c). */
@@ -107,6 +111,10 @@ enum km_status	 keymodel_admin_open(struct admin *, struct keymodel *,
 		    const char *addr, struct kmerr *err);
 void		 keymodel_admin_close(struct admin *);
 int		 keymodel_admin_next_gen(const struct admin *);
+/* Concurrent enrollments (keymodel_enroll_race.c). */
+int		 keymodel_uid_before(const char *a, const char *b);
+enum km_status	 keymodel_admin_contend(struct admin *, const char *uid,
+		    struct kmerr *err);
 enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
 		    const unsigned char *der, size_t derlen, int enhanced,
 		    int harvested, struct kmerr *err);

@@ -6,7 +6,9 @@
  * SUMMARY
  *	keystore_new(), keystore_free(), keystore_check_redis(), keystore_get_cert(),
  *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
- *	keystore_invalidate(), keystore_stats(), keystore_new_backend()
+ *	keystore_invalidate(), keystore_stats(), keystore_new_backend(),
+ *	keystore_enroll_allowed(), keystore_enroll_key(),
+ *	keystore_enroll_signer()
  * DESCRIPTION
  *	Looks up certificates and keys by e-mail address, in order:
  *	L1 in-process cache (memcache, parsed objects) -> L2 Redis (cache,
@@ -49,6 +51,16 @@
  *	keystore_check_redis() (kmilter -n) connects to cache.redis.* as
  *	the cache does (AUTH with the password file, SELECT) and sends PING:
  *	0, or -1 with err saying why.
+ *
+ *	Automatic enrollment (milter/autoenroll.h decides when):
+ *	keystore_enroll_allowed() asks the hook (event enroll; allow or
+ *	deny; no hook, a failure or a malformed answer is a deny),
+ *	keystore_enroll_key() makes the first generation of an address's
+ *	escrowed encryption key as kmctl enroll does (keymodel_enroll();
+ *	a rival enrollment that came first makes it yield, KM_TEMPFAIL,
+ *	KMERR_REFUSED), keystore_enroll_signer() this gateway's signing key
+ *	(signstore_enroll()) unless there is one.  Both drop the address's
+ *	cached answers.
  *
  *	keystore_get_cert() checks before returning: not expired, purpose
  *	emailProtection, and the address matches the certificate (SAN
@@ -139,6 +151,15 @@ enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
+/* Automatic enrollment (keystore_enroll.c). */
+enum km_status	 keystore_enroll_allowed(struct keystore *, const char *addr,
+		    const char *queue_id, struct kmerr *err);
+enum km_status	 keystore_enroll_key(struct keystore *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, int *generation,
+		    char *fp, size_t fplen, struct kmerr *err);
+enum km_status	 keystore_enroll_signer(struct keystore *, const char *addr,
+		    X509 *ca_cert, EVP_PKEY *ca_key, int *made,
+		    struct kmerr *err);
 void		 keystore_stats(struct keystore *, struct keystore_stats *);
 
 /* Test seam: every function gets arg as its first parameter. */

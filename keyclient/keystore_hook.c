@@ -26,9 +26,9 @@ keystore_real_hook_ask(void *arg, const struct hook_request *req,
 	    req, out, err);
 }
 
-/* be_hook - the hook function to call, with its argument */
-static enum km_status
-be_hook(struct keystore *ks, const struct hook_request *req,
+/* keystore_hook_call - the hook function to call, with its argument */
+enum km_status
+keystore_hook_call(struct keystore *ks, const struct hook_request *req,
     struct hook_answer *a, struct kmerr *err)
 {
 	/* keystore_real_hook_ask wants the keystore, a fake its own arg */
@@ -73,7 +73,7 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 	rq.queue_id = queue_id;
 	rq.gateway = ks->gateway;
 	kmerr_clear(&why);
-	be_hook(ks, &rq, &a, &why);
+	keystore_hook_call(ks, &rq, &a, &why);
 	if (a.action == HOOK_ACTION_ALLOW) {
 		memcache_put(ks->released, K_RELEASE, hash, &allowed, NULL,
 		    (int64_t)RELEASE_TTL * 1000);
@@ -204,7 +204,7 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 	rq.queue_id = queue_id;
 	rq.gateway = ks->gateway;
 	kmerr_clear(&herr);
-	be_hook(ks, &rq, &a, &herr);
+	keystore_hook_call(ks, &rq, &a, &herr);
 	switch (a.action) {
 	case HOOK_ACTION_PASSWORD:
 		break;

@@ -153,6 +153,9 @@ void		 keystore_l2_put(struct keystore *, const struct revc *,
 enum km_status	 keystore_real_hook_ask(void *ks,
 		    const struct hook_request *, struct hook_answer *,
 		    struct kmerr *err);
+enum km_status	 keystore_hook_call(struct keystore *,
+		    const struct hook_request *, struct hook_answer *,
+		    struct kmerr *err);
 enum km_status	 keystore_release_check(struct keystore *,
 		    const char *norm, const char *hash, int enhanced,
 		    const char *queue_id, struct kmerr *err);

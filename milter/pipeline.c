@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 
+#include "autoenroll.h"
 #include "forged.h"
 #include "inbound.h"
 #include "log.h"
@@ -33,9 +34,12 @@ pipeline_run(struct session *s, struct verdict *v)
 		verdict_tempfail(v, "out of memory");
 		return dir;
 	}
-	if (dir == DIR_OUTBOUND)
-		outbound_eom(s, v);
-	else if (dir == DIR_INBOUND && (!two_pass || s->decrypt_pass))
+	if (dir == DIR_INBOUND && !s->decrypt_pass)
+		autoenroll_inbound(s);
+	if (dir == DIR_OUTBOUND) {
+		if (autoenroll_outbound(s, v) == 0)
+			outbound_eom(s, v);
+	} else if (dir == DIR_INBOUND && (!two_pass || s->decrypt_pass))
 		inbound_eom(s, v);
 	else if (dir == DIR_INBOUND)
 		log_debug(1, "%s: inbound: decryption left to the decrypt pass (%s)",
