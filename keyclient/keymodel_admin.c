@@ -98,43 +98,6 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
-/* uid_before - u was given out before v (PyKMIP numbers its objects) */
-static int
-uid_before(const char *u, const char *v)
-{
-	size_t lu = strlen(u), lv = strlen(v);
-
-	return lu != lv ? lu < lv : strcmp(u, v) < 0;
-}
-
-/* admin_elect - after registering generation gen (Pre-Active, certificate
- * mine on server 0): another process that registered a certificate of the
- * same generation first wins, and this one backs off (KM_PERMFAIL,
- * KMERR_EXISTS).  Registrations are numbered in order, so of two renewals
- * that scanned before either registered, exactly one goes on. */
-static enum km_status
-admin_elect(struct admin *a, int gen, const char *mine, struct kmerr *err)
-{
-	struct scan s;
-	enum km_status st;
-	size_t i;
-	int lost = 0;
-
-	memset(&s, 0, sizeof(s));
-	if ((st = keymodel_scan_server(a->c[0], a->name, &s, err)) != KM_OK)
-		return st;
-	for (i = 0; i < s.n; i++)
-		if (s.v[i].kind == KEYMODEL_CERT && s.v[i].gen == gen &&
-		    strcmp(s.v[i].uid, mine) != 0 &&
-		    uid_before(s.v[i].uid, mine))
-			lost = 1;
-	keymodel_scan_clear(&s);
-	if (lost)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
-		    "%s: generation %d is being made elsewhere", a->norm, gen);
-	return KM_OK;
-}
-
 /* keymodel_admin_install - register a new generation on both servers,
  * activate it, then deactivate the older Active objects (harvested: the
  * certificate's Object Group says so).  Registered objects stay Pre-Active
@@ -193,10 +156,7 @@ keymodel_admin_install(struct admin *a, int gen, X509 *cert,
 			goto fail;
 		nreg++;
 	}
-	if (a->elect && (st = admin_elect(a, gen, uids[0], err)) != KM_OK)
-		goto fail;
-	if (a->contend && nreg > 0 &&
-	    (st = keymodel_admin_contend(a, uids[0], err)) != KM_OK)
+	if ((st = keymodel_admin_yield(a, gen, uids[0], nreg, err)) != KM_OK)
 		goto fail;
 	for (i = 0; i < nreg; i++)
 		if ((st = kmip_activate(a->c[i % 2],

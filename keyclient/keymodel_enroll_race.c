@@ -1,6 +1,6 @@
 /*
- * keymodel_enroll_race.c - two enrollments of one address at once (two
- * threads, two gateways) end with exactly one current generation.
+ * keymodel_enroll_race.c - two enrollments (or renewals) of one address at
+ * once (two threads, two gateways) end with exactly one current generation.
  *
  * The rule, coordinated through the KM alone (no Redis, no lock): an
  * enrollment registers its objects Pre-Active, the certificate on server
@@ -85,4 +85,49 @@ keymodel_admin_contend(struct admin *a, const char *uid, struct kmerr *err)
 	    "%s before our %s): ours withdrawn", a->norm, rival, uid);
 	return kmerr_set(err, KM_TEMPFAIL, KMERR_REFUSED,
 	    "%s: another enrollment came first", a->norm);
+}
+
+/* admin_elect - after registering generation gen (Pre-Active, certificate
+ * mine on server 0): another process that registered a certificate of the
+ * same generation first wins, and this one backs off (KM_PERMFAIL,
+ * KMERR_EXISTS).  Registrations are numbered in order, so of two renewals
+ * that scanned before either registered, exactly one goes on. */
+static enum km_status
+admin_elect(struct admin *a, int gen, const char *mine, struct kmerr *err)
+{
+	struct scan s;
+	enum km_status st;
+	size_t i;
+	int lost = 0;
+
+	memset(&s, 0, sizeof(s));
+	if ((st = keymodel_scan_server(a->c[0], a->name, &s, err)) != KM_OK)
+		return st;
+	for (i = 0; i < s.n; i++)
+		if (s.v[i].kind == KEYMODEL_CERT && s.v[i].gen == gen &&
+		    strcmp(s.v[i].uid, mine) != 0 &&
+		    keymodel_uid_before(s.v[i].uid, mine))
+			lost = 1;
+	keymodel_scan_clear(&s);
+	if (lost)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
+		    "%s: generation %d is being made elsewhere", a->norm, gen);
+	return KM_OK;
+}
+
+/* keymodel_admin_yield - after registering generation gen (nreg objects,
+ * the certificate uid on server 0), before activating: a renewal backs off
+ * when another registered the same generation first (a->elect), an
+ * enrollment when a rival came first (a->contend); KM_OK goes on */
+enum km_status
+keymodel_admin_yield(struct admin *a, int gen, const char *uid, int nreg,
+    struct kmerr *err)
+{
+	enum km_status st;
+
+	if (a->elect && (st = admin_elect(a, gen, uid, err)) != KM_OK)
+		return st;
+	if (a->contend && nreg > 0)
+		return keymodel_admin_contend(a, uid, err);
+	return KM_OK;
 }

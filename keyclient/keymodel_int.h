@@ -18,7 +18,8 @@
  *	keymodel_admin_install() (also keymodel_harvest.c).
  *	Concurrent enrollments (keymodel_enroll_race.c):
  *	keymodel_uid_before(), keymodel_admin_contend() (an enrollment
- *	whose rival registered first yields before activating).
+ *	whose rival registered first yields before activating),
+ *	keymodel_admin_yield() (that, and a renewal's election).
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -115,6 +116,8 @@ int		 keymodel_admin_next_gen(const struct admin *);
 int		 keymodel_uid_before(const char *a, const char *b);
 enum km_status	 keymodel_admin_contend(struct admin *, const char *uid,
 		    struct kmerr *err);
+enum km_status	 keymodel_admin_yield(struct admin *, int gen,
+		    const char *uid, int nreg, struct kmerr *err);
 enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
 		    const unsigned char *der, size_t derlen, int enhanced,
 		    int harvested, struct kmerr *err);

@@ -2,11 +2,14 @@
  * check.c - the files and directories of a configuration, checked as the
  * milter user (see check.h).
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -21,6 +24,7 @@
 
 #include "check.h"
 #include "keystore.h"
+#include "log.h"
 #include "tls.h"
 
 /* One pass of checks: where the lines go and the parsed file for line numbers. */
@@ -429,4 +433,65 @@ check_files(const struct kmilter_conf *c, check_report_fn report, void *arg)
 		user_checks(&k, c);
 	config_destroy(&k.cfg);
 	return k.count;
+}
+
+/* all_loopback - every address host stands for is a loopback address */
+static int
+all_loopback(const char *host, int family)
+{
+	struct addrinfo hints, *res, *ai;
+	int ok = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	if (*host == '\0' || getaddrinfo(host, NULL, &hints, &res) != 0)
+		return 0;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		const struct sockaddr_in *a4 = (const void *)ai->ai_addr;
+		const struct sockaddr_in6 *a6 = (const void *)ai->ai_addr;
+
+		if (ai->ai_family == AF_INET)
+			ok &= (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+		else if (ai->ai_family == AF_INET6)
+			ok &= IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) ||
+			    (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) &&
+			    a6->sin6_addr.s6_addr[12] == 127);
+		else
+			ok = 0;
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+/*
+ * check_public_socket - warn loudly, when an inet socket is not on loopback
+ *	Whoever reaches the socket can have mail decrypted and signed.
+ *	"inet:PORT" without a host means every address.
+ */
+void
+check_public_socket(const struct kmilter_conf *c)
+{
+	char host[256];
+	const char *at;
+	int family;
+	size_t n;
+
+	if (strncmp(c->socket, "inet:", 5) == 0)
+		family = AF_INET;
+	else if (strncmp(c->socket, "inet6:", 6) == 0)
+		family = AF_INET6;
+	else
+		return;
+	at = strchr(c->socket, '@');
+	snprintf(host, sizeof(host), "%s", at ? at + 1 : "");
+	if (host[0] == '[' && (n = strlen(host)) > 1 && host[n - 1] == ']') {
+		memmove(host, host + 1, n - 2);
+		host[n - 2] = '\0';
+	}
+	if (all_loopback(host, family))
+		return;
+	log_warnx("WARNING: milter.socket %s is not bound to a loopback address: "
+	    "anyone who can reach it can have mail decrypted and signed; use a "
+	    "unix socket or a loopback address, or firewall the port", c->socket);
 }

@@ -5,7 +5,8 @@
  *	check - the files and directories a configuration names, checked as
  *	the user kmilter runs as (kmilter -n, and start-up)
  * SUMMARY
- *	check_files(), check_network(), check_socket_path()
+ *	check_files(), check_network(), check_socket_path(),
+ *	check_public_socket()
  * DESCRIPTION
  *	check_files() goes through every file and directory the
  *	configuration names and reports each problem once, in one pass:
@@ -38,6 +39,10 @@
  *
  *	check_socket_path() is the file of a unix socket spec ("unix:PATH",
  *	"local:PATH" or "/PATH"), NULL for an inet socket.
+ *
+ *	check_public_socket() logs a warning when milter.socket is an inet
+ *	socket not bound to loopback: whoever reaches it can have mail
+ *	decrypted and signed.
  * ERRORS
  *	check_files() and check_network() return the number of problems (0:
  *	none); a child that could not be started or drop privileges is a
@@ -56,5 +61,7 @@ int		 check_files(const struct kmilter_conf *, check_report_fn report,
 int		 check_network(const struct kmilter_conf *, check_report_fn report,
 		    void *arg);
 const char	*check_socket_path(const char *spec);
+
+void		 check_public_socket(const struct kmilter_conf *);
 
 #endif

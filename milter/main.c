@@ -131,67 +131,6 @@ drop_privileges(const struct passwd *pw)
 		fatalx("privileges were not dropped to %s", pw->pw_name);
 }
 
-/* all_loopback - every address host stands for is a loopback address */
-static int
-all_loopback(const char *host, int family)
-{
-	struct addrinfo hints, *res, *ai;
-	int ok = 1;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = family;
-	hints.ai_socktype = SOCK_STREAM;
-	if (*host == '\0' || getaddrinfo(host, NULL, &hints, &res) != 0)
-		return 0;
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		const struct sockaddr_in *a4 = (const void *)ai->ai_addr;
-		const struct sockaddr_in6 *a6 = (const void *)ai->ai_addr;
-
-		if (ai->ai_family == AF_INET)
-			ok &= (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
-		else if (ai->ai_family == AF_INET6)
-			ok &= IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) ||
-			    (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr) &&
-			    a6->sin6_addr.s6_addr[12] == 127);
-		else
-			ok = 0;
-	}
-	freeaddrinfo(res);
-	return ok;
-}
-
-/*
- * warn_public_socket - loudly, when an inet socket is not on loopback
- *	Whoever reaches the socket can have mail decrypted and signed.
- *	"inet:PORT" without a host means every address.
- */
-static void
-warn_public_socket(const struct kmilter_conf *c)
-{
-	char host[256];
-	const char *at;
-	int family;
-	size_t n;
-
-	if (strncmp(c->socket, "inet:", 5) == 0)
-		family = AF_INET;
-	else if (strncmp(c->socket, "inet6:", 6) == 0)
-		family = AF_INET6;
-	else
-		return;
-	at = strchr(c->socket, '@');
-	snprintf(host, sizeof(host), "%s", at ? at + 1 : "");
-	if (host[0] == '[' && (n = strlen(host)) > 1 && host[n - 1] == ']') {
-		memmove(host, host + 1, n - 2);
-		host[n - 2] = '\0';
-	}
-	if (all_loopback(host, family))
-		return;
-	log_warnx("WARNING: milter.socket %s is not bound to a loopback address: "
-	    "anyone who can reach it can have mail decrypted and signed; use a "
-	    "unix socket or a loopback address, or firewall the port", c->socket);
-}
-
 /* report_check - kmilter -n: each problem on its own line */
 static void
 report_check(void *arg, int key, const char *line)
@@ -216,7 +155,7 @@ check_mode(const char *path, int no_network)
 	}
 	if (n > 0)
 		print_errors(err);
-	warn_public_socket(conf);
+	check_public_socket(conf);
 	n += check_files(conf, report_check, NULL);
 	if (!no_network) {
 		signal(SIGPIPE, SIG_IGN);
@@ -781,7 +720,7 @@ main(int argc, char **argv)
 	start_logging(conf, o.to_stderr | conf->log_stderr, o.verbose);
 	log_to_stderr_now = o.to_stderr | conf->log_stderr;
 	log_tee_stderr(1);
-	warn_public_socket(conf);
+	check_public_socket(conf);
 
 	/* No core dumps: they would hold keys and message bodies. */
 	setrlimit(RLIMIT_CORE, &rl);
