@@ -337,7 +337,14 @@ keymodel_renew_due(struct keymodel *km, const char *addr, X509 *ca_cert,
 	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
 	a.elect = due_before != 0;
-	if ((cur = admin_active(&a)) == NULL) {
+	if ((cur = admin_active(&a)) == NULL && due_before != 0 &&
+	    a.nrecs > 0) {
+		/* the caller saw an Active generation: another renewal is
+		 * switching generations between our two scans */
+		st = KM_OK;
+		goto out;
+	}
+	if (cur == NULL) {
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no Active generation for %s: enroll "
 		    "first", a.norm);
