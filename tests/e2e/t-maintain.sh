@@ -14,52 +14,8 @@ probe=$build/tools/keymodel-probe
 suite_need_built "$kmctl" "$probe"
 suite_need_cmd /usr/bin/pykmip-server
 
-lab=$(mktemp -d /tmp/t-maintain.XXXXXX)
-base=${KM_PORT_BASE:-$((27000 + $$ % 1000 * 10))}
-p1=$base p2=$((base + 1))
-cleanup() {
-	km_stop "$lab" km1
-	km_stop "$lab" km2
-	rm -rf "$lab"
-}
-trap cleanup EXIT INT TERM
-
-km_pki "$lab" || { echo "FAIL pki"; exit 1; }
-km_start "$lab" km1 "$p1" || { echo "FAIL start km1"; exit 1; }
-km_start "$lab" km2 "$p2" || { echo "FAIL start km2"; exit 1; }
-pki=$lab/pki
-
-( umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
-    -out "$lab/orgca.key" 2>/dev/null )
-openssl req -x509 -new -key "$lab/orgca.key" -days 3650 -sha256 \
-    -subj "/O=Example Org/CN=Example Org S-MIME CA" \
-    -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" \
-    -out "$lab/orgca.crt" 2>/dev/null || { echo "FAIL org CA"; exit 1; }
-
-conf=$lab/kmilter.conf
-cat > "$conf" <<EOF
-milter: {
-  socket = "unix:$lab/kmilter.sock";
-  state_dir = "$lab/state";
-};
-km: {
-  servers = ( { name = "km1"; host = "127.0.0.1"; port = $p1; },
-              { name = "km2"; host = "127.0.0.1"; port = $p2; } );
-  ca_file = "$pki/ca.crt";
-  client_cert = "$pki/kmilter.crt";
-  client_key = "$pki/kmilter.key";
-  connect_timeout_ms = 2000;
-  io_timeout_ms = 5000;
-  org_ca_cert = "$lab/orgca.crt";
-  org_ca_key = "$lab/orgca.key";
-};
-policy: { internal_domains = [ "example.com" ]; };
-EOF
-K="$kmctl -c $conf"
-P="$probe -c $conf"
-out=$lab/out err=$lab/err
-run() { "$@" >"$out" 2>"$err"; rc=$?; }
+. "$top/tests/lablib/kmpair.sh"
+kmpair_up t-maintain 27000
 has() { grep -q -- "$1" "$out"; }
 why() { echo "rc=$rc $(head -c 400 "$err") $(head -c 400 "$out")"; }
 now_ms() { date +%s%3N; }
