@@ -22,7 +22,6 @@ enum km_status
 keystore_enroll_allowed(struct keystore *ks, const char *addr,
     const char *queue_id, struct kmerr *err)
 {
-	struct hook_request rq;
 	struct hook_answer a;
 	struct kmerr why;
 	enum km_status st;
@@ -30,16 +29,9 @@ keystore_enroll_allowed(struct keystore *ks, const char *addr,
 	if (ks->be.hook_ask == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "enrollment denied: no hook configured (hook.path)");
-	memset(&rq, 0, sizeof(rq));
-	memset(&a, 0, sizeof(a));
-	rq.event = HOOK_EVENT_ENROLL;
-	rq.address = addr;
-	rq.key = HOOK_KEY_ENCRYPTION;
-	rq.level = HOOK_LEVEL_DEFAULT;
-	rq.queue_id = queue_id;
-	rq.gateway = ks->gateway;
 	kmerr_clear(&why);
-	keystore_hook_call(ks, &rq, &a, &why);
+	keystore_hook_call(ks, HOOK_EVENT_ENROLL, addr, HOOK_LEVEL_DEFAULT,
+	    queue_id, &a, &why);
 	if (a.action == HOOK_ACTION_ALLOW && a.failure == HOOK_FAIL_NONE)
 		st = KM_OK;
 	else if (a.failure != HOOK_FAIL_NONE)

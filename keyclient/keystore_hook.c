@@ -26,17 +26,28 @@ keystore_real_hook_ask(void *arg, const struct hook_request *req,
 	    req, out, err);
 }
 
-/* keystore_hook_call - the hook function to call, with its argument */
+/* keystore_hook_call - ask the hook about addr's encryption key from this
+ * gateway; *a is cleared first */
 enum km_status
-keystore_hook_call(struct keystore *ks, const struct hook_request *req,
+keystore_hook_call(struct keystore *ks, enum hook_event event,
+    const char *addr, enum hook_level level, const char *queue_id,
     struct hook_answer *a, struct kmerr *err)
 {
 	/* keystore_real_hook_ask wants the keystore, a fake its own arg */
 	void *arg = ks->be.hook_ask == keystore_real_hook_ask ? (void *)ks :
 	    ks->be.arg;
+	struct hook_request rq;
 
+	memset(&rq, 0, sizeof(rq));
+	memset(a, 0, sizeof(*a));
+	rq.event = event;
+	rq.address = addr;
+	rq.key = HOOK_KEY_ENCRYPTION;
+	rq.level = level;
+	rq.queue_id = queue_id;
+	rq.gateway = ks->gateway;
 	bump(&ks->hook_calls);
-	return ks->be.hook_ask(arg, req, a, err);
+	return ks->be.hook_ask(arg, &rq, a, err);
 }
 
 /* keystore_release_check - hook_release: may this gateway have the keys? */
@@ -45,7 +56,6 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
     int enhanced, const char *queue_id, struct kmerr *err)
 {
 	struct memcache_ref *ref;
-	struct hook_request rq;
 	struct hook_answer a;
 	struct kmerr why;
 	static int allowed = 1;
@@ -64,16 +74,9 @@ keystore_release_check(struct keystore *ks, const char *norm, const char *hash,
 	if (ks->be.hook_ask == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "release denied: no hook configured");
-	memset(&rq, 0, sizeof(rq));
-	memset(&a, 0, sizeof(a));
-	rq.event = HOOK_EVENT_RELEASE;
-	rq.address = norm;
-	rq.key = HOOK_KEY_ENCRYPTION;
-	rq.level = enhanced ? HOOK_LEVEL_ENHANCED : HOOK_LEVEL_DEFAULT;
-	rq.queue_id = queue_id;
-	rq.gateway = ks->gateway;
 	kmerr_clear(&why);
-	keystore_hook_call(ks, &rq, &a, &why);
+	keystore_hook_call(ks, HOOK_EVENT_RELEASE, norm, enhanced ?
+	    HOOK_LEVEL_ENHANCED : HOOK_LEVEL_DEFAULT, queue_id, &a, &why);
 	if (a.action == HOOK_ACTION_ALLOW) {
 		memcache_put(ks->released, K_RELEASE, hash, &allowed, NULL,
 		    (int64_t)RELEASE_TTL * 1000);
@@ -183,7 +186,6 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
     const char *queue_id, struct keymodel_gen *g, size_t n, int *wrongpw,
     struct kmerr *why)
 {
-	struct hook_request rq;
 	struct hook_answer a;
 	struct keymodel_gen *u = NULL;
 	size_t un = 0;
@@ -195,16 +197,9 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 		return kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
 		    "no hook configured");
 	}
-	memset(&rq, 0, sizeof(rq));
-	memset(&a, 0, sizeof(a));
-	rq.event = HOOK_EVENT_UNLOCK;
-	rq.address = norm;
-	rq.key = HOOK_KEY_ENCRYPTION;
-	rq.level = HOOK_LEVEL_ENHANCED;
-	rq.queue_id = queue_id;
-	rq.gateway = ks->gateway;
 	kmerr_clear(&herr);
-	keystore_hook_call(ks, &rq, &a, &herr);
+	keystore_hook_call(ks, HOOK_EVENT_UNLOCK, norm, HOOK_LEVEL_ENHANCED,
+	    queue_id, &a, &herr);
 	switch (a.action) {
 	case HOOK_ACTION_PASSWORD:
 		break;

@@ -52,6 +52,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "hook_proto.h"
 #include "keystore.h"
 #include "keystore_certcheck.h"
 #include "keystore_entry.h"
@@ -153,9 +154,9 @@ void		 keystore_l2_put(struct keystore *, const struct revc *,
 enum km_status	 keystore_real_hook_ask(void *ks,
 		    const struct hook_request *, struct hook_answer *,
 		    struct kmerr *err);
-enum km_status	 keystore_hook_call(struct keystore *,
-		    const struct hook_request *, struct hook_answer *,
-		    struct kmerr *err);
+enum km_status	 keystore_hook_call(struct keystore *, enum hook_event,
+		    const char *addr, enum hook_level, const char *queue_id,
+		    struct hook_answer *, struct kmerr *err);
 enum km_status	 keystore_release_check(struct keystore *,
 		    const char *norm, const char *hash, int enhanced,
 		    const char *queue_id, struct kmerr *err);
