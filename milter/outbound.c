@@ -28,9 +28,8 @@
  * revoked_check - is an outside recipient's certificate revoked?  KM_OK to
  * use it; else it is dropped: KM_PERMFAIL (revoked, or its status unknown
  * under revocation.check = hard: *unknown set then if not NULL), reason in
- * err.  The
- * KM's own certificates (internal domains) are revoked with kmctl revoke,
- * the KM never hands those out: not asked.
+ * err.  The KM's own certificates (internal domains) are revoked with kmctl
+ * revoke, the KM never hands those out: not asked.
  */
 static enum km_status
 revoked_check(const struct kmilter_conf *c, struct message *m, int i,
@@ -212,7 +211,7 @@ outbound_rcpt(struct session *s, int i, char *reply, size_t replylen,
 		return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
 	if (cert <= 0 && pol.encrypt != ENCRYPT_NEVER &&
 	    (pol.encrypt == ENCRYPT_MANDATORY || s->conf->out_missing_cert == MISSING_REFUSE)) {
-		if (cert < 0)	/* a directory did not answer: not a "no" */
+		if (cert < 0)	/* not known now (see rcpt_protection): not a "no" */
 			return lookup_tempfail(m, i, err, reply, replylen, rcode, xcode);
 		*rcode = "550";
 		*xcode = "5.7.1";

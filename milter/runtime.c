@@ -196,13 +196,6 @@ runtime_reload(const struct kmilter_conf *c, int keystore, int revcheck,
 	return 0;
 }
 
-/* runtime_reload_keystore - a key store of c in place of the current one */
-int
-runtime_reload_keystore(const struct kmilter_conf *c, struct kmerr *err)
-{
-	return runtime_reload(c, 1, 0, err);
-}
-
 /* runtime_pin - this thread's key store and revocation checker stay until runtime_unpin */
 void
 runtime_pin(void)

@@ -5,7 +5,7 @@
  *	runtime - the long-lived objects every message uses: key store,
  *	trust store and revocation checker
  * SUMMARY
- *	runtime_init(), runtime_reload_trust(), runtime_reload_keystore(),
+ *	runtime_init(), runtime_reload_trust(),
  *	runtime_reload(), runtime_pin(), runtime_unpin(), runtime_keystore(),
  *	runtime_trust(),
  *	runtime_revcheck(), runtime_free()
@@ -14,13 +14,11 @@
  *	dropped: it makes the key store (keyclient: caches and the KM) and
  *	the trust store for signature verification (the organization CA,
  *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
- *	trust store (and the org CA chain, orgchain.h), and
- *	runtime_reload_keystore() builds a key store from
- *	the new configuration (km, cache, hook groups) beside the old one and
- *	swaps it in; when it cannot be built, the old one stays.
- *	runtime_reload() does that for the key store, the revocation checker
- *	(revocation group) or both: both are built before either is swapped
- *	in, and one that cannot be built leaves both running ones.
+ *	trust store (and the org CA chain, orgchain.h), and runtime_reload()
+ *	builds a key store (km, cache, hook groups), a revocation checker
+ *	(revocation group) or both from the new configuration beside the
+ *	running ones and swaps them in: both are built before either is
+ *	swapped in, and one that cannot be built leaves both running ones.
  *
  *	The key store and the revocation checker are reference counted:
  *	runtime_pin() holds the current ones for the calling thread (one
@@ -34,8 +32,7 @@
  *	reload (start-up and tests only); the same for runtime_revcheck().
  *	runtime_trust() returns a new reference: X509_STORE_free() it.
  * ERRORS
- *	runtime_init(), runtime_reload_trust(), runtime_reload_keystore() and
- *	runtime_reload() return -1 and fill err
+ *	runtime_init(), runtime_reload_trust() and runtime_reload() return -1 and fill err
  *	(a CA file that does not load: KM_PERMFAIL, KMERR_BADINPUT; the key
  *	store's own errors otherwise).
  * THREADS
@@ -53,7 +50,6 @@ struct revcheck;
 
 int		 runtime_init(const struct kmilter_conf *, struct kmerr *err);
 int		 runtime_reload_trust(const struct kmilter_conf *, struct kmerr *err);
-int		 runtime_reload_keystore(const struct kmilter_conf *, struct kmerr *err);
 int		 runtime_reload(const struct kmilter_conf *, int keystore, int revcheck,
 		    struct kmerr *err);
 void		 runtime_pin(void);

@@ -115,7 +115,7 @@ TEST(reload_frees_after_last_unpin)
 	CHECK(setup());
 	runtime_pin();
 	CHECK_EQ_INT(which(), 1);
-	CHECK_EQ_INT(runtime_reload_keystore(conf, &kerr), 0);
+	CHECK_EQ_INT(runtime_reload(conf, 1, 0, &kerr), 0);
 	CHECK_EQ_INT(which(), 1);		/* still the message's own */
 	CHECK_EQ_INT(freed, 0);
 	runtime_unpin();
@@ -125,7 +125,7 @@ TEST(reload_frees_after_last_unpin)
 	runtime_pin();				/* nested: one reference */
 	CHECK_EQ_INT(which(), 2);
 	runtime_unpin();
-	CHECK_EQ_INT(runtime_reload_keystore(conf, &kerr), 0);
+	CHECK_EQ_INT(runtime_reload(conf, 1, 0, &kerr), 0);
 	CHECK_EQ_INT(which(), 2);
 	runtime_unpin();
 	CHECK_EQ_INT(freed, 2);
@@ -139,7 +139,7 @@ TEST(reload_unpinned_frees_at_once)
 	struct kmerr kerr;
 
 	CHECK(setup());
-	CHECK_EQ_INT(runtime_reload_keystore(conf, &kerr), 0);
+	CHECK_EQ_INT(runtime_reload(conf, 1, 0, &kerr), 0);
 	CHECK_EQ_INT(freed, 1);
 	CHECK_EQ_INT(which(), 2);
 	teardown();
@@ -152,7 +152,7 @@ TEST(reload_failure_keeps_old)
 
 	CHECK(setup());
 	fail_next = 1;
-	CHECK(runtime_reload_keystore(conf, &kerr) != 0);
+	CHECK(runtime_reload(conf, 1, 0, &kerr) != 0);
 	CHECK(strstr(kerr.msg, "fake: no key store") != NULL);
 	CHECK_EQ_INT(which(), 1);
 	CHECK_EQ_INT(freed, 0);
@@ -193,7 +193,7 @@ TEST(pins_are_per_thread)
 	while (phase != 1)
 		pthread_cond_wait(&cv, &step);
 	pthread_mutex_unlock(&step);
-	CHECK_EQ_INT(runtime_reload_keystore(conf, &kerr), 0);
+	CHECK_EQ_INT(runtime_reload(conf, 1, 0, &kerr), 0);
 	CHECK_EQ_INT(which(), 2);		/* this thread: the new one */
 	CHECK_EQ_INT(freed, 0);			/* the other still holds 1 */
 	pthread_mutex_lock(&step);
