@@ -119,3 +119,24 @@ certenc_names(X509 *cert, const char *addr)
 	}
 	return found;
 }
+
+/* certenc_chain - does cert verify to trust (untrusted: intermediates)? */
+enum km_status
+certenc_chain(X509 *cert, STACK_OF(X509) *untrusted, X509_STORE *trust,
+    int purpose, struct kmerr *err)
+{
+	X509_STORE_CTX *ctx;
+	enum km_status st = KM_OK;
+
+	if ((ctx = X509_STORE_CTX_new()) == NULL ||
+	    !X509_STORE_CTX_init(ctx, trust, cert, untrusted) ||
+	    (purpose != 0 && !X509_STORE_CTX_set_purpose(ctx, purpose)))
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot set up chain verification");
+	else if (X509_verify_cert(ctx) != 1)
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED, "%s",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return st;
+}

@@ -19,6 +19,7 @@
 
 #include <unbound.h>
 
+#include "certenc.h"
 #include "clock.h"
 #include "keystore_certcheck.h"
 #include "log.h"
@@ -127,24 +128,15 @@ smimea_rdata(const unsigned char *rdata, size_t len, struct smimea_rr *rr,
 static enum km_status
 check_pkix(X509 *c, X509_STORE *pkix, struct kmerr *err)
 {
-	X509_STORE_CTX *ctx;
-	enum km_status st = KM_OK;
+	enum km_status st;
 
 	if (pkix == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "usage 1 (PKIX-EE): no CA file to verify it with "
 		    "(policy.inbound.ca_file)");
-	if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    !X509_STORE_CTX_init(ctx, pkix, c, NULL) ||
-	    !X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_ENCRYPT))
-		st = kmerr_ossl(err, KM_NOMEM, "usage 1 (PKIX-EE)");
-	else if (X509_verify_cert(ctx) != 1) {
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
-		    "usage 1 (PKIX-EE): %s", X509_verify_cert_error_string(
-		    X509_STORE_CTX_get_error(ctx)));
-		ERR_clear_error();
-	}
-	X509_STORE_CTX_free(ctx);
+	if ((st = certenc_chain(c, NULL, pkix, X509_PURPOSE_SMIME_ENCRYPT,
+	    err)) != KM_OK)
+		kmerr_prefix(err, "usage 1 (PKIX-EE): ");
 	return st;
 }
 

@@ -122,22 +122,13 @@ refuse(const char *qid, const char *addr, X509 *x, const char *why)
 static enum km_status
 chain(X509_STORE *trust, STACK_OF(X509) *set, X509 *x, struct kmerr *err)
 {
-	X509_STORE_CTX *ctx = NULL;
-	enum km_status st = KM_OK;
+	enum km_status st;
 
 	if (trust == NULL)
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "no trust store");
-	else if ((ctx = X509_STORE_CTX_new()) == NULL ||
-	    !X509_STORE_CTX_init(ctx, trust, x, set))
-		st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
-		    "cannot set up chain verification");
-	else if (X509_verify_cert(ctx) != 1)
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
-		    "untrusted: %s", X509_verify_cert_error_string(
-		    X509_STORE_CTX_get_error(ctx)));
-	X509_STORE_CTX_free(ctx);
-	ERR_clear_error();
+	if ((st = certenc_chain(x, set, trust, 0, err)) == KM_PERMFAIL)
+		kmerr_prefix(err, "untrusted: ");
 	return st;
 }
 
