@@ -346,12 +346,9 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 	struct kmip_locate_req q;
 	struct kmip_uid_list *l = NULL;
 	struct kmip_attrs a;
-	enum kmip_object_type type;
 	enum keymodel_kind kind;
-	unsigned char *data = NULL;
-	const unsigned char *p;
 	const char *uid;
-	size_t len = 0, i;
+	size_t i;
 	int gen, best = -1, enh;
 	enum km_status st;
 
@@ -384,23 +381,37 @@ cert_from(struct keymodel *km, int srv, const char *name, const char *addr,
 			}
 		}
 	}
-	if ((st = kmip_get(c, uid, &type, &data, &len,
-	    err)) !=
-	    KM_OK)
-		goto out;
-	p = data;
-	if (type != KMIP_OBJ_CERTIFICATE || len > LONG_MAX ||
-	    (*out = d2i_X509(NULL, &p, (long)len)) == NULL) {
-		ERR_clear_error();
+	if ((st = keymodel_fetch_cert(c, uid, out, err)) == KM_OK &&
+	    *out == NULL)
 		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "server %s: object %s of %s is not an "
 		    "X.509 certificate", km->name[srv], uid, addr);
-	}
 out:
-	secmem_free(data, len);
 	kmip_uid_list_free(l);
 	kmip_pool_put(km->pool[srv], c);
 	return st;
+}
+
+/* keymodel_fetch_cert - the certificate object uid on c, NULL if it is none */
+enum km_status
+keymodel_fetch_cert(struct kmip_conn *c, const char *uid, X509 **out,
+    struct kmerr *err)
+{
+	enum kmip_object_type type;
+	unsigned char *data = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	enum km_status st;
+
+	*out = NULL;
+	if ((st = kmip_get(c, uid, &type, &data, &len, err)) != KM_OK)
+		return st;
+	p = data;
+	if (type == KMIP_OBJ_CERTIFICATE && len <= LONG_MAX)
+		*out = d2i_X509(NULL, &p, (long)len);
+	ERR_clear_error();
+	secmem_free(data, len);
+	return KM_OK;
 }
 
 /* keymodel_current_cert - the Active generation's certificate (A, then B) */

@@ -287,25 +287,14 @@ static enum km_status
 cert_not_after(struct admin *a, const struct genrec *r, X509 **old,
     time_t *not_after, struct kmerr *err)
 {
-	enum kmip_object_type t;
-	unsigned char *d = NULL;
-	const unsigned char *p;
-	size_t l = 0;
-	struct tm tm;
 	int srv = r->ncert[0] > 0 ? 0 : 1;
 	enum km_status st;
 
 	*not_after = 0;
-	if ((st = kmip_get(a->c[srv], r->cert[srv]->uid, &t, &d, &l, err)) !=
-	    KM_OK)
-		return st;
-	p = d;
-	if (l <= LONG_MAX && (*old = d2i_X509(NULL, &p, (long)l)) != NULL &&
-	    ASN1_TIME_to_tm(X509_get0_notAfter(*old), &tm) == 1)
-		*not_after = timegm(&tm);
-	ERR_clear_error();
-	secmem_free(d, l);
-	return KM_OK;
+	if ((st = keymodel_fetch_cert(a->c[srv], r->cert[srv]->uid, old,
+	    err)) == KM_OK && *old != NULL)
+		*not_after = keymodel_cert_time(X509_get0_notAfter(*old));
+	return st;
 }
 
 /* keymodel_renew - a new generation; the current one becomes Deactivated */
@@ -536,7 +525,6 @@ fill_info(struct keymodel_info *in, X509 *x)
 	BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
 	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
 	struct kmerr e;
-	struct tm tm;
 
 	keymodel_cert_fingerprint(x, in->sha256, sizeof(in->sha256));
 	X509_NAME_oneline(X509_get_subject_name(x), in->subject,
@@ -544,10 +532,8 @@ fill_info(struct keymodel_info *in, X509 *x)
 	X509_NAME_oneline(X509_get_issuer_name(x), in->issuer,
 	    sizeof(in->issuer));
 	snprintf(in->serial, sizeof(in->serial), "%s", hex ? hex : "?");
-	if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
-		in->not_before = timegm(&tm);
-	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
-		in->not_after = timegm(&tm);
+	in->not_before = keymodel_cert_time(X509_get0_notBefore(x));
+	in->not_after = keymodel_cert_time(X509_get0_notAfter(x));
 	keymodel_key_type_name(X509_get0_pubkey(x), in->key_type,
 	    sizeof(in->key_type));
 	/* put there before kmctl import refused such certificates */
@@ -565,7 +551,6 @@ keymodel_show(struct keymodel *km, const char *addr,
 {
 	struct admin a;
 	struct keymodel_info *v = NULL;
-	enum kmip_object_type t;
 	enum km_status st;
 	size_t i;
 
@@ -586,9 +571,6 @@ keymodel_show(struct keymodel *km, const char *addr,
 	for (i = 0; i < a.nrecs; i++) {
 		struct genrec *r = &a.recs[i];
 		int srv = r->ncert[0] > 0 ? 0 : 1;
-		unsigned char *d = NULL;
-		const unsigned char *p;
-		size_t l = 0;
 		X509 *x;
 
 		v[i].generation = r->gen;
@@ -598,18 +580,12 @@ keymodel_show(struct keymodel *km, const char *addr,
 		v[i].harvested = r->harvested;
 		if (r->ncert[srv] == 0)
 			continue;
-		if ((st = kmip_get(a.c[srv],
-		    r->cert[srv]->uid, &t, &d, &l,
-		    err)) != KM_OK)
+		if ((st = keymodel_fetch_cert(a.c[srv], r->cert[srv]->uid,
+		    &x, err)) != KM_OK)
 			goto out;
-		p = d;
-		if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) !=
-		    NULL) {
+		if (x != NULL)
 			fill_info(&v[i], x);
-			X509_free(x);
-		}
-		ERR_clear_error();
-		secmem_free(d, l);
+		X509_free(x);
 	}
 	*out = v;
 	*n = a.nrecs;
@@ -679,26 +655,14 @@ static enum km_status
 list_not_after(struct kmip_conn *c, const char *uid, time_t *not_after,
     struct kmerr *err)
 {
-	enum kmip_object_type t;
-	unsigned char *d = NULL;
-	const unsigned char *p;
-	size_t l = 0;
-	struct tm tm;
 	X509 *x;
 	enum km_status st;
 
 	*not_after = 0;
-	if ((st = kmip_get(c, uid, &t, &d, &l, err)) != KM_OK)
-		return st;
-	p = d;
-	if (l <= LONG_MAX && (x = d2i_X509(NULL, &p, (long)l)) != NULL) {
-		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
-			*not_after = timegm(&tm);
-		X509_free(x);
-	}
-	ERR_clear_error();
-	secmem_free(d, l);
-	return KM_OK;
+	if ((st = keymodel_fetch_cert(c, uid, &x, err)) == KM_OK && x != NULL)
+		*not_after = keymodel_cert_time(X509_get0_notAfter(x));
+	X509_free(x);
+	return st;
 }
 
 /* list_kind - the addresses of kmilter's Active objects of one type on c */

@@ -161,6 +161,18 @@ fail:
 	return st;
 }
 
+/* keymodel_cert_time - an ASN1_TIME as time_t, 0 when absent or bad */
+time_t
+keymodel_cert_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
 /* keymodel_cert_fingerprint - "AB:CD:..." SHA-256 of a certificate */
 void
 keymodel_cert_fingerprint(X509 *cert, char *out, size_t outlen)

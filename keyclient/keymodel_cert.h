@@ -6,7 +6,7 @@
  *	organization's CA, and PKCS#8 encodings for the key model
  * SUMMARY
  *	keymodel_keygen(), keymodel_issue_cert(), keymodel_check_pair(),
- *	keymodel_cert_fingerprint(), keymodel_rewrap().
+ *	keymodel_cert_fingerprint(), keymodel_cert_time(), keymodel_rewrap().
  *	For the keymodel family (keymodel.c, keymodel_admin.c):
  *	keymodel_pkey_to_der(), keymodel_der_to_pkey(),
  *	keymodel_keytype_of(), keymodel_key_type_name().
@@ -52,6 +52,7 @@
  *	Thread-safe.
  */
 #include <stddef.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -78,6 +79,9 @@ enum km_status	 keymodel_issue_cert(EVP_PKEY *key, const char *addr,
 		    enum keymodel_usage, X509 **out, struct kmerr *err);
 void		 keymodel_cert_fingerprint(X509 *cert, char *out,
 		    size_t outlen);
+/* An ASN1_TIME (notBefore, notAfter, nextUpdate...) as time_t; 0 when t
+ * is NULL or unreadable. */
+time_t		 keymodel_cert_time(const ASN1_TIME *t);
 /* One PKCS#8 DER from one level to the other: oldpw NULL = der is plain,
  * newpw NULL = *out is plain; iter 0 = PKCS8PW_ITER_DEFAULT; cert (may be
  * NULL) must match the key.  *out: secmem_free(*out, *outlen).

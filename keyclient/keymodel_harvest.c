@@ -18,18 +18,6 @@
 #include "kmip.h"
 #include "secmem.h"
 
-/* not_before - a certificate's notBefore as time_t, 0 when unreadable */
-static time_t
-not_before(X509 *x)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) != 1)
-		return 0;
-	return timegm(&tm);
-}
-
 /* gone - a state whose generation no longer counts */
 static int
 gone(int state)
@@ -91,16 +79,12 @@ keymodel_harvest_decide(const struct keymodel_harvest_gen *v, size_t n,
 static enum km_status
 describe(struct admin *a, struct keymodel_harvest_gen *v, struct kmerr *err)
 {
-	enum kmip_object_type t;
 	enum km_status st;
 	size_t i;
 
 	for (i = 0; i < a->nrecs; i++) {
 		struct genrec *r = &a->recs[i];
 		int srv = r->ncert[0] > 0 ? 0 : 1;
-		unsigned char *d = NULL;
-		const unsigned char *p;
-		size_t l = 0;
 		X509 *x;
 
 		v[i].generation = r->gen;
@@ -109,19 +93,16 @@ describe(struct admin *a, struct keymodel_harvest_gen *v, struct kmerr *err)
 		v[i].harvested = r->harvested;
 		if (r->ncert[srv] == 0)
 			continue;
-		if ((st = kmip_get(a->c[srv], r->cert[srv]->uid, &t, &d, &l,
-		    err)) != KM_OK)
+		if ((st = keymodel_fetch_cert(a->c[srv], r->cert[srv]->uid,
+		    &x, err)) != KM_OK)
 			return st;
-		p = d;
-		if (t == KMIP_OBJ_CERTIFICATE && l <= LONG_MAX &&
-		    (x = d2i_X509(NULL, &p, (long)l)) != NULL) {
+		if (x != NULL) {
 			keymodel_cert_fingerprint(x, v[i].sha256,
 			    sizeof(v[i].sha256));
-			v[i].not_before = not_before(x);
+			v[i].not_before = keymodel_cert_time(
+			    X509_get0_notBefore(x));
 			X509_free(x);
 		}
-		ERR_clear_error();
-		secmem_free(d, l);
 	}
 	return KM_OK;
 }
@@ -154,7 +135,7 @@ keymodel_harvest_cert(struct keymodel *km, const char *addr, X509 *cert,
 	if ((st = certenc_check(cert, err)) != KM_OK ||
 	    (st = describe(&a, v, err)) != KM_OK ||
 	    (st = keymodel_harvest_decide(v, a.nrecs, a.norm, fp,
-	    not_before(cert), r, err)) != KM_OK)
+	    keymodel_cert_time(X509_get0_notBefore(cert)), r, err)) != KM_OK)
 		goto out;
 	gen = keymodel_admin_next_gen(&a);
 	if ((st = keymodel_admin_install(&a, gen, cert, NULL, 0, 0, 1,

@@ -12,6 +12,7 @@
  *	struct genrec, struct admin.
  *	Errors: struct kmerr (kmerr.h).
  *	Scanning (keymodel.c): keymodel_scan_server(), keymodel_scan_clear(),
+ *	keymodel_fetch_cert(),
  *	keymodel_build_gens(), keymodel_usable(), keymodel_make_gen().
  *	Administration sessions (keymodel_admin.c): keymodel_admin_open(),
  *	keymodel_admin_close(), keymodel_admin_next_gen(),
@@ -99,6 +100,10 @@ struct admin {
 
 /* Scanning and lookups (keymodel.c). */
 void		 keymodel_scan_clear(struct scan *);
+/* The certificate object uid on c: KM_OK with *out, NULL when the object
+ * is not an X.509 certificate; the KM's error otherwise. */
+enum km_status	 keymodel_fetch_cert(struct kmip_conn *, const char *uid,
+		    X509 **out, struct kmerr *err);
 enum km_status	 keymodel_scan_server(struct kmip_conn *, const char *name,
 		    struct scan *, struct kmerr *err);
 int		 keymodel_usable(int state);

@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "conf.h"
+#include "keymodel_cert.h"
 #include "log.h"
 #include "revcheck.h"
 #include "revcheck_cache.h"
@@ -308,17 +309,13 @@ crl_read(struct revcheck *rv, const char *src, const unsigned char *p,
     size_t n, time_t mtime, char *why, size_t whylen)
 {
 	X509_CRL *crl = revparse_crl_load(p, n, why, whylen);
-	time_t now = time(NULL), until;
-	struct tm tm;
+	time_t now = time(NULL), until, next;
 
 	if (crl == NULL)
 		return NULL;
-	memset(&tm, 0, sizeof(tm));
 	until = now + rv->cache_ttl;
-	if (X509_CRL_get0_nextUpdate(crl) != NULL &&
-	    ASN1_TIME_to_tm(X509_CRL_get0_nextUpdate(crl), &tm) == 1 &&
-	    timegm(&tm) > now)
-		until = timegm(&tm);
+	if ((next = keymodel_cert_time(X509_CRL_get0_nextUpdate(crl))) > now)
+		until = next;
 	crl_keep(rv, src, crl, until, mtime);
 	return crl;
 }

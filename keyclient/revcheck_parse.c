@@ -11,28 +11,17 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include "keymodel_cert.h"
 #include "revcheck_parse.h"
 
 #define SKEW	300	/* seconds of clock difference allowed */
-
-/* asn1_time_t - an ASN1_TIME as time_t, 0 when absent or bad */
-static time_t
-asn1_time_t(const ASN1_TIME *t)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return timegm(&tm);
-}
 
 /* revoked_why - "revoked at TIME (reason)" */
 static void
 revoked_why(const ASN1_TIME *when, int reason, char *why, size_t whylen)
 {
 	char ts[40] = "?";
-	time_t t = asn1_time_t(when);
+	time_t t = keymodel_cert_time(when);
 	struct tm tm;
 
 	if (t != 0 && gmtime_r(&t, &tm) != NULL)
@@ -122,11 +111,11 @@ revparse_ocsp(const unsigned char *der, size_t len, OCSP_CERTID *id,
 		    "or from the future)");
 	else if (status == V_OCSP_CERTSTATUS_GOOD) {
 		rs = REV_GOOD;
-		*until = asn1_time_t(nextupd);
+		*until = keymodel_cert_time(nextupd);
 		snprintf(why, whylen, "good");
 	} else if (status == V_OCSP_CERTSTATUS_REVOKED) {
 		rs = REV_REVOKED;
-		*until = asn1_time_t(nextupd);
+		*until = keymodel_cert_time(nextupd);
 		revoked_why(rev, reason, why, whylen);
 	} else
 		snprintf(why, whylen, "OCSP responder does not know the "
@@ -175,14 +164,14 @@ revparse_crl(X509_CRL *crl, X509 *cert, X509 *issuer, time_t *until,
 	int reason = -1, crit = 0;
 	ASN1_ENUMERATED *re;
 
-	*until = asn1_time_t(next);
+	*until = keymodel_cert_time(next);
 	if (X509_NAME_cmp(X509_CRL_get_issuer(crl),
 	    X509_get_issuer_name(cert)) != 0)
 		snprintf(why, whylen, "CRL of another issuer");
 	else if (pk == NULL || X509_CRL_verify(crl, pk) != 1)
 		snprintf(why, whylen, "CRL signature does not verify with "
 		    "the issuer's key");
-	else if (asn1_time_t(X509_CRL_get0_lastUpdate(crl)) > now + SKEW)
+	else if (keymodel_cert_time(X509_CRL_get0_lastUpdate(crl)) > now + SKEW)
 		snprintf(why, whylen, "CRL from the future");
 	else if (next != NULL && *until + SKEW < now)
 		snprintf(why, whylen, "CRL expired (nextUpdate passed)");

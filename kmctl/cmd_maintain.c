@@ -210,7 +210,6 @@ sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
 	char addr[KEYMODEL_ADDR_MAX + 1], d[16];
 	X509 *x = NULL;
 	FILE *fp;
-	struct tm tm;
 	struct kmerr err;
 	time_t not_after = 0, now = time(NULL);
 	size_t i;
@@ -222,14 +221,13 @@ sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
 	}
 	ERR_clear_error();
 	if (x == NULL || sign_addr(x, addr, sizeof(addr)) != 0 ||
-	    ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) {
+	    (not_after = keymodel_cert_time(X509_get0_notAfter(x))) == 0) {
 		kmctl_warn("maintain: %s: not a signing certificate: left alone",
 		    path);
 		t->sign_failed++;
 		X509_free(x);
 		return;
 	}
-	not_after = timegm(&tm);
 	for (i = 0; i < nusers; i++)
 		if (strcmp(users[i].addr, addr) == 0 && users[i].has_key)
 			enrolled = 1;

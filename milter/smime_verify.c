@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "keymodel_cert.h"
 #include "log.h"
 #include "mime.h"
 #include "revcheck.h"
@@ -86,18 +87,13 @@ signing_time(CMS_SignerInfo *si)
 	int idx = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1);
 	X509_ATTRIBUTE *a;
 	ASN1_TYPE *t;
-	struct tm tm;
 
 	if (idx < 0 || (a = CMS_signed_get_attr(si, idx)) == NULL ||
 	    (t = X509_ATTRIBUTE_get0_type(a, 0)) == NULL)
 		return 0;
 	if (t->type != V_ASN1_UTCTIME && t->type != V_ASN1_GENERALIZEDTIME)
 		return 0;
-	memset(&tm, 0, sizeof(tm));
-	if (ASN1_TIME_to_tm((const ASN1_TIME *)t->value.asn1_string,
-	    &tm) != 1)
-		return 0;
-	return timegm(&tm);
+	return keymodel_cert_time((const ASN1_TIME *)t->value.asn1_string);
 }
 
 /* check_revoked - ask revcheck about a signer whose chain verified */
