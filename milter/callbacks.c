@@ -20,7 +20,9 @@
 #include "outbound.h"
 #include "pipeline.h"
 #include "runtime.h"
+#include "secmem.h"
 #include "session.h"
+#include "spool.h"
 #include "stats.h"
 #include "verdict.h"
 
@@ -412,6 +414,36 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	return SMFIS_NOREPLY;
 }
 
+/* libmilter sends at most 64 KiB per message to the MTA. */
+#define REPLACE_CHUNK	65535
+
+/* replace_body_from_spool - the new body to the MTA in chunks read from its spool; -1 on failure */
+static int
+replace_body_from_spool(SMFICTX *ctx, struct spool *body)
+{
+	unsigned char *buf = malloc(REPLACE_CHUNK);
+	size_t off = 0, got;
+	struct kmerr err;
+	int rc = 0;
+
+	if (buf == NULL)
+		return -1;
+	do {
+		if (spool_read(body, off, buf, REPLACE_CHUNK, &got, &err) != KM_OK) {
+			log_warnx("replace body: %s", err.msg);
+			rc = -1;
+			break;
+		}
+		if ((got > 0 || off == 0) && smfi_replacebody(ctx, buf, (int)got) != MI_SUCCESS) {
+			rc = -1;
+			break;
+		}
+		off += got;
+	} while (got > 0);
+	secmem_free(buf, REPLACE_CHUNK);	/* it held plaintext or signed content */
+	return rc;
+}
+
 /* apply - carry out a rewrite verdict with libmilter; -1 if any step failed */
 static int
 apply(SMFICTX *ctx, const struct verdict *v)
@@ -427,12 +459,13 @@ apply(SMFICTX *ctx, const struct verdict *v)
 		if (r != MI_SUCCESS)
 			return -1;
 	}
+	if (v->bodyspool != NULL)
+		return replace_body_from_spool(ctx, v->bodyspool);
 	if (v->body != NULL) {
 		size_t off = 0;
 
-		/* libmilter sends at most 64 KiB per message to the MTA. */
 		do {
-			size_t n = v->bodylen - off > 65535 ? 65535 : v->bodylen - off;
+			size_t n = v->bodylen - off > REPLACE_CHUNK ? REPLACE_CHUNK : v->bodylen - off;
 
 			if (smfi_replacebody(ctx, v->body + off, (int)n) != MI_SUCCESS)
 				return -1;

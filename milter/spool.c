@@ -202,3 +202,33 @@ spool_map(struct spool *s, const unsigned char **data, size_t *len, struct kmerr
 	*data = s->map;
 	return KM_OK;
 }
+
+/* spool_read - copy up to len bytes from offset off; *got = 0 at the end */
+enum km_status
+spool_read(struct spool *s, size_t off, void *buf, size_t len, size_t *got,
+    struct kmerr *err)
+{
+	*got = 0;
+	if (off >= s->len || len == 0)
+		return KM_OK;
+	if (len > s->len - off)
+		len = s->len - off;
+	if (s->fd < 0) {
+		memcpy(buf, s->mem + off, len);
+		*got = len;
+		return KM_OK;
+	}
+	for (;;) {
+		ssize_t r = pread(s->fd, buf, len, (off_t)off);
+
+		if (r >= 0) {
+			*got = (size_t)r;
+			return KM_OK;
+		}
+		if (errno != EINTR)
+			break;
+	}
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+	    "spool: cannot read the temporary file in %s: %s", s->dir,
+	    strerror(errno));
+}

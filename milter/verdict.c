@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "secmem.h"
+#include "spool.h"
 #include "verdict.h"
 
 /* body_free - wipe and free the new body: it may be decrypted or signed plaintext */
@@ -17,6 +18,7 @@ body_free(struct verdict *v)
 		secmem_wipe(v->body, v->bodylen);
 		free(v->body);
 	}
+	v->bodyspool = spool_free(v->bodyspool);
 }
 
 /* verdict_init - a pass verdict with no changes */
@@ -90,6 +92,17 @@ verdict_set_body(struct verdict *v, unsigned char *body, size_t len)
 	body_free(v);
 	v->body = body;
 	v->bodylen = len;
+	v->kind = VERDICT_REWRITE;
+}
+
+/* verdict_set_body_spool - replace the body with a spool's content (the verdict takes ownership) */
+void
+verdict_set_body_spool(struct verdict *v, struct spool *body)
+{
+	body_free(v);
+	v->body = NULL;
+	v->bodylen = 0;
+	v->bodyspool = body;
 	v->kind = VERDICT_REWRITE;
 }
 

@@ -5,7 +5,8 @@
  *	verdict - what end-of-message decided: pass, rewrite, reject or tempfail
  * SUMMARY
  *	verdict_init(), verdict_clear(), verdict_drop_changes(), verdict_header_change(),
- *	verdict_header_add(), verdict_set_body(), verdict_reject(),
+ *	verdict_header_add(), verdict_set_body(), verdict_set_body_spool(),
+ *	verdict_reject(),
  *	verdict_tempfail(), verdict_downgrade()
  * DESCRIPTION
  *	The pipeline fills a verdict; callbacks.c applies it with libmilter
@@ -20,7 +21,10 @@
  * OWNERSHIP
  *	The verdict owns its strings and body; verdict_clear() frees them.
  *	The body (malloc'ed; it may be decrypted or signed plaintext) is
- *	wiped before it is freed.
+ *	wiped before it is freed.  A body built in a spool (a large message
+ *	on the streaming path) is given with verdict_set_body_spool(): the
+ *	verdict owns the spool and callbacks.c sends it to the MTA in
+ *	bounded chunks read from it.  One of body and bodyspool at most.
  * ERRORS
  *	KM_NOMEM from the adders.
  * THREADS
@@ -29,6 +33,8 @@
 #include <stddef.h>
 
 #include "status.h"
+
+struct spool;
 
 enum verdict_kind { VERDICT_PASS, VERDICT_REWRITE, VERDICT_REJECT, VERDICT_TEMPFAIL };
 
@@ -50,6 +56,7 @@ struct verdict {
 	int		 nchanges;
 	unsigned char	*body;		/* new body, CRLF lines; NULL = keep */
 	size_t		 bodylen;
+	struct spool	*bodyspool;	/* new body in a spool; NULL = see body */
 };
 
 void		verdict_init(struct verdict *);
@@ -59,6 +66,7 @@ enum km_status	verdict_header_change(struct verdict *, const char *name, int ind
 		    const char *value);
 enum km_status	verdict_header_add(struct verdict *, const char *name, const char *value);
 void		verdict_set_body(struct verdict *, unsigned char *body, size_t len);
+void		verdict_set_body_spool(struct verdict *, struct spool *body);
 void		verdict_reject(struct verdict *, const char *rcode, const char *xcode,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void		verdict_tempfail(struct verdict *, const char *fmt, ...)

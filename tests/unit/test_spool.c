@@ -16,6 +16,8 @@
 #include "harness.h"
 #include "spool.h"
 
+#include <openssl/bio.h>
+
 #define MARK "PLAINTEXT-MARK-7f3a"
 
 /* tmpdir - a fresh private directory for one case */
@@ -260,6 +262,111 @@ TEST(wiped_before_free)
 #endif
 }
 
+/* read_all_ok - the content through spool_read() in pieces of step bytes is fill()'s pattern of want bytes */
+static int
+read_all_ok(struct spool *s, size_t step, size_t want)
+{
+	unsigned char *buf = malloc(want + 1), *piece = malloc(step);
+	size_t off = 0, got;
+	struct kmerr err = { 0 };
+	int ok = buf != NULL && piece != NULL;
+
+	while (ok) {
+		if (spool_read(s, off, piece, step, &got, &err) != KM_OK || off + got > want) {
+			ok = 0;
+			break;
+		}
+		if (got == 0)
+			break;
+		memcpy(buf + off, piece, got);
+		off += got;
+	}
+	ok = ok && off == want && pattern_ok(buf, want);
+	free(buf);
+	free(piece);
+	return ok;
+}
+
+TEST(read_in_pieces)
+{
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
+	struct spool *s;
+	unsigned char b[8];
+	size_t got = 99;
+
+	CHECK(dir != NULL);
+	CHECK((s = spool_new(dir, 5000)) != NULL);
+	CHECK_EQ_INT(spool_read(s, 0, b, sizeof(b), &got, &err), KM_OK);
+	CHECK_EQ_INT(got, 0);			/* empty: end at once */
+	CHECK_EQ_INT(fill(s, 0, 4000, &err), KM_OK);
+	CHECK(read_all_ok(s, 333, 4000));	/* from memory */
+	CHECK_EQ_INT(fill(s, 4000, 96000, &err), KM_OK);
+	CHECK_EQ_INT(spool_on_disk(s), 1);
+	CHECK(read_all_ok(s, 65535, 100000));	/* from the file */
+	CHECK(read_all_ok(s, 7, 100000));
+	CHECK_EQ_INT(spool_read(s, 99998, b, sizeof(b), &got, &err), KM_OK);
+	CHECK_EQ_INT(got, 2);			/* short read at the end */
+	CHECK_EQ_INT(spool_read(s, 100000, b, sizeof(b), &got, &err), KM_OK);
+	CHECK_EQ_INT(got, 0);
+	spool_free(s);
+	rmdir(dir);
+}
+
+TEST(bios_copy_through_disk)
+{
+	char *dir = tmpdir();
+	struct kmerr err = { 0 };
+	struct spool *src, *dst;
+	BIO *r, *w;
+	char buf[4096];
+	int n;
+
+	CHECK(dir != NULL);
+	CHECK((src = spool_new(dir, 1000)) != NULL);
+	CHECK((dst = spool_new(dir, 1000)) != NULL);
+	CHECK_EQ_INT(fill(src, 0, 250000, &err), KM_OK);
+	CHECK((r = spool_reader(src)) != NULL);
+	CHECK((w = spool_writer(dst)) != NULL);
+	CHECK_EQ_INT(BIO_eof(r), 0);
+	while ((n = BIO_read(r, buf, sizeof(buf))) > 0)
+		CHECK_EQ_INT(BIO_write(w, buf, n), n);
+	CHECK_EQ_INT(n, 0);
+	CHECK_EQ_INT(BIO_eof(r), 1);
+	CHECK(spool_writer_error(w) == NULL);
+	CHECK_EQ_INT(spool_size(dst), 250000);
+	CHECK_EQ_INT(spool_on_disk(dst), 1);	/* the writer moved it to disk like a body */
+	CHECK(read_all_ok(dst, 65535, 250000));
+	CHECK_EQ_INT(BIO_reset(r), 1);		/* a reader can start over */
+	CHECK_EQ_INT(BIO_read(r, buf, 26), 26);
+	CHECK(pattern_ok((unsigned char *)buf, 26));
+	BIO_free_all(r);
+	BIO_free_all(w);
+	spool_free(src);
+	spool_free(dst);
+	CHECK_EQ_INT(count_entries(dir), 0);
+	rmdir(dir);
+}
+
+TEST(writer_failure_is_reported)
+{
+	struct spool *s;
+	BIO *w;
+	char buf[100] = { 0 };
+
+	CHECK((s = spool_new("/dev/null", 64)) != NULL);
+	CHECK((w = spool_writer(s)) != NULL);
+	CHECK_EQ_INT(BIO_write(w, buf, 60), 60);	/* still in memory */
+	CHECK(spool_writer_error(w) == NULL);
+	CHECK_EQ_INT(BIO_write(w, buf, 100), -1);	/* past memmax: no directory */
+	CHECK(spool_writer_error(w) != NULL);
+	CHECK_EQ_INT(spool_writer_error(w)->status, KM_TEMPFAIL);
+	CHECK(strstr(spool_writer_error(w)->msg, "/dev/null") != NULL);
+	CHECK_EQ_INT(BIO_write(w, buf, 1), -1);		/* stays failed */
+	BIO_free_all(w);
+	spool_free(s);
+}
+
 static const struct test_case tests[] = {
 	T(memory_below_limit),
 	T(file_past_limit),
@@ -269,6 +376,9 @@ static const struct test_case tests[] = {
 	T(full_dir_tempfail),
 	T(free_null),
 	T(wiped_before_free),
+	T(read_in_pieces),
+	T(bios_copy_through_disk),
+	T(writer_failure_is_reported),
 	{ 0 }
 };
 

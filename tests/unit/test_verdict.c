@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "spool.h"
 #include "verdict.h"
 
 TEST(init_is_pass)
@@ -76,6 +77,27 @@ TEST(set_body_takes_ownership)
 	verdict_set_body(&v, b2, 7);		/* frees b1 (ASan/valgrind would see a leak) */
 	CHECK(v.body == b2);
 	CHECK_EQ_INT(v.bodylen, 7);
+	verdict_clear(&v);
+}
+
+TEST(set_body_spool_replaces_body)
+{
+	struct verdict v;
+	struct spool *sp = spool_new("/tmp", 64);
+	struct kmerr err = { 0 };
+	unsigned char *body = malloc(4);
+
+	CHECK(sp != NULL && body != NULL);
+	CHECK_EQ_INT(spool_append(sp, "new body", 8, &err), KM_OK);
+	verdict_init(&v);
+	verdict_set_body(&v, body, 4);
+	verdict_set_body_spool(&v, sp);		/* the memory body is freed, not leaked */
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);
+	CHECK(v.body == NULL);
+	CHECK(v.bodyspool == sp);
+	verdict_drop_changes(&v);		/* frees the spool (ASan: no leak) */
+	CHECK(v.bodyspool == NULL);
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);
 	verdict_clear(&v);
 }
 
@@ -198,6 +220,7 @@ static const struct test_case tests[] = {
 	T(header_changes_in_order),
 	T(header_values_are_copies),
 	T(set_body_takes_ownership),
+	T(set_body_spool_replaces_body),
 	T(drop_changes_keeps_decision),
 	T(clear_makes_pass_again),
 	T(reject_codes_and_text),
