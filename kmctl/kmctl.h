@@ -58,6 +58,8 @@ struct opts {
 	int		 yes;		/* --yes: replace without asking */
 	const char	*format;	/* stats --format: "text" or "prometheus" */
 	int		 expiring;	/* list --expiring DAYS, -1 when not given */
+	const char	*from;		/* enroll --from FILE ("-": stdin) */
+	int		 jobs;		/* enroll --from: --jobs N, 0 = default */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);
