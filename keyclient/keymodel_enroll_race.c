@@ -213,6 +213,7 @@ struct census {
 	int	 ncert[2], nshare[2];
 	int	 active, preactive, stale, compromised;
 	int	 old;		/* a certificate of it is stale */
+	int	 oldshare;	/* a share of it is stale */
 };
 
 /* census - count generation gen's objects */
@@ -227,14 +228,17 @@ census(const struct admin *a, int gen, time_t now, struct census *c)
 		for (j = 0; j < a->s[srv].n; j++) {
 			const struct kobj *o = &a->s[srv].v[j];
 
-			if (o->gen != gen)
+			if (o->gen != gen ||
+			    o->state == KMIP_STATE_DESTROYED ||
+			    o->state == KMIP_STATE_DESTROYED_COMPROMISED)
 				continue;
 			if (o->kind == KEYMODEL_CERT) {
 				c->ncert[srv]++;
 				c->old |= keymodel_stale(o, now);
-			}
-			else
+			} else {
 				c->nshare[srv]++;
+				c->oldshare |= keymodel_stale(o, now);
+			}
 			if (o->state == KMIP_STATE_ACTIVE)
 				c->active++;
 			else if (o->state == KMIP_STATE_PRE_ACTIVE) {
@@ -251,6 +255,14 @@ whole(const struct census *c)
 {
 	return c->ncert[0] == 1 && c->ncert[1] == 1 &&
 	    c->nshare[0] == c->nshare[1] && c->nshare[0] <= 1;
+}
+
+/* orphans - Active shares, made long enough ago, with no certificate left:
+ * a rolled-back enrollment could not reach a server to remove them */
+static int
+orphans(const struct census *c)
+{
+	return c->ncert[0] + c->ncert[1] == 0 && c->active > 0 && c->oldshare;
 }
 
 /* finish_gen - gen's Pre-Active objects activated, shares before
@@ -303,6 +315,33 @@ drop_gen(struct admin *a, int gen, time_t now, int *n, struct kmerr *err)
 	return KM_OK;
 }
 
+/* drop_orphans - gen's Active shares revoked (Key Compromise) and
+ * destroyed; *n counts them */
+static enum km_status
+drop_orphans(struct admin *a, int gen, int *n, struct kmerr *err)
+{
+	enum km_status st;
+	size_t j;
+	int srv;
+
+	for (srv = 0; srv < 2; srv++)
+		for (j = 0; j < a->s[srv].n; j++) {
+			struct kobj *o = &a->s[srv].v[j];
+
+			if (o->gen != gen || o->kind != KEYMODEL_SHARE ||
+			    o->state != KMIP_STATE_ACTIVE)
+				continue;
+			if ((st = kmip_revoke(a->c[srv], o->uid,
+			    KMIP_REVOKE_KEY_COMPROMISE, "half-made enrollment",
+			    err)) != KM_OK ||
+			    (st = kmip_destroy(a->c[srv], o->uid, err)) != KM_OK)
+				return st;
+			o->state = KMIP_STATE_DESTROYED_COMPROMISED;
+			(*n)++;
+		}
+	return KM_OK;
+}
+
 /* older_active - a generation below gen still has Active objects */
 static int
 older_active(const struct admin *a, int gen)
@@ -335,12 +374,24 @@ tidy_gen(struct admin *a, int gen, time_t now, char *what, size_t whatlen,
 			return st;
 		snprintf(what + l, whatlen - l, "%sgeneration %d: an "
 		    "interrupted activation finished", l ? "; " : "", gen);
-	} else if (c.stale > 0) {
-		if ((st = drop_gen(a, gen, now, &n, err)) != KM_OK)
+	} else if (c.stale > 0 || orphans(&c)) {
+		if (c.stale > 0 && (st = drop_gen(a, gen, now, &n, err)) !=
+		    KM_OK)
 			return st;
-		snprintf(what + l, whatlen - l, "%sgeneration %d: %d "
-		    "Pre-Active object%s of an interrupted change removed",
-		    l ? "; " : "", gen, n, n == 1 ? "" : "s");
+		if (n > 0)
+			snprintf(what + l, whatlen - l, "%sgeneration %d: %d "
+			    "Pre-Active object%s of an interrupted change "
+			    "removed", l ? "; " : "", gen, n, n == 1 ? "" : "s");
+		census(a, gen, now, &c);
+		if (orphans(&c)) {
+			size_t m = strlen(what);
+
+			if ((st = drop_orphans(a, gen, &n, err)) != KM_OK)
+				return st;
+			snprintf(what + m, whatlen - m, "%sgeneration %d: "
+			    "shares without a certificate revoked and removed",
+			    m > l ? ", " : l ? "; " : "", gen);
+		}
 	} else if (c.active > 0 && c.preactive == 0 && whole(&c) &&
 	    older_active(a, gen) && c.old) {
 		if ((st = keymodel_admin_supersede(a, gen, err)) != KM_OK)
