@@ -8,7 +8,10 @@
 # (the process stops itself with SIGSTOP there); KMILTER_TEST_STALE_S=0
 # stands for "600 s later" (when a Pre-Active leftover counts as crashed).
 # Env: KM_TOP, KM_BUILD, KM_PORT_BASE (default 26000 + pid % 1000 * 10),
-#      KM_BULK_N (users for the FIGURE lines, default 40; 0: none).
+#      KM_BULK_N (users per bulk run for the FIGURE lines, default 20; 0:
+#      no figures), KM_MAINT_DUE (of the users then, due for renewal for the
+#      maintain FIGURE, default 5).  tests/bench/run --only lifecycle runs
+#      it with 1,000 and 100.
 # bash: km_stop uses "kill -- -PGID".
 . "$(dirname "$0")/../lib/suite.sh"
 kmctl=$build/kmctl
@@ -227,12 +230,17 @@ if ren_setup ren3@example.com && paused $K maintain; then
 	else fail finished_once "$(why)"; fi
 else fail killed_activated_setup "no pause: $(cat "$lab/bg.err")"; killed; fi
 
-# --- figures: bulk enrollment, serial and with the pool
-N=${KM_BULK_N:-40}
+# --- figures: bulk enrollment, serial and with the pool (KM_BULK_N users
+# each); then kmctl maintain over everything enrolled, KM_MAINT_DUE of it due
+N=${KM_BULK_N:-20} M=${KM_MAINT_DUE:-5}
+# bulk_file NAME COUNT: COUNT new addresses NAME-i@example.com in $lab/NAME
+bulk_file() {
+	: > "$lab/$1"
+	for i in $(seq 1 "$2"); do echo "$1-$i@example.com" >> "$lab/$1"; done
+}
 if [ "$N" -gt 0 ]; then
 	for j in 1 4; do
-		: > "$lab/fig$j"
-		for i in $(seq 1 "$N"); do echo "f$j-$i@example.com" >> "$lab/fig$j"; done
+		bulk_file "fig$j" "$N"
 		t0=$(now_ms)
 		run $K enroll --from "$lab/fig$j" --jobs $j
 		t1=$(now_ms)
@@ -240,6 +248,16 @@ if [ "$N" -gt 0 ]; then
 			echo "FIGURE bulk enroll --jobs $j: $N users in $((t1 - t0)) ms = $((N * 60000 / (t1 - t0 + 1))) users/min"
 		else fail "bulk_figure_jobs$j" "$(why)"; fi
 	done
+	bulk_file due "$M"
+	run $K enroll --from "$lab/due" --days 10
+	[ $rc = 0 ] || fail maintain_figure_setup "$(why)"
+	t0=$(now_ms)
+	run $K maintain
+	t1=$(now_ms)
+	total=$(sed -n 's/^maintain: \([0-9]*\) users.*/\1/p' "$out")
+	if [ $rc = 0 ] && has "^maintain: $total users, $M renewed, 0 renewed elsewhere"; then
+		echo "FIGURE kmctl maintain: $((t1 - t0)) ms for $total users, $M due"
+	else fail maintain_figure "$(why)"; fi
 fi
 
 suite_ok
