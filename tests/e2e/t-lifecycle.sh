@@ -207,6 +207,11 @@ else fail killed_renewal_setup "no pause: $(cat "$lab/bg.err")"; killed; fi
 step=activating
 if ren_setup ren2@example.com && paused $K maintain; then
 	killed
+	# its shares are Active, its certificates not: nobody encrypts to a
+	# certificate whose key is not there
+	if $K export-cert ren2@example.com 2>/dev/null | cmp -s - "$lab/old.pem"; then
+		pass no_certificate_before_its_key
+	else fail no_certificate_before_its_key "$($K show ren2@example.com 2>&1)"; fi
 	KMILTER_TEST_STALE_S=0 run $K maintain
 	if [ $rc = 0 ] &&
 	    has '^finished ren2@example.com: generation 2: an interrupted activation finished$' &&
