@@ -31,7 +31,6 @@
 #include "keystore.h"
 #include "kmctl.h"
 
-#define BULK_JOBS	4		/* --jobs default */
 #define PROGRESS_S	2		/* a progress line every ... */
 #define LINE_MAX_	1024
 #define WHY_MAX		(KMERR_MSG_MAX + 64)
@@ -361,7 +360,7 @@ cmd_enroll_bulk(const struct kmilter_conf *conf, const struct opts *o)
 	struct bulk b;
 	struct kmerr err;
 	struct timespec t0;
-	int rc = EX_FAIL, jobs = o->jobs > 0 ? o->jobs : BULK_JOBS;
+	int rc = EX_FAIL, jobs = o->jobs > 0 ? o->jobs : KMCTL_BULK_JOBS;
 
 	memset(&b, 0, sizeof(b));
 	b.conf = conf;

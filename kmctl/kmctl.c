@@ -394,6 +394,8 @@ main(int argc, char **argv)
 		return usage_error(c, "%s: --expiring is for list", c->name);
 	if ((rc = check_from(c, &o, nargs)) >= 0)
 		return rc;
+	if (o.from != NULL && o.jobs == 0)
+		o.jobs = KMCTL_BULK_JOBS;
 	if (a1 != NULL && c->max > 0) {	/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;
