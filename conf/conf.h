@@ -151,6 +151,7 @@ struct kmilter_conf {
 	int	 n_sender_logins;
 	int	 auto_enroll;		/* enum conf_autoenroll */
 	int	 auto_enroll_wait_ms;	/* longest wait of the triggering message */
+	int	 auto_enroll_deny_ttl;	/* seconds a hook's "no" is remembered */
 	int	 on_malformed;		/* enum conf_malformed */
 	int	 out_sign;		/* enum conf_sign */
 	int	 out_encrypt;		/* enum conf_encrypt */

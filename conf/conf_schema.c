@@ -105,6 +105,7 @@ const struct conf_key conf_schema[] = {
 	BOOL("policy.sign_unauthenticated", sign_unauthenticated, "true"),
 	ENUM("policy.auto_enroll", auto_enroll, "off", "off|on|hook"),
 	INT("policy.auto_enroll_wait_ms", auto_enroll_wait_ms, "2000", 0, 60000),
+	INT("policy.auto_enroll_deny_ttl", auto_enroll_deny_ttl, "600", 0, 86400),
 	ENUM("policy.on_malformed", on_malformed, "pass", "pass|reject|tempfail"),
 	ENUM("policy.outbound.sign", out_sign, "yes", "no|yes"),
 	ENUM("policy.outbound.encrypt", out_encrypt, "opportunistic",

@@ -242,6 +242,7 @@ keymodel_scan_server(struct kmip_conn *c, const char *name, struct scan *s,
 		o->harvested = keymodel_group_harvested(a.group);
 		o->type = a.type;
 		o->state = a.state;
+		o->created = a.initial_date;
 		s->n++;
 	}
 	kmip_uid_list_free(l);

@@ -98,6 +98,35 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
+/* keymodel_admin_supersede - the Active objects older than generation gen
+ * deactivated (Cessation of Operation) on both servers */
+enum km_status
+keymodel_admin_supersede(struct admin *a, int gen, struct kmerr *err)
+{
+	enum km_status st;
+	size_t j;
+	int srv;
+
+	for (srv = 0; srv < 2; srv++) {
+		for (j = 0; j < a->s[srv].n; j++) {
+			struct kobj *o = &a->s[srv].v[j];
+
+			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
+				continue;
+			if ((st = kmip_revoke(a->c[srv], o->uid,
+			    KMIP_REVOKE_CESSATION_OF_OPERATION,
+			    "superseded by a new generation", err)) != KM_OK) {
+				log_warnx("keymodel: %s: generation %d stays "
+				    "Active: %s", a->norm, o->gen,
+				    err != NULL ? err->msg : "");
+				return st;
+			}
+			o->state = KMIP_STATE_DEACTIVATED;
+		}
+	}
+	return KM_OK;
+}
+
 /* keymodel_admin_install - register a new generation on both servers,
  * activate it, then deactivate the older Active objects (harvested: the
  * certificate's Object Group says so).  Registered objects stay Pre-Active
@@ -112,7 +141,6 @@ keymodel_admin_install(struct admin *a, int gen, X509 *cert,
 	char uids[4][KMIP_UID_MAX], group[KEYMODEL_GROUP_MAX];
 	unsigned char *cder = NULL, *p, *sh[2] = { NULL, NULL };
 	int clen, nreg = 0, i, srv;
-	size_t j;
 	enum km_status st;
 
 	if ((clen = i2d_X509(cert, NULL)) <= 0 ||
@@ -158,30 +186,19 @@ keymodel_admin_install(struct admin *a, int gen, X509 *cert,
 	}
 	if ((st = keymodel_admin_yield(a, gen, uids[0], nreg, err)) != KM_OK)
 		goto fail;
-	for (i = 0; i < nreg; i++)
+	keymodel_test_pause("registered");
+	/* the shares first, then the certificates (server 0's, which
+	 * lookups ask first, last): no certificate is Active without its
+	 * key, and a crash in between is finished by keymodel_admin_tidy() */
+	for (i = nreg - 1; i >= 0; i--) {
+		if (i == 1)
+			keymodel_test_pause("activating");
 		if ((st = kmip_activate(a->c[i % 2],
 		    uids[i], err)) != KM_OK)
 			goto fail;
-	for (srv = 0; srv < 2; srv++) {
-		for (j = 0; j < a->s[srv].n; j++) {
-			struct kobj *o = &a->s[srv].v[j];
-
-			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
-				continue;
-			if ((st = kmip_revoke(a->c[srv],
-			    o->uid,
-			    KMIP_REVOKE_CESSATION_OF_OPERATION,
-			    "superseded by a new generation",
-			    err)) != KM_OK) {
-				log_warnx("keymodel: %s: generation %d stays "
-				    "Active: %s", a->norm, o->gen,
-				    err != NULL ? err->msg : "");
-				goto out;
-			}
-			o->state = KMIP_STATE_DEACTIVATED;
-		}
 	}
-	st = KM_OK;
+	keymodel_test_pause("activated");
+	st = keymodel_admin_supersede(a, gen, err);
 	goto out;
 fail:
 	for (i = 0; i < nreg; i++) {
@@ -265,11 +282,17 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 	struct admin a;
 	struct genrec *cur;
 	enum km_status st;
+	char what[KMERR_MSG_MAX];
 
 	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
+	if ((st = keymodel_admin_tidy(&a, what, sizeof(what), err)) !=
+	    KM_OK) {
+		keymodel_admin_close(&a);
+		return st;
+	}
 	if ((cur = admin_active(&a)) != NULL) {
-		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
 		    "%s is already enrolled (generation %d "
 		    "is Active): use renew", a.norm, cur->gen);
 	} else {
@@ -320,11 +343,14 @@ keymodel_renew_due(struct keymodel *km, const char *addr, X509 *ca_cert,
 	X509 *old = NULL;
 	enum km_status st;
 	time_t not_after = 0;
+	char what[KMERR_MSG_MAX];
 
 	if (generation != NULL)
 		*generation = 0;
 	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
+	if ((st = keymodel_admin_tidy(&a, what, sizeof(what), err)) != KM_OK)
+		goto out;
 	a.elect = due_before != 0;
 	if ((cur = admin_active(&a)) == NULL && due_before != 0 &&
 	    a.nrecs > 0) {
@@ -621,6 +647,7 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 		if (c == 0) {
 			(*v)[mid].has_key |= share;
 			(*v)[mid].has_cert |= !share;
+			(*v)[mid].ncert += !share;
 			if (not_after > (*v)[mid].not_after)
 				(*v)[mid].not_after = not_after;
 			return KM_OK;
@@ -644,6 +671,7 @@ list_add(struct keymodel_user **v, size_t *n, size_t *cap, const char *addr,
 	memcpy((*v)[lo].addr, addr, len + 1);
 	(*v)[lo].has_key = share;
 	(*v)[lo].has_cert = !share;
+	(*v)[lo].ncert = !share;
 	(*v)[lo].not_after = not_after;
 	(*n)++;
 	return KM_OK;
@@ -665,10 +693,12 @@ list_not_after(struct kmip_conn *c, const char *uid, time_t *not_after,
 	return st;
 }
 
-/* list_kind - the addresses of kmilter's Active objects of one type on c */
+/* list_kind - the addresses of kmilter's objects of one type in one state
+ * on c */
 static enum km_status
 list_kind(struct kmip_conn *c, enum kmip_object_type type,
-    struct keymodel_user **v, size_t *n, size_t *cap, struct kmerr *err)
+    enum kmip_state state, struct keymodel_user **v, size_t *n, size_t *cap,
+    struct kmerr *err)
 {
 	const size_t plen = strlen(KEYMODEL_NAME_PREFIX);
 	struct kmip_locate_req q;
@@ -679,7 +709,7 @@ list_kind(struct kmip_conn *c, enum kmip_object_type type,
 
 	memset(&q, 0, sizeof(q));
 	q.type = type;
-	q.state = KMIP_STATE_ACTIVE;
+	q.state = state;
 	if ((st = kmip_locate(c, &q, &l, err)) != KM_OK)
 		return st;
 	for (size_t i = 0; i < l->count && st == KM_OK; i++) {
@@ -715,9 +745,11 @@ keymodel_list(struct keymodel *km, struct keymodel_user **out, size_t *n,
 	for (i = 0; i < 2; i++) {
 		if ((st = kmip_pool_get(km->pool[i], &c, err)) != KM_OK)
 			continue;
-		st = list_kind(c, KMIP_OBJ_CERTIFICATE, &v, n, &cap, err);
+		st = list_kind(c, KMIP_OBJ_CERTIFICATE, KMIP_STATE_ACTIVE, &v,
+		    n, &cap, err);
 		if (st == KM_OK)
-			st = list_kind(c, KMIP_OBJ_SECRET_DATA, &v, n, &cap, err);
+			st = list_kind(c, KMIP_OBJ_SECRET_DATA,
+			    KMIP_STATE_ACTIVE, &v, n, &cap, err);
 		kmip_pool_put(km->pool[i], c);
 		if (st != KM_TEMPFAIL)
 			break;
@@ -732,4 +764,55 @@ keymodel_list(struct keymodel *km, struct keymodel_user **out, size_t *n,
 	}
 	*out = v;
 	return KM_OK;
+}
+
+/* keymodel_list_unfinished - every address with a Pre-Active object on
+ * either server (an enrollment or renewal under way, or interrupted) */
+enum km_status
+keymodel_list_unfinished(struct keymodel *km, struct keymodel_user **out,
+    size_t *n, struct kmerr *err)
+{
+	struct keymodel_user *v = NULL;
+	struct kmip_conn *c = NULL;
+	enum km_status st = KM_OK;
+	size_t cap = 0;
+	int i;
+
+	*out = NULL;
+	*n = 0;
+	for (i = 0; i < 2 && st == KM_OK; i++) {
+		if ((st = kmip_pool_get(km->pool[i], &c, err)) != KM_OK)
+			break;
+		st = list_kind(c, KMIP_OBJ_CERTIFICATE, KMIP_STATE_PRE_ACTIVE,
+		    &v, n, &cap, err);
+		if (st == KM_OK)
+			st = list_kind(c, KMIP_OBJ_SECRET_DATA,
+			    KMIP_STATE_PRE_ACTIVE, &v, n, &cap, err);
+		kmip_pool_put(km->pool[i], c);
+	}
+	if (st != KM_OK) {
+		free(v);
+		*n = 0;
+		return st;
+	}
+	*out = v;
+	return KM_OK;
+}
+
+/* keymodel_finish - what an interrupted enrollment or renewal of addr left
+ * finished or removed (keymodel_admin_tidy()); what gets one line, "" when
+ * there was nothing to do */
+enum km_status
+keymodel_finish(struct keymodel *km, const char *addr, char *what,
+    size_t whatlen, struct kmerr *err)
+{
+	struct admin a;
+	enum km_status st;
+
+	what[0] = '\0';
+	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
+		return st;
+	st = keymodel_admin_tidy(&a, what, whatlen, err);
+	keymodel_admin_close(&a);
+	return st;
 }

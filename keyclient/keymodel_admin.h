@@ -7,7 +7,8 @@
  * SUMMARY
  *	keymodel_enroll(), keymodel_enroll_protected(), keymodel_renew(),
  *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
- *	keymodel_show(), keymodel_infos_free(), keymodel_list().
+ *	keymodel_show(), keymodel_infos_free(), keymodel_list(),
+ *	keymodel_list_unfinished(), keymodel_finish().
  *	Included by keymodel.h: callers include keymodel.h.
  * DESCRIPTION
  *	Each function opens an administration session (a connection to each
@@ -16,8 +17,13 @@
  *	servers Pre-Active (invisible to lookups), activated once all of its
  *	objects exist, and only then are the older Active objects
  *	deactivated (Cessation of Operation); on failure the half-made
- *	objects are destroyed again.  Enrollment refuses an address with an
- *	Active generation; renewal refuses one without, and one whose
+ *	objects are destroyed again.  Shares are activated before
+ *	certificates.  A change that died half-way (a crash, SIGKILL) is
+ *	finished or removed by the next enrollment, renewal or
+ *	keymodel_finish() of the address once its objects are stale (older
+ *	than 600 s; KMILTER_TEST_STALE_S overrides that, for tests only):
+ *	see keymodel_enroll_race.c.  Enrollment refuses an address with an
+ *	Active generation (KMERR_EXISTS); renewal refuses one without, and one whose
  *	current generation is at level enhanced (keymodel_protect.h).
  *	keymodel_revoke() marks one generation (or all) Compromised.
  *	keymodel_import_p12() takes a key and certificate from elsewhere,
@@ -35,7 +41,7 @@
  *	and passwords are borrowed; a password is copied only into secmem.
  * ERRORS
  *	enum km_status with err set, as in keymodel.h: KM_PERMFAIL for
- *	"no ..." (reason KMERR_NOTFOUND), already enrolled, a refused
+ *	"no ..." (reason KMERR_NOTFOUND), already enrolled (KMERR_EXISTS), a refused
  *	operation or a wrong PKCS#12 password; KM_PROTO for a malformed file
  *	or address; KM_TEMPFAIL, KM_NOMEM.
  * THREADS
@@ -86,10 +92,20 @@ struct keymodel_user {
 	char	 addr[KEYMODEL_ADDR_MAX + 1];
 	int	 has_cert;		/* an Active certificate */
 	int	 has_key;		/* Active key shares */
+	int	 ncert;			/* its Active certificates (more than
+					 * one: an interrupted renewal) */
 	time_t	 not_after;		/* the latest expiry of its Active
 					 * certificates, 0 if none parses */
 };
 enum km_status	 keymodel_list(struct keymodel *, struct keymodel_user **out,
 		    size_t *n, struct kmerr *err);
+/* Addresses with Pre-Active objects on either server (keymodel_list()'s
+ * form: has_cert, has_key say which Pre-Active objects it has). */
+enum km_status	 keymodel_list_unfinished(struct keymodel *,
+		    struct keymodel_user **out, size_t *n, struct kmerr *err);
+/* Finish or remove what an interrupted change of addr left; what: one line
+ * for the administrator, "" when nothing was done. */
+enum km_status	 keymodel_finish(struct keymodel *, const char *addr,
+		    char *what, size_t whatlen, struct kmerr *err);
 
 #endif

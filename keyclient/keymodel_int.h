@@ -20,7 +20,10 @@
  *	Concurrent enrollments (keymodel_enroll_race.c):
  *	keymodel_uid_before(), keymodel_admin_contend() (an enrollment
  *	whose rival registered first yields before activating),
- *	keymodel_admin_yield() (that, and a renewal's election).
+ *	keymodel_admin_yield() (that, and a renewal's election),
+ *	keymodel_stale(), keymodel_admin_tidy() (what a crashed change left,
+ *	finished or removed), keymodel_test_pause() (tests only);
+ *	keymodel_admin_supersede() (keymodel_admin.c).
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -39,6 +42,8 @@
  * THREADS
  *	As keymodel.h: scans and admin sessions belong to one thread.
  */
+#include <time.h>
+
 #include "keymodel.h"
 #include "kmerr.h"
 #include "keymodel_name.h"
@@ -60,6 +65,8 @@ struct kobj {
 	int			 gen;
 	int			 enhanced;
 	int			 harvested;	/* Object Group ":harvested" */
+	time_t			 created;	/* Initial Date (server clock),
+						 * 0 if not returned */
 	unsigned char		*data;		/* Get result (secmem) or NULL */
 	size_t			 len;
 };
@@ -123,6 +130,17 @@ enum km_status	 keymodel_admin_contend(struct admin *, const char *uid,
 		    struct kmerr *err);
 enum km_status	 keymodel_admin_yield(struct admin *, int gen,
 		    const char *uid, int nreg, struct kmerr *err);
+/* Interrupted changes (keymodel_enroll_race.c): an object is stale when
+ * made longer ago than keymodel_stale_after() seconds; keymodel_admin_tidy()
+ * finishes or removes what a crashed change left (*what: a line for the
+ * administrator, "" when nothing was done) and rescans; keymodel_test_pause()
+ * stops the process at a named step when KMILTER_TEST_PAUSE says so. */
+int		 keymodel_stale(const struct kobj *, time_t now);
+enum km_status	 keymodel_admin_tidy(struct admin *, char *what,
+		    size_t whatlen, struct kmerr *err);
+void		 keymodel_test_pause(const char *step);
+enum km_status	 keymodel_admin_supersede(struct admin *, int gen,
+		    struct kmerr *err);
 enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
 		    const unsigned char *der, size_t derlen, int enhanced,
 		    int harvested, struct kmerr *err);

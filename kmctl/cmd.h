@@ -11,6 +11,7 @@
  *	cmd_gateway.c: cmd_keygen(), cmd_signing_enroll().
  *	cmd_server.c: cmd_ping(), cmd_stats(), cmd_flush().
  *	cmd_maintain.c: cmd_list(), cmd_maintain().
+ *	cmd_bulk.c: cmd_enroll_bulk() (cmd_enroll() with --from).
  * DESCRIPTION
  *	Every command takes the loaded configuration, the options and its
  *	arguments (a1, a2: NULL when absent; kmctl.c has checked how many
@@ -56,5 +57,6 @@ int	cmd_list(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 int	cmd_maintain(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
+int	cmd_enroll_bulk(const struct kmilter_conf *, const struct opts *);
 
 #endif

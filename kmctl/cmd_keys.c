@@ -111,12 +111,15 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
 	return rc;
 }
 
-/* cmd_enroll - a first key pair for a1, issued by the organization CA */
+/* cmd_enroll - a first key pair for a1, issued by the organization CA;
+ * with --from, for every address of a file (cmd_bulk.c) */
 int
 cmd_enroll(const struct kmilter_conf *conf, const struct opts *o,
     const char *a1, const char *a2)
 {
 	(void)a2;
+	if (o->from != NULL)
+		return cmd_enroll_bulk(conf, o);
 	return enroll_or_renew(conf, o, a1, 0);
 }
 

@@ -5,8 +5,9 @@
  * run daily from kmctl-maintain.timer on every gateway: renews each
  * encryption certificate that expires within --days N, default 30, renews
  * this gateway's signing certificates likewise, deletes the expired
- * signing keys of addresses no longer enrolled; one line per change and a
- * summary).  maintain is idempotent; of gateways that run it at once, one
+ * signing keys of addresses no longer enrolled, finishes (or removes) what
+ * an enrollment or renewal killed half-way left once it is stale
+ * (keymodel_finish()); one line per change and a summary).  maintain is idempotent; of gateways that run it at once, one
  * renews each address (keymodel_renew_due()).  See cmd.h and kmctl.8.
  */
 #include <sys/stat.h>
@@ -294,6 +295,52 @@ sign_all(const struct kmilter_conf *conf, const struct keymodel_user *users,
 	seal_key_free(sk);
 }
 
+/* finish_one - what an interrupted enrollment or renewal of addr left,
+ * finished or removed (keymodel_finish()) */
+static void
+finish_one(struct keymodel *km, const char *addr, int *finished, int *failed)
+{
+	char what[KMERR_MSG_MAX];
+	struct kmerr err;
+
+	if (keymodel_finish(km, addr, what, sizeof(what), &err) != KM_OK) {
+		kmctl_warn("maintain: finish %s: %s", addr, err.msg);
+		(*failed)++;
+	} else if (what[0] != '\0') {
+		printf("finished %s: %s\n", addr, what);
+		(*finished)++;
+	}
+}
+
+/* finish_all - the addresses with Pre-Active objects, and those with more
+ * than one Active certificate: changes a crash (SIGKILL, power) stopped
+ * half-way, finished before the renewals are looked at */
+static void
+finish_all(struct keymodel *km, const struct keymodel_user *users,
+    size_t nusers, struct tally *t)
+{
+	struct keymodel_user *v = NULL;
+	struct kmerr err;
+	enum km_status st;
+	size_t n = 0, i;
+	int finished = 0;
+
+	if ((st = keymodel_list_unfinished(km, &v, &n, &err)) != KM_OK) {
+		kmctl_warn("maintain: interrupted changes not looked for: %s",
+		    err.msg);
+		t->failed++;
+	}
+	for (i = 0; i < n; i++)
+		finish_one(km, v[i].addr, &finished, &t->failed);
+	for (i = 0; i < nusers; i++)
+		if (users[i].has_key && users[i].ncert > 1)
+			finish_one(km, users[i].addr, &finished, &t->failed);
+	free(v);
+	if (finished > 0)
+		printf("maintain: %d interrupted change%s finished\n", finished,
+		    finished == 1 ? "" : "s");
+}
+
 /* cmd_maintain - renew what expires within --days (default 30) */
 int
 cmd_maintain(const struct kmilter_conf *conf, const struct opts *o,
@@ -327,6 +374,7 @@ cmd_maintain(const struct kmilter_conf *conf, const struct opts *o,
 		EVP_PKEY_free(cakey);
 		return kmctl_exit_for(st, &err);
 	}
+	finish_all(km, v, n, &t);
 	for (i = 0; i < n; i++) {
 		if (!v[i].has_key)
 			continue;	/* a correspondent's certificate */

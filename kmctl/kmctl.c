@@ -44,9 +44,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "enroll", 1, 1, cmd_enroll, 0, 1,
-	    "ADDR [--key rsa2048|rsa3072|ec-p256] [--days N] [--protect] [--force]",
-	    "a first key pair for an internal user" },
+	{ "enroll", 0, 1, cmd_enroll, 0, 1,
+	    "ADDR [--key rsa2048|rsa3072|ec-p256] [--days N] [--protect] [--force]\n"
+	    "      | --from FILE|- [--jobs N] [--key TYPE] [--days N] [--force]",
+	    "a first key pair for an internal user (--from: one per line of FILE)" },
 	{ "renew", 1, 1, cmd_renew, 0, 0, "ADDR [--key TYPE] [--days N]",
 	    "a new generation, the current one deactivated" },
 	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION]",
@@ -210,6 +211,8 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 		{ "yes", no_argument, NULL, 'y' },
 		{ "format", required_argument, NULL, 'o' },
 		{ "expiring", required_argument, NULL, 'e' },
+		{ "from", required_argument, NULL, 'r' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -249,6 +252,14 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 				return usage_error(c, "%s: bad --expiring \"%s\" (0 to "
 				    "36500)", c->name, optarg);
 			break;
+		case 'r':
+			o->from = optarg;
+			break;
+		case 'j':
+			if (parse_number(optarg, 1, 64, &o->jobs) != 0)
+				return usage_error(c, "%s: bad --jobs \"%s\" (1 to 64)",
+				    c->name, optarg);
+			break;
 		case 'o':
 			if (strcmp(optarg, "text") != 0 && strcmp(optarg, "prometheus") != 0)
 				return usage_error(c, "%s: unknown --format \"%s\" (text, "
@@ -275,6 +286,27 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 	    strcmp(o->keytype, "ec-p256") != 0)
 		return usage_error(c, "%s: unknown key type \"%s\" (rsa2048, "
 		    "rsa3072, ec-p256)", c->name, o->keytype);
+	return -1;
+}
+
+/* check_from - enroll takes ADDR or --from FILE (then not --protect);
+ * --from and --jobs are for enroll.  Returns -1 to go on, else the exit
+ * code. */
+static int
+check_from(const struct command *c, const struct opts *o, int nargs)
+{
+	if (c->run != cmd_enroll)
+		return o->from != NULL || o->jobs > 0 ? usage_error(c,
+		    "%s: --from and --jobs are for enroll", c->name) : -1;
+	if (o->from == NULL && o->jobs > 0)
+		return usage_error(c, "enroll: --jobs goes with --from");
+	if (o->from == NULL && nargs == 0)
+		return usage_error(c, "enroll: no address given (or --from FILE)");
+	if (o->from != NULL && nargs > 0)
+		return usage_error(c, "enroll: an address or --from FILE, not both");
+	if (o->from != NULL && (o->protect || o->pwfd >= 0 || o->pwfile != NULL))
+		return usage_error(c, "enroll: --from enrolls at level default "
+		    "(set-password afterwards)");
 	return -1;
 }
 
@@ -310,7 +342,10 @@ run(const struct command *c, const struct opts *o, const char *a1,
 		conf->redis_connect_timeout_ms = 2000;
 	if (conf->redis_command_timeout_ms < 2000)
 		conf->redis_command_timeout_ms = 2000;
-	if (c->internal && !o->force && !domain_internal(conf, a1)) {
+	/* enroll --from needs at least a connection per worker */
+	if (o->from != NULL && o->jobs > conf->km_pool_size)
+		conf->km_pool_size = o->jobs;
+	if (c->internal && a1 != NULL && !o->force && !domain_internal(conf, a1)) {
 		kmctl_warn("%s: %s is not in policy.internal_domains of %s: refused "
 		    "(kmilter would never sign or decrypt for it; --force to %s it "
 		    "anyway)", c->name, a1, o->config, c->name);
@@ -328,7 +363,8 @@ run(const struct command *c, const struct opts *o, const char *a1,
 int
 main(int argc, char **argv)
 {
-	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1 };
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1,
+	    NULL, 0 };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;
@@ -356,7 +392,11 @@ main(int argc, char **argv)
 		return usage_error(c, "%s: --format is for stats", c->name);
 	if (o.expiring >= 0 && c->run != cmd_list)
 		return usage_error(c, "%s: --expiring is for list", c->name);
-	if (a1 != NULL && c->min > 0) {	/* check the address before any work */
+	if ((rc = check_from(c, &o, nargs)) >= 0)
+		return rc;
+	if (o.from != NULL && o.jobs == 0)
+		o.jobs = KMCTL_BULK_JOBS;
+	if (a1 != NULL && c->max > 0) {	/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;
 

@@ -46,6 +46,7 @@ struct kmilter_conf;
 #define EX_UNREACH	4
 
 #define FILE_MAX	(1024 * 1024)
+#define KMCTL_BULK_JOBS	4		/* enroll --from: --jobs default */
 
 struct opts {
 	const char	*config;
@@ -58,6 +59,8 @@ struct opts {
 	int		 yes;		/* --yes: replace without asking */
 	const char	*format;	/* stats --format: "text" or "prometheus" */
 	int		 expiring;	/* list --expiring DAYS, -1 when not given */
+	const char	*from;		/* enroll --from FILE ("-": stdin) */
+	int		 jobs;		/* enroll --from: --jobs N (KMCTL_BULK_JOBS) */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);

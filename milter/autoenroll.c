@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/err.h>
@@ -24,6 +25,7 @@
 
 #define AE_ADDR_MAX	320
 #define AE_PATH_MAX	1024
+#define AE_DENIALS	256	/* addresses whose "no" is remembered */
 
 /* One address being enrolled. */
 struct ae_slot {
@@ -40,13 +42,21 @@ struct ae_job {
 	int		 slot;
 	int		 need_key;
 	int		 mode;
+	int		 deny_ttl;	/* policy.auto_enroll_deny_ttl */
 	char		 addr[AE_ADDR_MAX + 1];
 	char		 qid[64];
 	char		 ca_cert[AE_PATH_MAX];
 	char		 ca_key[AE_PATH_MAX];
 };
 
+/* An address the hook said no for, until when (CLOCK_MONOTONIC s). */
+struct ae_denial {
+	char		 addr[AE_ADDR_MAX + 1];
+	time_t		 until;
+};
+
 static struct ae_slot slots[AUTOENROLL_SLOTS];
+static struct ae_denial denials[AE_DENIALS];
 static int nrunning;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -128,6 +138,55 @@ out:
 	return rc;
 }
 
+/* mono_now - seconds of CLOCK_MONOTONIC */
+static time_t
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* deny_remember - the hook's no for addr holds ttl seconds: the entry of
+ * addr, else a free or expired one, else the one that ends first */
+static void
+deny_remember(const char *addr, int ttl)
+{
+	time_t now = mono_now();
+	int i, pick = 0;
+
+	if (ttl <= 0)
+		return;
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < AE_DENIALS; i++) {
+		if (strcasecmp(denials[i].addr, addr) == 0) {
+			pick = i;
+			break;
+		}
+		if (denials[i].until < denials[pick].until)
+			pick = i;
+	}
+	snprintf(denials[pick].addr, sizeof(denials[pick].addr), "%s", addr);
+	denials[pick].until = now + ttl;
+	pthread_mutex_unlock(&mu);
+}
+
+/* denied_recently - the hook said no for addr less than its ttl ago */
+static int
+denied_recently(const char *addr)
+{
+	time_t now = mono_now();
+	int i, hit = 0;
+
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < AE_DENIALS && !hit; i++)
+		hit = denials[i].until > now &&
+		    strcasecmp(denials[i].addr, addr) == 0;
+	pthread_mutex_unlock(&mu);
+	return hit;
+}
+
 /* enroll_key - the encryption key of j->addr; KM_OK when it has one */
 static enum km_status
 enroll_key(struct keystore *ks, const struct ae_job *j, X509 *c, EVP_PKEY *k)
@@ -140,8 +199,10 @@ enroll_key(struct keystore *ks, const struct ae_job *j, X509 *c, EVP_PKEY *k)
 
 	if (j->mode == AUTOENROLL_HOOK && (st = keystore_enroll_allowed(ks,
 	    j->addr, j->qid, &err)) != KM_OK) {
-		log_info("%s autoenroll: <%s>: not enrolled: %s", j->qid,
-		    j->addr, err.msg);
+		deny_remember(j->addr, j->deny_ttl);
+		log_info("%s autoenroll: <%s>: not enrolled: %s (the hook is "
+		    "asked again in %d s)", j->qid, j->addr, err.msg,
+		    j->deny_ttl);
 		return st;
 	}
 	st = keystore_enroll_key(ks, j->addr, c, k, &gen, fp, sizeof(fp),
@@ -269,6 +330,7 @@ slot_start(const struct session *s, const char *addr, int need_key,
 	j->slot = i;
 	j->need_key = need_key;
 	j->mode = c->auto_enroll;
+	j->deny_ttl = c->auto_enroll_deny_ttl;
 	snprintf(j->addr, sizeof(j->addr), "%s", addr);
 	snprintf(j->qid, sizeof(j->qid), "%s", message_qid(s->msg));
 	snprintf(j->ca_cert, sizeof(j->ca_cert), "%s", c->org_ca_cert);
@@ -354,6 +416,12 @@ need_key(const struct session *s, const char *addr)
 	if (s->conf->auto_enroll == AUTOENROLL_OFF ||
 	    !domain_internal(s->conf, addr))
 		return AUTOENROLL_NO;
+	if (s->conf->auto_enroll == AUTOENROLL_HOOK &&
+	    denied_recently(addr)) {
+		log_debug(1, "%s autoenroll: <%s>: the hook said no recently: "
+		    "not asked again", message_qid(s->msg), addr);
+		return AUTOENROLL_NO;
+	}
 	st = keystore_get_cert(runtime_keystore(), addr, &cert, &err);
 	X509_free(cert);
 	return autoenroll_decide(s->conf->auto_enroll, 1, st, err.reason);

@@ -12,7 +12,10 @@
  *	enrolled only with auto_enroll on or hook, only when it is in
  *	policy.internal_domains, and only when the key lookup said "no such
  *	key" (KM_PERMFAIL with KMERR_NOTFOUND: an outage never enrolls).
- *	With hook, the hook must answer allow first (event enroll).
+ *	With hook, the hook must answer allow first (event enroll); its
+ *	deny (or failure) is remembered for policy.auto_enroll_deny_ttl
+ *	seconds (AE_DENIALS addresses, the oldest forgotten first), during
+ *	which that address's messages do not ask it again.
  *
  *	autoenroll_outbound() runs before the outbound work: an internal
  *	sender whose identity may sign (policy_signer()) with no encryption

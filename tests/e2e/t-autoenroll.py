@@ -16,7 +16,8 @@ an unenrolled internal recipient enrolls it; a sender outside
 policy.internal_domains is never enrolled; two messages at once for one
 new user -> exactly one generation; two `kmctl enroll` processes at once
 (the KM race rule, as two gateways) -> exactly one Active generation; hook
-deny, a malformed answer -> not enrolled (logged); hook allow -> enrolled.
+deny, a malformed answer -> not enrolled (logged); hook allow -> enrolled;
+a deny is remembered (the hook runs once for several messages).
 FIGURE lines: the first message of a new user against later ones.
 """
 import os
@@ -331,6 +332,24 @@ def main():
         msg, f, _ = delivered(qid)
         check(signed(msg, f), "not signed after allow")
         check_eq(gens(u), ["1"], "generations after allow")
+
+    @suite.case("hook: a deny is remembered (policy.auto_enroll_deny_ttl): "
+                "later messages of that sender do not run the hook again")
+    def _():
+        env()
+        set_mode("hook")
+        u = "hook-again@example.com"
+        behave("deny")
+        for i in range(3):
+            qid = labsmtp.submit(S["env"], u, [DAVE], message(u, DAVE, "again %d" % i),
+                                 timeout=60)
+            msg, f, _ = delivered(qid)
+            check(not signed(msg, f), "signed after deny (message %d)" % i)
+        asked = [c for c in calls() if c[:2] == ["enroll", u]]
+        check_eq(len(asked), 1, "hook runs for 3 messages of a denied sender")
+        check(log_has("autoenroll: <%s>: not enrolled: enrollment denied by hook" % u),
+              "denial not logged")
+        check_eq(gens(u), [], "generations after deny")
 
     try:
         rc = suite.run()
