@@ -98,35 +98,6 @@ admin_active(struct admin *a)
 	return NULL;
 }
 
-/* keymodel_admin_supersede - the Active objects older than generation gen
- * deactivated (Cessation of Operation) on both servers */
-enum km_status
-keymodel_admin_supersede(struct admin *a, int gen, struct kmerr *err)
-{
-	enum km_status st;
-	size_t j;
-	int srv;
-
-	for (srv = 0; srv < 2; srv++) {
-		for (j = 0; j < a->s[srv].n; j++) {
-			struct kobj *o = &a->s[srv].v[j];
-
-			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
-				continue;
-			if ((st = kmip_revoke(a->c[srv], o->uid,
-			    KMIP_REVOKE_CESSATION_OF_OPERATION,
-			    "superseded by a new generation", err)) != KM_OK) {
-				log_warnx("keymodel: %s: generation %d stays "
-				    "Active: %s", a->norm, o->gen,
-				    err != NULL ? err->msg : "");
-				return st;
-			}
-			o->state = KMIP_STATE_DEACTIVATED;
-		}
-	}
-	return KM_OK;
-}
-
 /* keymodel_admin_install - register a new generation on both servers,
  * activate it, then deactivate the older Active objects (harvested: the
  * certificate's Object Group says so).  Registered objects stay Pre-Active

@@ -12,8 +12,8 @@
  * so of two enrollments that both register, the later one always sees the
  * earlier one's certificate and yields; the earlier one may or may not see
  * the later one, and never yields to it.  A Pre-Active certificate left by
- * an enrollment that crashed half-way makes later enrollments of that
- * address would make later enrollments yield for ever: a rival that is
+ * an enrollment that crashed half-way would make later enrollments of that
+ * address yield for ever: a rival that is
  * still Pre-Active and stale (registered longer ago than
  * keymodel_stale_after() seconds, far longer than any live enrollment
  * takes from its first Register to its last Activate) is no rival.
@@ -26,7 +26,8 @@
  * Pre-Active objects destroyed: nothing of it was ever visible).  A
  * complete Active generation made long enough ago whose older generations
  * are still Active (the process died before deactivating them) has them
- * deactivated, as keymodel_admin_install() would have done.
+ * deactivated, as keymodel_admin_install() would have done
+ * (keymodel_admin_supersede(), which install uses too).
  */
 #include <ctype.h>
 #include <signal.h>
@@ -445,5 +446,34 @@ keymodel_admin_tidy(struct admin *a, char *what, size_t whatlen,
 	free(a->recs);
 	a->recs = recs;
 	a->nrecs = nrecs;
+	return KM_OK;
+}
+
+/* keymodel_admin_supersede - the Active objects older than generation gen
+ * deactivated (Cessation of Operation) on both servers */
+enum km_status
+keymodel_admin_supersede(struct admin *a, int gen, struct kmerr *err)
+{
+	enum km_status st;
+	size_t j;
+	int srv;
+
+	for (srv = 0; srv < 2; srv++) {
+		for (j = 0; j < a->s[srv].n; j++) {
+			struct kobj *o = &a->s[srv].v[j];
+
+			if (o->state != KMIP_STATE_ACTIVE || o->gen >= gen)
+				continue;
+			if ((st = kmip_revoke(a->c[srv], o->uid,
+			    KMIP_REVOKE_CESSATION_OF_OPERATION,
+			    "superseded by a new generation", err)) != KM_OK) {
+				log_warnx("keymodel: %s: generation %d stays "
+				    "Active: %s", a->norm, o->gen,
+				    err != NULL ? err->msg : "");
+				return st;
+			}
+			o->state = KMIP_STATE_DEACTIVATED;
+		}
+	}
 	return KM_OK;
 }

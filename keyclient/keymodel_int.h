@@ -22,8 +22,8 @@
  *	whose rival registered first yields before activating),
  *	keymodel_admin_yield() (that, and a renewal's election),
  *	keymodel_stale(), keymodel_admin_tidy() (what a crashed change left,
- *	finished or removed), keymodel_test_pause() (tests only);
- *	keymodel_admin_supersede() (keymodel_admin.c).
+ *	finished or removed), keymodel_test_pause() (tests only),
+ *	keymodel_admin_supersede() (older Active generations deactivated).
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
