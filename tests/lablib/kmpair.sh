@@ -19,7 +19,10 @@ kmpair_up() {
 	lab=$(mktemp -d "/tmp/$1.XXXXXX")
 	base=${KM_PORT_BASE:-$(($2 + $$ % 1000 * 10))}
 	p1=$base p2=$((base + 1))
-	trap kmpair_cleanup EXIT INT TERM
+	# a signal ends the suite; its exit runs the clean-up once
+	trap kmpair_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
 
 	km_pki "$lab" || { echo "FAIL pki"; exit 1; }
 	km_start "$lab" km1 "$p1" || { echo "FAIL start km1"; exit 1; }
