@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,15 +80,19 @@ may_replace(const struct kmilter_conf *conf, const struct opts *o,
 {
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
+	unsigned char *enc = NULL;
+	size_t enclen = 0;
 	char fp[96], answer[16];
 	struct kmerr err;
 
-	if (signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
-	    &err) != KM_OK)
+	/* a key protected by the user's password is one too */
+	if (signstore_open(conf->state_dir, sk, addr, &cert, &key, &enc,
+	    &enclen, NULL, &err) != KM_OK)
 		return 1;		/* none (or unreadable): enroll */
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
 	X509_free(cert);
 	EVP_PKEY_free(key);
+	free(enc);
 	if (o->yes || o->force)
 		return 1;
 	if (!isatty(STDIN_FILENO)) {
