@@ -89,8 +89,8 @@ escrow_level(struct keystore *ks, const char *norm, const char *hash,
 
 	*g = NULL;
 	*n = 0;
-	if (!ks->has_km && !ks->has_l2)
-		return -1;
+	if (!ks->has_km || ks->be.km_keys == NULL)
+		return -1;		/* no escrow to follow */
 	(void)keystore_revc(ks, norm, hash, &rc);
 	kmerr_clear(&e);
 	st = keystore_raw_keys(ks, &rc, norm, hash, g, n, &e);
