@@ -13,6 +13,7 @@
 
 #include "hook.h"
 #include "keymodel.h"
+#include "keymodel_protect.h"
 #include "keystore_int.h"
 #include "memcache.h"
 #include "pkcs8pw.h"
@@ -302,31 +303,6 @@ out:
 	return st;
 }
 
-/* opens_escrow - 1 when pw opens one of the user's escrowed enhanced keys
- * (it is the protection password of record), 0 when it opens none, -1
- * when none is enhanced */
-static int
-opens_escrow(const struct keymodel_gen *g, size_t n, const char *pw,
-    size_t pwlen)
-{
-	unsigned char *plain = NULL;
-	size_t plen = 0;
-	struct kmerr e;
-	int seen = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (!g[i].enhanced || g[i].der == NULL)
-			continue;
-		seen = 1;
-		if (pkcs8pw_unwrap(g[i].der, g[i].derlen, pw, pwlen, &plain,
-		    &plen, &e) == KM_OK) {
-			secmem_free(plain, plen);
-			return 1;
-		}
-	}
-	return seen ? 0 : -1;
-}
-
 /* signer_level - bring the signing key file to the escrow's level: the
  * key stays usable whatever happens here (logged) */
 static void
@@ -375,7 +351,7 @@ keystore_unlock_signer(struct keystore *ks, const char *norm,
 		return st;
 	if (enc == NULL) {
 		/* plain here, enhanced in the KM: wrap it lazily */
-		if (opens_escrow(g, n, a.password, a.password_len) != 1) {
+		if (keymodel_password_opens(g, n, a.password, a.password_len) != 1) {
 			*wrongpw = 1;
 			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
 			    "wrong password");
@@ -391,7 +367,7 @@ keystore_unlock_signer(struct keystore *ks, const char *norm,
 	secmem_free(plain, plen);
 	if (st == KM_PERMFAIL || st == KM_PROTO) {
 		*wrongpw = 1;
-		if (opens_escrow(g, n, a.password, a.password_len) == 1)
+		if (keymodel_password_opens(g, n, a.password, a.password_len) == 1)
 			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
 			    "protected by an earlier password (kmctl "
 			    "set-password on this gateway, or signing-enroll "
