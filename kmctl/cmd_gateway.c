@@ -194,7 +194,8 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 		goto out;
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
-	printf("%s: signing certificate sha256 %s%s\n", addr, fp, pw != NULL ?
+	/* what the file holds, as read back */
+	printf("%s: signing certificate sha256 %s%s\n", addr, fp, enc != NULL ?
 	    ", key protected by the user's password" : "");
 	/* a gateway may have cached "no signing key" */
 	rc = kmctl_after_change(conf, addr);
