@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,17 +80,21 @@ paths(const char *state_dir, const struct seal_key *sk, const char *addr,
 	return KM_OK;
 }
 
-/* write_file - write bytes to path via a 0600 temporary file and rename */
+/* write_file - write bytes to path via a 0600 temporary file and rename;
+ * the temporary name is the writer's own (two milter threads may wrap the
+ * same key at once: each renames a whole file) */
 static enum km_status
 write_file(const char *path, const unsigned char *buf, size_t len,
     struct kmerr *err)
 {
+	static atomic_uint seq;
 	char tmp[PATH_MAX];
 	size_t off = 0;
 	ssize_t w;
 	int fd, saved;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", path, (long)getpid(),
+	    atomic_fetch_add(&seq, 1)) >= (int)sizeof(tmp))
 		return kmerr_set(err, KM_PROTO, KMERR_NONE, "path too long");
 	unlink(tmp);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
