@@ -8,7 +8,7 @@
  *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
  *	keystore_invalidate(), keystore_stats(), keystore_new_backend(),
  *	keystore_enroll_allowed(), keystore_enroll_key(),
- *	keystore_enroll_signer()
+ *	keystore_enroll_signer(), keystore_has_signer()
  * DESCRIPTION
  *	Looks up certificates and keys by e-mail address, in order:
  *	L1 in-process cache (memcache, parsed objects) -> L2 Redis (cache,
@@ -79,6 +79,11 @@
  *	protected by an earlier password cannot be opened: locked, with the
  *	advice to re-enroll it.  When the level cannot be read (KM down, no
  *	L2 entry) a plain key is used as it is.
+ *
+ *	keystore_has_signer() only tells whether this gateway has a signing
+ *	key for the address (KM_OK, locked or not; KM_PERMFAIL
+ *	KMERR_NOTFOUND): it never asks the hook, so a check before the
+ *	lookup that signs does not ask it twice.
  *
  *	A signing key that stays locked is KM_PERMFAIL with reason
  *	KMERR_LOCKED, "signing key of ADDR locked: <why>" (why: no hook
@@ -174,6 +179,8 @@ enum km_status	 keystore_get_keys(struct keystore *, const char *addr,
 void		 keystore_keys_free(struct keystore_key *, size_t n);
 enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
+		    struct kmerr *err);
+enum km_status	 keystore_has_signer(struct keystore *, const char *addr,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
 /* Automatic enrollment (keystore_enroll.c). */

@@ -226,3 +226,38 @@ keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
 	put_signer(ks, hash, s, ttl);
 	return st;
 }
+
+/* keystore_has_signer - has this gateway a signing key for addr, locked or
+ * not?  Never asks the hook. */
+enum km_status
+keystore_has_signer(struct keystore *ks, const char *addr, struct kmerr *err)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
+	struct memcache_ref *ref;
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	STACK_OF(X509) *chain = NULL;
+	unsigned char *enc = NULL;
+	size_t enclen = 0;
+	enum km_status st;
+
+	if ((st = keystore_prepare(ks, addr, norm, sizeof(norm), hash,
+	    err)) != KM_OK)
+		return st;
+	if (keystore_l1_get(ks, K_SIGNER, hash, &ref) == KM_OK) {
+		st = memcache_is_negative(ref) ? kmerr_set(err, KM_PERMFAIL,
+		    KMERR_NOTFOUND, "no signing key for %s here", norm) : KM_OK;
+		memcache_release(ref);
+		return st;
+	}
+	if (ks->be.signer == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "no signing store");
+	st = ks->be.signer(ks->be.arg, norm, &cert, &key, &enc, &enclen,
+	    &chain, err);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	sk_X509_pop_free(chain, X509_free);
+	free(enc);
+	return st;
+}

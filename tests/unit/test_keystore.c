@@ -1538,6 +1538,27 @@ TEST(signer_earlier_password_and_cleared_level)
 	keystore_free(ks);
 }
 
+TEST(has_signer_never_asks_the_hook)
+{
+	struct keystore *ks;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%s", PW);
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_has_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(keystore_has_signer(ks, "bob@example.org", &err),
+	    KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
+	CHECK_EQ_INT(F.hook_calls, 0);
+	/* after a lookup that unlocked it (L1), still yes, still no hook */
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(keystore_has_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	keystore_free(ks);
+}
+
 struct thr {
 	struct keystore	*ks;
 	int		 bad;
@@ -1624,6 +1645,7 @@ static const struct test_case tests[] = {
 	T(signer_no_password_is_locked_not_remembered),
 	T(signer_wrong_password_remembered),
 	T(signer_earlier_password_and_cleared_level),
+	T(has_signer_never_asks_the_hook),
 	T(concurrent_lookups),
 	{ 0 }
 };
