@@ -121,20 +121,23 @@ put_signer(struct keystore *ks, const char *hash, struct signer *s,
  */
 static enum km_status
 unlock(struct keystore *ks, const char *norm, const char *hash,
-    struct signer *s, const unsigned char *enc, size_t enclen, int level,
-    struct keymodel_gen *g, size_t gn, struct kmerr *err)
+    const char *queue_id, struct signer *s, const unsigned char *enc,
+    size_t enclen, int level, struct keymodel_gen *g, size_t gn,
+    struct kmerr *err)
 {
+	const char *qid = queue_id != NULL ? queue_id : "-";
 	struct signer *l;
 	struct kmerr why;
 	int wrongpw = 0;
 	enum km_status st;
 
 	kmerr_clear(&why);
-	st = keystore_unlock_signer(ks, norm, NULL, s->cert, enc, enclen, g,
+	st = keystore_unlock_signer(ks, norm, queue_id, s->cert, enc, enclen, g,
 	    gn, level, &s->key, &wrongpw, &why);
 	if (st == KM_OK) {
 		bump(&ks->hook_unlocked);
-		log_info("- keystore: %s: signing key unlocked by hook", norm);
+		log_info("%s keystore: %s: signing key unlocked by hook", qid,
+		    norm);
 		return KM_OK;
 	}
 	if (st != KM_PERMFAIL) {
@@ -143,7 +146,8 @@ unlock(struct keystore *ks, const char *norm, const char *hash,
 		return st;
 	}
 	bump(&ks->hook_locked);
-	log_info("- keystore: %s: signing key locked: %s", norm, why.msg);
+	log_info("%s keystore: %s: signing key locked: %s", qid, norm,
+	    why.msg);
 	EVP_PKEY_free(s->key);	/* a plain key of an enhanced user too */
 	s->key = NULL;
 	if (wrongpw && (l = calloc(1, sizeof(*l))) != NULL) {
@@ -159,8 +163,9 @@ unlock(struct keystore *ks, const char *norm, const char *hash,
 
 /* keystore_get_signer - this gateway's signing key for an internal sender */
 enum km_status
-keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
-    EVP_PKEY **key, STACK_OF(X509) **chain, struct kmerr *err)
+keystore_get_signer(struct keystore *ks, const char *addr,
+    const char *queue_id, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
+    struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
 	struct memcache_ref *ref;
@@ -213,7 +218,8 @@ keystore_get_signer(struct keystore *ks, const char *addr, X509 **cert,
 	ttl = (int64_t)ks->memory_ttl * 1000;
 	level = escrow_level(ks, norm, hash, &g, &gn);
 	if (enc != NULL || level == 1) {
-		st = unlock(ks, norm, hash, s, enc, enclen, level, g, gn, err);
+		st = unlock(ks, norm, hash, queue_id, s, enc, enclen, level, g,
+		    gn, err);
 		ttl = (int64_t)ks->unlocked_ttl * 1000;
 	}
 	free(enc);

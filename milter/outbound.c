@@ -517,8 +517,8 @@ choose_signer(struct out_job *j)
 		}
 		return 0;
 	}
-	st = keystore_get_signer(runtime_keystore(), m->from, &j->signer, &j->key, &j->chain,
-	    &ke);
+	st = keystore_get_signer(runtime_keystore(), m->from, message_qid(m), &j->signer,
+	    &j->key, &j->chain, &ke);
 	snprintf(err, sizeof(err), "%s", ke.msg);
 	/* a key protected by the sender's password the hook did not unlock */
 	locked = st == KM_PERMFAIL && kmerr_is(&ke, KMERR_LOCKED);

@@ -120,6 +120,8 @@ struct fakes {
 	int	 signer_calls;
 	char	 sign_file_pw[64];	/* the signing key file: "" plain */
 	int	 rewrap_calls;
+	enum hook_key hook_key;		/* of the last unlock request */
+	char	 hook_qid[32];
 	int64_t	 now_ms;
 };
 static struct fakes F;
@@ -420,6 +422,9 @@ fake_hook_ask(void *arg, const struct hook_request *rq,
 		return KM_OK;
 	}
 	F.hook_calls++;
+	F.hook_key = rq->key;
+	snprintf(F.hook_qid, sizeof(F.hook_qid), "%s",
+	    rq->queue_id != NULL ? rq->queue_id : "");
 	a->action = F.hook_action;
 	if (a->action == HOOK_ACTION_PASSWORD) {
 		a->password = secmem_strdup(F.hook_pw);
@@ -1049,7 +1054,7 @@ TEST(malformed_address)
 	    KM_PROTO);
 	CHECK_EQ_INT(keystore_get_keys(ks, "x y@example.org", NULL, &k, &n,
 	    &err), KM_PROTO);
-	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", &c, &pk, &ch,
+	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", NULL, &c, &pk, &ch,
 	    &err), KM_PROTO);
 	CHECK_EQ_INT(F.km_cert_calls + F.km_keys_calls + F.l2_gets, 0);
 	keystore_invalidate(ks, "garbage");	/* logged, no crash */
@@ -1372,7 +1377,7 @@ TEST(signer_l1_never_l2)
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	for (int i = 0; i < 2; i++) {
-		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", &c,
+		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", "Q1", &c,
 		    &k, &ch, &err), KM_OK);
 		CHECK(X509_check_private_key(c, k) == 1);
 		CHECK_EQ_INT(sk_X509_num(ch), 1);
@@ -1383,9 +1388,9 @@ TEST(signer_l1_never_l2)
 	CHECK_EQ_INT(F.signer_calls, 1);
 	CHECK_EQ_INT(F.hook_calls, 0);	/* plain key, user at level default */
 	CHECK_EQ_INT(F.rewrap_calls, 0);
-	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", NULL, &c, &k, &ch,
 	    &err), KM_PERMFAIL);
-	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", NULL, &c, &k, &ch,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.signer_calls, 2);
 	/* L2 is read for the escrow's level only (alice's raw key set, as
@@ -1405,7 +1410,7 @@ get_signer(struct keystore *ks, const char *addr, struct kmerr *err)
 	enum km_status st;
 
 	kmerr_clear(err);
-	st = keystore_get_signer(ks, addr, &c, &k, &ch, err);
+	st = keystore_get_signer(ks, addr, "Q9", &c, &k, &ch, err);
 	if (st == KM_OK && X509_check_private_key(c, k) != 1)
 		st = KM_PROTO;
 	X509_free(c);
@@ -1428,6 +1433,8 @@ TEST(signer_plain_of_enhanced_user_wrapped_lazily_ttl)
 	 * escrowed key, then the key file is wrapped under it */
 	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
 	CHECK_EQ_INT(F.hook_calls, 1);
+	CHECK_EQ_INT(F.hook_key, HOOK_KEY_SIGNING);
+	CHECK_EQ_STR(F.hook_qid, "Q9");
 	CHECK_EQ_INT(F.rewrap_calls, 1);
 	CHECK_EQ_STR(F.sign_file_pw, PW);
 	/* unlocked for hook.unlocked_key_ttl, even past memory_ttl */
