@@ -63,18 +63,6 @@ S = {}
 H = None        # the HookLab
 
 
-def kmctl(*args, ok=True):
-    return H.kmctl(*args, ok=ok)
-
-
-def wpath(name):
-    return H.wpath(name)
-
-
-def wfile(name, data, mode=0o644):
-    return H.wfile(name, data, mode)
-
-
 def env():
     if "users" not in S:
         skip("lab or enrollment not ready")
@@ -85,13 +73,9 @@ def behave(unlock, password=PW_SAM):
     H.behave("unlock=%s\nrelease=allow\npassword=%s\n" % (unlock, password))
 
 
-def calls():
-    return H.calls()
-
-
 def stats():
     """kmctl stats as a dict of ints."""
-    out = kmctl("stats").stdout.decode()
+    out = H.kmctl("stats").stdout.decode()
     return {k: int(v) for k, v in re.findall(r"^(\w+)=(-?\d+)$", out, re.M)}
 
 
@@ -111,11 +95,11 @@ def check_signed(msg, fields, tag):
     """Signed (only) and verified by openssl against the org CA."""
     check_eq(fields.get("action"), "sign", "log action")
     check_eq(fields.get("result"), "ok", "log result")
-    f = wfile("signed-%s.eml" % tag, msg)
+    f = H.wfile("signed-%s.eml" % tag, msg)
     r = run(["openssl", "cms", "-verify", "-CAfile", S["env"]["LAB_CA_CERT"], "-purpose",
-             "smimesign", "-in", f, "-out", wpath("content-%s" % tag)])
+             "smimesign", "-in", f, "-out", H.wpath("content-%s" % tag)])
     check(b"Verification successful" in r.stderr, "openssl: %r" % r.stderr[-200:])
-    with open(wpath("content-%s" % tag), "rb") as fp:
+    with open(H.wpath("content-%s" % tag), "rb") as fp:
         check(("Hello %s" % tag).encode() in fp.read(), "signed content")
 
 
@@ -129,10 +113,6 @@ def check_unsigned(msg, fields, line, why, kinds=("signed=no",)):
         check(" %s " % k in line, "log line lacks %s: %r" % (k, line))
     reason = line.partition(" reason=")[2]
     check(why in reason, "log reason %r does not say %r" % (reason, why))
-
-
-def restart_milter(old, new):
-    H.restart_milter(old, new)
 
 
 def key_files():
@@ -169,22 +149,22 @@ def main():
     def _():
         if "env" not in S:
             skip("lab is not up")
-        pws = wfile("pw-sam", PW_SAM + "\n")
-        out = kmctl("enroll", SAM, "--protect", "--password-file", pws).stdout.decode()
+        pws = H.wfile("pw-sam", PW_SAM + "\n")
+        out = H.kmctl("enroll", SAM, "--protect", "--password-file", pws).stdout.decode()
         check("protection enhanced" in out, "enroll --protect said %r" % out)
         before = key_files()
-        r = kmctl("signing-enroll", SAM, ok=False)
+        r = H.kmctl("signing-enroll", SAM, ok=False)
         check(r.returncode != 0 and b"needs the protection password" in r.stderr,
               "signing-enroll without a password: rc %d %r" % (r.returncode, r.stderr[-300:]))
-        r = kmctl("signing-enroll", SAM, "--password-file", wfile("pw-bad", "not-it-at-all\n"),
+        r = H.kmctl("signing-enroll", SAM, "--password-file", H.wfile("pw-bad", "not-it-at-all\n"),
                   ok=False)
         check(r.returncode != 0 and b"wrong password" in r.stderr, "wrong password accepted")
         check_eq(key_files(), before, "signing keys after the refusals")
-        out = kmctl("signing-enroll", SAM, "--password-file", pws).stdout.decode()
+        out = H.kmctl("signing-enroll", SAM, "--password-file", pws).stdout.decode()
         check("key protected by the user's password" in out, "signing-enroll said %r" % out)
         for u in (PAT, NOKEY):
-            kmctl("enroll", u)
-        out = kmctl("signing-enroll", PAT).stdout.decode()
+            H.kmctl("enroll", u)
+        out = H.kmctl("signing-enroll", PAT).stdout.decode()
         check("protected" not in out, "pat's key protected? %r" % out)
         S["users"] = True
 
@@ -195,11 +175,11 @@ def main():
         behave("password")
         msg, f, _ = send(SAM, DAVE, "pw1")
         check_signed(msg, f, "pw1")
-        check_eq(calls(), [["unlock", SAM, "enhanced", "signing"]], "hook calls")
+        check_eq(H.calls(), [["unlock", SAM, "enhanced", "signing"]], "hook calls")
         S["unlocked_at"] = time.monotonic()
         msg, f2, _ = send(SAM, DAVE, "pw2")
         check_signed(msg, f2, "pw2")
-        check_eq(len(calls()), 1, "hook calls within the TTL")
+        check_eq(len(H.calls()), 1, "hook calls within the TTL")
         S["figures"].append("signing key unlocked by the hook: first message ms=%s, next "
                             "(unlocked, in memory) ms=%s" % (f.get("ms"), f2.get("ms")))
 
@@ -212,12 +192,12 @@ def main():
         wait_for(lambda: time.monotonic() > S["unlocked_at"] + TTL + 0.5, TTL + 5, "TTL over")
         msg, f, _ = send(SAM, DAVE, "pw3")
         check_signed(msg, f, "pw3")
-        check_eq(len(calls()), 2, "hook calls after the TTL")
+        check_eq(len(H.calls()), 2, "hook calls after the TTL")
 
     @suite.case("keep-encrypted: sent unsigned, result=downgraded signed=no, counted")
     def _():
         env()
-        kmctl("flush", SAM)
+        H.kmctl("flush", SAM)
         behave("keep-encrypted")
         before = stats()
         msg, f, line = send(SAM, DAVE, "keep")
@@ -227,23 +207,23 @@ def main():
                  "downgraded_outbound")
         check_eq(after.get("downgraded_unencrypted", 0), before.get("downgraded_unencrypted", 0),
                  "downgraded_unencrypted")
-        check_eq(calls(), [["unlock", SAM, "enhanced", "signing"]], "hook calls")
+        check_eq(H.calls(), [["unlock", SAM, "enhanced", "signing"]], "hook calls")
 
     @suite.case("wrong password: unsigned, 'wrong password', the next message does not ask")
     def _():
         env()
-        kmctl("flush", SAM)
+        H.kmctl("flush", SAM)
         behave("wrong")
         msg, f, line = send(SAM, DAVE, "wrong1")
         check_unsigned(msg, f, line, "wrong password")
         msg, f, line = send(SAM, DAVE, "wrong2")
         check_unsigned(msg, f, line, "wrong password")
-        check_eq(len(calls()), 1, "hook calls")
+        check_eq(len(H.calls()), 1, "hook calls")
 
     @suite.case("locked_signing_key = tempfail: 451 at end of DATA")
     def _():
         env()
-        restart_milter('locked_signing_key = "unsigned";', 'locked_signing_key = "tempfail";')
+        H.restart_milter('locked_signing_key = "unsigned";', 'locked_signing_key = "tempfail";')
         try:
             behave("keep-encrypted")
             raw = labsmtp.make_message(SAM, [DAVE], "tempfail", "Hello.\r\n")
@@ -252,16 +232,16 @@ def main():
                 raise Failure("the message was accepted")
             except smtplib.SMTPDataError as e:
                 check(400 <= e.smtp_code < 500, "got %d %r, want 4xx" % (e.smtp_code, e.smtp_error))
-            check_eq(len(calls()), 1, "hook calls")
+            check_eq(len(H.calls()), 1, "hook calls")
         finally:
-            restart_milter('locked_signing_key = "tempfail";', 'locked_signing_key = "unsigned";')
+            H.restart_milter('locked_signing_key = "tempfail";', 'locked_signing_key = "unsigned";')
 
     @suite.case("set-password elsewhere: a plain signing key is protected on first use")
     def _():
         env()
         plain = key_files()
-        pwf = wfile("pw-pat", PW_PAT + "\n")
-        out = kmctl("set-password", PAT, "--password-file", pwf).stdout.decode()
+        pwf = H.wfile("pw-pat", PW_PAT + "\n")
+        out = H.kmctl("set-password", PAT, "--password-file", pwf).stdout.decode()
         check("signing key on this gateway protected" in out, "set-password said %r" % out)
         now = key_files()
         changed = [p for p in now if now[p] != plain.get(p)]
@@ -269,11 +249,11 @@ def main():
         # put the plain file back: as on a gateway kmctl did not run on
         with open(changed[0], "wb") as fp:
             fp.write(plain[changed[0]])
-        kmctl("flush", PAT)
+        H.kmctl("flush", PAT)
         behave("password", password=PW_PAT)
         msg, f, _ = send(PAT, DAVE, "lazy")
         check_signed(msg, f, "lazy")
-        check_eq(calls(), [["unlock", PAT, "enhanced", "signing"]], "hook calls")
+        check_eq(H.calls(), [["unlock", PAT, "enhanced", "signing"]], "hook calls")
         with open(changed[0], "rb") as fp:
             check(fp.read() != plain[changed[0]], "the key file was not wrapped")
         with open(S["env"]["LAB_LOG"], "rb") as fp:
@@ -287,12 +267,12 @@ def main():
         env()
         if "pat_key" not in S:
             skip("no protected key for pat")
-        out = kmctl("clear-password", PAT, "--password-file", wpath("pw-pat")).stdout.decode()
+        out = H.kmctl("clear-password", PAT, "--password-file", H.wpath("pw-pat")).stdout.decode()
         check("signing key on this gateway plain" in out, "clear-password said %r" % out)
         behave("crash")
         msg, f, _ = send(PAT, DAVE, "cleared")
         check_signed(msg, f, "cleared")
-        check_eq(calls(), [], "hook calls at level default")
+        check_eq(H.calls(), [], "hook calls at level default")
 
     @suite.case("downgrade walk: not encrypted -> encrypted=no, counted as unencrypted")
     def _():
@@ -318,20 +298,20 @@ def main():
     @suite.case("downgrade walk: sign_unauthenticated = false -> signed=no, counted")
     def _():
         env()
-        restart_milter("sign_unauthenticated = true;", "sign_unauthenticated = false;")
+        H.restart_milter("sign_unauthenticated = true;", "sign_unauthenticated = false;")
         try:
             before = stats()
             msg, f, line = send(PAT, DAVE, "noauth")
             check_unsigned(msg, f, line, "the client did not authenticate")
             counted(before, "downgraded_unsigned")
         finally:
-            restart_milter("sign_unauthenticated = false;", "sign_unauthenticated = true;")
+            H.restart_milter("sign_unauthenticated = false;", "sign_unauthenticated = true;")
 
     @suite.case("kmctl stats --format prometheus carries the counters")
     def _():
         env()
         text = stats()
-        prom = kmctl("stats", "--format", "prometheus").stdout.decode()
+        prom = H.kmctl("stats", "--format", "prometheus").stdout.decode()
         for lost, name in (("signature", "downgraded_unsigned"),
                            ("encryption", "downgraded_unencrypted")):
             want = 'kmilter_downgraded_outbound_total{lost="%s"} %d' % (lost, text[name])
