@@ -178,8 +178,8 @@ enum km_status	 keystore_get_keys(struct keystore *, const char *addr,
 		    size_t *n, struct kmerr *err);
 void		 keystore_keys_free(struct keystore_key *, size_t n);
 enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
-		    const char *queue_id, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
-		    struct kmerr *err);
+		    const char *queue_id, X509 **cert, EVP_PKEY **key,
+		    STACK_OF(X509) **chain, struct kmerr *err);
 enum km_status	 keystore_has_signer(struct keystore *, const char *addr,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);

@@ -351,7 +351,8 @@ keystore_unlock_signer(struct keystore *ks, const char *norm,
 		return st;
 	if (enc == NULL) {
 		/* plain here, enhanced in the KM: wrap it lazily */
-		if (keymodel_password_opens(g, n, a.password, a.password_len) != 1) {
+		if (keymodel_password_opens(g, n, a.password,
+		    a.password_len) != 1) {
 			*wrongpw = 1;
 			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
 			    "wrong password");
@@ -367,7 +368,8 @@ keystore_unlock_signer(struct keystore *ks, const char *norm,
 	secmem_free(plain, plen);
 	if (st == KM_PERMFAIL || st == KM_PROTO) {
 		*wrongpw = 1;
-		if (keymodel_password_opens(g, n, a.password, a.password_len) == 1)
+		if (keymodel_password_opens(g, n, a.password,
+		    a.password_len) == 1)
 			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
 			    "protected by an earlier password (kmctl "
 			    "set-password on this gateway, or signing-enroll "

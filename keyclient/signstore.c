@@ -377,11 +377,10 @@ signstore_open(const char *state_dir, const struct seal_key *sk,
 		*enclen = derlen;
 	}
 	p = der;
-	if (enc != NULL && *enc != NULL)
-		;			/* checked against cert when unlocked */
-	else if (derlen > LONG_MAX ||
+	/* a protected key is checked against cert once unlocked */
+	if ((enc == NULL || *enc == NULL) && (derlen > LONG_MAX ||
 	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)derlen)) == NULL ||
-	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
+	    (k = EVP_PKCS82PKEY(p8)) == NULL)) {
 		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "signing key for %s does not parse",
 		    norm);
