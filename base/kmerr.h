@@ -40,7 +40,8 @@ enum kmerr_reason {
 	KMERR_UNREACHABLE,	/* a peer could not be reached */
 	KMERR_BADINPUT,		/* the input is malformed */
 	KMERR_BADPASSWORD,	/* a password does not open the key */
-	KMERR_REFUSED		/* a policy or a peer said no */
+	KMERR_REFUSED,		/* a policy or a peer said no */
+	KMERR_LOCKED		/* a password-protected key stayed locked */
 };
 
 struct kmerr {

@@ -162,6 +162,7 @@ struct kmilter_conf {
 	int	 out_encrypt_to_self;
 	int	 out_missing_cert;	/* enum conf_missing */
 	int	 out_no_signing_key;	/* enum conf_nosignkey */
+	int	 out_locked_signing_key; /* enum conf_nosignkey */
 	char	*out_subject_tag;
 	int	 out_hide_subject;	/* encrypted mail: outer Subject "[...]" (RFC 9788) */
 	int	 out_publish_cert;	/* signatures carry the sender's encryption certificate */

@@ -120,6 +120,8 @@ const struct conf_key conf_schema[] = {
 	    "sign-only|refuse|split"),
 	ENUM("policy.outbound.no_signing_key", out_no_signing_key, "unsigned",
 	    "unsigned|tempfail"),
+	ENUM("policy.outbound.locked_signing_key", out_locked_signing_key,
+	    "unsigned", "unsigned|tempfail"),
 	STR("policy.outbound.subject_tag", out_subject_tag, ""),
 	BOOL("policy.outbound.hide_subject", out_hide_subject, "true"),
 	BOOL("policy.outbound.publish_cert", out_publish_cert, "true"),

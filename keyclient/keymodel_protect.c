@@ -13,6 +13,7 @@
 #include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
+#include "pkcs8pw.h"
 #include "secmem.h"
 
 /* remove_obj - take one object out of use: revoke it (Cessation of
@@ -304,4 +305,28 @@ keymodel_clear_password(struct keymodel *km, const char *addr,
 	if (pw == NULL || pwlen == 0)
 		return kmerr_set(err, KM_PROTO, KMERR_NONE, "empty password");
 	return change_level(km, addr, pw, pwlen, NULL, 0, nchanged, err);
+}
+
+/* keymodel_password_opens - does pw open one of the enhanced generations
+ * (the password of record)?  1 yes, 0 no, -1 none is enhanced */
+int
+keymodel_password_opens(const struct keymodel_gen *g, size_t n,
+    const char *pw, size_t pwlen)
+{
+	unsigned char *plain = NULL;
+	size_t plen = 0;
+	struct kmerr e;
+	int seen = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!g[i].enhanced || g[i].der == NULL)
+			continue;
+		seen = 1;
+		if (pkcs8pw_unwrap(g[i].der, g[i].derlen, pw, pwlen, &plain,
+		    &plen, &e) == KM_OK) {
+			secmem_free(plain, plen);
+			return 1;
+		}
+	}
+	return seen ? 0 : -1;
 }

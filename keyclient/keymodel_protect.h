@@ -5,7 +5,8 @@
  *	keymodel_protect - change of an address's protection level: set and
  *	clear the password that protects its escrowed keys
  * SUMMARY
- *	keymodel_set_password(), keymodel_clear_password().
+ *	keymodel_set_password(), keymodel_clear_password(),
+ *	keymodel_password_opens().
  *	Included by keymodel.h: callers include keymodel.h.
  * DESCRIPTION
  *	Protection level.  keymodel_enroll_protected() with a password
@@ -24,8 +25,15 @@
  *	set, only if the same password opens them), so running an
  *	interrupted change again completes it.  keymodel_renew() refuses an
  *	enhanced current generation (a plain new one would lower the level).
- *	The user's signing keys on this gateway stay at level default (see
+ *	The KM holds no signing keys: the user's signing keys on each
+ *	gateway follow the level on their own (signstore_rewrap(): kmctl
+ *	does this gateway's at once, the milter the others' lazily, see
  *	docs/keymodel.md).
+ *
+ *	keymodel_password_opens() tells whether pw is the password of
+ *	record: 1 when it opens one of the enhanced generations g (as
+ *	keymodel_decryption_keys() or the keystore's raw set gives them),
+ *	0 when it opens none, -1 when none is enhanced.
  *
  *	Pre-Active shares that an interrupted change left behind are
  *	destroyed first.
@@ -51,5 +59,7 @@ enum km_status	 keymodel_set_password(struct keymodel *, const char *addr,
 enum km_status	 keymodel_clear_password(struct keymodel *,
 		    const char *addr, const char *pw, size_t pwlen,
 		    int *nchanged, struct kmerr *err);
+int		 keymodel_password_opens(const struct keymodel_gen *,
+		    size_t n, const char *pw, size_t pwlen);
 
 #endif

@@ -75,10 +75,11 @@ real_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 	keymodel_gens_free(g, n);
 }
 
-/* real_signer - signstore_load from the state directory */
+/* real_signer - signstore_open from the state directory */
 static enum km_status
 real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, struct kmerr *err)
+    unsigned char **enc, size_t *enclen, STACK_OF(X509) **chain,
+    struct kmerr *err)
 {
 	struct keystore *ks = arg;
 
@@ -86,8 +87,22 @@ real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here: %s",
 		    addr, ks->seal_err);
-	return signstore_load(ks->state_dir, ks->seal, addr, cert, key, chain,
-	    err);
+	return signstore_open(ks->state_dir, ks->seal, addr, cert, key, enc,
+	    enclen, chain, err);
+}
+
+/* real_signer_rewrap - signstore_rewrap in the state directory */
+static enum km_status
+real_signer_rewrap(void *arg, const char *addr, const char *oldpw,
+    size_t oldlen, const char *newpw, size_t newlen, struct kmerr *err)
+{
+	struct keystore *ks = arg;
+	int changed;
+
+	if (ks->seal == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "no seal key");
+	return signstore_rewrap(ks->state_dir, ks->seal, addr, oldpw, oldlen,
+	    newpw, newlen, &changed, err);
 }
 
 /* real_l2_get - cache_get */
@@ -333,6 +348,7 @@ use_real_backend(struct keystore *ks, const struct kmilter_conf *conf,
 {
 	ks->be.arg = ks;
 	ks->be.signer = real_signer;
+	ks->be.signer_rewrap = real_signer_rewrap;
 	if (ks->hook != NULL)
 		ks->be.hook_ask = keystore_real_hook_ask;
 	if ((ks->dirs = certdir_new(conf, err)) == NULL)

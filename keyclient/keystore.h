@@ -8,7 +8,7 @@
  *	keystore_get_keys(), keystore_keys_free(), keystore_get_signer(),
  *	keystore_invalidate(), keystore_stats(), keystore_new_backend(),
  *	keystore_enroll_allowed(), keystore_enroll_key(),
- *	keystore_enroll_signer()
+ *	keystore_enroll_signer(), keystore_has_signer()
  * DESCRIPTION
  *	Looks up certificates and keys by e-mail address, in order:
  *	L1 in-process cache (memcache, parsed objects) -> L2 Redis (cache,
@@ -61,6 +61,36 @@
  *	KMERR_REFUSED), keystore_enroll_signer() this gateway's signing key
  *	(signstore_enroll()) unless there is one.  Both drop the address's
  *	cached answers.
+ *
+ *	Signing keys follow the protection level.  keystore_get_signer()
+ *	reads this gateway's signing key (signstore.h) and, on an L1 miss,
+ *	the level of the user's escrowed key (the raw key set: L2, else the
+ *	KM).  A plain signing key of a user at level default is used as it
+ *	is (cached in L1 for memory_ttl).  A protected signing key, or a
+ *	plain one of an enhanced user, needs the hook's password (event
+ *	unlock, key=signing, level enhanced): the unlocked key is kept in L1
+ *	only, for hook_unlocked_key_ttl, then the hook is asked again.
+ *	Lazily, the key file follows the escrow: a plain key of an enhanced
+ *	user is wrapped under the password (which must open the escrowed
+ *	key first: the password of record), a protected key of a user back
+ *	at level default is made plain (once the hook's password opens it).
+ *	So a set-password or clear-password made on another gateway reaches
+ *	this gateway's signing keys on their next use.  A signing key
+ *	protected by an earlier password cannot be opened: locked, with the
+ *	advice to re-enroll it.  When the level cannot be read (KM down, no
+ *	L2 entry) a plain key is used as it is.
+ *
+ *	keystore_has_signer() only tells whether this gateway has a signing
+ *	key for the address (KM_OK, locked or not; KM_PERMFAIL
+ *	KMERR_NOTFOUND): it never asks the hook, so a check before the
+ *	lookup that signs does not ask it twice.
+ *
+ *	A signing key that stays locked is KM_PERMFAIL with reason
+ *	KMERR_LOCKED, "signing key of ADDR locked: <why>" (why: no hook
+ *	configured, keep-encrypted..., hook failed: ..., wrong password); a
+ *	wrong password is remembered in L1 for negative_ttl (not asked
+ *	again meanwhile), the other refusals are not.  The hook's tempfail
+ *	is KM_TEMPFAIL.
  *
  *	keystore_get_cert() checks before returning: not expired, purpose
  *	emailProtection, and the address matches the certificate (SAN
@@ -148,7 +178,9 @@ enum km_status	 keystore_get_keys(struct keystore *, const char *addr,
 		    size_t *n, struct kmerr *err);
 void		 keystore_keys_free(struct keystore_key *, size_t n);
 enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
-		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
+		    const char *queue_id, X509 **cert, EVP_PKEY **key,
+		    STACK_OF(X509) **chain, struct kmerr *err);
+enum km_status	 keystore_has_signer(struct keystore *, const char *addr,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
 /* Automatic enrollment (keystore_enroll.c). */
@@ -173,8 +205,17 @@ struct keystore_backend {
 	void		(*km_gens_free)(void *, struct keymodel_gen *, size_t n);
 	enum km_status	(*km_revcount)(void *, const char *addr,
 			    uint32_t *count, struct kmerr *err);
+	/* a protected signing key comes back in *enc (malloc'd), *key
+	 * NULL (signstore_open()) */
 	enum km_status	(*signer)(void *, const char *addr, X509 **cert,
-			    EVP_PKEY **key, STACK_OF(X509) **chain,
+			    EVP_PKEY **key, unsigned char **enc,
+			    size_t *enclen, STACK_OF(X509) **chain,
+			    struct kmerr *err);
+	/* the signing key file rewritten at another level
+	 * (signstore_rewrap()); NULL: never */
+	enum km_status	(*signer_rewrap)(void *, const char *addr,
+			    const char *oldpw, size_t oldlen,
+			    const char *newpw, size_t newlen,
 			    struct kmerr *err);
 	enum km_status	(*l2_get)(void *, const char *kind, const char *addr,
 			    unsigned char **buf, size_t *len, int *negative);

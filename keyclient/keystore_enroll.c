@@ -3,6 +3,7 @@
  * hook's "enroll" question, the escrowed encryption key and this
  * gateway's signing key.  See keystore.h.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/x509.h>
@@ -82,6 +83,8 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 {
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
+	unsigned char *enc = NULL;
+	size_t enclen = 0;
 	struct kmerr e2;
 	enum km_status st;
 
@@ -89,10 +92,12 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 	if (ks->seal == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "no seal key: %s", ks->seal_err);
-	if (signstore_load(ks->state_dir, ks->seal, addr, &cert, &key, NULL,
-	    &e2) == KM_OK) {
+	/* a key protected by the user's password is a key too */
+	if (signstore_open(ks->state_dir, ks->seal, addr, &cert, &key, &enc,
+	    &enclen, NULL, &e2) == KM_OK) {
 		X509_free(cert);
 		EVP_PKEY_free(key);
+		free(enc);
 		return KM_OK;
 	}
 	if ((st = signstore_enroll(ks->state_dir, ks->seal, addr, ca_cert,

@@ -1,8 +1,8 @@
 /*
  * keystore_hook.c - the admin hook's part of a key lookup: the release
- * decision, unlocking password-protected keys with the hook's password,
- * and the L2 entries of unlocked keys and of a wrong password.  See
- * keystore_int.h.
+ * decision, unlocking password-protected keys (decryption keys and this
+ * gateway's signing keys) with the hook's password, and the L2 entries of
+ * unlocked decryption keys and of a wrong password.  See keystore_int.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,8 @@
 #include <openssl/x509.h>
 
 #include "hook.h"
+#include "keymodel.h"
+#include "keymodel_protect.h"
 #include "keystore_int.h"
 #include "memcache.h"
 #include "pkcs8pw.h"
@@ -33,6 +35,16 @@ keystore_hook_call(struct keystore *ks, enum hook_event event,
     const char *addr, enum hook_level level, const char *queue_id,
     struct hook_answer *a, struct kmerr *err)
 {
+	return keystore_hook_call_key(ks, event, addr, HOOK_KEY_ENCRYPTION,
+	    level, queue_id, a, err);
+}
+
+/* keystore_hook_call_key - keystore_hook_call about one kind of key */
+enum km_status
+keystore_hook_call_key(struct keystore *ks, enum hook_event event,
+    const char *addr, enum hook_key key, enum hook_level level,
+    const char *queue_id, struct hook_answer *a, struct kmerr *err)
+{
 	/* keystore_real_hook_ask wants the keystore, a fake its own arg */
 	void *arg = ks->be.hook_ask == keystore_real_hook_ask ? (void *)ks :
 	    ks->be.arg;
@@ -42,7 +54,7 @@ keystore_hook_call(struct keystore *ks, enum hook_event event,
 	memset(a, 0, sizeof(*a));
 	rq.event = event;
 	rq.address = addr;
-	rq.key = HOOK_KEY_ENCRYPTION;
+	rq.key = key;
 	rq.level = level;
 	rq.queue_id = queue_id;
 	rq.gateway = ks->gateway;
@@ -176,6 +188,55 @@ keystore_locked_lookup(struct keystore *ks, struct revc *rc,
 }
 
 /*
+ * keystore_hook_password - ask the hook (event unlock) for the password of
+ * addr's key of that kind: KM_OK with the password in *a (the caller
+ * clears it with hook_answer_clear()), else the reason in why: KM_PERMFAIL
+ * (no hook, a failure, KMERR_REFUSED when the hook said keep-encrypted)
+ * or KM_TEMPFAIL.
+ */
+enum km_status
+keystore_hook_password(struct keystore *ks, const char *norm,
+    enum hook_key key, const char *queue_id, struct hook_answer *a,
+    struct kmerr *why)
+{
+	struct kmerr herr;
+	enum km_status st;
+
+	memset(a, 0, sizeof(*a));
+	if (ks->be.hook_ask == NULL)
+		return kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+		    "no hook configured");
+	kmerr_clear(&herr);
+	keystore_hook_call_key(ks, HOOK_EVENT_UNLOCK, norm, key,
+	    HOOK_LEVEL_ENHANCED, queue_id, a, &herr);
+	switch (a->action) {
+	case HOOK_ACTION_PASSWORD:
+		return KM_OK;
+	case HOOK_ACTION_TEMPFAIL:
+		if (a->failure != HOOK_FAIL_NONE)
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook failed: %s (tempfail)",
+			    hook_failure_name(a->failure));
+		else
+			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
+			    "hook: tempfail%s%.100s", a->reason[0] ? ": " : "",
+			    a->reason);
+		break;
+	default:
+		if (a->failure != HOOK_FAIL_NONE)
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
+			    "hook failed: %s", hook_failure_name(a->failure));
+		else
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_REFUSED,
+			    "keep-encrypted%s%.100s", a->reason[0] ? ": " : "",
+			    a->reason);
+		break;
+	}
+	hook_answer_clear(a);
+	return st;
+}
+
+/*
  * keystore_unlock - unlock every enhanced generation with the hook's password.
  * Returns KM_OK (all unlocked), KM_PERMFAIL with the reason in why
  * ("locked"; KMERR_REFUSED when the hook itself said keep-encrypted),
@@ -193,36 +254,10 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 	enum km_status st = KM_OK;
 
 	*wrongpw = 0;
-	if (ks->be.hook_ask == NULL) {
-		return kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
-		    "no hook configured");
-	}
 	kmerr_clear(&herr);
-	keystore_hook_call(ks, HOOK_EVENT_UNLOCK, norm, HOOK_LEVEL_ENHANCED,
-	    queue_id, &a, &herr);
-	switch (a.action) {
-	case HOOK_ACTION_PASSWORD:
-		break;
-	case HOOK_ACTION_TEMPFAIL:
-		if (a.failure != HOOK_FAIL_NONE)
-			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
-			    "hook failed: %s (tempfail)",
-			    hook_failure_name(a.failure));
-		else
-			st = kmerr_set(why, KM_TEMPFAIL, KMERR_NONE,
-			    "hook: tempfail%s%.100s", a.reason[0] ? ": " : "",
-			    a.reason);
+	if ((st = keystore_hook_password(ks, norm, HOOK_KEY_ENCRYPTION,
+	    queue_id, &a, why)) != KM_OK)
 		goto out;
-	default:
-		if (a.failure != HOOK_FAIL_NONE)
-			st = kmerr_set(why, KM_PERMFAIL, KMERR_NONE,
-			    "hook failed: %s", hook_failure_name(a.failure));
-		else
-			st = kmerr_set(why, KM_PERMFAIL, KMERR_REFUSED,
-			    "keep-encrypted%s%.100s", a.reason[0] ? ": " : "",
-			    a.reason);
-		goto out;
-	}
 	if ((u = calloc(n, sizeof(*u))) == NULL) {
 		st = kmerr_set(why, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
@@ -264,6 +299,95 @@ keystore_unlock(struct keystore *ks, const struct revc *rc, const char *norm,
 	store_unlocked(ks, rc, norm, u, un);
 out:
 	keystore_gens_free(u, un);
+	hook_answer_clear(&a);
+	return st;
+}
+
+/* signer_level - bring the signing key file to the escrow's level: the
+ * key stays usable whatever happens here (logged) */
+static void
+signer_level(struct keystore *ks, const char *norm, const char *queue_id,
+    const char *oldpw, size_t oldlen, const char *newpw, size_t newlen)
+{
+	struct kmerr e;
+
+	if (ks->be.signer_rewrap == NULL)
+		return;
+	kmerr_clear(&e);
+	if (ks->be.signer_rewrap(ks->be.arg, norm, oldpw, oldlen, newpw,
+	    newlen, &e) != KM_OK)
+		log_warnx("%s keystore: %s: signing key left %s: %s",
+		    queue_id ? queue_id : "-", norm, newpw != NULL ? "plain" :
+		    "protected", e.msg);
+}
+
+/*
+ * keystore_unlock_signer - norm's signing key unlocked with the hook's
+ * password (event unlock, key signing).  enc: the key as the signstore
+ * holds it when it is protected; NULL when it is plain (*key is set) but
+ * the user's escrowed key is enhanced, so it must be protected: the
+ * password must then open the escrowed key (g, n: the user's escrowed
+ * generations) and the key file is wrapped under it.  A protected key
+ * whose user is back at level default (escrow 0) is made plain again.
+ * KM_OK with *key; KM_PERMFAIL with the reason in why (*wrongpw when the
+ * password opened nothing); KM_TEMPFAIL; KM_NOMEM.
+ */
+enum km_status
+keystore_unlock_signer(struct keystore *ks, const char *norm,
+    const char *queue_id, X509 *cert, const unsigned char *enc, size_t enclen,
+    const struct keymodel_gen *g, size_t n, int escrow, EVP_PKEY **key,
+    int *wrongpw, struct kmerr *why)
+{
+	struct hook_answer a;
+	unsigned char *plain = NULL;
+	size_t plen = 0;
+	EVP_PKEY *k = NULL;
+	struct kmerr e;
+	enum km_status st;
+
+	*wrongpw = 0;
+	if ((st = keystore_hook_password(ks, norm, HOOK_KEY_SIGNING, queue_id,
+	    &a, why)) != KM_OK)
+		return st;
+	if (enc == NULL) {
+		/* plain here, enhanced in the KM: wrap it lazily */
+		if (keymodel_password_opens(g, n, a.password,
+		    a.password_len) != 1) {
+			*wrongpw = 1;
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
+			    "wrong password");
+		} else
+			signer_level(ks, norm, queue_id, NULL, 0, a.password,
+			    a.password_len);
+		goto out;
+	}
+	st = pkcs8pw_unwrap(enc, enclen, a.password, a.password_len, &plain,
+	    &plen, &e);
+	if (st == KM_OK)
+		st = keystore_parse_plain(plain, plen, cert, &k, &e);
+	secmem_free(plain, plen);
+	if (st == KM_PERMFAIL || st == KM_PROTO) {
+		*wrongpw = 1;
+		if (keymodel_password_opens(g, n, a.password,
+		    a.password_len) == 1)
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
+			    "protected by an earlier password (kmctl "
+			    "set-password on this gateway, or signing-enroll "
+			    "again)");
+		else
+			st = kmerr_set(why, KM_PERMFAIL, KMERR_BADPASSWORD,
+			    "wrong password");
+		goto out;
+	}
+	if (st != KM_OK) {
+		kmerr_set(why, st, e.reason, "%s", e.msg);
+		goto out;
+	}
+	*key = k;
+	if (escrow == 0)	/* the user cleared the password elsewhere */
+		signer_level(ks, norm, queue_id, a.password, a.password_len,
+		    NULL, 0);
+out:
 	hook_answer_clear(&a);
 	return st;
 }

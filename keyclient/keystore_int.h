@@ -13,8 +13,11 @@
  *	keystore_revc(), keystore_l2_get(), keystore_l2_put(): every L2
  *	entry is wrapped (keystore_env_wrap()) with the user's revocation
  *	counter and refused when it is not the KM's current one.
- *	keystore_hook.c: keystore_real_hook_ask(), keystore_release_check(),
- *	keystore_locked_lookup(), keystore_use_unlocked(), keystore_unlock().
+ *	keystore_hook.c: keystore_real_hook_ask(), keystore_hook_call(),
+ *	keystore_hook_call_key(), keystore_hook_password(),
+ *	keystore_release_check(), keystore_locked_lookup(),
+ *	keystore_use_unlocked(), keystore_unlock(), keystore_unlock_signer().
+ *	keystore_keys.c: keystore_raw_keys().
  *	The functions of keystore_entry.h and keystore_certcheck.h.
  *	The files depend one way: keystore_keys.c on keystore_hook.c, both
  *	and keystore_cert.c and keystore_signer.c on keystore_lookup.c.
@@ -36,7 +39,11 @@
  *	reason in why.  keystore_use_unlocked(): fills the keys of enhanced
  *	generations from L2's unlocked entry.  keystore_unlock(): asks the
  *	hook for the password and unlocks every enhanced generation still
- *	locked, storing the unlocked keys in L2.
+ *	locked, storing the unlocked keys in L2.  keystore_hook_password():
+ *	the one place that asks the hook for a password (event unlock) and
+ *	turns a refusal or failure into a reason.  keystore_unlock_signer():
+ *	a signing key unlocked with it (never stored in L2), and the key
+ *	file brought to the escrow's level (keystore.h).
  * OWNERSHIP
  *	Generations handed in are modified in place (key references added);
  *	the caller still owns and frees them.  Everything else is borrowed.
@@ -157,6 +164,23 @@ enum km_status	 keystore_real_hook_ask(void *ks,
 enum km_status	 keystore_hook_call(struct keystore *, enum hook_event,
 		    const char *addr, enum hook_level, const char *queue_id,
 		    struct hook_answer *, struct kmerr *err);
+enum km_status	 keystore_hook_call_key(struct keystore *, enum hook_event,
+		    const char *addr, enum hook_key, enum hook_level,
+		    const char *queue_id, struct hook_answer *,
+		    struct kmerr *err);
+enum km_status	 keystore_hook_password(struct keystore *, const char *norm,
+		    enum hook_key, const char *queue_id, struct hook_answer *,
+		    struct kmerr *why);
+enum km_status	 keystore_unlock_signer(struct keystore *, const char *norm,
+		    const char *queue_id, X509 *cert, const unsigned char *enc,
+		    size_t enclen, const struct keymodel_gen *, size_t n,
+		    int escrow, EVP_PKEY **key, int *wrongpw,
+		    struct kmerr *why);
+/* keystore_keys.c: the user's escrowed generations as the KM holds them
+ * (L2, else the KM), keys of enhanced ones still encrypted */
+enum km_status	 keystore_raw_keys(struct keystore *, struct revc *,
+		    const char *norm, const char *hash, struct keymodel_gen **,
+		    size_t *n, struct kmerr *err);
 enum km_status	 keystore_release_check(struct keystore *,
 		    const char *norm, const char *hash, int enhanced,
 		    const char *queue_id, struct kmerr *err);

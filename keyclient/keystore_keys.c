@@ -146,6 +146,16 @@ raw_set(struct keystore *ks, struct revc *rc, const char *norm,
 	return st;
 }
 
+/* keystore_raw_keys - raw_set for the signing keys' level (keystore_int.h) */
+enum km_status
+keystore_raw_keys(struct keystore *ks, struct revc *rc, const char *norm,
+    const char *hash, struct keymodel_gen **g, size_t *n, struct kmerr *err)
+{
+	*g = NULL;
+	*n = 0;
+	return raw_set(ks, rc, norm, hash, g, n, err);
+}
+
 /* gen_cmp - current first, then newest generation first */
 static int
 gen_cmp(const void *pa, const void *pb)

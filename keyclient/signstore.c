@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "keymodel_cert.h"
 #include "keymodel_name.h"
 #include "log.h"
+#include "pkcs8pw.h"
 #include "seal.h"
 #include "secmem.h"
 #include "signstore.h"
@@ -78,17 +80,21 @@ paths(const char *state_dir, const struct seal_key *sk, const char *addr,
 	return KM_OK;
 }
 
-/* write_file - write bytes to path via a 0600 temporary file and rename */
+/* write_file - write bytes to path via a 0600 temporary file and rename;
+ * the temporary name is the writer's own (two milter threads may wrap the
+ * same key at once: each renames a whole file) */
 static enum km_status
 write_file(const char *path, const unsigned char *buf, size_t len,
     struct kmerr *err)
 {
+	static atomic_uint seq;
 	char tmp[PATH_MAX];
 	size_t off = 0;
 	ssize_t w;
 	int fd, saved;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", path, (long)getpid(),
+	    atomic_fetch_add(&seq, 1)) >= (int)sizeof(tmp))
 		return kmerr_set(err, KM_PROTO, KMERR_NONE, "path too long");
 	unlink(tmp);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
@@ -205,19 +211,46 @@ cert_pem(X509 *cert, X509 *ca, unsigned char **out, size_t *outlen,
 	return KM_OK;
 }
 
+/* seal_key_file - seal a PKCS#8 DER (plain or encrypted) into H.key */
+static enum km_status
+seal_key_file(const struct seal_key *sk, const char *keyp, const char *keyname,
+    const unsigned char *der, size_t derlen, struct kmerr *err)
+{
+	unsigned char *sealed = NULL;
+	size_t sealedlen = 0;
+	enum km_status st;
+
+	if ((st = seal_seal(sk, keyname, der, derlen, NEVER, 0, &sealed,
+	    &sealedlen, err)) == KM_OK)
+		st = write_file(keyp, sealed, sealedlen, err);
+	free(sealed);
+	return st;
+}
+
 /* signstore_enroll - make, certify and store a signing key for addr */
 enum km_status
 signstore_enroll(const char *state_dir, const struct seal_key *sk,
     const char *addr, X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
     int days, struct kmerr *err)
 {
+	return signstore_enroll_protected(state_dir, sk, addr, ca_cert, ca_key,
+	    keytype, days, NULL, 0, err);
+}
+
+/* signstore_enroll_protected - signstore_enroll, the key wrapped under pw
+ * (an EncryptedPrivateKeyInfo) when pw is not NULL */
+enum km_status
+signstore_enroll_protected(const char *state_dir, const struct seal_key *sk,
+    const char *addr, X509 *ca_cert, EVP_PKEY *ca_key, const char *keytype,
+    int days, const char *pw, size_t pwlen, struct kmerr *err)
+{
 	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
 	char keyp[PATH_MAX], keyname[FILE_MAX];
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	unsigned char *der = NULL, *p, *sealed = NULL, *pem = NULL;
-	size_t sealedlen = 0, pemlen = 0, derlen = 0;
+	unsigned char *der = NULL, *p, *wrapped = NULL, *pem = NULL;
+	size_t wlen = 0, pemlen = 0, derlen = 0;
 	enum km_status st;
 	int n;
 
@@ -246,20 +279,21 @@ signstore_enroll(const char *state_dir, const struct seal_key *sk,
 	derlen = (size_t)n;
 	p = der;
 	i2d_PKCS8_PRIV_KEY_INFO(p8, &p);
-	if ((st = seal_seal(sk, keyname, der, derlen, NEVER, 0, &sealed,
-	    &sealedlen, err)) != KM_OK ||
-	    (st = cert_pem(cert, ca_cert, &pem, &pemlen, err)) !=
-	    KM_OK)
+	if (pw != NULL && (st = pkcs8pw_wrap_der(der, derlen, pw, pwlen, 0,
+	    &wrapped, &wlen, err)) != KM_OK)
+		goto out;
+	if ((st = cert_pem(cert, ca_cert, &pem, &pemlen, err)) != KM_OK)
 		goto out;
 	/* key first: a certificate is never there without its key */
-	if ((st = write_file(keyp, sealed, sealedlen, err)) !=
-	    KM_OK ||
+	if ((st = seal_key_file(sk, keyp, keyname, wrapped != NULL ? wrapped :
+	    der, wrapped != NULL ? wlen : derlen, err)) != KM_OK ||
 	    (st = write_file(crt, pem, pemlen, err)) != KM_OK)
 		goto out;
-	log_info("signstore: signing key for %s enrolled", norm);
+	log_info("signstore: signing key for %s enrolled%s", norm,
+	    pw != NULL ? ", protected by the user's password" : "");
 out:
 	free(pem);
-	free(sealed);
+	OPENSSL_free(wrapped);
 	secmem_free(der, derlen);
 	PKCS8_PRIV_KEY_INFO_free(p8);
 	X509_free(cert);
@@ -267,11 +301,23 @@ out:
 	return st;
 }
 
-/* signstore_load - the signing certificate, key and chain of addr */
+/* signstore_load - the signing certificate, key and chain of addr; a
+ * protected key is KMERR_LOCKED */
 enum km_status
 signstore_load(const char *state_dir, const struct seal_key *sk,
     const char *addr, X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
     struct kmerr *err)
+{
+	return signstore_open(state_dir, sk, addr, cert, key, NULL, NULL, chain,
+	    err);
+}
+
+/* signstore_open - signstore_load; a protected key comes back as it is
+ * (*enc, key NULL) when enc is not NULL */
+enum km_status
+signstore_open(const char *state_dir, const struct seal_key *sk,
+    const char *addr, X509 **cert, EVP_PKEY **key, unsigned char **enc,
+    size_t *enclen, STACK_OF(X509) **chain, struct kmerr *err)
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
 	char keyp[PATH_MAX], keyname[FILE_MAX];
@@ -288,6 +334,10 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 
 	*cert = NULL;
 	*key = NULL;
+	if (enc != NULL) {
+		*enc = NULL;
+		*enclen = 0;
+	}
 	if (chain != NULL)
 		*chain = NULL;
 	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
@@ -311,10 +361,26 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 		    norm, e.msg);
 		goto out;
 	}
+	if (pkcs8pw_detect(der, derlen) == PKCS8PW_ENCRYPTED) {
+		if (enc == NULL) {
+			st = kmerr_set(err, KM_PERMFAIL, KMERR_LOCKED,
+			    "signing key for %s is protected by the user's "
+			    "password", norm);
+			goto out;
+		}
+		if ((*enc = malloc(derlen)) == NULL) {
+			st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
+			    "out of memory");
+			goto out;
+		}
+		memcpy(*enc, der, derlen);	/* encrypted: not secret */
+		*enclen = derlen;
+	}
 	p = der;
-	if (derlen > LONG_MAX ||
+	/* a protected key is checked against cert once unlocked */
+	if ((enc == NULL || *enc == NULL) && (derlen > LONG_MAX ||
 	    (p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)derlen)) == NULL ||
-	    (k = EVP_PKCS82PKEY(p8)) == NULL) {
+	    (k = EVP_PKCS82PKEY(p8)) == NULL)) {
 		st = kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "signing key for %s does not parse",
 		    norm);
@@ -327,7 +393,7 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 		    "parse", norm);
 		goto out;
 	}
-	if ((st = keymodel_check_pair(x, k, &e)) != KM_OK) {
+	if (k != NULL && (st = keymodel_check_pair(x, k, &e)) != KM_OK) {
 		kmerr_set(err, st, e.reason, "signing key for %s: %s", norm,
 		    e.msg);
 		goto out;
@@ -355,6 +421,11 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 	k = NULL;
 	st = KM_OK;
 out:
+	if (st != KM_OK && enc != NULL) {
+		free(*enc);
+		*enc = NULL;
+		*enclen = 0;
+	}
 	ERR_clear_error();
 	sk_X509_pop_free(ch, X509_free);
 	BIO_free(b);
@@ -388,4 +459,100 @@ signstore_remove(const char *state_dir, const struct seal_key *sk,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here", norm);
 	return KM_OK;
+}
+
+/* rewrap_der - der converted to the level newpw says (NULL: plain), with
+ * oldpw when it is protected; *out NULL when it is already there */
+static enum km_status
+rewrap_der(X509 *cert, const unsigned char *der, size_t len,
+    const char *oldpw, size_t oldlen, const char *newpw, size_t newlen,
+    unsigned char **out, size_t *outlen, struct kmerr *err)
+{
+	int enc = pkcs8pw_detect(der, len) == PKCS8PW_ENCRYPTED;
+	unsigned char *tmp = NULL;
+	size_t tlen = 0;
+	struct kmerr e;
+	enum km_status st;
+
+	*out = NULL;
+	*outlen = 0;
+	if (!enc && newpw == NULL)
+		return KM_OK;
+	if (!enc)
+		return keymodel_rewrap(cert, der, len, NULL, 0, newpw, newlen,
+		    0, out, outlen, err);
+	/* protected: by newpw already? */
+	if (newpw != NULL && pkcs8pw_unwrap(der, len, newpw, newlen, &tmp,
+	    &tlen, &e) == KM_OK) {
+		secmem_free(tmp, tlen);
+		return KM_OK;
+	}
+	if (oldpw == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "protected by another password");
+	st = keymodel_rewrap(cert, der, len, oldpw, oldlen, newpw, newlen, 0,
+	    out, outlen, &e);
+	if (st == KM_PERMFAIL)
+		return kmerr_set(err, st, KMERR_BADPASSWORD,
+		    "protected by another password");
+	if (st != KM_OK)
+		kmerr_set(err, st, e.reason, "%s", e.msg);
+	return st;
+}
+
+/* signstore_rewrap - addr's signing key at the level newpw says (NULL:
+ * plain; else protected by newpw), opened with oldpw when it is
+ * protected by another password; *changed says whether it was rewritten */
+enum km_status
+signstore_rewrap(const char *state_dir, const struct seal_key *sk,
+    const char *addr, const char *oldpw, size_t oldlen, const char *newpw,
+    size_t newlen, int *changed, struct kmerr *err)
+{
+	char norm[KEYMODEL_ADDR_MAX + 1], dir[PATH_MAX], crt[PATH_MAX];
+	char keyp[PATH_MAX], keyname[FILE_MAX];
+	unsigned char *sealed = NULL, *der = NULL, *nder = NULL;
+	size_t sealedlen = 0, derlen = 0, nlen = 0;
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	unsigned char *enc = NULL;
+	size_t enclen = 0;
+	struct kmerr e;
+	enum km_status st;
+
+	*changed = 0;
+	if ((st = paths(state_dir, sk, addr, norm, dir, crt, keyp, keyname,
+	    err)) != KM_OK)
+		return st;
+	/* the whole pair, checked as a lookup checks it */
+	if ((st = signstore_open(state_dir, sk, norm, &cert, &key, &enc,
+	    &enclen, NULL, err)) != KM_OK)
+		return st;
+	if ((st = read_file(keyp, SEALED_MAX, &sealed, &sealedlen, &e)) !=
+	    KM_OK || (st = seal_open(sk, keyname, sealed, sealedlen,
+	    (int64_t)time(NULL), &der, &derlen, NULL, NULL, &e)) != KM_OK) {
+		kmerr_set(err, st, e.reason, "signing key for %s: %s", norm,
+		    e.msg);
+		goto out;
+	}
+	if ((st = rewrap_der(cert, der, derlen, oldpw, oldlen, newpw, newlen,
+	    &nder, &nlen, &e)) != KM_OK) {
+		kmerr_set(err, st, e.reason, "signing key for %s: %s", norm,
+		    e.msg);
+		goto out;
+	}
+	if (nder == NULL)
+		goto out;		/* already at that level */
+	if ((st = seal_key_file(sk, keyp, keyname, nder, nlen, err)) != KM_OK)
+		goto out;
+	*changed = 1;
+	log_info("signstore: signing key for %s is now %s", norm,
+	    newpw != NULL ? "protected by the user's password" : "plain");
+out:
+	secmem_free(nder, nlen);
+	secmem_free(der, derlen);
+	secmem_free(sealed, sealedlen);
+	free(enc);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return st;
 }

@@ -4,7 +4,8 @@
  * NAME
  *	signstore - the gateway's own per-user signing keys, on local disk
  * SUMMARY
- *	signstore_enroll(), signstore_load(), signstore_remove(),
+ *	signstore_enroll(), signstore_enroll_protected(), signstore_load(),
+ *	signstore_open(), signstore_rewrap(), signstore_remove(),
  *	signstore_seal_key_path()
  * DESCRIPTION
  *	A signing key is born on the gateway host and never leaves it: it is
@@ -28,21 +29,42 @@
  *	certificate, and returns the chain (the certificates after the
  *	first, i.e. the CA).
  *
+ *	Protection level.  For a user with a protection password (level
+ *	enhanced, keymodel_protect.h) the sealed PKCS#8 is an
+ *	EncryptedPrivateKeyInfo under that password (pkcs8pw.h): the file
+ *	format is the same, only what is sealed differs.
+ *	signstore_enroll_protected() makes such a key (pw NULL: plain, as
+ *	signstore_enroll()).  signstore_load() refuses a protected key
+ *	(KMERR_LOCKED); signstore_open() returns it as it is in *enc (then
+ *	*key is NULL; the caller unlocks it and checks it against *cert),
+ *	a plain key as signstore_load() does.  signstore_rewrap() rewrites
+ *	the key file at another level: newpw NULL makes it plain, else
+ *	protected by newpw; a key protected by another password is opened
+ *	with oldpw.  Already at that level (protected: newpw opens it) is
+ *	not a change (*changed 0).  The certificate file is not touched.
+ *
  *	signstore_seal_key_path() tells where the seal key lives:
  *	conf->seal_key_file, or STATE_DIR/gateway.key when that is empty.
  * OWNERSHIP
  *	signstore_load() gives new references: X509_free(*cert),
  *	EVP_PKEY_free(*key), sk_X509_pop_free(*chain, X509_free).  chain may be
- *	NULL when the caller does not want it.  Everything borrowed.
+ *	NULL when the caller does not want it.  signstore_open()'s *enc is
+ *	malloc'd (free(); encrypted, so not secret).  Passwords (pointer and
+ *	length) and everything else borrowed; every plaintext key buffer is
+ *	wiped.
  * ERRORS
  *	KM_OK; KM_PERMFAIL "no signing key for ADDR here" (no files) or a
  *	file that cannot be written / has a wrong mode; KM_PROTO malformed
  *	address, a sealed key that does not open (other seal key, tampered),
  *	a certificate file that does not parse, a key that does not match
- *	its certificate; KM_NOMEM.  Messages never contain key bytes.
+ *	its certificate; KM_NOMEM.  KMERR_LOCKED: signstore_load() of a
+ *	protected key.  signstore_rewrap(): KM_PERMFAIL KMERR_BADPASSWORD
+ *	"protected by another password" when neither password opens it.
+ *	Messages never contain key bytes or passwords.
  * THREADS
  *	signstore_load() is thread-safe (it only reads files).
- *	signstore_enroll() for the same address must not run concurrently.
+ *	signstore_enroll() and signstore_rewrap() for the same address must
+ *	not run concurrently (the last rename wins; each file stays whole).
  */
 #include <stddef.h>
 
@@ -59,6 +81,18 @@ enum km_status	 signstore_enroll(const char *state_dir,
 		    const struct seal_key *, const char *addr, X509 *ca_cert,
 		    EVP_PKEY *ca_key, const char *keytype, int days,
 		    struct kmerr *err);
+enum km_status	 signstore_enroll_protected(const char *state_dir,
+		    const struct seal_key *, const char *addr, X509 *ca_cert,
+		    EVP_PKEY *ca_key, const char *keytype, int days,
+		    const char *pw, size_t pwlen, struct kmerr *err);
+enum km_status	 signstore_open(const char *state_dir,
+		    const struct seal_key *, const char *addr, X509 **cert,
+		    EVP_PKEY **key, unsigned char **enc, size_t *enclen,
+		    STACK_OF(X509) **chain, struct kmerr *err);
+enum km_status	 signstore_rewrap(const char *state_dir,
+		    const struct seal_key *, const char *addr,
+		    const char *oldpw, size_t oldlen, const char *newpw,
+		    size_t newlen, int *changed, struct kmerr *err);
 enum km_status	 signstore_load(const char *state_dir,
 		    const struct seal_key *, const char *addr, X509 **cert,
 		    EVP_PKEY **key, STACK_OF(X509) **chain, struct kmerr *err);

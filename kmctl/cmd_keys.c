@@ -1,11 +1,13 @@
 /*
  * cmd_keys.c - kmctl's commands that change a user's keys in the KM:
- * enroll, renew, set-password, clear-password, revoke, import.  See
- * cmd.h and kmctl.8.
+ * enroll, renew, set-password, clear-password (with this gateway's
+ * signing key), revoke, import.  See cmd.h and kmctl.8.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pkcs12.h>
@@ -19,7 +21,9 @@
 #include "keymodel_protect.h"
 #include "kmctl.h"
 #include "kmctl_password.h"
+#include "seal.h"
 #include "secmem.h"
+#include "signstore.h"
 
 /* enroll_or_renew - enroll or renew: a new generation issued by the org CA */
 static int
@@ -73,8 +77,49 @@ out:
 	return rc;
 }
 
+/*
+ * signing_follow - this gateway's signing key of addr (if it has one) at
+ * the level the KM now has: protected by pw (set) or plain (clear).  The
+ * other gateways' follow on their next use (docs/keymodel.md); so a
+ * failure here is reported, not fatal: 0, or -1 when it failed.
+ */
+static int
+signing_follow(const struct kmilter_conf *conf, const char *addr,
+    const char *pw, size_t pwlen, int set)
+{
+	char path[PATH_MAX];
+	struct seal_key *sk;
+	struct kmerr err;
+	enum km_status st;
+	int changed = 0;
+
+	if (signstore_seal_key_path(conf, path, sizeof(path)) != KM_OK ||
+	    access(path, F_OK) != 0)
+		return 0;		/* no gateway key: no signing keys */
+	if ((sk = seal_key_load(path, &err)) == NULL) {
+		kmctl_warn("%s: signing key on this gateway not changed: %s",
+		    addr, err.msg);
+		return -1;
+	}
+	st = signstore_rewrap(conf->state_dir, sk, addr, set ? NULL : pw,
+	    set ? 0 : pwlen, set ? pw : NULL, set ? pwlen : 0, &changed,
+	    &err);
+	seal_key_free(sk);
+	if (st != KM_OK && kmerr_is(&err, KMERR_NOTFOUND))
+		return 0;		/* none here */
+	if (st != KM_OK) {
+		kmctl_warn("%s: signing key on this gateway not changed: %s",
+		    addr, err.msg);
+		return -1;
+	}
+	printf("%s: signing key on this gateway %s\n", addr, !changed ?
+	    "already at that level" : set ? "protected" : "plain");
+	return 0;
+}
+
 /* change_password - set-password (set 1) or clear-password (set 0): every
- * usable generation of addr re-escrowed at the other protection level */
+ * usable generation of addr re-escrowed at the other protection level,
+ * and this gateway's signing key likewise */
 static int
 change_password(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, int set)
@@ -84,7 +129,7 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
 	struct kmerr err;
 	size_t pwlen = 0;
 	enum km_status st;
-	int n = 0, rc;
+	int n = 0, rc, sfail = 0;
 
 	if ((pw = kmctl_get_password(o, set, &pwlen)) == NULL)
 		return EX_FAIL;
@@ -96,6 +141,8 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
 		st = keymodel_set_password(km, addr, pw, pwlen, &n, &err);
 	else
 		st = keymodel_clear_password(km, addr, pw, pwlen, &n, &err);
+	if (st == KM_OK)
+		sfail = signing_follow(conf, addr, pw, pwlen, set);
 	secmem_free(pw, PW_MAX + 1);
 	keymodel_free(km);
 	if (st != KM_OK) {
@@ -108,7 +155,7 @@ change_password(const struct kmilter_conf *conf, const struct opts *o,
 	rc = kmctl_after_change(conf, addr);	/* also when nothing changed */
 	printf("%s: protection %s (%d generation%s changed)\n", addr,
 	    set ? "enhanced" : "default", n, n == 1 ? "" : "s");
-	return rc;
+	return rc == EX_OK_ && sfail ? EX_FAIL : rc;
 }
 
 /* cmd_enroll - a first key pair for a1, issued by the organization CA;

@@ -74,6 +74,9 @@ static const struct prom_family families[] = {
 	{ "kmilter_downgraded_total", "counter", "Messages that left less protected "
 	    "than policy wanted (unsigned, signed only, kept encrypted, certificate "
 	    "missing), by direction, since start." },
+	{ "kmilter_downgraded_outbound_total", "counter", "Outbound messages that "
+	    "left without what policy wanted: a signature (lost=\"signature\") or "
+	    "encryption (lost=\"encryption\"), since start." },
 	{ "kmilter_latency_milliseconds", "gauge", "Message processing time: upper "
 	    "bound of the latency bucket holding the quantile (-1: above 10 s)." },
 	{ "kmilter_key_lookups_total", "counter", "Key store lookups since start or reload." },
@@ -100,6 +103,9 @@ static const struct prom_metric metrics[] = {
 	{ "aborted", "kmilter_message_outcomes_total", "{outcome=\"aborted\"}" },
 	{ "downgraded_outbound", "kmilter_downgraded_total", "{direction=\"outbound\"}" },
 	{ "downgraded_inbound", "kmilter_downgraded_total", "{direction=\"inbound\"}" },
+	{ "downgraded_unsigned", "kmilter_downgraded_outbound_total", "{lost=\"signature\"}" },
+	{ "downgraded_unencrypted", "kmilter_downgraded_outbound_total",
+	    "{lost=\"encryption\"}" },
 	{ "latency_p50_ms", "kmilter_latency_milliseconds", "{quantile=\"0.5\"}" },
 	{ "latency_p90_ms", "kmilter_latency_milliseconds", "{quantile=\"0.9\"}" },
 	{ "latency_p99_ms", "kmilter_latency_milliseconds", "{quantile=\"0.99\"}" },

@@ -66,7 +66,7 @@ static const struct command commands[] = {
 	{ "maintain", 0, 0, cmd_maintain, 1, 0, "[--days N]",
 	    "renew what expires within N days (30), delete expired signing keys" },
 	{ "signing-enroll", 1, 1, cmd_signing_enroll, 1, 1,
-	    "ADDR [--key TYPE] [--days N] [--yes] [--force]",
+	    "ADDR [--key TYPE] [--days N] [--yes] [--force] [--password-fd N | --password-file F]",
 	    "this gateway's signing key for an internal address" },
 	{ "flush", 1, 1, cmd_flush, 0, 0, "ADDR", "drop ADDR's cached entries on every gateway" },
 	{ "stats", 0, 0, cmd_stats, 0, 0, "[--format text|prometheus]",

@@ -434,8 +434,6 @@ autoenroll_outbound(struct session *s, struct verdict *v)
 	const char *from = s->msg->from;
 	struct kmerr err = { 0 };
 	X509 *cert = NULL;
-	EVP_PKEY *key = NULL;
-	STACK_OF(X509) *chain = NULL;
 	enum autoenroll_want key_want;
 	int has_signer;
 
@@ -449,11 +447,10 @@ autoenroll_outbound(struct session *s, struct verdict *v)
 		    &err) != KM_OK)
 			return 0;
 		X509_free(cert);
-		has_signer = keystore_get_signer(runtime_keystore(), from,
-		    &cert, &key, &chain, &err) == KM_OK;
-		X509_free(cert);
-		EVP_PKEY_free(key);
-		sk_X509_pop_free(chain, X509_free);
+		/* one protected by the user's password counts: the hook is
+		 * asked once, by the signing itself */
+		has_signer = keystore_has_signer(runtime_keystore(), from,
+		    &err) == KM_OK;
 		if (has_signer)
 			return 0;
 	}

@@ -487,9 +487,12 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
 		outcome = "downgraded";
 		logf = log_warnx;
 	}
-	logf("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s ms=%ld",
+	logf("%s: from=<%s> rcpts=%d size=%zu direction=%s action=%s result=%s%s%s%s%s ms=%ld",
 	    message_qid(m), m->from, m->nrcpts, m->header_bytes + m->received,
 	    policy_direction_name(dir), v->action_name, outcome,
+	    logf == log_warnx && (v->downgrade_kinds & VERDICT_DG_UNSIGNED) ? " signed=no" : "",
+	    logf == log_warnx && (v->downgrade_kinds & VERDICT_DG_UNENCRYPTED) ?
+	    " encrypted=no" : "",
 	    strcmp(v->result, "ok") ? " reason=" : "", strcmp(v->result, "ok") ? v->result : "",
 	    message_elapsed_ms(m));
 }
@@ -578,8 +581,7 @@ eom_step(SMFICTX *ctx, struct session *s)
 		break;
 	}
 	if (v.downgraded && strcmp(outcome, "ok") == 0 && dir != DIR_PASS)
-		stats_count(dir == DIR_OUTBOUND ? ST_DOWNGRADED_OUTBOUND :
-		    ST_DOWNGRADED_INBOUND);
+		stats_downgraded(dir == DIR_OUTBOUND, v.downgrade_kinds);
 	log_message(s, dir, &v, outcome);
 	stats_latency(message_elapsed_ms(s->msg));
 	verdict_clear(&v);

@@ -337,6 +337,16 @@ add_reason(char *buf, size_t len, const char *why)
 	buf[used + n] = '\0';
 }
 
+/* downgrade - the message will leave without what kind says, for why:
+ * every outbound downgrade goes through here (verdict_downgrade() at the
+ * end of outbound_eom()) */
+static void
+downgrade(char *buf, size_t len, unsigned *dg, unsigned kind, const char *why)
+{
+	*dg |= kind;
+	add_reason(buf, len, why);
+}
+
 /* One outbound decision: what is wanted, the keys, the buffers. */
 struct out_job {
 	struct session	*s;
@@ -348,6 +358,7 @@ struct out_job {
 	int		 protect;	/* kmilter makes the entity: protect its headers */
 	int		 hide_subject;	/* every recipient's policy lets the Subject be hidden */
 	char		 downgrade[256];
+	unsigned	 dg;		/* VERDICT_DG_*: what it leaves without */
 	char		*newsubj;
 	X509		*signer;
 	EVP_PKEY	*key;
@@ -473,7 +484,8 @@ choose_encrypt(struct out_job *j, int mandatory_tag)
 	}
 	if (want_encrypt && !j->encrypt) {
 		snprintf(reason, sizeof(reason), "not encrypted: %s", blockers);
-		add_reason(j->downgrade, sizeof(j->downgrade), reason);
+		downgrade(j->downgrade, sizeof(j->downgrade), &j->dg,
+		    VERDICT_DG_UNENCRYPTED, reason);
 	}
 	return 0;
 }
@@ -491,6 +503,7 @@ choose_signer(struct out_job *j)
 	enum policy_signer ps;
 	enum km_status st;
 	char err[512], reason[300];
+	int locked;
 
 	if (!j->sign)
 		return 0;
@@ -499,23 +512,32 @@ choose_signer(struct out_job *j)
 		if (ps != SIGNER_NOT_INTERNAL) {
 			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s>: %s", m->from,
 			    policy_signer_name(ps));
-			add_reason(j->downgrade, sizeof(j->downgrade), reason);
+			downgrade(j->downgrade, sizeof(j->downgrade), &j->dg,
+			    VERDICT_DG_UNSIGNED, reason);
 		}
 		return 0;
 	}
-	st = keystore_get_signer(runtime_keystore(), m->from, &j->signer, &j->key, &j->chain,
-	    &ke);
+	st = keystore_get_signer(runtime_keystore(), m->from, message_qid(m), &j->signer,
+	    &j->key, &j->chain, &ke);
 	snprintf(err, sizeof(err), "%s", ke.msg);
-	if (st == KM_TEMPFAIL || st == KM_NOMEM ||
-	    (st != KM_OK && j->c->out_no_signing_key == NOSIGNKEY_TEMPFAIL)) {
+	/* a key protected by the sender's password the hook did not unlock */
+	locked = st == KM_PERMFAIL && kmerr_is(&ke, KMERR_LOCKED);
+	if (st == KM_TEMPFAIL || st == KM_NOMEM || (st != KM_OK && (locked ?
+	    j->c->out_locked_signing_key : j->c->out_no_signing_key) ==
+	    NOSIGNKEY_TEMPFAIL)) {
 		verdict_tempfail(j->v, "signing key of <%s>: %s", m->from, err);
 		return -1;
 	}
 	if (st != KM_OK) {
 		j->sign = 0;
-		snprintf(reason, sizeof(reason), "sending unsigned: <%.80s> has no signing "
-		    "key here: %.120s", m->from, err);
-		add_reason(j->downgrade, sizeof(j->downgrade), reason);
+		if (locked)
+			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s>: %.160s",
+			    m->from, err);
+		else
+			snprintf(reason, sizeof(reason), "sending unsigned: <%.80s> has no "
+			    "signing key here: %.120s", m->from, err);
+		downgrade(j->downgrade, sizeof(j->downgrade), &j->dg, VERDICT_DG_UNSIGNED,
+		    reason);
 	}
 	return 0;
 }
@@ -781,7 +803,9 @@ outbound_eom(struct session *s, struct verdict *v)
 out:
 	if (v->kind == VERDICT_TEMPFAIL || v->kind == VERDICT_REJECT)
 		verdict_drop_changes(v);	/* nothing partial reaches the MTA */
-	else if (*j.downgrade)
+	else if (*j.downgrade) {
+		v->downgrade_kinds |= j.dg;
 		verdict_downgrade(v, "%s", j.downgrade);
+	}
 	out_job_clear(&j);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "stats.h"
+#include "verdict.h"
 
 static unsigned long counters[ST_NCOUNTERS];
 /* Latency buckets: bucket i holds values below bounds[i] ms. */
@@ -16,6 +17,19 @@ void
 stats_count(enum stat_counter c)
 {
 	__atomic_add_fetch(&counters[c], 1, __ATOMIC_RELAXED);
+}
+
+/* stats_downgraded - one message left less protected than policy wanted */
+void
+stats_downgraded(int outbound, unsigned kinds)
+{
+	stats_count(outbound ? ST_DOWNGRADED_OUTBOUND : ST_DOWNGRADED_INBOUND);
+	if (!outbound)
+		return;
+	if (kinds & VERDICT_DG_UNSIGNED)
+		stats_count(ST_DOWNGRADED_UNSIGNED);
+	if (kinds & VERDICT_DG_UNENCRYPTED)
+		stats_count(ST_DOWNGRADED_UNENCRYPTED);
 }
 
 /* stats_latency - record one message's processing time */
@@ -58,10 +72,12 @@ stats_format(char *buf, size_t len)
 	    "stats: connections=%lu outbound=%lu inbound=%lu pass=%lu rewritten=%lu "
 	    "passed=%lu rejected=%lu tempfailed=%lu aborted=%lu "
 	    "downgraded_outbound=%lu downgraded_inbound=%lu "
+	    "downgraded_unsigned=%lu downgraded_unencrypted=%lu "
 	    "latency_p50_ms=%ld latency_p90_ms=%ld latency_p99_ms=%ld",
 	    c[ST_CONNECTIONS], c[ST_MSG_OUTBOUND], c[ST_MSG_INBOUND], c[ST_MSG_PASS],
 	    c[ST_REWRITTEN], c[ST_PASSED], c[ST_REJECTED], c[ST_TEMPFAILED], c[ST_ABORTED],
 	    c[ST_DOWNGRADED_OUTBOUND], c[ST_DOWNGRADED_INBOUND],
+	    c[ST_DOWNGRADED_UNSIGNED], c[ST_DOWNGRADED_UNENCRYPTED],
 	    percentile(b, total, 0.5), percentile(b, total, 0.9), percentile(b, total, 0.99));
 	return n < 0 ? 0 : (size_t)n;
 }

@@ -4,13 +4,16 @@
  * NAME
  *	stats - counters since start, for the periodic syslog line
  * SUMMARY
- *	stats_count(), stats_latency(), stats_format()
+ *	stats_count(), stats_downgraded(), stats_latency(), stats_format()
  * DESCRIPTION
  *	Lock-free counters of messages by direction and outcome, of the
  *	messages that left less protected than policy wanted (downgraded:
  *	unsigned, signed only, kept encrypted, certificate missing) by
  *	direction, and a small latency histogram from which stats_format()
- *	derives percentiles.
+ *	derives percentiles.  stats_downgraded() counts one downgraded
+ *	message: by direction, and for outbound by what it left without
+ *	(verdict.h VERDICT_DG_*: downgraded_unsigned, policy wanted it signed;
+ *	downgraded_unencrypted, wanted it encrypted).
  * OWNERSHIP
  *	stats_format() writes into the caller's buffer.
  * ERRORS
@@ -25,10 +28,12 @@ enum stat_counter {
 	ST_REWRITTEN, ST_PASSED, ST_REJECTED, ST_TEMPFAILED, ST_ABORTED,
 	ST_CONNECTIONS,
 	ST_DOWNGRADED_OUTBOUND, ST_DOWNGRADED_INBOUND,
+	ST_DOWNGRADED_UNSIGNED, ST_DOWNGRADED_UNENCRYPTED,
 	ST_NCOUNTERS
 };
 
 void	stats_count(enum stat_counter);
+void	stats_downgraded(int outbound, unsigned kinds);
 void	stats_latency(long ms);
 size_t	stats_format(char *buf, size_t len);
 

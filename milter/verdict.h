@@ -17,7 +17,11 @@
  *	action_name and result are the words of the per-message log line.
  *	verdict_downgrade() marks a message that leaves less protected than
  *	policy wanted (unsigned, signed only, kept encrypted): its log line
- *	says result=downgraded with the reason, at warning level.
+ *	says result=downgraded with the reason, at warning level.  Before
+ *	calling it, an outbound step ORs into downgrade_kinds what was lost
+ *	(VERDICT_DG_UNSIGNED: policy wanted it signed; VERDICT_DG_UNENCRYPTED:
+ *	wanted it encrypted): the log line then says signed=no or
+ *	encrypted=no, and kmctl stats counts it (stats.h).
  * OWNERSHIP
  *	The verdict owns its strings and body; verdict_clear() frees them.
  *	The body (malloc'ed; it may be decrypted or signed plaintext) is
@@ -38,6 +42,9 @@ struct spool;
 
 enum verdict_kind { VERDICT_PASS, VERDICT_REWRITE, VERDICT_REJECT, VERDICT_TEMPFAIL };
 
+#define VERDICT_DG_UNSIGNED	0x1	/* policy wanted it signed */
+#define VERDICT_DG_UNENCRYPTED	0x2	/* policy wanted it encrypted */
+
 struct header_change {
 	char	*name;
 	char	*value;		/* NULL deletes */
@@ -49,6 +56,7 @@ struct verdict {
 	const char	*action_name;	/* "pass", "sign", "encrypt", "decrypt", ... */
 	char		 result[256];	/* "ok" or why */
 	int		 downgraded;	/* left less protected than policy wanted */
+	unsigned	 downgrade_kinds; /* VERDICT_DG_*: what it left without */
 	char		 rcode[4];	/* SMTP reply for reject/tempfail */
 	char		 xcode[8];
 	char		 reply[256];

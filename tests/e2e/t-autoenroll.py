@@ -23,35 +23,24 @@ FIGURE lines: the first message of a new user against later ones.
 import os
 import re
 import shlex
-import shutil
-import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from ktest import BUILD, TOP, Failure, Suite, check, check_eq, pid_alive, skip, wait_for  # noqa: E402
+from ktest import BUILD, Suite, check, check_eq, skip, wait_for  # noqa: E402
+from hooklab import LAB, HookLab, run  # noqa: E402
 import labsmtp  # noqa: E402
 
-LAB = os.path.join(TOP, "tests", "lab")
-HOOK_SRC = os.path.join(TOP, "tests", "e2e", "hooks", "scripted")
 DAVE = "dave@partner.example"
 S = {}
-
-
-def run(argv, input=None, ok=True, timeout=120):
-    r = subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise Failure("%s: rc %d: %s" % (" ".join(argv[:3]), r.returncode,
-                                         (r.stderr or r.stdout)[-400:].decode("utf-8", "replace")))
-    return r
+H = None        # the HookLab
 
 
 def kmctl(*args, ok=True):
-    return run(shlex.split(S["env"]["LAB_KMCTL"]) + list(args), ok=ok, input=b"")
+    return H.kmctl(*args, ok=ok)
 
 
 def env():
@@ -60,22 +49,12 @@ def env():
     return S["env"]
 
 
-def wfile(name, data, mode=0o644):
-    p = os.path.join(S["work"], name)
-    with open(p, "w") as fp:
-        fp.write(data)
-    os.chmod(p, mode)
-    return p
-
-
 def behave(enroll):
-    wfile("hooks/behaviour", "enroll=%s\nrelease=allow\n" % enroll)
-    wfile("hooks/calls", "", 0o666)
+    H.behave("enroll=%s\nrelease=allow\n" % enroll)
 
 
 def calls():
-    with open(os.path.join(S["work"], "hooks", "calls")) as fp:
-        return [line.split() for line in fp if line.strip()]
+    return H.calls()
 
 
 def gens(addr):
@@ -170,39 +149,17 @@ def signed(msg, fields):
 
 
 def main():
+    global H
     suite = Suite()
-    base = tempfile.mkdtemp(prefix="t-autoenroll.")
-    os.chmod(base, 0o755)
-    lab = os.path.join(base, "lab")
-    work = os.path.join(base, "work")
-    os.makedirs(os.path.join(work, "hooks"))
-    os.chmod(work, 0o755)
-    os.chmod(os.path.join(work, "hooks"), 0o755)
-    S["work"] = work
-    hook = os.path.join(work, "hooks", "scripted")
-    shutil.copy(HOOK_SRC, hook)
-    os.chmod(hook, 0o755)
-    suite.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
-    suite.cleanups.append(lambda: subprocess.run([LAB, "down", lab], capture_output=True,
-                                                 timeout=120))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    H = HookLab(suite, "t-autoenroll.")
     figures = []
 
     @suite.case("lab up: auto_enroll off, a hook group")
     def _():
-        check(os.access(os.path.join(BUILD, "kmilter"), os.X_OK),
-              "build/kmilter not built (make all)")
         behave("deny")
-        e = dict(os.environ, KM_BUILD=BUILD, LAB_MILTER="kmilter",
-                 KMILTER_CONF_EXTRA='hook: { path = "%s"; timeout_ms = 3000; };' % hook,
-                 KMILTER_CONF_POLICY='auto_enroll = "off"; auto_enroll_wait_ms = 2000;')
-        r = subprocess.run([LAB, "up", lab], env=e, capture_output=True, text=True, timeout=180)
-        check(r.returncode == 0, "lab up failed (%d): %s %s" % (r.returncode, r.stdout[-500:],
-                                                             r.stderr[-1500:]))
-        S["env"] = labsmtp.load_env(lab)
+        S["env"] = H.up(KMILTER_CONF_EXTRA='hook: { path = "%s"; timeout_ms = 3000; };' % H.hook,
+                        KMILTER_CONF_POLICY='auto_enroll = "off"; auto_enroll_wait_ms = 2000;')
         check(S["env"].get("LAB_KM_A"), "KM not started")
-        pid = labsmtp.milter_pid(S["env"])
-        check(pid is not None and pid_alive(pid), "kmilter not running")
 
     @suite.case("off: a new internal sender goes out unsigned, nothing enrolled")
     def _():

@@ -27,21 +27,15 @@ mail follows it); no password ever appears in kmilter's log.
 import base64
 import os
 import re
-import shlex
-import shutil
-import signal
 import smtplib
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from ktest import BUILD, TOP, Failure, Suite, check, check_eq, pid_alive, skip  # noqa: E402
+from ktest import BUILD, Failure, Suite, check, check_eq, skip  # noqa: E402
+from hooklab import HookLab, run  # noqa: E402
 import labsmtp  # noqa: E402
 
-LAB = os.path.join(TOP, "tests", "lab")
-HOOK_SRC = os.path.join(TOP, "tests", "e2e", "hooks", "scripted")
 CAROL = "carol@example.com"
 BOB = "bob@example.com"
 DAN = "dan@example.com"
@@ -51,30 +45,19 @@ PW_DAN = "dan-secret-42"
 MARK = "HOOK-TEST-BODY"
 
 S = {}
-
-
-def run(argv, input=None, ok=True, timeout=120):
-    r = subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise Failure("%s: rc %d: %s" % (" ".join(argv[:3]), r.returncode,
-                                         (r.stderr or r.stdout)[-400:].decode("utf-8", "replace")))
-    return r
+H = None        # the HookLab
 
 
 def kmctl(*args, ok=True, input=b""):
-    return run(shlex.split(S["env"]["LAB_KMCTL"]) + list(args), ok=ok, input=input)
+    return H.kmctl(*args, ok=ok, input=input)
 
 
 def wpath(name):
-    return os.path.join(S["work"], name)
+    return H.wpath(name)
 
 
 def wfile(name, data, mode=0o644):
-    p = wpath(name)
-    with open(p, "wb") as fp:
-        fp.write(data if isinstance(data, bytes) else data.encode())
-    os.chmod(p, mode)
-    return p
+    return H.wfile(name, data, mode)
 
 
 def env():
@@ -85,13 +68,11 @@ def env():
 
 def behave(unlock="keep-encrypted", release="allow", password=PW_CAROL):
     """What the hook does next; and start a fresh calls file."""
-    wfile("hooks/behaviour", "unlock=%s\nrelease=%s\npassword=%s\n" % (unlock, release, password))
-    wfile("hooks/calls", "", 0o666)
+    H.behave("unlock=%s\nrelease=%s\npassword=%s\n" % (unlock, release, password))
 
 
 def calls():
-    with open(wpath("hooks/calls")) as fp:
-        return [line.split() for line in fp if line.strip()]
+    return H.calls()
 
 
 def flush(*addrs):
@@ -154,50 +135,20 @@ def check_encrypted(sent, why):
 
 
 def restart_milter(old, new):
-    conf = S["env"]["LAB_CONF"]
-    with open(conf) as fp:
-        text = fp.read()
-    check(old in text, "%r not in kmilter.conf" % old)
-    with open(conf, "w") as fp:
-        fp.write(text.replace(old, new))
-    r = subprocess.run([LAB, "restart-milter", S["env"]["LAB_DIR"]], capture_output=True,
-                       text=True, timeout=60)
-    check(r.returncode == 0, "restart-milter: %s" % r.stderr[-400:])
+    H.restart_milter(old, new)
 
 
 def main():
+    global H
     suite = Suite()
-    base = tempfile.mkdtemp(prefix="t-hook.")
-    os.chmod(base, 0o755)       # postfix, kmilter and the hook reach below it
-    lab = os.path.join(base, "lab")
-    work = os.path.join(base, "work")
-    os.makedirs(os.path.join(work, "hooks"))
-    os.chmod(work, 0o755)
-    os.chmod(os.path.join(work, "hooks"), 0o755)
-    S["work"] = work
-    hook = os.path.join(work, "hooks", "scripted")
-    shutil.copy(HOOK_SRC, hook)
-    os.chmod(hook, 0o755)
-
-    suite.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
-    suite.cleanups.append(lambda: subprocess.run([LAB, "down", lab], capture_output=True,
-                                                 timeout=120))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    H = HookLab(suite, "t-hook.")
+    hook = H.hook
 
     @suite.case("lab up with a hook group (timeout_ms 1000, on_failure default)")
     def _():
-        check(os.access(os.path.join(BUILD, "kmilter"), os.X_OK),
-              "build/kmilter not built (make all)")
         behave()
-        extra = 'hook: { path = "%s"; timeout_ms = 1000; };' % hook
-        e = dict(os.environ, KM_BUILD=BUILD, LAB_MILTER="kmilter", KMILTER_CONF_EXTRA=extra)
-        r = subprocess.run([LAB, "up", lab], env=e, capture_output=True, text=True, timeout=180)
-        check(r.returncode == 0, "lab up failed (%d): %s %s" % (r.returncode, r.stdout[-500:],
-                                                             r.stderr[-1500:]))
-        S["env"] = labsmtp.load_env(lab)
+        S["env"] = H.up(KMILTER_CONF_EXTRA='hook: { path = "%s"; timeout_ms = 1000; };' % hook)
         check(S["env"].get("LAB_KM_A") and S["env"].get("LAB_REDIS"), "KM or Redis not started")
-        pid = labsmtp.milter_pid(S["env"])
-        check(pid is not None and pid_alive(pid), "kmilter not running")
 
     @suite.case("enroll carol --protect (password file), bob and dan at level default")
     def _():
@@ -365,11 +316,7 @@ def main():
     @suite.case("no password appears in kmilter's log")
     def _():
         env()
-        with open(S["env"]["LAB_LOG"], "rb") as fp:
-            log = fp.read()
-        check(len(log) > 0, "empty log")
-        for pw in (PW_CAROL, PW_DAN, "not-" + PW_CAROL):
-            check(pw.encode() not in log, "a password is in the log")
+        H.check_no_secret_logged((PW_CAROL, PW_DAN, "not-" + PW_CAROL))
 
     t0 = time.time()
     rc = suite.run()

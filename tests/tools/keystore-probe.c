@@ -344,7 +344,7 @@ cmd_signer(const char *addr)
 	STACK_OF(X509) *ch = NULL;
 	enum km_status st;
 
-	st = keystore_get_signer(ks, addr, &c, &k, &ch, &err);
+	st = keystore_get_signer(ks, addr, NULL, &c, &k, &ch, &err);
 	if (st == KM_OK)
 		X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof(subj));
 	printf("signer %s %s%s chain=%d\n", km_status_name(st), subj, err.msg,

@@ -205,7 +205,8 @@ fake_km_revcount(void *arg, const char *addr, uint32_t *count, struct kmerr *err
 /* fake_signer - FAKE signing store: the table's key for its addresses */
 static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, struct kmerr *err)
+    unsigned char **enc, size_t *enclen, STACK_OF(X509) **chain,
+    struct kmerr *err)
 {
 	struct fixture_id *f = fixture_find(arg, addr);
 

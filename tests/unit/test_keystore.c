@@ -118,6 +118,10 @@ struct fakes {
 	enum hook_action hook_action, release_action;
 	const char *hook_pw;
 	int	 signer_calls;
+	char	 sign_file_pw[64];	/* the signing key file: "" plain */
+	int	 rewrap_calls;
+	enum hook_key hook_key;		/* of the last unlock request */
+	char	 hook_qid[32];
 	int64_t	 now_ms;
 };
 static struct fakes F;
@@ -418,6 +422,9 @@ fake_hook_ask(void *arg, const struct hook_request *rq,
 		return KM_OK;
 	}
 	F.hook_calls++;
+	F.hook_key = rq->key;
+	snprintf(F.hook_qid, sizeof(F.hook_qid), "%s",
+	    rq->queue_id != NULL ? rq->queue_id : "");
 	a->action = F.hook_action;
 	if (a->action == HOOK_ACTION_PASSWORD) {
 		a->password = secmem_strdup(F.hook_pw);
@@ -431,16 +438,22 @@ fake_hook_ask(void *arg, const struct hook_request *rq,
 static EVP_PKEY *sign_key;
 static X509 *sign_cert;
 
-/* fake_signer - the signing store knows alice only */
+/* fake_signer - the signing store knows alice (escrow default) and sam
+ * (escrow enhanced); the key file is protected by F.sign_file_pw unless
+ * that is "" */
 static enum km_status
 fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
-    STACK_OF(X509) **chain, struct kmerr *err)
+    unsigned char **enc, size_t *enclen, STACK_OF(X509) **chain,
+    struct kmerr *err)
 {
 	X509 *ca;
 	EVP_PKEY *cakey;
+	unsigned char *w = NULL;
+	size_t wl = 0;
 
 	F.signer_calls++;
-	if (strcmp(addr, "alice@example.org") != 0)
+	if (strcmp(addr, "alice@example.org") != 0 &&
+	    strcmp(addr, "sam@example.org") != 0)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here", addr);
 	if (sign_key == NULL) {
@@ -449,13 +462,38 @@ fake_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 		    "emailProtection");
 	}
 	X509_up_ref(sign_cert);
-	EVP_PKEY_up_ref(sign_key);
 	*cert = sign_cert;
-	*key = sign_key;
+	if (F.sign_file_pw[0] != '\0') {
+		pkcs8pw_wrap(sign_key, F.sign_file_pw, strlen(F.sign_file_pw),
+		    0, &w, &wl, NULL);
+		*enc = malloc(wl);
+		memcpy(*enc, w, wl);
+		*enclen = wl;
+		OPENSSL_free(w);
+	} else {
+		EVP_PKEY_up_ref(sign_key);
+		*key = sign_key;
+	}
 	*chain = sk_X509_new_null();
 	fixture_ca(&ca, &cakey);
 	X509_up_ref(ca);
 	sk_X509_push(*chain, ca);
+	return KM_OK;
+}
+
+/* fake_signer_rewrap - the key file at another level: F.sign_file_pw */
+static enum km_status
+fake_signer_rewrap(void *arg, const char *addr, const char *oldpw,
+    size_t oldlen, const char *newpw, size_t newlen, struct kmerr *err)
+{
+	F.rewrap_calls++;
+	if (F.sign_file_pw[0] != '\0' && (oldpw == NULL ||
+	    strlen(F.sign_file_pw) != oldlen ||
+	    memcmp(F.sign_file_pw, oldpw, oldlen) != 0))
+		return kmerr_set(err, KM_PERMFAIL, KMERR_BADPASSWORD,
+		    "protected by another password");
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%.*s",
+	    (int)newlen, newpw != NULL ? newpw : "");
 	return KM_OK;
 }
 
@@ -519,6 +557,7 @@ mk(int with_km, int with_l2)
 	}
 	be.hook_ask = fake_hook_ask;
 	be.signer = fake_signer;
+	be.signer_rewrap = fake_signer_rewrap;
 	be.clock_ms = fake_clock;
 	ks = keystore_new_backend(&conf, &be, &err);
 	if (ks == NULL)
@@ -537,6 +576,7 @@ setup_users(void)
 		return;
 	fake_user_add("alice@example.org", 2, 0);
 	fake_user_add("bob@example.org", 1, 1);
+	fake_user_add("sam@example.org", 1, 1);	/* a signing key here */
 	/* KM returns a certificate naming someone else */
 	u = fake_user_add("carol@example.org", 1, 0);
 	keymodel_keygen("ec-p256", &k, NULL);
@@ -1014,7 +1054,7 @@ TEST(malformed_address)
 	    KM_PROTO);
 	CHECK_EQ_INT(keystore_get_keys(ks, "x y@example.org", NULL, &k, &n,
 	    &err), KM_PROTO);
-	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", &c, &pk, &ch,
+	CHECK_EQ_INT(keystore_get_signer(ks, "\n@example.org", NULL, &c, &pk, &ch,
 	    &err), KM_PROTO);
 	CHECK_EQ_INT(F.km_cert_calls + F.km_keys_calls + F.l2_gets, 0);
 	keystore_invalidate(ks, "garbage");	/* logged, no crash */
@@ -1337,7 +1377,7 @@ TEST(signer_l1_never_l2)
 	setup_users();
 	CHECK((ks = mk(1, 1)) != NULL);
 	for (int i = 0; i < 2; i++) {
-		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", &c,
+		CHECK_EQ_INT(keystore_get_signer(ks, "alice@example.org", "Q1", &c,
 		    &k, &ch, &err), KM_OK);
 		CHECK(X509_check_private_key(c, k) == 1);
 		CHECK_EQ_INT(sk_X509_num(ch), 1);
@@ -1346,13 +1386,183 @@ TEST(signer_l1_never_l2)
 		sk_X509_pop_free(ch, X509_free);
 	}
 	CHECK_EQ_INT(F.signer_calls, 1);
-	CHECK_EQ_INT(F.l2_gets + F.l2_puts, 0);
-	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	CHECK_EQ_INT(F.hook_calls, 0);	/* plain key, user at level default */
+	CHECK_EQ_INT(F.rewrap_calls, 0);
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", NULL, &c, &k, &ch,
 	    &err), KM_PERMFAIL);
-	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", &c, &k, &ch,
+	CHECK_EQ_INT(keystore_get_signer(ks, "bob@example.org", NULL, &c, &k, &ch,
 	    &err), KM_PERMFAIL);
 	CHECK_EQ_INT(F.signer_calls, 2);
-	CHECK_EQ_INT(fake_l2_count(), 0);
+	/* L2 is read for the escrow's level only (alice's raw key set, as
+	 * keystore_get_keys() caches it): no signing key ever goes there */
+	CHECK_EQ_INT(fake_l2_count(), 1);
+	CHECK(fake_l2_find("enckey", "alice@example.org") != NULL);
+	keystore_free(ks);
+}
+
+/* get_signer - keystore_get_signer of addr: the status, the error in err, the key checked against its certificate when KM_OK */
+static enum km_status
+get_signer(struct keystore *ks, const char *addr, struct kmerr *err)
+{
+	X509 *c = NULL;
+	EVP_PKEY *k = NULL;
+	STACK_OF(X509) *ch = NULL;
+	enum km_status st;
+
+	kmerr_clear(err);
+	st = keystore_get_signer(ks, addr, "Q9", &c, &k, &ch, err);
+	if (st == KM_OK && X509_check_private_key(c, k) != 1)
+		st = KM_PROTO;
+	X509_free(c);
+	EVP_PKEY_free(k);
+	sk_X509_pop_free(ch, X509_free);
+	return st;
+}
+
+TEST(signer_plain_of_enhanced_user_wrapped_lazily_ttl)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	conf.hook_unlocked_key_ttl = 120;
+	CHECK((ks = mk(1, 1)) != NULL);
+	/* plain on disk, enhanced in the KM: the hook's password opens the
+	 * escrowed key, then the key file is wrapped under it */
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	CHECK_EQ_INT(F.hook_key, HOOK_KEY_SIGNING);
+	CHECK_EQ_STR(F.hook_qid, "Q9");
+	CHECK_EQ_INT(F.rewrap_calls, 1);
+	CHECK_EQ_STR(F.sign_file_pw, PW);
+	/* unlocked for hook.unlocked_key_ttl, even past memory_ttl */
+	F.now_ms += 100 * 1000;
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	/* then asked again: the key file is protected now */
+	F.now_ms += 21 * 1000;
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	CHECK_EQ_INT(F.rewrap_calls, 1);
+	CHECK_EQ_INT(F.signer_calls, 2);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.hook_unlocked, 2);
+	keystore_free(ks);
+}
+
+TEST(signer_no_password_is_locked_not_remembered)
+{
+	struct keystore *ks;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%s", PW);
+	F.hook_action = HOOK_ACTION_KEEP_ENCRYPTED;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_LOCKED));
+	CHECK(strstr(err.msg, "locked: keep-encrypted") != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	/* a hook that answers tempfail: the message waits */
+	F.hook_action = HOOK_ACTION_TEMPFAIL;
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_TEMPFAIL);
+	CHECK_EQ_INT(F.rewrap_calls, 0);
+	keystore_free(ks);
+}
+
+TEST(signer_wrong_password_remembered)
+{
+	struct keystore *ks;
+	struct keystore_stats s;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%s", PW);
+	F.hook_pw = "not the password";
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_LOCKED));
+	CHECK(strstr(err.msg, "wrong password") != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "wrong password") != NULL);
+	CHECK_EQ_INT(F.hook_calls, 1);
+	F.now_ms += 31 * 1000;		/* negative_ttl */
+	F.hook_pw = PW;
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 2);
+	keystore_stats(ks, &s);
+	CHECK_EQ_INT(s.hook_locked, 1);
+	/* a plain key of an enhanced user with a wrong password: locked,
+	 * and the file stays as it is */
+	reset();
+	setup_users();
+	F.hook_pw = "not the password";
+	keystore_free(ks);
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_LOCKED));
+	CHECK_EQ_INT(F.rewrap_calls, 0);
+	CHECK_EQ_STR(F.sign_file_pw, "");
+	keystore_free(ks);
+}
+
+TEST(signer_earlier_password_and_cleared_level)
+{
+	struct keystore *ks;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	/* protected by an earlier password; the hook's opens the escrow */
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "an older one");
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "earlier password") != NULL);
+	keystore_free(ks);
+	/* alice is at level default (clear-password on another gateway):
+	 * her protected key opens with the hook's password and is made
+	 * plain again */
+	reset();
+	setup_users();
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%s", PW);
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "alice@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.rewrap_calls, 1);
+	CHECK_EQ_STR(F.sign_file_pw, "");
+	keystore_free(ks);
+	/* the KM down and nothing in L2: a plain key is used as it is */
+	reset();
+	setup_users();
+	F.km_down = 1;
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 0);
+	keystore_free(ks);
+}
+
+TEST(has_signer_never_asks_the_hook)
+{
+	struct keystore *ks;
+	struct kmerr err;
+
+	reset();
+	setup_users();
+	snprintf(F.sign_file_pw, sizeof(F.sign_file_pw), "%s", PW);
+	CHECK((ks = mk(1, 1)) != NULL);
+	CHECK_EQ_INT(keystore_has_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(keystore_has_signer(ks, "bob@example.org", &err),
+	    KM_PERMFAIL);
+	CHECK(kmerr_is(&err, KMERR_NOTFOUND));
+	CHECK_EQ_INT(F.hook_calls, 0);
+	/* after a lookup that unlocked it (L1), still yes, still no hook */
+	CHECK_EQ_INT(get_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(keystore_has_signer(ks, "sam@example.org", &err), KM_OK);
+	CHECK_EQ_INT(F.hook_calls, 1);
 	keystore_free(ks);
 }
 
@@ -1438,6 +1648,11 @@ static const struct test_case tests[] = {
 	T(invalidate_drops_l1_and_l2),
 	T(no_l1_goes_to_l2_each_time),
 	T(signer_l1_never_l2),
+	T(signer_plain_of_enhanced_user_wrapped_lazily_ttl),
+	T(signer_no_password_is_locked_not_remembered),
+	T(signer_wrong_password_remembered),
+	T(signer_earlier_password_and_cleared_level),
+	T(has_signer_never_asks_the_hook),
 	T(concurrent_lookups),
 	{ 0 }
 };

@@ -225,6 +225,7 @@ TEST(opportunistic_without_cert_downgraded)
 	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);		/* delivered, signed only */
 	CHECK_EQ_STR(v.action_name, "sign");
 	CHECK_EQ_INT(v.downgraded, 1);			/* never in silence */
+	CHECK_EQ_INT(v.downgrade_kinds, VERDICT_DG_UNENCRYPTED);	/* counted */
 	CHECK(strstr(v.result, "not encrypted") != NULL);
 	CHECK(strstr(v.result, "bob@partner.example") != NULL);
 	CHECK(strstr(v.result, "carol@") == NULL);
