@@ -312,6 +312,40 @@ signstore_load(const char *state_dir, const struct seal_key *sk,
 	    err);
 }
 
+/* keep_protected - a password-protected key handed back as it is (encrypted: not secret) */
+static enum km_status
+keep_protected(const unsigned char *der, size_t derlen, const char *norm,
+    unsigned char **enc, size_t *enclen, struct kmerr *err)
+{
+	if (enc == NULL)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_LOCKED,
+		    "signing key for %s is protected by the user's password", norm);
+	if ((*enc = malloc(derlen)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	memcpy(*enc, der, derlen);
+	*enclen = derlen;
+	return KM_OK;
+}
+
+/* read_chain - the certificates after the first in a PEM file: the chain */
+static enum km_status
+read_chain(BIO *b, STACK_OF(X509) **chain, struct kmerr *err)
+{
+	STACK_OF(X509) *ch = sk_X509_new_null();
+	X509 *c;
+
+	while (ch != NULL && (c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		if (sk_X509_push(ch, c) <= 0) {
+			X509_free(c);
+			sk_X509_pop_free(ch, X509_free);
+			ch = NULL;
+		}
+	if (ch == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	*chain = ch;
+	return KM_OK;
+}
+
 /* signstore_open - signstore_load; a protected key comes back as it is
  * (*enc, key NULL) when enc is not NULL */
 enum km_status
@@ -326,8 +360,7 @@ signstore_open(const char *state_dir, const struct seal_key *sk,
 	const unsigned char *p;
 	size_t sealedlen = 0, derlen = 0, pemlen = 0;
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	STACK_OF(X509) *ch = NULL;
-	X509 *x = NULL, *c;
+	X509 *x = NULL;
 	EVP_PKEY *k = NULL;
 	BIO *b = NULL;
 	enum km_status st;
@@ -361,21 +394,9 @@ signstore_open(const char *state_dir, const struct seal_key *sk,
 		    norm, e.msg);
 		goto out;
 	}
-	if (pkcs8pw_detect(der, derlen) == PKCS8PW_ENCRYPTED) {
-		if (enc == NULL) {
-			st = kmerr_set(err, KM_PERMFAIL, KMERR_LOCKED,
-			    "signing key for %s is protected by the user's "
-			    "password", norm);
-			goto out;
-		}
-		if ((*enc = malloc(derlen)) == NULL) {
-			st = kmerr_set(err, KM_NOMEM, KMERR_NONE,
-			    "out of memory");
-			goto out;
-		}
-		memcpy(*enc, der, derlen);	/* encrypted: not secret */
-		*enclen = derlen;
-	}
+	if (pkcs8pw_detect(der, derlen) == PKCS8PW_ENCRYPTED &&
+	    (st = keep_protected(der, derlen, norm, enc, enclen, err)) != KM_OK)
+		goto out;
 	p = der;
 	/* a protected key is checked against cert once unlocked */
 	if ((enc == NULL || *enc == NULL) && (derlen > LONG_MAX ||
@@ -398,23 +419,8 @@ signstore_open(const char *state_dir, const struct seal_key *sk,
 		    e.msg);
 		goto out;
 	}
-	if (chain != NULL) {
-		if ((ch = sk_X509_new_null()) == NULL) {
-			st = KM_NOMEM;
-			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
-			goto out;
-		}
-		while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
-			if (sk_X509_push(ch, c) <= 0) {
-				X509_free(c);
-				st = KM_NOMEM;
-				kmerr_set(err, KM_NOMEM, KMERR_NONE,
-				    "out of memory");
-				goto out;
-			}
-		*chain = ch;
-		ch = NULL;
-	}
+	if (chain != NULL && (st = read_chain(b, chain, err)) != KM_OK)
+		goto out;
 	*cert = x;
 	*key = k;
 	x = NULL;
@@ -427,7 +433,6 @@ out:
 		*enclen = 0;
 	}
 	ERR_clear_error();
-	sk_X509_pop_free(ch, X509_free);
 	BIO_free(b);
 	X509_free(x);
 	EVP_PKEY_free(k);
