@@ -21,6 +21,7 @@
  *	keymodel_uid_before(), keymodel_admin_contend() (an enrollment
  *	whose rival registered first yields before activating),
  *	keymodel_admin_yield() (that, and a renewal's election).
+ *	Bans (keymodel_ban.c): keymodel_admin_refuse_banned().
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -126,5 +127,9 @@ enum km_status	 keymodel_admin_yield(struct admin *, int gen,
 enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
 		    const unsigned char *der, size_t derlen, int enhanced,
 		    int harvested, struct kmerr *err);
+/* Bans (keymodel_ban.c): KM_PERMFAIL/KMERR_REFUSED when the session's
+ * address is banned on either server. */
+enum km_status	 keymodel_admin_refuse_banned(struct admin *,
+		    struct kmerr *err);
 
 #endif

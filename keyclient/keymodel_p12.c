@@ -1,6 +1,6 @@
 /*
- * keymodel_p12.c - read a PKCS#12 key file as real exporters write it.
- * See keymodel_p12.h.
+ * keymodel_p12.c - read a PKCS#12 key file as real exporters write it,
+ * and write one for kmctl export.  See keymodel_p12.h.
  */
 #include <limits.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "secmem.h"
 
 #define P12_ARMOR	"PKCS12"
+#define P12_ITER	200000	/* PBKDF2 and MAC iterations of an export */
 
 /* unarmor - the DER inside "-----BEGIN PKCS12-----"; 0 when there is none */
 static int
@@ -200,4 +201,74 @@ out:
 	PKCS12_free(p12);
 	ERR_clear_error();
 	return st;
+}
+
+/* keymodel_p12_build - key, certificate and chain as a PKCS#12 under pw:
+ * both bags AES-256-CBC under PBES2 (PBKDF2 with HMAC-SHA256), the MAC
+ * HMAC-SHA256 */
+enum km_status
+keymodel_p12_build(EVP_PKEY *key, X509 *cert, STACK_OF(X509) *chain,
+    const char *friendly, const char *pw, size_t pwlen, unsigned char **out,
+    size_t *outlen, struct kmerr *err)
+{
+	PKCS12 *p12;
+	unsigned char *der = NULL;
+	int len;
+
+	*out = NULL;
+	*outlen = 0;
+	if (pwlen == 0 || pwlen > INT_MAX || strlen(pw) != pwlen)
+		return kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "the transport password is empty or holds a NUL byte");
+	/* no MAC here (mac_iter -1): PKCS12_create's is HMAC-SHA1 */
+	p12 = PKCS12_create(pw, friendly, key, cert, chain, NID_aes_256_cbc,
+	    NID_aes_256_cbc, P12_ITER, -1, 0);
+	if (p12 == NULL || PKCS12_set_mac(p12, pw, (int)pwlen, NULL, 0,
+	    P12_ITER, EVP_sha256()) != 1 || (len = i2d_PKCS12(p12, &der)) <= 0) {
+		PKCS12_free(p12);
+		ERR_clear_error();
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE,
+		    "cannot make the PKCS#12 file");
+	}
+	PKCS12_free(p12);
+	*out = der;
+	*outlen = (size_t)len;
+	return KM_OK;
+}
+
+/* keymodel_read_chain - every certificate of the PEM file path (none
+ * for ""); NULL on failure */
+STACK_OF(X509) *
+keymodel_read_chain(const char *path, struct kmerr *err)
+{
+	STACK_OF(X509) *sk = sk_X509_new_null();
+	BIO *b = NULL;
+	X509 *x;
+
+	if (sk == NULL) {
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "org CA: out of memory");
+		return NULL;
+	}
+	if (*path == '\0')
+		return sk;
+	if ((b = BIO_new_file(path, "r")) == NULL)
+		goto fail;
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+		if (!sk_X509_push(sk, x)) {
+			X509_free(x);
+			goto fail;
+		}
+	}
+	ERR_clear_error();	/* the end of the file */
+	BIO_free(b);
+	if (sk_X509_num(sk) > 0)
+		return sk;
+	b = NULL;
+fail:
+	kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
+	    "km.org_ca_cert: cannot load CA certificates from %s", path);
+	ERR_clear_error();
+	BIO_free(b);
+	sk_X509_pop_free(sk, X509_free);
+	return NULL;
 }

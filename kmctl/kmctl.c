@@ -49,8 +49,15 @@ static const struct command commands[] = {
 	    "a first key pair for an internal user" },
 	{ "renew", 1, 1, cmd_renew, 0, 0, "ADDR [--key TYPE] [--days N]",
 	    "a new generation, the current one deactivated" },
-	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION]",
-	    "revoke one generation, or all" },
+	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION] [--ban]",
+	    "revoke one generation, or all (--ban: and bar ADDR from enrollment)" },
+	{ "unban", 1, 1, cmd_unban, 0, 0, "ADDR", "lift revoke --ban" },
+	{ "export", 1, 1, cmd_export, 0, 0, "ADDR --p12 FILE [--password-fd N | "
+	    "--password-file F] [--protection-password-fd N | "
+	    "--protection-password-file F]",
+	    "ADDR's current key and certificate, with the org chain, as PKCS#12" },
+	{ "retire-gateway", 1, 1, cmd_retire_gateway, 0, 0, "NAME",
+	    "revoke every signing certificate gateway NAME issued, for good" },
 	{ "import", 2, 2, cmd_import, 0, 0,
 	    "ADDR FILE.p12|CERT.pem|CERT.der [--password-fd N | --password-file F]",
 	    "a PKCS#12 (key and certificate) or a certificate alone" },
@@ -211,6 +218,11 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 		{ "format", required_argument, NULL, 'o' },
 		{ "expiring", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
+		/* export, revoke --ban */
+		{ "p12", required_argument, NULL, '1' },
+		{ "protection-password-fd", required_argument, NULL, '2' },
+		{ "protection-password-file", required_argument, NULL, '3' },
+		{ "ban", no_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
@@ -255,6 +267,20 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 				    "prometheus)", c->name, optarg);
 			o->format = optarg;
 			break;
+		case '1':
+			o->p12 = optarg;
+			break;
+		case '2':
+			if (parse_number(optarg, 0, INT_MAX, &o->protfd) != 0)
+				return usage_error(c, "%s: bad --protection-password-fd "
+				    "\"%s\" (a descriptor number)", c->name, optarg);
+			break;
+		case '3':
+			o->protfile = optarg;
+			break;
+		case 'b':
+			o->ban = 1;
+			break;
 		case 'h':
 			command_usage(stdout, c);
 			printf("  %s\n", c->what);
@@ -270,6 +296,9 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 	if (o->pwfd >= 0 && o->pwfile != NULL)
 		return usage_error(c, "%s: --password-fd and --password-file "
 		    "exclude each other", c->name);
+	if (o->protfd >= 0 && o->protfile != NULL)
+		return usage_error(c, "%s: --protection-password-fd and "
+		    "--protection-password-file exclude each other", c->name);
 	if (o->keytype != NULL && strcmp(o->keytype, "rsa2048") != 0 &&
 	    strcmp(o->keytype, "rsa3072") != 0 &&
 	    strcmp(o->keytype, "ec-p256") != 0)
@@ -324,11 +353,32 @@ run(const struct command *c, const struct opts *o, const char *a1,
 	return rc;
 }
 
+/* check_export_ban - the options of export and revoke --ban where they
+ * belong.  Returns -1 to go on, else the exit code. */
+static int
+check_export_ban(const struct command *c, const struct opts *o,
+    const char *a2)
+{
+	if (c->run == cmd_export && o->p12 == NULL)
+		return usage_error(c, "export: --p12 FILE is needed");
+	if (c->run != cmd_export && (o->p12 != NULL || o->protfd >= 0 ||
+	    o->protfile != NULL))
+		return usage_error(c, "%s: --p12 and --protection-password-* "
+		    "are for export", c->name);
+	if (o->ban && c->run != cmd_revoke)
+		return usage_error(c, "%s: --ban is for revoke", c->name);
+	if (o->ban && a2 != NULL)
+		return usage_error(c, "revoke: --ban revokes every generation "
+		    "(no GENERATION)");
+	return -1;
+}
+
 /* main - parse options, check the arguments, run one command */
 int
 main(int argc, char **argv)
 {
-	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1 };
+	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1,
+	    NULL, -1, NULL, 0 };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;
@@ -356,7 +406,10 @@ main(int argc, char **argv)
 		return usage_error(c, "%s: --format is for stats", c->name);
 	if (o.expiring >= 0 && c->run != cmd_list)
 		return usage_error(c, "%s: --expiring is for list", c->name);
-	if (a1 != NULL && c->min > 0) {	/* check the address before any work */
+	if ((rc = check_export_ban(c, &o, a2)) >= 0)
+		return rc;
+	if (a1 != NULL && c->min > 0 && c->run != cmd_retire_gateway) {
+		/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;
 

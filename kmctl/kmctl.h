@@ -58,6 +58,11 @@ struct opts {
 	int		 yes;		/* --yes: replace without asking */
 	const char	*format;	/* stats --format: "text" or "prometheus" */
 	int		 expiring;	/* list --expiring DAYS, -1 when not given */
+	/* export, revoke --ban (cmd_keys.c) */
+	const char	*p12;		/* export --p12 FILE */
+	int		 protfd;	/* --protection-password-fd, -1 if not */
+	const char	*protfile;	/* --protection-password-file */
+	int		 ban;		/* revoke --ban */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);
