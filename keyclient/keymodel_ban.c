@@ -282,11 +282,31 @@ keymodel_admin_refuse_banned(struct admin *a, struct kmerr *err)
 	return KM_OK;
 }
 
+/* tell_addr - each(addr of the certificate uid on c, arg): its subject
+ * CN, which signstore_enroll() makes the address */
+static void
+tell_addr(struct kmip_conn *c, const char *uid,
+    void (*each)(const char *, void *), void *arg)
+{
+	char cn[KEYMODEL_ADDR_MAX + 1];
+	struct kmerr e;
+	X509 *x = NULL;
+
+	if (each == NULL || keymodel_fetch_cert(c, uid, &x, &e) != KM_OK ||
+	    x == NULL)
+		return;
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(x),
+	    NID_commonName, cn, sizeof(cn)) > 0)
+		each(cn, arg);
+	ERR_clear_error();
+	X509_free(x);
+}
+
 /* revoke_certs - revoke every recorded certificate of name on c;
  * *n counts those newly revoked */
 static enum km_status
 revoke_certs(struct kmip_conn *c, const char *name, int *n,
-    struct kmerr *err)
+    void (*each)(const char *, void *), void *arg, struct kmerr *err)
 {
 	struct kmip_uid_list *l = NULL;
 	struct kmip_attrs at;
@@ -308,6 +328,7 @@ revoke_certs(struct kmip_conn *c, const char *name, int *n,
 		    "gateway retired by kmctl", err)) != KM_OK)
 			break;
 		(*n)++;
+		tell_addr(c, l->uids[j], each, arg);
 	}
 	kmip_uid_list_free(l);
 	return st;
@@ -317,7 +338,7 @@ revoke_certs(struct kmip_conn *c, const char *name, int *n,
  * signing certificate of the gateway revoked, on both servers */
 enum km_status
 keymodel_retire_gateway(struct keymodel *km, const char *gw, int *nrevoked,
-    struct kmerr *err)
+    void (*each)(const char *addr, void *arg), void *arg, struct kmerr *err)
 {
 	char mark[MARK_NAME_MAX], certs[MARK_NAME_MAX];
 	struct kmip_conn *c;
@@ -335,7 +356,7 @@ keymodel_retire_gateway(struct keymodel *km, const char *gw, int *nrevoked,
 	for (i = 0; i < 2; i++) {
 		if ((st = kmip_pool_get(km->pool[i], &c, err)) != KM_OK)
 			return st;
-		st = revoke_certs(c, certs, &n, err);
+		st = revoke_certs(c, certs, &n, i == 0 ? each : NULL, arg, err);
 		kmip_pool_put(km->pool[i], c);
 		if (st != KM_OK)
 			return st;
@@ -402,4 +423,25 @@ keymodel_gateway_record_cert(struct keymodel *km, const char *gw, X509 *cert,
 	}
 	OPENSSL_free(der);
 	return st;
+}
+
+/* keymodel_may_sign - whether gateway may enroll a signing key for addr */
+enum km_status
+keymodel_may_sign(struct keymodel *km, const char *gw, const char *addr,
+    struct kmerr *err)
+{
+	enum km_status st;
+	int retired, banned;
+
+	if ((st = keymodel_gateway_retired(km, gw, &retired, err)) != KM_OK ||
+	    (st = keymodel_banned(km, addr, &banned, err)) != KM_OK)
+		return st;
+	if (retired)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "gateway %s is retired (kmctl retire-gateway): no signing "
+		    "key is made or used under its name", gw);
+	if (banned)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "%s is banned: no enrollment until kmctl unban", addr);
+	return KM_OK;
 }

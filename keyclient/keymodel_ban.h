@@ -8,7 +8,8 @@
  * SUMMARY
  *	keymodel_ban(), keymodel_unban(), keymodel_banned(),
  *	keymodel_retire_gateway(), keymodel_gateway_retired(),
- *	keymodel_gateway_record_cert(), keymodel_gateway_name_ok().
+ *	keymodel_gateway_record_cert(), keymodel_gateway_name_ok(),
+ *	keymodel_may_sign().
  * DESCRIPTION
  *	A mark is a small SecretData object (its bytes say what it is, no
  *	secret) with one Name, registered and activated on BOTH servers,
@@ -66,9 +67,16 @@ enum km_status	 keymodel_banned(struct keymodel *, const char *addr,
 
 int		 keymodel_gateway_name_ok(const char *gateway);
 /* *nrevoked: the certificates newly revoked (counted on the server that
- * has most of them). */
+ * has most of them); each (may be NULL) gets the address of each one
+ * newly revoked on the first server. */
 enum km_status	 keymodel_retire_gateway(struct keymodel *,
-		    const char *gateway, int *nrevoked, struct kmerr *err);
+		    const char *gateway, int *nrevoked,
+		    void (*each)(const char *addr, void *arg), void *arg,
+		    struct kmerr *err);
+/* KM_OK when gateway may have a signing key for addr: the gateway is not
+ * retired and addr not banned; else KM_PERMFAIL, KMERR_REFUSED. */
+enum km_status	 keymodel_may_sign(struct keymodel *, const char *gateway,
+		    const char *addr, struct kmerr *err);
 enum km_status	 keymodel_gateway_retired(struct keymodel *,
 		    const char *gateway, int *retired, struct kmerr *err);
 enum km_status	 keymodel_gateway_record_cert(struct keymodel *,

@@ -26,6 +26,7 @@
 #include "hook.h"
 #include "keymodel.h"
 #include "keymodel_name.h"
+#include "keymodel_ban.h"
 #include "keystore.h"
 #include "keystore_int.h"
 #include "log.h"
@@ -75,6 +76,31 @@ real_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 	keymodel_gens_free(g, n);
 }
 
+/* keystore_gateway_retired - KM_PERMFAIL (KMERR_REFUSED) when this
+ * gateway is retired in the KM (keymodel_ban.h); KM_OK otherwise, also
+ * when there is no KM or it cannot be asked (logged: the signing keys
+ * are local, a KM outage does not stop signing) */
+enum km_status
+keystore_gateway_retired(struct keystore *ks, struct kmerr *err)
+{
+	struct kmerr e;
+	int retired = 0;
+
+	if (!ks->has_km || ks->km == NULL || ks->gateway == NULL)
+		return KM_OK;
+	if (keymodel_gateway_retired(ks->km, ks->gateway, &retired, &e) !=
+	    KM_OK) {
+		log_warnx("keystore: cannot tell whether gateway %s is retired: "
+		    "%s", ks->gateway, e.msg);
+		return KM_OK;
+	}
+	if (retired)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "gateway %s is retired (kmctl retire-gateway): its signing "
+		    "keys are not used", ks->gateway);
+	return KM_OK;
+}
+
 /* real_signer - signstore_load from the state directory */
 static enum km_status
 real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
@@ -86,6 +112,10 @@ real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here: %s",
 		    addr, ks->seal_err);
+	if (keystore_gateway_retired(ks, err) != KM_OK) {
+		log_warnx("keystore: %s: %s", addr, err->msg);
+		return KM_PERMFAIL;
+	}
 	return signstore_load(ks->state_dir, ks->seal, addr, cert, key, chain,
 	    err);
 }

@@ -151,6 +151,12 @@ enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 		    X509 **cert, EVP_PKEY **key, STACK_OF(X509) **chain,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
+/* KM_PERMFAIL (KMERR_REFUSED) when milter.gateway_name is retired in the
+ * KM (kmctl retire-gateway); KM_OK otherwise, also without a KM or when
+ * the KM cannot be asked (logged).  The signing-key lookup and start-up
+ * (runtime.c) ask it. */
+enum km_status	 keystore_gateway_retired(struct keystore *,
+		    struct kmerr *err);
 /* Automatic enrollment (keystore_enroll.c). */
 enum km_status	 keystore_enroll_allowed(struct keystore *, const char *addr,
 		    const char *queue_id, struct kmerr *err);

@@ -10,6 +10,7 @@
 #include "hook.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "keystore.h"
 #include "keystore_int.h"
@@ -95,9 +96,24 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 		EVP_PKEY_free(key);
 		return KM_OK;
 	}
+	/* a retired gateway or a banned address: keymodel_ban.h */
+	if (ks->has_km && ks->gateway != NULL &&
+	    (st = keymodel_may_sign(ks->km, ks->gateway, addr, err)) != KM_OK)
+		return st;
 	if ((st = signstore_enroll(ks->state_dir, ks->seal, addr, ca_cert,
 	    ca_key, NULL, 0, err)) == KM_OK)
 		*made = 1;
+	if (st == KM_OK && ks->has_km && ks->gateway != NULL &&
+	    signstore_load(ks->state_dir, ks->seal, addr, &cert, &key, NULL,
+	    &e2) == KM_OK) {
+		if (keymodel_gateway_record_cert(ks->km, ks->gateway, cert,
+		    &e2) != KM_OK)
+			log_warnx("keystore: %s: signing certificate not "
+			    "recorded in the KM (kmctl retire-gateway will not "
+			    "revoke it): %s", addr, e2.msg);
+		X509_free(cert);
+		EVP_PKEY_free(key);
+	}
 	keystore_invalidate(ks, addr);
 	return st;
 }

@@ -13,6 +13,8 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "keymodel.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "kmctl.h"
 #include "seal.h"
@@ -109,6 +111,7 @@ int
 cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, const char *a2)
 {
+	struct keymodel *km = NULL;
 	struct seal_key *sk;
 	X509 *ca = NULL, *cert = NULL;
 	EVP_PKEY *cakey = NULL, *key = NULL;
@@ -128,19 +131,28 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	if (!may_replace(conf, o, sk, addr))
 		goto out;
-	if ((st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
+	/* retired gateway, banned address: keymodel_ban.h */
+	if ((km = kmctl_open_km(conf)) == NULL)
+		goto out;
+	if ((st = keymodel_may_sign(km, conf->gateway_name, addr, &err)) !=
+	    KM_OK ||
+	    (st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
 	    o->keytype, o->days, &err)) != KM_OK ||
 	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
+	    &err)) != KM_OK ||
+	    (st = keymodel_gateway_record_cert(km, conf->gateway_name, cert,
 	    &err)) != KM_OK) {
 		kmctl_warn("signing-enroll %s: %s", addr, err.msg);
-		rc = EX_FAIL;
+		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
-	printf("%s: signing certificate sha256 %s\n", addr, fp);
+	printf("%s: signing certificate sha256 %s (recorded for gateway %s)\n",
+	    addr, fp, conf->gateway_name);
 	/* a gateway may have cached "no signing key" */
 	rc = kmctl_after_change(conf, addr);
 out:
+	keymodel_free(km);
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	seal_key_free(sk);

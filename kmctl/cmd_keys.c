@@ -362,6 +362,17 @@ out:
 	return rc;
 }
 
+/* retired_addr - an address whose signing certificate retire-gateway
+ * revoked: every gateway drops what it cached for it */
+static void
+retired_addr(const char *addr, void *arg)
+{
+	const struct kmilter_conf *conf = arg;
+
+	printf("revoked: signing certificate of %s\n", addr);
+	kmctl_after_change(conf, addr);
+}
+
 /* cmd_retire_gateway - gateway a1 retired: its signing certificates
  * revoked in the KM, its name refused from now on */
 int
@@ -381,7 +392,8 @@ cmd_retire_gateway(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	if ((km = kmctl_open_km(conf)) == NULL)
 		return EX_FAIL;
-	st = keymodel_retire_gateway(km, gw, &n, &err);
+	st = keymodel_retire_gateway(km, gw, &n, retired_addr, (void *)conf,
+	    &err);
 	keymodel_free(km);
 	if (st != KM_OK) {
 		kmctl_warn("retire-gateway %s: %s (run it again)", gw, err.msg);
