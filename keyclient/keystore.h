@@ -59,7 +59,10 @@
  *	escrowed encryption key as kmctl enroll does (keymodel_enroll();
  *	a rival enrollment that came first makes it yield, KM_TEMPFAIL,
  *	KMERR_REFUSED), keystore_enroll_signer() this gateway's signing key
- *	(signstore_enroll()) unless there is one.  Both drop the address's
+ *	(signstore_enroll()) unless there is one, recorded in the KM for
+ *	kmctl retire-gateway; it refuses (KM_PERMFAIL, KMERR_REFUSED) a
+ *	retired gateway or a banned address (keymodel_ban.h), whose
+ *	enrollment keymodel_enroll() refuses too.  Both drop the address's
  *	cached answers.
  *
  *	keystore_get_cert() checks before returning: not expired, purpose

@@ -90,16 +90,17 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 	if (ks->seal == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "no seal key: %s", ks->seal_err);
+	/* a retired gateway or a banned address (keymodel_ban.h): not even
+	 * a key made before counts */
+	if (ks->has_km && ks->gateway != NULL &&
+	    (st = keymodel_may_sign(ks->km, ks->gateway, addr, err)) != KM_OK)
+		return st;
 	if (signstore_load(ks->state_dir, ks->seal, addr, &cert, &key, NULL,
 	    &e2) == KM_OK) {
 		X509_free(cert);
 		EVP_PKEY_free(key);
 		return KM_OK;
 	}
-	/* a retired gateway or a banned address: keymodel_ban.h */
-	if (ks->has_km && ks->gateway != NULL &&
-	    (st = keymodel_may_sign(ks->km, ks->gateway, addr, err)) != KM_OK)
-		return st;
 	if ((st = signstore_enroll(ks->state_dir, ks->seal, addr, ca_cert,
 	    ca_key, NULL, 0, err)) == KM_OK)
 		*made = 1;
