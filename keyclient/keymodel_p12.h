@@ -29,8 +29,10 @@
  *	(kmctl export): key and certificate bags encrypted with AES-256-CBC
  *	(PBES2, PBKDF2 with HMAC-SHA256, 200000 iterations, random salt and
  *	IV), MAC HMAC-SHA256, the friendly name given.  OpenSSL 3 and NSS
- *	read it; gpgsm reads it from GnuPG 2.2.42/2.4.1 on (2.2.40 stops at
- *	the PBKDF2 PRF parameter).  keymodel_read_chain() reads every
+ *	read it; gpgsm from GnuPG 2.2.42/2.4.1 on (2.2.40, Debian 12's,
+ *	stops at the PBES2 parameters).  With legacy, for such a gpgsm: the
+ *	key bag AES-128-CBC with PBKDF2-HMAC-SHA1 (200000 iterations), the
+ *	certificates unencrypted (they are public), MAC still HMAC-SHA256.  keymodel_read_chain() reads every
  *	certificate of a PEM file (the organization chain, km.org_ca_cert).
  * OWNERSHIP
  *	The buffer and password are borrowed; *key and *cert are new
@@ -61,7 +63,7 @@ enum km_status	 keymodel_p12_parse(const unsigned char *buf, size_t len,
 		    const char *pw, size_t pwlen, EVP_PKEY **key, X509 **cert,
 		    struct kmerr *err);
 enum km_status	 keymodel_p12_build(EVP_PKEY *key, X509 *cert,
-		    STACK_OF(X509) *chain, const char *friendly,
+		    STACK_OF(X509) *chain, const char *friendly, int legacy,
 		    const char *pw, size_t pwlen, unsigned char **out,
 		    size_t *outlen, struct kmerr *err);
 STACK_OF(X509)	*keymodel_read_chain(const char *path, struct kmerr *err);

@@ -307,8 +307,8 @@ export_file(const struct kmilter_conf *conf, const struct opts *o,
 		kmctl_warn("export %s: %s", addr, err.msg);
 		return EX_FAIL;
 	}
-	if ((st = keymodel_p12_build(key, cert, chain, addr, pw, pwlen, &der,
-	    &len, &err)) == KM_OK)
+	if ((st = keymodel_p12_build(key, cert, chain, addr, o->legacy, pw,
+	    pwlen, &der, &len, &err)) == KM_OK)
 		st = privfile_write(o->p12, der, len, &err);
 	sk_X509_pop_free(chain, X509_free);
 	OPENSSL_free(der);
@@ -352,7 +352,8 @@ cmd_export(const struct kmilter_conf *conf, const struct opts *o,
 		goto out;
 	}
 	if ((rc = export_file(conf, o, addr, key, cert, pw, pwlen)) == EX_OK_)
-		printf("%s: generation %d exported to %s\n", addr, gen, o->p12);
+		printf("%s: generation %d exported to %s%s\n", addr, gen, o->p12,
+		    o->legacy ? " (legacy: AES-128-CBC, PBKDF2-HMAC-SHA1)" : "");
 out:
 	EVP_PKEY_free(key);
 	X509_free(cert);

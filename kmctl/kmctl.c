@@ -54,7 +54,7 @@ static const struct command commands[] = {
 	{ "unban", 1, 1, cmd_unban, 0, 0, "ADDR", "lift revoke --ban" },
 	{ "export", 1, 1, cmd_export, 0, 0, "ADDR --p12 FILE [--password-fd N | "
 	    "--password-file F] [--protection-password-fd N | "
-	    "--protection-password-file F]",
+	    "--protection-password-file F] [--legacy]",
 	    "ADDR's current key and certificate, with the org chain, as PKCS#12" },
 	{ "retire-gateway", 1, 1, cmd_retire_gateway, 0, 0, "NAME",
 	    "revoke every signing certificate gateway NAME issued, for good" },
@@ -223,6 +223,7 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 		{ "protection-password-fd", required_argument, NULL, '2' },
 		{ "protection-password-file", required_argument, NULL, '3' },
 		{ "ban", no_argument, NULL, 'b' },
+		{ "legacy", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
@@ -280,6 +281,9 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 			break;
 		case 'b':
 			o->ban = 1;
+			break;
+		case 'L':
+			o->legacy = 1;
 			break;
 		case 'h':
 			command_usage(stdout, c);
@@ -362,9 +366,9 @@ check_export_ban(const struct command *c, const struct opts *o,
 	if (c->run == cmd_export && o->p12 == NULL)
 		return usage_error(c, "export: --p12 FILE is needed");
 	if (c->run != cmd_export && (o->p12 != NULL || o->protfd >= 0 ||
-	    o->protfile != NULL))
-		return usage_error(c, "%s: --p12 and --protection-password-* "
-		    "are for export", c->name);
+	    o->protfile != NULL || o->legacy))
+		return usage_error(c, "%s: --p12, --legacy and "
+		    "--protection-password-* are for export", c->name);
 	if (o->ban && c->run != cmd_revoke)
 		return usage_error(c, "%s: --ban is for revoke", c->name);
 	if (o->ban && a2 != NULL)
@@ -378,7 +382,7 @@ int
 main(int argc, char **argv)
 {
 	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1,
-	    NULL, -1, NULL, 0 };
+	    NULL, -1, NULL, 0, 0 };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;

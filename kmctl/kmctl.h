@@ -63,6 +63,7 @@ struct opts {
 	int		 protfd;	/* --protection-password-fd, -1 if not */
 	const char	*protfile;	/* --protection-password-file */
 	int		 ban;		/* revoke --ban */
+	int		 legacy;	/* export --legacy (GnuPG < 2.2.42) */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);

@@ -199,7 +199,7 @@ def main():
         # it opens the socket or writes the pid file (main.c), so the
         # running one is not disturbed
         r = subprocess.run([os.path.join(BUILD, "kmilter"), "-f", "-c", env()["LAB_CONF"]],
-                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                           capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
         check(r.returncode != 0, "kmilter started under a retired name")
         check("gateway %s is retired (kmctl retire-gateway)" % GW in r.stderr,
               "start-up refusal not said: %r" % r.stderr[-400:])
