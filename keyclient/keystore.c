@@ -101,7 +101,31 @@ keystore_gateway_retired(struct keystore *ks, struct kmerr *err)
 	return KM_OK;
 }
 
-/* real_signer - signstore_load from the state directory */
+/* may_sign - KM_PERMFAIL (KMERR_REFUSED) when this gateway is retired or
+ * addr banned in the KM (keymodel_ban.h); KM_OK otherwise, also when the
+ * KM cannot be asked (logged: the signing keys are local) */
+static enum km_status
+may_sign(struct keystore *ks, const char *addr, struct kmerr *err)
+{
+	struct kmerr e;
+	enum km_status st;
+
+	if (!ks->has_km || ks->km == NULL || ks->gateway == NULL)
+		return KM_OK;
+	if ((st = keymodel_may_sign(ks->km, ks->gateway, addr, &e)) == KM_OK)
+		return KM_OK;
+	if (st == KM_PERMFAIL && kmerr_is(&e, KMERR_REFUSED)) {
+		if (err != NULL)
+			*err = e;
+		return st;
+	}
+	log_warnx("keystore: %s: cannot tell whether gateway %s is retired or "
+	    "the address banned: %s", addr, ks->gateway, e.msg);
+	return KM_OK;
+}
+
+/* real_signer - signstore_load from the state directory, unless the KM
+ * says this gateway is retired or addr banned */
 static enum km_status
 real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
     STACK_OF(X509) **chain, struct kmerr *err)
@@ -112,7 +136,7 @@ real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here: %s",
 		    addr, ks->seal_err);
-	if (keystore_gateway_retired(ks, err) != KM_OK) {
+	if (may_sign(ks, addr, err) != KM_OK) {
 		log_warnx("keystore: %s: %s", addr, err->msg);
 		return KM_PERMFAIL;
 	}

@@ -156,8 +156,9 @@ enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
 /* KM_PERMFAIL (KMERR_REFUSED) when milter.gateway_name is retired in the
  * KM (kmctl retire-gateway); KM_OK otherwise, also without a KM or when
- * the KM cannot be asked (logged).  The signing-key lookup and start-up
- * (runtime.c) ask it. */
+ * the KM cannot be asked (logged).  kmilter asks it at start-up (main.c);
+ * keystore_get_signer() refuses, the same way, a retired gateway's keys
+ * and a banned address's (kmctl revoke --ban). */
 enum km_status	 keystore_gateway_retired(struct keystore *,
 		    struct kmerr *err);
 /* Automatic enrollment (keystore_enroll.c). */

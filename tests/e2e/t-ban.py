@@ -158,13 +158,17 @@ def main():
         check(signed(msg, f), "not signed after unban: %r" % f)
         check_eq(gens(u), ["1"], "generations of %s" % u)
 
-    @suite.case("revoke --ban of an enrolled user: revoked, and not enrolled again")
+    @suite.case("revoke --ban of an enrolled user: revoked, not enrolled again, its "
+                "signing key here not used")
     def _():
         u = "banned1@example.com"
         r = kmctl("revoke", u, "--ban")
         check(b"1 generation revoked" in r.stdout, "revoke --ban: %r" % r.stdout)
         qid = labsmtp.submit(env(), u, [DAVE], message(u, "banned again"), timeout=60)
-        delivered(qid)
+        msg, f, line = delivered(qid)
+        # its signing key is still on this gateway's disk: not used
+        check(not signed(msg, f), "a banned sender's message was signed: %r" % f)
+        check(("keystore: %s: %s is banned" % (u, u)) in log_text(), "refusal not logged")
         check_eq(gens(u), [], "Active generations of %s" % u)
         check(log_text().count("autoenroll: <%s>: enrollment failed: %s is banned" % (u, u)) >= 2,
               "second refusal not logged")
