@@ -338,7 +338,8 @@ cmd_export(const struct kmilter_conf *conf, const struct opts *o,
 	(void)a2;
 	if ((prot = read_protection(o, &protlen, &given)) == NULL && given)
 		return EX_FAIL;
-	if ((pw = kmctl_get_password(o, 1, &pwlen)) == NULL)
+	if ((pw = kmctl_get_named_password(o, 1, "transport password",
+	    &pwlen)) == NULL)
 		goto out;
 	if ((km = kmctl_open_km(conf)) == NULL)
 		goto out;
