@@ -7,7 +7,7 @@
 # signing certificate the gateway recorded and refuses the name from then
 # on.  (The milter's side: t-ban.py.)
 # Env: KM_TOP, KM_BUILD, KM_PORT_BASE (default 32000 + pid % 1000 * 10).
-# Prints PASS/FAIL lines.
+# Prints PASS/FAIL lines and FIGURE lines (timings).
 . "$(dirname "$0")/../lib/suite.sh"
 kmctl=$build/kmctl
 probe=$build/tools/keymodel-probe
@@ -31,7 +31,10 @@ count() { kp "$1" locate "name=$2" "state=$3" 2>/dev/null | grep -c '^uid='; }
 gw=$(hostname)		# milter.gateway_name "" = the host name
 
 # --- revoke --ban of a user never enrolled: the ban alone, on both servers
+t0=$(date +%s%3N)
 run $K revoke eve@example.com --ban
+t1=$(date +%s%3N)
+echo "FIGURE kmctl revoke --ban of an address never enrolled: $((t1 - t0)) ms (whole kmctl run)"
 if [ $rc = 0 ] && has 'banned from enrollment' &&
     [ "$(count $p1 kmilter:ban:eve@example.com active)" = 1 ] &&
     [ "$(count $p2 kmilter:ban:eve@example.com active)" = 1 ]
@@ -130,7 +133,15 @@ if [ $r1 = 0 ] && [ $rc = 0 ] && has "recorded for gateway $gw" &&
 then pass signing_certs_recorded_both_servers
 else fail signing_certs_recorded_both_servers "$(why)"; fi
 
+# FIGURE: what the signer lookup asks the KM on a cache miss (4 Locates)
+run $P maysign sig1@example.com 20
+if [ $rc = 0 ] && has 'may_sign: n=20'; then
+	echo "FIGURE signer lookup's KM checks (retired + banned, both servers): $(sed 's/^may_sign: //' "$out")"
+else fail maysign_figure "$(why)"; fi
+t0=$(date +%s%3N)
 run $K retire-gateway "$gw"
+t1=$(date +%s%3N)
+echo "FIGURE kmctl retire-gateway, 2 certificates: $((t1 - t0)) ms (whole kmctl run)"
 if [ $rc = 0 ] && has '2 signing certificates revoked' &&
     has 'revoked: signing certificate of sig1@example.com' &&
     [ "$(count $p1 "kmilter:gwcert:$gw" active)" = 0 ] &&

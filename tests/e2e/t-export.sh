@@ -6,7 +6,7 @@
 # enhanced user's protection password is needed and checked before any
 # file is written; a missing password, an unknown address fail cleanly.
 # Env: KM_TOP, KM_BUILD, KM_PORT_BASE (default 31000 + pid % 1000 * 10).
-# Prints PASS/FAIL/SKIP lines.
+# Prints PASS/FAIL/SKIP lines and a FIGURE line (timing).
 . "$(dirname "$0")/../lib/suite.sh"
 kmctl=$build/kmctl
 probe=$build/tools/keymodel-probe
@@ -36,7 +36,10 @@ run $K enroll bob@example.com --protect --password-file "$lab/ppw"
 [ $rc = 0 ] || fail setup_enroll_bob "$(why)"
 
 # --- a default-level user: the file, its format, its key
+t0=$(date +%s%3N)
 run $K export alice@example.com --p12 "$lab/alice.p12" --password-file "$lab/tpw"
+t1=$(date +%s%3N)
+echo "FIGURE kmctl export (rsa2048, default format): $((t1 - t0)) ms (whole kmctl run)"
 if [ $rc = 0 ] && [ -s "$lab/alice.p12" ] &&
     [ "$(stat -c %a "$lab/alice.p12")" = 600 ] && ! ls "$lab"/alice.p12.* >/dev/null 2>&1
 then pass export_default_0600
