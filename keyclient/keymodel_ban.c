@@ -15,6 +15,7 @@
 #include "keymodel_name.h"
 #include "kmip.h"
 #include "log.h"
+#include "signstore.h"
 
 #define BAN_PREFIX	"kmilter:ban:"
 #define RETIRED_PREFIX	"kmilter:retired:"
@@ -444,4 +445,39 @@ keymodel_may_sign(struct keymodel *km, const char *gw, const char *addr,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
 		    "%s is banned: no enrollment until kmctl unban", addr);
 	return KM_OK;
+}
+
+/* keymodel_signing_enroll - gateway's signing key for addr
+ * (signstore_enroll) once keymodel_may_sign allows it, its certificate
+ * then recorded in the KM; km NULL: neither */
+enum km_status
+keymodel_signing_enroll(struct keymodel *km, const char *gw,
+    const char *state_dir, const struct seal_key *seal, const char *addr,
+    X509 *ca, EVP_PKEY *cakey, const char *keytype, int days, int *made,
+    struct kmerr *err)
+{
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	struct kmerr e;
+	enum km_status st;
+
+	*made = 0;
+	if (km != NULL && (st = keymodel_may_sign(km, gw, addr, err)) != KM_OK)
+		return st;
+	if ((st = signstore_enroll(state_dir, seal, addr, ca, cakey, keytype,
+	    days, err)) != KM_OK)
+		return st;
+	*made = 1;
+	if (km == NULL)
+		return KM_OK;
+	if ((st = signstore_load(state_dir, seal, addr, &cert, &key, NULL,
+	    &e)) == KM_OK)
+		st = keymodel_gateway_record_cert(km, gw, cert, &e);
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	if (st != KM_OK)
+		kmerr_set(err, st, e.reason, "signing key made, but its "
+		    "certificate is not recorded in the KM (kmctl "
+		    "retire-gateway would not revoke it): %s", e.msg);
+	return st;
 }

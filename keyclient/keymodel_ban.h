@@ -9,7 +9,7 @@
  *	keymodel_ban(), keymodel_unban(), keymodel_banned(),
  *	keymodel_retire_gateway(), keymodel_gateway_retired(),
  *	keymodel_gateway_record_cert(), keymodel_gateway_name_ok(),
- *	keymodel_may_sign().
+ *	keymodel_may_sign(), keymodel_signing_enroll().
  * DESCRIPTION
  *	A mark is a small SecretData object (its bytes say what it is, no
  *	secret) with one Name, registered and activated on BOTH servers,
@@ -51,6 +51,7 @@
  * THREADS
  *	Thread-safe (the handle's connection pools).
  */
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "keymodel.h"
@@ -77,6 +78,16 @@ enum km_status	 keymodel_retire_gateway(struct keymodel *,
  * retired and addr not banned; else KM_PERMFAIL, KMERR_REFUSED. */
 enum km_status	 keymodel_may_sign(struct keymodel *, const char *gateway,
 		    const char *addr, struct kmerr *err);
+/* signstore_enroll() of gateway's signing key for addr, after
+ * keymodel_may_sign(), then keymodel_gateway_record_cert() of the new
+ * certificate; with km NULL neither (no KM).  *made: the key was made
+ * (also when only the record failed: that error says so). */
+struct seal_key;
+enum km_status	 keymodel_signing_enroll(struct keymodel *,
+		    const char *gateway, const char *state_dir,
+		    const struct seal_key *, const char *addr, X509 *ca,
+		    EVP_PKEY *ca_key, const char *keytype, int days, int *made,
+		    struct kmerr *err);
 enum km_status	 keymodel_gateway_retired(struct keymodel *,
 		    const char *gateway, int *retired, struct kmerr *err);
 enum km_status	 keymodel_gateway_record_cert(struct keymodel *,

@@ -90,30 +90,20 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 	if (ks->seal == NULL)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "no seal key: %s", ks->seal_err);
-	/* a retired gateway or a banned address (keymodel_ban.h): not even
-	 * a key made before counts */
-	if (ks->has_km && ks->gateway != NULL &&
-	    (st = keymodel_may_sign(ks->km, ks->gateway, addr, err)) != KM_OK)
-		return st;
 	if (signstore_load(ks->state_dir, ks->seal, addr, &cert, &key, NULL,
 	    &e2) == KM_OK) {
 		X509_free(cert);
 		EVP_PKEY_free(key);
 		return KM_OK;
 	}
-	if ((st = signstore_enroll(ks->state_dir, ks->seal, addr, ca_cert,
-	    ca_key, NULL, 0, err)) == KM_OK)
-		*made = 1;
-	if (st == KM_OK && ks->has_km && ks->gateway != NULL &&
-	    signstore_load(ks->state_dir, ks->seal, addr, &cert, &key, NULL,
-	    &e2) == KM_OK) {
-		if (keymodel_gateway_record_cert(ks->km, ks->gateway, cert,
-		    &e2) != KM_OK)
-			log_warnx("keystore: %s: signing certificate not "
-			    "recorded in the KM (kmctl retire-gateway will not "
-			    "revoke it): %s", addr, e2.msg);
-		X509_free(cert);
-		EVP_PKEY_free(key);
+	/* refused for a retired gateway or a banned address, recorded in
+	 * the KM for kmctl retire-gateway (keymodel_ban.h) */
+	st = keymodel_signing_enroll(ks->has_km && ks->gateway != NULL ?
+	    ks->km : NULL, ks->gateway, ks->state_dir, ks->seal, addr, ca_cert,
+	    ca_key, NULL, 0, made, err);
+	if (st != KM_OK && *made) {
+		log_warnx("keystore: %s: %s", addr, err->msg);
+		st = KM_OK;
 	}
 	keystore_invalidate(ks, addr);
 	return st;

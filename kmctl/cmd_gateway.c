@@ -118,7 +118,7 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	char fp[96];
 	struct kmerr err;
 	enum km_status st;
-	int created, rc = EX_FAIL;
+	int created, made, rc = EX_FAIL;
 
 	(void)a2;
 	if (kmctl_load_org_ca(conf, &ca, &cakey) != 0)
@@ -134,13 +134,10 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	/* retired gateway, banned address: keymodel_ban.h */
 	if ((km = kmctl_open_km(conf)) == NULL)
 		goto out;
-	if ((st = keymodel_may_sign(km, conf->gateway_name, addr, &err)) !=
-	    KM_OK ||
-	    (st = signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
-	    o->keytype, o->days, &err)) != KM_OK ||
-	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
+	if ((st = keymodel_signing_enroll(km, conf->gateway_name,
+	    conf->state_dir, sk, addr, ca, cakey, o->keytype, o->days, &made,
 	    &err)) != KM_OK ||
-	    (st = keymodel_gateway_record_cert(km, conf->gateway_name, cert,
+	    (st = signstore_load(conf->state_dir, sk, addr, &cert, &key, NULL,
 	    &err)) != KM_OK) {
 		kmctl_warn("signing-enroll %s: %s", addr, err.msg);
 		rc = kmctl_exit_for(st, &err);
