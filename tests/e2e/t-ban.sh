@@ -133,6 +133,16 @@ if [ $r1 = 0 ] && [ $rc = 0 ] && has "recorded for gateway $gw" &&
 then pass signing_certs_recorded_both_servers
 else fail signing_certs_recorded_both_servers "$(why)"; fi
 
+# a signing certificate kmctl maintain renews is recorded too
+run $K signing-enroll sig1@example.com --yes --days 1
+r1=$rc
+run $K maintain --days 30
+if [ $r1 = 0 ] && [ $rc = 0 ] && has 'signing renewed sig1@example.com' &&
+    [ "$(count $p1 "kmilter:gwcert:$gw" active)" = 4 ] &&
+    [ "$(count $p2 "kmilter:gwcert:$gw" active)" = 4 ]
+then pass maintain_renewal_recorded
+else fail maintain_renewal_recorded "$(why) $(head -c 300 "$out")"; fi
+
 # FIGURE: what the signer lookup asks the KM on a cache miss (4 Locates)
 run $P maysign sig1@example.com 20
 if [ $rc = 0 ] && has 'may_sign: n=20'; then
@@ -141,12 +151,12 @@ else fail maysign_figure "$(why)"; fi
 t0=$(date +%s%3N)
 run $K retire-gateway "$gw"
 t1=$(date +%s%3N)
-echo "FIGURE kmctl retire-gateway, 2 certificates: $((t1 - t0)) ms (whole kmctl run)"
-if [ $rc = 0 ] && has '2 signing certificates revoked' &&
+echo "FIGURE kmctl retire-gateway, 4 certificates: $((t1 - t0)) ms (whole kmctl run)"
+if [ $rc = 0 ] && has '4 signing certificates revoked' &&
     has 'revoked: signing certificate of sig1@example.com' &&
     [ "$(count $p1 "kmilter:gwcert:$gw" active)" = 0 ] &&
-    [ "$(count $p1 "kmilter:gwcert:$gw" compromised)" = 2 ] &&
-    [ "$(count $p2 "kmilter:gwcert:$gw" compromised)" = 2 ] &&
+    [ "$(count $p1 "kmilter:gwcert:$gw" compromised)" = 4 ] &&
+    [ "$(count $p2 "kmilter:gwcert:$gw" compromised)" = 4 ] &&
     [ "$(count $p1 "kmilter:retired:$gw" active)" = 1 ] &&
     [ "$(count $p2 "kmilter:retired:$gw" active)" = 1 ]
 then pass retire_revokes_in_km
