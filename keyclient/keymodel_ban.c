@@ -53,8 +53,10 @@ keymodel_gateway_name_ok(const char *gw)
 
 	if (n == 0 || n > KEYMODEL_GATEWAY_MAX)
 		return 0;
-	return strspn(gw, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789.-_") == n;
+	for (; *gw != '\0'; gw++)
+		if (*gw <= ' ' || *gw > '~')	/* printable ASCII, no space */
+			return 0;
+	return 1;
 }
 
 /* gateway_name - the Name prefix+gateway, lower-cased */
@@ -64,8 +66,8 @@ gateway_name(const char *prefix, const char *gw, char *out, size_t outlen,
 {
 	if (!keymodel_gateway_name_ok(gw))
 		return kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
-		    "bad gateway name \"%.64s\" (letters, digits, '.', '-', "
-		    "'_', at most %d)", gw, KEYMODEL_GATEWAY_MAX);
+		    "bad gateway name \"%.64s\" (printable ASCII without "
+		    "spaces, at most %d characters)", gw, KEYMODEL_GATEWAY_MAX);
 	snprintf(out, outlen, "%s%s", prefix, gw);
 	lower(out);
 	return KM_OK;

@@ -38,8 +38,9 @@
  *	of the gateway on both servers.  keymodel_gateway_retired() says
  *	whether the mark is there.
  *
- *	Gateway names: 1 to 200 characters of letters, digits, '.', '-',
- *	'_'; compared case-insensitively (the Name is lower-cased).
+ *	Gateway names (milter.gateway_name): 1 to 200 printable ASCII
+ *	characters without spaces; compared case-insensitively (the Name is
+ *	lower-cased).
  * OWNERSHIP
  *	Everything is borrowed.
  * ERRORS

@@ -183,7 +183,7 @@ if [ $r1 = 0 ] && ! grep -q '^signer OK' "$out" && grep -q 'retired' "$out" "$er
 then pass retired_keys_not_used
 else fail retired_keys_not_used "signload rc=$r1; $(why) $(head -c 200 "$out")"; fi
 
-run $K retire-gateway 'bad/name'
+run $K retire-gateway 'bad name'
 if [ $rc = 2 ]; then pass retire_bad_name
 else fail retire_bad_name "$(why)"; fi
 
