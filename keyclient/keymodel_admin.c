@@ -257,20 +257,21 @@ keymodel_enroll_protected(struct keymodel *km, const char *addr,
 
 	if ((st = keymodel_admin_open(&a, km, addr, err)) != KM_OK)
 		return st;
-	if ((st = keymodel_admin_tidy(&a, what, sizeof(what), err)) !=
-	    KM_OK) {
-		keymodel_admin_close(&a);
-		return st;
-	}
+	/* kmctl revoke --ban bars every enrollment until kmctl unban */
+	if ((st = keymodel_admin_refuse_banned(&a, err)) != KM_OK)
+		goto out;
+	if ((st = keymodel_admin_tidy(&a, what, sizeof(what), err)) != KM_OK)
+		goto out;
 	if ((cur = admin_active(&a)) != NULL) {
 		st = kmerr_set(err, KM_PERMFAIL, KMERR_EXISTS,
 		    "%s is already enrolled (generation %d "
 		    "is Active): use renew", a.norm, cur->gen);
-	} else {
-		a.contend = 1;	/* keymodel_enroll_race.c */
-		st = new_generation(&a, ca_cert, ca_key, keytype, days, pw,
-		    pwlen, generation, err);
+		goto out;
 	}
+	a.contend = 1;		/* keymodel_enroll_race.c */
+	st = new_generation(&a, ca_cert, ca_key, keytype, days, pw, pwlen,
+	    generation, err);
+out:
 	keymodel_admin_close(&a);
 	return st;
 }
@@ -450,6 +451,7 @@ keymodel_import_p12(struct keymodel *km, const char *addr,
 	    (st = keymodel_check_pair(cert, key, err)) != KM_OK ||
 	    (st = keymodel_admin_open(&a, km, addr, err)) != KM_OK ||
 	    (st = check_for_addr(cert, a.norm, err)) != KM_OK ||
+	    (st = keymodel_admin_refuse_banned(&a, err)) != KM_OK ||
 	    (st = keymodel_pkey_to_der(key, &der, &derlen, err)) !=
 	    KM_OK)
 		goto out;

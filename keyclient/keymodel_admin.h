@@ -8,7 +8,7 @@
  *	keymodel_enroll(), keymodel_enroll_protected(), keymodel_renew(),
  *	keymodel_revoke(), keymodel_import_p12(), keymodel_import_cert(),
  *	keymodel_show(), keymodel_infos_free(), keymodel_list(),
- *	keymodel_list_unfinished(), keymodel_finish().
+ *	keymodel_list_unfinished(), keymodel_finish(), keymodel_export_key().
  *	Included by keymodel.h: callers include keymodel.h.
  * DESCRIPTION
  *	Each function opens an administration session (a connection to each
@@ -30,6 +30,9 @@
  *	keymodel_import_cert() an outside correspondent's certificate (no
  *	key); both refuse a certificate not issued to the address.
  *	keymodel_show() describes every generation, without key material.
+ *	keymodel_export_key() hands the current key and certificate to
+ *	kmctl export (an enhanced key only with its protection password).
+ *	Enrollment and import refuse a banned address (keymodel_ban.h).
  *	keymodel_list() gives every address that has an Active certificate
  *	or Active key shares (Locate by type and state, then each object's
  *	Name, and each certificate's expiry) from the first server that
@@ -83,6 +86,13 @@ enum km_status	 keymodel_import_p12(struct keymodel *, const char *addr,
 enum km_status	 keymodel_import_cert(struct keymodel *, const char *addr,
 		    const unsigned char *data, size_t len, int *generation,
 		    struct kmerr *err);
+/* The current (newest Active) generation's key and certificate for kmctl
+ * export: the key reassembled from its two shares as for decryption; an
+ * enhanced key needs protpw (none or a wrong one: KM_PERMFAIL,
+ * KMERR_BADPASSWORD).  New references on KM_OK. */
+enum km_status	 keymodel_export_key(struct keymodel *, const char *addr,
+		    const char *protpw, size_t protlen, EVP_PKEY **key,
+		    X509 **cert, int *generation, struct kmerr *err);
 enum km_status	 keymodel_show(struct keymodel *, const char *addr,
 		    struct keymodel_info **out, size_t *n, struct kmerr *err);
 struct keymodel_info *keymodel_infos_free(struct keymodel_info *);

@@ -24,6 +24,7 @@
  *	keymodel_stale(), keymodel_admin_tidy() (what a crashed change left,
  *	finished or removed), keymodel_test_pause() (tests only),
  *	keymodel_admin_supersede() (older Active generations deactivated).
+ *	Bans (keymodel_ban.c): keymodel_admin_refuse_banned().
  * DESCRIPTION
  *	A scan is every kmilter object of one Name on one server, with its
  *	type, state, generation and level (Get Attributes); build_gens groups
@@ -144,5 +145,9 @@ enum km_status	 keymodel_admin_supersede(struct admin *, int gen,
 enum km_status	 keymodel_admin_install(struct admin *, int gen, X509 *cert,
 		    const unsigned char *der, size_t derlen, int enhanced,
 		    int harvested, struct kmerr *err);
+/* Bans (keymodel_ban.c): KM_PERMFAIL/KMERR_REFUSED when the session's
+ * address is banned on either server. */
+enum km_status	 keymodel_admin_refuse_banned(struct admin *,
+		    struct kmerr *err);
 
 #endif

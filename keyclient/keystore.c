@@ -26,6 +26,7 @@
 #include "hook.h"
 #include "keymodel.h"
 #include "keymodel_name.h"
+#include "keymodel_ban.h"
 #include "keystore.h"
 #include "keystore_int.h"
 #include "log.h"
@@ -75,7 +76,56 @@ real_km_gens_free(void *arg, struct keymodel_gen *g, size_t n)
 	keymodel_gens_free(g, n);
 }
 
-/* real_signer - signstore_open from the state directory */
+/* keystore_gateway_retired - KM_PERMFAIL (KMERR_REFUSED) when this
+ * gateway is retired in the KM (keymodel_ban.h); KM_OK otherwise, also
+ * when there is no KM or it cannot be asked (logged: the signing keys
+ * are local, a KM outage does not stop signing) */
+enum km_status
+keystore_gateway_retired(struct keystore *ks, struct kmerr *err)
+{
+	struct kmerr e;
+	int retired = 0;
+
+	if (!ks->has_km || ks->km == NULL || ks->gateway == NULL)
+		return KM_OK;
+	if (keymodel_gateway_retired(ks->km, ks->gateway, &retired, &e) !=
+	    KM_OK) {
+		log_warnx("keystore: cannot tell whether gateway %s is retired: "
+		    "%s", ks->gateway, e.msg);
+		return KM_OK;
+	}
+	if (retired)
+		return kmerr_set(err, KM_PERMFAIL, KMERR_REFUSED,
+		    "gateway %s is retired (kmctl retire-gateway): its signing "
+		    "keys are not used", ks->gateway);
+	return KM_OK;
+}
+
+/* may_sign - KM_PERMFAIL (KMERR_REFUSED) when this gateway is retired or
+ * addr banned in the KM (keymodel_ban.h); KM_OK otherwise, also when the
+ * KM cannot be asked (logged: the signing keys are local) */
+static enum km_status
+may_sign(struct keystore *ks, const char *addr, struct kmerr *err)
+{
+	struct kmerr e;
+	enum km_status st;
+
+	if (!ks->has_km || ks->km == NULL || ks->gateway == NULL)
+		return KM_OK;
+	if ((st = keymodel_may_sign(ks->km, ks->gateway, addr, &e)) == KM_OK)
+		return KM_OK;
+	if (st == KM_PERMFAIL && kmerr_is(&e, KMERR_REFUSED)) {
+		if (err != NULL)
+			*err = e;
+		return st;
+	}
+	log_warnx("keystore: %s: cannot tell whether gateway %s is retired or "
+	    "the address banned: %s", addr, ks->gateway, e.msg);
+	return KM_OK;
+}
+
+/* real_signer - signstore_open from the state directory, unless the KM
+ * says this gateway is retired or addr banned */
 static enum km_status
 real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
     unsigned char **enc, size_t *enclen, STACK_OF(X509) **chain,
@@ -87,6 +137,10 @@ real_signer(void *arg, const char *addr, X509 **cert, EVP_PKEY **key,
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 		    "no signing key for %s here: %s",
 		    addr, ks->seal_err);
+	if (may_sign(ks, addr, err) != KM_OK) {
+		log_warnx("keystore: %s: %s", addr, err->msg);
+		return KM_PERMFAIL;
+	}
 	return signstore_open(ks->state_dir, ks->seal, addr, cert, key, enc,
 	    enclen, chain, err);
 }

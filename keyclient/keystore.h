@@ -59,7 +59,10 @@
  *	escrowed encryption key as kmctl enroll does (keymodel_enroll();
  *	a rival enrollment that came first makes it yield, KM_TEMPFAIL,
  *	KMERR_REFUSED), keystore_enroll_signer() this gateway's signing key
- *	(signstore_enroll()) unless there is one.  Both drop the address's
+ *	(signstore_enroll()) unless there is one, recorded in the KM for
+ *	kmctl retire-gateway; it refuses (KM_PERMFAIL, KMERR_REFUSED) a
+ *	retired gateway or a banned address (keymodel_ban.h), whose
+ *	enrollment keymodel_enroll() refuses too.  Both drop the address's
  *	cached answers.
  *
  *	Signing keys follow the protection level.  keystore_get_signer()
@@ -183,6 +186,13 @@ enum km_status	 keystore_get_signer(struct keystore *, const char *addr,
 enum km_status	 keystore_has_signer(struct keystore *, const char *addr,
 		    struct kmerr *err);
 enum km_status	 keystore_invalidate(struct keystore *, const char *addr);
+/* KM_PERMFAIL (KMERR_REFUSED) when milter.gateway_name is retired in the
+ * KM (kmctl retire-gateway); KM_OK otherwise, also without a KM or when
+ * the KM cannot be asked (logged).  kmilter asks it at start-up (main.c);
+ * keystore_get_signer() refuses, the same way, a retired gateway's keys
+ * and a banned address's (kmctl revoke --ban). */
+enum km_status	 keystore_gateway_retired(struct keystore *,
+		    struct kmerr *err);
 /* Automatic enrollment (keystore_enroll.c). */
 enum km_status	 keystore_enroll_allowed(struct keystore *, const char *addr,
 		    const char *queue_id, struct kmerr *err);

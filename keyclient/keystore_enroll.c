@@ -11,6 +11,7 @@
 #include "hook.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "keystore.h"
 #include "keystore_int.h"
@@ -100,9 +101,15 @@ keystore_enroll_signer(struct keystore *ks, const char *addr, X509 *ca_cert,
 		free(enc);
 		return KM_OK;
 	}
-	if ((st = signstore_enroll(ks->state_dir, ks->seal, addr, ca_cert,
-	    ca_key, NULL, 0, err)) == KM_OK)
-		*made = 1;
+	/* refused for a retired gateway or a banned address, recorded in
+	 * the KM for kmctl retire-gateway (keymodel_ban.h) */
+	st = keymodel_signing_enroll(ks->has_km && ks->gateway != NULL ?
+	    ks->km : NULL, ks->gateway, ks->state_dir, ks->seal, addr, ca_cert,
+	    ca_key, NULL, 0, NULL, 0, made, err);
+	if (st != KM_OK && *made) {
+		log_warnx("keystore: %s: %s", addr, err->msg);
+		st = KM_OK;
+	}
 	keystore_invalidate(ks, addr);
 	return st;
 }

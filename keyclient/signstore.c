@@ -25,6 +25,7 @@
 #include "keymodel_name.h"
 #include "log.h"
 #include "pkcs8pw.h"
+#include "privfile.h"
 #include "seal.h"
 #include "secmem.h"
 #include "signstore.h"
@@ -78,54 +79,6 @@ paths(const char *state_dir, const struct seal_key *sk, const char *addr,
 		return kmerr_set(err, KM_PROTO, KMERR_NONE,
 		    "state directory path too long");
 	return KM_OK;
-}
-
-/* write_file - write bytes to path via a 0600 temporary file and rename;
- * the temporary name is the writer's own (two milter threads may wrap the
- * same key at once: each renames a whole file) */
-static enum km_status
-write_file(const char *path, const unsigned char *buf, size_t len,
-    struct kmerr *err)
-{
-	static atomic_uint seq;
-	char tmp[PATH_MAX];
-	size_t off = 0;
-	ssize_t w;
-	int fd, saved;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", path, (long)getpid(),
-	    atomic_fetch_add(&seq, 1)) >= (int)sizeof(tmp))
-		return kmerr_set(err, KM_PROTO, KMERR_NONE, "path too long");
-	unlink(tmp);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
-	    -1)
-		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
-		    "%s: %s", tmp, strerror(errno));
-	while (off < len) {
-		if ((w = write(fd, buf + off, len - off)) < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto fail;
-	return KM_OK;
-fail:
-	saved = errno;
-	if (fd != -1)
-		close(fd);
-	unlink(tmp);
-	kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
-	    "%s: %s", path, strerror(saved));
-	errno = saved;
-	return KM_PERMFAIL;
 }
 
 /* read_file - read a whole private file (regular, not group/world readable) */
@@ -222,7 +175,7 @@ seal_key_file(const struct seal_key *sk, const char *keyp, const char *keyname,
 
 	if ((st = seal_seal(sk, keyname, der, derlen, NEVER, 0, &sealed,
 	    &sealedlen, err)) == KM_OK)
-		st = write_file(keyp, sealed, sealedlen, err);
+		st = privfile_write(keyp, sealed, sealedlen, err);
 	free(sealed);
 	return st;
 }
@@ -287,7 +240,7 @@ signstore_enroll_protected(const char *state_dir, const struct seal_key *sk,
 	/* key first: a certificate is never there without its key */
 	if ((st = seal_key_file(sk, keyp, keyname, wrapped != NULL ? wrapped :
 	    der, wrapped != NULL ? wlen : derlen, err)) != KM_OK ||
-	    (st = write_file(crt, pem, pemlen, err)) != KM_OK)
+	    (st = privfile_write(crt, pem, pemlen, err)) != KM_OK)
 		goto out;
 	log_info("signstore: signing key for %s enrolled%s", norm,
 	    pw != NULL ? ", protected by the user's password" : "");

@@ -6,7 +6,8 @@
  *	them
  * SUMMARY
  *	cmd_keys.c: cmd_enroll(), cmd_renew(), cmd_set_password(),
- *	cmd_clear_password(), cmd_revoke(), cmd_import().
+ *	cmd_clear_password(), cmd_revoke(), cmd_import(), cmd_unban(),
+ *	cmd_export(), cmd_retire_gateway().
  *	cmd_show.c: cmd_show(), cmd_export_cert().
  *	cmd_gateway.c: cmd_keygen(), cmd_signing_enroll().
  *	cmd_server.c: cmd_ping(), cmd_stats(), cmd_flush().
@@ -38,6 +39,12 @@ int	cmd_clear_password(const struct kmilter_conf *, const struct opts *,
 int	cmd_revoke(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 int	cmd_import(const struct kmilter_conf *, const struct opts *,
+	    const char *a1, const char *a2);
+int	cmd_unban(const struct kmilter_conf *, const struct opts *,
+	    const char *a1, const char *a2);
+int	cmd_export(const struct kmilter_conf *, const struct opts *,
+	    const char *a1, const char *a2);
+int	cmd_retire_gateway(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);
 int	cmd_show(const struct kmilter_conf *, const struct opts *,
 	    const char *a1, const char *a2);

@@ -16,6 +16,7 @@
 #include "cmd.h"
 #include "conf.h"
 #include "keymodel.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "keymodel_protect.h"
 #include "kmctl.h"
@@ -162,6 +163,7 @@ int
 cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, const char *a2)
 {
+	struct keymodel *km = NULL;
 	struct seal_key *sk = NULL;
 	X509 *ca = NULL, *cert = NULL;
 	EVP_PKEY *cakey = NULL, *key = NULL;
@@ -170,7 +172,7 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	struct kmerr err;
 	size_t enclen = 0, pwlen = 0;
 	enum km_status st;
-	int created, rc = EX_FAIL;
+	int created, made, rc = EX_FAIL;
 
 	(void)a2;
 	if (user_password(conf, o, addr, &pw, &pwlen) != 0)
@@ -185,21 +187,27 @@ cmd_signing_enroll(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	if (!may_replace(conf, o, sk, addr))
 		goto out;
-	if ((st = signstore_enroll_protected(conf->state_dir, sk, addr, ca,
-	    cakey, o->keytype, o->days, pw, pwlen, &err)) != KM_OK ||
+	/* retired gateway, banned address: keymodel_ban.h */
+	if ((km = kmctl_open_km(conf)) == NULL)
+		goto out;
+	if ((st = keymodel_signing_enroll(km, conf->gateway_name,
+	    conf->state_dir, sk, addr, ca, cakey, o->keytype, o->days, pw,
+	    pwlen, &made, &err)) != KM_OK ||
 	    (st = signstore_open(conf->state_dir, sk, addr, &cert, &key, &enc,
 	    &enclen, NULL, &err)) != KM_OK) {
 		kmctl_warn("signing-enroll %s: %s", addr, err.msg);
-		rc = EX_FAIL;
+		rc = kmctl_exit_for(st, &err);
 		goto out;
 	}
 	keymodel_cert_fingerprint(cert, fp, sizeof(fp));
 	/* what the file holds, as read back */
-	printf("%s: signing certificate sha256 %s%s\n", addr, fp, enc != NULL ?
-	    ", key protected by the user's password" : "");
+	printf("%s: signing certificate sha256 %s%s (recorded for gateway %s)\n",
+	    addr, fp, enc != NULL ? ", key protected by the user's password" : "",
+	    conf->gateway_name);
 	/* a gateway may have cached "no signing key" */
 	rc = kmctl_after_change(conf, addr);
 out:
+	keymodel_free(km);
 	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
 	free(enc);
 	X509_free(cert);

@@ -1,7 +1,8 @@
 /*
  * cmd_keys.c - kmctl's commands that change a user's keys in the KM:
  * enroll, renew, set-password, clear-password (with this gateway's
- * signing key), revoke, import.  See cmd.h and kmctl.8.
+ * signing key), revoke (--ban), unban, import, export, and retire-gateway.
+ * See cmd.h and kmctl.8.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,11 +17,13 @@
 #include "conf.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
+#include "keymodel_ban.h"
 #include "keymodel_name.h"
 #include "keymodel_p12.h"
 #include "keymodel_protect.h"
 #include "kmctl.h"
 #include "kmctl_password.h"
+#include "privfile.h"
 #include "seal.h"
 #include "secmem.h"
 #include "signstore.h"
@@ -197,7 +200,25 @@ cmd_clear_password(const struct kmilter_conf *conf, const struct opts *o,
 	return change_password(conf, o, a1, 0);
 }
 
-/* cmd_revoke - revoke one generation, or all */
+/* ban - revoke --ban: the ban on both KM servers */
+static int
+ban(struct keymodel *km, const char *addr)
+{
+	struct kmerr err;
+	enum km_status st;
+	int added = 0;
+
+	if ((st = keymodel_ban(km, addr, &added, &err)) != KM_OK) {
+		kmctl_warn("revoke --ban %s: %s (nothing revoked; run it again)",
+		    addr, err.msg);
+		return kmctl_exit_for(st, &err);
+	}
+	printf("%s: %s\n", addr, added ? "banned from enrollment" :
+	    "already banned");
+	return EX_OK_;
+}
+
+/* cmd_revoke - revoke one generation, or all (--ban: and ban) */
 int
 cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
     const char *addr, const char *genarg)
@@ -209,7 +230,6 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
 	long gen = 0;
 	int n = 0, rc;
 
-	(void)o;
 	if (genarg != NULL) {
 		errno = 0;
 		gen = strtol(genarg, &end, 10);
@@ -221,15 +241,45 @@ cmd_revoke(const struct kmilter_conf *conf, const struct opts *o,
 	}
 	if ((km = kmctl_open_km(conf)) == NULL)
 		return EX_FAIL;
+	/* the ban first: no enrollment slips in between */
+	if (o->ban && (rc = ban(km, addr)) != EX_OK_) {
+		keymodel_free(km);
+		return rc;
+	}
 	st = keymodel_revoke(km, addr, (int)gen, &n, &err);
 	keymodel_free(km);
-	rc = n > 0 ? kmctl_after_change(conf, addr) : EX_OK_;
-	if (st != KM_OK) {
+	rc = n > 0 || o->ban ? kmctl_after_change(conf, addr) : EX_OK_;
+	if (st != KM_OK && !(o->ban && kmerr_is(&err, KMERR_NOTFOUND))) {
 		kmctl_warn("revoke %s: %s", addr, err.msg);
 		return kmctl_exit_for(st, &err);
 	}
 	printf("%s: %d generation%s revoked\n", addr, n, n == 1 ? "" : "s");
 	return rc;
+}
+
+/* cmd_unban - lift revoke --ban */
+int
+cmd_unban(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, const char *a2)
+{
+	struct keymodel *km;
+	struct kmerr err;
+	enum km_status st;
+	int changed = 0;
+
+	(void)o;
+	(void)a2;
+	if ((km = kmctl_open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_unban(km, addr, &changed, &err);
+	keymodel_free(km);
+	if (st != KM_OK) {
+		kmctl_warn("unban %s: %s (the ban holds until unban succeeds "
+		    "on both KM servers)", addr, err.msg);
+		return kmctl_exit_for(st, &err);
+	}
+	printf("%s: %s\n", addr, changed ? "ban lifted" : "was not banned");
+	return kmctl_after_change(conf, addr);	/* negative entries go */
 }
 
 /* cmd_import - a PKCS#12 (key + certificate) or a certificate alone */
@@ -274,4 +324,135 @@ out:
 	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
 	free(buf);
 	return rc;
+}
+
+/* read_protection - --protection-password-fd/-file, in secmem (NULL and
+ * *given 0 when neither option is there; NULL and *given 1 on error) */
+static char *
+read_protection(const struct opts *o, size_t *len, int *given)
+{
+	struct opts p = *o;
+
+	*len = 0;
+	*given = o->protfd >= 0 || o->protfile != NULL;
+	if (!*given)
+		return NULL;
+	p.pwfd = o->protfd;
+	p.pwfile = o->protfile;
+	return kmctl_read_password(&p, len);
+}
+
+/* export_file - the PKCS#12 of key, cert and the org chain into o->p12 */
+static int
+export_file(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, EVP_PKEY *key, X509 *cert, const char *pw,
+    size_t pwlen)
+{
+	STACK_OF(X509) *chain;
+	unsigned char *der = NULL;
+	struct kmerr err;
+	size_t len = 0;
+	enum km_status st;
+
+	if ((chain = keymodel_read_chain(conf->org_ca_cert, &err)) == NULL) {
+		kmctl_warn("export %s: %s", addr, err.msg);
+		return EX_FAIL;
+	}
+	if ((st = keymodel_p12_build(key, cert, chain, addr, o->legacy, pw,
+	    pwlen, &der, &len, &err)) == KM_OK)
+		st = privfile_write(o->p12, der, len, &err);
+	sk_X509_pop_free(chain, X509_free);
+	OPENSSL_free(der);
+	if (st != KM_OK) {
+		kmctl_warn("export %s: %s", addr, err.msg);
+		return EX_FAIL;
+	}
+	return EX_OK_;
+}
+
+/* cmd_export - a1's current key and certificate with the org chain as
+ * PKCS#12 under a transport password; an enhanced key's protection
+ * password is checked before anything is written */
+int
+cmd_export(const struct kmilter_conf *conf, const struct opts *o,
+    const char *addr, const char *a2)
+{
+	struct keymodel *km = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	char *pw = NULL, *prot = NULL;
+	struct kmerr err;
+	size_t pwlen = 0, protlen = 0;
+	enum km_status st;
+	int rc = EX_FAIL, given, gen = 0;
+
+	(void)a2;
+	if ((prot = read_protection(o, &protlen, &given)) == NULL && given)
+		return EX_FAIL;
+	if ((pw = kmctl_get_named_password(o, 1, "transport password",
+	    &pwlen)) == NULL)
+		goto out;
+	if ((km = kmctl_open_km(conf)) == NULL)
+		goto out;
+	if ((st = keymodel_export_key(km, addr, prot, protlen, &key, &cert,
+	    &gen, &err)) != KM_OK) {
+		kmctl_warn("export %s: %s%s", addr, err.msg,
+		    kmerr_is(&err, KMERR_BADPASSWORD) && prot == NULL ?
+		    " (--protection-password-fd or --protection-password-file)" :
+		    "");
+		rc = kmctl_exit_for(st, &err);
+		goto out;
+	}
+	if ((rc = export_file(conf, o, addr, key, cert, pw, pwlen)) == EX_OK_)
+		printf("%s: generation %d exported to %s%s\n", addr, gen, o->p12,
+		    o->legacy ? " (legacy: AES-128-CBC, PBKDF2-HMAC-SHA1)" : "");
+out:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	keymodel_free(km);
+	secmem_free(pw, pw != NULL ? PW_MAX + 1 : 0);
+	secmem_free(prot, prot != NULL ? PW_MAX + 1 : 0);
+	return rc;
+}
+
+/* retired_addr - an address whose signing certificate retire-gateway
+ * revoked: every gateway drops what it cached for it */
+static void
+retired_addr(const char *addr, void *arg)
+{
+	const struct kmilter_conf *conf = arg;
+
+	printf("revoked: signing certificate of %s\n", addr);
+	kmctl_after_change(conf, addr);
+}
+
+/* cmd_retire_gateway - gateway a1 retired: its signing certificates
+ * revoked in the KM, its name refused from now on */
+int
+cmd_retire_gateway(const struct kmilter_conf *conf, const struct opts *o,
+    const char *gw, const char *a2)
+{
+	struct keymodel *km;
+	struct kmerr err;
+	enum km_status st;
+	int n = 0;
+
+	(void)o;
+	(void)a2;
+	if (!keymodel_gateway_name_ok(gw)) {
+		kmctl_warn("retire-gateway: bad gateway name \"%s\"", gw);
+		return EX_USAGE_;
+	}
+	if ((km = kmctl_open_km(conf)) == NULL)
+		return EX_FAIL;
+	st = keymodel_retire_gateway(km, gw, &n, retired_addr, (void *)conf,
+	    &err);
+	keymodel_free(km);
+	if (st != KM_OK) {
+		kmctl_warn("retire-gateway %s: %s (run it again)", gw, err.msg);
+		return kmctl_exit_for(st, &err);
+	}
+	printf("gateway %s retired: %d signing certificate%s revoked\n", gw, n,
+	    n == 1 ? "" : "s");
+	return EX_OK_;
 }

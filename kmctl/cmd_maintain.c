@@ -28,6 +28,7 @@
 #include "conf.h"
 #include "keymodel.h"
 #include "keymodel_admin.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "kmctl.h"
 #include "kmip.h"
@@ -204,8 +205,8 @@ sign_addr(X509 *x, char *out, size_t len)
 /* sign_one - one certificate file of STATE_DIR/signing: renew it when due
  * and its address is still enrolled, delete it when expired and not */
 static void
-sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
-    const char *path, const struct keymodel_user *users, size_t nusers,
+sign_one(const struct kmilter_conf *conf, struct keymodel *km,
+    const struct seal_key *sk, const char *path, const struct keymodel_user *users, size_t nusers,
     X509 *ca, EVP_PKEY *cakey, time_t limit, struct tally *t)
 {
 	char addr[KEYMODEL_ADDR_MAX + 1], d[16];
@@ -214,7 +215,7 @@ sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
 	struct kmerr err;
 	time_t not_after = 0, now = time(NULL);
 	size_t i;
-	int enrolled = 0;
+	int enrolled = 0, made;
 
 	if ((fp = fopen(path, "r")) != NULL) {
 		x = PEM_read_X509(fp, NULL, NULL, NULL);
@@ -235,8 +236,10 @@ sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
 	if (not_after > limit) {
 		t->sign_kept++;
 	} else if (enrolled) {
-		if (signstore_enroll(conf->state_dir, sk, addr, ca, cakey,
-		    keymodel_keytype_of(x), 0, &err) != KM_OK) {
+		/* checked and recorded as signing-enroll does */
+		if (keymodel_signing_enroll(km, conf->gateway_name,
+		    conf->state_dir, sk, addr, ca, cakey, keymodel_keytype_of(x),
+		    0, NULL, 0, &made, &err) != KM_OK) {
 			kmctl_warn("maintain: signing %s: %s", addr, err.msg);
 			t->sign_failed++;
 		} else {
@@ -263,7 +266,8 @@ sign_one(const struct kmilter_conf *conf, const struct seal_key *sk,
 
 /* sign_all - every signing certificate of this gateway */
 static void
-sign_all(const struct kmilter_conf *conf, const struct keymodel_user *users,
+sign_all(const struct kmilter_conf *conf, struct keymodel *km,
+    const struct keymodel_user *users,
     size_t nusers, X509 *ca, EVP_PKEY *cakey, time_t limit, struct tally *t)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 256];
@@ -289,7 +293,7 @@ sign_all(const struct kmilter_conf *conf, const struct keymodel_user *users,
 		    strcmp(de->d_name + l - 4, ".crt") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		sign_one(conf, sk, path, users, nusers, ca, cakey, limit, t);
+		sign_one(conf, km, sk, path, users, nusers, ca, cakey, limit, t);
 	}
 	closedir(d);
 	seal_key_free(sk);
@@ -381,7 +385,7 @@ cmd_maintain(const struct kmilter_conf *conf, const struct opts *o,
 		t.users++;
 		renew_one(conf, km, &v[i], ca, cakey, limit, &t);
 	}
-	sign_all(conf, v, n, ca, cakey, limit, &t);
+	sign_all(conf, km, v, n, ca, cakey, limit, &t);
 	printf("maintain: %d users, %d renewed, %d renewed elsewhere, "
 	    "%d need attention, %d failed; signing keys: %d renewed, "
 	    "%d deleted, %d kept, %d failed\n", t.users, t.renewed,

@@ -50,8 +50,15 @@ static const struct command commands[] = {
 	    "a first key pair for an internal user (--from: one per line of FILE)" },
 	{ "renew", 1, 1, cmd_renew, 0, 0, "ADDR [--key TYPE] [--days N]",
 	    "a new generation, the current one deactivated" },
-	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION]",
-	    "revoke one generation, or all" },
+	{ "revoke", 1, 2, cmd_revoke, 0, 0, "ADDR [GENERATION] [--ban]",
+	    "revoke one generation, or all (--ban: and bar ADDR from enrollment)" },
+	{ "unban", 1, 1, cmd_unban, 0, 0, "ADDR", "lift revoke --ban" },
+	{ "export", 1, 1, cmd_export, 0, 0, "ADDR --p12 FILE [--password-fd N | "
+	    "--password-file F] [--protection-password-fd N | "
+	    "--protection-password-file F] [--legacy]",
+	    "ADDR's current key and certificate, with the org chain, as PKCS#12" },
+	{ "retire-gateway", 1, 1, cmd_retire_gateway, 0, 0, "NAME",
+	    "revoke every signing certificate gateway NAME issued, for good" },
 	{ "import", 2, 2, cmd_import, 0, 0,
 	    "ADDR FILE.p12|CERT.pem|CERT.der [--password-fd N | --password-file F]",
 	    "a PKCS#12 (key and certificate) or a certificate alone" },
@@ -195,32 +202,58 @@ parse_number(const char *arg, long lo, long hi, int *out)
 	return 0;
 }
 
+/* check_option_pairs - options that exclude each other, the key type; -1 if fine, else the exit code */
+static int
+check_option_pairs(const struct command *c, const struct opts *o)
+{
+	if (o->pwfd >= 0 && o->pwfile != NULL)
+		return usage_error(c, "%s: --password-fd and --password-file "
+		    "exclude each other", c->name);
+	if (o->protfd >= 0 && o->protfile != NULL)
+		return usage_error(c, "%s: --protection-password-fd and "
+		    "--protection-password-file exclude each other", c->name);
+	if (o->keytype != NULL && strcmp(o->keytype, "rsa2048") != 0 &&
+	    strcmp(o->keytype, "rsa3072") != 0 &&
+	    strcmp(o->keytype, "ec-p256") != 0)
+		return usage_error(c, "%s: unknown key type \"%s\" (rsa2048, "
+		    "rsa3072, ec-p256)", c->name, o->keytype);
+	return -1;
+}
+
+/* the options of commands (parse_command checks which go with which) */
+static const struct option command_options[] = {
+	{ "key", required_argument, NULL, 'k' },
+	{ "days", required_argument, NULL, 'd' },
+	{ "password-fd", required_argument, NULL, 'P' },
+	{ "password-file", required_argument, NULL, 'F' },
+	{ "protect", no_argument, NULL, 'p' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "yes", no_argument, NULL, 'y' },
+	{ "format", required_argument, NULL, 'o' },
+	{ "expiring", required_argument, NULL, 'e' },
+	{ "from", required_argument, NULL, 'r' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	/* export, revoke --ban */
+	{ "p12", required_argument, NULL, '1' },
+	{ "protection-password-fd", required_argument, NULL, '2' },
+	{ "protection-password-file", required_argument, NULL, '3' },
+	{ "ban", no_argument, NULL, 'b' },
+	{ "legacy", no_argument, NULL, 'L' },
+	{ NULL, 0, NULL, 0 }
+};
+
 /* parse_command - the command's options, anywhere among its arguments
  * (subv[0] is the command word, argv[0] of its own option scan), checked
  * together.  Returns -1 to go on, else the exit code. */
 static int
 parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		{ "key", required_argument, NULL, 'k' },
-		{ "days", required_argument, NULL, 'd' },
-		{ "password-fd", required_argument, NULL, 'P' },
-		{ "password-file", required_argument, NULL, 'F' },
-		{ "protect", no_argument, NULL, 'p' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "yes", no_argument, NULL, 'y' },
-		{ "format", required_argument, NULL, 'o' },
-		{ "expiring", required_argument, NULL, 'e' },
-		{ "from", required_argument, NULL, 'r' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
 	int ch;
 
 	optind = 0;			/* full reset of glibc's getopt */
 	opterr = 0;
-	while ((ch = getopt_long(subc, subv, ":", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(subc, subv, ":", command_options, NULL)) != -1) {
 		switch (ch) {
 		case 'k':
 			o->keytype = optarg;
@@ -266,6 +299,23 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 				    "prometheus)", c->name, optarg);
 			o->format = optarg;
 			break;
+		case '1':
+			o->p12 = optarg;
+			break;
+		case '2':
+			if (parse_number(optarg, 0, INT_MAX, &o->protfd) != 0)
+				return usage_error(c, "%s: bad --protection-password-fd "
+				    "\"%s\" (a descriptor number)", c->name, optarg);
+			break;
+		case '3':
+			o->protfile = optarg;
+			break;
+		case 'b':
+			o->ban = 1;
+			break;
+		case 'L':
+			o->legacy = 1;
+			break;
 		case 'h':
 			command_usage(stdout, c);
 			printf("  %s\n", c->what);
@@ -278,15 +328,7 @@ parse_command(const struct command *c, int subc, char **subv, struct opts *o)
 			    subv[optind - 1]);
 		}
 	}
-	if (o->pwfd >= 0 && o->pwfile != NULL)
-		return usage_error(c, "%s: --password-fd and --password-file "
-		    "exclude each other", c->name);
-	if (o->keytype != NULL && strcmp(o->keytype, "rsa2048") != 0 &&
-	    strcmp(o->keytype, "rsa3072") != 0 &&
-	    strcmp(o->keytype, "ec-p256") != 0)
-		return usage_error(c, "%s: unknown key type \"%s\" (rsa2048, "
-		    "rsa3072, ec-p256)", c->name, o->keytype);
-	return -1;
+	return check_option_pairs(c, o);
 }
 
 /* check_from - enroll takes ADDR or --from FILE (then not --protect);
@@ -359,12 +401,32 @@ run(const struct command *c, const struct opts *o, const char *a1,
 	return rc;
 }
 
+/* check_export_ban - the options of export and revoke --ban where they
+ * belong.  Returns -1 to go on, else the exit code. */
+static int
+check_export_ban(const struct command *c, const struct opts *o,
+    const char *a2)
+{
+	if (c->run == cmd_export && o->p12 == NULL)
+		return usage_error(c, "export: --p12 FILE is needed");
+	if (c->run != cmd_export && (o->p12 != NULL || o->protfd >= 0 ||
+	    o->protfile != NULL || o->legacy))
+		return usage_error(c, "%s: --p12, --legacy and "
+		    "--protection-password-* are for export", c->name);
+	if (o->ban && c->run != cmd_revoke)
+		return usage_error(c, "%s: --ban is for revoke", c->name);
+	if (o->ban && a2 != NULL)
+		return usage_error(c, "revoke: --ban revokes every generation "
+		    "(no GENERATION)");
+	return -1;
+}
+
 /* main - parse options, check the arguments, run one command */
 int
 main(int argc, char **argv)
 {
 	struct opts o = { KMILTER_CONF, NULL, 0, -1, NULL, 0, 0, 0, "text", -1,
-	    NULL, 0 };
+	    NULL, 0, NULL, -1, NULL, 0, 0 };
 	const struct command *c;
 	const char *a1, *a2;
 	char **subv;
@@ -394,9 +456,12 @@ main(int argc, char **argv)
 		return usage_error(c, "%s: --expiring is for list", c->name);
 	if ((rc = check_from(c, &o, nargs)) >= 0)
 		return rc;
+	if ((rc = check_export_ban(c, &o, a2)) >= 0)
+		return rc;
 	if (o.from != NULL && o.jobs == 0)
 		o.jobs = KMCTL_BULK_JOBS;
-	if (a1 != NULL && c->max > 0) {	/* check the address before any work */
+	if (a1 != NULL && c->max > 0 && c->run != cmd_retire_gateway) {
+		/* check the address before any work */
 		char norm[KEYMODEL_ADDR_MAX + 1];
 		struct kmerr err;
 

@@ -61,6 +61,12 @@ struct opts {
 	int		 expiring;	/* list --expiring DAYS, -1 when not given */
 	const char	*from;		/* enroll --from FILE ("-": stdin) */
 	int		 jobs;		/* enroll --from: --jobs N (KMCTL_BULK_JOBS) */
+	/* export, revoke --ban (cmd_keys.c) */
+	const char	*p12;		/* export --p12 FILE */
+	int		 protfd;	/* --protection-password-fd, -1 if not */
+	const char	*protfile;	/* --protection-password-file */
+	int		 ban;		/* revoke --ban */
+	int		 legacy;	/* export --legacy (GnuPG < 2.2.42) */
 };
 
 void		 kmctl_warn(const char *, ...) KM_PRINTF(1, 2);

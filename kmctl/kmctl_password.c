@@ -2,8 +2,10 @@
  * kmctl_password.c - kmctl reads a protection password from a file
  * descriptor, a file or the terminal.  See kmctl_password.h.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
@@ -131,14 +133,26 @@ read_tty(const char *prompt, size_t *len)
 char *
 kmctl_get_password(const struct opts *o, int isnew, size_t *len)
 {
-	char *pw, *again;
+	return kmctl_get_named_password(o, isnew, "protection password", len);
+}
+
+/* kmctl_get_named_password - kmctl_get_password for another password
+ * (what names it in prompts and messages) */
+char *
+kmctl_get_named_password(const struct opts *o, int isnew, const char *what,
+    size_t *len)
+{
+	char *pw, *again, prompt[64];
 	size_t i, alen;
 
 	if (o->pwfd >= 0 || o->pwfile != NULL)
 		pw = kmctl_read_password(o, len);
 	else {
-		pw = read_tty(isnew ? "New protection password: " :
-		    "Protection password: ", len);
+		snprintf(prompt, sizeof(prompt), "%s%s: ", isnew ? "New " : "",
+		    what);
+		if (!isnew)
+			prompt[0] = (char)toupper((unsigned char)prompt[0]);
+		pw = read_tty(prompt, len);
 		if (pw != NULL && isnew) {
 			if ((again = read_tty("Again: ", &alen)) == NULL) {
 				secmem_free(pw, PW_MAX + 1);
@@ -162,16 +176,16 @@ kmctl_get_password(const struct opts *o, int isnew, size_t *len)
 	if (!isnew)
 		return pw;
 	if (*len < PW_MIN_NEW || *len > PW_MAX_NEW) {
-		kmctl_warn("a protection password has %d to %d characters",
-		    PW_MIN_NEW, PW_MAX_NEW);
+		kmctl_warn("a %s has %d to %d characters", what, PW_MIN_NEW,
+		    PW_MAX_NEW);
 		goto fail;
 	}
 	for (i = 0; i < *len; i++) {
 		unsigned char ch = (unsigned char)pw[i];
 
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			kmctl_warn("the password contains a control character "
-			    "(the hook could not hand it back)");
+			kmctl_warn("the %s contains a control character (the "
+			    "hook could not hand it back)", what);
 			goto fail;
 		}
 	}

@@ -31,6 +31,7 @@
 #include "check.h"
 #include "conf.h"
 #include "control.h"
+#include "keystore.h"
 #include "log.h"
 #include "runtime.h"
 #include "stats.h"
@@ -544,6 +545,9 @@ start_runtime(struct kmilter_conf *conf)
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &oldmask);
 	if (runtime_init(conf, &err) != 0)
+		fatalx("%s", err.msg);
+	/* a retired gateway's name does not start (kmctl retire-gateway) */
+	if (keystore_gateway_retired(runtime_keystore(), &err) != KM_OK)
 		fatalx("%s", err.msg);
 	pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
 }

@@ -19,6 +19,9 @@
  *       import: what an older kmctl or another tool may have left in the
  *       KM (a DSA certificate, one naming someone else)
  *   keymodel-probe -c CONF signload ADDR     signstore_load from state_dir
+ *   keymodel-probe -c CONF maysign ADDR N    median/p90 latency of N
+ *       keymodel_may_sign calls (milter.gateway_name retired? ADDR
+ *       banned?), what the milter's signer lookup adds on a cache miss
  *
  * Exit: 0 ok, 1 failure (message on stderr), 2 usage, 3 not found,
  * 4 KM unreachable (KM_TEMPFAIL), 5 malformed (KM_PROTO).
@@ -39,6 +42,7 @@
 
 #include "conf.h"
 #include "keymodel.h"
+#include "keymodel_ban.h"
 #include "keymodel_cert.h"
 #include "keymodel_name.h"
 #include "kmip.h"
@@ -162,6 +166,8 @@ dcmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static const char *bench_gateway;	/* maysign: milter.gateway_name */
+
 /* bench_one - time n calls of one lookup; print median and p90 */
 static int
 bench_one(struct keymodel *km, const char *addr, int n, int what,
@@ -189,7 +195,9 @@ bench_one(struct keymodel *km, const char *addr, int n, int what,
 		} else if (what == 1) {
 			st = keymodel_current_cert(km, addr, &x, &err);
 			X509_free(st == KM_OK ? x : NULL);
-		} else
+		} else if (what == 3)
+			st = keymodel_may_sign(km, bench_gateway, addr, &err);
+		else
 			st = keymodel_revocation_count(km, addr, &rc, &err);
 		if (st != KM_OK) {
 			fprintf(stderr, "keymodel-probe: %s\n", err.msg);
@@ -347,7 +355,7 @@ main(int argc, char **argv)
 	}
 	if (cfg == NULL || argc < 3) {
 		fprintf(stderr, "usage: keymodel-probe -c CONF "
-		    "keys|cert|bench|plant|plantcert|signload ADDR [args]\n");
+		    "keys|cert|bench|plant|plantcert|signload|maysign ADDR [args]\n");
 		return 2;
 	}
 	if ((conf = conf_load(cfg, err, sizeof(err))) == NULL) {
@@ -386,7 +394,11 @@ main(int argc, char **argv)
 	} else if (strcmp(argv[1], "plant") == 0 && argc == 6)
 		rc = plant(conf, km, argv[2], atoi(argv[3]),
 		    (size_t)atol(argv[4]), (size_t)atol(argv[5]), NULL);
-	else if (strcmp(argv[1], "plantcert") == 0 && argc == 5)
+	else if (strcmp(argv[1], "maysign") == 0 && argc == 4 &&
+	    atoi(argv[3]) > 0) {
+		bench_gateway = conf->gateway_name;
+		rc = bench_one(km, argv[2], atoi(argv[3]), 3, "may_sign");
+	} else if (strcmp(argv[1], "plantcert") == 0 && argc == 5)
 		rc = plant(conf, km, argv[2], atoi(argv[3]), 0, 0, argv[4]);
 	keymodel_free(km);
 	conf_unref(conf);

@@ -5,8 +5,13 @@
  * this OpenSSL cannot decrypt.  The files are made here, in a library
  * context of their own that has the legacy provider; the default context
  * gets the legacy provider only in the last case, as kmctl loads it.
+ * Also keymodel_p12_build() (kmctl export, both formats) and
+ * keymodel_read_chain().
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -171,6 +176,123 @@ TEST(malformed_refused_cleanly)
 	CHECK(ERR_peek_error() == 0);	/* nothing left in the queue */
 }
 
+/* mac_nid - the digest of a PKCS#12 file's MAC, or NID_undef */
+static int
+mac_nid(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	const X509_ALGOR *alg = NULL;
+	const ASN1_OBJECT *oid = NULL;
+	PKCS12 *p12 = d2i_PKCS12(NULL, &p, (long)len);
+	int nid = NID_undef;
+
+	if (p12 != NULL && PKCS12_mac_present(p12)) {
+		PKCS12_get0_mac(NULL, &alg, NULL, NULL, p12);
+		X509_ALGOR_get0(&oid, NULL, NULL, alg);
+		nid = OBJ_obj2nid(oid);
+	}
+	PKCS12_free(p12);
+	return nid;
+}
+
+/* has_bytes - whether needle (n bytes) is in hay */
+static int
+has_bytes(const unsigned char *hay, size_t len, const unsigned char *needle,
+    size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++)
+		if (memcmp(hay + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* keymodel_p12_build (kmctl export): both formats open with the
+ * password, give back the key and certificate, carry the chain and a
+ * SHA-256 MAC; the default format names PBKDF2's PRF hmacWithSHA256
+ * (and AES-256-CBC), --legacy neither (PBKDF2's default PRF, HMAC-SHA1,
+ * and AES-128-CBC); an empty password or one with a NUL is refused */
+TEST(export_formats)
+{
+	static const unsigned char sha256_prf[] = { 0x06, 0x08, 0x2a, 0x86,
+	    0x48, 0x86, 0xf7, 0x0d, 0x02, 0x09 };
+	static const unsigned char aes256[] = { 0x06, 0x09, 0x60, 0x86, 0x48,
+	    0x01, 0x65, 0x03, 0x04, 0x01, 0x2a };
+	static const unsigned char aes128[] = { 0x06, 0x09, 0x60, 0x86, 0x48,
+	    0x01, 0x65, 0x03, 0x04, 0x01, 0x02 };
+	STACK_OF(X509) *chain, *got = NULL;
+	const unsigned char *p;
+	unsigned char *der;
+	struct kmerr e;
+	size_t len;
+	PKCS12 *p12;
+	EVP_PKEY *k;
+	X509 *c;
+	int legacy;
+
+	CHECK(setup());
+	CHECK((chain = sk_X509_new_null()) != NULL);
+	CHECK(X509_up_ref(cert) && sk_X509_push(chain, cert));	/* any one */
+	for (legacy = 0; legacy < 2; legacy++) {
+		CHECK_EQ_INT(keymodel_p12_build(key, cert, chain,
+		    "bob@example.com", legacy, PW, strlen(PW), &der, &len, &e),
+		    KM_OK);
+		CHECK_EQ_INT(parse(der, len, PW, &e), KM_OK);
+		CHECK_EQ_INT(parse(der, len, "wrong", &e), KM_PERMFAIL);
+		CHECK_EQ_INT(mac_nid(der, len), NID_sha256);
+		CHECK_EQ_INT(has_bytes(der, len, sha256_prf,
+		    sizeof(sha256_prf)), !legacy);
+		CHECK_EQ_INT(has_bytes(der, len, aes256, sizeof(aes256)),
+		    !legacy);
+		CHECK_EQ_INT(has_bytes(der, len, aes128, sizeof(aes128)),
+		    legacy);
+		p = der;
+		CHECK((p12 = d2i_PKCS12(NULL, &p, (long)len)) != NULL);
+		k = NULL;
+		c = NULL;
+		CHECK(PKCS12_parse(p12, PW, &k, &c, &got) == 1);
+		CHECK(got != NULL && sk_X509_num(got) == 1);
+		sk_X509_pop_free(got, X509_free);
+		got = NULL;
+		EVP_PKEY_free(k);
+		X509_free(c);
+		PKCS12_free(p12);
+		OPENSSL_free(der);
+	}
+	CHECK_EQ_INT(keymodel_p12_build(key, cert, chain, "bob", 0, "", 0,
+	    &der, &len, &e), KM_PROTO);
+	CHECK_EQ_INT(keymodel_p12_build(key, cert, chain, "bob", 0, "a\0b", 3,
+	    &der, &len, &e), KM_PROTO);
+	CHECK(der == NULL);
+	sk_X509_pop_free(chain, X509_free);
+	CHECK(ERR_peek_error() == 0);
+}
+
+/* keymodel_read_chain: every certificate of a PEM file, none for "",
+ * NULL (with a message) for a missing file */
+TEST(read_chain)
+{
+	char path[] = "/tmp/test_p12.XXXXXX";
+	STACK_OF(X509) *sk;
+	struct kmerr e;
+	FILE *fp;
+	int fd;
+
+	CHECK(setup());
+	CHECK((fd = mkstemp(path)) >= 0);
+	CHECK((fp = fdopen(fd, "w")) != NULL);
+	CHECK(PEM_write_X509(fp, cert) && PEM_write_X509(fp, cert));
+	fclose(fp);
+	CHECK((sk = keymodel_read_chain(path, &e)) != NULL);
+	CHECK_EQ_INT(sk_X509_num(sk), 2);
+	sk_X509_pop_free(sk, X509_free);
+	CHECK((sk = keymodel_read_chain("", &e)) != NULL);
+	CHECK_EQ_INT(sk_X509_num(sk), 0);
+	sk_X509_pop_free(sk, X509_free);
+	unlink(path);
+	CHECK(keymodel_read_chain(path, &e) == NULL);
+	CHECK(strstr(e.msg, path) != NULL);
+}
+
 /* must run last: loads the legacy provider into the default context */
 TEST(rc2_needs_legacy_and_says_so)
 {
@@ -219,6 +341,8 @@ static const struct test_case tests[] = {
 	T(wrong_password_said),
 	T(armored_imports),
 	T(malformed_refused_cleanly),
+	T(export_formats),
+	T(read_chain),
 	T(rc2_needs_legacy_and_says_so),
 	{ NULL, NULL }
 };
