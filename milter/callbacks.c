@@ -410,6 +410,9 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	if (message_append_body(s->msg, chunk, len, &err) != KM_OK) {
 		s->msg->failed = 1;
 		snprintf(s->msg->failure, sizeof(s->msg->failure), "%s", err.msg);
+		/* spool full or unwritable: give its disk back now, answer 4.3.2 */
+		s->msg->over_budget = err.status == KM_TEMPFAIL;
+		message_drop_body(s->msg);
 	}
 	return SMFIS_NOREPLY;
 }
