@@ -33,6 +33,7 @@
 #include "session.h"
 #include "smime.h"
 #include "smime_verify.h"
+#include "spool.h"
 #include "verdict.h"
 
 #define SECRET "the-plaintext-marker-4711"
@@ -701,6 +702,162 @@ TEST(split_first_rcpt_classified_late)
 	session_free(s);
 }
 
+/* ---- streaming: a body in a spool file gives the same entity as one in memory ---- */
+
+/* verdict_body - the verdict's new body, from memory or its spool (malloc'd) */
+static unsigned char *
+verdict_body(const struct verdict *v, size_t *len)
+{
+	unsigned char *p;
+	size_t got, off = 0;
+	struct kmerr err;
+
+	if (v->body != NULL) {
+		*len = v->bodylen;
+		if ((p = malloc(v->bodylen + 1)) != NULL)
+			memcpy(p, v->body, v->bodylen);
+		return p;
+	}
+	if (v->bodyspool == NULL)
+		return NULL;
+	*len = spool_size(v->bodyspool);
+	if ((p = malloc(*len + 1)) == NULL)
+		return NULL;
+	while (off < *len && spool_read(v->bodyspool, off, p + off, *len - off, &got,
+	    &err) == KM_OK && got > 0)
+		off += got;
+	return off == *len ? p : (free(p), NULL);
+}
+
+/*
+ * opened - what carol reads: the verdict's body decrypted with her key,
+ * then its signature checked (signer's certificate as found in it, no
+ * chain check: only the content matters here); the signed content, or NULL
+ */
+static BUF_MEM *
+opened(const struct verdict *v)
+{
+	struct fixture_id *id = fixture_find(ids, "carol@partner.example");
+	BIO *in = NULL, *b64, *plain = NULL, *content = NULL, *out = NULL;
+	CMS_ContentInfo *cms = NULL, *sig = NULL;
+	unsigned char *body;
+	BUF_MEM *got = NULL, *res = NULL;
+	size_t len;
+
+	if ((body = verdict_body(v, &len)) == NULL)
+		return NULL;
+	in = BIO_new_mem_buf(body, (int)len);
+	b64 = BIO_new(BIO_f_base64());
+	in = BIO_push(b64, in);
+	if ((cms = d2i_CMS_bio(in, NULL)) == NULL || (plain = BIO_new(BIO_s_mem())) == NULL ||
+	    CMS_decrypt(cms, id->key, id->cert, NULL, plain, 0) != 1)
+		goto out;
+	if ((sig = SMIME_read_CMS(plain, &content)) == NULL ||
+	    (out = BIO_new(BIO_s_mem())) == NULL ||
+	    CMS_verify(sig, NULL, NULL, content, out, CMS_NO_SIGNER_CERT_VERIFY |
+	    CMS_BINARY) != 1)
+		goto out;
+	BIO_get_mem_ptr(out, &got);
+	if ((res = BUF_MEM_new()) != NULL && BUF_MEM_grow(res, got->length) > 0)
+		memcpy(res->data, got->data, got->length);
+out:
+	ERR_clear_error();
+	BIO_free_all(in);
+	BIO_free(plain);
+	BIO_free(content);
+	BIO_free(out);
+	CMS_ContentInfo_free(cms);
+	CMS_ContentInfo_free(sig);
+	free(body);
+	return res;
+}
+
+/* big_body - a body of about n bytes: lines with bare LF and 8-bit bytes, SECRET at the end */
+static char *
+big_body(const char *first, size_t n)
+{
+	char *b = malloc(n + 256);
+	size_t o = strlen(first);
+
+	if (b == NULL)
+		return NULL;
+	memcpy(b, first, o);
+	for (int i = 0; o < n; i++)
+		o += (size_t)sprintf(b + o, i % 3 ? "line %d of the big body\r\n" :
+		    "line %d, bare LF, caf\xc3\xa9\n", i);
+	strcpy(b + o, "\r\n--XyZ--\r\n" + (strncmp(first, "--XyZ", 5) ? 11 : 0));
+	o = strlen(b);
+	snprintf(b + o, 256, "%s\r\n", SECRET);
+	return b;
+}
+
+/* one_way - outbound_eom over body, spooled in memory or to a file; what carol reads */
+static BUF_MEM *
+one_way(const char *ctype, const char *body, int on_disk, int *was_disk)
+{
+	const char *rc[] = { "carol@partner.example", NULL };
+	int memmax = conf->spool_memory_max;
+	struct session *s;
+	struct verdict v;
+	BUF_MEM *r = NULL;
+
+	conf->spool_memory_max = on_disk ? 4096 : 64 << 20;
+	s = mkmsg(rc, ctype, body);
+	conf->spool_memory_max = memmax;
+	if (s == NULL)
+		return NULL;
+	*was_disk = spool_on_disk(s->msg->body);
+	verdict_init(&v);
+	outbound_eom(s, &v);
+	if (v.kind == VERDICT_REWRITE && strcmp(v.action_name, "sign+encrypt") == 0 &&
+	    (v.bodyspool != NULL) == on_disk)
+		r = opened(&v);
+	else
+		printf("    kind %d action %s result %s\n", v.kind, v.action_name, v.result);
+	verdict_clear(&v);
+	session_free(s);
+	return r;
+}
+
+TEST(streamed_same_as_memory)
+{
+	static const char *mixed_first =
+	    "--XyZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe text part\r\n"
+	    "--XyZ\r\nContent-Type: application/octet-stream\r\n\r\n";
+	static const struct { const char *ctype, *first; } cases[] = {
+		{ "text/plain; charset=utf-8", "plain text start\n" },
+		{ "multipart/mixed; boundary=\"XyZ\"", NULL },
+	};
+
+	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	free(conf->spool_dir);
+	CHECK((conf->spool_dir = strdup("/tmp")) != NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *body = big_body(cases[i].first ? cases[i].first : mixed_first,
+		    300 * 1024);
+		BUF_MEM *mem, *disk;
+		int d_mem = -1, d_disk = -1;
+
+		CHECK(body != NULL);
+		mem = one_way(cases[i].ctype, body, 0, &d_mem);
+		disk = one_way(cases[i].ctype, body, 1, &d_disk);
+		CHECK_EQ_INT(d_mem, 0);
+		CHECK_EQ_INT(d_disk, 1);	/* the streaming path was taken */
+		CHECK(mem != NULL && disk != NULL);
+		/* the same entity, byte for byte: headers protected, CRLF, SECRET at the end */
+		CHECK_EQ_INT((int)disk->length, (int)mem->length);
+		CHECK(memcmp(disk->data, mem->data, mem->length) == 0);
+		CHECK(memmem(disk->data, disk->length, SECRET "\r\n", strlen(SECRET) + 2) != NULL);
+		CHECK(memmem(disk->data, disk->length, "hp=\"cipher\"", 11) != NULL);
+		/* the Legacy Display Element: in front of the text, or in the first part */
+		CHECK(memmem(disk->data, disk->length, "hp-legacy-display=\"1\"", 21) != NULL);
+		CHECK(memmem(disk->data, disk->length, "bare LF, caf\xc3\xa9\r\n", 16) != NULL);
+		BUF_MEM_free(mem);
+		BUF_MEM_free(disk);
+		free(body);
+	}
+}
+
 static const struct test_case tests[] = {
 	T(mandatory_without_cert_rejects),
 	T(encrypted_headers_protected_subject_hidden),
@@ -715,6 +872,7 @@ static const struct test_case tests[] = {
 	T(split_nocert_first_then_cert_452),
 	T(split_only_when_it_matters),
 	T(split_first_rcpt_classified_late),
+	T(streamed_same_as_memory),
 	{ 0 }
 };
 
