@@ -66,3 +66,10 @@ budget_inflight(void)
 {
 	return __atomic_load_n(&inflight, __ATOMIC_SEQ_CST);
 }
+
+/* budget_crypto_need - the claim of a message of this many bytes on the crypto path */
+size_t
+budget_crypto_need(size_t bytes, size_t memmax)
+{
+	return BUDGET_CRYPTO_FACTOR * (bytes < memmax ? bytes : memmax);
+}
