@@ -674,41 +674,52 @@ outbound_make_entity(struct out_job *j, const unsigned char *body, size_t bodyle
 	return 0;
 }
 
-/* rewrite - sign and/or encrypt the entity and put it in the verdict */
-static void
-rewrite(struct out_job *j)
+/*
+ * rewrite_memory - sign and/or encrypt a body held in memory; the verdict
+ * gets the header changes and the new body.  0, or -1 with the verdict made.
+ */
+static int
+rewrite_memory(struct out_job *j)
 {
 	const unsigned char *body;
 	size_t bodylen;
 	struct kmerr err;
-	enum km_status st;
 
-	if (spool_on_disk(j->m->body)) {
-		if (outbound_rewrite_stream(j) != 0)
-			return;
-		goto headers;
-	}
 	if (spool_map(j->m->body, &body, &bodylen, &err) != KM_OK) {
 		verdict_tempfail(j->v, "%s", err.msg);
-		return;
+		return -1;
 	}
 	if (outbound_make_entity(j, body, bodylen) != 0)
-		return;
+		return -1;
 	if (j->sign && sign_entity(j) != 0)
-		return;
+		return -1;
 	if (j->encrypt) {
 		if (encrypt_entity(j) != 0)
-			return;
+			return -1;
 	} else {
 		j->final = j->signed_ent;
 		j->finallen = j->signedlen;
 		j->signed_ent = NULL;
 	}
-	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, &err)) != KM_OK) {
+	if (entity_replace(j->v, j->m, j->final, j->finallen, &err) != KM_OK) {
 		verdict_tempfail(j->v, "rewrite: %s", err.msg);
-		return;
+		return -1;
 	}
-headers:
+	return 0;
+}
+
+/*
+ * rewrite - sign and/or encrypt the entity and put it in the verdict: in
+ * memory, or streamed from the spool file a large body is in
+ * (outbound_stream.c; the same result, in bounded memory)
+ */
+static void
+rewrite(struct out_job *j)
+{
+	struct kmerr err;
+
+	if ((spool_on_disk(j->m->body) ? outbound_rewrite_stream(j) : rewrite_memory(j)) != 0)
+		return;
 	if (j->protect && j->encrypt && j->hide_subject &&
 	    hp_hide_outer(j->v, j->m, &err) != KM_OK) {
 		verdict_tempfail(j->v, "rewrite: %s", err.msg);

@@ -58,7 +58,7 @@ struct message {
 	struct spool	*body;
 	struct timespec	 start;
 	int		 failed;	/* a step failed: tempfail at the end */
-	int		 over_budget;	/* failed for milter.max_inflight_mb */
+	int		 over_budget;	/* failed for max_inflight_mb or the spool (4.3.2) */
 	int		 too_big;	/* alone it needs more than the budget */
 	char		 failure[256];
 	size_t		 claim;		/* bytes held in the in-flight budget */

@@ -89,8 +89,12 @@ feed(BIO *b, const struct smime_source *src, const char *avoid, int *found,
 
 	if (found != NULL)
 		*found = 0;
-	if (raw == NULL || buf == NULL || alen >= FEED_KEEP) {
+	if (raw == NULL || buf == NULL) {
 		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		goto out;
+	}
+	if (alen >= FEED_KEEP) {	/* a boundary is 41 bytes */
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "boundary too long");
 		goto out;
 	}
 	for (;;) {
