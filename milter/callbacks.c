@@ -407,6 +407,7 @@ claim_body(struct session *s, size_t len)
 	m->received += len;
 	if (m->budget_factor > 1) {	/* the crypto path: bounded once streamed */
 		need = crypto_need(s);
+		budget_shrink(&m->claim, need);
 		add = need > m->claim ? need - m->claim : 0;
 	} else
 		need = m->header_bytes + m->received;
