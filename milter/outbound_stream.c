@@ -65,7 +65,11 @@ read_full(struct spool *sp, size_t off, unsigned char *buf, size_t n, struct kme
  * a body, and copies the rest as it is); src: that, then the rest of the
  * body from the spool.  Header protection is given the piece with a close
  * delimiter after it (multipart bodies), which it copies to the end of
- * j->entity: checked, then left out.
+ * j->entity: checked, then left out.  The result is the in-memory one
+ * (test_outbound checks it) except in two corners: a multipart/mixed
+ * body whose first part starts past HEAD_PIECE gets no Legacy Display
+ * Element, and one with no close delimiter at all gets one (in memory it
+ * would not parse).
  */
 static int
 make_head(struct out_job *j, struct smime_source *src)
