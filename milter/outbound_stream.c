@@ -67,8 +67,8 @@ read_full(struct spool *sp, size_t off, unsigned char *buf, size_t n, struct kme
  * delimiter after it (multipart bodies), which it copies to the end of
  * j->entity: checked, then left out.  The result is the in-memory one
  * (test_outbound checks it) except in two corners: a multipart/mixed
- * body whose first part starts past HEAD_PIECE gets no Legacy Display
- * Element, and one with no close delimiter at all gets one (in memory it
+ * body whose first part's header block does not end within HEAD_PIECE
+ * bytes gets no Legacy Display Element, and one with no close delimiter at all gets one (in memory it
  * would not parse).
  */
 static int
