@@ -768,13 +768,20 @@ opened(const struct verdict *v)
 	b64 = BIO_new(BIO_f_base64());
 	in = BIO_push(b64, in);
 	if ((cms = d2i_CMS_bio(in, NULL)) == NULL || (plain = BIO_new(BIO_s_mem())) == NULL ||
-	    CMS_decrypt(cms, id->key, id->cert, NULL, plain, 0) != 1)
+	    CMS_decrypt(cms, id->key, id->cert, NULL, plain, 0) != 1) {
+		printf("    cannot decrypt\n");
+		ERR_print_errors_fp(stdout);
 		goto out;
+	}
+	BIO_set_mem_eof_return(plain, 0);	/* end of data, not "retry" (opaque BER) */
 	if ((sig = SMIME_read_CMS(plain, &content)) == NULL ||
 	    (out = BIO_new(BIO_s_mem())) == NULL ||
 	    CMS_verify(sig, NULL, NULL, content, out, CMS_NO_SIGNER_CERT_VERIFY |
-	    CMS_BINARY) != 1)
+	    CMS_BINARY) != 1) {
+		printf("    cannot verify\n");
+		ERR_print_errors_fp(stdout);
 		goto out;
+	}
 	BIO_get_mem_ptr(out, &got);
 	if ((res = BUF_MEM_new()) != NULL && BUF_MEM_grow(res, got->length) > 0)
 		memcpy(res->data, got->data, got->length);
@@ -811,7 +818,7 @@ big_body(const char *first, size_t n)
 
 /* one_way - outbound_eom over body, spooled in memory or to a file; what carol reads */
 static BUF_MEM *
-one_way(const char *ctype, const char *body, int on_disk, int *was_disk)
+one_way(const char *ctype, const char *body, int on_disk, int *was_disk, const char *stype)
 {
 	const char *rc[] = { "carol@partner.example", NULL };
 	int memmax = conf->spool_memory_max;
@@ -828,7 +835,8 @@ one_way(const char *ctype, const char *body, int on_disk, int *was_disk)
 	verdict_init(&v);
 	outbound_eom(s, &v);
 	if (v.kind == VERDICT_REWRITE && strcmp(v.action_name, "sign+encrypt") == 0 &&
-	    (v.bodyspool != NULL) == on_disk)
+	    (v.bodyspool != NULL) == on_disk && ctype_change(&v) != NULL &&
+	    strstr(ctype_change(&v), stype) != NULL)
 		r = opened(&v);
 	else
 		printf("    kind %d action %s result %s\n", v.kind, v.action_name, v.result);
@@ -842,23 +850,37 @@ TEST(streamed_same_as_memory)
 	static const char *mixed_first =
 	    "--XyZ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe text part\r\n"
 	    "--XyZ\r\nContent-Type: application/octet-stream\r\n\r\n";
-	static const struct { const char *ctype, *first; } cases[] = {
-		{ "text/plain; charset=utf-8", "plain text start\n" },
-		{ "multipart/mixed; boundary=\"XyZ\"", NULL },
+	static const struct { const char *ctype, *first; int cipher, sigform; } cases[] = {
+		{ "text/plain; charset=utf-8", "plain text start\n", CIPHER_AES256_CBC,
+		    SIGFORM_DETACHED },
+		{ "multipart/mixed; boundary=\"XyZ\"", NULL, CIPHER_AES256_CBC,
+		    SIGFORM_DETACHED },
+		{ "text/plain; charset=utf-8", "GCM, opaque\n", CIPHER_AES256_GCM,
+		    SIGFORM_OPAQUE },
 	};
+	int cipher, sigform;
 
 	CHECK(setup());	/* a fake key store that cannot be made is a failure */
+	cipher = conf->out_cipher;
+	sigform = conf->out_signature;
 	free(conf->spool_dir);
 	CHECK((conf->spool_dir = strdup("/tmp")) != NULL);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *body = big_body(cases[i].first ? cases[i].first : mixed_first,
 		    300 * 1024);
 		BUF_MEM *mem, *disk;
+		const char *stype;
 		int d_mem = -1, d_disk = -1;
 
 		CHECK(body != NULL);
-		mem = one_way(cases[i].ctype, body, 0, &d_mem);
-		disk = one_way(cases[i].ctype, body, 1, &d_disk);
+		conf->out_cipher = cases[i].cipher;
+		conf->out_signature = cases[i].sigform;
+		stype = cases[i].cipher == CIPHER_AES256_GCM ? "smime-type=authEnveloped-data" :
+		    "smime-type=enveloped-data";
+		mem = one_way(cases[i].ctype, body, 0, &d_mem, stype);
+		disk = one_way(cases[i].ctype, body, 1, &d_disk, stype);
+		conf->out_cipher = cipher;
+		conf->out_signature = sigform;
 		CHECK_EQ_INT(d_mem, 0);
 		CHECK_EQ_INT(d_disk, 1);	/* the streaming path was taken */
 		CHECK(mem != NULL && disk != NULL);
