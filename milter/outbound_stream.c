@@ -137,7 +137,8 @@ source_clean(const struct smime_source *src, struct kmerr *err)
 
 /*
  * stream_fail - the verdict for a failed step: the spool's reason when
- * writing to it failed (a full spool answers 4.3.2), else OpenSSL's
+ * writing to it failed (a full or unwritable spool answers 4.3.2, as
+ * while the body arrives), else OpenSSL's
  */
 static int
 stream_fail(struct out_job *j, const char *what, const struct kmerr *err, BIO *writer)
@@ -146,8 +147,7 @@ stream_fail(struct out_job *j, const char *what, const struct kmerr *err, BIO *w
 
 	if (werr != NULL) {
 		verdict_tempfail(j->v, "%s: %s", what, werr->msg);
-		if (strncmp(werr->msg, "spool full", 10) == 0)
-			snprintf(j->v->xcode, sizeof(j->v->xcode), "4.3.2");
+		snprintf(j->v->xcode, sizeof(j->v->xcode), "4.3.2");
 	} else
 		verdict_tempfail(j->v, "%s: %s", what, err->msg);
 	return -1;

@@ -21,8 +21,8 @@ files and are signed and encrypted from there (outbound_stream.c).
 - a client that disconnects in the middle of a 5 MB body: kmilter closes
   the message and its spool file (polled in /proc/PID/fd);
 - the spool directory on a 2 MB tmpfs (mounted for the test, unmounted
-  after): a 3 MB body fills it while arriving (tempfail, "cannot write");
-  a 1.5 MB body fits but its signed copy does not (tempfail at end of
+  after): a 3 MB body fills it while arriving (451 4.3.2, "cannot write");
+  a 1.5 MB body fits but its signed copy does not (451 4.3.2 at end of
   message, nothing replaced); then, the tmpfs gone, the same message goes
   through.
 After each case: no unlinked file open in kmilter beyond those it had
@@ -219,14 +219,15 @@ def _():
     try:
         steps, res = send(body(3 << 20), "SPOOLTMPFS1")
         reply = res.reply if res is not None else steps[-1][1]
-        check(reply.code == "replycode" and reply.text.startswith("451"),
+        check(reply.code == "replycode" and reply.text.startswith("451 4.3.2"),
               "receiving into a full tmpfs: %r" % (reply,))
         check(res is None or res.mods == [], "modifications: %r" % (res and res.mods,))
         line = wait_for(lambda: log_line("SPOOLTMPFS1") or None, 10, "no log line")
         check("result=tempfail" in line and "cannot write" in line, line)
         steps, res = send(body(3 << 19), "SPOOLTMPFS2")
         check(res is not None and res.reply.code == "replycode" and
-              res.reply.text.startswith("451"), "signing into a full tmpfs: %r" % (steps[-1:],))
+              res.reply.text.startswith("451 4.3.2"),
+              "signing into a full tmpfs: %r" % (steps[-1:],))
         check_eq(res.mods, [], "modifications of a tempfailed message")
         line = wait_for(lambda: log_line("SPOOLTMPFS2") or None, 10, "no log line")
         check("result=tempfail" in line and "signing" in line, line)
