@@ -192,6 +192,31 @@ stream_encrypt(struct out_job *j, const struct smime_source *src, BIO *out, BIO 
 	return 0;
 }
 
+/*
+ * room - is there room in the spool for what signing and encrypting will
+ * write (base64 makes 78 bytes of 57: 1.37 times; a detached signature
+ * copies the content as it is)?  A check, not a reservation
+ * (spool_disk_room): it spares the work that would fail for want of
+ * space, the spool budget itself still guards every write.  0, or -1
+ * with the verdict made (4.3.2).
+ */
+static int
+room(struct out_job *j)
+{
+	size_t size = spool_size(j->m->body) + j->entlen, sig = 0, out;
+	struct kmerr err;
+
+	if (j->sign)
+		sig = j->c->out_signature == SIGFORM_OPAQUE ? size / 57 * 78 : size;
+	out = j->encrypt ? (j->sign ? sig : size) / 57 * 78 : 0;
+	if (spool_disk_room((j->encrypt ? out : 0) + sig, &err) == KM_OK)
+		return 0;
+	verdict_tempfail(j->v, "%s (for the %s copies)", err.msg, j->sign && j->encrypt ?
+	    "signed and encrypted" : j->sign ? "signed" : "encrypted");
+	snprintf(j->v->xcode, sizeof(j->v->xcode), "4.3.2");
+	return -1;
+}
+
 /* One streamed rewrite: the spools and the BIOs over them. */
 struct stream {
 	struct spool	*mid;		/* signed, to be encrypted */
@@ -248,7 +273,7 @@ outbound_rewrite_stream(struct out_job *j)
 	long headlen;
 	int rc = -1;
 
-	if (make_head(j, &src) != 0)
+	if (make_head(j, &src) != 0 || room(j) != 0)
 		return -1;
 	if (stream_open(j, &st) != 0) {
 		verdict_tempfail(j->v, "out of memory");

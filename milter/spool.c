@@ -44,6 +44,20 @@ spool_disk_used(void)
 	return __atomic_load_n(&disk_used, __ATOMIC_SEQ_CST);
 }
 
+/* spool_disk_room - is there room for n more bytes now?  KM_OK, or KM_TEMPFAIL "spool full" */
+enum km_status
+spool_disk_room(size_t n, struct kmerr *err)
+{
+	size_t max = __atomic_load_n(&disk_max, __ATOMIC_SEQ_CST);
+	size_t cur = __atomic_load_n(&disk_used, __ATOMIC_SEQ_CST);
+
+	if (max == 0 || (n <= max && cur <= max - n))
+		return KM_OK;
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+	    "spool full: milter.spool_disk_max_mb (%zu MB) has %zu kB free, %zu kB needed",
+	    max >> 20, cur < max ? (max - cur) >> 10 : 0, (n + 1023) >> 10);
+}
+
 /* disk_claim - count n more bytes on disk for s, unless the budget would pass */
 static enum km_status
 disk_claim(struct spool *s, size_t n, struct kmerr *err)

@@ -6,7 +6,7 @@
  * SUMMARY
  *	spool_new(), spool_append(), spool_size(), spool_map(), spool_free(),
  *	spool_read(), spool_reader(), spool_writer(), spool_disk_limit(),
- *	spool_disk_used()
+ *	spool_disk_used(), spool_disk_room()
  * DESCRIPTION
  *	spool_append() copies bytes (libmilter's body chunks are valid only
  *	during the callback).  Past memmax bytes the content moves to an
@@ -24,7 +24,10 @@
  *	are counted (the file's bytes, from the append that moves a spool
  *	to disk, until spool_free()); spool_disk_limit() sets the limit
  *	(0: none), spool_disk_used() tells the count.  An append that would
- *	pass the limit writes nothing and fails.
+ *	pass the limit writes nothing and fails.  spool_disk_room() tells
+ *	whether n more bytes fit now (a check, not a reservation: another
+ *	message may take them first), so that work whose output would not
+ *	fit is not started.
  * OWNERSHIP
  *	Caller frees with spool_free(), which returns NULL.  A BIO from
  *	spool_reader() or spool_writer() borrows the spool: free the BIO
@@ -64,5 +67,6 @@ BIO		*spool_writer(struct spool *);
 const struct kmerr *spool_writer_error(BIO *);
 void		 spool_disk_limit(size_t max);
 size_t		 spool_disk_used(void);
+enum km_status	 spool_disk_room(size_t n, struct kmerr *err);
 
 #endif

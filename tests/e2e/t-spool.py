@@ -16,8 +16,9 @@ files and are signed and encrypted from there (outbound_stream.c).
   arrives: tempfail 451 4.3.2, the log says "spool full" and names the
   setting; no modification;
 - milter.spool_disk_max_mb = 4: a 2.5 MB body fits, its signed and
-  encrypted copies do not: tempfail 4.3.2 at end of message, "spool full",
-  no header change and no body replaced (nothing half-replaced);
+  encrypted copies do not: tempfail 4.3.2 at end of message, "spool full"
+  (found before the work starts: spool_disk_room), no header change and
+  no body replaced (nothing half-replaced);
 - a client that disconnects in the middle of a 5 MB body: kmilter closes
   the message and its spool file (polled in /proc/PID/fd);
 - the spool directory on a 2 MB tmpfs (mounted for the test, unmounted

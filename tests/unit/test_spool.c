@@ -396,8 +396,13 @@ TEST(disk_budget_across_spools)
 	CHECK(strncmp(err.msg, "spool full: milter.spool_disk_max_mb", 36) == 0);
 	CHECK_EQ_INT((int)spool_size(b), 8000);		/* nothing written */
 	CHECK_EQ_INT((int)(spool_disk_used() - used0), 20000);
+	CHECK_EQ_INT(spool_disk_room(1, &err), KM_TEMPFAIL);	/* a check: nothing taken */
+	CHECK(strncmp(err.msg, "spool full: milter.spool_disk_max_mb", 36) == 0);
+	CHECK_EQ_INT(spool_disk_room(0, &err), KM_OK);
 	a = spool_free(a);				/* its 12000 bytes come back */
 	CHECK_EQ_INT((int)(spool_disk_used() - used0), 8000);
+	CHECK_EQ_INT(spool_disk_room(12000, &err), KM_OK);
+	CHECK_EQ_INT(spool_disk_room(12001, &err), KM_TEMPFAIL);
 	CHECK_EQ_INT(fill(b, 8000, 12000, &err), KM_OK);
 	b = spool_free(b);
 	m = spool_free(m);
