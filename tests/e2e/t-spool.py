@@ -196,6 +196,8 @@ def _():
     milter_settings(spool_disk_max_mb=4)
     steps, res = send(body(5 << 19), "SPOOLFULL2")
     tempfailed_spool_full("SPOOLFULL2", steps, res, "signing")
+    line = log_line("SPOOLFULL2")
+    check("for the signed and encrypted copies" in line, "not found before the work: %s" % line)
     nothing_left("spool full while signing")
 
 
