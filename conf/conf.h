@@ -99,6 +99,7 @@ struct kmilter_conf {
 	char	*state_dir;
 	char	*spool_dir;
 	int	 spool_memory_max;
+	int	 spool_disk_max_mb;
 	int	 timeout;
 	int	 max_sessions;
 	int	 max_inflight_mb;

@@ -60,6 +60,7 @@ const struct conf_key conf_schema[] = {
 	STR("milter.state_dir", state_dir, "/var/lib/kmilter"),
 	STR("milter.spool_dir", spool_dir, "/var/spool/kmilter"),
 	INT("milter.spool_memory_max", spool_memory_max, "1048576", 4096, 1073741824),
+	INT("milter.spool_disk_max_mb", spool_disk_max_mb, "4096", 1, 1048576),
 	INT("milter.timeout", timeout, "300", 1, 3600),
 	INT("milter.max_sessions", max_sessions, "256", 1, 100000),
 	INT("milter.max_inflight_mb", max_inflight_mb, "512", 1, 1048576),

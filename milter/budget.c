@@ -66,3 +66,22 @@ budget_inflight(void)
 {
 	return __atomic_load_n(&inflight, __ATOMIC_SEQ_CST);
 }
+
+/* budget_crypto_need - the claim of a message of this many bytes on the crypto path */
+size_t
+budget_crypto_need(size_t bytes, size_t memmax)
+{
+	if (bytes <= memmax)
+		return BUDGET_CRYPTO_FACTOR * bytes;
+	return memmax + BUDGET_STREAM_EXTRA;
+}
+
+/* budget_shrink - give back what a claim holds beyond n bytes */
+void
+budget_shrink(size_t *claim, size_t n)
+{
+	if (*claim <= n)
+		return;
+	__atomic_sub_fetch(&inflight, *claim - n, __ATOMIC_SEQ_CST);
+	*claim = n;
+}

@@ -359,12 +359,30 @@ over_budget(struct message *m, size_t need, size_t max, const char *when)
  * encrypted or decrypted (every recipient is known by the body)
  */
 static size_t
-budget_factor(const struct session *s)
+budget_factor(struct session *s)
+{
+	struct message *m = s->msg;
+	enum direction dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
+	    m->from, m->rcpts, m->nrcpts);
+
+	m->streamed = dir == DIR_OUTBOUND;
+	return dir == DIR_PASS ? 1 : BUDGET_CRYPTO_FACTOR;
+}
+
+/*
+ * crypto_need - the claim of a message on the crypto path (budget.h):
+ * bounded for outbound (outbound_stream.c streams a body in a spool file);
+ * inbound still works on the whole body in memory
+ */
+static size_t
+crypto_need(const struct session *s)
 {
 	const struct message *m = s->msg;
 
-	return policy_direction(s->conf, s->client_internal, s->auth_authen, m->from,
-	    m->rcpts, m->nrcpts) == DIR_PASS ? 1 : BUDGET_CRYPTO_FACTOR;
+	if (!m->streamed)
+		return BUDGET_CRYPTO_FACTOR * (m->header_bytes + m->received);
+	return budget_crypto_need(m->header_bytes + m->received,
+	    (size_t)s->conf->spool_memory_max);
 }
 
 /*
@@ -380,17 +398,23 @@ static int
 claim_body(struct session *s, size_t len)
 {
 	struct message *m = s->msg;
-	size_t max = inflight_max(s->conf), add = len;
+	size_t max = inflight_max(s->conf), add = len, need;
 
 	if (m->budget_factor == 0) {
 		m->budget_factor = budget_factor(s);
 		add += m->header_bytes;
 	}
 	m->received += len;
-	if (budget_reserve(&m->claim, m->budget_factor * add,
+	if (m->budget_factor > 1) {	/* the crypto path: bounded once streamed */
+		need = crypto_need(s);
+		budget_shrink(&m->claim, need);
+		add = need > m->claim ? need - m->claim : 0;
+	} else
+		need = m->header_bytes + m->received;
+	if (budget_reserve(&m->claim, m->budget_factor > 1 ? add : m->budget_factor * add,
 	    m->claim == 0 ? max - max / 4 : max) == 0)
 		return 0;
-	over_budget(m, m->budget_factor * (m->header_bytes + m->received), max, "body");
+	over_budget(m, need, max, "body");
 	return -1;
 }
 
@@ -410,6 +434,9 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	if (message_append_body(s->msg, chunk, len, &err) != KM_OK) {
 		s->msg->failed = 1;
 		snprintf(s->msg->failure, sizeof(s->msg->failure), "%s", err.msg);
+		/* spool full or unwritable: give its disk back now, answer 4.3.2 */
+		s->msg->over_budget = err.status == KM_TEMPFAIL;
+		message_drop_body(s->msg);
 	}
 	return SMFIS_NOREPLY;
 }
@@ -499,9 +526,10 @@ log_message(const struct session *s, enum direction dir, const struct verdict *v
 
 /*
  * reserve_crypto - complete the claim of a message that is to be signed,
- * encrypted or decrypted: BUDGET_CRYPTO_FACTOR times its headers and body
- * (the body's share was claimed as it arrived); 0, or -1 with the message
- * marked
+ * encrypted or decrypted: budget_crypto_need() of its headers and body,
+ * BUDGET_CRYPTO_FACTOR times them up to milter.spool_memory_max, no more
+ * past it (streamed from the spool); the body's share was claimed as it
+ * arrived.  0, or -1 with the message marked
  */
 static int
 reserve_crypto(struct session *s, enum direction dir)
@@ -511,7 +539,7 @@ reserve_crypto(struct session *s, enum direction dir)
 
 	if (dir == DIR_PASS)
 		return 0;
-	need = BUDGET_CRYPTO_FACTOR * (m->header_bytes + m->received);
+	need = crypto_need(s);
 	if (need <= m->claim || budget_reserve(&m->claim, need - m->claim, max) == 0)
 		return 0;
 	over_budget(m, need, max, "end of message");

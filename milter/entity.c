@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "entity.h"
 #include "log.h"
 #include "mime.h"
@@ -134,27 +136,24 @@ log_dropped(const struct message *m, const struct mime_headers *h, int n, const 
 }
 
 /*
- * entity_replace - verdict changes that make the message carry a new entity.
- * Only the entity's Content-* headers become message headers.  Whatever
- * else a sender wrote inside encrypted or signed content (From,
+ * replace_headers - the header changes of entity_replace(): the old
+ * Content-* headers deleted, the new entity's (its first hdr_len bytes)
+ * added.  Only the entity's Content-* headers become message headers.
+ * Whatever else a sender wrote inside encrypted or signed content (From,
  * Authentication-Results, X-Kmilter-*, Received, ...) must never look as
  * if the gateway or the sending MTA wrote it, so it is dropped; that
  * includes RFC 9788 protected headers (hp="cipher"/"clear"), which
- * hp_apply() sets on the message itself (hp.h).  The body is left as it is.
+ * hp_apply() sets on the message itself (hp.h).
  */
-enum km_status
-entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,
-    struct kmerr *err)
+static enum km_status
+replace_headers(struct verdict *v, const struct message *m, const char *entity,
+    size_t hdr_len, struct kmerr *err)
 {
 	struct mime_headers *h = NULL;
-	size_t hdr_len, body_off;
 	enum km_status st;
-	unsigned char *body;
 	char names[160] = "";
 	int ndropped = 0;
 
-	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, err)) != KM_OK)
-		return st;
 	if ((st = mime_headers_parse(entity, hdr_len, &h, err)) != KM_OK)
 		return st;
 	/* Delete the old Content-* headers, last occurrence first, so the
@@ -186,18 +185,152 @@ entity_replace(struct verdict *v, const struct message *m, const char *entity, s
 	}
 	if (ndropped)
 		log_dropped(m, h, ndropped, names);
-	if ((body = malloc(len - body_off + 1)) == NULL) {
-		st = KM_NOMEM;
-		goto out;
-	}
-	memcpy(body, entity + body_off, len - body_off);
-	verdict_set_body(v, body, len - body_off);
 	st = KM_OK;
 out:
 	mime_headers_free(h);
 	if (st == KM_NOMEM)
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	return st;
+}
+
+/* entity_replace - verdict changes that make the message carry a new entity */
+enum km_status
+entity_replace(struct verdict *v, const struct message *m, const char *entity, size_t len,
+    struct kmerr *err)
+{
+	size_t hdr_len, body_off;
+	enum km_status st;
+	unsigned char *body;
+
+	if ((st = mime_entity_split(entity, len, &hdr_len, &body_off, err)) != KM_OK)
+		return st;
+	if ((st = replace_headers(v, m, entity, hdr_len, err)) != KM_OK)
+		return st;
+	if ((body = malloc(len - body_off + 1)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	memcpy(body, entity + body_off, len - body_off);
+	verdict_set_body(v, body, len - body_off);
+	return KM_OK;
+}
+
+/* entity_replace_spool - the same with the header block in memory, the body in a spool */
+enum km_status
+entity_replace_spool(struct verdict *v, const struct message *m, const char *head,
+    size_t headlen, struct spool *body, struct kmerr *err)
+{
+	size_t hdr_len, body_off;
+	enum km_status st;
+
+	if ((st = mime_entity_split(head, headlen, &hdr_len, &body_off, err)) != KM_OK)
+		return st;
+	if (body_off != headlen)
+		return kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "entity: %zu bytes after the header block", headlen - body_off);
+	if ((st = replace_headers(v, m, head, hdr_len, err)) != KM_OK)
+		return st;
+	verdict_set_body_spool(v, body);
+	return KM_OK;
+}
+
+/*
+ * The split writer: a sink BIO that sends what is written to it up to and
+ * including the first empty line (CRLF CRLF) to one BIO, the rest to
+ * another.  What kmilter writes starts with a small header block.
+ */
+struct split {
+	BIO	*head;
+	BIO	*body;
+	int	 state;		/* bytes of "\r\n\r\n" matched; 4: in the body */
+	size_t	 headlen;
+};
+
+static BIO_METHOD *split_method;
+static CRYPTO_ONCE split_once = CRYPTO_ONCE_STATIC_INIT;
+
+/* split_write - the BIO write callback */
+static int
+split_write(BIO *b, const char *buf, int len)
+{
+	struct split *sp = BIO_get_data(b);
+	static const char blank[] = "\r\n\r\n";
+	int i = 0;
+
+	BIO_clear_retry_flags(b);
+	for (; i < len && sp->state < 4; i++) {
+		sp->state = buf[i] == blank[sp->state] ? sp->state + 1 :
+		    buf[i] == '\r' ? 1 : 0;
+		sp->headlen++;
+	}
+	if ((i > 0 && (sp->headlen > ENTITY_HEAD_MAX ||
+	    BIO_write(sp->head, buf, i) != i)) ||
+	    (i < len && BIO_write(sp->body, buf + i, len - i) != len - i))
+		return -1;
+	return len;
+}
+
+/* split_ctrl - flush passes to both; nothing else is asked of a sink */
+static long
+split_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct split *sp = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	if (cmd != BIO_CTRL_FLUSH)
+		return 0;
+	return BIO_flush(sp->head) == 1 && BIO_flush(sp->body) == 1;
+}
+
+/* split_create, split_destroy - a split writer's state */
+static int
+split_create(BIO *b)
+{
+	struct split *sp = calloc(1, sizeof(*sp));
+
+	if (sp == NULL)
+		return 0;
+	BIO_set_data(b, sp);
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int
+split_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static void
+split_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "kmilter entity split");
+
+	if (m == NULL)
+		return;
+	BIO_meth_set_write(m, split_write);
+	BIO_meth_set_ctrl(m, split_ctrl);
+	BIO_meth_set_create(m, split_create);
+	BIO_meth_set_destroy(m, split_destroy);
+	split_method = m;
+}
+
+/* entity_split_writer - a BIO: the header block to head, the rest to body */
+BIO *
+entity_split_writer(BIO *head, BIO *body)
+{
+	struct split *sp;
+	BIO *b;
+
+	if (!CRYPTO_THREAD_run_once(&split_once, split_init) || split_method == NULL ||
+	    (b = BIO_new(split_method)) == NULL)
+		return NULL;
+	sp = BIO_get_data(b);
+	sp->head = head;
+	sp->body = body;
+	return b;
 }
 
 /* entity_from_bio - a memory BIO's bytes in a secmem, NUL-terminated buffer */

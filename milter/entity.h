@@ -4,7 +4,8 @@
  * NAME
  *	entity - the message's MIME entity: taken out of a message, put back into one
  * SUMMARY
- *	entity_from_message(), entity_build(), entity_replace(), entity_from_bio()
+ *	entity_from_message(), entity_build(), entity_replace(),
+ *	entity_replace_spool(), entity_split_writer(), entity_from_bio()
  * DESCRIPTION
  *	The top-level MIME entity of a message is its Content-* headers and
  *	its body; the other headers (From, To, Subject, Received, ...) stay
@@ -24,11 +25,20 @@
  *	Received, ...) is dropped, with a log line that names the dropped
  *	headers (never their values); RFC 9788 protected headers are set on
  *	the message by hp_apply() (hp.h), not here.
+ *	entity_replace_spool() does the same for an entity whose header
+ *	block (and its empty line: nothing more) is in memory and whose body
+ *	is a spool: the verdict takes the spool (verdict_set_body_spool), so
+ *	a large body goes to the MTA from disk.  entity_split_writer() is
+ *	the BIO that makes those two pieces: what is written to it goes to
+ *	head up to and including the first empty line (at most
+ *	ENTITY_HEAD_MAX bytes, else the write fails), the rest to body.
  * OWNERSHIP
  *	entity_from_bio() copies a memory BIO's bytes into a NUL-terminated
  *	buffer from secmem_alloc() (NULL when out of memory), and
  *	entity_from_message() returns one: they may hold plaintext, the
- *	caller frees them with secmem_free(p, len).
+ *	caller frees them with secmem_free(p, len).  entity_replace_spool()
+ *	takes the spool when it returns KM_OK (the caller's otherwise).  A
+ *	split writer borrows head and body: free it (BIO_free) first.
  * ERRORS
  *	KM_NOMEM; KM_PROTO when the new entity has no header block.
  * THREADS
@@ -37,6 +47,9 @@
 #include <stddef.h>
 
 #include <openssl/bio.h>
+
+/* The most a split writer sends to its head BIO. */
+#define ENTITY_HEAD_MAX	65536
 
 #include "kmerr.h"
 #include "session.h"
@@ -54,6 +67,10 @@ enum km_status entity_build(const struct message *, const struct entity_extra *,
 		    const unsigned char *body, size_t bodylen, char **out, size_t *outlen);
 enum km_status entity_replace(struct verdict *, const struct message *,
 		    const char *entity, size_t len, struct kmerr *err);
+enum km_status entity_replace_spool(struct verdict *, const struct message *,
+		    const char *head, size_t headlen, struct spool *body,
+		    struct kmerr *err);
+BIO	      *entity_split_writer(BIO *head, BIO *body);
 int	       entity_is_content_header(const char *name);
 char	      *entity_from_bio(BIO *, size_t *len);
 

@@ -56,35 +56,37 @@ strip_tag(const char *subject, const char *tag)
 	return out;
 }
 
-/* seven_bit_clean - can this entity travel as multipart/signed unchanged? */
-static int
-seven_bit_clean(const char *p, size_t n)
+/*
+ * outbound_seven_bit_clean - can this entity travel as multipart/signed unchanged?
+ * *line carries the length of the current line from one piece to the next
+ * (0 at the start).
+ */
+int
+outbound_seven_bit_clean(const char *p, size_t n, size_t *line)
 {
-	size_t line = 0;
-
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)p[i];
 
 		if (c >= 0x80 || c == 0)
 			return 0;
 		if (c == '\n')
-			line = 0;
-		else if (++line > 998)
+			*line = 0;
+		else if (++*line > 998)
 			return 0;
 	}
 	return 1;
 }
 
-/* map_digest, map_cipher, map_padding - configuration words to smime enums */
-static enum smime_digest
-map_digest(int d)
+/* outbound_digest, outbound_cipher - configuration words to smime enums */
+enum smime_digest
+outbound_digest(int d)
 {
 	return d == DIGEST_SHA512 ? SMIME_MD_SHA512 : d == DIGEST_SHA384 ? SMIME_MD_SHA384 :
 	    SMIME_MD_SHA256;
 }
 
-static enum smime_cipher
-map_cipher(int c)
+enum smime_cipher
+outbound_cipher(int c)
 {
 	return c == CIPHER_AES256_GCM ? SMIME_CIPHER_AES256_GCM :
 	    c == CIPHER_AES128_CBC ? SMIME_CIPHER_AES128_CBC : SMIME_CIPHER_AES256_CBC;
@@ -146,36 +148,6 @@ downgrade(char *buf, size_t len, unsigned *dg, unsigned kind, const char *why)
 	*dg |= kind;
 	add_reason(buf, len, why);
 }
-
-/* One outbound decision: what is wanted, the keys, the buffers. */
-struct out_job {
-	struct session	*s;
-	struct message	*m;
-	const struct kmilter_conf *c;
-	struct verdict	*v;
-	int		 sign;
-	int		 encrypt;
-	int		 protect;	/* kmilter makes the entity: protect its headers */
-	int		 hide_subject;	/* every recipient's policy lets the Subject be hidden */
-	char		 downgrade[256];
-	unsigned	 dg;		/* VERDICT_DG_*: what it leaves without */
-	char		*newsubj;
-	X509		*signer;
-	EVP_PKEY	*key;
-	STACK_OF(X509)	*chain;
-	X509		*self;		/* the sender's encryption certificate, or NULL */
-	int		 self_looked;	/* self asked for already (found or not) */
-	char		 self_err[256];	/* why not found */
-	STACK_OF(X509)	*org;		/* the org CA, published with self */
-	X509		**certs;
-	size_t		 ncerts;
-	char		*entity;	/* plaintext: wiped */
-	size_t		 entlen;
-	char		*signed_ent;	/* signed plaintext: wiped */
-	size_t		 signedlen;
-	char		*final;		/* what replaces the entity (signed only: plaintext): wiped */
-	size_t		 finallen;
-};
 
 /*
  * client_done - did the client encrypt it already (or can that not be
@@ -421,8 +393,10 @@ sign_entity(struct out_job *j)
 	struct kmerr err;
 	enum km_status st;
 
+	size_t line = 0;
+
 	if (!j->encrypt && mode == SMIME_MODE_DETACHED &&
-	    !seven_bit_clean(j->entity, j->entlen))
+	    !outbound_seven_bit_clean(j->entity, j->entlen, &line))
 		mode = SMIME_MODE_OPAQUE;
 	if (j->c->out_publish_cert)
 		pub.enc = j->self;	/* set by choose_publish(), or NULL */
@@ -431,16 +405,16 @@ sign_entity(struct out_job *j)
 		return -1;
 	}
 	st = smime_sign_publish(j->entity, j->entlen, j->signer, j->key, j->chain,
-	    &pub, map_digest(j->c->out_digest), mode, out, &err);
+	    &pub, outbound_digest(j->c->out_digest), mode, out, &err);
 	return take_output(j, st, "signing", err.msg, out, &j->signed_ent, &j->signedlen);
 }
 
 /*
- * encrypt_to - j->certs: every recipient's certificate, and the sender's
+ * outbound_encrypt_to - j->certs: every recipient's certificate, and the sender's
  * when encrypt_to_self says so; 0, or -1 with the verdict made
  */
-static int
-encrypt_to(struct out_job *j)
+int
+outbound_encrypt_to(struct out_job *j)
 {
 	struct message *m = j->m;
 	enum km_status st;
@@ -474,7 +448,7 @@ encrypt_entity(struct out_job *j)
 	struct kmerr err;
 	enum km_status st;
 
-	if (encrypt_to(j) != 0)
+	if (outbound_encrypt_to(j) != 0)
 		return -1;
 	if ((out = BIO_new(BIO_s_mem())) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
@@ -482,19 +456,19 @@ encrypt_entity(struct out_job *j)
 	}
 	st = smime_encrypt(j->sign ? j->signed_ent : j->entity,
 	    j->sign ? j->signedlen : j->entlen, j->certs, j->ncerts,
-	    map_cipher(j->c->out_cipher),
+	    outbound_cipher(j->c->out_cipher),
 	    j->c->out_rsa_padding == PADDING_OAEP ? SMIME_PAD_OAEP : SMIME_PAD_PKCS1,
 	    out, &err);
 	return take_output(j, st, "encryption", err.msg, out, &j->final, &j->finallen);
 }
 
 /*
- * make_entity - j->entity: what is signed or encrypted; with its headers
+ * outbound_make_entity - j->entity: what is signed or encrypted; with its headers
  * protected (hp.h) unless the client signed it (its signature covers an
  * entity kmilter must not change).  0, or -1 with the verdict made.
  */
-static int
-make_entity(struct out_job *j, const unsigned char *body, size_t bodylen)
+int
+outbound_make_entity(struct out_job *j, const unsigned char *body, size_t bodylen)
 {
 	struct hp_out o = { .cipher = j->encrypt, .hide_subject = j->encrypt && j->hide_subject,
 	    .subject = j->newsubj };
@@ -520,35 +494,52 @@ make_entity(struct out_job *j, const unsigned char *body, size_t bodylen)
 	return 0;
 }
 
-/* rewrite - sign and/or encrypt the entity and put it in the verdict */
-static void
-rewrite(struct out_job *j)
+/*
+ * rewrite_memory - sign and/or encrypt a body held in memory; the verdict
+ * gets the header changes and the new body.  0, or -1 with the verdict made.
+ */
+static int
+rewrite_memory(struct out_job *j)
 {
 	const unsigned char *body;
 	size_t bodylen;
 	struct kmerr err;
-	enum km_status st;
 
 	if (spool_map(j->m->body, &body, &bodylen, &err) != KM_OK) {
 		verdict_tempfail(j->v, "%s", err.msg);
-		return;
+		return -1;
 	}
-	if (make_entity(j, body, bodylen) != 0)
-		return;
+	if (outbound_make_entity(j, body, bodylen) != 0)
+		return -1;
 	if (j->sign && sign_entity(j) != 0)
-		return;
+		return -1;
 	if (j->encrypt) {
 		if (encrypt_entity(j) != 0)
-			return;
+			return -1;
 	} else {
 		j->final = j->signed_ent;
 		j->finallen = j->signedlen;
 		j->signed_ent = NULL;
 	}
-	if ((st = entity_replace(j->v, j->m, j->final, j->finallen, &err)) != KM_OK) {
+	if (entity_replace(j->v, j->m, j->final, j->finallen, &err) != KM_OK) {
 		verdict_tempfail(j->v, "rewrite: %s", err.msg);
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+/*
+ * rewrite - sign and/or encrypt the entity and put it in the verdict: in
+ * memory, or streamed from the spool file a large body is in
+ * (outbound_stream.c; the same result, in bounded memory)
+ */
+static void
+rewrite(struct out_job *j)
+{
+	struct kmerr err;
+
+	if ((spool_on_disk(j->m->body) ? outbound_rewrite_stream(j) : rewrite_memory(j)) != 0)
+		return;
 	if (j->protect && j->encrypt && j->hide_subject &&
 	    hp_hide_outer(j->v, j->m, &err) != KM_OK) {
 		verdict_tempfail(j->v, "rewrite: %s", err.msg);

@@ -47,6 +47,11 @@
  *	A signed-only message whose content is not 7-bit clean is signed as
  *	opaque signed-data (base64), because a multipart/signed 8-bit body
  *	may be re-encoded on its way and its signature broken.
+ *	Memory: a body in memory (up to milter.spool_memory_max) is signed
+ *	and encrypted there; a larger one, in a spool file, is streamed
+ *	from the spool into new spool files (outbound_stream.c), with the
+ *	same result, in bounded memory; a spool that fills (disk budget
+ *	milter.spool_disk_max_mb, or the file system) tempfails it, 4.3.2.
  * OWNERSHIP
  *	Certificates found at RCPT time are kept in the message and freed with it.
  * ERRORS

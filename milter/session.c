@@ -82,6 +82,7 @@ session_message_begin(struct session *s, const char *from, const char *auth_auth
 		return KM_NOMEM;
 	clock_gettime(CLOCK_MONOTONIC, &m->start);
 	m->from = policy_addr_normalize(from);	/* policy.h: one form for every rule */
+	spool_disk_limit((size_t)s->conf->spool_disk_max_mb << 20);	/* a reload applies here */
 	m->body = spool_new(s->conf->spool_dir, (size_t)s->conf->spool_memory_max);
 	if (m->from == NULL || m->body == NULL) {
 		message_free(m);

@@ -58,11 +58,12 @@ struct message {
 	struct spool	*body;
 	struct timespec	 start;
 	int		 failed;	/* a step failed: tempfail at the end */
-	int		 over_budget;	/* failed for milter.max_inflight_mb */
+	int		 over_budget;	/* failed for max_inflight_mb or the spool (4.3.2) */
 	int		 too_big;	/* alone it needs more than the budget */
 	char		 failure[256];
 	size_t		 claim;		/* bytes held in the in-flight budget */
 	size_t		 budget_factor;	/* budget bytes per body byte, 0 = not yet known */
+	int		 streamed;	/* outbound: a body past spool_memory_max is streamed */
 	size_t		 received;	/* body bytes received (spooled or not) */
 };
 

@@ -20,6 +20,7 @@
 #include "smime.h"
 #include "smime_b64.h"
 #include "smime_int.h"
+#include "spool.h"
 
 /* puts_out - write a C string to a BIO completely */
 static int
@@ -29,139 +30,176 @@ puts_out(BIO *out, const char *s)
 }
 
 /*
- * to_crlf - the entity with CRLF line ends
- * *copy is set to a new buffer when bare LFs had to be converted (the
- * caller frees it with secmem_free(*copy, *copylen)), else left NULL.
+ * Content in.  The content is read from a source (smime.h: bytes in
+ * memory, then a spool from an offset) in bounded chunks, converted to
+ * CRLF line ends on the way (a bare LF gets a CR in front), and written
+ * into OpenSSL's BIO chain directly: CMS_final() and i2d_CMS_bio_stream()
+ * would copy it through SMIME_crlf_copy(), which frees a buffer BIO with
+ * up to 4 KB of plaintext in it, unwiped.  So the working set is two
+ * chunk buffers, wiped, whatever the size of the content.
  */
-static enum km_status
-to_crlf(const char *in, size_t len, char **copy, size_t *copylen)
-{
-	size_t bare = 0, i, o = 0;
-	const char *p = in, *nl;
-	char *buf;
+#define FEED_CHUNK	32768	/* source bytes per read */
+#define FEED_KEEP	128	/* bytes kept across chunks for the boundary check */
 
-	*copy = NULL;
-	*copylen = 0;
-	while ((nl = memchr(p, '\n', len - (size_t)(p - in))) != NULL) {
-		if (nl == in || nl[-1] != '\r')
-			bare++;
-		p = nl + 1;
-	}
-	if (bare == 0)
+/* src_read - up to len bytes of the source from pos; *got = 0 at its end */
+static enum km_status
+src_read(const struct smime_source *src, size_t pos, unsigned char *buf, size_t len,
+    size_t *got, struct kmerr *err)
+{
+	*got = 0;
+	if (pos < src->headlen) {
+		*got = src->headlen - pos < len ? src->headlen - pos : len;
+		memcpy(buf, src->head + pos, *got);
 		return KM_OK;
-	if ((buf = secmem_alloc(len + bare)) == NULL)
-		return KM_NOMEM;
-	for (i = 0; i < len; i++) {
-		if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
-			buf[o++] = '\r';
-		buf[o++] = in[i];
 	}
-	*copy = buf;
-	*copylen = o;
-	return KM_OK;
+	if (src->body == NULL)
+		return KM_OK;
+	return spool_read(src->body, src->off + (pos - src->headlen), buf, len, got, err);
+}
+
+/* crlf_chunk - raw bytes to buf with CRLF line ends; *prev is the last byte seen */
+static size_t
+crlf_chunk(const unsigned char *raw, size_t n, unsigned char *buf, int *prev)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (raw[i] == '\n' && *prev != '\r')
+			buf[o++] = '\r';
+		buf[o++] = raw[i];
+		*prev = raw[i];
+	}
+	return o;
 }
 
 /*
- * crlf_input - the entity as signed or encrypted: CRLF line ends (*entity
- * and *len may then point to *copy, which the caller frees with
- * secmem_free), at most INT_MAX bytes
+ * feed - the source, CRLF, written completely to b (NULL: only read); with
+ * avoid, *found says whether that string occurs in the CRLF content.
+ * KM_OK; KM_TEMPFAIL when the source cannot be read (err says why) or b
+ * refused a write (err: "writing"); KM_NOMEM.
  */
 static enum km_status
-crlf_input(const char *what, const char **entity, size_t *len, char **copy,
-    size_t *copylen, struct kmerr *err)
+feed(BIO *b, const struct smime_source *src, const char *avoid, int *found,
+    struct kmerr *err)
 {
-	enum km_status st;
+	unsigned char *raw = malloc(FEED_CHUNK), *buf = malloc(2 * FEED_CHUNK + FEED_KEEP);
+	size_t pos = 0, got, keep = 0, alen = avoid != NULL ? strlen(avoid) : 0, o;
+	enum km_status st = KM_OK;
+	int prev = 0;
 
-	if ((st = to_crlf(*entity, *len, copy, copylen)) != KM_OK) {
-		kmerr_set(err, KM_NOMEM, KMERR_NONE, "%s: out of memory", what);
-		return st;
+	if (found != NULL)
+		*found = 0;
+	if (raw == NULL || buf == NULL) {
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		goto out;
 	}
-	if (*copy != NULL) {
-		*entity = *copy;
-		*len = *copylen;
+	if (alen >= FEED_KEEP) {	/* a boundary is 41 bytes */
+		st = kmerr_set(err, KM_PERMFAIL, KMERR_NONE, "boundary too long");
+		goto out;
 	}
-	if (*len > INT_MAX) {
-		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
-		    "%s: entity too large", what);
-		return KM_PERMFAIL;
+	for (;;) {
+		if ((st = src_read(src, pos, raw, FEED_CHUNK, &got, err)) != KM_OK || got == 0)
+			break;
+		pos += got;
+		o = keep + crlf_chunk(raw, got, buf + keep, &prev);
+		if (alen > 0 && memmem(buf, o, avoid, alen) != NULL)
+			*found = 1;
+		if (b != NULL && !smime_b64_emit(b, buf + keep, o - keep)) {
+			st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "writing");
+			break;
+		}
+		keep = alen > 0 ? (o < alen - 1 ? o : alen - 1) : 0;
+		memmove(buf, buf + o - keep, keep);
 	}
-	return KM_OK;
+out:
+	secmem_free(raw, raw != NULL ? FEED_CHUNK : 0);
+	secmem_free(buf, buf != NULL ? 2 * FEED_CHUNK + FEED_KEEP : 0);
+	return st;
 }
 
-/*
- * Content in.  CMS_final() and i2d_CMS_bio_stream() copy the content
- * through SMIME_crlf_copy(), which pushes a buffer BIO and frees it with
- * up to 4 KB of plaintext in it, unwiped.  The content here is already a
- * CRLF buffer in memory (CMS_BINARY: copied as it is), so it is written
- * into OpenSSL's BIO chain directly: the same bytes, no copy left behind.
- */
-
-/* write_all - write len bytes (at most INT_MAX) to a BIO chain */
-static int
-write_all(BIO *b, const char *data, size_t len)
-{
-	return len == 0 || BIO_write(b, data, (int)len) == (int)len;
-}
-
-/* final_content - CMS_final() for detached content held in memory */
-static int
-final_content(CMS_ContentInfo *cms, const char *data, size_t len)
+/* final_content - CMS_final() for detached content read from a source */
+static enum km_status
+final_content(CMS_ContentInfo *cms, const struct smime_source *src, const char *avoid,
+    int *found, struct kmerr *err)
 {
 	BIO *cmsbio;
-	int ok;
+	enum km_status st;
 
 	if ((cmsbio = CMS_dataInit(cms, NULL)) == NULL)
-		return 0;
-	ok = write_all(cmsbio, data, len);
+		return smime_ossl(err, KM_PERMFAIL, "sign: CMS_final");
+	st = feed(cmsbio, src, avoid, found, err);
 	(void)BIO_flush(cmsbio);
-	ok = ok && CMS_dataFinal(cms, cmsbio);
+	if (st == KM_OK && !CMS_dataFinal(cms, cmsbio))
+		st = smime_ossl(err, KM_PERMFAIL, "sign: CMS_final");
 	BIO_free_all(cmsbio);
-	return ok;
+	return st;
 }
 
 /*
- * stream_content - i2d_CMS_bio_stream() for content held in memory: the
- * CMS streamed to out (BER, indefinite lengths) with data as its content
+ * stream_content - i2d_CMS_bio_stream() for content read from a source: the
+ * CMS streamed to out (BER, indefinite lengths) with the source as its content
  */
-static int
-stream_content(BIO *out, CMS_ContentInfo *cms, const char *data, size_t len)
+static enum km_status
+stream_content(BIO *out, CMS_ContentInfo *cms, const struct smime_source *src,
+    struct kmerr *err)
 {
 	BIO *ndef, *next;
-	int ok;
+	enum km_status st;
 
 	if ((ndef = BIO_new_NDEF(out, (ASN1_VALUE *)cms,
 	    ASN1_ITEM_rptr(CMS_ContentInfo))) == NULL)
-		return 0;
-	ok = write_all(ndef, data, len);
-	(void)BIO_flush(ndef);
+		return smime_ossl(err, KM_NOMEM, "BIO_new_NDEF");
+	st = feed(ndef, src, NULL, NULL, err);
+	if (st == KM_OK && BIO_flush(ndef) != 1)
+		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "writing");
 	/* Free the BIOs BIO_new_NDEF() pushed, up to out (the caller's). */
 	while (ndef != NULL && ndef != out) {
 		next = BIO_pop(ndef);
 		BIO_free(ndef);
 		ndef = next;
 	}
-	return ok;
+	return st;
 }
 
-/* make_boundary - a random boundary that does not occur in the data */
+/* random_boundary - a fresh random multipart boundary in bd */
 static enum km_status
-make_boundary(char *bd, size_t bdlen, const char *data, size_t len)
+random_boundary(char *bd, size_t bdlen)
 {
 	unsigned char rnd[16];
-	int tries;
 
-	for (tries = 0; tries < 8; tries++) {
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-			return KM_TEMPFAIL;
-		snprintf(bd, bdlen, "----=_km_%02x%02x%02x%02x%02x%02x%02x%02x"
-		    "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-		    rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], rnd[8],
-		    rnd[9], rnd[10], rnd[11], rnd[12], rnd[13], rnd[14],
-		    rnd[15]);
-		if (memmem(data, len, bd, strlen(bd)) == NULL)
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return KM_TEMPFAIL;
+	snprintf(bd, bdlen, "----=_km_%02x%02x%02x%02x%02x%02x%02x%02x"
+	    "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+	    rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7], rnd[8],
+	    rnd[9], rnd[10], rnd[11], rnd[12], rnd[13], rnd[14],
+	    rnd[15]);
+	return KM_OK;
+}
+
+/*
+ * digest_and_boundary - finish cms over the content (first pass) and find
+ * a boundary that does not occur in it: the first one is checked during
+ * that pass, another (almost never) in a pass of its own
+ */
+static enum km_status
+digest_and_boundary(CMS_ContentInfo *cms, const struct smime_source *src, char *bd,
+    size_t bdlen, struct kmerr *err)
+{
+	enum km_status st;
+	int found = 0;
+
+	for (int tries = 0; tries < 8; tries++) {
+		if (random_boundary(bd, bdlen) != KM_OK)
+			break;
+		st = tries == 0 ? final_content(cms, src, bd, &found, err) :
+		    feed(NULL, src, bd, &found, err);
+		if (st != KM_OK)
+			return st;
+		if (!found)
 			return KM_OK;
 	}
-	return KM_TEMPFAIL;
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "sign: no random boundary");
 }
 
 /* sign_digest - the digest and its micalg name, NULL when unknown */
@@ -247,25 +285,30 @@ sign_cms(X509 *cert, EVP_PKEY *key, STACK_OF(X509) *chain,
 	return cms;
 }
 
+/* write_failed - err for a failed write (the source's reason when it was the source) */
+static enum km_status
+write_failed(enum km_status st, struct kmerr *err, const char *what)
+{
+	if (st == KM_NOMEM || (st == KM_TEMPFAIL && err->msg[0] != '\0' &&
+	    strcmp(err->msg, "writing") != 0))
+		return st;
+	return smime_ossl(err, KM_TEMPFAIL, what);
+}
+
 /*
- * sign_detached - finish cms over the entity and write multipart/signed:
- * the entity unchanged, then smime.p7s
+ * sign_detached - finish cms over the content and write multipart/signed:
+ * the content (CRLF) unchanged, then smime.p7s; the source is read twice
  */
 static enum km_status
-sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
+sign_detached(CMS_ContentInfo *cms, const struct smime_source *src,
     const char *micalg, BIO *out, struct kmerr *err)
 {
 	BIO *b64 = NULL;
 	char bd[64], hdr[512];
 	enum km_status st;
 
-	if (!final_content(cms, entity, len))
-		return smime_ossl(err, KM_PERMFAIL,
-		    "sign: CMS_final");
-	if ((st = make_boundary(bd, sizeof(bd), entity, len)) != KM_OK) {
-		kmerr_set(err, st, KMERR_NONE, "sign: no random boundary");
+	if ((st = digest_and_boundary(cms, src, bd, sizeof(bd), err)) != KM_OK)
 		return st;
-	}
 	snprintf(hdr, sizeof(hdr),
 	    "Content-Type: multipart/signed;\r\n"
 	    "\tprotocol=\"application/pkcs7-signature\";\r\n"
@@ -274,8 +317,8 @@ sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
 	    "This is an S/MIME signed message\r\n"
 	    "\r\n"
 	    "--%s\r\n", micalg, bd, bd);
-	if (!puts_out(out, hdr) ||
-	    !smime_b64_emit(out, (const unsigned char *)entity, len))
+	st = KM_TEMPFAIL;
+	if (!puts_out(out, hdr) || (st = feed(out, src, NULL, NULL, err)) != KM_OK)
 		goto write_fail;
 	snprintf(hdr, sizeof(hdr),
 	    "\r\n--%s\r\n"
@@ -286,6 +329,7 @@ sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
 	    "filename=\"smime.p7s\"\r\n"
 	    "Content-Description: S/MIME Cryptographic Signature\r\n"
 	    "\r\n", bd);
+	st = KM_TEMPFAIL;
 	if (!puts_out(out, hdr))
 		goto write_fail;
 	if ((b64 = smime_b64_new(out)) == NULL)
@@ -300,16 +344,16 @@ sign_detached(CMS_ContentInfo *cms, const char *entity, size_t len,
 	return KM_OK;
 write_fail:
 	smime_b64_free(b64);
-	return smime_ossl(err, KM_TEMPFAIL, "sign: writing output");
+	return write_failed(st, err, "sign: writing output");
 }
 
-/* sign_opaque - stream in through cms as opaque signed-data */
+/* sign_opaque - stream the source through cms as opaque signed-data */
 static enum km_status
-sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
+sign_opaque(CMS_ContentInfo *cms, const struct smime_source *src, BIO *out,
     struct kmerr *err)
 {
 	BIO *b64;
-	int ok;
+	enum km_status st = KM_TEMPFAIL;
 
 	if (!puts_out(out,
 	    "Content-Type: application/pkcs7-mime; "
@@ -323,13 +367,21 @@ sign_opaque(CMS_ContentInfo *cms, const char *entity, size_t len, BIO *out,
 		    "sign: writing output");
 	if ((b64 = smime_b64_new(out)) == NULL)
 		return smime_ossl(err, KM_NOMEM, "sign: BIO");
-	ok = stream_content(b64, cms, entity, len) &&
-	    smime_b64_finish(b64);
+	if ((st = stream_content(b64, cms, src, err)) == KM_OK && !smime_b64_finish(b64))
+		st = KM_TEMPFAIL;
 	smime_b64_free(b64);
-	if (!ok)
-		return smime_ossl(err, KM_TEMPFAIL,
-		    "sign: writing output");
+	if (st != KM_OK)
+		return write_failed(st, err, "sign: writing output");
 	return KM_OK;
+}
+
+/* memory_source - a source for an entity held in memory */
+static struct smime_source
+memory_source(const char *entity, size_t len)
+{
+	struct smime_source src = { .head = entity, .headlen = len };
+
+	return src;
 }
 
 /* smime_sign - sign an entity: multipart/signed or opaque signed-data */
@@ -349,14 +401,28 @@ smime_sign_publish(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
     enum smime_digest digest, enum smime_sign_mode mode, BIO *out,
     struct kmerr *err)
 {
+	struct smime_source src = memory_source(entity, len);
+
+	return smime_sign_source(&src, cert, key, chain, pub, digest, mode, out, err);
+}
+
+/* smime_sign_source - sign what a source holds (see smime.h) */
+enum km_status
+smime_sign_source(const struct smime_source *src, X509 *cert, EVP_PKEY *key,
+    STACK_OF(X509) *chain, const struct smime_publish *pub,
+    enum smime_digest digest, enum smime_sign_mode mode, BIO *out,
+    struct kmerr *err)
+{
 	const EVP_MD *md;
 	const char *micalg = NULL;
 	CMS_ContentInfo *cms = NULL;
-	char *copy = NULL;
-	size_t copylen = 0;
 	unsigned int flags = CMS_BINARY | CMS_PARTIAL;
+	struct kmerr mine;
 	enum km_status st;
 
+	if (err == NULL)
+		err = &mine;
+	kmerr_clear(err);
 	ERR_clear_error();
 	if ((md = sign_digest(digest, &micalg)) == NULL) {
 		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
@@ -368,8 +434,6 @@ smime_sign_publish(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 		    "sign: no signer certificate or key");
 		return KM_PERMFAIL;
 	}
-	if ((st = crlf_input("sign", &entity, &len, &copy, &copylen, err)) != KM_OK)
-		goto out;
 	if (mode == SMIME_MODE_DETACHED)
 		flags |= CMS_DETACHED;
 	else
@@ -377,15 +441,14 @@ smime_sign_publish(const char *entity, size_t len, X509 *cert, EVP_PKEY *key,
 	if ((cms = sign_cms(cert, key, chain, pub, md, flags, &st, err)) == NULL)
 		goto out;
 	if (mode == SMIME_MODE_DETACHED)
-		st = sign_detached(cms, entity, len, micalg, out, err);
+		st = sign_detached(cms, src, micalg, out, err);
 	else
-		st = sign_opaque(cms, entity, len, out, err);
+		st = sign_opaque(cms, src, out, err);
 	if (st == KM_OK && BIO_flush(out) != 1)
 		st = smime_ossl(err, KM_TEMPFAIL,
 		    "sign: writing output");
 out:
 	CMS_ContentInfo_free(cms);
-	secmem_free(copy, copylen);
 	return st;
 }
 
@@ -447,15 +510,29 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
     size_t nrcpts, enum smime_cipher cipher, enum smime_padding padding,
     BIO *out, struct kmerr *err)
 {
+	struct smime_source src = memory_source(entity, len);
+
+	return smime_encrypt_source(&src, rcpts, nrcpts, cipher, padding, out, err);
+}
+
+/* smime_encrypt_source - encrypt what a source holds (see smime.h) */
+enum km_status
+smime_encrypt_source(const struct smime_source *src, X509 *const *rcpts,
+    size_t nrcpts, enum smime_cipher cipher, enum smime_padding padding,
+    BIO *out, struct kmerr *err)
+{
 	const EVP_CIPHER *ciph;
 	const char *stype;
 	CMS_ContentInfo *cms = NULL;
 	BIO *b64 = NULL;
-	char *copy = NULL, hdr[512];
-	size_t copylen = 0;
+	char hdr[512];
 	unsigned int flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM;
+	struct kmerr mine;
 	enum km_status st;
 
+	if (err == NULL)
+		err = &mine;
+	kmerr_clear(err);
 	ERR_clear_error();
 	if ((ciph = encrypt_cipher(cipher, &stype)) == NULL) {
 		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
@@ -474,9 +551,6 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 		    "encrypt: no recipients");
 		return KM_PERMFAIL;
 	}
-	if ((st = crlf_input("encrypt", &entity, &len, &copy, &copylen,
-	    err)) != KM_OK)
-		goto out;
 	if ((cms = CMS_encrypt(NULL, NULL, ciph, flags)) == NULL) {
 		st = smime_ossl(err, KM_PERMFAIL,
 		    "encrypt: CMS_encrypt");
@@ -491,23 +565,24 @@ smime_encrypt(const char *entity, size_t len, X509 *const *rcpts,
 	    "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
 	    "Content-Description: S/MIME Encrypted Message\r\n"
 	    "\r\n", stype);
+	st = KM_TEMPFAIL;
 	if (!puts_out(out, hdr))
 		goto write_fail;
 	if ((b64 = smime_b64_new(out)) == NULL) {
 		st = smime_ossl(err, KM_NOMEM, "encrypt: BIO");
 		goto out;
 	}
-	if (!stream_content(b64, cms, entity, len) ||
-	    !smime_b64_finish(b64) || BIO_flush(out) != 1)
+	if ((st = stream_content(b64, cms, src, err)) != KM_OK)
+		goto write_fail;
+	st = KM_TEMPFAIL;
+	if (!smime_b64_finish(b64) || BIO_flush(out) != 1)
 		goto write_fail;
 	st = KM_OK;
 	goto out;
 write_fail:
-	st = smime_ossl(err, KM_TEMPFAIL,
-	    "encrypt: writing output");
+	st = write_failed(st, err, "encrypt: writing output");
 out:
 	smime_b64_free(b64);
 	CMS_ContentInfo_free(cms);
-	secmem_free(copy, copylen);
 	return st;
 }

@@ -4,7 +4,8 @@
  * NAME
  *	smime - S/MIME sign, encrypt, decrypt and verify with OpenSSL 3 CMS
  * SUMMARY
- *	smime_sign(), smime_sign_publish(), smime_encrypt() in smime.c;
+ *	smime_sign(), smime_sign_publish(), smime_encrypt(),
+ *	smime_sign_source(), smime_encrypt_source() in smime.c;
  *	smime_decrypt(),
  *	smime_envelope_open(), smime_envelope_count(), smime_envelope_rid(),
  *	smime_envelope_match(), smime_envelope_decrypt(),
@@ -56,6 +57,17 @@
  *	SMIMEEncryptionKeyPreference (RFC 8551 2.5.3) names it by issuer and
  *	serial, so that a correspondent's client knows what to encrypt to.
  *	smime_sign() is smime_sign_publish() with nothing to publish.
+ *
+ *	Streaming.  smime_sign_source() and smime_encrypt_source() take the
+ *	entity from a struct smime_source: head bytes in memory, then a
+ *	spool (spool.h) from an offset to its end.  The content is read in
+ *	bounded chunks, put in CRLF form on the way and streamed through
+ *	OpenSSL (CMS_STREAM, BER with indefinite lengths); a detached
+ *	signature reads the source twice (digest, then the first part), so
+ *	the working set is a few chunk buffers whatever the size.  Given
+ *	the same entity, the output is the same as from the functions that
+ *	take it in memory (those are the same code with a source of head
+ *	bytes only), up to the random boundary and the signature.
  *	smime_verify_certs() (smime_verify.h) reads the attribute back.
  *
  *	smime_encrypt(): one EnvelopedData (AuthEnvelopedData for AES-GCM)
@@ -159,6 +171,15 @@ struct smime_publish {
 	STACK_OF(X509)	*chain;	/* its chain, may be NULL */
 };
 
+/* An entity read in pieces: head bytes, then body from offset off to the end. */
+struct spool;
+struct smime_source {
+	const char	*head;		/* borrowed, may be NULL with headlen 0 */
+	size_t		 headlen;
+	struct spool	*body;		/* borrowed, or NULL: head only */
+	size_t		 off;
+};
+
 struct smime_envelope;
 
 /* smime_sign - sign an entity: multipart/signed or opaque signed-data */
@@ -172,6 +193,16 @@ enum km_status	 smime_sign_publish(const char *entity, size_t len, X509 *cert,
 		    EVP_PKEY *key, STACK_OF(X509) *chain,
 		    const struct smime_publish *pub, enum smime_digest digest,
 		    enum smime_sign_mode mode, BIO *out, struct kmerr *err);
+
+/* smime_sign_source, smime_encrypt_source - the same, the entity read from a source */
+enum km_status	 smime_sign_source(const struct smime_source *, X509 *cert,
+		    EVP_PKEY *key, STACK_OF(X509) *chain,
+		    const struct smime_publish *pub, enum smime_digest digest,
+		    enum smime_sign_mode mode, BIO *out, struct kmerr *err);
+enum km_status	 smime_encrypt_source(const struct smime_source *,
+		    X509 *const *rcpts, size_t nrcpts,
+		    enum smime_cipher cipher, enum smime_padding padding,
+		    BIO *out, struct kmerr *err);
 
 /* smime_encrypt - encrypt an entity to every certificate in rcpts */
 enum km_status	 smime_encrypt(const char *entity, size_t len,

@@ -23,7 +23,59 @@ struct spool {
 	int		 fd;		/* -1 while in memory */
 	void		*map;
 	size_t		 maplen;
+	size_t		 disk;		/* bytes counted against the disk budget */
 };
+
+/* The disk budget, over every spool of the process (0: none). */
+static size_t	disk_used;
+static size_t	disk_max;
+
+/* spool_disk_limit - bytes of spool files allowed at once (0: no limit) */
+void
+spool_disk_limit(size_t max)
+{
+	__atomic_store_n(&disk_max, max, __ATOMIC_SEQ_CST);
+}
+
+/* spool_disk_used - bytes in spool files now */
+size_t
+spool_disk_used(void)
+{
+	return __atomic_load_n(&disk_used, __ATOMIC_SEQ_CST);
+}
+
+/* spool_disk_room - is there room for n more bytes now?  KM_OK, or KM_TEMPFAIL "spool full" */
+enum km_status
+spool_disk_room(size_t n, struct kmerr *err)
+{
+	size_t max = __atomic_load_n(&disk_max, __ATOMIC_SEQ_CST);
+	size_t cur = __atomic_load_n(&disk_used, __ATOMIC_SEQ_CST);
+
+	if (max == 0 || (n <= max && cur <= max - n))
+		return KM_OK;
+	return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+	    "spool full: milter.spool_disk_max_mb (%zu MB) has %zu kB free, %zu kB needed",
+	    max >> 20, cur < max ? (max - cur) >> 10 : 0, (n + 1023) >> 10);
+}
+
+/* disk_claim - count n more bytes on disk for s, unless the budget would pass */
+static enum km_status
+disk_claim(struct spool *s, size_t n, struct kmerr *err)
+{
+	size_t max = __atomic_load_n(&disk_max, __ATOMIC_SEQ_CST);
+	size_t cur = __atomic_load_n(&disk_used, __ATOMIC_SEQ_CST);
+
+	do {
+		if (max != 0 && (n > max || cur > max - n))
+			return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+			    "spool full: milter.spool_disk_max_mb (%zu MB) reached in %s "
+			    "(%zu kB in spool files, %zu kB more needed)", max >> 20,
+			    s->dir, cur >> 10, (n + 1023) >> 10);
+	} while (!__atomic_compare_exchange_n(&disk_used, &cur, cur + n, 0,
+	    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+	s->disk += n;
+	return KM_OK;
+}
 
 /* spool_new - an empty spool that moves to dir past memmax bytes */
 struct spool *
@@ -61,6 +113,8 @@ spool_free(struct spool *s)
 	unmap(s);
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->disk > 0)
+		__atomic_sub_fetch(&disk_used, s->disk, __ATOMIC_SEQ_CST);
 	secmem_free(s->mem, s->cap);	/* a body is plaintext: wipe it */
 	free(s->dir);
 	free(s);
@@ -142,6 +196,8 @@ spool_append(struct spool *s, const void *data, size_t n, struct kmerr *err)
 		s->len += n;
 		return KM_OK;
 	}
+	if (disk_claim(s, s->fd < 0 ? s->len + n : n, err) != KM_OK)
+		return KM_TEMPFAIL;
 	if (s->fd < 0) {
 		if ((s->fd = open_tmp(s->dir)) < 0) {
 			return kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,

@@ -95,11 +95,31 @@ TEST(threads_never_pass_max)
 	CHECK_EQ_INT(budget_sessions(), 0);
 }
 
+/* The crypto claim: 8x up to spool_memory_max, then a bounded one; a claim shrinks to it. */
+TEST(crypto_claim_bounded_when_streamed)
+{
+	size_t claim = 0, base = budget_inflight(), mm = 1 << 20;
+
+	CHECK_EQ_INT((int)budget_crypto_need(1000, mm), 8 * 1000);
+	CHECK_EQ_INT((int)budget_crypto_need(mm, mm), 8 * (int)mm);
+	CHECK_EQ_INT((int)budget_crypto_need(mm + 1, mm), (int)(mm + BUDGET_STREAM_EXTRA));
+	CHECK_EQ_INT((int)budget_crypto_need((size_t)50 << 20, mm), (int)(mm + BUDGET_STREAM_EXTRA));
+	CHECK_EQ_INT(budget_reserve(&claim, 8 * mm, 64 * mm), 0);
+	budget_shrink(&claim, budget_crypto_need(mm + 1, mm));
+	CHECK_EQ_INT((int)claim, (int)(mm + BUDGET_STREAM_EXTRA));
+	CHECK_EQ_INT((int)(budget_inflight() - base), (int)claim);
+	budget_shrink(&claim, 8 * mm);		/* never grows */
+	CHECK_EQ_INT((int)claim, (int)(mm + BUDGET_STREAM_EXTRA));
+	budget_release(&claim);
+	CHECK_EQ_INT((int)(budget_inflight() - base), 0);
+}
+
 static const struct test_case tests[] = {
 	T(sessions_stop_at_max),
 	T(bytes_stop_at_max_and_come_back),
 	T(bytes_no_overflow),
 	T(threads_never_pass_max),
+	T(crypto_claim_bounded_when_streamed),
 	{ 0 }
 };
 

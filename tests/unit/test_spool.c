@@ -367,6 +367,50 @@ TEST(writer_failure_is_reported)
 	spool_free(s);
 }
 
+/*
+ * The disk budget counts the bytes of every spool's file: an append that
+ * would pass it fails with "spool full" and writes nothing, memory-only
+ * spools do not count, and a freed spool gives its bytes back.
+ */
+TEST(disk_budget_across_spools)
+{
+	char *dir = tmpdir();
+	struct spool *a, *b, *m;
+	struct kmerr err;
+	size_t used0 = spool_disk_used();
+
+	CHECK(dir != NULL);
+	spool_disk_limit(20000);
+	a = spool_new(dir, 4096);
+	b = spool_new(dir, 4096);
+	m = spool_new(dir, 100000);
+	CHECK(a != NULL && b != NULL && m != NULL);
+	CHECK_EQ_INT(fill(m, 0, 50000, &err), KM_OK);	/* in memory: not counted */
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 0);
+	CHECK_EQ_INT(fill(a, 0, 12000, &err), KM_OK);	/* on disk: counted */
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 12000);
+	CHECK_EQ_INT(fill(b, 0, 4000, &err), KM_OK);	/* in memory still */
+	CHECK_EQ_INT(fill(b, 4000, 4000, &err), KM_OK);	/* 8000 moved: 20000 */
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 20000);
+	CHECK_EQ_INT(fill(b, 8000, 1, &err), KM_TEMPFAIL);
+	CHECK(strncmp(err.msg, "spool full: milter.spool_disk_max_mb", 36) == 0);
+	CHECK_EQ_INT((int)spool_size(b), 8000);		/* nothing written */
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 20000);
+	CHECK_EQ_INT(spool_disk_room(1, &err), KM_TEMPFAIL);	/* a check: nothing taken */
+	CHECK(strncmp(err.msg, "spool full: milter.spool_disk_max_mb", 36) == 0);
+	CHECK_EQ_INT(spool_disk_room(0, &err), KM_OK);
+	a = spool_free(a);				/* its 12000 bytes come back */
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 8000);
+	CHECK_EQ_INT(spool_disk_room(12000, &err), KM_OK);
+	CHECK_EQ_INT(spool_disk_room(12001, &err), KM_TEMPFAIL);
+	CHECK_EQ_INT(fill(b, 8000, 12000, &err), KM_OK);
+	b = spool_free(b);
+	m = spool_free(m);
+	CHECK_EQ_INT((int)(spool_disk_used() - used0), 0);
+	spool_disk_limit(0);
+	rmdir(dir);
+}
+
 static const struct test_case tests[] = {
 	T(memory_below_limit),
 	T(file_past_limit),
@@ -379,6 +423,7 @@ static const struct test_case tests[] = {
 	T(read_in_pieces),
 	T(bios_copy_through_disk),
 	T(writer_failure_is_reported),
+	T(disk_budget_across_spools),
 	{ 0 }
 };
 
