@@ -66,8 +66,7 @@ def rewrite(m, headers, body, chunk=mc.CHUNK, c=None, qid="RW1"):
     own = c is None
     if own:
         c = protocases.new_client(m)
-    body_of = c.body
-    c.body = lambda data: body_of(data, chunk=chunk)      # message() sends with c.body
+    c.body = lambda data: mc.MilterClient.body(c, data, chunk=chunk)   # message() uses c.body
     steps, res = c.message(protocases.SENDER, protocases.RCPTS, headers, body,
                            queue_id=qid, connect=own)
     if own:
