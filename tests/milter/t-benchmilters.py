@@ -62,6 +62,17 @@ def b64_lines(data):
     return b"".join(e[i:i + 76] + b"\r\n" for i in range(0, len(e), 76))
 
 
+def check_body(got, want):
+    """The replaced body is want; on a difference, say where (not the whole body)."""
+    if got == want:
+        return
+    got = got or b""
+    at = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
+              min(len(got), len(want)))
+    check(False, "replaced body: %d bytes, want %d; first difference at %d: %r vs %r"
+          % (len(got), len(want), at, got[at:at + 20], want[at:at + 20]))
+
+
 def rewrite(m, headers, body, chunk=mc.CHUNK, c=None, qid="RW1"):
     own = c is None
     if own:
@@ -127,7 +138,7 @@ def main():
     def _():
         body = protocases.BODY * 7 + b"tail without newline"
         res = rewrite(rw, protocases.HEADERS, body, chunk=100)
-        check_eq(res.body(), b64_lines(body), "replaced body")
+        check_body(res.body(), b64_lines(body))
         check_eq(res.of("addheader"), [mc.Mod("addheader", "Content-Transfer-Encoding",
                                               "base64")], "added header")
         check_eq(res.of("chgheader"), [], "changed headers")
@@ -139,7 +150,7 @@ def main():
         chunks = res.of("replbody")
         check(len(chunks) >= 4, "%d replbody chunks for %d bytes" % (len(chunks), len(body)))
         check(all(len(m[1]) <= 65536 for m in chunks), "a chunk over 64 KB")
-        check_eq(res.body(), b64_lines(body), "replaced body")
+        check_body(res.body(), b64_lines(body))
 
     @suite.case("rewrite milter: an existing CTE is changed; the next message starts afresh")
     def _():
@@ -153,7 +164,7 @@ def main():
         check_eq(res.of("addheader"), [], "added headers")
         res = rewrite(rw, protocases.HEADERS, b"second\r\n", c=c, qid="RW3")
         c.quit()
-        check_eq(res.body(), b64_lines(b"second\r\n"), "second message's body")
+        check_body(res.body(), b64_lines(b"second\r\n"))
         check_eq(len(res.of("addheader")), 1, "second message's added header")
 
     @suite.case("rewrite milter: an empty body stays empty, with the header set")
