@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "algs.h"
 #include "certenc.h"
 
 /* key_name - a key type for people ("DSA", "ED25519") */
@@ -30,7 +31,7 @@ cms_accepts(X509 *cert, const char *kind, struct kmerr *err)
 	enum km_status st = KM_OK;
 
 	ERR_clear_error();
-	if ((cms = CMS_encrypt(NULL, NULL, EVP_aes_256_cbc(),
+	if ((cms = CMS_encrypt(NULL, NULL, algs_aes_256_cbc(),
 	    CMS_BINARY | CMS_PARTIAL)) == NULL) {
 		ERR_clear_error();
 		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");

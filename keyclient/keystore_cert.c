@@ -16,28 +16,69 @@
 #include "seal.h"
 #include "secmem.h"
 
-/* x509_free_cb - X509_free as a memcache free callback */
+/*
+ * An L1 certificate entry: the certificate and what the checks whose
+ * answer never changes for it (keystore_cert_check_fixed: key usage, a
+ * key CMS can encrypt to, the address named) said when it was stored, so
+ * that a hit only checks the time.
+ */
+struct l1cert {
+	X509		*cert;
+	enum km_status	 fixed;
+	struct kmerr	 err;		/* why, when fixed is not KM_OK */
+};
+
+/* l1cert_free - free an L1 entry (memcache free callback; NULL ok) */
 static void
-x509_free_cb(void *p)
+l1cert_free(void *p)
 {
-	X509_free(p);
+	struct l1cert *e = p;
+
+	if (e != NULL) {
+		X509_free(e->cert);
+		free(e);
+	}
+}
+
+/* l1cert_new - an L1 entry for norm's certificate c (taken over, also
+ * on failure: NULL when out of memory) */
+static struct l1cert *
+l1cert_new(X509 *c, const char *norm)
+{
+	struct l1cert *e;
+
+	if ((e = malloc(sizeof(*e))) == NULL) {
+		X509_free(c);
+		return NULL;
+	}
+	e->cert = c;
+	kmerr_clear(&e->err);
+	e->fixed = keystore_cert_check_fixed(c, norm, &e->err);
+	return e;
+}
+
+/* l1cert_result - check the time, take the fixed checks' answer, and
+ * hand out a reference */
+static enum km_status
+l1cert_result(const struct l1cert *e, const char *norm, X509 **cert,
+    struct kmerr *err)
+{
+	enum km_status st;
+
+	if ((st = keystore_cert_check_time(e->cert, norm, err)) != KM_OK)
+		return st;
+	if (e->fixed != KM_OK) {
+		if (err != NULL)
+			*err = e->err;
+		return e->fixed;
+	}
+	X509_up_ref(e->cert);
+	*cert = e->cert;
+	return KM_OK;
 }
 
 
 /* ---- certificates ---- */
-
-/* cert_result - check a found certificate and hand out a reference */
-static enum km_status
-cert_result(X509 *c, const char *addr, X509 **cert, struct kmerr *err)
-{
-	enum km_status st;
-
-	if ((st = keystore_cert_check(c, addr, err)) != KM_OK)
-		return st;
-	X509_up_ref(c);
-	*cert = c;
-	return KM_OK;
-}
 
 /* cert_from_l2 - addr's certificate from L2: KM_OK with *c (NULL when L2
  * has none usable: a bad one is deleted), KM_PERMFAIL on a negative entry
@@ -164,6 +205,7 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 {
 	char norm[KEYMODEL_ADDR_MAX + 1], hash[SEAL_HASH_HEXLEN + 1];
 	struct memcache_ref *ref;
+	struct l1cert *e;
 	X509 *c = NULL;
 	struct revc rc;
 	enum km_status st;
@@ -179,7 +221,7 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 			st = kmerr_set(err, KM_PERMFAIL, KMERR_NOTFOUND,
 			    "no certificate for %s", norm);
 		} else
-			st = cert_result(memcache_value(ref), norm, cert,
+			st = l1cert_result(memcache_value(ref), norm, cert,
 			    err);
 		memcache_release(ref);
 		return st;
@@ -191,9 +233,11 @@ keystore_get_cert(struct keystore *ks, const char *addr, X509 **cert,
 	if (c == NULL && (st = cert_from_km(ks, &rc, norm, hash, &c,
 	    err)) != KM_OK)
 		return st;
-	st = cert_result(c, norm, cert, err);
-	if (ks->l1 == NULL || memcache_put(ks->l1, K_CERT, hash, c,
-	    x509_free_cb, min_ms(ks->memory_ttl, ks->cert_ttl)) != KM_OK)
-		X509_free(c);
+	if ((e = l1cert_new(c, norm)) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	st = l1cert_result(e, norm, cert, err);
+	if (ks->l1 == NULL || memcache_put(ks->l1, K_CERT, hash, e,
+	    l1cert_free, min_ms(ks->memory_ttl, ks->cert_ttl)) != KM_OK)
+		l1cert_free(e);
 	return st;
 }

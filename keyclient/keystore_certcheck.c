@@ -17,8 +17,16 @@ enum km_status
 keystore_cert_check(X509 *cert, const char *addr, struct kmerr *err)
 {
 	enum km_status st;
-	uint32_t eku;
 
+	if ((st = keystore_cert_check_time(cert, addr, err)) != KM_OK)
+		return st;
+	return keystore_cert_check_fixed(cert, addr, err);
+}
+
+/* keystore_cert_check_time - the checks that depend on the time */
+enum km_status
+keystore_cert_check_time(X509 *cert, const char *addr, struct kmerr *err)
+{
 	if (X509_cmp_time(X509_get0_notAfter(cert), NULL) <= 0)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "certificate for %s expired", addr);
@@ -26,6 +34,17 @@ keystore_cert_check(X509 *cert, const char *addr, struct kmerr *err)
 		return kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
 		    "certificate for %s not yet valid",
 		    addr);
+	return KM_OK;
+}
+
+/* keystore_cert_check_fixed - the checks whose answer never changes for
+ * one certificate and address */
+enum km_status
+keystore_cert_check_fixed(X509 *cert, const char *addr, struct kmerr *err)
+{
+	enum km_status st;
+	uint32_t eku;
+
 	/* X509_get_extended_key_usage() caches the extensions; absent
 	 * EKU means any. */
 	eku = X509_get_extended_key_usage(cert);

@@ -4,7 +4,8 @@
  * NAME
  *	keystore_certcheck - is a certificate usable to encrypt to an address?
  * SUMMARY
- *	keystore_cert_check().
+ *	keystore_cert_check(), keystore_cert_check_time(),
+ *	keystore_cert_check_fixed().
  *	Part of the keystore family (keystore_int.h); outside it
  *	milter/harvest.c calls it (the same checks before a certificate is
  *	harvested), and the directories (ldapdir.c, smimea.c) before they
@@ -17,6 +18,10 @@
  *	address is named in the SAN (rfc822Name) or the subject
  *	(emailAddress), compared case-insensitively as clients do
  *	(certenc_names).
+ *	keystore_cert_check() is keystore_cert_check_time() (the first two,
+ *	whose answer changes with the time) then keystore_cert_check_fixed()
+ *	(the others, whose answer never changes for one certificate and
+ *	address: the key store's memory keeps it beside the certificate).
  * OWNERSHIP
  *	Everything borrowed.
  * ERRORS
@@ -34,6 +39,10 @@
 #include "status.h"
 
 enum km_status	 keystore_cert_check(X509 *cert, const char *addr,
+		    struct kmerr *err);
+enum km_status	 keystore_cert_check_time(X509 *cert, const char *addr,
+		    struct kmerr *err);
+enum km_status	 keystore_cert_check_fixed(X509 *cert, const char *addr,
 		    struct kmerr *err);
 
 #endif

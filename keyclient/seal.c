@@ -16,11 +16,11 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "algs.h"
 #include "log.h"
 #include "secmem.h"
 #include "seal.h"
@@ -30,7 +30,28 @@
 struct seal_key {
 	unsigned char	aead[32];
 	unsigned char	name[32];
+	EVP_MAC_CTX	*name_mac;	/* HMAC-SHA256 keyed with name, never
+					 * used itself: keyed_hex() dups it */
 };
+
+/* name_mac_new - an HMAC-SHA256 context keyed with key, for copies */
+static EVP_MAC_CTX *
+name_mac_new(const unsigned char *key, size_t len)
+{
+	OSSL_PARAM params[2];
+	EVP_MAC_CTX *ctx;
+
+	if (algs_hmac() == NULL || (ctx = EVP_MAC_CTX_new(algs_hmac())) == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+	    (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_init(ctx, key, len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
 
 /* hkdf - derive len bytes from ikm with HKDF-SHA256 and the given info */
 static int
@@ -87,6 +108,12 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HKDF-SHA256 failed");
 		return seal_key_free(key);
 	}
+	if ((key->name_mac = name_mac_new(key->name, sizeof(key->name))) ==
+	    NULL) {
+		log_openssl("seal: HMAC");
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HMAC-SHA256 failed");
+		return seal_key_free(key);
+	}
 	return key;
 }
 
@@ -94,6 +121,8 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 struct seal_key *
 seal_key_free(struct seal_key *key)
 {
+	if (key != NULL)
+		EVP_MAC_CTX_free(key->name_mac);	/* wipes its key copy */
 	return secmem_free(key, sizeof(*key));
 }
 
@@ -258,8 +287,9 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 	static const char hexd[] = "0123456789abcdef";
 	unsigned char msg[SEAL_KIND_MAX + 1 + SEAL_ADDR_MAX];
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	size_t klen, alen, i, n = 0;
+	EVP_MAC_CTX *ctx;
+	size_t maclen = 0, klen, alen, i, n = 0;
+	int ok;
 
 	if (key == NULL || addr == NULL)
 		return KM_PROTO;
@@ -277,8 +307,12 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 			return KM_PROTO;
 		msg[n++] = (unsigned char)tolower(ch);
 	}
-	if (HMAC(EVP_sha256(), key->name, sizeof(key->name), msg, n, mac,
-	    &maclen) == NULL || maclen != 32) {
+	/* a copy of the keyed context: no fetch, no key schedule per call */
+	ok = (ctx = EVP_MAC_CTX_dup(key->name_mac)) != NULL &&
+	    EVP_MAC_update(ctx, msg, n) == 1 &&
+	    EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) == 1 && maclen == 32;
+	EVP_MAC_CTX_free(ctx);
+	if (!ok) {
 		log_openssl("seal: HMAC");
 		return KM_NOMEM;
 	}
@@ -341,7 +375,7 @@ aead_init(const struct seal_key *key, const unsigned char *nonce,
 
 	if ((ctx = EVP_CIPHER_CTX_new()) == NULL)
 		return NULL;
-	if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL,
+	if (EVP_CipherInit_ex(ctx, algs_aes_256_gcm(), NULL, NULL, NULL,
 	    enc) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN,
 	    NULL) != 1 ||

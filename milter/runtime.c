@@ -9,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 
+#include "algs.h"
 #include "keystore.h"
 #include "orgchain.h"
 #include "revcheck.h"
@@ -140,6 +141,9 @@ ref_get(int slot)
 int
 runtime_init(const struct kmilter_conf *c, struct kmerr *err)
 {
+	/* every algorithm fetched now, not by the first messages (a missing
+	 * one is logged; its uses fail as they would have) */
+	(void)algs_init();
 	if ((trust = load_trust(c, err)) == NULL)
 		return -1;
 	if (orgchain_load(c, err) != 0)

@@ -13,7 +13,8 @@
  *	runtime_init() is called at start-up, before privileges are
  *	dropped: it makes the key store (keyclient: caches and the KM) and
  *	the trust store for signature verification (the organization CA,
- *	km.org_ca_cert, and policy.inbound.ca_file).  A reload rebuilds the
+ *	km.org_ca_cert, and policy.inbound.ca_file), and fetches the
+ *	algorithms every message uses (algs.h).  A reload rebuilds the
  *	trust store (and the org CA chain, orgchain.h), and runtime_reload()
  *	builds a key store (km, cache, hook groups), a revocation checker
  *	(revocation group) or both from the new configuration beside the

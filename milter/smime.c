@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
+#include "algs.h"
 #include "log.h"
 #include "secmem.h"
 #include "smime.h"
@@ -207,7 +208,7 @@ static const EVP_MD *
 sign_digest(enum smime_digest digest, const char **micalg)
 {
 	switch (digest) {
-	case SMIME_MD_SHA256: *micalg = "sha-256"; return EVP_sha256();
+	case SMIME_MD_SHA256: *micalg = "sha-256"; return algs_sha256();
 	case SMIME_MD_SHA384: *micalg = "sha-384"; return EVP_sha384();
 	case SMIME_MD_SHA512: *micalg = "sha-512"; return EVP_sha512();
 	}
@@ -458,11 +459,11 @@ encrypt_cipher(enum smime_cipher cipher, const char **stype)
 {
 	*stype = "enveloped-data";
 	switch (cipher) {
-	case SMIME_CIPHER_AES256_CBC: return EVP_aes_256_cbc();
-	case SMIME_CIPHER_AES128_CBC: return EVP_aes_128_cbc();
+	case SMIME_CIPHER_AES256_CBC: return algs_aes_256_cbc();
+	case SMIME_CIPHER_AES128_CBC: return algs_aes_128_cbc();
 	case SMIME_CIPHER_AES256_GCM:
 		*stype = "authEnveloped-data";
-		return EVP_aes_256_gcm();
+		return algs_aes_256_gcm();
 	}
 	return NULL;
 }

@@ -2,16 +2,21 @@
  * NAME
  *	nullmilter - a milter that takes every step kmilter takes and changes nothing
  * SUMMARY
- *	nullmilter -p unix:/path [-P pidfile] [-T timeout]
+ *	nullmilter -p unix:/path [-a] [-P pidfile] [-T timeout]
  * DESCRIPTION
- *	The floor for benchmarks: the protocol cost every milter pays.  It
- *	registers the same callbacks as kmilter (connect, envfrom, envrcpt,
- *	header, body, eom, abort, close) and negotiates exactly what kmilter
- *	negotiates (the same actions, the same macros, the same protocol
- *	steps: no HELO, EOH, DATA or unknown commands, no reply to headers
- *	and body chunks), keeps a small per-connection counter so each step
- *	does a little real work, and answers CONTINUE where a reply is due.
- *	It never modifies a message.
+ *	The floor for benchmarks: the protocol cost every milter pays.  By
+ *	default it takes kmilter's steps: the same callbacks (connect,
+ *	envfrom, envrcpt, header, body, eom, abort, close), the same actions,
+ *	the same macros and the same protocol steps (no HELO, EOH, DATA or
+ *	unknown commands, no reply to headers and body chunks).
+ *	With -a it takes every step instead: it asks for every command
+ *	(connect, HELO, MAIL, RCPT, DATA, unknown, each header, end of
+ *	headers, each body chunk, end of message), answers each one, and
+ *	asks for no skips: the floor of a milter that negotiates nothing
+ *	away.
+ *	Either way it keeps a small per-connection counter so each step does
+ *	a little real work, answers CONTINUE where a reply is due and never
+ *	modifies a message.
  *	The socket is created with mode 0666 so that Postfix's smtpd (user
  *	postfix) can connect.  SIGTERM/SIGINT stop it (libmilter handles them).
  * OWNERSHIP
@@ -21,10 +26,6 @@
  * THREADS
  *	libmilter runs one thread per connection; no shared state.
  */
-#include <sys/stat.h>
-#include <sys/types.h>
-
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include <libmilter/mfapi.h>
 
 #include "callbacks.h"
+#include "milterrun.h"
 
 /* libmilter takes char *, not const char *: keep writable copies. */
 static char m_envfrom[] = "i {auth_authen}";
@@ -41,11 +43,14 @@ static char m_eom[] = "i";
 static char m_auth[] = "{auth_authen}";
 static char m_name[] = "nullmilter";
 
+static int every_step;		/* -a: negotiate and answer every step */
+
 struct nullconn {
 	unsigned long	messages;
 	unsigned long	rcpts;
 	unsigned long	headers;
 	unsigned long	bytes;
+	unsigned long	steps;		/* HELO, DATA, unknown, EOH (-a) */
 };
 
 /* conn_get - the connection state of ctx, or NULL */
@@ -55,7 +60,8 @@ conn_get(SMFICTX *ctx)
 	return smfi_getpriv(ctx);
 }
 
-/* null_negotiate - accept the MTA's offer and request kmilter's macros */
+/* null_negotiate - accept the MTA's offer and request kmilter's macros;
+ * kmilter's protocol steps, or every step with -a */
 static sfsistat
 null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     unsigned long f2, unsigned long f3, unsigned long *pf0,
@@ -64,7 +70,7 @@ null_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	*pf0 = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_QUARANTINE |
 	    SMFIF_SETSYMLIST;
 	*pf0 &= f0;
-	*pf1 = KMILTER_MILTER_STEPS & f1;	/* kmilter's steps */
+	*pf1 = every_step ? 0 : KMILTER_MILTER_STEPS & f1;
 	*pf2 = 0;
 	*pf3 = 0;
 	if (f0 & SMFIF_SETSYMLIST) {
@@ -111,7 +117,15 @@ null_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
-/* null_header - count a header (no reply, as kmilter) */
+/* step_reply - the answer to a header or body chunk: none as kmilter,
+ * CONTINUE with -a */
+static sfsistat
+step_reply(void)
+{
+	return every_step ? SMFIS_CONTINUE : SMFIS_NOREPLY;
+}
+
+/* null_header - count a header */
 static sfsistat
 null_header(SMFICTX *ctx, char *name, char *value)
 {
@@ -119,10 +133,10 @@ null_header(SMFICTX *ctx, char *name, char *value)
 
 	if (c != NULL)
 		c->headers++;
-	return SMFIS_NOREPLY;
+	return step_reply();
 }
 
-/* null_body - count body bytes (no reply, as kmilter) */
+/* null_body - count body bytes */
 static sfsistat
 null_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
@@ -130,7 +144,34 @@ null_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 
 	if (c != NULL)
 		c->bytes += len;
-	return SMFIS_NOREPLY;
+	return step_reply();
+}
+
+/* null_step - HELO, DATA, an unknown command, end of headers (-a only):
+ * count it and go on */
+static sfsistat
+null_step(SMFICTX *ctx)
+{
+	struct nullconn *c = conn_get(ctx);
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	c->steps++;
+	return SMFIS_CONTINUE;
+}
+
+/* null_helo - HELO (-a only) */
+static sfsistat
+null_helo(SMFICTX *ctx, char *helo)
+{
+	return null_step(ctx);
+}
+
+/* null_unknown - an unknown SMTP command (-a only) */
+static sfsistat
+null_unknown(SMFICTX *ctx, const char *cmd)
+{
+	return null_step(ctx);
 }
 
 /* null_eom - end of message: read the queue id, change nothing */
@@ -171,15 +212,17 @@ static struct smfiDesc null_desc = {
 	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
 	    SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
 	.xxfi_connect = null_connect,
-	.xxfi_helo = NULL,
+	.xxfi_helo = null_helo,
 	.xxfi_envfrom = null_envfrom,
 	.xxfi_envrcpt = null_envrcpt,
 	.xxfi_header = null_header,
-	.xxfi_eoh = NULL,
+	.xxfi_eoh = null_step,
 	.xxfi_body = null_body,
 	.xxfi_eom = null_eom,
 	.xxfi_abort = null_abort,
 	.xxfi_close = null_close,
+	.xxfi_unknown = null_unknown,
+	.xxfi_data = null_step,
 	.xxfi_negotiate = null_negotiate,
 };
 
@@ -187,24 +230,8 @@ static struct smfiDesc null_desc = {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: nullmilter -p unix:/path|inet:port@host [-P pidfile] [-T timeout]\n");
+	fprintf(stderr, "usage: nullmilter -p unix:/path|inet:port@host [-a] [-P pidfile] [-T timeout]\n");
 	exit(2);
-}
-
-/* write_pidfile - write our pid to path, atomically (readers never see it empty) */
-static int
-write_pidfile(const char *path)
-{
-	char tmp[4096];
-	FILE *fp;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-	    (fp = fopen(tmp, "w")) == NULL)
-		return -1;
-	fprintf(fp, "%ld\n", (long)getpid());
-	if (fclose(fp) != 0)
-		return -1;
-	return rename(tmp, path);
 }
 
 /* main - parse arguments, open the socket, run libmilter */
@@ -212,10 +239,13 @@ int
 main(int argc, char **argv)
 {
 	const char *sock = NULL, *pidfile = NULL;
-	int ch, timeout = 300, rc;
+	int ch, timeout = 300;
 
-	while ((ch = getopt(argc, argv, "p:P:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "ap:P:T:")) != -1) {
 		switch (ch) {
+		case 'a':
+			every_step = 1;
+			break;
 		case 'p':
 			sock = optarg;
 			break;
@@ -233,27 +263,5 @@ main(int argc, char **argv)
 	}
 	if (sock == NULL || optind != argc)
 		usage();
-	umask(0111);
-	if (smfi_setconn((char *)sock) == MI_FAILURE) {
-		fprintf(stderr, "nullmilter: bad socket %s\n", sock);
-		return 1;
-	}
-	smfi_settimeout(timeout);
-	if (smfi_register(null_desc) == MI_FAILURE) {
-		fprintf(stderr, "nullmilter: smfi_register failed\n");
-		return 1;
-	}
-	if (smfi_opensocket(true) == MI_FAILURE) {
-		fprintf(stderr, "nullmilter: cannot open %s\n", sock);
-		return 1;
-	}
-	umask(022);
-	if (pidfile != NULL && write_pidfile(pidfile) != 0) {
-		fprintf(stderr, "nullmilter: %s: %s\n", pidfile, strerror(errno));
-		return 1;
-	}
-	rc = smfi_main();
-	if (pidfile != NULL)
-		unlink(pidfile);
-	return rc == MI_SUCCESS ? 0 : 1;
+	return milterrun("nullmilter", &null_desc, sock, pidfile, timeout);
 }

@@ -586,6 +586,10 @@ setup_users(void)
 	u = fake_user_add("dave@example.org", 1, 0);
 	u->current = mkcert(k, "dave@example.org", NULL, -86400, -60,
 	    "emailProtection");
+	/* not valid before tomorrow */
+	u = fake_user_add("jill@example.org", 1, 0);
+	u->current = mkcert(k, "jill@example.org", NULL, 86400, 2 * 86400,
+	    "emailProtection");
 	/* TLS server certificate, not for e-mail */
 	u = fake_user_add("erin@example.org", 1, 0);
 	u->current = mkcert(k, "erin@example.org", NULL, -60, 86400,
@@ -1007,6 +1011,18 @@ TEST(cert_checks)
 	CHECK(strstr(err.msg, "does not name") != NULL);
 	CHECK_EQ_INT(keystore_get_cert(ks, "dave@example.org", &c, &err), KM_PERMFAIL);
 	CHECK(strstr(err.msg, "expired") != NULL);
+	/* the L1 hit keeps the fixed checks' answer but checks the time
+	 * again: a certificate that passes the fixed checks and is not yet
+	 * valid is refused on the hit too */
+	CHECK_EQ_INT(keystore_get_cert(ks, "dave@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "expired") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "jill@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "not yet valid") != NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "jill@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "not yet valid") != NULL);
+	CHECK(c == NULL);
+	CHECK_EQ_INT(keystore_get_cert(ks, "erin@example.org", &c, &err), KM_PERMFAIL);
+	CHECK(strstr(err.msg, "emailProtection") != NULL);
 	CHECK_EQ_INT(keystore_get_cert(ks, "erin@example.org", &c, &err), KM_PERMFAIL);
 	CHECK(strstr(err.msg, "emailProtection") != NULL);
 	/* subject emailAddress, domain compared case-insensitively */

@@ -268,6 +268,25 @@ TEST(names)
 	seal_key_free(k2);
 }
 
+/* the keyed names are Redis keys: they must not change between versions
+ * (values from the HMAC() one-shot the keyed context replaced) */
+TEST(names_known_answer)
+{
+	unsigned char raw[SEAL_KEY_LEN];
+	char n[SEAL_NAME_MAX], h[SEAL_HASH_HEXLEN + 1];
+	struct seal_key *k;
+	struct kmerr err;
+
+	for (size_t i = 0; i < sizeof(raw); i++)
+		raw[i] = (unsigned char)i;
+	CHECK((k = seal_key_from_bytes(raw, sizeof(raw), &err)) != NULL);
+	CHECK_EQ_INT(seal_entry_name(k, "cert", "Alice@Example.org", n), KM_OK);
+	CHECK_EQ_STR(n, "km:043c9d50f4ca269ab5a22390659b6737e8feafdb2091c42781909f779c2cbc2d");
+	CHECK_EQ_INT(seal_name_hash(k, "alice@example.org", h), KM_OK);
+	CHECK_EQ_STR(h, "bb83013ff0b38d31211083f889cd9b97ec655fd61c26d9263d100569eec6f8c2");
+	seal_key_free(k);
+}
+
 TEST(bad_key_bytes)
 {
 	struct kmerr err;
@@ -402,6 +421,7 @@ static const struct test_case tests[] = {
 	T(truncated),
 	T(refused),
 	T(names),
+	T(names_known_answer),
 	T(bad_key_bytes),
 	T(key_file),
 	{ 0 }
