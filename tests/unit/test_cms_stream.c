@@ -241,7 +241,7 @@ TEST(lying_lengths)
 	CHECK(setup());
 	CHECK(encrypt("aes-256-cbc", 0, &der, &len));
 	CHECK(lie(der, len, 1, "a length says"));	/* says more than is there */
-	CHECK(lie(der, len, -1, "runs past"));		/* says less */
+	CHECK(lie(der, len, -1, "remain in the value"));		/* says less */
 	/* a message that goes on after its structure */
 	CHECK((big = malloc(len + 40)) != NULL);
 	memcpy(big, der, len);
