@@ -546,16 +546,17 @@ verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *
 }
 
 /*
- * open_layers - open up to MAX_LAYERS layers: encrypted, then maybe signed
- * or encrypted again.  0, or -1 when the verdict is made.
+ * open_layers - open up to MAX_LAYERS layers from layer first (0: the
+ * message's body; later ones j->cur): encrypted, then maybe signed or
+ * encrypted again.  0, or -1 when the verdict is made.
  */
 static int
 open_layers(struct in_job *j, enum mime_smime_kind kind, const unsigned char *body,
-    size_t bodylen)
+    size_t bodylen, int first)
 {
 	enum in_step step = STEP_STOP;
 
-	for (int layer = 0; layer < MAX_LAYERS; layer++) {
+	for (int layer = first; layer < MAX_LAYERS; layer++) {
 		const char *ctype = layer == 0 ? message_header(j->m, "Content-Type") : NULL;
 		const char *b = layer == 0 ? (const char *)body : j->cur;
 		size_t blen = layer == 0 ? bodylen : j->curlen;
@@ -642,6 +643,164 @@ nomem:
 	verdict_tempfail(j->v, "out of memory");
 }
 
+/*
+ * Large messages.  A body past milter.spool_memory_max is on disk; mapping
+ * it would bring all of it into memory (and its base64 decoded, and the
+ * plaintext, several copies).  Its envelope is read as a stream instead
+ * (inbound_decrypt_spool): the plaintext entity goes to a spool of its
+ * own.  When that fits in milter.spool_memory_max it is read into memory
+ * and opened further as any other layer; when it does not, its header
+ * block is the new entity's and its body goes to the MTA in chunks from
+ * a spool (verdict_set_body_spool), and a signature inside it is not
+ * checked (the verdict says so, downgraded).
+ */
+#define HEAD_MAX	65536	/* a large entity's header block, at most */
+
+/* spool_slurp - the whole content of a small spool in secmem, or NULL */
+static char *
+spool_slurp(struct spool *sp, size_t *len)
+{
+	size_t n = spool_size(sp), got;
+	struct kmerr err;
+	char *buf;
+
+	if ((buf = secmem_alloc(n + 1)) == NULL)
+		return NULL;
+	if (spool_read(sp, 0, buf, n, &got, &err) != KM_OK || got != n) {
+		secmem_free(buf, n + 1);
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/*
+ * spool_tail - a new spool with sp's content from off on, copied in
+ * bounded pieces.  KM_OK; KM_TEMPFAIL (the spool directory) or KM_NOMEM.
+ */
+static enum km_status
+spool_tail(const struct kmilter_conf *c, struct spool *sp, size_t off, struct spool **out,
+    struct kmerr *err)
+{
+	unsigned char *buf = secmem_alloc(HEAD_MAX);
+	struct spool *t = spool_new(c->spool_dir, (size_t)c->spool_memory_max);
+	enum km_status st = KM_OK;
+	size_t got = 0;
+
+	if (buf == NULL || t == NULL)
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	while (st == KM_OK && (st = spool_read(sp, off, buf, HEAD_MAX, &got, err)) == KM_OK &&
+	    got > 0) {
+		st = spool_append(t, buf, got, err);
+		off += got;
+	}
+	if (buf != NULL)
+		secmem_free(buf, HEAD_MAX);
+	if (st != KM_OK)
+		t = spool_free(t);
+	*out = t;
+	return st;
+}
+
+/*
+ * deliver_spool - a large decrypted entity: its header block through
+ * deliver() (the Content-* headers, header protection, the result
+ * headers), its body from a spool.  Takes pt.
+ */
+static void
+deliver_spool(struct in_job *j, struct spool *pt)
+{
+	struct spool *body = NULL;
+	size_t n = 0, hl, bo;
+	struct kmerr err;
+	enum km_status st;
+	char *head = secmem_alloc(HEAD_MAX + 1);
+	char *ctype;
+
+	if (head == NULL || spool_read(pt, 0, head, HEAD_MAX, &n, &err) != KM_OK) {
+		verdict_tempfail(j->v, "%s", head == NULL ? "out of memory" : err.msg);
+		goto out;
+	}
+	head[n] = '\0';
+	if (mime_entity_split(head, n, &hl, &bo, &err) != KM_OK) {
+		snprintf(j->reason, sizeof(j->reason), "decrypted entity: no end of its "
+		    "header block in its first %d octets", HEAD_MAX);
+		malformed(j->s, j->v, j->reason);
+		goto out;
+	}
+	if ((st = spool_tail(j->c, pt, bo, &body, &err)) != KM_OK) {
+		verdict_tempfail(j->v, "%s", err.msg);
+		goto out;
+	}
+	ctype = entity_ctype(head, bo);
+	if (j->c->in_verify && (kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE ||
+	    kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED))
+		verdict_downgrade(j->v, "signature not checked: the decrypted entity "
+		    "(%zu octets) is larger than milter.spool_memory_max", spool_size(pt));
+	free(ctype);
+	j->cur = head;		/* the header block is the entity deliver() sees */
+	j->curlen = bo;
+	head = NULL;
+	deliver(j);
+	if (j->v->kind == VERDICT_REWRITE) {
+		verdict_set_body_spool(j->v, body);
+		body = NULL;
+	}
+out:
+	if (head != NULL)
+		secmem_free(head, HEAD_MAX + 1);
+	spool_free(body);
+	spool_free(pt);
+}
+
+/*
+ * stream_eom - a large enveloped message: decrypt it from its spool, then
+ * open what is inside as usual when it fits in memory
+ */
+static void
+stream_eom(struct in_job *j)
+{
+	struct spool *pt = NULL;
+	enum km_status st;
+	char *ent;
+	size_t len;
+
+	st = inbound_decrypt_spool(j->s, j->v, j->m->body, CMS_IN_AUTO, &pt, j->reason,
+	    sizeof(j->reason), j->detail, sizeof(j->detail));
+	if (st == KM_PROTO) {
+		malformed(j->s, j->v, j->reason);
+		return;
+	}
+	if (st == KM_TEMPFAIL || st == KM_NOMEM) {
+		verdict_tempfail(j->v, "%s", j->reason);
+		return;
+	}
+	if (st != KM_OK) {
+		log_info("%s: inbound: %s", message_qid(j->m), j->reason);
+		deliver(j);
+		return;
+	}
+	j->decrypted++;
+	if (spool_size(pt) > (size_t)j->c->spool_memory_max) {
+		log_info("%s: inbound: decrypted %zu octets from the spool", message_qid(j->m),
+		    spool_size(pt));
+		deliver_spool(j, pt);
+		return;
+	}
+	ent = spool_slurp(pt, &len);
+	spool_free(pt);
+	if (ent == NULL) {
+		verdict_tempfail(j->v, "decrypted entity: cannot read it back");
+		return;
+	}
+	take_layer(j, ent, len);
+	if (open_layers(j, kind_of(j->curtype), NULL, 0, 1) == 0) {
+		settle_held(j, 0);
+		deliver(j);
+	}
+}
+
 /* inbound_eom - decrypt and verify for internal recipients */
 void
 inbound_eom(struct session *s, struct verdict *v)
@@ -658,12 +817,14 @@ inbound_eom(struct session *s, struct verdict *v)
 	if (kind == MIME_SMIME_NONE || kind == MIME_SMIME_CERTS_ONLY ||
 	    kind == MIME_SMIME_COMPRESSED)
 		return;
-	if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
+	if ((kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED) &&
+	    j.c->in_decrypt && spool_on_disk(j.m->body))
+		stream_eom(&j);
+	else if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
 		snprintf(j.reason, sizeof(j.reason), "%s", err.msg);
 		verdict_tempfail(v, "%s", j.reason);
 		return;
-	}
-	if (open_layers(&j, kind, body, bodylen) == 0) {
+	} else if (open_layers(&j, kind, body, bodylen, 0) == 0) {
 		settle_held(&j, 0);	/* an envelope left unopened */
 		deliver(&j);
 	}

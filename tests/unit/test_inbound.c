@@ -24,7 +24,12 @@
 #include "secmem.h"
 #include "session.h"
 #include "smime.h"
+#include "spool.h"
 #include "verdict.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define SECRET "inbound-plaintext-marker-0815"
 
@@ -68,6 +73,7 @@ runtime_revcheck(void)
 	"policy: { internal_domains = [ \"example.com\" ]; };\n"
 
 static struct kmilter_conf *conf;
+static struct kmilter_conf *msgconf;	/* the messages' own, when not conf */
 
 /* setup - the configuration, identities and the key store; 0 on failure */
 static int
@@ -116,7 +122,8 @@ mkmsg_inner(const char **rcpts, const char **to, const char *inner)
 	    (sep = memmem(ent, (size_t)n, "\r\n\r\n", 4)) == NULL)
 		goto fail;
 	sep += 4;
-	if ((s = session_new(conf, NULL, "mx.partner.example")) == NULL ||
+	if ((s = session_new(msgconf != NULL ? msgconf : conf, NULL,
+	    "mx.partner.example")) == NULL ||
 	    session_message_begin(s, "<zed@partner.example>", NULL) != KM_OK)
 		goto fail;
 	message_set_queue_id(s->msg, "TESTQ2");
@@ -289,6 +296,221 @@ TEST(protected_headers_replace_outer)
 	session_free(s);
 }
 
+/* ---- large messages: the envelope read as a stream from the spool ---- */
+
+static char bigdir[64];
+
+/* bigconf - spool_memory_max 4096, so a body past it is on disk */
+static struct kmilter_conf *
+bigconf(void)
+{
+	static struct kmilter_conf *c;
+	char text[512], err[8192];
+
+	if (c != NULL)
+		return c;
+	snprintf(bigdir, sizeof(bigdir), "/tmp/test_inbound.XXXXXX");
+	if (mkdtemp(bigdir) == NULL)
+		return NULL;
+	snprintf(text, sizeof(text), "milter: { socket = \"unix:/tmp/x.sock\"; "
+	    "spool_dir = \"%s\"; spool_memory_max = 4096; };\n"
+	    "policy: { internal_domains = [ \"example.com\" ]; };\n", bigdir);
+	if ((c = conf_load_string(text, "big.conf", err, sizeof(err))) == NULL)
+		printf("    conf: %s\n", err);
+	return c;
+}
+
+/* files_in_spool - entries in the spool directory (spool files are unlinked) */
+static int
+files_in_spool(void)
+{
+	DIR *d = opendir(bigdir);
+	struct dirent *e;
+	int n = 0;
+
+	while (d != NULL && (e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	return d == NULL ? -1 : n;
+}
+
+/* big_inner - a text entity of about n octets ending in the secret (free) */
+static char *
+big_inner(size_t n)
+{
+	const char *head = "Content-Type: text/plain\r\n\r\n";
+	char *e = malloc(n + 100);
+	size_t o;
+
+	if (e == NULL)
+		return NULL;
+	o = (size_t)snprintf(e, n + 100, "%s", head);
+	while (o + 80 < n) {
+		memset(e + o, 'a' + (char)(o / 78 % 26), 78);
+		o += 78;
+		e[o++] = '\r';
+		e[o++] = '\n';
+	}
+	snprintf(e + o, n + 100 - o, "end " SECRET "\r\n");
+	return e;
+}
+
+/* spool_has - the verdict's body spool ends with text, size near n */
+static int
+spool_has(const struct verdict *v, const char *text, size_t n)
+{
+	char tail[200];
+	size_t got, len;
+	struct kmerr err;
+
+	if (v->bodyspool == NULL || (len = spool_size(v->bodyspool)) < n - 200 ||
+	    len < sizeof(tail) - 1)
+		return 0;
+	if (spool_read(v->bodyspool, len - (sizeof(tail) - 1), tail, sizeof(tail) - 1,
+	    &got, &err) != KM_OK)
+		return 0;
+	tail[got] = '\0';
+	return strstr(tail, text) != NULL;
+}
+
+/* header_added - the verdict adds a header of that name */
+static int
+header_added(const struct verdict *v, const char *name)
+{
+	for (int i = 0; i < v->nchanges; i++)
+		if (strcmp(v->changes[i].name, name) == 0 && v->changes[i].value != NULL)
+			return 1;
+	return 0;
+}
+
+/* big_run - a large message to rcpts encrypted to to, through inbound_eom */
+static struct session *
+big_run(const char **rc, const char **to, size_t n, struct verdict *v)
+{
+	struct session *s;
+	char *inner;
+
+	if (!setup() || (msgconf = bigconf()) == NULL || (inner = big_inner(n)) == NULL)
+		return NULL;
+	s = mkmsg_inner(rc, to, inner);
+	free(inner);
+	msgconf = NULL;
+	if (s == NULL || !spool_on_disk(s->msg->body))
+		return session_free(s);
+	verdict_init(v);
+	inbound_eom(s, v);
+	return s;
+}
+
+TEST(large_decrypted_from_spool)
+{
+	const char *rc[] = { "bob@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = big_run(rc, rc, 300000, &v)) != NULL);
+	CHECK_EQ_STR(v.action_name, "decrypt");
+	CHECK_EQ_INT(v.kind, VERDICT_REWRITE);
+	CHECK_EQ_INT(v.downgraded, 0);
+	CHECK(v.body == NULL);			/* never all in memory */
+	CHECK(spool_has(&v, SECRET, 300000));
+	CHECK(header_added(&v, "X-Kmilter-Decrypted"));
+	CHECK(header_added(&v, "Content-Type"));
+	verdict_clear(&v);
+	session_free(s);
+	CHECK_EQ_INT(files_in_spool(), 0);
+}
+
+TEST(large_two_readers_from_spool)
+{
+	/* two readers: each proven with its own key, the plaintext written
+	   to the spool once, from the proven key */
+	const char *rc[] = { "bob@example.com", "erin@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = big_run(rc, rc, 200000, &v)) != NULL);
+	CHECK_EQ_STR(v.action_name, "decrypt");
+	CHECK(spool_has(&v, SECRET, 200000));
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(large_small_plaintext_opened_in_memory)
+{
+	/* the envelope is past spool_memory_max, what is inside is not */
+	const char *rc[] = { "bob@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = big_run(rc, rc, 3500, &v)) != NULL);
+	CHECK_EQ_STR(v.action_name, "decrypt");
+	CHECK(body_has(&v, SECRET));
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(large_bcc_kept_encrypted)
+{
+	const char *rc[] = { "bob@example.com", "erin@example.com", NULL };
+	const char *to[] = { "bob@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = big_run(rc, to, 100000, &v)) != NULL);
+	CHECK(strcmp(v.action_name, "decrypt") != 0);
+	CHECK(v.body == NULL && v.bodyspool == NULL);
+	CHECK_EQ_INT(v.downgraded, 1);
+	CHECK(strstr(v.result, "holds no key") != NULL);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(large_truncated_is_malformed)
+{
+	/* the base64 body cut short: a 300 kB message whose DER says more
+	   than is there.  policy.on_malformed (pass) applies: nothing
+	   changed, nothing half-replaced, no spool file left. */
+	const char *rc[] = { "bob@example.com", NULL };
+	struct session *s = NULL, *t = NULL;
+	struct verdict v;
+	unsigned char *cut = NULL;
+	size_t n, got;
+	struct kmerr err;
+
+	CHECK(setup() && (msgconf = bigconf()) != NULL);
+	{
+		char *inner = big_inner(300000);
+
+		s = inner ? mkmsg_inner(rc, rc, inner) : NULL;
+		free(inner);
+	}
+	CHECK(s != NULL);
+	/* the same headers, the first 60% of the body */
+	CHECK((t = session_new(msgconf, NULL, "mx.partner.example")) != NULL);
+	msgconf = NULL;
+	CHECK(session_message_begin(t, "<zed@partner.example>", NULL) == KM_OK);
+	CHECK(message_add_rcpt(t->msg, "bob@example.com") == KM_OK);
+	for (int i = 0; i < s->msg->nheaders; i++)
+		CHECK(message_add_header(t->msg, s->msg->headers[i].name,
+		    s->msg->headers[i].value) == KM_OK);
+	n = spool_size(s->msg->body) * 6 / 10;
+	CHECK((cut = malloc(n)) != NULL);
+	CHECK(spool_read(s->msg->body, 0, cut, n, &got, &err) == KM_OK && got == n);
+	CHECK(message_append_body(t->msg, cut, n, &err) == KM_OK);
+	verdict_init(&v);
+	inbound_eom(t, &v);
+	CHECK(v.body == NULL && v.bodyspool == NULL);
+	CHECK(strstr(v.result, "malformed") != NULL);
+	CHECK(strstr(v.result, "truncated") != NULL);
+	verdict_clear(&v);
+	free(cut);
+	session_free(t);
+	session_free(s);
+	CHECK_EQ_INT(files_in_spool(), 0);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -296,6 +518,11 @@ static const struct test_case tests[] = {
 	T(internal_rcpt_not_encrypted_to_kept_encrypted),
 	T(internal_rcpt_without_keys_kept_encrypted),
 	T(plaintext_wiped_before_free),
+	T(large_decrypted_from_spool),
+	T(large_two_readers_from_spool),
+	T(large_small_plaintext_opened_in_memory),
+	T(large_bcc_kept_encrypted),
+	T(large_truncated_is_malformed),
 	{ 0 }
 };
 
