@@ -75,6 +75,9 @@ struct cms_stream {
 	BIO		*content;
 };
 
+static int	fail(struct cms_stream *, enum km_status, const char *, ...)
+		    KM_PRINTF(3, 4);
+
 /* fail - record the first error; -1 */
 static int
 fail(struct cms_stream *cs, enum km_status st, const char *fmt, ...)
