@@ -13,6 +13,7 @@
 #include "hp.h"
 #include "inbound.h"
 #include "inbound_decrypt.h"
+#include "inbound_spool.h"
 #include "keystore.h"
 #include "log.h"
 #include "mime.h"
@@ -198,12 +199,15 @@ note_add(struct in_job *j, const char *note)
  * first: RFC 8601 allows one result per signature); from is the From
  * address it is compared with.  When content is not NULL it gets the
  * signed content (the unwrapped entity of opaque signed-data, part 0 of
- * multipart/signed).  Returns smime_verify()'s status: KM_OK when the
+ * multipart/signed).  sp: a multipart/signed too large for memory, its
+ * header block (ctype) ending at bo of sp (inbound_spool.h); body unused.
+ * Returns smime_verify()'s status: KM_OK when the
  * signature could be checked at all, else why not in note.
  */
 static enum km_status
 verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
-    const char *from, int *opaque, char **content, size_t *clen, char *note, size_t nlen)
+    const char *from, int *opaque, char **content, size_t *clen, char *note, size_t nlen,
+    struct spool *sp, size_t bo)
 {
 	struct smime_verify_result res;
 	struct smime_signer_certs sc;
@@ -219,8 +223,12 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 
 	memset(&res, 0, sizeof(res));
 	kmerr_clear(&err);
-	st = smime_verify_rev(ctype, body, len, trust, runtime_revcheck(), from,
-	    &res, bio, harvest ? &sc : NULL, &err);
+	if (sp != NULL)		/* a large multipart/signed, from its spool */
+		st = inbound_spool_verify(sp, bo, ctype, trust, runtime_revcheck(), from,
+		    &res, harvest ? &sc : NULL, &err);
+	else
+		st = smime_verify_rev(ctype, body, len, trust, runtime_revcheck(), from,
+		    &res, bio, harvest ? &sc : NULL, &err);
 	/* a signer revoked, or whose status is unknown under hard-fail, is
 	 * not a correspondent whose certificates we take */
 	if (harvest && st == KM_OK && res.sig_ok && res.chain_ok &&
@@ -471,7 +479,7 @@ nested_signed(struct in_job *j, char *ent, size_t len, int depth)
 			    first_part_nests(NULL, ent, len);
 
 			verify_layer(j, NULL, ent, len, signer_from(j, 1, ent, len, &own),
-			    &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
+			    &opaque, look ? &next : NULL, &nextlen, note, sizeof(note), NULL, 0);
 			free(own);
 			secmem_free(ent, len);
 		} else {
@@ -514,7 +522,7 @@ verify_step(struct in_job *j, enum mime_smime_kind kind, int layer, const char *
 		return STEP_STOP;
 	look = kind == MIME_SMIME_SIGNED_OPAQUE || first_part_nests(ctype, b, blen);
 	st = verify_layer(j, ctype, b, blen, signer_from(j, j->unwrapped, layer ? b : NULL,
-	    blen, &own), &opaque, look ? &next : NULL, &nextlen, note, sizeof(note));
+	    blen, &own), &opaque, look ? &next : NULL, &nextlen, note, sizeof(note), NULL, 0);
 	free(own);
 	if (st == KM_PROTO && layer == 0) {
 		/* Not S/MIME we can read at all: policy.on_malformed. */
@@ -651,8 +659,9 @@ nomem:
  * own.  When that fits in milter.spool_memory_max it is read into memory
  * and opened further as any other layer; when it does not, its header
  * block is the new entity's and its body goes to the MTA in chunks from
- * a spool (verdict_set_body_spool), and a signature inside it is not
- * checked (the verdict says so, downgraded).
+ * a spool (verdict_set_body_spool); a multipart/signed there is checked
+ * reading its signed part from the spool (inbound_spool.h), opaque
+ * signed-data is not (the verdict says so, downgraded).
  */
 #define HEAD_MAX	65536	/* a large entity's header block, at most */
 
@@ -734,9 +743,16 @@ deliver_spool(struct in_job *j, struct spool *pt)
 		goto out;
 	}
 	ctype = entity_ctype(head, bo);
-	if (j->c->in_verify && (kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE ||
-	    kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED))
-		verdict_downgrade(j->v, "signature not checked: the decrypted entity "
+	if (j->c->in_verify && kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED) {
+		char note[300];
+		int opaque = 0;
+
+		if (verify_layer(j, ctype, NULL, 0, message_header(j->m, "From"), &opaque,
+		    NULL, NULL, note, sizeof(note), pt, bo) != KM_OK && *j->reason == '\0')
+			snprintf(j->reason, sizeof(j->reason), "%.300s", note);
+	} else if (j->c->in_verify && kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE)
+		/* opaque signed-data would need a signed-data stream reader */
+		verdict_downgrade(j->v, "signature not checked: the decrypted signed-data "
 		    "(%zu octets) is larger than milter.spool_memory_max", spool_size(pt));
 	free(ctype);
 	j->cur = head;		/* the header block is the entity deliver() sees */

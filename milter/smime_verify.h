@@ -4,7 +4,8 @@
  * NAME
  *	smime_verify - check an S/MIME signature with OpenSSL 3 CMS
  * SUMMARY
- *	smime_verify(), struct smime_verify_result; for harvesting
+ *	smime_verify(), smime_verify_detached(), struct smime_verify_result;
+ *	for harvesting
  *	smime_verify_certs(), struct smime_signer_certs,
  *	smime_signer_certs_clear().
  *	Callers include smime.h (the types) and this header.
@@ -111,5 +112,13 @@ enum km_status	 smime_verify_rev(const char *ctype, const char *body,
 		    const char *from, struct smime_verify_result *res,
 		    BIO *content_out, struct smime_signer_certs *sc,
 		    struct kmerr *err);
+/* smime_verify_detached - the same for a multipart/signed too large for
+   memory: its signature part (an entity: headers, body) and its signed
+   part read from content (a BIO over the spool), byte for byte (no
+   canonical CRLF retry); content is borrowed */
+enum km_status	 smime_verify_detached(const char *sigpart, size_t splen,
+		    BIO *content, X509_STORE *store, struct revcheck *rv,
+		    const char *from, struct smime_verify_result *res,
+		    struct smime_signer_certs *sc, struct kmerr *err);
 
 #endif

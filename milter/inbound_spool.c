@@ -1,0 +1,241 @@
+/*
+ * inbound_spool.c - check a large multipart/signed entity from its spool
+ * in bounded pieces (see inbound_spool.h).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+
+#include "inbound_spool.h"
+#include "mime.h"
+#include "secmem.h"
+
+#define WINDOW		65536		/* octets scanned at a time */
+#define SIG_MAX		(1024 * 1024)	/* the signature part, at most */
+
+/* A range of a spool, read as a BIO. */
+struct range {
+	struct spool	*sp;
+	size_t		 off, end;
+	int		 failed;
+};
+
+/* range_read - BIO read callback: the next octets of the range */
+static int
+range_read(BIO *b, char *buf, int len)
+{
+	struct range *r = BIO_get_data(b);
+	size_t n = r->end - r->off, got;
+	struct kmerr err;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0 || n == 0)
+		return 0;
+	if ((size_t)len < n)
+		n = (size_t)len;
+	if (spool_read(r->sp, r->off, buf, n, &got, &err) != KM_OK || got == 0) {
+		r->failed = 1;
+		return -1;
+	}
+	r->off += got;
+	return (int)got;
+}
+
+/* range_ctrl - BIO control callback */
+static long
+range_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct range *r = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	if (cmd == BIO_CTRL_EOF)
+		return r->off >= r->end;
+	return cmd == BIO_CTRL_FLUSH;
+}
+
+static BIO_METHOD *range_method;
+static pthread_once_t range_once = PTHREAD_ONCE_INIT;
+
+static void
+range_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "spool range");
+
+	if (m != NULL) {
+		BIO_meth_set_read(m, range_read);
+		BIO_meth_set_ctrl(m, range_ctrl);
+	}
+	range_method = m;
+}
+
+/*
+ * delim_at - is the line at q a delimiter line of boundary b?  1 with
+ * *close (the last one) and *next (the octet after its line end); 0 if
+ * not; -1 when the spool cannot be read.
+ */
+static int
+delim_at(struct spool *sp, size_t q, const char *b, size_t bl, int *close, size_t *next,
+    struct kmerr *err)
+{
+	char line[2 + 70 + 2 + 80 + 2];
+	size_t n, i;
+
+	if (spool_read(sp, q, line, sizeof(line), &n, err) != KM_OK)
+		return -1;
+	if (n < 2 + bl || line[0] != '-' || line[1] != '-' || memcmp(line + 2, b, bl) != 0)
+		return 0;
+	i = 2 + bl;
+	*close = i + 1 < n && line[i] == '-' && line[i + 1] == '-';
+	if (*close)
+		i += 2;
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i + 1 < n && line[i] == '\r' && line[i + 1] == '\n')
+		i += 2;
+	else if (i < n && line[i] == '\n')
+		i++;
+	else if (i < n)
+		return 0;	/* a longer line ("--boundaryX") or padding past 80 */
+	*next = q + i;
+	return 1;
+}
+
+/*
+ * next_delim - the first delimiter line at or after from (a line start):
+ * its position (*d), whether it is the last, and where its line ends.
+ * 1 found; 0 not before the end; -1 read error.
+ */
+static int
+next_delim(struct spool *sp, size_t from, const char *b, size_t bl, size_t *d, int *close,
+    size_t *next, struct kmerr *err)
+{
+	char pat[3 + 70], *win;
+	size_t plen = 3 + bl, pos = from, got, size = spool_size(sp);
+	int r = 0;
+
+	if ((r = delim_at(sp, from, b, bl, close, next, err)) != 0) {
+		*d = from;
+		return r;
+	}
+	memcpy(pat, "\n--", 3);
+	memcpy(pat + 3, b, bl);
+	if ((win = malloc(WINDOW)) == NULL) {
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		return -1;
+	}
+	while (r == 0 && pos < size) {
+		const char *hit, *at;
+
+		if (spool_read(sp, pos, win, WINDOW, &got, err) != KM_OK) {
+			r = -1;
+			break;
+		}
+		for (at = win; r == 0 && (hit = memmem(at, got - (size_t)(at - win), pat,
+		    plen)) != NULL; at = hit + 1)
+			if ((r = delim_at(sp, pos + (size_t)(hit - win) + 1, b, bl, close,
+			    next, err)) == 1)
+				*d = pos + (size_t)(hit - win) + 1;
+		if (got < WINDOW)
+			break;
+		pos += got - (plen - 1);	/* a pattern across the edge */
+	}
+	free(win);
+	return r;
+}
+
+/* part_end - where a part before the delimiter at d ends (no line break) */
+static size_t
+part_end(struct spool *sp, size_t start, size_t d)
+{
+	char two[2];
+	size_t got;
+	struct kmerr err;
+
+	if (d >= start + 2 && spool_read(sp, d - 2, two, 2, &got, &err) == KM_OK && got == 2 &&
+	    two[0] == '\r' && two[1] == '\n')
+		return d - 2;
+	if (d >= start + 1 && spool_read(sp, d - 1, two, 1, &got, &err) == KM_OK &&
+	    got == 1 && two[0] == '\n')
+		return d - 1;
+	return d;
+}
+
+/* two_parts - the signed part and the signature part of the body from bo */
+static enum km_status
+two_parts(struct spool *sp, size_t bo, const char *b, size_t p[4], struct kmerr *err)
+{
+	size_t bl = b != NULL ? strlen(b) : 0, d, next;
+	int close, r;
+
+	if (bl == 0 || bl > 70)
+		return kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "multipart/signed "
+		    "without a usable boundary");
+	if ((r = next_delim(sp, bo, b, bl, &d, &close, &next, err)) <= 0 || close)
+		goto bad;
+	p[0] = next;
+	if ((r = next_delim(sp, next, b, bl, &d, &close, &next, err)) <= 0 || close)
+		goto bad;
+	p[1] = part_end(sp, p[0], d) - p[0];
+	p[2] = next;
+	if ((r = next_delim(sp, next, b, bl, &d, &close, &next, err)) <= 0 || !close)
+		goto bad;
+	p[3] = part_end(sp, p[2], d) - p[2];
+	return KM_OK;
+bad:
+	if (r < 0)
+		return err->status == KM_NOMEM ? KM_NOMEM : KM_TEMPFAIL;
+	return kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed multipart/signed: "
+	    "%s", r == 0 ? "body truncated before the closing boundary" : "not 2 parts");
+}
+
+/* inbound_spool_verify - check a multipart/signed entity held in a spool */
+enum km_status
+inbound_spool_verify(struct spool *sp, size_t bo, const char *ctype, X509_STORE *store,
+    struct revcheck *rv, const char *from, struct smime_verify_result *res,
+    struct smime_signer_certs *sc, struct kmerr *err)
+{
+	struct mime_ctype *ct = NULL;
+	struct range rg = { .sp = sp };
+	char *sig = NULL;
+	size_t p[4] = { 0, 0, 0, 0 }, got = 0;
+	enum km_status st;
+	BIO *bio = NULL;
+
+	memset(res, 0, sizeof(*res));
+	if (sc != NULL)
+		memset(sc, 0, sizeof(*sc));
+	pthread_once(&range_once, range_method_init);
+	if ((st = mime_ctype_parse(ctype, &ct, err)) != KM_OK ||
+	    (st = two_parts(sp, bo, mime_ctype_param(ct, "boundary"), p, err)) != KM_OK)
+		goto out;
+	if (p[3] > SIG_MAX) {
+		st = kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed multipart/signed: "
+		    "a signature part of %zu octets", p[3]);
+		goto out;
+	}
+	if ((sig = secmem_alloc(p[3] + 1)) == NULL || range_method == NULL ||
+	    (bio = BIO_new(range_method)) == NULL) {
+		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		goto out;
+	}
+	if ((st = spool_read(sp, p[2], sig, p[3], &got, err)) != KM_OK)
+		goto out;
+	rg.off = p[0];
+	rg.end = p[0] + p[1];
+	BIO_set_data(bio, &rg);
+	BIO_set_init(bio, 1);
+	st = smime_verify_detached(sig, got, bio, store, rv, from, res, sc, err);
+	if (rg.failed)
+		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "reading the signed part "
+		    "from the spool failed");
+out:
+	BIO_free(bio);
+	if (sig != NULL)
+		secmem_free(sig, p[3] + 1);
+	mime_ctype_free(ct);
+	return st;
+}

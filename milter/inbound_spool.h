@@ -1,0 +1,43 @@
+#ifndef KMILTER_MILTER_INBOUND_SPOOL_H
+#define KMILTER_MILTER_INBOUND_SPOOL_H
+/*
+ * NAME
+ *	inbound_spool - check a large multipart/signed entity from its spool
+ * SUMMARY
+ *	inbound_spool_verify()
+ * DESCRIPTION
+ *	A decrypted entity larger than milter.spool_memory_max stays in a
+ *	spool (inbound.c).  When it is multipart/signed (ctype, its header
+ *	block ending at octet bo of sp), inbound_spool_verify() finds its
+ *	two parts by reading the spool in bounded pieces (the delimiter
+ *	lines as mime_multipart_split() reads them: a line starting with
+ *	"--boundary", then "--" for the last, transport padding, the line
+ *	end; the line break before a delimiter is not content), reads the
+ *	signature part (at most 1 MiB) into memory and has
+ *	smime_verify_detached() check the signature over the signed part
+ *	read from the spool through a BIO, so the signed content is never
+ *	all in memory.
+ * OWNERSHIP
+ *	sp and store are borrowed; sc as in smime_verify.h.
+ * ERRORS
+ *	As smime_verify_rev(): KM_OK when the signature could be checked
+ *	(the verdict in res); KM_PROTO malformed (no boundary, not two
+ *	parts, no closing delimiter, a signature part too large); KM_NOMEM;
+ *	KM_TEMPFAIL when the spool cannot be read.
+ * THREADS
+ *	One message per call; the BIO method is built once (pthread_once).
+ */
+#include <stddef.h>
+
+#include <openssl/x509_vfy.h>
+
+#include "kmerr.h"
+#include "smime_verify.h"
+#include "spool.h"
+
+enum km_status	inbound_spool_verify(struct spool *sp, size_t bo, const char *ctype,
+		    X509_STORE *store, struct revcheck *rv, const char *from,
+		    struct smime_verify_result *res, struct smime_signer_certs *sc,
+		    struct kmerr *err);
+
+#endif
