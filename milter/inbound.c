@@ -99,6 +99,8 @@ struct in_job {
 	int		 heldunwrapped;
 	char		 ar[900];	/* authserv-id; one result per signed layer */
 	char		 note[600];	/* what each signed layer gave, for the log */
+	char		*hpent;		/* header protection looks here, not at cur */
+	size_t		 hplen;		/* (a large multipart/signed: part 0's head) */
 };
 
 /* What to do after one step of opening a layer. */
@@ -599,7 +601,8 @@ protect_step(struct in_job *j)
 
 	if (!j->decrypted && !j->unwrapped)
 		return 0;
-	if (hp_apply(j->v, j->m, j->cur, j->curlen, &rep, &err) != KM_OK)
+	if (hp_apply(j->v, j->m, j->hpent != NULL ? j->hpent : j->cur,
+	    j->hpent != NULL ? j->hplen : j->curlen, &rep, &err) != KM_OK)
 		return -1;
 	if (*rep.hp == '\0')
 		return 0;
@@ -754,6 +757,9 @@ deliver_spool(struct in_job *j, struct spool *pt)
 		/* opaque signed-data would need a signed-data stream reader */
 		verdict_downgrade(j->v, "signature not checked: the decrypted signed-data "
 		    "(%zu octets) is larger than milter.spool_memory_max", spool_size(pt));
+	/* header protection reads the payload's root: part 0 of a signed one */
+	if (kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED)
+		j->hpent = inbound_spool_part0_head(pt, bo, ctype, &j->hplen);
 	free(ctype);
 	j->cur = head;		/* the header block is the entity deliver() sees */
 	j->curlen = bo;
@@ -763,6 +769,9 @@ deliver_spool(struct in_job *j, struct spool *pt)
 		verdict_set_body_spool(j->v, body);
 		body = NULL;
 	}
+	if (j->hpent != NULL)
+		secmem_free(j->hpent, j->hplen + 1);
+	j->hpent = NULL;
 out:
 	if (head != NULL)
 		secmem_free(head, HEAD_MAX + 1);

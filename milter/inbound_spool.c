@@ -239,3 +239,28 @@ out:
 	mime_ctype_free(ct);
 	return st;
 }
+
+/* inbound_spool_part0_head - the header block of the signed part */
+char *
+inbound_spool_part0_head(struct spool *sp, size_t bo, const char *ctype, size_t *len)
+{
+	struct mime_ctype *ct = NULL;
+	size_t p[4], got = 0, hl, body;
+	struct kmerr err;
+	char *h = NULL, *r = NULL;
+
+	if (mime_ctype_parse(ctype, &ct, &err) == KM_OK &&
+	    two_parts(sp, bo, mime_ctype_param(ct, "boundary"), p, &err) == KM_OK &&
+	    (h = secmem_alloc(WINDOW)) != NULL &&
+	    spool_read(sp, p[0], h, p[1] < WINDOW ? p[1] : WINDOW, &got, &err) == KM_OK &&
+	    mime_entity_split(h, got, &hl, &body, &err) == KM_OK &&
+	    (r = secmem_alloc(body + 1)) != NULL) {
+		memcpy(r, h, body);
+		r[body] = '\0';
+		*len = body;
+	}
+	if (h != NULL)
+		secmem_free(h, WINDOW);
+	mime_ctype_free(ct);
+	return r;
+}

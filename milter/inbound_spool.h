@@ -4,7 +4,7 @@
  * NAME
  *	inbound_spool - check a large multipart/signed entity from its spool
  * SUMMARY
- *	inbound_spool_verify()
+ *	inbound_spool_verify(), inbound_spool_part0_head()
  * DESCRIPTION
  *	A decrypted entity larger than milter.spool_memory_max stays in a
  *	spool (inbound.c).  When it is multipart/signed (ctype, its header
@@ -16,9 +16,14 @@
  *	signature part (at most 1 MiB) into memory and has
  *	smime_verify_detached() check the signature over the signed part
  *	read from the spool through a BIO, so the signed content is never
- *	all in memory.
+ *	all in memory.  inbound_spool_part0_head() gives the header block
+ *	of the signed part (with the empty line after it), what header
+ *	protection (hp.h) reads of a multipart/signed payload.
  * OWNERSHIP
  *	sp and store are borrowed; sc as in smime_verify.h.
+ *	inbound_spool_part0_head() returns a secmem_alloc'ed, NUL-terminated
+ *	copy (secmem_free(p, *len + 1)), or NULL when the parts or the end
+ *	of that header block (in its first 64 KiB) cannot be found.
  * ERRORS
  *	As smime_verify_rev(): KM_OK when the signature could be checked
  *	(the verdict in res); KM_PROTO malformed (no boundary, not two
@@ -39,5 +44,7 @@ enum km_status	inbound_spool_verify(struct spool *sp, size_t bo, const char *cty
 		    X509_STORE *store, struct revcheck *rv, const char *from,
 		    struct smime_verify_result *res, struct smime_signer_certs *sc,
 		    struct kmerr *err);
+char		*inbound_spool_part0_head(struct spool *sp, size_t bo, const char *ctype,
+		    size_t *len);
 
 #endif

@@ -511,6 +511,94 @@ TEST(large_truncated_is_malformed)
 	CHECK_EQ_INT(files_in_spool(), 0);
 }
 
+/*
+ * big_signed - a large entity signed by erin (multipart/signed), part 0
+ * changed after signing when tamper; then encrypted to bob (free)
+ */
+static char *
+big_signed(size_t n, int tamper)
+{
+	struct fixture_id *erin = fixture_find(ids, "erin@example.com");
+	char *inner = big_inner(n), *r = NULL, *data, *hit;
+	BIO *out = BIO_new(BIO_s_mem());
+	struct kmerr err;
+	long len;
+
+	if (inner != NULL && out != NULL && smime_sign(inner, strlen(inner), erin->cert,
+	    erin->key, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, out, &err) == KM_OK &&
+	    (len = BIO_get_mem_data(out, &data)) > 0 && (r = malloc((size_t)len + 1)) != NULL) {
+		memcpy(r, data, (size_t)len);
+		r[len] = '\0';
+		if (tamper && (hit = strstr(r, "aaaa")) != NULL)
+			hit[1] = 'b';
+	}
+	free(inner);
+	BIO_free(out);
+	return r;
+}
+
+/* ar_has - the Authentication-Results the verdict adds says text */
+static int
+ar_has(const struct verdict *v, const char *text)
+{
+	for (int i = 0; i < v->nchanges; i++)
+		if (strcmp(v->changes[i].name, "Authentication-Results") == 0 &&
+		    v->changes[i].value != NULL && strstr(v->changes[i].value, text) != NULL)
+			return 1;
+	return 0;
+}
+
+/* signed_run - big_signed through inbound_eom from the spool */
+static struct session *
+signed_run(int tamper, struct verdict *v)
+{
+	const char *rc[] = { "bob@example.com", NULL };
+	struct session *s;
+	char *inner;
+
+	if (!setup() || (msgconf = bigconf()) == NULL ||
+	    (inner = big_signed(400000, tamper)) == NULL)
+		return NULL;
+	s = mkmsg_inner(rc, rc, inner);
+	free(inner);
+	msgconf = NULL;
+	if (s == NULL || !spool_on_disk(s->msg->body))
+		return session_free(s);
+	verdict_init(v);
+	inbound_eom(s, v);
+	return s;
+}
+
+TEST(large_signed_verified_from_spool)
+{
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = signed_run(0, &v)) != NULL);
+	CHECK_EQ_STR(v.action_name, "decrypt+verify");
+	CHECK(v.bodyspool != NULL && v.body == NULL);
+	/* the signature verified; the (empty) trust store does not know erin */
+	CHECK(ar_has(&v, "untrusted signer"));
+	CHECK(ar_has(&v, "erin@example.com"));
+	CHECK(!ar_has(&v, "bad signature"));
+	CHECK_EQ_INT(v.downgraded, 0);
+	verdict_clear(&v);
+	session_free(s);
+}
+
+TEST(large_signed_tampered_fails)
+{
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = signed_run(1, &v)) != NULL);
+	CHECK_EQ_STR(v.action_name, "decrypt+verify");
+	CHECK(ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+	CHECK_EQ_INT(files_in_spool(), 0);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -523,6 +611,8 @@ static const struct test_case tests[] = {
 	T(large_small_plaintext_opened_in_memory),
 	T(large_bcc_kept_encrypted),
 	T(large_truncated_is_malformed),
+	T(large_signed_verified_from_spool),
+	T(large_signed_tampered_fails),
 	{ 0 }
 };
 
