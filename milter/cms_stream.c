@@ -137,17 +137,19 @@ parts_free(struct parts *p)
 		buf_free(all[i]);
 }
 
-/* sextet - the value of a base64 character, -1 for any other byte */
-static int
-sextet(unsigned char c)
+/* The value of each base64 character; 0xff for any other byte. */
+static unsigned char sextets[256];
+static pthread_once_t sextets_once = PTHREAD_ONCE_INIT;
+
+static void
+sextets_init(void)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	memset(sextets, 0xff, sizeof(sextets));
+	for (int i = 0; i < 64; i++)
+		sextets[(unsigned char)alphabet[i]] = (unsigned char)i;
 }
 
 /* b64_char - feed one input character to the decoder; -1 on bad base64 */
@@ -175,7 +177,7 @@ b64_char(struct cms_stream *cs, unsigned char c)
 	}
 	if (cs->pad)
 		return fail(cs, KM_PROTO, "base64: data inside the padding");
-	if ((v = sextet(c)) < 0)
+	if ((v = sextets[c]) == 0xff)
 		return fail(cs, KM_PROTO, "base64: invalid byte 0x%02x", c);
 	cs->acc = (cs->acc << 6) | (unsigned int)v;
 	if (++cs->nq == 4) {
@@ -229,9 +231,23 @@ fill(struct cms_stream *cs)
 		cs->rawpos += k;
 		return 1;
 	}
-	while (cs->rawpos < cs->rawlen && cs->whi + 3 <= WIN)
+	while (cs->rawpos < cs->rawlen && cs->whi + 3 <= WIN) {
+		const unsigned char *q = cs->raw + cs->rawpos;
+		unsigned int a, b, c, d;
+
+		/* Whole groups of four in a line: the common case, no state. */
+		if (cs->nq == 0 && cs->rawpos + 4 <= cs->rawlen &&
+		    ((a = sextets[q[0]]) | (b = sextets[q[1]]) | (c = sextets[q[2]]) |
+		    (d = sextets[q[3]])) < 64 && !cs->padded) {
+			cs->win[cs->whi++] = (unsigned char)(a << 2 | b >> 4);
+			cs->win[cs->whi++] = (unsigned char)(b << 4 | c >> 2);
+			cs->win[cs->whi++] = (unsigned char)(c << 6 | d);
+			cs->rawpos += 4;
+			continue;
+		}
 		if (b64_char(cs, cs->raw[cs->rawpos++]) != 0)
 			return -1;
+	}
 	return 1;
 }
 
@@ -690,6 +706,7 @@ cms_stream_open(BIO *in, enum cms_in_mode mode, struct cms_stream **out,
 	int64_t got;
 
 	*out = NULL;
+	pthread_once(&sextets_once, sextets_init);
 	if ((cs = calloc(1, sizeof(*cs))) == NULL)
 		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 	cs->in = in;
