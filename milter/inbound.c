@@ -664,7 +664,9 @@ nomem:
  * block is the new entity's and its body goes to the MTA in chunks from
  * a spool (verdict_set_body_spool); a multipart/signed there is checked
  * reading its signed part from the spool (inbound_spool.h), opaque
- * signed-data is not (the verdict says so, downgraded).
+ * signed-data is not (the verdict says so, downgraded).  A large
+ * multipart/signed message that is not encrypted is checked the same way
+ * from the body's own spool.
  */
 #define HEAD_MAX	65536	/* a large entity's header block, at most */
 
@@ -826,6 +828,34 @@ stream_eom(struct in_job *j)
 	}
 }
 
+/*
+ * stream_verify_eom - a large multipart/signed message (not encrypted):
+ * its signature checked reading the signed part from the body's spool;
+ * the message is delivered as it came, with the result
+ */
+static void
+stream_verify_eom(struct in_job *j)
+{
+	char note[300];
+	int opaque = 0;
+	enum km_status st;
+
+	if (!j->c->in_verify)
+		return;
+	log_info("%s: inbound: signature checked from the spool (%zu octets)",
+	    message_qid(j->m), spool_size(j->m->body));
+	st = verify_layer(j, message_header(j->m, "Content-Type"), NULL, 0,
+	    message_header(j->m, "From"), &opaque, NULL, NULL, note, sizeof(note),
+	    j->m->body, 0);
+	if (st == KM_PROTO) {
+		malformed(j->s, j->v, note);
+		return;
+	}
+	if (st != KM_OK)
+		snprintf(j->reason, sizeof(j->reason), "%.300s", note);
+	deliver(j);
+}
+
 /* inbound_eom - decrypt and verify for internal recipients */
 void
 inbound_eom(struct session *s, struct verdict *v)
@@ -845,6 +875,8 @@ inbound_eom(struct session *s, struct verdict *v)
 	if ((kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED) &&
 	    j.c->in_decrypt && spool_on_disk(j.m->body))
 		stream_eom(&j);
+	else if (kind == MIME_SMIME_SIGNED_DETACHED && spool_on_disk(j.m->body))
+		stream_verify_eom(&j);
 	else if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
 		snprintf(j.reason, sizeof(j.reason), "%s", err.msg);
 		verdict_tempfail(v, "%s", j.reason);

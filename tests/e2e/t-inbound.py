@@ -688,6 +688,19 @@ def _():
              "Authentication-Results")
 
 
+@suite.case("large_signed_only_streamed")
+def _():
+    # 3 MB signed by dave, not encrypted: checked from the spool, delivered as sent
+    signed = ossl_sign(big_inner("large-signed-only"))
+    raw = mail(signed, [BOB])
+    d = deliver(raw)
+    check(streamed(d), "not read from the spool: %s" % d.why())
+    check_eq(ar_of(d), "%s; smime=pass body.smime-identifier=%s" % (AUTHSERV, DAVE),
+             "Authentication-Results")
+    check(labsmtp.lf(d.body) == labsmtp.lf(labsmtp.split_message(raw)[1]), "body changed")
+    check_eq(d.fields.get("action"), "verify", "log action (%s)" % d.line)
+
+
 @suite.case("large_gcm_streamed")
 def _():
     ent = big_inner("large-gcm", 2)

@@ -18,6 +18,7 @@
 #include "inbound.h"
 #include "keymodel.h"
 #include "keystore.h"
+#include "mime.h"
 #include "revcheck.h"
 #include "kmip.h"
 #include "runtime.h"
@@ -599,6 +600,61 @@ TEST(large_signed_tampered_fails)
 	CHECK_EQ_INT(files_in_spool(), 0);
 }
 
+/* plain_signed_run - a large multipart/signed message, not encrypted */
+static struct session *
+plain_signed_run(int tamper, struct verdict *v)
+{
+	struct mime_headers *h = NULL;
+	struct session *s = NULL;
+	const char *ct;
+	char *ent, *sep;
+	struct kmerr err;
+
+	if (!setup() || bigconf() == NULL || (ent = big_signed(400000, tamper)) == NULL)
+		return NULL;
+	if ((sep = strstr(ent, "\r\n\r\n")) == NULL ||
+	    mime_headers_parse(ent, (size_t)(sep - ent) + 2, &h, NULL) != KM_OK ||
+	    (ct = mime_headers_get(h, "Content-Type")) == NULL)
+		goto out;
+	if ((s = session_new(bigconf(), NULL, "mx.partner.example")) == NULL ||
+	    session_message_begin(s, "<erin@example.com>", NULL) != KM_OK ||
+	    message_add_rcpt(s->msg, "bob@example.com") != KM_OK ||
+	    message_add_header(s->msg, "From", "erin@example.com") != KM_OK ||
+	    message_add_header(s->msg, "MIME-Version", "1.0") != KM_OK ||
+	    message_add_header(s->msg, "Content-Type", ct) != KM_OK ||
+	    message_append_body(s->msg, (const unsigned char *)sep + 4, strlen(sep + 4),
+	    &err) != KM_OK) {
+		s = session_free(s);
+		goto out;
+	}
+	message_set_queue_id(s->msg, "TESTQ3");
+	verdict_init(v);
+	inbound_eom(s, v);
+out:
+	mime_headers_free(h);
+	free(ent);
+	return s;
+}
+
+TEST(large_signed_only_verified_from_spool)
+{
+	struct session *s;
+	struct verdict v;
+
+	CHECK((s = plain_signed_run(0, &v)) != NULL);
+	CHECK(spool_on_disk(s->msg->body));
+	CHECK_EQ_STR(v.action_name, "verify");
+	CHECK(v.body == NULL && v.bodyspool == NULL);	/* delivered as it came */
+	CHECK(ar_has(&v, "untrusted signer"));
+	CHECK(!ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+	CHECK((s = plain_signed_run(1, &v)) != NULL);
+	CHECK(ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -613,6 +669,7 @@ static const struct test_case tests[] = {
 	T(large_truncated_is_malformed),
 	T(large_signed_verified_from_spool),
 	T(large_signed_tampered_fails),
+	T(large_signed_only_verified_from_spool),
 	{ 0 }
 };
 
