@@ -34,6 +34,8 @@ static const unsigned char oid_env[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf
     0x0d, 0x01, 0x07, 0x03 };
 static const unsigned char oid_auth[] = { 0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf7,
     0x0d, 0x01, 0x09, 0x10, 0x01, 0x17 };
+static const unsigned char oid_signed[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+    0x0d, 0x01, 0x07, 0x02 };
 
 struct buf {
 	unsigned char	*p;
@@ -43,6 +45,7 @@ struct buf {
 /* The small fields, as they came (BER kept). */
 struct parts {
 	struct buf	oid, version, orig, ris, ctype, alg, attrs, mac, unauth;
+	struct buf	digests, certs, crls, signers;		/* SignedData */
 };
 
 /* One TLV header. */
@@ -71,6 +74,7 @@ struct cms_stream {
 	int		 cprim, cdone;	/* the encrypted content being read */
 	uint64_t	 cleft, cgot, ctlen;
 	int		 auth;
+	int		 sd;		/* SignedData (else enveloped) */
 	struct buf	 der;		/* the ContentInfo, content detached */
 	BIO		*content;
 };
@@ -131,7 +135,8 @@ static void
 parts_free(struct parts *p)
 {
 	struct buf *all[] = { &p->oid, &p->version, &p->orig, &p->ris, &p->ctype,
-	    &p->alg, &p->attrs, &p->mac, &p->unauth };
+	    &p->alg, &p->attrs, &p->mac, &p->unauth, &p->digests, &p->certs, &p->crls,
+	    &p->signers };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		buf_free(all[i]);
@@ -481,6 +486,76 @@ take_field(struct cms_stream *cs, struct buf *b, int cls, int cons, int tag,
 	return capture_rest(cs, &t, b);
 }
 
+/* content_start - the content's header was read: enter it */
+static int
+content_start(struct cms_stream *cs, const struct tlv *t)
+{
+	cs->cprim = !t->cons;
+	cs->cleft = t->cons ? 0 : t->len;
+	cs->cdone = 0;
+	cs->cgot = 0;
+	return enter(cs, t);
+}
+
+/*
+ * head_signed - SignedData { version, digestAlgorithms,
+ * EncapsulatedContentInfo { eContentType, [0] EXPLICIT OCTET STRING
+ * (primitive, or constructed of primitive chunks)
+ */
+static int
+head_signed(struct cms_stream *cs, struct parts *p)
+{
+	struct tlv t;
+	int r;
+
+	if (open_value(cs, C_UNIV, T_SEQ, "SignedData SEQUENCE") != 0 ||
+	    take_field(cs, &p->version, C_UNIV, 0, T_INT, "version") != 0 ||
+	    take_field(cs, &p->digests, C_UNIV, 1, T_SET, "digestAlgorithms SET") != 0 ||
+	    open_value(cs, C_UNIV, T_SEQ, "EncapsulatedContentInfo SEQUENCE") != 0 ||
+	    take_field(cs, &p->ctype, C_UNIV, 0, T_OID, "content type") != 0 ||
+	    (r = more(cs)) < 0)
+		return -1;
+	if (r == 0)
+		return fail(cs, KM_PROTO, "no encapsulated content (a detached "
+		    "signature)");
+	if (open_value(cs, C_CTX, 0, "[0] eContent") != 0 || tlv_read(cs, &t) != 0)
+		return -1;
+	if (t.cls != C_UNIV || t.tag != T_OCTET)
+		return fail(cs, KM_PROTO, "eContent OCTET STRING expected, found "
+		    "identifier 0x%02x", t.h[0]);
+	return content_start(cs, &t);
+}
+
+/*
+ * tail_signed - after the content: the [0] and EncapsulatedContentInfo
+ * end, then certificates [0], crls [1] (both optional) and signerInfos
+ */
+static int
+tail_signed(struct cms_stream *cs, struct parts *p)
+{
+	struct tlv t;
+	int r;
+
+	if (leave(cs) != 0 || leave(cs) != 0 || (r = more(cs)) < 0)
+		return -1;
+	if (r == 1 && tlv_read(cs, &t) != 0)
+		return -1;
+	if (r == 1 && t.cls == C_CTX && t.cons && t.tag == 0 &&
+	    (capture_rest(cs, &t, &p->certs) != 0 || (r = more(cs)) < 0 ||
+	    (r == 1 && tlv_read(cs, &t) != 0)))
+		return -1;
+	if (r == 1 && t.cls == C_CTX && t.cons && t.tag == 1 &&
+	    (capture_rest(cs, &t, &p->crls) != 0 || (r = more(cs)) < 0 ||
+	    (r == 1 && tlv_read(cs, &t) != 0)))
+		return -1;
+	if (r == 0)
+		return fail(cs, KM_PROTO, "signed data without SignerInfos");
+	if (expect(cs, &t, C_UNIV, 1, T_SET, "SignerInfos SET") != 0 ||
+	    capture_rest(cs, &t, &p->signers) != 0)
+		return -1;
+	return 0;
+}
+
 /*
  * walk_head - from the start to the first octet of the encrypted content:
  * ContentInfo { contentType, [0] { Enveloped/AuthEnvelopedData { version,
@@ -499,11 +574,17 @@ walk_head(struct cms_stream *cs, struct parts *p)
 	if (p->oid.len == sizeof(oid_auth) && memcmp(p->oid.p, oid_auth,
 	    sizeof(oid_auth)) == 0)
 		cs->auth = 1;
+	else if (p->oid.len == sizeof(oid_signed) && memcmp(p->oid.p, oid_signed,
+	    sizeof(oid_signed)) == 0)
+		cs->sd = 1;
 	else if (p->oid.len != sizeof(oid_env) || memcmp(p->oid.p, oid_env,
 	    sizeof(oid_env)) != 0)
-		return fail(cs, KM_PROTO, "not enveloped data");
-	if (open_value(cs, C_CTX, 0, "[0] content") != 0 ||
-	    open_value(cs, C_UNIV, T_SEQ, "EnvelopedData SEQUENCE") != 0 ||
+		return fail(cs, KM_PROTO, "not enveloped or signed data");
+	if (open_value(cs, C_CTX, 0, "[0] content") != 0)
+		return -1;
+	if (cs->sd)
+		return head_signed(cs, p);
+	if (open_value(cs, C_UNIV, T_SEQ, "EnvelopedData SEQUENCE") != 0 ||
 	    take_field(cs, &p->version, C_UNIV, 0, T_INT, "version") != 0 ||
 	    tlv_read(cs, &t) != 0)
 		return -1;
@@ -525,11 +606,7 @@ walk_head(struct cms_stream *cs, struct parts *p)
 	if (t.cls != C_CTX || t.tag != 0)
 		return fail(cs, KM_PROTO, "[0] encryptedContent expected, found "
 		    "identifier 0x%02x", t.h[0]);
-	cs->cprim = !t.cons;
-	cs->cleft = t.cons ? 0 : t.len;
-	cs->cdone = 0;
-	cs->cgot = 0;
-	return enter(cs, &t);
+	return content_start(cs, &t);
 }
 
 /*
@@ -582,6 +659,11 @@ walk_tail(struct cms_stream *cs, struct parts *p)
 	struct tlv t;
 	int r;
 
+	if (cs->sd) {
+		if (tail_signed(cs, p) != 0)
+			return -1;
+		goto end;
+	}
 	if (leave(cs) != 0 || (r = more(cs)) < 0)	/* EncryptedContentInfo */
 		return -1;
 	if (r == 1 && tlv_read(cs, &t) != 0)
@@ -603,6 +685,7 @@ walk_tail(struct cms_stream *cs, struct parts *p)
 	} else if (r == 1)
 		return fail(cs, KM_PROTO, "unexpected field 0x%02x after the encrypted "
 		    "content", t.h[0]);
+end:
 	if (leave(cs) != 0 || leave(cs) != 0 || leave(cs) != 0)
 		return -1;
 	if ((r = ensure(cs, 1)) < 0)
@@ -641,15 +724,20 @@ build_der(struct cms_stream *cs, const struct parts *p)
 {
 	struct buf eci = { 0 }, ecs = { 0 }, env = { 0 }, envs = { 0 }, ctx = { 0 },
 	    ci = { 0 };
-	const struct buf *body[] = { &p->version, &p->orig, &p->ris, &ecs, &p->attrs,
+	const struct buf *envd[] = { &p->version, &p->orig, &p->ris, &ecs, &p->attrs,
 	    &p->mac, &p->unauth };
+	const struct buf *sd[] = { &p->version, &p->digests, &ecs, &p->certs, &p->crls,
+	    &p->signers, &p->orig };	/* orig: empty, for the same count */
+	const struct buf **body = cs->sd ? sd : envd;
 	int r = -1;
 
+	/* EncryptedContentInfo { type, alg }, or EncapsulatedContentInfo
+	   { type } with its content left out: a detached signature */
 	if (buf_add(cs, &eci, p->ctype.p, p->ctype.len) != 0 ||
 	    buf_add(cs, &eci, p->alg.p, p->alg.len) != 0 ||
 	    der_wrap(cs, &ecs, 0x30, &eci) != 0)
 		goto out;
-	for (size_t i = 0; i < sizeof(body) / sizeof(body[0]); i++)
+	for (size_t i = 0; i < sizeof(envd) / sizeof(envd[0]); i++)
 		if (body[i]->len > 0 && buf_add(cs, &env, body[i]->p, body[i]->len) != 0)
 			goto out;
 	if (der_wrap(cs, &envs, 0x30, &env) != 0 || der_wrap(cs, &ctx, 0xa0, &envs) != 0 ||
@@ -737,6 +825,13 @@ cms_stream_der(const struct cms_stream *cs, size_t *len)
 {
 	*len = cs->der.len;
 	return cs->der.p;
+}
+
+/* cms_stream_is_signed - 1 for SignedData */
+int
+cms_stream_is_signed(const struct cms_stream *cs)
+{
+	return cs->sd;
 }
 
 /* cms_stream_is_auth - 1 for AuthEnvelopedData */

@@ -6,6 +6,7 @@
  *	a stream, in bounded memory
  * SUMMARY
  *	cms_stream_open(), cms_stream_der(), cms_stream_is_auth(),
+ *	cms_stream_is_signed(),
  *	cms_stream_content_length(), cms_stream_content(),
  *	cms_stream_error(), cms_stream_free()
  * DESCRIPTION
@@ -19,7 +20,11 @@
  *	RecipientInfos, the content type and algorithm, the attributes, the
  *	GCM tag) and skips the encrypted content, which is either one
  *	primitive [0] or a constructed [0] of primitive OCTET STRING chunks
- *	(what "openssl cms -encrypt -stream" writes).  cms_stream_der() is
+ *	(what "openssl cms -encrypt -stream" writes).  SignedData is read
+ *	the same way: its encapsulated content (an OCTET STRING, primitive
+ *	or in chunks, inside the [0]) is the part left out, so the re-encoded
+ *	ContentInfo is a detached signature of it; certificates, CRLs and
+ *	SignerInfos are kept.  cms_stream_der() is
  *	then the same ContentInfo re-encoded without its encrypted content
  *	(detached, a few KiB): OpenSSL's CMS code parses it and unwraps the
  *	content-encryption key from it.  cms_stream_content() rewinds the
@@ -35,7 +40,7 @@
  *	next cms_stream_content() or cms_stream_free()); do not free it.
  *	cms_stream_free() accepts NULL and returns NULL.
  * ERRORS
- *	cms_stream_open(): KM_OK; KM_PROTO (not enveloped data, malformed,
+ *	cms_stream_open(): KM_OK; KM_PROTO (not enveloped or signed data, malformed,
  *	truncated, a lying length, bad base64: why in err, reason
  *	KMERR_BADINPUT); KM_TEMPFAIL (the input could not be read);
  *	KM_NOMEM.  cms_stream_content() returns NULL with err set.  A read
@@ -59,6 +64,7 @@ enum km_status	 cms_stream_open(BIO *in, enum cms_in_mode, struct cms_stream **o
 		    struct kmerr *err);
 const unsigned char *cms_stream_der(const struct cms_stream *, size_t *len);
 int		 cms_stream_is_auth(const struct cms_stream *);
+int		 cms_stream_is_signed(const struct cms_stream *);
 uint64_t	 cms_stream_content_length(const struct cms_stream *);
 BIO		*cms_stream_content(struct cms_stream *, struct kmerr *err);
 const struct kmerr *cms_stream_error(const struct cms_stream *);

@@ -547,11 +547,12 @@ check_type(CMS_ContentInfo *cms, struct kmerr *err)
 /*
  * check_signed - the signature of a parsed signed-data over dcont (or its
  * own content), then its first signer; a detached content in memory
- * (content, clen) is tried again in canonical CRLF form when it fails
+ * (content, clen) is tried again in canonical CRLF form when it fails.
+ * out (NULL: none) gets the content as the signature is checked.
  */
 static enum km_status
 check_signed(CMS_ContentInfo *cms, BIO *dcont, const char *content, size_t clen,
-    X509_STORE *store, struct revcheck *rv, const char *from,
+    BIO *out, X509_STORE *store, struct revcheck *rv, const char *from,
     struct smime_verify_result *res, struct smime_signer_certs *sc,
     struct kmerr *err)
 {
@@ -571,7 +572,7 @@ check_signed(CMS_ContentInfo *cms, BIO *dcont, const char *content, size_t clen,
 	/* Signature first, without the chain: the chain is judged apart. */
 	if ((sink = BIO_new(BIO_s_null())) == NULL)
 		return smime_ossl(err, KM_NOMEM, "verify: BIO");
-	if (CMS_verify(cms, NULL, NULL, dcont, sink,
+	if (CMS_verify(cms, NULL, NULL, dcont, out != NULL ? out : sink,
 	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
 		res->sig_ok = 1;
 	else {
@@ -637,8 +638,8 @@ smime_verify_rev(const char *ctype, const char *body, size_t len,
 	if ((st = check_type(cms, err)) != KM_OK ||
 	    (st = signed_content(cms, res->opaque, &content, &clen, &dcont,
 	    err)) != KM_OK ||
-	    (st = check_signed(cms, dcont, content, clen, store, rv, from, res,
-	    sc, err)) != KM_OK)
+	    (st = check_signed(cms, dcont, content, clen, NULL, store, rv, from,
+	    res, sc, err)) != KM_OK)
 		goto out;
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
@@ -677,9 +678,58 @@ smime_verify_detached(const char *sigpart, size_t splen, BIO *content,
 	ERR_clear_error();
 	if ((st = sig_part_cms(sigpart, splen, &cms, err)) == KM_OK &&
 	    (st = check_type(cms, err)) == KM_OK)
-		st = check_signed(cms, content, NULL, 0, store, rv, from, res, sc,
-		    err);
+		st = check_signed(cms, content, NULL, 0, NULL, store, rv, from, res,
+		    sc, err);
 	ossl_drain("verify");
 	CMS_ContentInfo_free(cms);
+	return st;
+}
+
+/*
+ * smime_verify_stream - opaque signed-data too large for memory, read as a
+ * stream (cms_stream.h): the signature checked over the encapsulated
+ * content read from in, which goes to content_out (NULL: nowhere) as it
+ * is read
+ */
+enum km_status
+smime_verify_stream(BIO *in, enum cms_in_mode mode, X509_STORE *store,
+    struct revcheck *rv, const char *from, struct smime_verify_result *res,
+    BIO *content_out, struct smime_signer_certs *sc, struct kmerr *err)
+{
+	struct cms_stream *cs = NULL;
+	CMS_ContentInfo *cms = NULL;
+	const unsigned char *der;
+	size_t derlen;
+	enum km_status st;
+	BIO *dcont;
+
+	memset(res, 0, sizeof(*res));
+	if (sc != NULL)
+		memset(sc, 0, sizeof(*sc));
+	ERR_clear_error();
+	if ((st = cms_stream_open(in, mode, &cs, err)) != KM_OK)
+		goto out;
+	der = cms_stream_der(cs, &derlen);
+	if ((st = smime_der_to_cms(der, derlen, &cms, err)) != KM_OK ||
+	    (st = check_type(cms, err)) != KM_OK)
+		goto out;
+	res->opaque = 1;
+	if ((dcont = cms_stream_content(cs, err)) == NULL) {
+		st = err->status;
+		goto out;
+	}
+	st = check_signed(cms, dcont, NULL, 0, content_out, store, rv, from, res,
+	    sc, err);
+	if (st == KM_OK && cms_stream_error(cs)->status != KM_OK) {
+		/* the input could not be read again: nothing was checked */
+		*err = *cms_stream_error(cs);
+		st = err->status;
+		memset(res, 0, sizeof(*res));
+		res->opaque = 1;
+	}
+out:
+	ossl_drain("verify");
+	CMS_ContentInfo_free(cms);
+	cms_stream_free(cs);
 	return st;
 }
