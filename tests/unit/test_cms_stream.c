@@ -20,6 +20,7 @@
 #include "cms_stream.h"
 #include "harness.h"
 #include "smime.h"
+#include "smime_verify.h"
 #include "spool.h"
 
 #define PTLEN	150000
@@ -383,6 +384,83 @@ TEST(same_cipher_as_memory)
 	free(der);
 }
 
+/* sign - openssl cms -sign -nodetach of the plaintext, DER in *out (free) */
+static int
+sign(int stream, unsigned char **out, size_t *len)
+{
+	char cmd[512], path[128];
+	struct stat sb;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "cd %s && openssl cms -sign -nodetach -binary -in pt "
+	    "-outform DER %s -signer c.pem -inkey k.pem -out sd.der", dir,
+	    stream ? "-stream" : "");
+	snprintf(path, sizeof(path), "%s/sd.der", dir);
+	if (system(cmd) != 0 || stat(path, &sb) != 0 || (f = fopen(path, "r")) == NULL)
+		return 0;
+	*len = (size_t)sb.st_size;
+	if ((*out = malloc(*len)) == NULL || fread(*out, 1, *len, f) != *len) {
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	return 1;
+}
+
+/* verify_stream - smime_verify_stream over in; the content in *pout */
+static enum km_status
+verify_stream(const void *in, size_t len, struct smime_verify_result *res, BIO **pout,
+    struct kmerr *err)
+{
+	X509_STORE *store = X509_STORE_new();
+	BIO *src = BIO_new_mem_buf(in, (int)len);
+	enum km_status st;
+
+	*pout = BIO_new(BIO_s_mem());
+	st = smime_verify_stream(src, CMS_IN_AUTO, store, NULL, "stream@example.com", res,
+	    *pout, NULL, err);
+	BIO_free(src);
+	X509_STORE_free(store);
+	return st;
+}
+
+/* signed-data, -stream (chunked, indefinite) and DER, raw and base64 */
+TEST(signed_data_verified_as_stream)
+{
+	struct smime_verify_result res;
+	unsigned char *der;
+	char *text;
+	size_t len, tlen;
+	struct kmerr err;
+	BIO *out;
+
+	CHECK(setup());
+	for (int stream = 0; stream < 2; stream++) {
+		CHECK(sign(stream, &der, &len));
+		CHECK(verify_stream(der, len, &res, &out, &err) == KM_OK);
+		CHECK(res.sig_ok && res.opaque);
+		CHECK(!res.chain_ok);		/* an empty trust store */
+		CHECK(same_plaintext(out));
+		BIO_free(out);
+		CHECK((text = b64(der, len, &tlen)) != NULL);
+		CHECK(verify_stream(text, tlen, &res, &out, &err) == KM_OK);
+		CHECK(res.sig_ok && same_plaintext(out));
+		BIO_free(out);
+		free(text);
+		/* a changed content octet: the signature fails */
+		der[len / 2] ^= 0x01;
+		CHECK(verify_stream(der, len, &res, &out, &err) == KM_OK);
+		CHECK(!res.sig_ok);
+		BIO_free(out);
+		/* cut short: malformed, nothing checked */
+		CHECK(verify_stream(der, len / 3, &res, &out, &err) == KM_PROTO);
+		CHECK(strstr(err.msg, "truncated") != NULL);
+		CHECK(!res.sig_ok);
+		BIO_free(out);
+		free(der);
+	}
+}
+
 TEST(cleanup)
 {
 	char cmd[128];
@@ -403,6 +481,7 @@ static const struct test_case tests[] = {
 	T(gcm_tag_and_ciphertext),
 	T(from_spool),
 	T(same_cipher_as_memory),
+	T(signed_data_verified_as_stream),
 	T(cleanup),
 	{ 0 }
 };
