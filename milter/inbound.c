@@ -99,6 +99,7 @@ struct in_job {
 	int		 heldunwrapped;
 	char		 ar[900];	/* authserv-id; one result per signed layer */
 	char		 note[600];	/* what each signed layer gave, for the log */
+	struct spool	*unwrap_sp;	/* a large signed-data's content */
 	char		*hpent;		/* header protection looks here, not at cur */
 	size_t		 hplen;		/* (a large multipart/signed: part 0's head) */
 };
@@ -202,7 +203,9 @@ note_add(struct in_job *j, const char *note)
  * address it is compared with.  When content is not NULL it gets the
  * signed content (the unwrapped entity of opaque signed-data, part 0 of
  * multipart/signed).  sp: a multipart/signed too large for memory, its
- * header block (ctype) ending at bo of sp (inbound_spool.h); body unused.
+ * header block (ctype) ending at bo of sp (inbound_spool.h); body unused;
+ * when content is not NULL (it stays untouched) j->unwrap_sp gets the
+ * content of opaque signed-data.
  * Returns smime_verify()'s status: KM_OK when the
  * signature could be checked at all, else why not in note.
  */
@@ -214,7 +217,8 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 	struct smime_verify_result res;
 	struct smime_signer_certs sc;
 	X509_STORE *trust = runtime_trust();
-	BIO *bio = content != NULL ? BIO_new(BIO_s_mem()) : NULL;
+	BIO *bio = content != NULL && sp == NULL ? BIO_new(BIO_s_mem()) : NULL;
+	BIO *spw = NULL;
 	struct kmerr err;
 	char result[512];
 	enum km_status st;
@@ -225,9 +229,14 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 
 	memset(&res, 0, sizeof(res));
 	kmerr_clear(&err);
-	if (sp != NULL)		/* a large multipart/signed, from its spool */
+	if (sp != NULL && content != NULL &&	/* opaque content into a spool */
+	    ((j->unwrap_sp = spool_new(j->c->spool_dir,
+	    (size_t)j->c->spool_memory_max)) == NULL ||
+	    (spw = spool_writer(j->unwrap_sp)) == NULL))
+		j->unwrap_sp = spool_free(j->unwrap_sp);
+	if (sp != NULL)		/* a large signed entity, from its spool */
 		st = inbound_spool_verify(sp, bo, ctype, trust, runtime_revcheck(), from,
-		    &res, harvest ? &sc : NULL, &err);
+		    &res, harvest ? &sc : NULL, spw, &err);
 	else
 		st = smime_verify_rev(ctype, body, len, trust, runtime_revcheck(), from,
 		    &res, bio, harvest ? &sc : NULL, &err);
@@ -264,6 +273,9 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 		if (bio != NULL)
 			*content = entity_from_bio(bio, clen);
 	}
+	if (spw != NULL && (st != KM_OK || spool_writer_error(spw) != NULL))
+		j->unwrap_sp = spool_free(j->unwrap_sp);
+	BIO_free(spw);
 	note_add(j, note);
 	if (bio != NULL) {
 		char *data;
@@ -664,9 +676,9 @@ nomem:
  * block is the new entity's and its body goes to the MTA in chunks from
  * a spool (verdict_set_body_spool); a multipart/signed there is checked
  * reading its signed part from the spool (inbound_spool.h), opaque
- * signed-data is not (the verdict says so, downgraded).  A large
- * multipart/signed message that is not encrypted is checked the same way
- * from the body's own spool.
+ * signed-data as a stream (cms_stream.h), its content unwrapped into a
+ * spool of its own when policy unwraps.  A large signed message that is
+ * not encrypted is checked the same way from the body's own spool.
  */
 #define HEAD_MAX	65536	/* a large entity's header block, at most */
 
@@ -718,12 +730,13 @@ spool_tail(const struct kmilter_conf *c, struct spool *sp, size_t off, struct sp
 }
 
 /*
- * deliver_spool - a large decrypted entity: its header block through
- * deliver() (the Content-* headers, header protection, the result
- * headers), its body from a spool.  Takes pt.
+ * deliver_spool - a large decrypted or unwrapped entity: a signature in
+ * it checked (signed-data unwrapped, up to MAX_LAYERS deep), then its
+ * header block through deliver() (the Content-* headers, header
+ * protection, the result headers), its body from a spool.  Takes pt.
  */
 static void
-deliver_spool(struct in_job *j, struct spool *pt)
+deliver_spool(struct in_job *j, struct spool *pt, int depth)
 {
 	struct spool *body = NULL;
 	size_t n = 0, hl, bo;
@@ -743,22 +756,36 @@ deliver_spool(struct in_job *j, struct spool *pt)
 		malformed(j->s, j->v, j->reason);
 		goto out;
 	}
+	ctype = entity_ctype(head, bo);
+	if (depth < MAX_LAYERS && (kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED ||
+	    kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE) && (j->c->in_verify ||
+	    (kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque))) {
+		char note[300], *want = NULL;
+		int opaque = 0, unwrap = kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE &&
+		    j->c->in_unwrap_opaque;
+
+		if (verify_layer(j, ctype, NULL, 0, message_header(j->m, "From"), &opaque,
+		    unwrap ? &want : NULL, NULL, note, sizeof(note), pt, bo) != KM_OK &&
+		    *j->reason == '\0')
+			snprintf(j->reason, sizeof(j->reason), "%.300s", note);
+		if (j->unwrap_sp != NULL) {
+			/* signed-data unwrapped: what it held is delivered */
+			struct spool *inner = j->unwrap_sp;
+
+			j->unwrap_sp = NULL;
+			j->unwrapped = 1;
+			free(ctype);
+			secmem_free(head, HEAD_MAX + 1);
+			spool_free(pt);
+			deliver_spool(j, inner, depth + 1);
+			return;
+		}
+	}
 	if ((st = spool_tail(j->c, pt, bo, &body, &err)) != KM_OK) {
+		free(ctype);
 		verdict_tempfail(j->v, "%s", err.msg);
 		goto out;
 	}
-	ctype = entity_ctype(head, bo);
-	if (j->c->in_verify && kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED) {
-		char note[300];
-		int opaque = 0;
-
-		if (verify_layer(j, ctype, NULL, 0, message_header(j->m, "From"), &opaque,
-		    NULL, NULL, note, sizeof(note), pt, bo) != KM_OK && *j->reason == '\0')
-			snprintf(j->reason, sizeof(j->reason), "%.300s", note);
-	} else if (j->c->in_verify && kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE)
-		/* opaque signed-data would need a signed-data stream reader */
-		verdict_downgrade(j->v, "signature not checked: the decrypted signed-data "
-		    "(%zu octets) is larger than milter.spool_memory_max", spool_size(pt));
 	/* header protection reads the payload's root: part 0 of a signed one */
 	if (kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED)
 		j->hpent = inbound_spool_part0_head(pt, bo, ctype, &j->hplen);
@@ -812,7 +839,7 @@ stream_eom(struct in_job *j)
 	if (spool_size(pt) > (size_t)j->c->spool_memory_max) {
 		log_info("%s: inbound: decrypted %zu octets from the spool", message_qid(j->m),
 		    spool_size(pt));
-		deliver_spool(j, pt);
+		deliver_spool(j, pt, 1);
 		return;
 	}
 	ent = spool_slurp(pt, &len);
@@ -829,30 +856,39 @@ stream_eom(struct in_job *j)
 }
 
 /*
- * stream_verify_eom - a large multipart/signed message (not encrypted):
- * its signature checked reading the signed part from the body's spool;
- * the message is delivered as it came, with the result
+ * stream_verify_eom - a large signed message (not encrypted): its
+ * signature checked reading the signed part from the body's spool; a
+ * multipart/signed is delivered as it came, with the result, opaque
+ * signed-data unwrapped when policy says so (from a spool too)
  */
 static void
-stream_verify_eom(struct in_job *j)
+stream_verify_eom(struct in_job *j, enum mime_smime_kind kind)
 {
-	char note[300];
-	int opaque = 0;
+	char note[300], *want = NULL;
+	int opaque = 0, unwrap = kind == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque;
 	enum km_status st;
 
-	if (!j->c->in_verify)
+	if (!j->c->in_verify && !unwrap)
 		return;
 	log_info("%s: inbound: signature checked from the spool (%zu octets)",
 	    message_qid(j->m), spool_size(j->m->body));
 	st = verify_layer(j, message_header(j->m, "Content-Type"), NULL, 0,
-	    message_header(j->m, "From"), &opaque, NULL, NULL, note, sizeof(note),
-	    j->m->body, 0);
+	    message_header(j->m, "From"), &opaque, unwrap ? &want : NULL, NULL, note,
+	    sizeof(note), j->m->body, 0);
 	if (st == KM_PROTO) {
 		malformed(j->s, j->v, note);
 		return;
 	}
 	if (st != KM_OK)
 		snprintf(j->reason, sizeof(j->reason), "%.300s", note);
+	if (j->unwrap_sp != NULL) {
+		struct spool *inner = j->unwrap_sp;
+
+		j->unwrap_sp = NULL;
+		j->unwrapped = 1;
+		deliver_spool(j, inner, 1);
+		return;
+	}
 	deliver(j);
 }
 
@@ -875,8 +911,9 @@ inbound_eom(struct session *s, struct verdict *v)
 	if ((kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED) &&
 	    j.c->in_decrypt && spool_on_disk(j.m->body))
 		stream_eom(&j);
-	else if (kind == MIME_SMIME_SIGNED_DETACHED && spool_on_disk(j.m->body))
-		stream_verify_eom(&j);
+	else if ((kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE) &&
+	    spool_on_disk(j.m->body))
+		stream_verify_eom(&j, kind);
 	else if (spool_map(j.m->body, &body, &bodylen, &err) != KM_OK) {
 		snprintf(j.reason, sizeof(j.reason), "%s", err.msg);
 		verdict_tempfail(v, "%s", j.reason);

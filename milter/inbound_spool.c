@@ -18,7 +18,7 @@
 /* A range of a spool, read as a BIO. */
 struct range {
 	struct spool	*sp;
-	size_t		 off, end;
+	size_t		 start, off, end;
 	int		 failed;
 };
 
@@ -53,6 +53,11 @@ range_ctrl(BIO *b, int cmd, long num, void *ptr)
 	(void)ptr;
 	if (cmd == BIO_CTRL_EOF)
 		return r->off >= r->end;
+	if (cmd == BIO_CTRL_RESET) {	/* cms_stream reads its input twice */
+		r->off = r->start;
+		r->failed = 0;
+		return 1;
+	}
 	return cmd == BIO_CTRL_FLUSH;
 }
 
@@ -192,14 +197,53 @@ bad:
 	    "%s", r == 0 ? "body truncated before the closing boundary" : "not 2 parts");
 }
 
-/* inbound_spool_verify - check a multipart/signed entity held in a spool */
+/* range_bio - a read BIO over [start, end) of a spool (rg is the caller's) */
+static BIO *
+range_bio(struct range *rg, struct spool *sp, size_t start, size_t end)
+{
+	BIO *b;
+
+	pthread_once(&range_once, range_method_init);
+	if (range_method == NULL || (b = BIO_new(range_method)) == NULL)
+		return NULL;
+	rg->sp = sp;
+	rg->start = rg->off = start;
+	rg->end = end;
+	rg->failed = 0;
+	BIO_set_data(b, rg);
+	BIO_set_init(b, 1);
+	return b;
+}
+
+/* verify_opaque - signed-data whose body starts at bo, read as a stream */
+static enum km_status
+verify_opaque(struct spool *sp, size_t bo, X509_STORE *store, struct revcheck *rv,
+    const char *from, struct smime_verify_result *res, struct smime_signer_certs *sc,
+    BIO *content_out, struct kmerr *err)
+{
+	struct range rg;
+	enum km_status st;
+	BIO *bio;
+
+	if ((bio = range_bio(&rg, sp, bo, spool_size(sp))) == NULL)
+		return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	st = smime_verify_stream(bio, CMS_IN_AUTO, store, rv, from, res, content_out, sc,
+	    err);
+	if (rg.failed && st == KM_OK)
+		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "reading the signed data "
+		    "from the spool failed");
+	BIO_free(bio);
+	return st;
+}
+
+/* inbound_spool_verify - check a signed entity held in a spool */
 enum km_status
 inbound_spool_verify(struct spool *sp, size_t bo, const char *ctype, X509_STORE *store,
     struct revcheck *rv, const char *from, struct smime_verify_result *res,
-    struct smime_signer_certs *sc, struct kmerr *err)
+    struct smime_signer_certs *sc, BIO *content_out, struct kmerr *err)
 {
 	struct mime_ctype *ct = NULL;
-	struct range rg = { .sp = sp };
+	struct range rg;
 	char *sig = NULL;
 	size_t p[4] = { 0, 0, 0, 0 }, got = 0;
 	enum km_status st;
@@ -209,25 +253,26 @@ inbound_spool_verify(struct spool *sp, size_t bo, const char *ctype, X509_STORE 
 	if (sc != NULL)
 		memset(sc, 0, sizeof(*sc));
 	pthread_once(&range_once, range_method_init);
-	if ((st = mime_ctype_parse(ctype, &ct, err)) != KM_OK ||
-	    (st = two_parts(sp, bo, mime_ctype_param(ct, "boundary"), p, err)) != KM_OK)
+	if ((st = mime_ctype_parse(ctype, &ct, err)) != KM_OK)
+		goto out;
+	if (mime_smime_kind(ct) != MIME_SMIME_SIGNED_DETACHED) {
+		st = verify_opaque(sp, bo, store, rv, from, res, sc, content_out, err);
+		goto out;
+	}
+	if ((st = two_parts(sp, bo, mime_ctype_param(ct, "boundary"), p, err)) != KM_OK)
 		goto out;
 	if (p[3] > SIG_MAX) {
 		st = kmerr_set(err, KM_PROTO, KMERR_BADINPUT, "malformed multipart/signed: "
 		    "a signature part of %zu octets", p[3]);
 		goto out;
 	}
-	if ((sig = secmem_alloc(p[3] + 1)) == NULL || range_method == NULL ||
-	    (bio = BIO_new(range_method)) == NULL) {
+	if ((sig = secmem_alloc(p[3] + 1)) == NULL ||
+	    (bio = range_bio(&rg, sp, p[0], p[0] + p[1])) == NULL) {
 		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		goto out;
 	}
 	if ((st = spool_read(sp, p[2], sig, p[3], &got, err)) != KM_OK)
 		goto out;
-	rg.off = p[0];
-	rg.end = p[0] + p[1];
-	BIO_set_data(bio, &rg);
-	BIO_set_init(bio, 1);
 	st = smime_verify_detached(sig, got, bio, store, rv, from, res, sc, err);
 	if (rg.failed)
 		st = kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "reading the signed part "

@@ -2,7 +2,7 @@
 #define KMILTER_MILTER_INBOUND_SPOOL_H
 /*
  * NAME
- *	inbound_spool - check a large multipart/signed entity from its spool
+ *	inbound_spool - check a large signed entity from its spool
  * SUMMARY
  *	inbound_spool_verify(), inbound_spool_part0_head()
  * DESCRIPTION
@@ -16,7 +16,10 @@
  *	signature part (at most 1 MiB) into memory and has
  *	smime_verify_detached() check the signature over the signed part
  *	read from the spool through a BIO, so the signed content is never
- *	all in memory.  inbound_spool_part0_head() gives the header block
+ *	all in memory.  Opaque signed-data (application/pkcs7-mime) is read
+ *	as a stream from bo on (smime_verify_stream), its content written to
+ *	content_out (NULL: nowhere) as the signature is checked.
+ *	inbound_spool_part0_head() gives the header block
  *	of the signed part (with the empty line after it), what header
  *	protection (hp.h) reads of a multipart/signed payload.
  * OWNERSHIP
@@ -43,7 +46,7 @@
 enum km_status	inbound_spool_verify(struct spool *sp, size_t bo, const char *ctype,
 		    X509_STORE *store, struct revcheck *rv, const char *from,
 		    struct smime_verify_result *res, struct smime_signer_certs *sc,
-		    struct kmerr *err);
+		    BIO *content_out, struct kmerr *err);
 char		*inbound_spool_part0_head(struct spool *sp, size_t bo, const char *ctype,
 		    size_t *len);
 

@@ -517,7 +517,7 @@ TEST(large_truncated_is_malformed)
  * changed after signing when tamper; then encrypted to bob (free)
  */
 static char *
-big_signed(size_t n, int tamper)
+big_signed_mode(size_t n, int tamper, enum smime_sign_mode mode)
 {
 	struct fixture_id *erin = fixture_find(ids, "erin@example.com");
 	char *inner = big_inner(n), *r = NULL, *data, *hit;
@@ -526,16 +526,27 @@ big_signed(size_t n, int tamper)
 	long len;
 
 	if (inner != NULL && out != NULL && smime_sign(inner, strlen(inner), erin->cert,
-	    erin->key, NULL, SMIME_MD_SHA256, SMIME_MODE_DETACHED, out, &err) == KM_OK &&
+	    erin->key, NULL, SMIME_MD_SHA256, mode, out, &err) == KM_OK &&
 	    (len = BIO_get_mem_data(out, &data)) > 0 && (r = malloc((size_t)len + 1)) != NULL) {
 		memcpy(r, data, (size_t)len);
 		r[len] = '\0';
-		if (tamper && (hit = strstr(r, "aaaa")) != NULL)
+		if (tamper && mode == SMIME_MODE_DETACHED && (hit = strstr(r, "aaaa")) != NULL)
 			hit[1] = 'b';
+		/* opaque: a base64 character in the middle, inside the content */
+		for (hit = r + len / 2; *hit == '\r' || *hit == '\n'; hit++)
+			;
+		if (tamper && mode == SMIME_MODE_OPAQUE)
+			*hit = *hit == 'A' ? 'B' : 'A';
 	}
 	free(inner);
 	BIO_free(out);
 	return r;
+}
+
+static char *
+big_signed(size_t n, int tamper)
+{
+	return big_signed_mode(n, tamper, SMIME_MODE_DETACHED);
 }
 
 /* ar_has - the Authentication-Results the verdict adds says text */
@@ -602,7 +613,7 @@ TEST(large_signed_tampered_fails)
 
 /* plain_signed_run - a large multipart/signed message, not encrypted */
 static struct session *
-plain_signed_run(int tamper, struct verdict *v)
+plain_signed_mode(int tamper, enum smime_sign_mode mode, struct verdict *v)
 {
 	struct mime_headers *h = NULL;
 	struct session *s = NULL;
@@ -610,7 +621,8 @@ plain_signed_run(int tamper, struct verdict *v)
 	char *ent, *sep;
 	struct kmerr err;
 
-	if (!setup() || bigconf() == NULL || (ent = big_signed(400000, tamper)) == NULL)
+	if (!setup() || bigconf() == NULL ||
+	    (ent = big_signed_mode(400000, tamper, mode)) == NULL)
 		return NULL;
 	if ((sep = strstr(ent, "\r\n\r\n")) == NULL ||
 	    mime_headers_parse(ent, (size_t)(sep - ent) + 2, &h, NULL) != KM_OK ||
@@ -636,6 +648,12 @@ out:
 	return s;
 }
 
+static struct session *
+plain_signed_run(int tamper, struct verdict *v)
+{
+	return plain_signed_mode(tamper, SMIME_MODE_DETACHED, v);
+}
+
 TEST(large_signed_only_verified_from_spool)
 {
 	struct session *s;
@@ -655,6 +673,58 @@ TEST(large_signed_only_verified_from_spool)
 	session_free(s);
 }
 
+/* spool_head_has - the verdict's body spool starts near text (first 200) */
+static int
+spool_tail_has(const struct verdict *v, const char *text)
+{
+	return v->bodyspool != NULL && spool_has(v, text, 200);
+}
+
+TEST(large_opaque_unwrapped_from_spool)
+{
+	struct session *s;
+	struct verdict v;
+
+	/* not encrypted: verified as a stream, unwrapped into a spool */
+	CHECK((s = plain_signed_mode(0, SMIME_MODE_OPAQUE, &v)) != NULL);
+	CHECK(spool_on_disk(s->msg->body));
+	CHECK_EQ_STR(v.action_name, "unwrap+verify");
+	CHECK(v.body == NULL && spool_tail_has(&v, SECRET));
+	CHECK(header_added(&v, "Content-Type"));
+	CHECK(ar_has(&v, "untrusted signer") && !ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+	/* a changed octet: the signature fails */
+	CHECK((s = plain_signed_mode(1, SMIME_MODE_OPAQUE, &v)) != NULL);
+	CHECK(ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+	CHECK_EQ_INT(files_in_spool(), 0);
+}
+
+TEST(large_encrypted_opaque_unwrapped_from_spool)
+{
+	const char *rc[] = { "bob@example.com", NULL };
+	struct session *s;
+	struct verdict v;
+	char *inner;
+
+	CHECK(setup() && (msgconf = bigconf()) != NULL);
+	CHECK((inner = big_signed_mode(400000, 0, SMIME_MODE_OPAQUE)) != NULL);
+	s = mkmsg_inner(rc, rc, inner);
+	free(inner);
+	msgconf = NULL;
+	CHECK(s != NULL && spool_on_disk(s->msg->body));
+	verdict_init(&v);
+	inbound_eom(s, &v);
+	CHECK_EQ_STR(v.action_name, "decrypt+verify");
+	CHECK(v.body == NULL && spool_tail_has(&v, SECRET));
+	CHECK(ar_has(&v, "untrusted signer") && !ar_has(&v, "bad signature"));
+	verdict_clear(&v);
+	session_free(s);
+	CHECK_EQ_INT(files_in_spool(), 0);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -670,6 +740,8 @@ static const struct test_case tests[] = {
 	T(large_signed_verified_from_spool),
 	T(large_signed_tampered_fails),
 	T(large_signed_only_verified_from_spool),
+	T(large_opaque_unwrapped_from_spool),
+	T(large_encrypted_opaque_unwrapped_from_spool),
 	{ 0 }
 };
 
