@@ -12,7 +12,9 @@
  * its end twice, and through smime_envelope_open_stream() the
  * RecipientInfos are matched and a decryption tried with the key the seed
  * corpus is encrypted to (a throwaway key made for this target only), so
- * mutations reach OpenSSL's content decryption through the content BIO.
+ * mutations reach OpenSSL's content decryption through the content BIO;
+ * smime_verify_stream() checks it as signed-data (seeds signed with the
+ * same key), its content through the same BIO.
  * Nothing may crash, hang or leak, and the OpenSSL error queue must be
  * empty afterwards.
  */
@@ -26,6 +28,7 @@
 
 #include "cms_stream.h"
 #include "smime.h"
+#include "smime_verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -82,6 +85,7 @@ static const char cert_pem[] =
 
 static X509 *cert;
 static EVP_PKEY *key;
+static X509_STORE *store;
 
 /* setup - the seeds' recipient certificate and key */
 static void
@@ -97,7 +101,9 @@ setup(void)
 	b = BIO_new_mem_buf(cert_pem, -1);
 	cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
 	BIO_free(b);
-	if (cert == NULL || key == NULL)
+	store = X509_STORE_new();
+	if (cert == NULL || key == NULL || store == NULL ||
+	    X509_STORE_add_cert(store, cert) != 1)
 		abort();
 }
 
@@ -134,6 +140,7 @@ one(const uint8_t *data, size_t size, enum cms_in_mode mode)
 	struct smime_envelope *env = NULL;
 	BIO *in = BIO_new_mem_buf(data, (int)size);
 	BIO *out = BIO_new(BIO_s_mem());
+	struct smime_verify_result res;
 	struct kmerr err;
 	char cbuf[64];
 	int m;
@@ -150,6 +157,9 @@ one(const uint8_t *data, size_t size, enum cms_in_mode mode)
 		(void)smime_envelope_decrypt(env, &kp, 1, out, &m, &err);
 	}
 	smime_envelope_free(env);
+	(void)BIO_reset(out);
+	(void)smime_verify_stream(in, mode, store, NULL, "fuzz@example.com", &res, out,
+	    NULL, &err);
 	BIO_free(out);
 	BIO_free(in);
 	if (ERR_peek_error() != 0)
