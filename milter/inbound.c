@@ -669,8 +669,11 @@ nomem:
 /*
  * Large messages.  A body past milter.spool_memory_max is on disk; mapping
  * it would bring all of it into memory (and its base64 decoded, and the
- * plaintext, several copies).  Its envelope is read as a stream instead
- * (inbound_decrypt_spool): the plaintext entity goes to a spool of its
+ * plaintext, several copies).  An envelope is read as a stream instead
+ * (inbound_decrypt_spool), whatever its size: that is also faster for a
+ * small one (20 kB: 0.9-1.1 ms against 1.6-2.2 ms in memory, decryption
+ * alone, on a loaded 2-core host), and one path is tested by every case.
+ * The plaintext entity goes to a spool of its
  * own.  When that fits in milter.spool_memory_max it is read into memory
  * and opened further as any other layer; when it does not, its header
  * block is the new entity's and its body goes to the MTA in chunks from
@@ -909,7 +912,7 @@ inbound_eom(struct session *s, struct verdict *v)
 	    kind == MIME_SMIME_COMPRESSED)
 		return;
 	if ((kind == MIME_SMIME_ENVELOPED || kind == MIME_SMIME_AUTH_ENVELOPED) &&
-	    j.c->in_decrypt && spool_on_disk(j.m->body))
+	    j.c->in_decrypt)
 		stream_eom(&j);
 	else if ((kind == MIME_SMIME_SIGNED_DETACHED || kind == MIME_SMIME_SIGNED_OPAQUE) &&
 	    spool_on_disk(j.m->body))
