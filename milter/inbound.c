@@ -99,7 +99,9 @@ struct in_job {
 	int		 heldunwrapped;
 	char		 ar[900];	/* authserv-id; one result per signed layer */
 	char		 note[600];	/* what each signed layer gave, for the log */
-	struct spool	*unwrap_sp;	/* a large signed-data's content */
+	struct spool	*unwrap_sp;	/* a large signed-data's content: body */
+	char		*unwrap_head;	/* and header block (secmem) */
+	size_t		 unwrap_hlen;
 	char		*hpent;		/* header protection looks here, not at cur */
 	size_t		 hplen;		/* (a large multipart/signed: part 0's head) */
 };
@@ -204,8 +206,9 @@ note_add(struct in_job *j, const char *note)
  * signed content (the unwrapped entity of opaque signed-data, part 0 of
  * multipart/signed).  sp: a multipart/signed too large for memory, its
  * header block (ctype) ending at bo of sp (inbound_spool.h); body unused;
- * when content is not NULL (it stays untouched) j->unwrap_sp gets the
- * content of opaque signed-data.
+ * when content is not NULL (it stays untouched) j->unwrap_head and
+ * j->unwrap_sp get the header block and the body of what opaque
+ * signed-data holds.
  * Returns smime_verify()'s status: KM_OK when the
  * signature could be checked at all, else why not in note.
  */
@@ -218,7 +221,7 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 	struct smime_signer_certs sc;
 	X509_STORE *trust = runtime_trust();
 	BIO *bio = content != NULL && sp == NULL ? BIO_new(BIO_s_mem()) : NULL;
-	BIO *spw = NULL;
+	BIO *spw = NULL, *split = NULL;
 	struct kmerr err;
 	char result[512];
 	enum km_status st;
@@ -232,11 +235,12 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 	if (sp != NULL && content != NULL &&	/* opaque content into a spool */
 	    ((j->unwrap_sp = spool_new(j->c->spool_dir,
 	    (size_t)j->c->spool_memory_max)) == NULL ||
-	    (spw = spool_writer(j->unwrap_sp)) == NULL))
+	    (spw = spool_writer(j->unwrap_sp)) == NULL ||
+	    (split = inbound_split_new(spw)) == NULL))
 		j->unwrap_sp = spool_free(j->unwrap_sp);
 	if (sp != NULL)		/* a large signed entity, from its spool */
 		st = inbound_spool_verify(sp, bo, ctype, trust, runtime_revcheck(), from,
-		    &res, harvest ? &sc : NULL, spw, &err);
+		    &res, harvest ? &sc : NULL, split, &err);
 	else
 		st = smime_verify_rev(ctype, body, len, trust, runtime_revcheck(), from,
 		    &res, bio, harvest ? &sc : NULL, &err);
@@ -273,8 +277,14 @@ verify_layer(struct in_job *j, const char *ctype, const char *body, size_t len,
 		if (bio != NULL)
 			*content = entity_from_bio(bio, clen);
 	}
-	if (spw != NULL && (st != KM_OK || spool_writer_error(spw) != NULL))
+	if (split != NULL && st == KM_OK && spool_writer_error(spw) == NULL)
+		j->unwrap_head = inbound_split_head(split, &j->unwrap_hlen);
+	if (j->unwrap_head == NULL)	/* also a header block that does not end */
 		j->unwrap_sp = spool_free(j->unwrap_sp);
+	if (split != NULL) {
+		BIO_pop(split);
+		BIO_free(split);
+	}
 	BIO_free(spw);
 	note_add(j, note);
 	if (bio != NULL) {
@@ -673,8 +683,9 @@ nomem:
  * (inbound_decrypt_spool), whatever its size: that is also faster for a
  * small one (20 kB: 0.9-1.1 ms against 1.6-2.2 ms in memory, decryption
  * alone, on a loaded 2-core host), and one path is tested by every case.
- * The plaintext entity goes to a spool of its
- * own.  When that fits in milter.spool_memory_max it is read into memory
+ * The plaintext entity's header block is kept in memory and its body goes
+ * to a spool of its own (inbound_split_new), so the body is spooled once.
+ * When the entity fits in milter.spool_memory_max it is read into memory
  * and opened further as any other layer; when it does not, its header
  * block is the new entity's and its body goes to the MTA in chunks from
  * a spool (verdict_set_body_spool); a multipart/signed there is checked
@@ -683,19 +694,19 @@ nomem:
  * spool of its own when policy unwraps.  A large signed message that is
  * not encrypted is checked the same way from the body's own spool.
  */
-#define HEAD_MAX	65536	/* a large entity's header block, at most */
-
-/* spool_slurp - the whole content of a small spool in secmem, or NULL */
+/* entity_join - a header block and a small spooled body as one entity (secmem) */
 static char *
-spool_slurp(struct spool *sp, size_t *len)
+entity_join(const char *head, size_t hlen, struct spool *body, size_t *len)
 {
-	size_t n = spool_size(sp), got;
+	size_t n = hlen + spool_size(body), got;
 	struct kmerr err;
 	char *buf;
 
 	if ((buf = secmem_alloc(n + 1)) == NULL)
 		return NULL;
-	if (spool_read(sp, 0, buf, n, &got, &err) != KM_OK || got != n) {
+	memcpy(buf, head, hlen);
+	if (spool_read(body, 0, buf + hlen, n - hlen, &got, &err) != KM_OK ||
+	    got != n - hlen) {
 		secmem_free(buf, n + 1);
 		return NULL;
 	}
@@ -705,97 +716,50 @@ spool_slurp(struct spool *sp, size_t *len)
 }
 
 /*
- * spool_tail - a new spool with sp's content from off on, copied in
- * bounded pieces.  KM_OK; KM_TEMPFAIL (the spool directory) or KM_NOMEM.
- */
-static enum km_status
-spool_tail(const struct kmilter_conf *c, struct spool *sp, size_t off, struct spool **out,
-    struct kmerr *err)
-{
-	unsigned char *buf = secmem_alloc(HEAD_MAX);
-	struct spool *t = spool_new(c->spool_dir, (size_t)c->spool_memory_max);
-	enum km_status st = KM_OK;
-	size_t got = 0;
-
-	if (buf == NULL || t == NULL)
-		st = kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
-	while (st == KM_OK && (st = spool_read(sp, off, buf, HEAD_MAX, &got, err)) == KM_OK &&
-	    got > 0) {
-		st = spool_append(t, buf, got, err);
-		off += got;
-	}
-	if (buf != NULL)
-		secmem_free(buf, HEAD_MAX);
-	if (st != KM_OK)
-		t = spool_free(t);
-	*out = t;
-	return st;
-}
-
-/*
- * deliver_spool - a large decrypted or unwrapped entity: a signature in
- * it checked (signed-data unwrapped, up to MAX_LAYERS deep), then its
- * header block through deliver() (the Content-* headers, header
- * protection, the result headers), its body from a spool.  Takes pt.
+ * deliver_spool - a large decrypted or unwrapped entity, its header block
+ * in memory and its body in a spool: a signature in it checked (signed-
+ * data unwrapped, up to MAX_LAYERS deep), then the header block through
+ * deliver() (the Content-* headers, header protection, the result
+ * headers) and the body from the spool.  Takes head and body.
  */
 static void
-deliver_spool(struct in_job *j, struct spool *pt, int depth)
+deliver_spool(struct in_job *j, char *head, size_t hlen, struct spool *body, int depth)
 {
-	struct spool *body = NULL;
-	size_t n = 0, hl, bo;
-	struct kmerr err;
-	enum km_status st;
-	char *head = secmem_alloc(HEAD_MAX + 1);
-	char *ctype;
+	char *ctype = entity_ctype(head, hlen);
+	enum mime_smime_kind k = kind_of(ctype);
 
-	if (head == NULL || spool_read(pt, 0, head, HEAD_MAX, &n, &err) != KM_OK) {
-		verdict_tempfail(j->v, "%s", head == NULL ? "out of memory" : err.msg);
-		goto out;
-	}
-	head[n] = '\0';
-	if (mime_entity_split(head, n, &hl, &bo, &err) != KM_OK) {
-		snprintf(j->reason, sizeof(j->reason), "decrypted entity: no end of its "
-		    "header block in its first %d octets", HEAD_MAX);
-		malformed(j->s, j->v, j->reason);
-		goto out;
-	}
-	ctype = entity_ctype(head, bo);
-	if (depth < MAX_LAYERS && (kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED ||
-	    kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE) && (j->c->in_verify ||
-	    (kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque))) {
+	if (depth < MAX_LAYERS && (k == MIME_SMIME_SIGNED_DETACHED ||
+	    k == MIME_SMIME_SIGNED_OPAQUE) && (j->c->in_verify ||
+	    (k == MIME_SMIME_SIGNED_OPAQUE && j->c->in_unwrap_opaque))) {
 		char note[300], *want = NULL;
-		int opaque = 0, unwrap = kind_of(ctype) == MIME_SMIME_SIGNED_OPAQUE &&
+		int opaque = 0, unwrap = k == MIME_SMIME_SIGNED_OPAQUE &&
 		    j->c->in_unwrap_opaque;
 
 		if (verify_layer(j, ctype, NULL, 0, message_header(j->m, "From"), &opaque,
-		    unwrap ? &want : NULL, NULL, note, sizeof(note), pt, bo) != KM_OK &&
+		    unwrap ? &want : NULL, NULL, note, sizeof(note), body, 0) != KM_OK &&
 		    *j->reason == '\0')
 			snprintf(j->reason, sizeof(j->reason), "%.300s", note);
 		if (j->unwrap_sp != NULL) {
 			/* signed-data unwrapped: what it held is delivered */
 			struct spool *inner = j->unwrap_sp;
+			char *ih = j->unwrap_head;
 
 			j->unwrap_sp = NULL;
+			j->unwrap_head = NULL;
 			j->unwrapped = 1;
 			free(ctype);
-			secmem_free(head, HEAD_MAX + 1);
-			spool_free(pt);
-			deliver_spool(j, inner, depth + 1);
+			secmem_free(head, hlen + 1);
+			spool_free(body);
+			deliver_spool(j, ih, j->unwrap_hlen, inner, depth + 1);
 			return;
 		}
 	}
-	if ((st = spool_tail(j->c, pt, bo, &body, &err)) != KM_OK) {
-		free(ctype);
-		verdict_tempfail(j->v, "%s", err.msg);
-		goto out;
-	}
 	/* header protection reads the payload's root: part 0 of a signed one */
-	if (kind_of(ctype) == MIME_SMIME_SIGNED_DETACHED)
-		j->hpent = inbound_spool_part0_head(pt, bo, ctype, &j->hplen);
+	if (k == MIME_SMIME_SIGNED_DETACHED)
+		j->hpent = inbound_spool_part0_head(body, 0, ctype, &j->hplen);
 	free(ctype);
 	j->cur = head;		/* the header block is the entity deliver() sees */
-	j->curlen = bo;
-	head = NULL;
+	j->curlen = hlen;
 	deliver(j);
 	if (j->v->kind == VERDICT_REWRITE) {
 		verdict_set_body_spool(j->v, body);
@@ -804,11 +768,7 @@ deliver_spool(struct in_job *j, struct spool *pt, int depth)
 	if (j->hpent != NULL)
 		secmem_free(j->hpent, j->hplen + 1);
 	j->hpent = NULL;
-out:
-	if (head != NULL)
-		secmem_free(head, HEAD_MAX + 1);
 	spool_free(body);
-	spool_free(pt);
 }
 
 /*
@@ -820,11 +780,11 @@ stream_eom(struct in_job *j)
 {
 	struct spool *pt = NULL;
 	enum km_status st;
-	char *ent;
-	size_t len;
+	char *ent, *head = NULL;
+	size_t len, hlen = 0;
 
-	st = inbound_decrypt_spool(j->s, j->v, j->m->body, CMS_IN_AUTO, &pt, j->reason,
-	    sizeof(j->reason), j->detail, sizeof(j->detail));
+	st = inbound_decrypt_spool(j->s, j->v, j->m->body, CMS_IN_AUTO, &pt, &head, &hlen,
+	    j->reason, sizeof(j->reason), j->detail, sizeof(j->detail));
 	if (st == KM_PROTO) {
 		malformed(j->s, j->v, j->reason);
 		return;
@@ -839,13 +799,14 @@ stream_eom(struct in_job *j)
 		return;
 	}
 	j->decrypted++;
-	if (spool_size(pt) > (size_t)j->c->spool_memory_max) {
+	if (hlen + spool_size(pt) > (size_t)j->c->spool_memory_max) {
 		log_info("%s: inbound: decrypted %zu octets from the spool", message_qid(j->m),
-		    spool_size(pt));
-		deliver_spool(j, pt, 1);
+		    hlen + spool_size(pt));
+		deliver_spool(j, head, hlen, pt, 1);
 		return;
 	}
-	ent = spool_slurp(pt, &len);
+	ent = entity_join(head, hlen, pt, &len);
+	secmem_free(head, hlen + 1);
 	spool_free(pt);
 	if (ent == NULL) {
 		verdict_tempfail(j->v, "decrypted entity: cannot read it back");
@@ -886,10 +847,12 @@ stream_verify_eom(struct in_job *j, enum mime_smime_kind kind)
 		snprintf(j->reason, sizeof(j->reason), "%.300s", note);
 	if (j->unwrap_sp != NULL) {
 		struct spool *inner = j->unwrap_sp;
+		char *ih = j->unwrap_head;
 
 		j->unwrap_sp = NULL;
+		j->unwrap_head = NULL;
 		j->unwrapped = 1;
-		deliver_spool(j, inner, 1);
+		deliver_spool(j, ih, j->unwrap_hlen, inner, 1);
 		return;
 	}
 	deliver(j);

@@ -17,6 +17,7 @@
 #include "runtime.h"
 #include "secmem.h"
 #include "smime.h"
+#include "inbound_spool.h"
 #include "spool.h"
 
 struct keyset {
@@ -139,7 +140,7 @@ cipher_use(const char *name)
  */
 static enum km_status
 open_for_readers(const struct session *s, struct verdict *v, struct smime_envelope *env,
-    BIO *out, int spooled, char *reason, size_t rlen, char *detail, size_t dlen)
+    BIO *out, BIO *spoolw, char *reason, size_t rlen, char *detail, size_t dlen)
 {
 	const struct kmerr *we;
 	const struct message *m = s->msg;
@@ -182,7 +183,7 @@ open_for_readers(const struct session *s, struct verdict *v, struct smime_envelo
 	}
 	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, out, &failed, matched,
 	    &err);
-	if (st != KM_OK && spooled && (we = spool_writer_error(out)) != NULL) {
+	if (st != KM_OK && spoolw != NULL && (we = spool_writer_error(spoolw)) != NULL) {
 		/* the spool filled up or could not be written: try later */
 		snprintf(reason, rlen, "decrypted entity: %s", we->msg);
 		st = we->status == KM_NOMEM ? KM_NOMEM : KM_TEMPFAIL;
@@ -247,7 +248,7 @@ inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ct
 	}
 	if ((bio = BIO_new(BIO_s_mem())) == NULL)
 		st = KM_NOMEM;
-	else if ((st = open_for_readers(s, v, env, bio, 0, reason, rlen, detail, dlen)) ==
+	else if ((st = open_for_readers(s, v, env, bio, NULL, reason, rlen, detail, dlen)) ==
 	    KM_OK && (*out = entity_from_bio(bio, outlen)) == NULL)
 		st = KM_NOMEM;
 	if (bio != NULL) {
@@ -270,16 +271,17 @@ inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ct
  */
 enum km_status
 inbound_decrypt_spool(const struct session *s, struct verdict *v, struct spool *in,
-    enum cms_in_mode mode, struct spool **out, char *reason, size_t rlen, char *detail,
-    size_t dlen)
+    enum cms_in_mode mode, struct spool **out, char **head, size_t *hlen, char *reason,
+    size_t rlen, char *detail, size_t dlen)
 {
 	struct smime_envelope *env = NULL;
 	struct spool *pt = NULL;
-	BIO *rd = NULL, *wr = NULL;
+	BIO *rd = NULL, *wr = NULL, *split = NULL;
 	enum km_status st;
 	struct kmerr err;
 
 	*out = NULL;
+	*head = NULL;
 	if ((rd = spool_reader(in)) == NULL) {
 		snprintf(reason, rlen, "out of memory");
 		return KM_NOMEM;
@@ -289,17 +291,26 @@ inbound_decrypt_spool(const struct session *s, struct verdict *v, struct spool *
 		goto out;
 	}
 	if ((pt = spool_new(s->conf->spool_dir, (size_t)s->conf->spool_memory_max)) == NULL ||
-	    (wr = spool_writer(pt)) == NULL) {
+	    (wr = spool_writer(pt)) == NULL || (split = inbound_split_new(wr)) == NULL) {
 		st = KM_NOMEM;
 		snprintf(reason, rlen, "out of memory");
 		goto out;
 	}
-	st = open_for_readers(s, v, env, wr, 1, reason, rlen, detail, dlen);
+	st = open_for_readers(s, v, env, split, wr, reason, rlen, detail, dlen);
+	if (st == KM_OK && (*head = inbound_split_head(split, hlen)) == NULL) {
+		snprintf(reason, rlen, "decrypted entity: no end of its header block in "
+		    "its first %d octets", SPLIT_HEAD_MAX);
+		st = KM_PROTO;
+	}
 	if (st == KM_OK) {
 		*out = pt;
 		pt = NULL;
 	}
 out:
+	if (split != NULL) {
+		BIO_pop(split);
+		BIO_free(split);
+	}
 	BIO_free(wr);
 	spool_free(pt);		/* a failed try's plaintext, wiped */
 	smime_envelope_free(env);

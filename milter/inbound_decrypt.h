@@ -16,20 +16,23 @@
  *	S/MIME as clients send it").  inbound.c calls it for each layer.
  *	inbound_decrypt_spool() does the same for a large message, read as a
  *	stream from its spool (base64 or DER as mode says, cms_stream.h):
- *	the encrypted content is decrypted in bounded buffers into a new
- *	spool (moving to an unlinked file past milter.spool_memory_max),
+ *	the encrypted content is decrypted in bounded buffers, the entity's
+ *	header block into *head, its body into a new spool (moving to an
+ *	unlinked file past milter.spool_memory_max),
  *	given to the caller only when it is whole (a GCM tag checked, every
  *	reader's key proven).
  * OWNERSHIP
  *	*out is the decrypted entity (secmem_free(*out, *outlen)); for
- *	inbound_decrypt_spool() a spool (spool_free()).  The input spool is
- *	borrowed.
+ *	inbound_decrypt_spool() a spool holding its body (spool_free()) and
+ *	*head its header block (secmem_free(*head, *hlen + 1)).  The input
+ *	spool is borrowed.
  * ERRORS
  *	KM_OK with *out; KM_PERMFAIL when it stays encrypted (why in reason,
  *	the verdict downgraded); KM_TEMPFAIL (a key lookup that may work
  *	later); KM_PROTO (not CMS enveloped data: the caller applies
  *	policy.on_malformed: for a stream, a truncated or lying length
- *	too); KM_NOMEM.  inbound_decrypt_spool(): KM_TEMPFAIL also when the
+ *	too, and a decrypted header block that does not end in 64 KiB);
+ *	KM_NOMEM.  inbound_decrypt_spool(): KM_TEMPFAIL also when the
  *	spool cannot be read or written (full, unwritable).
  * THREADS
  *	One message per call; no shared state.
@@ -47,7 +50,7 @@ enum km_status	inbound_decrypt_layer(const struct session *, struct verdict *,
 		    size_t dlen);
 struct spool;
 enum km_status	inbound_decrypt_spool(const struct session *, struct verdict *,
-		    struct spool *in, enum cms_in_mode, struct spool **out, char *reason,
-		    size_t rlen, char *detail, size_t dlen);
+		    struct spool *in, enum cms_in_mode, struct spool **out, char **head,
+		    size_t *hlen, char *reason, size_t rlen, char *detail, size_t dlen);
 
 #endif

@@ -309,3 +309,148 @@ inbound_spool_part0_head(struct spool *sp, size_t bo, const char *ctype, size_t 
 	mime_ctype_free(ct);
 	return r;
 }
+
+/*
+ * The header splitter: what is written through it goes to the next BIO
+ * (a spool writer) except the entity's header block, kept in memory.
+ */
+struct split {
+	char	*head;		/* secmem, SPLIT_HEAD_MAX */
+	size_t	 hlen;
+	int	 done;		/* the empty line after the header block seen */
+	int	 overflow;	/* none in the first SPLIT_HEAD_MAX octets */
+};
+
+static BIO_METHOD *split_method;
+static pthread_once_t split_once = PTHREAD_ONCE_INIT;
+
+/* head_end - where the body starts in h[0, n) (after the empty line), or 0 */
+static size_t
+head_end(const char *h, size_t n, size_t from)
+{
+	if (from == 0 && n >= 1 && h[0] == '\n')
+		return 1;
+	if (from == 0 && n >= 2 && h[0] == '\r' && h[1] == '\n')
+		return 2;
+	for (size_t i = from; i + 1 < n; i++) {
+		if (h[i] != '\n')
+			continue;
+		if (h[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < n && h[i + 1] == '\r' && h[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+/* split_write - BIO write callback */
+static int
+split_write(BIO *b, const char *in, int inl)
+{
+	struct split *sp = BIO_get_data(b);
+	BIO *next = BIO_next(b);
+	size_t n = inl > 0 ? (size_t)inl : 0, k = 0, e, from;
+
+	BIO_clear_retry_flags(b);
+	if (next == NULL)
+		return -1;
+	if (!sp->done && !sp->overflow) {
+		k = n < SPLIT_HEAD_MAX - sp->hlen ? n : SPLIT_HEAD_MAX - sp->hlen;
+		from = sp->hlen >= 2 ? sp->hlen - 2 : 0;
+		memcpy(sp->head + sp->hlen, in, k);
+		sp->hlen += k;
+		if ((e = head_end(sp->head, sp->hlen, from)) > 0) {
+			sp->done = 1;
+			if (e < sp->hlen && BIO_write(next, sp->head + e,
+			    (int)(sp->hlen - e)) != (int)(sp->hlen - e))
+				return -1;
+			secmem_wipe(sp->head + e, sp->hlen - e);
+			sp->hlen = e;
+		} else if (sp->hlen == SPLIT_HEAD_MAX) {
+			sp->overflow = 1;	/* malformed: the caller says so */
+			if (BIO_write(next, sp->head, (int)sp->hlen) != (int)sp->hlen)
+				return -1;
+		}
+	}
+	if (k < n && BIO_write(next, in + k, (int)(n - k)) != (int)(n - k))
+		return -1;
+	return inl;
+}
+
+/* split_ctrl - BIO control callback: the rest is the next BIO's */
+static long
+split_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	return BIO_next(b) != NULL ? BIO_ctrl(BIO_next(b), cmd, num, ptr) : 0;
+}
+
+/* split_destroy - wipe and free what was not taken */
+static int
+split_destroy(BIO *b)
+{
+	struct split *sp = BIO_get_data(b);
+
+	if (sp != NULL) {
+		if (sp->head != NULL)
+			secmem_free(sp->head, SPLIT_HEAD_MAX);
+		free(sp);
+	}
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static void
+split_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER,
+	    "entity header splitter");
+
+	if (m != NULL) {
+		BIO_meth_set_write(m, split_write);
+		BIO_meth_set_ctrl(m, split_ctrl);
+		BIO_meth_set_destroy(m, split_destroy);
+	}
+	split_method = m;
+}
+
+/* inbound_split_new - a header splitter in front of next */
+BIO *
+inbound_split_new(BIO *next)
+{
+	struct split *sp;
+	BIO *b;
+
+	pthread_once(&split_once, split_method_init);
+	if (split_method == NULL || (sp = calloc(1, sizeof(*sp))) == NULL)
+		return NULL;
+	if ((sp->head = secmem_alloc(SPLIT_HEAD_MAX)) == NULL ||
+	    (b = BIO_new(split_method)) == NULL) {
+		if (sp->head != NULL)
+			secmem_free(sp->head, SPLIT_HEAD_MAX);
+		free(sp);
+		return NULL;
+	}
+	BIO_set_data(b, sp);
+	BIO_set_init(b, 1);
+	return BIO_push(b, next);
+}
+
+/*
+ * inbound_split_head - take the header block (with its empty line) out of
+ * a splitter: a secmem copy, NUL-terminated (secmem_free(p, *len + 1)), or
+ * NULL when it did not end in the first SPLIT_HEAD_MAX octets (or memory
+ * ran out)
+ */
+char *
+inbound_split_head(BIO *b, size_t *len)
+{
+	struct split *sp = BIO_get_data(b);
+	char *h;
+
+	if (sp == NULL || !sp->done || (h = secmem_alloc(sp->hlen + 1)) == NULL)
+		return NULL;
+	memcpy(h, sp->head, sp->hlen);
+	h[sp->hlen] = '\0';
+	*len = sp->hlen;
+	return h;
+}

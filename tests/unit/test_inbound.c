@@ -16,6 +16,7 @@
 #include "freewatch.h"
 #include "harness.h"
 #include "inbound.h"
+#include "inbound_spool.h"
 #include "keymodel.h"
 #include "keystore.h"
 #include "mime.h"
@@ -725,6 +726,54 @@ TEST(large_encrypted_opaque_unwrapped_from_spool)
 	CHECK_EQ_INT(files_in_spool(), 0);
 }
 
+/* split_through - write text through a splitter in pieces of step octets */
+static char *
+split_through(const char *text, size_t len, size_t step, size_t *hlen, char *body,
+    size_t *blen)
+{
+	BIO *mem = BIO_new(BIO_s_mem()), *sp = inbound_split_new(mem);
+	char *head = NULL, *data;
+	long n;
+
+	for (size_t o = 0; sp != NULL && o < len; o += step)
+		if (BIO_write(sp, text + o, (int)(len - o < step ? len - o : step)) <= 0)
+			break;
+	if (sp != NULL)
+		head = inbound_split_head(sp, hlen);
+	n = BIO_get_mem_data(mem, &data);
+	*blen = n > 0 ? (size_t)n : 0;
+	memcpy(body, data, *blen);
+	BIO_free(sp);
+	BIO_free(mem);
+	return head;
+}
+
+TEST(splitter_edges)
+{
+	static char big[70000], body[70000];
+	const char *crlf = "Content-Type: text/plain\r\nX-A: 1\r\n\r\nbody\r\nline\r\n";
+	const char *lf = "Content-Type: text/plain\n\nbody\n";
+	size_t hlen, blen;
+	char *h;
+
+	/* CRLF, one octet at a time: the empty line across writes */
+	for (size_t step = 1; step <= 7; step++) {
+		CHECK((h = split_through(crlf, strlen(crlf), step, &hlen, body, &blen)) != NULL);
+		CHECK_EQ_INT(hlen, strstr(crlf, "body") - crlf);
+		CHECK(blen == strlen("body\r\nline\r\n") && memcmp(body, "body\r\nline\r\n",
+		    blen) == 0);
+		secmem_free(h, hlen + 1);
+	}
+	CHECK((h = split_through(lf, strlen(lf), 3, &hlen, body, &blen)) != NULL);
+	CHECK(hlen == strlen("Content-Type: text/plain\n\n") && blen == 5);
+	secmem_free(h, hlen + 1);
+	/* no empty line in the first 64 KiB: no header block */
+	memset(big, 'x', sizeof(big));
+	CHECK(split_through(big, sizeof(big), 4096, &hlen, body, &blen) == NULL);
+	/* no empty line at all */
+	CHECK(split_through("X-A: 1\r\n", 8, 2, &hlen, body, &blen) == NULL);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -742,6 +791,7 @@ static const struct test_case tests[] = {
 	T(large_signed_only_verified_from_spool),
 	T(large_opaque_unwrapped_from_spool),
 	T(large_encrypted_opaque_unwrapped_from_spool),
+	T(splitter_edges),
 	{ 0 }
 };
 
