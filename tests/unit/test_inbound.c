@@ -742,7 +742,8 @@ split_through(const char *text, size_t len, size_t step, size_t *hlen, char *bod
 		head = inbound_split_head(sp, hlen);
 	n = BIO_get_mem_data(mem, &data);
 	*blen = n > 0 ? (size_t)n : 0;
-	memcpy(body, data, *blen);
+	if (*blen > 0)
+		memcpy(body, data, *blen);
 	BIO_free(sp);
 	BIO_free(mem);
 	return head;
