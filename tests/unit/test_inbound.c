@@ -775,6 +775,12 @@ TEST(splitter_edges)
 	CHECK(split_through("X-A: 1\r\n", 8, 2, &hlen, body, &blen) == NULL);
 }
 
+/* large_cleanup - the spool directory of the large cases, empty, removed */
+TEST(large_cleanup)
+{
+	CHECK(bigdir[0] == '\0' || rmdir(bigdir) == 0);
+}
+
 static const struct test_case tests[] = {
 	T(every_rcpt_internal_and_able_decrypted),
 	T(protected_headers_replace_outer),
@@ -793,6 +799,7 @@ static const struct test_case tests[] = {
 	T(large_opaque_unwrapped_from_spool),
 	T(large_encrypted_opaque_unwrapped_from_spool),
 	T(splitter_edges),
+	T(large_cleanup),
 	{ 0 }
 };
 
