@@ -19,7 +19,8 @@
  *	body arrives so that an admitted message is not refused at the end
  *	(callbacks.c decides how much to claim).  A body past
  *	milter.spool_memory_max is in a spool file and is signed, encrypted
- *	(outbound_stream.c) from there in bounded memory, so
+ *	(outbound_stream.c), decrypted and verified (inbound_spool.c) from
+ *	there in bounded memory, so
  *	budget_crypto_need() is the factor times the size up to that limit,
  *	and past it the limit plus BUDGET_STREAM_EXTRA: what a streamed
  *	message holds (its body's memory until it moved to the file, then

@@ -365,14 +365,15 @@ budget_factor(struct session *s)
 	enum direction dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
 	    m->from, m->rcpts, m->nrcpts);
 
-	m->streamed = dir == DIR_OUTBOUND;
+	m->streamed = dir != DIR_PASS;
 	return dir == DIR_PASS ? 1 : BUDGET_CRYPTO_FACTOR;
 }
 
 /*
  * crypto_need - the claim of a message on the crypto path (budget.h):
- * bounded for outbound (outbound_stream.c streams a body in a spool file);
- * inbound still works on the whole body in memory
+ * bounded once its body is in a spool file (outbound_stream.c signs and
+ * encrypts from there; inbound_spool.c and cms_stream.c decrypt and
+ * verify from there)
  */
 static size_t
 crypto_need(const struct session *s)

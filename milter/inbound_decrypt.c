@@ -17,6 +17,8 @@
 #include "runtime.h"
 #include "secmem.h"
 #include "smime.h"
+#include "inbound_spool.h"
+#include "spool.h"
 
 struct keyset {
 	struct keystore_key **keys;	/* per recipient */
@@ -130,39 +132,34 @@ cipher_use(const char *name)
 }
 
 /*
- * inbound_decrypt_layer - decrypt one enveloped layer if every envelope recipient
- * is internal and can read it with its own keys (see inbound.h).
- * Returns KM_OK with *out (plaintext entity); KM_PERMFAIL when it stays
- * encrypted (why in reason, verdict downgraded); KM_TEMPFAIL; KM_PROTO.
+ * open_for_readers - decrypt an opened envelope into out when every
+ * envelope recipient is internal and can read it with its own keys.
+ * KM_OK (detail says with which key); KM_PERMFAIL when it stays encrypted
+ * (why in reason, verdict downgraded); KM_TEMPFAIL; KM_NOMEM.  out may
+ * hold a failed try's bytes on an error: the caller discards it.
  */
-enum km_status
-inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, const char *body,
-    size_t len, char **out, size_t *outlen, char *reason, size_t rlen, char *detail, size_t dlen)
+static enum km_status
+open_for_readers(const struct session *s, struct verdict *v, struct smime_envelope *env,
+    BIO *out, BIO *spoolw, char *reason, size_t rlen, char *detail, size_t dlen)
 {
+	const struct kmerr *we;
 	const struct message *m = s->msg;
-	struct smime_envelope *env = NULL;
 	struct keyset ks = { 0 };
 	struct smime_reader *rd = NULL;
 	struct smime_keypair *cands = NULL;
 	size_t total = 0, nc = 0;
 	int *matched = NULL, failed = -1;
 	enum km_status st;
-	BIO *bio = NULL;
 	struct kmerr err;
 	char cbuf[64];
 	const char *cipher;
 
-	if ((st = smime_envelope_open(ctype, body, len, &env, &err)) != KM_OK) {
-		snprintf(reason, rlen, "%s", err.msg);
-		return st;
-	}
 	if ((cipher = smime_envelope_cipher(env, cbuf, sizeof(cbuf))) != NULL &&
 	    cipher_use(cipher) == CIPHER_REFUSED) {
 		verdict_downgrade(v, "kept encrypted: content cipher %s is not accepted "
 		    "(weak)", cipher);
 		snprintf(reason, rlen, "%s", v->result);
-		st = KM_PERMFAIL;
-		goto out;
+		return KM_PERMFAIL;
 	}
 	if ((st = readers_of(s, v, env, &ks, reason, rlen)) != KM_OK)
 		goto out;
@@ -171,8 +168,7 @@ inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ct
 	rd = calloc((size_t)ks.n, sizeof(*rd));
 	matched = calloc((size_t)ks.n, sizeof(*matched));
 	cands = calloc(total, sizeof(*cands));
-	if (rd == NULL || matched == NULL || cands == NULL ||
-	    (bio = BIO_new(BIO_s_mem())) == NULL) {
+	if (rd == NULL || matched == NULL || cands == NULL) {
 		st = KM_NOMEM;
 		goto out;
 	}
@@ -185,21 +181,28 @@ inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ct
 			cands[nc].key = ks.keys[r][k].key;
 		}
 	}
-	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, bio, &failed, matched,
+	st = smime_envelope_decrypt_readers(env, rd, (size_t)ks.n, out, &failed, matched,
 	    &err);
+	if (st != KM_OK && spoolw != NULL && (we = spool_writer_error(spoolw)) != NULL) {
+		/* the spool filled up or could not be written: try later */
+		snprintf(reason, rlen, "decrypted entity: %s", we->msg);
+		st = we->status == KM_NOMEM ? KM_NOMEM : KM_TEMPFAIL;
+		goto out;
+	}
 	if (st == KM_PERMFAIL && failed >= 0) {
 		verdict_downgrade(v, "kept encrypted: <%.200s> cannot open it (its "
 		    "RecipientInfo does not yield the content key)", m->rcpts[failed]);
 		snprintf(reason, rlen, "%s", v->result);
 		goto out;
 	}
+	if (st == KM_TEMPFAIL) {
+		/* the input or the spool could not be read or written */
+		snprintf(reason, rlen, "%s", err.msg);
+		goto out;
+	}
 	if (st != KM_OK) {
 		snprintf(reason, rlen, "left encrypted: %s", err.msg);
 		st = st == KM_NOMEM ? KM_NOMEM : KM_PERMFAIL;
-		goto out;
-	}
-	if ((*out = entity_from_bio(bio, outlen)) == NULL) {
-		st = KM_NOMEM;
 		goto out;
 	}
 	/* Which generation opened it for the first recipient, for the log. */
@@ -215,6 +218,39 @@ inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ct
 	}
 	st = KM_OK;
 out:
+	free(cands);
+	free(matched);
+	free(rd);
+	keyset_free(&ks);
+	if (st == KM_NOMEM)
+		snprintf(reason, rlen, "out of memory");
+	return st;
+}
+
+/*
+ * inbound_decrypt_layer - decrypt one enveloped layer if every envelope recipient
+ * is internal and can read it with its own keys (see inbound_decrypt.h).
+ * Returns KM_OK with *out (plaintext entity); KM_PERMFAIL when it stays
+ * encrypted (why in reason, verdict downgraded); KM_TEMPFAIL; KM_PROTO.
+ */
+enum km_status
+inbound_decrypt_layer(const struct session *s, struct verdict *v, const char *ctype, const char *body,
+    size_t len, char **out, size_t *outlen, char *reason, size_t rlen, char *detail, size_t dlen)
+{
+	struct smime_envelope *env = NULL;
+	enum km_status st;
+	BIO *bio = NULL;
+	struct kmerr err;
+
+	if ((st = smime_envelope_open(ctype, body, len, &env, &err)) != KM_OK) {
+		snprintf(reason, rlen, "%s", err.msg);
+		return st;
+	}
+	if ((bio = BIO_new(BIO_s_mem())) == NULL)
+		st = KM_NOMEM;
+	else if ((st = open_for_readers(s, v, env, bio, NULL, reason, rlen, detail, dlen)) ==
+	    KM_OK && (*out = entity_from_bio(bio, outlen)) == NULL)
+		st = KM_NOMEM;
 	if (bio != NULL) {
 		char *data;
 		long n = BIO_get_mem_data(bio, &data);
@@ -223,12 +259,61 @@ out:
 			secmem_wipe(data, (size_t)n);
 		BIO_free(bio);
 	}
-	free(cands);
-	free(matched);
-	free(rd);
-	keyset_free(&ks);
 	smime_envelope_free(env);
 	if (st == KM_NOMEM)
 		snprintf(reason, rlen, "out of memory");
+	return st;
+}
+
+/*
+ * inbound_decrypt_spool - the same for a large message read as a stream
+ * from its spool (see inbound_decrypt.h)
+ */
+enum km_status
+inbound_decrypt_spool(const struct session *s, struct verdict *v, struct spool *in,
+    enum cms_in_mode mode, struct spool **out, char **head, size_t *hlen, char *reason,
+    size_t rlen, char *detail, size_t dlen)
+{
+	struct smime_envelope *env = NULL;
+	struct spool *pt = NULL;
+	BIO *rd = NULL, *wr = NULL, *split = NULL;
+	enum km_status st;
+	struct kmerr err;
+
+	*out = NULL;
+	*head = NULL;
+	if ((rd = spool_reader(in)) == NULL) {
+		snprintf(reason, rlen, "out of memory");
+		return KM_NOMEM;
+	}
+	if ((st = smime_envelope_open_stream(rd, mode, &env, &err)) != KM_OK) {
+		snprintf(reason, rlen, "%s", err.msg);
+		goto out;
+	}
+	if ((pt = spool_new(s->conf->spool_dir, (size_t)s->conf->spool_memory_max)) == NULL ||
+	    (wr = spool_writer(pt)) == NULL || (split = inbound_split_new(wr)) == NULL) {
+		st = KM_NOMEM;
+		snprintf(reason, rlen, "out of memory");
+		goto out;
+	}
+	st = open_for_readers(s, v, env, split, wr, reason, rlen, detail, dlen);
+	if (st == KM_OK && (*head = inbound_split_head(split, hlen)) == NULL) {
+		snprintf(reason, rlen, "decrypted entity: no end of its header block in "
+		    "its first %d octets", SPLIT_HEAD_MAX);
+		st = KM_PROTO;
+	}
+	if (st == KM_OK) {
+		*out = pt;
+		pt = NULL;
+	}
+out:
+	if (split != NULL) {
+		BIO_pop(split);
+		BIO_free(split);
+	}
+	BIO_free(wr);
+	spool_free(pt);		/* a failed try's plaintext, wiped */
+	smime_envelope_free(env);
+	BIO_free(rd);
 	return st;
 }

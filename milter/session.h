@@ -63,7 +63,7 @@ struct message {
 	char		 failure[256];
 	size_t		 claim;		/* bytes held in the in-flight budget */
 	size_t		 budget_factor;	/* budget bytes per body byte, 0 = not yet known */
-	int		 streamed;	/* outbound: a body past spool_memory_max is streamed */
+	int		 streamed;	/* on the crypto path: a body past spool_memory_max is streamed */
 	size_t		 received;	/* body bytes received (spooled or not) */
 };
 

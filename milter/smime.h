@@ -129,6 +129,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
+#include "cms_stream.h"
 #include "kmerr.h"
 
 enum smime_digest {
@@ -217,6 +218,11 @@ enum km_status	 smime_decrypt(const char *ctype, const char *body,
 
 enum km_status	 smime_envelope_open(const char *ctype, const char *body,
 		    size_t len, struct smime_envelope **out, struct kmerr *err);
+/* the same from a large input read as a stream (cms_stream.h): in (a
+   spool reader) is read again for each decryption and must outlive the
+   envelope; out of decrypt_readers may then be a spool writer */
+enum km_status	 smime_envelope_open_stream(BIO *in, enum cms_in_mode,
+		    struct smime_envelope **out, struct kmerr *err);
 size_t		 smime_envelope_count(const struct smime_envelope *);
 /* "issuer=<RFC 2253 DN>;serial=<hex>" or "ski=<hex>", with a "kari:"
    prefix for key agreement; NULL when i is out of range */

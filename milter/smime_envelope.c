@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "cms_stream.h"
 #include "log.h"
 #include "mime.h"
 #include "secmem.h"
@@ -24,6 +25,7 @@ struct smime_envelope {
 	CMS_ContentInfo	*cms;
 	unsigned char	*der;		/* cms re-encoded, for fresh copies */
 	int		 derlen;
+	struct cms_stream *cs;		/* large input read as a stream, or NULL */
 	char		**rid;
 	size_t		 nrid;
 	int		 auth;
@@ -201,15 +203,45 @@ env_add_ri(struct smime_envelope *env, CMS_RecipientInfo *ri)
 	}
 }
 
+/* env_setup - the envelope's type and printable recipient ids */
+static enum km_status
+env_setup(struct smime_envelope *env, struct kmerr *err)
+{
+	STACK_OF(CMS_RecipientInfo) *ris;
+	enum km_status st;
+	int nid, i;
+
+	nid = OBJ_obj2nid(CMS_get0_type(env->cms));
+	if (nid == NID_id_smime_ct_authEnvelopedData)
+		env->auth = 1;
+	else if (nid != NID_pkcs7_enveloped) {
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "not enveloped data: CMS content type "
+		    "%s", OBJ_nid2sn(nid));
+		return KM_PROTO;
+	}
+	if ((ris = CMS_get0_RecipientInfos(env->cms)) == NULL ||
+	    sk_CMS_RecipientInfo_num(ris) <= 0) {
+		ERR_clear_error();
+		return kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "malformed CMS: no RecipientInfos");
+	}
+	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
+		if ((st = env_add_ri(env, sk_CMS_RecipientInfo_value(ris,
+		    i))) != KM_OK)
+			return kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+	}
+	ERR_clear_error();
+	return KM_OK;
+}
+
 /* smime_envelope_open - parse an enveloped message once */
 enum km_status
 smime_envelope_open(const char *ctype, const char *body, size_t len,
     struct smime_envelope **out, struct kmerr *err)
 {
 	struct smime_envelope *env;
-	STACK_OF(CMS_RecipientInfo) *ris;
 	enum km_status st;
-	int nid, i;
 
 	*out = NULL;
 	ERR_clear_error();
@@ -218,34 +250,8 @@ smime_envelope_open(const char *ctype, const char *body, size_t len,
 		return KM_NOMEM;
 	}
 	if ((st = load_cms(ctype, body, len, &env->cms, err)) !=
-	    KM_OK)
+	    KM_OK || (st = env_setup(env, err)) != KM_OK)
 		goto fail;
-	nid = OBJ_obj2nid(CMS_get0_type(env->cms));
-	if (nid == NID_id_smime_ct_authEnvelopedData)
-		env->auth = 1;
-	else if (nid != NID_pkcs7_enveloped) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
-		    "not enveloped data: CMS content type "
-		    "%s", OBJ_nid2sn(nid));
-		st = KM_PROTO;
-		goto fail;
-	}
-	if ((ris = CMS_get0_RecipientInfos(env->cms)) == NULL ||
-	    sk_CMS_RecipientInfo_num(ris) <= 0) {
-		ERR_clear_error();
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
-		    "malformed CMS: no RecipientInfos");
-		st = KM_PROTO;
-		goto fail;
-	}
-	for (i = 0; i < sk_CMS_RecipientInfo_num(ris); i++) {
-		if ((st = env_add_ri(env, sk_CMS_RecipientInfo_value(ris,
-		    i))) != KM_OK) {
-			kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
-			goto fail;
-		}
-	}
-	ERR_clear_error();
 	*out = env;
 	return KM_OK;
 fail:
@@ -254,6 +260,41 @@ fail:
 	smime_envelope_free(env);
 	return st;
 }
+
+/*
+ * smime_envelope_open_stream - parse an enveloped message read from a BIO
+ * (cms_stream.h): its encrypted content stays where it is and is read
+ * again from in for each decryption, so in must outlive the envelope
+ */
+enum km_status
+smime_envelope_open_stream(BIO *in, enum cms_in_mode mode,
+    struct smime_envelope **out, struct kmerr *err)
+{
+	struct smime_envelope *env;
+	const unsigned char *der;
+	size_t derlen;
+	enum km_status st;
+
+	*out = NULL;
+	ERR_clear_error();
+	if ((env = calloc(1, sizeof(*env))) == NULL) {
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		return KM_NOMEM;
+	}
+	if ((st = cms_stream_open(in, mode, &env->cs, err)) != KM_OK)
+		goto fail;
+	der = cms_stream_der(env->cs, &derlen);
+	if ((st = smime_der_to_cms(der, derlen, &env->cms, err)) != KM_OK ||
+	    (st = env_setup(env, err)) != KM_OK)
+		goto fail;
+	*out = env;
+	return KM_OK;
+fail:
+	ossl_drain("envelope");
+	smime_envelope_free(env);
+	return st;
+}
+
 
 /* smime_envelope_count - number of recipient identifiers */
 size_t
@@ -396,6 +437,28 @@ smime_envelope_cipher(struct smime_envelope *env, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * env_decrypt - CMS_decrypt of cms (the envelope's, or a fresh copy) from
+ * its own content or, for a streamed envelope, from a new pass over the
+ * input.  1 on success; else 0, with serr set when reading the stream
+ * failed (status KM_OK otherwise: OpenSSL's queue says why).
+ */
+static int
+env_decrypt(struct smime_envelope *env, CMS_ContentInfo *cms, BIO *out,
+    struct kmerr *serr)
+{
+	BIO *dcont = NULL;
+
+	kmerr_clear(serr);
+	if (env->cs != NULL && (dcont = cms_stream_content(env->cs, serr)) == NULL)
+		return 0;
+	if (CMS_decrypt(cms, NULL, NULL, dcont, out, CMS_BINARY) == 1)
+		return 1;
+	if (env->cs != NULL && cms_stream_error(env->cs)->status != KM_OK)
+		*serr = *cms_stream_error(env->cs);
+	return 0;
+}
+
 /* smime_envelope_decrypt - unwrap with the first matching candidate */
 enum km_status
 smime_envelope_decrypt(struct smime_envelope *env,
@@ -454,9 +517,13 @@ smime_envelope_decrypt(struct smime_envelope *env,
 	}
 	if (matched != NULL)
 		*matched = got;
-	if (CMS_decrypt(env->cms, NULL, NULL, NULL, out, CMS_BINARY) != 1)
-		return smime_ossl(err, KM_PERMFAIL,
-		    "decryption failed");
+	if (!env_decrypt(env, env->cms, out, &why)) {
+		if (why.status == KM_OK)
+			return smime_ossl(err, KM_PERMFAIL, "decryption failed");
+		ossl_drain("decrypt stream");
+		*err = why;
+		return why.status;
+	}
 	if (BIO_flush(out) != 1)
 		return smime_ossl(err, KM_TEMPFAIL,
 		    "decrypt: writing output");
@@ -528,6 +595,7 @@ try_reader_key(struct smime_envelope *env, const struct smime_keypair *kp,
 {
 	CMS_ContentInfo *cms = NULL;
 	BIO *dig = NULL;
+	struct kmerr serr;
 	int ok = 0, n;
 
 	if (X509_check_private_key(kp->cert, kp->key) != 1 ||
@@ -537,7 +605,7 @@ try_reader_key(struct smime_envelope *env, const struct smime_keypair *kp,
 		goto out;
 	BIO_push(dig, sink);
 	if (CMS_decrypt_set1_pkey(cms, kp->key, kp->cert) == 1 &&
-	    CMS_decrypt(cms, NULL, NULL, NULL, dig, CMS_BINARY) == 1 &&
+	    env_decrypt(env, cms, dig, &serr) &&
 	    BIO_flush(dig) == 1 &&
 	    (n = BIO_gets(dig, (char *)md, EVP_MAX_MD_SIZE)) > 0) {
 		*mdlen = (unsigned int)n;
@@ -559,9 +627,10 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 {
 	unsigned char ref[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
 	unsigned int reflen = 0, mdlen = 0;
+	const struct smime_keypair *first = NULL;
 	BIO *null = NULL;
 	size_t r, i;
-	int done = 0;
+	int done = 0, wipe;
 
 	if (failed != NULL)
 		*failed = -1;
@@ -583,6 +652,7 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 			*failed = 0;
 		return st;
 	}
+	wipe = BIO_method_type(out) == BIO_TYPE_MEM;
 	if ((null = BIO_new(BIO_s_null())) == NULL) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return KM_NOMEM;
@@ -600,13 +670,17 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 			    !smime_envelope_match(env, kp->cert))
 				continue;
 			/* The first reader's plaintext goes to out; a
-			   failed try there is wiped before the next. */
-			ok = try_reader_key(env, kp, done ? null : out, md,
-			    &mdlen) && (!done || (mdlen == reflen &&
+			   failed try there is wiped before the next.  An
+			   out that cannot be wiped (a spool) gets it only
+			   at the end, from the key that is proven. */
+			ok = try_reader_key(env, kp, done || !wipe ? null : out,
+			    md, &mdlen) && (!done || (mdlen == reflen &&
 			    CRYPTO_memcmp(md, ref, mdlen) == 0));
 			if (ok && matched != NULL)
 				matched[r] = (int)i;
-			if (!ok && !done && !mem_discard(out))
+			if (ok && !done)
+				first = kp;
+			if (!ok && !done && wipe && !mem_discard(out))
 				break;
 		}
 		if (!ok) {
@@ -625,6 +699,14 @@ smime_envelope_decrypt_readers(struct smime_envelope *env,
 		}
 	}
 	BIO_free(null);
+	if (!wipe && (!try_reader_key(env, first, out, md, &mdlen) ||
+	    mdlen != reflen || CRYPTO_memcmp(md, ref, mdlen) != 0)) {
+		if (failed != NULL)
+			*failed = 0;
+		kmerr_set(err, KM_PERMFAIL, KMERR_NONE,
+		    "reader 0: decrypting into the output gave other content");
+		return KM_PERMFAIL;
+	}
 	return KM_OK;
 }
 
@@ -639,6 +721,7 @@ smime_envelope_free(struct smime_envelope *env)
 	for (i = 0; i < env->nrid; i++)
 		free(env->rid[i]);
 	free(env->rid);
+	cms_stream_free(env->cs);
 	CMS_ContentInfo_free(env->cms);
 	OPENSSL_free(env->der);
 	free(env);

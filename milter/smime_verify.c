@@ -533,6 +533,67 @@ smime_signer_certs_clear(struct smime_signer_certs *sc)
 	memset(sc, 0, sizeof(*sc));
 }
 
+/* check_type - the CMS is signed data */
+static enum km_status
+check_type(CMS_ContentInfo *cms, struct kmerr *err)
+{
+	if (OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_signed)
+		return KM_OK;
+	return kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+	    "not signed data: CMS content type %s",
+	    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
+}
+
+/*
+ * check_signed - the signature of a parsed signed-data over dcont (or its
+ * own content), then its first signer; a detached content in memory
+ * (content, clen) is tried again in canonical CRLF form when it fails.
+ * out (NULL: none) gets the content as the signature is checked.
+ */
+static enum km_status
+check_signed(CMS_ContentInfo *cms, BIO *dcont, const char *content, size_t clen,
+    BIO *out, X509_STORE *store, struct revcheck *rv, const char *from,
+    struct smime_verify_result *res, struct smime_signer_certs *sc,
+    struct kmerr *err)
+{
+	STACK_OF(CMS_SignerInfo) *sis;
+	enum km_status st;
+	BIO *sink;
+
+	sis = CMS_get0_SignerInfos(cms);
+	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
+	if (res->nsigners <= 0) {
+		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
+		    "signed data without SignerInfos");
+		return KM_PROTO;
+	}
+	if ((st = check_digests(sis, err)) != KM_OK)
+		return st;
+	/* Signature first, without the chain: the chain is judged apart. */
+	if ((sink = BIO_new(BIO_s_null())) == NULL)
+		return smime_ossl(err, KM_NOMEM, "verify: BIO");
+	if (CMS_verify(cms, NULL, NULL, dcont, out != NULL ? out : sink,
+	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
+		res->sig_ok = 1;
+	else {
+		smime_ossl(err, KM_OK, "signature");
+		/* Byte for byte first: a signer may have signed bare LFs. */
+		if (!res->opaque && content != NULL &&
+		    verify_canonical(cms, content, clen,
+		    sink)) {
+			res->sig_ok = 1;
+			res->canonical = 1;
+			kmerr_clear(err);
+		}
+	}
+	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, rv, from,
+	    res);
+	if (sc != NULL)
+		signer_certs(cms, sk_CMS_SignerInfo_value(sis, 0), sc);
+	BIO_free(sink);
+	return KM_OK;
+}
+
 /* smime_verify - check a signed entity */
 enum km_status
 smime_verify(const char *ctype, const char *body, size_t len,
@@ -562,10 +623,9 @@ smime_verify_rev(const char *ctype, const char *body, size_t len,
     struct smime_signer_certs *sc, struct kmerr *err)
 {
 	CMS_ContentInfo *cms = NULL;
-	STACK_OF(CMS_SignerInfo) *sis;
 	const char *content = NULL;
 	size_t clen = 0;
-	BIO *dcont = NULL, *sink = NULL;
+	BIO *dcont = NULL;
 	enum km_status st;
 
 	memset(res, 0, sizeof(*res));
@@ -575,48 +635,12 @@ smime_verify_rev(const char *ctype, const char *body, size_t len,
 	if ((st = load_signed(ctype, body, len, res, &content, &clen, &cms,
 	    err)) != KM_OK)
 		goto out;
-	if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
-		    "not signed data: CMS content type %s",
-		    OBJ_nid2sn(OBJ_obj2nid(CMS_get0_type(cms))));
-		st = KM_PROTO;
+	if ((st = check_type(cms, err)) != KM_OK ||
+	    (st = signed_content(cms, res->opaque, &content, &clen, &dcont,
+	    err)) != KM_OK ||
+	    (st = check_signed(cms, dcont, content, clen, NULL, store, rv, from,
+	    res, sc, err)) != KM_OK)
 		goto out;
-	}
-	if ((st = signed_content(cms, res->opaque, &content, &clen, &dcont,
-	    err)) != KM_OK)
-		goto out;
-	sis = CMS_get0_SignerInfos(cms);
-	res->nsigners = sis ? sk_CMS_SignerInfo_num(sis) : 0;
-	if (res->nsigners <= 0) {
-		kmerr_set(err, KM_PROTO, KMERR_BADINPUT,
-		    "signed data without SignerInfos");
-		st = KM_PROTO;
-		goto out;
-	}
-	if ((st = check_digests(sis, err)) != KM_OK)
-		goto out;
-	/* Signature first, without the chain: the chain is judged apart. */
-	if ((sink = BIO_new(BIO_s_null())) == NULL) {
-		st = smime_ossl(err, KM_NOMEM, "verify: BIO");
-		goto out;
-	}
-	if (CMS_verify(cms, NULL, NULL, dcont, sink,
-	    CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) == 1)
-		res->sig_ok = 1;
-	else {
-		smime_ossl(err, KM_OK, "signature");
-		/* Byte for byte first: a signer may have signed bare LFs. */
-		if (!res->opaque && verify_canonical(cms, content, clen,
-		    sink)) {
-			res->sig_ok = 1;
-			res->canonical = 1;
-			kmerr_clear(err);
-		}
-	}
-	signer_report(cms, sk_CMS_SignerInfo_value(sis, 0), store, rv, from,
-	    res);
-	if (sc != NULL)
-		signer_certs(cms, sk_CMS_SignerInfo_value(sis, 0), sc);
 	if (content_out != NULL && clen > 0 &&
 	    (!smime_b64_emit(content_out, (const unsigned char *)content,
 	    clen) ||
@@ -630,8 +654,82 @@ smime_verify_rev(const char *ctype, const char *body, size_t len,
 out:
 	if (st != KM_OK)
 		ossl_drain("verify");
-	BIO_free(sink);
 	BIO_free_all(dcont);
 	CMS_ContentInfo_free(cms);
+	return st;
+}
+
+/*
+ * smime_verify_detached - a multipart/signed read in pieces: its signature
+ * part (an entity in memory) and its signed part as a read BIO
+ */
+enum km_status
+smime_verify_detached(const char *sigpart, size_t splen, BIO *content,
+    X509_STORE *store, struct revcheck *rv, const char *from,
+    struct smime_verify_result *res, struct smime_signer_certs *sc,
+    struct kmerr *err)
+{
+	CMS_ContentInfo *cms = NULL;
+	enum km_status st;
+
+	memset(res, 0, sizeof(*res));
+	if (sc != NULL)
+		memset(sc, 0, sizeof(*sc));
+	ERR_clear_error();
+	if ((st = sig_part_cms(sigpart, splen, &cms, err)) == KM_OK &&
+	    (st = check_type(cms, err)) == KM_OK)
+		st = check_signed(cms, content, NULL, 0, NULL, store, rv, from, res,
+		    sc, err);
+	ossl_drain("verify");
+	CMS_ContentInfo_free(cms);
+	return st;
+}
+
+/*
+ * smime_verify_stream - opaque signed-data too large for memory, read as a
+ * stream (cms_stream.h): the signature checked over the encapsulated
+ * content read from in, which goes to content_out (NULL: nowhere) as it
+ * is read
+ */
+enum km_status
+smime_verify_stream(BIO *in, enum cms_in_mode mode, X509_STORE *store,
+    struct revcheck *rv, const char *from, struct smime_verify_result *res,
+    BIO *content_out, struct smime_signer_certs *sc, struct kmerr *err)
+{
+	struct cms_stream *cs = NULL;
+	CMS_ContentInfo *cms = NULL;
+	const unsigned char *der;
+	size_t derlen;
+	enum km_status st;
+	BIO *dcont;
+
+	memset(res, 0, sizeof(*res));
+	if (sc != NULL)
+		memset(sc, 0, sizeof(*sc));
+	ERR_clear_error();
+	if ((st = cms_stream_open(in, mode, &cs, err)) != KM_OK)
+		goto out;
+	der = cms_stream_der(cs, &derlen);
+	if ((st = smime_der_to_cms(der, derlen, &cms, err)) != KM_OK ||
+	    (st = check_type(cms, err)) != KM_OK)
+		goto out;
+	res->opaque = 1;
+	if ((dcont = cms_stream_content(cs, err)) == NULL) {
+		st = err->status;
+		goto out;
+	}
+	st = check_signed(cms, dcont, NULL, 0, content_out, store, rv, from, res,
+	    sc, err);
+	if (st == KM_OK && cms_stream_error(cs)->status != KM_OK) {
+		/* the input could not be read again: nothing was checked */
+		*err = *cms_stream_error(cs);
+		st = err->status;
+		memset(res, 0, sizeof(*res));
+		res->opaque = 1;
+	}
+out:
+	ossl_drain("verify");
+	CMS_ContentInfo_free(cms);
+	cms_stream_free(cs);
 	return st;
 }

@@ -4,7 +4,9 @@
  * NAME
  *	smime_verify - check an S/MIME signature with OpenSSL 3 CMS
  * SUMMARY
- *	smime_verify(), struct smime_verify_result; for harvesting
+ *	smime_verify(), smime_verify_detached(), smime_verify_stream(),
+ *	struct smime_verify_result;
+ *	for harvesting
  *	smime_verify_certs(), struct smime_signer_certs,
  *	smime_signer_certs_clear().
  *	Callers include smime.h (the types) and this header.
@@ -62,6 +64,7 @@
 #include <openssl/bio.h>
 #include <openssl/x509_vfy.h>
 
+#include "cms_stream.h"
 #include "kmerr.h"
 
 struct revcheck;
@@ -111,5 +114,21 @@ enum km_status	 smime_verify_rev(const char *ctype, const char *body,
 		    const char *from, struct smime_verify_result *res,
 		    BIO *content_out, struct smime_signer_certs *sc,
 		    struct kmerr *err);
+/* smime_verify_detached - the same for a multipart/signed too large for
+   memory: its signature part (an entity: headers, body) and its signed
+   part read from content (a BIO over the spool), byte for byte (no
+   canonical CRLF retry); content is borrowed */
+enum km_status	 smime_verify_detached(const char *sigpart, size_t splen,
+		    BIO *content, X509_STORE *store, struct revcheck *rv,
+		    const char *from, struct smime_verify_result *res,
+		    struct smime_signer_certs *sc, struct kmerr *err);
+/* smime_verify_stream - the same for opaque signed-data too large for
+   memory, read from in (rewindable, cms_stream.h); content_out (may be
+   NULL) gets the encapsulated content as it is read, even when the
+   signature is bad */
+enum km_status	 smime_verify_stream(BIO *in, enum cms_in_mode mode,
+		    X509_STORE *store, struct revcheck *rv, const char *from,
+		    struct smime_verify_result *res, BIO *content_out,
+		    struct smime_signer_certs *sc, struct kmerr *err);
 
 #endif

@@ -655,6 +655,84 @@ def _():
              "Authentication-Results")
 
 
+def big_inner(tag, mb=3):
+    """A text entity of about mb MB: past milter.spool_memory_max (1 MiB)."""
+    line = b"%s: the quick brown fox jumps over the lazy dog 0123456789\r\n" % tag.encode()
+    return (b"Content-Type: text/plain; charset=us-ascii\r\n"
+            b"Content-Transfer-Encoding: 7bit\r\n\r\n" + line * (mb * 1000000 // len(line)))
+
+
+def ossl_encrypt_stream(entity):
+    """openssl cms -encrypt -stream to bob: indefinite lengths, chunked content."""
+    return run(["openssl", "cms", "-encrypt", "-binary", "-stream", "-aes-256-cbc",
+                "-crlfeol", "-in", write("big-in.mime", entity), path("bob.crt")])
+
+
+def streamed(d):
+    """Did kmilter read this message's envelope from the spool (the stream path)?"""
+    return any("from the spool" in ln for ln in d.all_log())
+
+
+@suite.case("large_signed_then_encrypted_streamed")
+def _():
+    # 3 MB signed by dave, encrypted with -stream (indefinite lengths,
+    # chunked content): decrypted from the spool and its signature checked
+    # reading the signed part from the spool
+    signed = ossl_sign(big_inner("large-signed"))
+    d = deliver(mail(ossl_encrypt_stream(signed), [BOB]))
+    check(streamed(d), "not read as a stream: %s" % d.why())
+    check_decrypted(d, signed, action="decrypt+verify")
+    ok, err = openssl_verify(d.msg)
+    check(ok, "delivered signature does not verify: %s" % err)
+    check_eq(ar_of(d), "%s; smime=pass body.smime-identifier=%s" % (AUTHSERV, DAVE),
+             "Authentication-Results")
+
+
+@suite.case("large_signed_only_streamed")
+def _():
+    # 3 MB signed by dave, not encrypted: checked from the spool, delivered as sent
+    signed = ossl_sign(big_inner("large-signed-only"))
+    raw = mail(signed, [BOB])
+    d = deliver(raw)
+    check(streamed(d), "not read from the spool: %s" % d.why())
+    check_eq(ar_of(d), "%s; smime=pass body.smime-identifier=%s" % (AUTHSERV, DAVE),
+             "Authentication-Results")
+    check(labsmtp.lf(d.body) == labsmtp.lf(labsmtp.split_message(raw)[1]), "body changed")
+    check_eq(d.fields.get("action"), "verify", "log action (%s)" % d.line)
+
+
+@suite.case("large_gcm_streamed")
+def _():
+    ent = big_inner("large-gcm", 2)
+    d = deliver(mail(ossl_encrypt(ent, ["bob.crt"], cipher="-aes-256-gcm"), [BOB]))
+    check(streamed(d), "not read as a stream: %s" % d.why())
+    check_decrypted(d, ent)
+
+
+@suite.case("large_truncated_or_lying_left_as_sent")
+def _():
+    results = []
+    # 1. a 3 MB -stream message cut at 60% of its base64 lines
+    head, lines = b64_body_lines(ossl_encrypt_stream(big_inner("large-cut")))
+    results.append(("truncated", mail(head + b"\r\n".join(lines[:len(lines) * 6 // 10])
+                                      + b"\r\n", [BOB]), "truncated"))
+    # 2. DER whose outer length says one octet more, and one octet less
+    der = ossl_encrypt(big_inner("large-lie"), ["bob.crt"], outform="DER")
+    check(der[:2] == b"\x30\x83", "unexpected DER header %r" % der[:2])
+    n = int.from_bytes(der[2:5], "big")
+    for name, delta in (("longer", 1), ("shorter", -1)):
+        lie = der[:2] + (n + delta).to_bytes(3, "big") + der[5:]
+        results.append((name, mail(der_entity(lie, "enveloped-data"), [BOB]),
+                        "a length says"))
+    for name, raw, why in results:
+        d = deliver(raw)
+        check(streamed(d) or any("CMS stream" in ln for ln in d.all_log()),
+              "%s: not read as a stream: %s" % (name, d.why()))
+        check_left_as_sent(d, raw, name)
+        check(why in d.line, "%s: the log line does not say %r: %s" % (name, why, d.line))
+    check(pid_alive(state["pid"]), "kmilter (pid %d) is gone" % state["pid"])
+
+
 @suite.case("renewed_generation_decrypts_revoked_not")
 def _():
     errs = []
