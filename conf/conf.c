@@ -16,6 +16,7 @@
 
 #include "conf.h"
 #include "conf_schema.h"
+#include "hostport.h"
 #include "loginmap.h"
 #include "trustpath.h"
 
@@ -420,6 +421,40 @@ setting_of(const config_t *cfg, const char *name)
 	return config_lookup(cfg, name);
 }
 
+/* check_sentinels - cache.redis.sentinels: addresses, a master name, and
+ * neither host nor socket beside them */
+static void
+check_sentinels(const struct kmilter_conf *c, const config_t *cfg,
+    struct errs *e)
+{
+	char host[256];
+	int port;
+
+	if (c->redis_nsentinels == 0) {
+		if (*c->redis_sentinel_master)
+			err_add(e, setting_of(cfg, "cache.redis.sentinel_master"),
+			    "cache.redis.sentinel_master",
+			    "needs cache.redis.sentinels");
+		return;
+	}
+	for (int i = 0; i < c->redis_nsentinels; i++)
+		if (hostport_parse(c->redis_sentinels[i], host,
+		    sizeof(host), &port) == -1)
+			err_add(e, setting_of(cfg, "cache.redis.sentinels"),
+			    "cache.redis.sentinels", "\"%s\": not host:port "
+			    "(a port in 1..65535; [v6]:port)",
+			    c->redis_sentinels[i]);
+	if (*c->redis_sentinel_master == '\0' ||
+	    strpbrk(c->redis_sentinel_master, " \t\r\n") != NULL)
+		err_add(e, setting_of(cfg, "cache.redis.sentinel_master"),
+		    "cache.redis.sentinel_master", "cache.redis.sentinels needs "
+		    "the name the Sentinels monitor the master by (no spaces)");
+	if (*c->redis_host || *c->redis_socket)
+		err_add(e, setting_of(cfg, "cache.redis.sentinels"),
+		    "cache.redis.sentinels", "set either cache.redis.sentinels "
+		    "or cache.redis.host/socket, not both");
+}
+
 /* is_unix_socket - a unix:, local: or bare-path socket spec */
 static int
 is_unix_socket(const char *s)
@@ -521,6 +556,7 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 	if (*c->redis_host && *c->redis_socket)
 		err_add(e, setting_of(cfg, "cache.redis.socket"), "cache.redis.socket",
 		    "set either cache.redis.host or cache.redis.socket, not both");
+	check_sentinels(c, cfg, e);
 	if (*c->control_socket == '\0') {
 		size_t n = strlen(c->state_dir) + sizeof("/control.sock");
 		char *p = malloc(n);
