@@ -104,6 +104,7 @@ set_master(struct sentinel *s, const struct sentinel_addr *a,
     const char *how)
 {
 	ssize_t n;
+	int moved;
 
 	if (!addr_eq(&s->cur, a)) {
 		if (s->cur.port != 0)
@@ -113,9 +114,10 @@ set_master(struct sentinel *s, const struct sentinel_addr *a,
 		else
 			log_info("cache: sentinel: master %s is at %s:%d (%s)",
 			    s->master, a->host, a->port, how);
+		moved = s->cur.port != 0;	/* not the first answer */
 		s->cur = *a;
 		__atomic_add_fetch(&s->gen, 1, __ATOMIC_SEQ_CST);
-		for (int i = 0; i < SENTINEL_LISTEN_MAX; i++)
+		for (int i = 0; moved && i < SENTINEL_LISTEN_MAX; i++)
 			if (s->listen[i] != -1)
 				do
 					n = write(s->listen[i], "m", 1);
