@@ -125,6 +125,9 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 		pthread_mutex_lock(&c->mtx);
 		drop_idle(c);
 		cache_conn_health_fail(&c->health, &c->conn, "access", reason);
+		/* The master moved: worth asking the Sentinels at once. */
+		if (strncmp(msg, "READONLY", 8) == 0)
+			c->health.retry_at = 0;
 		pthread_mutex_unlock(&c->mtx);
 		return KM_TEMPFAIL;
 	}

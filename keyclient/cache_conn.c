@@ -326,8 +326,10 @@ open_master(const struct cache_conn *cn, struct kmerr *err)
 		if (sentinel_master(cn->sentinel, skip, nskip, &a, err) == -1)
 			return NULL;
 		ctx = conn_open1(cn, a.host, a.port, err);
-		if (ctx != NULL && is_master(ctx, err))
+		if (ctx != NULL && is_master(ctx, err)) {
+			sentinel_confirm(cn->sentinel, &a);
 			return ctx;
+		}
 		if (ctx != NULL)
 			redisFree(ctx);
 		sentinel_reject(cn->sentinel, &a, err->msg);

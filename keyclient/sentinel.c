@@ -27,6 +27,8 @@
 
 #define SENTINEL_CHANNEL	"+switch-master"
 #define REJECT_LOG_MS		60000	/* one warning per address a minute */
+#define BAD_MAX			8	/* rejected addresses remembered */
+#define BAD_MS			30000	/* for so long */
 
 struct sentinel {
 	pthread_mutex_t		 lk;		/* everything below but ask */
@@ -44,6 +46,8 @@ struct sentinel {
 	int			 listen[SENTINEL_LISTEN_MAX];
 	struct sentinel_addr	 last_reject;
 	int64_t			 last_reject_ms;
+	struct sentinel_addr	 bad[BAD_MAX];	/* rejected lately */
+	int64_t			 bad_until[BAD_MAX];
 	int			 watching;	/* the watcher thread runs */
 	pthread_t		 tid;
 	int			 stop[2];
@@ -212,6 +216,60 @@ in_skip(const struct sentinel_addr *a, const struct sentinel_addr *skip,
 	return 0;
 }
 
+/* is_bad - 1 if a was rejected less than BAD_MS ago (locked) */
+static int
+is_bad(struct sentinel *s, const struct sentinel_addr *a, int64_t now)
+{
+	for (int i = 0; i < BAD_MAX; i++)
+		if (s->bad_until[i] > now && addr_eq(&s->bad[i], a))
+			return 1;
+	return 0;
+}
+
+/* ask_round - ask each Sentinel in turn for an answer not in skip (nor,
+ * unless take_bad, rejected lately); 0 with *out, or -1 with said */
+static int
+ask_round(struct sentinel *s, const struct sentinel_addr *skip, int nskip,
+    int take_bad, struct sentinel_addr *out, char *said, size_t saidlen)
+{
+	struct sentinel_addr a;
+	redisContext *ctx;
+	char why[160];
+	size_t sl = strlen(said);
+	int i, k, ok, bad;
+
+	for (k = 0; k < s->n; k++) {
+		i = (s->first + k) % s->n;
+		ok = 0;
+		memset(&a, 0, sizeof(a));
+		if ((ctx = sent_open(s, &s->list[i], why, sizeof(why))) != NULL) {
+			if (ask_master(s, ctx, &a, why, sizeof(why)) == 0) {
+				pthread_mutex_lock(&s->lk);
+				bad = !take_bad && is_bad(s, &a, clock_ms());
+				pthread_mutex_unlock(&s->lk);
+				if (in_skip(&a, skip, nskip) || bad)
+					snprintf(why, sizeof(why), "names "
+					    "%.100s:%d, which %s failed",
+					    a.host, a.port, bad ? "lately" :
+					    "just");
+				else
+					ok = 1;
+			}
+			redisFree(ctx);
+		}
+		if (ok) {
+			s->first = i;
+			*out = a;
+			return 0;
+		}
+		if (sl < saidlen)
+			sl += (size_t)snprintf(said + sl, saidlen - sl,
+			    "%s%s:%d %s", sl ? "; " : "", s->list[i].host,
+			    s->list[i].port, why);
+	}
+	return -1;
+}
+
 static void	watch_start(struct sentinel *);
 
 /* sentinel_master - the master's address, asking the Sentinels if the last
@@ -220,11 +278,7 @@ int
 sentinel_master(struct sentinel *s, const struct sentinel_addr *skip,
     int nskip, struct sentinel_addr *out, struct kmerr *err)
 {
-	struct sentinel_addr a;
-	redisContext *ctx;
-	char why[160], said[512];
-	size_t sl = 0;
-	int i, k, ok;
+	char said[512];
 
 	watch_start(s);
 	pthread_mutex_lock(&s->ask);
@@ -237,39 +291,26 @@ sentinel_master(struct sentinel *s, const struct sentinel_addr *skip,
 	}
 	pthread_mutex_unlock(&s->lk);
 	said[0] = '\0';
-	for (k = 0; k < s->n; k++) {
-		i = (s->first + k) % s->n;
-		ok = 0;
-		memset(&a, 0, sizeof(a));
-		if ((ctx = sent_open(s, &s->list[i], why, sizeof(why))) != NULL) {
-			if (ask_master(s, ctx, &a, why, sizeof(why)) == 0) {
-				if (in_skip(&a, skip, nskip))
-					snprintf(why, sizeof(why), "names "
-					    "%.100s:%d, which just failed",
-					    a.host, a.port);
-				else
-					ok = 1;
-			}
-			redisFree(ctx);
-		}
-		if (ok) {
-			s->first = i;
-			pthread_mutex_lock(&s->lk);
-			set_master(s, &a, "asked a Sentinel");
-			pthread_mutex_unlock(&s->lk);
-			pthread_mutex_unlock(&s->ask);
-			*out = a;
-			return 0;
-		}
-		if (sl < sizeof(said))
-			sl += (size_t)snprintf(said + sl, sizeof(said) - sl,
-			    "%s%s:%d %s", k ? "; " : "", s->list[i].host,
-			    s->list[i].port, why);
+	/* Addresses rejected lately are taken only when nothing else is
+	 * named: a master that restarted is still the master. */
+	if (ask_round(s, skip, nskip, 0, out, said, sizeof(said)) == 0 ||
+	    ask_round(s, skip, nskip, 1, out, said, sizeof(said)) == 0) {
+		pthread_mutex_unlock(&s->ask);
+		return 0;
 	}
 	pthread_mutex_unlock(&s->ask);
 	kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE,
 	    "no Sentinel names a usable master %s (%.400s)", s->master, said);
 	return -1;
+}
+
+/* sentinel_confirm - a answered ROLE master: it is the master now */
+void
+sentinel_confirm(struct sentinel *s, const struct sentinel_addr *a)
+{
+	pthread_mutex_lock(&s->lk);
+	set_master(s, a, "named by a Sentinel, checked with ROLE");
+	pthread_mutex_unlock(&s->lk);
 }
 
 /* sentinel_reject - a is not the master (no answer, a replica, READONLY) */
@@ -279,9 +320,20 @@ sentinel_reject(struct sentinel *s, const struct sentinel_addr *a,
 {
 	int64_t now = clock_ms();
 
+	int slot = 0;
+
 	pthread_mutex_lock(&s->lk);
 	if (s->known && addr_eq(&s->cur, a))
 		s->known = 0;
+	for (int i = 1; i < BAD_MAX; i++)
+		if (addr_eq(&s->bad[i], a) ||
+		    s->bad_until[i] < s->bad_until[slot])
+			slot = i;
+	for (int i = 0; i < BAD_MAX; i++)
+		if (addr_eq(&s->bad[i], a))
+			slot = i;
+	s->bad[slot] = *a;
+	s->bad_until[slot] = now + BAD_MS;
 	if (!addr_eq(&s->last_reject, a) ||
 	    now - s->last_reject_ms >= REJECT_LOG_MS) {
 		s->last_reject = *a;

@@ -6,7 +6,7 @@
  *	their +switch-master events
  * SUMMARY
  *	sentinel_new(), sentinel_ref(), sentinel_unref(), sentinel_master(),
- *	sentinel_reject(), sentinel_gen(), sentinel_listen(),
+ *	sentinel_confirm(), sentinel_reject(), sentinel_gen(), sentinel_listen(),
  *	sentinel_unlisten(), sentinel_parse_switch()
  * DESCRIPTION
  *	hiredis 0.14 knows nothing of Sentinel; this module speaks the two
@@ -17,11 +17,16 @@
  *	it is in the caller's skip list (addresses that just failed: no
  *	answer, a replica, READONLY); then it asks the Sentinels in turn
  *	(SENTINEL get-master-addr-by-name), starting with the one that last
- *	answered, and takes the first answer not in the skip list.  A
- *	Sentinel that does not answer, does not know the master, or names a
- *	skipped address is passed over, so a lying or stale Sentinel costs
- *	one wrong try, not an outage.  The caller checks what it connects to
- *	(ROLE) and calls sentinel_reject() when it is not the master.
+ *	answered, and takes the first answer not in the skip list nor
+ *	rejected (sentinel_reject()) in the last 30 s; only when every
+ *	answer is one of those does it take one rejected lately (a master
+ *	that restarted is still the master).  A Sentinel that does not
+ *	answer, does not know the master, or names such an address is passed
+ *	over, so a lying or stale Sentinel costs one wrong try, not an
+ *	outage.  What the Sentinels name is only a candidate: the caller
+ *	checks what it connects to (ROLE) and calls sentinel_confirm() when it
+ *	is the master (it becomes the known master), sentinel_reject() when
+ *	it is not.
  *
  *	A watcher thread, started on first use, SUBSCRIBEs to +switch-master
  *	on one Sentinel at a time (the next one when it goes away) and, after
@@ -82,6 +87,8 @@ struct sentinel	*sentinel_ref(struct sentinel *);
 struct sentinel	*sentinel_unref(struct sentinel *);
 int		 sentinel_master(struct sentinel *, const struct sentinel_addr *skip,
 		    int nskip, struct sentinel_addr *out, struct kmerr *err);
+void		 sentinel_confirm(struct sentinel *,
+		    const struct sentinel_addr *);
 void		 sentinel_reject(struct sentinel *, const struct sentinel_addr *,
 		    const char *why);
 unsigned	 sentinel_gen(struct sentinel *);

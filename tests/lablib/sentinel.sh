@@ -14,8 +14,14 @@
 # sentinel_redis_start DIR NAME   start the Redis named NAME again (redis:
 #        the first master; redis-replica) from its files, as it was
 #        configured: the Sentinels turn an old master into a replica.
+# sentinel_list PORT...  the items of cache.redis.sentinels for those ports
 # Everything is recorded under DIR/pids and stopped by pid with the lab.
 SENTINEL_MASTER=kmilter
+
+sentinel_list() {
+	[ $# -gt 0 ] || return 0
+	printf '"127.0.0.1:%s", ' "$@" | sed 's/, $//'
+}
 
 # sentinel_cli PORT ARGS... - redis-cli to a Sentinel with its password
 sentinel_cli() {
