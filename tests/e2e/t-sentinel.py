@@ -189,12 +189,14 @@ def role(port):
 def kmilter_clients(port):
     """Clients of the Redis on port whose last command is one kmilter's
     pool or subscriber sends; the Sentinels' own connections (named
-    sentinel-...) subscribe and publish too and are not counted."""
+    sentinel-...) subscribe and publish too, and a replica's link to its
+    master (flags M or S) runs SET: they are not counted."""
     n = 0
     for line in rcli(port, "client", "list").splitlines():
         f = dict(x.split("=", 1) for x in line.split() if "=" in x)
-        if f.get("name", "").startswith("sentinel"):
-            continue
+        if f.get("name", "").startswith("sentinel") or \
+                set(f.get("flags", "")) & set("MS"):
+            continue        # a Sentinel's, or the replication link
         if f.get("cmd", "") in ("get", "set", "setex", "del", "subscribe", "publish"):
             n += 1
     return n
