@@ -416,6 +416,7 @@ def failover(stop_master, what):
     t_move = time.monotonic() - t0
     check(re.search(pat + rb"\(was [0-9.:]+; \+switch-master\)", log_since(mark)),
           "kmilter did not learn the move from +switch-master")
+    S["mark"] = mark
     try:
         L.wait_for(lambda: set_calls(new) > base, 30,
                    "a write of kmilter on the new master %d" % new)
@@ -427,6 +428,18 @@ def failover(stop_master, what):
     return old, new, t_move, t_write, msgs + extra, name, pid
 
 
+def outage_logged_once(what):
+    """While no master was known kmilter said so once per connection user
+    (the pool, the subscriber), and said when it was back."""
+    text = log_since(S["mark"])
+    down = len(re.findall(rb"cache: redis master kmilter \(Sentinels\) unavailable", text))
+    back = len(re.findall(rb"cache: redis master kmilter \(Sentinels\) is back after", text))
+    print("INFO %s: %d outage lines, %d end-of-outage lines" % (what, down, back), flush=True)
+    check(down <= 2, "%s: %d outage lines (once for the pool and once for the subscriber)"
+          % (what, down))
+    check(back >= down, "%s: %d outages logged but %d ends" % (what, down, back))
+
+
 @suite.case("failover_master_sigkilled_mid_stream")
 def _():
     need("setup_ok")
@@ -435,7 +448,10 @@ def _():
         lambda p: os.kill(p, signal.SIGKILL), "kill")
     print("INFO master %d SIGKILLed: kmilter moved to %d after %.2fs, first write there after "
           "%.2fs" % (old, new, t_move, t_write), flush=True)
-    settle(msgs, "failover")
+    first = settle(msgs, "failover")
+    check(first.get("tempfail", 0) == 0, "%d messages got a 4xx while the master was gone "
+          "(mail must flow from L1 and the KM)" % first.get("tempfail", 0))
+    outage_logged_once("failover")
     check(t_write <= FOLLOW_BOUND, "kmilter took %.1fs to write to the new master" % t_write)
     check_role = role(new)
     check(check_role == "master", "the new master says %r" % check_role)
@@ -476,7 +492,10 @@ def _():
             os.kill(p, signal.SIGCONT)
     print("INFO master %d SIGSTOPped: kmilter moved to %d after %.2fs, first write there after "
           "%.2fs" % (old, new, t_move, t_write), flush=True)
-    settle(msgs, "partition")
+    first = settle(msgs, "partition")
+    check(first.get("tempfail", 0) == 0, "%d messages got a 4xx during the partition"
+          % first.get("tempfail", 0))
+    outage_logged_once("partition")
     check(t_write <= FOLLOW_BOUND, "kmilter took %.1fs to write to the new master" % t_write)
     L.wait_for(lambda: role(old) == "slave", 30, "the stopped master %d turned replica" % old)
     check(kmilter_clients(old) == 0, "kmilter still talks to the old master")
