@@ -16,7 +16,7 @@
 
 #include "conf.h"
 #include "conf_schema.h"
-#include "hostport.h"
+#include "conf_redis.h"
 #include "loginmap.h"
 #include "trustpath.h"
 
@@ -421,40 +421,6 @@ setting_of(const config_t *cfg, const char *name)
 	return config_lookup(cfg, name);
 }
 
-/* check_sentinels - cache.redis.sentinels: addresses, a master name, and
- * neither host nor socket beside them */
-static void
-check_sentinels(const struct kmilter_conf *c, const config_t *cfg,
-    struct errs *e)
-{
-	char host[256];
-	int port;
-
-	if (c->redis_nsentinels == 0) {
-		if (*c->redis_sentinel_master)
-			err_add(e, setting_of(cfg, "cache.redis.sentinel_master"),
-			    "cache.redis.sentinel_master",
-			    "needs cache.redis.sentinels");
-		return;
-	}
-	for (int i = 0; i < c->redis_nsentinels; i++)
-		if (hostport_parse(c->redis_sentinels[i], host,
-		    sizeof(host), &port) == -1)
-			err_add(e, setting_of(cfg, "cache.redis.sentinels"),
-			    "cache.redis.sentinels", "\"%s\": not host:port "
-			    "(a port in 1..65535; [v6]:port)",
-			    c->redis_sentinels[i]);
-	if (*c->redis_sentinel_master == '\0' ||
-	    strpbrk(c->redis_sentinel_master, " \t\r\n") != NULL)
-		err_add(e, setting_of(cfg, "cache.redis.sentinel_master"),
-		    "cache.redis.sentinel_master", "cache.redis.sentinels needs "
-		    "the name the Sentinels monitor the master by (no spaces)");
-	if (*c->redis_host || *c->redis_socket)
-		err_add(e, setting_of(cfg, "cache.redis.sentinels"),
-		    "cache.redis.sentinels", "set either cache.redis.sentinels "
-		    "or cache.redis.host/socket, not both");
-}
-
 /* is_unix_socket - a unix:, local: or bare-path socket spec */
 static int
 is_unix_socket(const char *s)
@@ -510,6 +476,7 @@ check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *
 static void
 check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 {
+	const char *problem, *name;
 	char *end;
 
 	if (c->socket && !valid_socket(c->socket))
@@ -553,10 +520,8 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 				err_add(e, setting_of(cfg, "km.servers"), need[i],
 				    "required when km.servers is set");
 	}
-	if (*c->redis_host && *c->redis_socket)
-		err_add(e, setting_of(cfg, "cache.redis.socket"), "cache.redis.socket",
-		    "set either cache.redis.host or cache.redis.socket, not both");
-	check_sentinels(c, cfg, e);
+	if ((problem = conf_redis_problem(c, &name)) != NULL)
+		err_add(e, setting_of(cfg, name), name, "%s", problem);
 	if (*c->control_socket == '\0') {
 		size_t n = strlen(c->state_dir) + sizeof("/control.sock");
 		char *p = malloc(n);

@@ -1,11 +1,13 @@
 /*
  * test_sentinel.c - what kmilter reads from Sentinels and settings: the
  * "host:port" of cache.redis.sentinels (hostport.c) and the payload of a
- * +switch-master message (sentinel.c); malformed input is refused, never
- * half taken.
+ * +switch-master message (sentinel.c), and how the cache.redis settings
+ * fit together (conf_redis.c); malformed input is refused, never half
+ * taken.
  */
 #include <string.h>
 
+#include "conf_redis.h"
 #include "harness.h"
 #include "hostport.h"
 #include "kmerr.h"
@@ -98,12 +100,48 @@ TEST(new_refuses_bad_options)
 	CHECK(sentinel_new(&o, &err) == NULL);
 }
 
+TEST(conf_settings_fit)
+{
+	char *good[] = { (char *)"127.0.0.1:26379", (char *)"[::1]:26380" };
+	char *bad[] = { (char *)"127.0.0.1:26379", (char *)"nohostport" };
+	struct kmilter_conf c;
+	const char *name;
+
+	memset(&c, 0, sizeof(c));
+	c.redis_host = c.redis_socket = c.redis_sentinel_master = (char *)"";
+	CHECK(conf_redis_problem(&c, &name) == NULL);
+	c.redis_sentinels = good;
+	c.redis_nsentinels = 2;
+	CHECK(conf_redis_problem(&c, &name) != NULL &&
+	    strcmp(name, "cache.redis.sentinel_master") == 0);
+	c.redis_sentinel_master = (char *)"kmilter";
+	CHECK(conf_redis_problem(&c, &name) == NULL);
+	c.redis_sentinel_master = (char *)"two words";
+	CHECK(conf_redis_problem(&c, &name) != NULL);
+	c.redis_sentinel_master = (char *)"kmilter";
+	c.redis_socket = (char *)"/run/redis.sock";
+	CHECK(conf_redis_problem(&c, &name) != NULL &&
+	    strcmp(name, "cache.redis.sentinels") == 0);
+	c.redis_socket = (char *)"";
+	c.redis_sentinels = bad;
+	CHECK(conf_redis_problem(&c, &name) != NULL &&
+	    strcmp(name, "cache.redis.sentinels") == 0);
+	c.redis_nsentinels = 0;
+	CHECK(conf_redis_problem(&c, &name) != NULL);	/* a master alone */
+	c.redis_sentinel_master = (char *)"";
+	c.redis_host = (char *)"h";
+	c.redis_socket = (char *)"/s";
+	CHECK(conf_redis_problem(&c, &name) != NULL &&
+	    strcmp(name, "cache.redis.socket") == 0);
+}
+
 static const struct test_case tests[] = {
 	T(hostport_good),
 	T(hostport_bad),
 	T(switch_master),
 	T(switch_master_malformed),
 	T(new_refuses_bad_options),
+	T(conf_settings_fit),
 	{ NULL, NULL }
 };
 
