@@ -16,6 +16,7 @@
 
 #include "conf.h"
 #include "conf_schema.h"
+#include "conf_redis.h"
 #include "loginmap.h"
 #include "trustpath.h"
 
@@ -475,6 +476,7 @@ check_hook_path(struct errs *e, const config_t *cfg, const struct kmilter_conf *
 static void
 check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 {
+	const char *problem, *name;
 	char *end;
 
 	if (c->socket && !valid_socket(c->socket))
@@ -518,9 +520,8 @@ check_semantics(struct errs *e, const config_t *cfg, struct kmilter_conf *c)
 				err_add(e, setting_of(cfg, "km.servers"), need[i],
 				    "required when km.servers is set");
 	}
-	if (*c->redis_host && *c->redis_socket)
-		err_add(e, setting_of(cfg, "cache.redis.socket"), "cache.redis.socket",
-		    "set either cache.redis.host or cache.redis.socket, not both");
+	if ((problem = conf_redis_problem(c, &name)) != NULL)
+		err_add(e, setting_of(cfg, name), name, "%s", problem);
 	if (*c->control_socket == '\0') {
 		size_t n = strlen(c->state_dir) + sizeof("/control.sock");
 		char *p = malloc(n);

@@ -138,6 +138,11 @@ struct kmilter_conf {
 	int	 redis_database;
 	int	 redis_connect_timeout_ms;
 	int	 redis_command_timeout_ms;
+	char	**redis_sentinels;	/* "host:port" */
+	int	 redis_nsentinels;
+	char	*redis_sentinel_master;
+	char	*redis_sentinel_password_file;
+	int	 redis_sentinel_timeout_ms;
 
 	/* policy */
 	char	**internal_domains;

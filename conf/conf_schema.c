@@ -97,6 +97,10 @@ const struct conf_key conf_schema[] = {
 	INT("cache.redis.database", redis_database, "0", 0, 1023),
 	INT("cache.redis.connect_timeout_ms", redis_connect_timeout_ms, "200", 1, 60000),
 	INT("cache.redis.command_timeout_ms", redis_command_timeout_ms, "200", 1, 60000),
+	LIST("cache.redis.sentinels", redis_sentinels, redis_nsentinels, NULL),
+	STR("cache.redis.sentinel_master", redis_sentinel_master, ""),
+	STR("cache.redis.sentinel_password_file", redis_sentinel_password_file, ""),
+	INT("cache.redis.sentinel_timeout_ms", redis_sentinel_timeout_ms, "200", 1, 60000),
 
 	LIST("policy.internal_domains", internal_domains, n_internal_domains, NULL),
 	LIST("policy.internal_hosts", internal_hosts, n_internal_hosts, "127.0.0.0/8,::1"),

@@ -27,6 +27,7 @@ struct cache {
 	int			 nidle, pool_size;
 	struct cache_health		 health;
 	int64_t			 last_refused;	/* ms of the last error-reply line */
+	unsigned		 gen;		/* master generation of the pool */
 };
 
 /* drop_idle - close every pooled connection (locked) */
@@ -37,6 +38,21 @@ drop_idle(struct cache *c)
 		redisFree(c->idle[--c->nidle]);
 }
 
+/* follow - the master moved (Sentinels): drop the pool's connections to
+ * the old one and end the back-off, the new one is worth a try (locked) */
+static void
+follow(struct cache *c)
+{
+	unsigned gen = cache_conn_follow(&c->conn);
+
+	if (gen == c->gen)
+		return;
+	c->gen = gen;
+	drop_idle(c);
+	if (c->health.down && !c->health.probing)
+		c->health.retry_at = 0;
+}
+
 /* acquire - a pooled or new connection, or NULL while backing off */
 static redisContext *
 acquire(struct cache *c, int *fresh)
@@ -45,6 +61,7 @@ acquire(struct cache *c, int *fresh)
 	struct kmerr err;
 
 	pthread_mutex_lock(&c->mtx);
+	follow(c);
 	if (c->nidle > 0) {
 		ctx = c->idle[--c->nidle];
 		pthread_mutex_unlock(&c->mtx);
@@ -90,7 +107,8 @@ release(struct cache *c, redisContext *ctx)
 
 /* refused - Redis answered a command with an error reply.  Access errors
  * (no or wrong password, ACL) are a configuration outage: back off and log
- * once.  Others (OOM, WRONGTYPE) keep the connection; their log line is
+ * once.  READONLY is a replica: never written to, the master has moved
+ * (the Sentinels are asked again), an outage until it is found.  Others (OOM, WRONGTYPE) keep the connection; their log line is
  * rate-limited like an outage. */
 static enum km_status
 refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
@@ -99,12 +117,17 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 	int64_t now = clock_ms();
 
 	snprintf(reason, sizeof(reason), "%s refused: %.100s", what, msg);
+	if (strncmp(msg, "READONLY", 8) == 0)
+		cache_conn_reject(&c->conn, ctx, "it answered READONLY");
 	if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
-	    strncmp(msg, "NOPERM", 6) == 0) {
+	    strncmp(msg, "NOPERM", 6) == 0 || strncmp(msg, "READONLY", 8) == 0) {
 		redisFree(ctx);
 		pthread_mutex_lock(&c->mtx);
 		drop_idle(c);
 		cache_conn_health_fail(&c->health, &c->conn, "access", reason);
+		/* The master moved: worth asking the Sentinels at once. */
+		if (strncmp(msg, "READONLY", 8) == 0)
+			c->health.retry_at = 0;
 		pthread_mutex_unlock(&c->mtx);
 		return KM_TEMPFAIL;
 	}
@@ -207,6 +230,15 @@ cache_new(const struct cache_opts *opts, struct kmerr *err)
 	c->key = opts->key;
 	c->pool_size = opts->pool_size ? opts->pool_size : CACHE_DEFAULT_POOL;
 	return c;
+}
+
+/* cache_subscribe - cache_subscribe_start() on the cache's own options,
+ * sharing its Sentinel state */
+struct cache_sub *
+cache_subscribe(struct cache *c, cache_invalidate_fn fn, void *arg,
+    struct kmerr *err)
+{
+	return cache_sub_start_conn(&c->conn, fn, arg, err);
 }
 
 /* cache_free - close the pool and free the handle; returns NULL */

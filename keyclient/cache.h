@@ -6,7 +6,8 @@
  * SUMMARY
  *	cache_new(), cache_free(), cache_get(), cache_put(),
  *	cache_put_negative(), cache_del(), cache_invalidate(),
- *	cache_subscribe_start(), cache_subscribe_stop() (cache_sub.h)
+ *	cache_subscribe(), cache_subscribe_start(), cache_subscribe_stop()
+ *	(cache_sub.h)
  * DESCRIPTION
  *	Entries live in Redis under seal_entry_name(key, kind, addr) and are
  *	sealed with seal_seal(): Redis sees neither addresses nor key bytes.
@@ -32,6 +33,15 @@
  *	are lost, so after every re-subscription (not the first) it calls
  *	fn(NULL, arg): the owner should then drop everything it caches.
  *	Payloads that are not 64 lowercase hex digits are logged and ignored.
+ *	cache_subscribe() is the same on the cache's own options; with
+ *	Sentinels the subscriber then follows the master with the pool.
+ *
+ *	With Sentinels (cache_opts.h) the pool connects to the master they
+ *	name and checks its ROLE (cache_conn.h, sentinel.h).  When the
+ *	Sentinels announce a new master the pool drops its connections and
+ *	ends any back-off; a READONLY answer (a replica: never written to)
+ *	makes the Sentinels be asked again and counts as an outage until a
+ *	master is found.
  *
  *	Options (cache_opts.h, included here): host+port (TCP) or unix_path
  *	(preferred), optional password (AUTH) and database (SELECT); zero
@@ -78,5 +88,7 @@ enum km_status	 cache_put_negative(struct cache *c, const char *kind,
 		    const char *addr, int ttl_seconds);
 enum km_status	 cache_del(struct cache *c, const char *kind, const char *addr);
 enum km_status	 cache_invalidate(struct cache *c, const char *addr);
+struct cache_sub *cache_subscribe(struct cache *c, cache_invalidate_fn fn,
+		    void *arg, struct kmerr *err);
 
 #endif

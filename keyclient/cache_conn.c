@@ -74,7 +74,28 @@ cache_conn_clear(struct cache_conn *cn)
 	free(cn->host);
 	free(cn->unix_path);
 	secmem_strfree(cn->password);
+	sentinel_unref(cn->sentinel);
 	memset(cn, 0, sizeof(*cn));
+}
+
+/* conn_sentinel - the Sentinel state of the options */
+static int
+conn_sentinel(struct cache_conn *cn, const struct cache_opts *o,
+    struct kmerr *err)
+{
+	struct sentinel_opts so;
+
+	memset(&so, 0, sizeof(so));
+	so.addrs = o->sentinels;
+	so.naddrs = o->nsentinels;
+	so.master = o->sentinel_master;
+	so.password = o->sentinel_password;
+	so.timeout_ms = o->sentinel_timeout_ms;
+	if ((cn->sentinel = sentinel_new(&so, err)) == NULL)
+		return -1;
+	snprintf(cn->where, sizeof(cn->where), "master %s (Sentinels)",
+	    o->sentinel_master);
+	return 0;
 }
 
 /* cache_conn_init - validate and copy the connection options */
@@ -89,14 +110,15 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT, "no cache options");
 		return -1;
 	}
-	if (o->unix_path == NULL && (o->host == NULL || *o->host == '\0' ||
-	    o->port <= 0 || o->port > 65535)) {
+	if (o->nsentinels == 0 && o->unix_path == NULL && (o->host == NULL ||
+	    *o->host == '\0' || o->port <= 0 || o->port > 65535)) {
 		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "redis: need unix_path or "
 		    "host and a port in 1..65535");
 		return -1;
 	}
-	if (o->unix_path != NULL && (*o->unix_path == '\0' ||
+	if (o->nsentinels == 0 && o->unix_path != NULL &&
+	    (*o->unix_path == '\0' ||
 	    strlen(o->unix_path) > 107)) {
 		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
 		    "redis: bad unix socket path");
@@ -124,7 +146,10 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 		cn->backoff_max = cn->backoff_min;
 	cn->port = o->port;
 	cn->database = o->database;
-	if (o->unix_path != NULL) {
+	if (o->nsentinels > 0) {
+		if (conn_sentinel(cn, o, err) == -1)
+			return -1;
+	} else if (o->unix_path != NULL) {
 		cn->unix_path = strdup(o->unix_path);
 		snprintf(cn->where, sizeof(cn->where), "unix:%s", o->unix_path);
 	} else {
@@ -134,13 +159,54 @@ cache_conn_init(struct cache_conn *cn, const struct cache_opts *o,
 	}
 	if (o->password != NULL)
 		cn->password = secmem_strdup(o->password);
-	if ((cn->unix_path == NULL && cn->host == NULL) ||
-	    (o->password != NULL && cn->password == NULL)) {
+	if ((cn->unix_path == NULL && cn->host == NULL &&
+	    cn->sentinel == NULL) || (o->password != NULL && cn->password == NULL)) {
 		cache_conn_clear(cn);
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return -1;
 	}
 	return 0;
+}
+
+/* cache_conn_copy - a second copy of src, sharing its Sentinel state */
+int
+cache_conn_copy(struct cache_conn *dst, const struct cache_conn *src,
+    struct kmerr *err)
+{
+	*dst = *src;
+	dst->host = dst->unix_path = dst->password = NULL;
+	dst->sentinel = sentinel_ref(src->sentinel);
+	if ((src->host != NULL && (dst->host = strdup(src->host)) == NULL) ||
+	    (src->unix_path != NULL &&
+	    (dst->unix_path = strdup(src->unix_path)) == NULL) ||
+	    (src->password != NULL &&
+	    (dst->password = secmem_strdup(src->password)) == NULL)) {
+		cache_conn_clear(dst);
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* cache_conn_follow - the generation of the master's address */
+unsigned
+cache_conn_follow(const struct cache_conn *cn)
+{
+	return cn->sentinel != NULL ? sentinel_gen(cn->sentinel) : 0;
+}
+
+/* cache_conn_reject - ctx's server is not the master (READONLY) */
+void
+cache_conn_reject(const struct cache_conn *cn, const redisContext *ctx,
+    const char *why)
+{
+	struct sentinel_addr a;
+
+	if (cn->sentinel == NULL || ctx->tcp.host == NULL)
+		return;
+	snprintf(a.host, sizeof(a.host), "%s", ctx->tcp.host);
+	a.port = ctx->tcp.port;
+	sentinel_reject(cn->sentinel, &a, why);
 }
 
 /* cache_conn_timed_out - 1 if the context failed on a socket timeout */
@@ -152,17 +218,19 @@ cache_conn_timed_out(const redisContext *ctx)
 	    strstr(ctx->errstr, "timed out") != NULL);
 }
 
-/* conn_open1 - connect, set the command timeout, AUTH and SELECT */
+/* conn_open1 - connect to host:port (or the unix path), set the command
+ * timeout, AUTH and SELECT */
 static redisContext *
-conn_open1(const struct cache_conn *cn, struct kmerr *err)
+conn_open1(const struct cache_conn *cn, const char *host, int port,
+    struct kmerr *err)
 {
 	redisContext *ctx;
 	redisReply *r = NULL;
 
-	if (cn->unix_path != NULL)
+	if (host == NULL)
 		ctx = redisConnectUnixWithTimeout(cn->unix_path, cn->ctv);
 	else
-		ctx = redisConnectWithTimeout(cn->host, cn->port, cn->ctv);
+		ctx = redisConnectWithTimeout(host, port, cn->ctv);
 	if (ctx == NULL) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
@@ -217,7 +285,61 @@ fail:
 	return NULL;
 }
 
-/* cache_conn_open - conn_open1 with SIGPIPE held off */
+/* is_master - 1 if ctx's server says ROLE master; 0 with err set */
+static int
+is_master(redisContext *ctx, struct kmerr *err)
+{
+	redisReply *r;
+	int rc = 0;
+
+	if ((r = redisCommand(ctx, "ROLE")) == NULL) {
+		kmerr_set(err, KM_TEMPFAIL, cache_conn_timed_out(ctx) ?
+		    KMERR_TIMEOUT : KMERR_UNREACHABLE, "ROLE: %s",
+		    cache_conn_timed_out(ctx) ?
+		    "no answer within the command timeout" : ctx->errstr);
+		return 0;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(r->element[0]->str, "master") == 0)
+		rc = 1;
+	else
+		kmerr_set(err, KM_TEMPFAIL, KMERR_REFUSED, "ROLE says %.40s, "
+		    "not master", r->type == REDIS_REPLY_ERROR ? r->str :
+		    r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+		    r->element[0]->type == REDIS_REPLY_STRING ?
+		    r->element[0]->str : "something else");
+	freeReplyObject(r);
+	return rc;
+}
+
+/* open_master - the master the Sentinels name, checked with ROLE; what
+ * fails is rejected and passed over, until none is left */
+static redisContext *
+open_master(const struct cache_conn *cn, struct kmerr *err)
+{
+	struct sentinel_addr skip[SENTINEL_MAX + 1], a;
+	redisContext *ctx;
+	int nskip = 0;
+
+	while (nskip <= SENTINEL_MAX) {
+		if (sentinel_master(cn->sentinel, skip, nskip, &a, err) == -1)
+			return NULL;
+		ctx = conn_open1(cn, a.host, a.port, err);
+		if (ctx != NULL && is_master(ctx, err)) {
+			sentinel_confirm(cn->sentinel, &a);
+			return ctx;
+		}
+		if (ctx != NULL)
+			redisFree(ctx);
+		sentinel_reject(cn->sentinel, &a, err->msg);
+		skip[nskip++] = a;
+	}
+	return NULL;
+}
+
+/* cache_conn_open - connect (to the master, with Sentinels) with SIGPIPE
+ * held off */
 redisContext *
 cache_conn_open(const struct cache_conn *cn, struct kmerr *err)
 {
@@ -225,7 +347,11 @@ cache_conn_open(const struct cache_conn *cn, struct kmerr *err)
 	redisContext *ctx;
 
 	cache_conn_guard_begin(&g);
-	ctx = conn_open1(cn, err);
+	if (cn->sentinel != NULL)
+		ctx = open_master(cn, err);
+	else
+		ctx = conn_open1(cn, cn->unix_path ? NULL : cn->host, cn->port,
+		    err);
 	cache_conn_guard_end(&g);
 	return ctx;
 }

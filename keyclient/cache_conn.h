@@ -4,7 +4,8 @@
  * NAME
  *	cache_conn - one way to Redis, shared by the cache and its subscriber
  * SUMMARY
- *	cache_conn_init(), cache_conn_clear(), cache_conn_open(),
+ *	cache_conn_init(), cache_conn_copy(), cache_conn_clear(),
+ *	cache_conn_open(), cache_conn_follow(), cache_conn_reject(),
  *	cache_conn_timed_out(), cache_conn_guard_begin(),
  *	cache_conn_guard_end(), cache_conn_health_fail(),
  *	cache_conn_health_ok()
@@ -16,13 +17,24 @@
  *	SIGPIPE held off.  cache_conn_guard_begin()/_end() hold SIGPIPE off
  *	around any other command.
  *
+ *	With Sentinels (cache_opts.h) the connection is to the master they
+ *	name (sentinel.h): cache_conn_open() connects, AUTHs and SELECTs,
+ *	then asks ROLE; a replica, an address that does not answer or
+ *	refuses is rejected and the Sentinels are asked again, passing over
+ *	what failed, until one names a master that is one or none is left.
+ *	cache_conn_follow() returns the generation of the master's address
+ *	(0 without Sentinels): a connection opened under an older one may be
+ *	to the old master.  cache_conn_reject() tells the Sentinel module
+ *	that ctx's server is not the master (it answered READONLY).
+ *	cache_conn_copy() makes a second struct sharing the Sentinel state.
+ *
  *	struct cache_health is an outage: cache_conn_health_fail() starts or
  *	extends the back-off (backoff_min doubling up to backoff_max) and logs
  *	the outage once, then at most once per CACHE_OUTAGE_LOG_INTERVAL;
  *	cache_conn_health_ok() ends it and logs its end.
  * OWNERSHIP
- *	cache_conn_init() copies the options (the password in secmem); free
- *	them with cache_conn_clear().  cache_conn_open() returns a context the
+ *	cache_conn_init() and cache_conn_copy() copy the options (the
+ *	password in secmem); free them with cache_conn_clear().  cache_conn_open() returns a context the
  *	caller frees with redisFree().
  * ERRORS
  *	cache_conn_init(): 0, or -1 with err set (bad options: KM_PERMFAIL,
@@ -46,6 +58,7 @@
 #include "cache_opts.h"
 #include "kmerr.h"
 #include "log.h"
+#include "sentinel.h"
 
 /* How to reach Redis: copied options shared by the pool and subscriber. */
 struct cache_conn {
@@ -57,6 +70,7 @@ struct cache_conn {
 	struct timeval	 ctv, ttv;	/* connect, command timeouts */
 	int		 backoff_min, backoff_max;
 	char		 where[300];	/* for log lines: path or host:port */
+	struct sentinel	*sentinel;	/* NULL: host/port or unix_path */
 };
 
 /* Outage state: back-off and rate-limited logging. */
@@ -84,7 +98,12 @@ struct cache_conn_guard {
 
 int		 cache_conn_init(struct cache_conn *, const struct cache_opts *,
 		    struct kmerr *err);
+int		 cache_conn_copy(struct cache_conn *, const struct cache_conn *,
+		    struct kmerr *err);
 void		 cache_conn_clear(struct cache_conn *);
+unsigned	 cache_conn_follow(const struct cache_conn *);
+void		 cache_conn_reject(const struct cache_conn *,
+		    const redisContext *, const char *why);
 redisContext	*cache_conn_open(const struct cache_conn *,
 		    struct kmerr *err);
 int		 cache_conn_timed_out(const redisContext *);

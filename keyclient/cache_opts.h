@@ -10,7 +10,12 @@
  *	(cache_conn.h) and its invalidation subscriber (cache_sub.h): host+port
  *	(TCP) or unix_path (preferred), optional password (AUTH) and
  *	database (SELECT); zero timeouts and back-offs take the defaults
- *	below; pool_size 0 means CACHE_DEFAULT_POOL.  Callers include cache.h,
+ *	below; pool_size 0 means CACHE_DEFAULT_POOL.  With nsentinels > 0
+ *	host, port and unix_path are ignored: the master named
+ *	sentinel_master is found by asking those Sentinels ("host:port",
+ *	sentinel.h), with sentinel_password (their AUTH, NULL for none) and
+ *	sentinel_timeout_ms; password and database still apply to the
+ *	master.  Callers include cache.h,
  *	which includes this header.
  * OWNERSHIP
  *	The strings are the caller's; cache_new() and cache_subscribe_start()
@@ -43,6 +48,11 @@ struct cache_opts {
 	int			 pool_size;
 	int			 backoff_min_ms;
 	int			 backoff_max_ms;
+	const char *const	*sentinels;	/* "host:port"; NULL: none */
+	int			 nsentinels;
+	const char		*sentinel_master;
+	const char		*sentinel_password;
+	int			 sentinel_timeout_ms;
 };
 
 #endif

@@ -23,6 +23,7 @@ struct cache_sub {
 	void			*arg;
 	pthread_t		 tid;
 	int			 wake[2];	/* self-pipe: stop request */
+	int			 moved[2];	/* the master moved (Sentinels) */
 	struct cache_health		 health;
 };
 
@@ -39,13 +40,32 @@ valid_hash(const char *s, size_t len)
 	return 1;
 }
 
-/* sub_wait - sleep up to ms, or until stop is requested; 1 if stopping */
+/* sub_moved - 1 if the master moved since the last call (drains the pipe) */
+static int
+sub_moved(struct cache_sub *s)
+{
+	char buf[64];
+	int moved = 0;
+
+	if (s->moved[0] == -1)
+		return 0;
+	while (read(s->moved[0], buf, sizeof(buf)) > 0)
+		moved = 1;
+	return moved;
+}
+
+/* sub_wait - sleep up to ms, or until stop is requested or the master
+ * moves; 1 if stopping */
 static int
 sub_wait(struct cache_sub *s, int ms)
 {
-	struct pollfd pfd = { s->wake[0], POLLIN, 0 };
+	struct pollfd pfd[2] = { { s->wake[0], POLLIN, 0 },
+	    { s->moved[0], POLLIN, 0 } };
 
-	return poll(&pfd, 1, ms) > 0;
+	if (poll(pfd, 2, ms) > 0 && pfd[0].revents)
+		return 1;
+	sub_moved(s);
+	return 0;
 }
 
 /* sub_handle - act on one reply from a subscribed connection */
@@ -96,11 +116,12 @@ sub_session(redisContext *ctx, struct kmerr *err)
 	return 1;
 }
 
-/* sub_loop - read messages on a subscribed connection; 1 when stopping */
+/* sub_loop - read messages on a subscribed connection; 1 when stopping,
+ * 2 when the master moved, 0 on a failure (err set) */
 static int
 sub_loop(struct cache_sub *s, redisContext *ctx, struct kmerr *err)
 {
-	struct pollfd pfd[2];
+	struct pollfd pfd[3];
 	void *rv;
 
 	for (;;) {
@@ -120,8 +141,10 @@ sub_loop(struct cache_sub *s, redisContext *ctx, struct kmerr *err)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = ctx->fd;
 		pfd[1].events = POLLIN;
-		pfd[0].revents = pfd[1].revents = 0;
-		if (poll(pfd, 2, -1) == -1) {
+		pfd[2].fd = s->moved[0];
+		pfd[2].events = POLLIN;
+		pfd[0].revents = pfd[1].revents = pfd[2].revents = 0;
+		if (poll(pfd, 3, -1) == -1) {
 			if (errno == EINTR)
 				continue;
 			kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "poll: %s",
@@ -130,6 +153,8 @@ sub_loop(struct cache_sub *s, redisContext *ctx, struct kmerr *err)
 		}
 		if (pfd[0].revents)
 			return 1;
+		if (pfd[2].revents && sub_moved(s))
+			return 2;
 		if (pfd[1].revents && redisBufferRead(ctx) != REDIS_OK) {
 			kmerr_set(err, KM_TEMPFAIL, KMERR_UNREACHABLE, "%s",
 			    ctx->errstr[0] ? ctx->errstr : "connection lost");
@@ -145,7 +170,7 @@ sub_main(void *arg)
 	struct cache_sub *s = arg;
 	redisContext *ctx;
 	struct kmerr err;
-	int subscribed_before = 0;
+	int subscribed_before = 0, rc;
 
 	for (;;) {
 		if (s->health.down && sub_wait(s, s->health.backoff))
@@ -171,25 +196,76 @@ sub_main(void *arg)
 		if (subscribed_before)
 			s->fn(NULL, s->arg);
 		subscribed_before = 1;
-		if (sub_loop(s, ctx, &err)) {
-			redisFree(ctx);
-			break;
-		}
+		rc = sub_loop(s, ctx, &err);
 		redisFree(ctx);
+		if (rc == 1)
+			break;
+		if (rc == 2) {
+			log_debug(1, "cache: the master moved: subscribing "
+			    "again");
+			continue;
+		}
 		cache_conn_health_fail(&s->health, &s->conn, "subscription",
 		    err.msg);
 	}
 	return NULL;
 }
 
-/* cache_subscribe_start - start the invalidation subscriber thread;
- * NULL with err set */
-struct cache_sub *
-cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn, void *arg,
+/* sub_close - close the pipes and free */
+static void
+sub_close(struct cache_sub *s)
+{
+	for (int i = 0; i < 2; i++) {
+		if (s->wake[i] != -1)
+			close(s->wake[i]);
+		if (s->moved[i] != -1)
+			close(s->moved[i]);
+	}
+	cache_conn_clear(&s->conn);
+	free(s);
+}
+
+/* sub_start - start the thread on s, whose conn is set; NULL with err set
+ * (s freed) */
+static struct cache_sub *
+sub_start(struct cache_sub *s, cache_invalidate_fn fn, void *arg,
     struct kmerr *err)
 {
-	struct cache_sub *s;
 	int rc;
+
+	if (pipe2(s->wake, O_CLOEXEC) == -1 ||
+	    (s->conn.sentinel != NULL &&
+	    pipe2(s->moved, O_CLOEXEC | O_NONBLOCK) == -1)) {
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pipe: %s",
+		    strerror(errno));
+		goto fail;
+	}
+	if (s->conn.sentinel != NULL &&
+	    sentinel_listen(s->conn.sentinel, s->moved[1]) == -1) {
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE,
+		    "cache: too many Sentinel listeners");
+		goto fail;
+	}
+	s->fn = fn;
+	s->arg = arg;
+	if ((rc = pthread_create(&s->tid, NULL, sub_main, s)) != 0) {
+		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pthread_create: %s",
+		    strerror(rc));
+		if (s->conn.sentinel != NULL)
+			sentinel_unlisten(s->conn.sentinel, s->moved[1]);
+		goto fail;
+	}
+	return s;
+fail:
+	sub_close(s);
+	return NULL;
+}
+
+/* sub_alloc - a subscriber with no pipes yet; NULL with err set */
+static struct cache_sub *
+sub_alloc(cache_invalidate_fn fn, struct kmerr *err)
+{
+	struct cache_sub *s;
 
 	if (fn == NULL) {
 		kmerr_set(err, KM_PERMFAIL, KMERR_BADINPUT,
@@ -200,30 +276,41 @@ cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn, voi
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
-	s->wake[0] = s->wake[1] = -1;
-	if (cache_conn_init(&s->conn, opts, err) == -1)
-		goto fail;
-	if (pipe2(s->wake, O_CLOEXEC) == -1) {
-		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pipe: %s",
-		    strerror(errno));
-		goto fail;
-	}
-	s->fn = fn;
-	s->arg = arg;
-	if ((rc = pthread_create(&s->tid, NULL, sub_main, s)) != 0) {
-		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "pthread_create: %s",
-		    strerror(rc));
-		goto fail;
-	}
+	s->wake[0] = s->wake[1] = s->moved[0] = s->moved[1] = -1;
 	return s;
-fail:
-	if (s->wake[0] != -1) {
-		close(s->wake[0]);
-		close(s->wake[1]);
+}
+
+/* cache_subscribe_start - start the invalidation subscriber thread;
+ * NULL with err set */
+struct cache_sub *
+cache_subscribe_start(const struct cache_opts *opts, cache_invalidate_fn fn,
+    void *arg, struct kmerr *err)
+{
+	struct cache_sub *s;
+
+	if ((s = sub_alloc(fn, err)) == NULL)
+		return NULL;
+	if (cache_conn_init(&s->conn, opts, err) == -1) {
+		free(s);
+		return NULL;
 	}
-	cache_conn_clear(&s->conn);
-	free(s);
-	return NULL;
+	return sub_start(s, fn, arg, err);
+}
+
+/* cache_sub_start_conn - the same on a copy of a connection's options */
+struct cache_sub *
+cache_sub_start_conn(const struct cache_conn *cn, cache_invalidate_fn fn,
+    void *arg, struct kmerr *err)
+{
+	struct cache_sub *s;
+
+	if ((s = sub_alloc(fn, err)) == NULL)
+		return NULL;
+	if (cache_conn_copy(&s->conn, cn, err) == -1) {
+		free(s);
+		return NULL;
+	}
+	return sub_start(s, fn, arg, err);
 }
 
 /* cache_subscribe_stop - stop and join the subscriber; returns NULL */
@@ -238,9 +325,8 @@ cache_subscribe_stop(struct cache_sub *s)
 		n = write(s->wake[1], "x", 1);
 	while (n == -1 && errno == EINTR);
 	pthread_join(s->tid, NULL);
-	close(s->wake[0]);
-	close(s->wake[1]);
-	cache_conn_clear(&s->conn);
-	free(s);
+	if (s->conn.sentinel != NULL)
+		sentinel_unlisten(s->conn.sentinel, s->moved[1]);
+	sub_close(s);
 	return NULL;
 }

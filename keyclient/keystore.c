@@ -283,13 +283,25 @@ load_seal(struct keystore *ks, const struct kmilter_conf *conf, int need,
 	return 0;
 }
 
-/* l2_opts - the Redis options of conf into o; *pw the password read (secmem, or NULL) */
+/* l2_opts - the Redis options of conf into o; pw[0] the password read,
+ * pw[1] the Sentinels' (secmem, or NULL) */
 static int
 l2_opts(const struct kmilter_conf *conf, struct cache_opts *o, char **pw,
     struct kmerr *err)
 {
 	memset(o, 0, sizeof(*o));
-	*pw = NULL;
+	pw[0] = pw[1] = NULL;
+	o->sentinels = (const char *const *)conf->redis_sentinels;
+	o->nsentinels = conf->redis_nsentinels;
+	o->sentinel_master = conf->redis_sentinel_master;
+	o->sentinel_timeout_ms = conf->redis_sentinel_timeout_ms;
+	if (conf->redis_sentinel_password_file &&
+	    *conf->redis_sentinel_password_file) {
+		if ((pw[1] = read_secret_file(conf->redis_sentinel_password_file,
+		    err)) == NULL)
+			return -1;
+		o->sentinel_password = pw[1];
+	}
 	o->unix_path = conf->redis_socket && *conf->redis_socket ?
 	    conf->redis_socket : NULL;
 	o->host = conf->redis_host && *conf->redis_host ? conf->redis_host :
@@ -299,10 +311,10 @@ l2_opts(const struct kmilter_conf *conf, struct cache_opts *o, char **pw,
 	o->connect_timeout_ms = conf->redis_connect_timeout_ms;
 	o->command_timeout_ms = conf->redis_command_timeout_ms;
 	if (conf->redis_password_file && *conf->redis_password_file) {
-		if ((*pw = read_secret_file(conf->redis_password_file,
+		if ((pw[0] = read_secret_file(conf->redis_password_file,
 		    err)) == NULL)
 			return -1;
-		o->password = *pw;
+		o->password = pw[0];
 	}
 	return 0;
 }
@@ -316,10 +328,10 @@ keystore_check_redis(const struct kmilter_conf *conf, struct kmerr *err)
 	struct cache_opts o;
 	redisContext *ctx = NULL;
 	redisReply *r = NULL;
-	char *pw = NULL;
+	char *pw[2] = { NULL, NULL };
 	int rc = -1;
 
-	if (l2_opts(conf, &o, &pw, err) != 0 || cache_conn_init(&cn, &o, err) != 0)
+	if (l2_opts(conf, &o, pw, err) != 0 || cache_conn_init(&cn, &o, err) != 0)
 		goto out;
 	if ((ctx = cache_conn_open(&cn, err)) != NULL) {
 		cache_conn_guard_begin(&g);
@@ -337,7 +349,8 @@ out:
 		freeReplyObject(r);
 	if (ctx != NULL)
 		redisFree(ctx);
-	secmem_strfree(pw);
+	secmem_strfree(pw[0]);
+	secmem_strfree(pw[1]);
 	return rc;
 }
 
@@ -348,20 +361,21 @@ start_l2(struct keystore *ks, const struct kmilter_conf *conf,
 {
 	struct cache_opts o;
 	struct kmerr why;
-	char *pw = NULL;
+	char *pw[2] = { NULL, NULL };
 	int rc = -1;
 
-	if (l2_opts(conf, &o, &pw, err) != 0)
+	if (l2_opts(conf, &o, pw, err) != 0)
 		goto out;
 	o.key = ks->seal;
 	if ((ks->cache = cache_new(&o, err)) == NULL)
 		goto out;
-	ks->sub = cache_subscribe_start(&o, on_invalidate, ks, &why);
+	ks->sub = cache_subscribe(ks->cache, on_invalidate, ks, &why);
 	if (ks->sub == NULL)
 		log_warnx("keystore: no invalidation subscriber: %s", why.msg);
 	rc = 0;
 out:
-	secmem_strfree(pw);
+	secmem_strfree(pw[0]);
+	secmem_strfree(pw[1]);
 	return rc;
 }
 
@@ -436,7 +450,8 @@ keystore_new_backend(const struct kmilter_conf *conf,
 {
 	struct keystore *ks;
 	int want_l2 = (conf->redis_socket && *conf->redis_socket) ||
-	    (conf->redis_host && *conf->redis_host);
+	    (conf->redis_host && *conf->redis_host) ||
+	    conf->redis_nsentinels > 0;
 
 	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");

@@ -216,7 +216,7 @@ seal_and_signing(struct ck *k, const struct kmilter_conf *c)
 	else if (errno != ENOENT)
 		problem(k, 1, setting, "%s: cannot be read by %s: %s",
 		    c->seal_key_file, k->user, strerror(errno));
-	else if (*c->redis_host || *c->redis_socket)
+	else if (*c->redis_host || *c->redis_socket || c->redis_nsentinels > 0)
 		problem(k, 1, setting, "%s: no seal key, which the Redis cache "
 		    "needs (make it with kmctl keygen)", c->seal_key_file);
 	if (*c->state_dir == '\0')
@@ -395,10 +395,14 @@ redis_reachable(struct ck *k, const struct kmilter_conf *c)
 		snprintf(where, sizeof(where), "%s", c->redis_socket);
 	else if (*c->redis_host)
 		snprintf(where, sizeof(where), "%s port %d", c->redis_host, c->redis_port);
+	else if (c->redis_nsentinels > 0)
+		snprintf(where, sizeof(where), "master %s (Sentinels)",
+		    c->redis_sentinel_master);
 	else
 		return;
 	if (keystore_check_redis(c, &err) != 0)
-		problem(k, 0, *c->redis_socket ? "cache.redis.socket" : "cache.redis.host",
+		problem(k, 0, *c->redis_socket ? "cache.redis.socket" :
+		    c->redis_nsentinels > 0 ? "cache.redis.sentinels" : "cache.redis.host",
 		    "%s: %s", where, err.msg);
 }
 
