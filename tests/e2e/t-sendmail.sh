@@ -9,7 +9,8 @@
 # Env: T_SENDMAIL_SUITES (default "t-outbound.py t-inbound.py t-faults.py").
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/../lablib/sendmail.sh"
+LAB_LIB=$(cd "$here/../lablib" && pwd)
+. "$LAB_LIB/sendmail.sh"
 
 if ! sendmail_have; then
 	echo "FAIL sendmail: no Sendmail under $SENDMAIL_ROOT (run tests/install-deps)"

@@ -11,9 +11,10 @@
 #        from it with m4: one daemon on 127.0.0.1:SMTP_PORT (Name=MTA),
 #        every message relayed to the smtp-sink on 127.0.0.1:SINK_PORT, the
 #        queue in DIR/sendmail/queue, kmilter an INPUT_MAIL_FILTER on
-#        MILTER_SOCK ("" for none) with F=T (tempfail while it is away, as
-#        Postfix's milter_default_action = tempfail) and the timeouts of the
-#        Postfix lab.  $j is mx.LAB_ORG.  No DNS: hosts from /etc/hosts.
+#        MILTER_SOCK ("" for none): the lines of contrib/sendmail/kmilter.mc
+#        (README, "Adding kmilter to Sendmail": F=T, tempfail while it is
+#        away, as Postfix's milter_default_action = tempfail) with the lab's
+#        socket.  $j is mx.LAB_ORG.  No DNS: hosts from /etc/hosts.
 # sendmail_start DIR     start the daemon (-bd -q5s), wait for its pid file
 # sendmail_stop DIR      SIGTERM the daemon by pid and wait until it is gone
 # sendmail_queue DIR     print the queue ids still in the queue (qf files),
@@ -27,6 +28,7 @@
 : "${SENDMAIL_ROOT:=/opt/kmilter-lab/sendmail}"
 SENDMAIL_BIN=$SENDMAIL_ROOT/usr/libexec/sendmail/sendmail
 SENDMAIL_CF=$SENDMAIL_ROOT/usr/share/sendmail/cf
+SENDMAIL_MC_SNIPPET=$(cd "$(dirname "${LAB_LIB:-.}")/.." 2>/dev/null && pwd)/contrib/sendmail/kmilter.mc
 
 sendmail_have() {
 	[ -x "$SENDMAIL_BIN" ] && [ -f "$SENDMAIL_CF/m4/cf.m4" ]
@@ -46,9 +48,15 @@ sendmail_setup() {
 	: > "$_sd/aliases"
 	_filter=""
 	if [ -n "$_sock" ]; then
-		# F=T: tempfail while the milter is away; T=: connect,
-		# send, read, end-of-message timeouts as in the Postfix lab.
-		_filter="INPUT_MAIL_FILTER(\`kmilter', \`S=local:$_sock, F=T, T=C:10s;S:30s;R:300s;E:5m')"
+		# README's lines, contrib/sendmail/kmilter.mc, with the lab's
+		# socket: INPUT_MAIL_FILTER with F=T (tempfail while the milter
+		# is away) and its timeouts, i in the end-of-message macros.
+		_filter=$(sed "s|/run/kmilter/kmilter.sock|$_sock|" "$SENDMAIL_MC_SNIPPET") ||
+			return 1
+		case $_filter in *"S=local:$_sock,"*) ;;
+		*) lab_msg "$SENDMAIL_MC_SNIPPET names no S=local:/run/kmilter/kmilter.sock"
+		   return 1 ;;
+		esac
 	fi
 	cat > "$_sd/sendmail.mc" <<SENDMAILMC
 divert(-1)
