@@ -21,7 +21,8 @@ rc=0
 for s in ${T_SENDMAIL_SUITES:-t-outbound.py t-inbound.py t-faults.py}; do
 	start=$(date +%s)
 	out=$(mktemp)
-	LAB_MTA=sendmail "$here/$s" >"$out" 2>&1
+	rec=$(mktemp)
+	LAB_MTA=sendmail T_LAB_RECORD=$rec "$here/$s" >"$out" 2>&1
 	src=$?
 	sed -e 's/^\(PASS\|FAIL\|SKIP\) /\1 sendmail: /' -e 's/^tests: /suite: /' "$out"
 	if [ $src -ne 0 ]; then
@@ -29,7 +30,14 @@ for s in ${T_SENDMAIL_SUITES:-t-outbound.py t-inbound.py t-faults.py}; do
 		grep -q '^FAIL ' "$out" ||
 			echo "FAIL sendmail: $s exited with status $src"
 	fi
-	rm -f "$out"
+	# every lab the suite started ran Sendmail (tests/lab T_LAB_RECORD)
+	if [ ! -s "$rec" ] || grep -qv '^sendmail ' "$rec"; then
+		rc=1
+		echo "FAIL sendmail: $s: its labs did not run Sendmail: $(tr '\n' ' ' < "$rec")"
+	else
+		echo "PASS sendmail: $s: every lab it started ran Sendmail ($(wc -l < "$rec"))"
+	fi
+	rm -f "$out" "$rec"
 	echo "INFO sendmail: $s took $(( $(date +%s) - start ))s"
 done
 exit $rc
