@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,42 @@ def main():
         check(r.returncode == 0, "lab down: %s" % r.stderr[-500:])
         check(wait_for(lambda: not pid_alive(S["smpid"]), 10), "Sendmail %d still running"
               % S["smpid"])
+
+    @suite.case("a Sendmail that cannot listen: lab up fails, says why, leaves nothing "
+                "running")
+    def _():
+        bad = os.path.join(base, "bad")
+        held = socket.socket()          # bound, never listening: connect is refused
+        held.bind(("127.0.0.1", 0))
+        free = []
+        for _i in range(4):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            free.append(s)
+        ports = [held.getsockname()[1]] + [s.getsockname()[1] for s in free]
+        for s in free:
+            s.close()
+        e = dict(os.environ, KM_BUILD=BUILD, LAB_MTA="sendmail", LAB_KM="0", LAB_REDIS="0",
+                 LAB_PORTS=" ".join(str(p) for p in ports))
+        try:
+            r = subprocess.run([LAB, "up", bad], env=e, capture_output=True, text=True,
+                               timeout=90)
+        except subprocess.TimeoutExpired:
+            check(False, "lab up still running after 90 s (its clean-up waited for daemons)")
+        finally:
+            held.close()
+            suite.cleanups.append(lambda: subprocess.run([LAB, "down", bad],
+                                                         capture_output=True, timeout=120))
+        check(r.returncode != 0, "lab up succeeded with its SMTP port taken")
+        check(re.search(r"lab: error: sendmail (did not start|does not answer)", r.stderr),
+              "no reason given: %s" % r.stderr[-500:])
+        left = []
+        for name in os.listdir(os.path.join(bad, "pids")):
+            with open(os.path.join(bad, "pids", name)) as fp:
+                pid = int(fp.read().strip() or 0)
+            if pid and pid_alive(pid):
+                left.append(name)
+        check(not left, "still running after the failed start: %s" % left)
 
     return suite.run()
 
