@@ -146,6 +146,16 @@ def main():
             if pid and pid_alive(pid):
                 left.append(name)
         check(not left, "still running after the failed start: %s" % left)
+        # and nothing unrecorded: no process works below that lab
+        # (Sendmail's daemon lives in its queue directory)
+        here = []
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and os.readlink("/proc/%s/cwd" % pid).startswith(bad + "/"):
+                    here.append(pid)
+            except OSError:
+                continue
+        check(not here, "processes still in %s after the failed start: %s" % (bad, here))
 
     return suite.run()
 

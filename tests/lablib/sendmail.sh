@@ -17,7 +17,8 @@
 #        socket.  $j is mx.LAB_ORG.  No DNS: hosts from /etc/hosts.
 #        DIR/sendmail/sendmail-run runs the binary (in a UTS namespace
 #        named mx.LAB_ORG: see below); use it, not the binary.
-# sendmail_start DIR     start the daemon (-bd -q5s), wait for its pid file
+# sendmail_start DIR     start the daemon (-bD -q5s: in the foreground, its pid
+#                        recorded at once), wait for its pid file
 # sendmail_stop DIR      SIGTERM the daemon by pid and wait until it is gone
 # sendmail_queue DIR     print the queue ids still in the queue (qf files),
 #                        one a line
@@ -134,18 +135,20 @@ sendmail_pid() {
 }
 
 sendmail_start() {
-	"$1/sendmail/sendmail-run" -C "$1/sendmail/sendmail.cf" -bd -q5s \
-		</dev/null >>"$1/sendmail/start.log" 2>&1 || {
-		cat "$1/sendmail/start.log" >&2
-		return 1
-	}
+	# -bD: the daemon in the foreground, so that its pid is known (and
+	# recorded) before it has bound its port, whatever happens next.
+	setsid "$1/sendmail/sendmail-run" -C "$1/sendmail/sendmail.cf" -bD -q5s \
+		</dev/null >>"$1/sendmail/start.log" 2>&1 &
+	lab_record_pid "$1" sendmail $!
+	_sp=$!
 	_n=0
 	while :; do
+		lab_pid_alive "$_sp" || {
+			cat "$1/sendmail/start.log" >&2
+			return 1
+		}
 		_mp=$(sendmail_pid "$1")
-		if [ -n "$_mp" ] && lab_pid_alive "$_mp"; then
-			lab_record_pid "$1" sendmail "$_mp"
-			return 0
-		fi
+		[ "$_mp" = "$_sp" ] && return 0
 		_n=$((_n + 1))
 		[ "$_n" -gt 200 ] && return 1
 		sleep 0.05
@@ -154,10 +157,11 @@ sendmail_start() {
 
 sendmail_stop() {
 	[ -d "$1/sendmail" ] || return 0
+	# the recorded pid (the daemon, -bD) first: the pid file appears
+	# only once it listens
+	lab_stop_recorded "$1" sendmail 10
 	_mp=$(sendmail_pid "$1")
-	[ -n "$_mp" ] || _mp=$(cat "$1/pids/sendmail.pid" 2>/dev/null)
 	case $_mp in ''|*[!0-9]*) ;; *) lab_stop_pid "$_mp" 10 ;; esac
-	rm -f "$1/pids/sendmail.pid"
 	return 0
 }
 
