@@ -6,7 +6,9 @@ A lab without KM or Redis (kmilter passes mail through): its sendmail.cf
 holds README's INPUT_MAIL_FILTER line (contrib/sendmail/kmilter.mc) on the
 lab's socket; a message is received by Sendmail (its Received header and
 its mixed-case queue id), goes through kmilter (kmilter's log line names
-that queue id) and reaches the sink; with kmilter stopped Sendmail answers
+that queue id) and reaches the sink; an outside client that logs in with
+SMTP AUTH (Sendmail's {auth_authen}) is an internal sender for kmilter (its
+message is outbound), the same without AUTH passes; with kmilter stopped Sendmail answers
 4xx (F=T), and accepts again once kmilter is back; lab down leaves no
 Sendmail running.  t-sendmail.sh runs the outbound, inbound and fault
 suites on such a lab.
@@ -80,6 +82,25 @@ def main():
         f = labsmtp.parse_log_line(line)
         check_eq(f.get("direction"), "pass", "direction=")
         check_eq(f.get("result"), "ok", "result=")
+
+    @suite.case("SMTP AUTH through Sendmail: {auth_authen} makes an outside client's "
+                "message outbound, the same message without AUTH passes")
+    def _():
+        need(S, "env")
+        env = S["env"]
+        pw = labsmtp.sasl_password(env, "alice@example.com")
+        check(pw, "the lab has no SASL users (LAB_SASL_PASSWORDS: %r)" %
+              env.get("LAB_SASL_PASSWORDS"))
+        raw = labsmtp.make_message("alice@example.com", ["y@outside.example"], "auth",
+                                   "hello\r\n")
+        got = {}
+        for name, auth in (("plain", None), ("auth", ("alice@example.com", pw))):
+            qid = labsmtp.submit(env, "alice@example.com", ["y@outside.example"], raw,
+                                 source=labsmtp.outside_client(env), auth=auth)
+            line = labsmtp.wait_log_line(env, qid, 10)
+            check(line is not None, "kmilter logged nothing for %s (%s)" % (qid, name))
+            got[name] = labsmtp.parse_log_line(line).get("direction")
+        check_eq(got, {"plain": "pass", "auth": "outbound"}, "directions without and with AUTH")
 
     @suite.case("kmilter stopped: Sendmail answers 4xx (F=T); kmilter back: accepted again")
     def _():
