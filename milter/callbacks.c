@@ -164,6 +164,27 @@ remember_qid(SMFICTX *ctx, struct message *m)
 		message_set_queue_id(m, i);
 }
 
+/*
+ * qid_missing_warn - once per process: a message reached end of message
+ * without the macro {i}.  kmilter asks for it (smfi_setsymlist) where the
+ * MTA lets milters choose; an MTA that does not, or a Sendmail whose
+ * Milter.macros lists leave i out, sends none, and every log line then
+ * reads NOQUEUE.  Postfix sends i at MAIL FROM and end of message;
+ * Sendmail's default lists only at MAIL FROM (its end-of-message list is
+ * {msg_id}), which is enough.
+ */
+static void
+qid_missing_warn(const struct message *m)
+{
+	static int warned;
+
+	if (m == NULL || m->queue_id != NULL || __atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+		return;
+	log_warnx("milter: the MTA sends no queue id (macro i): log lines say NOQUEUE; "
+	    "add i to Postfix's milter_mail_macros or to Sendmail's "
+	    "confMILTER_MACROS_ENVFROM (Milter.macros.envfrom)");
+}
+
 /* mlfi_negotiate - ask for the actions later steps need, and the macros */
 static sfsistat
 mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
@@ -573,6 +594,7 @@ eom_step(SMFICTX *ctx, struct session *s)
 	const char *outcome = "ok";
 
 	remember_qid(ctx, s->msg);
+	qid_missing_warn(s->msg);
 	verdict_init(&v);
 	dir = policy_direction(s->conf, s->client_internal, s->auth_authen,
 	    s->msg->from, s->msg->rcpts, s->msg->nrcpts);

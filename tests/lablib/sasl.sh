@@ -10,8 +10,18 @@
 #        DIR/sasl/passwords as "user password" lines, mode 0600) and append
 #        the SASL settings to DIR/postfix/main.cf.  Without saslpasswd2
 #        (package sasl2-bin) it says so and leaves AUTH off.
+# sasl_users DIR    only DIR/sasl/{sasldb2,passwords} (root's, 0600): the
+#        lab's Sendmail (tests/lablib/sendmail.sh) uses them.
 
 sasl_setup() {
+	sasl_users "$1" || return 1
+	[ -f "$1/sasl/sasldb2" ] || return 0
+	sasl_postfix "$1"
+}
+
+# sasl_users DIR - DIR/sasl/{sasldb2,passwords} with the lab users (no
+# sasldb2 without saslpasswd2: AUTH is off)
+sasl_users() {
 	_sd=$1/sasl
 	command -v saslpasswd2 >/dev/null 2>&1 || {
 		lab_msg "saslpasswd2 not found (package sasl2-bin): SMTP AUTH is off"
@@ -27,9 +37,14 @@ sasl_setup() {
 			return 1
 		printf '%s %s\n' "$_u" "$_pw" >> "$_sd/passwords"
 	done
+	chmod 0600 "$_sd/sasldb2"
+}
+
+# sasl_postfix DIR - Postfix's smtpd.conf and main.cf settings for it
+sasl_postfix() {
+	_sd=$1/sasl
 	# smtpd runs as postfix and reads the sasldb itself (auxprop).
 	chown postfix:postfix "$_sd/sasldb2"
-	chmod 0600 "$_sd/sasldb2"
 	mkdir -p "$1/postfix/sasl"
 	chmod 0755 "$1/postfix/sasl"
 	cat > "$1/postfix/sasl/smtpd.conf" <<SASLCONF

@@ -11,6 +11,9 @@ find the delivered file, read kmilter's log line.  Standard library only.
     submit(env, ..., auth=(user, sasl_password(env, user)))   # SMTP AUTH
     qid2 = wait_relayed(env, qid)             # a lab pair (tests/lab up-pair):
                                               # the other organization's queue id
+    queue_ids(env); flush_queue(env)          # what the MTA still holds; a
+                                              # queue run (Postfix or Sendmail,
+                                              # LAB_MTA)
 
 Also a command line for shell scripts and the demo:
     labsmtp.py send DIR FROM TO[,TO...] [FILE|-]  prints the queue id
@@ -25,12 +28,16 @@ import re
 import shlex
 import smtplib
 import socket
+import subprocess
 import sys
 import time
 
 from ktest import wait_for
 
-QUEUED_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
+# The queue id in the reply to DATA: Postfix "2.0.0 Ok: queued as QID",
+# Sendmail "2.0.0 QID Message accepted for delivery".
+QUEUED_RE = re.compile(rb"(?:queued as |^(?:2\.0\.0 )?)([0-9A-Za-z]+)(?=$| Message accepted)",
+                       re.M)
 
 
 class LabError(Exception):
@@ -137,6 +144,10 @@ def delivered_files(env):
 
 
 def _sent_in_maillog(env, qid):
+    if env.get("LAB_MTA") == "sendmail":
+        # Sendmail logs to syslog only: its queue file goes once the sink
+        # has taken the message (a deferred one stays)
+        return qid not in queue_ids(env)
     try:
         with open(os.path.join(env["LAB_DIR"], "postfix", "maillog"), "rb") as fp:
             data = fp.read()
@@ -146,8 +157,10 @@ def _sent_in_maillog(env, qid):
 
 
 def find_delivered(env, qid):
-    """The delivered file whose Postfix Received header names qid, or None."""
-    pat = re.compile(rb"\(Postfix\) with E?SMTPS?A? id " + qid.encode() + rb"\b")
+    """The delivered file whose Postfix (or Sendmail: "(8.17.1.9/...)")
+    Received header names qid, or None."""
+    pat = re.compile(rb"\((?:Postfix|[0-9.]+/[^)]*)\) with E?SMTPS?A? id " + qid.encode() +
+                     rb"\b")
     for path in delivered_files(env):
         try:
             with open(path, "rb") as fp:
@@ -157,6 +170,42 @@ def find_delivered(env, qid):
         if pat.search(head):
             return path
     return None
+
+
+def _sendmail_queue(env):
+    """Queue ids in a Sendmail queue directory: qf (queued), hf
+    (quarantined: held) and Qf (lost: unreadable) files."""
+    try:
+        names = os.listdir(env["LAB_QUEUE_DIR"])
+    except OSError as e:
+        raise LabError("cannot read the Sendmail queue: %s" % e)
+    return sorted(n[2:] for n in names if n[:2] in ("qf", "hf", "Qf"))
+
+
+def queue_ids(env, unknown=None):
+    """Queue ids still in the lab MTA's queue (held ones too).  When
+    Postfix's postqueue cannot tell (mail system down): unknown if given,
+    else LabError; never an empty list that would pass for an empty queue."""
+    if env.get("LAB_MTA") == "sendmail":
+        return _sendmail_queue(env)
+    r = subprocess.run(["postqueue", "-c", env["LAB_POSTFIX_CONF"], "-p"],
+                       capture_output=True, timeout=60)
+    ids = re.findall(rb"^([0-9A-F]{6,})[*!]?\s", r.stdout, re.M)
+    if r.returncode != 0 or (not ids and b"Mail queue is empty" not in r.stdout):
+        if unknown is not None:
+            return unknown
+        raise LabError("postqueue -p: rc %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:]
+                                                     .decode("utf-8", "replace")))
+    return [i.decode() for i in ids]
+
+
+def flush_queue(env):
+    """Deliver what is queued now: postqueue -f, or one Sendmail queue run."""
+    if env.get("LAB_MTA") == "sendmail":
+        argv = [env["LAB_SENDMAIL_BIN"], "-C", env["LAB_SENDMAIL_CF"], "-q"]
+    else:
+        argv = ["postqueue", "-c", env["LAB_POSTFIX_CONF"], "-f"]
+    subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
 
 
 def wait_delivered(env, qid, timeout=60):

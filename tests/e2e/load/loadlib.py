@@ -32,7 +32,7 @@ import labsmtp  # noqa: E402
 
 LAB = os.path.join(TOP, "tests", "lab")
 TOKEN_RE = re.compile(rb"ktok-[0-9a-z]+-[0-9]+")
-QUEUED_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
+QUEUED_RE = labsmtp.QUEUED_RE
 
 
 def run(argv, input=None, ok=True, timeout=120, env=None):
@@ -68,7 +68,7 @@ class Lab:
     def up(self):
         e = dict(os.environ)
         for k in list(e):
-            if k.startswith("LAB_") or k.startswith("KMILTER_CONF"):
+            if (k.startswith("LAB_") and k != "LAB_MTA") or k.startswith("KMILTER_CONF"):
                 del e[k]
         e["KM_BUILD"] = BUILD
         if self.policy:
@@ -155,20 +155,17 @@ class Lab:
         return wait_for(once, 5, step=0.1) or {}
 
     def postqueue(self, unknown=None):
-        """Queue ids still in Postfix's queue.  When postqueue cannot tell
-        (mail system down): unknown if given, else a Failure; never an
-        empty list that would pass for an empty queue."""
-        r = run(["postqueue", "-c", self.env["LAB_POSTFIX_CONF"], "-p"], ok=False)
-        ids = re.findall(rb"^([0-9A-F]{6,})[*!]?\s", r.stdout, re.M)
-        if r.returncode != 0 or (not ids and b"Mail queue is empty" not in r.stdout):
-            if unknown is not None:
-                return unknown
-            raise Failure("postqueue -p: rc %d: %s" % (r.returncode, (r.stderr or r.stdout)[-300:]
-                                                       .decode("utf-8", "replace")))
-        return [i.decode() for i in ids]
+        """Queue ids still in the MTA's queue (Postfix's postqueue -p, or
+        Sendmail's queue directory: labsmtp.queue_ids).  When postqueue
+        cannot tell (mail system down): unknown if given, else a Failure;
+        never an empty list that would pass for an empty queue."""
+        try:
+            return labsmtp.queue_ids(self.env, unknown)
+        except labsmtp.LabError as e:
+            raise Failure(str(e))
 
     def flush(self):
-        run(["postqueue", "-c", self.env["LAB_POSTFIX_CONF"], "-f"], ok=False)
+        labsmtp.flush_queue(self.env)
 
     def redis_cli(self, *args):
         with open(self.env["LAB_REDIS_PASSWORD_FILE"]) as fp:
@@ -615,7 +612,7 @@ def log_lines_for(lab, qids):
     want = set(qids)
     out = {}
     for line in lab.log_text().splitlines():
-        m = re.match(rb"\S+ kmilter: ([0-9A-F]+): from=<", line)
+        m = re.match(rb"\S+ kmilter: ([0-9A-Za-z]+): from=<", line)
         if m and m.group(1).decode() in want:
             out[m.group(1).decode()] = labsmtp.parse_log_line(line.decode("utf-8", "replace"))
     return out
