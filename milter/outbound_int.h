@@ -2,12 +2,13 @@
 #define KMILTER_MILTER_OUTBOUND_INT_H
 /*
  * NAME
- *	outbound_int - what outbound.c, outbound_rcpt.c and outbound_stream.c
- *	share
+ *	outbound_int - what the outbound modules share (outbound.c,
+ *	outbound_entity.c, outbound_rcpt.c, outbound_stream.c)
  * SUMMARY
  *	struct out_job; outbound_make_entity(), outbound_encrypt_to(),
- *	outbound_seven_bit_clean(), outbound_digest(), outbound_cipher() in
- *	outbound.c; outbound_rewrite_stream() in outbound_stream.c;
+ *	outbound_sender_cert(), outbound_seven_bit_clean(), outbound_digest(),
+ *	outbound_cipher() in outbound_entity.c (used by both rewrite paths);
+ *	outbound_rewrite_stream() in outbound_stream.c;
  *	outbound_lookup_cert() in outbound_rcpt.c.
  * DESCRIPTION
  *	One outbound decision is a struct out_job.  A message whose body is
@@ -71,6 +72,7 @@ struct out_job {
 int		 outbound_make_entity(struct out_job *, const unsigned char *body,
 		    size_t bodylen);
 int		 outbound_encrypt_to(struct out_job *);
+enum km_status	 outbound_sender_cert(struct out_job *, char *err, size_t errlen);
 int		 outbound_seven_bit_clean(const char *, size_t, size_t *line);
 enum smime_digest outbound_digest(int);
 enum smime_cipher outbound_cipher(int);
