@@ -270,6 +270,10 @@ fi
 
 # --- the gateway's own signing key: L1 only, never Redis ---
 if P signing-enroll alice@example.org >/dev/null; then
+	# the signer lookup reads alice's escrow level (her decryption key
+	# set, which L2 caches as any key lookup does): warm it first, so that
+	# what the lookup adds is only what the signing key itself would add
+	P keys alice@example.org >/dev/null 2>&1
 	rcli --scan | sort > "$D/keys.before"
 	out=$(P signer alice@example.org)
 	expect signer_loaded "$out" '^signer ok .*alice@example.org.* chain=1'
