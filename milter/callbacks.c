@@ -579,8 +579,11 @@ failed_verdict(struct verdict *v, const struct message *m)
 	}
 	verdict_tempfail(v, "%s", m->failure);
 	if (m->over_budget) {
+		/* the log line says which limit or which spool error */
 		snprintf(v->xcode, sizeof(v->xcode), "4.3.2");
-		snprintf(v->reply, sizeof(v->reply), "system busy, try again later");
+		snprintf(v->reply, sizeof(v->reply), "%s, try again later",
+		    strncmp(m->failure, "spool", 5) == 0 ?
+		    "spool full or unwritable" : "system busy");
 	}
 }
 

@@ -15,7 +15,8 @@ on a running kmilter (issue 13, item 10).
     (downgraded_outbound; kmilter_downgraded_total in the Prometheus format);
   - a full spool: in the same namespace milter.spool_dir is a 256 kB tmpfs
     (write() fails with ENOSPC, as on a full disk); a larger message gets
-    451 4.3.0, the log line says why, nothing is delivered or queued; with
+    451 4.3.2 (spool full or unwritable), the log line says why, nothing is
+    delivered or queued; with
     room again the same message is delivered whole;
   - invalidation: a correspondent's certificate re-imported with kmctl
     while kmilter runs (its old one in kmilter's memory cache, which alone
@@ -647,7 +648,7 @@ def in_namespace(*argv):
     return L.run(["nsenter", "-t", str(S["proc"].pid), "-m", "--"] + list(argv), ok=False)
 
 
-@suite.case("a full spool: 451 4.3.0, a clear log line, nothing delivered; with room it goes whole")
+@suite.case("a full spool: 451 4.3.2, a clear log line, nothing delivered; with room it goes whole")
 def _():
     need_namespace()
     r = in_namespace("df", "-k", "--output=size,fstype", S["spool"])
@@ -659,7 +660,8 @@ def _():
         check(False, "a 600 kB message through a full 256 kB spool was accepted (%s)" % qid)
     except smtplib.SMTPDataError as e:
         code, resp = e.smtp_code, e.smtp_error.decode("latin-1")
-    check(code == 451 and resp.startswith("4.3.0"), "reply to a full spool: %d %s" % (code, resp))
+    check(code == 451 and resp.startswith("4.3.2") and "spool full or unwritable" in resp,
+          "reply to a full spool: %d %s" % (code, resp))
     got = wait_for(lambda: S["syslog"].find(r": from=<%s> .*result=tempfail" % OUTSIDER, mark), 10)
     check(got, "no tempfail line for the message")
     text = got[0][4]
