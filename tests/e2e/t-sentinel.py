@@ -404,6 +404,17 @@ def _():
     L.send_all(S["env"], msgs, sessions=3)
     first = settle(msgs, "after SENTINEL FAILOVER")
     check(first.get("tempfail", 0) == 0, "%d messages got a 4xx" % first.get("tempfail", 0))
+    # a cache write is best effort: one lost in the switch (seen once in a
+    # full run) is not a failure to follow; a kmilter that never follows
+    # writes nothing to the new master however many batches it gets
+    for attempt in range(1, 3):
+        if set_calls(new) > base:
+            break
+        print("INFO no write on the new master after batch %d: one more batch" % attempt,
+              flush=True)
+        more = stream(8, seed=40 + attempt)
+        L.send_all(S["env"], more, sessions=1)
+        settle(more, "after SENTINEL FAILOVER, batch %d" % (attempt + 1))
     check(set_calls(new) > base, "no write reached the new master %d" % new)
     check(kmilter_clients(old) == 0, "kmilter still talks to the old master %d" % old)
 
