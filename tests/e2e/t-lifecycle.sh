@@ -23,14 +23,6 @@ suite_need_cmd /usr/bin/pykmip-server
 
 . "$top/tests/lablib/kmpair.sh"
 kmpair_up t-lifecycle 26000
-has() { grep -q -- "$1" "$out"; }
-why() { echo "rc=$rc $(head -c 600 "$err") | $(head -c 600 "$out")"; }
-now_ms() { date +%s%3N; }
-# gens ADDR: "ACTIVE/TOTAL" generations of ADDR
-gens() {
-	$K show "$1" > "$lab/show" 2>/dev/null
-	echo "$(grep -c 'generation [0-9]* state Active' "$lab/show")/$(grep -c '^[^ ].* generation [0-9]* state' "$lab/show")"
-}
 # decrypts ADDR: a message encrypted to ADDR's current certificate opens
 # with the key the KM gives back for it
 decrypts() {

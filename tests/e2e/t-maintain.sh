@@ -16,14 +16,6 @@ suite_need_cmd /usr/bin/pykmip-server
 
 . "$top/tests/lablib/kmpair.sh"
 kmpair_up t-maintain 27000
-has() { grep -q -- "$1" "$out"; }
-why() { echo "rc=$rc $(head -c 400 "$err") $(head -c 400 "$out")"; }
-now_ms() { date +%s%3N; }
-# gens ADDR: "ACTIVE/TOTAL" generations of ADDR
-gens() {
-	$K show "$1" > "$lab/show" 2>/dev/null
-	echo "$(grep -c 'generation [0-9]* state Active' "$lab/show")/$(grep -c '^[^ ].* generation [0-9]* state' "$lab/show")"
-}
 # enroll_all DAYS ADDR...: enroll each, 4 at a time
 enroll_all() {
 	_d=$1; shift

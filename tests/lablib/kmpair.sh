@@ -1,4 +1,4 @@
-# kmpair.sh - the set-up t-kmctl.sh and t-maintain.sh share: two real
+# kmpair.sh - the set-up t-kmctl.sh, t-maintain.sh and t-lifecycle.sh share: two real
 # PyKMIP servers on 127.0.0.1 (km.sh), an organization CA, and a
 # kmilter.conf naming them.  Source it after tests/lib/suite.sh and
 # km.sh, then call
@@ -6,7 +6,8 @@
 # which sets lab (a temporary directory, removed at exit with both
 # servers stopped by pid), p1, p2, pki, conf, K (kmctl -c conf),
 # P (keymodel-probe -c conf), out, err, and defines run CMD...
-# (output to $out/$err, status in $rc).  KM_PORT_BASE overrides the
+# (output to $out/$err, status in $rc), has TEXT, why, now_ms and
+# gens ADDR.  KM_PORT_BASE overrides the
 # port base.  Exits with a FAIL line when a server or the CA cannot be made.
 
 kmpair_cleanup() {
@@ -63,3 +64,12 @@ EOF
 }
 
 run() { "$@" >"$out" 2>"$err"; rc=$?; }
+# has TEXT: the last run's output holds TEXT; why: what to print on a FAIL
+has() { grep -q -- "$1" "$out"; }
+why() { echo "rc=$rc $(head -c 600 "$err") | $(head -c 600 "$out")"; }
+now_ms() { date +%s%3N; }
+# gens ADDR: "ACTIVE/TOTAL" generations of ADDR
+gens() {
+	$K show "$1" > "$lab/show" 2>/dev/null
+	echo "$(grep -c 'generation [0-9]* state Active' "$lab/show")/$(grep -c '^[^ ].* generation [0-9]* state' "$lab/show")"
+}
