@@ -5,13 +5,17 @@
  *	#include "milterrun.h"
  *	int milterrun(const char *name, struct smfiDesc *desc,
  *	    const char *sock, const char *pidfile, int timeout);
+ *	int milterrun_main(const char *name, struct smfiDesc *desc,
+ *	    int argc, char **argv, int *flag_a);
  * DESCRIPTION
  *	milterrun() opens sock with mode 0666 (Postfix's smtpd, user postfix,
  *	connects to it), registers desc, writes our pid to pidfile (when not
  *	NULL; atomically, readers never see it empty), runs smfi_main() until
  *	SIGTERM/SIGINT and removes the pid file.  For the milters in
  *	tests/tools (nullmilter, rewritemilter): header-only, as each tool is
- *	one .c file.
+ *	one .c file.  milterrun_main() parses their common command line
+ *	(-p socket, -P pidfile, -T timeout; -a sets *flag_a when flag_a is not
+ *	NULL), prints the usage and exits 2 on a bad one, then milterrun().
  * ERRORS
  *	Returns 1 with a message on stderr (prefixed with name) when start-up
  *	or smfi_main fails, 0 otherwise.
@@ -24,6 +28,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -75,6 +80,48 @@ milterrun(const char *name, struct smfiDesc *desc, const char *sock,
 	if (pidfile != NULL)
 		unlink(pidfile);
 	return rc == MI_SUCCESS ? 0 : 1;
+}
+
+/* milterrun_usage - print the command line and exit */
+static void
+milterrun_usage(const char *name, int flag_a)
+{
+	fprintf(stderr, "usage: %s -p unix:/path|inet:port@host%s [-P pidfile] [-T timeout]\n",
+	    name, flag_a ? " [-a]" : "");
+	exit(2);
+}
+
+/* milterrun_main - parse the common arguments, open the socket, run libmilter */
+static int
+milterrun_main(const char *name, struct smfiDesc *desc, int argc, char **argv,
+    int *flag_a)
+{
+	const char *sock = NULL, *pidfile = NULL;
+	int ch, timeout = 300;
+
+	while ((ch = getopt(argc, argv, flag_a != NULL ? "ap:P:T:" : "p:P:T:")) != -1) {
+		switch (ch) {
+		case 'a':
+			*flag_a = 1;
+			break;
+		case 'p':
+			sock = optarg;
+			break;
+		case 'P':
+			pidfile = optarg;
+			break;
+		case 'T':
+			timeout = atoi(optarg);
+			if (timeout <= 0)
+				milterrun_usage(name, flag_a != NULL);
+			break;
+		default:
+			milterrun_usage(name, flag_a != NULL);
+		}
+	}
+	if (sock == NULL || optind != argc)
+		milterrun_usage(name, flag_a != NULL);
+	return milterrun(name, desc, sock, pidfile, timeout);
 }
 
 #endif

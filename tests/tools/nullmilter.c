@@ -226,42 +226,9 @@ static struct smfiDesc null_desc = {
 	.xxfi_negotiate = null_negotiate,
 };
 
-/* usage - print the command line and exit */
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: nullmilter -p unix:/path|inet:port@host [-a] [-P pidfile] [-T timeout]\n");
-	exit(2);
-}
-
 /* main - parse arguments, open the socket, run libmilter */
 int
 main(int argc, char **argv)
 {
-	const char *sock = NULL, *pidfile = NULL;
-	int ch, timeout = 300;
-
-	while ((ch = getopt(argc, argv, "ap:P:T:")) != -1) {
-		switch (ch) {
-		case 'a':
-			every_step = 1;
-			break;
-		case 'p':
-			sock = optarg;
-			break;
-		case 'P':
-			pidfile = optarg;
-			break;
-		case 'T':
-			timeout = atoi(optarg);
-			if (timeout <= 0)
-				usage();
-			break;
-		default:
-			usage();
-		}
-	}
-	if (sock == NULL || optind != argc)
-		usage();
-	return milterrun("nullmilter", &null_desc, sock, pidfile, timeout);
+	return milterrun_main("nullmilter", &null_desc, argc, argv, &every_step);
 }

@@ -253,39 +253,9 @@ static struct smfiDesc rw_desc = {
 	.xxfi_negotiate = rw_negotiate,
 };
 
-/* usage - print the command line and exit */
-static void
-usage(void)
-{
-	fprintf(stderr, "usage: rewritemilter -p unix:/path|inet:port@host [-P pidfile] [-T timeout]\n");
-	exit(2);
-}
-
 /* main - parse arguments, open the socket, run libmilter */
 int
 main(int argc, char **argv)
 {
-	const char *sock = NULL, *pidfile = NULL;
-	int ch, timeout = 300;
-
-	while ((ch = getopt(argc, argv, "p:P:T:")) != -1) {
-		switch (ch) {
-		case 'p':
-			sock = optarg;
-			break;
-		case 'P':
-			pidfile = optarg;
-			break;
-		case 'T':
-			timeout = atoi(optarg);
-			if (timeout <= 0)
-				usage();
-			break;
-		default:
-			usage();
-		}
-	}
-	if (sock == NULL || optind != argc)
-		usage();
-	return milterrun("rewritemilter", &rw_desc, sock, pidfile, timeout);
+	return milterrun_main("rewritemilter", &rw_desc, argc, argv, NULL);
 }
