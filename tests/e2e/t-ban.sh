@@ -21,7 +21,6 @@ suite_need_cmd /usr/bin/pykmip-server openssl
 . "$top/tests/lablib/kmpair.sh"
 kmpair_up t-ban 32000
 why() { echo "rc=$rc $(head -c 400 "$err")"; }
-has() { grep -q -- "$1" "$out"; }
 err_has() { grep -q -- "$1" "$err"; }
 # kp PORT ARGS... - kmip-probe against the server on PORT, as kmilter
 kp() { _p=$1; shift; "$kprobe" -p "$_p" -C "$pki/ca.crt" -c "$pki/kmilter.crt" \

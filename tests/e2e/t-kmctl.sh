@@ -25,10 +25,8 @@ absent() {
 	grep -q -- "$_pat" "$@"
 	[ $? -eq 1 ]
 }
-has() { grep -q -- "$1" "$out"; }
 err_has() { grep -q -- "$1" "$err"; }
 why() { echo "rc=$rc $(head -c 400 "$err")"; }
-now_ms() { date +%s%3N; }
 printf 'Subject: test\n\nsecret text for the test\n' > "$lab/msg.txt"
 mkdir -p "$lab/k"
 

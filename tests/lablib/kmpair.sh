@@ -1,4 +1,5 @@
-# kmpair.sh - the set-up t-kmctl.sh, t-maintain.sh and t-lifecycle.sh share: two real
+# kmpair.sh - the set-up the kmctl suites share (t-kmctl, t-maintain, t-lifecycle,
+# t-ban, t-export): two real
 # PyKMIP servers on 127.0.0.1 (km.sh), an organization CA, and a
 # kmilter.conf naming them.  Source it after tests/lib/suite.sh and
 # km.sh, then call
