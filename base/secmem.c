@@ -29,7 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
 
 #include "log.h"
 #include "secmem.h"
@@ -220,7 +219,7 @@ slab_free(unsigned char *p)
 	if (c->base + i * c->bsize != p || !(c->used[i / 64] & ((uint64_t)1 << (i % 64))))
 		log_panic("secmem: free of %p, not an allocated block", (void *)p);
 	UNPOISON(p, c->bsize);
-	OPENSSL_cleanse(p, c->bsize);
+	explicit_bzero(p, c->bsize);
 	POISON(p, c->bsize);
 	c->used[i / 64] &= ~((uint64_t)1 << (i % 64));
 	c->nfree++;
@@ -314,7 +313,7 @@ big_free(unsigned char *p)
 	if (m == NULL)
 		return 0;
 	UNPOISON(m->p, m->maplen);
-	OPENSSL_cleanse(m->p, m->maplen);
+	explicit_bzero(m->p, m->maplen);
 	POISON(m->p, m->maplen);
 	if (spare_keep(m))
 		return 1;
@@ -338,7 +337,7 @@ void
 secmem_wipe(void *p, size_t len)
 {
 	if (p != NULL && len > 0)
-		OPENSSL_cleanse(p, len);
+		explicit_bzero(p, len);
 }
 
 /* secmem_free - wipe and release; returns NULL */
@@ -349,7 +348,7 @@ secmem_free(void *p, size_t len)
 		return NULL;
 	if (slab_free(p) || big_free(p))
 		return NULL;
-	OPENSSL_cleanse(p, len);	/* a malloc'd buffer holding a secret */
+	explicit_bzero(p, len);	/* a malloc'd buffer holding a secret */
 	free(p);
 	return NULL;
 }

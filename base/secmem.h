@@ -13,7 +13,7 @@
  *	still allocates.  Up to 4096 bytes come from 64 KiB slabs of blocks
  *	of one power-of-two size (32 .. 4096), so small secrets do not cost a
  *	page each; larger ones get a page-rounded mapping of their own.
- *	secmem_free(p, len) wipes the whole block with OPENSSL_cleanse (which
+ *	secmem_free(p, len) wipes the whole block with explicit_bzero (which
  *	the compiler cannot remove), then returns a slab block to its slab
  *	(mapped, locked, zero) or unmaps a mapping (up to 1 MiB of
  *	wiped mappings are kept, locked, for reuse).  Given memory that did not
