@@ -62,14 +62,25 @@ src_read(const struct smime_source *src, size_t pos, unsigned char *buf, size_t 
 static size_t
 crlf_chunk(const unsigned char *raw, size_t n, unsigned char *buf, int *prev)
 {
-	size_t o = 0;
+	const unsigned char *p = raw, *end = raw + n, *nl;
+	size_t o = 0, run;
 
-	for (size_t i = 0; i < n; i++) {
-		if (raw[i] == '\n' && *prev != '\r')
+	if (n == 0)
+		return 0;
+	/* copy runs up to each LF, inserting CR where the byte before is not one */
+	while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		run = (size_t)(nl - p);
+		memcpy(buf + o, p, run);
+		o += run;
+		if ((run > 0 ? nl[-1] : *prev) != '\r')
 			buf[o++] = '\r';
-		buf[o++] = raw[i];
-		*prev = raw[i];
+		buf[o++] = '\n';
+		*prev = '\n';
+		p = nl + 1;
 	}
+	memcpy(buf + o, p, (size_t)(end - p));
+	o += (size_t)(end - p);
+	*prev = raw[n - 1];
 	return o;
 }
 
