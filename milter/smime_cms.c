@@ -12,6 +12,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 
+#include "cms_certs.h"
 #include "log.h"
 #include "mime.h"
 #include "secmem.h"
@@ -35,6 +36,9 @@ smime_der_to_cms(const unsigned char *der, size_t len, CMS_ContentInfo **out,
 		    "malformed CMS: too large");
 		return KM_PROTO;
 	}
+	/* A signature's certificates, parsed once per sender (cms_certs.h). */
+	if (cms_certs_d2i(der, len, out))
+		return KM_OK;
 	/* d2i straight from the buffer: d2i_CMS_bio() would copy it. */
 	*out = d2i_CMS_ContentInfo(NULL, &p, (long)len);
 	if (*out == NULL)
