@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +29,24 @@
 
 #define SEAL_SALT	"kmilter-seal-v1"
 
+#define NAME_SLOTS	512	/* names kept per key (direct-mapped) */
+#define NAME_MSG_MAX	(SEAL_KIND_MAX + 1 + SEAL_ADDR_MAX)
+
+/* One computed name: what was hashed (kind, 0, lower(addr)) and its hex. */
+struct name_slot {
+	size_t		 n;		/* 0: empty */
+	unsigned char	 msg[NAME_MSG_MAX];
+	char		 hex[SEAL_HASH_HEXLEN + 1];
+};
+
 struct seal_key {
 	unsigned char	aead[32];
 	unsigned char	name[32];
 	EVP_MAC_CTX	*name_mac;	/* HMAC-SHA256 keyed with name, never
 					 * used itself: keyed_hex() dups it */
+	pthread_mutex_t	 names_mtx;	/* guards names */
+	struct name_slot *names;	/* the last names computed: the same
+					 * few addresses come in every message */
 };
 
 /* name_mac_new - an HMAC-SHA256 context keyed with key, for copies */
@@ -108,10 +123,15 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HKDF-SHA256 failed");
 		return seal_key_free(key);
 	}
+	pthread_mutex_init(&key->names_mtx, NULL);
 	if ((key->name_mac = name_mac_new(key->name, sizeof(key->name))) ==
 	    NULL) {
 		log_openssl("seal: HMAC");
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HMAC-SHA256 failed");
+		return seal_key_free(key);
+	}
+	if ((key->names = calloc(NAME_SLOTS, sizeof(*key->names))) == NULL) {
+		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return seal_key_free(key);
 	}
 	return key;
@@ -121,8 +141,11 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 struct seal_key *
 seal_key_free(struct seal_key *key)
 {
-	if (key != NULL)
+	if (key != NULL) {
 		EVP_MAC_CTX_free(key->name_mac);	/* wipes its key copy */
+		free(key->names);
+		pthread_mutex_destroy(&key->names_mtx);
+	}
 	return secmem_free(key, sizeof(*key));
 }
 
@@ -279,6 +302,44 @@ valid_kind(const char *kind)
 	return n >= 1 && n <= SEAL_KIND_MAX;
 }
 
+/* name_slot_of - the slot a hashed message belongs in (FNV-1a) */
+static struct name_slot *
+name_slot_of(struct seal_key *key, const unsigned char *msg, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ msg[i]) * 16777619u;
+	return &key->names[h % NAME_SLOTS];
+}
+
+/* name_kept - the hex of msg into out if it was computed lately; 1 if so */
+static int
+name_kept(struct seal_key *key, const unsigned char *msg, size_t n, char *out)
+{
+	struct name_slot *sl = name_slot_of(key, msg, n);
+	int hit;
+
+	pthread_mutex_lock(&key->names_mtx);
+	if ((hit = sl->n == n && memcmp(sl->msg, msg, n) == 0))
+		memcpy(out, sl->hex, sizeof(sl->hex));
+	pthread_mutex_unlock(&key->names_mtx);
+	return hit;
+}
+
+/* name_keep - remember the hex of msg, in place of its slot's last one */
+static void
+name_keep(struct seal_key *key, const unsigned char *msg, size_t n, const char *hex)
+{
+	struct name_slot *sl = name_slot_of(key, msg, n);
+
+	pthread_mutex_lock(&key->names_mtx);
+	sl->n = n;
+	memcpy(sl->msg, msg, n);
+	memcpy(sl->hex, hex, sizeof(sl->hex));
+	pthread_mutex_unlock(&key->names_mtx);
+}
+
 /* keyed_hex - hex(HMAC(namekey, kind || 0 || lower(addr))) into out */
 static enum km_status
 keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
@@ -307,6 +368,8 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 			return KM_PROTO;
 		msg[n++] = (unsigned char)tolower(ch);
 	}
+	if (name_kept((struct seal_key *)key, msg, n, out))
+		return KM_OK;
 	/* a copy of the keyed context: no fetch, no key schedule per call */
 	ok = (ctx = EVP_MAC_CTX_dup(key->name_mac)) != NULL &&
 	    EVP_MAC_update(ctx, msg, n) == 1 &&
@@ -321,6 +384,7 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 		out[2 * i + 1] = hexd[mac[i] & 0xf];
 	}
 	out[2 * maclen] = '\0';
+	name_keep((struct seal_key *)key, msg, n, out);
 	return KM_OK;
 }
 

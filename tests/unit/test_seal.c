@@ -287,6 +287,37 @@ TEST(names_known_answer)
 	seal_key_free(k);
 }
 
+/* names come from a table of the last ones computed: a key that has seen
+ * 3,000 addresses (each twice, every slot reused) names each one as a
+ * fresh key does; a kind or a case change is another name, not a stale one */
+TEST(names_kept_are_right)
+{
+	struct seal_key *a, *b;
+	char addr[64], na[SEAL_NAME_MAX], nb[SEAL_NAME_MAX];
+	char ha[SEAL_HASH_HEXLEN + 1], hb[SEAL_HASH_HEXLEN + 1];
+
+	CHECK((a = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL)) != NULL);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 3000; i++) {
+			snprintf(addr, sizeof(addr), "user%d@Example.org", i);
+			CHECK((b = seal_key_from_bytes(ikm1, SEAL_KEY_LEN, NULL)) != NULL);
+			CHECK_EQ_INT(seal_name_hash(a, addr, ha), KM_OK);
+			CHECK_EQ_INT(seal_name_hash(b, addr, hb), KM_OK);
+			CHECK_EQ_STR(ha, hb);
+			CHECK_EQ_INT(seal_entry_name(a, round ? "cert" : "enckey", addr, na), KM_OK);
+			CHECK_EQ_INT(seal_entry_name(b, round ? "cert" : "enckey", addr, nb), KM_OK);
+			CHECK_EQ_STR(na, nb);
+			CHECK(strcmp(na + 3, ha) != 0);
+			seal_key_free(b);
+		}
+	}
+	/* the same address in another case is the same name (lower-cased) */
+	CHECK_EQ_INT(seal_name_hash(a, "USER7@example.ORG", hb), KM_OK);
+	CHECK_EQ_INT(seal_name_hash(a, "user7@example.org", ha), KM_OK);
+	CHECK_EQ_STR(ha, hb);
+	seal_key_free(a);
+}
+
 TEST(bad_key_bytes)
 {
 	struct kmerr err;
@@ -422,6 +453,7 @@ static const struct test_case tests[] = {
 	T(refused),
 	T(names),
 	T(names_known_answer),
+	T(names_kept_are_right),
 	T(bad_key_bytes),
 	T(key_file),
 	{ 0 }
