@@ -5,6 +5,7 @@
  * IssuerAndSerialNumber choice) naming the certificate to encrypt to.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,23 +73,21 @@ out:
 	return a;
 }
 
-/*
- * smime_add_caps - SMIMECapabilities: AES-256-GCM, AES-256-CBC,
- * AES-128-CBC, then RSAES-OAEP (SHA-256); 1, or 0 with OpenSSL's error
- * queued
- */
-int
-smime_add_caps(CMS_SignerInfo *si)
+/* caps_der - the SMIMECapabilities value, DER: AES-256-GCM, AES-256-CBC,
+   AES-128-CBC, then RSAES-OAEP (SHA-256); *len 0 on failure */
+static unsigned char *
+caps_der(int *len)
 {
 	static const int ciphers[] = { NID_aes_256_gcm, NID_aes_256_cbc,
 	    NID_aes_128_cbc };
 	STACK_OF(X509_ALGOR) *caps = sk_X509_ALGOR_new_null();
+	unsigned char *der = NULL;
 	X509_ALGOR *a;
 	size_t i;
-	int ok = 0;
 
+	*len = 0;
 	if (caps == NULL)
-		return 0;
+		return NULL;
 	for (i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++) {
 		if ((a = algor_nid(ciphers[i])) == NULL ||
 		    !sk_X509_ALGOR_push(caps, a)) {
@@ -100,10 +99,35 @@ smime_add_caps(CMS_SignerInfo *si)
 		X509_ALGOR_free(a);
 		goto out;
 	}
-	ok = CMS_add_smimecap(si, caps);
+	if ((*len = i2d_X509_ALGORS(caps, &der)) <= 0)
+		*len = 0;
 out:
 	sk_X509_ALGOR_pop_free(caps, X509_ALGOR_free);
-	return ok;
+	return der;
+}
+
+static unsigned char *caps_value;	/* caps_der(), made once, kept */
+static int caps_len;
+static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+
+/* caps_init - make the SMIMECapabilities value once */
+static void
+caps_init(void)
+{
+	caps_value = caps_der(&caps_len);
+}
+
+/*
+ * smime_add_caps - SMIMECapabilities (caps_der(), encoded once: what
+ * CMS_add_smimecap() would build each time); 1, or 0 with OpenSSL's error
+ * queued
+ */
+int
+smime_add_caps(CMS_SignerInfo *si)
+{
+	pthread_once(&caps_once, caps_init);
+	return caps_len > 0 && CMS_signed_add1_attr_by_NID(si, NID_SMIMECapabilities,
+	    V_ASN1_SEQUENCE, caps_value, caps_len);
 }
 
 /*
