@@ -53,15 +53,17 @@ follow(struct cache *c)
 		c->health.retry_at = 0;
 }
 
-/* acquire - a pooled or new connection, or NULL while backing off */
+/* acquire - a pooled or new connection, or NULL while backing off; *gen
+ * is the master generation it belongs to (for release) */
 static redisContext *
-acquire(struct cache *c, int *fresh)
+acquire(struct cache *c, int *fresh, unsigned *gen)
 {
 	redisContext *ctx;
 	struct kmerr err;
 
 	pthread_mutex_lock(&c->mtx);
 	follow(c);
+	*gen = c->gen;
 	if (c->nidle > 0) {
 		ctx = c->idle[--c->nidle];
 		pthread_mutex_unlock(&c->mtx);
@@ -90,13 +92,15 @@ acquire(struct cache *c, int *fresh)
 	return ctx;
 }
 
-/* release - give a healthy connection back to the pool */
+/* release - give a healthy connection back to the pool, unless the master
+ * moved since it was acquired (generation gen): then it goes to the old one */
 static void
-release(struct cache *c, redisContext *ctx)
+release(struct cache *c, redisContext *ctx, unsigned gen)
 {
 	pthread_mutex_lock(&c->mtx);
 	cache_conn_health_ok(&c->health, &c->conn);
-	if (c->nidle < c->pool_size) {
+	follow(c);
+	if (gen == c->gen && c->nidle < c->pool_size) {
 		c->idle[c->nidle++] = ctx;
 		ctx = NULL;
 	}
@@ -111,7 +115,7 @@ release(struct cache *c, redisContext *ctx)
  * (the Sentinels are asked again), an outage until it is found.  Others (OOM, WRONGTYPE) keep the connection; their log line is
  * rate-limited like an outage. */
 static enum km_status
-refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
+refused(struct cache *c, redisContext *ctx, unsigned gen, const char *what, const char *msg)
 {
 	char reason[128];
 	int64_t now = clock_ms();
@@ -138,7 +142,7 @@ refused(struct cache *c, redisContext *ctx, const char *what, const char *msg)
 		log_warnx("cache: redis %s: %s", c->conn.where, reason);
 	}
 	pthread_mutex_unlock(&c->mtx);
-	release(c, ctx);
+	release(c, ctx, gen);
 	return KM_PROTO;
 }
 
@@ -155,21 +159,22 @@ run(struct cache *c, const char *what, int argc, const char **argv,
 	enum km_status st;
 	char err[160];
 	int fresh, attempt;
+	unsigned gen;
 
 	*reply = NULL;
 	for (attempt = 0; attempt < 2; attempt++) {
-		if ((ctx = acquire(c, &fresh)) == NULL)
+		if ((ctx = acquire(c, &fresh, &gen)) == NULL)
 			return KM_TEMPFAIL;
 		cache_conn_guard_begin(&g);
 		r = redisCommandArgv(ctx, argc, argv, argvlen);
 		cache_conn_guard_end(&g);
 		if (r != NULL) {
 			if (r->type == REDIS_REPLY_ERROR) {
-				st = refused(c, ctx, what, r->str);
+				st = refused(c, ctx, gen, what, r->str);
 				freeReplyObject(r);
 				return st;
 			}
-			release(c, ctx);
+			release(c, ctx, gen);
 			*reply = r;
 			return KM_OK;
 		}
