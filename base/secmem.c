@@ -29,7 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #include "log.h"
 #include "secmem.h"
 

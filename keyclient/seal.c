@@ -118,12 +118,12 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
+	pthread_mutex_init(&key->names_mtx, NULL);
 	if (!hkdf(ikm, len, "aead", key->aead, sizeof(key->aead)) ||
 	    !hkdf(ikm, len, "name", key->name, sizeof(key->name))) {
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HKDF-SHA256 failed");
 		return seal_key_free(key);
 	}
-	pthread_mutex_init(&key->names_mtx, NULL);
 	if ((key->name_mac = name_mac_new(key->name, sizeof(key->name))) ==
 	    NULL) {
 		log_openssl("seal: HMAC");
