@@ -10,8 +10,9 @@
 # Env: KM_TOP, KM_BUILD, KM_PORT_BASE (default 26000 + pid % 1000 * 10),
 #      KM_BULK_N (users per bulk run for the FIGURE lines, default 20; 0:
 #      no figures), KM_MAINT_DUE (of the users then, due for renewal for the
-#      maintain FIGURE, default 5).  tests/bench/run --only lifecycle runs
-#      it with 1,000 and 100.
+#      maintain FIGURE, default 5), KM_BULK_JOBS (the --jobs of each bulk
+#      pass, default "1 4"), KM_IO_TIMEOUT_MS (kmpair.sh).
+#      tests/bench/run --only lifecycle runs it with 1,000 and 100.
 # bash: km_stop uses "kill -- -PGID".
 . "$(dirname "$0")/../lib/suite.sh"
 kmctl=$build/kmctl
@@ -243,14 +244,20 @@ bulk_file() {
 	for i in $(seq 1 "$2"); do echo "$1-$i@example.com" >> "$lab/$1"; done
 }
 if [ "$N" -gt 0 ]; then
-	for j in 1 4; do
+	for j in ${KM_BULK_JOBS:-1 4}; do
 		bulk_file "fig$j" "$N"
 		km_fresh || fail "bulk_figure_jobs$j" "KM servers did not restart"
 		t0=$(now_ms)
 		run $K enroll --from "$lab/fig$j" --jobs $j
+		failed=$(sed -n 's/^enroll: .* \([0-9]*\) failed.*/\1/p' "$out")
+		# as an administrator would: the same command again picks up
+		# what failed (resumable), counted in the time
+		[ "${failed:-0}" -gt 0 ] && run $K enroll --from "$lab/fig$j" --jobs $j
 		t1=$(now_ms)
-		if [ $rc = 0 ] && has "^enroll: $N addresses, $N enrolled"; then
-			echo "FIGURE bulk enroll --jobs $j: $N users in $((t1 - t0)) ms = $((N * 60000 / (t1 - t0 + 1))) users/min"
+		if [ $rc = 0 ] && has "^enroll: $N addresses, .* 0 failed"; then
+			again=""
+			[ "${failed:-0}" -gt 0 ] && again=" ($failed failed the first time, enrolled by a second run)"
+			echo "FIGURE bulk enroll --jobs $j: $N users in $((t1 - t0)) ms = $((N * 60000 / (t1 - t0 + 1))) users/min$again"
 		else fail "bulk_figure_jobs$j" "$(why)"; fi
 	done
 	bulk_file due "$M"

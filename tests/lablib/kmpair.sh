@@ -9,7 +9,7 @@
 # P (keymodel-probe -c conf), out, err, and defines run CMD...
 # (output to $out/$err, status in $rc), has TEXT, why, now_ms and
 # gens ADDR.  KM_PORT_BASE overrides the
-# port base.  Exits with a FAIL line when a server or the CA cannot be made.
+# port base, KM_IO_TIMEOUT_MS kmctl's KM I/O timeout (5000).  Exits with a FAIL line when a server or the CA cannot be made.
 
 kmpair_cleanup() {
 	km_stop "$lab" km1
@@ -53,7 +53,7 @@ km: {
   client_cert = "$pki/kmilter.crt";
   client_key = "$pki/kmilter.key";
   connect_timeout_ms = 2000;
-  io_timeout_ms = 5000;
+  io_timeout_ms = ${KM_IO_TIMEOUT_MS:-5000};
   org_ca_cert = "$lab/orgca.crt";
   org_ca_key = "$lab/orgca.key";
 };
