@@ -217,7 +217,8 @@ stripped_d2i(const struct layout *lo)
 		CMS_ContentInfo_free(cms);
 		cms = NULL;
 	}
-	secmem_free(buf, total);	/* an opaque signed-data holds its content */
+	secmem_wipe(buf, total);	/* an opaque signed-data holds its content */
+	free(buf);
 	return cms;
 }
 
