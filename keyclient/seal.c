@@ -39,14 +39,18 @@ struct name_slot {
 	char		 hex[SEAL_HASH_HEXLEN + 1];
 };
 
+/* The last names a key computed: the same few addresses come in every message. */
+struct name_table {
+	pthread_mutex_t	 mtx;
+	struct name_slot slot[NAME_SLOTS];
+};
+
 struct seal_key {
 	unsigned char	aead[32];
 	unsigned char	name[32];
 	EVP_MAC_CTX	*name_mac;	/* HMAC-SHA256 keyed with name, never
 					 * used itself: keyed_hex() dups it */
-	pthread_mutex_t	 names_mtx;	/* guards names */
-	struct name_slot *names;	/* the last names computed: the same
-					 * few addresses come in every message */
+	struct name_table *names;
 };
 
 /* name_mac_new - an HMAC-SHA256 context keyed with key, for copies */
@@ -118,7 +122,6 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return NULL;
 	}
-	pthread_mutex_init(&key->names_mtx, NULL);
 	if (!hkdf(ikm, len, "aead", key->aead, sizeof(key->aead)) ||
 	    !hkdf(ikm, len, "name", key->name, sizeof(key->name))) {
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HKDF-SHA256 failed");
@@ -130,10 +133,11 @@ seal_key_from_bytes(const unsigned char *ikm, size_t len, struct kmerr *err)
 		kmerr_set(err, KM_TEMPFAIL, KMERR_NONE, "HMAC-SHA256 failed");
 		return seal_key_free(key);
 	}
-	if ((key->names = calloc(NAME_SLOTS, sizeof(*key->names))) == NULL) {
+	if ((key->names = calloc(1, sizeof(*key->names))) == NULL) {
 		kmerr_set(err, KM_NOMEM, KMERR_NONE, "out of memory");
 		return seal_key_free(key);
 	}
+	pthread_mutex_init(&key->names->mtx, NULL);
 	return key;
 }
 
@@ -143,8 +147,9 @@ seal_key_free(struct seal_key *key)
 {
 	if (key != NULL) {
 		EVP_MAC_CTX_free(key->name_mac);	/* wipes its key copy */
+		if (key->names != NULL)
+			pthread_mutex_destroy(&key->names->mtx);
 		free(key->names);
-		pthread_mutex_destroy(&key->names_mtx);
 	}
 	return secmem_free(key, sizeof(*key));
 }
@@ -304,40 +309,40 @@ valid_kind(const char *kind)
 
 /* name_slot_of - the slot a hashed message belongs in (FNV-1a) */
 static struct name_slot *
-name_slot_of(struct seal_key *key, const unsigned char *msg, size_t n)
+name_slot_of(struct name_table *t, const unsigned char *msg, size_t n)
 {
 	uint32_t h = 2166136261u;
 
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ msg[i]) * 16777619u;
-	return &key->names[h % NAME_SLOTS];
+	return &t->slot[h % NAME_SLOTS];
 }
 
 /* name_kept - the hex of msg into out if it was computed lately; 1 if so */
 static int
-name_kept(struct seal_key *key, const unsigned char *msg, size_t n, char *out)
+name_kept(struct name_table *t, const unsigned char *msg, size_t n, char *out)
 {
-	struct name_slot *sl = name_slot_of(key, msg, n);
+	struct name_slot *sl = name_slot_of(t, msg, n);
 	int hit;
 
-	pthread_mutex_lock(&key->names_mtx);
+	pthread_mutex_lock(&t->mtx);
 	if ((hit = sl->n == n && memcmp(sl->msg, msg, n) == 0))
 		memcpy(out, sl->hex, sizeof(sl->hex));
-	pthread_mutex_unlock(&key->names_mtx);
+	pthread_mutex_unlock(&t->mtx);
 	return hit;
 }
 
 /* name_keep - remember the hex of msg, in place of its slot's last one */
 static void
-name_keep(struct seal_key *key, const unsigned char *msg, size_t n, const char *hex)
+name_keep(struct name_table *t, const unsigned char *msg, size_t n, const char *hex)
 {
-	struct name_slot *sl = name_slot_of(key, msg, n);
+	struct name_slot *sl = name_slot_of(t, msg, n);
 
-	pthread_mutex_lock(&key->names_mtx);
+	pthread_mutex_lock(&t->mtx);
 	sl->n = n;
 	memcpy(sl->msg, msg, n);
 	memcpy(sl->hex, hex, sizeof(sl->hex));
-	pthread_mutex_unlock(&key->names_mtx);
+	pthread_mutex_unlock(&t->mtx);
 }
 
 /* keyed_hex - hex(HMAC(namekey, kind || 0 || lower(addr))) into out */
@@ -368,7 +373,7 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 			return KM_PROTO;
 		msg[n++] = (unsigned char)tolower(ch);
 	}
-	if (name_kept((struct seal_key *)key, msg, n, out))
+	if (name_kept(key->names, msg, n, out))
 		return KM_OK;
 	/* a copy of the keyed context: no fetch, no key schedule per call */
 	ok = (ctx = EVP_MAC_CTX_dup(key->name_mac)) != NULL &&
@@ -384,7 +389,7 @@ keyed_hex(const struct seal_key *key, const char *kind, const char *addr,
 		out[2 * i + 1] = hexd[mac[i] & 0xf];
 	}
 	out[2 * maclen] = '\0';
-	name_keep((struct seal_key *)key, msg, n, out);
+	name_keep(key->names, msg, n, out);
 	return KM_OK;
 }
 
