@@ -326,8 +326,8 @@ def _():
         fp.write("allow-loopback-pinentry\n")
     genv = dict(os.environ, GNUPGHOME=home)
     S["gnupghome"] = home
-    L.run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-           "--import", p12], input=P12PASS.encode(), env=genv)
+    L.run([os.path.join(L.TOP, "tests", "lablib", "gpgsm-import-p12"), p12, passf, crt, key],
+          env=genv)
     L.run(["gpgsm", "--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
            "-o", lab.wpath("g.dec"), "--decrypt", derf], input=P12PASS.encode(), env=genv)
     with open(lab.wpath("g.dec"), "rb") as fp:

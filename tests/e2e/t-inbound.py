@@ -314,8 +314,8 @@ def setup_gpgsm():
     e = {"GNUPGHOME": home}
     run(["gpgsm", "--batch", "--import", path("orgca.crt")], env_extra=e)
     write("gnupg/trustlist.txt", "%s S relax\n" % fingerprint("orgca.crt"), 0o600)
-    run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-         "--import", path("bob.p12")], data=(P12PASS + "\n").encode(), env_extra=e)
+    run([os.path.join(TOP, "tests", "lablib", "gpgsm-import-p12"), path("bob.p12"),
+         path("p12pass"), path("bob.crt"), path("bob.key"), path("orgca.crt")], env_extra=e)
     state["bob_fpr"] = fingerprint("bob.crt")
 
 

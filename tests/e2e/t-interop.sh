@@ -42,9 +42,12 @@ if command -v gpgsm >/dev/null 2>&1; then
 	cafpr=$(openssl x509 -in ca.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
 	if gpgsm --batch --import ca.crt >/dev/null 2>&1 &&
 	    echo "$cafpr S relax" > "$GNUPGHOME/trustlist.txt" &&
-	    gpgsm --batch --pinentry-mode loopback --passphrase-fd 0 --import alice-rsa.p12 < p12pass >/dev/null 2>&1 &&
-	    gpgsm --batch --pinentry-mode loopback --passphrase-fd 0 --import bob-rsa.p12 < p12pass >/dev/null 2>&1; then
+	    "$top/tests/lablib/gpgsm-import-p12" alice-rsa.p12 p12pass alice-rsa.crt alice-rsa.key ca.crt >gimport.out 2>&1 &&
+	    "$top/tests/lablib/gpgsm-import-p12" bob-rsa.p12 p12pass bob-rsa.crt bob-rsa.key ca.crt >>gimport.out 2>&1; then
 		have_gpgsm=1
+		pass gpgsm-imports-test-keys
+	else
+		fail gpgsm-imports-test-keys "$(tail -c 300 gimport.out)"
 	fi
 	alice_fpr=$(openssl x509 -in alice-rsa.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')
 	bob_fpr=$(openssl x509 -in bob-rsa.crt -noout -fingerprint -sha1 | sed 's/.*=//; s/://g')

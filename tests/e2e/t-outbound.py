@@ -46,6 +46,7 @@ from ktest import BUILD, TOP, Failure, Suite, check, check_eq, pid_alive, skip  
 import labsmtp  # noqa: E402
 
 LAB = os.path.join(TOP, "tests", "lab")
+GPGSM_IMPORT_P12 = os.path.join(TOP, "tests", "lablib", "gpgsm-import-p12")
 BIG_MB = float(os.environ.get("T_OUTBOUND_BIG_MB", "5"))
 ALICE = "alice@example.com"
 DAVE = "dave@outside.example"
@@ -412,17 +413,11 @@ def setup_gpgsm(pki):
               ).stdout.decode().split("=", 1)[1].strip().replace(":", "")
     with open(os.path.join(home, "trustlist.txt"), "w") as fp:
         fp.write("%s S relax\n" % fpr)
-    # the agent started first: once in a full CI run an agent started on
-    # demand under load handed gpgsm an empty passphrase ("decryption
-    # failed" on the key bag); a second failure is a real one
-    run(["gpgconf", "--launch", "gpg-agent"], env=genv)
-    for attempt in (1, 2):
-        r = run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-                 "--import", pki["dave.p12"]], input=P12PASS.encode(), env=genv, ok=attempt == 2)
-        if r.returncode == 0:
-            break
-        print("INFO gpgsm --import failed once: %s" % r.stderr[-200:].decode("utf-8", "replace"),
-              flush=True)
+    r = run([GPGSM_IMPORT_P12, pki["dave.p12"], pki["p12pass"], pki["dave.crt"],
+             pki["dave.key"], pki["outca"]], env=genv)
+    for line in r.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("INFO"):
+            print(line, flush=True)
     return genv
 
 
