@@ -471,7 +471,7 @@ static int
 replace_body_from_spool(SMFICTX *ctx, struct spool *body)
 {
 	unsigned char *buf = malloc(REPLACE_CHUNK);
-	size_t off = 0, got;
+	size_t off = 0, got, used = 0;
 	struct kmerr err;
 	int rc = 0;
 
@@ -481,15 +481,19 @@ replace_body_from_spool(SMFICTX *ctx, struct spool *body)
 		if (spool_read(body, off, buf, REPLACE_CHUNK, &got, &err) != KM_OK) {
 			log_warnx("replace body: %s", err.msg);
 			rc = -1;
+			used = REPLACE_CHUNK;	/* a failed read may have filled some */
 			break;
 		}
+		if (got > used)
+			used = got;
 		if ((got > 0 || off == 0) && smfi_replacebody(ctx, buf, (int)got) != MI_SUCCESS) {
 			rc = -1;
 			break;
 		}
 		off += got;
 	} while (got > 0);
-	secmem_free(buf, REPLACE_CHUNK);	/* it held plaintext or signed content */
+	secmem_wipe(buf, used);		/* it held plaintext or signed content */
+	free(buf);
 	return rc;
 }
 

@@ -124,8 +124,13 @@ feed(BIO *b, const struct smime_source *src, const char *avoid, int *found,
 		memmove(buf, buf + o - keep, keep);
 	}
 out:
-	secmem_free(raw, raw != NULL ? FEED_CHUNK : 0);
-	secmem_free(buf, buf != NULL ? 2 * FEED_CHUNK + FEED_KEEP : 0);
+	/* malloc'd, not secmem: wiped and freed without secmem's lock */
+	if (raw != NULL)
+		secmem_wipe(raw, FEED_CHUNK);
+	if (buf != NULL)
+		secmem_wipe(buf, 2 * FEED_CHUNK + FEED_KEEP);
+	free(raw);
+	free(buf);
 	return st;
 }
 
