@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/buffer.h>
 #include <openssl/crypto.h>
 
 #include "entity.h"
@@ -330,6 +331,26 @@ entity_split_writer(BIO *head, BIO *body)
 	sp = BIO_get_data(b);
 	sp->head = head;
 	sp->body = body;
+	return b;
+}
+
+/* entity_bio_sized - a memory BIO with room for about hint bytes */
+BIO *
+entity_bio_sized(size_t hint)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *bm;
+
+	if (b == NULL || hint == 0)
+		return b;
+	/* BUF_MEM_grow_clean allocates 4/3 of what it is asked for */
+	if ((bm = BUF_MEM_new()) == NULL || BUF_MEM_grow_clean(bm, hint / 4 * 3 + 3) == 0) {
+		BUF_MEM_free(bm);
+		BIO_free(b);
+		return NULL;
+	}
+	bm->length = 0;
+	BIO_set_mem_buf(b, bm, BIO_CLOSE);	/* frees the BIO's empty buffer */
 	return b;
 }
 

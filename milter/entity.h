@@ -5,7 +5,8 @@
  *	entity - the message's MIME entity: taken out of a message, put back into one
  * SUMMARY
  *	entity_from_message(), entity_build(), entity_replace(),
- *	entity_replace_spool(), entity_split_writer(), entity_from_bio()
+ *	entity_replace_spool(), entity_split_writer(), entity_from_bio(),
+ *	entity_bio_sized()
  * DESCRIPTION
  *	The top-level MIME entity of a message is its Content-* headers and
  *	its body; the other headers (From, To, Subject, Received, ...) stay
@@ -33,6 +34,10 @@
  *	head up to and including the first empty line (at most
  *	ENTITY_HEAD_MAX bytes, else the write fails), the rest to body.
  * OWNERSHIP
+ *	entity_bio_sized() is a memory BIO made for about hint bytes up front
+ *	(past them it grows as any memory BIO), so that an output whose size
+ *	is known roughly is not reallocated, copied and wiped a score of times
+ *	as it is written; NULL when out of memory.
  *	entity_from_bio() copies a memory BIO's bytes into a NUL-terminated
  *	buffer from secmem_alloc() (NULL when out of memory), and
  *	entity_from_message() returns one: they may hold plaintext, the
@@ -73,5 +78,6 @@ enum km_status entity_replace_spool(struct verdict *, const struct message *,
 BIO	      *entity_split_writer(BIO *head, BIO *body);
 int	       entity_is_content_header(const char *name);
 char	      *entity_from_bio(BIO *, size_t *len);
+BIO	      *entity_bio_sized(size_t hint);
 
 #endif

@@ -331,7 +331,9 @@ sign_entity(struct out_job *j)
 		mode = SMIME_MODE_OPAQUE;
 	if (j->c->out_publish_cert)
 		pub.enc = j->self;	/* set by choose_publish(), or NULL */
-	if ((out = BIO_new(BIO_s_mem())) == NULL) {
+	/* the entity (detached) or its base64 (opaque), and the signature */
+	if ((out = entity_bio_sized((mode == SMIME_MODE_OPAQUE ? j->entlen / 3 * 4 :
+	    j->entlen) + j->entlen / 32 + 8192)) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
 		return -1;
 	}
@@ -347,10 +349,13 @@ encrypt_entity(struct out_job *j)
 	BIO *out;
 	struct kmerr err;
 	enum km_status st;
+	size_t in;
 
 	if (outbound_encrypt_to(j) != 0)
 		return -1;
-	if ((out = BIO_new(BIO_s_mem())) == NULL) {
+	in = j->sign ? j->signedlen : j->entlen;
+	/* base64 (in lines) of the content and a RecipientInfo per certificate */
+	if ((out = entity_bio_sized(in / 3 * 4 + in / 32 + 4096 + 1024 * j->ncerts)) == NULL) {
 		verdict_tempfail(j->v, "out of memory");
 		return -1;
 	}
