@@ -125,10 +125,8 @@ feed(BIO *b, const struct smime_source *src, const char *avoid, int *found,
 	}
 out:
 	/* malloc'd, not secmem: wiped and freed without secmem's lock */
-	if (raw != NULL)
-		secmem_wipe(raw, FEED_CHUNK);
-	if (buf != NULL)
-		secmem_wipe(buf, 2 * FEED_CHUNK + FEED_KEEP);
+	secmem_wipe(raw, FEED_CHUNK);
+	secmem_wipe(buf, 2 * FEED_CHUNK + FEED_KEEP);
 	free(raw);
 	free(buf);
 	return st;
